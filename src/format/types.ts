@@ -1,0 +1,143 @@
+/**
+ * The archive's plain data (SPEC section 4). Serialisable, no behaviour: the code that
+ * reads, writes and matches these lives beside them (manifest.ts, body-*.ts, archive.ts).
+ */
+import type { Readable, Writable } from 'node:stream';
+
+export const FORMAT_VERSION = 1 as const;
+
+/** Bodies larger than this are split into parts of exactly this many raw bytes (the last may be shorter). */
+export const PART_SIZE = 8 * 1024 * 1024;
+
+export interface Header {
+  name: string;
+  value: string;
+}
+
+export interface RequestRecord {
+  method: string;
+  /** Absolute URL, scheme included; redacted query parameters hold `btrfly-hmac:<hex>`. */
+  url: string;
+  /** Only the headers that select the response: those named by `Vary`, and `Accept`. Credentials redacted. */
+  headers: Header[];
+  /** SHA-256 (hex) of the request body, when there is one. */
+  bodySha256?: string;
+}
+
+export interface ContentRecord {
+  /** Bytes as they came over the wire after transfer decoding (Content-Encoding kept). */
+  size: number;
+  mimeType: string;
+  /** SHA-256 hex of those bytes; the body's address in the archive. */
+  sha256: string;
+  /** The response's Content-Encoding as received (e.g. `gzip`), when not identity. */
+  encoding?: string;
+  /** How the parts are stored: all zstd, all raw, or some of each. */
+  storage: 'zstd' | 'raw' | 'mixed';
+  parts: number;
+}
+
+export interface ResponseRecord {
+  status: number;
+  statusText: string;
+  httpVersion: string;
+  /** Received order, hop-by-hop and volatile headers removed (volatile ones live in volatile.json). */
+  headers: Header[];
+  content: ContentRecord;
+}
+
+export interface Entry {
+  request: RequestRecord;
+  /** 0 for the first answer to this request; n for the n-th different answer to the same request. */
+  ordinal: number;
+  response: ResponseRecord;
+}
+
+/** A loosening of exact matching, stored with the recording so that it shows in review. */
+export interface MatchRule {
+  /** Host name the rule applies to; `*` for every host, `*.example.com` for subdomains. */
+  host: string;
+  /** Query parameters whose presence and value are ignored when matching. */
+  ignoreQuery?: string[];
+  /** Request headers ignored when matching. */
+  ignoreHeaders?: string[];
+}
+
+export interface Redactions {
+  /** Request header names (lower case) recorded as `[redacted]`. */
+  headers: string[];
+  /** Query parameter names whose value is stored as a keyed hash. */
+  query: string[];
+}
+
+export interface Manifest {
+  btrflyFormat: typeof FORMAT_VERSION;
+  rules: MatchRule[];
+  redact: Redactions;
+  entries: Entry[];
+}
+
+/** A volatile header of an entry, with its position in the full received header list. */
+export interface VolatileHeader extends Header {
+  index: number;
+}
+
+/** volatile.json: headers that differ on every fetch, kept beside the manifest. Keyed by `entryKey()`. */
+export interface VolatileFile {
+  btrflyFormat: typeof FORMAT_VERSION;
+  entries: Record<string, VolatileHeader[]>;
+}
+
+/** Where a stored body's parts are (from the recording's tree). */
+export interface BodyLocation {
+  sha256: string;
+  /** Raw (decoded-from-storage) size of the whole body. */
+  size: number;
+  parts: PartLocation[];
+}
+
+export interface PartLocation {
+  /** git blob id of the stored part. */
+  oid: string;
+  /** Size of the stored blob (compressed size for zstd parts). */
+  storedSize: number;
+  zstd: boolean;
+}
+
+/** The result of writing one body. */
+export interface StoredBody {
+  sha256: string;
+  size: number;
+  /** git tree id of `bodies/<2hex>/<sha256>/`. */
+  treeOid: string;
+  storage: ContentRecord['storage'];
+  parts: number;
+}
+
+/** A byte range, inclusive at both ends as in HTTP. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** A recording as loaded for playback or listing. */
+export interface Recording {
+  tag: string;
+  commit: string;
+  manifest: Manifest;
+  volatile: VolatileFile;
+  bodies: Map<string, BodyLocation>;
+}
+
+/** Storage behind a small stream interface (STYLE.md); the git archive is one implementation. */
+export interface BodyStore {
+  /** A writable that takes a body's bytes as they arrive; `done` resolves once stored. */
+  createBodyWriter(opts?: { signal?: AbortSignal }): BodyWriter;
+  /** Streams a stored body, or an inclusive byte range of it, reading only the parts it needs. */
+  openBody(loc: BodyLocation, range?: ByteRange, opts?: { signal?: AbortSignal }): Readable;
+}
+
+export interface BodyWriter extends Writable {
+  /** Resolves after `end()` when every part is in the object store; rejects on error or abort. */
+  readonly done: Promise<StoredBody>;
+}
