@@ -1,0 +1,351 @@
+/**
+ * manifest.json and volatile.json: their one canonical text form, their validation, and the
+ * header rules that decide what goes in them (SPEC section 4, docs/archive-format.md).
+ */
+import { createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
+import { BtrflyError } from '../errors';
+import {
+  FORMAT_VERSION,
+  type Entry,
+  type Header,
+  type Manifest,
+  type MatchRule,
+  type Redactions,
+  type VolatileFile,
+  type VolatileHeader,
+} from './types';
+
+// ---------------------------------------------------------------------------------------
+// Canonical form
+
+/** Code-unit order, not locale order: the same bytes sort the same way on every machine. */
+export function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Order of entries in manifest.json: URL, then method, then ordinal. */
+export function compareEntries(a: Entry, b: Entry): number {
+  return (
+    compareStrings(a.request.url, b.request.url) ||
+    compareStrings(a.request.method, b.request.method) ||
+    a.ordinal - b.ordinal
+  );
+}
+
+/** The key of an entry in volatile.json and in messages, e.g. `GET https://x/y #0`. */
+export function entryKey(e: { request: { method: string; url: string }; ordinal: number }): string {
+  return `${e.request.method} ${e.request.url} #${e.ordinal}`;
+}
+
+const sortedUnique = (xs: readonly string[]): string[] => [...new Set(xs)].sort(compareStrings);
+const headerPair = (h: Header): Header => ({ name: h.name, value: h.value });
+
+function canonicalRule(r: MatchRule): MatchRule {
+  const out: MatchRule = { host: r.host.toLowerCase() };
+  if (r.ignoreQuery?.length) out.ignoreQuery = sortedUnique(r.ignoreQuery);
+  if (r.ignoreHeaders?.length) out.ignoreHeaders = sortedUnique(r.ignoreHeaders.map((h) => h.toLowerCase()));
+  return out;
+}
+
+function canonicalEntry(e: Entry): Entry {
+  const { request: q, response: s } = e;
+  const c = s.content;
+  return {
+    request: {
+      method: q.method,
+      url: q.url,
+      // Selecting headers are compared as a set, so their order carries no meaning: sort them.
+      headers: q.headers
+        .map(headerPair)
+        .sort((a, b) => compareStrings(a.name.toLowerCase(), b.name.toLowerCase())),
+      ...(q.bodySha256 !== undefined && { bodySha256: q.bodySha256 }),
+    },
+    ordinal: e.ordinal,
+    response: {
+      status: s.status,
+      statusText: s.statusText,
+      httpVersion: s.httpVersion,
+      // Response headers keep their received order: playback sends them so.
+      headers: s.headers.map(headerPair),
+      content: {
+        size: c.size,
+        mimeType: c.mimeType,
+        sha256: c.sha256,
+        ...(c.encoding !== undefined && { encoding: c.encoding }),
+        storage: c.storage,
+        parts: c.parts,
+      },
+    },
+  };
+}
+
+/**
+ * The one canonical text of a manifest: fixed key order, 2-space indent, trailing newline,
+ * entries sorted by URL, method, ordinal; rules and redactions sorted. The same content in
+ * any order gives the same bytes, so `git diff` of two recordings shows only real changes.
+ */
+export function serializeManifest(m: Manifest): string {
+  const canonical: Manifest = {
+    btrflyFormat: m.btrflyFormat,
+    rules: m.rules
+      .map(canonicalRule)
+      .sort((a, b) => compareStrings(a.host, b.host) || compareStrings(JSON.stringify(a), JSON.stringify(b))),
+    redact: { headers: sortedUnique(m.redact.headers.map((h) => h.toLowerCase())), query: sortedUnique(m.redact.query) },
+    entries: m.entries.map(canonicalEntry).sort(compareEntries),
+  };
+  return JSON.stringify(canonical, null, 2) + '\n';
+}
+
+/** The canonical text of volatile.json: keys sorted, empty lists left out, headers by position. */
+export function serializeVolatile(v: VolatileFile): string {
+  const entries: Record<string, VolatileHeader[]> = {};
+  for (const key of Object.keys(v.entries).sort(compareStrings)) {
+    const list = v.entries[key];
+    if (!list.length) continue;
+    entries[key] = [...list].sort((a, b) => a.index - b.index).map((h) => ({ name: h.name, value: h.value, index: h.index }));
+  }
+  return JSON.stringify({ btrflyFormat: v.btrflyFormat, entries }, null, 2) + '\n';
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsing and validation
+
+let validators: { manifest: ValidateFunction; volatile: ValidateFunction } | undefined;
+
+/** Compiled once, on first use. The schema ships in docs/ (in the npm package too), two levels above src/format and dist/format. */
+function getValidators(): { manifest: ValidateFunction; volatile: ValidateFunction } {
+  if (!validators) {
+    const schema = JSON.parse(readFileSync(join(__dirname, '..', '..', 'docs', 'manifest.schema.json'), 'utf8'));
+    const ajv = new Ajv({ allErrors: false, strict: true });
+    const manifest = ajv.compile(schema);
+    const volatile = ajv.compile({ $ref: `${schema.$id}#/definitions/volatileFile` });
+    validators = { manifest, volatile };
+  }
+  return validators;
+}
+
+function invalid(where: string, what: string, cause?: unknown): BtrflyError {
+  return new BtrflyError(
+    'MANIFEST_INVALID',
+    `manifest of ${where} is invalid: ${what}: the recording was not written by btrfly or was edited; re-record the tag or restore the file from git history`,
+    { cause, data: { where } },
+  );
+}
+
+function describeSchemaError(e: ErrorObject): string {
+  const path = e.instancePath || '/';
+  if (e.keyword === 'additionalProperties') return `${path}: unexpected property "${String(e.params.additionalProperty)}"`;
+  if (e.keyword === 'enum') return `${path} ${e.message}: ${JSON.stringify(e.params.allowedValues)}`;
+  return `${path} ${e.message ?? 'is not valid'}`;
+}
+
+function parseChecked<T>(text: string, where: string, file: string, validate: ValidateFunction): T {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw invalid(where, `${file} is not JSON (${(e as Error).message})`, e);
+  }
+  const version = (data as { btrflyFormat?: unknown } | null)?.btrflyFormat;
+  if (typeof version === 'number' && version > FORMAT_VERSION) {
+    throw new BtrflyError(
+      'MANIFEST_INVALID',
+      `${file} of ${where} has btrflyFormat ${version}, written by a newer btrfly (this one reads up to ${FORMAT_VERSION}): upgrade btrfly`,
+      { data: { where, btrflyFormat: version } },
+    );
+  }
+  if (!validate(data)) throw invalid(where, `${file} ${describeSchemaError(validate.errors![0])}`);
+  return data as T;
+}
+
+/**
+ * Parses and validates manifest.json against docs/manifest.schema.json.
+ * @param where what the user knows the manifest as, e.g. `tag "x" at 1a2b3c4`; named in errors.
+ * @throws BtrflyError MANIFEST_INVALID naming where and what is wrong.
+ */
+export function parseManifest(text: string, where: string): Manifest {
+  return parseChecked<Manifest>(text, where, 'manifest.json', getValidators().manifest);
+}
+
+/** Parses and validates volatile.json; same errors as {@link parseManifest}. */
+export function parseVolatile(text: string, where: string): VolatileFile {
+  return parseChecked<VolatileFile>(text, where, 'volatile.json', getValidators().volatile);
+}
+
+/** An empty manifest carrying the given rules and redactions. */
+export function emptyManifest(rules: MatchRule[] = [], redact: Redactions = { headers: [], query: [] }): Manifest {
+  return { btrflyFormat: FORMAT_VERSION, rules, redact, entries: [] };
+}
+
+// ---------------------------------------------------------------------------------------
+// Which headers go where
+
+/**
+ * Response headers that differ on every fetch of the same resource. They are stored in
+ * volatile.json rather than in the manifest (and played back all the same), so that a
+ * re-recording's diff shows only real changes. Validators (`ETag`, `Last-Modified`) are
+ * not here: they change only when the content does. See docs/archive-format.md.
+ */
+export const VOLATILE_HEADERS: readonly string[] = [
+  'date',
+  'age',
+  'expires',
+  'set-cookie',
+  'x-request-id',
+  'request-id',
+  'x-correlation-id',
+  'x-trace-id',
+  'traceparent',
+  'x-cloud-trace-context',
+  'x-amzn-requestid',
+  'x-amzn-trace-id',
+  'x-amz-request-id',
+  'x-amz-id-2',
+  'x-amz-cf-id',
+  'x-amz-cf-pop',
+  'cf-ray',
+  'cf-cache-status',
+  'x-served-by',
+  'x-cache',
+  'x-cache-hits',
+  'x-cache-status',
+  'x-timer',
+  'x-fastly-request-id',
+  'x-github-request-id',
+  'x-vercel-id',
+  'x-vercel-cache',
+  'fly-request-id',
+  'x-nf-request-id',
+  'x-azure-ref',
+  'x-msedge-ref',
+  'x-ms-request-id',
+  'x-runtime',
+  'x-response-time',
+  'server-timing',
+];
+const VOLATILE = new Set(VOLATILE_HEADERS);
+
+/** Hop-by-hop headers (RFC 9110 section 7.6.1), plus the legacy `Proxy-Connection`. */
+export const HOP_BY_HOP_HEADERS: readonly string[] = [
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+];
+
+/** Request headers that carry credentials: always stored as `[redacted]`. */
+export const CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'cookie', 'proxy-authorization'];
+
+/** What a redacted header value is stored as; matches any value in playback. */
+export const REDACTED = '[redacted]';
+
+/** Comma-separated header tokens, lower case (`Vary`, `Connection`). */
+export function headerTokens(value: string | undefined): string[] {
+  if (!value) return [];
+  return value
+    .split(',')
+    .map((t) => t.trim().toLowerCase())
+    .filter((t) => t.length > 0);
+}
+
+/** The hop-by-hop headers of a message: the fixed list and any named in its `Connection` header. */
+export function hopByHopNames(raw: readonly Header[]): Set<string> {
+  const names = new Set(HOP_BY_HOP_HEADERS);
+  for (const h of raw) if (h.name.toLowerCase() === 'connection') for (const t of headerTokens(h.value)) names.add(t);
+  return names;
+}
+
+/**
+ * Splits received response headers into those kept in the manifest and the volatile ones
+ * (with their position, so {@link mergeHeaders} restores the received order). Hop-by-hop
+ * headers are dropped from both.
+ */
+export function splitHeaders(raw: readonly Header[]): { kept: Header[]; volatile: VolatileHeader[] } {
+  const hop = hopByHopNames(raw);
+  const kept: Header[] = [];
+  const volatile: VolatileHeader[] = [];
+  let index = 0;
+  for (const h of raw) {
+    const lower = h.name.toLowerCase();
+    if (hop.has(lower)) continue;
+    if (VOLATILE.has(lower)) volatile.push({ name: h.name, value: h.value, index });
+    else kept.push({ name: h.name, value: h.value });
+    index++;
+  }
+  return { kept, volatile };
+}
+
+/** The received header list again, from the manifest's headers and volatile.json's. */
+export function mergeHeaders(kept: readonly Header[], volatile: readonly VolatileHeader[]): Header[] {
+  const out: Header[] = [];
+  const byIndex = [...volatile].sort((a, b) => a.index - b.index);
+  let k = 0;
+  for (const v of byIndex) {
+    while (out.length < v.index && k < kept.length) out.push(headerPair(kept[k++]));
+    out.push({ name: v.name, value: v.value });
+  }
+  while (k < kept.length) out.push(headerPair(kept[k++]));
+  return out;
+}
+
+/**
+ * The request headers to store with an entry: `Accept` and those named by the response's
+ * `Vary`, names in lower case, sorted; credentials replaced by {@link REDACTED}.
+ */
+export function selectingRequestHeaders(
+  reqHeaders: readonly Header[],
+  responseVary: string | undefined,
+  redact: Redactions,
+): Header[] {
+  const selecting = new Set(['accept', ...headerTokens(responseVary).filter((t) => t !== '*')]);
+  const secret = new Set([...CREDENTIAL_HEADERS, ...redact.headers.map((h) => h.toLowerCase())]);
+  return reqHeaders
+    .map((h) => ({ name: h.name.toLowerCase(), value: h.value }))
+    .filter((h) => selecting.has(h.name))
+    .map((h) => (secret.has(h.name) ? { name: h.name, value: REDACTED } : h))
+    .sort((a, b) => compareStrings(a.name, b.name));
+}
+
+/** The prefix of a redacted query value. */
+export const HMAC_PREFIX = 'btrfly-hmac:';
+
+/**
+ * Replaces the values of the named query parameters by `btrfly-hmac:<hex>`, an
+ * HMAC-SHA256 of the value as sent, keyed with the archive's key: matched as a hash, never
+ * stored in clear. The rest of the URL is left byte for byte as it was.
+ */
+export function redactUrl(url: string, names: readonly string[], key: Buffer): string {
+  const q = url.indexOf('?');
+  if (q < 0 || names.length === 0) return url;
+  const wanted = new Set(names);
+  const hash = url.indexOf('#', q);
+  const end = hash < 0 ? url.length : hash;
+  const params = url
+    .slice(q + 1, end)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      const rawName = eq < 0 ? pair : pair.slice(0, eq);
+      if (!wanted.has(decodeQueryPart(rawName))) return pair;
+      const value = eq < 0 ? '' : pair.slice(eq + 1);
+      return `${rawName}=${HMAC_PREFIX}${createHmac('sha256', key).update(value).digest('hex')}`;
+    });
+  return url.slice(0, q + 1) + params.join('&') + url.slice(end);
+}
+
+/** Decodes a query name or value as a form would (`+` is a space); malformed escapes stay as they are. */
+export function decodeQueryPart(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    return s;
+  }
+}
