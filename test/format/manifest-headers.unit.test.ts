@@ -1,0 +1,92 @@
+import { mergeHeaders, redactUrl, selectingRequestHeaders, splitHeaders, VOLATILE_HEADERS } from '../../src/format/manifest';
+
+const h = (name: string, value: string) => ({ name, value });
+
+describe('splitHeaders / mergeHeaders', () => {
+  const received = [
+    h('Date', 'Tue, 01 Jul 2025 10:00:00 GMT'),
+    h('Content-Type', 'application/json'),
+    h('Connection', 'keep-alive, X-Hop'),
+    h('X-Hop', 'gone'),
+    h('Transfer-Encoding', 'chunked'),
+    h('ETag', '"abc"'),
+    h('Last-Modified', 'Mon, 30 Jun 2025 10:00:00 GMT'),
+    h('CF-Ray', '8a1b2c3d4e5f-AMS'),
+    h('Keep-Alive', 'timeout=5'),
+    h('Cache-Control', 'max-age=60'),
+    h('Age', '12'),
+  ];
+
+  it('keeps validators, moves per-fetch headers aside, drops hop-by-hop ones', () => {
+    const { kept, volatile } = splitHeaders(received);
+    expect(kept.map((x) => x.name)).toEqual(['Content-Type', 'ETag', 'Last-Modified', 'Cache-Control']);
+    expect(volatile).toEqual([
+      { name: 'Date', value: 'Tue, 01 Jul 2025 10:00:00 GMT', index: 0 },
+      { name: 'CF-Ray', value: '8a1b2c3d4e5f-AMS', index: 4 },
+      { name: 'Age', value: '12', index: 6 },
+    ]);
+  });
+
+  it('restores the received order without the hop-by-hop headers', () => {
+    const { kept, volatile } = splitHeaders(received);
+    expect(mergeHeaders(kept, volatile).map((x) => x.name)).toEqual([
+      'Date', 'Content-Type', 'ETag', 'Last-Modified', 'CF-Ray', 'Cache-Control', 'Age',
+    ]);
+  });
+
+  it('appends volatile headers whose position is past the end', () => {
+    expect(mergeHeaders([h('A', '1')], [{ name: 'Date', value: 'd', index: 7 }])).toEqual([h('A', '1'), h('Date', 'd')]);
+  });
+
+  it('lists no validator as volatile', () => {
+    expect(VOLATILE_HEADERS).not.toContain('etag');
+    expect(VOLATILE_HEADERS).not.toContain('last-modified');
+    expect(VOLATILE_HEADERS).toContain('date');
+  });
+});
+
+describe('selectingRequestHeaders', () => {
+  const req = [
+    h('Host', 'h'),
+    h('Accept', 'application/json'),
+    h('Accept-Encoding', 'gzip'),
+    h('Authorization', 'Bearer s3cret'),
+    h('User-Agent', 'npm/10'),
+    h('X-Api-Key', 'k3y'),
+  ];
+
+  it('stores Accept and the Vary-named headers, lower case, sorted', () => {
+    expect(selectingRequestHeaders(req, 'Accept-Encoding, User-Agent', { headers: [], query: [] })).toEqual([
+      h('accept', 'application/json'),
+      h('accept-encoding', 'gzip'),
+      h('user-agent', 'npm/10'),
+    ]);
+    expect(selectingRequestHeaders(req, undefined, { headers: [], query: [] })).toEqual([h('accept', 'application/json')]);
+    expect(selectingRequestHeaders(req, '*', { headers: [], query: [] })).toEqual([h('accept', 'application/json')]);
+  });
+
+  it('never stores credentials in clear', () => {
+    const out = selectingRequestHeaders(req, 'authorization, X-API-Key', { headers: ['X-Api-Key'], query: [] });
+    expect(out).toEqual([h('accept', 'application/json'), h('authorization', '[redacted]'), h('x-api-key', '[redacted]')]);
+    expect(JSON.stringify(out)).not.toMatch(/s3cret|k3y/);
+  });
+});
+
+describe('redactUrl', () => {
+  const key = Buffer.from('0123456789abcdef0123456789abcdef');
+
+  it('replaces the named parameter by a keyed hash and leaves the rest byte for byte', () => {
+    const url = 'https://h/p?a=1&sig=SECRET%2Bx&b=%7e&sig=two';
+    const out = redactUrl(url, ['sig'], key);
+    expect(out).toMatch(/^https:\/\/h\/p\?a=1&sig=btrfly-hmac:[0-9a-f]{64}&b=%7e&sig=btrfly-hmac:[0-9a-f]{64}$/);
+    expect(out).not.toContain('SECRET');
+    expect(redactUrl(url, ['sig'], key)).toBe(out);
+    expect(redactUrl(url, ['sig'], Buffer.from('another key'))).not.toBe(out);
+    expect(redactUrl('https://h/p?sig=other', ['sig'], key)).not.toBe(redactUrl('https://h/p?sig=SECRET%2Bx', ['sig'], key));
+  });
+
+  it('leaves URLs without the parameter alone', () => {
+    expect(redactUrl('https://h/p', ['sig'], key)).toBe('https://h/p');
+    expect(redactUrl('https://h/p?x=1', ['sig'], key)).toBe('https://h/p?x=1');
+  });
+});
