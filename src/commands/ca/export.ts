@@ -1,0 +1,22 @@
+import { Flags } from '@oclif/core';
+import { writeFile } from 'node:fs/promises';
+import { CertificateAuthority } from '../../engine/ca';
+import { BtrflyCommand } from '../base';
+
+/** `btrfly ca export`: the CA certificate in PEM, for trust stores and CA bundles. */
+export default class CaExport extends BtrflyCommand {
+  static override summary = 'Print the btrfly CA certificate in PEM';
+  static override description = 'Writes the certificate (never the key) to stdout, or to FILE with --output.';
+  static override examples = ['<%= config.bin %> ca export > btrfly-ca.pem', '<%= config.bin %> ca export -o btrfly-ca.pem'];
+  static override flags = {
+    output: Flags.string({ char: 'o', description: 'write the certificate to FILE instead of stdout', helpValue: 'FILE' }),
+  };
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(CaExport);
+    const ca = await CertificateAuthority.loadOrCreate();
+    if (flags.output) await writeFile(flags.output, ca.certPem, { mode: 0o644 });
+    if (flags.json) this.printJson({ cert: ca.certPath, output: flags.output ?? null, pem: ca.certPem });
+    else if (!flags.output) process.stdout.write(ca.certPem);
+  }
+}
