@@ -1,0 +1,124 @@
+import { promises as fs, constants as fsc } from 'node:fs';
+import * as path from 'node:path';
+import { BtrflyError } from '../../errors';
+
+/** What a path was before btrfly touched it: plain JSON, kept in the restore journal. */
+export type FileSnapshot =
+  | { type: 'absent' }
+  | { type: 'symlink'; target: string }
+  | { type: 'file'; mode: number; uid: number; gid: number; base64: string };
+
+/** Records a path exactly: a symlink as the link itself (not what it points to), a file with its mode and owner. */
+export async function captureFile(file: string): Promise<FileSnapshot> {
+  let st;
+  try {
+    st = await fs.lstat(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { type: 'absent' };
+    throw e;
+  }
+  if (st.isSymbolicLink()) return { type: 'symlink', target: await fs.readlink(file) };
+  const bytes = await fs.readFile(file);
+  return { type: 'file', mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, base64: bytes.toString('base64') };
+}
+
+/** The temporary name used beside `file`; fixed so that a crash's leftover can be found and removed. */
+export function tempNameFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.btrfly-tmp`);
+}
+
+/**
+ * Puts a path back as the snapshot says. The new version is built under a temporary
+ * name and renamed over, so a crash leaves either the old or the new file, never half
+ * of one. Idempotent.
+ */
+export async function restoreFile(file: string, snap: FileSnapshot): Promise<void> {
+  const tmp = tempNameFor(file);
+  await fs.rm(tmp, { force: true });
+  if (snap.type === 'absent') {
+    await fs.rm(file, { force: true });
+    return;
+  }
+  if (snap.type === 'symlink') {
+    await fs.symlink(snap.target, tmp);
+    await replace(tmp, file, async () => {
+      // A bind-mounted file cannot become a symlink; writing through it is the best left.
+      await fs.rm(tmp, { force: true });
+      throw new BtrflyError('STORAGE', `cannot restore the symlink ${file} -> ${snap.target} because ${file} is a mount point: unmount it and run "btrfly stop" again`);
+    });
+    return;
+  }
+  const bytes = Buffer.from(snap.base64, 'base64');
+  await writeFileDurably(tmp, bytes, snap.mode);
+  await chownIfRoot(tmp, snap.uid, snap.gid);
+  await replace(tmp, file, async () => {
+    await fs.rm(tmp, { force: true });
+    await writeInPlace(file, bytes);
+    await fs.chmod(file, snap.mode);
+    await chownIfRoot(file, snap.uid, snap.gid);
+  });
+}
+
+/** Replaces whatever is at `file` (a symlink included, which is replaced, not followed) with a plain file. */
+export async function replaceWithFile(file: string, content: string | Buffer, mode: number): Promise<void> {
+  const tmp = tempNameFor(file);
+  await fs.rm(tmp, { force: true });
+  await writeFileDurably(tmp, content, mode);
+  await replace(tmp, file, async () => {
+    await fs.rm(tmp, { force: true });
+    await writeInPlace(file, content);
+  });
+}
+
+/**
+ * Renames `tmp` over `file`. When `file` is a mount point (Docker and other containers
+ * bind-mount /etc/resolv.conf) rename fails with EBUSY and `fallback` runs instead.
+ */
+async function replace(tmp: string, file: string, fallback: () => Promise<void>): Promise<void> {
+  try {
+    await fs.rename(tmp, file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EBUSY' && code !== 'EXDEV') throw e;
+    await fallback();
+  }
+  await syncDir(path.dirname(file));
+}
+
+async function writeFileDurably(file: string, content: string | Buffer, mode: number): Promise<void> {
+  const fh = await fs.open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, mode);
+  try {
+    await fh.writeFile(content);
+    await fh.chmod(mode); // the umask trimmed the mode given to open
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function writeInPlace(file: string, content: string | Buffer): Promise<void> {
+  const fh = await fs.open(file, fsc.O_WRONLY | fsc.O_TRUNC);
+  try {
+    await fh.writeFile(content);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function chownIfRoot(file: string, uid: number, gid: number): Promise<void> {
+  if (process.getuid?.() === 0) await fs.lchown(file, uid, gid);
+}
+
+/** Makes a rename durable across power loss (the directory entry must reach the disk too). */
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, fsc.O_RDONLY);
+  try {
+    await fh.sync();
+  } catch (e) {
+    // Some filesystems refuse fsync on a directory; the rename itself is still atomic.
+    if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
+  } finally {
+    await fh.close();
+  }
+}
