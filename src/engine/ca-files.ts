@@ -1,5 +1,5 @@
 import { KeyObject, X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { type Stats, promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -28,14 +28,15 @@ export async function loadOrCreateCaFiles(dir: string): Promise<CaFiles> {
   const certPath = join(dir, 'ca.pem');
   const keyPath = join(dir, 'ca-key.pem');
   if (!(await exists(keyPath))) await createCaFiles(dir, certPath, keyPath);
-  await checkKeyMode(keyPath);
+  const keyStat = await checkKeyMode(keyPath);
   const privateKey = parseKey(await fs.readFile(keyPath, 'utf8'), keyPath);
   const deadline = Date.now() + PEER_WAIT_MS;
   for (;;) {
     const checked = await checkPair(certPath, keyPath, privateKey);
     if ('certPem' in checked) return { dir, certPath, keyPath, certPem: checked.certPem, privateKey };
-    // Another process may be between linking the key and renaming the certificate.
-    if (!checked.transient || Date.now() > deadline) throw new BtrflyError('CONFIG', checked.problem, { data: { certPath, keyPath } });
+    // A process that just linked a new key may not have renamed its certificate yet.
+    const fresh = Date.now() - keyStat.mtimeMs < PEER_WAIT_MS;
+    if (!checked.transient || !fresh || Date.now() > deadline) throw new BtrflyError('CONFIG', checked.problem, { data: { certPath, keyPath } });
     await sleep(50);
   }
 }
@@ -64,16 +65,17 @@ async function createCaFiles(dir: string, certPath: string, keyPath: string): Pr
 }
 
 /** Refuses a key that others can read: whoever holds it can intercept this user's TLS. */
-async function checkKeyMode(keyPath: string): Promise<void> {
-  if (process.platform === 'win32') return;
-  const mode = (await fs.stat(keyPath)).mode & 0o777;
-  if (mode & 0o077) {
+async function checkKeyMode(keyPath: string): Promise<Stats> {
+  const stat = await fs.stat(keyPath);
+  const mode = stat.mode & 0o777;
+  if (process.platform !== 'win32' && mode & 0o077) {
     throw new BtrflyError(
       'PERMISSION',
       `CA key ${keyPath} is readable by group or others (mode ${mode.toString(8).padStart(4, '0')}): run "chmod 600 ${keyPath}"`,
       { data: { keyPath, mode: mode.toString(8) } },
     );
   }
+  return stat;
 }
 
 /** The certificate when it matches the key and is valid, else what is wrong with it. */
