@@ -1,0 +1,16 @@
+/**
+ * Test helpers: real servers, real processes, real namespaces, all cleaned up at the end
+ * of the test file. Import from here:
+ *
+ * ```ts
+ * import { startOrigin, runCli, tmpDir, createNetns } from '../helpers';
+ * ```
+ */
+export * from './archive-fixture';
+export * from './cleanup';
+export * from './cli';
+export * from './netns';
+export * from './origin';
+export * from './proc';
+export * from './test-ca';
+export * from './tmp';
