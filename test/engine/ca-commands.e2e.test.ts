@@ -46,6 +46,21 @@ test('six CLIs started at once end with one CA', async () => {
   expect(readdirSync(cfg).sort()).toEqual(['ca-key.pem', 'ca.pem']);
 });
 
+test('six processes creating the CA in the same millisecond end with one CA', async () => {
+  // CLI start-up jitter (hundreds of ms) hides the race, so each process spins until one instant.
+  const at = Date.now() + 1500;
+  const script = `const { CertificateAuthority } = require(${JSON.stringify(join(__dirname, '../../dist/engine/ca.js'))});
+    while (Date.now() < ${at});
+    CertificateAuthority.loadOrCreate(process.env.BTRFLY_CONFIG_DIR).then((ca) => process.stdout.write(ca.certPem));`;
+  const outs = await Promise.all(
+    Array.from({ length: 6 }, () => run(process.execPath, ['-e', script], { env: cleanEnv({ BTRFLY_CONFIG_DIR: cfg }, tmp.dir) })),
+  );
+  expect(outs.map((o) => o.stderr)).toEqual(['', '', '', '', '', '']);
+  expect(new Set(outs.map((o) => o.stdout)).size).toBe(1);
+  expect(outs[0].stdout).toBe(readFileSync(join(cfg, 'ca.pem'), 'utf8'));
+  expect(readdirSync(cfg).sort()).toEqual(['ca-key.pem', 'ca.pem']);
+});
+
 test('a world-readable key: exit 1, one line naming the fix, no stack', async () => {
   await btrfly('ca', 'path');
   const key = join(cfg, 'ca-key.pem');
