@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { writeFile } from 'node:fs/promises';
 import { CertificateAuthority } from '../../engine/ca';
-import { BtrflyCommand } from '../base';
+import { BtrflyCommand } from '../../cli/base';
 
 /** `btrfly ca export`: the CA certificate in PEM, for trust stores and CA bundles. */
 export default class CaExport extends BtrflyCommand {

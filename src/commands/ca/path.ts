@@ -1,5 +1,5 @@
 import { CertificateAuthority } from '../../engine/ca';
-import { BtrflyCommand } from '../base';
+import { BtrflyCommand } from '../../cli/base';
 
 /** `btrfly ca path`: where btrfly's CA certificate is (created on first use). */
 export default class CaPath extends BtrflyCommand {
