@@ -37,7 +37,7 @@ export function cliWorkDir(): string {
 
 /**
  * The environment btrfly runs with: this process's, without btrfly's own variables, with
- * XDG config/data/cache dirs in a per-file temp dir (btrfly's CA key and logins go there,
+ * XDG config/data/cache dirs and `BTRFLY_CONFIG_DIR` in a per-file temp dir (btrfly's CA key and logins go there,
  * never into the user's real config), no colours, and `extra` on top.
  */
 export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -49,6 +49,7 @@ export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     XDG_CONFIG_HOME: join(homeDir, 'config'),
     XDG_DATA_HOME: join(homeDir, 'data'),
     XDG_CACHE_HOME: join(homeDir, 'cache'),
+    BTRFLY_CONFIG_DIR: join(homeDir, 'config', 'btrfly'),
     NO_COLOR: '1',
     ...extra,
   };
