@@ -5,7 +5,8 @@ import { KeyObject, generateKeyPairSync, randomBytes, webcrypto } from 'node:cry
 import { isIP } from 'node:net';
 import { BtrflyError } from '../errors';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+// @peculiar/x509 is typed against the DOM's Crypto; Node's webcrypto is the same API.
+x509.cryptoProvider.set(webcrypto as never);
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** Clients reject a leaf valid for more than 398 days (CA/Browser Forum, Apple, Chrome). */
@@ -135,7 +136,7 @@ function randomSerial(): string {
   return bytes.toString('hex');
 }
 
-function signingAlgorithm(key: KeyObject): RsaHashedImportParams | EcKeyImportParams & EcdsaParams {
+function signingAlgorithm(key: KeyObject): webcrypto.RsaHashedImportParams | (webcrypto.EcKeyImportParams & webcrypto.EcdsaParams) {
   if (key.asymmetricKeyType === 'rsa') return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
   if (key.asymmetricKeyType === 'ec') {
     const curve = key.asymmetricKeyDetails?.namedCurve;
@@ -145,6 +146,6 @@ function signingAlgorithm(key: KeyObject): RsaHashedImportParams | EcKeyImportPa
   throw new BtrflyError('CONFIG', `unsupported CA key type ${key.asymmetricKeyType ?? 'unknown'}: use an RSA or ECDSA (P-256/384/521) key, or delete the CA files to create a new CA`);
 }
 
-function toCryptoKey(key: KeyObject, usage: 'sign' | 'verify'): CryptoKey {
+function toCryptoKey(key: KeyObject, usage: 'sign' | 'verify'): webcrypto.CryptoKey {
   return key.toCryptoKey(signingAlgorithm(key), true, [usage]);
 }
