@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { mergeHeaders, redactUrl, selectingRequestHeaders, splitHeaders, VOLATILE_HEADERS } from '../../src/format/manifest';
 
 const h = (name: string, value: string) => ({ name, value });
@@ -88,5 +90,12 @@ describe('redactUrl', () => {
   it('leaves URLs without the parameter alone', () => {
     expect(redactUrl('https://h/p', ['sig'], key)).toBe('https://h/p');
     expect(redactUrl('https://h/p?x=1', ['sig'], key)).toBe('https://h/p?x=1');
+  });
+});
+
+describe('docs/archive-format.md', () => {
+  it('documents every volatile header', () => {
+    const doc = readFileSync(join(__dirname, '..', '..', 'docs', 'archive-format.md'), 'utf8').toLowerCase();
+    expect(VOLATILE_HEADERS.filter((name) => !doc.includes(`\`${name}\``))).toEqual([]);
   });
 });
