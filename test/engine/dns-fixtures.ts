@@ -84,12 +84,12 @@ export interface DigResult {
  * play a different host.
  */
 export async function dig(
-  server: { port: number },
+  server: { port: number; host?: string },
   name: string,
   type: string,
   opts: { tcp?: boolean; from?: string; extra?: string[] } = {},
 ): Promise<DigResult> {
-  const args = ['@127.0.0.1', '-p', String(server.port), name, type, '+tries=1', '+time=5', '+noall', '+comments', '+answer'];
+  const args = [`@${server.host ?? '127.0.0.1'}`, '-p', String(server.port), name, type, '+tries=1', '+time=5', '+noall', '+comments', '+answer'];
   if (opts.tcp) args.push('+tcp');
   if (opts.from) args.push('-b', opts.from);
   args.push(...(opts.extra ?? []));

@@ -240,8 +240,54 @@ describe('DNS server, upstream failures and configuration', () => {
     }
   });
 
+  test('a throwing answerFor costs that query only, and is logged', async () => {
+    const upstream = await startFakeUpstream();
+    const warnings: string[] = [];
+    const { server } = await startServer(upstream, {
+      answerFor: (client) => {
+        if (client === '127.0.0.6') throw new Error('session store unavailable');
+        return { ipv4: PROXY_V4 };
+      },
+      log: (e) => e.level === 'warn' && warnings.push(e.msg),
+    });
+    expect(await sendRaw(server.udpPort, rawQuery('example.test'), '127.0.0.6')).toBeNull();
+    expect((await dig({ port: server.udpPort }, 'example.test', 'A', { from: SESSION })).answers).toEqual([`A ${PROXY_V4}`]);
+    expect(warnings).toEqual(['dns: dropped a message: session store unavailable']);
+  });
+
+  test('a port already in use is a one-line NETWORK error that says what to do', async () => {
+    const taken = dgram.createSocket('udp4');
+    await new Promise<void>((r) => taken.bind(0, '127.0.0.1', r));
+    registerCleanup(() => new Promise<void>((r) => taken.close(() => r())));
+    const start = startDnsServer({ address: '127.0.0.1', port: taken.address().port, upstream: [], answerFor: () => null });
+    await expect(start).rejects.toMatchObject({
+      code: 'NETWORK',
+      message: expect.stringMatching(/^cannot listen for DNS on 127\.0\.0\.1:\d+: .*EADDRINUSE: the address is already in use; stop the other listener or pick another port$/),
+    });
+  });
+
   test('a bad upstream address is a one-line CONFIG error', async () => {
     const start = startDnsServer({ address: '127.0.0.1', port: 0, upstream: ['dns.google'], answerFor: () => null });
     await expect(start).rejects.toMatchObject({ code: 'CONFIG', message: expect.stringMatching(/^upstream resolver "dns.google" .*: use /) });
+  });
+
+  test('on a dual-stack address, IPv4 clients are seen as IPv4 and IPv6 clients are served too', async () => {
+    const upstream = await startFakeUpstream();
+    const seen: string[] = [];
+    const server = await startDnsServer({
+      address: '::',
+      port: 0,
+      upstream: [`127.0.0.1:${upstream.port}`],
+      answerFor: (client) => {
+        seen.push(client);
+        return client === '::1' ? { ipv6: PROXY_V6 } : null;
+      },
+    });
+    registerCleanup(() => server.close());
+    const v6 = await dig({ port: server.udpPort, host: '::1' }, 'example.test', 'AAAA');
+    expect(v6.answers).toEqual([`AAAA ${PROXY_V6}`]);
+    const v4 = await dig({ port: server.tcpPort }, 'example.test', 'A', { tcp: true, from: OUTSIDER });
+    expect(v4.answers).toEqual([`A ${UPSTREAM_A}`]);
+    expect(seen).toEqual(['::1', OUTSIDER]);
   });
 });
