@@ -16,7 +16,8 @@ export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NOTIMP: 4, REFUSED: 
 export const QTYPE = { A: 1, AAAA: 28, SVCB: 64, HTTPS: 65, ANY: 255, OPT: 41 } as const;
 
 const HEADER = 12;
-const CLASS_IN = 1;
+/** The Internet class (RFC 1035 §3.2.4). */
+export const CLASS_IN = 1;
 /** EDNS payload size advertised in our OPT record (DNS flag day 2020 value). */
 const EDNS_PAYLOAD = 1232;
 
@@ -182,4 +183,3 @@ export function isTruncated(msg: Buffer): boolean {
   return msg.length >= HEADER && (msg[2] & 0x02) !== 0;
 }
 
-export { CLASS_IN };
