@@ -115,7 +115,9 @@ function signNatively(cert: forge.pki.Certificate, keyPem: string): void {
   const writable = cert as forge.pki.Certificate & { signatureOid: string; siginfo: { algorithmOid: string } };
   writable.signatureOid = oid;
   writable.siginfo.algorithmOid = oid;
-  const tbs = forge.asn1.toDer(forge.pki.getTBSCertificate(cert)).getBytes();
+  // Exported by node-forge but missing from @types/node-forge.
+  const { getTBSCertificate } = forge.pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 };
+  const tbs = forge.asn1.toDer(getTBSCertificate(cert)).getBytes();
   cert.signature = sign('sha256', Buffer.from(tbs, 'binary'), keyPem).toString('binary');
 }
 
