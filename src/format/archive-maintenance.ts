@@ -1,0 +1,114 @@
+/**
+ * Whole-archive jobs: verifying every body against its digest, garbage collection that
+ * spares recordings in progress, and per-tag storage figures.
+ */
+import { readdir } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { isBtrflyError, oneLine, type ErrorCode } from '../errors';
+import type { Archive } from './archive';
+import type { TreeEntry } from './git';
+import { readJournal } from './journal';
+import { lockHolder } from './lock';
+
+/** One thing `verify` found wrong. */
+export interface VerifyProblem {
+  tag: string;
+  commit: string;
+  code: ErrorCode;
+  message: string;
+  sha256?: string;
+}
+
+/**
+ * Reads every body of every recording of `tags` (default: every tag) back, streaming, and
+ * checks its size and SHA-256. Each distinct body is read once however many recordings hold it.
+ */
+export async function verifyArchive(archive: Archive, tags?: string[]): Promise<VerifyProblem[]> {
+  const problems: VerifyProblem[] = [];
+  const names = tags ?? (await archive.listTags()).map((t) => t.tag);
+  const checked = new Map<string, VerifyProblem | null>();
+  for (const tag of names) {
+    let history;
+    try {
+      history = await archive.history(tag);
+    } catch (e) {
+      problems.push({ tag, commit: '', code: isBtrflyError(e) ? e.code : 'GIT', message: oneLine(e) });
+      continue;
+    }
+    for (const { commit } of history) {
+      let rec;
+      try {
+        rec = await archive.readRecording(tag, commit);
+      } catch (e) {
+        problems.push({ tag, commit, code: isBtrflyError(e) ? e.code : 'GIT', message: oneLine(e) });
+        continue;
+      }
+      for (const entry of rec.manifest.entries) {
+        const { sha256, size } = entry.response.content;
+        const loc = rec.bodies.get(sha256);
+        if (!loc) {
+          problems.push({ tag, commit, sha256, code: 'BODY_MISSING', message: `body ${sha256} of ${entry.request.method} ${entry.request.url} is missing from the recording` });
+          continue;
+        }
+        const key = `${sha256}:${size}:${loc.parts.map((p) => p.oid).join(',')}`;
+        if (!checked.has(key)) checked.set(key, await checkBody(archive, loc, tag, commit));
+        const found = checked.get(key);
+        if (found) problems.push({ ...found, tag, commit });
+      }
+    }
+  }
+  return problems;
+}
+
+async function checkBody(archive: Archive, loc: Parameters<Archive['openBody']>[0], tag: string, commit: string): Promise<VerifyProblem | null> {
+  const sink = new Writable({ highWaterMark: 1 << 20, write: (_c, _e, cb) => cb() });
+  try {
+    await pipeline(archive.openBody(loc), sink);
+    return null;
+  } catch (e) {
+    return { tag, commit, sha256: loc.sha256, code: isBtrflyError(e) ? e.code : 'STORAGE', message: oneLine(e) };
+  }
+}
+
+/**
+ * Packs the archive and prunes what no tag reaches. Bodies named by pending journals are
+ * kept by a ref each (`refs/btrfly/pending/<id>`); while a recorder is running, loose objects
+ * younger than an hour are kept too, since its body in progress is in no journal yet.
+ */
+export async function gcArchive(archive: Archive): Promise<void> {
+  const git = archive.git;
+  for (const p of await archive.pendingRecordings()) {
+    const j = await readJournal(archive.journalPath(p.id));
+    const byName = new Map<string, TreeEntry>();
+    for (const e of j.entries) byName.set(e.body.sha256, { mode: '040000', type: 'tree', oid: e.body.treeOid, name: e.body.sha256 });
+    const tree = await git.mktree([...byName.values()]);
+    const commit = await git.commitTree(tree, [], `pending recording ${p.id} of ${p.tag}\n`, {
+      GIT_AUTHOR_NAME: 'btrfly',
+      GIT_AUTHOR_EMAIL: 'btrfly@localhost',
+      GIT_COMMITTER_NAME: 'btrfly',
+      GIT_COMMITTER_EMAIL: 'btrfly@localhost',
+    });
+    await git.run(['update-ref', `refs/btrfly/pending/${p.id}`, commit]);
+  }
+  const active = await anyActiveRecorder(archive);
+  await git.run(['gc', '--quiet', `--prune=${active ? '1.hour.ago' : 'now'}`]);
+}
+
+async function anyActiveRecorder(archive: Archive): Promise<boolean> {
+  const locks = (await readdir(archive.locksDir)).filter((f) => f.endsWith('.lock'));
+  for (const l of locks) {
+    if (await lockHolder(archive.locksDir, decodeURIComponent(l.slice(0, -'.lock'.length)))) return true;
+  }
+  return false;
+}
+
+/** Bytes on disk of every object each tag reaches (`git rev-list --disk-usage`). */
+export async function storageStats(archive: Archive): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const { tag, commit } of await archive.listTags()) {
+    const { stdout } = await archive.git.run(['rev-list', '--objects', '--disk-usage', commit]);
+    out.set(tag, Number(stdout.trim()));
+  }
+  return out;
+}

@@ -1,0 +1,342 @@
+/**
+ * The archive: a bare git repository where tag T is the branch `refs/heads/T` and each
+ * recording is one commit holding `manifest.json`, `volatile.json` and `bodies/`
+ * (SPEC section 4). Bodies are read and written through the {@link BodyStore} interface.
+ */
+import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { BtrflyError } from '../errors';
+import { initArchive } from './archive-init';
+import { gcArchive, storageStats, verifyArchive, type VerifyProblem } from './archive-maintenance';
+import { openBody } from './body-reader';
+import { createBodyWriter } from './body-writer';
+import { Git } from './git';
+import { readJournal } from './journal';
+import { lockHolder, lockTag, type LockHolder } from './lock';
+import { parseManifest, parseVolatile } from './manifest';
+import { validateTagName } from './names';
+import { RecordingWriter, sealJournal } from './recording-writer';
+import { type BodyLocation, type BodyStore, type BodyWriter, type ByteRange, type Recording, type StoredBody } from './types';
+
+/** A tag as listed by `btrfly tags`. */
+export interface TagInfo {
+  tag: string;
+  commit: string;
+  /** Commit date of the last recording, ISO 8601. */
+  date: string;
+}
+
+/** One recording in a tag's history, newest first. */
+export interface HistoryItem {
+  commit: string;
+  date: string;
+  parent: string | null;
+  summary: string;
+}
+
+/** A recording left unsealed by a writer that stopped (crash, kill). */
+export interface PendingRecording {
+  id: string;
+  tag: string;
+  session: string;
+  entries: number;
+  started: string;
+  /** Set while a live writer still holds the tag. */
+  activeHolder: LockHolder | null;
+}
+
+const TAG_REF = (tag: string): string => `refs/heads/${tag}`;
+
+export class Archive implements BodyStore {
+  /** The archive's git; for the format layer's own modules. */
+  readonly git: Git;
+  /** `<archive>/btrfly`: locks, journals and temp files; never part of any commit. */
+  readonly stateDir: string;
+
+  private constructor(readonly dir: string) {
+    this.git = new Git(dir);
+    this.stateDir = join(dir, 'btrfly');
+  }
+
+  /**
+   * Opens the archive at `dir`, creating it when `create` is set and nothing is there.
+   * @throws BtrflyError ARCHIVE_NOT_FOUND, ARCHIVE_INVALID
+   */
+  static async open(dir: string, opts: { create?: boolean } = {}): Promise<Archive> {
+    const abs = resolve(dir);
+    const a = new Archive(abs);
+    const exists = await stat(abs).then((s) => s.isDirectory(), () => false);
+    const empty = exists && (await readdir(abs)).length === 0;
+    if (!exists || empty) {
+      if (!opts.create) {
+        throw new BtrflyError('ARCHIVE_NOT_FOUND', `no archive at ${dir}: record a tag first or pass --archive`, { data: { dir } });
+      }
+      await mkdir(abs, { recursive: true });
+      await initArchive(a.git);
+    } else {
+      const r = await a.git.run(['rev-parse', '--is-bare-repository'], { ok: [0, 128] }).catch(() => undefined);
+      if (!r || r.code !== 0 || r.stdout.trim() !== 'true') {
+        throw new BtrflyError('ARCHIVE_INVALID', `${dir} is not a btrfly archive (a bare git repository): pass --archive with the right directory`, {
+          data: { dir },
+        });
+      }
+    }
+    await Promise.all(['locks', 'pending', 'tmp'].map((d) => mkdir(join(a.stateDir, d), { recursive: true })));
+    return a;
+  }
+
+  /** Ends the long-lived git processes. */
+  close(): Promise<void> {
+    return this.git.close();
+  }
+
+  /** Every tag with its newest recording. */
+  async listTags(): Promise<TagInfo[]> {
+    const { stdout } = await this.git.run(['for-each-ref', '--format=%(refname:lstrip=2)%00%(objectname)%00%(committerdate:iso-strict)', 'refs/heads/']);
+    return stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const [tag, commit, date] = l.split('\0');
+        return { tag, commit, date };
+      });
+  }
+
+  /**
+   * The commit of `tag`, or of `rev` (a commit id or unambiguous prefix) in the tag's history.
+   * @throws BtrflyError TAG_NOT_FOUND, REV_NOT_FOUND, REV_AMBIGUOUS
+   */
+  async resolveCommit(tag: string, rev?: string): Promise<string> {
+    const head = await this.tagCommit(tag);
+    if (!head) {
+      throw new BtrflyError('TAG_NOT_FOUND', `tag "${tag}" not found in archive ${this.dir}: run "btrfly tags" to list tags`, { data: { tag } });
+    }
+    if (rev === undefined || rev === '') return head;
+    const prefix = rev.toLowerCase();
+    const history = await this.history(tag);
+    const hits = /^[0-9a-f]{4,40}$/.test(prefix) ? history.filter((h) => h.commit.startsWith(prefix)) : [];
+    if (hits.length === 1) return hits[0].commit;
+    if (hits.length === 0) {
+      throw new BtrflyError('REV_NOT_FOUND', `recording "${rev}" is not in the history of tag "${tag}": run "btrfly log ${tag}" to list its recordings`, {
+        data: { tag, rev },
+      });
+    }
+    throw new BtrflyError('REV_AMBIGUOUS', `"${rev}" matches ${hits.length} recordings of tag "${tag}": give more digits of the commit id`, {
+      data: { tag, rev, matches: hits.map((h) => h.commit) },
+    });
+  }
+
+  /** The tag's current commit, or null when the tag does not exist. */
+  tagCommit(tag: string): Promise<string | null> {
+    return this.git.refCommit(TAG_REF(tag));
+  }
+
+  /** Loads a recording: its manifest, volatile headers and where each body's parts are. */
+  async readRecording(tag: string, commit: string): Promise<Recording> {
+    const where = `tag "${tag}" at ${commit.slice(0, 7)}`;
+    const [manifestBuf, volatileBuf, listing] = await Promise.all([
+      this.git.readObject(`${commit}:manifest.json`),
+      this.git.readObject(`${commit}:volatile.json`),
+      this.git.run(['ls-tree', '-r', '-l', '-z', commit, 'bodies/']),
+    ]);
+    if (!manifestBuf) {
+      throw new BtrflyError('MANIFEST_INVALID', `${where} has no manifest.json: it was not written by btrfly; re-record the tag`, { data: { tag, commit } });
+    }
+    const manifest = parseManifest(manifestBuf.toString('utf8'), where);
+    const volatile = volatileBuf ? parseVolatile(volatileBuf.toString('utf8'), where) : { btrflyFormat: 1 as const, entries: {} };
+    const bodies = parseBodyListing(listing.stdout);
+    for (const e of manifest.entries) {
+      const loc = bodies.get(e.response.content.sha256);
+      if (loc) loc.size = e.response.content.size;
+    }
+    return { tag, commit, manifest, volatile, bodies };
+  }
+
+  /** The recordings of a tag, newest first (first-parent history). */
+  async history(tag: string): Promise<HistoryItem[]> {
+    const head = await this.tagCommit(tag);
+    if (!head) {
+      throw new BtrflyError('TAG_NOT_FOUND', `tag "${tag}" not found in archive ${this.dir}: run "btrfly tags" to list tags`, { data: { tag } });
+    }
+    const { stdout } = await this.git.run(['log', '--first-parent', '-z', '--format=%H%x01%cI%x01%P%x01%s', head]);
+    return stdout
+      .split('\0')
+      .filter(Boolean)
+      .map((rec) => {
+        const [commit, date, parents, summary] = rec.split('\x01');
+        return { commit, date, parent: parents.split(' ')[0] || null, summary };
+      });
+  }
+
+  /**
+   * Points `dst` at `src`'s current recording.
+   * @throws BtrflyError TAG_NOT_FOUND, TAG_EXISTS (unless `force`), BAD_TAG_NAME, TAG_MOVED
+   */
+  async copyTag(src: string, dst: string, opts: { force?: boolean } = {}): Promise<string> {
+    validateTagName(dst);
+    const commit = await this.resolveCommit(src);
+    const old = await this.tagCommit(dst);
+    if (old && !opts.force) {
+      throw new BtrflyError('TAG_EXISTS', `tag "${dst}" already exists: pick another name or pass --force to replace it`, { data: { tag: dst } });
+    }
+    if (!(await this.git.updateRef(TAG_REF(dst), commit, old))) throw moved(dst);
+    return commit;
+  }
+
+  /**
+   * Deletes a tag (its recordings stay until `gc`).
+   * @throws BtrflyError TAG_NOT_FOUND, TAG_BUSY while it is being recorded
+   */
+  async deleteTag(tag: string): Promise<void> {
+    const commit = await this.resolveCommit(tag);
+    const holder = await lockHolder(this.locksDir, tag);
+    if (holder) {
+      throw new BtrflyError('TAG_BUSY', `tag "${tag}" is being recorded (session ${holder.session}): stop it first`, { data: { tag } });
+    }
+    if (!(await this.git.deleteRef(TAG_REF(tag), commit))) throw moved(tag);
+  }
+
+  /** Checks every body of every recording of `tags` (default: all) against its digest and size. */
+  verify(tags?: string[]): Promise<VerifyProblem[]> {
+    return verifyArchive(this, tags);
+  }
+
+  /** Packs the archive and removes what no tag and no pending recording reaches. */
+  gc(): Promise<void> {
+    return gcArchive(this);
+  }
+
+  /** Bytes on disk of the objects each tag reaches (shared objects count for every tag reaching them). */
+  storageStats(): Promise<Map<string, number>> {
+    return storageStats(this);
+  }
+
+  /** {@inheritDoc BodyStore.createBodyWriter} */
+  createBodyWriter(opts: { signal?: AbortSignal } = {}): BodyWriter {
+    return createBodyWriter(this.git, join(this.stateDir, 'tmp'), opts);
+  }
+
+  /** Where a just-written body's parts are, for reading it back before the recording is sealed. */
+  async locateBody(stored: StoredBody): Promise<BodyLocation> {
+    const { stdout } = await this.git.run(['ls-tree', '-l', '-z', stored.treeOid]);
+    const parts = stdout
+      .split('\0')
+      .filter(Boolean)
+      .map((rec) => {
+        const tab = rec.indexOf('\t');
+        const [, , oid, size] = rec.slice(0, tab).split(/ +/);
+        return { name: rec.slice(tab + 1), part: { oid, storedSize: Number(size), zstd: rec.endsWith('.zst') } };
+      })
+      .sort((a, b) => (a.name < b.name ? -1 : 1))
+      .map((p) => p.part);
+    return { sha256: stored.sha256, size: stored.size, parts };
+  }
+
+  /** {@inheritDoc BodyStore.openBody} */
+  openBody(loc: BodyLocation, range?: ByteRange, opts: { signal?: AbortSignal } = {}): Readable {
+    return openBody(this.git, loc, range, opts);
+  }
+
+  /**
+   * Starts a recording of `tag`, holding its lock until sealed or abandoned.
+   * @param opts.append keep the previous recording's entries, adding and replacing
+   * @throws BtrflyError TAG_BUSY when another writer (any process) records the tag; BAD_TAG_NAME
+   */
+  async beginRecording(tag: string, opts: { append?: boolean; session?: string } = {}): Promise<RecordingWriter> {
+    validateTagName(tag);
+    return RecordingWriter.begin(this, tag, { append: opts.append ?? false, session: opts.session ?? `pid-${process.pid}` });
+  }
+
+  /** Journals left by writers that stopped without sealing (or that are still running). */
+  async pendingRecordings(): Promise<PendingRecording[]> {
+    const files = (await readdir(this.pendingDir)).filter((f) => f.endsWith('.jsonl')).sort();
+    const out: PendingRecording[] = [];
+    for (const f of files) {
+      const j = await readJournal(join(this.pendingDir, f)).catch(() => undefined);
+      if (!j) continue;
+      const id = f.slice(0, -'.jsonl'.length);
+      const holder = await lockHolder(this.locksDir, j.begin.tag);
+      const activeHolder = holder && holder.session === j.begin.session ? holder : null;
+      out.push({ id, tag: j.begin.tag, session: j.begin.session, entries: j.entries.length, started: j.begin.started, activeHolder });
+    }
+    return out;
+  }
+
+  /** Seals what a stopped writer had completed into a new recording of its tag. */
+  async sealPending(id: string, opts: { message?: string } = {}): Promise<string> {
+    const path = this.journalPath(id);
+    const j = await readJournal(path).catch(() => {
+      throw new BtrflyError('NOT_FOUND', `no pending recording "${id}": run "btrfly status" to list them`);
+    });
+    // The tag's lock, so a live writer of the same recording refuses us (TAG_BUSY).
+    const lock = await lockTag(this.locksDir, j.begin.tag, `seal-${id}`);
+    try {
+      const commit = await sealJournal(this, path, opts);
+      await this.dropPendingRef(id);
+      return commit;
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Deletes a stopped writer's journal; its bodies become garbage for `gc`. */
+  async discardPending(id: string): Promise<void> {
+    await unlink(this.journalPath(id)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') throw new BtrflyError('NOT_FOUND', `no pending recording "${id}": run "btrfly status" to list them`);
+      throw e;
+    });
+    await this.dropPendingRef(id);
+  }
+
+  /** @internal the ref `gc` made to keep a pending recording's bodies. */
+  async dropPendingRef(id: string): Promise<void> {
+    const ref = `refs/btrfly/pending/${id}`;
+    const r = await this.git.run(['rev-parse', '--verify', '--quiet', ref], { ok: [0, 1] });
+    if (r.code === 0) await this.git.deleteRef(ref, r.stdout.trim());
+  }
+
+  /** @internal */
+  get locksDir(): string {
+    return join(this.stateDir, 'locks');
+  }
+  /** @internal */
+  get pendingDir(): string {
+    return join(this.stateDir, 'pending');
+  }
+  /** @internal */
+  journalPath(id: string): string {
+    if (!/^[A-Za-z0-9._-]+$/.test(id)) throw new BtrflyError('NOT_FOUND', `no pending recording "${id}": run "btrfly status" to list them`);
+    return join(this.pendingDir, `${id}.jsonl`);
+  }
+
+}
+
+function moved(tag: string): BtrflyError {
+  return new BtrflyError('TAG_MOVED', `tag "${tag}" changed while btrfly was updating it: run the command again`, { data: { tag } });
+}
+
+/** `ls-tree -r -l -z` of `bodies/` → sha256 → parts (sizes filled from the manifest by the caller). */
+function parseBodyListing(out: string): Map<string, BodyLocation> {
+  const bodies = new Map<string, BodyLocation>();
+  const named: Array<{ sha: string; name: string; oid: string; storedSize: number }> = [];
+  for (const rec of out.split('\0')) {
+    if (!rec) continue;
+    const tab = rec.indexOf('\t');
+    const [, type, oid, size] = rec.slice(0, tab).split(/ +/);
+    const path = rec.slice(tab + 1).split('/'); // bodies/<2hex>/<sha256>/<part>
+    if (type !== 'blob' || path.length !== 4) continue;
+    named.push({ sha: path[2], name: path[3], oid, storedSize: Number(size) });
+  }
+  named.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const p of named) {
+    let loc = bodies.get(p.sha);
+    if (!loc) bodies.set(p.sha, (loc = { sha256: p.sha, size: -1, parts: [] }));
+    loc.parts.push({ oid: p.oid, storedSize: p.storedSize, zstd: p.name.endsWith('.zst') });
+  }
+  // Bodies no entry names keep size -1 unless they are single raw parts, whose size is the blob's.
+  for (const loc of bodies.values()) {
+    if (loc.parts.length === 1 && !loc.parts[0].zstd) loc.size = loc.parts[0].storedSize;
+  }
+  return bodies;
+}

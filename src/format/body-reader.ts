@@ -1,0 +1,128 @@
+/**
+ * Streams a stored body, or an inclusive byte range of it, reading only the parts the range
+ * touches. Whole-body reads are verified against the body's SHA-256 at the end.
+ */
+import { createHash } from 'node:crypto';
+import { addAbortSignal, Readable } from 'node:stream';
+import { createZstdDecompress } from 'node:zlib';
+import { BtrflyError, isBtrflyError } from '../errors';
+import { SMALL_OBJECT_LIMIT, type Git } from './git';
+import { PART_SIZE, type BodyLocation, type ByteRange, type PartLocation } from './types';
+
+const IO_CHUNK = 1024 * 1024;
+
+/** Where the bytes of one part come from, as raw (decompressed) bytes. */
+type PartSource = Readable;
+
+/**
+ * Opens a body for reading.
+ * @param range inclusive at both ends; checked against `loc.size` (callers answer 416 before this).
+ * @returns a stream of the bytes; it fails with BtrflyError BODY_MISSING when a part is not in
+ * the archive, and BODY_CORRUPT when a part's length or the whole body's SHA-256 is wrong.
+ */
+export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: { signal?: AbortSignal } = {}): Readable {
+  const start = range?.start ?? 0;
+  const end = range?.end ?? loc.size - 1;
+  if (start < 0 || end >= loc.size || (start > end && !(loc.size === 0 && range === undefined))) {
+    throw new BtrflyError('STORAGE', `byte range ${start}-${end} is outside body ${loc.sha256} of ${loc.size} bytes: ask for a range within the body`);
+  }
+  const expectedParts = Math.max(1, Math.ceil(loc.size / PART_SIZE));
+  if (loc.parts.length !== expectedParts) {
+    throw corrupt(loc, `has ${loc.parts.length} parts where ${loc.size} bytes need ${expectedParts}`);
+  }
+  const whole = start === 0 && end === loc.size - 1;
+  const out = Readable.from(readParts(git, loc, start, end, whole), { objectMode: false, highWaterMark: IO_CHUNK });
+  return opts.signal ? addAbortSignal(opts.signal, out) : out;
+}
+
+async function* readParts(git: Git, loc: BodyLocation, start: number, end: number, verify: boolean): AsyncGenerator<Buffer> {
+  const hash = verify ? createHash('sha256') : undefined;
+  const first = Math.floor(start / PART_SIZE);
+  const last = loc.size === 0 ? 0 : Math.floor(end / PART_SIZE);
+  // The next part's git process starts while the current one streams, so part boundaries
+  // do not stall on process start and object lookup.
+  let next: PartSource | undefined = openPart(git, loc.parts[first]);
+  let current: PartSource | undefined;
+  try {
+    for (let i = first; i <= last; i++) {
+      current = next!;
+      next = i < last ? openPart(git, loc.parts[i + 1]) : undefined;
+      const partStart = i * PART_SIZE;
+      const partLength = Math.min(PART_SIZE, loc.size - partStart);
+      const from = Math.max(start, partStart) - partStart; // first wanted byte within the part
+      const to = Math.min(end, partStart + partLength - 1) - partStart; // last wanted byte within the part
+      let pos = 0;
+      try {
+        for await (const chunk of current as AsyncIterable<Buffer>) {
+          const chunkEnd = pos + chunk.length;
+          if (chunkEnd > partLength) throw corrupt(loc, `part ${i} holds more than its ${partLength} bytes`);
+          if (chunkEnd > from && pos <= to) {
+            const piece = pos >= from && chunkEnd - 1 <= to ? chunk : chunk.subarray(Math.max(0, from - pos), to - pos + 1);
+            hash?.update(piece);
+            yield piece;
+          }
+          pos = chunkEnd;
+          // A range that ends inside this part needs nothing more from it.
+          if (!verify && pos > to) break;
+        }
+      } catch (e) {
+        throw partError(loc, i, e);
+      }
+      if (pos !== partLength && (verify || pos <= to)) throw corrupt(loc, `part ${i} holds ${pos} bytes, not ${partLength}`);
+      current.destroy();
+      current = undefined;
+    }
+    if (hash) {
+      const actual = hash.digest('hex');
+      if (actual !== loc.sha256) throw corrupt(loc, `reads back with SHA-256 ${actual}`);
+    }
+  } finally {
+    current?.destroy();
+    next?.destroy();
+  }
+}
+
+function openPart(git: Git, part: PartLocation): PartSource {
+  const stored = part.storedSize <= SMALL_OBJECT_LIMIT ? smallBlob(git, part.oid) : git.streamBlob(part.oid);
+  if (!part.zstd) return stored;
+  const decompress = createZstdDecompress({ chunkSize: IO_CHUNK });
+  stored.on('error', (e) => decompress.destroy(e));
+  decompress.on('close', () => stored.destroy());
+  return stored.pipe(decompress);
+}
+
+/** A small blob from the shared batch reader, as a one-chunk stream. */
+function smallBlob(git: Git, oid: string): Readable {
+  return Readable.from(
+    (async function* () {
+      const buf = await git.readObject(oid);
+      if (!buf) throw new BtrflyError('BODY_MISSING', `object ${oid} is missing`);
+      yield buf;
+    })(),
+    { objectMode: false },
+  );
+}
+
+function corrupt(loc: BodyLocation, what: string): BtrflyError {
+  return new BtrflyError(
+    'BODY_CORRUPT',
+    `body ${loc.sha256} is corrupt: it ${what}: re-record the tag, or pull it again from a good remote`,
+    { data: { sha256: loc.sha256 } },
+  );
+}
+
+function partError(loc: BodyLocation, index: number, e: unknown): BtrflyError {
+  if (isBtrflyError(e) && e.code === 'BODY_CORRUPT') return e;
+  const oid = loc.parts[index].oid;
+  if (isBtrflyError(e) && (e.code === 'GIT' || e.code === 'BODY_MISSING')) {
+    return new BtrflyError(
+      'BODY_MISSING',
+      `body ${loc.sha256} part ${index} (object ${oid}) is missing from the archive: re-record the tag, or pull it again from a good remote`,
+      { cause: e, data: { sha256: loc.sha256, part: index, oid } },
+    );
+  }
+  // zstd that does not decode is damage too, not a missing object.
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (typeof code === 'string' && code.startsWith('ZSTD_')) return corrupt(loc, `has part ${index} that does not decompress (${code})`);
+  return isBtrflyError(e) ? e : new BtrflyError('STORAGE', `reading body ${loc.sha256} part ${index} failed: ${(e as Error).message}`, { cause: e });
+}

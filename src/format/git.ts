@@ -1,0 +1,346 @@
+/**
+ * The git executable as btrfly's object store: one-shot commands, and the long-lived
+ * processes that keep per-object cost low (`cat-file --batch`, `hash-object --stdin-paths`,
+ * `mktree --batch`). Never isomorphic-git: it holds whole objects in memory and cannot read
+ * packs over 2 GiB (FINDINGS.md). Every failure becomes a one-line BtrflyError('GIT').
+ */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { BtrflyError } from '../errors';
+
+/** The all-zero id: `update-ref` reads it as "the ref must not exist yet". */
+export const ZERO_OID = '0000000000000000000000000000000000000000';
+
+/** Objects up to this size are read whole through `cat-file --batch`; larger ones are streamed. */
+export const SMALL_OBJECT_LIMIT = 1024 * 1024;
+
+/** A tree entry for {@link Git.mktree}. */
+export interface TreeEntry {
+  mode: '100644' | '040000';
+  type: 'blob' | 'tree';
+  oid: string;
+  name: string;
+}
+
+/** The result of a one-shot git command. */
+export interface GitResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+// Variables that would point git at another repository or index than the one we name.
+const GIT_LOCATION_VARS = [
+  'GIT_DIR',
+  'GIT_WORK_TREE',
+  'GIT_INDEX_FILE',
+  'GIT_OBJECT_DIRECTORY',
+  'GIT_ALTERNATE_OBJECT_DIRECTORIES',
+  'GIT_COMMON_DIR',
+  'GIT_NAMESPACE',
+];
+
+function gitEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C' };
+  for (const v of GIT_LOCATION_VARS) delete env[v];
+  return { ...env, ...extra };
+}
+
+function gitError(args: readonly string[], detail: string, cause?: unknown): BtrflyError {
+  const first = detail.split('\n').find((l) => l.trim()) ?? 'failed';
+  return new BtrflyError('GIT', `git ${args[0]} failed: ${first.trim()}: check that git ≥ 2.38 is installed and the archive is intact (btrfly verify)`, {
+    cause,
+    data: { args: [...args] },
+  });
+}
+
+function spawnFailed(args: readonly string[], e: NodeJS.ErrnoException): BtrflyError {
+  if (e.code === 'ENOENT') {
+    return new BtrflyError('GIT', 'git is not installed or not on PATH: install git ≥ 2.38', { cause: e });
+  }
+  return gitError(args, e.message, e);
+}
+
+/**
+ * A line-oriented long-lived git process: one request line in, one answer line out, in order.
+ * Used for `hash-object --stdin-paths` (path → oid) and `mktree --batch` (tree → oid).
+ */
+class LineProcess {
+  private child?: ChildProcess;
+  private pending: Array<{ resolve: (line: string) => void; reject: (e: Error) => void }> = [];
+  private partial = '';
+  private stderr = '';
+
+  constructor(
+    private readonly gitDir: string,
+    private readonly args: string[],
+  ) {}
+
+  /** Sends `input` (which must end with the terminator the command expects) and resolves with the next answer line. */
+  request(input: string): Promise<string> {
+    const child = this.ensure();
+    return new Promise((resolve, reject) => {
+      this.pending.push({ resolve, reject });
+      child.stdin!.write(input);
+    });
+  }
+
+  private ensure(): ChildProcess {
+    if (this.child) return this.child;
+    const child = spawn('git', ['--git-dir', this.gitDir, ...this.args], { env: gitEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = child;
+    this.partial = '';
+    this.stderr = '';
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (s: string) => {
+      const lines = (this.partial + s).split('\n');
+      this.partial = lines.pop()!;
+      for (const line of lines) this.pending.shift()?.resolve(line);
+    });
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (s: string) => (this.stderr += s));
+    // EPIPE on a dead process surfaces as the exit below; do not crash on it.
+    child.stdin!.on('error', () => undefined);
+    const fail = (e: Error): void => {
+      if (this.child === child) this.child = undefined;
+      for (const p of this.pending.splice(0)) p.reject(e);
+    };
+    child.on('error', (e) => fail(spawnFailed(this.args, e)));
+    child.on('exit', (code, signal) => {
+      if (this.pending.length) fail(gitError(this.args, this.stderr || `exited with ${code ?? signal}`));
+      else if (this.child === child) this.child = undefined;
+    });
+    return child;
+  }
+
+  async close(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.child = undefined;
+    await new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.stdin!.end();
+    });
+  }
+}
+
+/**
+ * `git cat-file --batch`, kept running: small objects (manifests, small body parts) are read
+ * whole into a Buffer with no process start per object. Large blobs go through {@link Git.streamBlob}.
+ */
+class CatFileBatch {
+  private child?: ChildProcess;
+  private pending: Array<{ name: string; resolve: (b: Buffer | null) => void; reject: (e: Error) => void }> = [];
+  private buf: Buffer = Buffer.alloc(0);
+  private want = -1; // bytes of content (plus its newline) still expected for the head request; -1: reading a header
+  private chunks: Buffer[] = [];
+  private stderr = '';
+
+  constructor(private readonly gitDir: string) {}
+
+  /** The object's content, or null when it does not exist. */
+  read(name: string): Promise<Buffer | null> {
+    if (name.includes('\n')) return Promise.reject(gitError(['cat-file'], `object name with a newline: ${JSON.stringify(name)}`));
+    const child = this.ensure();
+    return new Promise((resolve, reject) => {
+      this.pending.push({ name, resolve, reject });
+      child.stdin!.write(name + '\n');
+    });
+  }
+
+  private ensure(): ChildProcess {
+    if (this.child) return this.child;
+    const args = ['cat-file', '--batch'];
+    const child = spawn('git', ['--git-dir', this.gitDir, ...args], { env: gitEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = child;
+    this.buf = Buffer.alloc(0);
+    this.want = -1;
+    this.chunks = [];
+    this.stderr = '';
+    child.stdout!.on('data', (b: Buffer) => this.onData(b));
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (s: string) => (this.stderr += s));
+    child.stdin!.on('error', () => undefined);
+    const fail = (e: Error): void => {
+      if (this.child === child) this.child = undefined;
+      for (const p of this.pending.splice(0)) p.reject(e);
+    };
+    child.on('error', (e) => fail(spawnFailed(args, e)));
+    child.on('exit', (code, signal) => {
+      if (this.pending.length) fail(gitError(args, this.stderr || `exited with ${code ?? signal}`));
+      else if (this.child === child) this.child = undefined;
+    });
+    return child;
+  }
+
+  private onData(b: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, b]) : b;
+    for (;;) {
+      if (this.want < 0) {
+        const nl = this.buf.indexOf(10);
+        if (nl < 0) return;
+        const header = this.buf.subarray(0, nl).toString('utf8');
+        this.buf = this.buf.subarray(nl + 1);
+        if (header.endsWith(' missing') || header.endsWith(' ambiguous')) {
+          this.pending.shift()?.resolve(null);
+          continue;
+        }
+        const size = Number(header.split(' ')[2]);
+        this.want = size + 1;
+        this.chunks = [];
+      }
+      const take = Math.min(this.want, this.buf.length);
+      if (take > 0) this.chunks.push(this.buf.subarray(0, take));
+      this.buf = this.buf.subarray(take);
+      this.want -= take;
+      if (this.want > 0) return;
+      this.want = -1;
+      const whole = Buffer.concat(this.chunks);
+      this.chunks = [];
+      this.pending.shift()?.resolve(whole.subarray(0, whole.length - 1));
+    }
+  }
+
+  async close(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.child = undefined;
+    await new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.stdin!.end();
+    });
+  }
+}
+
+/**
+ * One archive's git: `--git-dir` fixed, the long-lived helpers started on first use and
+ * ended by {@link Git.close}.
+ */
+export class Git {
+  private catFile?: CatFileBatch;
+  private hasher?: LineProcess;
+  private treeMaker?: LineProcess;
+
+  constructor(readonly gitDir: string) {}
+
+  /**
+   * Runs one git command to completion.
+   * @param opts.ok exit statuses that are not failures (default `[0]`); others throw BtrflyError('GIT').
+   */
+  run(args: string[], opts: { input?: string | Buffer; ok?: number[]; env?: NodeJS.ProcessEnv } = {}): Promise<GitResult> {
+    const ok = opts.ok ?? [0];
+    return new Promise((resolve, reject) => {
+      const child = spawn('git', ['--git-dir', this.gitDir, ...args], { env: gitEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+      child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+      child.stdin.on('error', () => undefined);
+      child.on('error', (e) => reject(spawnFailed(args, e)));
+      child.on('close', (code, signal) => {
+        if (code !== null && ok.includes(code)) resolve({ stdout, stderr, code });
+        else reject(gitError(args, stderr || `exited with ${code ?? signal}`));
+      });
+      child.stdin.end(opts.input);
+    });
+  }
+
+  /** Spawns git with the archive's `--git-dir`, for callers that stream its output. */
+  spawn(args: string[], opts: SpawnOptions = {}): ChildProcess {
+    return spawn('git', ['--git-dir', this.gitDir, ...args], { ...opts, env: gitEnv(opts.env) });
+  }
+
+  /** A whole object through the long-lived `cat-file --batch`; null when missing. Only for small objects. */
+  readObject(name: string): Promise<Buffer | null> {
+    this.catFile ??= new CatFileBatch(this.gitDir);
+    return this.catFile.read(name);
+  }
+
+  /**
+   * Streams a blob's content from its own `git cat-file blob` process, so a slow consumer
+   * holds up only its own pipe (backpressure reaches git) and never the shared batch reader.
+   * The stream errors with BtrflyError('GIT') if git fails.
+   */
+  streamBlob(oid: string): Readable {
+    const args = ['cat-file', 'blob', oid];
+    const child = this.spawn(args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = child.stdout!;
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    child.on('error', (e) => out.destroy(spawnFailed(args, e)));
+    child.on('close', (code, signal) => {
+      if (code !== 0 && !out.destroyed) out.destroy(gitError(args, stderr || `exited with ${code ?? signal}`));
+    });
+    // A reader that stops early (range served, client gone) must not leave git behind.
+    out.on('close', () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill();
+    });
+    return out;
+  }
+
+  /** Stores a file's bytes as a loose blob through the long-lived `hash-object -w --no-filters --stdin-paths`. */
+  async hashFile(path: string): Promise<string> {
+    if (path.includes('\n')) throw gitError(['hash-object'], `path with a newline: ${JSON.stringify(path)}`);
+    this.hasher ??= new LineProcess(this.gitDir, ['hash-object', '-w', '--no-filters', '--stdin-paths']);
+    return this.checkOid(await this.hasher.request(path + '\n'), 'hash-object');
+  }
+
+  /** Stores small in-memory content (a manifest) as a blob. */
+  async hashBytes(content: string | Buffer): Promise<string> {
+    const { stdout } = await this.run(['hash-object', '-w', '--no-filters', '--stdin'], { input: content });
+    return this.checkOid(stdout.trim(), 'hash-object');
+  }
+
+  /** Writes one tree through the long-lived `mktree --batch`; every entry's object must exist. */
+  async mktree(entries: readonly TreeEntry[]): Promise<string> {
+    for (const e of entries) {
+      if (/[\n\t/]/.test(e.name) || !e.name) throw gitError(['mktree'], `bad tree entry name ${JSON.stringify(e.name)}`);
+    }
+    this.treeMaker ??= new LineProcess(this.gitDir, ['mktree', '--batch']);
+    const text = entries.map((e) => `${e.mode} ${e.type} ${e.oid}\t${e.name}\n`).join('');
+    // An empty line ends one tree in --batch mode; an empty tree is just the empty line.
+    return this.checkOid(await this.treeMaker.request(text + '\n'), 'mktree');
+  }
+
+  /** Writes a commit object; the ref is moved separately by {@link Git.updateRef}. */
+  async commitTree(tree: string, parents: readonly string[], message: string, env?: NodeJS.ProcessEnv): Promise<string> {
+    const args = ['commit-tree', tree, ...parents.flatMap((p) => ['-p', p])];
+    const { stdout } = await this.run(args, { input: message, env });
+    return this.checkOid(stdout.trim(), 'commit-tree');
+  }
+
+  /**
+   * Moves `ref` to `next` only if it is still at `prev` (null: must not exist), in one atomic
+   * compare-and-swap (git takes `<ref>.lock`). Returns false when the ref had moved.
+   */
+  async updateRef(ref: string, next: string, prev: string | null): Promise<boolean> {
+    const r = await this.run(['update-ref', ref, next, prev ?? ZERO_OID], { ok: [0, 1, 128] });
+    return r.code === 0;
+  }
+
+  /** Deletes `ref` only if it is still at `prev`. Returns false when it had moved. */
+  async deleteRef(ref: string, prev: string): Promise<boolean> {
+    const r = await this.run(['update-ref', '-d', ref, prev], { ok: [0, 1, 128] });
+    return r.code === 0;
+  }
+
+  /** The commit a ref points at, or null when the ref does not exist. */
+  async refCommit(ref: string): Promise<string | null> {
+    const r = await this.run(['rev-parse', '--verify', '--quiet', `${ref}^{commit}`], { ok: [0, 1] });
+    return r.code === 0 ? r.stdout.trim() : null;
+  }
+
+  private checkOid(line: string, cmd: string): string {
+    if (!/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(line)) throw gitError([cmd], line || 'no object id in its answer');
+    return line;
+  }
+
+  /** Ends the long-lived processes; later calls start them again. */
+  async close(): Promise<void> {
+    const all = [this.catFile?.close(), this.hasher?.close(), this.treeMaker?.close()];
+    this.catFile = this.hasher = this.treeMaker = undefined;
+    await Promise.all(all);
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * On-disk locks for tags being recorded, shared by every process that opens the archive
+ * (the CLI and a daemon alike): `<archive>/btrfly/locks/<tag>.lock` via proper-lockfile,
+ * with a `<tag>.json` beside it naming the holder for the error message.
+ */
+import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import * as lockfile from 'proper-lockfile';
+import { BtrflyError } from '../errors';
+
+/** A lock whose holder died is taken over after this long without a heartbeat. */
+const STALE_MS = 15_000;
+
+/** Who holds a tag's lock. */
+export interface LockHolder {
+  tag: string;
+  session: string;
+  pid: number;
+  host: string;
+  since: string;
+}
+
+/** A held tag lock. `compromised` turns true if another process took it over (we stalled past STALE_MS). */
+export interface TagLock {
+  readonly holder: LockHolder;
+  readonly compromised: boolean;
+  release(): Promise<void>;
+}
+
+function lockName(tag: string): string {
+  // Tags may hold `/`; one flat directory keeps listing and cleanup simple.
+  return encodeURIComponent(tag);
+}
+
+/**
+ * Takes the recording lock of `tag`.
+ * @throws BtrflyError TAG_BUSY naming the session that holds it.
+ */
+export async function lockTag(locksDir: string, tag: string, session: string): Promise<TagLock> {
+  await mkdir(locksDir, { recursive: true });
+  const base = join(locksDir, lockName(tag));
+  let compromised = false;
+  let unlock: () => Promise<void>;
+  try {
+    unlock = await lockfile.lock(base, {
+      realpath: false,
+      lockfilePath: `${base}.lock`,
+      stale: STALE_MS,
+      retries: 0,
+      onCompromised: () => {
+        compromised = true;
+      },
+    });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
+    const other = await lockHolder(locksDir, tag);
+    const who = other ? `session ${other.session}, pid ${other.pid} on ${other.host}, since ${other.since}` : 'by another process';
+    throw new BtrflyError('TAG_BUSY', `tag "${tag}" is already being recorded (${who}): stop it first or pick another tag`, {
+      data: { tag, holder: other },
+    });
+  }
+  const holder: LockHolder = { tag, session, pid: process.pid, host: hostname(), since: new Date().toISOString() };
+  await writeFile(`${base}.json`, JSON.stringify(holder) + '\n');
+  let released = false;
+  return {
+    holder,
+    get compromised() {
+      return compromised;
+    },
+    async release() {
+      if (released) return;
+      released = true;
+      await unlink(`${base}.json`).catch(() => undefined);
+      if (!compromised) await unlock();
+    },
+  };
+}
+
+/** The holder of a tag's lock, or null when nobody records it. */
+export async function lockHolder(locksDir: string, tag: string): Promise<LockHolder | null> {
+  const base = join(locksDir, lockName(tag));
+  const held = await lockfile.check(base, { realpath: false, lockfilePath: `${base}.lock`, stale: STALE_MS }).catch(() => false);
+  if (!held) return null;
+  try {
+    return JSON.parse(await readFile(`${base}.json`, 'utf8')) as LockHolder;
+  } catch {
+    return { tag, session: 'unknown', pid: 0, host: 'unknown', since: 'unknown' };
+  }
+}
