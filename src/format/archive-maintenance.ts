@@ -93,6 +93,8 @@ export async function gcArchive(archive: Archive): Promise<void> {
   }
   const active = await anyActiveRecorder(archive);
   await git.run(['gc', '--quiet', `--prune=${active ? '1.hour.ago' : 'now'}`]);
+  // Our long-lived git processes still list the packs and loose objects from before.
+  await git.close();
 }
 
 async function anyActiveRecorder(archive: Archive): Promise<boolean> {

@@ -298,10 +298,21 @@ export class Git {
     for (const e of entries) {
       if (/[\n\t/]/.test(e.name) || !e.name) throw gitError(['mktree'], `bad tree entry name ${JSON.stringify(e.name)}`);
     }
-    this.treeMaker ??= new LineProcess(this.gitDir, ['mktree', '--batch']);
     const text = entries.map((e) => `${e.mode} ${e.type} ${e.oid}\t${e.name}\n`).join('');
     // An empty line ends one tree in --batch mode; an empty tree is just the empty line.
-    return this.checkOid(await this.treeMaker.request(text + '\n'), 'mktree');
+    const attempt = (): Promise<string> => {
+      this.treeMaker ??= new LineProcess(this.gitDir, ['mktree', '--batch']);
+      return this.treeMaker.request(text + '\n');
+    };
+    try {
+      return this.checkOid(await attempt(), 'mktree');
+    } catch {
+      // A long-lived mktree does not see packs written after it started (another process's
+      // gc moved loose objects into one): one retry in a fresh process.
+      await this.treeMaker?.close();
+      this.treeMaker = undefined;
+      return this.checkOid(await attempt(), 'mktree');
+    }
   }
 
   /** Writes a commit object; the ref is moved separately by {@link Git.updateRef}. */
