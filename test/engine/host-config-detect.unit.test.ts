@@ -20,12 +20,12 @@ async function osRelease(name: string, text: string): Promise<string> {
 }
 
 test.each([
-  ['debian', 'ID=debian\nVERSION_ID="12"\n', 'debian', '/usr/local/share/ca-certificates', ['update-ca-certificates']],
-  ['ubuntu', 'ID=ubuntu\nID_LIKE=debian\n', 'debian', '/usr/local/share/ca-certificates', ['update-ca-certificates']],
-  ['fedora', 'ID=fedora\n', 'rhel', '/etc/pki/ca-trust/source/anchors', ['update-ca-trust', 'extract']],
-  ['rocky', 'ID="rocky"\nID_LIKE="rhel centos fedora"\n', 'rhel', '/etc/pki/ca-trust/source/anchors', ['update-ca-trust', 'extract']],
-  ['alpine', 'ID=alpine\n', 'alpine', '/usr/local/share/ca-certificates', ['update-ca-certificates']],
-])('os-release of %s selects the %s trust store', async (name, text, kind, trustDir, update) => {
+  ['debian', 'ID=debian\nVERSION_ID="12"\n', 'debian', '/usr/local/share/ca-certificates', ['update-ca-certificates'], ['update-ca-certificates', '--fresh']],
+  ['ubuntu', 'ID=ubuntu\nID_LIKE=debian\n', 'debian', '/usr/local/share/ca-certificates', ['update-ca-certificates'], ['update-ca-certificates', '--fresh']],
+  ['fedora', 'ID=fedora\n', 'rhel', '/etc/pki/ca-trust/source/anchors', ['update-ca-trust', 'extract'], ['update-ca-trust', 'extract']],
+  ['rocky', 'ID="rocky"\nID_LIKE="rhel centos fedora"\n', 'rhel', '/etc/pki/ca-trust/source/anchors', ['update-ca-trust', 'extract'], ['update-ca-trust', 'extract']],
+  ['alpine', 'ID=alpine\n', 'alpine', '/usr/local/share/ca-certificates', ['update-ca-certificates'], ['update-ca-certificates']],
+])('os-release of %s selects the %s trust store', async (name, text, kind, trustDir, update, remove) => {
   const env = { PATH: '', BTRFLY_OS_RELEASE: await osRelease(name, text) };
   expect(detectHostPaths(env, 'linux')).toEqual({
     resolvConf: '/etc/resolv.conf',
@@ -33,6 +33,7 @@ test.each([
     trust: kind,
     trustDir,
     trustUpdateCommand: update,
+    trustRemoveCommand: remove,
     systemdResolvConf: '/run/systemd/resolve/resolv.conf',
   });
 });
@@ -59,9 +60,13 @@ test('every path can be redirected from the environment', () => {
     trust: 'none',
     trustDir: '/tmp/x/anchors',
     trustUpdateCommand: ['/tmp/x/update trust.sh', '--all'],
+    trustRemoveCommand: ['/tmp/x/update trust.sh', '--all'],
     systemdResolvConf: '/tmp/x/upstream.conf',
   });
-  expect(detectHostPaths({ BTRFLY_TRUST_DIR: '/a', BTRFLY_TRUST_UPDATE: 'sh -c true' }, 'linux').trustUpdateCommand).toEqual(['sh', '-c', 'true']);
+  expect(detectHostPaths({ BTRFLY_TRUST_DIR: '/a', BTRFLY_TRUST_UPDATE: 'sh -c true', BTRFLY_TRUST_REMOVE: 'sh -c false' }, 'linux')).toMatchObject({
+    trustUpdateCommand: ['sh', '-c', 'true'],
+    trustRemoveCommand: ['sh', '-c', 'false'],
+  });
 });
 
 test('macOS uses the keychain and its own state directory', () => {

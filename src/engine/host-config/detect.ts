@@ -2,11 +2,16 @@ import { accessSync, constants as fsc, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { HostPaths, TrustStoreKind } from './types';
 
-/** Where each Linux trust store keeps local anchors, and how it rebuilds the bundle. */
-export const TRUST_DEFAULTS: Record<Exclude<TrustStoreKind, 'macos' | 'none'>, { dir: string; update: string[] }> = {
-  debian: { dir: '/usr/local/share/ca-certificates', update: ['update-ca-certificates'] },
-  alpine: { dir: '/usr/local/share/ca-certificates', update: ['update-ca-certificates'] },
-  rhel: { dir: '/etc/pki/ca-trust/source/anchors', update: ['update-ca-trust', 'extract'] },
+/**
+ * Where each Linux trust store keeps local anchors, how it rebuilds the bundle, and how
+ * it rebuilds it once an anchor is gone. Debian's `update-ca-certificates` does not
+ * notice a deleted local anchor: without `--fresh` its /etc/ssl/certs links (name and
+ * hash) stay behind, dangling (see docs/notes/host-config.md).
+ */
+export const TRUST_DEFAULTS: Record<Exclude<TrustStoreKind, 'macos' | 'none'>, { dir: string; update: string[]; remove: string[] }> = {
+  debian: { dir: '/usr/local/share/ca-certificates', update: ['update-ca-certificates'], remove: ['update-ca-certificates', '--fresh'] },
+  alpine: { dir: '/usr/local/share/ca-certificates', update: ['update-ca-certificates'], remove: ['update-ca-certificates'] },
+  rhel: { dir: '/etc/pki/ca-trust/source/anchors', update: ['update-ca-trust', 'extract'], remove: ['update-ca-trust', 'extract'] },
 };
 
 /** macOS's system keychain, where host mode trusts the CA. */
@@ -15,19 +20,22 @@ export const MACOS_SYSTEM_KEYCHAIN = '/Library/Keychains/System.keychain';
 /**
  * Finds the host's resolver file, state directory and trust store. Each can be
  * redirected: `BTRFLY_RESOLV_CONF`, `BTRFLY_STATE_DIR`, `BTRFLY_TRUST_KIND`,
- * `BTRFLY_TRUST_DIR` (alone it means kind `none`), `BTRFLY_TRUST_UPDATE` (a command,
- * split on spaces, or a JSON array), `BTRFLY_SYSTEMD_RESOLV_CONF`, `BTRFLY_OS_RELEASE`.
+ * `BTRFLY_TRUST_DIR` (alone it means kind `none`), `BTRFLY_TRUST_UPDATE` and
+ * `BTRFLY_TRUST_REMOVE` (commands, split on spaces, or JSON arrays; the removal one
+ * defaults to the update one), `BTRFLY_SYSTEMD_RESOLV_CONF`, `BTRFLY_OS_RELEASE`.
  */
 export function detectHostPaths(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform): HostPaths {
   const trust = detectTrustKind(env, platform);
   const defaults = trust === 'macos' || trust === 'none' ? undefined : TRUST_DEFAULTS[trust];
   const update = env.BTRFLY_TRUST_UPDATE ? parseCommand(env.BTRFLY_TRUST_UPDATE) : defaults?.update;
+  const remove = env.BTRFLY_TRUST_REMOVE ? parseCommand(env.BTRFLY_TRUST_REMOVE) : env.BTRFLY_TRUST_UPDATE ? update : defaults?.remove;
   return {
     resolvConf: env.BTRFLY_RESOLV_CONF || '/etc/resolv.conf',
     stateDir: env.BTRFLY_STATE_DIR || (platform === 'darwin' ? '/var/db/btrfly' : '/var/lib/btrfly'),
     trust,
     ...(env.BTRFLY_TRUST_DIR || defaults ? { trustDir: env.BTRFLY_TRUST_DIR || defaults?.dir } : {}),
     ...(update ? { trustUpdateCommand: update } : {}),
+    ...(remove ? { trustRemoveCommand: remove } : {}),
     systemdResolvConf: env.BTRFLY_SYSTEMD_RESOLV_CONF || '/run/systemd/resolve/resolv.conf',
   };
 }

@@ -79,7 +79,7 @@ export class HostConfigurator {
         case 'resolver':
         case 'trust-file':
           await restoreFile(entry.path, entry.before);
-          if (entry.kind === 'trust-file' && entry.updateCommand.length) updates.set(entry.updateCommand.join('\0'), entry.updateCommand);
+          if (entry.kind === 'trust-file' && entry.removeCommand.length) updates.set(entry.removeCommand.join('\0'), entry.removeCommand);
           restored.push(entry.path);
           break;
         case 'macos-dns':

@@ -6,7 +6,7 @@ import { syncDir, tempNameFor, type FileSnapshot } from './file-snapshot';
 /** One change `apply` made, with what is needed to undo it. Plain JSON. */
 export type JournalEntry =
   | { kind: 'resolver'; path: string; before: FileSnapshot }
-  | { kind: 'trust-file'; path: string; before: FileSnapshot; updateCommand: string[] }
+  | { kind: 'trust-file'; path: string; before: FileSnapshot; updateCommand: string[]; removeCommand: string[] }
   | { kind: 'macos-dns'; service: string; servers: string[] }
   | { kind: 'macos-cert'; sha1: string; file: string; keychain: string };
 

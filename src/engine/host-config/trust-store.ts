@@ -30,7 +30,8 @@ export function trustFilePath(paths: HostPaths, caName: string): string {
 /** The journal entry for the CA file: what the path held before. */
 export async function planTrustFile(paths: HostPaths, caName: string): Promise<Extract<JournalEntry, { kind: 'trust-file' }>> {
   const file = trustFilePath(paths, caName);
-  return { kind: 'trust-file', path: file, before: await captureFile(file), updateCommand: paths.trustUpdateCommand ?? [] };
+  const updateCommand = paths.trustUpdateCommand ?? [];
+  return { kind: 'trust-file', path: file, before: await captureFile(file), updateCommand, removeCommand: paths.trustRemoveCommand ?? updateCommand };
 }
 
 /** Writes the CA where the distribution's tool looks. Needs the journal entry written first. */

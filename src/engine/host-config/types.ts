@@ -15,6 +15,8 @@ export interface HostPaths {
   trustDir?: string;
   /** Command that rebuilds the system bundle from `trustDir`; defaults per `trust` kind. */
   trustUpdateCommand?: string[];
+  /** Command that rebuilds the bundle after the CA file is removed; defaults to `trustUpdateCommand`. */
+  trustRemoveCommand?: string[];
   /** systemd-resolved's list of real upstreams (`/run/systemd/resolve/resolv.conf`). */
   systemdResolvConf?: string;
 }

@@ -1,0 +1,153 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import forge from 'node-forge';
+import { onPath } from '../../src/engine/host-config';
+
+// The real thing on Debian: inside a private mount namespace, /etc/resolv.conf, the
+// local anchors, /etc/ssl/certs and the update hooks are bind-mounted from temp copies,
+// so the host's own files never change; inside a new network namespace a dns2 answerer
+// listens on 127.0.0.1:53. apply must make getent and openssl see btrfly's DNS and CA,
+// and restore must leave every copied file byte-identical.
+
+const ROOT = path.resolve(__dirname, '../..');
+const DEBIAN_TRUST = '/usr/local/share/ca-certificates';
+const HOOKS = '/etc/ca-certificates/update.d';
+const missing = [
+  process.getuid?.() === 0 ? '' : 'root (for unshare and bind mounts)',
+  ...['unshare', 'mount', 'ip', 'getent', 'openssl', 'update-ca-certificates'].filter((c) => !onPath(c)),
+  existsSync(DEBIAN_TRUST) && existsSync('/etc/ssl/certs') ? '' : 'a Debian trust store',
+].filter(Boolean);
+if (missing.length) {
+  // A visible reason, not a silent pass.
+  console.warn(`host-config-netns.e2e: skipped, this machine lacks: ${missing.join(', ')}`);
+}
+const maybe = missing.length ? test.skip : test;
+
+function makeCaPem(): string {
+  const keys = forge.pki.rsa.generateKeyPair(2048);
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = keys.publicKey;
+  cert.serialNumber = '0a';
+  cert.validity.notBefore = new Date(Date.now() - 60_000);
+  cert.validity.notAfter = new Date(Date.now() + 86_400_000);
+  const subject = [{ name: 'commonName', value: 'btrfly netns e2e CA' }];
+  cert.setSubject(subject);
+  cert.setIssuer(subject);
+  cert.setExtensions([{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true }]);
+  cert.sign(keys.privateKey, forge.md.sha256.create());
+  return forge.pki.certificateToPem(cert);
+}
+
+/** Every entry under `dir`: type, mode and bytes or link target. */
+async function snapshot(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  async function walk(d: string): Promise<void> {
+    for (const name of (await fs.readdir(d)).sort()) {
+      const p = path.join(d, name);
+      const st = await fs.lstat(p);
+      const rel = path.relative(dir, p);
+      const mode = (st.mode & 0o7777).toString(8);
+      if (st.isSymbolicLink()) out[rel] = `link -> ${await fs.readlink(p)}`;
+      else if (st.isDirectory()) {
+        out[rel] = `dir ${mode}`;
+        await walk(p);
+      } else out[rel] = `file ${mode} ${createHash('sha256').update(await fs.readFile(p)).digest('hex')}`;
+    }
+  }
+  await walk(dir);
+  return out;
+}
+
+async function sha256(file: string): Promise<string> {
+  return createHash('sha256').update(await fs.readFile(file)).digest('hex');
+}
+
+maybe('in a private namespace, apply makes getent and openssl use btrfly; restore leaves every file byte-identical', async () => {
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), 'btrfly-netns-'));
+  const hostResolv = await sha256('/etc/resolv.conf');
+  const hostCerts = await snapshot('/etc/ssl/certs');
+  try {
+    const compiled = path.join(work, 'dist');
+    execFileSync(process.execPath, [
+      path.join(ROOT, 'node_modules/typescript/bin/tsc'), '--outDir', compiled, '--rootDir', path.join(ROOT, 'src'),
+      '--module', 'commonjs', '--target', 'ES2023', '--moduleResolution', 'node', '--esModuleInterop', '--skipLibCheck',
+      '--strict', '--types', 'node', path.join(ROOT, 'src/engine/host-config/index.ts'),
+    ], { stdio: 'inherit' });
+
+    // Copies that stand in for the host's files inside the namespace.
+    const copies = path.join(work, 'copies');
+    await fs.mkdir(path.join(copies, 'hooks'), { recursive: true });
+    await fs.writeFile(path.join(copies, 'resolv.conf'), '# the host before btrfly\nnameserver 192.0.2.53\nsearch corp.example\n', { mode: 0o644 });
+    execFileSync('cp', ['-a', DEBIAN_TRUST, path.join(copies, 'local')]);
+    execFileSync('cp', ['-a', '/etc/ssl/certs', path.join(copies, 'certs')]);
+    const before = await snapshot(copies);
+
+    const caPem = makeCaPem();
+    await fs.writeFile(path.join(work, 'ca.pem'), caPem);
+    const driver = path.join(work, 'driver.js');
+    await fs.writeFile(
+      driver,
+      `const { execFile } = require('node:child_process');
+const fs = require('node:fs');
+const dns2 = require(${JSON.stringify(require.resolve('dns2'))});
+const { HostConfigurator, detectHostPaths } = require(${JSON.stringify(path.join(compiled, 'engine/host-config'))});
+const { Packet } = dns2;
+// Asynchronous on purpose: the DNS answerer lives in this same event loop.
+const run = (cmd, args) => new Promise((resolve) => execFile(cmd, args, { encoding: 'utf8', timeout: 20000 }, (err, stdout, stderr) =>
+  resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, out: stdout + stderr })));
+(async () => {
+  const server = dns2.createServer({ udp: true, handle: (request, send) => {
+    const response = Packet.createResponseFromRequest(request);
+    const [q] = request.questions;
+    if (q && q.type === Packet.TYPE.A) response.answers.push({ name: q.name, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl: 60, address: '203.0.113.7' });
+    send(response);
+  } });
+  await server.listen({ udp: { port: 53, address: '127.0.0.1' } });
+  const paths = detectHostPaths({ ...process.env, BTRFLY_STATE_DIR: ${JSON.stringify(path.join(work, 'state'))} });
+  const host = new HostConfigurator(paths);
+  const result = { paths };
+  await host.apply({ dnsServer: '127.0.0.1', caPem: fs.readFileSync(${JSON.stringify(path.join(work, 'ca.pem'))}, 'utf8'), caName: 'e2e' });
+  result.resolvDuring = fs.readFileSync('/etc/resolv.conf', 'utf8');
+  result.getentDuring = await run('getent', ['hosts', 'build.example']);
+  result.verifyDuring = await run('openssl', ['verify', '-CApath', '/etc/ssl/certs', ${JSON.stringify(path.join(work, 'ca.pem'))}]);
+  result.restored = await host.restore();
+  result.getentAfter = await run('getent', ['hosts', 'build.example']);
+  result.verifyAfter = await run('openssl', ['verify', '-CApath', '/etc/ssl/certs', ${JSON.stringify(path.join(work, 'ca.pem'))}]);
+  server.close();
+  process.stdout.write(JSON.stringify(result));
+})().catch((e) => { process.stderr.write(String(e && e.stack || e)); process.exit(1); });
+`,
+    );
+    // The hooks (Java's keystore trigger) would write to dpkg's state outside these copies.
+    const inner = [
+      'set -e',
+      `mount --bind ${copies}/resolv.conf /etc/resolv.conf`,
+      `mount --bind ${copies}/local ${DEBIAN_TRUST}`,
+      `mount --bind ${copies}/certs /etc/ssl/certs`,
+      existsSync(HOOKS) ? `mount --bind ${copies}/hooks ${HOOKS}` : 'true',
+      'ip link set lo up',
+      `exec "${process.execPath}" ${driver}`,
+    ].join('\n');
+    const ns = spawnSync('unshare', ['--mount', '--net', '--propagation', 'private', 'sh', '-c', inner], { encoding: 'utf8', timeout: 120_000 });
+    expect(ns.stderr).toBe('');
+    expect(ns.status).toBe(0);
+    const r = JSON.parse(ns.stdout);
+
+    expect(r.paths.trust).toBe('debian');
+    expect(r.resolvDuring).toMatch(/^nameserver 127\.0\.0\.1$/m);
+    expect(r.getentDuring).toEqual({ code: 0, out: expect.stringMatching(/^203\.0\.113\.7\s+build\.example\n$/) });
+    expect(r.verifyDuring).toEqual({ code: 0, out: expect.stringMatching(/ca\.pem: OK\n$/) });
+    expect(r.restored.restored).toEqual([path.join(DEBIAN_TRUST, 'btrfly-e2e.crt'), '/etc/resolv.conf']);
+    expect(r.getentAfter.code).not.toBe(0);
+    expect(r.verifyAfter.code).not.toBe(0);
+    expect(await snapshot(copies)).toEqual(before);
+    // And the host itself was never touched.
+    expect(await sha256('/etc/resolv.conf')).toBe(hostResolv);
+    expect(await snapshot('/etc/ssl/certs')).toEqual(hostCerts);
+  } finally {
+    await fs.rm(work, { recursive: true, force: true });
+  }
+});
