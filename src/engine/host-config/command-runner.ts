@@ -12,7 +12,7 @@ export const runCommand: CommandRunner = (argv) =>
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') {
-        reject(new BtrflyError('CONFIG', `command "${argv[0]}" not found: install it or set the command with BTRFLY_TRUST_UPDATE`));
+        reject(new BtrflyError('CONFIG', `command "${argv[0]}" was not found on the PATH: install it (for the trust store, or name another with BTRFLY_TRUST_UPDATE)`));
       } else reject(e);
     });
     child.on('close', (code, signal) => {
