@@ -1,0 +1,79 @@
+'use strict';
+/**
+ * Child process for the storage e2e tests and measurements: writes or reads one large body
+ * in an archive and prints one JSON line (sha256, size, seconds, peak RSS in MiB).
+ *   node storage-child.js write ARCHIVE SIZE SEED [random|text]   → also records tag "big"
+ *   node storage-child.js read ARCHIVE [SHA256]
+ */
+// BTRFLY_JS: a directory of the sources transpiled to JS (the e2e test makes one), so the
+// measured RSS is btrfly's and not the TypeScript compiler's.
+const src = process.env.BTRFLY_JS;
+if (!src) require('./storage-ts-register.js');
+const { Writable, Readable } = require('node:stream');
+const { pipeline } = require('node:stream/promises');
+const { createHash } = require('node:crypto');
+const { Archive } = require(src ? `${src}/src/format/archive.js` : '../../src/format/archive.ts');
+const { genBodyStream } = require('../fixtures/gen-body.js');
+
+/** Compressible bytes generated on the fly (JSON-like lines), never held whole. */
+function textStream(size) {
+  const line = Buffer.from('{"name":"left-pad","version":"1.3.0","integrity":"sha512-Lz3bQmWlQ"}\n');
+  const block = Buffer.alloc(1 << 20);
+  for (let i = 0; i < block.length; i += line.length) line.copy(block, i);
+  let left = size;
+  return new Readable({
+    read() {
+      if (left === 0) return this.push(null);
+      const n = Math.min(left, block.length);
+      left -= n;
+      this.push(block.subarray(0, n));
+    },
+  });
+}
+
+async function main() {
+  const [mode, dir, ...rest] = process.argv.slice(2);
+  const t0 = process.hrtime.bigint();
+  const secs = () => Number(process.hrtime.bigint() - t0) / 1e9;
+  const rss = () => Math.round(process.resourceUsage().maxRSS / 1024);
+  if (mode === 'write') {
+    const [size, seed, kind] = [Number(rest[0]), rest[1], rest[2] ?? 'random'];
+    const a = await Archive.open(dir, { create: true });
+    const rec = await a.beginRecording('big', { session: 'e2e' });
+    process.stdout.write(JSON.stringify({ journal: rec.id }) + '\n');
+    const w = a.createBodyWriter();
+    const src = kind === 'text' ? textStream(size) : genBodyStream(size, seed);
+    await pipeline(src, w);
+    const body = await w.done;
+    const writeSecs = secs();
+    const entry = {
+      request: { method: 'GET', url: 'https://example.test/big', headers: [] },
+      ordinal: 0,
+      response: {
+        status: 200, statusText: 'OK', httpVersion: 'HTTP/1.1', headers: [],
+        content: { size: body.size, mimeType: 'application/octet-stream', sha256: body.sha256, storage: body.storage, parts: body.parts },
+      },
+    };
+    await rec.addEntry(entry, [], body);
+    await rec.seal();
+    await a.close();
+    process.stdout.write(JSON.stringify({ sha256: body.sha256, size: body.size, storage: body.storage, seconds: writeSecs, rssMiB: rss() }) + '\n');
+  } else if (mode === 'read') {
+    const a = await Archive.open(dir);
+    const commit = await a.resolveCommit('big');
+    const recording = await a.readRecording('big', commit);
+    const loc = [...recording.bodies.values()][0];
+    const hash = createHash('sha256');
+    let size = 0;
+    await pipeline(a.openBody(loc), new Writable({ highWaterMark: 1 << 20, write(c, _e, cb) { hash.update(c); size += c.length; cb(); } }));
+    await a.close();
+    process.stdout.write(JSON.stringify({ sha256: hash.digest('hex'), size, seconds: secs(), rssMiB: rss() }) + '\n');
+  } else {
+    throw new Error(`unknown mode ${mode}`);
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e.code ?? ''} ${e.stack}\n`);
+  process.exit(1);
+});

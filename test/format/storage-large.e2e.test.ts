@@ -1,0 +1,85 @@
+/**
+ * Large bodies in real child processes: memory stays flat whatever the size, bytes come
+ * back identical before and after `git gc`, and a writer killed half way leaves the tag
+ * as it was and the repository valid.
+ */
+import { spawn } from 'node:child_process';
+import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ts from 'typescript';
+import { Archive } from '../../src/format/archive';
+import { genBodySha256, gitFsck, run, tmpDir } from '../helpers';
+
+const ROOT = join(__dirname, '..', '..');
+const CHILD = join(__dirname, 'storage-child.js');
+const GIB = 1024 ** 3;
+
+/** Transpiles src/errors.ts and src/format/*.ts to plain JS, so the child needs no compiler. */
+function transpileSources(): string {
+  const out = tmpDir('btrfly-js-');
+  mkdirSync(join(out, 'src', 'format'), { recursive: true });
+  const files = ['errors.ts', ...readdirSync(join(ROOT, 'src', 'format')).filter((f) => f.endsWith('.ts')).map((f) => `format/${f}`)];
+  for (const f of files) {
+    const text = ts.transpileModule(readFileSync(join(ROOT, 'src', f), 'utf8'), {
+      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2023, esModuleInterop: true },
+    }).outputText;
+    writeFileSync(join(out, 'src', f.replace(/\.ts$/, '.js')), text);
+  }
+  cpSync(join(ROOT, 'docs'), join(out, 'docs'), { recursive: true });
+  return out;
+}
+
+let js: string;
+beforeAll(() => {
+  js = transpileSources();
+});
+
+const childEnv = (): NodeJS.ProcessEnv => ({ ...process.env, BTRFLY_JS: js, NODE_PATH: join(ROOT, 'node_modules') });
+
+async function child(...args: string[]): Promise<{ sha256: string; size: number; seconds: number; rssMiB: number }> {
+  const r = await run(process.execPath, [CHILD, ...args], { env: childEnv(), timeoutMs: 110_000 });
+  if (r.code !== 0) throw new Error(`child ${args[0]} failed (${r.code ?? r.signal}): ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
+test('a 3 GiB body is written and read back with flat memory, also after git gc', async () => {
+  const dir = join(tmpDir('btrfly-large-'), 'archive');
+  const size = 3 * GIB;
+  const expected = await genBodySha256(size, 'large');
+  const w = await child('write', dir, String(size), 'large');
+  expect(w).toMatchObject({ sha256: expected, size });
+  expect(w.rssMiB).toBeLessThan(200);
+  const r = await child('read', dir);
+  expect(r).toMatchObject({ sha256: expected, size });
+  expect(r.rssMiB).toBeLessThan(200);
+  const gc = await run('git', ['--git-dir', dir, 'gc', '--quiet', '--prune=now'], { timeoutMs: 300_000 });
+  expect(gc.code).toBe(0);
+  const r2 = await child('read', dir);
+  expect(r2).toMatchObject({ sha256: expected, size });
+  expect(r2.rssMiB).toBeLessThan(200);
+  await gitFsck(dir);
+  process.stdout.write(`3 GiB: write ${w.seconds.toFixed(1)} s ${w.rssMiB} MiB; read ${r.seconds.toFixed(1)} s ${r.rssMiB} MiB; after gc ${r2.seconds.toFixed(1)} s ${r2.rssMiB} MiB\n`);
+}, 600_000);
+
+test('a writer SIGKILLed half way through a body leaves the tag unchanged and the repository valid', async () => {
+  const dir = join(tmpDir('btrfly-kill-'), 'archive');
+  await child('write', dir, String(20 << 20), 'first'); // tag "big" exists, one recording
+  const a = await Archive.open(dir);
+  const before = await a.resolveCommit('big');
+  await a.close();
+
+  const proc = spawn(process.execPath, [CHILD, 'write', dir, String(GIB), 'killed'], { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((resolve) => proc.stdout.once('data', () => resolve())); // the recording has begun
+  await new Promise((r) => setTimeout(r, 1500)); // some parts stored, one in progress
+  proc.kill('SIGKILL');
+  await new Promise((r) => proc.once('close', r));
+
+  const after = await Archive.open(dir);
+  expect(await after.resolveCommit('big')).toBe(before);
+  const pending = await after.pendingRecordings();
+  expect(pending.map((p) => [p.tag, p.entries])).toEqual([['big', 0]]);
+  expect(await after.verify()).toEqual([]);
+  await after.discardPending(pending[0].id);
+  await after.close();
+  await gitFsck(dir);
+}, 120_000);
