@@ -1,6 +1,6 @@
 /** Two tiers by file suffix: `*.unit.test.ts` (fast, in-process) and `*.e2e.test.ts`
  * (real processes, servers, git, namespaces). `npm test` runs both. */
-const tsJest = ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }];
+const tsJest = ['ts-jest', { tsconfig: 'tsconfig.json' }];
 const common = { testEnvironment: 'node', transform: { '^.+\\.ts$': tsJest }, moduleFileExtensions: ['ts', 'js', 'json'] };
 module.exports = {
   projects: [

@@ -1,0 +1,46 @@
+import { Flags } from '@oclif/core';
+import { runCommand, summarize } from '../engine/run-command';
+import { BtrflyCommand, BtrflyError } from '../cli/base';
+import { upstreamFlags, upstreamOptions } from '../cli/upstream-flags';
+
+export default class Run extends BtrflyCommand {
+  static override summary = 'Run a command with its HTTP(S) traffic recorded or played back (command mode, no root).';
+  static override description =
+    'Starts btrfly on loopback, runs CMD with HTTP_PROXY/HTTPS_PROXY and a CA bundle set, then seals the recording (--record) or reports misses (--playback). Exits with the command\'s status, or 3 when the playback missed.';
+  static override examples = [
+    '<%= config.bin %> run --record --tag=example1 -- ./build.sh',
+    '<%= config.bin %> run --playback --tag=example1 -- ./build.sh',
+    '<%= config.bin %> run --playback --tag=example1@1a2b3c4 --unused -- make',
+  ];
+  static override strict = false;
+  static override flags = {
+    record: Flags.boolean({ description: 'record every response under --tag', exclusive: ['playback'] }),
+    playback: Flags.boolean({ description: 'answer every request from --tag, never from the network', exclusive: ['record'] }),
+    tag: Flags.string({ description: 'tag to record, or T[@REV] to play back', required: true }),
+    append: Flags.boolean({ description: 'record: keep the previous recording\'s entries and add to them', default: false }),
+    unused: Flags.boolean({ description: 'playback: also list the recorded entries nothing asked for', default: false }),
+    redact: Flags.string({ description: 'request header to record as [redacted] (Authorization, Cookie and Proxy-Authorization always are)', multiple: true }),
+    'redact-query': Flags.string({ description: 'query parameter stored and matched as a keyed hash, never in clear', multiple: true }),
+    ...upstreamFlags,
+  };
+
+  async run(): Promise<void> {
+    const { flags, argv } = await this.parse(Run);
+    if (!flags.record && !flags.playback) throw new BtrflyError('USAGE', 'say --record or --playback: btrfly run --record --tag=T -- CMD');
+    const command = (argv as string[]).filter((a, i) => !(i === 0 && a === '--'));
+    const { exitCode, result } = await runCommand({
+      archiveDir: flags.archive,
+      mode: flags.record ? 'record' : 'playback',
+      tag: flags.tag,
+      append: flags.append,
+      command,
+      upstream: upstreamOptions(flags),
+      redactHeaders: flags.redact,
+      redactQuery: flags['redact-query'],
+      report: (l) => process.stderr.write(l + '\n'),
+    });
+    if (flags.json) this.printJson(result);
+    for (const line of summarize(flags.record ? 'record' : 'playback', result, flags.unused)) process.stderr.write(line + '\n');
+    if (exitCode !== 0) this.exit(exitCode);
+  }
+}

@@ -1,0 +1,95 @@
+import { spawn } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { BtrflyError } from '../errors';
+import { DAEMON_FILE, type DaemonInfo } from './daemon';
+
+/** How to reach the daemon of a state dir, or learn that none runs. */
+export async function findDaemon(stateDir: string): Promise<DaemonInfo | undefined> {
+  let info: DaemonInfo;
+  try {
+    info = JSON.parse(await readFile(path.join(stateDir, DAEMON_FILE), 'utf8')) as DaemonInfo;
+  } catch {
+    return undefined;
+  }
+  if (!isAlive(info.pid)) return undefined;
+  try {
+    await controlRequest(info.socket, 'GET', '/status');
+    return info;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts the daemon detached (it outlives this command) unless one runs for this state dir,
+ * and waits until its control socket answers. The daemon's log goes to `daemon.log` there.
+ */
+export async function ensureDaemon(stateDir: string, args: string[], opts: { archiveDir: string; timeoutMs?: number }): Promise<DaemonInfo> {
+  const running = await findDaemon(stateDir);
+  if (running) {
+    if (running.archive !== path.resolve(opts.archiveDir)) {
+      throw new BtrflyError('SESSION', `the btrfly daemon already runs with archive ${running.archive}: stop its sessions first ("btrfly status"), or use that archive`);
+    }
+    return running;
+  }
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const logFile = path.join(stateDir, 'daemon.log');
+  const fd = openSync(logFile, 'a', 0o600);
+  const entry = path.resolve(__dirname, '..', '..', 'bin', 'run.js');
+  const child = spawn(process.execPath, [entry, 'daemon', ...args], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
+  closeSync(fd);
+  let exited: number | null | undefined;
+  child.once('exit', (code) => (exited = code));
+  child.unref();
+  const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
+  while (Date.now() < deadline) {
+    if (exited !== undefined) break;
+    const info = await findDaemon(stateDir);
+    if (info) return info;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const tail = (await readFile(logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-1)[0] ?? '';
+  throw new BtrflyError('SESSION', `the btrfly daemon did not start${tail ? `: ${tail.slice(0, 300)}` : ''}: see ${logFile}`);
+}
+
+/** One JSON request to the daemon's control API over its unix socket. */
+export function controlRequest<T = unknown>(socket: string, method: string, urlPath: string, body?: unknown): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const req = http.request(
+      { socketPath: socket, method, path: urlPath, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}, timeout: 600_000 },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => {
+          let json: unknown;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            return reject(new BtrflyError('SESSION', `the btrfly daemon answered ${res.statusCode} with something that is not JSON: see its log`));
+          }
+          if ((res.statusCode ?? 500) >= 400) {
+            const err = (json as { error?: { code?: string; message?: string } })?.error;
+            return reject(new BtrflyError((err?.code as never) ?? 'SESSION', err?.message ?? `the btrfly daemon answered ${res.statusCode}`));
+          }
+          resolve(json as T);
+        });
+      },
+    );
+    req.once('error', reject);
+    req.end(payload);
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

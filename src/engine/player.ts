@@ -1,0 +1,109 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import { entryKey, mergeHeaders, redactUrl } from '../format/manifest';
+import { RecordingIndex, createPlaybackState, type Candidate } from '../format/match';
+import type { BodyLocation, ByteRange, Entry, Recording } from '../format/types';
+import type { Readable } from 'node:stream';
+import { hasRequestBody, headerPairs } from './http-util';
+import { sendRecorded } from './respond';
+import type { MissRecord, SessionInfo } from './session';
+
+export interface BodySource {
+  openBody(loc: BodyLocation, range?: ByteRange): Readable;
+}
+
+/**
+ * A playback session: answers every request from one recording and never opens a
+ * connection upstream. A request the recording does not hold is a miss: `404` with
+ * `X-Btrfly: miss` and a body that names the tag, the request and the nearest candidates.
+ */
+export class PlaybackSession {
+  readonly misses: MissRecord[] = [];
+  private readonly index: RecordingIndex;
+  private readonly state = createPlaybackState();
+
+  constructor(
+    readonly info: SessionInfo,
+    readonly recording: Recording,
+    private readonly bodies: BodySource,
+    private readonly redactKey: Buffer,
+    private readonly log: (msg: string, data?: Record<string, unknown>) => void = () => {},
+  ) {
+    this.index = new RecordingIndex(recording.manifest);
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    this.info.stats.requests++;
+    const bodySha256 = hasRequestBody(req) ? await digestBody(req) : undefined;
+    const request = {
+      method: req.method ?? 'GET',
+      url: redactUrl(url.href, this.recording.manifest.redact.query, this.redactKey),
+      headers: headerPairs(req.rawHeaders),
+      bodySha256,
+    };
+    const entry = this.index.find(request, this.state);
+    if (!entry) return this.miss(request, res);
+    this.info.stats.hits++;
+    const bytes = await sendRecorded(req, res, this.answerFor(entry));
+    this.info.stats.bytes += bytes;
+  }
+
+  /** The recorded entries nothing asked for (`--unused`). */
+  unused(): Entry[] {
+    return this.index.unused(this.state);
+  }
+
+  private answerFor(entry: Entry) {
+    const volatile = this.recording.volatile.entries[entryKey(entry)] ?? [];
+    return {
+      entry,
+      headers: mergeHeaders(entry.response.headers, volatile),
+      body: this.recording.bodies.get(entry.response.content.sha256),
+      openBody: (loc: BodyLocation, range?: ByteRange) => this.bodies.openBody(loc, range),
+    };
+  }
+
+  private miss(request: { method: string; url: string; headers: { name: string; value: string }[]; bodySha256?: string }, res: ServerResponse): void {
+    this.info.stats.misses++;
+    const nearest = this.index.nearest(request, 3).map(describeCandidate);
+    this.misses.push({ method: request.method, url: request.url, nearest });
+    this.log('playback miss', { method: request.method, url: request.url, tag: this.info.tag });
+    const lines = [
+      `btrfly: playback miss: ${request.method} ${request.url} is not in tag "${this.info.tag}" (recording ${this.recording.commit.slice(0, 12)}).`,
+      nearest.length > 0 ? 'Nearest recorded candidates:' : 'No recorded request has the same host and path.',
+      ...nearest.map((n) => `  ${n}`),
+      `To record it, run the build again with "btrfly run --record --append --tag=${this.info.tag}" (or "btrfly start record --append").`,
+      '',
+    ];
+    const body = lines.join('\n');
+    res.writeHead(404, 'Not Found', {
+      'Content-Type': 'text/plain; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+      'X-Btrfly': 'miss',
+      'Cache-Control': 'no-store',
+    });
+    res.end(body);
+  }
+}
+
+/** `GET https://h/p?x=2 (query differs)`. */
+function describeCandidate(c: Candidate): string {
+  return `${c.entry.request.method} ${c.entry.request.url}${c.differs.length ? ` (${c.differs.join(', ')} differs)` : ''}`;
+}
+
+/** SHA-256 of a request body, consumed as it streams. */
+export async function digestBody(req: IncomingMessage): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(
+    req,
+    new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        hash.update(chunk);
+        cb();
+      },
+    }),
+  );
+  return hash.digest('hex');
+}

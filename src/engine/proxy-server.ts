@@ -1,0 +1,243 @@
+import * as http from 'node:http';
+import * as https from 'node:https';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { isBtrflyError, oneLine } from '../errors';
+import { proxyCredential, type SessionInfo, type SessionTable } from './session';
+
+/** What the proxy hands a request to. */
+export interface ProxySession {
+  info: SessionInfo;
+  handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void>;
+}
+
+/** Mints the TLS context for a host name (or IP literal) the client asked for. */
+export interface ContextSource {
+  secureContextFor(name: string): Promise<tls.SecureContext>;
+  sniCallback(name: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void;
+  /** Server options whose default certificate (for clients that send no SNI) names `defaultName`. */
+  serverOptions(defaultName: string): Promise<tls.TlsOptions>;
+}
+
+export interface ProxyServerOptions {
+  /** Address every listener binds to. */
+  address: string;
+  /** Explicit proxy port (CONNECT and absolute-form); 0 picks a free one. */
+  proxyPort?: number;
+  /** Transparent listeners (host mode: 80 and 443); omitted: not started. */
+  httpPort?: number;
+  httpsPort?: number;
+  contexts: ContextSource;
+  sessions: SessionTable<ProxySession>;
+  /** True for a connection the runtime itself opened upstream: refused, so the proxy cannot loop. */
+  isOwnSocket?: (socket: net.Socket) => boolean;
+  log?: (msg: string, data?: Record<string, unknown>) => void;
+}
+
+export interface ProxyServer {
+  address: string;
+  proxyPort?: number;
+  httpPort?: number;
+  httpsPort?: number;
+  close(): Promise<void>;
+}
+
+/** Where a connection's requests go: its session, and the target a tunnel named. */
+interface Route {
+  session: ProxySession;
+  scheme: 'http' | 'https';
+  /** host[:port] from CONNECT, used when a request carries no Host header. */
+  authority?: string;
+}
+
+const CHUNK = 1024 * 1024; // 1 MiB buffers: measured to double Node's HTTPS throughput (FINDINGS.md)
+
+/**
+ * The proxy's listeners: an explicit proxy port (HTTP CONNECT, terminated with a certificate
+ * for the requested name, and absolute-form requests) and, in host mode, transparent ports 80
+ * and 443 (target from Host and SNI). Every request is handed to the client's session; a client
+ * in no session is refused (btrfly is not an open proxy).
+ */
+export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer> {
+  const log = opts.log ?? (() => {});
+  const routes = new WeakMap<net.Socket, Route>();
+  const sockets = new Set<net.Socket>();
+  const servers: net.Server[] = [];
+
+  const onRequest = (scheme: 'http' | 'https', transparent: boolean) => (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const route = routes.get(req.socket) ?? (transparent ? transparentRoute(req.socket, scheme) : explicitRoute(req));
+    if (!route) return refuse(req, res, transparent);
+    const url = targetUrl(req, route);
+    if (!url) {
+      res.writeHead(400, { 'Content-Type': 'text/plain', 'X-Btrfly': 'error' });
+      res.end('btrfly: the request names no host: send a Host header or an absolute URL\n');
+      return;
+    }
+    route.session.handle(req, res, url).catch((e) => {
+      log('request failed', { url: url.href, error: oneLine(e) });
+      if (res.headersSent) return void res.destroy();
+      const status = isBtrflyError(e) ? e.httpStatus : 500;
+      const body = `btrfly: ${oneLine(e)}\n`;
+      res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'X-Btrfly': 'error' });
+      res.end(body);
+    });
+  };
+
+  const explicitRoute = (req: http.IncomingMessage): Route | undefined => {
+    const session = opts.sessions.byProxyCredential(proxyCredential(req.headers['proxy-authorization'])) ?? opts.sessions.bySourceAddress(req.socket.remoteAddress);
+    if (!session) return undefined;
+    return { session, scheme: (req.url ?? '').startsWith('https:') ? 'https' : 'http' };
+  };
+  const transparentRoute = (socket: net.Socket, scheme: 'http' | 'https'): Route | undefined => {
+    const session = opts.sessions.bySourceAddress(socket.remoteAddress);
+    return session ? { session, scheme } : undefined;
+  };
+
+  const inner = configure(http.createServer({ highWaterMark: CHUNK }), onRequest('https', false));
+  const front = configure(http.createServer({ highWaterMark: CHUNK }), onRequest('http', false));
+  front.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    const session = opts.sessions.byProxyCredential(proxyCredential(req.headers['proxy-authorization'])) ?? opts.sessions.bySourceAddress(socket.remoteAddress);
+    if (!session) {
+      socket.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="btrfly"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    const authority = req.url ?? '';
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length > 0) socket.unshift(head);
+    tunnel(socket, authority, session).catch((e) => {
+      log('tunnel failed', { authority, error: oneLine(e) });
+      socket.destroy();
+    });
+  });
+
+  const tunnel = async (socket: net.Socket, authority: string, session: ProxySession) => {
+    const first = await firstByte(socket);
+    if (first === undefined) return void socket.destroy();
+    if (first !== 0x16) {
+      routes.set(socket, { session, scheme: 'http', authority });
+      inner.emit('connection', socket);
+      return;
+    }
+    const host = hostOf(authority);
+    const context = await opts.contexts.secureContextFor(host);
+    const secure = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: ['http/1.1'],
+      SNICallback: opts.contexts.sniCallback,
+    });
+    secure.on('error', (e) => log('client TLS failed', { authority, error: oneLine(e) }));
+    routes.set(secure, { session, scheme: 'https', authority });
+    inner.emit('connection', secure);
+  };
+
+  const track = (server: net.Server) => {
+    servers.push(server);
+    server.on('connection', (socket: net.Socket) => {
+      if (opts.isOwnSocket?.(socket)) {
+        log('refused a connection from the proxy itself (loop)', { port: socket.remotePort });
+        return void socket.destroy();
+      }
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+  };
+
+  track(front);
+  const result: ProxyServer = { address: opts.address, close: async () => {} };
+  result.proxyPort = await listen(front, opts.address, opts.proxyPort ?? 0);
+  if (opts.httpPort !== undefined) {
+    const plain = configure(http.createServer({ highWaterMark: CHUNK }), onRequest('http', true));
+    track(plain);
+    result.httpPort = await listen(plain, opts.address, opts.httpPort);
+  }
+  if (opts.httpsPort !== undefined) {
+    const tlsOptions = await opts.contexts.serverOptions(opts.address);
+    const secure = configure(https.createServer({ ...tlsOptions, highWaterMark: CHUNK } as https.ServerOptions), onRequest('https', true));
+    track(secure);
+    result.httpsPort = await listen(secure, opts.address, opts.httpsPort);
+  }
+  result.close = async () => {
+    for (const s of sockets) s.destroy();
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    inner.close();
+  };
+  return result;
+}
+
+function configure<S extends http.Server>(server: S, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): S {
+  server.on('request', handler);
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 70_000;
+  server.requestTimeout = 0; // uploads and downloads of GiBs take as long as they take
+  server.on('clientError', (_e, socket: net.Socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  return server;
+}
+
+function refuse(req: http.IncomingMessage, res: http.ServerResponse, transparent: boolean): void {
+  if (!transparent && !req.headers['proxy-authorization']) {
+    res.writeHead(407, { 'Proxy-Authenticate': 'Basic realm="btrfly"', 'Content-Type': 'text/plain', 'X-Btrfly': 'refused' });
+    res.end('btrfly: this proxy serves only clients in a session: use the proxy URL "btrfly run" or "btrfly start" gave you\n');
+    return;
+  }
+  res.writeHead(403, { 'Content-Type': 'text/plain', 'X-Btrfly': 'refused' });
+  res.end(`btrfly: client ${req.socket.remoteAddress} is in no session: start one with "btrfly start record|playback --tag=T"\n`);
+}
+
+/** The absolute URL of a request: absolute-form as is, otherwise scheme + Host (or the tunnel's authority) + path. */
+export function targetUrl(req: http.IncomingMessage, route: Route): URL | undefined {
+  const raw = req.url ?? '/';
+  try {
+    if (/^https?:\/\//i.test(raw)) return new URL(raw);
+    const host = req.headers.host ?? route.authority;
+    if (!host) return undefined;
+    const url = new URL(`${route.scheme}://${host}${raw.startsWith('/') ? raw : '/' + raw}`);
+    return url;
+  } catch {
+    return undefined;
+  }
+}
+
+function hostOf(authority: string): string {
+  const m = /^\[([^\]]+)\](?::\d+)?$/.exec(authority);
+  if (m) return m[1];
+  const i = authority.lastIndexOf(':');
+  return i > 0 ? authority.slice(0, i) : authority;
+}
+
+function firstByte(socket: net.Socket): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const onReadable = () => {
+      const chunk: Buffer | null = socket.read();
+      if (chunk === null) return;
+      cleanup();
+      socket.unshift(chunk);
+      resolve(chunk[0]);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(undefined);
+    };
+    const cleanup = () => {
+      socket.off('readable', onReadable);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+    };
+    socket.on('readable', onReadable);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+  });
+}
+
+function listen(server: net.Server, address: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, address, () => {
+      server.off('error', reject);
+      resolve((server.address() as net.AddressInfo).port);
+    });
+  });
+}

@@ -1,0 +1,175 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { isBtrflyError } from '../errors';
+import { mergeHeaders, redactUrl, selectingRequestHeaders, splitHeaders } from '../format/manifest';
+import { OrdinalCounter } from '../format/match';
+import type { BodyLocation, BodyWriter, ByteRange, Entry, Header, Redactions, StoredBody, VolatileHeader } from '../format/types';
+import { flatHeaders, hasRequestBody, headerPairs, headerValue, isPartialOrConditional, upstreamRequestHeaders, withoutHopByHop } from './http-util';
+import { sendRecorded, type RecordedAnswer } from './respond';
+import type { SessionInfo } from './session';
+import { teeToStore } from './tee';
+import { upstreamError, type Upstream } from './upstream';
+
+/** Where a record session puts what it fetched. */
+export interface RecordStore {
+  createBodyWriter(): BodyWriter;
+  openBody(loc: BodyLocation, range?: ByteRange): Readable;
+  locateBody(stored: StoredBody): Promise<BodyLocation>;
+}
+
+/** The open recording of a tag: entries go in as they complete; the tag moves only at seal. */
+export interface RecordingSink {
+  addEntry(entry: Entry, volatile: VolatileHeader[], body: StoredBody): Promise<void>;
+}
+
+/**
+ * A record session: forwards each request upstream and streams the response to the client
+ * while writing it to the archive. `Range` and `If-*` are not sent upstream so that the
+ * archive always holds whole bodies; a client that asked for a range or a conditional answer
+ * gets it from the archive once the whole body is stored. Concurrent requests for the same
+ * URL share one upstream fetch.
+ */
+export class RecordSession {
+  private readonly counter = new OrdinalCounter();
+  private readonly inflight = new Map<string, Promise<RecordedAnswer | undefined>>();
+
+  constructor(
+    readonly info: SessionInfo,
+    private readonly sink: RecordingSink,
+    private readonly store: RecordStore,
+    private readonly upstream: Upstream,
+    private readonly redact: Redactions,
+    private readonly redactKey: Buffer,
+    private readonly log: (msg: string, data?: Record<string, unknown>) => void = () => {},
+  ) {}
+
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    this.info.stats.requests++;
+    const method = req.method ?? 'GET';
+    const storedUrl = redactUrl(url.href, this.redact.query, this.redactKey);
+    const shareable = (method === 'GET' || method === 'HEAD') && !hasRequestBody(req);
+    const key = shareable ? [method, storedUrl, req.headers.accept ?? '', req.headers['accept-encoding'] ?? ''].join('\n') : undefined;
+    const pending = key ? this.inflight.get(key) : undefined;
+    if (pending) {
+      const recorded = await pending.catch(() => undefined);
+      if (recorded) {
+        this.info.stats.bytes += await sendRecorded(req, res, recorded);
+        return;
+      }
+    }
+    const fetch = this.fetchAndRecord(req, res, url, storedUrl);
+    if (key) {
+      this.inflight.set(key, fetch);
+      fetch.finally(() => this.inflight.get(key) === fetch && this.inflight.delete(key)).catch(() => {});
+    }
+    await fetch;
+  }
+
+  private async fetchAndRecord(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string): Promise<RecordedAnswer | undefined> {
+    const method = req.method ?? 'GET';
+    const answerLater = isPartialOrConditional(req);
+    const { req: upReq, response } = this.upstream.request(url, method, flatHeaders(upstreamRequestHeaders(req)) as never);
+    let requestDigest: Promise<string | undefined> = Promise.resolve(undefined);
+    if (hasRequestBody(req)) {
+      const hash = createHash('sha256');
+      const hasher = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          hash.update(chunk);
+          cb(null, chunk);
+        },
+      });
+      requestDigest = pipeline(req, hasher, upReq).then(() => hash.digest('hex'));
+      requestDigest.catch(() => {});
+    } else {
+      upReq.end();
+    }
+
+    let upRes: IncomingMessage;
+    try {
+      upRes = await response;
+    } catch (e) {
+      this.upstreamFailed(res, url, e);
+      return undefined;
+    }
+    const received = headerPairs(upRes.rawHeaders);
+    if (!answerLater) res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, flatHeaders(withoutHopByHop(received)));
+
+    const writer = this.store.createBodyWriter();
+    let stored: StoredBody;
+    try {
+      await teeToStore(upRes, writer, answerLater ? null : res);
+      stored = await writer.done;
+    } catch (e) {
+      writer.destroy();
+      this.log('upstream body failed, not recorded', { url: url.href, error: String(e) });
+      this.upstreamFailed(res, url, e);
+      return undefined;
+    }
+    if (!answerLater) this.info.stats.bytes += stored.size;
+
+    const entry = this.entryFor(req, upRes, received, storedUrl, stored, await requestDigest.catch(() => undefined));
+    const { kept, volatile } = splitHeaders(received);
+    entry.response.headers = kept;
+    const { ordinal, duplicate } = this.counter.assign(entry.request, { status: entry.response.status, sha256: stored.sha256 });
+    entry.ordinal = ordinal;
+    if (!duplicate) {
+      await this.sink.addEntry(entry, volatile, stored);
+      this.info.stats.recorded++;
+    }
+    const answer: RecordedAnswer = {
+      entry,
+      headers: mergeHeaders(kept, volatile),
+      body: await this.store.locateBody(stored),
+      openBody: (loc, range) => this.store.openBody(loc, range),
+    };
+    if (answerLater) this.info.stats.bytes += await sendRecorded(req, res, answer);
+    return answer;
+  }
+
+  private entryFor(req: IncomingMessage, upRes: IncomingMessage, received: Header[], storedUrl: string, stored: StoredBody, bodySha256: string | undefined): Entry {
+    const encoding = headerValue(received, 'content-encoding');
+    return {
+      request: {
+        method: req.method ?? 'GET',
+        url: storedUrl,
+        headers: selectingRequestHeaders(headerPairs(req.rawHeaders), headerValue(received, 'vary'), this.redact),
+        ...(bodySha256 ? { bodySha256 } : {}),
+      },
+      ordinal: 0,
+      response: {
+        status: upRes.statusCode ?? 0,
+        statusText: upRes.statusMessage ?? '',
+        httpVersion: `HTTP/${upRes.httpVersion}`,
+        headers: received,
+        content: {
+          size: stored.size,
+          mimeType: headerValue(received, 'content-type') ?? '',
+          sha256: stored.sha256,
+          ...(encoding && encoding.toLowerCase() !== 'identity' ? { encoding } : {}),
+          storage: stored.storage,
+          parts: stored.parts,
+        },
+      },
+    };
+  }
+
+  /** An upstream failure reaches the client as it happened, marked by btrfly; it is not recorded. */
+  private upstreamFailed(res: ServerResponse, url: URL, e: unknown): void {
+    this.info.stats.upstreamErrors++;
+    const err = isBtrflyError(e) ? e : upstreamError(url, e);
+    if (res.headersSent) {
+      res.destroy(err);
+      return;
+    }
+    const body = `btrfly: ${err.message}\n`;
+    res.writeHead(err.httpStatus, {
+      'Content-Type': 'text/plain; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+      'X-Btrfly': 'upstream-error',
+      'X-Btrfly-Upstream-Error': String(err.data.kind ?? 'error'),
+    });
+    res.end(body);
+  }
+}

@@ -1,0 +1,178 @@
+import type { Archive } from '../format/archive';
+import { parseTagSpec, validateTagName } from '../format/names';
+import type { Entry, Redactions } from '../format/types';
+import { CertificateAuthority } from './ca';
+import { configDir } from './config-dir';
+import { PlaybackSession } from './player';
+import { startProxy, type ProxyServer, type ProxySession } from './proxy-server';
+import { RecordSession } from './recorder';
+import { redactKey } from './redact-key';
+import { newCredential, newSessionInfo, SessionTable, type MissRecord, type Mode, type SessionInfo } from './session';
+import { Upstream, type UpstreamOptions } from './upstream';
+
+export interface RuntimeOptions {
+  archive: Archive;
+  /** Address the proxy listens on. */
+  address?: string;
+  proxyPort?: number;
+  /** Transparent listeners (host mode). */
+  httpPort?: number;
+  httpsPort?: number;
+  upstream?: UpstreamOptions;
+  configDir?: string;
+  log?: (msg: string, data?: Record<string, unknown>) => void;
+}
+
+export interface OpenSessionOptions {
+  /** `T` or, for playback, `T@REV`. */
+  tag: string;
+  mode: Mode;
+  /** Record: keep the previous recording's entries. Playback: record what is missing. */
+  append?: boolean;
+  /** Host-mode clients by source address; none: a credential is issued for the proxy URL. */
+  clients?: string[];
+  /** Extra request header names to redact, and query parameters stored as keyed hashes. */
+  redactHeaders?: string[];
+  redactQuery?: string[];
+}
+
+export interface OpenedSession {
+  info: SessionInfo;
+  /** The secret for the proxy URL (command mode). */
+  credential?: string;
+  proxyUrl?: string;
+}
+
+export interface SessionResult {
+  info: SessionInfo;
+  /** Record: the sealed recording's commit. */
+  commit?: string;
+  misses: MissRecord[];
+  unused?: Entry[];
+}
+
+type Active = ProxySession & { close(opts: { discard?: boolean; message?: string }): Promise<SessionResult> };
+
+/**
+ * btrfly's runtime: the proxy, the CA, the upstream connector and the live sessions over one
+ * archive. Command mode runs one in the `btrfly run` process; host and service mode run one
+ * in a daemon. Sessions are independent: each has its own tag, mode and clients.
+ */
+export class Runtime {
+  readonly sessions = new SessionTable<Active>();
+
+  private constructor(
+    readonly archive: Archive,
+    readonly ca: CertificateAuthority,
+    readonly upstream: Upstream,
+    readonly proxy: ProxyServer,
+    private readonly key: Buffer,
+    private readonly log: (msg: string, data?: Record<string, unknown>) => void,
+  ) {}
+
+  static async start(opts: RuntimeOptions): Promise<Runtime> {
+    const dir = opts.configDir ?? configDir();
+    const ca = await CertificateAuthority.loadOrCreate(dir);
+    const upstream = new Upstream(opts.upstream);
+    const log = opts.log ?? (() => {});
+    const sessions = new SessionTable<Active>();
+    let proxy: ProxyServer;
+    try {
+      proxy = await startProxy({
+        address: opts.address ?? '127.0.0.1',
+        proxyPort: opts.proxyPort ?? 0,
+        httpPort: opts.httpPort,
+        httpsPort: opts.httpsPort,
+        contexts: ca,
+        sessions,
+        isOwnSocket: (s) => upstream.isOwnSocket(s),
+        log,
+      });
+    } catch (e) {
+      upstream.close();
+      throw e;
+    }
+    const rt = new Runtime(opts.archive, ca, upstream, proxy, redactKey(dir), log);
+    (rt as { sessions: SessionTable<Active> }).sessions = sessions;
+    return rt;
+  }
+
+  /** Starts a session; a record session holds its tag's lock until it is closed. */
+  async openSession(opts: OpenSessionOptions): Promise<OpenedSession> {
+    const spec = parseTagSpec(opts.tag);
+    validateTagName(spec.tag);
+    const info = newSessionInfo({ tag: spec.tag, mode: opts.mode, append: opts.append, clients: opts.clients });
+    const credential = opts.clients && opts.clients.length > 0 ? undefined : newCredential();
+    const session = opts.mode === 'record' ? await this.recordSession(info, opts, spec.rev) : await this.playbackSession(info, spec.rev, opts);
+    try {
+      this.sessions.add(session, credential?.hash);
+    } catch (e) {
+      await session.close({ discard: true });
+      throw e;
+    }
+    const proxyUrl = credential ? `http://btrfly:${credential.secret}@${hostForUrl(this.proxy.address)}:${this.proxy.proxyPort}` : undefined;
+    return { info, credential: credential?.secret, proxyUrl };
+  }
+
+  /** Ends a session: a recording is sealed (or discarded), a playback reports its misses. */
+  async closeSession(id: string, opts: { discard?: boolean; message?: string } = {}): Promise<SessionResult> {
+    const session = this.sessions.remove(id);
+    if (!session) throw new Error(`no session ${id}`);
+    return session.close(opts);
+  }
+
+  status(): SessionInfo[] {
+    return this.sessions.list().map((s) => s.info);
+  }
+
+  /** Stops listening; open recordings are sealed (graceful shutdown loses nothing). */
+  async close(): Promise<SessionResult[]> {
+    await this.proxy.close();
+    const results: SessionResult[] = [];
+    for (const s of this.sessions.list()) {
+      this.sessions.remove(s.info.id);
+      results.push(await s.close({}));
+    }
+    this.upstream.close();
+    return results;
+  }
+
+  private async recordSession(info: SessionInfo, opts: OpenSessionOptions, rev: string | undefined): Promise<Active> {
+    if (rev) throw new (await import('../errors')).BtrflyError('USAGE', `record takes a tag, not a recording: drop "@${rev}" from --tag`);
+    const writer = await this.archive.beginRecording(info.tag, { append: opts.append, session: info.id });
+    const redact: Redactions = mergeRedactions(writer.redactions(), opts.redactHeaders, opts.redactQuery);
+    writer.setRedactions(redact);
+    info.rev = writer.baseCommit();
+    const rec = new RecordSession(info, writer, this.archive, this.upstream, redact, this.key, this.log);
+    return Object.assign(rec, {
+      close: async (o: { discard?: boolean; message?: string }): Promise<SessionResult> => {
+        if (o.discard) {
+          await writer.abandon();
+          return { info, misses: [] };
+        }
+        const { commit } = await writer.seal({ message: o.message ?? `record ${info.tag}: ${info.stats.recorded} entries` });
+        return { info, commit, misses: [] };
+      },
+    });
+  }
+
+  private async playbackSession(info: SessionInfo, rev: string | undefined, opts: OpenSessionOptions): Promise<Active> {
+    const commit = await this.archive.resolveCommit(info.tag, rev);
+    info.rev = commit;
+    const recording = await this.archive.readRecording(info.tag, commit);
+    const play = new PlaybackSession(info, recording, this.archive, this.key, this.log);
+    void opts;
+    return Object.assign(play, {
+      close: async (): Promise<SessionResult> => ({ info, misses: play.misses, unused: play.unused() }),
+    });
+  }
+}
+
+function mergeRedactions(base: Redactions, headers: string[] = [], query: string[] = []): Redactions {
+  const uniq = (xs: string[]) => [...new Set(xs)].sort();
+  return { headers: uniq([...base.headers, ...headers.map((h) => h.toLowerCase())]), query: uniq([...base.query, ...query]) };
+}
+
+function hostForUrl(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
+}
