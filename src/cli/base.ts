@@ -45,6 +45,8 @@ export abstract class BtrflyCommand extends Command {
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<never> {
     const debug = this.argv.includes('--debug') || process.env.BTRFLY_DEBUG === '1';
     // oclif's own parse errors (unknown flag, missing arg) are usage errors: exit 2.
+    // this.exit(n) throws oclif's ExitError: an exit status chosen on purpose, not a failure.
+    if ((err as { code?: string }).code === 'EEXIT') throw err;
     const oclifExit = err.oclif?.exit;
     if (oclifExit !== undefined && !isBtrflyError(err)) {
       if (oclifExit === 0) throw err; // --help, --version

@@ -34,6 +34,8 @@ export interface RecordingSink {
 export class RecordSession {
   private readonly counter = new OrdinalCounter();
   private readonly inflight = new Map<string, Promise<RecordedAnswer | undefined>>();
+  /** Every exchange still being written, so that a seal waits for what the client already has. */
+  private readonly writing = new Set<Promise<unknown>>();
 
   constructor(
     readonly info: SessionInfo,
@@ -60,11 +62,18 @@ export class RecordSession {
       }
     }
     const fetch = this.fetchAndRecord(req, res, url, storedUrl);
+    this.writing.add(fetch);
+    fetch.finally(() => this.writing.delete(fetch)).catch(() => {});
     if (key) {
       this.inflight.set(key, fetch);
       fetch.finally(() => this.inflight.get(key) === fetch && this.inflight.delete(key)).catch(() => {});
     }
     await fetch;
+  }
+
+  /** Resolves once every response under way is stored (or failed): call before sealing. */
+  async drain(): Promise<void> {
+    while (this.writing.size > 0) await Promise.allSettled([...this.writing]);
   }
 
   private async fetchAndRecord(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string): Promise<RecordedAnswer | undefined> {

@@ -146,6 +146,7 @@ export class Runtime {
     const rec = new RecordSession(info, writer, this.archive, this.upstream, redact, this.key, this.log);
     return Object.assign(rec, {
       close: async (o: { discard?: boolean; message?: string }): Promise<SessionResult> => {
+        await rec.drain();
         if (o.discard) {
           await writer.abandon();
           return { info, misses: [] };

@@ -108,6 +108,18 @@ export class RecordingIndex {
     const url = this.redact(req.url);
     const { key, host } = this.keyOf(req.method, url);
     const ignore = this.looseningFor(host).ignoreHeaders;
+    // Exact first; then regardless of Accept-Encoding, since playback decodes a recorded
+    // Content-Encoding the client does not accept (SPEC section 5, Fidelity).
+    const best = this.bestSequence(key, req, ignore) ?? this.bestSequence(key, req, new Set([...ignore, 'accept-encoding']));
+    if (!best) return undefined;
+    const n = state.answered[best.seq.id] ?? 0;
+    state.answered[best.seq.id] = n + 1;
+    const entry = best.seq.entries[Math.min(n, best.seq.entries.length - 1)];
+    state.used[entryKey(entry)] = true;
+    return entry;
+  }
+
+  private bestSequence(key: string, req: MatchRequest, ignore: ReadonlySet<string>): { seq: Sequence; score: number } | undefined {
     let best: { seq: Sequence; score: number } | undefined;
     for (const seq of this.byKey.get(key) ?? []) {
       const first = seq.entries[0];
@@ -115,12 +127,7 @@ export class RecordingIndex {
       const score = headersMatch(first.request.headers, req.headers, ignore);
       if (score >= 0 && (!best || score > best.score)) best = { seq, score };
     }
-    if (!best) return undefined;
-    const n = state.answered[best.seq.id] ?? 0;
-    state.answered[best.seq.id] = n + 1;
-    const entry = best.seq.entries[Math.min(n, best.seq.entries.length - 1)];
-    state.used[entryKey(entry)] = true;
-    return entry;
+    return best;
   }
 
   /** Up to `n` recorded entries with the same scheme, host and path as `req`, fewest differences first. */

@@ -30,7 +30,7 @@ describe('btrfly run: record, then play back with the origin gone', () => {
     origin = await startOrigin({ https: true });
     archive = join(tmpDir(), 'archive');
     out = tmpDir();
-    const base = origin.urlFor('', 'origin.test');
+    const base = origin.urlFor('/', 'origin.test').replace(/\/$/, '');
     script = join(tmpDir(), 'build.sh');
     writeFileSync(
       script,
@@ -109,7 +109,7 @@ describe('btrfly run: record, then play back with the origin gone', () => {
     const url = origin.urlFor('/gen/999?seed=1', 'origin.test');
     const play = await runCli(['run', '--playback', '--tag=build1', '--archive', archive, '--', 'curl', '-sS', '-D', '-', url], { timeoutMs: 60_000 });
     expect(play.code).toBe(3);
-    expect(play.stdout).toMatch(/^HTTP\/1\.1 404/);
+    expect(play.stdout).toMatch(/^HTTP\/1\.1 404/m);
     expect(play.stdout).toMatch(/x-btrfly: miss/i);
     expect(play.stdout).toContain('build1');
     expect(play.stderr).toContain(`GET ${url}`);
