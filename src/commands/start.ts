@@ -1,0 +1,37 @@
+import { Args, Flags } from '@oclif/core';
+import { startHostSession } from '../engine/host-session';
+import { BtrflyCommand } from '../cli/base';
+import { upstreamFlags, upstreamOptions } from '../cli/upstream-flags';
+
+export default class Start extends BtrflyCommand {
+  static override summary = 'Point this host at btrfly and start recording or playing back a tag (host mode, needs root).';
+  static override description =
+    'Starts the btrfly daemon on a dedicated loopback address (DNS, proxy on 80/443), opens a session for this host, points /etc/resolv.conf at btrfly and adds btrfly\'s CA to the system trust store. "btrfly stop" undoes all of it.';
+  static override examples = ['<%= config.bin %> start record --tag=example1', '<%= config.bin %> start playback --tag=example1'];
+  static override args = {
+    mode: Args.string({ description: 'record or playback', required: true, options: ['record', 'playback'] }),
+  };
+  static override flags = {
+    tag: Flags.string({ description: 'tag to record, or T[@REV] to play back', required: true }),
+    append: Flags.boolean({ description: 'record: keep the previous recording\'s entries and add to them', default: false }),
+    redact: Flags.string({ description: 'request header to record as [redacted]', multiple: true }),
+    'redact-query': Flags.string({ description: 'query parameter stored and matched as a keyed hash', multiple: true }),
+    ...upstreamFlags,
+  };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(Start);
+    const mode = args.mode as 'record' | 'playback';
+    const { session, daemonAddress } = await startHostSession({
+      mode,
+      tag: flags.tag,
+      append: flags.append,
+      archiveDir: flags.archive,
+      upstream: upstreamOptions(flags),
+      redactHeaders: flags.redact,
+      redactQuery: flags['redact-query'],
+    });
+    if (flags.json) return this.printJson({ session: session.info, dns: daemonAddress });
+    process.stderr.write(`btrfly: ${mode === 'record' ? 'recording' : 'playing back'} tag "${session.info.tag}" for this host (DNS and proxy on ${daemonAddress}); run "btrfly stop ${mode}" when the build is done\n`);
+  }
+}

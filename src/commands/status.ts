@@ -1,0 +1,27 @@
+import { hostStatus } from '../engine/host-session';
+import { formatBytes } from '../engine/run-command';
+import type { SessionInfo } from '../engine/session';
+import { BtrflyCommand } from '../cli/base';
+
+export default class Status extends BtrflyCommand {
+  static override summary = 'Show the active session(s): tag, mode, since, requests, bytes, misses.';
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(Status);
+    const st = await hostStatus();
+    if (flags.json) return this.printJson(st);
+    if (st.daemonDied && st.hostSession) {
+      this.log(`the btrfly daemon stopped during the ${st.hostSession.mode} session of tag "${st.hostSession.tag}": run "btrfly stop ${st.hostSession.mode}" to restore this host`);
+      return;
+    }
+    if (st.sessions.length === 0) {
+      this.log('no active session');
+      return;
+    }
+    this.log(`daemon ${st.daemon!.pid} on ${st.daemon!.address}`);
+    for (const s of st.sessions as SessionInfo[]) {
+      const x = s.stats;
+      this.log(`${s.mode.padEnd(8)} ${s.tag}  since ${s.since}  ${x.requests} requests  ${formatBytes(x.bytes)}  ${x.hits} hits  ${x.misses} misses`);
+    }
+  }
+}

@@ -1,0 +1,203 @@
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { BtrflyError, EXIT } from '../errors';
+import { Archive } from '../format/archive';
+import type { PendingRecording } from '../format/archive';
+import { CertificateAuthority } from './ca';
+import { controlRequest, ensureDaemon, findDaemon } from './daemon-client';
+import { HostConfigurator, detectHostPaths, type HostPaths } from './host-config';
+import type { OpenedSession, SessionResult } from './runtime';
+import type { Mode } from './session';
+import type { UpstreamOptions } from './upstream';
+
+/** The host-mode session the CLI started, kept in the state dir so that `stop` finds it after a crash or reboot. */
+export interface HostSessionFile {
+  id: string;
+  tag: string;
+  mode: Mode;
+  since: string;
+  archive: string;
+}
+
+const HOST_SESSION = 'host-session.json';
+
+export interface StartHostOptions {
+  mode: Mode;
+  tag: string;
+  append?: boolean;
+  archiveDir: string;
+  upstream: UpstreamOptions;
+  redactHeaders?: string[];
+  redactQuery?: string[];
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface StopHostOptions {
+  mode: Mode;
+  archiveDir: string;
+  /** After a crash: make what the recording had completed the tag / drop it. */
+  sealPartial?: boolean;
+  discard?: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface StopHostResult {
+  result?: SessionResult;
+  /** What became of a recording whose daemon died. */
+  partial?: string;
+  restored: string[];
+  exitCode: number;
+}
+
+/** The daemon's listen settings: a dedicated loopback address and the standard ports. */
+function daemonSettings(env: NodeJS.ProcessEnv) {
+  return {
+    address: env.BTRFLY_DAEMON_ADDRESS || '127.77.0.1',
+    proxyPort: Number(env.BTRFLY_PROXY_PORT || 3128),
+  };
+}
+
+/**
+ * `btrfly start record|playback --tag=T`: starts the daemon unless it runs, opens a session
+ * for this host's own addresses, then points the resolver at btrfly's DNS and trusts its CA.
+ * Anything that fails half way is undone.
+ */
+export async function startHostSession(o: StartHostOptions): Promise<{ session: OpenedSession; daemonAddress: string }> {
+  const env = o.env ?? process.env;
+  const paths = detectHostPaths(env);
+  const existing = await readHostSession(paths);
+  if (existing) {
+    throw new BtrflyError('SESSION', `a host-mode ${existing.mode} session of tag "${existing.tag}" is active since ${existing.since}: run "btrfly stop ${existing.mode}" first`);
+  }
+  if (process.getuid?.() !== 0) {
+    throw new BtrflyError('PERMISSION', 'host mode changes /etc/resolv.conf and the trust store and needs root: run with sudo, or use "btrfly run" (command mode) instead');
+  }
+  const host = new HostConfigurator(paths);
+  const settings = daemonSettings(env);
+  const upstreamDns = o.upstream.dns?.length ? o.upstream.dns : await host.originalNameservers();
+  const args = ['--archive', path.resolve(o.archiveDir), '--address', settings.address, '--proxy-port', String(settings.proxyPort)];
+  for (const d of upstreamDns) args.push('--upstream-dns', d);
+  for (const r of o.upstream.resolve ?? []) args.push('--resolve', r);
+  for (const c of o.upstream.caFiles ?? []) args.push('--upstream-ca', path.resolve(c));
+  if (o.upstream.proxy) args.push('--upstream-proxy', o.upstream.proxy);
+  const daemon = await ensureDaemon(paths.stateDir, args, { archiveDir: o.archiveDir });
+  const session = await controlRequest<OpenedSession>(daemon.socket, 'POST', '/sessions', {
+    tag: o.tag,
+    mode: o.mode,
+    append: o.append,
+    clients: hostAddresses(),
+    redactHeaders: o.redactHeaders,
+    redactQuery: o.redactQuery,
+  });
+  try {
+    const ca = await CertificateAuthority.loadOrCreate();
+    await host.apply({ dnsServer: daemon.address, caPem: ca.certPem, caName: 'ca' });
+    const file: HostSessionFile = { id: session.info.id, tag: session.info.tag, mode: o.mode, since: session.info.since, archive: path.resolve(o.archiveDir) };
+    await writeFile(path.join(paths.stateDir, HOST_SESSION), JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
+  } catch (e) {
+    await controlRequest(daemon.socket, 'DELETE', `/sessions/${session.info.id}?discard=1`).catch(() => {});
+    await stopDaemonIfIdle(daemon.socket);
+    throw e;
+  }
+  return { session, daemonAddress: daemon.address };
+}
+
+/**
+ * `btrfly stop record|playback`: ends the session (a recording is sealed, a playback reports
+ * its misses), then restores the resolver and trust store exactly, also when the daemon died
+ * or the host rebooted in between; then stops the daemon if no session is left.
+ */
+export async function stopHostSession(o: StopHostOptions): Promise<StopHostResult> {
+  const env = o.env ?? process.env;
+  const paths = detectHostPaths(env);
+  const host = new HostConfigurator(paths);
+  const active = await readHostSession(paths);
+  if (active && active.mode !== o.mode) {
+    throw new BtrflyError('USAGE', `the active host-mode session is ${active.mode} of tag "${active.tag}": run "btrfly stop ${active.mode}"`);
+  }
+  const daemon = await findDaemon(paths.stateDir);
+  let result: SessionResult | undefined;
+  let partial: string | undefined;
+  if (active && daemon) {
+    result = await controlRequest<SessionResult>(daemon.socket, 'DELETE', `/sessions/${active.id}${o.discard ? '?discard=1' : ''}`).catch((e: BtrflyError) => {
+      if (/no session/.test(e.message)) return undefined;
+      throw e;
+    });
+  }
+  if (!result && o.mode === 'record') {
+    partial = await settlePending(active?.archive ?? path.resolve(o.archiveDir), active?.id, o);
+  }
+  if (!active && !partial) {
+    const applied = (await host.status()).applied;
+    if (!applied) throw new BtrflyError('SESSION', `no host-mode ${o.mode} session is active: nothing to stop ("btrfly start ${o.mode} --tag=T" starts one)`);
+  }
+  const { restored } = await host.restore();
+  await rm(path.join(paths.stateDir, HOST_SESSION), { force: true });
+  if (daemon) await stopDaemonIfIdle(daemon.socket);
+  const exitCode = result && o.mode === 'playback' && result.misses.length > 0 ? EXIT.miss : EXIT.ok;
+  return { result, partial, restored, exitCode };
+}
+
+/** A recording whose daemon died: seal or discard what it completed, or say how to. */
+async function settlePending(archiveDir: string, session: string | undefined, o: StopHostOptions): Promise<string | undefined> {
+  let archive: Archive;
+  try {
+    archive = await Archive.open(archiveDir);
+  } catch {
+    return undefined;
+  }
+  try {
+    const all = await archive.pendingRecordings();
+    const mine: PendingRecording[] = all.filter((p) => !p.activeHolder && (session === undefined || p.session === session));
+    if (mine.length === 0) return undefined;
+    const lines: string[] = [];
+    for (const p of mine) {
+      if (o.sealPartial) {
+        const commit = await archive.sealPending(p.id, { message: `record ${p.tag}: partial, ${p.entries} entries kept after the daemon stopped` });
+        lines.push(`sealed the ${p.entries} completed entries of the interrupted recording as recording ${commit.slice(0, 12)} of tag "${p.tag}"`);
+      } else if (o.discard) {
+        await archive.discardPending(p.id);
+        lines.push(`discarded the interrupted recording of tag "${p.tag}" (${p.entries} entries); the tag is unchanged`);
+      } else {
+        lines.push(
+          `the recording of tag "${p.tag}" was interrupted (the daemon stopped); the tag is unchanged and its ${p.entries} completed entries are kept as pending recording ${p.id}: run "btrfly stop record --seal-partial" to make them the tag, or "btrfly stop record --discard" to drop them`,
+        );
+      }
+    }
+    return lines.join('\n');
+  } finally {
+    await archive.close();
+  }
+}
+
+async function stopDaemonIfIdle(socket: string): Promise<void> {
+  const status = await controlRequest<{ sessions: unknown[] }>(socket, 'GET', '/status').catch(() => undefined);
+  if (status && status.sessions.length === 0) await controlRequest(socket, 'POST', '/shutdown').catch(() => {});
+}
+
+/** The host-mode session recorded in the state dir, if any. */
+export async function readHostSession(paths: Pick<HostPaths, 'stateDir'>): Promise<HostSessionFile | undefined> {
+  try {
+    return JSON.parse(await readFile(path.join(paths.stateDir, HOST_SESSION), 'utf8')) as HostSessionFile;
+  } catch {
+    return undefined;
+  }
+}
+
+/** This host's own addresses: the clients of a host-mode session. */
+function hostAddresses(): string[] {
+  const out = new Set(['127.0.0.1', '::1']);
+  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) out.add(a.address);
+  return [...out];
+}
+
+/** `btrfly status` in host mode: the daemon's sessions, or the host session file when the daemon is gone. */
+export async function hostStatus(env: NodeJS.ProcessEnv = process.env): Promise<{ daemon?: { pid: number; address: string }; sessions: unknown[]; hostSession?: HostSessionFile; daemonDied: boolean }> {
+  const paths = detectHostPaths(env);
+  const hostSession = await readHostSession(paths);
+  const daemon = await findDaemon(paths.stateDir);
+  if (!daemon) return { sessions: [], hostSession, daemonDied: Boolean(hostSession) };
+  const status = await controlRequest<{ pid: number; sessions: unknown[] }>(daemon.socket, 'GET', '/status');
+  return { daemon: { pid: daemon.pid, address: daemon.address }, sessions: status.sessions, hostSession, daemonDied: false };
+}

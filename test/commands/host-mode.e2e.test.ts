@@ -1,0 +1,91 @@
+/**
+ * Host mode as the seed shows it, inside a private mount and network namespace so the
+ * machine's own files are never touched: /etc/resolv.conf and the Debian trust store are
+ * bind-mounted from temp copies. `btrfly start record`, a build with plain curl (no proxy
+ * settings: DNS sends it to btrfly, the system trust store makes it trust btrfly's CA),
+ * `btrfly stop record`, the origin gone, `btrfly start playback`, the same build,
+ * `btrfly stop playback`; then every copied file is byte-identical to before.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { onPath } from '../../src/engine/host-config';
+import { CLI_ENTRY, ORIGIN_SERVER_SCRIPT, genBodySha256, testCa, tmpDir } from '../helpers';
+
+const DEBIAN_TRUST = '/usr/local/share/ca-certificates';
+const HOOKS = '/etc/ca-certificates/update.d';
+const missing = [
+  process.getuid?.() === 0 ? '' : 'root',
+  ...['unshare', 'mount', 'ip', 'curl', 'update-ca-certificates', 'sha256sum'].filter((c) => !onPath(c)),
+  existsSync(DEBIAN_TRUST) && existsSync('/etc/ssl/certs') ? '' : 'a Debian trust store',
+].filter(Boolean);
+if (missing.length) console.warn(`host-mode.e2e: skipped, this machine lacks: ${missing.join(', ')}`);
+const maybe = missing.length ? test.skip : test;
+
+async function snapshot(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of (await fs.readdir(dir, { recursive: true })).sort()) {
+    const p = path.join(dir, name);
+    const st = await fs.lstat(p);
+    const mode = (st.mode & 0o7777).toString(8);
+    if (st.isSymbolicLink()) out[name] = `link -> ${await fs.readlink(p)}`;
+    else if (st.isDirectory()) out[name] = `dir ${mode}`;
+    else out[name] = `file ${mode} ${createHash('sha256').update(await fs.readFile(p)).digest('hex')}`;
+  }
+  return out;
+}
+
+maybe('start record, build, stop record; start playback with the origin gone, build, stop playback; host files restored', async () => {
+  const work = tmpDir('btrfly-host-');
+  const copies = path.join(work, 'copies');
+  await fs.mkdir(path.join(copies, 'hooks'), { recursive: true });
+  await fs.writeFile(path.join(copies, 'resolv.conf'), '# the host before btrfly\nnameserver 192.0.2.53\noptions timeout:1\n', { mode: 0o644 });
+  spawnSync('cp', ['-a', DEBIAN_TRUST, path.join(copies, 'local')]);
+  spawnSync('cp', ['-a', '/etc/ssl/certs', path.join(copies, 'certs')]);
+  const before = await snapshot(copies);
+  const cert = testCa().issue(['origin.test']);
+  const size = 9 * 1024 * 1024 + 3; // two parts
+  const cli = `"${process.execPath}" "${CLI_ENTRY}"`;
+  const archive = path.join(work, 'archive');
+  const script = [
+    'set -eu',
+    `mount --bind ${copies}/resolv.conf /etc/resolv.conf`,
+    `mount --bind ${copies}/local ${DEBIAN_TRUST}`,
+    `mount --bind ${copies}/certs /etc/ssl/certs`,
+    existsSync(HOOKS) ? `mount --bind ${copies}/hooks ${HOOKS}` : 'true',
+    'ip link set lo up',
+    `export BTRFLY_STATE_DIR=${work}/state BTRFLY_CONFIG_DIR=${work}/config`,
+    `"${process.execPath}" "${ORIGIN_SERVER_SCRIPT}" --host 127.0.0.5 --port 443 --cert ${cert.certPath} --key ${cert.keyPath} > ${work}/origin.out &`,
+    'ORIGIN=$!',
+    `for i in $(seq 50); do [ -s ${work}/origin.out ] && break; sleep 0.1; done`,
+    `${cli} start record --tag=host1 --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    `grep -q '^nameserver 127.77.0.1' /etc/resolv.conf`,
+    `curl -sSf -o ${work}/rec.bin "https://origin.test/gen/${size}?seed=11"`,
+    `curl -sSf -o ${work}/rec.txt "https://origin.test/counter"`,
+    `${cli} stop record`,
+    'kill $ORIGIN; wait $ORIGIN || true',
+    `${cli} start playback --tag=host1 --archive ${archive}`,
+    `curl -sSf -o ${work}/play.bin "https://origin.test/gen/${size}?seed=11"`,
+    `curl -sSf -o ${work}/play.txt "https://origin.test/counter"`,
+    `code=$(curl -s -o /dev/null -w '%{http_code}' "https://origin.test/not-recorded")`,
+    'echo "miss status $code"',
+    `${cli} stop playback && echo "stop playback exit 0" || echo "stop playback exit $?"`,
+    `${cli} status`,
+  ].join('\n');
+  const ns = spawnSync('unshare', ['--mount', '--net', '--propagation', 'private', 'bash', '-c', script], { encoding: 'utf8', timeout: 180_000 });
+  const out = ns.stdout + ns.stderr;
+  expect(out).toMatch(/recording tag "host1"/);
+  expect(out).toMatch(/recorded tag "host1" \(recording [0-9a-f]{12}\): 2 requests, 2 entries/);
+  expect(out).toMatch(/miss status 404/);
+  expect(out).toMatch(/played back tag "host1" .*: 3 requests, .* 2 hits, 1 misses/);
+  expect(out).toMatch(/GET https:\/\/origin\.test\/not-recorded/);
+  expect(out).toMatch(/stop playback exit 3/);
+  expect(out).toMatch(/no active session/);
+  expect(ns.status).toBe(0);
+  const sha = (f: string) => fs.readFile(f).then((b) => createHash('sha256').update(b).digest('hex'));
+  expect(await sha(path.join(work, 'play.bin'))).toBe(await genBodySha256(size, 11));
+  expect(await sha(path.join(work, 'rec.bin'))).toBe(await genBodySha256(size, 11));
+  expect(await fs.readFile(path.join(work, 'play.txt'), 'utf8')).toBe(await fs.readFile(path.join(work, 'rec.txt'), 'utf8'));
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);
