@@ -170,12 +170,12 @@ export class Archive implements BodyStore {
   }
 
   /**
-   * Points `dst` at `src`'s current recording.
-   * @throws BtrflyError TAG_NOT_FOUND, TAG_EXISTS (unless `force`), BAD_TAG_NAME, TAG_MOVED
+   * Points `dst` at `src`'s current recording, or at the one `opts.rev` names in its history.
+   * @throws BtrflyError TAG_NOT_FOUND, REV_NOT_FOUND, TAG_EXISTS (unless `force`), BAD_TAG_NAME, TAG_MOVED
    */
-  async copyTag(src: string, dst: string, opts: { force?: boolean } = {}): Promise<string> {
+  async copyTag(src: string, dst: string, opts: { force?: boolean; rev?: string } = {}): Promise<string> {
     validateTagName(dst);
-    const commit = await this.resolveCommit(src);
+    const commit = await this.resolveCommit(src, opts.rev);
     const old = await this.tagCommit(dst);
     if (old && !opts.force) {
       throw new BtrflyError('TAG_EXISTS', `tag "${dst}" already exists: pick another name or pass --force to replace it`, { data: { tag: dst } });

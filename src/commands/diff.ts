@@ -1,0 +1,38 @@
+import { Args, Flags } from '@oclif/core';
+import { BtrflyCommand } from '../cli/base';
+import { Archive } from '../format/archive';
+import { loadRecording } from '../format/archive-report';
+import { diffManifests, renderDiffJson, renderDiffMarkdown, renderDiffText } from '../format/diff';
+
+/** `btrfly diff A B`: URLs added, removed and changed between two recordings. */
+export default class Diff extends BtrflyCommand {
+  static override summary = 'Show the URLs added, removed and changed between two recordings';
+  static override description =
+    'A and B are T or T@REV, e.g. "btrfly diff mytag@1a2b3c4 mytag" compares an older recording of mytag with its newest. ' +
+    'Entries are compared by method, URL and ordinal; a change is a different status or body. ' +
+    '--format markdown prints a pull-request comment.';
+  static override examples = [
+    '<%= config.bin %> diff example1@1a2b3c4 example1',
+    '<%= config.bin %> diff example1 example2 --format markdown',
+  ];
+  static override args = {
+    from: Args.string({ description: 'the older recording, T or T@REV', required: true }),
+    to: Args.string({ description: 'the newer recording, T or T@REV', required: true }),
+  };
+  static override flags = {
+    format: Flags.string({ description: 'output format', options: ['text', 'markdown', 'json'], default: 'text' }),
+  };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(Diff);
+    const archive = await Archive.open(flags.archive);
+    this.onTeardown(() => archive.close());
+    const a = await loadRecording(archive, args.from);
+    const b = await loadRecording(archive, args.to);
+    const d = diffManifests(a.rec.manifest, b.rec.manifest);
+    const labels = { from: a.label, to: b.label };
+    const format = flags.json ? 'json' : flags.format;
+    const render = format === 'json' ? renderDiffJson : format === 'markdown' ? renderDiffMarkdown : renderDiffText;
+    process.stdout.write(render(d, labels));
+  }
+}

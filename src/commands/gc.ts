@@ -1,0 +1,25 @@
+import { BtrflyCommand } from '../cli/base';
+import { Archive } from '../format/archive';
+import { objectsDiskUsage } from '../format/archive-report';
+import { formatSize } from '../format/diff';
+
+/** `btrfly gc`: packs the archive and removes what no tag reaches. */
+export default class Gc extends BtrflyCommand {
+  static override summary = 'Remove what no tag reaches any more';
+  static override description =
+    'Packs the archive and deletes the recordings and bodies of deleted or re-recorded tags that nothing else uses. ' +
+    'Recordings in progress and pending ones are kept.';
+  static override examples = ['<%= config.bin %> gc'];
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(Gc);
+    const archive = await Archive.open(flags.archive);
+    this.onTeardown(() => archive.close());
+    const before = await objectsDiskUsage(archive);
+    await archive.gc();
+    const after = await objectsDiskUsage(archive);
+    const freed = before.bytes - after.bytes;
+    if (flags.json) return this.printJson({ before, after, freed });
+    this.log(`gc: objects ${formatSize(before.bytes)} in ${before.files} files before, ${formatSize(after.bytes)} in ${after.files} files after; freed ${formatSize(Math.max(0, freed))}`);
+  }
+}

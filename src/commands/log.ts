@@ -1,0 +1,26 @@
+import { Args } from '@oclif/core';
+import { BtrflyCommand } from '../cli/base';
+import { Archive } from '../format/archive';
+import { tagLog } from '../format/archive-report';
+import { formatSize } from '../format/diff';
+import { validateTagName } from '../format/names';
+
+/** `btrfly log T`: the history of a tag, newest recording first. */
+export default class Log extends BtrflyCommand {
+  static override summary = 'Show the history of a tag, one line a recording';
+  static override description =
+    'Newest first: the short commit id (use it as T@REV), the date, the number of entries and their size, and the recording\'s summary.';
+  static override examples = ['<%= config.bin %> log example1', '<%= config.bin %> log example1 --json'];
+  static override args = { tag: Args.string({ description: 'tag', required: true }) };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(Log);
+    const archive = await Archive.open(flags.archive);
+    this.onTeardown(() => archive.close());
+    const items = await tagLog(archive, validateTagName(args.tag));
+    if (flags.json) return this.printJson(items);
+    for (const i of items) {
+      this.log(`${i.commit.slice(0, 7)}  ${i.date}  ${i.entries} entries, ${formatSize(i.size)}  ${i.summary}`);
+    }
+  }
+}

@@ -1,0 +1,33 @@
+import { BtrflyCommand } from '../cli/base';
+import { Archive } from '../format/archive';
+import { summarizeTags } from '../format/archive-report';
+import { formatSize } from '../format/diff';
+import { table } from '../cli/table';
+
+/** `btrfly tags`: every tag with its recordings, entries, sizes and last recording date. */
+export default class Tags extends BtrflyCommand {
+  static override summary = 'List every tag of the archive';
+  static override description =
+    'One line a tag: the number of recordings in its history, the entries of its newest recording, their total size as received, ' +
+    'the bytes on disk of everything the tag reaches (shared bodies count for every tag), and when it was last recorded.';
+  static override examples = ['<%= config.bin %> tags', '<%= config.bin %> tags --json'];
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(Tags);
+    const archive = await Archive.open(flags.archive);
+    this.onTeardown(() => archive.close());
+    const tags = await summarizeTags(archive);
+    if (flags.json) return this.printJson(tags);
+    if (tags.length === 0) {
+      process.stderr.write(`no tags in archive ${flags.archive}: record one with "btrfly run --record --tag=T -- CMD"\n`);
+      return;
+    }
+    this.log(
+      table(
+        ['TAG', 'RECORDINGS', 'ENTRIES', 'SIZE', 'STORED', 'LAST RECORDED'],
+        tags.map((t) => [t.tag, String(t.recordings), String(t.entries), formatSize(t.size), formatSize(t.storedSize), t.lastRecorded]),
+        { right: [1, 2, 3, 4] },
+      ),
+    );
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * What the listing commands show about an archive: every tag with its figures (`btrfly
+ * tags`), a tag's history (`btrfly log`), one recording resolved from `T[@REV]` (`btrfly
+ * show`, `diff`, `export`), a verification with its counts (`btrfly verify`) and the disk
+ * use around a garbage collection (`btrfly gc`). Plain data out; the commands print it.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Archive } from './archive';
+import type { VerifyProblem } from './archive-maintenance';
+import { parseTagSpec } from './names';
+import type { Recording } from './types';
+
+/** One line of `btrfly tags`. */
+export interface TagSummary {
+  tag: string;
+  commit: string;
+  recordings: number;
+  /** Entries of the newest recording. */
+  entries: number;
+  /** Sum of the newest recording's body sizes, as received. */
+  size: number;
+  /** Bytes on disk of every object the tag reaches (its whole history). */
+  storedSize: number;
+  /** Commit date of the newest recording, ISO 8601. */
+  lastRecorded: string;
+}
+
+/** Every tag of the archive, sorted by name, with its figures. */
+export async function summarizeTags(archive: Archive): Promise<TagSummary[]> {
+  const tags = await archive.listTags();
+  const stored = await archive.storageStats();
+  const out: TagSummary[] = [];
+  for (const t of tags) {
+    const [history, rec] = await Promise.all([archive.history(t.tag), archive.readRecording(t.tag, t.commit)]);
+    out.push({
+      tag: t.tag,
+      commit: t.commit,
+      recordings: history.length,
+      entries: rec.manifest.entries.length,
+      size: recordingSize(rec),
+      storedSize: stored.get(t.tag) ?? 0,
+      lastRecorded: t.date,
+    });
+  }
+  return out.sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
+}
+
+/** The sum of a recording's body sizes as received (a body named twice counts twice). */
+export function recordingSize(rec: Recording): number {
+  return rec.manifest.entries.reduce((s, e) => s + e.response.content.size, 0);
+}
+
+/** One line of `btrfly log`. */
+export interface LogItem {
+  commit: string;
+  date: string;
+  parent: string | null;
+  entries: number;
+  size: number;
+  summary: string;
+}
+
+/**
+ * The recordings of a tag, newest first, with their entry counts.
+ * @throws BtrflyError TAG_NOT_FOUND
+ */
+export async function tagLog(archive: Archive, tag: string): Promise<LogItem[]> {
+  const history = await archive.history(tag);
+  const out: LogItem[] = [];
+  for (const h of history) {
+    const rec = await archive.readRecording(tag, h.commit);
+    out.push({ ...h, entries: rec.manifest.entries.length, size: recordingSize(rec) });
+  }
+  return out;
+}
+
+/** A recording picked by the user as `T` or `T@REV`, with its commit date. */
+export interface ResolvedRecording {
+  rec: Recording;
+  /** `tag@1a2b3c4`: how messages and diff headers name it. */
+  label: string;
+  date: Date;
+}
+
+/**
+ * Loads the recording `spec` names (`T`: the tag's newest; `T@REV`: that one).
+ * @throws BtrflyError BAD_TAG_NAME, TAG_NOT_FOUND, REV_NOT_FOUND, REV_AMBIGUOUS
+ */
+export async function loadRecording(archive: Archive, spec: string): Promise<ResolvedRecording> {
+  const { tag, rev } = parseTagSpec(spec);
+  const commit = await archive.resolveCommit(tag, rev);
+  const rec = await archive.readRecording(tag, commit);
+  const { stdout } = await archive.git.run(['show', '-s', '--format=%cI', commit]);
+  return { rec, label: `${tag}@${commit.slice(0, 7)}`, date: new Date(stdout.trim()) };
+}
+
+/** What `btrfly verify` checked, and what it found. */
+export interface VerifyReport {
+  tags: number;
+  recordings: number;
+  /** Distinct bodies named by the recordings checked. */
+  bodies: number;
+  /** Their bytes, as received. */
+  bytes: number;
+  problems: VerifyProblem[];
+}
+
+/** Verifies `tags` (default: every tag) and counts what was covered. */
+export async function verifyWithReport(archive: Archive, tags?: string[]): Promise<VerifyReport> {
+  const names = tags ?? (await archive.listTags()).map((t) => t.tag);
+  const problems = await archive.verify(names);
+  const bodies = new Map<string, number>();
+  let recordings = 0;
+  for (const tag of names) {
+    const history = await archive.history(tag).catch(() => []);
+    for (const { commit } of history) {
+      recordings++;
+      const rec = await archive.readRecording(tag, commit).catch(() => undefined);
+      for (const e of rec?.manifest.entries ?? []) bodies.set(e.response.content.sha256, e.response.content.size);
+    }
+  }
+  let bytes = 0;
+  for (const size of bodies.values()) bytes += size;
+  return { tags: names.length, recordings, bodies: bodies.size, bytes, problems };
+}
+
+/** Bytes and files under `<archive>/objects`: what `gc` can shrink. */
+export async function objectsDiskUsage(archive: Archive): Promise<{ bytes: number; files: number }> {
+  let bytes = 0;
+  let files = 0;
+  const walk = async (dir: string): Promise<void> => {
+    for (const d of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, d.name);
+      if (d.isDirectory()) await walk(p);
+      else if (d.isFile()) {
+        bytes += (await stat(p)).size;
+        files++;
+      }
+    }
+  };
+  await walk(join(archive.dir, 'objects'));
+  return { bytes, files };
+}
