@@ -3,7 +3,7 @@
  * (the CLI and a daemon alike): `<archive>/btrfly/locks/<tag>.lock` via proper-lockfile,
  * with a `<tag>.json` beside it naming the holder for the error message.
  */
-import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import * as lockfile from 'proper-lockfile';
@@ -37,7 +37,7 @@ function lockName(tag: string): string {
  * Takes the recording lock of `tag`.
  * @throws BtrflyError TAG_BUSY naming the session that holds it.
  */
-export async function lockTag(locksDir: string, tag: string, session: string): Promise<TagLock> {
+export async function lockTag(locksDir: string, tag: string, session: string, retried = false): Promise<TagLock> {
   await mkdir(locksDir, { recursive: true });
   const base = join(locksDir, lockName(tag));
   let compromised = false;
@@ -55,6 +55,11 @@ export async function lockTag(locksDir: string, tag: string, session: string): P
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
     const other = await lockHolder(locksDir, tag);
+    if (!other && !retried) {
+      // The holder died on this host (kill -9) before its lock went stale: take it over now.
+      await rm(`${base}.lock`, { recursive: true, force: true });
+      return lockTag(locksDir, tag, session, true);
+    }
     const who = other ? `session ${other.session}, pid ${other.pid} on ${other.host}, since ${other.since}` : 'by another process';
     throw new BtrflyError('TAG_BUSY', `tag "${tag}" is already being recorded (${who}): stop it first or pick another tag`, {
       data: { tag, holder: other },
@@ -82,9 +87,22 @@ export async function lockHolder(locksDir: string, tag: string): Promise<LockHol
   const base = join(locksDir, lockName(tag));
   const held = await lockfile.check(base, { realpath: false, lockfilePath: `${base}.lock`, stale: STALE_MS }).catch(() => false);
   if (!held) return null;
+  let holder: LockHolder;
   try {
-    return JSON.parse(await readFile(`${base}.json`, 'utf8')) as LockHolder;
+    holder = JSON.parse(await readFile(`${base}.json`, 'utf8')) as LockHolder;
   } catch {
     return { tag, session: 'unknown', pid: 0, host: 'unknown', since: 'unknown' };
+  }
+  // A holder on this host whose process is gone holds nothing, stale or not yet.
+  if (holder.host === hostname() && holder.pid > 0 && !processAlive(holder.pid)) return null;
+  return holder;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

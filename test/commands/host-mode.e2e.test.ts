@@ -89,3 +89,63 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
   expect(await fs.readFile(path.join(work, 'play.txt'), 'utf8')).toBe(await fs.readFile(path.join(work, 'rec.txt'), 'utf8'));
   expect(await snapshot(copies)).toEqual(before);
 }, 240_000);
+
+maybe('kill -9 of the daemon mid-recording: tag unchanged, archive valid, stop restores the host and says what became of the recording', async () => {
+  const work = tmpDir('btrfly-host-kill-');
+  const copies = path.join(work, 'copies');
+  await fs.mkdir(path.join(copies, 'hooks'), { recursive: true });
+  await fs.writeFile(path.join(copies, 'resolv.conf'), 'nameserver 192.0.2.53\n', { mode: 0o644 });
+  spawnSync('cp', ['-a', DEBIAN_TRUST, path.join(copies, 'local')]);
+  spawnSync('cp', ['-a', '/etc/ssl/certs', path.join(copies, 'certs')]);
+  const before = await snapshot(copies);
+  const cert = testCa().issue(['origin.test']);
+  const cli = `"${process.execPath}" "${CLI_ENTRY}"`;
+  const archive = path.join(work, 'archive');
+  const script = [
+    'set -eu',
+    `mount --bind ${copies}/resolv.conf /etc/resolv.conf`,
+    `mount --bind ${copies}/local ${DEBIAN_TRUST}`,
+    `mount --bind ${copies}/certs /etc/ssl/certs`,
+    existsSync(HOOKS) ? `mount --bind ${copies}/hooks ${HOOKS}` : 'true',
+    'ip link set lo up',
+    `export BTRFLY_STATE_DIR=${work}/state BTRFLY_CONFIG_DIR=${work}/config`,
+    `"${process.execPath}" "${ORIGIN_SERVER_SCRIPT}" --host 127.0.0.5 --port 443 --cert ${cert.certPath} --key ${cert.keyPath} > ${work}/origin.out &`,
+    'ORIGIN=$!',
+    'trap "kill $ORIGIN 2>/dev/null || true" EXIT',
+    `for i in $(seq 50); do [ -s ${work}/origin.out ] && break; sleep 0.1; done`,
+    // A first, sealed recording: the tag the crash must leave alone.
+    `${cli} start record --tag=crash --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    'curl -sSf -o /dev/null "https://origin.test/gen/1000?seed=1"',
+    `${cli} stop record`,
+    `git --git-dir=${archive} rev-parse refs/heads/crash > ${work}/tag-before`,
+    `${cli} start record --tag=crash --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    'curl -sSf -o /dev/null "https://origin.test/gen/2000?seed=2"',
+    'curl -sSf -o /dev/null "https://origin.test/gen/3000?seed=3"',
+    // Half way through a slow body, the daemon dies.
+    'curl -s -o /dev/null "https://origin.test/drip/100000?chunks=50&intervalMs=100" &',
+    'sleep 1',
+    `kill -9 $(node -p "require('${work}/state/daemon.json').pid")`,
+    'sleep 0.5',
+    `${cli} status`,
+    `git --git-dir=${archive} rev-parse refs/heads/crash > ${work}/tag-after`,
+    `git --git-dir=${archive} fsck --strict && echo "fsck ok"`,
+    `${cli} stop record; echo "stop exit $?"`,
+    `grep -q '192.0.2.53' /etc/resolv.conf && echo "resolver restored"`,
+    `${cli} stop record --seal-partial --archive ${archive}; echo "seal exit $?"`,
+    `${cli} log crash --archive ${archive} || true`,
+    `git --git-dir=${archive} show refs/heads/crash:manifest.json | grep -c '"url"' | sed 's/^/urls /'`,
+    `git --git-dir=${archive} fsck --strict && echo "fsck ok after seal"`,
+  ].join('\n');
+  const ns = spawnSync('unshare', ['--mount', '--net', '--propagation', 'private', 'bash', '-c', script], { encoding: 'utf8', timeout: 180_000 });
+  const out = ns.stdout + ns.stderr;
+  expect(out).toMatch(/daemon stopped during the record session of tag "crash"/);
+  expect(out).toMatch(/fsck ok\n/);
+  expect(out).toMatch(/recording of tag "crash" was interrupted .* 2 completed entries are kept/);
+  expect(out).toMatch(/stop exit 0/);
+  expect(out).toMatch(/resolver restored/);
+  expect(out).toMatch(/sealed the 2 completed entries/);
+  expect(out).toMatch(/urls 2/);
+  expect(out).toMatch(/fsck ok after seal/);
+  expect(await fs.readFile(path.join(work, 'tag-after'), 'utf8')).toBe(await fs.readFile(path.join(work, 'tag-before'), 'utf8'));
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);
