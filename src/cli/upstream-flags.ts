@@ -1,5 +1,7 @@
 import { Flags } from '@oclif/core';
 import type { UpstreamOptions } from '../engine/upstream';
+import { BtrflyError } from '../errors';
+import type { MatchRule } from '../format/types';
 
 /** The upstream settings `run`, `start` and `serve` share (SPEC section 5, "Upstream"). */
 export const upstreamFlags = {
@@ -11,4 +13,28 @@ export const upstreamFlags = {
 
 export function upstreamOptions(flags: { 'upstream-dns'?: string[]; resolve?: string[]; 'upstream-ca'?: string[]; 'upstream-proxy'?: string }): UpstreamOptions {
   return { dns: flags['upstream-dns'], resolve: flags.resolve, caFiles: flags['upstream-ca'], proxy: flags['upstream-proxy'] };
+}
+
+/** Matching rules given on the command line: they are stored with the recording (SPEC section 5, Matching). */
+export const ruleFlags = {
+  'ignore-query': Flags.string({ description: 'record a rule: ignore query parameter NAME on HOST when matching, HOST=NAME (HOST may be * or *.example.com)', multiple: true }),
+  'ignore-header': Flags.string({ description: 'record a rule: ignore request header NAME on HOST when matching, HOST=NAME', multiple: true }),
+};
+
+export function rulesFrom(flags: { 'ignore-query'?: string[]; 'ignore-header'?: string[] }): MatchRule[] {
+  const parse = (v: string, flag: string) => {
+    const i = v.indexOf('=');
+    if (i <= 0 || i === v.length - 1) throw new BtrflyError('USAGE', `--${flag} "${v}" is not HOST=NAME: write it like --${flag} 'registry.example=_'`);
+    return { host: v.slice(0, i).toLowerCase(), name: v.slice(i + 1) };
+  };
+  const rules: MatchRule[] = [];
+  for (const v of flags['ignore-query'] ?? []) {
+    const { host, name } = parse(v, 'ignore-query');
+    rules.push({ host, ignoreQuery: [name] });
+  }
+  for (const v of flags['ignore-header'] ?? []) {
+    const { host, name } = parse(v, 'ignore-header');
+    rules.push({ host, ignoreHeaders: [name.toLowerCase()] });
+  }
+  return rules;
 }

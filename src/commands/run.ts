@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { runCommand, summarize } from '../engine/run-command';
 import { BtrflyCommand, BtrflyError } from '../cli/base';
-import { upstreamFlags, upstreamOptions } from '../cli/upstream-flags';
+import { ruleFlags, rulesFrom, upstreamFlags, upstreamOptions } from '../cli/upstream-flags';
 
 export default class Run extends BtrflyCommand {
   static override summary = 'Run a command with its HTTP(S) traffic recorded or played back (command mode, no root).';
@@ -21,6 +21,7 @@ export default class Run extends BtrflyCommand {
     unused: Flags.boolean({ description: 'playback: also list the recorded entries nothing asked for', default: false }),
     redact: Flags.string({ description: 'request header to record as [redacted] (Authorization, Cookie and Proxy-Authorization always are)', multiple: true }),
     'redact-query': Flags.string({ description: 'query parameter stored and matched as a keyed hash, never in clear', multiple: true }),
+    ...ruleFlags,
     ...upstreamFlags,
   };
 
@@ -37,6 +38,7 @@ export default class Run extends BtrflyCommand {
       upstream: upstreamOptions(flags),
       redactHeaders: flags.redact,
       redactQuery: flags['redact-query'],
+      rules: rulesFrom(flags),
       report: (l) => process.stderr.write(l + '\n'),
     });
     if (flags.json) this.printJson(result);

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { BtrflyError, EXIT } from '../errors';
 import { Archive } from '../format/archive';
 import type { PendingRecording } from '../format/archive';
+import type { MatchRule } from '../format/types';
 import { CertificateAuthority } from './ca';
 import { controlRequest, ensureDaemon, findDaemon } from './daemon-client';
 import { HostConfigurator, detectHostPaths, type HostPaths } from './host-config';
@@ -30,6 +31,7 @@ export interface StartHostOptions {
   upstream: UpstreamOptions;
   redactHeaders?: string[];
   redactQuery?: string[];
+  rules?: MatchRule[];
   env?: NodeJS.ProcessEnv;
 }
 
@@ -89,6 +91,7 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
     clients: hostAddresses(),
     redactHeaders: o.redactHeaders,
     redactQuery: o.redactQuery,
+    rules: o.rules,
   });
   try {
     const ca = await CertificateAuthority.loadOrCreate();

@@ -34,7 +34,24 @@ export class PlaybackSession {
     this.index = new RecordingIndex(recording.manifest);
   }
 
+  private readonly answering = new Set<Promise<void>>();
+
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const p = this.answer(req, res, url);
+    this.answering.add(p);
+    try {
+      await p;
+    } finally {
+      this.answering.delete(p);
+    }
+  }
+
+  /** Resolves when every answer under way has been sent, so the summary counts all of it. */
+  async drain(): Promise<void> {
+    while (this.answering.size > 0) await Promise.allSettled([...this.answering]);
+  }
+
+  private async answer(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     this.info.stats.requests++;
     const bodySha256 = hasRequestBody(req) ? await digestBody(req) : undefined;
     const request = {

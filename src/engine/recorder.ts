@@ -32,7 +32,7 @@ export interface RecordingSink {
  * URL share one upstream fetch.
  */
 export class RecordSession {
-  private readonly counter = new OrdinalCounter();
+  private readonly counter: OrdinalCounter;
   private readonly inflight = new Map<string, Promise<RecordedAnswer | undefined>>();
   /** Every exchange still being written, so that a seal waits for what the client already has. */
   private readonly writing = new Set<Promise<unknown>>();
@@ -45,7 +45,11 @@ export class RecordSession {
     private readonly redact: Redactions,
     private readonly redactKey: Buffer,
     private readonly log: (msg: string, data?: Record<string, unknown>) => void = () => {},
-  ) {}
+    /** On append: the entries kept from the previous recording, so ordinals continue from them. */
+    existing: readonly Entry[] = [],
+  ) {
+    this.counter = new OrdinalCounter(existing);
+  }
 
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     this.info.stats.requests++;

@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BtrflyError, EXIT } from '../errors';
 import { Archive } from '../format/archive';
+import type { MatchRule } from '../format/types';
 import { childEnvironment } from './child-env';
 import type { Mode } from './session';
 import { Runtime, type SessionResult } from './runtime';
@@ -18,6 +19,7 @@ export interface RunOptions {
   upstream?: UpstreamOptions;
   redactHeaders?: string[];
   redactQuery?: string[];
+  rules?: MatchRule[];
   /** Where progress and the summary go (stderr). */
   report: (line: string) => void;
   log?: (msg: string, data?: Record<string, unknown>) => void;
@@ -46,6 +48,7 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
       append: opts.append,
       redactHeaders: opts.redactHeaders,
       redactQuery: opts.redactQuery,
+      rules: opts.rules,
     });
     const env = await childEnvironment({ proxyUrl: opened.proxyUrl!, caPem: runtime.ca.certPem, workDir: work });
     const childCode = await runChild(opts.command, { ...process.env, ...env, BTRFLY_SESSION: opened.info.id, BTRFLY_TAG: opened.info.tag });

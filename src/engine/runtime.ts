@@ -1,6 +1,6 @@
 import type { Archive } from '../format/archive';
 import { parseTagSpec, validateTagName } from '../format/names';
-import type { Entry, Redactions } from '../format/types';
+import type { Entry, MatchRule, Redactions } from '../format/types';
 import { CertificateAuthority } from './ca';
 import { configDir } from './config-dir';
 import { PlaybackSession } from './player';
@@ -34,6 +34,8 @@ export interface OpenSessionOptions {
   /** Extra request header names to redact, and query parameters stored as keyed hashes. */
   redactHeaders?: string[];
   redactQuery?: string[];
+  /** Matching rules added to the recording (record only): they travel with the tag. */
+  rules?: MatchRule[];
 }
 
 export interface OpenedSession {
@@ -141,9 +143,11 @@ export class Runtime {
     if (rev) throw new (await import('../errors')).BtrflyError('USAGE', `record takes a tag, not a recording: drop "@${rev}" from --tag`);
     const writer = await this.archive.beginRecording(info.tag, { append: opts.append, session: info.id });
     const redact: Redactions = mergeRedactions(writer.redactions(), opts.redactHeaders, opts.redactQuery);
-    writer.setRedactions(redact);
+    await writer.setRedactions(redact);
+    if (opts.rules?.length) await writer.setRules(mergeRules(writer.rules(), opts.rules));
     info.rev = writer.baseCommit();
-    const rec = new RecordSession(info, writer, this.archive, this.upstream, redact, this.key, this.log);
+    const previous = opts.append && info.rev ? (await this.archive.readRecording(info.tag, info.rev)).manifest.entries : [];
+    const rec = new RecordSession(info, writer, this.archive, this.upstream, redact, this.key, this.log, previous);
     return Object.assign(rec, {
       close: async (o: { discard?: boolean; message?: string }): Promise<SessionResult> => {
         await rec.drain();
@@ -164,7 +168,10 @@ export class Runtime {
     const play = new PlaybackSession(info, recording, this.archive, this.key, this.log);
     void opts;
     return Object.assign(play, {
-      close: async (): Promise<SessionResult> => ({ info, misses: play.misses, unused: play.unused() }),
+      close: async (): Promise<SessionResult> => {
+        await play.drain();
+        return { info, misses: play.misses, unused: play.unused() };
+      },
     });
   }
 }
@@ -172,6 +179,19 @@ export class Runtime {
 function mergeRedactions(base: Redactions, headers: string[] = [], query: string[] = []): Redactions {
   const uniq = (xs: string[]) => [...new Set(xs)].sort();
   return { headers: uniq([...base.headers, ...headers.map((h) => h.toLowerCase())]), query: uniq([...base.query, ...query]) };
+}
+
+/** The previous rules plus the new ones; a rule for the same host gains the new names. */
+function mergeRules(base: MatchRule[], extra: MatchRule[]): MatchRule[] {
+  const byHost = new Map<string, MatchRule>();
+  for (const r of [...base, ...extra]) {
+    const cur = byHost.get(r.host) ?? { host: r.host };
+    const union = (a?: string[], b?: string[]) => (a || b ? [...new Set([...(a ?? []), ...(b ?? [])])].sort() : undefined);
+    const ignoreQuery = union(cur.ignoreQuery, r.ignoreQuery);
+    const ignoreHeaders = union(cur.ignoreHeaders, r.ignoreHeaders);
+    byHost.set(r.host, { host: r.host, ...(ignoreQuery ? { ignoreQuery } : {}), ...(ignoreHeaders ? { ignoreHeaders } : {}) });
+  }
+  return [...byHost.values()];
 }
 
 function hostForUrl(address: string): string {

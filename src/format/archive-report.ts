@@ -106,8 +106,12 @@ export interface VerifyReport {
   problems: VerifyProblem[];
 }
 
-/** Verifies `tags` (default: every tag) and counts what was covered. */
+/**
+ * Verifies `tags` (default: every tag) and counts what was covered.
+ * @throws BtrflyError TAG_NOT_FOUND when a tag asked for does not exist (nothing is checked then)
+ */
 export async function verifyWithReport(archive: Archive, tags?: string[]): Promise<VerifyReport> {
+  for (const tag of tags ?? []) await archive.resolveCommit(tag);
   const names = tags ?? (await archive.listTags()).map((t) => t.tag);
   const problems = await archive.verify(names);
   const bodies = new Map<string, number>();

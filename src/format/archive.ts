@@ -54,7 +54,14 @@ export class Archive implements BodyStore {
   /** `<archive>/btrfly`: locks, journals and temp files; never part of any commit. */
   readonly stateDir: string;
 
-  private constructor(readonly dir: string) {
+  /**
+   * @param dir absolute path of the archive
+   * @param name the archive as the user named it (e.g. `.btrfly`), for messages
+   */
+  private constructor(
+    readonly dir: string,
+    readonly name: string = dir,
+  ) {
     this.git = new Git(dir);
     this.stateDir = join(dir, 'btrfly');
   }
@@ -65,7 +72,7 @@ export class Archive implements BodyStore {
    */
   static async open(dir: string, opts: { create?: boolean } = {}): Promise<Archive> {
     const abs = resolve(dir);
-    const a = new Archive(abs);
+    const a = new Archive(abs, dir);
     const exists = await stat(abs).then((s) => s.isDirectory(), () => false);
     const empty = exists && (await readdir(abs)).length === 0;
     if (!exists || empty) {
@@ -110,7 +117,7 @@ export class Archive implements BodyStore {
   async resolveCommit(tag: string, rev?: string): Promise<string> {
     const head = await this.tagCommit(tag);
     if (!head) {
-      throw new BtrflyError('TAG_NOT_FOUND', `tag "${tag}" not found in archive ${this.dir}: run "btrfly tags" to list tags`, { data: { tag } });
+      throw new BtrflyError('TAG_NOT_FOUND', `tag "${tag}" not found in archive ${this.name}: run "btrfly tags" to list tags`, { data: { tag } });
     }
     if (rev === undefined || rev === '') return head;
     const prefix = rev.toLowerCase();
@@ -157,7 +164,7 @@ export class Archive implements BodyStore {
   async history(tag: string): Promise<HistoryItem[]> {
     const head = await this.tagCommit(tag);
     if (!head) {
-      throw new BtrflyError('TAG_NOT_FOUND', `tag "${tag}" not found in archive ${this.dir}: run "btrfly tags" to list tags`, { data: { tag } });
+      throw new BtrflyError('TAG_NOT_FOUND', `tag "${tag}" not found in archive ${this.name}: run "btrfly tags" to list tags`, { data: { tag } });
     }
     const { stdout } = await this.git.run(['log', '--first-parent', '-z', '--format=%H%x01%cI%x01%P%x01%s', head]);
     return stdout

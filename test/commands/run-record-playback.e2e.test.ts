@@ -115,6 +115,24 @@ describe('btrfly run: record, then play back with the origin gone', () => {
     expect(play.stderr).toContain(`GET ${url}`);
   });
 
+  it('a rule recorded with the tag loosens matching, and --append keeps earlier entries', async () => {
+    const origin2 = await startOrigin({ https: true });
+    const up = ['--upstream-ca', origin2.caPath!, '--resolve', `origin.test:${origin2.host}`];
+    const at = (p: string) => origin2.urlFor(p, 'origin.test');
+    const rec = await runCli(['run', '--record', '--tag=rules', '--archive', archive, '--ignore-query', 'origin.test=_', ...up, '--', 'curl', '-sSf', '-o', '/dev/null', at('/gen/100?seed=1&_=123')], { timeoutMs: 60_000 });
+    expect(rec.code).toBe(0);
+    const more = await runCli(['run', '--record', '--append', '--tag=rules', '--archive', archive, ...up, '--', 'curl', '-sSf', '-o', '/dev/null', at('/gen/200?seed=2')], { timeoutMs: 60_000 });
+    expect(more.code).toBe(0);
+    await origin2.close();
+    const cmd = `curl -sSf -o /dev/null "${at('/gen/100?seed=1&_=999')}" && curl -sSf -o /dev/null "${at('/gen/200?seed=2')}"`;
+    const play = await runCli(['run', '--playback', '--tag=rules', '--archive', archive, '--', 'bash', '-c', cmd], { timeoutMs: 60_000 });
+    expect(play.stderr).toMatch(/2 hits, 0 misses/);
+    expect(play.code).toBe(0);
+    const strict = await runCli(['run', '--playback', '--tag=rules', '--archive', archive, '--', 'curl', '-sS', '-o', '/dev/null', at('/gen/100?seed=9&_=1')], { timeoutMs: 60_000 });
+    expect(strict.code).toBe(3);
+    expect(strict.stderr).toMatch(/nearest: GET .*seed=1.*\(query differs\)/);
+  });
+
   it('refuses a tag name git would refuse, with one line and exit 2', async () => {
     const r = await runCli(['run', '--record', '--tag=bad..name', '--archive', archive, '--', 'true']);
     expect(r.code).toBe(2);
