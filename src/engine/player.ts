@@ -30,6 +30,8 @@ export class PlaybackSession {
     private readonly bodies: BodySource,
     private readonly redactKey: Buffer,
     private readonly log: (msg: string, data?: Record<string, unknown>) => void = () => {},
+    /** `--append`: where a request the recording does not hold goes instead of a miss (a record session). */
+    private readonly fallback?: { handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> },
   ) {
     this.index = new RecordingIndex(recording.manifest);
   }
@@ -61,7 +63,11 @@ export class PlaybackSession {
       bodySha256,
     };
     const entry = this.index.find(request, this.state);
-    if (!entry) return this.miss(request, res);
+    if (!entry) {
+      // A request body was consumed for its digest, so only body-less requests can be fetched now.
+      if (this.fallback && bodySha256 === undefined) return this.fallback.handle(req, res, url);
+      return this.miss(request, res);
+    }
     this.info.stats.hits++;
     const bytes = await sendRecorded(req, res, this.answerFor(entry));
     this.info.stats.bytes += bytes;

@@ -92,7 +92,8 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
   const lines =
     mode === 'record'
       ? [`btrfly: recorded tag "${r.info.tag}" (recording ${id || 'none'}): ${s.requests} requests, ${s.recorded} entries, ${formatBytes(s.bytes)}${s.upstreamErrors ? `, ${s.upstreamErrors} upstream errors` : ''}`]
-      : [`btrfly: played back tag "${r.info.tag}" (recording ${id}): ${s.requests} requests, ${formatBytes(s.bytes)}, ${s.hits} hits, ${s.misses} misses`];
+      : [`btrfly: played back tag "${r.info.tag}" (recording ${(r.info.rev ?? '').slice(0, 12)}): ${s.requests} requests, ${formatBytes(s.bytes)}, ${s.hits} hits, ${s.misses} misses`];
+  if (mode === 'playback' && r.commit) lines.push(`btrfly: --append recorded ${s.recorded} missing entr${s.recorded === 1 ? 'y' : 'ies'} as recording ${r.commit.slice(0, 12)} of tag "${r.info.tag}"`);
   if (r.misses.length > 0) {
     lines.push(`btrfly: ${r.misses.length} request(s) missed (not in the recording):`);
     for (const m of r.misses) {

@@ -1,3 +1,4 @@
+import { BtrflyError } from '../errors';
 import type { Archive } from '../format/archive';
 import { parseTagSpec, validateTagName } from '../format/names';
 import type { Entry, MatchRule, Redactions } from '../format/types';
@@ -140,7 +141,7 @@ export class Runtime {
   }
 
   private async recordSession(info: SessionInfo, opts: OpenSessionOptions, rev: string | undefined): Promise<Active> {
-    if (rev) throw new (await import('../errors')).BtrflyError('USAGE', `record takes a tag, not a recording: drop "@${rev}" from --tag`);
+    if (rev) throw new BtrflyError('USAGE', `record takes a tag, not a recording: drop "@${rev}" from --tag`);
     const writer = await this.archive.beginRecording(info.tag, { append: opts.append, session: info.id });
     const redact: Redactions = mergeRedactions(writer.redactions(), opts.redactHeaders, opts.redactQuery);
     await writer.setRedactions(redact);
@@ -165,12 +166,27 @@ export class Runtime {
     const commit = await this.archive.resolveCommit(info.tag, rev);
     info.rev = commit;
     const recording = await this.archive.readRecording(info.tag, commit);
-    const play = new PlaybackSession(info, recording, this.archive, this.key, this.log);
-    void opts;
+    // --append: what the recording misses is fetched and recorded as a new recording of the tag.
+    let filler: Active | undefined;
+    if (opts.append) {
+      if (rev) throw new BtrflyError('USAGE', `--append records onto the tag, not onto recording ${rev}: drop "@${rev}" from --tag`);
+      const fillerInfo = newSessionInfo({ tag: info.tag, mode: 'record', append: true });
+      fillerInfo.id = info.id;
+      filler = await this.recordSession(fillerInfo, { ...opts, mode: 'record' }, undefined);
+    }
+    const play = new PlaybackSession(info, recording, this.archive, this.key, this.log, filler);
     return Object.assign(play, {
-      close: async (): Promise<SessionResult> => {
+      close: async (o: { discard?: boolean; message?: string }): Promise<SessionResult> => {
         await play.drain();
-        return { info, misses: play.misses, unused: play.unused() };
+        let commit: string | undefined;
+        if (filler) {
+          info.stats.recorded = filler.info.stats.recorded;
+          info.stats.upstreamErrors = filler.info.stats.upstreamErrors;
+          info.stats.bytes += filler.info.stats.bytes;
+          const sealed = await filler.close({ discard: o.discard || filler.info.stats.recorded === 0, message: o.message });
+          commit = sealed.commit;
+        }
+        return { info, commit, misses: play.misses, unused: play.unused() };
       },
     });
   }

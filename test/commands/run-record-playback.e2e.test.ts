@@ -133,6 +133,24 @@ describe('btrfly run: record, then play back with the origin gone', () => {
     expect(strict.stderr).toMatch(/nearest: GET .*seed=1.*\(query differs\)/);
   });
 
+  it('playback --append answers what it holds and records what is missing as a new recording', async () => {
+    const origin3 = await startOrigin({ https: true });
+    const up = ['--upstream-ca', origin3.caPath!, '--resolve', `origin.test:${origin3.host}`];
+    const at = (p: string) => origin3.urlFor(p, 'origin.test');
+    expect((await runCli(['run', '--record', '--tag=fill', '--archive', archive, ...up, '--', 'curl', '-sSf', '-o', '/dev/null', at('/gen/300?seed=3')], { timeoutMs: 60_000 })).code).toBe(0);
+    await origin3.resetStats();
+    const both = `curl -sSf -o /dev/null "${at('/gen/300?seed=3')}" && curl -sSf -o /dev/null "${at('/gen/400?seed=4')}"`;
+    const fill = await runCli(['run', '--playback', '--append', '--tag=fill', '--archive', archive, ...up, '--', 'bash', '-c', both], { timeoutMs: 60_000 });
+    expect(fill.stderr).toMatch(/1 hits, 0 misses/);
+    expect(fill.stderr).toMatch(/--append recorded 1 missing entry as recording [0-9a-f]{12}/);
+    expect(fill.code).toBe(0);
+    expect((await origin3.stats()).total).toBe(1); // only the missing one went upstream
+    await origin3.close();
+    const play = await runCli(['run', '--playback', '--tag=fill', '--archive', archive, '--', 'bash', '-c', both], { timeoutMs: 60_000 });
+    expect(play.stderr).toMatch(/2 hits, 0 misses/);
+    expect(play.code).toBe(0);
+  });
+
   it('refuses a tag name git would refuse, with one line and exit 2', async () => {
     const r = await runCli(['run', '--record', '--tag=bad..name', '--archive', archive, '--', 'true']);
     expect(r.code).toBe(2);
