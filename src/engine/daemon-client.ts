@@ -4,6 +4,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { BtrflyError } from '../errors';
+import { processAlive } from '../process-alive';
 import { DAEMON_FILE, type DaemonInfo } from './daemon';
 
 /** How to reach the daemon of a state dir, or learn that none runs. */
@@ -14,7 +15,7 @@ export async function findDaemon(stateDir: string): Promise<DaemonInfo | undefin
   } catch {
     return undefined;
   }
-  if (!isAlive(info.pid)) return undefined;
+  if (!processAlive(info.pid)) return undefined;
   try {
     await controlRequest(info.socket, 'GET', '/status');
     return info;
@@ -83,13 +84,4 @@ export function controlRequest<T = unknown>(socket: string, method: string, urlP
     req.once('error', reject);
     req.end(payload);
   });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

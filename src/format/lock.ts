@@ -8,6 +8,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import * as lockfile from 'proper-lockfile';
 import { BtrflyError } from '../errors';
+import { processAlive } from '../process-alive';
 
 /** A lock whose holder died is taken over after this long without a heartbeat. */
 const STALE_MS = 15_000;
@@ -96,13 +97,4 @@ export async function lockHolder(locksDir: string, tag: string): Promise<LockHol
   // A holder on this host whose process is gone holds nothing, stale or not yet.
   if (holder.host === hostname() && holder.pid > 0 && !processAlive(holder.pid)) return null;
   return holder;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

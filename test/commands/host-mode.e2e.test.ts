@@ -36,19 +36,17 @@ async function snapshot(dir: string): Promise<Record<string, string>> {
   return out;
 }
 
-maybe('start record, build, stop record; start playback with the origin gone, build, stop playback; host files restored', async () => {
-  const work = tmpDir('btrfly-host-');
+
+/** Temp copies of the host's resolver and trust store, and the script lines that mount them
+ * over the real ones inside the namespace and start an origin for origin.test on 127.0.0.5:443. */
+async function namespaceHost(work: string, resolvConf: string): Promise<{ copies: string; prelude: string[] }> {
   const copies = path.join(work, 'copies');
   await fs.mkdir(path.join(copies, 'hooks'), { recursive: true });
-  await fs.writeFile(path.join(copies, 'resolv.conf'), '# the host before btrfly\nnameserver 192.0.2.53\noptions timeout:1\n', { mode: 0o644 });
+  await fs.writeFile(path.join(copies, 'resolv.conf'), resolvConf, { mode: 0o644 });
   spawnSync('cp', ['-a', DEBIAN_TRUST, path.join(copies, 'local')]);
   spawnSync('cp', ['-a', '/etc/ssl/certs', path.join(copies, 'certs')]);
-  const before = await snapshot(copies);
   const cert = testCa().issue(['origin.test']);
-  const size = 9 * 1024 * 1024 + 3; // two parts
-  const cli = `"${process.execPath}" "${CLI_ENTRY}"`;
-  const archive = path.join(work, 'archive');
-  const script = [
+  const prelude = [
     'set -eu',
     `mount --bind ${copies}/resolv.conf /etc/resolv.conf`,
     `mount --bind ${copies}/local ${DEBIAN_TRUST}`,
@@ -58,7 +56,25 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
     `export BTRFLY_STATE_DIR=${work}/state BTRFLY_CONFIG_DIR=${work}/config`,
     `"${process.execPath}" "${ORIGIN_SERVER_SCRIPT}" --host 127.0.0.5 --port 443 --cert ${cert.certPath} --key ${cert.keyPath} > ${work}/origin.out &`,
     'ORIGIN=$!',
+    'trap "kill $ORIGIN 2>/dev/null || true" EXIT',
     `for i in $(seq 50); do [ -s ${work}/origin.out ] && break; sleep 0.1; done`,
+  ];
+  return { copies, prelude };
+}
+
+function inNamespace(script: string[]) {
+  return spawnSync('unshare', ['--mount', '--net', '--propagation', 'private', 'bash', '-c', script.join('\n')], { encoding: 'utf8', timeout: 180_000 });
+}
+
+maybe('start record, build, stop record; start playback with the origin gone, build, stop playback; host files restored', async () => {
+  const work = tmpDir('btrfly-host-');
+  const { copies, prelude } = await namespaceHost(work, '# the host before btrfly\nnameserver 192.0.2.53\noptions timeout:1\n');
+  const before = await snapshot(copies);
+  const size = 9 * 1024 * 1024 + 3; // two parts
+  const cli = `"${process.execPath}" "${CLI_ENTRY}"`;
+  const archive = path.join(work, 'archive');
+  const script = [
+    ...prelude,
     `${cli} start record --tag=host1 --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
     `grep -q '^nameserver 127.77.0.1' /etc/resolv.conf`,
     `curl -sSf -o ${work}/rec.bin "https://origin.test/gen/${size}?seed=11"`,
@@ -72,8 +88,8 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
     'echo "miss status $code"',
     `${cli} stop playback && echo "stop playback exit 0" || echo "stop playback exit $?"`,
     `${cli} status`,
-  ].join('\n');
-  const ns = spawnSync('unshare', ['--mount', '--net', '--propagation', 'private', 'bash', '-c', script], { encoding: 'utf8', timeout: 180_000 });
+  ];
+  const ns = inNamespace(script);
   const out = ns.stdout + ns.stderr;
   expect(out).toMatch(/recording tag "host1"/);
   expect(out).toMatch(/recorded tag "host1" \(recording [0-9a-f]{12}\): 2 requests, 2 entries/);
@@ -92,27 +108,12 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
 
 maybe('kill -9 of the daemon mid-recording: tag unchanged, archive valid, stop restores the host and says what became of the recording', async () => {
   const work = tmpDir('btrfly-host-kill-');
-  const copies = path.join(work, 'copies');
-  await fs.mkdir(path.join(copies, 'hooks'), { recursive: true });
-  await fs.writeFile(path.join(copies, 'resolv.conf'), 'nameserver 192.0.2.53\n', { mode: 0o644 });
-  spawnSync('cp', ['-a', DEBIAN_TRUST, path.join(copies, 'local')]);
-  spawnSync('cp', ['-a', '/etc/ssl/certs', path.join(copies, 'certs')]);
+  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
   const before = await snapshot(copies);
-  const cert = testCa().issue(['origin.test']);
   const cli = `"${process.execPath}" "${CLI_ENTRY}"`;
   const archive = path.join(work, 'archive');
   const script = [
-    'set -eu',
-    `mount --bind ${copies}/resolv.conf /etc/resolv.conf`,
-    `mount --bind ${copies}/local ${DEBIAN_TRUST}`,
-    `mount --bind ${copies}/certs /etc/ssl/certs`,
-    existsSync(HOOKS) ? `mount --bind ${copies}/hooks ${HOOKS}` : 'true',
-    'ip link set lo up',
-    `export BTRFLY_STATE_DIR=${work}/state BTRFLY_CONFIG_DIR=${work}/config`,
-    `"${process.execPath}" "${ORIGIN_SERVER_SCRIPT}" --host 127.0.0.5 --port 443 --cert ${cert.certPath} --key ${cert.keyPath} > ${work}/origin.out &`,
-    'ORIGIN=$!',
-    'trap "kill $ORIGIN 2>/dev/null || true" EXIT',
-    `for i in $(seq 50); do [ -s ${work}/origin.out ] && break; sleep 0.1; done`,
+    ...prelude,
     // A first, sealed recording: the tag the crash must leave alone.
     `${cli} start record --tag=crash --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
     'curl -sSf -o /dev/null "https://origin.test/gen/1000?seed=1"',
@@ -124,7 +125,7 @@ maybe('kill -9 of the daemon mid-recording: tag unchanged, archive valid, stop r
     // Half way through a slow body, the daemon dies.
     'curl -s -o /dev/null "https://origin.test/drip/100000?chunks=50&intervalMs=100" &',
     'sleep 1',
-    `kill -9 $(node -p "require('${work}/state/daemon.json').pid")`,
+    `kill -9 $("${process.execPath}" -p "require('${work}/state/daemon.json').pid")`,
     'sleep 0.5',
     `${cli} status`,
     `git --git-dir=${archive} rev-parse refs/heads/crash > ${work}/tag-after`,
@@ -135,8 +136,8 @@ maybe('kill -9 of the daemon mid-recording: tag unchanged, archive valid, stop r
     `${cli} log crash --archive ${archive} || true`,
     `git --git-dir=${archive} show refs/heads/crash:manifest.json | grep -c '"url"' | sed 's/^/urls /'`,
     `git --git-dir=${archive} fsck --strict && echo "fsck ok after seal"`,
-  ].join('\n');
-  const ns = spawnSync('unshare', ['--mount', '--net', '--propagation', 'private', 'bash', '-c', script], { encoding: 'utf8', timeout: 180_000 });
+  ];
+  const ns = inNamespace(script);
   const out = ns.stdout + ns.stderr;
   expect(out).toMatch(/daemon stopped during the record session of tag "crash"/);
   expect(out).toMatch(/fsck ok\n/);
