@@ -33,6 +33,13 @@ export interface RecordingSink {
  */
 export class RecordSession {
   private readonly counter: OrdinalCounter;
+  /**
+   * The next free ordinal per method and URL. The archive keys an entry by `METHOD URL #ordinal`
+   * (manifest merge at seal, volatile.json, diff), so two different requests to one URL (git's
+   * two POSTs to git-upload-pack, with different bodies) must not both be #0, or the second
+   * replaces the first at seal. Each request's own answers keep their order.
+   */
+  private readonly nextOrdinal = new Map<string, number>();
   private readonly inflight = new Map<string, Promise<RecordedAnswer | undefined>>();
   /** Every exchange still being written, so that a seal waits for what the client already has. */
   private readonly writing = new Set<Promise<unknown>>();
@@ -49,6 +56,10 @@ export class RecordSession {
     existing: readonly Entry[] = [],
   ) {
     this.counter = new OrdinalCounter(existing);
+    for (const e of existing) {
+      const k = `${e.request.method} ${e.request.url}`;
+      this.nextOrdinal.set(k, Math.max(this.nextOrdinal.get(k) ?? 0, e.ordinal + 1));
+    }
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
@@ -128,6 +139,9 @@ export class RecordSession {
     const { ordinal, duplicate } = this.counter.assign(entry.request, { status: entry.response.status, sha256: stored.sha256 });
     entry.ordinal = ordinal;
     if (!duplicate) {
+      const urlKey = `${entry.request.method} ${entry.request.url}`;
+      entry.ordinal = this.nextOrdinal.get(urlKey) ?? 0;
+      this.nextOrdinal.set(urlKey, entry.ordinal + 1);
       await this.sink.addEntry(entry, volatile, stored);
       this.info.stats.recorded++;
     }
