@@ -22,16 +22,15 @@ export default class Verify extends BtrflyCommand {
     this.onTeardown(() => archive.close());
     const report = await verifyWithReport(archive, tags.length ? tags : undefined);
     const counts = `${report.tags} tags, ${report.recordings} recordings, ${report.bodies} bodies (${formatSize(report.bytes)})`;
-    if (flags.json) this.printJson({ ok: report.problems.length === 0, ...report });
-    else {
-      for (const p of report.problems) this.log(`${p.tag}${p.commit ? `@${p.commit.slice(0, 7)}` : ''}: ${p.message}`);
-      if (report.problems.length === 0) this.log(`ok: ${counts} checked`);
+    const n = report.problems.length;
+    if (n === 0) {
+      if (flags.json) return this.printJson({ ok: true, ...report });
+      return this.log(`ok: ${counts} checked`);
     }
-    if (report.problems.length > 0) {
-      const n = report.problems.length;
-      throw new BtrflyError('BODY_CORRUPT', `verify found ${n} problem${n === 1 ? '' : 's'} in ${counts}: re-record the tags named above, or pull them again from a good remote`, {
-        data: { problems: n },
-      });
-    }
+    // With --json, the error (printed by the base command) carries the whole report.
+    if (!flags.json) for (const p of report.problems) this.log(`${p.tag}${p.commit ? `@${p.commit.slice(0, 7)}` : ''}: ${p.message}`);
+    throw new BtrflyError('BODY_CORRUPT', `verify found ${n} problem${n === 1 ? '' : 's'} in ${counts}: re-record the tags named above, or pull them again from a good remote`, {
+      data: { ok: false, ...report },
+    });
   }
 }

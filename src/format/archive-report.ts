@@ -98,6 +98,7 @@ export async function loadRecording(archive: Archive, spec: string): Promise<Res
 /** What `btrfly verify` checked, and what it found. */
 export interface VerifyReport {
   tags: number;
+  /** Distinct recordings (tags that share history share them). */
   recordings: number;
   /** Distinct bodies named by the recordings checked. */
   bodies: number;
@@ -115,18 +116,19 @@ export async function verifyWithReport(archive: Archive, tags?: string[]): Promi
   const names = tags ?? (await archive.listTags()).map((t) => t.tag);
   const problems = await archive.verify(names);
   const bodies = new Map<string, number>();
-  let recordings = 0;
+  const recordings = new Set<string>();
   for (const tag of names) {
     const history = await archive.history(tag).catch(() => []);
     for (const { commit } of history) {
-      recordings++;
+      if (recordings.has(commit)) continue;
+      recordings.add(commit);
       const rec = await archive.readRecording(tag, commit).catch(() => undefined);
       for (const e of rec?.manifest.entries ?? []) bodies.set(e.response.content.sha256, e.response.content.size);
     }
   }
   let bytes = 0;
   for (const size of bodies.values()) bytes += size;
-  return { tags: names.length, recordings, bodies: bodies.size, bytes, problems };
+  return { tags: names.length, recordings: recordings.size, bodies: bodies.size, bytes, problems };
 }
 
 /** Bytes and files under `<archive>/objects`: what `gc` can shrink. */

@@ -5,7 +5,7 @@
  * packs over 2 GiB (FINDINGS.md). Every failure becomes a one-line BtrflyError('GIT').
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
 
 /** The all-zero id: `update-ref` reads it as "the ref must not exist yet". */
@@ -266,12 +266,18 @@ export class Git {
   streamBlob(oid: string): Readable {
     const args = ['cat-file', 'blob', oid];
     const child = this.spawn(args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out = child.stdout!;
+    // The stream ends only once git has exited 0: git's stdout ends (empty) before its exit
+    // status of a missing or unreadable object is known, and a reader must not take that
+    // for a blob of 0 bytes.
+    const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+    child.stdout!.pipe(out, { end: false });
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     child.on('error', (e) => out.destroy(spawnFailed(args, e)));
     child.on('close', (code, signal) => {
-      if (code !== 0 && !out.destroyed) out.destroy(gitError(args, stderr || `exited with ${code ?? signal}`));
+      if (out.destroyed) return;
+      if (code === 0) out.end();
+      else out.destroy(gitError(args, stderr || `exited with ${code ?? signal}`));
     });
     // A reader that stops early (range served, client gone) must not leave git behind.
     out.on('close', () => {
