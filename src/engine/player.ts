@@ -37,6 +37,9 @@ export class PlaybackSession {
   }
 
   private readonly answering = new Set<Promise<void>>();
+  private readonly countSent = (bytes: number): void => {
+    this.info.stats.bytes += bytes;
+  };
 
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const p = this.answer(req, res, url);
@@ -69,8 +72,7 @@ export class PlaybackSession {
       return this.miss(request, res);
     }
     this.info.stats.hits++;
-    const bytes = await sendRecorded(req, res, this.answerFor(entry));
-    this.info.stats.bytes += bytes;
+    await sendRecorded(req, res, this.answerFor(entry), this.countSent);
   }
 
   /** The recorded entries nothing asked for (`--unused`). */

@@ -41,6 +41,9 @@ export class RecordSession {
    */
   private readonly nextOrdinal = new Map<string, number>();
   private readonly inflight = new Map<string, Promise<RecordedAnswer | undefined>>();
+  private readonly countSent = (bytes: number): void => {
+    this.info.stats.bytes += bytes;
+  };
   /** Every exchange still being written, so that a seal waits for what the client already has. */
   private readonly writing = new Set<Promise<unknown>>();
 
@@ -72,7 +75,7 @@ export class RecordSession {
     if (pending) {
       const recorded = await pending.catch(() => undefined);
       if (recorded) {
-        this.info.stats.bytes += await sendRecorded(req, res, recorded);
+        await sendRecorded(req, res, recorded, this.countSent);
         return;
       }
     }
@@ -151,7 +154,7 @@ export class RecordSession {
       body: await this.store.locateBody(stored),
       openBody: (loc, range) => this.store.openBody(loc, range),
     };
-    if (answerLater) this.info.stats.bytes += await sendRecorded(req, res, answer);
+    if (answerLater) await sendRecorded(req, res, answer, this.countSent);
     return answer;
   }
 

@@ -8,6 +8,7 @@ import rangeParser from 'range-parser';
 import { BtrflyError } from '../errors';
 import type { BodyLocation, ByteRange, Entry, Header } from '../format/types';
 import { flatHeaders, headerValue, withoutHeaders } from './http-util';
+import { noteStreamed } from './memory';
 
 /** What serving a recorded response needs: its entry, its full header list, and its body. */
 export interface RecordedAnswer {
@@ -33,9 +34,10 @@ const DECODERS: Record<string, () => Transform> = {
  * Sends a recorded response to a client as HTTP would have: `304` for a conditional request
  * whose validators match, `206`/`416` for a `Range`, the decoded body when the recorded
  * `Content-Encoding` is one the client does not accept, otherwise the recorded status,
- * headers and bytes. Resolves with the body bytes sent.
+ * headers and bytes. `count` hears of body bytes as they go out, so a client that hangs up
+ * before the end is still counted for what it got.
  */
-export async function sendRecorded(req: IncomingMessage, res: ServerResponse, answer: RecordedAnswer): Promise<number> {
+export async function sendRecorded(req: IncomingMessage, res: ServerResponse, answer: RecordedAnswer, count: (bytes: number) => void): Promise<void> {
   const { entry } = answer;
   const status = entry.response.status;
   const size = entry.response.content.size;
@@ -45,7 +47,7 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
   if (status === 200 && (req.method === 'GET' || req.method === 'HEAD') && isFresh(req, headers)) {
     res.writeHead(304, flatHeaders(headers.filter((h) => NOT_MODIFIED_KEEP.has(h.name.toLowerCase()))));
     res.end();
-    return 0;
+    return;
   }
 
   const encoding = entry.response.content.encoding;
@@ -55,7 +57,7 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
       if (!answer.body) throw missingBody(entry);
       headers = withoutHeaders(headers, 'content-encoding', 'etag', 'accept-ranges');
       res.writeHead(status, entry.response.statusText, flatHeaders(headers));
-      return streamCounting(answer.openBody(answer.body), res, decoder());
+      return streamCounting(answer.openBody(answer.body), res, count, decoder());
     }
   }
 
@@ -63,7 +65,7 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
   if (range === 'unsatisfiable') {
     res.writeHead(416, flatHeaders([...withoutHeaders(headers, 'content-type', 'content-encoding'), { name: 'Content-Range', value: `bytes */${size}` }, { name: 'Content-Length', value: '0' }]));
     res.end();
-    return 0;
+    return;
   }
   if (range) {
     const out = [
@@ -73,17 +75,17 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
     ];
     res.writeHead(206, 'Partial Content', flatHeaders(out));
     if (!answer.body) throw missingBody(entry);
-    return streamCounting(answer.openBody(answer.body, range), res);
+    return streamCounting(answer.openBody(answer.body, range), res, count);
   }
 
   const out = noBody && req.method !== 'HEAD' ? headers : [...headers, { name: 'Content-Length', value: String(size) }];
   res.writeHead(status, entry.response.statusText, flatHeaders(out));
   if (noBody || size === 0) {
     res.end();
-    return 0;
+    return;
   }
   if (!answer.body) throw missingBody(entry);
-  return streamCounting(answer.openBody(answer.body), res);
+  return streamCounting(answer.openBody(answer.body), res, count);
 }
 
 function isFresh(req: IncomingMessage, headers: Header[]): boolean {
@@ -113,16 +115,15 @@ function requestedRange(req: IncomingMessage, headers: Header[], size: number): 
   return { start: parsed[0].start, end: parsed[0].end };
 }
 
-async function streamCounting(body: Readable, res: ServerResponse, ...through: Transform[]): Promise<number> {
-  let bytes = 0;
+async function streamCounting(body: Readable, res: ServerResponse, count: (bytes: number) => void, ...through: Transform[]): Promise<void> {
   const counter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
-      bytes += chunk.length;
+      count(chunk.length);
+      noteStreamed(chunk.length);
       cb(null, chunk);
     },
   });
   await pipeline([body, ...through, counter, res]);
-  return bytes;
 }
 
 function missingBody(entry: Entry): BtrflyError {

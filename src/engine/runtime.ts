@@ -10,6 +10,7 @@ import { RecordSession } from './recorder';
 import { redactKey } from './redact-key';
 import { newCredential, newSessionInfo, SessionTable, type MissRecord, type Mode, type SessionInfo } from './session';
 import { Upstream, type UpstreamOptions } from './upstream';
+import { keepMemoryFlat } from './memory';
 
 export interface RuntimeOptions {
   archive: Archive;
@@ -74,6 +75,7 @@ export class Runtime {
   ) {}
 
   static async start(opts: RuntimeOptions): Promise<Runtime> {
+    keepMemoryFlat();
     const dir = opts.configDir ?? configDir();
     const ca = await CertificateAuthority.loadOrCreate(dir);
     const upstream = new Upstream(opts.upstream);

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import { noteStreamed } from './memory';
 
 /**
  * Copies `source` into `store` and, while it stays connected, into `client`, holding the
@@ -36,6 +37,7 @@ export function teeToStore(source: Readable, store: Writable, client: Writable |
     let clientWaiting = false;
 
     source.on('data', (chunk: Buffer) => {
+      noteStreamed(chunk.length);
       const storeOk = store.write(chunk);
       let clientOk = true;
       if (client && clientAlive) clientOk = client.write(chunk);
