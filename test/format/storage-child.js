@@ -5,14 +5,14 @@
  *   node storage-child.js write ARCHIVE SIZE SEED [random|text]   → also records tag "big"
  *   node storage-child.js read ARCHIVE [SHA256]
  */
-// BTRFLY_JS: a directory of the sources transpiled to JS (the e2e test makes one), so the
-// measured RSS is btrfly's and not the TypeScript compiler's.
-const src = process.env.BTRFLY_JS;
-if (!src) require('./storage-ts-register.js');
+// BTRFLY_DIST: the compiled build (dist/), so the measured RSS is btrfly's and not the
+// TypeScript compiler's; without it the sources are compiled on the fly.
+const dist = process.env.BTRFLY_DIST;
+if (!dist) require('./storage-ts-register.js');
 const { Writable, Readable } = require('node:stream');
 const { pipeline } = require('node:stream/promises');
 const { createHash } = require('node:crypto');
-const { Archive } = require(src ? `${src}/src/format/archive.js` : '../../src/format/archive.ts');
+const { Archive } = require(dist ? `${dist}/format/archive.js` : '../../src/format/archive.ts');
 const { genBodyStream } = require('../fixtures/gen-body.js');
 
 /** Compressible bytes generated on the fly (JSON-like lines), never held whole. */

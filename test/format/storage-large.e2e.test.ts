@@ -4,9 +4,7 @@
  * as it was and the repository valid.
  */
 import { spawn } from 'node:child_process';
-import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as ts from 'typescript';
 import { Archive } from '../../src/format/archive';
 import { genBodySha256, gitFsck, run, tmpDir } from '../helpers';
 
@@ -14,27 +12,10 @@ const ROOT = join(__dirname, '..', '..');
 const CHILD = join(__dirname, 'storage-child.js');
 const GIB = 1024 ** 3;
 
-/** Transpiles src/errors.ts and src/format/*.ts to plain JS, so the child needs no compiler. */
-function transpileSources(): string {
-  const out = tmpDir('btrfly-js-');
-  mkdirSync(join(out, 'src', 'format'), { recursive: true });
-  const files = ['errors.ts', ...readdirSync(join(ROOT, 'src', 'format')).filter((f) => f.endsWith('.ts')).map((f) => `format/${f}`)];
-  for (const f of files) {
-    const text = ts.transpileModule(readFileSync(join(ROOT, 'src', f), 'utf8'), {
-      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2023, esModuleInterop: true },
-    }).outputText;
-    writeFileSync(join(out, 'src', f.replace(/\.ts$/, '.js')), text);
-  }
-  cpSync(join(ROOT, 'docs'), join(out, 'docs'), { recursive: true });
-  return out;
-}
+/** The compiled build (`npm test` builds it first), so the measured RSS is btrfly's and not the TypeScript compiler's. */
+const DIST = join(ROOT, 'dist');
 
-let js: string;
-beforeAll(() => {
-  js = transpileSources();
-});
-
-const childEnv = (): NodeJS.ProcessEnv => ({ ...process.env, BTRFLY_JS: js, NODE_PATH: join(ROOT, 'node_modules') });
+const childEnv = (): NodeJS.ProcessEnv => ({ ...process.env, BTRFLY_DIST: DIST, NODE_PATH: join(ROOT, 'node_modules') });
 
 async function child(...args: string[]): Promise<{ sha256: string; size: number; seconds: number; rssMiB: number }> {
   const r = await run(process.execPath, [CHILD, ...args], { env: childEnv(), timeoutMs: 110_000 });
