@@ -11,7 +11,7 @@ import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { constants as zc, createZstdCompress, type ZstdCompress } from 'node:zlib';
+import { constants as zc, createZstdCompress, zstdCompressSync, type ZstdCompress } from 'node:zlib';
 import { BtrflyError } from '../errors';
 import type { Git, TreeEntry } from './git';
 import { PART_SIZE, type BodyWriter, type StoredBody } from './types';
@@ -22,6 +22,13 @@ export const ZSTD_LEVEL = 3;
 export const ZSTD_KEEP_RATIO = 0.95;
 
 const IO_CHUNK = 1024 * 1024;
+/**
+ * Each part starts with a probe: its first PROBE_SIZE bytes are compressed alone, and a part
+ * whose probe does not save ZSTD_KEEP_RATIO is written raw without running zstd over it at all.
+ * Measured on 1 GiB of random bytes: 7% less wall time and 13% less CPU than compressing every
+ * part whole (docs/decisions.md, "Archive storage"); git's own hashing is the rest.
+ */
+const PROBE_SIZE = 256 * 1024;
 
 /** The file name of part `index` inside `bodies/<2hex>/<sha256>/`. */
 export function partName(index: number, zstd: boolean): string {
@@ -32,9 +39,16 @@ interface OpenPart {
   index: number;
   written: number;
   rawPath: string;
-  zstPath: string;
   raw: WriteStream;
-  zstFile: WriteStream;
+  /** The first bytes, held until the probe decides (at most PROBE_SIZE). */
+  probe?: Buffer[];
+  /** Set when the probe found the part worth compressing. */
+  zst?: ZstdSink;
+}
+
+interface ZstdSink {
+  path: string;
+  file: WriteStream;
   compressor: ZstdCompress;
   compressed: Promise<void>;
 }
@@ -109,8 +123,8 @@ class GitBodyWriter extends Writable implements BodyWriter {
     this.current = undefined;
     if (part) {
       part.raw.destroy();
-      part.compressor.destroy();
-      part.zstFile.destroy();
+      part.zst?.compressor.destroy();
+      part.zst?.file.destroy();
     }
     const failure = err ?? new BtrflyError('STORAGE', 'body write was cancelled before it ended');
     this.settle.reject(failure);
@@ -133,26 +147,48 @@ class GitBodyWriter extends Writable implements BodyWriter {
       const slice = offset === 0 && n === chunk.length ? chunk : chunk.subarray(offset, offset + n);
       part.written += n;
       offset += n;
-      const rawOk = part.raw.write(slice);
-      const zstOk = part.compressor.write(slice);
-      // Wait for both sinks, so a slow disk slows the writer instead of filling memory.
-      await Promise.all([rawOk || once(part.raw, 'drain'), zstOk || once(part.compressor, 'drain')]);
+      if (part.probe) {
+        part.probe.push(slice);
+        if (part.written >= PROBE_SIZE || part.written === PART_SIZE) await this.decide(part);
+      } else {
+        await this.writeOut(part, slice);
+      }
     }
+  }
+
+  /** Compresses the probe alone; a part that does not get smaller is written raw from here on. */
+  private async decide(part: OpenPart): Promise<void> {
+    const head = Buffer.concat(part.probe!);
+    part.probe = undefined;
+    if (head.length === 0) return;
+    const probe = zstdCompressSync(head, { params: { [zc.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
+    if (probe.length < head.length * ZSTD_KEEP_RATIO) part.zst = this.openZstd(part);
+    await this.writeOut(part, head);
+  }
+
+  /** Writes to the raw file and the compressor, waiting for both so a slow disk slows the writer instead of filling memory. */
+  private async writeOut(part: OpenPart, bytes: Buffer): Promise<void> {
+    const rawOk = part.raw.write(bytes);
+    const zstOk = part.zst ? part.zst.compressor.write(bytes) : true;
+    await Promise.all([rawOk || once(part.raw, 'drain'), zstOk || once(part.zst!.compressor, 'drain')]);
   }
 
   private openPart(): OpenPart {
     const index = this.nextIndex++;
-    const base = join(this.tmpDir, `${this.id}-${index}`);
-    const rawPath = `${base}.raw`;
-    const zstPath = `${base}.zst`;
+    const rawPath = join(this.tmpDir, `${this.id}-${index}.raw`);
     this.tempFiles.add(rawPath);
-    this.tempFiles.add(zstPath);
     const raw = createWriteStream(rawPath, { highWaterMark: IO_CHUNK });
-    const zstFile = createWriteStream(zstPath, { highWaterMark: IO_CHUNK });
+    return { index, written: 0, rawPath, raw, probe: [] };
+  }
+
+  private openZstd(part: OpenPart): ZstdSink {
+    const path = join(this.tmpDir, `${this.id}-${part.index}.zst`);
+    this.tempFiles.add(path);
+    const file = createWriteStream(path, { highWaterMark: IO_CHUNK });
     const compressor = createZstdCompress({ chunkSize: IO_CHUNK, params: { [zc.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
-    const compressed = pipeline(compressor, zstFile);
+    const compressed = pipeline(compressor, file);
     compressed.catch(() => undefined);
-    return { index, written: 0, rawPath, zstPath, raw, zstFile, compressor, compressed };
+    return { path, file, compressor, compressed };
   }
 
   /** Hands the full part to git in the background and lets the next one start filling. */
@@ -166,14 +202,16 @@ class GitBodyWriter extends Writable implements BodyWriter {
   }
 
   private async storePart(part: OpenPart): Promise<void> {
+    if (part.probe) await this.decide(part);
     part.raw.end();
-    part.compressor.end();
-    await Promise.all([once(part.raw, 'finish'), part.compressed]);
+    part.zst?.compressor.end();
+    await Promise.all([once(part.raw, 'finish'), part.zst?.compressed]);
     if (!part.raw.closed) await once(part.raw, 'close');
-    const zstd = part.zstFile.bytesWritten < part.written * ZSTD_KEEP_RATIO;
-    const oid = await this.git.hashFile(zstd ? part.zstPath : part.rawPath);
+    const zstd = part.zst !== undefined && part.zst.file.bytesWritten < part.written * ZSTD_KEEP_RATIO;
+    const oid = await this.git.hashFile(zstd ? part.zst!.path : part.rawPath);
     this.parts[part.index] = { oid, zstd };
-    for (const f of [part.rawPath, part.zstPath]) {
+    for (const f of [part.rawPath, part.zst?.path]) {
+      if (f === undefined) continue;
       await unlink(f);
       this.tempFiles.delete(f);
     }

@@ -1,0 +1,60 @@
+/**
+ * One timed archive operation in a process of its own, so each figure has its own peak RSS
+ * and no garbage from the run before it. Prints one JSON line.
+ *   node archive-child.js write ARCHIVE SOURCE_FILE         → {seconds, rssMiB, stored}
+ *   node archive-child.js read ARCHIVE STORED_JSON          → {seconds, rssMiB, bytes}
+ * BTRFLY_BENCH_DIST names another build's dist/ to measure (an older commit, side by side).
+ */
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Archive as ArchiveClass } from '../format/archive';
+import type { StoredBody } from '../format/types';
+
+const MiB = 1024 * 1024;
+
+function loadArchive(): typeof ArchiveClass {
+  const dist = process.env.BTRFLY_BENCH_DIST;
+  const mod = dist ? (require(join(dist, 'format', 'archive.js')) as { Archive: typeof ArchiveClass }) : (require('../format/archive') as { Archive: typeof ArchiveClass });
+  return mod.Archive;
+}
+
+async function main(): Promise<void> {
+  const [op, dir, arg] = process.argv.slice(2);
+  const Archive = loadArchive();
+  const rss = (): number => Math.round(process.resourceUsage().maxRSS / 1024);
+  const archive = await Archive.open(dir, { create: op === 'write' });
+  const t0 = process.hrtime.bigint();
+  const seconds = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
+  let result: Record<string, unknown>;
+  if (op === 'write') {
+    const w = archive.createBodyWriter();
+    await pipeline(createReadStream(arg, { highWaterMark: MiB }), w);
+    const stored = await w.done;
+    result = { seconds: seconds(), stored };
+  } else if (op === 'read') {
+    const stored = JSON.parse(arg) as StoredBody;
+    const loc = await archive.locateBody(stored);
+    let bytes = 0;
+    // The whole body: openBody checks its SHA-256 at the end, as playback does.
+    const sink = new Writable({
+      highWaterMark: MiB,
+      write(chunk: Buffer, _e, cb) {
+        bytes += chunk.length;
+        cb();
+      },
+    });
+    await pipeline(archive.openBody(loc), sink);
+    result = { seconds: seconds(), bytes };
+  } else {
+    throw new Error(`unknown operation ${op}`);
+  }
+  await archive.close();
+  process.stdout.write(JSON.stringify({ ...result, rssMiB: rss() }) + '\n');
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,187 @@
+/**
+ * Bench section "archive": a large body written into and read back from a fresh archive
+ * through the Archive API (each in a child process of its own), against `cp` of the same
+ * bytes on the same disk, interleaved run by run so that both see the same machine load.
+ * Ratios are cp's time over the archive's (1.0 = as fast as cp), the median of the per-run
+ * ratios.
+ */
+import { createCipheriv, createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fmtSpread, machineLine, spread, timed, type BenchOptions, type BenchSection } from './section';
+
+const MiB = 1024 * 1024;
+const CHILD = join(__dirname, 'archive-child.js');
+
+type BodyKind = 'random' | 'compressible';
+const KINDS: readonly BodyKind[] = ['random', 'compressible'];
+
+/** Random bytes: the AES-128-CTR keystream of a fixed key, generated at GB/s. */
+function randomSource(size: number): Readable {
+  const cipher = createCipheriv('aes-128-ctr', createHash('sha256').update('btrfly-bench').digest().subarray(0, 16), Buffer.alloc(16));
+  const zeros = Buffer.alloc(MiB);
+  let left = size;
+  return new Readable({
+    read() {
+      if (left === 0) return void this.push(null);
+      const n = Math.min(left, MiB);
+      left -= n;
+      this.push(cipher.update(n === MiB ? zeros : zeros.subarray(0, n)));
+    },
+  });
+}
+
+/**
+ * Compressible bytes like a package index: JSON lines that vary (names, versions, digests).
+ * A 64 MiB block of distinct lines is repeated; 64 MiB is far beyond zstd's window at level 3,
+ * so the repetition does not make it compress better than real text would.
+ */
+function compressibleSource(size: number): Readable {
+  const blockSize = Math.min(size, 64 * MiB);
+  let block: Buffer | undefined;
+  const makeBlock = (): Buffer => {
+    const lines: string[] = [];
+    let length = 0;
+    let x = 12345;
+    for (let i = 0; length < blockSize; i++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      const digest = createHash('sha1').update(String(i)).digest('base64');
+      const line = `{"name":"pkg-${(x % 50000).toString(36)}","version":"${x % 9}.${(x >>> 8) % 40}.${(x >>> 16) % 20}","integrity":"sha512-${digest}","deps":${(x >>> 4) % 12}}\n`;
+      lines.push(line);
+      length += line.length;
+    }
+    return Buffer.from(lines.join('')).subarray(0, blockSize);
+  };
+  let left = size;
+  let offset = 0;
+  return new Readable({
+    read() {
+      if (left === 0) return void this.push(null);
+      block ??= makeBlock();
+      const n = Math.min(left, MiB, block.length - offset);
+      this.push(block.subarray(offset, offset + n));
+      left -= n;
+      offset = (offset + n) % block.length;
+    },
+  });
+}
+
+async function makeSource(path: string, kind: BodyKind, size: number): Promise<void> {
+  const existing = await stat(path).catch(() => undefined);
+  if (existing?.size === size) return;
+  await pipeline(kind === 'random' ? randomSource(size) : compressibleSource(size), createWriteStream(path, { highWaterMark: MiB }));
+}
+
+interface ChildResult {
+  seconds: number;
+  rssMiB: number;
+  stored?: { storage: string; size: number };
+}
+
+async function child(args: string[], dist: string | undefined): Promise<ChildResult> {
+  const env = dist ? { ...process.env, BTRFLY_BENCH_DIST: dist } : process.env;
+  const { stdout } = await timed(process.execPath, [CHILD, ...args], env);
+  return JSON.parse(stdout.trim().split('\n').pop()!) as ChildResult;
+}
+
+interface Row {
+  kind: BodyKind;
+  op: 'write' | 'read';
+  seconds: number[];
+  cpSeconds: number[];
+  ratios: number[];
+  rssMiB: number[];
+  storage: string;
+}
+
+async function measureKind(kind: BodyKind, sizeMiB: number, opts: BenchOptions, dist: string | undefined, log: (s: string) => void): Promise<Row[]> {
+  const size = sizeMiB * MiB;
+  const src = join(opts.workDir, `source-${kind}-${sizeMiB}m`);
+  await makeSource(src, kind, size);
+  const write: Row = { kind, op: 'write', seconds: [], cpSeconds: [], ratios: [], rssMiB: [], storage: '' };
+  const read: Row = { ...write, op: 'read', seconds: [], cpSeconds: [], ratios: [], rssMiB: [] };
+  for (let i = 0; i < opts.runs; i++) {
+    const archive = join(opts.workDir, `archive-${kind}`);
+    const copy = join(opts.workDir, `copy-${kind}`);
+    await rm(archive, { recursive: true, force: true });
+    await rm(copy, { force: true });
+    // cp first, the archive write right after, the read last: each pair side by side.
+    const cp = await timed('cp', [src, copy]);
+    await rm(copy, { force: true });
+    const w = await child(['write', archive, src], dist);
+    const r = await child(['read', archive, JSON.stringify(w.stored)], dist);
+    for (const [row, res] of [
+      [write, w],
+      [read, r],
+    ] as const) {
+      row.seconds.push(res.seconds);
+      row.cpSeconds.push(cp.seconds);
+      row.ratios.push(cp.seconds / res.seconds);
+      row.rssMiB.push(res.rssMiB);
+    }
+    write.storage = read.storage = w.stored!.storage;
+    log(`archive ${kind} run ${i + 1}: cp ${cp.seconds.toFixed(2)} s, write ${w.seconds.toFixed(2)} s, read ${r.seconds.toFixed(2)} s`);
+    await rm(archive, { recursive: true, force: true });
+  }
+  return [write, read];
+}
+
+function table(rows: Row[], sizeMiB: number, runs: number): string {
+  const lines = [
+    '| body | operation | archive s | archive MiB/s | cp s (same runs) | cp MiB/s | ratio (cp time / archive time) | peak RSS MiB | reproduce |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const r of rows) {
+    const s = spread(r.seconds);
+    const cp = spread(r.cpSeconds);
+    const mibs = (sec: number): string => (sizeMiB / sec).toFixed(0);
+    const cmd = `\`npm run bench -- archive --body ${r.kind} --size-mib ${sizeMiB} --runs ${runs}\``;
+    lines.push(
+      `| ${r.kind} (${r.storage}) | ${r.op} | ${fmtSpread(s)} | ${mibs(s.median)} | ${fmtSpread(cp)} | ${mibs(cp.median)} | **${spread(r.ratios).median.toFixed(2)}×** (${spread(r.ratios).min.toFixed(2)}–${spread(r.ratios).max.toFixed(2)}) | ${Math.max(...r.rssMiB)} | ${cmd} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export const archiveSection: BenchSection = {
+  name: 'archive',
+  async run(opts: BenchOptions): Promise<string> {
+    const sizeMiB = Number(opts.flags.get('size-mib') ?? 1024);
+    const body = opts.flags.get('body');
+    const kinds = body ? KINDS.filter((k) => k === body) : KINDS;
+    if (!kinds.length) throw new Error(`--body must be one of ${KINDS.join(', ')}`);
+    const dist = opts.flags.get('dist');
+    const dir = join(opts.workDir, 'archive');
+    await mkdir(dir, { recursive: true });
+    const log = (s: string): void => void process.stderr.write(s + '\n');
+    const before = machineLine();
+    const rows: Row[] = [];
+    for (const kind of kinds) rows.push(...(await measureKind(kind, sizeMiB, { ...opts, workDir: dir }, dist, log)));
+    await rm(dir, { recursive: true, force: true });
+    return [
+      '## Archive',
+      '',
+      `A ${sizeMiB} MiB body written (\`createBodyWriter\`, from a file) into a fresh archive and read back whole`,
+      '(`openBody`, SHA-256 checked, into a sink that drops the bytes), each in its own Node process, against',
+      '`cp` of the same file on the same disk in the same run (page cache warm, no fsync on either side).',
+      `Median of ${opts.runs} runs, (min–max); the ratio is cp's time over the archive's, per run, so ≥ 1 is faster than cp.`,
+      '',
+      table(rows, sizeMiB, opts.runs),
+      '',
+      'What limits it: every byte goes through `git hash-object -w` (SHA-1 with collision detection, then a',
+      'level-0 deflate into a loose object; 3.6 s per GiB for the hash alone here) and back out through',
+      '`git cat-file`; btrfly adds SHA-256 (~1.5 GiB/s) and zstd where it pays. `cp` on this VM swings',
+      'between 0.3 s and 3.3 s for the same warm file, so read the archive columns as well as the ratio.',
+      'The aims (write ≥ 0.5×, read ≥ 0.8× cp for random bytes) are not met; docs/decisions.md,',
+      '"Archive storage", says where the time goes and what would change it.',
+      '',
+      `Taken ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on ${before}; load average after: ${machineLine().replace(/.*load average /, '')}.`,
+      dist ? `Build measured: ${dist}.` : '',
+    ]
+      .filter((l, i, a) => l !== '' || a[i - 1] !== '')
+      .join('\n');
+  },
+};
