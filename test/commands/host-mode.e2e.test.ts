@@ -150,3 +150,36 @@ maybe('kill -9 of the daemon mid-recording: tag unchanged, archive valid, stop r
   expect(await fs.readFile(path.join(work, 'tag-after'), 'utf8')).toBe(await fs.readFile(path.join(work, 'tag-before'), 'utf8'));
   expect(await snapshot(copies)).toEqual(before);
 }, 240_000);
+
+maybe('the daemon records and plays back a 2 GiB body with peak RSS under 250 MiB', async () => {
+  const work = tmpDir('btrfly-host-big-');
+  const { prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  const size = 2 * 1024 ** 3;
+  const cli = `"${process.execPath}" "${CLI_ENTRY}"`;
+  const archive = path.join(work, 'archive');
+  // VmHWM only grows, so a sample right after each download is the daemon's peak up to then.
+  const hwm = (label: string) => `grep VmHWM /proc/$("${process.execPath}" -p "require('${work}/state/daemon.json').pid")/status | sed 's/^/${label} /'`;
+  const script = [
+    ...prelude,
+    `${cli} start record --tag=big --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    `curl -sSf "https://origin.test/gen/${size}?seed=5" | sha256sum | sed 's/^/record sha /'`,
+    hwm('record'),
+    `${cli} stop record`,
+    'kill $ORIGIN; wait $ORIGIN || true',
+    `${cli} start playback --tag=big --archive ${archive}`,
+    `curl -sSf "https://origin.test/gen/${size}?seed=5" | sha256sum | sed 's/^/playback sha /'`,
+    hwm('playback'),
+    `${cli} stop playback`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(ns.status).toBe(0);
+  const expected = await genBodySha256(size, 5);
+  expect(out).toContain(`record sha ${expected}`);
+  expect(out).toContain(`playback sha ${expected}`);
+  for (const mode of ['record', 'playback']) {
+    const kib = Number(new RegExp(`${mode} VmHWM:\\s+(\\d+) kB`).exec(out)?.[1]);
+    process.stderr.write(`host mode ${mode}: peak RSS of the daemon ${(kib / 1024).toFixed(1)} MiB\n`);
+    expect(kib).toBeLessThan(250 * 1024);
+  }
+}, 240_000);
