@@ -101,7 +101,7 @@ describe('manifest validation', () => {
     expect(catchErr(() => parseVolatile(JSON.stringify({ btrflyFormat: 3, entries: {} }), where)).message).toMatch(/volatile.json of tag "x" .* newer btrfly/);
   });
 
-  it('parses and validates 10,000 entries in well under a second', () => {
+  it('parses and validates 10,000 entries (the time is measured by npm run bench -- archive)', () => {
     const entries = Array.from({ length: 10_000 }, (_, i) =>
       entry(`https://registry.example/pkg-${i}/-/pkg-${i}-1.0.${i}.tgz`, `body ${i}`, {
         reqHeaders: [{ name: 'accept', value: 'application/octet-stream' }],
@@ -110,10 +110,8 @@ describe('manifest validation', () => {
     );
     const text = serializeManifest(manifestOf(entries));
     parseManifest(serializeManifest(manifestOf([entries[0]])), 'warm-up');
-    const t0 = performance.now();
     const m = parseManifest(text, 'big');
-    const ms = performance.now() - t0;
     expect(m.entries).toHaveLength(10_000);
-    expect(ms).toBeLessThan(1000);
+    expect(serializeManifest(m)).toBe(text);
   });
 });
