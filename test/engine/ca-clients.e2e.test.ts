@@ -35,6 +35,48 @@ opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.req
 sys.stdout.write(opener.open(sys.argv[2], timeout=10).read().decode())
 `;
 
+/** Go's crypto/tls with only the given CA as root; every name dials the loopback. */
+const GO_CLIENT = `package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+)
+
+func main() {
+	pem, err := os.ReadFile(os.Args[1])
+	if err != nil {
+		panic(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	u, _ := url.Parse(os.Args[2])
+	dialer := &net.Dialer{}
+	client := &http.Client{Transport: &http.Transport{
+		Proxy:           nil,
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, net.JoinHostPort("127.0.0.1", u.Port()))
+		},
+	}}
+	res, err := client.Get(os.Args[2])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	body, _ := io.ReadAll(res.Body)
+	os.Stdout.Write(body)
+}
+`;
+const HAVE_GO = ['/usr/bin/go', '/usr/local/go/bin/go'].find((p) => existsSync(p));
+
 let tmp: ReturnType<typeof tempDir>;
 let ca: CertificateAuthority;
 let otherCaPath: string;
@@ -103,6 +145,17 @@ describe.each(NAMES)('%s', (name) => {
     const bad = await git(otherCaPath);
     expect(bad.stderr).toMatch(/server certificate verification failed|SSL certificate problem/);
   });
+
+  (HAVE_GO ? test : test.skip)('go net/http', async () => {
+    const get = join(tmp.dir, 'get-go');
+    if (!existsSync(get)) {
+      writeFileSync(join(tmp.dir, 'get.go'), GO_CLIENT);
+      const env = cleanEnv({ GOCACHE: join(tmp.dir, 'gocache'), GOPATH: join(tmp.dir, 'gopath'), GOFLAGS: '-mod=mod', GO111MODULE: 'off' }, tmp.dir);
+      expect(await run(HAVE_GO!, ['build', '-o', get, join(tmp.dir, 'get.go')], { env, timeoutMs: 110_000 })).toMatchObject({ code: 0 });
+    }
+    expect(await run(get, [ca.certPath, url(name)])).toMatchObject({ code: 0, stdout: greeting(name) });
+    expect((await run(get, [otherCaPath, url(name)])).stderr).toMatch(/certificate signed by unknown authority/);
+  }, 120_000);
 
   test('openssl s_client -verify_return_error', async () => {
     const check = name === '127.0.0.1' ? ['-verify_ip', name] : ['-servername', name, '-verify_hostname', name];
