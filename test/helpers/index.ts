@@ -18,3 +18,4 @@ export * from './host-namespace';
 export * from './server-process';
 export * from './cli-netns';
 export * from './git-server';
+export * from './build-origins';
