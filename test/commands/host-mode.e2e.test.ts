@@ -6,75 +6,24 @@
  * `btrfly stop record`, the origin gone, `btrfly start playback`, the same build,
  * `btrfly stop playback`; then every copied file is byte-identical to before.
  */
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { onPath } from '../../src/engine/host-config';
-import { CLI_ENTRY, ORIGIN_SERVER_SCRIPT, genBodySha256, testCa, tmpDir } from '../helpers';
+import { CLI_IN_SCRIPT as cli, genBodySha256, hostModeMissing, inNamespace, namespaceHost, originServerLines, snapshot, testCa, tmpDir } from '../helpers';
 
-const DEBIAN_TRUST = '/usr/local/share/ca-certificates';
-const HOOKS = '/etc/ca-certificates/update.d';
-const missing = [
-  process.getuid?.() === 0 ? '' : 'root',
-  ...['unshare', 'mount', 'ip', 'curl', 'update-ca-certificates', 'sha256sum'].filter((c) => !onPath(c)),
-  existsSync(DEBIAN_TRUST) && existsSync('/etc/ssl/certs') ? '' : 'a Debian trust store',
-].filter(Boolean);
+const missing = hostModeMissing();
 if (missing.length) console.warn(`host-mode.e2e: skipped, this machine lacks: ${missing.join(', ')}`);
 const maybe = missing.length ? test.skip : test;
-
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const name of (await fs.readdir(dir, { recursive: true })).sort()) {
-    const p = path.join(dir, name);
-    const st = await fs.lstat(p);
-    const mode = (st.mode & 0o7777).toString(8);
-    if (st.isSymbolicLink()) out[name] = `link -> ${await fs.readlink(p)}`;
-    else if (st.isDirectory()) out[name] = `dir ${mode}`;
-    else out[name] = `file ${mode} ${createHash('sha256').update(await fs.readFile(p)).digest('hex')}`;
-  }
-  return out;
-}
-
-
-/** Temp copies of the host's resolver and trust store, and the script lines that mount them
- * over the real ones inside the namespace and start an origin for origin.test on 127.0.0.5:443. */
-async function namespaceHost(work: string, resolvConf: string): Promise<{ copies: string; prelude: string[] }> {
-  const copies = path.join(work, 'copies');
-  await fs.mkdir(path.join(copies, 'hooks'), { recursive: true });
-  await fs.writeFile(path.join(copies, 'resolv.conf'), resolvConf, { mode: 0o644 });
-  spawnSync('cp', ['-a', DEBIAN_TRUST, path.join(copies, 'local')]);
-  spawnSync('cp', ['-a', '/etc/ssl/certs', path.join(copies, 'certs')]);
-  const cert = testCa().issue(['origin.test']);
-  const prelude = [
-    'set -eu',
-    `mount --bind ${copies}/resolv.conf /etc/resolv.conf`,
-    `mount --bind ${copies}/local ${DEBIAN_TRUST}`,
-    `mount --bind ${copies}/certs /etc/ssl/certs`,
-    existsSync(HOOKS) ? `mount --bind ${copies}/hooks ${HOOKS}` : 'true',
-    'ip link set lo up',
-    `export BTRFLY_STATE_DIR=${work}/state BTRFLY_CONFIG_DIR=${work}/config`,
-    `"${process.execPath}" "${ORIGIN_SERVER_SCRIPT}" --host 127.0.0.5 --port 443 --cert ${cert.certPath} --key ${cert.keyPath} > ${work}/origin.out &`,
-    'ORIGIN=$!',
-    'trap "kill $ORIGIN 2>/dev/null || true" EXIT',
-    `for i in $(seq 50); do [ -s ${work}/origin.out ] && break; sleep 0.1; done`,
-  ];
-  return { copies, prelude };
-}
-
-function inNamespace(script: string[]) {
-  return spawnSync('unshare', ['--mount', '--net', '--propagation', 'private', 'bash', '-c', script.join('\n')], { encoding: 'utf8', timeout: 180_000 });
-}
 
 maybe('start record, build, stop record; start playback with the origin gone, build, stop playback; host files restored', async () => {
   const work = tmpDir('btrfly-host-');
   const { copies, prelude } = await namespaceHost(work, '# the host before btrfly\nnameserver 192.0.2.53\noptions timeout:1\n');
   const before = await snapshot(copies);
   const size = 9 * 1024 * 1024 + 3; // two parts
-  const cli = `"${process.execPath}" "${CLI_ENTRY}"`;
   const archive = path.join(work, 'archive');
   const script = [
     ...prelude,
+    ...originServerLines(work),
     `${cli} start record --tag=host1 --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
     `grep -q '^nameserver 127.77.0.1' /etc/resolv.conf`,
     `curl -sSf -o ${work}/rec.bin "https://origin.test/gen/${size}?seed=11"`,
@@ -110,10 +59,10 @@ maybe('kill -9 of the daemon mid-recording: tag unchanged, archive valid, stop r
   const work = tmpDir('btrfly-host-kill-');
   const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
   const before = await snapshot(copies);
-  const cli = `"${process.execPath}" "${CLI_ENTRY}"`;
   const archive = path.join(work, 'archive');
   const script = [
     ...prelude,
+    ...originServerLines(work),
     // A first, sealed recording: the tag the crash must leave alone.
     `${cli} start record --tag=crash --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
     'curl -sSf -o /dev/null "https://origin.test/gen/1000?seed=1"',
@@ -155,12 +104,12 @@ maybe('the daemon records and plays back a 2 GiB body with peak RSS under 250 Mi
   const work = tmpDir('btrfly-host-big-');
   const { prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
   const size = 2 * 1024 ** 3;
-  const cli = `"${process.execPath}" "${CLI_ENTRY}"`;
   const archive = path.join(work, 'archive');
   // VmHWM only grows, so a sample right after each download is the daemon's peak up to then.
   const hwm = (label: string) => `grep VmHWM /proc/$("${process.execPath}" -p "require('${work}/state/daemon.json').pid")/status | sed 's/^/${label} /'`;
   const script = [
     ...prelude,
+    ...originServerLines(work),
     `${cli} start record --tag=big --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
     `curl -sSf "https://origin.test/gen/${size}?seed=5" | sha256sum | sed 's/^/record sha /'`,
     hwm('record'),

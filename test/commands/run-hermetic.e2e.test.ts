@@ -6,24 +6,20 @@
  * (loopback only) and gets the same bytes. The peak RSS of the btrfly process is measured
  * while the 2 GiB body records and while it plays back.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import {
-  CLI_ENTRY,
-  cliEnv,
-  cliWorkDir,
+  btrflyIn,
   createNetns,
   genBodySha256,
   gitFsck,
   hasNetns,
   linkNetns,
   linkStats,
-  runOk,
+  makeGitRepo,
+  startGitServer,
   startOrigin,
   stopChild,
-  testCa,
   tmpDir,
   type Netns,
   type Origin,
@@ -36,88 +32,6 @@ const GIB2 = 2 * 1024 * 1024 * 1024;
 const MID = 64 * 1024 * 1024;
 const SMALLS = 200;
 const RSS_LIMIT_KIB = 250 * 1024;
-const GIT_SERVER_SCRIPT = join(__dirname, '..', 'fixtures', 'git-http-server.js');
-
-interface NsRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  /** Peak resident set of the btrfly process (VmHWM), KiB, as last seen before it exited. */
-  peakRssKiB: number;
-}
-
-/** Runs `btrfly ARGS` inside `ns` (`ip netns exec` execs node, so the child's pid is btrfly's) and samples its VmHWM. */
-function btrflyIn(ns: Netns, args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 240_000): Promise<NsRun> {
-  const child = ns.spawn(process.execPath, [CLI_ENTRY, ...args], { cwd: cliWorkDir(), env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  let peak = 0;
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const sample = () => {
-    try {
-      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-      // Until `ip` has exec'd node the status is ip's; VmHWM only grows, so the max is node's.
-      if (m) peak = Math.max(peak, Number(m[1]));
-    } catch {
-      /* exited */
-    }
-  };
-  const poll = setInterval(sample, 50);
-  const killer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('exit', sample);
-    child.on('close', (code) => {
-      clearInterval(poll);
-      clearTimeout(killer);
-      resolve({ code, stdout, stderr, peakRssKiB: peak });
-    });
-  });
-}
-
-/** A git smart-HTTP server (test/fixtures/git-http-server.js) as a process inside `ns`. */
-async function startGitServer(ns: Netns, host: string, root: string): Promise<{ port: number; child: ChildProcess; stats(): Promise<{ total: number }> }> {
-  const cert = testCa().issue();
-  const child = ns.spawn(process.execPath, [GIT_SERVER_SCRIPT, '--host', host, '--root', root, '--cert', cert.certPath, '--key', cert.keyPath], {
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-  });
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
-    child.once('exit', (c) => reject(new Error(`git server exited with ${c}`)));
-  });
-  const { port } = JSON.parse(line) as { port: number };
-  let id = 0;
-  const stats = () =>
-    new Promise<{ total: number }>((resolve) => {
-      const my = id++;
-      const on = (m: { id: number; stats: { total: number } }) => {
-        if (m.id !== my) return;
-        child.off('message', on);
-        resolve(m.stats);
-      };
-      child.on('message', on);
-      child.send({ type: 'stats', id: my });
-    });
-  return { port, child, stats };
-}
-
-/** A bare repository with a few commits, one of them a 3 MiB file, to clone over smart HTTP. */
-async function makeRepo(root: string): Promise<string> {
-  const work = tmpDir();
-  const git = (...a: string[]) => runOk('git', ['-C', work, '-c', 'user.name=t', '-c', 'user.email=t@t', ...a]);
-  await git('init', '-q', '-b', 'main');
-  for (let i = 0; i < 3; i++) {
-    writeFileSync(join(work, `file${i}.txt`), `revision ${i}\n`.repeat(1000 * (i + 1)));
-    await git('add', '.');
-    await git('commit', '-q', '-m', `commit ${i}`);
-  }
-  await runOk('sh', ['-c', `head -c 3145728 /dev/urandom > "${work}/blob.bin"`]);
-  await git('add', '.');
-  await git('commit', '-q', '-m', 'a binary');
-  await runOk('git', ['clone', '-q', '--bare', work, join(root, 'proj.git')]);
-  return (await git('rev-parse', 'HEAD')).stdout.trim();
-}
 
 /** The build: a 2 GiB download, 200 small ones in one curl, ranges and a resume, node (fetch and https), git clone. */
 function buildScript(base: string, gitUrl: string): string {
@@ -166,7 +80,7 @@ describeNetns('btrfly run: hermetic playback from an empty network namespace', (
     link = await linkNetns(builder, originNs);
     origin = await startOrigin({ https: true, netns: originNs, host: link.b.address });
     const repos = tmpDir();
-    head = await makeRepo(repos);
+    head = await makeGitRepo(repos);
     git = await startGitServer(originNs, link.b.address, repos);
     archive = join(tmpDir(), 'archive');
     const base = origin.urlFor('/', 'origin.test').replace(/\/$/, '');

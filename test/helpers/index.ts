@@ -14,3 +14,8 @@ export * from './origin';
 export * from './proc';
 export * from './test-ca';
 export * from './tmp';
+export * from './host-namespace';
+export * from './server-process';
+export * from './cli-netns';
+export * from './git-server';
+export * from './build-origins';

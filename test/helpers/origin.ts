@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { registerCleanup } from './cleanup';
 import { stopChild, type Netns } from './netns';
+import { askChild, readReadyLine, stderrTail } from './server-process';
 import { DEFAULT_CERT_NAMES, testCa } from './test-ca';
 import { startOriginServer, type OriginStats } from '../fixtures/origin-server';
 
@@ -128,21 +128,8 @@ async function spawnOrigin(host: string, options: OriginOptions, tls?: Tls): Pro
   const child = options.netns
     ? options.netns.spawn(process.execPath, args, { stdio })
     : spawn(process.execPath, args, { stdio });
-  let stderr = '';
-  child.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr = (stderr + s).slice(-4000)));
-  const ready = await readReadyLine(child, () => stderr);
-  let nextId = 0;
-  const ask = (type: 'stats' | 'reset') =>
-    new Promise<{ stats?: OriginStats }>((resolve, reject) => {
-      const id = nextId++;
-      const onMessage = (msg: { type: string; id: number; stats?: OriginStats }) => {
-        if (msg.id !== id) return;
-        child.off('message', onMessage);
-        resolve(msg);
-      };
-      child.on('message', onMessage);
-      child.send({ type, id }, (err) => err && reject(err));
-    });
+  const ready = await readReadyLine<{ port: number; controlPort: number }>(child, stderrTail(child));
+  const ask = askChild<{ stats?: OriginStats }>(child);
   return {
     port: ready.port,
     controlPort: ready.controlPort,
@@ -150,29 +137,4 @@ async function spawnOrigin(host: string, options: OriginOptions, tls?: Tls): Pro
     reset: async () => void (await ask('reset')),
     close: () => stopChild(child),
   };
-}
-
-function readReadyLine(child: ChildProcess, stderr: () => string): Promise<{ port: number; controlPort: number }> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error('origin did not start within 15 s')), 15_000);
-    const lines = createInterface({ input: child.stdout! });
-    const fail = (err: Error) => {
-      clearTimeout(timer);
-      lines.close();
-      child.kill('SIGKILL');
-      reject(new Error(`${err.message}: ${stderr().trim()}`));
-    };
-    const onExit = (code: number | null) => fail(new Error(`origin exited with status ${code} before it was ready`));
-    child.once('exit', onExit);
-    child.once('error', fail);
-    lines.once('line', (line) => {
-      clearTimeout(timer);
-      child.off('exit', onExit);
-      try {
-        resolve(JSON.parse(line));
-      } catch {
-        fail(new Error(`origin printed "${line}" instead of its ready line`));
-      }
-    });
-  });
 }

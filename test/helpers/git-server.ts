@@ -1,0 +1,39 @@
+import type { ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Netns } from './netns';
+import { runOk } from './proc';
+import { askChild, readReadyLine, stderrTail } from './server-process';
+import { testCa } from './test-ca';
+import { tmpDir } from './tmp';
+
+/** A git smart-HTTP server running the real `git http-backend` (see its header). */
+export const GIT_SERVER_SCRIPT = join(__dirname, '..', 'fixtures', 'git-http-server.js');
+
+/** A git smart-HTTP server (test/fixtures/git-http-server.js) over HTTPS as a process inside `ns`. */
+export async function startGitServer(ns: Netns, host: string, root: string): Promise<{ port: number; child: ChildProcess; stats(): Promise<{ total: number }> }> {
+  const cert = testCa().issue();
+  const child = ns.spawn(process.execPath, [GIT_SERVER_SCRIPT, '--host', host, '--root', root, '--cert', cert.certPath, '--key', cert.keyPath], {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  const { port } = await readReadyLine<{ port: number }>(child, stderrTail(child), 'git server');
+  const ask = askChild<{ stats: { total: number } }>(child);
+  return { port, child, stats: async () => (await ask('stats')).stats };
+}
+
+/** A bare repository `<root>/proj.git` with a few commits, one of them a 3 MiB file; returns its HEAD. */
+export async function makeGitRepo(root: string): Promise<string> {
+  const work = tmpDir();
+  const git = (...a: string[]) => runOk('git', ['-C', work, '-c', 'user.name=t', '-c', 'user.email=t@t', ...a]);
+  await git('init', '-q', '-b', 'main');
+  for (let i = 0; i < 3; i++) {
+    writeFileSync(join(work, `file${i}.txt`), `revision ${i}\n`.repeat(1000 * (i + 1)));
+    await git('add', '.');
+    await git('commit', '-q', '-m', `commit ${i}`);
+  }
+  await runOk('sh', ['-c', `head -c 3145728 /dev/urandom > "${work}/blob.bin"`]);
+  await git('add', '.');
+  await git('commit', '-q', '-m', 'a binary');
+  await runOk('git', ['clone', '-q', '--bare', work, join(root, 'proj.git')]);
+  return (await git('rev-parse', 'HEAD')).stdout.trim();
+}
