@@ -6,65 +6,24 @@
  * `btrfly stop record`, the origin gone, `btrfly start playback`, the same build,
  * `btrfly stop playback`; then every copied file is byte-identical to before.
  */
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { onPath } from '../../src/engine/host-config';
-import { CLI_ENTRY, ORIGIN_SERVER_SCRIPT, genBodySha256, testCa, tmpDir } from '../helpers';
+import {
+  CLI_ENTRY,
+  STOP_ORIGINS,
+  genBodySha256,
+  hostNamespaceMissing,
+  inHostNamespace as inNamespace,
+  namespaceHost,
+  snapshotTree as snapshot,
+  testCa,
+  tmpDir,
+} from '../helpers';
 
-const DEBIAN_TRUST = '/usr/local/share/ca-certificates';
-const HOOKS = '/etc/ca-certificates/update.d';
-const missing = [
-  process.getuid?.() === 0 ? '' : 'root',
-  ...['unshare', 'mount', 'ip', 'curl', 'update-ca-certificates', 'sha256sum'].filter((c) => !onPath(c)),
-  existsSync(DEBIAN_TRUST) && existsSync('/etc/ssl/certs') ? '' : 'a Debian trust store',
-].filter(Boolean);
+const missing = hostNamespaceMissing(['curl', 'sha256sum']);
 if (missing.length) console.warn(`host-mode.e2e: skipped, this machine lacks: ${missing.join(', ')}`);
 const maybe = missing.length ? test.skip : test;
-
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const name of (await fs.readdir(dir, { recursive: true })).sort()) {
-    const p = path.join(dir, name);
-    const st = await fs.lstat(p);
-    const mode = (st.mode & 0o7777).toString(8);
-    if (st.isSymbolicLink()) out[name] = `link -> ${await fs.readlink(p)}`;
-    else if (st.isDirectory()) out[name] = `dir ${mode}`;
-    else out[name] = `file ${mode} ${createHash('sha256').update(await fs.readFile(p)).digest('hex')}`;
-  }
-  return out;
-}
-
-
-/** Temp copies of the host's resolver and trust store, and the script lines that mount them
- * over the real ones inside the namespace and start an origin for origin.test on 127.0.0.5:443. */
-async function namespaceHost(work: string, resolvConf: string): Promise<{ copies: string; prelude: string[] }> {
-  const copies = path.join(work, 'copies');
-  await fs.mkdir(path.join(copies, 'hooks'), { recursive: true });
-  await fs.writeFile(path.join(copies, 'resolv.conf'), resolvConf, { mode: 0o644 });
-  spawnSync('cp', ['-a', DEBIAN_TRUST, path.join(copies, 'local')]);
-  spawnSync('cp', ['-a', '/etc/ssl/certs', path.join(copies, 'certs')]);
-  const cert = testCa().issue(['origin.test']);
-  const prelude = [
-    'set -eu',
-    `mount --bind ${copies}/resolv.conf /etc/resolv.conf`,
-    `mount --bind ${copies}/local ${DEBIAN_TRUST}`,
-    `mount --bind ${copies}/certs /etc/ssl/certs`,
-    existsSync(HOOKS) ? `mount --bind ${copies}/hooks ${HOOKS}` : 'true',
-    'ip link set lo up',
-    `export BTRFLY_STATE_DIR=${work}/state BTRFLY_CONFIG_DIR=${work}/config`,
-    `"${process.execPath}" "${ORIGIN_SERVER_SCRIPT}" --host 127.0.0.5 --port 443 --cert ${cert.certPath} --key ${cert.keyPath} > ${work}/origin.out &`,
-    'ORIGIN=$!',
-    'trap "kill $ORIGIN 2>/dev/null || true" EXIT',
-    `for i in $(seq 50); do [ -s ${work}/origin.out ] && break; sleep 0.1; done`,
-  ];
-  return { copies, prelude };
-}
-
-function inNamespace(script: string[]) {
-  return spawnSync('unshare', ['--mount', '--net', '--propagation', 'private', 'bash', '-c', script.join('\n')], { encoding: 'utf8', timeout: 180_000 });
-}
 
 maybe('start record, build, stop record; start playback with the origin gone, build, stop playback; host files restored', async () => {
   const work = tmpDir('btrfly-host-');
@@ -80,7 +39,7 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
     `curl -sSf -o ${work}/rec.bin "https://origin.test/gen/${size}?seed=11"`,
     `curl -sSf -o ${work}/rec.txt "https://origin.test/counter"`,
     `${cli} stop record`,
-    'kill $ORIGIN; wait $ORIGIN || true',
+    STOP_ORIGINS,
     `${cli} start playback --tag=host1 --archive ${archive}`,
     `curl -sSf -o ${work}/play.bin "https://origin.test/gen/${size}?seed=11"`,
     `curl -sSf -o ${work}/play.txt "https://origin.test/counter"`,
@@ -165,7 +124,7 @@ maybe('the daemon records and plays back a 2 GiB body with peak RSS under 250 Mi
     `curl -sSf "https://origin.test/gen/${size}?seed=5" | sha256sum | sed 's/^/record sha /'`,
     hwm('record'),
     `${cli} stop record`,
-    'kill $ORIGIN; wait $ORIGIN || true',
+    STOP_ORIGINS,
     `${cli} start playback --tag=big --archive ${archive}`,
     `curl -sSf "https://origin.test/gen/${size}?seed=5" | sha256sum | sed 's/^/playback sha /'`,
     hwm('playback'),

@@ -14,3 +14,4 @@ export * from './origin';
 export * from './proc';
 export * from './test-ca';
 export * from './tmp';
+export * from './host-namespace';
