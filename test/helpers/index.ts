@@ -15,3 +15,4 @@ export * from './proc';
 export * from './test-ca';
 export * from './tmp';
 export * from './host-namespace';
+export * from './build-tools';
