@@ -1,5 +1,6 @@
 import { Command, Flags, Interfaces } from '@oclif/core';
 import { BtrflyError, EXIT, isBtrflyError, oneLine } from '../errors';
+import { ownArgs } from './command-argv';
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BtrflyCommand)['baseFlags'] & T['flags']>;
 
@@ -43,7 +44,7 @@ export abstract class BtrflyCommand extends Command {
   }
 
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<never> {
-    const debug = this.argv.includes('--debug') || process.env.BTRFLY_DEBUG === '1';
+    const debug = ownArgs(this.argv).includes('--debug') || process.env.BTRFLY_DEBUG === '1';
     // oclif's own parse errors (unknown flag, missing arg) are usage errors: exit 2.
     // this.exit(n) throws oclif's ExitError: an exit status chosen on purpose, not a failure.
     if ((err as { code?: string }).code === 'EEXIT') throw err;
@@ -56,7 +57,7 @@ export abstract class BtrflyCommand extends Command {
       return this.exit(EXIT.usage) as never;
     }
     const code = isBtrflyError(err) ? err.exitCode : EXIT.failure;
-    if (this.argv.includes('--json') && isBtrflyError(err)) {
+    if (ownArgs(this.argv).includes('--json') && isBtrflyError(err)) {
       process.stdout.write(JSON.stringify(err.toJSON(), null, 2) + '\n');
     }
     process.stderr.write(`btrfly: ${oneLine(err)}\n`);

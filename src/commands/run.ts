@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core';
 import { runCommand, summarize } from '../engine/run-command';
 import { BtrflyCommand, BtrflyError } from '../cli/base';
+import { argsAfterDashDash } from '../cli/command-argv';
 import { ruleFlags, rulesFrom, upstreamFlags, upstreamOptions } from '../cli/upstream-flags';
 
 export default class Run extends BtrflyCommand {
@@ -28,7 +29,7 @@ export default class Run extends BtrflyCommand {
   async run(): Promise<void> {
     const { flags, argv } = await this.parse(Run);
     if (!flags.record && !flags.playback) throw new BtrflyError('USAGE', 'say --record or --playback: btrfly run --record --tag=T -- CMD');
-    const command = (argv as string[]).filter((a, i) => !(i === 0 && a === '--'));
+    const command = argsAfterDashDash(this.argv) ?? (argv as string[]);
     const { exitCode, result } = await runCommand({
       archiveDir: flags.archive,
       mode: flags.record ? 'record' : 'playback',

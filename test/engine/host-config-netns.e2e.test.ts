@@ -1,10 +1,10 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import forge from 'node-forge';
-import { onPath } from '../../src/engine/host-config';
+import { DEBIAN_TRUST, hostCopies, hostModeMissing, snapshot } from '../helpers';
 
 // The real thing on Debian: inside a private mount namespace, /etc/resolv.conf, the
 // local anchors, /etc/ssl/certs and the update hooks are bind-mounted from temp copies,
@@ -13,13 +13,7 @@ import { onPath } from '../../src/engine/host-config';
 // and restore must leave every copied file byte-identical.
 
 const ROOT = path.resolve(__dirname, '../..');
-const DEBIAN_TRUST = '/usr/local/share/ca-certificates';
-const HOOKS = '/etc/ca-certificates/update.d';
-const missing = [
-  process.getuid?.() === 0 ? '' : 'root (for unshare and bind mounts)',
-  ...['unshare', 'mount', 'ip', 'getent', 'openssl', 'update-ca-certificates'].filter((c) => !onPath(c)),
-  existsSync(DEBIAN_TRUST) && existsSync('/etc/ssl/certs') ? '' : 'a Debian trust store',
-].filter(Boolean);
+const missing = hostModeMissing(['getent', 'openssl']);
 if (missing.length) {
   // A visible reason, not a silent pass.
   console.warn(`host-config-netns.e2e: skipped, this machine lacks: ${missing.join(', ')}`);
@@ -41,26 +35,6 @@ function makeCaPem(): string {
   return forge.pki.certificateToPem(cert);
 }
 
-/** Every entry under `dir`: type, mode and bytes or link target. */
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  async function walk(d: string): Promise<void> {
-    for (const name of (await fs.readdir(d)).sort()) {
-      const p = path.join(d, name);
-      const st = await fs.lstat(p);
-      const rel = path.relative(dir, p);
-      const mode = (st.mode & 0o7777).toString(8);
-      if (st.isSymbolicLink()) out[rel] = `link -> ${await fs.readlink(p)}`;
-      else if (st.isDirectory()) {
-        out[rel] = `dir ${mode}`;
-        await walk(p);
-      } else out[rel] = `file ${mode} ${createHash('sha256').update(await fs.readFile(p)).digest('hex')}`;
-    }
-  }
-  await walk(dir);
-  return out;
-}
-
 async function sha256(file: string): Promise<string> {
   return createHash('sha256').update(await fs.readFile(file)).digest('hex');
 }
@@ -78,11 +52,7 @@ maybe('in a private namespace, apply makes getent and openssl use btrfly; restor
     ], { stdio: 'inherit' });
 
     // Copies that stand in for the host's files inside the namespace.
-    const copies = path.join(work, 'copies');
-    await fs.mkdir(path.join(copies, 'hooks'), { recursive: true });
-    await fs.writeFile(path.join(copies, 'resolv.conf'), '# the host before btrfly\nnameserver 192.0.2.53\nsearch corp.example\n', { mode: 0o644 });
-    execFileSync('cp', ['-a', DEBIAN_TRUST, path.join(copies, 'local')]);
-    execFileSync('cp', ['-a', '/etc/ssl/certs', path.join(copies, 'certs')]);
+    const { copies, mounts } = await hostCopies(work, '# the host before btrfly\nnameserver 192.0.2.53\nsearch corp.example\n');
     const before = await snapshot(copies);
 
     const caPem = makeCaPem();
@@ -121,13 +91,9 @@ const run = (cmd, args) => new Promise((resolve) => execFile(cmd, args, { encodi
 })().catch((e) => { process.stderr.write(String(e && e.stack || e)); process.exit(1); });
 `,
     );
-    // The hooks (Java's keystore trigger) would write to dpkg's state outside these copies.
     const inner = [
       'set -e',
-      `mount --bind ${copies}/resolv.conf /etc/resolv.conf`,
-      `mount --bind ${copies}/local ${DEBIAN_TRUST}`,
-      `mount --bind ${copies}/certs /etc/ssl/certs`,
-      existsSync(HOOKS) ? `mount --bind ${copies}/hooks ${HOOKS}` : 'true',
+      ...mounts,
       'ip link set lo up',
       `exec "${process.execPath}" ${driver}`,
     ].join('\n');

@@ -19,3 +19,4 @@ export * from './server-process';
 export * from './cli-netns';
 export * from './git-server';
 export * from './build-origins';
+export * from './build-tools';

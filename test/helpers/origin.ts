@@ -25,6 +25,12 @@ export interface OriginOptions {
   host?: string;
   /** Run the origin as a process inside this namespace (then `host` is one of its addresses). */
   netns?: Netns;
+  /**
+   * What it serves: `files` (default, the routes of origin-server.js), or a package origin
+   * for real build tools: `pypi` (a Python index for `pypi.test`) or `npm` (a registry for
+   * `registry.test`), see test/fixtures/package-index.js.
+   */
+  kind?: 'files' | 'pypi' | 'npm';
   /** Run the origin as a separate `node` process even without a namespace. */
   spawn?: boolean;
 }
@@ -110,7 +116,7 @@ function tlsFor(host: string, names?: readonly string[]): Tls {
 }
 
 async function inProcessOrigin(host: string, options: OriginOptions, tls?: Tls): Promise<Started> {
-  const server = await startOriginServer({ host, dir: options.dir, cert: tls?.certPem, key: tls?.keyPem });
+  const server = await startOriginServer({ host, dir: options.dir, kind: options.kind, cert: tls?.certPem, key: tls?.keyPem });
   return {
     port: server.port,
     controlPort: server.controlPort,
@@ -123,6 +129,7 @@ async function inProcessOrigin(host: string, options: OriginOptions, tls?: Tls):
 async function spawnOrigin(host: string, options: OriginOptions, tls?: Tls): Promise<Started> {
   const args = [ORIGIN_SERVER_SCRIPT, '--host', host];
   if (options.dir) args.push('--dir', options.dir);
+  if (options.kind) args.push('--kind', options.kind);
   if (tls) args.push('--cert', tls.certPath, '--key', tls.keyPath);
   const stdio: ['ignore', 'pipe', 'pipe', 'ipc'] = ['ignore', 'pipe', 'pipe', 'ipc'];
   const child = options.netns
