@@ -54,6 +54,19 @@ function gitError(args: readonly string[], detail: string, cause?: unknown): Btr
   });
 }
 
+/** The last meaningful line git printed (`fatal: ...`, `error: ...`), without progress noise. */
+export function lastGitMessage(stderr: string): string {
+  const lines = stderr
+    .split(/[\r\n]+/)
+    .map((l) => l.trim())
+    .filter((l) => l && !/^(remote: )?(Counting|Compressing|Writing|Receiving|Resolving|Enumerating|Total|Unpacking|Delta compression)/.test(l));
+  return (lines.find((l) => /^(fatal|error):/.test(l)) ?? lines[lines.length - 1] ?? 'failed').replace(/^(fatal|error): /, '');
+}
+
+function transferError(args: readonly string[], stderr: string): BtrflyError {
+  return new BtrflyError('NETWORK', `git ${args[0]} failed: ${lastGitMessage(stderr)}`, { data: { args: [...args], stderr } });
+}
+
 function spawnFailed(args: readonly string[], e: NodeJS.ErrnoException): BtrflyError {
   if (e.code === 'ENOENT') {
     return new BtrflyError('GIT', 'git is not installed or not on PATH: install git ≥ 2.38', { cause: e });
@@ -250,6 +263,42 @@ export class Git {
   /** Spawns git with the archive's `--git-dir`, for callers that stream its output. */
   spawn(args: string[], opts: SpawnOptions = {}): ChildProcess {
     return spawn('git', ['--git-dir', this.gitDir, ...args], { ...opts, env: gitEnv(opts.env) });
+  }
+
+  /**
+   * Runs a transport command (`push`, `fetch`) that talks to a remote. git does the transfer
+   * itself, so btrfly's memory stays flat whatever the size. Its stderr (progress, errors) is
+   * passed to `opts.progress` as it comes when set, and the tail is kept for the error message.
+   * The user's own git setup applies: ssh keys and agent, credential helpers, `http.*` config.
+   * @param opts.interactive let git ask for a password on the terminal (otherwise it fails at once)
+   * @param opts.ok exit statuses that are not failures (default `[0]`)
+   */
+  transfer(
+    args: string[],
+    opts: { progress?: NodeJS.WritableStream; interactive?: boolean; ok?: number[]; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<GitResult> {
+    const ok = opts.ok ?? [0];
+    const env = { ...opts.env, ...(opts.interactive ? { GIT_TERMINAL_PROMPT: '1' } : {}) };
+    return new Promise((resolve, reject) => {
+      const child = spawn('git', ['--git-dir', this.gitDir, ...args], {
+        env: gitEnv(env),
+        // stdin stays the terminal's when asking is allowed, so ssh and credential prompts work.
+        stdio: [opts.interactive ? 'inherit' : 'ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+      child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+        opts.progress?.write(s);
+        // Progress lines repeat with \r thousands of times: keep only the tail for messages.
+        stderr = (stderr + s).slice(-16384);
+      });
+      child.on('error', (e) => reject(spawnFailed(args, e)));
+      child.on('close', (code, signal) => {
+        if (code !== null && ok.includes(code)) resolve({ stdout, stderr, code });
+        else reject(transferError(args, stderr || `exited with ${code ?? signal}`));
+      });
+    });
   }
 
   /** A whole object through the long-lived `cat-file --batch`; null when missing. Only for small objects. */
