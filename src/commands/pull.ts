@@ -2,6 +2,7 @@ import { Args } from '@oclif/core';
 import { BtrflyCommand } from '../cli/base';
 import { describeTransfer, transferFlags, transferOptions } from '../cli/transfer';
 import { Archive } from '../format/archive';
+import { keepMemoryFlat, noteStreamed } from '../engine/memory';
 import { pullTags } from '../format/remote';
 
 /** `btrfly pull NAME [T...]`: tags from a git remote, every body verified before the tag moves. */
@@ -24,7 +25,9 @@ export default class Pull extends BtrflyCommand {
     const tags = (argv as string[]).slice(1);
     const archive = await Archive.open(flags.archive, { create: true });
     this.onTeardown(() => archive.close());
-    const results = await pullTags(archive, args.remote, tags, transferOptions(flags));
+    // Verifying reads every new body back: the same flat-memory measures as playback.
+    keepMemoryFlat();
+    const results = await pullTags(archive, args.remote, tags, { ...transferOptions(flags), onVerifyRead: noteStreamed });
     if (flags.json) return this.printJson({ remote: args.remote, tags: results });
     if (results.length === 0) process.stderr.write(`remote ${args.remote} has no tags\n`);
     for (const r of results) process.stderr.write(describeTransfer(r, 'pulled') + '\n');

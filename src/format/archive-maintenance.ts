@@ -51,6 +51,7 @@ export async function verifyCommits(
   tag: string,
   commits: readonly string[],
   checked: Map<string, VerifyProblem | null> = new Map(),
+  onRead?: (bytes: number) => void,
 ): Promise<VerifyProblem[]> {
   const problems: VerifyProblem[] = [];
   for (const commit of commits) {
@@ -69,7 +70,7 @@ export async function verifyCommits(
         continue;
       }
       const key = `${sha256}:${size}:${loc.parts.map((p) => p.oid).join(',')}`;
-      if (!checked.has(key)) checked.set(key, await checkBody(archive, loc, tag, commit));
+      if (!checked.has(key)) checked.set(key, await checkBody(archive, loc, tag, commit, onRead));
       const found = checked.get(key);
       if (found) problems.push({ ...found, tag, commit });
     }
@@ -77,8 +78,20 @@ export async function verifyCommits(
   return problems;
 }
 
-async function checkBody(archive: Archive, loc: Parameters<Archive['openBody']>[0], tag: string, commit: string): Promise<VerifyProblem | null> {
-  const sink = new Writable({ highWaterMark: 1 << 20, write: (_c, _e, cb) => cb() });
+async function checkBody(
+  archive: Archive,
+  loc: Parameters<Archive['openBody']>[0],
+  tag: string,
+  commit: string,
+  onRead?: (bytes: number) => void,
+): Promise<VerifyProblem | null> {
+  const sink = new Writable({
+    highWaterMark: 1 << 20,
+    write: (c: Buffer, _e, cb) => {
+      onRead?.(c.length);
+      cb();
+    },
+  });
   try {
     await pipeline(archive.openBody(loc), sink);
     return null;

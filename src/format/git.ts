@@ -54,6 +54,26 @@ function gitError(args: readonly string[], detail: string, cause?: unknown): Btr
   });
 }
 
+/**
+ * Settings for push and fetch, also handed (through GIT_CONFIG_PARAMETERS) to the local
+ * `upload-pack` / `receive-pack` of a file remote. git maps packs in windows of 1 GiB up to
+ * 8 GiB by default, and a pack-objects sending a 3 GiB pack showed 3 GiB resident (file
+ * pages, but resident all the same); small windows keep it flat. Measured: docs/notes/remotes.md.
+ */
+const TRANSFER_CONFIG = ['-c', 'core.packedGitWindowSize=16m', '-c', 'core.packedGitLimit=64m'];
+
+/**
+ * For a remote on this machine (a path or file:// URL), the `--upload-pack` / `--receive-pack`
+ * programs to run with the same small pack windows: git drops GIT_CONFIG_PARAMETERS for the
+ * local side of a file transport, so `-c` alone does not reach them. A server on another
+ * host runs its own git with its own settings.
+ */
+export function localTransportPrograms(url: string): { uploadPack: string; receivePack: string } | undefined {
+  if (!url.startsWith('/') && !/^file:\/\//i.test(url)) return undefined;
+  const prefix = `git ${TRANSFER_CONFIG.join(' ')}`;
+  return { uploadPack: `${prefix} upload-pack`, receivePack: `${prefix} receive-pack` };
+}
+
 /** The last meaningful line git printed (`fatal: ...`, `error: ...`), without progress noise. */
 export function lastGitMessage(stderr: string): string {
   const lines = stderr
@@ -280,7 +300,7 @@ export class Git {
     const ok = opts.ok ?? [0];
     const env = { ...opts.env, ...(opts.interactive ? { GIT_TERMINAL_PROMPT: '1' } : {}) };
     return new Promise((resolve, reject) => {
-      const child = spawn('git', ['--git-dir', this.gitDir, ...args], {
+      const child = spawn('git', ['--git-dir', this.gitDir, ...TRANSFER_CONFIG, ...args], {
         env: gitEnv(env),
         // stdin stays the terminal's when asking is allowed, so ssh and credential prompts work.
         stdio: [opts.interactive ? 'inherit' : 'ignore', 'pipe', 'pipe'],

@@ -12,6 +12,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { verifyCommits, type VerifyProblem } from './archive-maintenance';
+import { localTransportPrograms } from './git';
 import { lockHolder } from './lock';
 import { validateTagName } from './names';
 
@@ -29,6 +30,8 @@ export interface TransferOptions {
   progress?: NodeJS.WritableStream;
   /** Let git ask for passwords and passphrases on the terminal. */
   interactive?: boolean;
+  /** Called with the size of each chunk of body read back while verifying a pull. */
+  onVerifyRead?: (bytes: number) => void;
 }
 
 /** What happened to one tag in a push or a pull. */
@@ -131,7 +134,7 @@ async function dropIncoming(archive: Archive, remote: string): Promise<void> {
  * @throws BtrflyError TAG_NOT_FOUND, NOT_FOUND (remote), TAG_MOVED, NETWORK
  */
 export async function pushTags(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<TagTransfer[]> {
-  await remoteUrl(archive, remote);
+  const onHost = localTransportPrograms(await remoteUrl(archive, remote));
   const local = new Map((await archive.listTags()).map((t) => [t.tag, t.commit]));
   const names = tags.length ? tags.map(validateTagName) : [...local.keys()];
   for (const t of names) {
@@ -139,7 +142,7 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
   }
   if (names.length === 0) throw new BtrflyError('TAG_NOT_FOUND', `no tags in archive ${archive.name} to push: record one first`);
   const specs = names.map((t) => `${opts.force ? '+' : ''}refs/heads/${t}:refs/heads/${t}`);
-  const r = await archive.git.transfer(['push', '--porcelain', ...(opts.progress ? ['--progress'] : []), remote, ...specs], {
+  const r = await archive.git.transfer(['push', '--porcelain', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--receive-pack=${onHost.receivePack}`] : []), remote, ...specs], {
     progress: opts.progress,
     interactive: opts.interactive,
     ok: [0, 1],
@@ -189,14 +192,14 @@ export interface PullRefusal {
  * @throws BtrflyError NOT_FOUND (remote), TAG_NOT_FOUND (on the remote), BODY_CORRUPT, TAG_MOVED, NETWORK
  */
 export async function pullTags(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<TagTransfer[]> {
-  await remoteUrl(archive, remote);
+  const onHost = localTransportPrograms(await remoteUrl(archive, remote));
   const names = tags.map(validateTagName);
   const incoming = INCOMING(remote);
   await dropIncoming(archive, remote);
   const specs = names.length ? names.map((t) => `+refs/heads/${t}:${incoming}${t}`) : [`+refs/heads/*:${incoming}*`];
   try {
     await archive.git.transfer(
-      ['fetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', ...(opts.progress ? ['--progress'] : []), remote, ...specs],
+      ['fetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...specs],
       { progress: opts.progress, interactive: opts.interactive },
     );
   } catch (e) {
@@ -270,7 +273,7 @@ async function takeTag(
   // when it was recorded or pulled): its manifest parses, and each body reads back whole.
   const { stdout } = await git.run(['rev-list', commit, '--not', '--branches']);
   const commits = stdout.split('\n').filter(Boolean);
-  const problems = await verifyCommits(archive, tag, commits, checked);
+  const problems = await verifyCommits(archive, tag, commits, checked, opts.onVerifyRead);
   if (problems.length) {
     const p = problems[0];
     return {
