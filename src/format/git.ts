@@ -74,13 +74,18 @@ export function localTransportPrograms(url: string): { uploadPack: string; recei
   return { uploadPack: `${prefix} upload-pack`, receivePack: `${prefix} receive-pack` };
 }
 
-/** The last meaningful line git printed (`fatal: ...`, `error: ...`), without progress noise. */
+/**
+ * The line of git's stderr that says what went wrong: the first `fatal:`/`error:` line or the
+ * ssh or http complaint before it (`Permission denied (publickey)`), not progress noise.
+ */
 export function lastGitMessage(stderr: string): string {
   const lines = stderr
     .split(/[\r\n]+/)
     .map((l) => l.trim())
     .filter((l) => l && !/^(remote: )?(Counting|Compressing|Writing|Receiving|Resolving|Enumerating|Total|Unpacking|Delta compression)/.test(l));
-  return (lines.find((l) => /^(fatal|error):/.test(l)) ?? lines[lines.length - 1] ?? 'failed').replace(/^(fatal|error): /, '');
+  const telling = lines.find((l) => /denied|refused|timed out|could not resolve|unable to access|authentication failed|not found|does not appear/i.test(l));
+  const found = telling ?? lines.find((l) => /^(fatal|error):/.test(l)) ?? lines[lines.length - 1] ?? 'failed';
+  return found.replace(/^(fatal|error): /, '').replace(/\.$/, '');
 }
 
 function transferError(args: readonly string[], stderr: string): BtrflyError {

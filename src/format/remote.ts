@@ -12,7 +12,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { verifyCommits, type VerifyProblem } from './archive-maintenance';
-import { localTransportPrograms } from './git';
+import { lastGitMessage, localTransportPrograms, type GitResult } from './git';
 import { lockHolder } from './lock';
 import { validateTagName } from './names';
 
@@ -142,7 +142,7 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
   }
   if (names.length === 0) throw new BtrflyError('TAG_NOT_FOUND', `no tags in archive ${archive.name} to push: record one first`);
   const specs = names.map((t) => `${opts.force ? '+' : ''}refs/heads/${t}:refs/heads/${t}`);
-  const r = await archive.git.transfer(['push', '--porcelain', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--receive-pack=${onHost.receivePack}`] : []), remote, ...specs], {
+  const r = await transferTo(archive, remote, 'push to', ['push', '--porcelain', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--receive-pack=${onHost.receivePack}`] : []), remote, ...specs], {
     progress: opts.progress,
     interactive: opts.interactive,
     ok: [0, 1],
@@ -161,7 +161,9 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
     const to = local.get(tag)!;
     const range = /^\+?([0-9a-f]+)(\.\.\.?)([0-9a-f]+)/.exec(summary);
     const status = flag === '*' ? 'new' : flag === '=' ? 'same' : flag === '+' ? 'forced' : 'updated';
-    results.push({ tag, status, from: range ? range[1] : null, to });
+    // git abbreviates the remote's old commit; we have it (it is an ancestor, or it was forced over).
+    const from = range ? ((await archive.git.refCommit(range[1]).catch(() => null)) ?? range[1]) : null;
+    results.push({ tag, status, from, to });
   }
   if (rejected.length) {
     const t = rejected[0];
@@ -172,7 +174,7 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
       { data: { remote, rejected, pushed: results } },
     );
   }
-  if (r.code !== 0) throw new BtrflyError('NETWORK', `git push to ${remote} failed: ${r.stderr.trim().split('\n').pop() ?? 'unknown error'}`);
+  if (r.code !== 0) throw new BtrflyError('NETWORK', `push to remote ${remote} failed: ${lastGitMessage(r.stderr)}`);
   return results;
 }
 
@@ -198,7 +200,10 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
   await dropIncoming(archive, remote);
   const specs = names.length ? names.map((t) => `+refs/heads/${t}:${incoming}${t}`) : [`+refs/heads/*:${incoming}*`];
   try {
-    await archive.git.transfer(
+    await transferTo(
+      archive,
+      remote,
+      'fetch from',
       ['fetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...specs],
       { progress: opts.progress, interactive: opts.interactive },
     );
@@ -287,6 +292,27 @@ async function takeTag(
     return { tag, code: 'TAG_MOVED', message: `tag "${tag}" changed here while btrfly was pulling it: run the pull again` };
   }
   return { tag, status: local === null ? 'new' : fastForward ? 'updated' : 'forced', from: local, to: commit };
+}
+
+/** git's transfer, its failure told with the remote's name and what to check. */
+async function transferTo(
+  archive: Archive,
+  remote: string,
+  what: string,
+  args: string[],
+  opts: Parameters<Archive['git']['transfer']>[1],
+): Promise<GitResult> {
+  try {
+    return await archive.git.transfer(args, opts);
+  } catch (e) {
+    const stderr = String((e as BtrflyError).data?.stderr ?? '');
+    if (!stderr) throw e;
+    throw new BtrflyError(
+      'NETWORK',
+      `${what} remote ${remote} failed: ${lastGitMessage(stderr)}: check its URL ("btrfly remote list") and your git credentials (ssh key or agent, credential helper)`,
+      { cause: e, data: { remote, stderr } },
+    );
+  }
 }
 
 async function isAncestor(archive: Archive, ancestor: string, of: string): Promise<boolean> {
