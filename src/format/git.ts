@@ -64,14 +64,21 @@ const TRANSFER_CONFIG = ['-c', 'core.packedGitWindowSize=16m', '-c', 'core.packe
 
 /**
  * For a remote on this machine (a path or file:// URL), the `--upload-pack` / `--receive-pack`
- * programs to run with the same small pack windows: git drops GIT_CONFIG_PARAMETERS for the
- * local side of a file transport, so `-c` alone does not reach them. A server on another
- * host runs its own git with its own settings.
+ * programs to run with settings that keep them flat and fast whatever the remote repository's
+ * own config: git drops GIT_CONFIG_PARAMETERS for the local side of a file transport, so `-c`
+ * alone does not reach them. Measured on a plain `git init --bare` remote and a 512 MiB body
+ * (docs/notes/remotes.md): receive-pack exploded the 70-object pack into zlib-6 loose objects,
+ * and upload-pack then searched deltas among 8 MiB parts (482 MiB RSS, 162 s). Kept whole, and
+ * with parts above bigFileThreshold (never delta-searched), the same pull is flat.
+ * A server on another host runs its own git with its own settings (see docs/notes/remotes.md).
  */
 export function localTransportPrograms(url: string): { uploadPack: string; receivePack: string } | undefined {
   if (!url.startsWith('/') && !/^file:\/\//i.test(url)) return undefined;
-  const prefix = `git ${TRANSFER_CONFIG.join(' ')}`;
-  return { uploadPack: `${prefix} upload-pack`, receivePack: `${prefix} receive-pack` };
+  const common = [...TRANSFER_CONFIG, '-c', 'core.bigFileThreshold=1m', '-c', 'pack.compression=0'];
+  return {
+    uploadPack: `git ${common.join(' ')} upload-pack`,
+    receivePack: `git ${[...common, '-c', 'receive.unpackLimit=1'].join(' ')} receive-pack`,
+  };
 }
 
 /**

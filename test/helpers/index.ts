@@ -12,5 +12,6 @@ export * from './cli';
 export * from './netns';
 export * from './origin';
 export * from './proc';
+export * from './rss';
 export * from './test-ca';
 export * from './tmp';
