@@ -127,6 +127,30 @@ describe('btrfly push / pull through a remote on a path', () => {
     expect(git(b, ['rev-parse', 'team/app'])).toBe(git(a, ['rev-parse', 'team/app']));
   });
 
+  it('carries a review: a branch from the tag re-recorded, pushed, diffed on the host, merged, pulled', async () => {
+    expect((await runCli(['cp', 'team/app', 'review/bump', '--archive', b])).code).toBe(0);
+    const r = await runCli(['run', '--record', '--tag=review/bump', '--archive', b, ...upstream, '--', 'bash', script([...DEPS.map((d) => (d === 'gamma-0.9.0' ? 'gamma-0.9.1' : d)), 'delta-1.0.0'])], {
+      timeoutMs: 60_000,
+    });
+    expect(r.code).toBe(0);
+    expect((await runCli(['push', 'hub', 'review/bump', '--archive', b])).code).toBe(0);
+
+    // What the git host's pull request shows: the bumped dependency in manifest.json.
+    const patch = git(hub, ['diff', 'team/app', 'review/bump', '--', 'manifest.json']);
+    expect(patch).toMatch(/^-.*gamma-0\.9\.0\.tgz/m);
+    expect(patch).toMatch(/^\+.*gamma-0\.9\.1\.tgz/m);
+    const comment = await runCli(['diff', 'team/app', 'review/bump', '--format', 'markdown', '--archive', b]);
+    expect(comment.stdout).toMatch(/^\| added \| GET `https:\/\/origin\.test:\d+\/files\/pkg\/gamma-0\.9\.1\.tgz` \| 200 \|/m);
+    expect(comment.stdout).toMatch(/^\| removed \| GET `https:\/\/origin\.test:\d+\/files\/pkg\/gamma-0\.9\.0\.tgz` \| 200 \|/m);
+
+    // The host merges by fast-forward; host A takes the reviewed recording.
+    const reviewed = git(hub, ['rev-parse', 'review/bump']);
+    git(hub, ['update-ref', 'refs/heads/team/app', reviewed, git(hub, ['rev-parse', 'team/app'])]);
+    const pull = await runCli(['pull', 'hub', 'team/app', '--archive', a]);
+    expect(pull.stderr).toMatch(/^team\/app: pulled, [0-9a-f]{12}\.\.[0-9a-f]{12}$/m);
+    expect(git(a, ['rev-parse', 'team/app'])).toBe(reviewed);
+  });
+
   it('refuses at pull a body edited in the remote, leaving the tag as it was', async () => {
     const before = git(b, ['rev-parse', 'team/app']);
     // An edit on the remote: one byte of one body part flipped, committed as a new recording.
