@@ -9,6 +9,7 @@
  * back against its SHA-256, and only then is `refs/heads/<tag>` moved, by compare-and-swap.
  */
 import { isAbsolute, resolve } from 'node:path';
+import { Writable } from 'node:stream';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { verifyCommits, type VerifyProblem } from './archive-maintenance';
@@ -205,7 +206,7 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
       remote,
       'fetch from',
       ['fetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...specs],
-      { progress: opts.progress, interactive: opts.interactive },
+      { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
     );
   } catch (e) {
     const stderr = String((e as BtrflyError).data?.stderr ?? '');
@@ -292,6 +293,25 @@ async function takeTag(
     return { tag, code: 'TAG_MOVED', message: `tag "${tag}" changed here while btrfly was pulling it: run the pull again` };
   }
   return { tag, status: local === null ? 'new' : fastForward ? 'updated' : 'forced', from: local, to: commit };
+}
+
+/**
+ * git's progress as it comes (segments end in \r or \n, so a progress line updates in place),
+ * less fetch's ref-update lines, which name the quarantine refs and not what the user asked for:
+ * the summary per tag comes after verification.
+ */
+function withoutRefLines(out: NodeJS.WritableStream): NodeJS.WritableStream {
+  let partial = '';
+  return new Writable({
+    decodeStrings: false,
+    write(chunk: string | Buffer, _enc, cb) {
+      const segments = (partial + chunk.toString()).split(/(?<=[\r\n])/);
+      partial = /[\r\n]$/.test(segments[segments.length - 1]) ? '' : segments.pop()!;
+      const keep = segments.filter((seg) => !/^From |^ [*+ !=t-] .* -> refs\/btrfly\/incoming\//.test(seg)).join('');
+      if (keep) out.write(keep);
+      cb();
+    },
+  });
 }
 
 /** git's transfer, its failure told with the remote's name and what to check. */

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { gitFsck, runCli, startOrigin, tmpDir, type Origin } from '../helpers';
+import { CLI_ENTRY, cliEnv, cliWorkDir, gitFsck, run, runCli, startOrigin, tmpDir, type Origin } from '../helpers';
 
 const DEPS = ['alpha-1.0.0', 'beta-2.3.1', 'gamma-0.9.0'];
 
@@ -133,7 +133,12 @@ describe('btrfly push / pull through a remote on a path', () => {
       timeoutMs: 60_000,
     });
     expect(r.code).toBe(0);
-    expect((await runCli(['push', 'hub', 'review/bump', '--archive', b])).code).toBe(0);
+    // On a terminal (script(1) gives it one), git's own progress shows: objects, bytes, rate.
+    const cli = [process.execPath, CLI_ENTRY, 'push', 'hub', 'review/bump', '--archive', b].map((w) => `'${w}'`).join(' ');
+    const tty = await run('script', ['-qec', cli, '/dev/null'], { cwd: cliWorkDir(), env: cliEnv() });
+    expect(tty.code).toBe(0);
+    expect(tty.stdout).toMatch(/Writing objects: 100% \(\d+\/\d+\), [\d.]+ KiB \| [\d.]+ MiB\/s, done\./);
+    expect(tty.stdout).toMatch(/^review\/bump: pushed, new tag at [0-9a-f]{12}\r?$/m);
 
     // What the git host's pull request shows: the bumped dependency in manifest.json.
     const patch = git(hub, ['diff', 'team/app', 'review/bump', '--', 'manifest.json']);
