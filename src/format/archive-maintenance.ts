@@ -36,33 +36,62 @@ export async function verifyArchive(archive: Archive, tags?: string[]): Promise<
       problems.push({ tag, commit: '', code: isBtrflyError(e) ? e.code : 'GIT', message: oneLine(e) });
       continue;
     }
-    for (const { commit } of history) {
-      let rec;
-      try {
-        rec = await archive.readRecording(tag, commit);
-      } catch (e) {
-        problems.push({ tag, commit, code: isBtrflyError(e) ? e.code : 'GIT', message: oneLine(e) });
+    problems.push(...(await verifyCommits(archive, tag, history.map((h) => h.commit), checked)));
+  }
+  return problems;
+}
+
+/**
+ * Checks every body of the given recordings (commits) of `tag`: each must be in the commit's
+ * tree and read back with its size and SHA-256. `checked` carries what was already read, so
+ * a body shared by several recordings is read once.
+ */
+export async function verifyCommits(
+  archive: Archive,
+  tag: string,
+  commits: readonly string[],
+  checked: Map<string, VerifyProblem | null> = new Map(),
+  onRead?: (bytes: number) => void,
+): Promise<VerifyProblem[]> {
+  const problems: VerifyProblem[] = [];
+  for (const commit of commits) {
+    let rec;
+    try {
+      rec = await archive.readRecording(tag, commit);
+    } catch (e) {
+      problems.push({ tag, commit, code: isBtrflyError(e) ? e.code : 'GIT', message: oneLine(e) });
+      continue;
+    }
+    for (const entry of rec.manifest.entries) {
+      const { sha256, size } = entry.response.content;
+      const loc = rec.bodies.get(sha256);
+      if (!loc) {
+        problems.push({ tag, commit, sha256, code: 'BODY_MISSING', message: `body ${sha256} of ${entry.request.method} ${entry.request.url} is missing from the recording` });
         continue;
       }
-      for (const entry of rec.manifest.entries) {
-        const { sha256, size } = entry.response.content;
-        const loc = rec.bodies.get(sha256);
-        if (!loc) {
-          problems.push({ tag, commit, sha256, code: 'BODY_MISSING', message: `body ${sha256} of ${entry.request.method} ${entry.request.url} is missing from the recording` });
-          continue;
-        }
-        const key = `${sha256}:${size}:${loc.parts.map((p) => p.oid).join(',')}`;
-        if (!checked.has(key)) checked.set(key, await checkBody(archive, loc, tag, commit));
-        const found = checked.get(key);
-        if (found) problems.push({ ...found, tag, commit });
-      }
+      const key = `${sha256}:${size}:${loc.parts.map((p) => p.oid).join(',')}`;
+      if (!checked.has(key)) checked.set(key, await checkBody(archive, loc, tag, commit, onRead));
+      const found = checked.get(key);
+      if (found) problems.push({ ...found, tag, commit });
     }
   }
   return problems;
 }
 
-async function checkBody(archive: Archive, loc: Parameters<Archive['openBody']>[0], tag: string, commit: string): Promise<VerifyProblem | null> {
-  const sink = new Writable({ highWaterMark: 1 << 20, write: (_c, _e, cb) => cb() });
+async function checkBody(
+  archive: Archive,
+  loc: Parameters<Archive['openBody']>[0],
+  tag: string,
+  commit: string,
+  onRead?: (bytes: number) => void,
+): Promise<VerifyProblem | null> {
+  const sink = new Writable({
+    highWaterMark: 1 << 20,
+    write: (c: Buffer, _e, cb) => {
+      onRead?.(c.length);
+      cb();
+    },
+  });
   try {
     await pipeline(archive.openBody(loc), sink);
     return null;

@@ -54,6 +54,51 @@ function gitError(args: readonly string[], detail: string, cause?: unknown): Btr
   });
 }
 
+/**
+ * Settings for push and fetch, also handed (through GIT_CONFIG_PARAMETERS) to the local
+ * `upload-pack` / `receive-pack` of a file remote. git maps packs in windows of 1 GiB up to
+ * 8 GiB by default, and a pack-objects sending a 3 GiB pack showed 3 GiB resident (file
+ * pages, but resident all the same); small windows keep it flat. Measured: docs/notes/remotes.md.
+ */
+const TRANSFER_CONFIG = ['-c', 'core.packedGitWindowSize=16m', '-c', 'core.packedGitLimit=64m'];
+
+/**
+ * For a remote on this machine (a path or file:// URL), the `--upload-pack` / `--receive-pack`
+ * programs to run with settings that keep them flat and fast whatever the remote repository's
+ * own config: git drops GIT_CONFIG_PARAMETERS for the local side of a file transport, so `-c`
+ * alone does not reach them. Measured on a plain `git init --bare` remote and a 512 MiB body
+ * (docs/notes/remotes.md): receive-pack exploded the 70-object pack into zlib-6 loose objects,
+ * and upload-pack then searched deltas among 8 MiB parts (482 MiB RSS, 162 s). Kept whole, and
+ * with parts above bigFileThreshold (never delta-searched), the same pull is flat.
+ * A server on another host runs its own git with its own settings (see docs/notes/remotes.md).
+ */
+export function localTransportPrograms(url: string): { uploadPack: string; receivePack: string } | undefined {
+  if (!url.startsWith('/') && !/^file:\/\//i.test(url)) return undefined;
+  const common = [...TRANSFER_CONFIG, '-c', 'core.bigFileThreshold=1m', '-c', 'pack.compression=0'];
+  return {
+    uploadPack: `git ${common.join(' ')} upload-pack`,
+    receivePack: `git ${[...common, '-c', 'receive.unpackLimit=1'].join(' ')} receive-pack`,
+  };
+}
+
+/**
+ * The line of git's stderr that says what went wrong: the first `fatal:`/`error:` line or the
+ * ssh or http complaint before it (`Permission denied (publickey)`), not progress noise.
+ */
+export function lastGitMessage(stderr: string): string {
+  const lines = stderr
+    .split(/[\r\n]+/)
+    .map((l) => l.trim())
+    .filter((l) => l && !/^(remote: )?(Counting|Compressing|Writing|Receiving|Resolving|Enumerating|Total|Unpacking|Delta compression)/.test(l));
+  const telling = lines.find((l) => /denied|refused|timed out|could not resolve|unable to access|authentication failed|not found|does not appear/i.test(l));
+  const found = telling ?? lines.find((l) => /^(fatal|error):/.test(l)) ?? lines[lines.length - 1] ?? 'failed';
+  return found.replace(/^(fatal|error): /, '').replace(/\.$/, '');
+}
+
+function transferError(args: readonly string[], stderr: string): BtrflyError {
+  return new BtrflyError('NETWORK', `git ${args[0]} failed: ${lastGitMessage(stderr)}`, { data: { args: [...args], stderr } });
+}
+
 function spawnFailed(args: readonly string[], e: NodeJS.ErrnoException): BtrflyError {
   if (e.code === 'ENOENT') {
     return new BtrflyError('GIT', 'git is not installed or not on PATH: install git ≥ 2.38', { cause: e });
@@ -250,6 +295,42 @@ export class Git {
   /** Spawns git with the archive's `--git-dir`, for callers that stream its output. */
   spawn(args: string[], opts: SpawnOptions = {}): ChildProcess {
     return spawn('git', ['--git-dir', this.gitDir, ...args], { ...opts, env: gitEnv(opts.env) });
+  }
+
+  /**
+   * Runs a transport command (`push`, `fetch`) that talks to a remote. git does the transfer
+   * itself, so btrfly's memory stays flat whatever the size. Its stderr (progress, errors) is
+   * passed to `opts.progress` as it comes when set, and the tail is kept for the error message.
+   * The user's own git setup applies: ssh keys and agent, credential helpers, `http.*` config.
+   * @param opts.interactive let git ask for a password on the terminal (otherwise it fails at once)
+   * @param opts.ok exit statuses that are not failures (default `[0]`)
+   */
+  transfer(
+    args: string[],
+    opts: { progress?: NodeJS.WritableStream; interactive?: boolean; ok?: number[]; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<GitResult> {
+    const ok = opts.ok ?? [0];
+    const env = { ...opts.env, ...(opts.interactive ? { GIT_TERMINAL_PROMPT: '1' } : {}) };
+    return new Promise((resolve, reject) => {
+      const child = spawn('git', ['--git-dir', this.gitDir, ...TRANSFER_CONFIG, ...args], {
+        env: gitEnv(env),
+        // stdin stays the terminal's when asking is allowed, so ssh and credential prompts work.
+        stdio: [opts.interactive ? 'inherit' : 'ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+      child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+        opts.progress?.write(s);
+        // Progress lines repeat with \r thousands of times: keep only the tail for messages.
+        stderr = (stderr + s).slice(-16384);
+      });
+      child.on('error', (e) => reject(spawnFailed(args, e)));
+      child.on('close', (code, signal) => {
+        if (code !== null && ok.includes(code)) resolve({ stdout, stderr, code });
+        else reject(transferError(args, stderr || `exited with ${code ?? signal}`));
+      });
+    });
   }
 
   /** A whole object through the long-lived `cat-file --batch`; null when missing. Only for small objects. */

@@ -12,6 +12,7 @@ export * from './cli';
 export * from './netns';
 export * from './origin';
 export * from './proc';
+export * from './rss';
 export * from './test-ca';
 export * from './tmp';
 export * from './host-namespace';

@@ -1,0 +1,31 @@
+import { Args } from '@oclif/core';
+import { BtrflyCommand } from '../cli/base';
+import { describeTransfer, transferFlags, transferOptions } from '../cli/transfer';
+import { Archive } from '../format/archive';
+import { pushTags } from '../format/remote';
+
+/** `btrfly push NAME [T...]`: tags and every object they reach, to a git remote. */
+export default class Push extends BtrflyCommand {
+  static override summary = 'Send tags to a remote';
+  static override description =
+    'Pushes the named tags (default: every tag) and every recording and body they reach to the remote NAME, with git. ' +
+    'Only what the remote lacks is sent. A tag with recordings on the remote that are not here is refused unless --force. ' +
+    "Credentials are git's own: ssh keys and agent, credential helpers.";
+  static override examples = ['<%= config.bin %> push origin', '<%= config.bin %> push origin team/app', '<%= config.bin %> push origin team/app --force'];
+  static override strict = false;
+  static override args = {
+    remote: Args.string({ description: 'the remote (see "btrfly remote list")', required: true }),
+    tag: Args.string({ description: 'tags to push (default: all)', required: false }),
+  };
+  static override flags = { ...transferFlags };
+
+  async run(): Promise<void> {
+    const { args, argv, flags } = await this.parse(Push);
+    const tags = (argv as string[]).slice(1);
+    const archive = await Archive.open(flags.archive);
+    this.onTeardown(() => archive.close());
+    const results = await pushTags(archive, args.remote, tags, transferOptions(flags));
+    if (flags.json) return this.printJson({ remote: args.remote, tags: results });
+    for (const r of results) process.stderr.write(describeTransfer(r, 'pushed') + '\n');
+  }
+}

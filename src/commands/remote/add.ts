@@ -1,0 +1,30 @@
+import { Args } from '@oclif/core';
+import { BtrflyCommand } from '../../cli/base';
+import { Archive } from '../../format/archive';
+import { addRemote, displayUrl } from '../../format/remote';
+
+/** `btrfly remote add NAME URL`. */
+export default class RemoteAdd extends BtrflyCommand {
+  static override summary = 'Add a git remote to share tags with';
+  static override description =
+    'URL is a path to another archive or bare git repository, an https:// URL or an ssh:// (or user@host:path) URL. ' +
+    "btrfly stores only the URL; git's own credentials (ssh keys and agent, credential helpers) are used when it talks to the remote. " +
+    'The archive is created when it does not exist yet, so a new host can start with "btrfly remote add" and "btrfly pull".';
+  static override examples = [
+    '<%= config.bin %> remote add origin ssh://git@git.example.com/team/deps-archive.git',
+    '<%= config.bin %> remote add backup /mnt/shared/btrfly-archive',
+  ];
+  static override args = {
+    name: Args.string({ description: 'a name for the remote, e.g. origin', required: true }),
+    url: Args.string({ description: 'where the remote is', required: true }),
+  };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(RemoteAdd);
+    const archive = await Archive.open(flags.archive, { create: true });
+    this.onTeardown(() => archive.close());
+    const r = await addRemote(archive, args.name, args.url);
+    if (flags.json) return this.printJson({ ...r, url: displayUrl(r.url) });
+    process.stderr.write(`added remote ${r.name}: ${displayUrl(r.url)}\n`);
+  }
+}

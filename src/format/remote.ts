@@ -1,0 +1,341 @@
+/**
+ * Sharing tags through git remotes (SPEC section 8). The git executable does every transfer
+ * (`git push` / `git fetch` with explicit refspecs), so memory stays flat whatever the size of
+ * a tag, and the user's own git setup (ssh keys and agent, credential helpers) applies: btrfly
+ * stores no credential.
+ *
+ * A pull never moves a tag straight from the network: the remote's branches are fetched into
+ * `refs/btrfly/incoming/<remote>/<tag>`, every body of every recording that is new here is read
+ * back against its SHA-256, and only then is `refs/heads/<tag>` moved, by compare-and-swap.
+ */
+import { isAbsolute, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { BtrflyError } from '../errors';
+import type { Archive } from './archive';
+import { verifyCommits, type VerifyProblem } from './archive-maintenance';
+import { lastGitMessage, localTransportPrograms, type GitResult } from './git';
+import { lockHolder } from './lock';
+import { validateTagName } from './names';
+
+/** A configured remote. */
+export interface RemoteInfo {
+  name: string;
+  url: string;
+}
+
+/** Options of {@link pushTags} and {@link pullTags}. */
+export interface TransferOptions {
+  /** Replace a tag that moved on the other side. */
+  force?: boolean;
+  /** Where git's progress goes (a terminal); nothing is shown when unset. */
+  progress?: NodeJS.WritableStream;
+  /** Let git ask for passwords and passphrases on the terminal. */
+  interactive?: boolean;
+  /** Called with the size of each chunk of body read back while verifying a pull. */
+  onVerifyRead?: (bytes: number) => void;
+}
+
+/** What happened to one tag in a push or a pull. */
+export interface TagTransfer {
+  tag: string;
+  /** new: created on the receiving side; updated: fast-forward; forced: replaced; same: nothing to do; ahead: the receiving side has more. */
+  status: 'new' | 'updated' | 'forced' | 'same' | 'ahead';
+  from: string | null;
+  to: string;
+}
+
+const INCOMING = (remote: string): string => `refs/btrfly/incoming/${remote}/`;
+
+/**
+ * Checks a remote name: what `git remote add` accepts and a ref path component allows.
+ * @throws BtrflyError USAGE
+ */
+export function validateRemoteName(name: string): string {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(name) || name.endsWith('.lock') || name.includes('..')) {
+    throw new BtrflyError('USAGE', `"${name}" is not a usable remote name: use letters, digits, ".", "_" and "-", e.g. "origin"`);
+  }
+  return name;
+}
+
+/**
+ * A URL as git will use it later from any working directory: a local path is made absolute;
+ * `https://`, `ssh://`, `file://` and scp-like `host:path` are kept as given.
+ */
+export function normalizeRemoteUrl(url: string, cwd = process.cwd()): string {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return url;
+  // scp-like syntax: a colon before the first slash (`git@host:repo.git`), as git reads it.
+  const colon = url.indexOf(':');
+  const slash = url.indexOf('/');
+  if (colon > 0 && (slash < 0 || colon < slash)) return url;
+  return isAbsolute(url) ? url : resolve(cwd, url);
+}
+
+/** A URL for display: a password written into it is not shown. */
+export function displayUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]+):[^/@]*@/i, '$1:***@');
+}
+
+/** Every configured remote, by name. */
+export async function listRemotes(archive: Archive): Promise<RemoteInfo[]> {
+  const r = await archive.git.run(['config', '--get-regexp', '^remote\\..*\\.url$'], { ok: [0, 1] });
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const sp = line.indexOf(' ');
+      const key = line.slice(0, sp);
+      return { name: key.slice('remote.'.length, -'.url'.length), url: line.slice(sp + 1) };
+    })
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+async function remoteUrl(archive: Archive, name: string): Promise<string> {
+  validateRemoteName(name);
+  const found = (await listRemotes(archive)).find((r) => r.name === name);
+  if (!found) {
+    throw new BtrflyError('NOT_FOUND', `no remote "${name}" in archive ${archive.name}: add it with "btrfly remote add ${name} URL"`, { data: { remote: name } });
+  }
+  return found.url;
+}
+
+/**
+ * Adds a remote. Only the URL is stored (in the archive's git config); git's own
+ * configuration supplies credentials when it talks to it.
+ * @throws BtrflyError USAGE for a bad name, TAG_EXISTS-like CONFIG when the name is taken
+ */
+export async function addRemote(archive: Archive, name: string, url: string): Promise<RemoteInfo> {
+  validateRemoteName(name);
+  if (!url.trim()) throw new BtrflyError('USAGE', 'the remote URL is empty: give a path, an https:// or an ssh:// URL');
+  if ((await listRemotes(archive)).some((r) => r.name === name)) {
+    throw new BtrflyError('CONFIG', `remote "${name}" already exists in archive ${archive.name}: remove it first with "btrfly remote remove ${name}"`, {
+      data: { remote: name },
+    });
+  }
+  const normalized = normalizeRemoteUrl(url);
+  // No fetch refspec of git's own: a plain `git fetch` must not bring tags in unverified.
+  await archive.git.run(['config', `remote.${name}.url`, normalized]);
+  return { name, url: normalized };
+}
+
+/** Removes a remote and any refs a pull left under it. */
+export async function removeRemote(archive: Archive, name: string): Promise<void> {
+  await remoteUrl(archive, name);
+  await archive.git.run(['config', '--remove-section', `remote.${name}`]);
+  await dropIncoming(archive, name);
+}
+
+async function dropIncoming(archive: Archive, remote: string): Promise<void> {
+  const { stdout } = await archive.git.run(['for-each-ref', '--format=delete %(refname) %(objectname)', INCOMING(remote)]);
+  if (stdout.trim()) await archive.git.run(['update-ref', '--stdin'], { input: stdout });
+}
+
+/**
+ * Pushes tags (default: every tag) and every object they reach to `remote`. A tag that has
+ * recordings on the remote that are not here is refused unless `force`.
+ * @throws BtrflyError TAG_NOT_FOUND, NOT_FOUND (remote), TAG_MOVED, NETWORK
+ */
+export async function pushTags(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<TagTransfer[]> {
+  const onHost = localTransportPrograms(await remoteUrl(archive, remote));
+  const local = new Map((await archive.listTags()).map((t) => [t.tag, t.commit]));
+  const names = tags.length ? tags.map(validateTagName) : [...local.keys()];
+  for (const t of names) {
+    if (!local.has(t)) throw new BtrflyError('TAG_NOT_FOUND', `tag "${t}" not found in archive ${archive.name}: run "btrfly tags" to list tags`, { data: { tag: t } });
+  }
+  if (names.length === 0) throw new BtrflyError('TAG_NOT_FOUND', `no tags in archive ${archive.name} to push: record one first`);
+  const specs = names.map((t) => `${opts.force ? '+' : ''}refs/heads/${t}:refs/heads/${t}`);
+  const r = await transferTo(archive, remote, 'push to', ['push', '--porcelain', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--receive-pack=${onHost.receivePack}`] : []), remote, ...specs], {
+    progress: opts.progress,
+    interactive: opts.interactive,
+    ok: [0, 1],
+  });
+  // --porcelain: "<flag>\t<from>:<to>\t<summary>" per ref; "!" is a rejection.
+  const results: TagTransfer[] = [];
+  const rejected: string[] = [];
+  for (const line of r.stdout.split('\n')) {
+    const m = /^([ +\-*!=])\t([^:]*):refs\/heads\/(.+)\t(.*)$/.exec(line);
+    if (!m) continue;
+    const [, flag, , tag, summary] = m;
+    if (flag === '!') {
+      rejected.push(tag);
+      continue;
+    }
+    const to = local.get(tag)!;
+    const range = /^\+?([0-9a-f]+)(\.\.\.?)([0-9a-f]+)/.exec(summary);
+    const status = flag === '*' ? 'new' : flag === '=' ? 'same' : flag === '+' ? 'forced' : 'updated';
+    // git abbreviates the remote's old commit; we have it (it is an ancestor, or it was forced over).
+    const from = range ? ((await archive.git.refCommit(range[1]).catch(() => null)) ?? range[1]) : null;
+    results.push({ tag, status, from, to });
+  }
+  if (rejected.length) {
+    const t = rejected[0];
+    const more = rejected.length > 1 ? ` (and ${rejected.length - 1} more: ${rejected.slice(1).join(', ')})` : '';
+    throw new BtrflyError(
+      'TAG_MOVED',
+      `tag "${t}"${more} has recordings on remote ${remote} that are not here: pull it first ("btrfly pull ${remote} ${t}"), or pass --force to replace it there`,
+      { data: { remote, rejected, pushed: results } },
+    );
+  }
+  if (r.code !== 0) throw new BtrflyError('NETWORK', `push to remote ${remote} failed: ${lastGitMessage(r.stderr)}`);
+  return results;
+}
+
+/** One tag a pull refused, and why. */
+export interface PullRefusal {
+  tag: string;
+  code: 'TAG_MOVED' | 'TAG_BUSY' | 'BODY_CORRUPT' | 'BAD_TAG_NAME';
+  message: string;
+  problems?: VerifyProblem[];
+}
+
+/**
+ * Fetches tags (default: every tag of the remote) into a quarantine namespace, verifies every
+ * body of every recording that is new here, then moves each tag by compare-and-swap. A tag
+ * that moved both here and on the remote is refused unless `force`. Tags that pass are taken
+ * even when another is refused; the refusals are then thrown as one error.
+ * @throws BtrflyError NOT_FOUND (remote), TAG_NOT_FOUND (on the remote), BODY_CORRUPT, TAG_MOVED, NETWORK
+ */
+export async function pullTags(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<TagTransfer[]> {
+  const onHost = localTransportPrograms(await remoteUrl(archive, remote));
+  const names = tags.map(validateTagName);
+  const incoming = INCOMING(remote);
+  await dropIncoming(archive, remote);
+  const specs = names.length ? names.map((t) => `+refs/heads/${t}:${incoming}${t}`) : [`+refs/heads/*:${incoming}*`];
+  try {
+    await transferTo(
+      archive,
+      remote,
+      'fetch from',
+      ['fetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...specs],
+      { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
+    );
+  } catch (e) {
+    const stderr = String((e as BtrflyError).data?.stderr ?? '');
+    const missing = /couldn't find remote ref refs\/heads\/(\S+)/.exec(stderr);
+    if (missing) {
+      throw new BtrflyError('TAG_NOT_FOUND', `tag "${missing[1]}" not found on remote ${remote}: run "git ls-remote ${remote}" in the archive to see its branches`, {
+        data: { remote, tag: missing[1] },
+      });
+    }
+    throw e;
+  }
+  try {
+    const { stdout } = await archive.git.run(['for-each-ref', '--format=%(refname)%00%(objectname)', incoming]);
+    const fetched = stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const [ref, commit] = l.split('\0');
+        return { tag: ref.slice(incoming.length), commit };
+      });
+    const results: TagTransfer[] = [];
+    const refused: PullRefusal[] = [];
+    const checked = new Map<string, VerifyProblem | null>();
+    for (const { tag, commit } of fetched) {
+      const outcome = await takeTag(archive, remote, tag, commit, checked, opts);
+      if ('code' in outcome) refused.push(outcome);
+      else results.push(outcome);
+    }
+    if (refused.length) {
+      const first = refused[0];
+      const more = refused.length > 1 ? ` (${refused.length - 1} more tag${refused.length > 2 ? 's' : ''} refused: ${refused.slice(1).map((r) => r.tag).join(', ')})` : '';
+      throw new BtrflyError(first.code, first.message + more, { data: { remote, refused, pulled: results } });
+    }
+    return results;
+  } finally {
+    await dropIncoming(archive, remote);
+  }
+}
+
+async function takeTag(
+  archive: Archive,
+  remote: string,
+  tag: string,
+  commit: string,
+  checked: Map<string, VerifyProblem | null>,
+  opts: TransferOptions,
+): Promise<TagTransfer | PullRefusal> {
+  try {
+    validateTagName(tag);
+  } catch (e) {
+    return { tag, code: 'BAD_TAG_NAME', message: `branch "${tag}" of remote ${remote} is not a usable tag name, skipped: ${(e as Error).message}` };
+  }
+  const git = archive.git;
+  const local = await archive.tagCommit(tag);
+  if (local === commit) return { tag, status: 'same', from: local, to: commit };
+  if (local && (await isAncestor(archive, commit, local))) return { tag, status: 'ahead', from: local, to: local };
+  const fastForward = local === null || (await isAncestor(archive, local, commit));
+  if (!fastForward && !opts.force) {
+    return {
+      tag,
+      code: 'TAG_MOVED',
+      message:
+        `tag "${tag}" has new recordings both here and on remote ${remote}: ` +
+        `pass --force to take the remote's (yours stay reachable as ${local!.slice(0, 12)} until "btrfly gc"), or "btrfly push --force ${remote} ${tag}" to keep yours`,
+    };
+  }
+  const holder = await lockHolder(archive.locksDir, tag);
+  if (holder) return { tag, code: 'TAG_BUSY', message: `tag "${tag}" is being recorded here (session ${holder.session}): stop the recording, then pull again` };
+  // Every recording the tag would bring that no tag here already holds (and so was checked
+  // when it was recorded or pulled): its manifest parses, and each body reads back whole.
+  const { stdout } = await git.run(['rev-list', commit, '--not', '--branches']);
+  const commits = stdout.split('\n').filter(Boolean);
+  const problems = await verifyCommits(archive, tag, commits, checked, opts.onVerifyRead);
+  if (problems.length) {
+    const p = problems[0];
+    return {
+      tag,
+      code: 'BODY_CORRUPT',
+      message: `pull of tag "${tag}" from remote ${remote} refused, the tag here is unchanged: recording ${p.commit.slice(0, 12)}: ${p.message}`,
+      problems,
+    };
+  }
+  if (!(await git.updateRef(`refs/heads/${tag}`, commit, local))) {
+    return { tag, code: 'TAG_MOVED', message: `tag "${tag}" changed here while btrfly was pulling it: run the pull again` };
+  }
+  return { tag, status: local === null ? 'new' : fastForward ? 'updated' : 'forced', from: local, to: commit };
+}
+
+/**
+ * git's progress as it comes (segments end in \r or \n, so a progress line updates in place),
+ * less fetch's ref-update lines, which name the quarantine refs and not what the user asked for:
+ * the summary per tag comes after verification.
+ */
+function withoutRefLines(out: NodeJS.WritableStream): NodeJS.WritableStream {
+  let partial = '';
+  return new Writable({
+    decodeStrings: false,
+    write(chunk: string | Buffer, _enc, cb) {
+      const segments = (partial + chunk.toString()).split(/(?<=[\r\n])/);
+      partial = /[\r\n]$/.test(segments[segments.length - 1]) ? '' : segments.pop()!;
+      const keep = segments.filter((seg) => !/^From |^ [*+ !=t-] .* -> refs\/btrfly\/incoming\//.test(seg)).join('');
+      if (keep) out.write(keep);
+      cb();
+    },
+  });
+}
+
+/** git's transfer, its failure told with the remote's name and what to check. */
+async function transferTo(
+  archive: Archive,
+  remote: string,
+  what: string,
+  args: string[],
+  opts: Parameters<Archive['git']['transfer']>[1],
+): Promise<GitResult> {
+  try {
+    return await archive.git.transfer(args, opts);
+  } catch (e) {
+    const stderr = String((e as BtrflyError).data?.stderr ?? '');
+    if (!stderr) throw e;
+    throw new BtrflyError(
+      'NETWORK',
+      `${what} remote ${remote} failed: ${lastGitMessage(stderr)}: check its URL ("btrfly remote list") and your git credentials (ssh key or agent, credential helper)`,
+      { cause: e, data: { remote, stderr } },
+    );
+  }
+}
+
+async function isAncestor(archive: Archive, ancestor: string, of: string): Promise<boolean> {
+  const r = await archive.git.run(['merge-base', '--is-ancestor', ancestor, of], { ok: [0, 1] });
+  return r.code === 0;
+}
