@@ -28,7 +28,10 @@ export default class Run extends BtrflyCommand {
   async run(): Promise<void> {
     const { flags, argv } = await this.parse(Run);
     if (!flags.record && !flags.playback) throw new BtrflyError('USAGE', 'say --record or --playback: btrfly run --record --tag=T -- CMD');
-    const command = (argv as string[]).filter((a, i) => !(i === 0 && a === '--'));
+    // The command is taken from the raw arguments after the first "--": oclif's non-strict argv
+    // regroups repeated options (`curl -o a -w f u1 -o b -w f u2` came out as `-o -o a b ...`).
+    const dashes = this.argv.indexOf('--');
+    const command = dashes >= 0 ? this.argv.slice(dashes + 1) : (argv as string[]);
     const { exitCode, result } = await runCommand({
       archiveDir: flags.archive,
       mode: flags.record ? 'record' : 'playback',
