@@ -9,9 +9,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { archiveSection } from './archive';
+import { largeSection } from './large';
 import type { BenchSection } from './section';
 
-const SECTIONS: readonly BenchSection[] = [archiveSection];
+const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection];
 
 const BENCHMARKS_MD = join(__dirname, '..', '..', 'BENCHMARKS.md');
 
