@@ -175,7 +175,9 @@ export function btrflyRunArgs(o: Pick<BtrflyRunOptions, 'mode' | 'archive' | 'ta
 export function runBtrfly(o: BtrflyRunOptions): Promise<BtrflyRun> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    const child = spawn(process.execPath, [BTRFLY_BIN, ...btrflyRunArgs(o), '--', ...o.command], {
+    // BTRFLY_BENCH_CPU_PROF=DIR: each btrfly process writes a V8 CPU profile there (node --cpu-prof).
+    const prof = process.env.BTRFLY_BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BTRFLY_BENCH_CPU_PROF] : [];
+    const child = spawn(process.execPath, [...prof, BTRFLY_BIN, ...btrflyRunArgs(o), '--', ...o.command], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, BTRFLY_CONFIG_DIR: o.configDir, ...o.extraEnv },
     });

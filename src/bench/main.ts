@@ -10,9 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { archiveSection } from './archive';
 import { largeSection } from './large';
+import { smallSection } from './small';
+import { dnsSection } from './dns';
+import { startupSection } from './startup';
 import type { BenchSection } from './section';
 
-const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection];
+const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, dnsSection, startupSection];
 
 const BENCHMARKS_MD = join(__dirname, '..', '..', 'BENCHMARKS.md');
 
