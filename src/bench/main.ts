@@ -13,9 +13,11 @@ import { largeSection } from './large';
 import { smallSection } from './small';
 import { dnsSection } from './dns';
 import { startupSection } from './startup';
+import { mitmSection } from './mitm';
+import { memorySection } from './memory';
 import type { BenchSection } from './section';
 
-const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, dnsSection, startupSection];
+const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, mitmSection, memorySection, dnsSection, startupSection];
 
 const BENCHMARKS_MD = join(__dirname, '..', '..', 'BENCHMARKS.md');
 
