@@ -36,6 +36,9 @@ function parse(argv: string[]): Args {
   };
 }
 
+/** Requests that went out on a connection opened for them (not reused from the keep-alive pool). */
+let fresh = 0;
+
 function get(url: string, agent: https.Agent, lookup: LookupFunction | undefined): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = https.get(url, { agent, lookup }, (res) => {
@@ -49,6 +52,7 @@ function get(url: string, agent: https.Agent, lookup: LookupFunction | undefined
       res.on('error', reject);
     });
     req.on('error', reject);
+    req.on('socket', () => void (req.reusedSocket || fresh++));
   });
 }
 
@@ -79,7 +83,7 @@ async function main(): Promise<void> {
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   latencies.sort((x, y) => x - y);
   const pct = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))];
-  process.stdout.write(JSON.stringify({ requests: queue.length, seconds, rps: queue.length / seconds, p50ms: pct(50), p99ms: pct(99), bytes }) + '\n');
+  process.stdout.write(JSON.stringify({ requests: queue.length, seconds, rps: queue.length / seconds, p50ms: pct(50), p99ms: pct(99), bytes, connections: fresh }) + '\n');
 }
 
 main().catch((e: unknown) => {

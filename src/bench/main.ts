@@ -25,6 +25,8 @@ const HEADER = `# Benchmarks
 
 Written by \`npm run bench\` (src/bench/). Each section below is rewritten by its own run
 (\`npm run bench -- <section>\`) and says the machine, the load and the command behind each row.
+Every section prints the load average before and after it: the machine has 2 cores and may be shared, so a
+ratio (btrfly and its reference measured in the same run, alternating) is steadier than a raw figure.
 `;
 
 /** Replaces (or appends) the block of section `name` in the Markdown text. */

@@ -22,6 +22,8 @@ export interface LoadResult {
   p50ms: number;
   p99ms: number;
   bytes: number;
+  /** Connections the clients opened (8 when keep-alive held). */
+  connections: number;
 }
 
 export function parseLoad(stdout: string): LoadResult {
@@ -132,7 +134,7 @@ export const smallSection: BenchSection = {
         play.reference.push(n);
         play.btrfly.push(parseLoad(p.stdout));
         play.rss.push(p.peakRssMiB);
-        log(`small playback run ${i + 1}: nginx ${n.rps.toFixed(0)} req/s, btrfly ${play.btrfly[i].rps.toFixed(0)} req/s (${p.peakRssMiB} MiB)`);
+        log(`small playback run ${i + 1}: nginx ${n.rps.toFixed(0)} req/s (${n.connections} connections), btrfly ${play.btrfly[i].rps.toFixed(0)} req/s (${play.btrfly[i].connections} connections, ${p.peakRssMiB} MiB)`);
       }
     } finally {
       await nginx.stop();
@@ -156,6 +158,14 @@ export const smallSection: BenchSection = {
       loadRow('record', rec, 'nginx HTTPS (direct)', '–', cmd('record')),
       '',
       `All rows: \`npm run bench -- small --files ${count} --runs ${opts.runs}\` (\`urls.txt\` lists \`https://pkgs.test:PORT/...\`).`,
+      '',
+      'What limits it. The load generator, btrfly (one Node process), its `git cat-file --batch` reader and nginx share two',
+      'cores, so every CPU-millisecond btrfly spends per request costs the clients too. A `node --cpu-prof` of playback',
+      '(`BTRFLY_BENCH_CPU_PROF=DIR npm run bench -- small`) spends its time in stream plumbing per body (an async-iterator',
+      '`Readable` and a pipeline per response), the pipe write that asks git for each object (~0.3 ms of syscall a request',
+      'on this loaded VM), zstd for the JSON bodies, and Node\'s HTTP and TLS; there is no single hot spot. Record was 34',
+      'req/s before this bench found a `git ls-tree` process spawned per exchange and a CA bundle re-parsed into a new TLS',
+      'context per upstream request (both fixed); what remains is the body writer\'s temp files and the journal.',
       '',
       `Taken ${nowUtc()} on ${before}; load average after: ${machineLine().replace(/.*load average /, '')}.`,
       `btrfly: \`node ${BTRFLY_BIN.replace(join(__dirname, '..', '..') + '/', '')}\`.`,
