@@ -75,8 +75,8 @@ export const memorySection: BenchSection = {
       'CA) plus its 1 MiB stream buffers: bodies are streamed, never held whole. Many small bodies at once cost more than one',
       'large one: each recorded body has its own writer with 1 MiB buffers and, for bodies that compress, a zstd context,',
       'whose native memory is returned only when V8 collects their wrappers, so the peak follows the garbage collector\'s',
-      'pace under load (the small-file section saw up to ~270 MiB recording 5,000 files while the machine was loaded, once',
-      'above the aim). Not yet profiled further: pooling those buffers is the likely fix.',
+      'pace under load: recording the 5,000 small files peaked at 269–272 MiB in every full run so far, above',
+      'the aim. Not yet profiled further: pooling those buffers is the likely fix.',
       '',
       `Taken ${nowUtc()} on ${before}; load average after: ${machineLine().replace(/.*load average /, '')}.`,
     ]);
