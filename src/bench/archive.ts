@@ -22,7 +22,7 @@ type BodyKind = 'random' | 'compressible';
 const KINDS: readonly BodyKind[] = ['random', 'compressible'];
 
 /** Random bytes: the AES-128-CTR keystream of a fixed key, generated at GB/s. */
-function randomSource(size: number): Readable {
+export function randomSource(size: number): Readable {
   const cipher = createCipheriv('aes-128-ctr', createHash('sha256').update('btrfly-bench').digest().subarray(0, 16), Buffer.alloc(16));
   const zeros = Buffer.alloc(MiB);
   let left = size;
@@ -71,7 +71,7 @@ function compressibleSource(size: number): Readable {
   });
 }
 
-async function makeSource(path: string, kind: BodyKind, size: number): Promise<void> {
+export async function makeSource(path: string, kind: BodyKind, size: number): Promise<void> {
   const existing = await stat(path).catch(() => undefined);
   if (existing?.size === size) return;
   await pipeline(kind === 'random' ? randomSource(size) : compressibleSource(size), createWriteStream(path, { highWaterMark: MiB }));

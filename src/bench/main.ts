@@ -9,9 +9,15 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { archiveSection } from './archive';
+import { largeSection } from './large';
+import { smallSection } from './small';
+import { dnsSection } from './dns';
+import { startupSection } from './startup';
+import { mitmSection } from './mitm';
+import { memorySection } from './memory';
 import type { BenchSection } from './section';
 
-const SECTIONS: readonly BenchSection[] = [archiveSection];
+const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, mitmSection, memorySection, dnsSection, startupSection];
 
 const BENCHMARKS_MD = join(__dirname, '..', '..', 'BENCHMARKS.md');
 
@@ -19,6 +25,8 @@ const HEADER = `# Benchmarks
 
 Written by \`npm run bench\` (src/bench/). Each section below is rewritten by its own run
 (\`npm run bench -- <section>\`) and says the machine, the load and the command behind each row.
+Every section prints the load average before and after it: the machine has 2 cores and may be shared, so a
+ratio (btrfly and its reference measured in the same run, alternating) is steadier than a raw figure.
 `;
 
 /** Replaces (or appends) the block of section `name` in the Markdown text. */

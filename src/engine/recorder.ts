@@ -151,7 +151,8 @@ export class RecordSession {
     const answer: RecordedAnswer = {
       entry,
       headers: mergeHeaders(kept, volatile),
-      body: await this.store.locateBody(stored),
+      // The writer knows its parts: no `git ls-tree` process per recorded exchange.
+      body: writer.location ?? (await this.store.locateBody(stored)),
       openBody: (loc, range) => this.store.openBody(loc, range),
     };
     if (answerLater) await sendRecorded(req, res, answer, this.countSent);

@@ -62,14 +62,19 @@ export class Upstream {
         throw new BtrflyError('USAGE', `cannot read --upstream-ca ${f}: ${(e as Error).message}: pass a PEM file`);
       }
     }
+    // One secure context for every upstream connection. Passing `ca` itself would make Node
+    // build a context per connection and put the whole bundle (~200 KB of PEM) into the agent's
+    // pool key on every request (https.Agent#getName): measured as most of record's CPU time
+    // on many small bodies (BENCHMARKS.md, small files).
+    const secureContext = tls.createSecureContext({ ca });
     const lookup = this.lookup.bind(this) as unknown as net.LookupFunction;
     const common = { keepAlive: true, maxSockets: 64, timeout: this.timeoutMs, lookup };
     if (opts.proxy) {
       this.httpAgent = new HttpProxyAgent(opts.proxy, { ...common }) as unknown as http.Agent;
-      this.httpsAgent = new HttpsProxyAgent(opts.proxy, { ...common, ca }) as unknown as https.Agent;
+      this.httpsAgent = new HttpsProxyAgent(opts.proxy, { ...common, secureContext }) as unknown as https.Agent;
     } else {
       this.httpAgent = new http.Agent(common);
-      this.httpsAgent = new https.Agent({ ...common, ca, ALPNProtocols: ['http/1.1'] } as https.AgentOptions);
+      this.httpsAgent = new https.Agent({ ...common, secureContext, ALPNProtocols: ['http/1.1'] } as https.AgentOptions);
     }
     for (const agent of [this.httpAgent, this.httpsAgent]) this.trackSockets(agent);
   }

@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { constants as zc, createZstdCompress, zstdCompressSync, type ZstdCompress } from 'node:zlib';
 import { BtrflyError } from '../errors';
 import type { Git, TreeEntry } from './git';
-import { PART_SIZE, type BodyWriter, type StoredBody } from './types';
+import { PART_SIZE, type BodyLocation, type BodyWriter, type StoredBody } from './types';
 
 /** zstd level 3: zstd's own default, ~450 MiB/s on random input and a good ratio on text. */
 export const ZSTD_LEVEL = 3;
@@ -56,6 +56,7 @@ interface ZstdSink {
 interface DonePart {
   oid: string;
   zstd: boolean;
+  storedSize: number;
 }
 
 /**
@@ -70,6 +71,7 @@ export function createBodyWriter(git: Git, tmpDir: string, opts: { signal?: Abor
 
 class GitBodyWriter extends Writable implements BodyWriter {
   readonly done: Promise<StoredBody>;
+  location?: BodyLocation;
   private settle!: { resolve: (b: StoredBody) => void; reject: (e: Error) => void };
   private readonly hash = createHash('sha256');
   private readonly id = randomUUID();
@@ -209,7 +211,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
     if (!part.raw.closed) await once(part.raw, 'close');
     const zstd = part.zst !== undefined && part.zst.file.bytesWritten < part.written * ZSTD_KEEP_RATIO;
     const oid = await this.git.hashFile(zstd ? part.zst!.path : part.rawPath);
-    this.parts[part.index] = { oid, zstd };
+    this.parts[part.index] = { oid, zstd, storedSize: zstd ? part.zst!.file.bytesWritten : part.written };
     for (const f of [part.rawPath, part.zst?.path]) {
       if (f === undefined) continue;
       await unlink(f);
@@ -227,6 +229,8 @@ class GitBodyWriter extends Writable implements BodyWriter {
     const treeOid = await this.git.mktree(entries);
     const zstdCount = this.parts.filter((p) => p.zstd).length;
     const storage = zstdCount === this.parts.length ? 'zstd' : zstdCount === 0 ? 'raw' : 'mixed';
-    return { sha256: this.hash.digest('hex'), size: this.size, treeOid, storage, parts: this.parts.length };
+    const sha256 = this.hash.digest('hex');
+    this.location = { sha256, size: this.size, parts: this.parts.map((p) => ({ oid: p.oid, storedSize: p.storedSize, zstd: p.zstd })) };
+    return { sha256, size: this.size, treeOid, storage, parts: this.parts.length };
   }
 }

@@ -140,4 +140,9 @@ export interface BodyStore {
 export interface BodyWriter extends Writable {
   /** Resolves after `end()` when every part is in the object store; rejects on error or abort. */
   readonly done: Promise<StoredBody>;
+  /**
+   * Where the parts just written are, known once `done` has resolved (the writer hashed each
+   * part itself), so a caller that answers from the body needs no `locateBody` (a `git ls-tree`).
+   */
+  readonly location?: BodyLocation;
 }
