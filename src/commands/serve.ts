@@ -6,7 +6,7 @@ import { BtrflyCommand } from '../cli/base';
 import { upstreamFlags } from '../cli/upstream-flags';
 
 export default class Serve extends BtrflyCommand {
-  static override summary = 'Run the btrfly service: DNS, the proxy, an HTTPS API and /metrics for many build hosts.';
+  static override summary = 'Run the btrfly service: DNS, the proxy, an HTTPS API, the web UI (/ui/) and /metrics for many build hosts.';
   static override description =
     'Build hosts log in ("btrfly login URL --token T") and then "btrfly start record|playback --tag=T" registers a session here: the host\'s source address becomes the session\'s client. Hosts in no session get real DNS answers and are refused by the proxy. SIGTERM seals open recordings. Settings come from flags, else --config FILE (JSON), else defaults.';
   static override examples = [
@@ -67,8 +67,11 @@ export default class Serve extends BtrflyCommand {
       upstreamDns: s.upstreamDns,
       upstream: { dns: s.upstreamDns, resolve: s.resolve, caFiles: s.upstreamCa, proxy: s.upstreamProxy },
       log: (msg, data) => logger.info(data ?? {}, msg),
-      onReady: ({ api, address, dnsPort }) =>
-        process.stderr.write(`btrfly: serving DNS on ${address}:${dnsPort}, the proxy on ${address} and the API on ${api} (tokens: ${s.tokens})\n`),
+      onReady: (r) =>
+        process.stderr.write(
+          `btrfly: serving DNS on ${r.address}:${r.dnsPort}, the proxy on ${r.address} (HTTP ${r.httpPort}, HTTPS ${r.httpsPort}, proxy ${r.proxyPort}), ` +
+            `the API and the web UI on ${r.api} (tokens: ${s.tokens})\n`,
+        ),
     });
   }
 }

@@ -37,6 +37,9 @@ export async function serveSettings(flags: Partial<ServeSettings>, configFile?: 
     } catch (e) {
       throw new BtrflyError('CONFIG', `cannot read the service config ${configFile}: ${oneLine(e)}: it must be a JSON object of settings`);
     }
+    if (typeof file !== 'object' || file === null || Array.isArray(file)) {
+      throw new BtrflyError('CONFIG', `the service config ${configFile} is not a JSON object of settings: write {"address": "10.0.0.5", ...}`);
+    }
     const known = new Set([...Object.keys(DEFAULTS), 'archive', 'apiAddress', 'apiCert', 'apiKey', 'tokens', 'upstreamProxy']);
     const unknown = Object.keys(file).filter((k) => !known.has(k));
     if (unknown.length) throw new BtrflyError('CONFIG', `unknown setting(s) ${unknown.join(', ')} in ${configFile}: use ${[...known].join(', ')}`);

@@ -3,11 +3,13 @@ import * as https from 'node:https';
 import express from 'express';
 import { BtrflyError, isBtrflyError, oneLine } from '../errors';
 import { parseTagSpec } from '../format/names';
+import { archiveApi } from './archive-api';
 import { ServiceMetrics } from './metrics';
 import type { OpenSessionOptions } from './runtime';
 import { startServing, untilShutdown, type ServingOptions } from './serving';
 import { normalizeAddress, type SessionInfo } from './session';
-import { authorize, tagMatches, TokenStore, type TokenRecord } from './tokens';
+import { authorize, mayRead, TokenStore, type TokenRecord } from './tokens';
+import { webUi } from './web-ui';
 
 export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
   /** Where the HTTPS API (and `/metrics`) listens; default the DNS/proxy address. */
@@ -17,8 +19,18 @@ export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
   apiCert?: string;
   apiKey?: string;
   tokenStore: string;
-  /** Called once everything listens, with the API's URL. */
-  onReady?: (info: { api: string; address: string; dnsPort: number }) => void;
+  /** Called once everything listens, with the API's URL and the ports bound (useful with port 0). */
+  onReady?: (info: ReadyInfo) => void;
+}
+
+export interface ReadyInfo {
+  /** The API's (and the web UI's) URL, e.g. `https://10.0.0.5:8443`. */
+  api: string;
+  address: string;
+  dnsPort: number;
+  httpPort?: number;
+  httpsPort?: number;
+  proxyPort?: number;
 }
 
 /** What `POST /v1/sessions` answers: the session, and what the host must point at and trust. */
@@ -46,6 +58,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     const app = express();
     app.disable('x-powered-by');
     app.use(express.json({ limit: '64kb' }));
+    app.use(webUi());
     // Every call, /metrics included, carries a token; the request waits for its check.
     app.use((req, res, next) => {
       const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
@@ -58,7 +71,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     app.get('/v1/ca', (_req, res) => res.json({ caPem: runtime.ca.certPem }));
     app.get('/v1/status', (_req, res) => {
       const t = tokenOf(res);
-      const visible = runtime.status().filter((s) => t.scopes.includes('admin') || t.tags.some((p) => tagMatches(p, s.tag)));
+      const visible = runtime.status().filter((s) => mayRead(t, s.tag));
       res.json({ sessions: visible, token: { id: t.id, scopes: t.scopes, tags: t.tags } });
     });
     app.post('/v1/sessions', (req, res, next) => {
@@ -95,6 +108,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
         return result;
       })().then((r) => res.json(r), next);
     });
+    app.use(archiveApi(serving.archive));
     app.use((_req, _res, next) => next(new BtrflyError('NOT_FOUND', 'no such API endpoint')));
     app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
       const e = isBtrflyError(err) ? err : new BtrflyError('STORAGE', oneLine(err));
@@ -112,8 +126,10 @@ export async function runService(opts: ServiceOptions): Promise<void> {
       server.listen(opts.apiPort, apiAddress, () => resolve((server.address() as { port: number }).port));
     });
     const url = `https://${apiAddress.includes(':') ? `[${apiAddress}]` : apiAddress}:${port}`;
-    opts.log('service ready', { api: url, address: opts.address, dnsPort: serving.dns.udpPort });
-    opts.onReady?.({ api: url, address: opts.address, dnsPort: serving.dns.udpPort });
+    const { httpPort, httpsPort, proxyPort } = runtime.proxy;
+    const ready: ReadyInfo = { api: url, address: opts.address, dnsPort: serving.dns.udpPort, httpPort, httpsPort, proxyPort };
+    opts.log('service ready', { ...ready });
+    opts.onReady?.(ready);
     await untilShutdown();
     opts.log('service stopping: sealing open recordings');
   } finally {

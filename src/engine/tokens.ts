@@ -114,6 +114,18 @@ export function authorize(token: TokenRecord, mode: Mode, tag: string): void {
   }
 }
 
+/** True when the token may see `tag` in the API and the web UI: admin, or a tag pattern covers it. */
+export function mayRead(token: TokenRecord, tag: string): boolean {
+  return token.scopes.includes('admin') || token.tags.some((p) => tagMatches(p, tag));
+}
+
+/** Refuses, in one line, a read of a tag the token's patterns do not cover. */
+export function authorizeRead(token: TokenRecord, tag: string): void {
+  if (!mayRead(token, tag)) {
+    throw new BtrflyError('FORBIDDEN', `token ${token.id} may not read tag "${tag}" (its tags: ${token.tags.join(',')}): ask for a token that covers "${tag}"`);
+  }
+}
+
 /** `team-a/*` matches `team-a/x` and `team-a/x/y`; `*` alone matches every tag. */
 export function tagMatches(pattern: string, tag: string): boolean {
   const re = new RegExp('^' + pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$');

@@ -203,7 +203,7 @@ maybe('btrfly serve with three build hosts', () => {
     expect(h.code).toBe(0);
     await stopChild(service, 20_000);
     expect(service.exitCode).toBe(0);
-    expect(serviceErr).toContain(`btrfly: serving DNS on 10.77.0.1:53, the proxy on 10.77.0.1 and the API on https://10.77.0.1:8443 (tokens: ${tokens})\n`);
+    expect(serviceErr).toContain(`btrfly: serving DNS on 10.77.0.1:53, the proxy on 10.77.0.1 (HTTP 80, HTTPS 443, proxy 3128), the API and the web UI on https://10.77.0.1:8443 (tokens: ${tokens})\n`);
     const manifest = (await runOk('git', ['--git-dir', archive, 'show', 'refs/heads/team-a/three:manifest.json'])).stdout;
     expect(manifest).toContain('"url": "https://origin.test/counter"');
     await runOk('git', ['--git-dir', archive, 'fsck', '--strict']);
