@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { authorize, tagMatches, TokenStore } from '../../src/engine/tokens';
+import { authorize, authorizeRead, mayRead, tagMatches, TokenStore } from '../../src/engine/tokens';
 import { tmpDir } from '../helpers';
 
 test('a token is printed once, stored only as a hash in a 0600 file, verified, scoped and revoked', async () => {
@@ -29,4 +29,14 @@ test('tag patterns: * matches any run of characters, the rest literally', () => 
   expect(tagMatches('team-a/*', 'team-b/x')).toBe(false);
   expect(tagMatches('a.b', 'axb')).toBe(false);
   expect(tagMatches('*', 'anything')).toBe(true);
+});
+
+test('reading a tag in the API and the UI: any scope reads what its patterns cover, admin reads all', async () => {
+  const store = new TokenStore(path.join(tmpDir('btrfly-tokens-'), 'tokens.json'));
+  const play = (await store.create({ scopes: ['playback'], tags: ['team-a/*'] })).record;
+  const admin = (await store.create({ scopes: ['admin'], tags: ['nothing'] })).record;
+  expect(mayRead(play, 'team-a/app')).toBe(true);
+  expect(mayRead(play, 'team-b/app')).toBe(false);
+  expect(mayRead(admin, 'team-b/app')).toBe(true);
+  expect(() => authorizeRead(play, 'team-b/app')).toThrow(/^token [0-9a-f]{12} may not read tag "team-b\/app" \(its tags: team-a\/\*\): ask for a token that covers "team-b\/app"$/);
 });
