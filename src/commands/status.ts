@@ -18,7 +18,7 @@ export default class Status extends BtrflyCommand {
       this.log('no active session');
       return;
     }
-    this.log(`daemon ${st.daemon!.pid} on ${st.daemon!.address}`);
+    this.log(st.service ? `service ${st.service}` : `daemon ${st.daemon!.pid} on ${st.daemon!.address}`);
     for (const s of st.sessions as SessionInfo[]) {
       const x = s.stats;
       this.log(`${s.mode.padEnd(8)} ${s.tag}  since ${s.since}  ${x.requests} requests  ${formatBytes(x.bytes)}  ${x.hits} hits  ${x.misses} misses`);

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { BtrflyError } from '../errors';
 import { processAlive } from '../process-alive';
 import { DAEMON_FILE, type DaemonInfo } from './daemon';
+import { readJsonAnswer } from './json-answer';
 
 /** How to reach the daemon of a state dir, or learn that none runs. */
 export async function findDaemon(stateDir: string): Promise<DaemonInfo | undefined> {
@@ -62,24 +63,7 @@ export function controlRequest<T = unknown>(socket: string, method: string, urlP
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const req = http.request(
       { socketPath: socket, method, path: urlPath, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}, timeout: 600_000 },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (text += c));
-        res.on('end', () => {
-          let json: unknown;
-          try {
-            json = text ? JSON.parse(text) : undefined;
-          } catch {
-            return reject(new BtrflyError('SESSION', `the btrfly daemon answered ${res.statusCode} with something that is not JSON: see its log`));
-          }
-          if ((res.statusCode ?? 500) >= 400) {
-            const err = (json as { error?: { code?: string; message?: string } })?.error;
-            return reject(new BtrflyError((err?.code as never) ?? 'SESSION', err?.message ?? `the btrfly daemon answered ${res.statusCode}`));
-          }
-          resolve(json as T);
-        });
-      },
+      (res) => readJsonAnswer<T>(res, 'the btrfly daemon (see its log)', 'SESSION').then(resolve, reject),
     );
     req.once('error', reject);
     req.end(payload);

@@ -3,25 +3,12 @@ import type { Server } from 'node:http';
 import * as path from 'node:path';
 import express from 'express';
 import { BtrflyError, isBtrflyError, oneLine } from '../errors';
-import { Archive } from '../format/archive';
-import { startDnsServer, type DnsServer } from './dns-server';
-import { Runtime, type OpenSessionOptions } from './runtime';
-import type { UpstreamOptions } from './upstream';
+import type { Runtime, OpenSessionOptions } from './runtime';
+import { startServing, untilShutdown, type ServingOptions } from './serving';
 
-export interface DaemonOptions {
-  archiveDir: string;
-  /** The dedicated loopback address DNS and the proxy listen on (default 127.77.0.1). */
-  address: string;
-  dnsPort: number;
-  httpPort: number;
-  httpsPort: number;
-  proxyPort: number;
-  /** Resolvers the DNS server forwards to for clients in no session, and record resolves with. */
-  upstreamDns: string[];
-  upstream: UpstreamOptions;
+/** The daemon's settings: what it serves (its address is a dedicated loopback one, default 127.77.0.1) and where it publishes itself. */
+export interface DaemonOptions extends Omit<ServingOptions, 'onResponse'> {
   stateDir: string;
-  configDir?: string;
-  log: (msg: string, data?: Record<string, unknown>) => void;
 }
 
 /** What a running daemon publishes in its state dir for the CLI to find it. */
@@ -47,29 +34,11 @@ export const DAEMON_SOCKET = 'daemon.sock';
  */
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
   await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
-  const archive = await Archive.open(opts.archiveDir, { create: true });
-  const upstream = { ...opts.upstream, dns: opts.upstream.dns?.length ? opts.upstream.dns : opts.upstreamDns };
-  const runtime = await Runtime.start({
-    archive,
-    address: opts.address,
-    proxyPort: opts.proxyPort,
-    httpPort: opts.httpPort,
-    httpsPort: opts.httpsPort,
-    upstream,
-    configDir: opts.configDir,
-    log: opts.log,
-  });
-  let dns: DnsServer | undefined;
+  const serving = await startServing(opts);
+  const { runtime, dns } = serving;
   let control: Server | undefined;
   const socket = path.join(opts.stateDir, DAEMON_SOCKET);
   try {
-    dns = await startDnsServer({
-      address: opts.address,
-      port: opts.dnsPort,
-      answerFor: (client) => (runtime.sessions.bySourceAddress(client) ? { ipv4: opts.address } : null),
-      upstream: opts.upstreamDns,
-      log: (e) => e.level !== 'debug' && opts.log(e.msg, e as Record<string, unknown>),
-    });
     await rm(socket, { force: true });
     control = await listenControl(controlApp(runtime, opts.log), socket);
     await chmod(socket, 0o600);
@@ -86,17 +55,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     };
     await writeFile(path.join(opts.stateDir, DAEMON_FILE), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 });
     opts.log('daemon ready', { ...info });
-    await new Promise<void>((resolve) => {
-      for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(sig, () => resolve());
-      process.once('btrfly-shutdown' as never, () => resolve());
-    });
+    await untilShutdown();
     opts.log('daemon stopping: sealing open recordings');
   } finally {
     control?.close();
-    await dns?.close().catch(() => {});
-    const results = await runtime.close().catch((e) => (opts.log('closing sessions failed', { error: oneLine(e) }), []));
-    for (const r of results) opts.log('session closed at shutdown', { tag: r.info.tag, mode: r.info.mode, commit: r.commit });
-    await archive.close();
+    await serving.close();
     await rm(path.join(opts.stateDir, DAEMON_FILE), { force: true });
     await rm(socket, { force: true });
   }

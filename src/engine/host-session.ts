@@ -9,7 +9,9 @@ import { CertificateAuthority } from './ca';
 import { controlRequest, ensureDaemon, findDaemon } from './daemon-client';
 import { HostConfigurator, detectHostPaths, type HostPaths } from './host-config';
 import type { OpenedSession, SessionResult } from './runtime';
-import type { Mode } from './session';
+import type { RegisteredSession } from './service';
+import { readLogin, serviceRequest, type Login } from './service-client';
+import type { Mode, SessionInfo } from './session';
 import type { UpstreamOptions } from './upstream';
 
 /** The host-mode session the CLI started, kept in the state dir so that `stop` finds it after a crash or reboot. */
@@ -19,6 +21,8 @@ export interface HostSessionFile {
   mode: Mode;
   since: string;
   archive: string;
+  /** Service mode: the session lives on this btrfly service, not on a local daemon. */
+  service?: string;
 }
 
 const HOST_SESSION = 'host-session.json';
@@ -76,6 +80,8 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
     throw new BtrflyError('PERMISSION', 'host mode changes /etc/resolv.conf and the trust store and needs root: run with sudo, or use "btrfly run" (command mode) instead');
   }
   const host = new HostConfigurator(paths);
+  const login = await readLogin(env);
+  if (login) return startServiceSession(o, login, host, paths);
   const settings = daemonSettings(env);
   const upstreamDns = o.upstream.dns?.length ? o.upstream.dns : await host.originalNameservers();
   const args = ['--archive', path.resolve(o.archiveDir), '--address', settings.address, '--proxy-port', String(settings.proxyPort)];
@@ -107,6 +113,54 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
 }
 
 /**
+ * Service mode: the session is registered with the service this host is logged in to (the
+ * service takes the host's source address as its client); then the resolver points at the
+ * service's DNS and the system trusts the service's CA.
+ */
+async function startServiceSession(o: StartHostOptions, login: Login, host: HostConfigurator, paths: HostPaths): Promise<{ session: OpenedSession; daemonAddress: string }> {
+  const reg = await serviceRequest<RegisteredSession>(login, 'POST', '/v1/sessions', {
+    tag: o.tag,
+    mode: o.mode,
+    append: o.append,
+    redactHeaders: o.redactHeaders,
+    redactQuery: o.redactQuery,
+    rules: o.rules,
+  });
+  try {
+    await host.apply({ dnsServer: reg.dns, caPem: reg.caPem, caName: 'service' });
+    const file: HostSessionFile = { id: reg.session.id, tag: reg.session.tag, mode: o.mode, since: reg.session.since, archive: login.url, service: login.url };
+    await writeFile(path.join(paths.stateDir, HOST_SESSION), JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
+  } catch (e) {
+    await serviceRequest(login, 'DELETE', `/v1/sessions/${reg.session.id}?discard=1`).catch(() => {});
+    await host.restore().catch(() => {});
+    throw e;
+  }
+  return { session: { info: reg.session }, daemonAddress: reg.dns };
+}
+
+/** Ends a service-mode session on the service, then restores the host. */
+async function stopServiceSession(active: HostSessionFile, o: StopHostOptions, host: HostConfigurator, paths: HostPaths): Promise<StopHostResult> {
+  const login = await readLogin(o.env ?? process.env);
+  let result: SessionResult | undefined;
+  let partial: string | undefined;
+  if (!login || login.url !== active.service) {
+    partial = `this host is no longer logged in to ${active.service}: the session there was left open; the host is restored`;
+  } else {
+    // The host is restored whatever the service says: a build host must not stay pointed at a service that is gone.
+    result = await serviceRequest<SessionResult>(login, 'DELETE', `/v1/sessions/${active.id}${o.discard ? '?discard=1' : ''}`).catch((e: BtrflyError) => {
+      if (e.code === 'NOT_FOUND') partial = `the service ${active.service} no longer holds session ${active.id} (it was restarted: a recording is sealed at its shutdown); the host is restored`;
+      else if (e.code === 'NETWORK') partial = `${e.message}; the host is restored, the session on the service may still be open`;
+      else throw e;
+      return undefined;
+    });
+  }
+  const { restored } = await host.restore();
+  await rm(path.join(paths.stateDir, HOST_SESSION), { force: true });
+  const exitCode = result && o.mode === 'playback' && result.misses.length > 0 ? EXIT.miss : EXIT.ok;
+  return { result, partial, restored, exitCode };
+}
+
+/**
  * `btrfly stop record|playback`: ends the session (a recording is sealed, a playback reports
  * its misses), then restores the resolver and trust store exactly, also when the daemon died
  * or the host rebooted in between; then stops the daemon if no session is left.
@@ -119,6 +173,7 @@ export async function stopHostSession(o: StopHostOptions): Promise<StopHostResul
   if (active && active.mode !== o.mode) {
     throw new BtrflyError('USAGE', `the active host-mode session is ${active.mode} of tag "${active.tag}": run "btrfly stop ${active.mode}"`);
   }
+  if (active?.service) return stopServiceSession(active, o, host, paths);
   const daemon = await findDaemon(paths.stateDir);
   let result: SessionResult | undefined;
   let partial: string | undefined;
@@ -196,9 +251,14 @@ function hostAddresses(): string[] {
 }
 
 /** `btrfly status` in host mode: the daemon's sessions, or the host session file when the daemon is gone. */
-export async function hostStatus(env: NodeJS.ProcessEnv = process.env): Promise<{ daemon?: { pid: number; address: string }; sessions: unknown[]; hostSession?: HostSessionFile; daemonDied: boolean }> {
+export async function hostStatus(env: NodeJS.ProcessEnv = process.env): Promise<{ daemon?: { pid: number; address: string }; service?: string; sessions: unknown[]; hostSession?: HostSessionFile; daemonDied: boolean }> {
   const paths = detectHostPaths(env);
   const hostSession = await readHostSession(paths);
+  const login = hostSession?.service ? await readLogin(env) : undefined;
+  if (login) {
+    const st = await serviceRequest<{ sessions: SessionInfo[] }>(login, 'GET', '/v1/status');
+    return { service: login.url, sessions: st.sessions.filter((s) => s.id === hostSession!.id), hostSession, daemonDied: false };
+  }
   const daemon = await findDaemon(paths.stateDir);
   if (!daemon) return { sessions: [], hostSession, daemonDied: Boolean(hostSession) };
   const status = await controlRequest<{ pid: number; sessions: unknown[] }>(daemon.socket, 'GET', '/status');

@@ -103,10 +103,11 @@ export class PlaybackSession {
       '',
     ];
     const body = lines.join('\n');
+    // setHeader (not writeHead's object) so the proxy's metrics can read the outcome back.
+    res.setHeader('X-Btrfly', 'miss');
     res.writeHead(404, 'Not Found', {
       'Content-Type': 'text/plain; charset=utf-8',
       'Content-Length': Buffer.byteLength(body),
-      'X-Btrfly': 'miss',
       'Cache-Control': 'no-store',
     });
     res.end(body);

@@ -32,6 +32,17 @@ export interface ProxyServerOptions {
   /** True for a connection the runtime itself opened upstream: refused, so the proxy cannot loop. */
   isOwnSocket?: (socket: net.Socket) => boolean;
   log?: (msg: string, data?: Record<string, unknown>) => void;
+  /** Called when each response ends (or a client is refused): for metrics. */
+  onResponse?: (e: ResponseEvent) => void;
+}
+
+/** One answered request, as metrics count it. */
+export interface ResponseEvent {
+  /** The session's mode; `none` for a client in no session. */
+  mode: 'record' | 'playback' | 'none';
+  /** `hit` (playback), `recorded` (record), `miss`, `upstream-error`, `error` or `refused`. */
+  outcome: string;
+  seconds: number;
 }
 
 export interface ProxyServer {
@@ -66,7 +77,11 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
 
   const onRequest = (scheme: 'http' | 'https', transparent: boolean) => (req: http.IncomingMessage, res: http.ServerResponse) => {
     const route = routes.get(req.socket) ?? (transparent ? transparentRoute(req.socket, scheme) : explicitRoute(req));
-    if (!route) return refuse(req, res, transparent);
+    if (!route) {
+      opts.onResponse?.({ mode: 'none', outcome: 'refused', seconds: 0 });
+      return refuse(req, res, transparent);
+    }
+    if (opts.onResponse) observe(res, route.session.info.mode, opts.onResponse);
     const url = targetUrl(req, route);
     if (!url) {
       res.writeHead(400, { 'Content-Type': 'text/plain', 'X-Btrfly': 'error' });
@@ -78,7 +93,8 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
       if (res.headersSent) return void res.destroy();
       const status = isBtrflyError(e) ? e.httpStatus : 500;
       const body = `btrfly: ${oneLine(e)}\n`;
-      res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'X-Btrfly': 'error' });
+      res.setHeader('X-Btrfly', 'error');
+      res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
     });
   };
@@ -98,6 +114,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
   front.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     const session = opts.sessions.byProxyCredential(proxyCredential(req.headers['proxy-authorization'])) ?? opts.sessions.bySourceAddress(socket.remoteAddress);
     if (!session) {
+      opts.onResponse?.({ mode: 'none', outcome: 'refused', seconds: 0 });
       socket.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="btrfly"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }
@@ -175,6 +192,15 @@ function configure<S extends http.Server>(server: S, handler: (req: http.Incomin
     else socket.destroy();
   });
   return server;
+}
+
+function observe(res: http.ServerResponse, mode: 'record' | 'playback', onResponse: (e: ResponseEvent) => void): void {
+  const start = process.hrtime.bigint();
+  res.once('close', () => {
+    const marked = res.getHeader('x-btrfly');
+    const outcome = typeof marked === 'string' ? marked : !res.writableFinished ? 'error' : mode === 'playback' ? 'hit' : 'recorded';
+    onResponse({ mode, outcome, seconds: Number(process.hrtime.bigint() - start) / 1e9 });
+  });
 }
 
 function refuse(req: http.IncomingMessage, res: http.ServerResponse, transparent: boolean): void {

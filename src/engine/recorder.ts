@@ -195,10 +195,10 @@ export class RecordSession {
       return;
     }
     const body = `btrfly: ${err.message}\n`;
+    res.setHeader('X-Btrfly', 'upstream-error'); // readable by the proxy's metrics
     res.writeHead(err.httpStatus, {
       'Content-Type': 'text/plain; charset=utf-8',
       'Content-Length': Buffer.byteLength(body),
-      'X-Btrfly': 'upstream-error',
       'X-Btrfly-Upstream-Error': String(err.data.kind ?? 'error'),
     });
     res.end(body);

@@ -5,7 +5,7 @@ import type { Entry, MatchRule, Redactions } from '../format/types';
 import { CertificateAuthority } from './ca';
 import { configDir } from './config-dir';
 import { PlaybackSession } from './player';
-import { startProxy, type ProxyServer, type ProxySession } from './proxy-server';
+import { startProxy, type ProxyServer, type ProxySession, type ResponseEvent } from './proxy-server';
 import { RecordSession } from './recorder';
 import { redactKey } from './redact-key';
 import { newCredential, newSessionInfo, SessionTable, type MissRecord, type Mode, type SessionInfo } from './session';
@@ -23,6 +23,8 @@ export interface RuntimeOptions {
   upstream?: UpstreamOptions;
   configDir?: string;
   log?: (msg: string, data?: Record<string, unknown>) => void;
+  /** Called as each proxied response ends (service mode's metrics). */
+  onResponse?: (e: ResponseEvent) => void;
 }
 
 export interface OpenSessionOptions {
@@ -92,6 +94,7 @@ export class Runtime {
         sessions,
         isOwnSocket: (s) => upstream.isOwnSocket(s),
         log,
+        onResponse: opts.onResponse,
       });
     } catch (e) {
       upstream.close();

@@ -1,0 +1,18 @@
+import { Args } from '@oclif/core';
+import { defaultTokenStore } from '../../engine/service-config';
+import { TokenStore } from '../../engine/tokens';
+import { BtrflyCommand } from '../../cli/base';
+import { tokensFlag } from '../../cli/token-flags';
+
+export default class TokenRevoke extends BtrflyCommand {
+  static override summary = 'Revoke a service token: the service refuses it from its next API call.';
+  static override args = { id: Args.string({ description: 'token id (from "btrfly token list")', required: true }) };
+  static override flags = { tokens: tokensFlag };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(TokenRevoke);
+    const t = await new TokenStore(flags.tokens ?? defaultTokenStore()).revoke(args.id);
+    if (flags.json) return this.printJson({ revoked: t.id });
+    process.stderr.write(`btrfly: revoked token ${t.id}\n`);
+  }
+}

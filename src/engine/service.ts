@@ -1,0 +1,140 @@
+import { readFile } from 'node:fs/promises';
+import * as https from 'node:https';
+import express from 'express';
+import { BtrflyError, isBtrflyError, oneLine } from '../errors';
+import { parseTagSpec } from '../format/names';
+import { archiveApi } from './archive-api';
+import { ServiceMetrics } from './metrics';
+import type { OpenSessionOptions } from './runtime';
+import { startServing, untilShutdown, type ServingOptions } from './serving';
+import { normalizeAddress, type SessionInfo } from './session';
+import { authorize, mayRead, TokenStore, type TokenRecord } from './tokens';
+import { webUi } from './web-ui';
+
+export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
+  /** Where the HTTPS API (and `/metrics`) listens; default the DNS/proxy address. */
+  apiAddress?: string;
+  apiPort: number;
+  /** PEM files of the API's certificate and key; default a leaf from btrfly's CA. */
+  apiCert?: string;
+  apiKey?: string;
+  tokenStore: string;
+  /** Called once everything listens, with the API's URL and the ports bound (useful with port 0). */
+  onReady?: (info: ReadyInfo) => void;
+}
+
+export interface ReadyInfo {
+  /** The API's (and the web UI's) URL, e.g. `https://10.0.0.5:8443`. */
+  api: string;
+  address: string;
+  dnsPort: number;
+  httpPort?: number;
+  httpsPort?: number;
+  proxyPort?: number;
+}
+
+/** What `POST /v1/sessions` answers: the session, and what the host must point at and trust. */
+export interface RegisteredSession {
+  session: SessionInfo;
+  dns: string;
+  caPem: string;
+}
+
+/**
+ * `btrfly serve`: DNS, the proxy and an HTTPS API with `/metrics` in one process, for many
+ * build hosts. A host registers a session over the API with a bearer token; its source
+ * address becomes the session's client, so DNS answers it with the proxy and the proxy
+ * serves it. Runs until SIGTERM/SIGINT, then seals open recordings.
+ */
+export async function runService(opts: ServiceOptions): Promise<void> {
+  const tokens = new TokenStore(opts.tokenStore);
+  let metrics: ServiceMetrics | undefined;
+  const serving = await startServing({ ...opts, onResponse: (e) => metrics?.onResponse(e) });
+  const { runtime } = serving;
+  metrics = new ServiceMetrics(() => runtime.status());
+  let api: https.Server | undefined;
+  try {
+    const owners = new Map<string, string>();
+    const app = express();
+    app.disable('x-powered-by');
+    app.use(express.json({ limit: '64kb' }));
+    app.use(webUi());
+    // Every call, /metrics included, carries a token; the request waits for its check.
+    app.use((req, res, next) => {
+      const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+      tokens.verify(m?.[1]).then((t) => ((res.locals.token = t), next()), next);
+    });
+    const tokenOf = (res: express.Response) => res.locals.token as TokenRecord;
+    app.get('/metrics', (_req, res, next) => {
+      metrics!.text().then((text) => res.type(metrics!.contentType).send(text), next);
+    });
+    app.get('/v1/ca', (_req, res) => res.json({ caPem: runtime.ca.certPem }));
+    app.get('/v1/status', (_req, res) => {
+      const t = tokenOf(res);
+      const visible = runtime.status().filter((s) => mayRead(t, s.tag));
+      res.json({ sessions: visible, token: { id: t.id, scopes: t.scopes, tags: t.tags } });
+    });
+    app.post('/v1/sessions', (req, res, next) => {
+      const body = req.body as Partial<OpenSessionOptions>;
+      const client = normalizeAddress(req.socket.remoteAddress ?? '');
+      (async (): Promise<RegisteredSession> => {
+        if (body.mode !== 'record' && body.mode !== 'playback') throw new BtrflyError('USAGE', 'mode must be record or playback');
+        if (typeof body.tag !== 'string') throw new BtrflyError('USAGE', 'a session needs a tag');
+        authorize(tokenOf(res), body.mode, parseTagSpec(body.tag).tag);
+        const opened = await runtime.openSession({
+          tag: body.tag,
+          mode: body.mode,
+          append: body.append,
+          clients: [client],
+          redactHeaders: body.redactHeaders,
+          redactQuery: body.redactQuery,
+          rules: body.rules,
+        });
+        owners.set(opened.info.id, tokenOf(res).id);
+        opts.log('session opened', { id: opened.info.id, tag: opened.info.tag, mode: opened.info.mode, client, token: tokenOf(res).id });
+        return { session: opened.info, dns: opts.address, caPem: runtime.ca.certPem };
+      })().then((r) => res.status(201).json(r), next);
+    });
+    app.delete('/v1/sessions/:id', (req, res, next) => {
+      (async () => {
+        const s = runtime.sessions.get(req.params.id);
+        const t = tokenOf(res);
+        if (!s) throw new BtrflyError('NOT_FOUND', `no session ${req.params.id} on the service: it ended already ("btrfly status")`);
+        if (owners.get(s.info.id) !== t.id && !t.scopes.includes('admin')) authorize(t, s.info.mode, s.info.tag);
+        const result = await runtime.closeSession(s.info.id, { discard: req.query.discard === '1' });
+        owners.delete(s.info.id);
+        metrics!.sessionClosed(result.info);
+        opts.log('session closed', { id: s.info.id, tag: s.info.tag, mode: s.info.mode, commit: result.commit, misses: result.misses.length });
+        return result;
+      })().then((r) => res.json(r), next);
+    });
+    app.use(archiveApi(serving.archive));
+    app.use((_req, _res, next) => next(new BtrflyError('NOT_FOUND', 'no such API endpoint')));
+    app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      const e = isBtrflyError(err) ? err : new BtrflyError('STORAGE', oneLine(err));
+      if (e.httpStatus >= 500 || e.code === 'FORBIDDEN') opts.log('API request refused or failed', { method: req.method, path: req.path, error: e.message });
+      res.status(e.httpStatus).json(e.toJSON());
+    });
+
+    const apiAddress = opts.apiAddress ?? opts.address;
+    const tlsOptions =
+      opts.apiCert && opts.apiKey ? { cert: await readFile(opts.apiCert, 'utf8'), key: await readFile(opts.apiKey, 'utf8') } : await runtime.ca.serverOptions(apiAddress);
+    const server = https.createServer(tlsOptions, app);
+    api = server;
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once('error', (e) => reject(new BtrflyError('NETWORK', `cannot listen for the API on ${apiAddress}:${opts.apiPort}: ${oneLine(e)}`)));
+      server.listen(opts.apiPort, apiAddress, () => resolve((server.address() as { port: number }).port));
+    });
+    const url = `https://${apiAddress.includes(':') ? `[${apiAddress}]` : apiAddress}:${port}`;
+    const { httpPort, httpsPort, proxyPort } = runtime.proxy;
+    const ready: ReadyInfo = { api: url, address: opts.address, dnsPort: serving.dns.udpPort, httpPort, httpsPort, proxyPort };
+    opts.log('service ready', { ...ready });
+    opts.onReady?.(ready);
+    await untilShutdown();
+    opts.log('service stopping: sealing open recordings');
+  } finally {
+    api?.close();
+    api?.closeAllConnections();
+    await serving.close();
+  }
+}

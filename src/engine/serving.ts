@@ -1,0 +1,82 @@
+import { oneLine } from '../errors';
+import { Archive } from '../format/archive';
+import { startDnsServer, type DnsServer } from './dns-server';
+import type { ResponseEvent } from './proxy-server';
+import { Runtime } from './runtime';
+import type { UpstreamOptions } from './upstream';
+
+/** What the host-mode daemon and the service share: an archive, a runtime and a DNS server on one address. */
+export interface ServingOptions {
+  archiveDir: string;
+  /** The address DNS and the proxy listen on, and the one session clients are told for every name. */
+  address: string;
+  dnsPort: number;
+  httpPort: number;
+  httpsPort: number;
+  proxyPort: number;
+  /** Resolvers the DNS server forwards to for clients in no session, and record resolves with. */
+  upstreamDns: string[];
+  upstream: UpstreamOptions;
+  configDir?: string;
+  log: (msg: string, data?: Record<string, unknown>) => void;
+  onResponse?: (e: ResponseEvent) => void;
+}
+
+export interface Serving {
+  archive: Archive;
+  runtime: Runtime;
+  dns: DnsServer;
+  /** Stops DNS and the proxy, seals open recordings (logged), closes the archive. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the archive and starts the runtime (proxy: explicit port and transparent 80/443) and
+ * the DNS server, which answers the proxy's address to clients in a session and forwards
+ * everyone else's questions upstream.
+ */
+export async function startServing(opts: ServingOptions): Promise<Serving> {
+  const archive = await Archive.open(opts.archiveDir, { create: true });
+  const upstream = { ...opts.upstream, dns: opts.upstream.dns?.length ? opts.upstream.dns : opts.upstreamDns };
+  let runtime: Runtime | undefined;
+  let dns: DnsServer | undefined;
+  const close = async (): Promise<void> => {
+    await dns?.close().catch(() => {});
+    const results = runtime ? await runtime.close().catch((e) => (opts.log('closing sessions failed', { error: oneLine(e) }), [])) : [];
+    for (const r of results) opts.log('session closed at shutdown', { tag: r.info.tag, mode: r.info.mode, commit: r.commit });
+    await archive.close();
+  };
+  try {
+    runtime = await Runtime.start({
+      archive,
+      address: opts.address,
+      proxyPort: opts.proxyPort,
+      httpPort: opts.httpPort,
+      httpsPort: opts.httpsPort,
+      upstream,
+      configDir: opts.configDir,
+      log: opts.log,
+      onResponse: opts.onResponse,
+    });
+    const sessions = runtime.sessions;
+    dns = await startDnsServer({
+      address: opts.address,
+      port: opts.dnsPort,
+      answerFor: (client) => (sessions.bySourceAddress(client) ? { ipv4: opts.address } : null),
+      upstream: opts.upstreamDns,
+      log: (e) => e.level !== 'debug' && opts.log(e.msg, e as Record<string, unknown>),
+    });
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { archive, runtime, dns, close };
+}
+
+/** Resolves on SIGTERM, SIGINT, SIGHUP or an in-process shutdown request. */
+export function untilShutdown(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(sig, () => resolve());
+    process.once('btrfly-shutdown' as never, () => resolve());
+  });
+}

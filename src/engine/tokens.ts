@@ -1,0 +1,137 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { BtrflyError } from '../errors';
+import type { Mode } from './session';
+
+/** What a token may do: open record or playback sessions, or anything (admin). */
+export type Scope = Mode | 'admin';
+export const SCOPES: readonly Scope[] = ['record', 'playback', 'admin'];
+
+/** A token as the store keeps it: plain data, the secret only as its SHA-256. */
+export interface TokenRecord {
+  id: string;
+  name?: string;
+  scopes: Scope[];
+  /** Tag patterns: `*` matches any run of characters, `/` included (`team-a/*`). */
+  tags: string[];
+  /** SHA-256 of the secret part, hex. */
+  hash: string;
+  created: string;
+}
+
+interface TokenFile {
+  btrflyTokens: 1;
+  tokens: TokenRecord[];
+}
+
+const PREFIX = 'btf';
+
+/**
+ * The service's token store: one JSON file (mode 0600) of hashed tokens. A token is
+ * `btf_<id>_<secret>`; the id finds the record, the secret is compared by hash in constant
+ * time. The file is read on every check, so a revoke takes effect at the next API call.
+ * SHA-256 (not scrypt) is enough: the secret is 24 random bytes, not a password.
+ */
+export class TokenStore {
+  constructor(readonly file: string) {}
+
+  /** Creates a token; the returned secret is shown once and never stored. */
+  async create(init: { scopes: Scope[]; tags: string[]; name?: string }): Promise<{ token: string; record: TokenRecord }> {
+    if (init.scopes.length === 0) throw new BtrflyError('USAGE', 'a token needs at least one scope: --scope record,playback (or admin)');
+    for (const s of init.scopes) {
+      if (!SCOPES.includes(s)) throw new BtrflyError('USAGE', `unknown scope "${s}": use record, playback or admin`);
+    }
+    if (init.tags.length === 0) throw new BtrflyError('USAGE', "a token needs at least one tag pattern: --tags 'team-a/*' (or '*' for every tag)");
+    const id = randomBytes(6).toString('hex');
+    const secret = randomBytes(24).toString('base64url');
+    const record: TokenRecord = { id, ...(init.name ? { name: init.name } : {}), scopes: [...new Set(init.scopes)], tags: init.tags, hash: sha256(secret), created: new Date().toISOString() };
+    const data = await this.read();
+    data.tokens.push(record);
+    await this.write(data);
+    return { token: `${PREFIX}_${id}_${secret}`, record };
+  }
+
+  async list(): Promise<TokenRecord[]> {
+    return (await this.read()).tokens;
+  }
+
+  async revoke(id: string): Promise<TokenRecord> {
+    const data = await this.read();
+    const found = data.tokens.find((t) => t.id === id);
+    if (!found) throw new BtrflyError('NOT_FOUND', `no token ${id} in ${this.file}: run "btrfly token list"`);
+    data.tokens = data.tokens.filter((t) => t !== found);
+    await this.write(data);
+    return found;
+  }
+
+  /** The token's record, or an UNAUTHORIZED error; the secret is compared in constant time. */
+  async verify(token: string | undefined): Promise<TokenRecord> {
+    const m = token ? /^btf_([0-9a-f]{12})_([A-Za-z0-9_-]{32})$/.exec(token) : null;
+    const record = m ? (await this.read()).tokens.find((t) => t.id === m[1]) : undefined;
+    // Hash even when nothing matched, so the time taken does not tell which part was wrong.
+    const given = Buffer.from(sha256(m?.[2] ?? ''), 'hex');
+    const stored = Buffer.from(record?.hash ?? '0'.repeat(64), 'hex');
+    if (!record || !timingSafeEqual(given, stored)) {
+      throw new BtrflyError('UNAUTHORIZED', 'the btrfly service refused the token (unknown, revoked or mistyped): ask for a new one ("btrfly token create") and run "btrfly login URL --token T"');
+    }
+    return record;
+  }
+
+  private async read(): Promise<TokenFile> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { btrflyTokens: 1, tokens: [] };
+      throw e;
+    }
+    const data = JSON.parse(text) as TokenFile;
+    if (data.btrflyTokens !== 1 || !Array.isArray(data.tokens)) throw new BtrflyError('CONFIG', `${this.file} is not a btrfly token store`);
+    return data;
+  }
+
+  private async write(data: TokenFile): Promise<void> {
+    await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(data, null, 2) + '\n', { mode: 0o600 });
+    await chmod(tmp, 0o600);
+    await rename(tmp, this.file);
+  }
+}
+
+/**
+ * Refuses what the token may not do, in one line: a mode outside its scopes, a tag outside
+ * its patterns. `admin` may do anything.
+ */
+export function authorize(token: TokenRecord, mode: Mode, tag: string): void {
+  if (token.scopes.includes('admin')) return;
+  if (!token.scopes.includes(mode)) {
+    throw new BtrflyError('FORBIDDEN', `token ${token.id} may not ${mode} (its scopes: ${token.scopes.join(',')}): ask for a token with --scope ${mode}`);
+  }
+  if (!token.tags.some((p) => tagMatches(p, tag))) {
+    throw new BtrflyError('FORBIDDEN', `token ${token.id} may not touch tag "${tag}" (its tags: ${token.tags.join(',')}): use a tag it covers or ask for a token that covers "${tag}"`);
+  }
+}
+
+/** True when the token may see `tag` in the API and the web UI: admin, or a tag pattern covers it. */
+export function mayRead(token: TokenRecord, tag: string): boolean {
+  return token.scopes.includes('admin') || token.tags.some((p) => tagMatches(p, tag));
+}
+
+/** Refuses, in one line, a read of a tag the token's patterns do not cover. */
+export function authorizeRead(token: TokenRecord, tag: string): void {
+  if (!mayRead(token, tag)) {
+    throw new BtrflyError('FORBIDDEN', `token ${token.id} may not read tag "${tag}" (its tags: ${token.tags.join(',')}): ask for a token that covers "${tag}"`);
+  }
+}
+
+/** `team-a/*` matches `team-a/x` and `team-a/x/y`; `*` alone matches every tag. */
+export function tagMatches(pattern: string, tag: string): boolean {
+  const re = new RegExp('^' + pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$');
+  return re.test(tag);
+}
+
+function sha256(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}

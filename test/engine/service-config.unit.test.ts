@@ -1,0 +1,33 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { serveSettings } from '../../src/engine/service-config';
+import { tmpDir } from '../helpers';
+
+test('serve settings: flags over the config file over the defaults; paths in the file are relative to it', async () => {
+  const dir = tmpDir('btrfly-serve-config-');
+  const file = path.join(dir, 'serve.json');
+  await fs.writeFile(file, JSON.stringify({ archive: 'archive', tokens: 'tokens.json', address: '10.0.0.5', apiPort: 9443, upstreamDns: ['1.1.1.1'], upstreamCa: ['ca.pem'] }));
+  const s = await serveSettings({ address: '10.0.0.6', dnsPort: 0, upstreamDns: [] }, file);
+  expect(s).toMatchObject({
+    archive: path.join(dir, 'archive'),
+    tokens: path.join(dir, 'tokens.json'),
+    address: '10.0.0.6',
+    dnsPort: 0,
+    httpPort: 80,
+    apiPort: 9443,
+    upstreamDns: ['1.1.1.1'],
+    upstreamCa: [path.join(dir, 'ca.pem')],
+  });
+  expect((await serveSettings({})).address).toBe('127.0.0.1');
+});
+
+test('a config file with an unknown setting or that is not JSON is refused in one line', async () => {
+  const dir = tmpDir('btrfly-serve-config-');
+  const file = path.join(dir, 'serve.json');
+  await fs.writeFile(file, JSON.stringify({ adress: '10.0.0.5' }));
+  await expect(serveSettings({}, file)).rejects.toThrow(/^unknown setting\(s\) adress in .*serve\.json: use /);
+  await fs.writeFile(file, '["10.0.0.5"]');
+  await expect(serveSettings({}, file)).rejects.toThrow(/is not a JSON object of settings/);
+  await fs.writeFile(file, '{ address: 10.0.0.5 }');
+  await expect(serveSettings({}, file)).rejects.toThrow(/^cannot read the service config .*serve\.json: .*: it must be a JSON object of settings$/);
+});

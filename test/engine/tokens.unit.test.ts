@@ -1,0 +1,42 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { authorize, authorizeRead, mayRead, tagMatches, TokenStore } from '../../src/engine/tokens';
+import { tmpDir } from '../helpers';
+
+test('a token is printed once, stored only as a hash in a 0600 file, verified, scoped and revoked', async () => {
+  const store = new TokenStore(path.join(tmpDir('btrfly-tokens-'), 'tokens.json'));
+  const { token, record } = await store.create({ scopes: ['record', 'playback'], tags: ['team-a/*'], name: 'ci' });
+  expect(token).toMatch(/^btf_[0-9a-f]{12}_[A-Za-z0-9_-]{32}$/);
+  const text = await fs.readFile(store.file, 'utf8');
+  expect(text).not.toContain(token.split('_')[2]);
+  expect((await fs.stat(store.file)).mode & 0o777).toBe(0o600);
+  expect((await store.verify(token)).id).toBe(record.id);
+  await expect(store.verify(token.slice(0, -1) + (token.endsWith('A') ? 'B' : 'A'))).rejects.toThrow(/refused the token/);
+  await expect(store.verify(undefined)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+  expect(() => authorize(record, 'record', 'team-a/x')).not.toThrow();
+  expect(() => authorize(record, 'playback', 'team-b/x')).toThrow(/^token [0-9a-f]{12} may not touch tag "team-b\/x" \(its tags: team-a\/\*\)/);
+  const playOnly = (await store.create({ scopes: ['playback'], tags: ['*'] })).record;
+  expect(() => authorize(playOnly, 'record', 'anything')).toThrow(/may not record/);
+  await store.revoke(record.id);
+  await expect(store.verify(token)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+  await expect(store.create({ scopes: ['root' as never], tags: ['*'] })).rejects.toThrow(/unknown scope "root"/);
+});
+
+test('tag patterns: * matches any run of characters, the rest literally', () => {
+  expect(tagMatches('team-a/*', 'team-a/x')).toBe(true);
+  expect(tagMatches('team-a/*', 'team-a/x/y')).toBe(true);
+  expect(tagMatches('team-a/*', 'team-ab/x')).toBe(false);
+  expect(tagMatches('team-a/*', 'team-b/x')).toBe(false);
+  expect(tagMatches('a.b', 'axb')).toBe(false);
+  expect(tagMatches('*', 'anything')).toBe(true);
+});
+
+test('reading a tag in the API and the UI: any scope reads what its patterns cover, admin reads all', async () => {
+  const store = new TokenStore(path.join(tmpDir('btrfly-tokens-'), 'tokens.json'));
+  const play = (await store.create({ scopes: ['playback'], tags: ['team-a/*'] })).record;
+  const admin = (await store.create({ scopes: ['admin'], tags: ['nothing'] })).record;
+  expect(mayRead(play, 'team-a/app')).toBe(true);
+  expect(mayRead(play, 'team-b/app')).toBe(false);
+  expect(mayRead(admin, 'team-b/app')).toBe(true);
+  expect(() => authorizeRead(play, 'team-b/app')).toThrow(/^token [0-9a-f]{12} may not read tag "team-b\/app" \(its tags: team-a\/\*\): ask for a token that covers "team-b\/app"$/);
+});
