@@ -64,7 +64,7 @@ export async function startServing(opts: ServingOptions): Promise<Serving> {
       port: opts.dnsPort,
       answerFor: (client) => (sessions.bySourceAddress(client) ? { ipv4: opts.address } : null),
       upstream: opts.upstreamDns,
-      log: (e) => e.level !== 'debug' && opts.log(e.msg, e as Record<string, unknown>),
+      log: ({ level, msg, ...data }) => level !== 'debug' && opts.log(msg, { ...data, ...(level === 'info' ? {} : { severity: level }) }),
     });
   } catch (e) {
     await close();
