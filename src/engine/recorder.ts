@@ -24,6 +24,7 @@ const MAX_BEHIND = 64;
 export interface RecordStore {
   createBodyWriter(): BodyWriter;
   openBody(loc: BodyLocation, range?: ByteRange): Readable;
+  readSmallBody?(loc: BodyLocation): Promise<Buffer> | undefined;
   locateBody(stored: StoredBody): Promise<BodyLocation>;
 }
 
@@ -182,6 +183,7 @@ export class RecordSession {
       // The writer knows its parts: no `git ls-tree` process per recorded exchange.
       body: writer.location ?? (await this.store.locateBody(stored)),
       openBody: (loc, range) => this.store.openBody(loc, range),
+      readSmallBody: (loc) => this.store.readSmallBody?.(loc),
     };
     if (answerLater) await sendRecorded(req, res, answer, this.countSent);
     return answer;

@@ -31,7 +31,7 @@ export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: {
     throw corrupt(loc, `has ${loc.parts.length} parts where ${loc.size} bytes need ${expectedParts}`);
   }
   const whole = start === 0 && end === loc.size - 1;
-  if (whole && loc.parts.length === 1 && loc.size <= SMALL_OBJECT_LIMIT && loc.parts[0].storedSize <= SMALL_OBJECT_LIMIT) {
+  if (whole && isSmall(loc)) {
     const small = smallWholeBody(git, loc);
     return opts.signal ? addAbortSignal(opts.signal, small) : small;
   }
@@ -93,6 +93,22 @@ function openPart(git: Git, part: PartLocation): PartSource {
   stored.on('error', (e) => decompress.destroy(e));
   decompress.on('close', () => stored.destroy());
   return stored.pipe(decompress);
+}
+
+/**
+ * A whole small body in one buffer, SHA-256 checked, or undefined when the body is not small
+ * (one part of at most 1 MiB): then stream it with {@link openBody}. A playback of thousands
+ * of small files answers each with one `res.end(buffer)`, without a stream per body.
+ */
+export function readSmallBody(git: Git, loc: BodyLocation): Promise<Buffer> | undefined {
+  if (!isSmall(loc)) return undefined;
+  return loadSmallBody(git, loc).catch((e: unknown) => {
+    throw partError(loc, 0, e);
+  });
+}
+
+function isSmall(loc: BodyLocation): boolean {
+  return loc.parts.length === 1 && loc.size <= SMALL_OBJECT_LIMIT && loc.parts[0].storedSize <= SMALL_OBJECT_LIMIT;
 }
 
 /**
