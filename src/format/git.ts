@@ -364,6 +364,9 @@ export class Git {
       for (const out of outs.slice(index)) out.destroy(e);
     };
     for (const out of outs) {
+      // A later blob can fail (missing) before its reader gets to it: the reader meets the
+      // error then (`stream.errored`), so it must not be thrown as an unhandled 'error' now.
+      out.on('error', () => undefined);
       out.on('drain', () => stdout.resume());
       out.on('close', () => {
         stdout.resume();
