@@ -12,6 +12,7 @@ import type { MissRecord, SessionInfo } from './session';
 
 export interface BodySource {
   openBody(loc: BodyLocation, range?: ByteRange): Readable;
+  readSmallBody?(loc: BodyLocation): Promise<Buffer> | undefined;
 }
 
 /**
@@ -87,6 +88,7 @@ export class PlaybackSession {
       headers: mergeHeaders(entry.response.headers, volatile),
       body: this.recording.bodies.get(entry.response.content.sha256),
       openBody: (loc: BodyLocation, range?: ByteRange) => this.bodies.openBody(loc, range),
+      readSmallBody: (loc: BodyLocation) => this.bodies.readSmallBody?.(loc),
     };
   }
 

@@ -12,10 +12,19 @@ import type { SessionInfo } from './session';
 import { teeToStore } from './tee';
 import { upstreamError, type Upstream } from './upstream';
 
+/**
+ * At most this many exchanges may be answered but not yet stored before new requests wait.
+ * Without a bound, 5,000 small files recorded by 8 clients left ~3,000 exchanges (sockets,
+ * messages, body writers) queued behind git and the journal, 270–450 MiB at the peak
+ * (docs/notes/small-files.md).
+ */
+const MAX_BEHIND = 64;
+
 /** Where a record session puts what it fetched. */
 export interface RecordStore {
   createBodyWriter(): BodyWriter;
   openBody(loc: BodyLocation, range?: ByteRange): Readable;
+  readSmallBody?(loc: BodyLocation): Promise<Buffer> | undefined;
   locateBody(stored: StoredBody): Promise<BodyLocation>;
 }
 
@@ -46,6 +55,9 @@ export class RecordSession {
   };
   /** Every exchange still being written, so that a seal waits for what the client already has. */
   private readonly writing = new Set<Promise<unknown>>();
+  /** Exchanges whose client has its whole answer while the archive is still storing them. */
+  private behind = 0;
+  private readonly caughtUp: Array<() => void> = [];
 
   constructor(
     readonly info: SessionInfo,
@@ -67,6 +79,8 @@ export class RecordSession {
 
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     this.info.stats.requests++;
+    // A recorder that cannot keep up slows its clients; it does not pile up exchanges (STYLE.md).
+    while (this.behind >= MAX_BEHIND) await new Promise<void>((resolve) => this.caughtUp.push(resolve));
     const method = req.method ?? 'GET';
     const storedUrl = redactUrl(url.href, this.redact.query, this.redactKey);
     const shareable = (method === 'GET' || method === 'HEAD') && !hasRequestBody(req);
@@ -81,7 +95,22 @@ export class RecordSession {
     }
     const fetch = this.fetchAndRecord(req, res, url, storedUrl);
     this.writing.add(fetch);
-    fetch.finally(() => this.writing.delete(fetch)).catch(() => {});
+    let counted = false;
+    const answered = (): void => {
+      if (!this.writing.has(fetch)) return;
+      counted = true;
+      this.behind++;
+    };
+    res.once('finish', answered);
+    fetch
+      .finally(() => {
+        this.writing.delete(fetch);
+        res.off('finish', answered);
+        if (!counted) return;
+        this.behind--;
+        this.caughtUp.shift()?.();
+      })
+      .catch(() => {});
     if (key) {
       this.inflight.set(key, fetch);
       fetch.finally(() => this.inflight.get(key) === fetch && this.inflight.delete(key)).catch(() => {});
@@ -154,6 +183,7 @@ export class RecordSession {
       // The writer knows its parts: no `git ls-tree` process per recorded exchange.
       body: writer.location ?? (await this.store.locateBody(stored)),
       openBody: (loc, range) => this.store.openBody(loc, range),
+      readSmallBody: (loc) => this.store.readSmallBody?.(loc),
     };
     if (answerLater) await sendRecorded(req, res, answer, this.countSent);
     return answer;

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import fresh from 'fresh';
 import Negotiator from 'negotiator';
@@ -17,6 +17,8 @@ export interface RecordedAnswer {
   headers: Header[];
   body: BodyLocation | undefined;
   openBody(loc: BodyLocation, range?: ByteRange): Readable;
+  /** A whole small body in one buffer, when the store offers it (BodyStore.readSmallBody). */
+  readSmallBody?(loc: BodyLocation): Promise<Buffer> | undefined;
 }
 
 /** Headers a 304 carries over from the full response (RFC 9110 §15.4.5). */
@@ -85,7 +87,20 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
     return;
   }
   if (!answer.body) throw missingBody(entry);
+  const small = answer.readSmallBody?.(answer.body);
+  if (small) return sendWhole(await small, res, count);
   return streamCounting(answer.openBody(answer.body), res, count);
+}
+
+/**
+ * Sends a body held in one buffer with one write: no stream, pipeline or abort controller per
+ * response (each `pipeline` makes a DOMException when it settles, ~0.03 ms; docs/notes/small-files.md).
+ */
+async function sendWhole(body: Buffer, res: ServerResponse, count: (bytes: number) => void): Promise<void> {
+  count(body.length);
+  noteStreamed(body.length);
+  res.end(body);
+  await finished(res);
 }
 
 function isFresh(req: IncomingMessage, headers: Header[]): boolean {

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
 import { initArchive } from './archive-init';
 import { gcArchive, storageStats, verifyArchive, type VerifyProblem } from './archive-maintenance';
-import { openBody } from './body-reader';
+import { openBody, readSmallBody } from './body-reader';
 import { createBodyWriter } from './body-writer';
 import { Git } from './git';
 import { readJournal } from './journal';
@@ -243,6 +243,11 @@ export class Archive implements BodyStore {
   /** {@inheritDoc BodyStore.openBody} */
   openBody(loc: BodyLocation, range?: ByteRange, opts: { signal?: AbortSignal } = {}): Readable {
     return openBody(this.git, loc, range, opts);
+  }
+
+  /** {@inheritDoc BodyStore.readSmallBody} */
+  readSmallBody(loc: BodyLocation): Promise<Buffer> | undefined {
+    return readSmallBody(this.git, loc);
   }
 
   /**

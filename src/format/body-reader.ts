@@ -31,7 +31,7 @@ export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: {
     throw corrupt(loc, `has ${loc.parts.length} parts where ${loc.size} bytes need ${expectedParts}`);
   }
   const whole = start === 0 && end === loc.size - 1;
-  if (whole && loc.parts.length === 1 && loc.size <= SMALL_OBJECT_LIMIT && loc.parts[0].storedSize <= SMALL_OBJECT_LIMIT) {
+  if (whole && isSmall(loc)) {
     const small = smallWholeBody(git, loc);
     return opts.signal ? addAbortSignal(opts.signal, small) : small;
   }
@@ -43,14 +43,15 @@ async function* readParts(git: Git, loc: BodyLocation, start: number, end: numbe
   const hash = verify ? createHash('sha256') : undefined;
   const first = Math.floor(start / PART_SIZE);
   const last = loc.size === 0 ? 0 : Math.floor(end / PART_SIZE);
-  // The next part's git process starts while the current one streams, so part boundaries
-  // do not stall on process start and object lookup.
-  let next: PartSource | undefined = openPart(git, loc.parts[first]);
+  // The next part is opened while the current one streams (a large part's bytes follow in the
+  // same git process), so part boundaries do not stall on object lookup.
+  const stored = storedParts(git, loc.parts.slice(first, last + 1));
+  let next: PartSource | undefined = openPart(loc.parts[first], stored.open(0));
   let current: PartSource | undefined;
   try {
     for (let i = first; i <= last; i++) {
       current = next!;
-      next = i < last ? openPart(git, loc.parts[i + 1]) : undefined;
+      next = i < last ? openPart(loc.parts[i + 1], stored.open(i + 1 - first)) : undefined;
       const partStart = i * PART_SIZE;
       const partLength = Math.min(PART_SIZE, loc.size - partStart);
       const from = Math.max(start, partStart) - partStart; // first wanted byte within the part
@@ -83,16 +84,55 @@ async function* readParts(git: Git, loc: BodyLocation, start: number, end: numbe
   } finally {
     current?.destroy();
     next?.destroy();
+    stored.close();
   }
 }
 
-function openPart(git: Git, part: PartLocation): PartSource {
-  const stored = part.storedSize <= SMALL_OBJECT_LIMIT ? smallBlob(git, part.oid) : git.streamBlob(part.oid);
+/**
+ * The stored bytes of each part: a small part from the shared batch reader, opened when asked
+ * for; the large ones in turn from one `git cat-file --batch` of the body's own, started at once
+ * (so the next part is already on its way while one streams). `close` ends what is left.
+ */
+function storedParts(git: Git, parts: readonly PartLocation[]): { open(i: number): Readable; close(): void } {
+  const isLarge = (p: PartLocation): boolean => p.storedSize > SMALL_OBJECT_LIMIT;
+  const large = parts.filter(isLarge);
+  const streams = large.length ? git.streamBlobs(large.map((p) => p.oid)) : [];
+  const opened: Readable[] = [];
+  return {
+    open(i) {
+      const part = parts[i];
+      const s = isLarge(part) ? streams[parts.slice(0, i).filter(isLarge).length] : smallBlob(git, part.oid);
+      opened.push(s);
+      return s;
+    },
+    close() {
+      for (const s of [...streams, ...opened]) s.destroy();
+    },
+  };
+}
+
+function openPart(part: PartLocation, stored: Readable): PartSource {
   if (!part.zstd) return stored;
   const decompress = createZstdDecompress({ chunkSize: IO_CHUNK });
   stored.on('error', (e) => decompress.destroy(e));
   decompress.on('close', () => stored.destroy());
   return stored.pipe(decompress);
+}
+
+/**
+ * A whole small body in one buffer, SHA-256 checked, or undefined when the body is not small
+ * (one part of at most 1 MiB): then stream it with {@link openBody}. A playback of thousands
+ * of small files answers each with one `res.end(buffer)`, without a stream per body.
+ */
+export function readSmallBody(git: Git, loc: BodyLocation): Promise<Buffer> | undefined {
+  if (!isSmall(loc)) return undefined;
+  return loadSmallBody(git, loc).catch((e: unknown) => {
+    throw partError(loc, 0, e);
+  });
+}
+
+function isSmall(loc: BodyLocation): boolean {
+  return loc.parts.length === 1 && loc.size <= SMALL_OBJECT_LIMIT && loc.parts[0].storedSize <= SMALL_OBJECT_LIMIT;
 }
 
 /**

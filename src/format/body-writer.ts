@@ -7,7 +7,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -39,7 +39,8 @@ interface OpenPart {
   index: number;
   written: number;
   rawPath: string;
-  raw: WriteStream;
+  /** Opened when the probe decides: a part that ends within its probe is written in one call, without streams. */
+  raw?: WriteStream;
   /** The first bytes, held until the probe decides (at most PROBE_SIZE). */
   probe?: Buffer[];
   /** Set when the probe found the part worth compressing. */
@@ -124,7 +125,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
     const part = this.current;
     this.current = undefined;
     if (part) {
-      part.raw.destroy();
+      part.raw?.destroy();
       part.zst?.compressor.destroy();
       part.zst?.file.destroy();
     }
@@ -162,25 +163,45 @@ class GitBodyWriter extends Writable implements BodyWriter {
   private async decide(part: OpenPart): Promise<void> {
     const head = Buffer.concat(part.probe!);
     part.probe = undefined;
-    if (head.length === 0) return;
+    part.raw = createWriteStream(part.rawPath, { highWaterMark: IO_CHUNK });
     const probe = zstdCompressSync(head, { params: { [zc.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
     if (probe.length < head.length * ZSTD_KEEP_RATIO) part.zst = this.openZstd(part);
     await this.writeOut(part, head);
   }
 
+  /**
+   * A part that ended within its probe (a small body, or the tail of a large one): compressed
+   * once, in one call, and written in one call. Streaming it as a large part is (a zstd
+   * stream with its 1 MiB output buffer and its native context, two write streams, the bytes
+   * compressed twice) cost the small-file record most of its memory and time
+   * (docs/notes/small-files.md).
+   */
+  private async storeSmallPart(part: OpenPart): Promise<void> {
+    const head = Buffer.concat(part.probe!);
+    part.probe = undefined;
+    const packed = head.length > 0 ? zstdCompressSync(head, { params: { [zc.ZSTD_c_compressionLevel]: ZSTD_LEVEL } }) : head;
+    const zstd = head.length > 0 && packed.length < head.length * ZSTD_KEEP_RATIO;
+    const bytes = zstd ? packed : head;
+    await writeFile(part.rawPath, bytes);
+    const oid = await this.git.hashFile(part.rawPath);
+    this.parts[part.index] = { oid, zstd, storedSize: bytes.length };
+    await unlink(part.rawPath);
+    this.tempFiles.delete(part.rawPath);
+  }
+
   /** Writes to the raw file and the compressor, waiting for both so a slow disk slows the writer instead of filling memory. */
   private async writeOut(part: OpenPart, bytes: Buffer): Promise<void> {
-    const rawOk = part.raw.write(bytes);
+    const raw = part.raw!;
+    const rawOk = raw.write(bytes);
     const zstOk = part.zst ? part.zst.compressor.write(bytes) : true;
-    await Promise.all([rawOk || once(part.raw, 'drain'), zstOk || once(part.zst!.compressor, 'drain')]);
+    await Promise.all([rawOk || once(raw, 'drain'), zstOk || once(part.zst!.compressor, 'drain')]);
   }
 
   private openPart(): OpenPart {
     const index = this.nextIndex++;
     const rawPath = join(this.tmpDir, `${this.id}-${index}.raw`);
     this.tempFiles.add(rawPath);
-    const raw = createWriteStream(rawPath, { highWaterMark: IO_CHUNK });
-    return { index, written: 0, rawPath, raw, probe: [] };
+    return { index, written: 0, rawPath, probe: [] };
   }
 
   private openZstd(part: OpenPart): ZstdSink {
@@ -204,11 +225,12 @@ class GitBodyWriter extends Writable implements BodyWriter {
   }
 
   private async storePart(part: OpenPart): Promise<void> {
-    if (part.probe) await this.decide(part);
-    part.raw.end();
+    if (part.probe) return this.storeSmallPart(part);
+    const raw = part.raw!;
+    raw.end();
     part.zst?.compressor.end();
-    await Promise.all([once(part.raw, 'finish'), part.zst?.compressed]);
-    if (!part.raw.closed) await once(part.raw, 'close');
+    await Promise.all([once(raw, 'finish'), part.zst?.compressed]);
+    if (!raw.closed) await once(raw, 'close');
     const zstd = part.zst !== undefined && part.zst.file.bytesWritten < part.written * ZSTD_KEEP_RATIO;
     const oid = await this.git.hashFile(zstd ? part.zst!.path : part.rawPath);
     this.parts[part.index] = { oid, zstd, storedSize: zstd ? part.zst!.file.bytesWritten : part.written };

@@ -340,31 +340,76 @@ export class Git {
   }
 
   /**
-   * Streams a blob's content from its own `git cat-file blob` process, so a slow consumer
-   * holds up only its own pipe (backpressure reaches git) and never the shared batch reader.
-   * The stream errors with BtrflyError('GIT') if git fails.
+   * Streams blobs one after another from one `git cat-file --batch` process of their own: the
+   * large parts of one body cost one process start, not one a part (each `spawn` blocks the main
+   * thread for ~5 ms; 128 of them were 13 % of a 1 GiB playback's main thread,
+   * docs/decisions.md "Archive storage"). A slow consumer holds up only its own pipe
+   * (backpressure reaches git) and never the shared batch reader. A blob whose stream was
+   * destroyed is read past; git is stopped once every stream is closed. A stream fails with
+   * BtrflyError BODY_MISSING when its object is missing, GIT when git fails.
    */
-  streamBlob(oid: string): Readable {
-    const args = ['cat-file', 'blob', oid];
-    const child = this.spawn(args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    // The stream ends only once git has exited 0: git's stdout ends (empty) before its exit
-    // status of a missing or unreadable object is known, and a reader must not take that
-    // for a blob of 0 bytes.
-    const out = new PassThrough({ highWaterMark: 1024 * 1024 });
-    child.stdout!.pipe(out, { end: false });
+  streamBlobs(oids: readonly string[]): Readable[] {
+    const args = ['cat-file', '--batch'];
+    const bad = oids.find((o) => !/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(o));
+    if (bad !== undefined) throw gitError(args, `not an object id: ${JSON.stringify(bad)}`);
+    const child = this.spawn(args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const outs = oids.map(() => new PassThrough({ highWaterMark: 1024 * 1024 }));
+    const stdout = child.stdout!;
+    let index = 0; // the blob whose header or bytes come next
+    let left = -1; // bytes of blob `index` still to come, its trailing newline included; -1: its header
+    let header = '';
     let stderr = '';
+    let closed = 0;
+    const failRest = (e: Error): void => {
+      for (const out of outs.slice(index)) out.destroy(e);
+    };
+    for (const out of outs) {
+      // A later blob can fail (missing) before its reader gets to it: the reader meets the
+      // error then (`stream.errored`), so it must not be thrown as an unhandled 'error' now.
+      out.on('error', () => undefined);
+      out.on('drain', () => stdout.resume());
+      out.on('close', () => {
+        stdout.resume();
+        if (++closed === outs.length && child.exitCode === null && child.signalCode === null) child.kill();
+      });
+    }
+    stdout.on('data', (b: Buffer) => {
+      let at = 0;
+      while (at < b.length && index < outs.length) {
+        if (left < 0) {
+          const nl = b.indexOf(10, at);
+          header += b.toString('latin1', at, nl < 0 ? b.length : nl);
+          if (nl < 0) return;
+          at = nl + 1;
+          const [oid, type, size] = header.split(' ');
+          header = '';
+          if (oid !== oids[index] || type !== 'blob' || !/^\d+$/.test(size ?? '')) {
+            const e = type === 'missing' ? new BtrflyError('BODY_MISSING', `object ${oids[index]} is missing`) : gitError(args, `${oids[index]} is not a blob`);
+            outs[index++].destroy(e);
+            continue;
+          }
+          left = Number(size) + 1;
+          continue;
+        }
+        const take = Math.min(left, b.length - at);
+        const content = Math.min(take, left - 1);
+        const out = outs[index];
+        if (content > 0 && !out.destroyed && !out.write(b.subarray(at, at + content))) stdout.pause();
+        at += take;
+        left -= take;
+        if (left === 0) {
+          out.end();
+          index++;
+          left = -1;
+        }
+      }
+    });
     child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    child.on('error', (e) => out.destroy(spawnFailed(args, e)));
-    child.on('close', (code, signal) => {
-      if (out.destroyed) return;
-      if (code === 0) out.end();
-      else out.destroy(gitError(args, stderr || `exited with ${code ?? signal}`));
-    });
-    // A reader that stops early (range served, client gone) must not leave git behind.
-    out.on('close', () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill();
-    });
-    return out;
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(oids.map((o) => `${o}\n`).join(''));
+    child.on('error', (e) => failRest(spawnFailed(args, e)));
+    child.on('close', (code, signal) => failRest(gitError(args, stderr || `exited with ${code ?? signal} before the end of its objects`)));
+    return outs;
   }
 
   /** Stores a file's bytes as a loose blob through the long-lived `hash-object -w --no-filters --stdin-paths`. */

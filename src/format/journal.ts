@@ -32,9 +32,16 @@ export interface JournalContent {
   redact?: Redactions;
 }
 
-/** An open journal; lines are appended in call order, each one on disk before its promise resolves. */
+/**
+ * An open journal; lines are appended in call order, each one on disk before its promise resolves.
+ * Lines that arrive while a write and its `datasync` are under way go out together in the next
+ * one (a group commit): one sync per exchange set the small-file record's pace
+ * (docs/notes/small-files.md).
+ */
 export class JournalWriter {
   private queue: Promise<void> = Promise.resolve();
+  /** The lines waiting for the write under way to finish; they share one write and one sync. */
+  private batch?: { lines: string[]; written: Promise<void> };
 
   private constructor(private readonly fh: FileHandle) {}
 
@@ -48,13 +55,20 @@ export class JournalWriter {
 
   append(line: JournalLine): Promise<void> {
     const text = JSON.stringify(line) + '\n';
-    const next = this.queue.then(async () => {
-      await this.fh.appendFile(text);
-      await this.fh.datasync();
-    });
-    // One failed write must not wedge later ones; each caller sees its own failure.
-    this.queue = next.catch(() => undefined);
-    return next;
+    if (!this.batch) {
+      const batch: { lines: string[]; written: Promise<void> } = { lines: [], written: Promise.resolve() };
+      batch.written = this.queue.then(async () => {
+        // From here on, new lines start the next batch.
+        if (this.batch === batch) this.batch = undefined;
+        await this.fh.appendFile(batch.lines.join(''));
+        await this.fh.datasync();
+      });
+      // One failed write must not wedge later ones; each caller sees its own batch's failure.
+      this.queue = batch.written.catch(() => undefined);
+      this.batch = batch;
+    }
+    this.batch.lines.push(text);
+    return this.batch.written;
   }
 
   async close(): Promise<void> {

@@ -135,6 +135,11 @@ export interface BodyStore {
   createBodyWriter(opts?: { signal?: AbortSignal }): BodyWriter;
   /** Streams a stored body, or an inclusive byte range of it, reading only the parts it needs. */
   openBody(loc: BodyLocation, range?: ByteRange, opts?: { signal?: AbortSignal }): Readable;
+  /**
+   * A whole small body (one part ≤ 1 MiB) read, decompressed and checked in one buffer; undefined
+   * when the body is larger, for callers to stream it with `openBody` instead.
+   */
+  readSmallBody?(loc: BodyLocation): Promise<Buffer> | undefined;
 }
 
 export interface BodyWriter extends Writable {

@@ -99,4 +99,15 @@ describe('body storage', () => {
     loc.parts[0] = { oid: '1'.repeat(40), storedSize: 5000, zstd: false };
     await expect(readBack(a, loc)).rejects.toMatchObject({ code: 'BODY_MISSING' });
   });
+
+  test('large parts stream in turn from one git process; a missing one fails only where it is needed', async () => {
+    const a = await tempArchive();
+    const data = randomBytes(PART_SIZE + 2 * 1024 * 1024);
+    const loc = await a.locateBody(await storeBody(a, data));
+    expect(loc.parts.map((p) => p.storedSize)).toEqual([PART_SIZE, 2 * 1024 * 1024]);
+    expect(sha256(await readBack(a, loc, { start: 10, end: data.length - 1 }))).toBe(sha256(data.subarray(10)));
+    loc.parts[1] = { ...loc.parts[1], oid: '2'.repeat(40) };
+    await expect(readBack(a, loc)).rejects.toMatchObject({ code: 'BODY_MISSING' });
+    expect((await readBack(a, loc, { start: 0, end: PART_SIZE - 1 })).equals(data.subarray(0, PART_SIZE))).toBe(true);
+  });
 });
