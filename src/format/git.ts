@@ -55,12 +55,19 @@ function gitError(args: readonly string[], detail: string, cause?: unknown): Btr
 }
 
 /**
- * Settings for push and fetch, also handed (through GIT_CONFIG_PARAMETERS) to the local
- * `upload-pack` / `receive-pack` of a file remote. git maps packs in windows of 1 GiB up to
- * 8 GiB by default, and a pack-objects sending a 3 GiB pack showed 3 GiB resident (file
- * pages, but resident all the same); small windows keep it flat. Measured: docs/notes/remotes.md.
+ * Pack windows for every git process btrfly starts, also handed to the local `upload-pack` /
+ * `receive-pack` of a file remote. git maps packs in windows of 1 GiB up to 8 GiB by default,
+ * and every page it touched stays resident (file pages, but counted all the same): a
+ * pack-objects sending a 3 GiB pack showed 3 GiB, and one `cat-file --batch` streaming the
+ * parts of a pulled 512 MiB body showed 508 MiB. Small windows keep both flat
+ * (docs/notes/remotes.md).
  */
-const TRANSFER_CONFIG = ['-c', 'core.packedGitWindowSize=16m', '-c', 'core.packedGitLimit=64m'];
+const PACK_WINDOWS = ['-c', 'core.packedGitWindowSize=16m', '-c', 'core.packedGitLimit=64m'];
+
+/** git's argv for a command on the archive at `gitDir`, with its pack windows. */
+function gitArgv(gitDir: string, args: readonly string[]): string[] {
+  return ['--git-dir', gitDir, ...PACK_WINDOWS, ...args];
+}
 
 /**
  * For a remote on this machine (a path or file:// URL), the `--upload-pack` / `--receive-pack`
@@ -74,7 +81,7 @@ const TRANSFER_CONFIG = ['-c', 'core.packedGitWindowSize=16m', '-c', 'core.packe
  */
 export function localTransportPrograms(url: string): { uploadPack: string; receivePack: string } | undefined {
   if (!url.startsWith('/') && !/^file:\/\//i.test(url)) return undefined;
-  const common = [...TRANSFER_CONFIG, '-c', 'core.bigFileThreshold=1m', '-c', 'pack.compression=0'];
+  const common = [...PACK_WINDOWS, '-c', 'core.bigFileThreshold=1m', '-c', 'pack.compression=0'];
   return {
     uploadPack: `git ${common.join(' ')} upload-pack`,
     receivePack: `git ${[...common, '-c', 'receive.unpackLimit=1'].join(' ')} receive-pack`,
@@ -132,7 +139,7 @@ class LineProcess {
 
   private ensure(): ChildProcess {
     if (this.child) return this.child;
-    const child = spawn('git', ['--git-dir', this.gitDir, ...this.args], { env: gitEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('git', gitArgv(this.gitDir, this.args), { env: gitEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
     this.partial = '';
     this.stderr = '';
@@ -197,7 +204,7 @@ class CatFileBatch {
   private ensure(): ChildProcess {
     if (this.child) return this.child;
     const args = ['cat-file', '--batch'];
-    const child = spawn('git', ['--git-dir', this.gitDir, ...args], { env: gitEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('git', gitArgv(this.gitDir, args), { env: gitEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
     this.buf = Buffer.alloc(0);
     this.want = -1;
@@ -277,7 +284,7 @@ export class Git {
   run(args: string[], opts: { input?: string | Buffer; ok?: number[]; env?: NodeJS.ProcessEnv } = {}): Promise<GitResult> {
     const ok = opts.ok ?? [0];
     return new Promise((resolve, reject) => {
-      const child = spawn('git', ['--git-dir', this.gitDir, ...args], { env: gitEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn('git', gitArgv(this.gitDir, args), { env: gitEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -294,7 +301,7 @@ export class Git {
 
   /** Spawns git with the archive's `--git-dir`, for callers that stream its output. */
   spawn(args: string[], opts: SpawnOptions = {}): ChildProcess {
-    return spawn('git', ['--git-dir', this.gitDir, ...args], { ...opts, env: gitEnv(opts.env) });
+    return spawn('git', gitArgv(this.gitDir, args), { ...opts, env: gitEnv(opts.env) });
   }
 
   /**
@@ -312,7 +319,7 @@ export class Git {
     const ok = opts.ok ?? [0];
     const env = { ...opts.env, ...(opts.interactive ? { GIT_TERMINAL_PROMPT: '1' } : {}) };
     return new Promise((resolve, reject) => {
-      const child = spawn('git', ['--git-dir', this.gitDir, ...TRANSFER_CONFIG, ...args], {
+      const child = spawn('git', gitArgv(this.gitDir, args), {
         env: gitEnv(env),
         // stdin stays the terminal's when asking is allowed, so ssh and credential prompts work.
         stdio: [opts.interactive ? 'inherit' : 'ignore', 'pipe', 'pipe'],
