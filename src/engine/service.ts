@@ -8,7 +8,7 @@ import { ServiceMetrics } from './metrics';
 import type { OpenSessionOptions } from './runtime';
 import { startServing, untilShutdown, type ServingOptions } from './serving';
 import { normalizeAddress, type SessionInfo } from './session';
-import { authorize, mayRead, TokenStore, type TokenRecord } from './tokens';
+import { authorizeSession, mayRead, TokenStore, type TokenRecord } from './tokens';
 import { webUi } from './web-ui';
 
 export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
@@ -80,7 +80,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
       (async (): Promise<RegisteredSession> => {
         if (body.mode !== 'record' && body.mode !== 'playback') throw new BtrflyError('USAGE', 'mode must be record or playback');
         if (typeof body.tag !== 'string') throw new BtrflyError('USAGE', 'a session needs a tag');
-        authorize(tokenOf(res), body.mode, parseTagSpec(body.tag).tag);
+        authorizeSession(tokenOf(res), { mode: body.mode, append: body.append }, parseTagSpec(body.tag).tag);
         const opened = await runtime.openSession({
           tag: body.tag,
           mode: body.mode,
@@ -100,7 +100,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
         const s = runtime.sessions.get(req.params.id);
         const t = tokenOf(res);
         if (!s) throw new BtrflyError('NOT_FOUND', `no session ${req.params.id} on the service: it ended already ("btrfly status")`);
-        if (owners.get(s.info.id) !== t.id && !t.scopes.includes('admin')) authorize(t, s.info.mode, s.info.tag);
+        if (owners.get(s.info.id) !== t.id && !t.scopes.includes('admin')) authorizeSession(t, s.info, s.info.tag);
         const result = await runtime.closeSession(s.info.id, { discard: req.query.discard === '1' });
         owners.delete(s.info.id);
         metrics!.sessionClosed(result.info);

