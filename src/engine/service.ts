@@ -5,9 +5,9 @@ import { BtrflyError, isBtrflyError, oneLine } from '../errors';
 import { parseTagSpec } from '../format/names';
 import { archiveApi } from './archive-api';
 import { ServiceMetrics } from './metrics';
-import type { OpenSessionOptions } from './runtime';
 import { startServing, untilShutdown, type ServingOptions } from './serving';
 import { normalizeAddress, type SessionInfo } from './session';
+import { parseSessionRequest } from './session-request';
 import { authorizeSession, mayRead, TokenStore, type TokenRecord } from './tokens';
 import { webUi } from './web-ui';
 
@@ -75,21 +75,11 @@ export async function runService(opts: ServiceOptions): Promise<void> {
       res.json({ sessions: visible, token: { id: t.id, scopes: t.scopes, tags: t.tags } });
     });
     app.post('/v1/sessions', (req, res, next) => {
-      const body = req.body as Partial<OpenSessionOptions>;
       const client = normalizeAddress(req.socket.remoteAddress ?? '');
       (async (): Promise<RegisteredSession> => {
-        if (body.mode !== 'record' && body.mode !== 'playback') throw new BtrflyError('USAGE', 'mode must be record or playback');
-        if (typeof body.tag !== 'string') throw new BtrflyError('USAGE', 'a session needs a tag');
-        authorizeSession(tokenOf(res), { mode: body.mode, append: body.append }, parseTagSpec(body.tag).tag);
-        const opened = await runtime.openSession({
-          tag: body.tag,
-          mode: body.mode,
-          append: body.append,
-          clients: [client],
-          redactHeaders: body.redactHeaders,
-          redactQuery: body.redactQuery,
-          rules: body.rules,
-        });
+        const body = parseSessionRequest(req.body);
+        authorizeSession(tokenOf(res), body, parseTagSpec(body.tag).tag);
+        const opened = await runtime.openSession({ ...body, clients: [client] });
         owners.set(opened.info.id, tokenOf(res).id);
         opts.log('session opened', { id: opened.info.id, tag: opened.info.tag, mode: opened.info.mode, client, token: tokenOf(res).id });
         return { session: opened.info, dns: opts.address, caPem: runtime.ca.certPem };

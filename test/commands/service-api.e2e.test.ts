@@ -8,6 +8,8 @@ import { promises as fs } from 'node:fs';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { Runtime } from '../../src/engine/runtime';
+import { Archive } from '../../src/format/archive';
 import { cliEnv, runCli, spawnCli, startOrigin, tmpDir, type CliProcess, type Origin } from '../helpers';
 
 describe('the btrfly service API on loopback', () => {
@@ -86,6 +88,51 @@ describe('the btrfly service API on loopback', () => {
     expect((await close(token.playA, id)).status).toBe(200);
     const id2 = await open(token.teamA, { tag: 'team-a/app', mode: 'playback', append: true });
     expect((await close(token.teamA, id2)).status).toBe(200);
+  });
+
+  test('a session request is checked before anything opens: a bad value is a 400 in one line and the tag stays usable', async () => {
+    const bad: unknown[] = [
+      { tag: 'team-a/app', mode: 'record', redactHeaders: [''] },
+      { tag: 'team-a/app', mode: 'record', redactQuery: [1] },
+      { tag: 'team-a/app', mode: 'record', rules: [{ host: '' }] },
+      { tag: 'team-a/app', mode: 'record', rules: [{ host: 'a.test', ignoreQuery: 'x' }] },
+      { tag: 'team-a/app', mode: 'record', redactHeaders: 'authorization' },
+      { tag: 'team-a/app', mode: 'record', rules: { host: 'a.test' } },
+      { tag: 'team-a/app', mode: 'record', redactHeaders: Array.from({ length: 101 }, (_, i) => `x-h${i}`) },
+      { tag: 'team-a/app', mode: 'record', append: 'yes' },
+      { tag: 'team-a/app', mode: 'replay' },
+      { tag: 7, mode: 'record' },
+      { tag: 'team-a/app', mode: 'record', clients: ['10.0.0.9'] },
+      ['team-a/app'],
+    ];
+    for (const body of bad) {
+      const r = await call(token.teamA, 'POST', '/v1/sessions', body);
+      expect({ body, status: r.status }).toEqual({ body, status: 400 });
+      expect(r.json.error).toMatchObject({ code: 'USAGE', message: expect.stringMatching(/^the session request is invalid: [^\n]+$/) });
+    }
+    // Nothing was sealed and no lock is left: the tag records, and reads back, as before.
+    const id = await open(token.teamA, { tag: 'team-a/app', mode: 'record', append: true, redactHeaders: ['X-Secret'], rules: [{ host: 'a.test', ignoreQuery: ['t'] }] });
+    expect((await fetchVia('/counter')).status).toBe(200);
+    expect((await close(token.teamA, id)).status).toBe(200);
+    const log = await call(token.teamA, 'GET', '/v1/log?tag=team-a/app');
+    expect(log.status).toBe(200);
+  });
+});
+
+describe('a record session whose start fails after the tag was locked', () => {
+  test('releases the lock: the next record session of the tag opens', async () => {
+    const archive = await Archive.open(path.join(tmpDir('btrfly-runtime-'), 'archive'), { create: true });
+    const runtime = await Runtime.start({ archive, configDir: tmpDir('btrfly-config-') });
+    try {
+      // Past the API's checks (a caller of the runtime): a non-list makes the start throw once the lock is held.
+      const bad = { tag: 't', mode: 'record', redactHeaders: 'x-secret' as unknown as string[] } as const;
+      await expect(runtime.openSession(bad)).rejects.toThrow();
+      const opened = await runtime.openSession({ tag: 't', mode: 'record' });
+      await runtime.closeSession(opened.info.id, { discard: true });
+    } finally {
+      await runtime.close();
+      await archive.close();
+    }
   });
 });
 
