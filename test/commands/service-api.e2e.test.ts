@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { Runtime } from '../../src/engine/runtime';
 import { Archive } from '../../src/format/archive';
-import { cliEnv, runCli, spawnCli, startOrigin, tmpDir, type CliProcess, type Origin } from '../helpers';
+import { cliEnv, runCli, runOk, spawnCli, startOrigin, tmpDir, type CliProcess, type Origin } from '../helpers';
 
 describe('the btrfly service API on loopback', () => {
   const work = tmpDir('btrfly-service-api-');
@@ -116,6 +116,27 @@ describe('the btrfly service API on loopback', () => {
     expect((await close(token.teamA, id)).status).toBe(200);
     const log = await call(token.teamA, 'GET', '/v1/log?tag=team-a/app');
     expect(log.status).toBe(200);
+  });
+
+  test('listings: a team-a token never sees team-b names, even when team-b is broken; a broken tag is listed with its error', async () => {
+    // Another team's tag whose newest recording has a manifest that is not JSON.
+    const git = (args: string[], input?: string) => runOk('git', ['--git-dir', archive, ...args], { input }).then((r) => r.stdout.trim());
+    const blob = await git(['hash-object', '-w', '--stdin'], '{broken');
+    const tree = await git(['mktree'], `100644 blob ${blob}\tmanifest.json\n`);
+    const parent = await git(['rev-parse', 'refs/heads/team-b/secret']);
+    await git(['update-ref', 'refs/heads/team-b/secret', await git(['commit-tree', tree, '-p', parent, '-m', 'broken'])]);
+
+    for (const urlPath of ['/v1/tags', '/v1/storage']) {
+      const a = await call(token.teamA, 'GET', urlPath);
+      expect(a.status).toBe(200);
+      expect(JSON.stringify(a.json)).not.toContain('team-b');
+      const admin = await call(token.admin, 'GET', urlPath);
+      expect(admin.status).toBe(200);
+      const tags = (urlPath === '/v1/tags' ? admin.json : admin.json.tags) as unknown as { tag: string; error?: string }[];
+      expect(tags.map((t) => t.tag)).toEqual(['team-a/app', 'team-b/secret']);
+      expect(tags[0].error).toBeUndefined();
+      expect(tags[1].error).toMatch(/^manifest of tag "team-b\/secret"[^\n]* is invalid: manifest.json is not JSON/);
+    }
   });
 });
 
