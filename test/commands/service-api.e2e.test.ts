@@ -138,6 +138,23 @@ describe('the btrfly service API on loopback', () => {
       expect(tags[1].error).toMatch(/^manifest of tag "team-b\/secret"[^\n]* is invalid: manifest.json is not JSON/);
     }
   });
+
+  test('a kept-alive CONNECT tunnel is refused once its session has ended, and closed', async () => {
+    const id = await open(token.teamA, { tag: 'team-a/tunnel', mode: 'record' });
+    const authority = `${origin.host}:${origin.port}`;
+    const socket = net.connect(proxyPort, '127.0.0.1');
+    const connected = await new Promise<string>((resolve) => socket.once('data', (d) => resolve(d.toString('latin1'))).write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`));
+    expect(connected).toMatch(/^HTTP\/1.1 200 /);
+    const get = `GET /counter HTTP/1.1\r\nHost: ${authority}\r\n\r\n`;
+    expect(await rawExchange(socket, get)).toMatchObject({ status: 200, body: expect.stringMatching(/^count \d+/) });
+    expect((await close(token.teamA, id)).status).toBe(200);
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    const after = await rawExchange(socket, get);
+    expect(after.status).toBe(403);
+    expect(after.headers).toMatch(/\r\nx-btrfly: refused/i);
+    expect(after.body).toMatch(/^btrfly: the session of this tunnel \([0-9a-f-]+\) has ended/);
+    await closed;
+  });
 });
 
 describe('a record session whose start fails after the tag was locked', () => {
