@@ -90,8 +90,13 @@ export async function runService(opts: ServiceOptions): Promise<void> {
         const s = runtime.sessions.get(req.params.id);
         const t = tokenOf(res);
         if (!s) throw new BtrflyError('NOT_FOUND', `no session ${req.params.id} on the service: it ended already ("btrfly status")`);
-        if (owners.get(s.info.id) !== t.id && !t.scopes.includes('admin')) authorizeSession(t, s.info, s.info.tag);
-        const result = await runtime.closeSession(s.info.id, { discard: req.query.discard === '1' });
+        const discard = req.query.discard === '1';
+        if (owners.get(s.info.id) !== t.id && !t.scopes.includes('admin')) {
+          authorizeSession(t, s.info, s.info.tag);
+          // Ending seals what was recorded; throwing it away is for the token that opened the session, or an admin.
+          if (discard) throw new BtrflyError('FORBIDDEN', `token ${t.id} may not discard session ${s.info.id}: only the token that opened it or an admin may; end it without ?discard=1 to keep what it recorded`);
+        }
+        const result = await runtime.closeSession(s.info.id, { discard });
         owners.delete(s.info.id);
         metrics!.sessionClosed(result.info);
         opts.log('session closed', { id: s.info.id, tag: s.info.tag, mode: s.info.mode, commit: result.commit, misses: result.misses.length });

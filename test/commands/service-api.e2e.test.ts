@@ -155,6 +155,19 @@ describe('the btrfly service API on loopback', () => {
     expect(after.body).toMatch(/^btrfly: the session of this tunnel \([0-9a-f-]+\) has ended/);
     await closed;
   });
+
+  test('only the token that opened a session, or an admin, may discard it; another token of the team may end it', async () => {
+    const id = await open(token.teamA, { tag: 'team-a/discard', mode: 'record' });
+    const r = await close(token.teamA2, id, '?discard=1');
+    expect(r.status).toBe(403);
+    expect(r.json.error?.message).toMatch(/^token [0-9a-f]{12} may not discard session [0-9a-f-]+: only the token that opened it or an admin may[^\n]*$/);
+    expect((await close(token.teamB, id)).status).toBe(403);
+    expect((await close(token.teamA, id, '?discard=1')).status).toBe(200);
+    const id2 = await open(token.teamA, { tag: 'team-a/discard', mode: 'record' });
+    expect((await close(token.admin, id2, '?discard=1')).status).toBe(200);
+    const id3 = await open(token.teamA, { tag: 'team-a/discard', mode: 'record' });
+    expect((await close(token.teamA2, id3)).status).toBe(200);
+  });
 });
 
 describe('a record session whose start fails after the tag was locked', () => {
