@@ -34,6 +34,7 @@ export function parseSessionRequest(body: unknown): SessionRequest {
       },
     };
   });
+  if (body === undefined) throw new BtrflyError('USAGE', 'the session request has no JSON body: send {"tag": "T", "mode": "record"} with content-type: application/json');
   const problem = check(body);
   if (problem) {
     throw new BtrflyError(

@@ -168,6 +168,19 @@ describe('the btrfly service API on loopback', () => {
     const id3 = await open(token.teamA, { tag: 'team-a/discard', mode: 'record' });
     expect((await close(token.teamA2, id3)).status).toBe(200);
   });
+
+  test('malformed calls get their 4xx in one line: no JSON content type 400, not JSON 400, too large 413; the token is checked first', async () => {
+    const json = { 'content-type': 'application/json' };
+    const noType = await call(token.teamA, 'POST', '/v1/sessions', Buffer.from('{"tag":"team-a/app","mode":"record"}'));
+    expect(noType).toMatchObject({ status: 400, json: { error: { code: 'USAGE', message: expect.stringMatching(/^the session request has no JSON body[^\n]*$/) } } });
+    const notJson = await call(token.teamA, 'POST', '/v1/sessions', Buffer.from('{"tag":'), json);
+    expect(notJson).toMatchObject({ status: 400, json: { error: { code: 'USAGE', message: expect.stringMatching(/^the request body is not JSON[^\n]*$/) } } });
+    const huge = Buffer.from(JSON.stringify({ tag: 'team-a/app', mode: 'record', redactHeaders: ['x'.repeat(70_000)] }));
+    const tooLarge = await call(token.teamA, 'POST', '/v1/sessions', huge, json);
+    expect(tooLarge).toMatchObject({ status: 413, json: { error: { code: 'USAGE', message: 'the request body is larger than 64 KiB: send a smaller JSON object' } } });
+    expect((await call('btf_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 'POST', '/v1/sessions', huge, json)).status).toBe(401);
+    expect(service.stderr).not.toMatch(/API request refused or failed.*(larger than|not JSON|no JSON body)/);
+  });
 });
 
 describe('a record session whose start fails after the tag was locked', () => {
