@@ -111,7 +111,11 @@
       h('h1', null, 'Tags'),
       table(
         ['Tag', '>Recordings', '>Entries', '>Size', '>Stored', 'Last recorded'],
-        tags.map((t) => [link(`#/tag/${enc(t.tag)}`, t.tag), String(t.recordings), String(t.entries), sizeCell(t.size), sizeCell(t.storedSize), when(t.lastRecorded)]),
+        tags.map((t) =>
+          t.error
+            ? [link(`#/tag/${enc(t.tag)}`, t.tag), h('span', { class: 'error' }, `cannot be read: ${t.error}`), '', '', '', when(t.lastRecorded)]
+            : [link(`#/tag/${enc(t.tag)}`, t.tag), String(t.recordings), String(t.entries), sizeCell(t.size), sizeCell(t.storedSize), when(t.lastRecorded)],
+        ),
         { id: 'tags' },
       ),
     ];
@@ -233,7 +237,7 @@
       ),
       h('h2', null, 'By tag'),
       h('p', { class: 'muted' }, 'Bytes on disk of everything a tag reaches, its whole history; a body shared by tags counts for each.'),
-      table(['Tag', '>Stored'], s.tags.map((t) => [link(`#/tag/${enc(t.tag)}`, t.tag), sizeCell(t.storedSize)]), { id: 'storage-tags' }),
+      table(['Tag', '>Stored'], s.tags.map((t) => [link(`#/tag/${enc(t.tag)}`, t.tag), t.error ? h('span', { class: 'error' }, `cannot be read: ${t.error}`) : sizeCell(t.storedSize)]), { id: 'storage-tags' }),
     ];
   }
 

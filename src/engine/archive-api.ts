@@ -2,7 +2,7 @@ import { statfs } from 'node:fs/promises';
 import express from 'express';
 import { BtrflyError } from '../errors';
 import type { Archive } from '../format/archive';
-import { loadRecording, objectsDiskUsage, recordingSize, summarizeTags, tagLog } from '../format/archive-report';
+import { loadRecording, objectsDiskUsage, recordingSize, summarizeVisibleTags, tagLog } from '../format/archive-report';
 import { diffManifests } from '../format/diff';
 import { compareEntries } from '../format/manifest';
 import { parseTagSpec, validateTagName } from '../format/names';
@@ -22,7 +22,8 @@ export interface EntryView {
 /** `GET /v1/storage`: the archive's bytes on disk, what each visible tag reaches, the disk's free space. */
 export interface StorageView {
   objects: { bytes: number; files: number };
-  tags: { tag: string; storedSize: number }[];
+  /** A tag that cannot be read has `error` (one line) instead of its size. */
+  tags: ({ tag: string; storedSize: number } | { tag: string; error: string })[];
   disk: { size: number; free: number };
 }
 
@@ -39,7 +40,9 @@ export function archiveApi(archive: Archive): express.Router {
     fn(req, tokenOf(res)).then((v) => res.json(v), next);
   };
 
-  router.get('/v1/tags', answer(async (_req, token) => (await summarizeTags(archive)).filter((t) => mayRead(token, t.tag))));
+  // Tags are chosen by name before anything of them is read: another team's tag, broken or not,
+  // never reaches this token's answer; a broken visible tag is listed with its error.
+  router.get('/v1/tags', answer((_req, token) => summarizeVisibleTags(archive, (tag) => mayRead(token, tag))));
 
   router.get('/v1/log', answer(async (req, token) => {
     const tag = validateTagName(param(req, 'tag'));
@@ -72,7 +75,7 @@ export function archiveApi(archive: Archive): express.Router {
   }));
 
   router.get('/v1/storage', answer(async (_req, token): Promise<StorageView> => {
-    const tags = (await summarizeTags(archive)).filter((t) => mayRead(token, t.tag)).map((t) => ({ tag: t.tag, storedSize: t.storedSize }));
+    const tags = (await summarizeVisibleTags(archive, (tag) => mayRead(token, tag))).map((t) => ('error' in t ? { tag: t.tag, error: t.error } : { tag: t.tag, storedSize: t.storedSize }));
     const fs = await statfs(archive.dir);
     return { objects: await objectsDiskUsage(archive), tags, disk: { size: fs.blocks * fs.bsize, free: fs.bavail * fs.bsize } };
   }));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BtrflyError } from '../errors';
 import { createCaCertificate, generateKeyPair } from './cert-issuer';
+import { checkPrivateMode } from './private-file';
 
 /** The CA as stored in the config directory. */
 export interface CaFiles {
@@ -66,16 +67,7 @@ async function createCaFiles(dir: string, certPath: string, keyPath: string): Pr
 
 /** Refuses a key that others can read: whoever holds it can intercept this user's TLS. */
 async function checkKeyMode(keyPath: string): Promise<Stats> {
-  const stat = await fs.stat(keyPath);
-  const mode = stat.mode & 0o777;
-  if (process.platform !== 'win32' && mode & 0o077) {
-    throw new BtrflyError(
-      'PERMISSION',
-      `CA key ${keyPath} is readable by group or others (mode ${mode.toString(8).padStart(4, '0')}): run "chmod 600 ${keyPath}"`,
-      { data: { keyPath, mode: mode.toString(8) } },
-    );
-  }
-  return stat;
+  return checkPrivateMode(keyPath, await fs.stat(keyPath), 'CA key');
 }
 
 /** The certificate when it matches the key and is valid, else what is wrong with it. */

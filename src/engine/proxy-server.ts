@@ -76,7 +76,15 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
   const servers: net.Server[] = [];
 
   const onRequest = (scheme: 'http' | 'https', transparent: boolean) => (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const route = routes.get(req.socket) ?? (transparent ? transparentRoute(req.socket, scheme) : explicitRoute(req));
+    const tunnelled = routes.get(req.socket);
+    if (tunnelled && opts.sessions.get(tunnelled.session.info.id) !== tunnelled.session) {
+      // The tunnel's session ended: a kept-alive tunnel must not outlive it (nor serve a later session).
+      opts.onResponse?.({ mode: 'none', outcome: 'refused', seconds: 0 });
+      res.shouldKeepAlive = false;
+      res.once('finish', () => req.socket.destroy());
+      return refuse(req, res, false, `btrfly: the session of this tunnel (${tunnelled.session.info.id}) has ended: connect again through a session\n`);
+    }
+    const route = tunnelled ?? (transparent ? transparentRoute(req.socket, scheme) : explicitRoute(req));
     if (!route) {
       opts.onResponse?.({ mode: 'none', outcome: 'refused', seconds: 0 });
       return refuse(req, res, transparent);
@@ -203,7 +211,12 @@ function observe(res: http.ServerResponse, mode: 'record' | 'playback', onRespon
   });
 }
 
-function refuse(req: http.IncomingMessage, res: http.ServerResponse, transparent: boolean): void {
+function refuse(req: http.IncomingMessage, res: http.ServerResponse, transparent: boolean, why?: string): void {
+  if (why) {
+    res.writeHead(403, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(why), 'X-Btrfly': 'refused', Connection: 'close' });
+    res.end(why);
+    return;
+  }
   if (!transparent && !req.headers['proxy-authorization']) {
     res.writeHead(407, { 'Proxy-Authenticate': 'Basic realm="btrfly"', 'Content-Type': 'text/plain', 'X-Btrfly': 'refused' });
     res.end('btrfly: this proxy serves only clients in a session: use the proxy URL "btrfly run" or "btrfly start" gave you\n');

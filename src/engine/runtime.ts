@@ -148,11 +148,19 @@ export class Runtime {
   private async recordSession(info: SessionInfo, opts: OpenSessionOptions, rev: string | undefined): Promise<Active> {
     if (rev) throw new BtrflyError('USAGE', `record takes a tag, not a recording: drop "@${rev}" from --tag`);
     const writer = await this.archive.beginRecording(info.tag, { append: opts.append, session: info.id });
-    const redact: Redactions = mergeRedactions(writer.redactions(), opts.redactHeaders, opts.redactQuery);
-    await writer.setRedactions(redact);
-    if (opts.rules?.length) await writer.setRules(mergeRules(writer.rules(), opts.rules));
-    info.rev = writer.baseCommit();
-    const previous = opts.append && info.rev ? (await this.archive.readRecording(info.tag, info.rev)).manifest.entries : [];
+    let redact: Redactions;
+    let previous: Entry[];
+    try {
+      redact = mergeRedactions(writer.redactions(), opts.redactHeaders, opts.redactQuery);
+      await writer.setRedactions(redact);
+      if (opts.rules?.length) await writer.setRules(mergeRules(writer.rules(), opts.rules));
+      info.rev = writer.baseCommit();
+      previous = opts.append && info.rev ? (await this.archive.readRecording(info.tag, info.rev)).manifest.entries : [];
+    } catch (e) {
+      // The writer holds the tag's lock: without this the tag stays busy until the process ends.
+      await writer.abandon();
+      throw e;
+    }
     const rec = new RecordSession(info, writer, this.archive, this.upstream, redact, this.key, this.log, previous);
     return Object.assign(rec, {
       close: async (o: { discard?: boolean; message?: string }): Promise<SessionResult> => {

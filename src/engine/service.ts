@@ -5,10 +5,10 @@ import { BtrflyError, isBtrflyError, oneLine } from '../errors';
 import { parseTagSpec } from '../format/names';
 import { archiveApi } from './archive-api';
 import { ServiceMetrics } from './metrics';
-import type { OpenSessionOptions } from './runtime';
 import { startServing, untilShutdown, type ServingOptions } from './serving';
 import { normalizeAddress, type SessionInfo } from './session';
-import { authorize, mayRead, TokenStore, type TokenRecord } from './tokens';
+import { parseSessionRequest } from './session-request';
+import { authorizeSession, mayRead, TokenStore, type TokenRecord } from './tokens';
 import { webUi } from './web-ui';
 
 export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
@@ -22,6 +22,9 @@ export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
   /** Called once everything listens, with the API's URL and the ports bound (useful with port 0). */
   onReady?: (info: ReadyInfo) => void;
 }
+
+/** The largest request body the API parses (a session request is a few hundred bytes). */
+const BODY_LIMIT = 64 * 1024;
 
 export interface ReadyInfo {
   /** The API's (and the web UI's) URL, e.g. `https://10.0.0.5:8443`. */
@@ -57,13 +60,14 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     const owners = new Map<string, string>();
     const app = express();
     app.disable('x-powered-by');
-    app.use(express.json({ limit: '64kb' }));
     app.use(webUi());
     // Every call, /metrics included, carries a token; the request waits for its check.
     app.use((req, res, next) => {
       const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
       tokens.verify(m?.[1]).then((t) => ((res.locals.token = t), next()), next);
     });
+    // Bodies are parsed only for a caller whose token checked out.
+    app.use(express.json({ limit: BODY_LIMIT }));
     const tokenOf = (res: express.Response) => res.locals.token as TokenRecord;
     app.get('/metrics', (_req, res, next) => {
       metrics!.text().then((text) => res.type(metrics!.contentType).send(text), next);
@@ -75,21 +79,11 @@ export async function runService(opts: ServiceOptions): Promise<void> {
       res.json({ sessions: visible, token: { id: t.id, scopes: t.scopes, tags: t.tags } });
     });
     app.post('/v1/sessions', (req, res, next) => {
-      const body = req.body as Partial<OpenSessionOptions>;
       const client = normalizeAddress(req.socket.remoteAddress ?? '');
       (async (): Promise<RegisteredSession> => {
-        if (body.mode !== 'record' && body.mode !== 'playback') throw new BtrflyError('USAGE', 'mode must be record or playback');
-        if (typeof body.tag !== 'string') throw new BtrflyError('USAGE', 'a session needs a tag');
-        authorize(tokenOf(res), body.mode, parseTagSpec(body.tag).tag);
-        const opened = await runtime.openSession({
-          tag: body.tag,
-          mode: body.mode,
-          append: body.append,
-          clients: [client],
-          redactHeaders: body.redactHeaders,
-          redactQuery: body.redactQuery,
-          rules: body.rules,
-        });
+        const body = parseSessionRequest(req.body);
+        authorizeSession(tokenOf(res), body, parseTagSpec(body.tag).tag);
+        const opened = await runtime.openSession({ ...body, clients: [client] });
         owners.set(opened.info.id, tokenOf(res).id);
         opts.log('session opened', { id: opened.info.id, tag: opened.info.tag, mode: opened.info.mode, client, token: tokenOf(res).id });
         return { session: opened.info, dns: opts.address, caPem: runtime.ca.certPem };
@@ -100,8 +94,13 @@ export async function runService(opts: ServiceOptions): Promise<void> {
         const s = runtime.sessions.get(req.params.id);
         const t = tokenOf(res);
         if (!s) throw new BtrflyError('NOT_FOUND', `no session ${req.params.id} on the service: it ended already ("btrfly status")`);
-        if (owners.get(s.info.id) !== t.id && !t.scopes.includes('admin')) authorize(t, s.info.mode, s.info.tag);
-        const result = await runtime.closeSession(s.info.id, { discard: req.query.discard === '1' });
+        const discard = req.query.discard === '1';
+        if (owners.get(s.info.id) !== t.id && !t.scopes.includes('admin')) {
+          authorizeSession(t, s.info, s.info.tag);
+          // Ending seals what was recorded; throwing it away is for the token that opened the session, or an admin.
+          if (discard) throw new BtrflyError('FORBIDDEN', `token ${t.id} may not discard session ${s.info.id}: only the token that opened it or an admin may; end it without ?discard=1 to keep what it recorded`);
+        }
+        const result = await runtime.closeSession(s.info.id, { discard });
         owners.delete(s.info.id);
         metrics!.sessionClosed(result.info);
         opts.log('session closed', { id: s.info.id, tag: s.info.tag, mode: s.info.mode, commit: result.commit, misses: result.misses.length });
@@ -111,7 +110,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     app.use(archiveApi(serving.archive));
     app.use((_req, _res, next) => next(new BtrflyError('NOT_FOUND', 'no such API endpoint')));
     app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
-      const e = isBtrflyError(err) ? err : new BtrflyError('STORAGE', oneLine(err));
+      const e = apiError(err);
       if (e.httpStatus >= 500 || e.code === 'FORBIDDEN') opts.log('API request refused or failed', { method: req.method, path: req.path, error: e.message });
       res.status(e.httpStatus).json(e.toJSON());
     });
@@ -137,4 +136,25 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     api?.closeAllConnections();
     await serving.close();
   }
+}
+
+/**
+ * The typed error an API failure is answered with: a BtrflyError as is; a client error of the
+ * body parser (413 too large, 400 not JSON, 415 charset) with its status and one line; anything
+ * else a 500.
+ */
+function apiError(err: unknown): BtrflyError {
+  if (isBtrflyError(err)) return err;
+  const status = (err as { status?: unknown } | null)?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const type = (err as { type?: unknown }).type;
+    const message =
+      type === 'entity.too.large'
+        ? `the request body is larger than ${BODY_LIMIT / 1024} KiB: send a smaller JSON object`
+        : type === 'entity.parse.failed'
+          ? `the request body is not JSON (${oneLine(err)}): send a JSON object with content-type application/json`
+          : `the request was refused: ${oneLine(err)}`;
+    return new BtrflyError('USAGE', message, { httpStatus: status });
+  }
+  return new BtrflyError('STORAGE', oneLine(err));
 }

@@ -1,7 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
+import * as lockfile from 'proper-lockfile';
 import { BtrflyError } from '../errors';
+import { checkPrivateHandle } from './private-file';
 import type { Mode } from './session';
 
 /** What a token may do: open record or playback sessions, or anything (admin). */
@@ -46,9 +48,7 @@ export class TokenStore {
     const id = randomBytes(6).toString('hex');
     const secret = randomBytes(24).toString('base64url');
     const record: TokenRecord = { id, ...(init.name ? { name: init.name } : {}), scopes: [...new Set(init.scopes)], tags: init.tags, hash: sha256(secret), created: new Date().toISOString() };
-    const data = await this.read();
-    data.tokens.push(record);
-    await this.write(data);
+    await this.update((data) => void data.tokens.push(record));
     return { token: `${PREFIX}_${id}_${secret}`, record };
   }
 
@@ -57,12 +57,12 @@ export class TokenStore {
   }
 
   async revoke(id: string): Promise<TokenRecord> {
-    const data = await this.read();
-    const found = data.tokens.find((t) => t.id === id);
-    if (!found) throw new BtrflyError('NOT_FOUND', `no token ${id} in ${this.file}: run "btrfly token list"`);
-    data.tokens = data.tokens.filter((t) => t !== found);
-    await this.write(data);
-    return found;
+    return this.update((data) => {
+      const found = data.tokens.find((t) => t.id === id);
+      if (!found) throw new BtrflyError('NOT_FOUND', `no token ${id} in ${this.file}: run "btrfly token list"`);
+      data.tokens = data.tokens.filter((t) => t !== found);
+      return found;
+    });
   }
 
   /** The token's record, or an UNAUTHORIZED error; the secret is compared in constant time. */
@@ -78,25 +78,67 @@ export class TokenStore {
     return record;
   }
 
+  /** The store as it is now; a store that group or others may read is refused (chmod 600). */
   private async read(): Promise<TokenFile> {
-    let text: string;
+    let handle;
     try {
-      text = await readFile(this.file, 'utf8');
+      handle = await open(this.file, 'r');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { btrflyTokens: 1, tokens: [] };
       throw e;
     }
-    const data = JSON.parse(text) as TokenFile;
-    if (data.btrflyTokens !== 1 || !Array.isArray(data.tokens)) throw new BtrflyError('CONFIG', `${this.file} is not a btrfly token store`);
+    let text: string;
+    try {
+      await checkPrivateHandle(handle, this.file, 'token store');
+      text = await handle.readFile('utf8');
+    } finally {
+      await handle.close();
+    }
+    let data: TokenFile;
+    try {
+      data = JSON.parse(text) as TokenFile;
+    } catch {
+      data = {} as TokenFile;
+    }
+    if (data?.btrflyTokens !== 1 || !Array.isArray(data.tokens)) throw new BtrflyError('CONFIG', `${this.file} is not a btrfly token store`);
     return data;
   }
 
-  private async write(data: TokenFile): Promise<void> {
+  /**
+   * Read, change, write under the store's lock (`<store>.lock`, proper-lockfile as the tags'
+   * locks), so that a create running beside a revoke cannot write back the revoked token.
+   */
+  private async update<T>(change: (data: TokenFile) => T): Promise<T> {
     await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(data, null, 2) + '\n', { mode: 0o600 });
-    await chmod(tmp, 0o600);
-    await rename(tmp, this.file);
+    const release = await lockfile
+      .lock(this.file, { realpath: false, lockfilePath: `${this.file}.lock`, stale: 10_000, retries: { retries: 100, minTimeout: 10, maxTimeout: 100 } })
+      .catch((e: unknown) => {
+        throw new BtrflyError('LOCKED', `the token store ${this.file} stays locked by another btrfly (${(e as Error).message}): try again`);
+      });
+    try {
+      const data = await this.read();
+      const result = change(data);
+      await this.write(data);
+      return result;
+    } finally {
+      await release();
+    }
+  }
+
+  /** A new file (0600, created exclusively under a random name), flushed to disk, then renamed over the store. */
+  private async write(data: TokenFile): Promise<void> {
+    const tmp = `${this.file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    const handle = await open(tmp, 'wx', 0o600);
+    try {
+      await handle.writeFile(JSON.stringify(data, null, 2) + '\n');
+      await handle.sync();
+      await handle.close();
+      await rename(tmp, this.file);
+    } catch (e) {
+      await handle.close().catch(() => {});
+      await unlink(tmp).catch(() => {});
+      throw e;
+    }
   }
 }
 
@@ -112,6 +154,15 @@ export function authorize(token: TokenRecord, mode: Mode, tag: string): void {
   if (!token.tags.some((p) => tagMatches(p, tag))) {
     throw new BtrflyError('FORBIDDEN', `token ${token.id} may not touch tag "${tag}" (its tags: ${token.tags.join(',')}): use a tag it covers or ask for a token that covers "${tag}"`);
   }
+}
+
+/**
+ * Refuses a session the token may not open: its mode, and for a playback with `append` also
+ * record, since the misses are fetched upstream and sealed as a new recording of the tag.
+ */
+export function authorizeSession(token: TokenRecord, session: { mode: Mode; append?: boolean }, tag: string): void {
+  authorize(token, session.mode, tag);
+  if (session.mode === 'playback' && session.append) authorize(token, 'record', tag);
 }
 
 /** True when the token may see `tag` in the API and the web UI: admin, or a tag pattern covers it. */

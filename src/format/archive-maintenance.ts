@@ -138,8 +138,13 @@ async function anyActiveRecorder(archive: Archive): Promise<boolean> {
 export async function storageStats(archive: Archive): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const { tag, commit } of await archive.listTags()) {
-    const { stdout } = await archive.git.run(['rev-list', '--objects', '--disk-usage', commit]);
-    out.set(tag, Number(stdout.trim()));
+    out.set(tag, await tagDiskUsage(archive, commit));
   }
   return out;
+}
+
+/** Bytes on disk of every object `commit` reaches (a tag's whole history). */
+export async function tagDiskUsage(archive: Archive, commit: string): Promise<number> {
+  const { stdout } = await archive.git.run(['rev-list', '--objects', '--disk-usage', commit]);
+  return Number(stdout.trim());
 }

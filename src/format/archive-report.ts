@@ -6,8 +6,9 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Archive } from './archive';
-import type { VerifyProblem } from './archive-maintenance';
+import { oneLine } from '../errors';
+import type { Archive, TagInfo } from './archive';
+import { tagDiskUsage, type VerifyProblem } from './archive-maintenance';
 import { parseTagSpec } from './names';
 import type { Recording } from './types';
 
@@ -26,22 +27,54 @@ export interface TagSummary {
   lastRecorded: string;
 }
 
-/** Every tag of the archive, sorted by name, with its figures. */
+/** A tag that could not be read, in a listing that goes on without it (the service's). */
+export interface UnreadableTag {
+  tag: string;
+  commit: string;
+  lastRecorded: string;
+  /** Why, in one line. */
+  error: string;
+}
+
+/**
+ * Every tag of the archive, sorted by name, with its figures.
+ * @throws the first error reading a tag
+ */
 export async function summarizeTags(archive: Archive): Promise<TagSummary[]> {
-  const tags = await archive.listTags();
-  const stored = await archive.storageStats();
-  const out: TagSummary[] = [];
-  for (const t of tags) {
-    const [history, rec] = await Promise.all([archive.history(t.tag), archive.readRecording(t.tag, t.commit)]);
-    out.push({
-      tag: t.tag,
-      commit: t.commit,
-      recordings: history.length,
-      entries: rec.manifest.entries.length,
-      size: recordingSize(rec),
-      storedSize: stored.get(t.tag) ?? 0,
-      lastRecorded: t.date,
-    });
+  return summarize(archive, () => true, (_t, e) => {
+    throw e;
+  }) as Promise<TagSummary[]>;
+}
+
+/**
+ * The tags `visible` lets through (chosen by name before anything of them is read), sorted
+ * by name; a tag that cannot be read is listed with its error instead of failing the listing.
+ */
+export async function summarizeVisibleTags(archive: Archive, visible: (tag: string) => boolean): Promise<(TagSummary | UnreadableTag)[]> {
+  return summarize(archive, visible, (t, e) => ({ tag: t.tag, commit: t.commit, lastRecorded: t.date, error: oneLine(e) }));
+}
+
+async function summarize(
+  archive: Archive,
+  visible: (tag: string) => boolean,
+  onError: (t: TagInfo, e: unknown) => UnreadableTag,
+): Promise<(TagSummary | UnreadableTag)[]> {
+  const out: (TagSummary | UnreadableTag)[] = [];
+  for (const t of (await archive.listTags()).filter((t) => visible(t.tag))) {
+    try {
+      const [history, rec, storedSize] = await Promise.all([archive.history(t.tag), archive.readRecording(t.tag, t.commit), tagDiskUsage(archive, t.commit)]);
+      out.push({
+        tag: t.tag,
+        commit: t.commit,
+        recordings: history.length,
+        entries: rec.manifest.entries.length,
+        size: recordingSize(rec),
+        storedSize,
+        lastRecorded: t.date,
+      });
+    } catch (e) {
+      out.push(onError(t, e));
+    }
   }
   return out.sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
 }

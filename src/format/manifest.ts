@@ -113,18 +113,30 @@ export function serializeVolatile(v: VolatileFile): string {
 // ---------------------------------------------------------------------------------------
 // Parsing and validation
 
-let validators: { manifest: ValidateFunction; volatile: ValidateFunction } | undefined;
+let validators: { ajv: Ajv; id: string; manifest: ValidateFunction; volatile: ValidateFunction } | undefined;
 
 /** Compiled once, on first use. The schema ships in docs/ (in the npm package too), two levels above src/format and dist/format. */
-function getValidators(): { manifest: ValidateFunction; volatile: ValidateFunction } {
+function getValidators(): { ajv: Ajv; id: string; manifest: ValidateFunction; volatile: ValidateFunction } {
   if (!validators) {
     const schema = JSON.parse(readFileSync(join(__dirname, '..', '..', 'docs', 'manifest.schema.json'), 'utf8'));
     const ajv = new Ajv({ allErrors: false, strict: true });
     const manifest = ajv.compile(schema);
     const volatile = ajv.compile({ $ref: `${schema.$id}#/definitions/volatileFile` });
-    validators = { manifest, volatile };
+    validators = { ajv, id: schema.$id as string, manifest, volatile };
   }
   return validators;
+}
+
+/**
+ * A checker for data that will end up in a manifest (a session request's rules, say):
+ * `schema(ref)` may point into the manifest schema with `ref('rule')` so that what is
+ * accepted is exactly what a manifest may hold. The checker returns the first problem as
+ * a short phrase (`/rules/0/host must NOT have fewer than 1 characters`), or undefined.
+ */
+export function schemaChecker(schema: (ref: (definition: string) => object) => object): (value: unknown) => string | undefined {
+  const { ajv, id } = getValidators();
+  const validate = ajv.compile(schema((definition) => ({ $ref: `${id}#/definitions/${definition}` })));
+  return (value) => (validate(value) ? undefined : describeSchemaError(validate.errors![0]));
 }
 
 function invalid(where: string, what: string, cause?: unknown): BtrflyError {

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { authorize, authorizeRead, mayRead, tagMatches, TokenStore } from '../../src/engine/tokens';
+import { authorize, authorizeRead, authorizeSession, mayRead, tagMatches, TokenStore } from '../../src/engine/tokens';
 import { tmpDir } from '../helpers';
 
 test('a token is printed once, stored only as a hash in a 0600 file, verified, scoped and revoked', async () => {
@@ -39,4 +39,36 @@ test('reading a tag in the API and the UI: any scope reads what its patterns cov
   expect(mayRead(play, 'team-b/app')).toBe(false);
   expect(mayRead(admin, 'team-b/app')).toBe(true);
   expect(() => authorizeRead(play, 'team-b/app')).toThrow(/^token [0-9a-f]{12} may not read tag "team-b\/app" \(its tags: team-a\/\*\): ask for a token that covers "team-b\/app"$/);
+});
+
+test('a playback that appends records too: it needs the record scope', async () => {
+  const store = new TokenStore(path.join(tmpDir('btrfly-tokens-'), 'tokens.json'));
+  const play = (await store.create({ scopes: ['playback'], tags: ['*'] })).record;
+  const both = (await store.create({ scopes: ['record', 'playback'], tags: ['*'] })).record;
+  expect(() => authorizeSession(play, { mode: 'playback' }, 'x')).not.toThrow();
+  expect(() => authorizeSession(play, { mode: 'playback', append: true }, 'x')).toThrow(/^token [0-9a-f]{12} may not record \(its scopes: playback\)/);
+  expect(() => authorizeSession(both, { mode: 'playback', append: true }, 'x')).not.toThrow();
+});
+
+test('creates and revokes running at once lose nothing and bring nothing back (the store is locked around each change)', async () => {
+  const store = new TokenStore(path.join(tmpDir('btrfly-tokens-'), 'tokens.json'));
+  const first = await Promise.all(Array.from({ length: 8 }, () => store.create({ scopes: ['playback'], tags: ['*'] })));
+  const [more] = await Promise.all([
+    Promise.all(Array.from({ length: 8 }, () => store.create({ scopes: ['record'], tags: ['*'] }))),
+    Promise.all(first.map((t) => store.revoke(t.record.id))),
+  ]);
+  expect((await store.list()).map((t) => t.id).sort()).toEqual(more.map((t) => t.record.id).sort());
+  for (const t of first) await expect(store.verify(t.token)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+  expect((await fs.readdir(path.dirname(store.file))).sort()).toEqual(['tokens.json']);
+});
+
+test('a token store readable by group or others is refused in one line telling to chmod 600', async () => {
+  const store = new TokenStore(path.join(tmpDir('btrfly-tokens-'), 'tokens.json'));
+  const { token } = await store.create({ scopes: ['playback'], tags: ['*'] });
+  await fs.chmod(store.file, 0o644);
+  const refused = `token store ${store.file} is readable by group or others (mode 0644): run "chmod 600 ${store.file}"`;
+  await expect(store.verify(token)).rejects.toThrow(refused);
+  await expect(store.create({ scopes: ['playback'], tags: ['*'] })).rejects.toThrow(refused);
+  await fs.chmod(store.file, 0o600);
+  await expect(store.verify(token)).resolves.toMatchObject({ scopes: ['playback'] });
 });

@@ -1,0 +1,46 @@
+import { BtrflyError } from '../errors';
+import { schemaChecker } from '../format/manifest';
+import type { OpenSessionOptions } from './runtime';
+
+/** At most this many redacted names, or rules, in one session request. */
+export const MAX_SESSION_LIST = 100;
+
+/** What `POST /v1/sessions` may carry; everything else is refused. */
+export type SessionRequest = Pick<OpenSessionOptions, 'tag' | 'mode' | 'append' | 'redactHeaders' | 'redactQuery' | 'rules'>;
+
+let check: ((value: unknown) => string | undefined) | undefined;
+
+/**
+ * Checks the body of `POST /v1/sessions` before anything is opened: the names it carries
+ * are sealed into the recording's manifest, so a value the manifest schema refuses (an empty
+ * header name, a rule without host) would make the tag unreadable. Rules are checked against
+ * the manifest schema's own rule definition.
+ * @throws BtrflyError USAGE (400), one line naming the first problem
+ */
+export function parseSessionRequest(body: unknown): SessionRequest {
+  check ??= schemaChecker((ref) => {
+    const names = { type: 'array', maxItems: MAX_SESSION_LIST, items: { type: 'string', minLength: 1, maxLength: 256 } };
+    return {
+      type: 'object',
+      required: ['tag', 'mode'],
+      additionalProperties: false,
+      properties: {
+        tag: { type: 'string', minLength: 1, maxLength: 1024 },
+        mode: { enum: ['record', 'playback'] },
+        append: { type: 'boolean' },
+        redactHeaders: names,
+        redactQuery: names,
+        rules: { type: 'array', maxItems: MAX_SESSION_LIST, items: ref('rule') },
+      },
+    };
+  });
+  if (body === undefined) throw new BtrflyError('USAGE', 'the session request has no JSON body: send {"tag": "T", "mode": "record"} with content-type: application/json');
+  const problem = check(body);
+  if (problem) {
+    throw new BtrflyError(
+      'USAGE',
+      `the session request is invalid: ${problem}: send {"tag": "T", "mode": "record"|"playback"} with optional append (boolean), redactHeaders and redactQuery (up to ${MAX_SESSION_LIST} non-empty names) and rules (up to ${MAX_SESSION_LIST} {"host", "ignoreQuery", "ignoreHeaders"})`,
+    );
+  }
+  return body as SessionRequest;
+}

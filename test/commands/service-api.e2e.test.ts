@@ -1,0 +1,228 @@
+/**
+ * The service API's guards, against a real `btrfly serve` on loopback (from a config file, every
+ * port 0) with real tokens, an HTTP test origin and real HTTPS calls: who may record, what a
+ * session request may carry, what a listing shows to which team, what a tunnel may do after its
+ * session ended, who may discard, and how malformed calls are answered.
+ */
+import { promises as fs } from 'node:fs';
+import * as https from 'node:https';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { Runtime } from '../../src/engine/runtime';
+import { Archive } from '../../src/format/archive';
+import { cliEnv, runCli, runOk, spawnCli, startOrigin, tmpDir, type CliProcess, type Origin } from '../helpers';
+
+describe('the btrfly service API on loopback', () => {
+  const work = tmpDir('btrfly-service-api-');
+  const archive = path.join(work, 'archive');
+  const tokens = path.join(work, 'tokens.json');
+  const caPath = path.join(cliEnv().BTRFLY_CONFIG_DIR!, 'ca.pem');
+  let origin: Origin;
+  let service: CliProcess;
+  let api = '';
+  let proxyPort = 0;
+  let caPem = '';
+  const token = { admin: '', teamA: '', teamA2: '', playA: '', teamB: '' };
+
+  /** One call to the API: `body` a value (sent as JSON) or raw bytes with the given headers. */
+  const call = (tok: string, method: string, urlPath: string, body?: unknown, headers: Record<string, string> = {}) =>
+    new Promise<{ status: number; json: { error?: { code: string; message: string } } & Record<string, unknown> }>((resolve, reject) => {
+      const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
+      const h: Record<string, string | number> = { authorization: `Bearer ${tok}`, ...headers };
+      if (payload && !Buffer.isBuffer(body)) h['content-type'] = 'application/json';
+      if (payload) h['content-length'] = payload.length;
+      const req = https.request(new URL(urlPath, api), { method, headers: h, ca: caPem }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (s: string) => (text += s));
+        res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(text || '{}') }));
+      });
+      req.once('error', reject);
+      req.end(payload);
+    });
+  const open = async (tok: string, body: unknown) => {
+    const r = await call(tok, 'POST', '/v1/sessions', body);
+    expect(r).toMatchObject({ status: 201 });
+    return (r.json.session as { id: string }).id;
+  };
+  const close = (tok: string, id: string, query = '') => call(tok, 'DELETE', `/v1/sessions/${id}${query}`);
+  /** Fetches `p` from the origin through the proxy (absolute-form, this host's session by source address). */
+  const fetchVia = (p: string) => rawExchange(net.connect(proxyPort, '127.0.0.1'), `GET ${origin.url}${p} HTTP/1.1\r\nHost: ${origin.host}:${origin.port}\r\nConnection: close\r\n\r\n`);
+  const record = async (tag: string, paths: string[]) => {
+    const id = await open(token.admin, { tag, mode: 'record' });
+    for (const p of paths) expect((await fetchVia(p)).status).toBe(200);
+    expect((await close(token.admin, id)).status).toBe(200);
+  };
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+    const config = path.join(work, 'serve.json');
+    await fs.writeFile(
+      config,
+      JSON.stringify({ archive: 'archive', tokens: 'tokens.json', address: '127.0.0.1', dnsPort: 0, httpPort: 0, httpsPort: 0, proxyPort: 0, apiPort: 0 }),
+    );
+    const create = async (scope: string, tags: string) => (await runCli(['token', 'create', '--scope', scope, '--tags', tags, '--tokens', tokens])).stdout.trim();
+    token.admin = await create('admin', '*');
+    token.teamA = await create('record,playback', 'team-a/*');
+    token.teamA2 = await create('record,playback', 'team-a/*');
+    token.playA = await create('playback', 'team-a/*');
+    token.teamB = await create('record,playback', 'team-b/*');
+    service = spawnCli(['serve', '--config', config]);
+    await service.waitFor(/proxy (\d+)\), the API and the web UI on (https:\/\/\S+) /);
+    const m = /proxy (\d+)\), the API and the web UI on (https:\/\/\S+) /.exec(service.stderr)!;
+    proxyPort = Number(m[1]);
+    api = m[2];
+    caPem = await fs.readFile(caPath, 'utf8');
+    await record('team-a/app', ['/counter']);
+    await record('team-b/secret', ['/counter']);
+  }, 120_000);
+
+  afterAll(async () => {
+    await service?.stop();
+  });
+
+  test('a playback-only token may play back but not append (which records): 403 in one line', async () => {
+    const r = await call(token.playA, 'POST', '/v1/sessions', { tag: 'team-a/app', mode: 'playback', append: true });
+    expect(r.status).toBe(403);
+    expect(r.json.error).toMatchObject({ code: 'FORBIDDEN', message: expect.stringMatching(/^token [0-9a-f]{12} may not record \(its scopes: playback\)[^\n]*$/) });
+    const id = await open(token.playA, { tag: 'team-a/app', mode: 'playback' });
+    expect((await close(token.playA, id)).status).toBe(200);
+    const id2 = await open(token.teamA, { tag: 'team-a/app', mode: 'playback', append: true });
+    expect((await close(token.teamA, id2)).status).toBe(200);
+  });
+
+  test('a session request is checked before anything opens: a bad value is a 400 in one line and the tag stays usable', async () => {
+    const bad: unknown[] = [
+      { tag: 'team-a/app', mode: 'record', redactHeaders: [''] },
+      { tag: 'team-a/app', mode: 'record', redactQuery: [1] },
+      { tag: 'team-a/app', mode: 'record', rules: [{ host: '' }] },
+      { tag: 'team-a/app', mode: 'record', rules: [{ host: 'a.test', ignoreQuery: 'x' }] },
+      { tag: 'team-a/app', mode: 'record', redactHeaders: 'authorization' },
+      { tag: 'team-a/app', mode: 'record', rules: { host: 'a.test' } },
+      { tag: 'team-a/app', mode: 'record', redactHeaders: Array.from({ length: 101 }, (_, i) => `x-h${i}`) },
+      { tag: 'team-a/app', mode: 'record', append: 'yes' },
+      { tag: 'team-a/app', mode: 'replay' },
+      { tag: 7, mode: 'record' },
+      { tag: 'team-a/app', mode: 'record', clients: ['10.0.0.9'] },
+      ['team-a/app'],
+    ];
+    for (const body of bad) {
+      const r = await call(token.teamA, 'POST', '/v1/sessions', body);
+      expect({ body, status: r.status }).toEqual({ body, status: 400 });
+      expect(r.json.error).toMatchObject({ code: 'USAGE', message: expect.stringMatching(/^the session request is invalid: [^\n]+$/) });
+    }
+    // Nothing was sealed and no lock is left: the tag records, and reads back, as before.
+    const id = await open(token.teamA, { tag: 'team-a/app', mode: 'record', append: true, redactHeaders: ['X-Secret'], rules: [{ host: 'a.test', ignoreQuery: ['t'] }] });
+    expect((await fetchVia('/counter')).status).toBe(200);
+    expect((await close(token.teamA, id)).status).toBe(200);
+    const log = await call(token.teamA, 'GET', '/v1/log?tag=team-a/app');
+    expect(log.status).toBe(200);
+  });
+
+  test('listings: a team-a token never sees team-b names, even when team-b is broken; a broken tag is listed with its error', async () => {
+    // Another team's tag whose newest recording has a manifest that is not JSON.
+    const git = (args: string[], input?: string) => runOk('git', ['--git-dir', archive, ...args], { input }).then((r) => r.stdout.trim());
+    const blob = await git(['hash-object', '-w', '--stdin'], '{broken');
+    const tree = await git(['mktree'], `100644 blob ${blob}\tmanifest.json\n`);
+    const parent = await git(['rev-parse', 'refs/heads/team-b/secret']);
+    await git(['update-ref', 'refs/heads/team-b/secret', await git(['commit-tree', tree, '-p', parent, '-m', 'broken'])]);
+
+    for (const urlPath of ['/v1/tags', '/v1/storage']) {
+      const a = await call(token.teamA, 'GET', urlPath);
+      expect(a.status).toBe(200);
+      expect(JSON.stringify(a.json)).not.toContain('team-b');
+      const admin = await call(token.admin, 'GET', urlPath);
+      expect(admin.status).toBe(200);
+      const tags = (urlPath === '/v1/tags' ? admin.json : admin.json.tags) as unknown as { tag: string; error?: string }[];
+      expect(tags.map((t) => t.tag)).toEqual(['team-a/app', 'team-b/secret']);
+      expect(tags[0].error).toBeUndefined();
+      expect(tags[1].error).toMatch(/^manifest of tag "team-b\/secret"[^\n]* is invalid: manifest.json is not JSON/);
+    }
+  });
+
+  test('a kept-alive CONNECT tunnel is refused once its session has ended, and closed', async () => {
+    const id = await open(token.teamA, { tag: 'team-a/tunnel', mode: 'record' });
+    const authority = `${origin.host}:${origin.port}`;
+    const socket = net.connect(proxyPort, '127.0.0.1');
+    const connected = await new Promise<string>((resolve) => socket.once('data', (d) => resolve(d.toString('latin1'))).write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`));
+    expect(connected).toMatch(/^HTTP\/1.1 200 /);
+    const get = `GET /counter HTTP/1.1\r\nHost: ${authority}\r\n\r\n`;
+    expect(await rawExchange(socket, get)).toMatchObject({ status: 200, body: expect.stringMatching(/^count \d+/) });
+    expect((await close(token.teamA, id)).status).toBe(200);
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    const after = await rawExchange(socket, get);
+    expect(after.status).toBe(403);
+    expect(after.headers).toMatch(/\r\nx-btrfly: refused/i);
+    expect(after.body).toMatch(/^btrfly: the session of this tunnel \([0-9a-f-]+\) has ended/);
+    await closed;
+  });
+
+  test('only the token that opened a session, or an admin, may discard it; another token of the team may end it', async () => {
+    const id = await open(token.teamA, { tag: 'team-a/discard', mode: 'record' });
+    const r = await close(token.teamA2, id, '?discard=1');
+    expect(r.status).toBe(403);
+    expect(r.json.error?.message).toMatch(/^token [0-9a-f]{12} may not discard session [0-9a-f-]+: only the token that opened it or an admin may[^\n]*$/);
+    expect((await close(token.teamB, id)).status).toBe(403);
+    expect((await close(token.teamA, id, '?discard=1')).status).toBe(200);
+    const id2 = await open(token.teamA, { tag: 'team-a/discard', mode: 'record' });
+    expect((await close(token.admin, id2, '?discard=1')).status).toBe(200);
+    const id3 = await open(token.teamA, { tag: 'team-a/discard', mode: 'record' });
+    expect((await close(token.teamA2, id3)).status).toBe(200);
+  });
+
+  test('malformed calls get their 4xx in one line: no JSON content type 400, not JSON 400, too large 413; the token is checked first', async () => {
+    const json = { 'content-type': 'application/json' };
+    const noType = await call(token.teamA, 'POST', '/v1/sessions', Buffer.from('{"tag":"team-a/app","mode":"record"}'));
+    expect(noType).toMatchObject({ status: 400, json: { error: { code: 'USAGE', message: expect.stringMatching(/^the session request has no JSON body[^\n]*$/) } } });
+    const notJson = await call(token.teamA, 'POST', '/v1/sessions', Buffer.from('{"tag":'), json);
+    expect(notJson).toMatchObject({ status: 400, json: { error: { code: 'USAGE', message: expect.stringMatching(/^the request body is not JSON[^\n]*$/) } } });
+    const huge = Buffer.from(JSON.stringify({ tag: 'team-a/app', mode: 'record', redactHeaders: ['x'.repeat(70_000)] }));
+    const tooLarge = await call(token.teamA, 'POST', '/v1/sessions', huge, json);
+    expect(tooLarge).toMatchObject({ status: 413, json: { error: { code: 'USAGE', message: 'the request body is larger than 64 KiB: send a smaller JSON object' } } });
+    expect((await call('btf_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 'POST', '/v1/sessions', huge, json)).status).toBe(401);
+    expect(service.stderr).not.toMatch(/API request refused or failed.*(larger than|not JSON|no JSON body)/);
+  });
+});
+
+describe('a record session whose start fails after the tag was locked', () => {
+  test('releases the lock: the next record session of the tag opens', async () => {
+    const archive = await Archive.open(path.join(tmpDir('btrfly-runtime-'), 'archive'), { create: true });
+    const runtime = await Runtime.start({ archive, configDir: tmpDir('btrfly-config-') });
+    try {
+      // Past the API's checks (a caller of the runtime): a non-list makes the start throw once the lock is held.
+      const bad = { tag: 't', mode: 'record', redactHeaders: 'x-secret' as unknown as string[] } as const;
+      await expect(runtime.openSession(bad)).rejects.toThrow();
+      const opened = await runtime.openSession({ tag: 't', mode: 'record' });
+      await runtime.closeSession(opened.info.id, { discard: true });
+    } finally {
+      await runtime.close();
+      await archive.close();
+    }
+  });
+});
+
+/** Writes `request` on `socket` and reads one HTTP/1.1 response (Content-Length bodies); the socket stays open. */
+function rawExchange(socket: net.Socket, request: string): Promise<{ status: number; headers: string; body: string; socket: net.Socket }> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const headers = buf.subarray(0, end).toString('latin1');
+      const len = Number(/\r\ncontent-length:\s*(\d+)/i.exec(headers)?.[1] ?? 0);
+      if (buf.length < end + 4 + len) return;
+      done();
+      resolve({ status: Number(headers.split(' ')[1]), headers, body: buf.subarray(end + 4, end + 4 + len).toString('utf8'), socket });
+    };
+    const onEnd = () => (done(), reject(new Error(`connection closed before a whole response: ${JSON.stringify(buf.toString('latin1'))}`)));
+    const done = () => {
+      socket.off('data', onData);
+      socket.off('close', onEnd);
+      socket.off('error', onEnd);
+    };
+    socket.on('data', onData);
+    socket.once('close', onEnd);
+    socket.once('error', onEnd);
+    socket.write(request);
+  });
+}
