@@ -4,11 +4,14 @@
  *   node archive-child.js write ARCHIVE SOURCE_FILE         → {seconds, rssMiB, stored}
  *   node archive-child.js read ARCHIVE STORED_JSON          → {seconds, rssMiB, bytes}
  * BTRFLY_BENCH_DIST names another build's dist/ to measure (an older commit, side by side).
+ * The process runs with the memory settings of btrfly's own streaming processes (bin/run.js's
+ * mmap threshold, set by the parent; src/engine/memory.ts), so its peak is the one playback has.
  */
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { keepMemoryFlat, noteStreamed } from '../engine/memory';
 import type { Archive as ArchiveClass } from '../format/archive';
 import type { StoredBody } from '../format/types';
 
@@ -24,6 +27,7 @@ async function main(): Promise<void> {
   const [op, dir, arg] = process.argv.slice(2);
   const Archive = loadArchive();
   const rss = (): number => Math.round(process.resourceUsage().maxRSS / 1024);
+  keepMemoryFlat();
   const archive = await Archive.open(dir, { create: op === 'write' });
   const t0 = process.hrtime.bigint();
   const seconds = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
@@ -42,6 +46,7 @@ async function main(): Promise<void> {
       highWaterMark: MiB,
       write(chunk: Buffer, _e, cb) {
         bytes += chunk.length;
+        noteStreamed(chunk.length);
         cb();
       },
     });

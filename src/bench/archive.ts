@@ -84,7 +84,8 @@ interface ChildResult {
 }
 
 async function child(args: string[], dist: string | undefined): Promise<ChildResult> {
-  const env = dist ? { ...process.env, BTRFLY_BENCH_DIST: dist } : process.env;
+  // bin/run.js's glibc setting for streaming commands (the child is not started through it).
+  const env = { ...process.env, MALLOC_MMAP_THRESHOLD_: '131072', ...(dist ? { BTRFLY_BENCH_DIST: dist } : {}) };
   const { stdout } = await timed(process.execPath, [CHILD, ...args], env);
   return JSON.parse(stdout.trim().split('\n').pop()!) as ChildResult;
 }
@@ -195,6 +196,7 @@ export const archiveSection: BenchSection = {
       `A ${sizeMiB} MiB body written (\`createBodyWriter\`, from a file) into a fresh archive and read back whole`,
       '(`openBody`, SHA-256 checked, into a sink that drops the bytes), each in its own Node process, against',
       '`cp` of the same file on the same disk in the same run (page cache warm, no fsync on either side).',
+      "Each process runs with the memory settings of btrfly's streaming commands (bin/run.js, src/engine/memory.ts).",
       `Median of ${opts.runs} runs, (min–max); the ratio is cp's time over the archive's, per run, so ≥ 1 is faster than cp.`,
       '',
       table(rows, sizeMiB, opts.runs),
