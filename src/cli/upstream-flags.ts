@@ -11,6 +11,16 @@ export const upstreamFlags = {
   'upstream-proxy': Flags.string({ description: 'send upstream traffic through this HTTP proxy URL', helpGroup: 'UPSTREAM' }),
 };
 
+/** `serve` only: which upstream addresses record may connect to (after DNS resolution). */
+export const upstreamPolicyFlags = {
+  'deny-upstream': Flags.string({
+    description: 'refuse to record from this address or CIDR, on top of the defaults (169.254.0.0/16, fe80::/10, 127.0.0.0/8, ::1/128, 0.0.0.0/8, ::/128, the service\'s own addresses)',
+    multiple: true,
+    helpGroup: 'UPSTREAM',
+  }),
+  'allow-upstream': Flags.string({ description: 'record from this address or CIDR even if denied, e.g. 127.0.0.0/8 for an origin on the service host', multiple: true, helpGroup: 'UPSTREAM' }),
+};
+
 export function upstreamOptions(flags: { 'upstream-dns'?: string[]; resolve?: string[]; 'upstream-ca'?: string[]; 'upstream-proxy'?: string }): UpstreamOptions {
   return { dns: flags['upstream-dns'], resolve: flags.resolve, caFiles: flags['upstream-ca'], proxy: flags['upstream-proxy'] };
 }

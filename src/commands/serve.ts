@@ -3,7 +3,7 @@ import pino from 'pino';
 import { runService } from '../engine/service';
 import { serveSettings } from '../engine/service-config';
 import { BtrflyCommand } from '../cli/base';
-import { upstreamFlags } from '../cli/upstream-flags';
+import { upstreamFlags, upstreamPolicyFlags } from '../cli/upstream-flags';
 
 export default class Serve extends BtrflyCommand {
   static override summary = 'Run the btrfly service: DNS, the proxy, an HTTPS API, the web UI (/ui/) and /metrics for many build hosts.';
@@ -26,6 +26,7 @@ export default class Serve extends BtrflyCommand {
     'api-key': Flags.string({ description: 'PEM key of --api-cert', dependsOn: ['api-cert'] }),
     tokens: Flags.string({ description: 'token store [default: <config dir>/tokens.json, or $BTRFLY_TOKENS]' }),
     ...upstreamFlags,
+    ...upstreamPolicyFlags,
   };
 
   async run(): Promise<void> {
@@ -48,6 +49,8 @@ export default class Serve extends BtrflyCommand {
         resolve: flags.resolve,
         upstreamCa: flags['upstream-ca'],
         upstreamProxy: flags['upstream-proxy'],
+        denyUpstream: flags['deny-upstream'],
+        allowUpstream: flags['allow-upstream'],
       },
       flags.config,
     );
@@ -65,7 +68,7 @@ export default class Serve extends BtrflyCommand {
       apiKey: s.apiKey,
       tokenStore: s.tokens,
       upstreamDns: s.upstreamDns,
-      upstream: { dns: s.upstreamDns, resolve: s.resolve, caFiles: s.upstreamCa, proxy: s.upstreamProxy },
+      upstream: { dns: s.upstreamDns, resolve: s.resolve, caFiles: s.upstreamCa, proxy: s.upstreamProxy, deny: s.denyUpstream, allow: s.allowUpstream },
       log: (msg, data) => logger.info(data ?? {}, msg),
       onReady: (r) =>
         process.stderr.write(

@@ -3,7 +3,8 @@ import type { Server } from 'node:http';
 import * as path from 'node:path';
 import express from 'express';
 import { BtrflyError, isBtrflyError, oneLine } from '../errors';
-import type { Runtime, OpenSessionOptions } from './runtime';
+import type { Runtime } from './runtime';
+import { parseDaemonSessionRequest } from './session-request';
 import { startServing, untilShutdown, type ServingOptions } from './serving';
 
 /** The daemon's settings: what it serves (its address is a dedicated loopback one, default 127.77.0.1) and where it publishes itself. */
@@ -72,8 +73,10 @@ function controlApp(runtime: Runtime, log: DaemonOptions['log']): express.Expres
     res.json({ pid: process.pid, sessions: runtime.status() });
   });
   app.post('/sessions', (req, res, next) => {
-    const body = req.body as OpenSessionOptions;
-    runtime.openSession(body).then((opened) => res.status(201).json(opened), next);
+    // The socket is root's, but a bad name would still be sealed into the tag's manifest.
+    Promise.resolve()
+      .then(() => runtime.openSession(parseDaemonSessionRequest(req.body)))
+      .then((opened) => res.status(201).json(opened), next);
   });
   app.delete('/sessions/:id', (req, res, next) => {
     const discard = req.query.discard === '1';

@@ -1,4 +1,5 @@
-import type { FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { BtrflyError } from '../errors';
 
@@ -21,4 +22,24 @@ export function checkPrivateMode(file: string, stat: Stats, what: string): Stats
 /** {@link checkPrivateMode} on an open file (the one about to be read, not a name that may change). */
 export async function checkPrivateHandle(handle: FileHandle, file: string, what: string): Promise<Stats> {
   return checkPrivateMode(file, await handle.stat(), what);
+}
+
+/**
+ * Replaces `file` with `text` atomically and privately: a new file (0600, created exclusively
+ * under a random name beside it, so no one else's file or symlink is written through), flushed
+ * to disk, then renamed over `file`. A failure removes the temp file and is thrown.
+ */
+export async function writePrivateFile(file: string, text: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const handle = await open(tmp, 'wx', 0o600);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+    await handle.close();
+    await rename(tmp, file);
+  } catch (e) {
+    await handle.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
 }

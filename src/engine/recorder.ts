@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { isBtrflyError } from '../errors';
 import { mergeHeaders, redactUrl, selectingRequestHeaders, splitHeaders } from '../format/manifest';
 import { OrdinalCounter } from '../format/match';
 import type { BodyLocation, BodyWriter, ByteRange, Entry, Header, Redactions, StoredBody, VolatileHeader } from '../format/types';
@@ -126,7 +125,14 @@ export class RecordSession {
   private async fetchAndRecord(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string): Promise<RecordedAnswer | undefined> {
     const method = req.method ?? 'GET';
     const answerLater = isPartialOrConditional(req);
-    const { req: upReq, response } = this.upstream.request(url, method, flatHeaders(upstreamRequestHeaders(req)) as never);
+    let sent: ReturnType<Upstream['request']>;
+    try {
+      sent = this.upstream.request(url, method, flatHeaders(upstreamRequestHeaders(req)) as never);
+    } catch (e) {
+      this.upstreamFailed(res, url, e);
+      return undefined;
+    }
+    const { req: upReq, response } = sent;
     let requestDigest: Promise<string | undefined> = Promise.resolve(undefined);
     if (hasRequestBody(req)) {
       const hash = createHash('sha256');
@@ -219,7 +225,8 @@ export class RecordSession {
   /** An upstream failure reaches the client as it happened, marked by btrfly; it is not recorded. */
   private upstreamFailed(res: ServerResponse, url: URL, e: unknown): void {
     this.info.stats.upstreamErrors++;
-    const err = isBtrflyError(e) ? e : upstreamError(url, e);
+    const err = upstreamError(url, e);
+    if (err.data.kind === 'denied') this.log('upstream address denied, not recorded', { session: this.info.id, tag: this.info.tag, url: url.href, address: err.data.address, rule: err.data.rule });
     if (res.headersSent) {
       res.destroy(err);
       return;

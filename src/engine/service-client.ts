@@ -1,9 +1,10 @@
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import * as https from 'node:https';
 import * as path from 'node:path';
 import { BtrflyError, oneLine } from '../errors';
 import { configDir } from './config-dir';
 import { readJsonAnswer } from './json-answer';
+import { writePrivateFile } from './private-file';
 
 /** What `btrfly login` keeps in the user's config dir (0600): the service and the token for it. */
 export interface Login {
@@ -41,10 +42,7 @@ export async function login(login: Login, env: NodeJS.ProcessEnv = process.env):
   const dir = configDir(env);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const file = path.join(dir, LOGIN_FILE);
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(clean, null, 2) + '\n', { mode: 0o600 });
-  await chmod(tmp, 0o600);
-  await rename(tmp, file);
+  await writePrivateFile(file, JSON.stringify(clean, null, 2) + '\n');
   return { file, ...st.token };
 }
 

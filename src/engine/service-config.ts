@@ -20,9 +20,13 @@ export interface ServeSettings {
   resolve: string[];
   upstreamCa: string[];
   upstreamProxy?: string;
+  /** Upstream addresses (CIDRs) record refuses, on top of the service's defaults. */
+  denyUpstream: string[];
+  /** Upstream addresses (CIDRs) record may reach even if denied. */
+  allowUpstream: string[];
 }
 
-const DEFAULTS = { address: '127.0.0.1', dnsPort: 53, httpPort: 80, httpsPort: 443, proxyPort: 3128, apiPort: 8443, upstreamDns: [], resolve: [], upstreamCa: [] };
+const DEFAULTS = { address: '127.0.0.1', dnsPort: 53, httpPort: 80, httpsPort: 443, proxyPort: 3128, apiPort: 8443, upstreamDns: [], resolve: [], upstreamCa: [], denyUpstream: [], allowUpstream: [] };
 
 /**
  * Merges flags over a JSON config file (keys as in {@link ServeSettings}, e.g.
@@ -43,6 +47,12 @@ export async function serveSettings(flags: Partial<ServeSettings>, configFile?: 
     const known = new Set([...Object.keys(DEFAULTS), 'archive', 'apiAddress', 'apiCert', 'apiKey', 'tokens', 'upstreamProxy']);
     const unknown = Object.keys(file).filter((k) => !known.has(k));
     if (unknown.length) throw new BtrflyError('CONFIG', `unknown setting(s) ${unknown.join(', ')} in ${configFile}: use ${[...known].join(', ')}`);
+    for (const k of ['upstreamDns', 'resolve', 'upstreamCa', 'denyUpstream', 'allowUpstream'] as const) {
+      const v: unknown = file[k];
+      if (v !== undefined && !(Array.isArray(v) && v.every((x) => typeof x === 'string'))) {
+        throw new BtrflyError('CONFIG', `setting ${k} in ${configFile} is not a list of strings: write "${k}": ["..."]`);
+      }
+    }
     const base = path.dirname(path.resolve(configFile));
     for (const k of ['archive', 'apiCert', 'apiKey', 'tokens'] as const) if (file[k]) file[k] = path.resolve(base, file[k]);
     file.upstreamCa = file.upstreamCa?.map((f) => path.resolve(base, f));

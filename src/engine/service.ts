@@ -8,6 +8,7 @@ import { ServiceMetrics } from './metrics';
 import { startServing, untilShutdown, type ServingOptions } from './serving';
 import { normalizeAddress, type SessionInfo } from './session';
 import { parseSessionRequest } from './session-request';
+import { serviceDenyList } from './upstream-policy';
 import { authorizeSession, mayRead, TokenStore, type TokenRecord } from './tokens';
 import { webUi } from './web-ui';
 
@@ -52,7 +53,10 @@ export interface RegisteredSession {
 export async function runService(opts: ServiceOptions): Promise<void> {
   const tokens = new TokenStore(opts.tokenStore);
   let metrics: ServiceMetrics | undefined;
-  const serving = await startServing({ ...opts, onResponse: (e) => metrics?.onResponse(e) });
+  // A session's host makes the service fetch what it asks for: never its metadata, loopback or itself.
+  const upstream = { ...opts.upstream, deny: [...serviceDenyList([opts.address, opts.apiAddress]), ...(opts.upstream.deny ?? [])] };
+  const serving = await startServing({ ...opts, upstream, onResponse: (e) => metrics?.onResponse(e) });
+  opts.log('upstream addresses record refuses', { deny: upstream.deny, allow: upstream.allow ?? [] });
   const { runtime } = serving;
   metrics = new ServiceMetrics(() => runtime.status());
   let api: https.Server | undefined;

@@ -1,9 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as lockfile from 'proper-lockfile';
 import { BtrflyError } from '../errors';
-import { checkPrivateHandle } from './private-file';
+import { checkPrivateHandle, writePrivateFile } from './private-file';
 import type { Mode } from './session';
 
 /** What a token may do: open record or playback sessions, or anything (admin). */
@@ -127,18 +127,7 @@ export class TokenStore {
 
   /** A new file (0600, created exclusively under a random name), flushed to disk, then renamed over the store. */
   private async write(data: TokenFile): Promise<void> {
-    const tmp = `${this.file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-    const handle = await open(tmp, 'wx', 0o600);
-    try {
-      await handle.writeFile(JSON.stringify(data, null, 2) + '\n');
-      await handle.sync();
-      await handle.close();
-      await rename(tmp, this.file);
-    } catch (e) {
-      await handle.close().catch(() => {});
-      await unlink(tmp).catch(() => {});
-      throw e;
-    }
+    await writePrivateFile(this.file, JSON.stringify(data, null, 2) + '\n');
   }
 }
 

@@ -6,7 +6,8 @@ import * as tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { HttpProxyAgent } from 'http-proxy-agent';
 import { HttpsProxyAgent } from 'https-proxy-agent';
-import { BtrflyError } from '../errors';
+import { BtrflyError, isBtrflyError } from '../errors';
+import { UpstreamPolicy } from './upstream-policy';
 
 /** How record reaches the real servers (SPEC section 5, "Upstream"). */
 export interface UpstreamOptions {
@@ -20,6 +21,10 @@ export interface UpstreamOptions {
   proxy?: string;
   /** Milliseconds to wait for a connection or a response head. */
   timeoutMs?: number;
+  /** Addresses (CIDRs) record never connects to; `btrfly serve` passes its defaults here. */
+  deny?: string[];
+  /** Addresses (CIDRs) let through even if `deny` matches them. */
+  allow?: string[];
 }
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void;
@@ -35,11 +40,13 @@ export class Upstream {
   private readonly pinned = new Map<string, string>();
   private readonly resolver?: dns.promises.Resolver;
   private readonly timeoutMs: number;
+  private readonly policy?: UpstreamPolicy;
   /** Local ports of our own upstream sockets, so the proxy can tell a loop (see isOwnSocket). */
   private readonly ownPorts = new Set<number>();
 
   constructor(opts: UpstreamOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+    if (opts.deny?.length) this.policy = new UpstreamPolicy(opts.deny, opts.allow);
     for (const r of opts.resolve ?? []) {
       const i = r.lastIndexOf(':');
       // HOST:ADDR; an IPv6 ADDR contains colons, so split on the first colon after the host.
@@ -67,14 +74,19 @@ export class Upstream {
     // pool key on every request (https.Agent#getName): measured as most of record's CPU time
     // on many small bodies (BENCHMARKS.md, small files).
     const secureContext = tls.createSecureContext({ ca });
-    const lookup = this.lookup.bind(this) as unknown as net.LookupFunction;
-    const common = { keepAlive: true, maxSockets: 64, timeout: this.timeoutMs, lookup };
+    const common = { keepAlive: true, maxSockets: 64, timeout: this.timeoutMs };
     if (opts.proxy) {
-      this.httpAgent = new HttpProxyAgent(opts.proxy, { ...common }) as unknown as http.Agent;
-      this.httpsAgent = new HttpsProxyAgent(opts.proxy, { ...common, secureContext }) as unknown as https.Agent;
+      // The lookup finds the admin's proxy, which is allowed; the proxy resolves and connects to
+      // the target itself, so only IP-literal targets can be checked here (see request).
+      const lookup = ((h: string, o: dns.LookupOptions, cb: LookupCallback) => this.lookup(h, o, cb, false)) as unknown as net.LookupFunction;
+      this.httpAgent = new HttpProxyAgent(opts.proxy, { ...common, lookup }) as unknown as http.Agent;
+      this.httpsAgent = new HttpsProxyAgent(opts.proxy, { ...common, lookup, secureContext }) as unknown as https.Agent;
     } else {
-      this.httpAgent = new http.Agent(common);
-      this.httpsAgent = new https.Agent({ ...common, secureContext, ALPNProtocols: ['http/1.1'] } as https.AgentOptions);
+      // Node connects to exactly the addresses this lookup answers, so checking them here holds
+      // against DNS rebinding (the name is not resolved again for the connection).
+      const lookup = ((h: string, o: dns.LookupOptions, cb: LookupCallback) => this.lookup(h, o, cb, true)) as unknown as net.LookupFunction;
+      this.httpAgent = new http.Agent({ ...common, lookup });
+      this.httpsAgent = new https.Agent({ ...common, lookup, secureContext, ALPNProtocols: ['http/1.1'] } as https.AgentOptions);
     }
     for (const agent of [this.httpAgent, this.httpsAgent]) this.trackSockets(agent);
   }
@@ -88,15 +100,18 @@ export class Upstream {
   /** Sends a request upstream; resolves with the response head, its body unread. */
   request(url: URL, method: string, headers: http.OutgoingHttpHeaders, signal?: AbortSignal): { req: http.ClientRequest; response: Promise<http.IncomingMessage> } {
     const isHttps = url.protocol === 'https:';
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    // Node does not call the lookup for an IP literal: check it before anything is sent.
+    if (net.isIP(host)) this.policy?.check(url.host, host);
     const req = (isHttps ? https : http).request({
       protocol: url.protocol,
-      host: url.hostname.replace(/^\[|\]$/g, ''),
+      host,
       port: url.port || (isHttps ? 443 : 80),
       path: url.pathname + url.search,
       method,
       headers,
       agent: isHttps ? this.httpsAgent : this.httpAgent,
-      servername: net.isIP(url.hostname.replace(/^\[|\]$/g, '')) ? undefined : url.hostname,
+      servername: net.isIP(host) ? undefined : url.hostname,
       signal,
       timeout: this.timeoutMs,
     });
@@ -113,18 +128,37 @@ export class Upstream {
     this.httpsAgent.destroy();
   }
 
-  private lookup(hostname: string, options: dns.LookupOptions, cb: LookupCallback): void {
+  /** Resolves an upstream name; with `checked`, answers only addresses the policy allows. */
+  private lookup(hostname: string, options: dns.LookupOptions, cb: LookupCallback, checked: boolean): void {
     const host = hostname.toLowerCase();
     const pinned = this.pinned.get(host);
-    const answer = (addr: string) =>
-      options.all ? cb(null, [{ address: addr, family: net.isIP(addr) }]) : cb(null, addr, net.isIP(addr));
-    if (pinned) return answer(pinned);
-    if (net.isIP(host)) return answer(host);
-    if (!this.resolver) return void dns.lookup(hostname, options, cb as never);
+    const policy = checked ? this.policy : undefined;
+    const answer = (found: string[]) => {
+      const allowed = policy ? found.filter((a) => !policy.deniedBy(a)) : found;
+      if (allowed.length === 0) {
+        if (policy && found.length > 0) policy.check(hostname, found[0]); // throws: every answer is denied
+        return cb(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '');
+      }
+      if (options.all) return cb(null, allowed.map((address) => ({ address, family: net.isIP(address) })));
+      cb(null, allowed[0], net.isIP(allowed[0]));
+    };
+    const settle = (found: () => string[]) => {
+      try {
+        answer(found());
+      } catch (e) {
+        cb(e as NodeJS.ErrnoException, '');
+      }
+    };
+    if (pinned) return settle(() => [pinned]);
+    if (net.isIP(host)) return settle(() => [host]);
+    if (!this.resolver) {
+      dns.lookup(hostname, { ...options, all: true }, (e, addrs) => (e ? cb(e, '') : settle(() => addrs.map((a) => a.address))));
+      return;
+    }
     const r = this.resolver;
     r.resolve4(host)
       .catch(() => r.resolve6(host))
-      .then((addrs) => answer(addrs[0]))
+      .then((addrs) => settle(() => addrs))
       .catch((e: NodeJS.ErrnoException) => cb(e, ''));
   }
 
@@ -156,6 +190,7 @@ function safeSystemCAs(): string[] {
 
 /** An upstream failure as the client should see it: refused, TLS, timeout, name. */
 export function upstreamError(url: URL, e: unknown): BtrflyError {
+  if (isBtrflyError(e)) return e; // already said in the client's terms (a denied address)
   const err = e as NodeJS.ErrnoException;
   const code = err.code ?? 'ERROR';
   const kind =

@@ -66,7 +66,8 @@ describe('the btrfly service API on loopback', () => {
     token.teamA2 = await create('record,playback', 'team-a/*');
     token.playA = await create('playback', 'team-a/*');
     token.teamB = await create('record,playback', 'team-b/*');
-    service = spawnCli(['serve', '--config', config]);
+    // The origin is on the service host's loopback, which serve refuses to record from by default.
+    service = spawnCli(['serve', '--config', config, '--allow-upstream', '127.0.0.0/8']);
     await service.waitFor(/proxy (\d+)\), the API and the web UI on (https:\/\/\S+) /);
     const m = /proxy (\d+)\), the API and the web UI on (https:\/\/\S+) /.exec(service.stderr)!;
     proxyPort = Number(m[1]);
@@ -167,6 +168,51 @@ describe('the btrfly service API on loopback', () => {
     expect((await close(token.admin, id2, '?discard=1')).status).toBe(200);
     const id3 = await open(token.teamA, { tag: 'team-a/discard', mode: 'record' });
     expect((await close(token.teamA2, id3)).status).toBe(200);
+  });
+
+  test('by default a session cannot make the service fetch from its loopback: by address, name or v4-mapped IPv6, nothing reaches the origin or the archive', async () => {
+    const archive2 = path.join(work, 'archive-defaults');
+    const config = path.join(work, 'serve-defaults.json');
+    const ports = { dnsPort: 0, httpPort: 0, httpsPort: 0, proxyPort: 0, apiPort: 0 };
+    await fs.writeFile(config, JSON.stringify({ archive: archive2, tokens, address: '127.0.0.1', resolve: ['origin.test:127.0.0.1'], ...ports }));
+    const strict = spawnCli(['serve', '--config', config]);
+    try {
+      const ready = /proxy (\d+)\), the API and the web UI on (https:\/\/\S+) /;
+      await strict.waitFor(ready);
+      const [, port, strictApi] = ready.exec(strict.stderr)!;
+      const strictCall = (method: string, p: string, body?: unknown) => call(token.admin, method, new URL(p, strictApi).href, body);
+      const opened = await strictCall('POST', '/v1/sessions', { tag: 'team-a/ssrf', mode: 'record' });
+      expect(opened.status).toBe(201);
+      const before = (await origin.stats()).total;
+      const targets = [
+        ['127.0.0.1', `http://127.0.0.1:${origin.port}/counter`],
+        ['127.0.0.1', `http://origin.test:${origin.port}/counter`],
+        ['::ffff:7f00:1', `http://[::ffff:127.0.0.1]:${origin.port}/counter`],
+      ];
+      for (const [address, url] of targets) {
+        const r = await rawExchange(net.connect(Number(port), '127.0.0.1'), `GET ${url} HTTP/1.1\r\nHost: ${new URL(url).host}\r\nConnection: close\r\n\r\n`);
+        expect({ url, status: r.status }).toEqual({ url, status: 502 });
+        expect(r.headers).toMatch(/\r\nx-btrfly-upstream-error: denied\r\n/i);
+        expect(r.body).toMatch(new RegExp(`^btrfly: upstream \\S+: address ${address.replace(/\./g, '\\.')} is denied \\(deny-upstream 127\\.0\\.0\\.0/8\\): [^\\n]*--allow-upstream ${address.replace(/\./g, '\\.')}/(32|128)\\n$`));
+      }
+      expect((await origin.stats()).total).toBe(before);
+      const closed = await strictCall('DELETE', `/v1/sessions/${(opened.json.session as { id: string }).id}`);
+      expect(closed.json).toMatchObject({ info: { stats: { recorded: 0, upstreamErrors: 3 } } });
+      expect(strict.stdout + strict.stderr).toMatch(/upstream address denied, not recorded/);
+    } finally {
+      await strict.stop();
+    }
+    const sealed = await Archive.open(archive2);
+    try {
+      const commit = await sealed.resolveCommit('team-a/ssrf');
+      expect((await sealed.readRecording('team-a/ssrf', commit)).manifest.entries).toEqual([]);
+    } finally {
+      await sealed.close();
+    }
+    // With --allow-upstream 127.0.0.0/8 (the service of this file) the same origin records.
+    const id = await open(token.admin, { tag: 'team-a/allowed', mode: 'record' });
+    expect((await fetchVia('/counter')).status).toBe(200);
+    expect(await close(token.admin, id)).toMatchObject({ status: 200, json: { info: { stats: { recorded: 1 } } } });
   });
 
   test('malformed calls get their 4xx in one line: no JSON content type 400, not JSON 400, too large 413; the token is checked first', async () => {

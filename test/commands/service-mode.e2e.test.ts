@@ -88,7 +88,7 @@ maybe('btrfly serve with three build hosts', () => {
     await startOrigin();
     service = svc.spawn(
       process.execPath,
-      [CLI_ENTRY, 'serve', '--archive', archive, '--address', SERVICE, '--tokens', tokens, '--upstream-dns', '127.0.0.53', '--resolve', 'origin.test:127.0.0.5', '--upstream-ca', testCa().caPath],
+      [CLI_ENTRY, 'serve', '--archive', archive, '--address', SERVICE, '--tokens', tokens, '--upstream-dns', '127.0.0.53', '--resolve', 'origin.test:127.0.0.5', '--upstream-ca', testCa().caPath, '--allow-upstream', '127.0.0.5/32'],
       { env: cliEnv({ BTRFLY_CONFIG_DIR: svcConfig }), stdio: ['ignore', 'pipe', 'pipe'] },
     );
     service.stderr!.setEncoding('utf8').on('data', (s: string) => (serviceErr += s));

@@ -82,6 +82,8 @@ maybe('the web UI in headless Chromium', () => {
         apiPort: 0,
         resolve: ['origin.test:127.0.0.1'],
         upstreamCa: [origin.caPath],
+        // The origin is on the service host's loopback, denied by default.
+        allowUpstream: ['127.0.0.0/8'],
       }),
     );
     const har = path.join(work, 'hostile.har');

@@ -31,3 +31,13 @@ test('a config file with an unknown setting or that is not JSON is refused in on
   await fs.writeFile(file, '{ address: 10.0.0.5 }');
   await expect(serveSettings({}, file)).rejects.toThrow(/^cannot read the service config .*serve\.json: .*: it must be a JSON object of settings$/);
 });
+
+test('deny and allow lists come from the file (denyUpstream, allowUpstream) or the flags; a value that is not a list of strings is refused', async () => {
+  const dir = tmpDir('btrfly-serve-config-');
+  const file = path.join(dir, 'serve.json');
+  await fs.writeFile(file, JSON.stringify({ denyUpstream: ['10.0.0.0/8'], allowUpstream: ['127.0.0.0/8'] }));
+  expect(await serveSettings({ allowUpstream: ['127.0.0.1/32'] }, file)).toMatchObject({ denyUpstream: ['10.0.0.0/8'], allowUpstream: ['127.0.0.1/32'] });
+  expect(await serveSettings({})).toMatchObject({ denyUpstream: [], allowUpstream: [] });
+  await fs.writeFile(file, JSON.stringify({ allowUpstream: '127.0.0.0/8' }));
+  await expect(serveSettings({}, file)).rejects.toThrow(/^setting allowUpstream in .*serve\.json is not a list of strings: write "allowUpstream": \["..."\]$/);
+});

@@ -1,0 +1,11 @@
+import { parseDaemonSessionRequest, parseSessionRequest } from '../../src/engine/session-request';
+
+test('the service takes no clients (its client is the caller); the daemon takes the host\'s addresses, checked like the rest', () => {
+  const body = { tag: 'app', mode: 'record', clients: ['127.0.0.1', '::1'], redactHeaders: ['x-secret'] };
+  expect(() => parseSessionRequest(body)).toThrow(/^the session request is invalid: [^\n]+$/);
+  expect(parseDaemonSessionRequest(body)).toEqual(body);
+  for (const bad of [{ ...body, clients: [''] }, { ...body, redactHeaders: [''] }, { ...body, rules: [{ host: '' }] }, { ...body, mode: 'replay' }, { ...body, extra: 1 }]) {
+    expect(() => parseDaemonSessionRequest(bad)).toThrow(/^the session request is invalid: [^\n]+, clients \(up to 100 addresses\) and rules [^\n]+$/);
+  }
+  expect(() => parseDaemonSessionRequest(undefined)).toThrow(/^the session request has no JSON body/);
+});
