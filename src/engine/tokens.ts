@@ -107,11 +107,13 @@ export class TokenStore {
   /**
    * Read, change, write under the store's lock (`<store>.lock`, proper-lockfile as the tags'
    * locks), so that a create running beside a revoke cannot write back the revoked token.
+   * A change holds the lock for a read, a write and an fsync; waiters retry for up to a minute,
+   * since a loaded disk can make each fsync take a good part of a second.
    */
   private async update<T>(change: (data: TokenFile) => T): Promise<T> {
     await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
     const release = await lockfile
-      .lock(this.file, { realpath: false, lockfilePath: `${this.file}.lock`, stale: 10_000, retries: { retries: 100, minTimeout: 10, maxTimeout: 100 } })
+      .lock(this.file, { realpath: false, lockfilePath: `${this.file}.lock`, stale: 10_000, retries: { retries: 600, minTimeout: 10, maxTimeout: 100 } })
       .catch((e: unknown) => {
         throw new BtrflyError('LOCKED', `the token store ${this.file} stays locked by another btrfly (${(e as Error).message}): try again`);
       });
