@@ -8,7 +8,7 @@
 // Measured on a 2 GiB record: peak RSS 181 MiB before, 156 MiB after (docs/decisions.md,
 // "Memory of long streams"). glibc reads the setting once at start-up, so the variable is
 // removed again before anything else runs and never reaches a child.
-const STREAMING = new Set(['run', 'daemon', 'pull']);
+const STREAMING = new Set(['run', 'daemon', 'pull', 'serve']);
 const MARK = 'BTRFLY_MALLOC_TUNED';
 if (process.env[MARK]) {
   if (process.env[MARK] === 'added') delete process.env.MALLOC_MMAP_THRESHOLD_;

@@ -162,7 +162,7 @@ export const largeSection: BenchSection = {
       'work nginx does not do (a SHA-256 of every byte, git reading the object, the pipe) on 2 cores shared with curl.',
       'Record cannot beat the archive\'s write figure: each 8 MiB part goes through `git hash-object -w` (SHA-1 with',
       'collision detection, 3.6 s of CPU per GiB alone, and a level-0 deflate into a loose object) and the recorder slows the',
-      'upstream socket to that pace rather than buffer (STYLE.md); with the TLS on both sides and curl, a 1 GiB record used',
+      'upstream socket to that pace rather than buffer (a body is never held in memory); with the TLS on both sides and curl, a 1 GiB record used',
       '14–19 s of CPU on 2 cores, so 0.5× of a 1.4 s direct download is out of reach here (docs/decisions.md, "Archive',
       'storage"). Small bodies are dominated by the TLS handshake and process start of each curl, the same on both sides.',
       '',
