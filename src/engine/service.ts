@@ -6,6 +6,7 @@ import { parseTagSpec } from '../format/names';
 import { archiveApi } from './archive-api';
 import { ServiceMetrics } from './metrics';
 import { startServing, untilShutdown, type ServingOptions } from './serving';
+import type { Runtime } from './runtime';
 import { normalizeAddress, type SessionInfo } from './session';
 import { parseSessionRequest } from './session-request';
 import { serviceDenyList } from './upstream-policy';
@@ -22,7 +23,12 @@ export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
   tokenStore: string;
   /** Called once everything listens, with the API's URL and the ports bound (useful with port 0). */
   onReady?: (info: ReadyInfo) => void;
+  /** How often live sessions' tokens are checked against the store (ms); default {@link SWEEP_MS}. */
+  sweepMs?: number;
 }
+
+/** Every 5 s (and at every API call) a session whose token was revoked is ended. */
+export const SWEEP_MS = 5_000;
 
 /** The largest request body the API parses (a session request is a few hundred bytes). */
 const BODY_LIMIT = 64 * 1024;
@@ -60,15 +66,25 @@ export async function runService(opts: ServiceOptions): Promise<void> {
   const { runtime } = serving;
   metrics = new ServiceMetrics(() => runtime.status());
   let api: https.Server | undefined;
+  let sweeper: NodeJS.Timeout | undefined;
+  let revokedEnding: (() => Promise<void>) | undefined;
   try {
     const owners = new Map<string, string>();
+    const revoked = new RevokedSessions(runtime, tokens, owners, opts.log, (info) => metrics!.sessionClosed(info));
+    revokedEnding = () => revoked.settled();
+    sweeper = setInterval(() => void revoked.sweep(), opts.sweepMs ?? SWEEP_MS);
+    sweeper.unref();
     const app = express();
     app.disable('x-powered-by');
     app.use(webUi());
-    // Every call, /metrics included, carries a token; the request waits for its check.
+    // Every call, /metrics included, carries a token; the request waits for its check, and for
+    // sessions of revoked tokens to leave the table (their sealing goes on behind).
     app.use((req, res, next) => {
       const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-      tokens.verify(m?.[1]).then((t) => ((res.locals.token = t), next()), next);
+      revoked
+        .sweep()
+        .then(() => tokens.verify(m?.[1]))
+        .then((t) => ((res.locals.token = t), next()), next);
     });
     // Bodies are parsed only for a caller whose token checked out.
     app.use(express.json({ limit: BODY_LIMIT }));
@@ -136,9 +152,69 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     await untilShutdown();
     opts.log('service stopping: sealing open recordings');
   } finally {
+    clearInterval(sweeper);
     api?.close();
     api?.closeAllConnections();
+    // A recording being sealed after its token's revocation finishes before the archive closes.
+    await revokedEnding?.();
     await serving.close();
+  }
+}
+
+/**
+ * Ends the sessions whose token was revoked, as `DELETE /v1/sessions/:id` without `?discard=1`
+ * does: a recording is sealed (what was recorded before the revocation was recorded with a valid
+ * token, so it is kept), a playback reports its misses. The session leaves the table at once, so
+ * its host gets real DNS answers and the proxy refuses it; the sealing goes on behind.
+ */
+class RevokedSessions {
+  private running: Promise<void> | undefined;
+  private readonly ending = new Set<Promise<void>>();
+
+  constructor(
+    private readonly runtime: Runtime,
+    private readonly tokens: TokenStore,
+    private readonly owners: Map<string, string>,
+    private readonly log: (msg: string, data?: Record<string, unknown>) => void,
+    private readonly closed: (info: SessionInfo) => void,
+  ) {}
+
+  /** One check at a time; a caller during a check waits for that one. Never rejects. */
+  sweep(): Promise<void> {
+    this.running ??= this.check()
+      .catch((e) => this.log('checking the tokens of live sessions failed', { error: oneLine(e), severity: 'warn' }))
+      .finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  /** Resolves once every ending started so far has finished. */
+  async settled(): Promise<void> {
+    await this.running;
+    await Promise.all([...this.ending]);
+  }
+
+  private async check(): Promise<void> {
+    // Only sessions live before the store is read: a session opened meanwhile may have a token newer than the read.
+    const live = this.runtime.status().flatMap((info) => {
+      const token = this.owners.get(info.id);
+      return token ? [{ info, token }] : [];
+    });
+    for (const id of this.owners.keys()) if (!this.runtime.sessions.get(id)) this.owners.delete(id);
+    if (live.length === 0) return;
+    const known = new Set((await this.tokens.list()).map((t) => t.id));
+    for (const { info, token } of live) {
+      if (known.has(token) || !this.runtime.sessions.get(info.id)) continue;
+      this.owners.delete(info.id);
+      const ending: Promise<void> = this.runtime
+        .closeSession(info.id)
+        .then((result) => {
+          this.closed(result.info);
+          this.log('session ended: its token was revoked', { id: info.id, tag: info.tag, mode: info.mode, token, commit: result.commit, misses: result.misses.length });
+        })
+        .catch((e) => this.log('ending a session of a revoked token failed', { id: info.id, tag: info.tag, token, error: oneLine(e), severity: 'error' }))
+        .finally(() => this.ending.delete(ending));
+      this.ending.add(ending);
+    }
   }
 }
 

@@ -157,6 +157,33 @@ describe('the btrfly service API on loopback', () => {
     await closed;
   });
 
+  test('revoking a token ends the sessions it opened: the recording is sealed, the host gets no more proxy access', async () => {
+    const revokable = (await runCli(['token', 'create', '--scope', 'record', '--tags', 'team-a/*', '--tokens', tokens])).stdout.trim();
+    const tokenId = /^btf_([0-9a-f]{12})_/.exec(revokable)![1];
+    const id = await open(revokable, { tag: 'team-a/revoked', mode: 'record' });
+    expect((await fetchVia('/counter')).status).toBe(200);
+    const revoke = await runCli(['token', 'revoke', tokenId, '--tokens', tokens]);
+    expect(revoke).toMatchObject({ code: 0, stderr: expect.stringContaining(`revoked token ${tokenId}`) });
+    // The periodic sweep ends it with no API call in between; then the listing shows it gone.
+    await service.waitFor(new RegExp(`session ended: its token was revoked[^\\n]*${id}|${id}[^\\n]*session ended: its token was revoked`), 15_000);
+    const deadline = Date.now() + 15_000;
+    const live = async () => ((await call(token.admin, 'GET', '/v1/status')).json.sessions as { id: string }[]).map((s) => s.id);
+    while ((await live()).includes(id)) {
+      if (Date.now() > deadline) throw new Error(`session ${id} still live 15 s after its token was revoked`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const line = (service.stdout + service.stderr).split('\n').find((l) => l.includes('session ended: its token was revoked') && l.includes(id))!;
+    expect(line).toContain('team-a/revoked');
+    expect(line).toContain(tokenId);
+    const after = await fetchVia('/counter');
+    expect(after.status).toBe(407);
+    expect(after.headers).toMatch(/\r\nx-btrfly: refused/i);
+    // What was recorded before the revocation was sealed onto the tag.
+    const rec = await call(token.admin, 'GET', '/v1/recording?spec=team-a/revoked');
+    expect(rec).toMatchObject({ status: 200, json: { tag: 'team-a/revoked', entries: [{ method: 'GET', url: `${origin.url}/counter`, status: 200 }] } });
+    expect((await call(revokable, 'GET', '/v1/status')).status).toBe(401);
+  });
+
   test('only the token that opened a session, or an admin, may discard it; another token of the team may end it', async () => {
     const id = await open(token.teamA, { tag: 'team-a/discard', mode: 'record' });
     const r = await close(token.teamA2, id, '?discard=1');

@@ -5,7 +5,7 @@ import { BtrflyCommand } from '../../cli/base';
 import { tokensFlag } from '../../cli/token-flags';
 
 export default class TokenRevoke extends BtrflyCommand {
-  static override summary = 'Revoke a service token: the service refuses it from its next API call.';
+  static override summary = 'Revoke a service token: the service refuses it from its next API call and ends the sessions it opened within 5 s.';
   static override args = { id: Args.string({ description: 'token id (from "btrfly token list")', required: true }) };
   static override flags = { tokens: tokensFlag };
 
