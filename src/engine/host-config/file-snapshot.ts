@@ -1,6 +1,7 @@
 import { promises as fs, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { BtrflyError } from '../../errors';
+import { processAlive } from '../../process-alive';
 
 /** What a path was before btrfly touched it: plain JSON, kept in the restore journal. */
 export type FileSnapshot =
@@ -22,9 +23,29 @@ export async function captureFile(file: string): Promise<FileSnapshot> {
   return { type: 'file', mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, base64: bytes.toString('base64') };
 }
 
-/** The temporary name used beside `file`; fixed so that a crash's leftover can be found and removed. */
-export function tempNameFor(file: string): string {
-  return path.join(path.dirname(file), `.${path.basename(file)}.btrfly-tmp`);
+/**
+ * The temporary name used beside `file`, one per process: two btrfly processes whose
+ * `/etc/resolv.conf` are different bind mounts (network namespaces made with `ip netns`,
+ * containers) still share `/etc`, and a fixed name made one fail with EEXIST when both started
+ * at once. A crash's leftover carries a dead process's id, and {@link restoreFile} removes it.
+ */
+export function tempNameFor(file: string, pid = process.pid): string {
+  return path.join(path.dirname(file), `${tempPrefix(file)}${pid}`);
+}
+
+function tempPrefix(file: string): string {
+  return `.${path.basename(file)}.btrfly-tmp-`;
+}
+
+/** Removes the temporary files beside `file` left by btrfly processes that are gone (killed mid-write). */
+export async function removeStaleTemps(file: string): Promise<void> {
+  const prefix = tempPrefix(file);
+  const names = await fs.readdir(path.dirname(file)).catch(() => [] as string[]);
+  for (const name of names) {
+    const pid = Number(name.slice(prefix.length));
+    if (!name.startsWith(prefix) || !Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
+    await fs.rm(tempNameFor(file, pid), { force: true });
+  }
 }
 
 /**
@@ -35,6 +56,7 @@ export function tempNameFor(file: string): string {
 export async function restoreFile(file: string, snap: FileSnapshot): Promise<void> {
   const tmp = tempNameFor(file);
   await fs.rm(tmp, { force: true });
+  await removeStaleTemps(file);
   if (snap.type === 'absent') {
     await fs.rm(file, { force: true });
     return;

@@ -1,7 +1,7 @@
 import { promises as fs, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { BtrflyError } from '../../errors';
-import { syncDir, tempNameFor, type FileSnapshot } from './file-snapshot';
+import { removeStaleTemps, syncDir, tempNameFor, type FileSnapshot } from './file-snapshot';
 
 /** One change `apply` made, with what is needed to undo it. Plain JSON. */
 export type JournalEntry =
@@ -73,5 +73,6 @@ export async function writeJournal(stateDir: string, journal: Journal): Promise<
 export async function removeJournal(stateDir: string): Promise<void> {
   await fs.rm(journalPath(stateDir), { force: true });
   await fs.rm(tempNameFor(journalPath(stateDir)), { force: true });
+  await removeStaleTemps(journalPath(stateDir));
   await syncDir(stateDir);
 }
