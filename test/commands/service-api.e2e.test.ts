@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { Runtime } from '../../src/engine/runtime';
 import { Archive } from '../../src/format/archive';
-import { cliEnv, runCli, runOk, spawnCli, startOrigin, tmpDir, type CliProcess, type Origin } from '../helpers';
+import { cliEnv, createToken, runCli, runOk, startOrigin, startService, tmpDir, type CliProcess, type Origin } from '../helpers';
 
 describe('the btrfly service API on loopback', () => {
   const work = tmpDir('btrfly-service-api-');
@@ -60,18 +60,14 @@ describe('the btrfly service API on loopback', () => {
       config,
       JSON.stringify({ archive: 'archive', tokens: 'tokens.json', address: '127.0.0.1', dnsPort: 0, httpPort: 0, httpsPort: 0, proxyPort: 0, apiPort: 0 }),
     );
-    const create = async (scope: string, tags: string) => (await runCli(['token', 'create', '--scope', scope, '--tags', tags, '--tokens', tokens])).stdout.trim();
+    const create = (scope: string, tags: string) => createToken(tokens, scope, tags);
     token.admin = await create('admin', '*');
     token.teamA = await create('record,playback', 'team-a/*');
     token.teamA2 = await create('record,playback', 'team-a/*');
     token.playA = await create('playback', 'team-a/*');
     token.teamB = await create('record,playback', 'team-b/*');
     // The origin is on the service host's loopback, which serve refuses to record from by default.
-    service = spawnCli(['serve', '--config', config, '--allow-upstream', '127.0.0.0/8']);
-    await service.waitFor(/proxy (\d+)\), the API and the web UI on (https:\/\/\S+) /);
-    const m = /proxy (\d+)\), the API and the web UI on (https:\/\/\S+) /.exec(service.stderr)!;
-    proxyPort = Number(m[1]);
-    api = m[2];
+    ({ service, proxyPort, api } = await startService(['--config', config, '--allow-upstream', '127.0.0.0/8']));
     caPem = await fs.readFile(caPath, 'utf8');
     await record('team-a/app', ['/counter']);
     await record('team-b/secret', ['/counter']);
@@ -158,7 +154,7 @@ describe('the btrfly service API on loopback', () => {
   });
 
   test('revoking a token ends the sessions it opened: the recording is sealed, the host gets no more proxy access', async () => {
-    const revokable = (await runCli(['token', 'create', '--scope', 'record', '--tags', 'team-a/*', '--tokens', tokens])).stdout.trim();
+    const revokable = await createToken(tokens, 'record', 'team-a/*');
     const tokenId = /^btf_([0-9a-f]{12})_/.exec(revokable)![1];
     const id = await open(revokable, { tag: 'team-a/revoked', mode: 'record' });
     expect((await fetchVia('/counter')).status).toBe(200);
@@ -202,11 +198,8 @@ describe('the btrfly service API on loopback', () => {
     const config = path.join(work, 'serve-defaults.json');
     const ports = { dnsPort: 0, httpPort: 0, httpsPort: 0, proxyPort: 0, apiPort: 0 };
     await fs.writeFile(config, JSON.stringify({ archive: archive2, tokens, address: '127.0.0.1', resolve: ['origin.test:127.0.0.1'], ...ports }));
-    const strict = spawnCli(['serve', '--config', config]);
+    const { service: strict, proxyPort: port, api: strictApi } = await startService(['--config', config]);
     try {
-      const ready = /proxy (\d+)\), the API and the web UI on (https:\/\/\S+) /;
-      await strict.waitFor(ready);
-      const [, port, strictApi] = ready.exec(strict.stderr)!;
       const strictCall = (method: string, p: string, body?: unknown) => call(token.admin, method, new URL(p, strictApi).href, body);
       const opened = await strictCall('POST', '/v1/sessions', { tag: 'team-a/ssrf', mode: 'record' });
       expect(opened.status).toBe(201);
@@ -217,7 +210,7 @@ describe('the btrfly service API on loopback', () => {
         ['::ffff:7f00:1', `http://[::ffff:127.0.0.1]:${origin.port}/counter`],
       ];
       for (const [address, url] of targets) {
-        const r = await rawExchange(net.connect(Number(port), '127.0.0.1'), `GET ${url} HTTP/1.1\r\nHost: ${new URL(url).host}\r\nConnection: close\r\n\r\n`);
+        const r = await rawExchange(net.connect(port, '127.0.0.1'), `GET ${url} HTTP/1.1\r\nHost: ${new URL(url).host}\r\nConnection: close\r\n\r\n`);
         expect({ url, status: r.status }).toEqual({ url, status: 502 });
         expect(r.headers).toMatch(/\r\nx-btrfly-upstream-error: denied\r\n/i);
         expect(r.body).toMatch(new RegExp(`^btrfly: upstream \\S+: address ${address.replace(/\./g, '\\.')} is denied \\(deny-upstream 127\\.0\\.0\\.0/8\\): [^\\n]*--allow-upstream ${address.replace(/\./g, '\\.')}/(32|128)\\n$`));

@@ -17,12 +17,12 @@ import {
   createNetns,
   genBodySha256,
   hasNetns,
+  createToken,
   hostModeMissing,
   linkNetns,
   namespaceHost,
   ORIGIN_SERVER_SCRIPT,
   PROJECT_ROOT,
-  runCli,
   runOk,
   snapshot,
   stopChild,
@@ -78,7 +78,7 @@ maybe('btrfly serve with three build hosts', () => {
       const { prelude, copies } = await namespaceHost(hostWork, '# the host before btrfly\nnameserver 192.0.2.53\noptions timeout:1\n');
       hosts.push({ ns, work: hostWork, prelude, copies });
     }
-    const create = async (scope: string, tags: string) => (await runCli(['token', 'create', '--scope', scope, '--tags', tags, '--tokens', tokens])).stdout.trim();
+    const create = (scope: string, tags: string) => createToken(tokens, scope, tags);
     token.a = await create('record,playback', 'team-a/*');
     token.b = await create('record,playback', 'team-b/*');
     token.c = await create('playback', 'team-a/*');

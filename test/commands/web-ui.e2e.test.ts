@@ -15,7 +15,7 @@ import { onPath } from '../../src/engine/host-config';
 import { serviceRequest, type Login } from '../../src/engine/service-client';
 import type { RegisteredSession } from '../../src/engine/service';
 import { formatSize } from '../../src/format/diff';
-import { cliEnv, run, runCli, spawnCli, startOrigin, tmpDir, type CliProcess, type Origin } from '../helpers';
+import { cliEnv, createToken, run, runCli, startOrigin, startService, tmpDir, type CliProcess, type Origin } from '../helpers';
 
 /** Debian's chromium package (never a browser downloaded by playwright); BTRFLY_CHROMIUM names another. */
 const CHROMIUM = [process.env.BTRFLY_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((c) => c && existsSync(c));
@@ -90,14 +90,10 @@ maybe('the web UI in headless Chromium', () => {
     const entry = { request: { method: 'GET', url: HOSTILE_URL, headers: [] }, response: { status: 200, statusText: 'OK', httpVersion: 'HTTP/1.1', headers: [], content: { size: 2, mimeType: 'text/plain', text: 'hi' } } };
     await fs.writeFile(har, JSON.stringify({ log: { version: '1.2', creator: { name: 'test', version: '1' }, entries: [entry] } }));
     expect((await runCli(['import', har, '--tag', 'team-a/imported', '--archive', archive])).code).toBe(0);
-    const create = async (scope: string, tags: string) => (await runCli(['token', 'create', '--scope', scope, '--tags', tags, '--tokens', tokens])).stdout.trim();
+    const create = (scope: string, tags: string) => createToken(tokens, scope, tags);
     const adminToken = await create('admin', '*');
     teamA = await create('record,playback', 'team-a/*');
-    service = spawnCli(['serve', '--config', config, '--address', '127.0.0.1']);
-    await service.waitFor(/proxy (\d+)\), the API and the web UI on (https:\/\/\S+) /);
-    const m = /proxy (\d+)\), the API and the web UI on (https:\/\/\S+) /.exec(service.stderr)!;
-    proxyPort = Number(m[1]);
-    api = m[2];
+    ({ service, proxyPort, api } = await startService(['--config', config, '--address', '127.0.0.1']));
     admin = { url: api, token: adminToken, caPem: await fs.readFile(caPath, 'utf8') };
 
     await record('team-a/app', ['/gen/1000?seed=1', '/counter', '/files/hello.txt']);

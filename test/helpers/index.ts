@@ -21,3 +21,4 @@ export * from './cli-netns';
 export * from './git-server';
 export * from './build-origins';
 export * from './build-tools';
+export * from './service';
