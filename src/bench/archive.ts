@@ -13,6 +13,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseManifest, serializeManifest } from '../format/manifest';
 import type { Entry } from '../format/types';
+import { fmtRatio } from './http-kit';
 import { fmtSpread, machineLine, spread, timed, type BenchOptions, type BenchSection } from './section';
 
 const MiB = 1024 * 1024;
@@ -168,7 +169,7 @@ function table(rows: Row[], sizeMiB: number, runs: number): string {
     const mibs = (sec: number): string => (sizeMiB / sec).toFixed(0);
     const cmd = `\`npm run bench -- archive --body ${r.kind} --size-mib ${sizeMiB} --runs ${runs}\``;
     lines.push(
-      `| ${r.kind} (${r.storage}) | ${r.op} | ${fmtSpread(s)} | ${mibs(s.median)} | ${fmtSpread(cp)} | ${mibs(cp.median)} | **${spread(r.ratios).median.toFixed(2)}×** (${spread(r.ratios).min.toFixed(2)}–${spread(r.ratios).max.toFixed(2)}) | ${Math.max(...r.rssMiB)} | ${cmd} |`,
+      `| ${r.kind} (${r.storage}) | ${r.op} | ${fmtSpread(s)} | ${mibs(s.median)} | ${fmtSpread(cp)} | ${mibs(cp.median)} | ${fmtRatio(r.ratios)} | ${Math.max(...r.rssMiB)} | ${cmd} |`,
     );
   }
   return lines.join('\n');

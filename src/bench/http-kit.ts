@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { timed } from './section';
+import { spread, timed } from './section';
 
 export const MiB = 1024 * 1024;
 
@@ -217,10 +217,8 @@ export function nowUtc(): string {
 
 /** Median of the per-run ratios a/b, with min and max, as `**0.93×** (0.90–0.97)`. */
 export function fmtRatio(ratios: number[]): string {
-  const s = [...ratios].sort((x, y) => x - y);
-  const mid = Math.floor(s.length / 2);
-  const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-  return `**${median.toFixed(2)}×** (${s[0].toFixed(2)}–${s[s.length - 1].toFixed(2)})`;
+  const s = spread(ratios);
+  return `**${s.median.toFixed(2)}×** (${s.min.toFixed(2)}–${s.max.toFixed(2)})`;
 }
 
 /** Collapses repeated blank lines of a section's Markdown. */

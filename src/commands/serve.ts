@@ -4,6 +4,7 @@ import { runService } from '../engine/service';
 import { serveSettings } from '../engine/service-config';
 import { BtrflyCommand } from '../cli/base';
 import { upstreamFlags, upstreamPolicyFlags } from '../cli/upstream-flags';
+import { tokensFlag } from '../cli/token-flags';
 
 export default class Serve extends BtrflyCommand {
   static override summary = 'Run the btrfly service: DNS, the proxy, an HTTPS API, the web UI (/ui/) and /metrics for many build hosts.';
@@ -24,7 +25,7 @@ export default class Serve extends BtrflyCommand {
     'api-port': Flags.integer({ description: '[default: 8443]' }),
     'api-cert': Flags.string({ description: 'PEM certificate of the API [default: a leaf from btrfly\'s CA]', dependsOn: ['api-key'] }),
     'api-key': Flags.string({ description: 'PEM key of --api-cert', dependsOn: ['api-cert'] }),
-    tokens: Flags.string({ description: 'token store [default: <config dir>/tokens.json, or $BTRFLY_TOKENS]' }),
+    tokens: tokensFlag,
     ...upstreamFlags,
     ...upstreamPolicyFlags,
   };

@@ -74,25 +74,29 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
   const routes = new WeakMap<net.Socket, Route>();
   const sockets = new Set<net.Socket>();
   const servers: net.Server[] = [];
+  /** A client in no (live) session: counted as refused, whichever way it is answered. */
+  const countRefused = (): void => opts.onResponse?.({ mode: 'none', outcome: 'refused', seconds: 0 });
 
   const onRequest = (scheme: 'http' | 'https', transparent: boolean) => (req: http.IncomingMessage, res: http.ServerResponse) => {
     const tunnelled = routes.get(req.socket);
     if (tunnelled && opts.sessions.get(tunnelled.session.info.id) !== tunnelled.session) {
       // The tunnel's session ended: a kept-alive tunnel must not outlive it (nor serve a later session).
-      opts.onResponse?.({ mode: 'none', outcome: 'refused', seconds: 0 });
+      countRefused();
       res.shouldKeepAlive = false;
       res.once('finish', () => req.socket.destroy());
       return refuse(req, res, false, `btrfly: the session of this tunnel (${tunnelled.session.info.id}) has ended: connect again through a session\n`);
     }
     const route = tunnelled ?? (transparent ? transparentRoute(req.socket, scheme) : explicitRoute(req));
     if (!route) {
-      opts.onResponse?.({ mode: 'none', outcome: 'refused', seconds: 0 });
+      countRefused();
       return refuse(req, res, transparent);
     }
     if (opts.onResponse) observe(res, route.session.info.mode, opts.onResponse);
     const url = targetUrl(req, route);
     if (!url) {
-      res.writeHead(400, { 'Content-Type': 'text/plain', 'X-Btrfly': 'error' });
+      // Set apart from writeHead so that `observe` reads the outcome (headers given to writeHead are not).
+      res.setHeader('X-Btrfly', 'error');
+      res.writeHead(400, { 'Content-Type': 'text/plain' });
       res.end('btrfly: the request names no host: send a Host header or an absolute URL\n');
       return;
     }
@@ -122,7 +126,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
   front.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     const session = opts.sessions.byProxyCredential(proxyCredential(req.headers['proxy-authorization'])) ?? opts.sessions.bySourceAddress(socket.remoteAddress);
     if (!session) {
-      opts.onResponse?.({ mode: 'none', outcome: 'refused', seconds: 0 });
+      countRefused();
       socket.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="btrfly"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { oneLine } from '../errors';
 import type { Archive, TagInfo } from './archive';
 import { tagDiskUsage, type VerifyProblem } from './archive-maintenance';
+import { compareStrings } from './manifest';
 import { parseTagSpec } from './names';
 import type { Recording } from './types';
 
@@ -76,7 +77,7 @@ async function summarize(
       out.push(onError(t, e));
     }
   }
-  return out.sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
+  return out.sort((a, b) => compareStrings(a.tag, b.tag));
 }
 
 /** The sum of a recording's body sizes as received (a body named twice counts twice). */

@@ -97,11 +97,14 @@ function storedParts(git: Git, parts: readonly PartLocation[]): { open(i: number
   const isLarge = (p: PartLocation): boolean => p.storedSize > SMALL_OBJECT_LIMIT;
   const large = parts.filter(isLarge);
   const streams = large.length ? git.streamBlobs(large.map((p) => p.oid)) : [];
+  // Part i's place among the large parts, counted once rather than on every open.
+  let seen = 0;
+  const largeIndex = parts.map((p) => (isLarge(p) ? seen++ : -1));
   const opened: Readable[] = [];
   return {
     open(i) {
       const part = parts[i];
-      const s = isLarge(part) ? streams[parts.slice(0, i).filter(isLarge).length] : smallBlob(git, part.oid);
+      const s = isLarge(part) ? streams[largeIndex[i]] : smallBlob(git, part.oid);
       opened.push(s);
       return s;
     },

@@ -15,6 +15,7 @@ import type { Archive } from './archive';
 import { verifyCommits, type VerifyProblem } from './archive-maintenance';
 import { lastGitMessage, localTransportPrograms, type GitResult } from './git';
 import { lockHolder } from './lock';
+import { compareStrings } from './manifest';
 import { validateTagName } from './names';
 
 /** A configured remote. */
@@ -86,7 +87,7 @@ export async function listRemotes(archive: Archive): Promise<RemoteInfo[]> {
       const key = line.slice(0, sp);
       return { name: key.slice('remote.'.length, -'.url'.length), url: line.slice(sp + 1) };
     })
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    .sort((a, b) => compareStrings(a.name, b.name));
 }
 
 async function remoteUrl(archive: Archive, name: string): Promise<string> {

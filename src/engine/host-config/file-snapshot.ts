@@ -37,13 +37,13 @@ function tempPrefix(file: string): string {
   return `.${path.basename(file)}.btrfly-tmp-`;
 }
 
-/** Removes the temporary files beside `file` left by btrfly processes that are gone (killed mid-write). */
+/** Removes the temporary files beside `file` left by this process or by btrfly processes that are gone (killed mid-write). */
 export async function removeStaleTemps(file: string): Promise<void> {
   const prefix = tempPrefix(file);
   const names = await fs.readdir(path.dirname(file)).catch(() => [] as string[]);
   for (const name of names) {
     const pid = Number(name.slice(prefix.length));
-    if (!name.startsWith(prefix) || !Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
+    if (!name.startsWith(prefix) || !Number.isInteger(pid) || pid <= 0 || (pid !== process.pid && processAlive(pid))) continue;
     await fs.rm(tempNameFor(file, pid), { force: true });
   }
 }
@@ -55,7 +55,6 @@ export async function removeStaleTemps(file: string): Promise<void> {
  */
 export async function restoreFile(file: string, snap: FileSnapshot): Promise<void> {
   const tmp = tempNameFor(file);
-  await fs.rm(tmp, { force: true });
   await removeStaleTemps(file);
   if (snap.type === 'absent') {
     await fs.rm(file, { force: true });

@@ -1,7 +1,8 @@
-import { promises as fs, constants as fsc } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { BtrflyError } from '../../errors';
-import { removeStaleTemps, syncDir, tempNameFor, type FileSnapshot } from './file-snapshot';
+import { writePrivateFile } from '../private-file';
+import { syncDir, type FileSnapshot } from './file-snapshot';
 
 /** One change `apply` made, with what is needed to undo it. Plain JSON. */
 export type JournalEntry =
@@ -55,24 +56,12 @@ export async function readJournal(stateDir: string): Promise<Journal | undefined
 /** Writes the journal atomically and durably: a crash leaves the old or the new one whole. */
 export async function writeJournal(stateDir: string, journal: Journal): Promise<void> {
   await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const file = journalPath(stateDir);
-  const tmp = tempNameFor(file);
-  await fs.rm(tmp, { force: true });
-  const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
-  try {
-    await fh.writeFile(JSON.stringify(journal, null, 2) + '\n');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await fs.rename(tmp, file);
+  await writePrivateFile(journalPath(stateDir), JSON.stringify(journal, null, 2) + '\n');
   await syncDir(stateDir);
 }
 
 /** Removes the journal once everything it lists is restored. */
 export async function removeJournal(stateDir: string): Promise<void> {
   await fs.rm(journalPath(stateDir), { force: true });
-  await fs.rm(tempNameFor(journalPath(stateDir)), { force: true });
-  await removeStaleTemps(journalPath(stateDir));
   await syncDir(stateDir);
 }
