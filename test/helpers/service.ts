@@ -15,3 +15,8 @@ export async function startService(args: readonly string[]): Promise<{ service: 
   const [, port, api] = READY.exec(service.stderr)!;
   return { service, proxyPort: Number(port), api };
 }
+
+/** The secret part of a token `btf_<id>_<secret>` (base64url, so it may hold `_` itself). */
+export function tokenSecret(token: string): string {
+  return token.slice(token.indexOf('_', 'btf_'.length) + 1);
+}
