@@ -86,7 +86,7 @@ interface ChildResult {
 
 async function child(args: string[], dist: string | undefined): Promise<ChildResult> {
   // bin/run.js's glibc setting for streaming commands (the child is not started through it).
-  const env = { ...process.env, MALLOC_MMAP_THRESHOLD_: '131072', ...(dist ? { BTRFLY_BENCH_DIST: dist } : {}) };
+  const env = { ...process.env, MALLOC_MMAP_THRESHOLD_: '4194304', ...(dist ? { BTRFLY_BENCH_DIST: dist } : {}) };
   const { stdout } = await timed(process.execPath, [CHILD, ...args], env);
   return JSON.parse(stdout.trim().split('\n').pop()!) as ChildResult;
 }

@@ -193,7 +193,7 @@ export const mitmSection: BenchSection = {
       'What limits it. On large bodies mitmproxy holds each body whole in memory (its peak RSS grows with the body) and',
       'streams far slower than btrfly (table above), so its large body is smaller than the large section\'s 1 GiB by default',
       'to keep the bench within its 15 minutes. On small files with keep-alive, mitmproxy\'s server replay answers at several hundred requests a',
-      'second, about half of btrfly\'s figure on this 2-core machine, far above the ~50 req/s its maintainers publish (that figure',
+      'second on this 2-core machine (the table gives btrfly\'s multiple of it), far above the ~50 req/s its maintainers publish (that figure',
       'opens a connection a request). The 20× aim would need btrfly at 20 times mitmproxy\'s figure, about three times what nginx',
       'itself reaches here with this load generator (small-file section): the aim is not met, and not reachable on this machine.',
       '',

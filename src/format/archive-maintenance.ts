@@ -92,12 +92,24 @@ async function checkBody(
       cb();
     },
   });
+  const wasCached = archive.cache?.has(loc) ?? false;
   try {
-    await pipeline(archive.openBody(loc), sink);
-    return null;
+    // The objects in git are what is checked (a whole read that verifies fills the body cache).
+    await pipeline(archive.openBody(loc, undefined, { fromGit: true }), sink);
   } catch (e) {
     return { tag, commit, sha256: loc.sha256, code: isBtrflyError(e) ? e.code : 'STORAGE', message: oneLine(e) };
   }
+  // A cached copy is what playback sends: it must match too.
+  if (wasCached && (await archive.cache!.check(loc)) === 'removed') {
+    return {
+      tag,
+      commit,
+      sha256: loc.sha256,
+      code: 'BODY_CORRUPT',
+      message: `the cached copy of body ${loc.sha256} did not match its SHA-256 and was removed (the copy in git is good; playback reads it from there now)`,
+    };
+  }
+  return null;
 }
 
 /**
@@ -124,6 +136,18 @@ export async function gcArchive(archive: Archive): Promise<void> {
   await git.run(['gc', '--quiet', `--prune=${active ? '1.hour.ago' : 'now'}`]);
   // Our long-lived git processes still list the packs and loose objects from before.
   await git.close();
+  if (archive.cache) await archive.cache.prune(await reachableBodies(archive));
+}
+
+/**
+ * The SHA-256 of every body a ref reaches (tags, pending recordings), from the names of their
+ * trees: `bodies/<2 hex>/<sha256>` in a recording, `<sha256>` in a pending one.
+ */
+async function reachableBodies(archive: Archive): Promise<Set<string>> {
+  const { stdout } = await archive.git.run(['rev-list', '--objects', '--all']);
+  const out = new Set<string>();
+  for (const m of stdout.matchAll(/^[0-9a-f]+ (?:bodies\/[0-9a-f]{2}\/)?([0-9a-f]{64})$/gm)) out.add(m[1]);
+  return out;
 }
 
 async function anyActiveRecorder(archive: Archive): Promise<boolean> {

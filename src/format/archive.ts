@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
 import { initArchive } from './archive-init';
 import { gcArchive, storageStats, verifyArchive, type VerifyProblem } from './archive-maintenance';
+import { BodyCache } from './body-cache';
 import { openBody, readSmallBody } from './body-reader';
 import { createBodyWriter } from './body-writer';
 import { Git } from './git';
@@ -53,6 +54,8 @@ export class Archive implements BodyStore {
   readonly git: Git;
   /** `<archive>/btrfly`: locks, journals and temp files; never part of any commit. */
   readonly stateDir: string;
+  /** Bodies as plain files for fast playback (src/format/body-cache.ts); unset when `btrfly.bodyCache` is false. */
+  cache?: BodyCache;
 
   /**
    * @param dir absolute path of the archive
@@ -90,6 +93,8 @@ export class Archive implements BodyStore {
       }
     }
     await Promise.all(['locks', 'pending', 'tmp'].map((d) => mkdir(join(a.stateDir, d), { recursive: true })));
+    const { stdout } = await a.git.run(['config', '--type=bool', '--default=true', '--get', 'btrfly.bodyCache']);
+    if (stdout.trim() === 'true') a.cache = new BodyCache(join(a.stateDir, 'cache'));
     return a;
   }
 
@@ -221,7 +226,7 @@ export class Archive implements BodyStore {
 
   /** {@inheritDoc BodyStore.createBodyWriter} */
   createBodyWriter(opts: { signal?: AbortSignal } = {}): BodyWriter {
-    return createBodyWriter(this.git, join(this.stateDir, 'tmp'), opts);
+    return createBodyWriter(this.git, join(this.stateDir, 'tmp'), { ...opts, cache: this.cache?.stage() });
   }
 
   /** Where a just-written body's parts are, for reading it back before the recording is sealed. */
@@ -240,14 +245,17 @@ export class Archive implements BodyStore {
     return { sha256: stored.sha256, size: stored.size, parts };
   }
 
-  /** {@inheritDoc BodyStore.openBody} */
-  openBody(loc: BodyLocation, range?: ByteRange, opts: { signal?: AbortSignal } = {}): Readable {
-    return openBody(this.git, loc, range, opts);
+  /**
+   * {@inheritDoc BodyStore.openBody}
+   * @param opts.fromGit read the body's objects even when the body cache holds it (verification)
+   */
+  openBody(loc: BodyLocation, range?: ByteRange, opts: { signal?: AbortSignal; fromGit?: boolean } = {}): Readable {
+    return openBody(this.git, loc, range, { signal: opts.signal, cache: this.cache && { cache: this.cache, fromGit: opts.fromGit } });
   }
 
   /** {@inheritDoc BodyStore.readSmallBody} */
   readSmallBody(loc: BodyLocation): Promise<Buffer> | undefined {
-    return readSmallBody(this.git, loc);
+    return readSmallBody(this.git, loc, this.cache);
   }
 
   /**

@@ -3,9 +3,12 @@
  * touches. Whole-body reads are verified against the body's SHA-256 at the end.
  */
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import type { WriteStream } from 'node:fs';
 import { addAbortSignal, Readable } from 'node:stream';
 import { createZstdDecompress, zstdDecompressSync } from 'node:zlib';
 import { BtrflyError, isBtrflyError } from '../errors';
+import type { BodyCache, CacheStage } from './body-cache';
 import { SMALL_OBJECT_LIMIT, type Git } from './git';
 import { PART_SIZE, type BodyLocation, type ByteRange, type PartLocation } from './types';
 
@@ -14,13 +17,21 @@ const IO_CHUNK = 1024 * 1024;
 /** Where the bytes of one part come from, as raw (decompressed) bytes. */
 type PartSource = Readable;
 
+/** Where a read may use the body cache (src/format/body-cache.ts). */
+export interface CacheUse {
+  cache: BodyCache;
+  /** Read from git even when the body is cached (`verify`); a whole read still fills the cache. */
+  fromGit?: boolean;
+}
+
 /**
- * Opens a body for reading.
+ * Opens a body for reading: from the body cache when it holds the body, else from git, and a
+ * whole read from git that verifies fills the cache for the next time.
  * @param range inclusive at both ends; checked against `loc.size` (callers answer 416 before this).
  * @returns a stream of the bytes; it fails with BtrflyError BODY_MISSING when a part is not in
  * the archive, and BODY_CORRUPT when a part's length or the whole body's SHA-256 is wrong.
  */
-export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: { signal?: AbortSignal } = {}): Readable {
+export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: { signal?: AbortSignal; cache?: CacheUse } = {}): Readable {
   const start = range?.start ?? 0;
   const end = range?.end ?? loc.size - 1;
   if (start < 0 || end >= loc.size || (start > end && !(loc.size === 0 && range === undefined))) {
@@ -31,15 +42,21 @@ export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: {
     throw corrupt(loc, `has ${loc.parts.length} parts where ${loc.size} bytes need ${expectedParts}`);
   }
   const whole = start === 0 && end === loc.size - 1;
-  if (whole && isSmall(loc)) {
-    const small = smallWholeBody(git, loc);
-    return opts.signal ? addAbortSignal(opts.signal, small) : small;
-  }
-  const out = Readable.from(readParts(git, loc, start, end, whole), { objectMode: false, highWaterMark: IO_CHUNK });
+  const cached = opts.cache?.cache.has(loc) ?? false;
+  // Filled by a whole read from git, when the cache does not hold the body yet.
+  const fill = whole && !cached ? opts.cache?.cache : undefined;
+  let out: Readable;
+  if (cached && !opts.cache!.fromGit) out = opts.cache!.cache.open(loc, start, end);
+  else if (whole && isSmall(loc)) out = smallWholeBody(git, loc, fill);
+  else out = Readable.from(readParts(git, loc, start, end, whole, fill?.stage()), { objectMode: false, highWaterMark: IO_CHUNK });
   return opts.signal ? addAbortSignal(opts.signal, out) : out;
 }
 
-async function* readParts(git: Git, loc: BodyLocation, start: number, end: number, verify: boolean): AsyncGenerator<Buffer> {
+/**
+ * @param fill a cache stage that receives every part as it is read (whole reads only); it is
+ * committed once the SHA-256 checks out, and discarded otherwise.
+ */
+async function* readParts(git: Git, loc: BodyLocation, start: number, end: number, verify: boolean, fill?: CacheStage): AsyncGenerator<Buffer> {
   const hash = verify ? createHash('sha256') : undefined;
   const first = Math.floor(start / PART_SIZE);
   const last = loc.size === 0 ? 0 : Math.floor(end / PART_SIZE);
@@ -48,9 +65,12 @@ async function* readParts(git: Git, loc: BodyLocation, start: number, end: numbe
   const stored = storedParts(git, loc.parts.slice(first, last + 1));
   let next: PartSource | undefined = openPart(loc.parts[first], stored.open(0));
   let current: PartSource | undefined;
+  let filling: WriteStream | undefined;
+  let filled = false;
   try {
     for (let i = first; i <= last; i++) {
       current = next!;
+      filling = fill ? await fill.partWriter(i) : undefined;
       next = i < last ? openPart(loc.parts[i + 1], stored.open(i + 1 - first)) : undefined;
       const partStart = i * PART_SIZE;
       const partLength = Math.min(PART_SIZE, loc.size - partStart);
@@ -64,6 +84,7 @@ async function* readParts(git: Git, loc: BodyLocation, start: number, end: numbe
           if (chunkEnd > from && pos <= to) {
             const piece = pos >= from && chunkEnd - 1 <= to ? chunk : chunk.subarray(Math.max(0, from - pos), to - pos + 1);
             hash?.update(piece);
+            if (filling && !filling.write(piece)) await once(filling, 'drain');
             yield piece;
           }
           pos = chunkEnd;
@@ -76,16 +97,29 @@ async function* readParts(git: Git, loc: BodyLocation, start: number, end: numbe
       if (pos !== partLength && (verify || pos <= to)) throw corrupt(loc, `part ${i} holds ${pos} bytes, not ${partLength}`);
       current.destroy();
       current = undefined;
+      if (filling) await closeFile(filling);
+      filling = undefined;
     }
     if (hash) {
       const actual = hash.digest('hex');
       if (actual !== loc.sha256) throw corrupt(loc, `reads back with SHA-256 ${actual}`);
     }
+    if (fill) {
+      // A cache that cannot be filled (disk full) costs the next read its speed, not this one its bytes.
+      filled = await fill.commit(loc.sha256).then(() => true, () => false);
+    }
   } finally {
     current?.destroy();
     next?.destroy();
     stored.close();
+    filling?.destroy();
+    if (fill && !filled) await fill.discard().catch(() => undefined);
   }
+}
+
+async function closeFile(file: WriteStream): Promise<void> {
+  file.end();
+  await once(file, 'close');
 }
 
 /**
@@ -127,9 +161,9 @@ function openPart(part: PartLocation, stored: Readable): PartSource {
  * (one part of at most 1 MiB): then stream it with {@link openBody}. A playback of thousands
  * of small files answers each with one `res.end(buffer)`, without a stream per body.
  */
-export function readSmallBody(git: Git, loc: BodyLocation): Promise<Buffer> | undefined {
+export function readSmallBody(git: Git, loc: BodyLocation, cache?: BodyCache): Promise<Buffer> | undefined {
   if (!isSmall(loc)) return undefined;
-  return loadSmallBody(git, loc).catch((e: unknown) => {
+  return (async () => (await cache?.readSmall(loc)) ?? (await loadSmallBody(git, loc, cache)))().catch((e: unknown) => {
     throw partError(loc, 0, e);
   });
 }
@@ -144,13 +178,13 @@ function isSmall(loc: BodyLocation): boolean {
  * costs two async-iterator streams and a zstd stream with a 1 MiB buffer per body, which
  * dominated a playback of thousands of small files (BENCHMARKS.md, small files).
  */
-function smallWholeBody(git: Git, loc: BodyLocation): Readable {
+function smallWholeBody(git: Git, loc: BodyLocation, cache?: BodyCache): Readable {
   let started = false;
   return new Readable({
     read() {
       if (started) return;
       started = true;
-      loadSmallBody(git, loc).then(
+      loadSmallBody(git, loc, cache).then(
         (body) => {
           this.push(body);
           this.push(null);
@@ -161,7 +195,8 @@ function smallWholeBody(git: Git, loc: BodyLocation): Readable {
   });
 }
 
-async function loadSmallBody(git: Git, loc: BodyLocation): Promise<Buffer> {
+/** @param cache filled with the body once it checks out, in the background. */
+async function loadSmallBody(git: Git, loc: BodyLocation, cache?: BodyCache): Promise<Buffer> {
   const part = loc.parts[0];
   const stored = await git.readObject(part.oid);
   if (!stored) throw new BtrflyError('BODY_MISSING', `object ${part.oid} is missing`);
@@ -169,7 +204,16 @@ async function loadSmallBody(git: Git, loc: BodyLocation): Promise<Buffer> {
   if (body.length !== loc.size) throw corrupt(loc, `part 0 holds ${body.length} bytes, not ${loc.size}`);
   const actual = createHash('sha256').update(body).digest('hex');
   if (actual !== loc.sha256) throw corrupt(loc, `reads back with SHA-256 ${actual}`);
+  if (cache) fillSmall(cache, loc.sha256, body);
   return body;
+}
+
+function fillSmall(cache: BodyCache, sha256: string, body: Buffer): void {
+  const stage = cache.stage();
+  stage
+    .addBytes(0, body)
+    .then(() => stage.commit(sha256))
+    .catch(() => stage.discard().catch(() => undefined));
 }
 
 /** A small blob from the shared batch reader, as a one-chunk stream. */

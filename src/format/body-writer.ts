@@ -13,6 +13,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zc, createZstdCompress, zstdCompressSync, type ZstdCompress } from 'node:zlib';
 import { BtrflyError } from '../errors';
+import type { CacheStage } from './body-cache';
 import type { Git, TreeEntry } from './git';
 import { PART_SIZE, type BodyLocation, type BodyWriter, type StoredBody } from './types';
 
@@ -33,6 +34,15 @@ const IO_CHUNK = 1024 * 1024;
  * part whole (docs/decisions.md, "Archive storage"); git's own hashing is the rest.
  */
 const PROBE_SIZE = 256 * 1024;
+
+/**
+ * How many full parts may wait for git at once (2 GiB of temp files). git's SHA-1 is the
+ * slowest step of a record (~160 MiB/s); with this much room a download of up to this size
+ * reaches the client at the pace of the network and the disk, and git catches up behind it
+ * (the recording is sealed only once every part is in git). Beyond it, the writer slows its
+ * source to git's pace, as the style asks: on disk, never in memory.
+ */
+const MAX_PARTS_WAITING = 256;
 
 /** The file name of part `index` inside `bodies/<2hex>/<sha256>/`. */
 export function partName(index: number, zstd: boolean): string {
@@ -69,9 +79,11 @@ interface DonePart {
  * {@link StoredBody}. Destroying the writer or aborting `signal` removes its temp files;
  * parts already stored stay as unreferenced loose objects, which git tolerates and `gc` removes.
  * @param tmpDir a directory on the archive's file system (`<archive>/btrfly/tmp`).
+ * @param opts.cache where the body's raw part files go once git has them (the body cache),
+ * instead of being deleted
  */
-export function createBodyWriter(git: Git, tmpDir: string, opts: { signal?: AbortSignal } = {}): BodyWriter {
-  return new GitBodyWriter(git, tmpDir, opts.signal);
+export function createBodyWriter(git: Git, tmpDir: string, opts: { signal?: AbortSignal; cache?: CacheStage } = {}): BodyWriter {
+  return new GitBodyWriter(git, tmpDir, opts.signal, opts.cache);
 }
 
 class GitBodyWriter extends Writable implements BodyWriter {
@@ -83,9 +95,9 @@ class GitBodyWriter extends Writable implements BodyWriter {
   private size = 0;
   private nextIndex = 0;
   private current?: OpenPart;
-  // At most one finished part is being stored while the next one fills, so git's work
-  // overlaps ours without temp files piling up.
-  private storing?: Promise<void>;
+  // Full parts go to git one after another, behind the writer (MAX_PARTS_WAITING).
+  private storing: Promise<void> = Promise.resolve();
+  private readonly queued: Array<Promise<void>> = [];
   private readonly parts: DonePart[] = [];
   private readonly tempFiles = new Set<string>();
 
@@ -93,6 +105,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
     private readonly git: Git,
     private readonly tmpDir: string,
     signal?: AbortSignal,
+    private readonly cache?: CacheStage,
   ) {
     super({ highWaterMark: IO_CHUNK });
     this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
@@ -137,8 +150,9 @@ class GitBodyWriter extends Writable implements BodyWriter {
     this.settle.reject(failure);
     // Files are removed once any in-flight store has let go of them.
     const removeTemps = async (): Promise<void> => {
-      await this.storing?.catch(() => undefined);
+      await this.storing.catch(() => undefined);
       await Promise.all([...this.tempFiles].map((f) => unlink(f).catch(() => undefined)));
+      await this.cache?.discard().catch(() => undefined);
     };
     removeTemps().then(() => cb(err), () => cb(err));
   }
@@ -181,6 +195,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
    * (docs/notes/small-files.md).
    */
   private async storeSmallPart(part: OpenPart): Promise<void> {
+    if (this.destroyed) throw new BtrflyError('STORAGE', 'body write was cancelled before it ended');
     const head = Buffer.concat(part.probe!);
     part.probe = undefined;
     const packed = head.length > 0 ? zstdCompressSync(head, ZSTD_PARAMS) : head;
@@ -189,8 +204,15 @@ class GitBodyWriter extends Writable implements BodyWriter {
     await writeFile(part.rawPath, bytes);
     const oid = await this.git.hashFile(part.rawPath);
     this.parts[part.index] = { oid, zstd, storedSize: bytes.length };
-    await unlink(part.rawPath);
-    this.tempFiles.delete(part.rawPath);
+    if (this.cache && zstd) await this.cache.addBytes(part.index, head);
+    await this.release(part.rawPath, !zstd ? part.index : undefined);
+  }
+
+  /** A temp file git has read: into the cache stage as part `cacheIndex` when given, else deleted. */
+  private async release(path: string, cacheIndex?: number): Promise<void> {
+    if (this.cache && cacheIndex !== undefined) await this.cache.addFile(cacheIndex, path);
+    else await unlink(path);
+    this.tempFiles.delete(path);
   }
 
   /** Writes to the raw file and the compressor, waiting for both so a slow disk slows the writer instead of filling memory. */
@@ -218,31 +240,41 @@ class GitBodyWriter extends Writable implements BodyWriter {
     return { path, file, compressor, compressed };
   }
 
-  /** Hands the full part to git in the background and lets the next one start filling. */
+  /**
+   * Queues the full part for git and lets the next one start filling; waits only when
+   * MAX_PARTS_WAITING parts are queued (parts are stored in order, so once the oldest of the
+   * window is stored, every earlier one is too).
+   */
   private async rotate(): Promise<void> {
     const full = this.current!;
     this.current = undefined;
-    await this.storing;
-    this.storing = this.storePart(full);
+    // The part's files are closed now (a queued part holds no stream, buffer or zstd context),
+    // and only the git step waits in the queue.
+    const closed = full.probe ? undefined : await this.closePart(full);
+    this.storing = this.storing.then(() => (closed ? this.storePart(full, closed) : this.storeSmallPart(full)));
     // A failure is reported by whoever awaits `storing` next; do not let it go unhandled meanwhile.
     this.storing.catch(() => undefined);
+    this.queued.push(this.storing);
+    if (this.queued.length > MAX_PARTS_WAITING) await this.queued.shift();
   }
 
-  private async storePart(part: OpenPart): Promise<void> {
-    if (part.probe) return this.storeSmallPart(part);
+  /** Ends a streamed part's files and decides which one git stores. */
+  private async closePart(part: OpenPart): Promise<{ zstd: boolean; storedSize: number }> {
     const raw = part.raw!;
     raw.end();
     part.zst?.compressor.end();
     await Promise.all([once(raw, 'finish'), part.zst?.compressed]);
     if (!raw.closed) await once(raw, 'close');
     const zstd = part.zst !== undefined && part.zst.file.bytesWritten < part.written * ZSTD_KEEP_RATIO;
+    return { zstd, storedSize: zstd ? part.zst!.file.bytesWritten : part.written };
+  }
+
+  private async storePart(part: OpenPart, { zstd, storedSize }: { zstd: boolean; storedSize: number }): Promise<void> {
+    if (this.destroyed) throw new BtrflyError('STORAGE', 'body write was cancelled before it ended');
     const oid = await this.git.hashFile(zstd ? part.zst!.path : part.rawPath);
-    this.parts[part.index] = { oid, zstd, storedSize: zstd ? part.zst!.file.bytesWritten : part.written };
-    for (const f of [part.rawPath, part.zst?.path]) {
-      if (f === undefined) continue;
-      await unlink(f);
-      this.tempFiles.delete(f);
-    }
+    this.parts[part.index] = { oid, zstd, storedSize };
+    await this.release(part.rawPath, part.index);
+    if (part.zst) await this.release(part.zst.path);
   }
 
   private async finish(): Promise<StoredBody> {
@@ -250,13 +282,14 @@ class GitBodyWriter extends Writable implements BodyWriter {
     if (this.nextIndex === 0) this.current = this.openPart();
     if (this.current) await this.rotate();
     await this.storing;
-    this.storing = undefined;
+    this.queued.length = 0;
     const entries: TreeEntry[] = this.parts.map((p, i) => ({ mode: '100644', type: 'blob', oid: p.oid, name: partName(i, p.zstd) }));
     const treeOid = await this.git.mktree(entries);
     const zstdCount = this.parts.filter((p) => p.zstd).length;
     const storage = zstdCount === this.parts.length ? 'zstd' : zstdCount === 0 ? 'raw' : 'mixed';
     const sha256 = this.hash.digest('hex');
     this.location = { sha256, size: this.size, parts: this.parts.map((p) => ({ oid: p.oid, storedSize: p.storedSize, zstd: p.zstd })) };
+    await this.cache?.commit(sha256);
     return { sha256, size: this.size, treeOid, storage, parts: this.parts.length };
   }
 }

@@ -5,6 +5,7 @@
  * packs over 2 GiB (FINDINGS.md). Every failure becomes a one-line BtrflyError('GIT').
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { setPriority } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
 
@@ -13,6 +14,9 @@ export const ZERO_OID = '0000000000000000000000000000000000000000';
 
 /** Objects up to this size are read whole through `cat-file --batch`; larger ones are streamed. */
 export const SMALL_OBJECT_LIMIT = 1024 * 1024;
+
+/** The niceness of the long-lived `hash-object` (0 is normal, 19 the lowest priority). */
+const HASHER_NICE = 10;
 
 /** A tree entry for {@link Git.mktree}. */
 export interface TreeEntry {
@@ -123,9 +127,11 @@ class LineProcess {
   private partial = '';
   private stderr = '';
 
+  /** @param nice a lower CPU priority for the process (`setpriority`), for work that may fall behind */
   constructor(
     private readonly gitDir: string,
     private readonly args: string[],
+    private readonly nice?: number,
   ) {}
 
   /** Sends `input` (which must end with the terminator the command expects) and resolves with the next answer line. */
@@ -141,6 +147,13 @@ class LineProcess {
     if (this.child) return this.child;
     const child = spawn('git', gitArgv(this.gitDir, this.args), { env: gitEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
+    if (this.nice !== undefined && child.pid !== undefined) {
+      try {
+        setPriority(child.pid, this.nice);
+      } catch {
+        // Not allowed here (lowering one's own child's priority normally is): run at normal priority.
+      }
+    }
     this.partial = '';
     this.stderr = '';
     child.stdout!.setEncoding('utf8');
@@ -422,7 +435,9 @@ export class Git {
   /** Stores a file's bytes as a loose blob through the long-lived `hash-object -w --no-filters --stdin-paths`. */
   async hashFile(path: string): Promise<string> {
     if (path.includes('\n')) throw gitError(['hash-object'], `path with a newline: ${JSON.stringify(path)}`);
-    this.hasher ??= new LineProcess(this.gitDir, ['hash-object', '-w', '--no-filters', '--stdin-paths']);
+    // Niced: while a download streams through the proxy, the client's bytes come first and git
+    // catches up with the parts queued on disk (body-writer.ts, MAX_PARTS_WAITING).
+    this.hasher ??= new LineProcess(this.gitDir, ['hash-object', '-w', '--no-filters', '--stdin-paths'], HASHER_NICE);
     return this.checkOid(await this.hasher.request(path + '\n'), 'hash-object');
   }
 

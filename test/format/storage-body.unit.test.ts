@@ -5,7 +5,12 @@ import { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { gitFsck, run } from '../helpers';
 import { PART_SIZE } from '../../src/format/types';
+import type { Archive } from '../../src/format/archive';
+import type { BodyLocation, ByteRange } from '../../src/format/types';
 import { compressible, readBack, sha256, storeBody, tempArchive } from './storage-helpers';
+
+/** These tests are about the objects in git: they read past the body cache (body-cache.unit.test.ts). */
+const readGit = (a: Archive, loc: BodyLocation, range?: ByteRange): Promise<Buffer> => readBack(a, loc, range, { fromGit: true });
 
 describe('body storage', () => {
   test('random bytes are stored raw, text is stored zstd, and both read back identical', async () => {
@@ -19,8 +24,8 @@ describe('body storage', () => {
     const names = async (tree: string) => (await run('git', ['--git-dir', a.dir, 'ls-tree', '--name-only', tree])).stdout.trim();
     expect(await names(r.treeOid)).toBe('00000000');
     expect(await names(t.treeOid)).toBe('00000000.zst');
-    expect(sha256(await readBack(a, await a.locateBody(r)))).toBe(sha256(random));
-    expect(sha256(await readBack(a, await a.locateBody(t)))).toBe(sha256(text));
+    expect(sha256(await readGit(a, await a.locateBody(r)))).toBe(sha256(random));
+    expect(sha256(await readGit(a, await a.locateBody(t)))).toBe(sha256(text));
     await gitFsck(a.dir);
   });
 
@@ -33,7 +38,7 @@ describe('body storage', () => {
     expect(loc.parts.map((p) => p.zstd)).toEqual([false, true, false]);
     expect(loc.parts[0].storedSize).toBe(PART_SIZE);
     expect(loc.parts[1].storedSize).toBeLessThan(PART_SIZE / 10);
-    expect(sha256(await readBack(a, loc))).toBe(sha256(data));
+    expect(sha256(await readGit(a, loc))).toBe(sha256(data));
 
     const ranges = [
       [0, 0],
@@ -44,7 +49,7 @@ describe('body storage', () => {
       [100, data.length - 1],
     ];
     for (const [start, end] of ranges) {
-      const got = await readBack(a, loc, { start, end });
+      const got = await readGit(a, loc, { start, end });
       expect(got.equals(data.subarray(start, end + 1))).toBe(true);
     }
     await gitFsck(a.dir);
@@ -58,7 +63,7 @@ describe('body storage', () => {
     expect(empty).toMatchObject({ parts: 1, size: 0, sha256: sha256(Buffer.alloc(0)), storage: 'raw' });
     const loc = await a.locateBody(empty);
     expect(loc.parts).toHaveLength(1);
-    expect((await readBack(a, loc)).length).toBe(0);
+    expect((await readGit(a, loc)).length).toBe(0);
     await gitFsck(a.dir);
   });
 
@@ -93,11 +98,11 @@ describe('body storage', () => {
     const other = await storeBody(a, randomBytes(5000));
     const loc = await a.locateBody(stored);
     loc.parts[0] = (await a.locateBody(other)).parts[0];
-    await expect(readBack(a, loc)).rejects.toMatchObject({ code: 'BODY_CORRUPT' });
+    await expect(readGit(a, loc)).rejects.toMatchObject({ code: 'BODY_CORRUPT' });
     // A range cannot be checked against the digest, but still reads.
-    expect((await readBack(a, loc, { start: 0, end: 9 })).length).toBe(10);
+    expect((await readGit(a, loc, { start: 0, end: 9 })).length).toBe(10);
     loc.parts[0] = { oid: '1'.repeat(40), storedSize: 5000, zstd: false };
-    await expect(readBack(a, loc)).rejects.toMatchObject({ code: 'BODY_MISSING' });
+    await expect(readGit(a, loc)).rejects.toMatchObject({ code: 'BODY_MISSING' });
   });
 
   test('large parts stream in turn from one git process; a missing one fails only where it is needed', async () => {
@@ -105,9 +110,9 @@ describe('body storage', () => {
     const data = randomBytes(PART_SIZE + 2 * 1024 * 1024);
     const loc = await a.locateBody(await storeBody(a, data));
     expect(loc.parts.map((p) => p.storedSize)).toEqual([PART_SIZE, 2 * 1024 * 1024]);
-    expect(sha256(await readBack(a, loc, { start: 10, end: data.length - 1 }))).toBe(sha256(data.subarray(10)));
+    expect(sha256(await readGit(a, loc, { start: 10, end: data.length - 1 }))).toBe(sha256(data.subarray(10)));
     loc.parts[1] = { ...loc.parts[1], oid: '2'.repeat(40) };
-    await expect(readBack(a, loc)).rejects.toMatchObject({ code: 'BODY_MISSING' });
-    expect((await readBack(a, loc, { start: 0, end: PART_SIZE - 1 })).equals(data.subarray(0, PART_SIZE))).toBe(true);
+    await expect(readGit(a, loc)).rejects.toMatchObject({ code: 'BODY_MISSING' });
+    expect((await readGit(a, loc, { start: 0, end: PART_SIZE - 1 })).equals(data.subarray(0, PART_SIZE))).toBe(true);
   });
 });

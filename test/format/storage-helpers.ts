@@ -27,10 +27,13 @@ function* chunks(b: Buffer, n: number): Generator<Buffer> {
   for (let i = 0; i < b.length; i += n) yield b.subarray(i, i + n);
 }
 
-/** Reads a body (or range) back into memory; test bodies are small. */
-export async function readBack(a: Archive, loc: BodyLocation, range?: ByteRange): Promise<Buffer> {
+/**
+ * Reads a body (or range) back into memory, as playback does (from the body cache when it holds
+ * the body); `fromGit` reads the archive's objects. Test bodies are small.
+ */
+export async function readBack(a: Archive, loc: BodyLocation, range?: ByteRange, opts: { fromGit?: boolean } = {}): Promise<Buffer> {
   const parts: Buffer[] = [];
-  await pipeline(a.openBody(loc, range), new Writable({ write: (c: Buffer, _e, cb) => (parts.push(c), cb()) }));
+  await pipeline(a.openBody(loc, range, opts), new Writable({ write: (c: Buffer, _e, cb) => (parts.push(c), cb()) }));
   return Buffer.concat(parts);
 }
 

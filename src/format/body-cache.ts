@@ -1,0 +1,213 @@
+/**
+ * The body cache: each body's raw bytes as plain files beside the archive's git objects (never
+ * in them), `<archive>/btrfly/cache/<2 hex>/<sha256>/<part>`, one file per 8 MiB part. Playback
+ * streams a cached body from these files in 1 MiB reads, which Node serves faster than
+ * single-worker nginx here; through `git cat-file` it reached 0.37× (docs/decisions.md, "Body
+ * cache"). git stays the archive: it is what is pushed, pulled, verified and garbage-collected;
+ * the cache is derived from it and can be deleted at any time.
+ *
+ * An entry is only ever made whole, from bytes whose SHA-256 was checked: a recording's parts
+ * as the writer hashed them, or a whole read from git that verified. Its parts are gathered in
+ * a stage directory and renamed into place in one step, so an entry is complete or absent.
+ * Reads check each part's length; `btrfly verify` re-hashes cached entries and removes bad ones.
+ * Off with `git -C ARCHIVE config btrfly.bodyCache false`.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream, createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { BtrflyError } from '../errors';
+import { PART_SIZE, type BodyLocation } from './types';
+
+const IO_CHUNK = 1024 * 1024;
+
+/** A stage directory left by a process that died is removed by `gc` after this long. */
+const STALE_STAGE_MS = 60 * 60 * 1000;
+
+function partFile(index: number): string {
+  return index.toString(16).padStart(8, '0');
+}
+
+function partLength(loc: BodyLocation, index: number): number {
+  return Math.min(PART_SIZE, loc.size - index * PART_SIZE);
+}
+
+export class BodyCache {
+  private readonly stageRoot: string;
+
+  /** @param dir `<archive>/btrfly/cache` */
+  constructor(readonly dir: string) {
+    this.stageRoot = join(dir, 'tmp');
+  }
+
+  private entryDir(sha256: string): string {
+    return join(this.dir, sha256.slice(0, 2), sha256);
+  }
+
+  /** Whether a whole entry for the body is in place (one `stat`: entries appear whole, by rename). */
+  has(loc: BodyLocation): boolean {
+    return existsSync(this.entryDir(loc.sha256));
+  }
+
+  /**
+   * The bytes `start..end` (inclusive) of a cached body, read from its part files in 1 MiB chunks.
+   * A part shorter or longer than it must be fails the stream with BODY_CORRUPT and removes the entry,
+   * so the next read goes to git.
+   */
+  open(loc: BodyLocation, start: number, end: number): Readable {
+    const gen = async function* (this: BodyCache): AsyncGenerator<Buffer> {
+      if (loc.size === 0) return;
+      const first = Math.floor(start / PART_SIZE);
+      const last = Math.floor(end / PART_SIZE);
+      for (let i = first; i <= last; i++) {
+        const base = i * PART_SIZE;
+        const path = join(this.entryDir(loc.sha256), partFile(i));
+        const size = await stat(path).then((s) => s.size, () => -1);
+        if (size !== partLength(loc, i)) {
+          await this.evict(loc.sha256);
+          throw cacheCorrupt(loc, size < 0 ? `part ${i} is missing` : `part ${i} holds ${size} bytes, not ${partLength(loc, i)}`);
+        }
+        yield* createReadStream(path, { start: Math.max(start, base) - base, end: Math.min(end, base + size - 1) - base, highWaterMark: IO_CHUNK });
+      }
+    }.call(this);
+    return Readable.from(gen, { objectMode: false, highWaterMark: IO_CHUNK });
+  }
+
+  /**
+   * A whole small body (one part) from the cache, checked against its SHA-256 (cheap at this
+   * size), or undefined when it is not cached or does not check out (then it is removed).
+   */
+  async readSmall(loc: BodyLocation): Promise<Buffer | undefined> {
+    // Read in one synchronous call: a small file in the page cache takes microseconds, where
+    // `readFile` makes four trips through the thread pool (open, stat, read, close), which
+    // thousands of small answers a second pay in latency (docs/decisions.md, "Body cache").
+    let body: Buffer;
+    try {
+      body = readFileSync(join(this.entryDir(loc.sha256), partFile(0)));
+    } catch {
+      return undefined;
+    }
+    if (body.length === loc.size && createHash('sha256').update(body).digest('hex') === loc.sha256) return body;
+    await this.evict(loc.sha256);
+    return undefined;
+  }
+
+  /**
+   * Re-hashes a cached entry: 'absent', 'ok', or 'removed' when its bytes did not match the body's
+   * SHA-256 and size (the entry is deleted, so playback reads the body from git again).
+   */
+  async check(loc: BodyLocation): Promise<'absent' | 'ok' | 'removed'> {
+    if (!this.has(loc)) return 'absent';
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      for await (const chunk of this.open(loc, 0, Math.max(0, loc.size - 1)) as AsyncIterable<Buffer>) {
+        hash.update(chunk);
+        size += chunk.length;
+      }
+    } catch {
+      return 'removed'; // open() evicts an entry whose parts have the wrong length
+    }
+    if (size === loc.size && hash.digest('hex') === loc.sha256) return 'ok';
+    await this.evict(loc.sha256);
+    return 'removed';
+  }
+
+  /** A new entry in the making; nothing is visible to readers before {@link CacheStage.commit}. */
+  stage(): CacheStage {
+    return new CacheStage(join(this.stageRoot, randomUUID()), (sha) => this.entryDir(sha));
+  }
+
+  /** Removes a body's entry (after it was found damaged). */
+  async evict(sha256: string): Promise<void> {
+    // Renamed away first, so a reader never sees half an entry while it is deleted.
+    const doomed = join(this.stageRoot, `evict-${randomUUID()}`);
+    await mkdir(this.stageRoot, { recursive: true });
+    if (await rename(this.entryDir(sha256), doomed).then(() => true, () => false)) await rm(doomed, { recursive: true, force: true });
+  }
+
+  /**
+   * Removes every entry whose body is not in `keep`, and stage directories older than an hour
+   * (a writer that died). Returns how many entries went.
+   */
+  async prune(keep: ReadonlySet<string>): Promise<number> {
+    let removed = 0;
+    for (const prefix of await readdir(this.dir).catch(() => [] as string[])) {
+      if (prefix === 'tmp') continue;
+      for (const sha of await readdir(join(this.dir, prefix)).catch(() => [] as string[])) {
+        if (keep.has(sha)) continue;
+        await this.evict(sha);
+        removed++;
+      }
+    }
+    const now = Date.now();
+    for (const name of await readdir(this.stageRoot).catch(() => [] as string[])) {
+      const path = join(this.stageRoot, name);
+      const age = await stat(path).then((s) => now - s.mtimeMs, () => 0);
+      if (age > STALE_STAGE_MS) await rm(path, { recursive: true, force: true });
+    }
+    return removed;
+  }
+}
+
+/** The part files of one entry, gathered before the entry is renamed into place. */
+export class CacheStage {
+  private made?: Promise<void>;
+
+  constructor(
+    private readonly dir: string,
+    private readonly entryDir: (sha256: string) => string,
+  ) {}
+
+  private ready(): Promise<void> {
+    this.made ??= mkdir(this.dir, { recursive: true }).then(() => undefined);
+    return this.made;
+  }
+
+  /** Moves a finished raw part file (on the same file system) into the stage. */
+  async addFile(index: number, path: string): Promise<void> {
+    await this.ready();
+    await rename(path, join(this.dir, partFile(index)));
+  }
+
+  /** Writes a part held in memory (a small body) into the stage. */
+  async addBytes(index: number, bytes: Buffer): Promise<void> {
+    await this.ready();
+    await writeFile(join(this.dir, partFile(index)), bytes);
+  }
+
+  /** A file stream for part `index`, for bytes that arrive in chunks (a body read from git). */
+  async partWriter(index: number): Promise<WriteStream> {
+    await this.ready();
+    const out = createWriteStream(join(this.dir, partFile(index)), { highWaterMark: IO_CHUNK });
+    await once(out, 'open');
+    return out;
+  }
+
+  /** Puts the entry in place for `sha256`; when another writer got there first, this copy is dropped. */
+  async commit(sha256: string): Promise<void> {
+    await this.ready();
+    const target = this.entryDir(sha256);
+    await mkdir(join(target, '..'), { recursive: true });
+    try {
+      await rename(this.dir, target);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+      await this.discard();
+    }
+  }
+
+  /** Removes the stage and whatever is in it. */
+  async discard(): Promise<void> {
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+function cacheCorrupt(loc: BodyLocation, what: string): BtrflyError {
+  return new BtrflyError('BODY_CORRUPT', `the cached copy of body ${loc.sha256} was damaged (${what}) and has been removed: retry, and the body is read from git`, {
+    data: { sha256: loc.sha256 },
+  });
+}
