@@ -2,7 +2,8 @@
  * One timed archive operation in a process of its own, so each figure has its own peak RSS
  * and no garbage from the run before it. Prints one JSON line.
  *   node archive-child.js write ARCHIVE SOURCE_FILE         → {seconds, rssMiB, stored}
- *   node archive-child.js read ARCHIVE STORED_JSON          → {seconds, rssMiB, bytes}
+ *   node archive-child.js read ARCHIVE STORED_JSON          → {seconds, rssMiB, bytes}   (as playback: the body cache)
+ *   node archive-child.js read-git ARCHIVE STORED_JSON      → {seconds, rssMiB, bytes}   (as verify: git, SHA-256 checked)
  * BTRFLY_BENCH_DIST names another build's dist/ to measure (an older commit, side by side).
  * The process runs with the memory settings of btrfly's own streaming processes (bin/run.js's
  * mmap threshold, set by the parent; src/engine/memory.ts), so its peak is the one playback has.
@@ -37,11 +38,11 @@ async function main(): Promise<void> {
     await pipeline(createReadStream(arg, { highWaterMark: MiB }), w);
     const stored = await w.done;
     result = { seconds: seconds(), stored };
-  } else if (op === 'read') {
+  } else if (op === 'read' || op === 'read-git') {
     const stored = JSON.parse(arg) as StoredBody;
     const loc = await archive.locateBody(stored);
     let bytes = 0;
-    // The whole body: openBody checks its SHA-256 at the end, as playback does.
+    // The whole body, as playback reads it (the body cache), or as verify does (git, SHA-256 checked at the end).
     const sink = new Writable({
       highWaterMark: MiB,
       write(chunk: Buffer, _e, cb) {
@@ -50,7 +51,7 @@ async function main(): Promise<void> {
         cb();
       },
     });
-    await pipeline(archive.openBody(loc), sink);
+    await pipeline(archive.openBody(loc, undefined, { fromGit: op === 'read-git' }), sink);
     result = { seconds: seconds(), bytes };
   } else {
     throw new Error(`unknown operation ${op}`);

@@ -76,8 +76,9 @@ export const memorySection: BenchSection = {
       'than one large one (269–272 MiB recording the 5,000 small files: thousands of exchanges queued behind git, each with',
       'its writer, buffers and zstd context). A recorder now lets at most 64 exchanges be answered but not yet stored, and a',
       'small body is compressed and written in one call, with no streams; playback sends a small body with one `res.end`',
-      '(docs/notes/small-files.md). Large-body playback reads a body\'s parts from one git process, in turn, as before',
-      'through 1 MiB stream buffers.',
+      '(docs/notes/small-files.md). Large-body playback streams a body\'s part files from the body cache (from one git',
+      'process when it is not cached) through 1 MiB buffers. glibc\'s mmap threshold is fixed at 4 MiB (bin/run.js): at',
+      '128 KiB the small-file record peaked at 177 MiB instead of ~205, but playback was 1.4× slower (docs/decisions.md).',
       '',
       `Taken ${nowUtc()} on ${before}; load average after: ${machineLine().replace(/.*load average /, '')}.`,
     ]);

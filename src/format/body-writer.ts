@@ -98,6 +98,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
   // Full parts go to git one after another, behind the writer (MAX_PARTS_WAITING).
   private storing: Promise<void> = Promise.resolve();
   private readonly queued: Array<Promise<void>> = [];
+  private storeFailed?: Error;
   private readonly parts: DonePart[] = [];
   private readonly tempFiles = new Set<string>();
 
@@ -250,10 +251,12 @@ class GitBodyWriter extends Writable implements BodyWriter {
     this.current = undefined;
     // The part's files are closed now (a queued part holds no stream, buffer or zstd context),
     // and only the git step waits in the queue.
+    if (this.storeFailed) throw this.storeFailed;
     const closed = full.probe ? undefined : await this.closePart(full);
     this.storing = this.storing.then(() => (closed ? this.storePart(full, closed) : this.storeSmallPart(full)));
-    // A failure is reported by whoever awaits `storing` next; do not let it go unhandled meanwhile.
-    this.storing.catch(() => undefined);
+    // A failure stops the writer at its next part (not 2 GiB later) and is reported by whoever
+    // awaits `storing`; it must not go unhandled meanwhile.
+    this.storing.catch((e: Error) => (this.storeFailed ??= e));
     this.queued.push(this.storing);
     if (this.queued.length > MAX_PARTS_WAITING) await this.queued.shift();
   }
