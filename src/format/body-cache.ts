@@ -23,8 +23,8 @@ import { PART_SIZE, type BodyLocation } from './types';
 
 const IO_CHUNK = 1024 * 1024;
 
-/** A stage directory left by a process that died is removed by `gc` after this long. */
-const STALE_STAGE_MS = 60 * 60 * 1000;
+/** `gc` removes a stage directory older than this (its writer died), and spares entries younger than this while a recorder runs. */
+const RECENT_MS = 60 * 60 * 1000;
 
 function partFile(index: number): string {
   return index.toString(16).padStart(8, '0');
@@ -53,10 +53,11 @@ export class BodyCache {
 
   /**
    * The bytes `start..end` (inclusive) of a cached body, read from its part files in 1 MiB chunks.
-   * A part shorter or longer than it must be fails the stream with BODY_CORRUPT and removes the entry,
-   * so the next read goes to git.
+   * A part missing (the entry removed under the read: `gc`, or damage found by another read) or
+   * of the wrong length ends the cached read there: a damaged entry is removed, and the rest of
+   * the range comes from `rest` (git), or, without it, the stream fails with BODY_CORRUPT.
    */
-  open(loc: BodyLocation, start: number, end: number): Readable {
+  open(loc: BodyLocation, start: number, end: number, rest?: (from: number) => Readable): Readable {
     const gen = async function* (this: BodyCache): AsyncGenerator<Buffer> {
       if (loc.size === 0) return;
       const first = Math.floor(start / PART_SIZE);
@@ -67,7 +68,9 @@ export class BodyCache {
         const size = await stat(path).then((s) => s.size, () => -1);
         if (size !== partLength(loc, i)) {
           await this.evict(loc.sha256);
-          throw cacheCorrupt(loc, size < 0 ? `part ${i} is missing` : `part ${i} holds ${size} bytes, not ${partLength(loc, i)}`);
+          if (!rest) throw cacheCorrupt(loc, size < 0 ? `part ${i} is missing` : `part ${i} holds ${size} bytes, not ${partLength(loc, i)}`);
+          yield* rest(Math.max(start, base));
+          return;
         }
         yield* createReadStream(path, { start: Math.max(start, base) - base, end: Math.min(end, base + size - 1) - base, highWaterMark: IO_CHUNK });
       }
@@ -131,22 +134,25 @@ export class BodyCache {
   /**
    * Removes every entry whose body is not in `keep`, and stage directories older than an hour
    * (a writer that died). Returns how many entries went.
+   * @param opts.spareRecent keep entries made in the last hour too (a recorder is running: its
+   * newest bodies are in no journal yet, and it may be answering from them)
    */
-  async prune(keep: ReadonlySet<string>): Promise<number> {
+  async prune(keep: ReadonlySet<string>, opts: { spareRecent?: boolean } = {}): Promise<number> {
     let removed = 0;
+    const now = Date.now();
     for (const prefix of await readdir(this.dir).catch(() => [] as string[])) {
       if (prefix === 'tmp') continue;
       for (const sha of await readdir(join(this.dir, prefix)).catch(() => [] as string[])) {
         if (keep.has(sha)) continue;
+        if (opts.spareRecent && (await stat(join(this.dir, prefix, sha)).then((s) => now - s.mtimeMs < RECENT_MS, () => false))) continue;
         await this.evict(sha);
         removed++;
       }
     }
-    const now = Date.now();
     for (const name of await readdir(this.stageRoot).catch(() => [] as string[])) {
       const path = join(this.stageRoot, name);
       const age = await stat(path).then((s) => now - s.mtimeMs, () => 0);
-      if (age > STALE_STAGE_MS) await rm(path, { recursive: true, force: true });
+      if (age > RECENT_MS) await rm(path, { recursive: true, force: true });
     }
     return removed;
   }
@@ -203,6 +209,64 @@ export class CacheStage {
   /** Removes the stage and whatever is in it. */
   async discard(): Promise<void> {
     await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Fills a stage part by part from a read of the body, best-effort: a failure (a full disk, a
+ * stage removed under it) drops the fill, never the read it rides along with.
+ */
+export class CacheFill {
+  private file?: WriteStream;
+  private failed = false;
+
+  constructor(private readonly stage: CacheStage) {}
+
+  async startPart(index: number): Promise<void> {
+    if (this.failed) return;
+    try {
+      const file = await this.stage.partWriter(index);
+      file.on('error', () => this.fail());
+      this.file = file;
+    } catch {
+      this.fail();
+    }
+  }
+
+  /** Writes with backpressure; a stream that fails while we wait ends the wait (its 'close'). */
+  async write(bytes: Buffer): Promise<void> {
+    const file = this.file;
+    if (!file || file.write(bytes)) return;
+    await new Promise<void>((resolve) => {
+      file.once('drain', resolve);
+      file.once('close', resolve);
+    });
+  }
+
+  async endPart(): Promise<void> {
+    const file = this.file;
+    this.file = undefined;
+    if (!file || this.failed) return;
+    file.end();
+    if (!file.closed) await once(file, 'close');
+  }
+
+  /** Puts the entry in place when every part was written; otherwise removes the stage. */
+  async commit(sha256: string): Promise<void> {
+    if (!this.failed) await this.stage.commit(sha256).catch(() => this.fail());
+    if (this.failed) await this.abandon();
+  }
+
+  async abandon(): Promise<void> {
+    this.file?.destroy();
+    this.file = undefined;
+    await this.stage.discard().catch(() => undefined);
+  }
+
+  private fail(): void {
+    this.failed = true;
+    this.file?.destroy();
+    this.file = undefined;
   }
 }
 

@@ -3,12 +3,10 @@
  * touches. Whole-body reads are verified against the body's SHA-256 at the end.
  */
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
-import type { WriteStream } from 'node:fs';
 import { addAbortSignal, Readable } from 'node:stream';
 import { createZstdDecompress, zstdDecompressSync } from 'node:zlib';
 import { BtrflyError, isBtrflyError } from '../errors';
-import type { BodyCache, CacheStage } from './body-cache';
+import { CacheFill, type BodyCache } from './body-cache';
 import { SMALL_OBJECT_LIMIT, type Git } from './git';
 import { PART_SIZE, type BodyLocation, type ByteRange, type PartLocation } from './types';
 
@@ -46,17 +44,20 @@ export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: {
   // Filled by a whole read from git, when the cache does not hold the body yet.
   const fill = whole && !cached ? opts.cache?.cache : undefined;
   let out: Readable;
-  if (cached && !opts.cache!.fromGit) out = opts.cache!.cache.open(loc, start, end);
+  if (cached && !opts.cache!.fromGit) {
+    const fromGit = (from: number): Readable => Readable.from(readParts(git, loc, from, end, false), { objectMode: false, highWaterMark: IO_CHUNK });
+    out = opts.cache!.cache.open(loc, start, end, fromGit);
+  }
   else if (whole && isSmall(loc)) out = smallWholeBody(git, loc, fill);
-  else out = Readable.from(readParts(git, loc, start, end, whole, fill?.stage()), { objectMode: false, highWaterMark: IO_CHUNK });
+  else out = Readable.from(readParts(git, loc, start, end, whole, fill && new CacheFill(fill.stage())), { objectMode: false, highWaterMark: IO_CHUNK });
   return opts.signal ? addAbortSignal(opts.signal, out) : out;
 }
 
 /**
- * @param fill a cache stage that receives every part as it is read (whole reads only); it is
- * committed once the SHA-256 checks out, and discarded otherwise.
+ * @param fill receives every part as it is read (whole reads only); committed once the SHA-256
+ * checks out, discarded otherwise.
  */
-async function* readParts(git: Git, loc: BodyLocation, start: number, end: number, verify: boolean, fill?: CacheStage): AsyncGenerator<Buffer> {
+async function* readParts(git: Git, loc: BodyLocation, start: number, end: number, verify: boolean, fill?: CacheFill): AsyncGenerator<Buffer> {
   const hash = verify ? createHash('sha256') : undefined;
   const first = Math.floor(start / PART_SIZE);
   const last = loc.size === 0 ? 0 : Math.floor(end / PART_SIZE);
@@ -65,12 +66,11 @@ async function* readParts(git: Git, loc: BodyLocation, start: number, end: numbe
   const stored = storedParts(git, loc.parts.slice(first, last + 1));
   let next: PartSource | undefined = openPart(loc.parts[first], stored.open(0));
   let current: PartSource | undefined;
-  let filling: WriteStream | undefined;
   let filled = false;
   try {
     for (let i = first; i <= last; i++) {
       current = next!;
-      filling = fill ? await fill.partWriter(i) : undefined;
+      await fill?.startPart(i);
       next = i < last ? openPart(loc.parts[i + 1], stored.open(i + 1 - first)) : undefined;
       const partStart = i * PART_SIZE;
       const partLength = Math.min(PART_SIZE, loc.size - partStart);
@@ -84,7 +84,7 @@ async function* readParts(git: Git, loc: BodyLocation, start: number, end: numbe
           if (chunkEnd > from && pos <= to) {
             const piece = pos >= from && chunkEnd - 1 <= to ? chunk : chunk.subarray(Math.max(0, from - pos), to - pos + 1);
             hash?.update(piece);
-            if (filling && !filling.write(piece)) await once(filling, 'drain');
+            await fill?.write(piece);
             yield piece;
           }
           pos = chunkEnd;
@@ -97,29 +97,22 @@ async function* readParts(git: Git, loc: BodyLocation, start: number, end: numbe
       if (pos !== partLength && (verify || pos <= to)) throw corrupt(loc, `part ${i} holds ${pos} bytes, not ${partLength}`);
       current.destroy();
       current = undefined;
-      if (filling) await closeFile(filling);
-      filling = undefined;
+      await fill?.endPart();
     }
     if (hash) {
       const actual = hash.digest('hex');
       if (actual !== loc.sha256) throw corrupt(loc, `reads back with SHA-256 ${actual}`);
     }
     if (fill) {
-      // A cache that cannot be filled (disk full) costs the next read its speed, not this one its bytes.
-      filled = await fill.commit(loc.sha256).then(() => true, () => false);
+      await fill.commit(loc.sha256);
+      filled = true;
     }
   } finally {
     current?.destroy();
     next?.destroy();
     stored.close();
-    filling?.destroy();
-    if (fill && !filled) await fill.discard().catch(() => undefined);
+    if (fill && !filled) await fill.abandon();
   }
-}
-
-async function closeFile(file: WriteStream): Promise<void> {
-  file.end();
-  await once(file, 'close');
 }
 
 /**

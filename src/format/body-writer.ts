@@ -99,6 +99,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
   private storing: Promise<void> = Promise.resolve();
   private readonly queued: Array<Promise<void>> = [];
   private storeFailed?: Error;
+  private cacheFailed = false;
   private readonly parts: DonePart[] = [];
   private readonly tempFiles = new Set<string>();
 
@@ -205,15 +206,31 @@ class GitBodyWriter extends Writable implements BodyWriter {
     await writeFile(part.rawPath, bytes);
     const oid = await this.git.hashFile(part.rawPath);
     this.parts[part.index] = { oid, zstd, storedSize: bytes.length };
-    if (this.cache && zstd) await this.cache.addBytes(part.index, head);
+    if (zstd) await this.toCache((c) => c.addBytes(part.index, head));
     await this.release(part.rawPath, !zstd ? part.index : undefined);
   }
 
   /** A temp file git has read: into the cache stage as part `cacheIndex` when given, else deleted. */
   private async release(path: string, cacheIndex?: number): Promise<void> {
-    if (this.cache && cacheIndex !== undefined) await this.cache.addFile(cacheIndex, path);
-    else await unlink(path);
+    const cached = cacheIndex !== undefined && (await this.toCache((c) => c.addFile(cacheIndex, path)));
+    if (!cached) await unlink(path);
     this.tempFiles.delete(path);
+  }
+
+  /**
+   * One step of the body's cache entry, best-effort: the body is in git either way, so a failure
+   * (a full disk, the stage removed by `gc` under a very slow recording) drops the entry, not
+   * the recording. Returns whether the step was done.
+   */
+  private async toCache(step: (c: CacheStage) => Promise<void>): Promise<boolean> {
+    if (!this.cache || this.cacheFailed) return false;
+    try {
+      await step(this.cache);
+      return true;
+    } catch {
+      this.cacheFailed = true;
+      return false;
+    }
   }
 
   /** Writes to the raw file and the compressor, waiting for both so a slow disk slows the writer instead of filling memory. */
@@ -247,11 +264,12 @@ class GitBodyWriter extends Writable implements BodyWriter {
    * window is stored, every earlier one is too).
    */
   private async rotate(): Promise<void> {
+    // Thrown while the part is still `current`, so destroying the writer closes its files.
+    if (this.storeFailed) throw this.storeFailed;
     const full = this.current!;
     this.current = undefined;
     // The part's files are closed now (a queued part holds no stream, buffer or zstd context),
     // and only the git step waits in the queue.
-    if (this.storeFailed) throw this.storeFailed;
     const closed = full.probe ? undefined : await this.closePart(full);
     this.storing = this.storing.then(() => (closed ? this.storePart(full, closed) : this.storeSmallPart(full)));
     // A failure stops the writer at its next part (not 2 GiB later) and is reported by whoever
@@ -292,7 +310,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
     const storage = zstdCount === this.parts.length ? 'zstd' : zstdCount === 0 ? 'raw' : 'mixed';
     const sha256 = this.hash.digest('hex');
     this.location = { sha256, size: this.size, parts: this.parts.map((p) => ({ oid: p.oid, storedSize: p.storedSize, zstd: p.zstd })) };
-    await this.cache?.commit(sha256);
+    if (!(await this.toCache((c) => c.commit(sha256)))) await this.cache?.discard().catch(() => undefined);
     return { sha256, size: this.size, treeOid, storage, parts: this.parts.length };
   }
 }
