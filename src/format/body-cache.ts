@@ -19,16 +19,13 @@ import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
+import { partName } from './body-writer';
 import { PART_SIZE, type BodyLocation } from './types';
 
 const IO_CHUNK = 1024 * 1024;
 
 /** `gc` removes a stage directory older than this (its writer died), and spares entries younger than this while a recorder runs. */
 const RECENT_MS = 60 * 60 * 1000;
-
-function partFile(index: number): string {
-  return index.toString(16).padStart(8, '0');
-}
 
 function partLength(loc: BodyLocation, index: number): number {
   return Math.min(PART_SIZE, loc.size - index * PART_SIZE);
@@ -64,7 +61,7 @@ export class BodyCache {
       const last = Math.floor(end / PART_SIZE);
       for (let i = first; i <= last; i++) {
         const base = i * PART_SIZE;
-        const path = join(this.entryDir(loc.sha256), partFile(i));
+        const path = join(this.entryDir(loc.sha256), partName(i, false));
         const size = await stat(path).then((s) => s.size, () => -1);
         if (size !== partLength(loc, i)) {
           await this.evict(loc.sha256);
@@ -88,7 +85,7 @@ export class BodyCache {
     // thousands of small answers a second pay in latency (docs/decisions.md, "Body cache").
     let body: Buffer;
     try {
-      body = readFileSync(join(this.entryDir(loc.sha256), partFile(0)));
+      body = readFileSync(join(this.entryDir(loc.sha256), partName(0, false)));
     } catch {
       return undefined;
     }
@@ -116,6 +113,17 @@ export class BodyCache {
     if (size === loc.size && hash.digest('hex') === loc.sha256) return 'ok';
     await this.evict(loc.sha256);
     return 'removed';
+  }
+
+  /** Puts a whole body held in memory (a small one, just checked) in place, best-effort. */
+  async put(sha256: string, body: Buffer): Promise<void> {
+    const stage = this.stage();
+    try {
+      await stage.addBytes(0, body);
+      await stage.commit(sha256);
+    } catch {
+      await stage.discard().catch(() => undefined);
+    }
   }
 
   /** A new entry in the making; nothing is visible to readers before {@link CacheStage.commit}. */
@@ -167,6 +175,10 @@ export class CacheStage {
     private readonly entryDir: (sha256: string) => string,
   ) {}
 
+  private partPath(index: number): string {
+    return join(this.dir, partName(index, false));
+  }
+
   private ready(): Promise<void> {
     this.made ??= mkdir(this.dir, { recursive: true }).then(() => undefined);
     return this.made;
@@ -175,19 +187,19 @@ export class CacheStage {
   /** Moves a finished raw part file (on the same file system) into the stage. */
   async addFile(index: number, path: string): Promise<void> {
     await this.ready();
-    await rename(path, join(this.dir, partFile(index)));
+    await rename(path, this.partPath(index));
   }
 
   /** Writes a part held in memory (a small body) into the stage. */
   async addBytes(index: number, bytes: Buffer): Promise<void> {
     await this.ready();
-    await writeFile(join(this.dir, partFile(index)), bytes);
+    await writeFile(this.partPath(index), bytes);
   }
 
   /** A file stream for part `index`, for bytes that arrive in chunks (a body read from git). */
   async partWriter(index: number): Promise<WriteStream> {
     await this.ready();
-    const out = createWriteStream(join(this.dir, partFile(index)), { highWaterMark: IO_CHUNK });
+    const out = createWriteStream(this.partPath(index), { highWaterMark: IO_CHUNK });
     await once(out, 'open');
     return out;
   }

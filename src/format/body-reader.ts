@@ -45,8 +45,8 @@ export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: {
   const fill = whole && !cached ? opts.cache?.cache : undefined;
   let out: Readable;
   if (cached && !opts.cache!.fromGit) {
-    const fromGit = (from: number): Readable => Readable.from(readParts(git, loc, from, end, false), { objectMode: false, highWaterMark: IO_CHUNK });
-    out = opts.cache!.cache.open(loc, start, end, fromGit);
+    const restFromGit = (from: number): Readable => Readable.from(readParts(git, loc, from, end, false), { objectMode: false, highWaterMark: IO_CHUNK });
+    out = opts.cache!.cache.open(loc, start, end, restFromGit);
   }
   else if (whole && isSmall(loc)) out = smallWholeBody(git, loc, fill);
   else out = Readable.from(readParts(git, loc, start, end, whole, fill && new CacheFill(fill.stage())), { objectMode: false, highWaterMark: IO_CHUNK });
@@ -197,16 +197,8 @@ async function loadSmallBody(git: Git, loc: BodyLocation, cache?: BodyCache): Pr
   if (body.length !== loc.size) throw corrupt(loc, `part 0 holds ${body.length} bytes, not ${loc.size}`);
   const actual = createHash('sha256').update(body).digest('hex');
   if (actual !== loc.sha256) throw corrupt(loc, `reads back with SHA-256 ${actual}`);
-  if (cache) fillSmall(cache, loc.sha256, body);
+  if (cache) void cache.put(loc.sha256, body);
   return body;
-}
-
-function fillSmall(cache: BodyCache, sha256: string, body: Buffer): void {
-  const stage = cache.stage();
-  stage
-    .addBytes(0, body)
-    .then(() => stage.commit(sha256))
-    .catch(() => stage.discard().catch(() => undefined));
 }
 
 /** A small blob from the shared batch reader, as a one-chunk stream. */

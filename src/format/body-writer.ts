@@ -197,7 +197,6 @@ class GitBodyWriter extends Writable implements BodyWriter {
    * (docs/notes/small-files.md).
    */
   private async storeSmallPart(part: OpenPart): Promise<void> {
-    if (this.destroyed) throw new BtrflyError('STORAGE', 'body write was cancelled before it ended');
     const head = Buffer.concat(part.probe!);
     part.probe = undefined;
     const packed = head.length > 0 ? zstdCompressSync(head, ZSTD_PARAMS) : head;
@@ -271,7 +270,11 @@ class GitBodyWriter extends Writable implements BodyWriter {
     // The part's files are closed now (a queued part holds no stream, buffer or zstd context),
     // and only the git step waits in the queue.
     const closed = full.probe ? undefined : await this.closePart(full);
-    this.storing = this.storing.then(() => (closed ? this.storePart(full, closed) : this.storeSmallPart(full)));
+    this.storing = this.storing.then(() => {
+      // A part queued before the writer was destroyed is not stored.
+      if (this.destroyed) throw new BtrflyError('STORAGE', 'body write was cancelled before it ended');
+      return closed ? this.storePart(full, closed) : this.storeSmallPart(full);
+    });
     // A failure stops the writer at its next part (not 2 GiB later) and is reported by whoever
     // awaits `storing`; it must not go unhandled meanwhile.
     this.storing.catch((e: Error) => (this.storeFailed ??= e));
@@ -291,7 +294,6 @@ class GitBodyWriter extends Writable implements BodyWriter {
   }
 
   private async storePart(part: OpenPart, { zstd, storedSize }: { zstd: boolean; storedSize: number }): Promise<void> {
-    if (this.destroyed) throw new BtrflyError('STORAGE', 'body write was cancelled before it ended');
     const oid = await this.git.hashFile(zstd ? part.zst!.path : part.rawPath);
     this.parts[part.index] = { oid, zstd, storedSize };
     await this.release(part.rawPath, part.index);
