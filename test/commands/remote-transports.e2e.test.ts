@@ -13,7 +13,6 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import {
   CLI_ENTRY,
   cliEnv,
@@ -24,10 +23,12 @@ import {
   registerCleanup,
   runCli,
   runOk,
+  startGitServer,
   startOrigin,
   stopChild,
   testCa,
   tmpDir,
+  type GitServerStats,
   type Netns,
   type Origin,
   type RunResult,
@@ -35,56 +36,16 @@ import {
 } from '../helpers';
 
 const describeNetns = hasNetns() || process.env.CI ? describe : describe.skip;
-const GIT_SERVER_SCRIPT = join(__dirname, '..', 'fixtures', 'git-http-server.js');
 const DEPS = ['alpha-1.0.0', 'beta-2.3.1', 'gamma-0.9.0', 'delta-4.1.2', 'epsilon-1.1.0', 'zeta-3.0.0'];
 const DEP_SIZE = 256 * 1024;
-
-interface ServedRequest {
-  method: string;
-  url: string;
-  requestBytes: number;
-  responseBytes: number;
-}
-interface ServerStats {
-  total: number;
-  unauthorized: number;
-  requests: ServedRequest[];
-}
 
 /** `btrfly ARGS` run inside `ns`, as a user on that host would. */
 function btrflyIn(ns: Netns, cwd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
   return ns.exec(process.execPath, [CLI_ENTRY, ...args], { cwd, env: cliEnv(env), timeoutMs: 90_000 });
 }
 
-async function startGitServer(ns: Netns, host: string, root: string, user: string, password: string) {
-  const cert = testCa().issue([host]);
-  const child = ns.spawn(
-    process.execPath,
-    [GIT_SERVER_SCRIPT, '--host', host, '--root', root, '--cert', cert.certPath, '--key', cert.keyPath, '--user', user, '--password', password],
-    { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] },
-  );
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
-    child.once('exit', (c) => reject(new Error(`git server exited with ${c}`)));
-  });
-  const { port } = JSON.parse(line) as { port: number };
-  let id = 0;
-  const stats = () =>
-    new Promise<ServerStats>((resolve) => {
-      const my = id++;
-      const on = (m: { id: number; stats: ServerStats }) => {
-        if (m.id !== my) return;
-        child.off('message', on);
-        resolve(m.stats);
-      };
-      child.on('message', on);
-      child.send({ type: 'stats', id: my });
-    });
-  return { port, stats };
-}
-
 /** Bytes the client sent in the pack-carrying requests (`POST .../git-receive-pack`) since `from`. */
-function pushedBytes(s: ServerStats, from: number): number {
+function pushedBytes(s: GitServerStats, from: number): number {
   return s.requests.slice(from).filter((r) => r.method === 'POST' && r.url.endsWith('/git-receive-pack')).reduce((n, r) => n + r.requestBytes, 0);
 }
 
@@ -128,7 +89,7 @@ describeNetns('sharing over HTTPS between two hosts', () => {
     origin = await startOrigin({ https: true, dir: files, netns: hostA, host: '127.0.0.1' });
     const root = tmpDir('btrfly-git-root-');
     await runOk('git', ['init', '-q', '--bare', join(root, 'deps.git')]);
-    server = await startGitServer(hostA, link.a.address, root, 'builder', 's3cret');
+    server = await startGitServer(hostA, link.a.address, root, { auth: { user: 'builder', password: 's3cret' }, certNames: [link.a.address] });
     hubUrl = `https://${link.a.address}:${server.port}/deps.git`;
   });
 

@@ -4,19 +4,16 @@
  * session request may carry, what a listing shows to which team, what a tunnel may do after its
  * session ended, who may discard, and how malformed calls are answered.
  */
-import { promises as fs } from 'node:fs';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Runtime } from '../../src/engine/runtime';
 import { Archive } from '../../src/format/archive';
-import { cliEnv, createToken, runCli, runOk, startOrigin, startService, tmpDir, type CliProcess, type Origin } from '../helpers';
+import { createToken, runCli, runOk, serviceDir, startOrigin, startService, tmpDir, type CliProcess, type Origin } from '../helpers';
 
 describe('the btrfly service API on loopback', () => {
-  const work = tmpDir('btrfly-service-api-');
-  const archive = path.join(work, 'archive');
-  const tokens = path.join(work, 'tokens.json');
-  const caPath = path.join(cliEnv().BTRFLY_CONFIG_DIR!, 'ca.pem');
+  const serveDir = serviceDir('btrfly-service-api-');
+  const { archive, tokens } = serveDir;
   let origin: Origin;
   let service: CliProcess;
   let api = '';
@@ -55,11 +52,6 @@ describe('the btrfly service API on loopback', () => {
 
   beforeAll(async () => {
     origin = await startOrigin();
-    const config = path.join(work, 'serve.json');
-    await fs.writeFile(
-      config,
-      JSON.stringify({ archive: 'archive', tokens: 'tokens.json', address: '127.0.0.1', dnsPort: 0, httpPort: 0, httpsPort: 0, proxyPort: 0, apiPort: 0 }),
-    );
     const create = (scope: string, tags: string) => createToken(tokens, scope, tags);
     token.admin = await create('admin', '*');
     token.teamA = await create('record,playback', 'team-a/*');
@@ -67,15 +59,10 @@ describe('the btrfly service API on loopback', () => {
     token.playA = await create('playback', 'team-a/*');
     token.teamB = await create('record,playback', 'team-b/*');
     // The origin is on the service host's loopback, which serve refuses to record from by default.
-    ({ service, proxyPort, api } = await startService(['--config', config, '--allow-upstream', '127.0.0.0/8']));
-    caPem = await fs.readFile(caPath, 'utf8');
+    ({ service, proxyPort, api, caPem } = await startService(serveDir, { address: '127.0.0.1' }, ['--allow-upstream', '127.0.0.0/8']));
     await record('team-a/app', ['/counter']);
     await record('team-b/secret', ['/counter']);
   }, 120_000);
-
-  afterAll(async () => {
-    await service?.stop();
-  });
 
   test('a playback-only token may play back but not append (which records): 403 in one line', async () => {
     const r = await call(token.playA, 'POST', '/v1/sessions', { tag: 'team-a/app', mode: 'playback', append: true });
@@ -194,11 +181,8 @@ describe('the btrfly service API on loopback', () => {
   });
 
   test('by default a session cannot make the service fetch from its loopback: by address, name or v4-mapped IPv6, nothing reaches the origin or the archive', async () => {
-    const archive2 = path.join(work, 'archive-defaults');
-    const config = path.join(work, 'serve-defaults.json');
-    const ports = { dnsPort: 0, httpPort: 0, httpsPort: 0, proxyPort: 0, apiPort: 0 };
-    await fs.writeFile(config, JSON.stringify({ archive: archive2, tokens, address: '127.0.0.1', resolve: ['origin.test:127.0.0.1'], ...ports }));
-    const { service: strict, proxyPort: port, api: strictApi } = await startService(['--config', config]);
+    const archive2 = path.join(serveDir.work, 'archive-defaults');
+    const { service: strict, proxyPort: port, api: strictApi } = await startService(serveDir, { archive: archive2, address: '127.0.0.1', resolve: ['origin.test:127.0.0.1'] });
     try {
       const strictCall = (method: string, p: string, body?: unknown) => call(token.admin, method, new URL(p, strictApi).href, body);
       const opened = await strictCall('POST', '/v1/sessions', { tag: 'team-a/ssrf', mode: 'record' });

@@ -15,7 +15,7 @@ import { onPath } from '../../src/engine/host-config';
 import { serviceRequest, type Login } from '../../src/engine/service-client';
 import type { RegisteredSession } from '../../src/engine/service';
 import { formatSize } from '../../src/format/diff';
-import { cliEnv, createToken, run, runCli, startOrigin, startService, tmpDir, type CliProcess, type Origin } from '../helpers';
+import { createToken, run, runCli, serviceDir, startOrigin, startService, type Origin } from '../helpers';
 
 /** Debian's chromium package (never a browser downloaded by playwright); BTRFLY_CHROMIUM names another. */
 const CHROMIUM = [process.env.BTRFLY_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((c) => c && existsSync(c));
@@ -31,12 +31,9 @@ const SHOTS = process.env.BTRFLY_UI_SCREENSHOTS;
 const HOSTILE_URL = `https://evil.test/<img src=x onerror="document.title='pwned'">`;
 
 maybe('the web UI in headless Chromium', () => {
-  const work = tmpDir('btrfly-web-ui-');
-  const archive = path.join(work, 'archive');
-  const tokens = path.join(work, 'tokens.json');
-  const caPath = path.join(cliEnv().BTRFLY_CONFIG_DIR!, 'ca.pem');
+  const serveDir = serviceDir('btrfly-web-ui-');
+  const { work, archive, tokens, caPath } = serveDir;
   let origin: Origin;
-  let service: CliProcess;
   let api = '';
   let proxyPort = 0;
   let admin: Login;
@@ -67,25 +64,6 @@ maybe('the web UI in headless Chromium', () => {
 
   beforeAll(async () => {
     origin = await startOrigin({ https: true });
-    // The config file names an address nothing can listen on: --address must win over it.
-    const config = path.join(work, 'serve.json');
-    await fs.writeFile(
-      config,
-      JSON.stringify({
-        archive: 'archive',
-        tokens: 'tokens.json',
-        address: '192.0.2.1',
-        dnsPort: 0,
-        httpPort: 0,
-        httpsPort: 0,
-        proxyPort: 0,
-        apiPort: 0,
-        resolve: ['origin.test:127.0.0.1'],
-        upstreamCa: [origin.caPath],
-        // The origin is on the service host's loopback, denied by default.
-        allowUpstream: ['127.0.0.0/8'],
-      }),
-    );
     const har = path.join(work, 'hostile.har');
     const entry = { request: { method: 'GET', url: HOSTILE_URL, headers: [] }, response: { status: 200, statusText: 'OK', httpVersion: 'HTTP/1.1', headers: [], content: { size: 2, mimeType: 'text/plain', text: 'hi' } } };
     await fs.writeFile(har, JSON.stringify({ log: { version: '1.2', creator: { name: 'test', version: '1' }, entries: [entry] } }));
@@ -93,8 +71,17 @@ maybe('the web UI in headless Chromium', () => {
     const create = (scope: string, tags: string) => createToken(tokens, scope, tags);
     const adminToken = await create('admin', '*');
     teamA = await create('record,playback', 'team-a/*');
-    ({ service, proxyPort, api } = await startService(['--config', config, '--address', '127.0.0.1']));
-    admin = { url: api, token: adminToken, caPem: await fs.readFile(caPath, 'utf8') };
+    const config = {
+      // An address nothing can listen on: --address must win over it.
+      address: '192.0.2.1',
+      resolve: ['origin.test:127.0.0.1'],
+      upstreamCa: [origin.caPath],
+      // The origin is on the service host's loopback, denied by default.
+      allowUpstream: ['127.0.0.0/8'],
+    };
+    const started = await startService(serveDir, config, ['--address', '127.0.0.1']);
+    ({ proxyPort, api } = started);
+    admin = { url: api, token: adminToken, caPem: started.caPem };
 
     await record('team-a/app', ['/gen/1000?seed=1', '/counter', '/files/hello.txt']);
     await record('team-a/app', ['/gen/2048?seed=2', '/counter', '/files/hello.txt']);
@@ -112,7 +99,6 @@ maybe('the web UI in headless Chromium', () => {
 
   afterAll(async () => {
     await browser?.close();
-    await service?.stop();
   });
 
   test('a wrong token is refused with the service\'s message; a scoped token logs in and sees only its tags', async () => {

@@ -2,7 +2,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import forge from 'node-forge';
+import { selfSignedCaPem } from '../helpers/test-ca';
 
 // A crash at any point of `apply` must be undone by `restore()` from a fresh process:
 // each case runs `apply` in a child that is SIGKILLed at one step (or at a random
@@ -13,19 +13,7 @@ let work: string;
 let compiled: string;
 let driver: string;
 
-function makeCaPem(): string {
-  const keys = forge.pki.rsa.generateKeyPair(1024);
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = keys.publicKey;
-  cert.serialNumber = '01';
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + 86_400_000);
-  cert.setSubject([{ name: 'commonName', value: 'btrfly crash CA' }]);
-  cert.setIssuer([{ name: 'commonName', value: 'btrfly crash CA' }]);
-  cert.sign(keys.privateKey, forge.md.sha256.create());
-  return forge.pki.certificateToPem(cert);
-}
-const CA = makeCaPem();
+const CA = selfSignedCaPem('btrfly crash CA');
 
 beforeAll(async () => {
   work = await fs.mkdtemp(path.join(os.tmpdir(), 'btrfly-crash-'));

@@ -1,26 +1,11 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import forge from 'node-forge';
 import { BtrflyError } from '../../src/errors';
 import { HostConfigurator, type HostPaths } from '../../src/engine/host-config';
+import { selfSignedCaPem } from '../helpers/test-ca';
 
-/** A self-signed CA, as btrfly's own would be. */
-function makeCaPem(cn: string): string {
-  const keys = forge.pki.rsa.generateKeyPair(1024);
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = keys.publicKey;
-  cert.serialNumber = '01';
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + 86_400_000);
-  cert.setSubject([{ name: 'commonName', value: cn }]);
-  cert.setIssuer([{ name: 'commonName', value: cn }]);
-  cert.setExtensions([{ name: 'basicConstraints', cA: true }]);
-  cert.sign(keys.privateKey, forge.md.sha256.create());
-  return forge.pki.certificateToPem(cert);
-}
-
-const CA = makeCaPem('btrfly test CA');
+const CA = selfSignedCaPem('btrfly test CA', [{ name: 'basicConstraints', cA: true }]);
 const ORIGINAL = '# from DHCP\nsearch corp.example\nnameserver 10.0.0.1\nnameserver 10.0.0.2\noptions ndots:2\n';
 
 let dir: string;

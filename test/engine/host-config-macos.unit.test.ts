@@ -2,26 +2,13 @@ import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import forge from 'node-forge';
 import { HostConfigurator, type CommandResult, type HostPaths } from '../../src/engine/host-config';
+import { selfSignedCaPem } from '../helpers/test-ca';
 
 // macOS's networksetup and security cannot run on Linux: they are tested at their
 // command boundary, with a runner that records every argv and answers like macOS does.
 
-function makeCaPem(cn: string): string {
-  const keys = forge.pki.rsa.generateKeyPair(1024);
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = keys.publicKey;
-  cert.serialNumber = '01';
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + 86_400_000);
-  cert.setSubject([{ name: 'commonName', value: cn }]);
-  cert.setIssuer([{ name: 'commonName', value: cn }]);
-  cert.sign(keys.privateKey, forge.md.sha256.create());
-  return forge.pki.certificateToPem(cert);
-}
-
-const CA = makeCaPem('btrfly test CA');
+const CA = selfSignedCaPem('btrfly test CA');
 const SHA1 = new X509Certificate(CA).fingerprint.replace(/:/g, '');
 const KEYCHAIN = '/Library/Keychains/System.keychain';
 

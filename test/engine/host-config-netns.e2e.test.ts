@@ -3,8 +3,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import forge from 'node-forge';
-import { DEBIAN_TRUST, hostCopies, hostModeMissing, snapshot } from '../helpers';
+import { DEBIAN_TRUST, hostCopies, hostModeMissing, selfSignedCaPem, snapshot } from '../helpers';
 
 // The real thing on Debian: inside a private mount namespace, /etc/resolv.conf, the
 // local anchors, /etc/ssl/certs and the update hooks are bind-mounted from temp copies,
@@ -19,21 +18,6 @@ if (missing.length) {
   console.warn(`host-config-netns.e2e: skipped, this machine lacks: ${missing.join(', ')}`);
 }
 const maybe = missing.length ? test.skip : test;
-
-function makeCaPem(): string {
-  const keys = forge.pki.rsa.generateKeyPair(2048);
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = keys.publicKey;
-  cert.serialNumber = '0a';
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + 86_400_000);
-  const subject = [{ name: 'commonName', value: 'btrfly netns e2e CA' }];
-  cert.setSubject(subject);
-  cert.setIssuer(subject);
-  cert.setExtensions([{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true }]);
-  cert.sign(keys.privateKey, forge.md.sha256.create());
-  return forge.pki.certificateToPem(cert);
-}
 
 async function sha256(file: string): Promise<string> {
   return createHash('sha256').update(await fs.readFile(file)).digest('hex');
@@ -55,7 +39,10 @@ maybe('in a private namespace, apply makes getent and openssl use btrfly; restor
     const { copies, mounts } = await hostCopies(work, '# the host before btrfly\nnameserver 192.0.2.53\nsearch corp.example\n');
     const before = await snapshot(copies);
 
-    const caPem = makeCaPem();
+    const caPem = selfSignedCaPem('btrfly netns e2e CA', [
+      { name: 'basicConstraints', cA: true, critical: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+    ]);
     await fs.writeFile(path.join(work, 'ca.pem'), caPem);
     const driver = path.join(work, 'driver.js');
     await fs.writeFile(

@@ -1,11 +1,11 @@
-import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createReadStream, createWriteStream, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BtrflyError } from '../../src/errors';
 import { base64Chunks, fromHar, toHar } from '../../src/format/har';
 import type { Entry } from '../../src/format/types';
+import { tmpDir } from '../helpers/tmp';
 import { entry, sha } from './format-test-data';
 
 const h = (name: string, value: string) => ({ name, value });
@@ -32,11 +32,7 @@ describe('base64Chunks', () => {
 });
 
 describe('HAR export and import', () => {
-  let dir: string;
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'btrfly-har-'));
-  });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir('btrfly-har-');
 
   const binary = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 31) & 255));
   const bodies = new Map<string, Buffer>([

@@ -1,21 +1,17 @@
-import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { WARCParser, WARCRecord, WARCSerializer } from 'warcio';
 import { base32, toWarc } from '../../src/format/warc';
 import type { Entry } from '../../src/format/types';
+import { tmpDir } from '../helpers/tmp';
 import { entry, sha } from './format-test-data';
 
 const h = (name: string, value: string) => ({ name, value });
 
 describe('WARC export', () => {
-  let dir: string;
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'btrfly-warc-'));
-  });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir('btrfly-warc-');
 
   const gz = Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 13) & 255));
   const bodies = new Map<string, Buffer>([[sha(gz), gz], [sha('hello\r\n\r\nworld'), Buffer.from('hello\r\n\r\nworld')], [sha(''), Buffer.alloc(0)]]);

@@ -10,14 +10,35 @@ import { tmpDir } from './tmp';
 /** A git smart-HTTP server running the real `git http-backend` (see its header). */
 export const GIT_SERVER_SCRIPT = join(__dirname, '..', 'fixtures', 'git-http-server.js');
 
+/** What the git server counted since it started: requests answered (each with its bytes), and those refused for want of credentials. */
+export interface GitServerStats {
+  total: number;
+  unauthorized: number;
+  requests: { method: string; url: string; requestBytes: number; responseBytes: number }[];
+}
+
+/** Options of {@link startGitServer}. */
+export interface GitServerOptions {
+  /** HTTP basic auth credentials every request must carry (401 without them). */
+  auth?: { user: string; password: string };
+  /** The names in the server's certificate; default the test names and loopback. */
+  certNames?: readonly string[];
+}
+
 /** A git smart-HTTP server (test/fixtures/git-http-server.js) over HTTPS as a process inside `ns`. */
-export async function startGitServer(ns: Netns, host: string, root: string): Promise<{ port: number; child: ChildProcess; stats(): Promise<{ total: number }> }> {
-  const cert = testCa().issue();
-  const child = ns.spawn(process.execPath, [GIT_SERVER_SCRIPT, '--host', host, '--root', root, '--cert', cert.certPath, '--key', cert.keyPath], {
+export async function startGitServer(
+  ns: Netns,
+  host: string,
+  root: string,
+  options: GitServerOptions = {},
+): Promise<{ port: number; child: ChildProcess; stats(): Promise<GitServerStats> }> {
+  const cert = testCa().issue(options.certNames);
+  const auth = options.auth ? ['--user', options.auth.user, '--password', options.auth.password] : [];
+  const child = ns.spawn(process.execPath, [GIT_SERVER_SCRIPT, '--host', host, '--root', root, '--cert', cert.certPath, '--key', cert.keyPath, ...auth], {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
   const { port } = await readReadyLine<{ port: number }>(child, stderrTail(child), 'git server');
-  const ask = askChild<{ stats: { total: number } }>(child);
+  const ask = askChild<{ stats: GitServerStats }>(child);
   return { port, child, stats: async () => (await ask('stats')).stats };
 }
 

@@ -94,6 +94,21 @@ export function testCa(): TestCa {
   return cached;
 }
 
+/**
+ * A throwaway self-signed CA certificate (PEM) named `commonName`, as btrfly's own would be:
+ * for tests that install a CA into a trust store, not ones that serve TLS with it.
+ * @param extensions X.509 extensions as node-forge takes them (none by default)
+ */
+export function selfSignedCaPem(commonName: string, extensions: object[] = []): string {
+  const keys = rsaKeyPair();
+  const name = [{ name: 'commonName', value: commonName }];
+  const cert = newCertificate(keys.publicKey, name, 1);
+  cert.setIssuer(name);
+  cert.setExtensions(extensions);
+  signNatively(cert, keys.keyPem);
+  return forge.pki.certificateToPem(cert);
+}
+
 function rsaKeyPair() {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', {
     modulusLength: 2048,
