@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import * as https from 'node:https';
 import express from 'express';
-import { BtrflyError, isBtrflyError, oneLine } from '../errors';
+import { BtrflyError, oneLine } from '../errors';
 import { parseTagSpec } from '../format/names';
 import { archiveApi } from './archive-api';
+import { API_BODY_LIMIT, jsonErrorHandler } from './json-answer';
 import { ServiceMetrics } from './metrics';
 import { startServing, untilShutdown, type ServingOptions } from './serving';
 import type { Runtime, SessionResult } from './runtime';
@@ -29,9 +30,6 @@ export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
 
 /** Every 5 s (and at every API call) a session whose token was revoked is ended. */
 export const SWEEP_MS = 5_000;
-
-/** The largest request body the API parses (a session request is a few hundred bytes). */
-const BODY_LIMIT = 64 * 1024;
 
 export interface ReadyInfo {
   /** The API's (and the web UI's) URL, e.g. `https://10.0.0.5:8443`. */
@@ -99,7 +97,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
         .then((t) => ((res.locals.token = t), next()), next);
     });
     // Bodies are parsed only for a caller whose token checked out.
-    app.use(express.json({ limit: BODY_LIMIT }));
+    app.use(express.json({ limit: API_BODY_LIMIT }));
     const tokenOf = (res: express.Response) => res.locals.token as TokenRecord;
     app.get('/metrics', (_req, res, next) => {
       metrics!.text().then((text) => res.type(metrics!.contentType).send(text), next);
@@ -137,11 +135,11 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     });
     app.use(archiveApi(serving.archive));
     app.use((_req, _res, next) => next(new BtrflyError('NOT_FOUND', 'no such API endpoint')));
-    app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
-      const e = apiError(err);
-      if (e.httpStatus >= 500 || e.code === 'FORBIDDEN') opts.log('API request refused or failed', { method: req.method, path: req.path, error: e.message });
-      res.status(e.httpStatus).json(e.toJSON());
-    });
+    app.use(
+      jsonErrorHandler((e, req) => {
+        if (e.httpStatus >= 500 || e.code === 'FORBIDDEN') opts.log('API request refused or failed', { method: req.method, path: req.path, error: e.message });
+      }),
+    );
 
     const apiAddress = opts.apiAddress ?? opts.address;
     const tlsOptions =
@@ -243,25 +241,4 @@ class RevokedSessions {
     void p.finally(() => this.underway.delete(p));
     return p;
   }
-}
-
-/**
- * The typed error an API failure is answered with: a BtrflyError as is; a client error of the
- * body parser (413 too large, 400 not JSON, 415 charset) with its status and one line; anything
- * else a 500.
- */
-function apiError(err: unknown): BtrflyError {
-  if (isBtrflyError(err)) return err;
-  const status = (err as { status?: unknown } | null)?.status;
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    const type = (err as { type?: unknown }).type;
-    const message =
-      type === 'entity.too.large'
-        ? `the request body is larger than ${BODY_LIMIT / 1024} KiB: send a smaller JSON object`
-        : type === 'entity.parse.failed'
-          ? `the request body is not JSON (${oneLine(err)}): send a JSON object with content-type application/json`
-          : `the request was refused: ${oneLine(err)}`;
-    return new BtrflyError('USAGE', message, { httpStatus: status });
-  }
-  return new BtrflyError('STORAGE', oneLine(err));
 }
