@@ -2,7 +2,7 @@ import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import * as path from 'node:path';
 import express from 'express';
-import { BtrflyError, isBtrflyError, oneLine } from '../errors';
+import { API_BODY_LIMIT, jsonErrorHandler } from './json-answer';
 import type { Runtime } from './runtime';
 import { parseDaemonSessionRequest } from './session-request';
 import { startServing, untilShutdown, type ServingOptions } from './serving';
@@ -68,7 +68,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
 
 function controlApp(runtime: Runtime, log: DaemonOptions['log']): express.Express {
   const app = express();
-  app.use(express.json({ limit: '64kb' }));
+  app.use(express.json({ limit: API_BODY_LIMIT }));
   app.get('/status', (_req, res) => {
     res.json({ pid: process.pid, sessions: runtime.status() });
   });
@@ -86,11 +86,7 @@ function controlApp(runtime: Runtime, log: DaemonOptions['log']): express.Expres
     res.json({ ok: true });
     setImmediate(() => process.emit('btrfly-shutdown' as never));
   });
-  app.use((err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
-    log('control request failed', { error: oneLine(err) });
-    const e = isBtrflyError(err) ? err : new BtrflyError('STORAGE', oneLine(err));
-    res.status(e.httpStatus).json(e.toJSON());
-  });
+  app.use(jsonErrorHandler((e) => log('control request failed', { error: e.message })));
   return app;
 }
 

@@ -1,12 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import * as https from 'node:https';
 import express from 'express';
-import { BtrflyError, isBtrflyError, oneLine } from '../errors';
+import { BtrflyError, oneLine } from '../errors';
 import { parseTagSpec } from '../format/names';
 import { archiveApi } from './archive-api';
+import { API_BODY_LIMIT, jsonErrorHandler } from './json-answer';
 import { ServiceMetrics } from './metrics';
 import { startServing, untilShutdown, type ServingOptions } from './serving';
-import type { Runtime } from './runtime';
+import type { Runtime, SessionResult } from './runtime';
 import { normalizeAddress, type SessionInfo } from './session';
 import { parseSessionRequest } from './session-request';
 import { serviceDenyList } from './upstream-policy';
@@ -29,9 +30,6 @@ export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
 
 /** Every 5 s (and at every API call) a session whose token was revoked is ended. */
 export const SWEEP_MS = 5_000;
-
-/** The largest request body the API parses (a session request is a few hundred bytes). */
-const BODY_LIMIT = 64 * 1024;
 
 export interface ReadyInfo {
   /** The API's (and the web UI's) URL, e.g. `https://10.0.0.5:8443`. */
@@ -69,8 +67,19 @@ export async function runService(opts: ServiceOptions): Promise<void> {
   let sweeper: NodeJS.Timeout | undefined;
   let revokedEnding: (() => Promise<void>) | undefined;
   try {
+    // The id of the token that opened each live session.
     const owners = new Map<string, string>();
-    const revoked = new RevokedSessions(runtime, tokens, owners, opts.log, (info) => metrics!.sessionClosed(info));
+    // How a session opened over the API ends, whether its host ends it or its token was revoked.
+    const endSession = async (info: SessionInfo, discard: boolean, message: string, data: Record<string, unknown> = {}): Promise<SessionResult> => {
+      owners.delete(info.id);
+      const result = await runtime.closeSession(info.id, { discard });
+      metrics!.sessionClosed(result.info);
+      opts.log(message, { id: info.id, tag: info.tag, mode: info.mode, ...data, commit: result.commit, misses: result.misses.length });
+      return result;
+    };
+    const revoked = new RevokedSessions(runtime, tokens, owners, opts.log, (info, token) =>
+      endSession(info, false, 'session ended: its token was revoked', { token }),
+    );
     revokedEnding = () => revoked.settled();
     sweeper = setInterval(() => void revoked.sweep(), opts.sweepMs ?? SWEEP_MS);
     sweeper.unref();
@@ -78,16 +87,17 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     app.disable('x-powered-by');
     app.use(webUi());
     // Every call, /metrics included, carries a token; the request waits for its check, and for
-    // sessions of revoked tokens to leave the table (their sealing goes on behind).
+    // sessions of revoked tokens to leave the table (their sealing goes on behind). One read
+    // of the token store serves both.
     app.use((req, res, next) => {
       const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
       revoked
-        .sweep()
-        .then(() => tokens.verify(m?.[1]))
+        .check()
+        .then((records) => tokens.verify(m?.[1], records))
         .then((t) => ((res.locals.token = t), next()), next);
     });
     // Bodies are parsed only for a caller whose token checked out.
-    app.use(express.json({ limit: BODY_LIMIT }));
+    app.use(express.json({ limit: API_BODY_LIMIT }));
     const tokenOf = (res: express.Response) => res.locals.token as TokenRecord;
     app.get('/metrics', (_req, res, next) => {
       metrics!.text().then((text) => res.type(metrics!.contentType).send(text), next);
@@ -120,20 +130,16 @@ export async function runService(opts: ServiceOptions): Promise<void> {
           // Ending seals what was recorded; throwing it away is for the token that opened the session, or an admin.
           if (discard) throw new BtrflyError('FORBIDDEN', `token ${t.id} may not discard session ${s.info.id}: only the token that opened it or an admin may; end it without ?discard=1 to keep what it recorded`);
         }
-        const result = await runtime.closeSession(s.info.id, { discard });
-        owners.delete(s.info.id);
-        metrics!.sessionClosed(result.info);
-        opts.log('session closed', { id: s.info.id, tag: s.info.tag, mode: s.info.mode, commit: result.commit, misses: result.misses.length });
-        return result;
+        return endSession(s.info, discard, 'session closed');
       })().then((r) => res.json(r), next);
     });
     app.use(archiveApi(serving.archive));
     app.use((_req, _res, next) => next(new BtrflyError('NOT_FOUND', 'no such API endpoint')));
-    app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
-      const e = apiError(err);
-      if (e.httpStatus >= 500 || e.code === 'FORBIDDEN') opts.log('API request refused or failed', { method: req.method, path: req.path, error: e.message });
-      res.status(e.httpStatus).json(e.toJSON());
-    });
+    app.use(
+      jsonErrorHandler((e, req) => {
+        if (e.httpStatus >= 500 || e.code === 'FORBIDDEN') opts.log('API request refused or failed', { method: req.method, path: req.path, error: e.message });
+      }),
+    );
 
     const apiAddress = opts.apiAddress ?? opts.address;
     const tlsOptions =
@@ -168,73 +174,71 @@ export async function runService(opts: ServiceOptions): Promise<void> {
  * its host gets real DNS answers and the proxy refuses it; the sealing goes on behind.
  */
 class RevokedSessions {
-  private running: Promise<void> | undefined;
-  private readonly ending = new Set<Promise<void>>();
+  private sweeping: Promise<void> | undefined;
+  /** Checks and endings under way; none of them rejects. */
+  private readonly underway = new Set<Promise<unknown>>();
 
   constructor(
     private readonly runtime: Runtime,
     private readonly tokens: TokenStore,
     private readonly owners: Map<string, string>,
     private readonly log: (msg: string, data?: Record<string, unknown>) => void,
-    private readonly closed: (info: SessionInfo) => void,
+    /** Ends a session; it must leave the table before it returns (`Runtime.closeSession` does). */
+    private readonly end: (info: SessionInfo, token: string) => Promise<unknown>,
   ) {}
 
-  /** One check at a time; a caller during a check waits for that one. Never rejects. */
+  /** The periodic check: one at a time; a sweep during a check waits for that one. Never rejects. */
   sweep(): Promise<void> {
-    this.running ??= this.check()
-      .catch((e) => this.log('checking the tokens of live sessions failed', { error: oneLine(e), severity: 'warn' }))
-      .finally(() => (this.running = undefined));
-    return this.running;
+    this.sweeping ??= this.check()
+      .then(() => undefined)
+      .finally(() => (this.sweeping = undefined));
+    return this.sweeping;
   }
 
-  /** Resolves once every ending started so far has finished. */
+  /**
+   * One check against the store as it is now, read only while sessions are live. Resolves with
+   * the tokens read (undefined when it read none, or the read failed), for an API call to verify
+   * its caller's token against the same read. Never rejects.
+   */
+  check(): Promise<TokenRecord[] | undefined> {
+    return this.track(
+      this.endRevoked().catch((e) => {
+        this.log('checking the tokens of live sessions failed', { error: oneLine(e), severity: 'warn' });
+        return undefined;
+      }),
+    );
+  }
+
+  /** Resolves once every check and ending started so far, and any they started, has finished. */
   async settled(): Promise<void> {
-    await this.running;
-    await Promise.all([...this.ending]);
+    while (this.underway.size) await Promise.all([...this.underway]);
   }
 
-  private async check(): Promise<void> {
+  private async endRevoked(): Promise<TokenRecord[] | undefined> {
     // Only sessions live before the store is read: a session opened meanwhile may have a token newer than the read.
     const live = this.runtime.status().flatMap((info) => {
       const token = this.owners.get(info.id);
       return token ? [{ info, token }] : [];
     });
     for (const id of this.owners.keys()) if (!this.runtime.sessions.get(id)) this.owners.delete(id);
-    if (live.length === 0) return;
-    const known = new Set((await this.tokens.list()).map((t) => t.id));
+    if (live.length === 0) return undefined;
+    const records = await this.tokens.list();
+    const known = new Set(records.map((t) => t.id));
+    // A concurrent check may have ended one already: closeSession takes it out of the table at once.
     for (const { info, token } of live) {
       if (known.has(token) || !this.runtime.sessions.get(info.id)) continue;
-      this.owners.delete(info.id);
-      const ending: Promise<void> = this.runtime
-        .closeSession(info.id)
-        .then((result) => {
-          this.closed(result.info);
-          this.log('session ended: its token was revoked', { id: info.id, tag: info.tag, mode: info.mode, token, commit: result.commit, misses: result.misses.length });
-        })
-        .catch((e) => this.log('ending a session of a revoked token failed', { id: info.id, tag: info.tag, token, error: oneLine(e), severity: 'error' }))
-        .finally(() => this.ending.delete(ending));
-      this.ending.add(ending);
+      this.track(
+        this.end(info, token).catch((e) =>
+          this.log('ending a session of a revoked token failed', { id: info.id, tag: info.tag, token, error: oneLine(e), severity: 'error' }),
+        ),
+      );
     }
+    return records;
   }
-}
 
-/**
- * The typed error an API failure is answered with: a BtrflyError as is; a client error of the
- * body parser (413 too large, 400 not JSON, 415 charset) with its status and one line; anything
- * else a 500.
- */
-function apiError(err: unknown): BtrflyError {
-  if (isBtrflyError(err)) return err;
-  const status = (err as { status?: unknown } | null)?.status;
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    const type = (err as { type?: unknown }).type;
-    const message =
-      type === 'entity.too.large'
-        ? `the request body is larger than ${BODY_LIMIT / 1024} KiB: send a smaller JSON object`
-        : type === 'entity.parse.failed'
-          ? `the request body is not JSON (${oneLine(err)}): send a JSON object with content-type application/json`
-          : `the request was refused: ${oneLine(err)}`;
-    return new BtrflyError('USAGE', message, { httpStatus: status });
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.underway.add(p);
+    void p.finally(() => this.underway.delete(p));
+    return p;
   }
-  return new BtrflyError('STORAGE', oneLine(err));
 }

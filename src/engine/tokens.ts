@@ -65,10 +65,13 @@ export class TokenStore {
     });
   }
 
-  /** The token's record, or an UNAUTHORIZED error; the secret is compared in constant time. */
-  async verify(token: string | undefined): Promise<TokenRecord> {
+  /**
+   * The token's record, or an UNAUTHORIZED error; the secret is compared in constant time.
+   * @param records the store's tokens when the caller has just read them, else the store is read
+   */
+  async verify(token: string | undefined, records?: readonly TokenRecord[]): Promise<TokenRecord> {
     const m = token ? /^btf_([0-9a-f]{12})_([A-Za-z0-9_-]{32})$/.exec(token) : null;
-    const record = m ? (await this.read()).tokens.find((t) => t.id === m[1]) : undefined;
+    const record = m ? (records ?? (await this.list())).find((t) => t.id === m[1]) : undefined;
     // Hash even when nothing matched, so the time taken does not tell which part was wrong.
     const given = Buffer.from(sha256(m?.[2] ?? ''), 'hex');
     const stored = Buffer.from(record?.hash ?? '0'.repeat(64), 'hex');

@@ -118,30 +118,33 @@ function spawnFailed(args: readonly string[], e: NodeJS.ErrnoException): BtrflyE
 }
 
 /**
- * A line-oriented long-lived git process: one request line in, one answer line out, in order.
- * Used for `hash-object --stdin-paths` (path → oid) and `mktree --batch` (tree → oid).
+ * A long-lived git process that answers requests in order: starts on first use, and a failure
+ * (it would not start, or it exited with requests pending) rejects every pending request and
+ * lets the next request start a fresh process. A subclass reads the answers from stdout.
  */
-class LineProcess {
+abstract class BatchProcess<T> {
   private child?: ChildProcess;
-  private pending: Array<{ resolve: (line: string) => void; reject: (e: Error) => void }> = [];
-  private partial = '';
+  protected pending: Array<{ resolve: (answer: T) => void; reject: (e: Error) => void }> = [];
   private stderr = '';
 
   /** @param nice a lower CPU priority for the process (`setpriority`), for work that may fall behind */
   constructor(
     private readonly gitDir: string,
-    private readonly args: string[],
+    protected readonly args: string[],
     private readonly nice?: number,
   ) {}
 
-  /** Sends `input` (which must end with the terminator the command expects) and resolves with the next answer line. */
-  request(input: string): Promise<string> {
+  /** Sends `input` (which must end with the terminator the command expects) and resolves with its answer. */
+  request(input: string): Promise<T> {
     const child = this.ensure();
     return new Promise((resolve, reject) => {
       this.pending.push({ resolve, reject });
       child.stdin!.write(input);
     });
   }
+
+  /** Starts reading a fresh process's answers from its stdout. */
+  protected abstract listen(stdout: Readable): void;
 
   private ensure(): ChildProcess {
     if (this.child) return this.child;
@@ -154,14 +157,8 @@ class LineProcess {
         // Not allowed here (lowering one's own child's priority normally is): run at normal priority.
       }
     }
-    this.partial = '';
     this.stderr = '';
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (s: string) => {
-      const lines = (this.partial + s).split('\n');
-      this.partial = lines.pop()!;
-      for (const line of lines) this.pending.shift()?.resolve(line);
-    });
+    this.listen(child.stdout!);
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (s: string) => (this.stderr += s));
     // EPIPE on a dead process surfaces as the exit below; do not crash on it.
@@ -191,52 +188,47 @@ class LineProcess {
 }
 
 /**
- * `git cat-file --batch`, kept running: small objects (manifests, small body parts) are read
- * whole into a Buffer with no process start per object. Large blobs go through {@link Git.streamBlob}.
+ * A line-oriented long-lived git process: one request line in, one answer line out, in order.
+ * Used for `hash-object --stdin-paths` (path → oid) and `mktree --batch` (tree → oid).
  */
-class CatFileBatch {
-  private child?: ChildProcess;
-  private pending: Array<{ name: string; resolve: (b: Buffer | null) => void; reject: (e: Error) => void }> = [];
+class LineProcess extends BatchProcess<string> {
+  private partial = '';
+
+  protected listen(stdout: Readable): void {
+    this.partial = '';
+    stdout.setEncoding('utf8');
+    stdout.on('data', (s: string) => {
+      const lines = (this.partial + s).split('\n');
+      this.partial = lines.pop()!;
+      for (const line of lines) this.pending.shift()?.resolve(line);
+    });
+  }
+}
+
+/**
+ * `git cat-file --batch`, kept running: small objects (manifests, small body parts) are read
+ * whole into a Buffer with no process start per object. Large blobs go through {@link Git.streamBlobs}.
+ */
+class CatFileBatch extends BatchProcess<Buffer | null> {
   private buf: Buffer = Buffer.alloc(0);
   private want = -1; // bytes of content (plus its newline) still expected for the head request; -1: reading a header
   private chunks: Buffer[] = [];
-  private stderr = '';
 
-  constructor(private readonly gitDir: string) {}
+  constructor(gitDir: string) {
+    super(gitDir, ['cat-file', '--batch']);
+  }
 
   /** The object's content, or null when it does not exist. */
   read(name: string): Promise<Buffer | null> {
     if (name.includes('\n')) return Promise.reject(gitError(['cat-file'], `object name with a newline: ${JSON.stringify(name)}`));
-    const child = this.ensure();
-    return new Promise((resolve, reject) => {
-      this.pending.push({ name, resolve, reject });
-      child.stdin!.write(name + '\n');
-    });
+    return this.request(name + '\n');
   }
 
-  private ensure(): ChildProcess {
-    if (this.child) return this.child;
-    const args = ['cat-file', '--batch'];
-    const child = spawn('git', gitArgv(this.gitDir, args), { env: gitEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child = child;
+  protected listen(stdout: Readable): void {
     this.buf = Buffer.alloc(0);
     this.want = -1;
     this.chunks = [];
-    this.stderr = '';
-    child.stdout!.on('data', (b: Buffer) => this.onData(b));
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (s: string) => (this.stderr += s));
-    child.stdin!.on('error', () => undefined);
-    const fail = (e: Error): void => {
-      if (this.child === child) this.child = undefined;
-      for (const p of this.pending.splice(0)) p.reject(e);
-    };
-    child.on('error', (e) => fail(spawnFailed(args, e)));
-    child.on('exit', (code, signal) => {
-      if (this.pending.length) fail(gitError(args, this.stderr || `exited with ${code ?? signal}`));
-      else if (this.child === child) this.child = undefined;
-    });
-    return child;
+    stdout.on('data', (b: Buffer) => this.onData(b));
   }
 
   private onData(b: Buffer): void {
@@ -266,17 +258,6 @@ class CatFileBatch {
       this.pending.shift()?.resolve(whole.subarray(0, whole.length - 1));
     }
   }
-
-  async close(): Promise<void> {
-    const child = this.child;
-    if (!child) return;
-    this.child = undefined;
-    await new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.stdin!.end();
-    });
-  }
 }
 
 /**
@@ -295,21 +276,7 @@ export class Git {
    * @param opts.ok exit statuses that are not failures (default `[0]`); others throw BtrflyError('GIT').
    */
   run(args: string[], opts: { input?: string | Buffer; ok?: number[]; env?: NodeJS.ProcessEnv } = {}): Promise<GitResult> {
-    const ok = opts.ok ?? [0];
-    return new Promise((resolve, reject) => {
-      const child = spawn('git', gitArgv(this.gitDir, args), { env: gitEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-      child.stdin.on('error', () => undefined);
-      child.on('error', (e) => reject(spawnFailed(args, e)));
-      child.on('close', (code, signal) => {
-        if (code !== null && ok.includes(code)) resolve({ stdout, stderr, code });
-        else reject(gitError(args, stderr || `exited with ${code ?? signal}`));
-      });
-      child.stdin.end(opts.input);
-    });
+    return this.collect(args, opts);
   }
 
   /** Spawns git with the archive's `--git-dir`, for callers that stream its output. */
@@ -323,33 +290,48 @@ export class Git {
    * passed to `opts.progress` as it comes when set, and the tail is kept for the error message.
    * The user's own git setup applies: ssh keys and agent, credential helpers, `http.*` config.
    * @param opts.interactive let git ask for a password on the terminal (otherwise it fails at once)
-   * @param opts.ok exit statuses that are not failures (default `[0]`)
+   * @param opts.ok exit statuses that are not failures (default `[0]`); others throw BtrflyError('NETWORK')
    */
   transfer(
     args: string[],
     opts: { progress?: NodeJS.WritableStream; interactive?: boolean; ok?: number[]; env?: NodeJS.ProcessEnv } = {},
   ): Promise<GitResult> {
-    const ok = opts.ok ?? [0];
     const env = { ...opts.env, ...(opts.interactive ? { GIT_TERMINAL_PROMPT: '1' } : {}) };
+    return this.collect(args, { ok: opts.ok, env, transfer: { progress: opts.progress, interactive: opts.interactive } });
+  }
+
+  /**
+   * Runs git to completion and collects its output: {@link Git.run}, or with `opts.transfer`
+   * {@link Git.transfer}, whose stdin is the terminal's or none, whose stderr is progress (only
+   * its tail is kept) and whose failure is a NETWORK error.
+   */
+  private collect(
+    args: string[],
+    opts: { input?: string | Buffer; ok?: number[]; env?: NodeJS.ProcessEnv; transfer?: { progress?: NodeJS.WritableStream; interactive?: boolean } },
+  ): Promise<GitResult> {
+    const ok = opts.ok ?? [0];
+    const transfer = opts.transfer;
     return new Promise((resolve, reject) => {
       const child = spawn('git', gitArgv(this.gitDir, args), {
-        env: gitEnv(env),
+        env: gitEnv(opts.env),
         // stdin stays the terminal's when asking is allowed, so ssh and credential prompts work.
-        stdio: [opts.interactive ? 'inherit' : 'ignore', 'pipe', 'pipe'],
+        stdio: [transfer ? (transfer.interactive ? 'inherit' : 'ignore') : 'pipe', 'pipe', 'pipe'],
       });
       let stdout = '';
       let stderr = '';
       child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
       child.stderr!.setEncoding('utf8').on('data', (s: string) => {
-        opts.progress?.write(s);
-        // Progress lines repeat with \r thousands of times: keep only the tail for messages.
-        stderr = (stderr + s).slice(-16384);
+        transfer?.progress?.write(s);
+        // A transfer's progress lines repeat with \r thousands of times: keep only the tail for messages.
+        stderr = transfer ? (stderr + s).slice(-16384) : stderr + s;
       });
       child.on('error', (e) => reject(spawnFailed(args, e)));
       child.on('close', (code, signal) => {
         if (code !== null && ok.includes(code)) resolve({ stdout, stderr, code });
-        else reject(transferError(args, stderr || `exited with ${code ?? signal}`));
+        else reject((transfer ? transferError : gitError)(args, stderr || `exited with ${code ?? signal}`));
       });
+      child.stdin?.on('error', () => undefined);
+      child.stdin?.end(opts.input);
     });
   }
 

@@ -26,6 +26,8 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
     ...originServerLines(work),
     `${cli} start record --tag=host1 --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
     `grep -q '^nameserver 127.77.0.1' /etc/resolv.conf`,
+    // The daemon's control API answers a body that is not JSON as the service's API does.
+    `curl -s -o ${work}/not-json.out -w 'control status %{http_code}\\n' --unix-socket ${work}/state/daemon.sock -H 'content-type: application/json' -d '{not json' http://btrfly/sessions`,
     `curl -sSf -o ${work}/rec.bin "https://origin.test/gen/${size}?seed=11"`,
     `curl -sSf -o ${work}/rec.txt "https://origin.test/counter"`,
     `${cli} stop record`,
@@ -47,6 +49,8 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
   expect(out).toMatch(/GET https:\/\/origin\.test\/not-recorded/);
   expect(out).toMatch(/stop playback exit 3/);
   expect(out).toMatch(/no active session/);
+  expect(out).toMatch(/control status 400\n/);
+  expect(JSON.parse(await fs.readFile(path.join(work, 'not-json.out'), 'utf8'))).toMatchObject({ error: { code: 'USAGE', message: expect.stringMatching(/^the request body is not JSON \([^\n]+$/) } });
   expect(ns.status).toBe(0);
   const sha = (f: string) => fs.readFile(f).then((b) => createHash('sha256').update(b).digest('hex'));
   expect(await sha(path.join(work, 'play.bin'))).toBe(await genBodySha256(size, 11));
