@@ -13,10 +13,9 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseManifest, serializeManifest } from '../format/manifest';
 import type { Entry } from '../format/types';
-import { fmtRatio } from './http-kit';
-import { fmtSpread, machineLine, spread, timed, type BenchOptions, type BenchSection } from './section';
+import { fmtRatio, MiB } from './http-kit';
+import { fmtSpread, joinLines, log, machineLine, spread, takenLine, timed, type BenchOptions, type BenchSection } from './section';
 
-const MiB = 1024 * 1024;
 const CHILD = join(__dirname, 'archive-child.js');
 
 type BodyKind = 'random' | 'compressible';
@@ -101,7 +100,7 @@ interface Row {
   storage: string;
 }
 
-async function measureKind(kind: BodyKind, sizeMiB: number, opts: BenchOptions, dist: string | undefined, log: (s: string) => void): Promise<Row[]> {
+async function measureKind(kind: BodyKind, sizeMiB: number, opts: BenchOptions, dist: string | undefined): Promise<Row[]> {
   const size = sizeMiB * MiB;
   const src = join(opts.workDir, `source-${kind}-${sizeMiB}m`);
   await makeSource(src, kind, size);
@@ -190,13 +189,12 @@ export const archiveSection: BenchSection = {
     const dist = opts.flags.get('dist');
     const dir = join(opts.workDir, 'archive');
     await mkdir(dir, { recursive: true });
-    const log = (s: string): void => void process.stderr.write(s + '\n');
     const before = machineLine();
     const rows: Row[] = [];
-    for (const kind of kinds) rows.push(...(await measureKind(kind, sizeMiB, { ...opts, workDir: dir }, dist, log)));
+    for (const kind of kinds) rows.push(...(await measureKind(kind, sizeMiB, { ...opts, workDir: dir }, dist)));
     await rm(dir, { recursive: true, force: true });
     const load = spread(manifestLoad(10_000, Math.max(opts.runs, 5)));
-    return [
+    return joinLines([
       '## Archive',
       '',
       `A ${sizeMiB} MiB body written (\`createBodyWriter\`, from a file, until every part is in git) into a fresh archive`,
@@ -216,10 +214,8 @@ export const archiveSection: BenchSection = {
       'body cache is plain file reads. `cp` on this VM swings between 0.3 s and 3.3 s for the same warm file, so read the',
       'archive columns as well as the ratio. docs/decisions.md ("Archive storage", "Body cache") says where the time goes.',
       '',
-      `Taken ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on ${before}; load average after: ${machineLine().replace(/.*load average /, '')}.`,
+      takenLine(before),
       dist ? `Build measured: ${dist}.` : '',
-    ]
-      .filter((l, i, a) => l !== '' || a[i - 1] !== '')
-      .join('\n');
+    ]);
   },
 };

@@ -9,8 +9,7 @@ import { once } from 'node:events';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { joinLines, nowUtc } from './http-kit';
-import { fmtSpread, machineLine, spread, timed, type BenchOptions, type BenchSection } from './section';
+import { fmtSpread, joinLines, log, machineLine, spread, takenLine, timed, type BenchOptions, type BenchSection } from './section';
 
 const CHILD = join(__dirname, 'dns-child.js');
 
@@ -56,7 +55,7 @@ export const dnsSection: BenchSection = {
       for (let i = 0; i < opts.runs; i++) {
         const r = parseDnsperf((await timed('dnsperf', args)).stdout);
         results.push(r);
-        process.stderr.write(`dns run ${i + 1}: ${r.qps.toFixed(0)} q/s, ${r.lost} lost, avg ${r.avgMs.toFixed(2)} ms\n`);
+        log(`dns run ${i + 1}: ${r.qps.toFixed(0)} q/s, ${r.lost} lost, avg ${r.avgMs.toFixed(2)} ms`);
       }
     } finally {
       server.kill('SIGTERM');
@@ -77,7 +76,7 @@ export const dnsSection: BenchSection = {
       '| --- | --- | --- | --- | --- | --- | --- |',
       `| ${f('qps', 0)} | ≥ 20,000 | **${(qps.median / 20000).toFixed(2)}×** | ${f('lost', 0)} | ${f('avgMs', 2)} | ${f('maxMs', 1)} | \`npm run bench -- dns --seconds ${seconds} --runs ${opts.runs}\` / \`dnsperf -s 127.0.0.1 -p PORT -d queries.txt -l ${seconds} -c 4 -q 200\` |`,
       '',
-      `Taken ${nowUtc()} on ${before}; load average after: ${machineLine().replace(/.*load average /, '')}.`,
+      takenLine(before),
     ]);
   },
 };

@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { spread, timed } from './section';
 
@@ -98,7 +98,7 @@ http {
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  await waitForPort(port, child, () => stderr);
+  await waitForPort(port, child, { name: 'nginx', attempts: 100, everyMs: 50, why: () => stderr });
   return {
     port,
     origin: (name = BENCH_NAMES[0]) => `https://${name}:${port}`,
@@ -109,18 +109,44 @@ http {
   };
 }
 
-async function waitForPort(port: number, child: ChildProcess, why: () => string): Promise<void> {
-  const { connect } = await import('node:net');
-  for (let i = 0; i < 100; i++) {
-    if (child.exitCode !== null) throw new Error(`nginx exited: ${why()}`);
+/**
+ * Resolves once a TCP connection to 127.0.0.1:`port` is accepted, trying `attempts` times
+ * `everyMs` apart; rejects as soon as `child` (`name`) has exited, or when the attempts are
+ * used up, with `why()` (the child's stderr so far) in the message.
+ */
+export async function waitForPort(port: number, child: ChildProcess, o: { name: string; attempts: number; everyMs: number; why: () => string }): Promise<void> {
+  for (let i = 0; i < o.attempts; i++) {
+    if (child.exitCode !== null) throw new Error(`${o.name} exited: ${o.why()}`);
     const ok = await new Promise<boolean>((r) => {
       const s = connect(port, '127.0.0.1', () => (s.destroy(), r(true)));
       s.once('error', () => r(false));
     });
     if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, o.everyMs));
   }
-  throw new Error(`nothing listens on 127.0.0.1:${port}: ${why()}`);
+  throw new Error(`nothing listens on 127.0.0.1:${port}: ${o.why()}`);
+}
+
+/**
+ * Samples the peak resident set of process `pid` (VmHWM in /proc/PID/status) every `everyMs`
+ * until `stop()`, which may be called more than once and returns the peak in MiB.
+ */
+export function samplePeakRss(pid: number | undefined, everyMs: number): { stop(): number } {
+  let hwmKiB = 0;
+  const timer = setInterval(() => {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) hwmKiB = Math.max(hwmKiB, Number(m[1]));
+    } catch {
+      // exited between two samples: the last sample stands
+    }
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.round(hwmKiB / 1024);
+    },
+  };
 }
 
 /** `--resolve` arguments for curl: every bench name at 127.0.0.1 on `port`. */
@@ -129,12 +155,17 @@ export function curlResolve(port: number): string[] {
 }
 
 /** The curl `-w` format every download prints: bytes and seconds, one line a URL. */
-export const CURL_WRITE_OUT = '%{size_download} %{time_total}\\n';
+const CURL_WRITE_OUT = '%{size_download} %{time_total}\\n';
+
+/** The curl command line downloading every URL to /dev/null, `curlArgs` first, one `bytes seconds` line each. */
+export function curlCommand(urls: string[], curlArgs: string[] = []): string[] {
+  return ['curl', '-sS', '--fail', ...curlArgs, ...urls.flatMap((u) => ['-o', '/dev/null', '-w', CURL_WRITE_OUT.replace('\\n', '\n'), u])];
+}
 
 /** Downloads each URL to /dev/null with curl, `curlArgs` first; resolves with seconds per URL. */
 export async function curlTimes(urls: string[], curlArgs: string[], env?: NodeJS.ProcessEnv): Promise<number[]> {
-  const out = await timed('curl', ['-sS', '--fail', ...curlArgs, ...urls.flatMap((u) => ['-o', '/dev/null', '-w', CURL_WRITE_OUT.replace('\\n', '\n'), u])], env);
-  return parseCurlTimes(out.stdout);
+  const [cmd, ...args] = curlCommand(urls, curlArgs);
+  return parseCurlTimes((await timed(cmd, args, env)).stdout);
 }
 
 export function parseCurlTimes(stdout: string): number[] {
@@ -166,7 +197,7 @@ export interface BtrflyRunOptions {
 }
 
 /** The `btrfly run` arguments (without the node binary) for these options, as a user would type them. */
-export function btrflyRunArgs(o: Pick<BtrflyRunOptions, 'mode' | 'archive' | 'tag' | 'ca'>): string[] {
+export function btrflyRunArgs(o: Pick<BtrflyRunOptions, 'mode' | 'archive' | 'tag'> & { ca: Pick<BenchCa, 'caPath'> }): string[] {
   const upstream = o.mode === 'record' ? [...BENCH_NAMES.flatMap((n) => ['--resolve', `${n}:127.0.0.1`]), '--upstream-ca', o.ca.caPath] : [];
   return ['run', '--archive', o.archive, `--${o.mode}`, '--tag', o.tag, ...upstream];
 }
@@ -183,23 +214,14 @@ export function runBtrfly(o: BtrflyRunOptions): Promise<BtrflyRun> {
     });
     let stdout = '';
     let stderr = '';
-    let hwmKiB = 0;
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
     child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const sample = (): void => {
-      try {
-        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-        if (m) hwmKiB = Math.max(hwmKiB, Number(m[1]));
-      } catch {
-        // exited between two samples: the last sample stands
-      }
-    };
-    const timer = setInterval(sample, 20);
-    child.on('error', (e) => (clearInterval(timer), reject(e)));
-    child.on('exit', () => clearInterval(timer));
+    const rss = samplePeakRss(child.pid, 20);
+    child.on('error', (e) => (rss.stop(), reject(e)));
+    child.on('exit', () => rss.stop());
     child.on('close', (code, signal) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (code === 0) resolve({ seconds, stdout, stderr, peakRssMiB: Math.round(hwmKiB / 1024) });
+      if (code === 0) resolve({ seconds, stdout, stderr, peakRssMiB: rss.stop() });
       else reject(new Error(`btrfly ${btrflyRunArgs(o).join(' ')} -- ${o.command.join(' ')} failed (${code ?? signal}): ${stderr.trim().slice(-2000)}`));
     });
   });
@@ -210,18 +232,13 @@ export function shellLine(args: string[]): string {
   return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 
-/** `YYYY-MM-DD HH:MM UTC`. */
-export function nowUtc(): string {
-  return `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+/** The `btrfly run` line of a "reproduce" column: scratch archive `A`, the test CA as `ca.pem`. */
+export function btrflyRunLine(mode: BtrflyRunOptions['mode'], tag: string, command: string[]): string {
+  return shellLine(['btrfly', ...btrflyRunArgs({ mode, archive: 'A', tag, ca: { caPath: 'ca.pem' } }), '--', ...command]);
 }
 
 /** Median of the per-run ratios a/b, with min and max, as `**0.93×** (0.90–0.97)`. */
 export function fmtRatio(ratios: number[]): string {
   const s = spread(ratios);
   return `**${s.median.toFixed(2)}×** (${s.min.toFixed(2)}–${s.max.toFixed(2)})`;
-}
-
-/** Collapses repeated blank lines of a section's Markdown. */
-export function joinLines(lines: string[]): string {
-  return lines.filter((l, i, a) => l !== '' || a[i - 1] !== '').join('\n');
 }

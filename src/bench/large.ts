@@ -10,22 +10,20 @@ import { makeSource } from './archive';
 import { throughputChart } from './chart';
 import {
   BTRFLY_BIN,
-  btrflyRunArgs,
-  CURL_WRITE_OUT,
+  btrflyRunLine,
+  curlCommand,
   curlResolve,
   curlTimes,
   fmtRatio,
-  joinLines,
   makeBenchCa,
   MiB,
-  nowUtc,
   parseCurlTimes,
   runBtrfly,
   shellLine,
   startNginx,
-  type BenchCa,
+  type BtrflyRun,
 } from './http-kit';
-import { fmtSpread, machineLine, spread, type BenchOptions, type BenchSection } from './section';
+import { fmtSpread, joinLines, log, machineLine, spread, takenLine, type BenchOptions, type BenchSection } from './section';
 
 /** Where the chart goes, relative to the repository root; BENCHMARKS.md links it. */
 export const CHART_PATH = 'docs/bench/playback-throughput.svg';
@@ -33,11 +31,6 @@ const REPO = join(__dirname, '..', '..');
 
 /** Sizes of the sweep (bytes), below the large body itself. */
 const SWEEP = [64 * 1024, MiB, 16 * MiB, 256 * MiB];
-
-/** The curl command a btrfly child runs: every URL to /dev/null, one `bytes seconds` line each. */
-export function curlCommand(urls: string[]): string[] {
-  return ['curl', '-sS', '--fail', ...urls.flatMap((u) => ['-o', '/dev/null', '-w', CURL_WRITE_OUT.replace('\\n', '\n'), u])];
-}
 
 interface Figures {
   /** Per size (bytes): seconds per run. */
@@ -48,13 +41,6 @@ interface Figures {
 
 const push = (m: Map<number, number[]>, k: number, v: number): void => void m.set(k, [...(m.get(k) ?? []), v]);
 
-export interface LargeSetup {
-  dir: string;
-  ca: BenchCa;
-  sizes: number[];
-  urls: string[];
-}
-
 export const largeSection: BenchSection = {
   name: 'large',
   async run(opts: BenchOptions): Promise<string> {
@@ -64,7 +50,6 @@ export const largeSection: BenchSection = {
     const dir = opts.workDir;
     const www = join(dir, 'www');
     await mkdir(www, { recursive: true });
-    const log = (s: string): void => void process.stderr.write(s + '\n');
     const before = machineLine();
     const ca = await makeBenchCa(join(dir, 'ca'));
     for (const s of sizes) await makeSource(join(www, `body-${s}.bin`), 'random', s);
@@ -79,6 +64,14 @@ export const largeSection: BenchSection = {
     const sealed: number[] = [];
     const archive = (i: number): string => join(dir, `archive-${i}`);
     let lastArchive = '';
+    // A playback of the last recording; its download times go beside the reference's `n`.
+    const playInto = async (f: Figures, n: number[]): Promise<{ run: BtrflyRun; t: number[] }> => {
+      const run = await runBtrfly({ mode: 'playback', archive: lastArchive, tag: 'large', configDir, ca, command: curlCommand(urls) });
+      const t = parseCurlTimes(run.stdout);
+      sizes.forEach((s, k) => (push(f.reference, s, n[k]), push(f.btrfly, s, t[k])));
+      f.rss.push(run.peakRssMiB);
+      return { run, t };
+    };
     try {
       for (let i = 0; i < opts.runs; i++) {
         // Direct download first, then the same bytes recorded through btrfly into a fresh archive.
@@ -95,17 +88,11 @@ export const largeSection: BenchSection = {
       }
       for (let i = 0; i < opts.runs; i++) {
         const n = await curlTimes(urls, direct);
-        const p = await runBtrfly({ mode: 'playback', archive: lastArchive, tag: 'large', configDir, ca, command: curlCommand(urls) });
-        const t = parseCurlTimes(p.stdout);
-        sizes.forEach((s, k) => (push(play.reference, s, n[k]), push(play.btrfly, s, t[k])));
-        play.rss.push(p.peakRssMiB);
-        log(`large playback run ${i + 1}: nginx ${n.at(-1)!.toFixed(2)} s, btrfly ${t.at(-1)!.toFixed(2)} s (${p.peakRssMiB} MiB)`);
+        const p = await playInto(play, n);
+        log(`large playback run ${i + 1}: nginx ${n.at(-1)!.toFixed(2)} s, btrfly ${p.t.at(-1)!.toFixed(2)} s (${p.run.peakRssMiB} MiB)`);
         await rm(join(lastArchive, 'btrfly', 'cache'), { recursive: true, force: true });
-        const c = await runBtrfly({ mode: 'playback', archive: lastArchive, tag: 'large', configDir, ca, command: curlCommand(urls) });
-        const ct = parseCurlTimes(c.stdout);
-        sizes.forEach((s, k) => (push(cold.reference, s, n[k]), push(cold.btrfly, s, ct[k])));
-        cold.rss.push(c.peakRssMiB);
-        log(`large playback run ${i + 1}, cache emptied: btrfly ${ct.at(-1)!.toFixed(2)} s (${c.peakRssMiB} MiB)`);
+        const c = await playInto(cold, n);
+        log(`large playback run ${i + 1}, cache emptied: btrfly ${c.t.at(-1)!.toFixed(2)} s (${c.run.peakRssMiB} MiB)`);
       }
     } finally {
       await nginx.stop();
@@ -119,8 +106,7 @@ export const largeSection: BenchSection = {
       return `| ${what} | ${fmtSpread(b, 0)} | ${ref} | ${fmtSpread(r, 0)} | ${fmtRatio(ratios)} | ${target} | ${Math.max(...f.rss)} | ${cmd} |`;
     };
     const url = `https://bench.test:PORT/body-${size}.bin`;
-    const btrflyCmd = (mode: 'record' | 'playback'): string =>
-      `\`${shellLine(['btrfly', ...btrflyRunArgs({ mode, archive: 'A', tag: 'large', ca: { ...ca, caPath: 'ca.pem' } }), '--', 'curl', '-sS', '-o', '/dev/null', url])}\``;
+    const btrflyCmd = (mode: 'record' | 'playback'): string => `\`${btrflyRunLine(mode, 'large', ['curl', '-sS', '-o', '/dev/null', url])}\``;
     const curlCmd = `\`curl -sS --cacert ca.pem --resolve bench.test:PORT:127.0.0.1 -o /dev/null ${url}\``;
     // Chart: median playback MiB/s per size, btrfly and nginx.
     const points = (m: Map<number, number[]>): Array<[number, number]> => sizes.map((s) => [s, mibs(s, spread(m.get(s)!).median)]);
@@ -181,7 +167,7 @@ export const largeSection: BenchSection = {
       'the page cache: 2.7 s of system time), and FINDINGS.md measured a plain Node proxy teeing to disk at 238 MiB/s before',
       'btrfly was written. The 0.5× aim is not met; the recording is sealed a few seconds after the download ends.',
       '',
-      `Taken ${nowUtc()} on ${before}; load average after: ${machineLine().replace(/.*load average /, '')}.`,
+      takenLine(before),
       `btrfly: \`node ${shellLine([BTRFLY_BIN.replace(REPO + '/', '')])}\`.`,
     ]);
   },

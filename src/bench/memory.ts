@@ -5,10 +5,9 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeSource } from './archive';
-import { curlCommand } from './large';
-import { joinLines, makeBenchCa, MiB, nowUtc, runBtrfly, startNginx } from './http-kit';
+import { curlCommand, makeBenchCa, MiB, runBtrfly, startNginx } from './http-kit';
 import { CONCURRENCY, LOAD_CLIENT, makeSmallFiles, smallUrls } from './small';
-import { machineLine, type BenchOptions, type BenchSection } from './section';
+import { joinLines, log, machineLine, takenLine, type BenchOptions, type BenchSection } from './section';
 
 const TARGET_MIB = 250;
 
@@ -39,7 +38,7 @@ export const memorySection: BenchSection = {
         row.playback.push(p.peakRssMiB);
         row.seconds.push(r.seconds, p.seconds);
         await rm(archive, { recursive: true, force: true });
-        process.stderr.write(`memory ${what} run ${i + 1}: record ${r.peakRssMiB} MiB (${r.seconds.toFixed(1)} s), playback ${p.peakRssMiB} MiB (${p.seconds.toFixed(1)} s)\n`);
+        log(`memory ${what} run ${i + 1}: record ${r.peakRssMiB} MiB (${r.seconds.toFixed(1)} s), playback ${p.peakRssMiB} MiB (${p.seconds.toFixed(1)} s)`);
       }
       rows.push(row);
     };
@@ -80,7 +79,7 @@ export const memorySection: BenchSection = {
       'process when it is not cached) through 1 MiB buffers. glibc\'s mmap threshold is fixed at 4 MiB (bin/run.js): at',
       '128 KiB the small-file record peaked at 177 MiB instead of ~205, but playback was 1.4× slower (docs/decisions.md).',
       '',
-      `Taken ${nowUtc()} on ${before}; load average after: ${machineLine().replace(/.*load average /, '')}.`,
+      takenLine(before),
     ]);
   },
 };

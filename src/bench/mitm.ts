@@ -5,14 +5,12 @@
  * btrfly recording and playing back the same workloads in the same run.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeSource } from './archive';
-import { curlCommand } from './large';
-import { curlTimes, fmtRatio, freePort, joinLines, makeBenchCa, MiB, nowUtc, parseCurlTimes, runBtrfly, startNginx, type BenchCa } from './http-kit';
+import { curlCommand, curlTimes, fmtRatio, freePort, makeBenchCa, MiB, parseCurlTimes, runBtrfly, samplePeakRss, startNginx, waitForPort, type BenchCa } from './http-kit';
 import { CONCURRENCY, LOAD_CLIENT, makeSmallFiles, parseLoad, smallUrls, type LoadResult } from './small';
-import { fmtSpread, machineLine, spread, timed, type BenchOptions, type BenchSection } from './section';
+import { fmtSpread, joinLines, log, machineLine, spread, takenLine, timed, type BenchOptions, type BenchSection } from './section';
 
 /** Sends every upstream connection to 127.0.0.1 (mitmproxy has no --resolve); the TLS name stays the URL's. */
 const RESOLVE_ADDON = `
@@ -36,32 +34,17 @@ async function startMitm(dir: string, args: string[]): Promise<Mitm> {
   });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  let hwm = 0;
-  const timer = setInterval(() => {
-    try {
-      hwm = Math.max(hwm, Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0));
-    } catch {
-      // exited
-    }
-  }, 50);
-  const exited = new Promise<void>((r) => child.once('exit', () => (clearInterval(timer), r())));
-  const { connect } = await import('node:net');
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null || i > 200) throw new Error(`mitmdump did not start: ${stderr}`);
-    const ok = await new Promise<boolean>((r) => {
-      const s = connect(port, '127.0.0.1', () => (s.destroy(), r(true)));
-      s.once('error', () => r(false));
-    });
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const rss = samplePeakRss(child.pid, 50);
+  const exited = new Promise<void>((r) => child.once('exit', () => (rss.stop(), r())));
+  // mitmdump (Python) can take seconds to start: wait up to about 20 s.
+  await waitForPort(port, child, { name: 'mitmdump', attempts: 201, everyMs: 100, why: () => stderr });
   return {
     port,
     caPath: join(confdir, 'mitmproxy-ca-cert.pem'),
     async stop() {
       child.kill('SIGINT');
       await exited;
-      return Math.round(hwm / 1024);
+      return rss.stop();
     },
   };
 }
@@ -99,7 +82,6 @@ export const mitmSection: BenchSection = {
     const files = Number(opts.flags.get('files') ?? 1000);
     const dir = opts.workDir;
     await mkdir(dir, { recursive: true });
-    const log = (s: string): void => void process.stderr.write(s + '\n');
     const before = machineLine();
     const version = (await timed('mitmdump', ['--version'])).stdout.split('\n')[0].trim();
     const ca = await makeBenchCa(join(dir, 'ca'));
@@ -116,9 +98,11 @@ export const mitmSection: BenchSection = {
     const client = [process.execPath, LOAD_CLIENT, urlsFile, String(CONCURRENCY)];
     const configDir = join(dir, 'config');
     const large = { record: pair(), play: pair() };
-    const small = { record: pair(), play: pair(), loads: { record: [] as LoadResult[][], play: [] as LoadResult[][] } };
-    small.loads.record = [[], []];
-    small.loads.play = [[], []];
+    const small = { record: pair(), play: pair(), loads: { record: [[], []] as LoadResult[][], play: [[], []] as LoadResult[][] } };
+    // The large body, and the load client, through a running mitmdump.
+    const curlVia = async (m: Mitm): Promise<number> => (await curlTimes([bigUrl], ['-x', `http://127.0.0.1:${m.port}`, '--cacert', m.caPath]))[0];
+    const loadVia = async (m: Mitm): Promise<LoadResult> =>
+      parseLoad((await timed(client[0], [...client.slice(1), '--proxy', `http://127.0.0.1:${m.port}`], { ...process.env, NODE_EXTRA_CA_CERTS: m.caPath })).stdout);
     try {
       for (let i = 0; i < opts.runs; i++) {
         const archive = join(dir, `archive-${i}`);
@@ -127,11 +111,11 @@ export const mitmSection: BenchSection = {
         // Large body: record, then play back, each tool in turn.
         const rb = await runBtrfly({ mode: 'record', archive, tag: 'big', configDir, ca, command: curlCommand([bigUrl]) });
         let m = await startMitm(join(dir, 'mitm'), recordArgs(flowsBig, ca, addon));
-        const [mr] = await curlTimes([bigUrl], ['-x', `http://127.0.0.1:${m.port}`, '--cacert', m.caPath]);
+        const mr = await curlVia(m);
         large.record.mitmRss.push(await m.stop());
         const pb = await runBtrfly({ mode: 'playback', archive, tag: 'big', configDir, ca, command: curlCommand([bigUrl]) });
         m = await startMitm(join(dir, 'mitm'), replayArgs(flowsBig));
-        const [mp] = await curlTimes([bigUrl], ['-x', `http://127.0.0.1:${m.port}`, '--cacert', m.caPath]);
+        const mp = await curlVia(m);
         large.play.mitmRss.push(await m.stop());
         large.record.btrfly.push(parseCurlTimes(rb.stdout)[0]);
         large.record.mitm.push(mr);
@@ -144,11 +128,11 @@ export const mitmSection: BenchSection = {
         // Small files.
         const rs = await runBtrfly({ mode: 'record', archive, tag: 'small', configDir, ca, command: client });
         m = await startMitm(join(dir, 'mitm'), recordArgs(flowsSmall, ca, addon));
-        const ms = parseLoad((await timed(client[0], [...client.slice(1), '--proxy', `http://127.0.0.1:${m.port}`], { ...process.env, NODE_EXTRA_CA_CERTS: m.caPath })).stdout);
+        const ms = await loadVia(m);
         small.record.mitmRss.push(await m.stop());
         const ps = await runBtrfly({ mode: 'playback', archive, tag: 'small', configDir, ca, command: client });
         m = await startMitm(join(dir, 'mitm'), replayArgs(flowsSmall));
-        const mps = parseLoad((await timed(client[0], [...client.slice(1), '--proxy', `http://127.0.0.1:${m.port}`], { ...process.env, NODE_EXTRA_CA_CERTS: m.caPath })).stdout);
+        const mps = await loadVia(m);
         small.play.mitmRss.push(await m.stop());
         small.loads.record[0].push(parseLoad(rs.stdout));
         small.loads.record[1].push(ms);
@@ -197,7 +181,7 @@ export const mitmSection: BenchSection = {
       'opens a connection a request). The 20× aim would need btrfly at 20 times mitmproxy\'s figure, about three times what nginx',
       'itself reaches here with this load generator (small-file section): the aim is not met, and not reachable on this machine.',
       '',
-      `Taken ${nowUtc()} on ${before}; load average after: ${machineLine().replace(/.*load average /, '')}.`,
+      takenLine(before),
     ]);
   },
 };

@@ -1,6 +1,7 @@
 /**
  * What a benchmark section is, and the small helpers every section shares: figures as
- * median with min–max, the machine they were taken on, child processes timed to the ms.
+ * median with min–max, the machine they were taken on and the closing line that says so,
+ * child processes timed to the ms, progress lines on stderr.
  */
 import { spawn } from 'node:child_process';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
@@ -50,6 +51,29 @@ export function machineLine(): string {
     .map((l) => l.toFixed(2))
     .join(' ');
   return `${c.length} cores (${c[0]?.model.trim() ?? 'unknown'}), ${gib(totalmem())} GiB memory (${gib(freemem())} free), node ${process.version}, ${process.platform}/${process.arch}, load average ${load}`;
+}
+
+/** `YYYY-MM-DD HH:MM UTC`. */
+function nowUtc(): string {
+  return `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
+/**
+ * The last line of every section: when, on the machine as {@link machineLine} saw it before
+ * the section ran (`before`), and the load average now that it has.
+ */
+export function takenLine(before: string): string {
+  return `Taken ${nowUtc()} on ${before}; load average after: ${machineLine().replace(/.*load average /, '')}.`;
+}
+
+/** Collapses repeated blank lines of a section's Markdown. */
+export function joinLines(lines: string[]): string {
+  return lines.filter((l, i, a) => l !== '' || a[i - 1] !== '').join('\n');
+}
+
+/** A progress line on stderr (stdout carries the Markdown). */
+export function log(line: string): void {
+  process.stderr.write(line + '\n');
 }
 
 /** Runs a command to completion; resolves with wall seconds and stdout, rejects on a non-zero exit. */

@@ -8,8 +8,8 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { BTRFLY_BIN, btrflyRunArgs, fmtRatio, joinLines, makeBenchCa, nowUtc, runBtrfly, shellLine, startNginx, type BenchCa } from './http-kit';
-import { fmtSpread, machineLine, spread, timed, type BenchOptions, type BenchSection } from './section';
+import { BTRFLY_BIN, btrflyRunLine, fmtRatio, makeBenchCa, runBtrfly, shellLine, startNginx, type BenchCa, type BtrflyRun } from './http-kit';
+import { fmtSpread, joinLines, log, machineLine, spread, takenLine, timed, type BenchOptions, type BenchSection } from './section';
 
 export const LOAD_CLIENT = join(__dirname, 'load-client.js');
 export const CONCURRENCY = 8;
@@ -106,7 +106,6 @@ export const smallSection: BenchSection = {
   async run(opts: BenchOptions): Promise<string> {
     const count = Number(opts.flags.get('files') ?? 5000);
     const dir = opts.workDir;
-    const log = (s: string): void => void process.stderr.write(s + '\n');
     const before = machineLine();
     const { ca, www, paths } = await smallSetup(dir, count);
     const nginx = await startNginx(join(dir, 'nginx'), www, ca);
@@ -117,23 +116,26 @@ export const smallSection: BenchSection = {
     const rec: Side = { btrfly: [], reference: [], rss: [] };
     const play: Side = { btrfly: [], reference: [], rss: [] };
     let archive = '';
+    const direct = async (): Promise<LoadResult> => parseLoad((await timed(client[0], client.slice(1), directEnv)).stdout);
+    // One btrfly run of the load client, its figures added to `side` beside the reference's.
+    const through = async (mode: 'record' | 'playback', side: Side, reference: LoadResult): Promise<BtrflyRun> => {
+      const r = await runBtrfly({ mode, archive, tag: 'small', configDir, ca, command: client });
+      side.reference.push(reference);
+      side.btrfly.push(parseLoad(r.stdout));
+      side.rss.push(r.peakRssMiB);
+      return r;
+    };
     try {
       for (let i = 0; i < opts.runs; i++) {
-        const d = parseLoad((await timed(client[0], client.slice(1), directEnv)).stdout);
+        const d = await direct();
         if (archive) await rm(archive, { recursive: true, force: true });
         archive = join(dir, `archive-${i}`);
-        const r = await runBtrfly({ mode: 'record', archive, tag: 'small', configDir, ca, command: client });
-        rec.reference.push(d);
-        rec.btrfly.push(parseLoad(r.stdout));
-        rec.rss.push(r.peakRssMiB);
+        const r = await through('record', rec, d);
         log(`small record run ${i + 1}: direct ${d.rps.toFixed(0)} req/s, btrfly ${rec.btrfly[i].rps.toFixed(0)} req/s (run ${r.seconds.toFixed(1)} s, ${r.peakRssMiB} MiB)`);
       }
       for (let i = 0; i < opts.runs; i++) {
-        const n = parseLoad((await timed(client[0], client.slice(1), directEnv)).stdout);
-        const p = await runBtrfly({ mode: 'playback', archive, tag: 'small', configDir, ca, command: client });
-        play.reference.push(n);
-        play.btrfly.push(parseLoad(p.stdout));
-        play.rss.push(p.peakRssMiB);
+        const n = await direct();
+        const p = await through('playback', play, n);
         log(`small playback run ${i + 1}: nginx ${n.rps.toFixed(0)} req/s (${n.connections} connections), btrfly ${play.btrfly[i].rps.toFixed(0)} req/s (${play.btrfly[i].connections} connections, ${p.peakRssMiB} MiB)`);
       }
     } finally {
@@ -141,8 +143,7 @@ export const smallSection: BenchSection = {
       await rm(dir, { recursive: true, force: true });
     }
     const loadCmd = ['node', 'dist/bench/load-client.js', 'urls.txt', String(CONCURRENCY)];
-    const cmd = (mode: 'record' | 'playback'): string =>
-      `\`${shellLine(['btrfly', ...btrflyRunArgs({ mode, archive: 'A', tag: 'small', ca: { ...ca, caPath: 'ca.pem' } }), '--', ...loadCmd])}\` / \`NODE_EXTRA_CA_CERTS=ca.pem ${shellLine(loadCmd)}\``;
+    const cmd = (mode: 'record' | 'playback'): string => `\`${btrflyRunLine(mode, 'small', loadCmd)}\` / \`NODE_EXTRA_CA_CERTS=ca.pem ${shellLine(loadCmd)}\``;
     return joinLines([
       '## Small files',
       '',
@@ -169,7 +170,7 @@ export const smallSection: BenchSection = {
       'Record: one fsync\'d journal line per exchange (grouped while a sync is under way), a temp file and a `hash-object`',
       'per body, and at most 64 exchanges answered but not yet stored.',
       '',
-      `Taken ${nowUtc()} on ${before}; load average after: ${machineLine().replace(/.*load average /, '')}.`,
+      takenLine(before),
       `btrfly: \`node ${BTRFLY_BIN.replace(join(__dirname, '..', '..') + '/', '')}\`.`,
     ]);
   },

@@ -6,8 +6,8 @@
 import { spawn } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BTRFLY_BIN, joinLines, nowUtc } from './http-kit';
-import { fmtSpread, machineLine, spread, timed, type BenchOptions, type BenchSection } from './section';
+import { BTRFLY_BIN } from './http-kit';
+import { fmtSpread, joinLines, log, machineLine, spread, takenLine, timed, type BenchOptions, type BenchSection } from './section';
 
 /** A HAR with `n` GET entries of small distinct text bodies under https://pkgs.test/. */
 export function harWith(n: number): string {
@@ -80,7 +80,7 @@ export const startupSection: BenchSection = {
     try {
       for (let i = 0; i < opts.runs; i++) {
         for (const n of sizes) times.get(n)!.push(await timeToFirstAnswer(archive, `startup-${n}`, configDir));
-        process.stderr.write(`startup run ${i + 1}: ${sizes.map((n) => `${n} entries ${times.get(n)![i].toFixed(3)} s`).join(', ')}\n`);
+        log(`startup run ${i + 1}: ${sizes.map((n) => `${n} entries ${times.get(n)![i].toFixed(3)} s`).join(', ')}`);
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -102,7 +102,7 @@ export const startupSection: BenchSection = {
       '',
       `All rows: \`npm run bench -- startup --entries ${entries} --runs ${opts.runs}\`.`,
       '',
-      `Taken ${nowUtc()} on ${before}; load average after: ${machineLine().replace(/.*load average /, '')}.`,
+      takenLine(before),
     ]);
   },
 };
