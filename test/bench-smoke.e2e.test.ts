@@ -13,6 +13,7 @@ const SECTIONS: Array<[name: string, heading: string]> = [
   ['small', '## Small files'],
   ['mitmproxy', '## mitmproxy'],
   ['memory', '## Memory'],
+  ['transfer', '## Push and pull'],
   ['dns', '## DNS'],
   ['startup', '## Startup'],
 ];

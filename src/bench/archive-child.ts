@@ -2,6 +2,7 @@
  * One timed archive operation in a process of its own, so each figure has its own peak RSS
  * and no garbage from the run before it. Prints one JSON line.
  *   node archive-child.js write ARCHIVE SOURCE_FILE         → {seconds, rssMiB, stored}
+ *   node archive-child.js tag ARCHIVE SOURCE_FILE           → the same, and the body sealed as tag "big" (one GET entry)
  *   node archive-child.js read ARCHIVE STORED_JSON          → {seconds, rssMiB, bytes}   (as playback: the body cache)
  *   node archive-child.js read-git ARCHIVE STORED_JSON      → {seconds, rssMiB, bytes}   (as verify: git, SHA-256 checked)
  * BTRFLY_BENCH_DIST names another build's dist/ to measure (an older commit, side by side).
@@ -29,14 +30,21 @@ async function main(): Promise<void> {
   const Archive = loadArchive();
   const rss = (): number => Math.round(process.resourceUsage().maxRSS / 1024);
   keepMemoryFlat();
-  const archive = await Archive.open(dir, { create: op === 'write' });
+  const archive = await Archive.open(dir, { create: op === 'write' || op === 'tag' });
   const t0 = process.hrtime.bigint();
   const seconds = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
   let result: Record<string, unknown>;
-  if (op === 'write') {
+  if (op === 'write' || op === 'tag') {
+    const recording = op === 'tag' ? await archive.beginRecording('big', { session: 'bench' }) : undefined;
     const w = archive.createBodyWriter();
     await pipeline(createReadStream(arg, { highWaterMark: MiB }), w);
     const stored = await w.done;
+    if (recording) {
+      const { size, sha256, storage, parts } = stored;
+      const response = { status: 200, statusText: 'OK', httpVersion: 'HTTP/1.1', headers: [], content: { size, mimeType: 'application/octet-stream', sha256, storage, parts } };
+      await recording.addEntry({ request: { method: 'GET', url: 'https://bench.test/body.bin', headers: [] }, ordinal: 0, response }, [], stored);
+      await recording.seal();
+    }
     result = { seconds: seconds(), stored };
   } else if (op === 'read' || op === 'read-git') {
     const stored = JSON.parse(arg) as StoredBody;

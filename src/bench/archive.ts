@@ -77,13 +77,14 @@ export async function makeSource(path: string, kind: BodyKind, size: number): Pr
   await pipeline(kind === 'random' ? randomSource(size) : compressibleSource(size), createWriteStream(path, { highWaterMark: MiB }));
 }
 
-interface ChildResult {
+export interface ChildResult {
   seconds: number;
   rssMiB: number;
   stored?: { storage: string; size: number };
 }
 
-async function child(args: string[], dist: string | undefined): Promise<ChildResult> {
+/** Runs one operation of archive-child.ts in its own process, with btrfly's streaming memory settings. */
+export async function archiveChild(args: string[], dist?: string): Promise<ChildResult> {
   // bin/run.js's glibc setting for streaming commands (the child is not started through it).
   const env = { ...process.env, MALLOC_MMAP_THRESHOLD_: '4194304', ...(dist ? { BTRFLY_BENCH_DIST: dist } : {}) };
   const { stdout } = await timed(process.execPath, [CHILD, ...args], env);
@@ -115,9 +116,9 @@ async function measureKind(kind: BodyKind, sizeMiB: number, opts: BenchOptions, 
     // cp first, the archive write right after, the read last: each pair side by side.
     const cp = await timed('cp', [src, copy]);
     await rm(copy, { force: true });
-    const w = await child(['write', archive, src], dist);
-    const r = await child(['read', archive, JSON.stringify(w.stored)], dist);
-    const g = await child(['read-git', archive, JSON.stringify(w.stored)], dist);
+    const w = await archiveChild(['write', archive, src], dist);
+    const r = await archiveChild(['read', archive, JSON.stringify(w.stored)], dist);
+    const g = await archiveChild(['read-git', archive, JSON.stringify(w.stored)], dist);
     for (const [row, res] of [
       [write, w],
       [read, r],

@@ -15,9 +15,10 @@ import { dnsSection } from './dns';
 import { startupSection } from './startup';
 import { mitmSection } from './mitm';
 import { memorySection } from './memory';
+import { transferSection } from './transfer';
 import type { BenchSection } from './section';
 
-const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, mitmSection, memorySection, dnsSection, startupSection];
+const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, mitmSection, memorySection, transferSection, dnsSection, startupSection];
 
 const BENCHMARKS_MD = join(__dirname, '..', '..', 'BENCHMARKS.md');
 
