@@ -3,7 +3,7 @@
  * median with min–max, the machine they were taken on and the closing line that says so,
  * child processes timed to the ms, progress lines on stderr.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 
 /** Options from the command line, shared by every section. */
@@ -76,11 +76,15 @@ export function log(line: string): void {
   process.stderr.write(line + '\n');
 }
 
-/** Runs a command to completion; resolves with wall seconds and stdout, rejects on a non-zero exit. */
-export function timed(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<{ seconds: number; stdout: string }> {
+/**
+ * Runs a command to completion; resolves with wall seconds and stdout, rejects on a non-zero exit.
+ * @param onSpawn called with the process once it is started (to sample its memory, say)
+ */
+export function timed(cmd: string, args: string[], env?: NodeJS.ProcessEnv, onSpawn?: (child: ChildProcess) => void): Promise<{ seconds: number; stdout: string }> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+    onSpawn?.(child);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));

@@ -8,7 +8,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { archiveChild, makeSource } from './archive';
-import { BTRFLY_BIN, fmtRatio, MiB, shellLine } from './http-kit';
+import { BTRFLY_BIN, fmtRatio, MiB, samplePeakRss, shellLine } from './http-kit';
 import { fmtSpread, joinLines, log, machineLine, spread, takenLine, timed, type BenchOptions, type BenchSection } from './section';
 
 /** Runs by default: a run moves the body four times (~2 min for 1 GiB), and the whole bench keeps under 15 minutes. */
@@ -17,6 +17,8 @@ const DEFAULT_RUNS = 2;
 interface Pair {
   btrfly: number[];
   git: number[];
+  /** Peak RSS of the btrfly process per run, MiB. */
+  rss: number[];
 }
 
 export const transferSection: BenchSection = {
@@ -28,7 +30,16 @@ export const transferSection: BenchSection = {
     await mkdir(dir, { recursive: true });
     const before = machineLine();
     const env = { ...process.env, BTRFLY_CONFIG_DIR: join(dir, 'config') };
-    const btrfly = (...args: string[]): Promise<{ seconds: number }> => timed(process.execPath, [BTRFLY_BIN, ...args], env);
+    const btrfly = async (...args: string[]): Promise<{ seconds: number; rssMiB: number }> => {
+      let peak: ReturnType<typeof samplePeakRss> | undefined;
+      const { seconds } = await timed(process.execPath, [BTRFLY_BIN, ...args], env, (c) => (peak = samplePeakRss(c.pid, 20)));
+      return { seconds, rssMiB: peak!.stop() };
+    };
+    const timedBtrfly = async (p: Pair, ...args: string[]): Promise<void> => {
+      const r = await btrfly(...args);
+      p.btrfly.push(r.seconds);
+      p.rss.push(r.rssMiB);
+    };
     const git = (...args: string[]): Promise<{ seconds: number }> => timed('git', args);
     const gitIdentity = ['-c', 'user.name=bench', '-c', 'user.email=bench@localhost'];
 
@@ -44,8 +55,8 @@ export const transferSection: BenchSection = {
     await git('-C', plain, ...gitIdentity, 'commit', '-q', '-m', 'the body');
     log(`transfer: ${sizeMiB} MiB in a btrfly tag and in a plain repository`);
 
-    const push: Pair = { btrfly: [], git: [] };
-    const pull: Pair = { btrfly: [], git: [] };
+    const push: Pair = { btrfly: [], git: [], rss: [] };
+    const pull: Pair = { btrfly: [], git: [], rss: [] };
     try {
       for (let i = 0; i < runs; i++) {
         const remote = join(dir, `remote-${i}.git`);
@@ -55,10 +66,10 @@ export const transferSection: BenchSection = {
         await git('init', '-q', '--bare', remote);
         await git('init', '-q', '--bare', plainRemote);
         await btrfly('remote', 'add', 'r', remote, '--archive', archive);
-        push.btrfly.push((await btrfly('push', 'r', 'big', '--archive', archive)).seconds);
+        await timedBtrfly(push, 'push', 'r', 'big', '--archive', archive);
         push.git.push((await git('-C', plain, 'push', '-q', plainRemote, 'HEAD:refs/heads/main')).seconds);
         await btrfly('remote', 'add', 'r', remote, '--archive', pulled);
-        pull.btrfly.push((await btrfly('pull', 'r', 'big', '--archive', pulled)).seconds);
+        await timedBtrfly(pull, 'pull', 'r', 'big', '--archive', pulled);
         pull.git.push((await git('clone', '-q', '--bare', `file://${plainRemote}`, cloned)).seconds);
         await btrfly('remote', 'remove', 'r', '--archive', archive);
         log(`transfer run ${i + 1}: push btrfly ${push.btrfly[i].toFixed(1)} s, git ${push.git[i].toFixed(1)} s; pull btrfly ${pull.btrfly[i].toFixed(1)} s, git clone ${pull.git[i].toFixed(1)} s`);
@@ -72,7 +83,7 @@ export const transferSection: BenchSection = {
     const row = (what: string, p: Pair, ref: string, cmd: string): string => {
       const b = spread(p.btrfly);
       const g = spread(p.git);
-      return `| ${what} | ${fmtSpread(b, 1)} | ${mibs(b.median)} | ${ref} | ${fmtSpread(g, 1)} | ${mibs(g.median)} | ${fmtRatio(p.btrfly.map((s, k) => p.git[k] / s))} | ${cmd} |`;
+      return `| ${what} | ${fmtSpread(b, 1)} | ${mibs(b.median)} | ${ref} | ${fmtSpread(g, 1)} | ${mibs(g.median)} | ${fmtRatio(p.btrfly.map((s, k) => p.git[k] / s))} | ${Math.max(...p.rss)} | ${cmd} |`;
     };
     return joinLines([
       '## Push and pull',
@@ -82,10 +93,11 @@ export const transferSection: BenchSection = {
       'back and checked against its SHA-256 before the tag moves), against git moving the same bytes: `git push` of a plain',
       "repository (git's defaults) holding the file in one commit to a new bare repository, and `git clone --bare file://`",
       `of that back (\`file://\` so that git runs its transport rather than hard-linking). Median of ${runs} runs (min–max),`,
-      "alternating; the ratio is git's time over btrfly's, per run (≥ 1: btrfly is faster).",
+      "alternating; the ratio is git's time over btrfly's, per run (≥ 1: btrfly is faster). Peak RSS is the btrfly",
+      "process's VmHWM (sampled every 20 ms; the git processes it starts are not counted).",
       '',
-      '| btrfly | btrfly s | btrfly MiB/s | reference | reference s | reference MiB/s | ratio | reproduce (btrfly / reference) |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- |',
+      '| btrfly | btrfly s | btrfly MiB/s | reference | reference s | reference MiB/s | ratio | btrfly peak RSS MiB | reproduce (btrfly / reference) |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       row('push', push, '`git push`', `\`${shellLine(['btrfly', 'push', 'r', 'big'])}\` / \`git push R HEAD:refs/heads/main\``),
       row('pull', pull, '`git clone --bare file://`', `\`${shellLine(['btrfly', 'pull', 'r', 'big'])}\` / \`git clone --bare file://R C\``),
       '',
