@@ -61,6 +61,8 @@ const rows: Row[] = [
   { argv: ['ca', 'foo'], code: 2, stderr: 'btrfly: "ca foo" is not a btrfly command; "ca" has: btrfly ca export, btrfly ca path' },
   { argv: ['xyzzy'], code: 2, stderr: 'btrfly: "xyzzy" is not a btrfly command (run "btrfly --help" for the list)' },
   { argv: ['--archive', 'x', 'tags'], code: 2, stderr: 'btrfly: put the command first, then its flags: btrfly tags --archive x' },
+  { argv: ['recrod', '--help'], code: 2, stderr: /^btrfly: "recrod" is not a btrfly command; did you mean "btrfly run --record" or / },
+  { argv: ['tags', 'extra', '--help'], code: 2, stderr: 'btrfly: unexpected argument "extra"; usage: btrfly tags' },
   // --archive that is a file, or a directory that is not an archive.
   {
     argv: ['tags', '--archive', aFile],
