@@ -1,15 +1,34 @@
 import { Command, Flags, Interfaces } from '@oclif/core';
+import { stat } from 'node:fs/promises';
 import { BtrflyError, EXIT, isBtrflyError, oneLine } from '../errors';
 import { ownArgs } from './command-argv';
+import { describeUsageError, type CommandShape } from './usage-errors';
+
+// Props of oclif's own parse: the output's flags and args are keyed by name.
+type ParseOutput = Record<string, unknown>;
+
+/**
+ * Set once a reader of btrfly's stdout has gone away (`btrfly export T -o - | head -1`).
+ * oclif's own listener ignores that EPIPE for `this.log`; a stream piped to stdout fails
+ * with it instead, and {@link BtrflyCommand.catch} then ends quietly, as a Unix filter does.
+ */
+let stdoutGone = false;
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') stdoutGone = true;
+});
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BtrflyCommand)['baseFlags'] & T['flags']>;
 
 /**
  * The base of every btrfly command: the shared flags (`--archive`, `--json`,
- * `--debug`), one place that turns errors into an exit status and a one-line message,
- * and teardown of whatever the command started (`this.onTeardown`), also on error.
+ * `--debug`), one place that turns errors into an exit status and a one-line message
+ * (usage errors too: each names the flag or argument and shows what to do), and teardown
+ * of whatever the command started (`this.onTeardown`), also on error.
  */
 export abstract class BtrflyCommand extends Command {
+  /** The command runs another one given after `--`: an unknown flag after its first word is the child's. */
+  static runsCommand = false;
+
   static override baseFlags = {
     archive: Flags.string({
       description: 'archive directory (a bare git repository)',
@@ -32,6 +51,17 @@ export abstract class BtrflyCommand extends Command {
     process.stdout.write(JSON.stringify(value, null, 2) + '\n');
   }
 
+  /** oclif's parse, then a check of `--archive` that every command shares. */
+  protected override async parse<F extends ParseOutput, B extends ParseOutput, A extends ParseOutput>(
+    options?: Interfaces.Input<F, B, A>,
+    argv?: string[],
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    const out = await super.parse(options, argv);
+    const archive: unknown = out.flags.archive;
+    if (typeof archive === 'string') await checkArchiveDir(archive);
+    return out;
+  }
+
   protected override async finally(err: Error | undefined): Promise<void> {
     for (const fn of this.teardowns.reverse()) {
       try {
@@ -44,25 +74,57 @@ export abstract class BtrflyCommand extends Command {
   }
 
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<never> {
-    const debug = ownArgs(this.argv).includes('--debug') || process.env.BTRFLY_DEBUG === '1';
-    // oclif's own parse errors (unknown flag, missing arg) are usage errors: exit 2.
     // this.exit(n) throws oclif's ExitError: an exit status chosen on purpose, not a failure.
     if ((err as { code?: string }).code === 'EEXIT') throw err;
-    const oclifExit = err.oclif?.exit;
-    if (oclifExit !== undefined && !isBtrflyError(err)) {
-      if (oclifExit === 0) throw err; // --help, --version
-      const msg = oneLine(err).replace(/^Error: /, '');
-      process.stderr.write(`btrfly: ${msg}: run "btrfly ${this.id ?? ''} --help" for usage\n`);
-      if (debug && err.stack) process.stderr.write(err.stack + '\n');
-      return this.exit(EXIT.usage) as never;
-    }
-    const code = isBtrflyError(err) ? err.exitCode : EXIT.failure;
-    if (ownArgs(this.argv).includes('--json') && isBtrflyError(err)) {
-      process.stdout.write(JSON.stringify(err.toJSON(), null, 2) + '\n');
-    }
-    process.stderr.write(`btrfly: ${oneLine(err)}\n`);
+    if (stdoutGone && isStreamGone(err)) return this.exit(EXIT.ok) as never;
+    const own = ownArgs(this.argv);
+    const debug = own.includes('--debug') || process.env.BTRFLY_DEBUG === '1';
+    const typed = this.asTyped(err);
+    if (own.includes('--json') && typed) process.stdout.write(JSON.stringify(typed.toJSON(), null, 2) + '\n');
+    process.stderr.write(`btrfly: ${oneLine(typed ?? err)}\n`);
     if (debug && err.stack) process.stderr.write(err.stack + '\n');
-    return this.exit(code) as never;
+    return this.exit(typed?.exitCode ?? EXIT.failure) as never;
+  }
+
+  /** btrfly's typed error for `err`: itself, or for oclif's parse errors (unknown flag, missing argument...) a usage error, exit 2. */
+  private asTyped(err: Error & { oclif?: { exit?: number } }): BtrflyError | undefined {
+    if (isBtrflyError(err)) return err;
+    const oclifExit = err.oclif?.exit;
+    if (oclifExit === undefined) return undefined;
+    if (oclifExit === 0) throw err; // --help, --version
+    return new BtrflyError('USAGE', describeUsageError(err, this.shape(), this.config.bin, this.argv), { cause: err });
+  }
+
+  /** This command as the usage messages see it. */
+  private shape(): CommandShape {
+    const ctor = this.ctor as typeof BtrflyCommand;
+    return {
+      id: this.id ?? '',
+      usage: ctor.usage,
+      args: ctor.args,
+      flags: { ...ctor.baseFlags, ...ctor.flags },
+      strict: ctor.strict,
+      runsCommand: ctor.runsCommand,
+    };
+  }
+}
+
+/** The error of a write to a stdout whose reader has gone (EPIPE), or of a stream torn down with it. */
+function isStreamGone(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED' || code === 'ERR_STREAM_PREMATURE_CLOSE';
+}
+
+/**
+ * `--archive` naming a file would fail later as `mkdir ... EEXIST` or "no archive":
+ * say what it is at once. (A directory that is not an archive is refused by `Archive.open`.)
+ */
+async function checkArchiveDir(dir: string): Promise<void> {
+  const s = await stat(dir).catch(() => undefined);
+  if (s && !s.isDirectory()) {
+    throw new BtrflyError('USAGE', `--archive ${dir} is a file, not an archive directory: give the archive's directory (default .btrfly), or move the file away`, {
+      data: { dir },
+    });
   }
 }
 

@@ -17,3 +17,29 @@ export function ownArgs(rawArgv: readonly string[]): readonly string[] {
   const at = rawArgv.indexOf('--');
   return at === -1 ? rawArgv : rawArgv.slice(0, at);
 }
+
+/**
+ * Where a child's command begins in an argv without `--`: the first word that is neither
+ * one of btrfly's flags nor a flag's value (`run --record --tag=t ls -la` → 2, at `ls`).
+ * Undefined when there is none, or when `--` comes first.
+ */
+export function commandStart(rawArgv: readonly string[], flags: Record<string, { type: 'boolean' | 'option'; char?: string }>): number | undefined {
+  const byChar = new Map(Object.values(flags).flatMap((f) => (f.char ? [[f.char, f] as const] : [])));
+  for (let i = 0; i < rawArgv.length; i++) {
+    const word = rawArgv[i];
+    if (word === '--') return undefined;
+    if (word.startsWith('--')) {
+      if (!word.includes('=') && flags[word.slice(2)]?.type === 'option') i++;
+    } else if (word.startsWith('-') && word.length > 1) {
+      if (word.length === 2 && byChar.get(word[1])?.type === 'option') i++;
+    } else {
+      return i;
+    }
+  }
+  return undefined;
+}
+
+/** `word` as a POSIX shell reads it back: bare when safe, else in single quotes. */
+export function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}

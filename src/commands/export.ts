@@ -18,7 +18,7 @@ export default class Export extends BtrflyCommand {
   static override args = { spec: Args.string({ description: 'T or T@REV', required: true }) };
   static override flags = {
     format: Flags.string({ description: 'file format (default: from the file name)', options: ['har', 'warc'] }),
-    output: Flags.string({ char: 'o', description: 'file to write, or - for stdout', required: true }),
+    output: Flags.string({ char: 'o', helpValue: 'FILE', description: 'file to write, or - for stdout', required: true }),
   };
 
   async run(): Promise<void> {

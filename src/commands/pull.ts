@@ -13,6 +13,7 @@ export default class Pull extends BtrflyCommand {
     'recording against its SHA-256, and only then moves the tag here: a damaged or edited archive cannot put bytes into a build. ' +
     'A tag with new recordings both here and on the remote is refused unless --force. A pulled tag plays back at once.';
   static override examples = ['<%= config.bin %> pull origin', '<%= config.bin %> pull origin team/app', '<%= config.bin %> pull origin team/app --force'];
+  static override usage = '<%= command.id %> REMOTE [TAG...] [FLAGS]';
   static override strict = false;
   static override args = {
     remote: Args.string({ description: 'the remote (see "btrfly remote list")', required: true }),

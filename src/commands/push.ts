@@ -12,6 +12,7 @@ export default class Push extends BtrflyCommand {
     'Only what the remote lacks is sent. A tag with recordings on the remote that are not here is refused unless --force. ' +
     "Credentials are git's own: ssh keys and agent, credential helpers.";
   static override examples = ['<%= config.bin %> push origin', '<%= config.bin %> push origin team/app', '<%= config.bin %> push origin team/app --force'];
+  static override usage = '<%= command.id %> REMOTE [TAG...] [FLAGS]';
   static override strict = false;
   static override args = {
     remote: Args.string({ description: 'the remote (see "btrfly remote list")', required: true }),

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { runCommand, summarize } from '../engine/run-command';
-import { BtrflyCommand, BtrflyError } from '../cli/base';
+import { BtrflyCommand } from '../cli/base';
 import { argsAfterDashDash } from '../cli/command-argv';
 import { ruleFlags, rulesFrom, upstreamFlags, upstreamOptions } from '../cli/upstream-flags';
 
@@ -13,10 +13,12 @@ export default class Run extends BtrflyCommand {
     '<%= config.bin %> run --playback --tag=example1 -- ./build.sh',
     '<%= config.bin %> run --playback --tag=example1@1a2b3c4 --unused -- make',
   ];
+  static override usage = '<%= command.id %> --record|--playback --tag=T -- CMD [ARGS...]';
   static override strict = false;
+  static override runsCommand = true;
   static override flags = {
-    record: Flags.boolean({ description: 'record every response under --tag', exclusive: ['playback'] }),
-    playback: Flags.boolean({ description: 'answer every request from --tag, never from the network', exclusive: ['record'] }),
+    record: Flags.boolean({ description: 'record every response under --tag', exactlyOne: ['record', 'playback'] }),
+    playback: Flags.boolean({ description: 'answer every request from --tag, never from the network', exactlyOne: ['record', 'playback'] }),
     tag: Flags.string({ description: 'tag to record, or T[@REV] to play back', required: true }),
     append: Flags.boolean({ description: 'record: keep the previous recording\'s entries and add to them', default: false }),
     unused: Flags.boolean({ description: 'playback: also list the recorded entries nothing asked for', default: false }),
@@ -28,7 +30,6 @@ export default class Run extends BtrflyCommand {
 
   async run(): Promise<void> {
     const { flags, argv } = await this.parse(Run);
-    if (!flags.record && !flags.playback) throw new BtrflyError('USAGE', 'say --record or --playback: btrfly run --record --tag=T -- CMD');
     const command = argsAfterDashDash(this.argv) ?? (argv as string[]);
     const { exitCode, result } = await runCommand({
       archiveDir: flags.archive,

@@ -1,0 +1,152 @@
+/**
+ * Errors that teach (issue 13): every way of calling btrfly wrongly, through the built
+ * CLI, gets one line on stderr that names the flag, argument or command and says what to
+ * do, the exit status of SPEC section 3 (2: bad usage), and no stack trace. And a reader
+ * that leaves early (`btrfly export T -o - | head -1`) ends btrfly quietly with status 0.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { copyFixtureArchive, runCli, spawnCli, tmpDir } from '../helpers';
+
+const dir = tmpDir('btrfly-usage-');
+const aFile = join(dir, 'a-file');
+writeFileSync(aFile, 'not an archive\n');
+const plainDir = join(dir, 'plain');
+mkdirSync(join(plainDir, 'src'), { recursive: true });
+const RUN_USAGE = 'usage: btrfly run --record|--playback --tag=T -- CMD [ARGS...]';
+
+interface Row {
+  argv: string[];
+  code: number;
+  /** The whole of stderr, less its newline: exact, or a pattern. */
+  stderr: string | RegExp;
+  /** What stdout holds (default: nothing). */
+  stdout?: RegExp;
+}
+
+const rows: Row[] = [
+  // A required flag, a choice of flags, flags that exclude each other.
+  { argv: ['run', '--record', '--', 'true'], code: 2, stderr: `btrfly: missing --tag (tag to record, or T[@REV] to play back); ${RUN_USAGE}` },
+  { argv: ['run', '--tag=t', '--', 'true'], code: 2, stderr: `btrfly: missing --record or --playback: say which; ${RUN_USAGE}` },
+  { argv: ['run', '--record', '--playback', '--tag=t', '--', 'true'], code: 2, stderr: `btrfly: --record and --playback cannot be used together: keep one; ${RUN_USAGE}` },
+  { argv: ['run', '--record', '--tag'], code: 2, stderr: `btrfly: flag --tag expects a value; ${RUN_USAGE}` },
+  { argv: ['token', 'create', '--tags=a'], code: 2, stderr: /^btrfly: missing --scope \(.+\); usage: btrfly token create --scope=SCOPE --tags=TAGS$/ },
+  // Arguments: missing, one too many, not among the choices.
+  { argv: ['show'], code: 2, stderr: 'btrfly: missing SPEC (T or T@REV); usage: btrfly show SPEC' },
+  { argv: ['diff', 'a'], code: 2, stderr: 'btrfly: missing TO (the newer recording, T or T@REV); usage: btrfly diff FROM TO' },
+  { argv: ['push'], code: 2, stderr: /^btrfly: missing REMOTE \(.+\); usage: btrfly push REMOTE \[TAG\.\.\.\] \[FLAGS\]$/ },
+  { argv: ['show', 'a', 'b'], code: 2, stderr: 'btrfly: unexpected argument "b"; usage: btrfly show SPEC' },
+  { argv: ['tags', 'extra'], code: 2, stderr: 'btrfly: unexpected argument "extra"; usage: btrfly tags' },
+  { argv: ['start', 'recrod', '--tag=t'], code: 2, stderr: 'btrfly: MODE must be record or playback, not "recrod"; usage: btrfly start record|playback --tag=TAG' },
+  // Bad flag values.
+  { argv: ['export', 'x', '--format', 'zip', '-o', '-'], code: 2, stderr: 'btrfly: --format must be har or warc, not "zip"; usage: btrfly export SPEC --output=FILE' },
+  { argv: ['serve', '--dns-port', 'x'], code: 2, stderr: 'btrfly: --dns-port: expected an integer but received: x; usage: btrfly serve' },
+  // Unknown flags: the command's own, mistyped, or the child's, before "--".
+  { argv: ['run', '--record', '--tag=t', 'ls', '-la'], code: 2, stderr: 'btrfly: unknown flag -la: put the command after "--": btrfly run --record --tag=t -- ls -la' },
+  {
+    argv: ['run', '--playback', '--tag', 't', 'curl', '-o', 'a b', 'http://x.test/'],
+    code: 2,
+    stderr: `btrfly: unknown flag -o: put the command after "--": btrfly run --playback --tag t -- curl -o 'a b' http://x.test/`,
+  },
+  { argv: ['run', '--recrod', '--tag=t', '--', 'true'], code: 2, stderr: 'btrfly: unknown flag --recrod: did you mean "--record"? (run "btrfly run --help" for its flags)' },
+  { argv: ['tags', '--bogus'], code: 2, stderr: 'btrfly: unknown flag --bogus: run "btrfly tags --help" for its flags' },
+  // Unknown commands: the nearest, or where the list is.
+  {
+    argv: ['recrod'],
+    code: 2,
+    stderr: 'btrfly: "recrod" is not a btrfly command; did you mean "btrfly run --record" or "btrfly start record"? (run "btrfly --help" for the list)',
+  },
+  { argv: ['shwo', 'example'], code: 2, stderr: 'btrfly: "shwo" is not a btrfly command; did you mean "btrfly show"? (run "btrfly --help" for the list)' },
+  { argv: ['ca', 'pth'], code: 2, stderr: 'btrfly: "ca pth" is not a btrfly command; did you mean "btrfly ca path"? (run "btrfly --help" for the list)' },
+  { argv: ['ca', 'foo'], code: 2, stderr: 'btrfly: "ca foo" is not a btrfly command; "ca" has: btrfly ca export, btrfly ca path' },
+  { argv: ['xyzzy'], code: 2, stderr: 'btrfly: "xyzzy" is not a btrfly command (run "btrfly --help" for the list)' },
+  { argv: ['--archive', 'x', 'tags'], code: 2, stderr: 'btrfly: put the command first, then its flags: btrfly tags --archive x' },
+  { argv: ['recrod', '--help'], code: 2, stderr: /^btrfly: "recrod" is not a btrfly command; did you mean "btrfly run --record" or / },
+  { argv: ['tags', 'extra', '--help'], code: 2, stderr: 'btrfly: unexpected argument "extra"; usage: btrfly tags' },
+  // --archive that is a file, or a directory that is not an archive.
+  {
+    argv: ['tags', '--archive', aFile],
+    code: 2,
+    stderr: `btrfly: --archive ${aFile} is a file, not an archive directory: give the archive's directory (default .btrfly), or move the file away`,
+  },
+  { argv: ['run', '--record', '--tag=t', '--archive', aFile, '--', 'true'], code: 2, stderr: /^btrfly: --archive .*a-file is a file, not an archive directory: / },
+  {
+    argv: ['show', 'x', '--archive', plainDir],
+    code: 1,
+    stderr: `btrfly: ${plainDir} is not a btrfly archive (a bare git repository): pass --archive with the right directory`,
+  },
+  // --json: the same error, as JSON on stdout.
+  { argv: ['show', '--json'], code: 2, stderr: 'btrfly: missing SPEC (T or T@REV); usage: btrfly show SPEC', stdout: /"code": "USAGE",\n\s+"message": "missing SPEC/ },
+];
+
+describe('usage errors: one line that teaches, exit 2', () => {
+  test.concurrent.each(rows)('btrfly $argv', async ({ argv, code, stderr, stdout }) => {
+    const r = await runCli(argv);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code, stderr: expect.stringMatching(/\n$/) });
+    const line = r.stderr.slice(0, -1);
+    if (typeof stderr === 'string') expect(line).toBe(stderr);
+    else expect(line).toMatch(stderr);
+    expect(line).not.toMatch(/\n|^\s+at |›/m);
+    if (stdout) expect(r.stdout).toMatch(stdout);
+    else expect(r.stdout).toBe('');
+  });
+
+  test('run --help shows where the command goes', async () => {
+    const r = await runCli(['run', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('$ btrfly run --record|--playback --tag=T -- CMD [ARGS...]\n');
+  });
+});
+
+describe('a reader that leaves early: btrfly ends quietly, status 0', () => {
+  let archive: string;
+
+  beforeAll(async () => {
+    archive = copyFixtureArchive();
+    // A recording whose listing (~300 KB) is well past a pipe's 64 KiB buffer.
+    const entries = Array.from({ length: 100 }, (_, i) => ({
+      startedDateTime: '2024-01-01T00:00:00.000Z',
+      time: 1,
+      request: { method: 'GET', url: `http://origin.test/${'p'.repeat(3000)}/${i}`, httpVersion: 'HTTP/1.1', headers: [], queryString: [], cookies: [], headersSize: -1, bodySize: 0 },
+      response: {
+        status: 200,
+        statusText: 'OK',
+        httpVersion: 'HTTP/1.1',
+        headers: [],
+        cookies: [],
+        content: { size: 2, mimeType: 'text/plain', text: 'x\n' },
+        redirectURL: '',
+        headersSize: -1,
+        bodySize: 2,
+      },
+      cache: {},
+      timings: { send: 0, wait: 1, receive: 0 },
+    }));
+    const har = join(dir, 'long.har');
+    writeFileSync(har, JSON.stringify({ log: { version: '1.2', creator: { name: 'test', version: '1' }, entries } }));
+    const r = await runCli(['import', har, '--tag=long', '--archive', archive]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  /** Runs btrfly with stdout on a pipe that the reader closes after the first line. */
+  async function closedAfterFirstLine(argv: string[]) {
+    const proc = spawnCli(argv);
+    let received = 0;
+    proc.child.stdout!.on('data', (chunk: string) => {
+      received += chunk.length;
+      if (chunk.includes('\n')) proc.child.stdout!.destroy();
+    });
+    const r = await proc.exited;
+    return { ...r, received };
+  }
+
+  test.each([
+    { argv: ['show', 'long'], total: 300_000 },
+    { argv: ['export', 'example/large', '-o', '-'], total: 28_000_000 },
+  ])('btrfly $argv | head -1', async ({ argv, total }) => {
+    const r = await closedAfterFirstLine([...argv, '--archive', archive]);
+    expect(r.received).toBeLessThan(total);
+    expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
+  });
+});
