@@ -63,5 +63,5 @@ describe(`push and pull of a tag holding a ${SIZE / MIB} MiB body`, () => {
     }
     const tip = (dir: string) => runOk('git', ['--git-dir', dir, 'rev-parse', 'big']).then((r) => r.stdout);
     expect(await tip(b)).toBe(await tip(a));
-  }, 900_000);
+  }, 300_000);
 });

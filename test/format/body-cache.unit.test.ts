@@ -139,8 +139,7 @@ describe('body cache', () => {
     const a = await tempArchive();
     const w = a.createBodyWriter();
     const ended = finished(w);
-    w.write(randomBytes(2 * PART_SIZE + 4096));
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise<void>((resolve) => w.write(randomBytes(2 * PART_SIZE + 4096), () => resolve()));
     w.destroy(new Error('client went away'));
     await expect(ended).rejects.toThrow('client went away');
     expect(await listOrEmpty(join(a.stateDir, 'cache', 'tmp'))).toEqual([]);

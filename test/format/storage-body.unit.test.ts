@@ -71,8 +71,8 @@ describe('body storage', () => {
     const a = await tempArchive();
     const w = a.createBodyWriter();
     const ended = finished(w);
-    w.write(randomBytes(PART_SIZE + 4096));
-    await new Promise((r) => setTimeout(r, 200));
+    // Destroyed once the writer has taken the chunk: a part stored, the next one begun.
+    await new Promise<void>((resolve) => w.write(randomBytes(PART_SIZE + 4096), () => resolve()));
     w.destroy(new Error('client went away'));
     await expect(w.done).rejects.toThrow('client went away');
     await expect(ended).rejects.toThrow('client went away');

@@ -3,13 +3,14 @@
  * Child process for the storage e2e tests and measurements: writes or reads one large body
  * in an archive and prints one JSON line (sha256, size, seconds, peak RSS in MiB).
  *   node storage-child.js write ARCHIVE SIZE SEED [random|text]   → also records tag "big"
+ *     with STORAGE_CHILD_SIGNAL_AT=N it prints {"fed":N} once the writer has taken N bytes
  *   node storage-child.js read ARCHIVE [SHA256]
  */
 // BTRFLY_DIST: the compiled build (dist/), so the measured RSS is btrfly's and not the
 // TypeScript compiler's; without it the sources are compiled on the fly.
 const dist = process.env.BTRFLY_DIST;
 if (!dist) require('./storage-ts-register.js');
-const { Writable, Readable } = require('node:stream');
+const { Writable, Readable, Transform } = require('node:stream');
 const { pipeline } = require('node:stream/promises');
 const { createHash } = require('node:crypto');
 const { Archive } = require(dist ? `${dist}/format/archive.js` : '../../src/format/archive.ts');
@@ -31,6 +32,20 @@ function textStream(size) {
   });
 }
 
+/** Passes bytes through; prints {"fed":N} once N bytes went by (the writer has taken them: backpressure). */
+function fedSignal(at) {
+  let fed = 0;
+  return new Transform({
+    highWaterMark: 0,
+    transform(chunk, _e, cb) {
+      const before = fed;
+      fed += chunk.length;
+      if (at > 0 && before < at && fed >= at) process.stdout.write(JSON.stringify({ fed: at }) + '\n');
+      cb(null, chunk);
+    },
+  });
+}
+
 async function main() {
   const [mode, dir, ...rest] = process.argv.slice(2);
   const t0 = process.hrtime.bigint();
@@ -43,7 +58,7 @@ async function main() {
     process.stdout.write(JSON.stringify({ journal: rec.id }) + '\n');
     const w = a.createBodyWriter();
     const src = kind === 'text' ? textStream(size) : genBodyStream(size, seed);
-    await pipeline(src, w);
+    await pipeline(src, fedSignal(Number(process.env.STORAGE_CHILD_SIGNAL_AT ?? 0)), w);
     const body = await w.done;
     const writeSecs = secs();
     const entry = {
