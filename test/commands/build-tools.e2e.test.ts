@@ -40,6 +40,7 @@ import {
   type Netns,
   type VethLink,
 } from '../helpers';
+import { describeWhen, testWhen } from '../helpers/when';
 
 const TOOLS = ['apt-get', 'dpkg-deb', 'gpg', 'gpgconf', 'curl', 'sha256sum'];
 const missingTools = TOOLS.filter((t) => !onPath(t));
@@ -61,8 +62,7 @@ async function expectBuildResult(result: string, content: BuildOriginContent): P
 }
 
 // In CI a missing tool is a failure, not a skip: .ci/packages.txt installs them all.
-const describeNetns = (hasNetns() || process.env.CI) && (missingTools.length === 0 || process.env.CI) ? describe : describe.skip;
-if (missingTools.length) console.warn(`build-tools.e2e: skipped, this machine lacks: ${missingTools.join(', ')}`);
+const describeNetns = describeWhen([...missingTools, ...(hasNetns() ? [] : ['network namespaces (root and iproute2)'])]);
 
 describeNetns('apt, a CDN, a Go proxy through btrfly run: record, then hermetic playback', () => {
   let builder: Netns;
@@ -123,8 +123,7 @@ describeNetns('apt, a CDN, a Go proxy through btrfly run: record, then hermetic 
 });
 
 const hostMissing = [...hostModeMissing(TOOLS), ...(onPath('iptables') ? [] : ['iptables'])];
-if (hostMissing.length) console.warn(`build-tools.e2e host mode: skipped, this machine lacks: ${hostMissing.join(', ')}`);
-const maybeHost = hostMissing.length && !(process.env.CI && process.getuid?.() === 0) ? test.skip : test;
+const maybeHost = testWhen(hostMissing);
 
 maybeHost('host mode: apt, curl through a CDN redirect, go and git clone record, then play back with the origins gone and no packet to them', async () => {
   const work = tmpDir('btrfly-host-tools-');

@@ -10,10 +10,10 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { CLI_IN_SCRIPT as cli, genBodySha256, hostModeMissing, inNamespace, namespaceHost, originServerLines, snapshot, testCa, tmpDir } from '../helpers';
+import { testWhen } from '../helpers/when';
 
 const missing = hostModeMissing();
-if (missing.length) console.warn(`host-mode.e2e: skipped, this machine lacks: ${missing.join(', ')}`);
-const maybe = missing.length ? test.skip : test;
+const maybe = testWhen(missing);
 
 maybe('start record, build, stop record; start playback with the origin gone, build, stop playback; host files restored', async () => {
   const work = tmpDir('btrfly-host-');

@@ -38,8 +38,9 @@ import {
   type RunResult,
   type VethLink,
 } from '../helpers';
+import { describeWhen, testWhen } from '../helpers/when';
 
-const describeNetns = hasNetns() || process.env.CI ? describe : describe.skip;
+const describeNetns = describeWhen(hasNetns() ? undefined : 'network namespaces (root and iproute2)');
 const hostMissing = hostModeMissing(['iptables']);
 if (hostMissing.length) console.warn(`build-tools.e2e: host mode skipped, this machine lacks: ${hostMissing.join(', ')}`);
 
@@ -83,7 +84,7 @@ const EXPECTED: Record<BuildTool['name'], string[]> = {
 describe.each(BUILD_TOOLS.map((tool) => [tool.name, tool] as const))('%s through btrfly', (name, tool) => {
   const missing = tool.missing();
   if (missing) console.warn(`build-tools.e2e: ${name} skipped, this machine lacks ${missing}`);
-  const maybe = missing ? test.skip : test;
+  const maybe = testWhen(missing);
 
   describeNetns('command mode (btrfly run), hermetic playback', () => {
     let builder: Netns;
@@ -150,7 +151,7 @@ describe.each(BUILD_TOOLS.map((tool) => [tool.name, tool] as const))('%s through
 
 /** Each tool's origin in the host namespace: its own name on its own loopback address, port 443. */
 const HOST_TOOLS = BUILD_TOOLS.filter((tool) => !tool.missing()).map((tool, i) => ({ tool, address: `127.0.0.${5 + i}` }));
-const hostTest = hostMissing.length || !HOST_TOOLS.length ? test.skip : test;
+const hostTest = testWhen(hostMissing.length ? hostMissing : HOST_TOOLS.length ? undefined : 'any of the package managers');
 
 hostTest(`host mode: ${HOST_TOOLS.map((t) => t.tool.name).join(' and ')} record through btrfly's DNS and the system trust store, play back with the origins stopped, same files, no packet to an origin`, async () => {
   const work = tmpDir('btrfly-host-tools-');

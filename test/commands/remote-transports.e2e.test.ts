@@ -34,8 +34,9 @@ import {
   type RunResult,
   type VethLink,
 } from '../helpers';
+import { describeWhen } from '../helpers/when';
 
-const describeNetns = hasNetns() || process.env.CI ? describe : describe.skip;
+const describeNetns = describeWhen(hasNetns() ? undefined : 'network namespaces (root and iproute2)');
 const DEPS = ['alpha-1.0.0', 'beta-2.3.1', 'gamma-0.9.0', 'delta-4.1.2', 'epsilon-1.1.0', 'zeta-3.0.0'];
 const DEP_SIZE = 256 * 1024;
 

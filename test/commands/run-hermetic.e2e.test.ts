@@ -25,8 +25,9 @@ import {
   type Origin,
   type VethLink,
 } from '../helpers';
+import { describeWhen } from '../helpers/when';
 
-const describeNetns = hasNetns() || process.env.CI ? describe : describe.skip;
+const describeNetns = describeWhen(hasNetns() ? undefined : 'network namespaces (root and iproute2)');
 
 const GIB2 = 2 * 1024 * 1024 * 1024;
 const MID = 64 * 1024 * 1024;

@@ -31,10 +31,10 @@ import {
   tmpDir,
   type Netns,
 } from '../helpers';
+import { describeWhen } from '../helpers/when';
 
 const missing = [...hostModeMissing(['dig']), hasNetns() ? '' : 'network namespaces'].filter(Boolean);
-if (missing.length) console.warn(`service-mode.e2e: skipped, this machine lacks: ${missing.join(', ')}`);
-const maybe = missing.length ? describe.skip : describe;
+const maybe = describeWhen(missing);
 
 /** The service's address, on the service namespace's loopback; each host routes to it over its veth link. */
 const SERVICE = '10.77.0.1';
@@ -130,7 +130,7 @@ maybe('btrfly serve with three build hosts', () => {
     expect(await urls('team-b/two')).toEqual(['"url": "https://origin.test/counter"', `"url": "https://origin.test/gen/${SIZE}?seed=2"`]);
     // The host files came back byte for byte.
     for (const h of hosts.slice(0, 2)) expect((await fs.readFile(path.join(h.copies, 'resolv.conf'), 'utf8'))).toMatch(/^# the host before btrfly/);
-  }, 90_000);
+  }, 180_000);
 
   test('with the origin gone, two hosts play back their tags at once; a wrong-scope token and a host in no session are refused', async () => {
     await stopChild(origin);
@@ -178,7 +178,7 @@ maybe('btrfly serve with three build hosts', () => {
     expect(out1).toContain('transparent https 403');
     expect(out1).toContain('explicit proxy 407');
     expect(await snapshot(hosts[0].copies)).toEqual(before);
-  }, 90_000);
+  }, 180_000);
 
   test('/metrics in the Prometheus text format, behind a token', async () => {
     const scrape = (...auth: string[]) => svc.exec('curl', ['-s', '-w', '\nstatus %{http_code}', '--cacert', `${svcConfig}/ca.pem`, ...auth, `https://${SERVICE}:8443/metrics`]);

@@ -16,11 +16,11 @@ import { serviceRequest, type Login } from '../../src/engine/service-client';
 import type { RegisteredSession } from '../../src/engine/service';
 import { formatSize } from '../../src/format/diff';
 import { createToken, run, runCli, serviceDir, startOrigin, startService, type Origin } from '../helpers';
+import { describeWhen } from '../helpers/when';
 
 /** Debian's chromium package (never a browser downloaded by playwright); BTRFLY_CHROMIUM names another. */
 const CHROMIUM = [process.env.BTRFLY_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((c) => c && existsSync(c));
-if (!CHROMIUM || !onPath('curl')) console.warn('web-ui.e2e: skipped, this machine lacks chromium or curl (apt-get install chromium curl)');
-const maybe = CHROMIUM && onPath('curl') ? describe : describe.skip;
+const maybe = describeWhen(CHROMIUM && onPath('curl') ? undefined : 'chromium or curl (apt-get install chromium curl)');
 const SHOTS = process.env.BTRFLY_UI_SCREENSHOTS;
 
 /**

@@ -3,6 +3,7 @@ import * as https from 'node:https';
 import { join } from 'node:path';
 import { CertificateAuthority } from '../../src/engine/ca';
 import { cleanEnv, run, startHttpsServer, tempDir } from './ca-helpers';
+import { testWhen } from '../helpers/when';
 
 /**
  * Real clients, each trusting only one CA file, against a real HTTPS server that mints
@@ -146,7 +147,7 @@ describe.each(NAMES)('%s', (name) => {
     expect(bad.stderr).toMatch(/server certificate verification failed|SSL certificate problem/);
   });
 
-  (HAVE_GO ? test : test.skip)('go net/http', async () => {
+  testWhen(HAVE_GO ? undefined : ['go'])('go net/http', async () => {
     const get = join(tmp.dir, 'get-go');
     if (!existsSync(get)) {
       writeFileSync(join(tmp.dir, 'get.go'), GO_CLIENT);

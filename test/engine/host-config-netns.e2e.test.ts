@@ -4,6 +4,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DEBIAN_TRUST, hostCopies, hostModeMissing, selfSignedCaPem, snapshot } from '../helpers';
+import { testWhen } from '../helpers/when';
 
 // The real thing on Debian: inside a private mount namespace, /etc/resolv.conf, the
 // local anchors, /etc/ssl/certs and the update hooks are bind-mounted from temp copies,
@@ -13,11 +14,7 @@ import { DEBIAN_TRUST, hostCopies, hostModeMissing, selfSignedCaPem, snapshot } 
 
 const ROOT = path.resolve(__dirname, '../..');
 const missing = hostModeMissing(['getent', 'openssl']);
-if (missing.length) {
-  // A visible reason, not a silent pass.
-  console.warn(`host-config-netns.e2e: skipped, this machine lacks: ${missing.join(', ')}`);
-}
-const maybe = missing.length ? test.skip : test;
+const maybe = testWhen(missing);
 
 async function sha256(file: string): Promise<string> {
   return createHash('sha256').update(await fs.readFile(file)).digest('hex');
