@@ -7,7 +7,7 @@ import { addAbortSignal, Readable } from 'node:stream';
 import { createZstdDecompress, zstdDecompressSync } from 'node:zlib';
 import { BtrflyError, isBtrflyError } from '../errors';
 import { CacheFill, type BodyCache } from './body-cache';
-import { CHECK_PART, type BodyChecks } from './body-checks';
+import { CHECK_PART, type BodyChecks, type PartTagger } from './body-checks';
 import { SMALL_OBJECT_LIMIT, type Git } from './git';
 import { PART_SIZE, type BodyLocation, type ByteRange, type PartLocation } from './types';
 
@@ -55,7 +55,11 @@ export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: {
     out = opts.cache!.cache.open(loc, start, end, restFromGit);
   }
   else if (whole && isSmall(loc)) out = smallWholeBody(git, loc, fill);
-  else out = Readable.from(readParts(git, loc, start, end, whole, fill && new CacheFill(fill.stage())), { objectMode: false, highWaterMark: IO_CHUNK });
+  else {
+    // A whole read from git (`verify`, `pull`) also makes the body's checks, from the bytes it verifies.
+    const tagged = whole && opts.checks ? { checks: opts.checks, tagger: opts.checks.tagger() } : undefined;
+    out = Readable.from(readParts(git, loc, start, end, whole, fill && new CacheFill(fill.stage()), tagged), { objectMode: false, highWaterMark: IO_CHUNK });
+  }
   return opts.signal ? addAbortSignal(opts.signal, out) : out;
 }
 
@@ -177,8 +181,18 @@ async function* exactParts(loc: BodyLocation, source: AsyncIterable<Buffer>, fro
 /**
  * @param fill receives every part as it is read (whole reads only); committed once the SHA-256
  * checks out, discarded otherwise.
+ * @param tagged tags every byte (whole verified reads only); the checks file is written once the
+ * SHA-256 checks out.
  */
-async function* readParts(git: Git, loc: BodyLocation, start: number, end: number, verify: boolean, fill?: CacheFill): AsyncGenerator<Buffer> {
+async function* readParts(
+  git: Git,
+  loc: BodyLocation,
+  start: number,
+  end: number,
+  verify: boolean,
+  fill?: CacheFill,
+  tagged?: { checks: BodyChecks; tagger: PartTagger },
+): AsyncGenerator<Buffer> {
   const hash = verify ? createHash('sha256') : undefined;
   const first = Math.floor(start / PART_SIZE);
   const last = loc.size === 0 ? 0 : Math.floor(end / PART_SIZE);
@@ -205,6 +219,7 @@ async function* readParts(git: Git, loc: BodyLocation, start: number, end: numbe
           if (chunkEnd > from && pos <= to) {
             const piece = pos >= from && chunkEnd - 1 <= to ? chunk : chunk.subarray(Math.max(0, from - pos), to - pos + 1);
             hash?.update(piece);
+            tagged?.tagger.update(piece);
             await fill?.write(piece);
             yield piece;
           }
@@ -223,6 +238,7 @@ async function* readParts(git: Git, loc: BodyLocation, start: number, end: numbe
     if (hash) {
       const actual = hash.digest('hex');
       if (actual !== loc.sha256) throw corrupt(loc, `reads back with SHA-256 ${actual}`);
+      if (tagged) await tagged.checks.write(loc.sha256, loc.size, tagged.tagger);
     }
     if (fill) {
       await fill.commit(loc.sha256);

@@ -44,7 +44,7 @@ describe('per-part checks', () => {
     await checks.write(sha256(data), data.length, tagger);
     const tags = (await checks.read(sha256(data), data.length))!;
     expect(tags.tags).toHaveLength(4);
-    const part = (i: number, d = data): Buffer => d.subarray(i * CHECK_PART, Math.min(d.length, (i + 1) * CHECK_PART));
+    const part = (i: number, d: Buffer = data): Buffer => d.subarray(i * CHECK_PART, Math.min(d.length, (i + 1) * CHECK_PART));
     for (let i = 0; i < 4; i++) expect(tags.verify(i, part(i))).toBe(true);
     expect(tags.verify(2, part(2, flipped(data, FLIP)))).toBe(false);
     expect(tags.verify(1, part(2))).toBe(false); // a good part in the wrong place
@@ -61,6 +61,10 @@ describe('per-part checks', () => {
     await writeFile(checksFile(a, loc.sha256), flipped(file, 70));
     expect(await a.checks.read(loc.sha256, loc.size)).toBeUndefined();
     expect((await readBack(a, loc)).equals(data)).toBe(true);
+    expect(await a.checks.read(loc.sha256, loc.size)).toBeDefined();
+    // A verifying read of git's copy (`btrfly verify`, `pull`) makes them too.
+    await rm(checksFile(a, loc.sha256));
+    expect((await readBack(a, loc, undefined, { fromGit: true })).equals(data)).toBe(true);
     expect(await a.checks.read(loc.sha256, loc.size)).toBeDefined();
   });
 
