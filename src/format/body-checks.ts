@@ -20,7 +20,7 @@
  * not match is ignored and removed (then the body is verified by its SHA-256 again).
  */
 import { createCipheriv, randomBytes, timingSafeEqual, type CipherGCM } from 'node:crypto';
-import { link, mkdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 
@@ -31,6 +31,8 @@ const MAGIC = Buffer.from('btrflyck', 'latin1');
 const TAG = 16;
 const HEADER = MAGIC.length + 8 + 8 + 32;
 const FILE_TAG_INDEX = 0xffffffff;
+/** `gc` removes a temp file older than this (its writer died), and spares newer files while a recorder runs. */
+const RECENT_MS = 60 * 60 * 1000;
 
 function iv(nonce: Buffer, index: number): Buffer {
   const out = Buffer.alloc(12);
@@ -162,6 +164,25 @@ export class BodyChecks {
     const tags: Buffer[] = [];
     for (let i = 0; i < parts; i++) tags.push(file.subarray(HEADER + i * TAG, HEADER + (i + 1) * TAG));
     return new PartTags(this.key, nonce, tags);
+  }
+
+  /**
+   * Removes the checks of bodies not in `keep`, and temp files of a writer that died (older than
+   * an hour). @param opts.spareRecent keep files made in the last hour too (a recorder is running).
+   */
+  async prune(keep: ReadonlySet<string>, opts: { spareRecent?: boolean } = {}): Promise<void> {
+    const now = Date.now();
+    const recent = (path: string): Promise<boolean> => stat(path).then((s) => now - s.mtimeMs < RECENT_MS, () => true);
+    for (const prefix of await readdir(this.dir).catch(() => [] as string[])) {
+      if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
+      for (const name of await readdir(join(this.dir, prefix)).catch(() => [] as string[])) {
+        const path = join(this.dir, prefix, name);
+        const temp = name.endsWith('.tmp');
+        if (!temp && keep.has(name)) continue;
+        if ((temp || opts.spareRecent) && (await recent(path))) continue;
+        await rm(path, { force: true });
+      }
+    }
   }
 
   /**

@@ -51,6 +51,14 @@ describe('per-part checks', () => {
     expect(tags.verify(3, part(3).subarray(1))).toBe(false);
     // Another size for the same digest: the file is not believed.
     expect(await checks.read(sha256(data), data.length + 1)).toBeUndefined();
+    // gc keeps the checks of the bodies a ref reaches, and only those.
+    const other = randomBytes(10);
+    const t2 = checks.tagger();
+    t2.update(other);
+    await checks.write(sha256(other), other.length, t2);
+    await checks.prune(new Set([sha256(other)]));
+    expect(await checks.read(sha256(data), data.length)).toBeUndefined();
+    expect(await checks.read(sha256(other), other.length)).toBeDefined();
   });
 
   test('a checks file that is itself damaged is dropped; the body is then checked by its SHA-256 and gets a new one', async () => {
