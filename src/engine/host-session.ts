@@ -11,7 +11,7 @@ import { HostConfigurator, detectHostPaths, type HostPaths } from './host-config
 import type { OpenedSession, SessionResult } from './runtime';
 import type { RegisteredSession } from './service';
 import { readLogin, serviceRequest, type Login } from './service-client';
-import type { Mode, SessionInfo } from './session';
+import { playbackExitCode, type Mode, type SessionInfo } from './session';
 import type { UpstreamOptions } from './upstream';
 
 /** The host-mode session the CLI started, kept in the state dir so that `stop` finds it after a crash or reboot. */
@@ -156,7 +156,7 @@ async function stopServiceSession(active: HostSessionFile, o: StopHostOptions, h
   }
   const { restored } = await host.restore();
   await rm(path.join(paths.stateDir, HOST_SESSION), { force: true });
-  const exitCode = result && o.mode === 'playback' && result.misses.length > 0 ? EXIT.miss : EXIT.ok;
+  const exitCode = (result && o.mode === 'playback' ? playbackExitCode(result) : undefined) ?? EXIT.ok;
   return { result, partial, restored, exitCode };
 }
 
@@ -193,7 +193,7 @@ export async function stopHostSession(o: StopHostOptions): Promise<StopHostResul
   const { restored } = await host.restore();
   await rm(path.join(paths.stateDir, HOST_SESSION), { force: true });
   if (daemon) await stopDaemonIfIdle(daemon.socket);
-  const exitCode = result && o.mode === 'playback' && result.misses.length > 0 ? EXIT.miss : EXIT.ok;
+  const exitCode = (result && o.mode === 'playback' ? playbackExitCode(result) : undefined) ?? EXIT.ok;
   return { result, partial, restored, exitCode };
 }
 

@@ -78,5 +78,5 @@ export class ServiceMetrics {
 }
 
 function emptyStats(): SessionStats {
-  return { requests: 0, bytes: 0, hits: 0, misses: 0, upstreamErrors: 0, recorded: 0 };
+  return { requests: 0, bytes: 0, hits: 0, misses: 0, corrupt: 0, upstreamErrors: 0, recorded: 0 };
 }

@@ -8,7 +8,8 @@ import type { BodyLocation, ByteRange, Entry, Recording } from '../format/types'
 import type { Readable } from 'node:stream';
 import { hasRequestBody, headerPairs } from './http-util';
 import { sendRecorded } from './respond';
-import type { MissRecord, SessionInfo } from './session';
+import type { DamagedBody, MissRecord, SessionInfo } from './session';
+import { isBtrflyError, oneLine } from '../errors';
 
 export interface BodySource {
   openBody(loc: BodyLocation, range?: ByteRange): Readable;
@@ -22,6 +23,8 @@ export interface BodySource {
  */
 export class PlaybackSession {
   readonly misses: MissRecord[] = [];
+  /** Bodies that failed their check while being sent, once each. */
+  readonly damaged: DamagedBody[] = [];
   private readonly index: RecordingIndex;
   private readonly state = createPlaybackState();
 
@@ -73,7 +76,30 @@ export class PlaybackSession {
       return this.miss(request, res);
     }
     this.info.stats.hits++;
-    await sendRecorded(req, res, this.answerFor(entry), this.countSent);
+    try {
+      await sendRecorded(req, res, this.answerFor(entry), this.countSent);
+    } catch (e) {
+      if (!isBtrflyError(e) || (e.code !== 'BODY_CORRUPT' && e.code !== 'BODY_MISSING')) throw e;
+      this.damage(entry, e.code, res, oneLine(e));
+    }
+  }
+
+  /**
+   * A body failed its check mid-answer: the client's transfer is broken off (the socket destroyed
+   * before the last byte, so it never sees a clean end), and the body is listed for the summary.
+   */
+  private damage(entry: Entry, code: DamagedBody['code'], res: ServerResponse, why: string): void {
+    this.info.stats.hits--;
+    this.info.stats.corrupt++;
+    const sha256 = entry.response.content.sha256;
+    if (!this.damaged.some((d) => d.sha256 === sha256)) this.damaged.push({ method: entry.request.method, url: entry.request.url, sha256, code });
+    this.log('playback body damaged', { method: entry.request.method, url: entry.request.url, sha256, error: why });
+    if (!res.headersSent) {
+      const body = `btrfly: ${why}\n`;
+      res.setHeader('X-Btrfly', 'corrupt');
+      res.writeHead(502, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+    } else res.destroy();
   }
 
   /** The recorded entries nothing asked for (`--unused`). */

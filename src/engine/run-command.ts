@@ -6,7 +6,7 @@ import { BtrflyError, EXIT } from '../errors';
 import { Archive } from '../format/archive';
 import type { MatchRule } from '../format/types';
 import { childEnvironment } from './child-env';
-import type { Mode } from './session';
+import { playbackExitCode, type DamagedBody, type Mode } from './session';
 import { Runtime, type SessionResult } from './runtime';
 import type { UpstreamOptions } from './upstream';
 
@@ -33,7 +33,7 @@ export interface RunResult {
 /**
  * Command mode: starts a runtime on loopback, runs the command with the proxy and CA
  * environment (SPEC section 6), then seals the recording or reports the playback's misses.
- * The exit status is the command's, or 3 when the playback missed.
+ * The exit status is the command's, or 1 when a played-back body was damaged, or 3 when the playback missed.
  */
 export async function runCommand(opts: RunOptions): Promise<RunResult> {
   if (opts.command.length === 0) throw new BtrflyError('USAGE', 'no command to run: put it after "--", like btrfly run --record --tag=T -- ./build.sh');
@@ -55,7 +55,7 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
     const result = await runtime.closeSession(opened.info.id, {
       message: `record ${opened.info.tag}: ${opts.command.join(' ').slice(0, 200)}`,
     });
-    const exitCode = opts.mode === 'playback' && result.misses.length > 0 ? EXIT.miss : childCode;
+    const exitCode = (opts.mode === 'playback' ? playbackExitCode(result) : undefined) ?? childCode;
     return { exitCode, result };
   } finally {
     await runtime?.close().catch(() => {});
@@ -92,7 +92,8 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
   const lines =
     mode === 'record'
       ? [`btrfly: recorded tag "${r.info.tag}" (recording ${id || 'none'}): ${s.requests} requests, ${s.recorded} entries, ${formatBytes(s.bytes)}${s.upstreamErrors ? `, ${s.upstreamErrors} upstream errors` : ''}`]
-      : [`btrfly: played back tag "${r.info.tag}" (recording ${(r.info.rev ?? '').slice(0, 12)}): ${s.requests} requests, ${formatBytes(s.bytes)}, ${s.hits} hits, ${s.misses} misses`];
+      : [`btrfly: played back tag "${r.info.tag}" (recording ${(r.info.rev ?? '').slice(0, 12)}): ${s.requests} requests, ${formatBytes(s.bytes)}, ${s.hits} hits, ${s.misses} misses${s.corrupt ? `, ${s.corrupt} damaged` : ''}`];
+  for (const d of r.damaged ?? []) lines.push(damagedLine(r.info.tag, d));
   if (mode === 'playback' && r.commit) lines.push(`btrfly: --append recorded ${s.recorded} missing entr${s.recorded === 1 ? 'y' : 'ies'} as recording ${r.commit.slice(0, 12)} of tag "${r.info.tag}"`);
   if (r.misses.length > 0) {
     lines.push(`btrfly: ${r.misses.length} request(s) missed (not in the recording):`);
@@ -107,6 +108,12 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
     for (const e of r.unused) lines.push(`  ${e.request.method} ${e.request.url}`);
   }
   return lines;
+}
+
+/** One line per damaged body: which, and what to do (the client's transfer of it was broken off). */
+function damagedLine(tag: string, d: DamagedBody): string {
+  const what = d.code === 'BODY_MISSING' ? 'cannot be read from the archive (an object is missing or damaged)' : 'is damaged in the archive (it does not match its SHA-256)';
+  return `btrfly: the body of ${d.method} ${d.url} (sha256 ${d.sha256}) ${what}, so its transfer was broken off: run "btrfly verify ${tag}", then pull the tag again from a good remote (or re-record it)`;
 }
 
 export function formatBytes(n: number): string {

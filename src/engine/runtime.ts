@@ -8,7 +8,7 @@ import { PlaybackSession } from './player';
 import { startProxy, type ProxyServer, type ProxySession, type ResponseEvent } from './proxy-server';
 import { RecordSession } from './recorder';
 import { redactKey } from './redact-key';
-import { newCredential, newSessionInfo, SessionTable, type MissRecord, type Mode, type SessionInfo } from './session';
+import { newCredential, newSessionInfo, SessionTable, type DamagedBody, type MissRecord, type Mode, type SessionInfo } from './session';
 import { Upstream, type UpstreamOptions } from './upstream';
 import { keepMemoryFlat } from './memory';
 
@@ -54,8 +54,11 @@ export interface SessionResult {
   /** Record: the sealed recording's commit. */
   commit?: string;
   misses: MissRecord[];
+  /** Playback: bodies that failed their check while being sent. */
+  damaged?: DamagedBody[];
   unused?: Entry[];
 }
+
 
 type Active = ProxySession & { close(opts: { discard?: boolean; message?: string }): Promise<SessionResult> };
 
@@ -199,7 +202,7 @@ export class Runtime {
           const sealed = await filler.close({ discard: o.discard || filler.info.stats.recorded === 0, message: o.message });
           commit = sealed.commit;
         }
-        return { info, commit, misses: play.misses, unused: play.unused() };
+        return { info, commit, misses: play.misses, damaged: play.damaged, unused: play.unused() };
       },
     });
   }

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID, createHash, timingSafeEqual } from 'node:crypto';
-import { BtrflyError } from '../errors';
+import { BtrflyError, EXIT } from '../errors';
 
 export type Mode = 'record' | 'playback';
 
@@ -10,12 +10,36 @@ export interface MissRecord {
   nearest: string[];
 }
 
+/**
+ * A recorded body that failed its check while it was being played back: the client got a broken
+ * transfer (never a clean end with wrong bytes), and the run exits non-zero naming it.
+ */
+export interface DamagedBody {
+  method: string;
+  url: string;
+  sha256: string;
+  /** BODY_CORRUPT (bytes that do not match) or BODY_MISSING (an object gone from the archive). */
+  code: 'BODY_CORRUPT' | 'BODY_MISSING';
+}
+
+/**
+ * The exit status a session's result calls for, or undefined when it calls for none (then the
+ * command's own status stands): 1 when a played-back body was damaged, 3 when the playback missed.
+ */
+export function playbackExitCode(result: { misses: readonly MissRecord[]; damaged?: readonly DamagedBody[] }): number | undefined {
+  if (result.damaged?.length) return EXIT.failure;
+  if (result.misses.length > 0) return EXIT.miss;
+  return undefined;
+}
+
 export interface SessionStats {
   requests: number;
   /** Response body bytes sent to clients. */
   bytes: number;
   hits: number;
   misses: number;
+  /** Playback answers broken off because their body failed its check ({@link DamagedBody}). */
+  corrupt: number;
   upstreamErrors: number;
   /** Entries written (record). */
   recorded: number;
@@ -44,7 +68,7 @@ export function newSessionInfo(init: { tag: string; mode: Mode; append?: boolean
     append: init.append ?? false,
     since: new Date().toISOString(),
     clients: init.clients ?? [],
-    stats: { requests: 0, bytes: 0, hits: 0, misses: 0, upstreamErrors: 0, recorded: 0 },
+    stats: { requests: 0, bytes: 0, hits: 0, misses: 0, corrupt: 0, upstreamErrors: 0, recorded: 0 },
   };
 }
 

@@ -136,7 +136,9 @@ export async function gcArchive(archive: Archive): Promise<void> {
   await git.run(['gc', '--quiet', `--prune=${active ? '1.hour.ago' : 'now'}`]);
   // Our long-lived git processes still list the packs and loose objects from before.
   await git.close();
-  if (archive.cache) await archive.cache.prune(await reachableBodies(archive), { spareRecent: active });
+  const reachable = await reachableBodies(archive);
+  if (archive.cache) await archive.cache.prune(reachable, { spareRecent: active });
+  await archive.checks.prune(reachable, { spareRecent: active });
 }
 
 /**

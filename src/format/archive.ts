@@ -10,6 +10,7 @@ import { BtrflyError } from '../errors';
 import { initArchive } from './archive-init';
 import { gcArchive, storageStats, verifyArchive, type VerifyProblem } from './archive-maintenance';
 import { BodyCache } from './body-cache';
+import { BodyChecks } from './body-checks';
 import { openBody, readSmallBody } from './body-reader';
 import { createBodyWriter } from './body-writer';
 import { Git } from './git';
@@ -56,6 +57,8 @@ export class Archive implements BodyStore {
   readonly stateDir: string;
   /** Bodies as plain files for fast playback (src/format/body-cache.ts); unset when `btrfly.bodyCache` is false. */
   cache?: BodyCache;
+  /** Per-part checks of bodies, so playback verifies each part before sending it (src/format/body-checks.ts). */
+  checks!: BodyChecks;
 
   /**
    * @param dir absolute path of the archive
@@ -95,6 +98,7 @@ export class Archive implements BodyStore {
     await Promise.all(['locks', 'pending', 'tmp'].map((d) => mkdir(join(a.stateDir, d), { recursive: true })));
     const { stdout } = await a.git.run(['config', '--type=bool', '--default=true', '--get', 'btrfly.bodyCache']);
     if (stdout.trim() === 'true') a.cache = new BodyCache(join(a.stateDir, 'cache'));
+    a.checks = await BodyChecks.open(join(a.stateDir, 'checks'));
     return a;
   }
 
@@ -226,7 +230,7 @@ export class Archive implements BodyStore {
 
   /** {@inheritDoc BodyStore.createBodyWriter} */
   createBodyWriter(opts: { signal?: AbortSignal } = {}): BodyWriter {
-    return createBodyWriter(this.git, join(this.stateDir, 'tmp'), { ...opts, cache: this.cache?.stage() });
+    return createBodyWriter(this.git, join(this.stateDir, 'tmp'), { ...opts, cache: this.cache?.stage(), checks: this.checks });
   }
 
   /** Where a just-written body's parts are, for reading it back before the recording is sealed. */
@@ -250,7 +254,7 @@ export class Archive implements BodyStore {
    * @param opts.fromGit read the body's objects even when the body cache holds it (verification)
    */
   openBody(loc: BodyLocation, range?: ByteRange, opts: { signal?: AbortSignal; fromGit?: boolean } = {}): Readable {
-    return openBody(this.git, loc, range, { signal: opts.signal, cache: this.cache && { cache: this.cache, fromGit: opts.fromGit } });
+    return openBody(this.git, loc, range, { signal: opts.signal, cache: this.cache && { cache: this.cache, fromGit: opts.fromGit }, checks: this.checks });
   }
 
   /** {@inheritDoc BodyStore.readSmallBody} */

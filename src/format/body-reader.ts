@@ -7,6 +7,7 @@ import { addAbortSignal, Readable } from 'node:stream';
 import { createZstdDecompress, zstdDecompressSync } from 'node:zlib';
 import { BtrflyError, isBtrflyError } from '../errors';
 import { CacheFill, type BodyCache } from './body-cache';
+import { CHECK_PART, type BodyChecks, type PartTagger } from './body-checks';
 import { SMALL_OBJECT_LIMIT, type Git } from './git';
 import { PART_SIZE, type BodyLocation, type ByteRange, type PartLocation } from './types';
 
@@ -26,10 +27,13 @@ export interface CacheUse {
  * Opens a body for reading: from the body cache when it holds the body, else from git, and a
  * whole read from git that verifies fills the cache for the next time.
  * @param range inclusive at both ends; checked against `loc.size` (callers answer 416 before this).
+ * @param opts.checks per-part checks (src/format/body-checks.ts): with them, no byte leaves the
+ * stream before the part that holds it checked out, a damaged cached copy is replaced by git's
+ * mid-stream, and a damaged git copy fails the stream before the bad part
  * @returns a stream of the bytes; it fails with BtrflyError BODY_MISSING when a part is not in
  * the archive, and BODY_CORRUPT when a part's length or the whole body's SHA-256 is wrong.
  */
-export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: { signal?: AbortSignal; cache?: CacheUse } = {}): Readable {
+export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: { signal?: AbortSignal; cache?: CacheUse; checks?: BodyChecks } = {}): Readable {
   const start = range?.start ?? 0;
   const end = range?.end ?? loc.size - 1;
   if (start < 0 || end >= loc.size || (start > end && !(loc.size === 0 && range === undefined))) {
@@ -44,20 +48,151 @@ export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: {
   // Filled by a whole read from git, when the cache does not hold the body yet.
   const fill = whole && !cached ? opts.cache?.cache : undefined;
   let out: Readable;
-  if (cached && !opts.cache!.fromGit) {
+  if (opts.checks && !opts.cache?.fromGit && loc.size > 0 && !(whole && isSmall(loc))) {
+    out = Readable.from(checkedRead(git, loc, start, end, opts.checks, opts.cache?.cache), { objectMode: false, highWaterMark: IO_CHUNK });
+  } else if (cached && !opts.cache!.fromGit) {
     const restFromGit = (from: number): Readable => Readable.from(readParts(git, loc, from, end, false), { objectMode: false, highWaterMark: IO_CHUNK });
     out = opts.cache!.cache.open(loc, start, end, restFromGit);
   }
   else if (whole && isSmall(loc)) out = smallWholeBody(git, loc, fill);
-  else out = Readable.from(readParts(git, loc, start, end, whole, fill && new CacheFill(fill.stage())), { objectMode: false, highWaterMark: IO_CHUNK });
+  else {
+    // A whole read from git (`verify`, `pull`) also makes the body's checks, from the bytes it verifies.
+    const tagged = whole && opts.checks ? { checks: opts.checks, tagger: opts.checks.tagger() } : undefined;
+    out = Readable.from(readParts(git, loc, start, end, whole, fill && new CacheFill(fill.stage()), tagged), { objectMode: false, highWaterMark: IO_CHUNK });
+  }
   return opts.signal ? addAbortSignal(opts.signal, out) : out;
+}
+
+/**
+ * A read of `start..end` in which every byte is checked before it is yielded: each
+ * {@link CHECK_PART} it touches is read whole (from the cache when it holds the body, else from
+ * git) and checked against its tag. A cached part that fails (wrong bytes, wrong length, gone)
+ * drops the cache entry, and the read goes on from git at that part: healed. A part from git that
+ * fails ends the stream with BODY_CORRUPT before any of its bytes. A body with no (good) checks
+ * file is checked by its SHA-256: a whole read holds back its last part until the digest
+ * matches, and then writes the checks file; a range first reads the whole body that way.
+ */
+async function* checkedRead(git: Git, loc: BodyLocation, start: number, end: number, checks: BodyChecks, cache?: BodyCache): AsyncGenerator<Buffer> {
+  const whole = start === 0 && end === loc.size - 1;
+  let tags = await checks.read(loc.sha256, loc.size);
+  if (!tags && !whole) {
+    for await (const _ of checkedRead(git, loc, 0, loc.size - 1, checks, cache)); // verifies, then writes the checks file
+    tags = await checks.read(loc.sha256, loc.size);
+    if (!tags) throw new BtrflyError('STORAGE', `cannot write the checks of body ${loc.sha256} under ${checks.dir}: check free space and permissions there`);
+  }
+  const first = Math.floor(start / CHECK_PART);
+  const last = Math.floor(end / CHECK_PART);
+  const stop = Math.min(loc.size, (last + 1) * CHECK_PART) - 1;
+  let fromCache = cache?.has(loc) ?? false;
+  // A whole read from git fills the cache with the checked bytes; committed only at the end.
+  const fill = whole && !fromCache && cache ? new CacheFill(cache.stage()) : undefined;
+  const byDigest = tags ? undefined : { hash: createHash('sha256'), tagger: checks.tagger() };
+  let held: Buffer | undefined; // checked by digest: the part before the one being read
+  let filled = false;
+  let i = first;
+  try {
+    while (i <= last) {
+      const source = fromCache ? cache!.open(loc, i * CHECK_PART, stop) : Readable.from(readParts(git, loc, i * CHECK_PART, stop, false), { objectMode: false });
+      try {
+        for await (const part of exactParts(loc, source, i * CHECK_PART, stop)) {
+          if (tags && !tags.verify(i, part)) throw corrupt(loc, `has part ${i} (bytes ${i * CHECK_PART}-${i * CHECK_PART + part.length - 1}) that does not match its check`);
+          byDigest?.hash.update(part);
+          byDigest?.tagger.update(part);
+          if (fill) await fillPart(fill, i, part, loc.size);
+          const base = i * CHECK_PART;
+          const piece = base >= start && base + part.length - 1 <= end ? part : part.subarray(Math.max(0, start - base), Math.min(part.length, end - base + 1));
+          i++;
+          if (tags) yield piece;
+          else {
+            if (held) yield held;
+            held = piece;
+          }
+        }
+      } catch (e) {
+        if (!fromCache || !isBtrflyError(e) || e.code !== 'BODY_CORRUPT') throw e;
+        // The cached copy is damaged: drop it and go on with git's, checked the same way.
+        await cache!.evict(loc.sha256);
+        fromCache = false;
+      } finally {
+        source.destroy();
+      }
+    }
+    if (byDigest) {
+      const actual = byDigest.hash.digest('hex');
+      if (actual !== loc.sha256) {
+        if (cache?.has(loc)) await cache.evict(loc.sha256);
+        throw corrupt(loc, `reads back with SHA-256 ${actual}`);
+      }
+      await checks.write(loc.sha256, loc.size, byDigest.tagger);
+    }
+    if (fill) {
+      await fill.commit(loc.sha256);
+      filled = true;
+    }
+    if (held) yield held;
+  } finally {
+    if (fill && !filled) await fill.abandon();
+  }
+}
+
+/** Writes check part `i` into the cache fill, opening and closing its storage part files. */
+async function fillPart(fill: CacheFill, i: number, part: Buffer, size: number): Promise<void> {
+  const offset = i * CHECK_PART;
+  if (offset % PART_SIZE === 0) await fill.startPart(offset / PART_SIZE);
+  await fill.write(part);
+  const next = offset + part.length;
+  if (next % PART_SIZE === 0 || next === size) await fill.endPart();
+}
+
+/**
+ * Regroups a stream of `from..to` (from at a check part's start) into whole check parts, the last
+ * one ending at `to`; a chunk that is already one part passes without a copy.
+ */
+async function* exactParts(loc: BodyLocation, source: AsyncIterable<Buffer>, from: number, to: number): AsyncGenerator<Buffer> {
+  let pos = from; // where the part being gathered starts
+  let pending: Buffer[] = [];
+  let have = 0;
+  for await (const data of source) {
+    let chunk = data;
+    while (chunk.length > 0) {
+      const want = Math.min(CHECK_PART, to + 1 - pos);
+      if (want <= 0) throw corrupt(loc, `holds more than ${to + 1} bytes`);
+      if (have === 0 && chunk.length === want) {
+        pos += want;
+        yield chunk;
+        break;
+      }
+      const take = chunk.subarray(0, want - have);
+      pending.push(take);
+      have += take.length;
+      chunk = chunk.subarray(take.length);
+      if (have === want) {
+        const part = pending.length === 1 ? pending[0] : Buffer.concat(pending, have);
+        pending = [];
+        have = 0;
+        pos += want;
+        yield part;
+      }
+    }
+  }
+  if (pos !== to + 1) throw corrupt(loc, `ends at byte ${pos + have}, not ${to + 1}`);
 }
 
 /**
  * @param fill receives every part as it is read (whole reads only); committed once the SHA-256
  * checks out, discarded otherwise.
+ * @param tagged tags every byte (whole verified reads only); the checks file is written once the
+ * SHA-256 checks out.
  */
-async function* readParts(git: Git, loc: BodyLocation, start: number, end: number, verify: boolean, fill?: CacheFill): AsyncGenerator<Buffer> {
+async function* readParts(
+  git: Git,
+  loc: BodyLocation,
+  start: number,
+  end: number,
+  verify: boolean,
+  fill?: CacheFill,
+  tagged?: { checks: BodyChecks; tagger: PartTagger },
+): AsyncGenerator<Buffer> {
   const hash = verify ? createHash('sha256') : undefined;
   const first = Math.floor(start / PART_SIZE);
   const last = loc.size === 0 ? 0 : Math.floor(end / PART_SIZE);
@@ -84,6 +219,7 @@ async function* readParts(git: Git, loc: BodyLocation, start: number, end: numbe
           if (chunkEnd > from && pos <= to) {
             const piece = pos >= from && chunkEnd - 1 <= to ? chunk : chunk.subarray(Math.max(0, from - pos), to - pos + 1);
             hash?.update(piece);
+            tagged?.tagger.update(piece);
             await fill?.write(piece);
             yield piece;
           }
@@ -102,6 +238,7 @@ async function* readParts(git: Git, loc: BodyLocation, start: number, end: numbe
     if (hash) {
       const actual = hash.digest('hex');
       if (actual !== loc.sha256) throw corrupt(loc, `reads back with SHA-256 ${actual}`);
+      if (tagged) await tagged.checks.write(loc.sha256, loc.size, tagged.tagger);
     }
     if (fill) {
       await fill.commit(loc.sha256);

@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { constants as zc, createZstdCompress, zstdCompressSync, type ZstdCompress } from 'node:zlib';
 import { BtrflyError } from '../errors';
 import type { CacheStage } from './body-cache';
+import type { BodyChecks, PartTagger } from './body-checks';
 import type { Git, TreeEntry } from './git';
 import { PART_SIZE, type BodyLocation, type BodyWriter, type StoredBody } from './types';
 
@@ -82,8 +83,8 @@ interface DonePart {
  * @param opts.cache where the body's raw part files go once git has them (the body cache),
  * instead of being deleted
  */
-export function createBodyWriter(git: Git, tmpDir: string, opts: { signal?: AbortSignal; cache?: CacheStage } = {}): BodyWriter {
-  return new GitBodyWriter(git, tmpDir, opts.signal, opts.cache);
+export function createBodyWriter(git: Git, tmpDir: string, opts: { signal?: AbortSignal; cache?: CacheStage; checks?: BodyChecks } = {}): BodyWriter {
+  return new GitBodyWriter(git, tmpDir, opts.signal, opts.cache, opts.checks);
 }
 
 class GitBodyWriter extends Writable implements BodyWriter {
@@ -91,6 +92,8 @@ class GitBodyWriter extends Writable implements BodyWriter {
   location?: BodyLocation;
   private settle!: { resolve: (b: StoredBody) => void; reject: (e: Error) => void };
   private readonly hash = createHash('sha256');
+  /** Per-part tags of the same bytes the SHA-256 covers (src/format/body-checks.ts). */
+  private readonly tagger?: PartTagger;
   private readonly id = randomUUID();
   private size = 0;
   private nextIndex = 0;
@@ -108,9 +111,11 @@ class GitBodyWriter extends Writable implements BodyWriter {
     private readonly tmpDir: string,
     signal?: AbortSignal,
     private readonly cache?: CacheStage,
+    private readonly checks?: BodyChecks,
   ) {
     super({ highWaterMark: IO_CHUNK });
     this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
+    this.tagger = checks?.tagger();
     // Callers that only watch stream errors must not get an unhandled rejection too.
     this.done.catch(() => undefined);
     if (signal) {
@@ -161,6 +166,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
 
   private async writeChunk(chunk: Buffer): Promise<void> {
     this.hash.update(chunk);
+    this.tagger?.update(chunk);
     this.size += chunk.length;
     let offset = 0;
     while (offset < chunk.length) {
@@ -312,6 +318,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
     const storage = zstdCount === this.parts.length ? 'zstd' : zstdCount === 0 ? 'raw' : 'mixed';
     const sha256 = this.hash.digest('hex');
     this.location = { sha256, size: this.size, parts: this.parts.map((p) => ({ oid: p.oid, storedSize: p.storedSize, zstd: p.zstd })) };
+    if (this.tagger) await this.checks!.write(sha256, this.size, this.tagger);
     if (!(await this.toCache((c) => c.commit(sha256)))) await this.cache?.discard().catch(() => undefined);
     return { sha256, size: this.size, treeOid, storage, parts: this.parts.length };
   }

@@ -1,0 +1,221 @@
+/**
+ * A damaged archive never passes a body off as good (issue 12.1, SPEC section 5 "Integrity").
+ * A build records a 3 MiB body and a small one with real curl through `btrfly run`; then one
+ * byte of a body is flipped, keeping its length, in the body cache, in a loose git object
+ * (inflated, flipped, deflated again at the same path) or inside a pack (made by `git gc`
+ * without compression, so the byte is there to flip), and the same build plays back. curl
+ * either gets the recorded bytes (healed from an intact copy) or fails: never a clean end with
+ * other bytes. When it fails, `btrfly run` exits 1 with one line naming the URL, the SHA-256
+ * and what to do; a `Range` that touches only intact parts still gets its bytes.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { deflateSync, inflateSync } from 'node:zlib';
+import { genBodySha256, runCli, startOrigin, tmpDir, type Origin } from '../helpers';
+
+const BIG = 3 * 1024 * 1024 + 12_345; // four 1 MiB check parts
+const SMALL = 100_000;
+/** Where the byte is flipped in the big body: in its third 1 MiB part. */
+const FLIP_AT = 2 * 1024 * 1024 + 4321;
+const FIRST_MIB = 1024 * 1024;
+
+/** The build: the two downloads, then a range of the big body's first MiB; each curl's exit status is kept. */
+const BUILD = [
+  'cd "$OUT"',
+  'curl -sS -o big "$BIG_URL"; echo $? > big.code',
+  'curl -sS -o small "$SMALL_URL"; echo $? > small.code',
+  `curl -sS -r 0-${FIRST_MIB - 1} -o range "$BIG_URL"; echo $? > range.code`,
+  '',
+].join('\n');
+
+let origin: Origin;
+let pristine: string;
+let bigUrl: string;
+let smallUrl: string;
+let bigSha: string;
+let smallSha: string;
+let bigBytes: Buffer;
+let smallBytes: Buffer;
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+const git = (archive: string, ...args: string[]): string => execFileSync('git', ['-C', archive, ...args], { encoding: 'utf8' });
+
+interface Played {
+  code: number | null;
+  stderr: string;
+  curl: Record<'big' | 'small' | 'range', { code: number; bytes: Buffer }>;
+}
+
+async function build(mode: 'record' | 'playback', archive: string): Promise<Played> {
+  const out = tmpDir('btrfly-tamper-out-');
+  const script = join(out, 'build.sh');
+  writeFileSync(script, BUILD);
+  // A name, not 127.0.0.1 (curl sends loopback addresses past the proxy, NO_PROXY); record resolves it.
+  const resolve = mode === 'record' ? ['--resolve', `tamper.test:${origin.host}`] : [];
+  const r = await runCli(['run', `--${mode}`, '--tag=tamper', '--archive', archive, ...resolve, '--', 'sh', script], {
+    env: { OUT: out, BIG_URL: bigUrl, SMALL_URL: smallUrl },
+  });
+  const file = (name: string) => ({
+    code: Number(readFileSync(join(out, `${name}.code`), 'utf8')),
+    bytes: existsSync(join(out, name)) ? readFileSync(join(out, name)) : Buffer.alloc(0),
+  });
+  return { code: r.code, stderr: r.stderr, curl: { big: file('big'), small: file('small'), range: file('range') } };
+}
+
+/** A fresh copy of the recorded archive to damage. */
+function copyArchive(): string {
+  const dir = join(tmpDir('btrfly-tamper-'), 'archive');
+  cpSync(pristine, dir, { recursive: true });
+  return dir;
+}
+
+function flip(buf: Buffer, at: number): void {
+  buf[at] ^= 0x5a;
+}
+
+/** The git blob of the body's first (only) part. */
+function partOid(archive: string, sha: string): string {
+  const line = git(archive, 'ls-tree', '-r', 'tamper', '--', `bodies/${sha.slice(0, 2)}/${sha}/`).trim();
+  return line.split(/\s+/)[2];
+}
+
+/** Flips a byte of a loose object's content: inflated, changed, deflated to the same path. */
+function damageLoose(archive: string, oid: string, at: number): void {
+  const path = join(archive, 'objects', oid.slice(0, 2), oid.slice(2));
+  const raw = inflateSync(readFileSync(path));
+  flip(raw, raw.indexOf(0) + 1 + at);
+  chmodSync(path, 0o644);
+  writeFileSync(path, deflateSync(raw));
+}
+
+/** A cached body's part file (`btrfly/cache/<2 hex>/<sha256>/00000000`). */
+function cachePart(archive: string, sha: string): string {
+  return join(archive, 'btrfly', 'cache', sha.slice(0, 2), sha, '00000000');
+}
+
+/** Every line of the run's stderr that names the body. */
+function linesNaming(stderr: string, url: string, sha: string): string[] {
+  return stderr.split('\n').filter((l) => l.includes(url) && l.includes(sha));
+}
+
+/** What the user must always get: the recorded bytes with a clean exit, or a failed download. */
+function expectNeverWrongBytes(got: { code: number; bytes: Buffer }, want: Buffer): void {
+  if (got.code === 0) expect(sha256(got.bytes)).toBe(sha256(want));
+  else expect(got.bytes.length).toBeLessThan(want.length);
+}
+
+function expectNamed(p: Played, url: string, sha: string): void {
+  expect(p.code).toBe(1);
+  const lines = linesNaming(p.stderr, url, sha);
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/btrfly verify/);
+  expect(lines[0]).toMatch(/pull the tag again/);
+}
+
+beforeAll(async () => {
+  origin = await startOrigin();
+  bigUrl = origin.urlFor(`/gen/${BIG}?seed=tamper`, 'tamper.test');
+  smallUrl = origin.urlFor(`/gen/${SMALL}?seed=small`, 'tamper.test');
+  bigSha = await genBodySha256(BIG, 'tamper');
+  smallSha = await genBodySha256(SMALL, 'small');
+  pristine = join(tmpDir('btrfly-tamper-rec-'), 'archive');
+  const rec = await build('record', pristine);
+  expect(rec.code).toBe(0);
+  bigBytes = rec.curl.big.bytes;
+  smallBytes = rec.curl.small.bytes;
+  expect(sha256(bigBytes)).toBe(bigSha);
+  expect(sha256(smallBytes)).toBe(smallSha);
+  await origin.close(); // playback must answer from the archive alone
+}, 120_000);
+
+test('an intact archive plays back the same bytes and exits 0', async () => {
+  const p = await build('playback', copyArchive());
+  expect(p.code).toBe(0);
+  expect(sha256(p.curl.big.bytes)).toBe(bigSha);
+  expect(sha256(p.curl.small.bytes)).toBe(smallSha);
+  expect(p.curl.range.bytes.equals(bigBytes.subarray(0, FIRST_MIB))).toBe(true);
+}, 60_000);
+
+test('a damaged body cache is healed from git: the right bytes, the bad entry dropped', async () => {
+  const archive = copyArchive();
+  for (const [sha, at] of [[bigSha, FLIP_AT], [smallSha, 777]] as const) {
+    const path = cachePart(archive, sha);
+    const bytes = readFileSync(path);
+    flip(bytes, at);
+    writeFileSync(path, bytes);
+    expect(statSync(path).size).toBe(sha === bigSha ? BIG : SMALL);
+  }
+  const p = await build('playback', archive);
+  expect(p.curl.big.code).toBe(0);
+  expect(sha256(p.curl.big.bytes)).toBe(bigSha);
+  expect(sha256(p.curl.small.bytes)).toBe(smallSha);
+  expect(p.curl.range.bytes.equals(bigBytes.subarray(0, FIRST_MIB))).toBe(true);
+  expect(p.code).toBe(0);
+  expect(p.stderr).toMatch(/3 hits, 0 misses\n/);
+  // The damaged entries are gone (or refilled from git's verified bytes).
+  for (const sha of [bigSha, smallSha]) {
+    const path = cachePart(archive, sha);
+    if (existsSync(path)) expect(sha256(readFileSync(path))).toBe(sha);
+  }
+}, 60_000);
+
+test('a damaged body cache without its checks file: the transfer breaks before its end, the run names the body', async () => {
+  const archive = copyArchive();
+  rmSync(join(archive, 'btrfly', 'checks', bigSha.slice(0, 2), bigSha));
+  const path = cachePart(archive, bigSha);
+  const bytes = readFileSync(path);
+  flip(bytes, FLIP_AT);
+  writeFileSync(path, bytes);
+  const p = await build('playback', archive);
+  expect(p.curl.big.code).not.toBe(0);
+  expectNeverWrongBytes(p.curl.big, bigBytes);
+  expectNamed(p, bigUrl, bigSha);
+  expect(p.stderr).toMatch(/1 damaged/);
+  // The cache entry was dropped, so git's intact copy answers the range (and checks it part by part).
+  expect(p.curl.range.code).toBe(0);
+  expect(p.curl.range.bytes.equals(bigBytes.subarray(0, FIRST_MIB))).toBe(true);
+}, 60_000);
+
+test('a damaged loose object: curl fails, the run exits 1 naming each body, a range of intact parts still plays', async () => {
+  const archive = copyArchive();
+  rmSync(join(archive, 'btrfly', 'cache'), { recursive: true, force: true });
+  damageLoose(archive, partOid(archive, bigSha), FLIP_AT);
+  damageLoose(archive, partOid(archive, smallSha), 777);
+  const p = await build('playback', archive);
+  expect(p.curl.big.code).not.toBe(0);
+  expectNeverWrongBytes(p.curl.big, bigBytes);
+  expect(p.curl.small.code).not.toBe(0);
+  expectNeverWrongBytes(p.curl.small, smallBytes);
+  expectNamed(p, bigUrl, bigSha);
+  expect(linesNaming(p.stderr, smallUrl, smallSha)).toHaveLength(1);
+  expect(p.stderr).toMatch(/2 damaged/);
+  expect(p.curl.range.code).toBe(0);
+  expect(p.curl.range.bytes.equals(bigBytes.subarray(0, FIRST_MIB))).toBe(true);
+  // Nothing damaged made it into the cache.
+  expect(existsSync(cachePart(archive, bigSha))).toBe(false);
+}, 60_000);
+
+test('a damaged byte inside a pack: curl fails, the run exits 1 naming the body', async () => {
+  const archive = copyArchive();
+  rmSync(join(archive, 'btrfly', 'cache'), { recursive: true, force: true });
+  // Stored blocks only, so the body's bytes lie in the pack as they are.
+  git(archive, '-c', 'core.compression=0', '-c', 'pack.compression=0', 'gc', '--quiet', '--prune=now');
+  const oid = partOid(archive, bigSha);
+  expect(existsSync(join(archive, 'objects', oid.slice(0, 2), oid.slice(2)))).toBe(false);
+  const packDir = join(archive, 'objects', 'pack');
+  const pack = join(packDir, readdirSync(packDir).find((f) => f.endsWith('.pack'))!);
+  const bytes = readFileSync(pack);
+  const needle = bigBytes.subarray(FLIP_AT, FLIP_AT + 64);
+  const at = bytes.indexOf(needle);
+  expect(at).toBeGreaterThan(0);
+  flip(bytes, at + 10);
+  chmodSync(pack, 0o644);
+  writeFileSync(pack, bytes);
+  const p = await build('playback', archive);
+  expect(p.curl.big.code).not.toBe(0);
+  expectNeverWrongBytes(p.curl.big, bigBytes);
+  expectNamed(p, bigUrl, bigSha);
+  expect(sha256(p.curl.small.bytes)).toBe(smallSha);
+}, 60_000);
