@@ -1,6 +1,8 @@
 import { BtrflyError } from '../errors';
 import type { Archive } from '../format/archive';
 import { parseTagSpec, validateTagName } from '../format/names';
+import { storageFailure } from '../format/disk-space';
+import { recordCommitMessage } from '../format/lifecycle';
 import type { Entry, MatchRule, Redactions } from '../format/types';
 import { CertificateAuthority } from './ca';
 import { configDir } from './config-dir';
@@ -53,11 +55,23 @@ export interface SessionResult {
   info: SessionInfo;
   /** Record: the sealed recording's commit. */
   commit?: string;
+  /** Record: the recording kept aside instead of sealed (the command failed); the tag is unchanged. */
+  aside?: { id: string; entries: number; exitCode: number };
   misses: MissRecord[];
   unused?: Entry[];
 }
 
-type Active = ProxySession & { close(opts: { discard?: boolean; message?: string }): Promise<SessionResult> };
+/** How a session ends: sealed (the default), discarded, or kept aside because the command failed with `keepAside`. */
+export interface CloseOptions {
+  discard?: boolean;
+  message?: string;
+  /** The failed command's exit status: the recording is kept aside, not sealed (an empty one is dropped). */
+  keepAside?: number;
+  /** The recorded program, named (without its arguments) in the commit message. */
+  program?: string;
+}
+
+type Active = ProxySession & { close(opts: CloseOptions): Promise<SessionResult> };
 
 /**
  * btrfly's runtime: the proxy, the CA, the upstream connector and the live sessions over one
@@ -123,7 +137,7 @@ export class Runtime {
   }
 
   /** Ends a session: a recording is sealed (or discarded), a playback reports its misses. */
-  async closeSession(id: string, opts: { discard?: boolean; message?: string } = {}): Promise<SessionResult> {
+  async closeSession(id: string, opts: CloseOptions = {}): Promise<SessionResult> {
     const session = this.sessions.remove(id);
     if (!session) throw new Error(`no session ${id}`);
     return session.close(opts);
@@ -163,13 +177,22 @@ export class Runtime {
     }
     const rec = new RecordSession(info, writer, this.archive, this.upstream, redact, this.key, this.log, previous);
     return Object.assign(rec, {
-      close: async (o: { discard?: boolean; message?: string }): Promise<SessionResult> => {
+      close: async (o: CloseOptions): Promise<SessionResult> => {
         await rec.drain();
-        if (o.discard) {
+        // A body that could not be stored: the recording lacks it, so it must not become the tag.
+        if (rec.storageFailure) {
+          await writer.abandon();
+          throw await storageFailure(this.archive.dir, rec.storageFailure, rec.storageNeeded);
+        }
+        if (o.discard || (o.keepAside !== undefined && writer.size === 0)) {
           await writer.abandon();
           return { info, misses: [] };
         }
-        const { commit } = await writer.seal({ message: o.message ?? `record ${info.tag}: ${info.stats.recorded} entries` });
+        if (o.keepAside !== undefined) {
+          const id = await writer.setAside(o.keepAside);
+          return { info, misses: [], aside: { id, entries: writer.size, exitCode: o.keepAside } };
+        }
+        const { commit } = await writer.seal({ message: o.message ?? recordCommitMessage(info.tag, o.program, info.stats.recorded) });
         return { info, commit, misses: [] };
       },
     });
@@ -189,17 +212,19 @@ export class Runtime {
     }
     const play = new PlaybackSession(info, recording, this.archive, this.key, this.log, filler);
     return Object.assign(play, {
-      close: async (o: { discard?: boolean; message?: string }): Promise<SessionResult> => {
+      close: async (o: CloseOptions): Promise<SessionResult> => {
         await play.drain();
         let commit: string | undefined;
+        let aside: SessionResult['aside'];
         if (filler) {
           info.stats.recorded = filler.info.stats.recorded;
           info.stats.upstreamErrors = filler.info.stats.upstreamErrors;
           info.stats.bytes += filler.info.stats.bytes;
-          const sealed = await filler.close({ discard: o.discard || filler.info.stats.recorded === 0, message: o.message });
+          const sealed = await filler.close({ ...o, discard: o.discard || filler.info.stats.recorded === 0 });
           commit = sealed.commit;
+          aside = sealed.aside;
         }
-        return { info, commit, misses: play.misses, unused: play.unused() };
+        return { info, commit, aside, misses: play.misses, unused: play.unused() };
       },
     });
   }

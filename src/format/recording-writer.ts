@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
 import { BtrflyError } from '../errors';
+import { pauseAt } from '../test-pause';
 import type { Archive } from './archive';
 import type { TreeEntry } from './git';
 import { JournalWriter, readJournal, type JournalContent, type JournalEntry } from './journal';
@@ -118,6 +119,23 @@ export class RecordingWriter {
     }
   }
 
+  /**
+   * Keeps the recording aside: the tag stays as it was, the journal stays as a pending
+   * recording (for `btrfly pending seal|drop`), the lock is released. For a command that failed.
+   * @returns the pending recording's id
+   */
+  async setAside(exitCode: number): Promise<string> {
+    this.checkOpen();
+    this.state = 'done';
+    try {
+      await this.journal.append({ type: 'aside', exitCode });
+      await this.journal.close();
+    } finally {
+      await this.lock.release();
+    }
+    return this.id;
+  }
+
   /** Drops the recording: the tag stays as it was, the journal is deleted, the lock released. */
   async abandon(): Promise<void> {
     if (this.state === 'done') return;
@@ -164,6 +182,7 @@ export async function sealJournal(archive: Archive, journalPath: string, opts: {
   const tree = await buildRootTree(archive, manifest, volatile, bodyTrees);
   const message = opts.message ?? `record ${tag}: ${manifest.entries.length} entries${j.begin.append ? ` (${j.entries.length} added)` : ''}\n\nsession: ${j.begin.session}\n`;
   const commit = await archive.git.commitTree(tree, parent ? [parent] : [], message, await commitIdentity(archive));
+  await pauseAt('seal-ref');
   if (!(await archive.git.updateRef(ref, commit, parent))) {
     throw new BtrflyError('TAG_MOVED', `tag "${tag}" changed while the recording was being sealed: seal it again (btrfly stop record)`, { data: { tag } });
   }
