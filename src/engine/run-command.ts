@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import { BtrflyError, EXIT } from '../errors';
 import { Archive } from '../format/archive';
 import type { MatchRule } from '../format/types';
-import { asideAdvice } from '../format/lifecycle';
+import { storageFailure } from '../format/disk-space';
+import { asideAdvice, isNoSpace } from '../format/lifecycle';
 import { pauseAt } from '../test-pause';
 import { childEnvironment } from './child-env';
 import type { Mode } from './session';
@@ -53,6 +54,7 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
       redactHeaders: opts.redactHeaders,
       redactQuery: opts.redactQuery,
       rules: opts.rules,
+      notice: (line) => opts.report(`btrfly: ${line}`),
     });
     if (opts.mode === 'record' || opts.append) {
       for (const p of await archive.asideRecordings(opened.info.tag)) opts.report(`btrfly: note: ${asideAdvice(p)}`);
@@ -66,6 +68,9 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
     const result = await runtime.closeSession(opened.info.id, { program: opts.command[0], keepAside });
     const exitCode = opts.mode === 'playback' && result.misses.length > 0 ? EXIT.miss : child.code;
     return { exitCode, result };
+  } catch (e) {
+    // A storage failure is btrfly's, whatever the command did: exit 1 with where and what to free.
+    throw isNoSpace(e) ? await storageFailure(archive.dir, e) : e;
   } finally {
     await runtime?.close().catch(() => {});
     await archive.close();

@@ -42,6 +42,8 @@ export interface OpenSessionOptions {
   redactQuery?: string[];
   /** Matching rules added to the recording (record only): they travel with the tag. */
   rules?: MatchRule[];
+  /** Told when the recording has to wait (a `btrfly gc` runs on the archive). */
+  notice?: (line: string) => void;
 }
 
 export interface OpenedSession {
@@ -161,7 +163,7 @@ export class Runtime {
 
   private async recordSession(info: SessionInfo, opts: OpenSessionOptions, rev: string | undefined): Promise<Active> {
     if (rev) throw new BtrflyError('USAGE', `record takes a tag, not a recording: drop "@${rev}" from --tag`);
-    const writer = await this.archive.beginRecording(info.tag, { append: opts.append, session: info.id });
+    const writer = await this.archive.beginRecording(info.tag, { append: opts.append, session: info.id, onWait: opts.notice ?? ((l) => this.log(l)) });
     let redact: Redactions;
     let previous: Entry[];
     try {

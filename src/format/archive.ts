@@ -266,11 +266,12 @@ export class Archive implements BodyStore {
   /**
    * Starts a recording of `tag`, holding its lock until sealed or abandoned.
    * @param opts.append keep the previous recording's entries, adding and replacing
+   * @param opts.onWait told, once, when the recording waits for a `btrfly gc` to end
    * @throws BtrflyError TAG_BUSY when another writer (any process) records the tag; BAD_TAG_NAME
    */
-  async beginRecording(tag: string, opts: { append?: boolean; session?: string } = {}): Promise<RecordingWriter> {
+  async beginRecording(tag: string, opts: { append?: boolean; session?: string; onWait?: (line: string) => void } = {}): Promise<RecordingWriter> {
     validateTagName(tag);
-    return RecordingWriter.begin(this, tag, { append: opts.append ?? false, session: opts.session ?? `pid-${process.pid}` });
+    return RecordingWriter.begin(this, tag, { append: opts.append ?? false, session: opts.session ?? `pid-${process.pid}`, onWait: opts.onWait });
   }
 
   /** Journals left by writers that stopped without sealing (or that are still running). */

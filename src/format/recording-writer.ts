@@ -10,6 +10,7 @@ import { pauseAt } from '../test-pause';
 import type { Archive } from './archive';
 import type { TreeEntry } from './git';
 import { JournalWriter, readJournal, type JournalContent, type JournalEntry } from './journal';
+import { waitForGc } from './gc-lock';
 import { lockTag, type TagLock } from './lock';
 import { emptyManifest, entryKey, serializeManifest, serializeVolatile } from './manifest';
 import { FORMAT_VERSION, type Entry, type Manifest, type MatchRule, type Redactions, type StoredBody, type VolatileFile, type VolatileHeader } from './types';
@@ -29,9 +30,10 @@ export class RecordingWriter {
   ) {}
 
   /** @internal use `archive.beginRecording`. */
-  static async begin(archive: Archive, tag: string, opts: { append: boolean; session: string }): Promise<RecordingWriter> {
+  static async begin(archive: Archive, tag: string, opts: { append: boolean; session: string; onWait?: (line: string) => void }): Promise<RecordingWriter> {
     const lock = await lockTag(archive.locksDir, tag, opts.session);
     try {
+      await waitForGc(archive.stateDir, (pid) => opts.onWait?.(`btrfly gc (pid ${pid}) is running on the archive: the recording of tag "${tag}" starts when it ends`));
       const commit = (await archive.tagCommit(tag)) ?? undefined;
       const prev = opts.append && commit ? (await archive.readRecording(tag, commit)).manifest : undefined;
       const base = { commit, rules: prev?.rules ?? [], redact: prev?.redact ?? { headers: [], query: [] } };
