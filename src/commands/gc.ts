@@ -20,7 +20,8 @@ export default class Gc extends BtrflyCommand {
     this.onTeardown(() => archive.close());
     const before = await objectsDiskUsage(archive);
     await archive.gc().catch(async (e: unknown) => {
-      throw isNoSpace(e) ? await storageFailure(archive.dir, e) : e;
+      // Repacking writes a new pack of about the objects' size before it deletes the old ones.
+      throw isNoSpace(e) ? await storageFailure(archive.dir, e, before.bytes) : e;
     });
     const after = await objectsDiskUsage(archive);
     const freed = before.bytes - after.bytes;

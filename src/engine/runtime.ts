@@ -2,7 +2,8 @@ import { BtrflyError } from '../errors';
 import type { Archive } from '../format/archive';
 import { parseTagSpec, validateTagName } from '../format/names';
 import { storageFailure } from '../format/disk-space';
-import { recordCommitMessage } from '../format/lifecycle';
+import { gitTempFiles, removeGitTempsSince } from '../format/archive-maintenance';
+import { isNoSpace, recordCommitMessage } from '../format/lifecycle';
 import type { Entry, MatchRule, Redactions } from '../format/types';
 import { CertificateAuthority } from './ca';
 import { configDir } from './config-dir';
@@ -164,6 +165,8 @@ export class Runtime {
   private async recordSession(info: SessionInfo, opts: OpenSessionOptions, rev: string | undefined): Promise<Active> {
     if (rev) throw new BtrflyError('USAGE', `record takes a tag, not a recording: drop "@${rev}" from --tag`);
     const writer = await this.archive.beginRecording(info.tag, { append: opts.append, session: info.id, onWait: opts.notice ?? ((l) => this.log(l)) });
+    // git's temp files before the recording: those a git that fails on a full disk leaves are removed.
+    const gitTemps = await gitTempFiles(this.archive.dir);
     let redact: Redactions;
     let previous: Entry[];
     try {
@@ -184,6 +187,7 @@ export class Runtime {
         // A body that could not be stored: the recording lacks it, so it must not become the tag.
         if (rec.storageFailure) {
           await writer.abandon();
+          await removeGitTempsSince(this.archive.dir, gitTemps);
           throw await storageFailure(this.archive.dir, rec.storageFailure, rec.storageNeeded);
         }
         if (o.discard || (o.keepAside !== undefined && writer.size === 0)) {
@@ -194,8 +198,13 @@ export class Runtime {
           const id = await writer.setAside(o.keepAside);
           return { info, misses: [], aside: { id, entries: writer.size, exitCode: o.keepAside } };
         }
-        const { commit } = await writer.seal({ message: o.message ?? recordCommitMessage(info.tag, o.program, info.stats.recorded) });
-        return { info, commit, misses: [] };
+        try {
+          const { commit } = await writer.seal({ message: o.message ?? recordCommitMessage(info.tag, o.program, info.stats.recorded) });
+          return { info, commit, misses: [] };
+        } catch (e) {
+          if (isNoSpace(e)) await removeGitTempsSince(this.archive.dir, gitTemps);
+          throw e;
+        }
       },
     });
   }

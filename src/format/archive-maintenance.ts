@@ -160,11 +160,11 @@ async function keepPendingBodies(archive: Archive): Promise<void> {
 
 /** `git gc`; on failure, removes the `tmp_*` files that appeared in the object store meanwhile (a 100 MiB `tmp_pack_*` on a full disk). */
 async function gitGc(archive: Archive, active: boolean): Promise<void> {
-  const before = new Set(await gitTempFiles(archive.dir));
+  const before = await gitTempFiles(archive.dir);
   try {
     await archive.git.run(['gc', '--quiet', `--prune=${active ? '1.hour.ago' : 'now'}`]);
   } catch (e) {
-    for (const f of await gitTempFiles(archive.dir)) if (!before.has(f)) await rm(f, { force: true });
+    await removeGitTempsSince(archive.dir, before);
     throw e;
   } finally {
     // Our long-lived git processes still list the packs and loose objects from before.
@@ -172,8 +172,18 @@ async function gitGc(archive: Archive, active: boolean): Promise<void> {
   }
 }
 
+/**
+ * Removes git's temp files that are not in `before` (from {@link gitTempFiles}): what a git
+ * that failed on the way (a full disk) left. A concurrent writer's temp file may go too; its
+ * git then fails to rename it and that writer reports a storage failure, it stores nothing wrong.
+ */
+export async function removeGitTempsSince(dir: string, before: readonly string[]): Promise<void> {
+  const old = new Set(before);
+  for (const f of await gitTempFiles(dir)) if (!old.has(f)) await rm(f, { force: true });
+}
+
 /** git's temp files in the object store: `objects/pack/tmp_*`, `objects/tmp_*`, `objects/??/tmp_*`. */
-async function gitTempFiles(dir: string): Promise<string[]> {
+export async function gitTempFiles(dir: string): Promise<string[]> {
   const objects = join(dir, 'objects');
   const out: string[] = [];
   const scan = async (d: string): Promise<void> => {

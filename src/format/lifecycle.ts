@@ -44,7 +44,7 @@ export function isNoSpace(e: unknown): boolean {
   for (let cur = e, depth = 0; cur && depth < 8; cur = (cur as { cause?: unknown }).cause, depth++) {
     const err = cur as { code?: string; message?: string; data?: { noSpace?: boolean } };
     if (err.code === 'ENOSPC' || err.code === 'EDQUOT' || err.code === 'NO_SPACE' || err.data?.noSpace) return true;
-    if (typeof err.message === 'string' && /No space left on device|Disk quota exceeded|ENOSPC/.test(err.message)) return true;
+    if (typeof err.message === 'string' && /No space left on device|Disk quota exceeded|Out of diskspace|ENOSPC/i.test(err.message)) return true;
   }
   return false;
 }
