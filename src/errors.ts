@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'BODY_MISSING'
   | 'BODY_CORRUPT'
   | 'STORAGE'
+  | 'NO_SPACE'
   | 'GIT'
   | 'LOCKED'
   | 'SESSION'

@@ -2,13 +2,16 @@ import { BtrflyCommand } from '../cli/base';
 import { Archive } from '../format/archive';
 import { objectsDiskUsage } from '../format/archive-report';
 import { formatSize } from '../format/diff';
+import { storageFailure } from '../format/disk-space';
+import { isNoSpace } from '../format/lifecycle';
 
 /** `btrfly gc`: packs the archive and removes what no tag reaches. */
 export default class Gc extends BtrflyCommand {
   static override summary = 'Remove what no tag reaches any more';
   static override description =
     'Packs the archive and deletes the recordings and bodies of deleted or re-recorded tags that nothing else uses. ' +
-    'Recordings in progress and pending ones are kept.';
+    'Recordings in progress and pending ones are kept; a recording waits while gc runs. ' +
+    'Temp files, cache stages and locks left by btrfly processes that died are removed.';
   static override examples = ['<%= config.bin %> gc'];
 
   async run(): Promise<void> {
@@ -16,7 +19,10 @@ export default class Gc extends BtrflyCommand {
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     const before = await objectsDiskUsage(archive);
-    await archive.gc();
+    await archive.gc().catch(async (e: unknown) => {
+      // Repacking writes a new pack of about the objects' size before it deletes the old ones.
+      throw isNoSpace(e) ? await storageFailure(archive.dir, e, before.bytes) : e;
+    });
     const after = await objectsDiskUsage(archive);
     const freed = before.bytes - after.bytes;
     if (flags.json) return this.printJson({ before, after, freed });

@@ -7,7 +7,7 @@ import { ruleFlags, rulesFrom, upstreamFlags, upstreamOptions } from '../cli/ups
 export default class Run extends BtrflyCommand {
   static override summary = 'Run a command with its HTTP(S) traffic recorded or played back (command mode, no root).';
   static override description =
-    'Starts btrfly on loopback, runs CMD with HTTP_PROXY/HTTPS_PROXY and a CA bundle set, then seals the recording (--record) or reports misses (--playback). Exits with the command\'s status, or 3 when the playback missed.';
+    'Starts btrfly on loopback, runs CMD with HTTP_PROXY/HTTPS_PROXY and a CA bundle set, then seals the recording (--record) or reports misses (--playback). A command that fails (or is not found) leaves the tag as it was and its recording aside ("btrfly pending"), unless --seal-on-failure. Exits with the command\'s status, or 3 when the playback missed.';
   static override examples = [
     '<%= config.bin %> run --record --tag=example1 -- ./build.sh',
     '<%= config.bin %> run --playback --tag=example1 -- ./build.sh',
@@ -21,6 +21,7 @@ export default class Run extends BtrflyCommand {
     playback: Flags.boolean({ description: 'answer every request from --tag, never from the network', exactlyOne: ['record', 'playback'] }),
     tag: Flags.string({ description: 'tag to record, or T[@REV] to play back', required: true }),
     append: Flags.boolean({ description: 'record: keep the previous recording\'s entries and add to them', default: false }),
+    'seal-on-failure': Flags.boolean({ description: 'record: make the recording the tag even when the command fails (default: keep it aside, the tag unchanged)', default: false }),
     unused: Flags.boolean({ description: 'playback: also list the recorded entries nothing asked for', default: false }),
     redact: Flags.string({ description: 'request header to record as [redacted] (Authorization, Cookie and Proxy-Authorization always are)', multiple: true }),
     'redact-query': Flags.string({ description: 'query parameter stored and matched as a keyed hash, never in clear', multiple: true }),
@@ -41,6 +42,7 @@ export default class Run extends BtrflyCommand {
       redactHeaders: flags.redact,
       redactQuery: flags['redact-query'],
       rules: rulesFrom(flags),
+      sealOnFailure: flags['seal-on-failure'],
       report: (l) => process.stderr.write(l + '\n'),
     });
     if (flags.json) this.printJson(result);

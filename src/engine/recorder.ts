@@ -8,7 +8,7 @@ import type { BodyLocation, BodyWriter, ByteRange, Entry, Header, Redactions, St
 import { flatHeaders, hasRequestBody, headerPairs, headerValue, isPartialOrConditional, upstreamRequestHeaders, withoutHopByHop } from './http-util';
 import { sendRecorded, type RecordedAnswer } from './respond';
 import type { SessionInfo } from './session';
-import { teeToStore } from './tee';
+import { isStoreError, teeToStore } from './tee';
 import { upstreamError, type Upstream } from './upstream';
 
 /**
@@ -54,6 +54,13 @@ export class RecordSession {
   };
   /** Every exchange still being written, so that a seal waits for what the client already has. */
   private readonly writing = new Set<Promise<unknown>>();
+  /**
+   * The first failure to store what was fetched (a full disk, git): the recording lacks an
+   * entry, so it must not become the tag; the session's close reports this instead of sealing.
+   */
+  storageFailure?: Error;
+  /** The bytes the failed store would have needed, roughly (its git copy and its cache copy). */
+  storageNeeded = 0;
   /** Exchanges whose client has its whole answer while the archive is still storing them. */
   private behind = 0;
   private readonly caughtUp: Array<() => void> = [];
@@ -162,12 +169,18 @@ export class RecordSession {
     let stored: StoredBody;
     try {
       await teeToStore(upRes, writer, answerLater ? null : res);
-      stored = await writer.done;
     } catch (e) {
       writer.destroy();
+      if (isStoreError(e)) return this.storeFailed(res, e, upRes);
       this.log('upstream body failed, not recorded', { url: url.href, error: String(e) });
       this.upstreamFailed(res, url, e);
       return undefined;
+    }
+    try {
+      stored = await writer.done;
+    } catch (e) {
+      writer.destroy();
+      return this.storeFailed(res, e, upRes);
     }
     if (!answerLater) this.info.stats.bytes += stored.size;
 
@@ -180,7 +193,11 @@ export class RecordSession {
       const urlKey = `${entry.request.method} ${entry.request.url}`;
       entry.ordinal = this.nextOrdinal.get(urlKey) ?? 0;
       this.nextOrdinal.set(urlKey, entry.ordinal + 1);
-      await this.sink.addEntry(entry, volatile, stored);
+      try {
+        await this.sink.addEntry(entry, volatile, stored);
+      } catch (e) {
+        return this.storeFailed(res, e);
+      }
       this.info.stats.recorded++;
     }
     const answer: RecordedAnswer = {
@@ -220,6 +237,18 @@ export class RecordSession {
         },
       },
     };
+  }
+
+  /** A body the archive could not store: the client's answer is broken off, and the recording is failed. */
+  private storeFailed(res: ServerResponse, e: unknown, upRes?: IncomingMessage): undefined {
+    if (!this.storageFailure) {
+      this.storageFailure = e instanceof Error ? e : new Error(String(e));
+      const length = Number(upRes?.headers['content-length'] ?? 0) || 0;
+      this.storageNeeded = 2 * length;
+    }
+    this.log('storing a response failed; the recording will not become the tag', { session: this.info.id, tag: this.info.tag, error: String(e) });
+    if (!res.writableFinished) res.destroy();
+    return undefined;
   }
 
   /** An upstream failure reaches the client as it happened, marked by btrfly; it is not recorded. */

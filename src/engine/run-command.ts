@@ -5,6 +5,9 @@ import * as path from 'node:path';
 import { BtrflyError, EXIT } from '../errors';
 import { Archive } from '../format/archive';
 import type { MatchRule } from '../format/types';
+import { storageFailure } from '../format/disk-space';
+import { asideAdvice, isNoSpace } from '../format/lifecycle';
+import { pauseAt } from '../test-pause';
 import { childEnvironment } from './child-env';
 import { playbackExitCode, type DamagedBody, type Mode } from './session';
 import { Runtime, type SessionResult } from './runtime';
@@ -20,6 +23,8 @@ export interface RunOptions {
   redactHeaders?: string[];
   redactQuery?: string[];
   rules?: MatchRule[];
+  /** Seal the recording even when the command fails (default: keep it aside, the tag unchanged). */
+  sealOnFailure?: boolean;
   /** Where progress and the summary go (stderr). */
   report: (line: string) => void;
   log?: (msg: string, data?: Record<string, unknown>) => void;
@@ -49,14 +54,23 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
       redactHeaders: opts.redactHeaders,
       redactQuery: opts.redactQuery,
       rules: opts.rules,
+      notice: (line) => opts.report(`btrfly: ${line}`),
     });
+    if (opts.mode === 'record' || opts.append) {
+      for (const p of await archive.asideRecordings(opened.info.tag)) opts.report(`btrfly: note: ${asideAdvice(p)}`);
+    }
+    await pauseAt('run-child');
     const env = await childEnvironment({ proxyUrl: opened.proxyUrl!, caPem: runtime.ca.certPem, workDir: work });
-    const childCode = await runChild(opts.command, { ...process.env, ...env, BTRFLY_SESSION: opened.info.id, BTRFLY_TAG: opened.info.tag });
-    const result = await runtime.closeSession(opened.info.id, {
-      message: `record ${opened.info.tag}: ${opts.command.join(' ').slice(0, 200)}`,
-    });
-    const exitCode = (opts.mode === 'playback' ? playbackExitCode(result) : undefined) ?? childCode;
+    const child = await runChild(opts.command, { ...process.env, ...env, BTRFLY_SESSION: opened.info.id, BTRFLY_TAG: opened.info.tag });
+    if (child.problem) opts.report(`btrfly: ${child.problem}`);
+    // A failed build keeps the tag (SPEC section 5, "Atomic tags"): its recording is kept aside.
+    const keepAside = child.code !== 0 && !opts.sealOnFailure ? child.code : undefined;
+    const result = await runtime.closeSession(opened.info.id, { program: opts.command[0], keepAside });
+    const exitCode = (opts.mode === 'playback' ? playbackExitCode(result) : undefined) ?? child.code;
     return { exitCode, result };
+  } catch (e) {
+    // A storage failure is btrfly's, whatever the command did: exit 1 with where and what to free.
+    throw isNoSpace(e) ? await storageFailure(archive.dir, e) : e;
   } finally {
     await runtime?.close().catch(() => {});
     await archive.close();
@@ -64,9 +78,15 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
   }
 }
 
+/** The child's exit status; a command that could not start is a failure (127 when not found, as a shell says). */
+interface ChildOutcome {
+  code: number;
+  problem?: string;
+}
+
 /** Runs the child with inherited stdio, forwarding Ctrl-C and termination; resolves with its exit status. */
-function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  return new Promise((resolve, reject) => {
+function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<ChildOutcome> {
+  return new Promise((resolve) => {
     const child = spawn(command[0], command.slice(1), { stdio: 'inherit', env });
     const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
     const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]).map((s) => [s, forward(s)] as const);
@@ -76,11 +96,15 @@ function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<number> {
     };
     child.once('error', (e: NodeJS.ErrnoException) => {
       done();
-      reject(new BtrflyError('USAGE', e.code === 'ENOENT' ? `command not found: ${command[0]}: check the command after "--"` : `cannot run ${command[0]}: ${e.message}`));
+      resolve(
+        e.code === 'ENOENT'
+          ? { code: 127, problem: `command not found: ${command[0]}: check the command after "--"` }
+          : { code: 126, problem: `cannot run ${command[0]}: ${e.message}` },
+      );
     });
     child.once('exit', (code, signal) => {
       done();
-      resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1));
+      resolve({ code: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1) });
     });
   });
 }
@@ -89,6 +113,13 @@ function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<number> {
 export function summarize(mode: Mode, r: SessionResult, unused: boolean): string[] {
   const s = r.info.stats;
   const id = (r.commit ?? r.info.rev ?? '').slice(0, 12);
+  if (r.aside) {
+    const { id, entries, exitCode } = r.aside;
+    return [
+      `btrfly: the command failed (exit ${exitCode}): tag "${r.info.tag}" is unchanged; its recording (${entries} entr${entries === 1 ? 'y' : 'ies'}) is kept aside as ${id}: "btrfly pending seal ${id}" makes it the tag, "btrfly pending drop ${id}" drops it (--seal-on-failure seals a failed build's recording at once)`,
+    ];
+  }
+  if (mode === 'record' && !r.commit) return [`btrfly: nothing was recorded: tag "${r.info.tag}" is unchanged`];
   const lines =
     mode === 'record'
       ? [`btrfly: recorded tag "${r.info.tag}" (recording ${id || 'none'}): ${s.requests} requests, ${s.recorded} entries, ${formatBytes(s.bytes)}${s.upstreamErrors ? `, ${s.upstreamErrors} upstream errors` : ''}`]

@@ -1,6 +1,9 @@
 import { BtrflyError } from '../errors';
 import type { Archive } from '../format/archive';
 import { parseTagSpec, validateTagName } from '../format/names';
+import { storageFailure } from '../format/disk-space';
+import { gitTempFiles, removeGitTempsSince } from '../format/archive-maintenance';
+import { isNoSpace, recordCommitMessage } from '../format/lifecycle';
 import type { Entry, MatchRule, Redactions } from '../format/types';
 import { CertificateAuthority } from './ca';
 import { configDir } from './config-dir';
@@ -40,6 +43,8 @@ export interface OpenSessionOptions {
   redactQuery?: string[];
   /** Matching rules added to the recording (record only): they travel with the tag. */
   rules?: MatchRule[];
+  /** Told when the recording has to wait (a `btrfly gc` runs on the archive). */
+  notice?: (line: string) => void;
 }
 
 export interface OpenedSession {
@@ -53,14 +58,25 @@ export interface SessionResult {
   info: SessionInfo;
   /** Record: the sealed recording's commit. */
   commit?: string;
+  /** Record: the recording kept aside instead of sealed (the command failed); the tag is unchanged. */
+  aside?: { id: string; entries: number; exitCode: number };
   misses: MissRecord[];
   /** Playback: bodies that failed their check while being sent. */
   damaged?: DamagedBody[];
   unused?: Entry[];
 }
 
+/** How a session ends: sealed (the default), discarded, or kept aside because the command failed with `keepAside`. */
+export interface CloseOptions {
+  discard?: boolean;
+  message?: string;
+  /** The failed command's exit status: the recording is kept aside, not sealed (an empty one is dropped). */
+  keepAside?: number;
+  /** The recorded program, named (without its arguments) in the commit message. */
+  program?: string;
+}
 
-type Active = ProxySession & { close(opts: { discard?: boolean; message?: string }): Promise<SessionResult> };
+type Active = ProxySession & { close(opts: CloseOptions): Promise<SessionResult> };
 
 /**
  * btrfly's runtime: the proxy, the CA, the upstream connector and the live sessions over one
@@ -126,7 +142,7 @@ export class Runtime {
   }
 
   /** Ends a session: a recording is sealed (or discarded), a playback reports its misses. */
-  async closeSession(id: string, opts: { discard?: boolean; message?: string } = {}): Promise<SessionResult> {
+  async closeSession(id: string, opts: CloseOptions = {}): Promise<SessionResult> {
     const session = this.sessions.remove(id);
     if (!session) throw new Error(`no session ${id}`);
     return session.close(opts);
@@ -150,7 +166,9 @@ export class Runtime {
 
   private async recordSession(info: SessionInfo, opts: OpenSessionOptions, rev: string | undefined): Promise<Active> {
     if (rev) throw new BtrflyError('USAGE', `record takes a tag, not a recording: drop "@${rev}" from --tag`);
-    const writer = await this.archive.beginRecording(info.tag, { append: opts.append, session: info.id });
+    const writer = await this.archive.beginRecording(info.tag, { append: opts.append, session: info.id, onWait: opts.notice ?? ((l) => this.log(l)) });
+    // git's temp files before the recording: those a git that fails on a full disk leaves are removed.
+    const gitTemps = await gitTempFiles(this.archive.dir);
     let redact: Redactions;
     let previous: Entry[];
     try {
@@ -166,14 +184,29 @@ export class Runtime {
     }
     const rec = new RecordSession(info, writer, this.archive, this.upstream, redact, this.key, this.log, previous);
     return Object.assign(rec, {
-      close: async (o: { discard?: boolean; message?: string }): Promise<SessionResult> => {
+      close: async (o: CloseOptions): Promise<SessionResult> => {
         await rec.drain();
-        if (o.discard) {
+        // A body that could not be stored: the recording lacks it, so it must not become the tag.
+        if (rec.storageFailure) {
+          await writer.abandon();
+          await removeGitTempsSince(this.archive.dir, gitTemps);
+          throw await storageFailure(this.archive.dir, rec.storageFailure, rec.storageNeeded);
+        }
+        if (o.discard || (o.keepAside !== undefined && writer.size === 0)) {
           await writer.abandon();
           return { info, misses: [] };
         }
-        const { commit } = await writer.seal({ message: o.message ?? `record ${info.tag}: ${info.stats.recorded} entries` });
-        return { info, commit, misses: [] };
+        if (o.keepAside !== undefined) {
+          const id = await writer.setAside(o.keepAside);
+          return { info, misses: [], aside: { id, entries: writer.size, exitCode: o.keepAside } };
+        }
+        try {
+          const { commit } = await writer.seal({ message: o.message ?? recordCommitMessage(info.tag, o.program, info.stats.recorded) });
+          return { info, commit, misses: [] };
+        } catch (e) {
+          if (isNoSpace(e)) await removeGitTempsSince(this.archive.dir, gitTemps);
+          throw e;
+        }
       },
     });
   }
@@ -192,17 +225,19 @@ export class Runtime {
     }
     const play = new PlaybackSession(info, recording, this.archive, this.key, this.log, filler);
     return Object.assign(play, {
-      close: async (o: { discard?: boolean; message?: string }): Promise<SessionResult> => {
+      close: async (o: CloseOptions): Promise<SessionResult> => {
         await play.drain();
         let commit: string | undefined;
+        let aside: SessionResult['aside'];
         if (filler) {
           info.stats.recorded = filler.info.stats.recorded;
           info.stats.upstreamErrors = filler.info.stats.upstreamErrors;
           info.stats.bytes += filler.info.stats.bytes;
-          const sealed = await filler.close({ discard: o.discard || filler.info.stats.recorded === 0, message: o.message });
+          const sealed = await filler.close({ ...o, discard: o.discard || filler.info.stats.recorded === 0 });
           commit = sealed.commit;
+          aside = sealed.aside;
         }
-        return { info, commit, misses: play.misses, damaged: play.damaged, unused: play.unused() };
+        return { info, commit, aside, misses: play.misses, damaged: play.damaged, unused: play.unused() };
       },
     });
   }

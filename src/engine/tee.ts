@@ -1,6 +1,13 @@
 import type { Readable, Writable } from 'node:stream';
 import { noteStreamed } from './memory';
 
+const storeErrors = new WeakSet<Error>();
+
+/** Whether {@link teeToStore} failed because its store did (a full disk, git), not its source. */
+export function isStoreError(e: unknown): boolean {
+  return e instanceof Error && storeErrors.has(e);
+}
+
 /**
  * Copies `source` into `store` and, while it stays connected, into `client`, holding the
  * source back whenever either side is slow (backpressure, nothing piles up in memory).
@@ -66,7 +73,10 @@ export function teeToStore(source: Readable, store: Writable, client: Writable |
     });
     source.once('error', fail);
     source.once('aborted', () => fail(Object.assign(new Error('upstream closed the connection before the end of the body'), { code: 'ECONNRESET' })));
-    store.once('error', fail);
+    store.once('error', (e: Error) => {
+      if (!settled) storeErrors.add(e);
+      fail(e);
+    });
     if (client) {
       client.once('close', dropClient);
       client.once('error', dropClient);

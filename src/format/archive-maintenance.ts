@@ -2,14 +2,19 @@
  * Whole-archive jobs: verifying every body against its digest, garbage collection that
  * spares recordings in progress, and per-tag storage figures.
  */
-import { readdir } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isBtrflyError, oneLine, type ErrorCode } from '../errors';
 import type { Archive } from './archive';
 import type { TreeEntry } from './git';
 import { readJournal } from './journal';
-import { lockHolder } from './lock';
+import { processAlive } from '../process-alive';
+import { pauseAt } from '../test-pause';
+import { lockForGc } from './gc-lock';
+import { tempOwner } from './lifecycle';
+import { lockHolder, reclaimDeadLocks } from './lock';
 
 /** One thing `verify` found wrong. */
 export interface VerifyProblem {
@@ -113,11 +118,32 @@ async function checkBody(
 }
 
 /**
- * Packs the archive and prunes what no tag reaches. Bodies named by pending journals are
- * kept by a ref each (`refs/btrfly/pending/<id>`); while a recorder is running, loose objects
- * younger than an hour are kept too, since its body in progress is in no journal yet.
+ * Packs the archive and prunes what no tag reaches. It holds the gc lock throughout, so no
+ * recording begins meanwhile (src/format/gc-lock.ts). Bodies named by pending journals are
+ * kept by a ref each (`refs/btrfly/pending/<id>`); while a recorder that began earlier runs,
+ * loose objects younger than an hour are kept too, since its body in progress is in no journal
+ * yet. The temp files, cache stages and locks of processes that died are removed; when git
+ * fails (a full disk), the temp files it made on the way are removed too.
  */
 export async function gcArchive(archive: Archive): Promise<void> {
+  const release = await lockForGc(archive.stateDir);
+  try {
+    await pauseAt('gc-locked');
+    await reclaimDeadLocks(archive.locksDir);
+    await keepPendingBodies(archive);
+    const active = await anyActiveRecorder(archive);
+    await gitGc(archive, active);
+    const reachable = await reachableBodies(archive);
+    if (archive.cache) await archive.cache.prune(reachable, { spareRecent: active });
+    await archive.checks.prune(reachable, { spareRecent: active });
+    await removeDeadTemps(join(archive.stateDir, 'tmp'));
+  } finally {
+    await release();
+  }
+}
+
+/** A ref per pending recording, so that `git gc` keeps the bodies its journal names. */
+async function keepPendingBodies(archive: Archive): Promise<void> {
   const git = archive.git;
   for (const p of await archive.pendingRecordings()) {
     const j = await readJournal(archive.journalPath(p.id));
@@ -132,13 +158,53 @@ export async function gcArchive(archive: Archive): Promise<void> {
     });
     await git.run(['update-ref', `refs/btrfly/pending/${p.id}`, commit]);
   }
-  const active = await anyActiveRecorder(archive);
-  await git.run(['gc', '--quiet', `--prune=${active ? '1.hour.ago' : 'now'}`]);
-  // Our long-lived git processes still list the packs and loose objects from before.
-  await git.close();
-  const reachable = await reachableBodies(archive);
-  if (archive.cache) await archive.cache.prune(reachable, { spareRecent: active });
-  await archive.checks.prune(reachable, { spareRecent: active });
+}
+
+/** `git gc`; on failure, removes the `tmp_*` files that appeared in the object store meanwhile (a 100 MiB `tmp_pack_*` on a full disk). */
+async function gitGc(archive: Archive, active: boolean): Promise<void> {
+  const before = await gitTempFiles(archive.dir);
+  try {
+    await archive.git.run(['gc', '--quiet', `--prune=${active ? '1.hour.ago' : 'now'}`]);
+  } catch (e) {
+    await removeGitTempsSince(archive.dir, before);
+    throw e;
+  } finally {
+    // Our long-lived git processes still list the packs and loose objects from before.
+    await archive.git.close();
+  }
+}
+
+/**
+ * Removes git's temp files that are not in `before` (from {@link gitTempFiles}): what a git
+ * that failed on the way (a full disk) left. A concurrent writer's temp file may go too; its
+ * git then fails to rename it and that writer reports a storage failure, it stores nothing wrong.
+ */
+export async function removeGitTempsSince(dir: string, before: readonly string[]): Promise<void> {
+  const old = new Set(before);
+  for (const f of await gitTempFiles(dir)) if (!old.has(f)) await rm(f, { force: true });
+}
+
+/** git's temp files in the object store: `objects/pack/tmp_*`, `objects/tmp_*`, `objects/??/tmp_*`. */
+export async function gitTempFiles(dir: string): Promise<string[]> {
+  const objects = join(dir, 'objects');
+  const out: string[] = [];
+  const scan = async (d: string): Promise<void> => {
+    for (const name of await readdir(d).catch(() => [] as string[])) if (name.startsWith('tmp_')) out.push(join(d, name));
+  };
+  await scan(objects);
+  for (const name of await readdir(objects).catch(() => [] as string[])) if (name === 'pack' || /^[0-9a-f]{2}$/.test(name)) await scan(join(objects, name));
+  return out;
+}
+
+/** Removes the files in `<archive>/btrfly/tmp` whose process (named in the file) died; unnamed ones when older than an hour. */
+async function removeDeadTemps(tmpDir: string): Promise<void> {
+  const now = Date.now();
+  for (const name of await readdir(tmpDir).catch(() => [] as string[])) {
+    const path = join(tmpDir, name);
+    const owner = tempOwner(name);
+    const dead = owner !== undefined ? !processAlive(owner) : await stat(path).then((s) => now - s.mtimeMs > 60 * 60 * 1000, () => false);
+    if (dead) await rm(path, { recursive: true, force: true });
+  }
 }
 
 /**

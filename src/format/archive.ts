@@ -15,6 +15,7 @@ import { openBody, readSmallBody } from './body-reader';
 import { createBodyWriter } from './body-writer';
 import { Git } from './git';
 import { readJournal } from './journal';
+import type { AsideRecording } from './lifecycle';
 import { lockHolder, lockTag, type LockHolder } from './lock';
 import { parseManifest, parseVolatile } from './manifest';
 import { validateTagName } from './names';
@@ -46,6 +47,10 @@ export interface PendingRecording {
   started: string;
   /** Set while a live writer still holds the tag. */
   activeHolder: LockHolder | null;
+  /** The process that wrote it. */
+  pid: number;
+  /** Set when the recorded command failed and the recording was kept aside on purpose. */
+  exitCode?: number;
 }
 
 const TAG_REF = (tag: string): string => `refs/heads/${tag}`;
@@ -265,11 +270,12 @@ export class Archive implements BodyStore {
   /**
    * Starts a recording of `tag`, holding its lock until sealed or abandoned.
    * @param opts.append keep the previous recording's entries, adding and replacing
+   * @param opts.onWait told, once, when the recording waits for a `btrfly gc` to end
    * @throws BtrflyError TAG_BUSY when another writer (any process) records the tag; BAD_TAG_NAME
    */
-  async beginRecording(tag: string, opts: { append?: boolean; session?: string } = {}): Promise<RecordingWriter> {
+  async beginRecording(tag: string, opts: { append?: boolean; session?: string; onWait?: (line: string) => void } = {}): Promise<RecordingWriter> {
     validateTagName(tag);
-    return RecordingWriter.begin(this, tag, { append: opts.append ?? false, session: opts.session ?? `pid-${process.pid}` });
+    return RecordingWriter.begin(this, tag, { append: opts.append ?? false, session: opts.session ?? `pid-${process.pid}`, onWait: opts.onWait });
   }
 
   /** Journals left by writers that stopped without sealing (or that are still running). */
@@ -282,9 +288,28 @@ export class Archive implements BodyStore {
       const id = f.slice(0, -'.jsonl'.length);
       const holder = await lockHolder(this.locksDir, j.begin.tag);
       const activeHolder = holder && holder.session === j.begin.session ? holder : null;
-      out.push({ id, tag: j.begin.tag, session: j.begin.session, entries: j.entries.length, started: j.begin.started, activeHolder });
+      out.push({
+        id,
+        tag: j.begin.tag,
+        session: j.begin.session,
+        entries: j.entries.length,
+        started: j.begin.started,
+        activeHolder,
+        pid: j.begin.pid,
+        ...(j.aside ? { exitCode: j.aside.exitCode } : {}),
+      });
     }
     return out;
+  }
+
+  /**
+   * The recordings of `tag` (default: every tag) that are not the tag and that nobody is
+   * writing: kept aside by a failed command, or left by a process that stopped.
+   */
+  async asideRecordings(tag?: string): Promise<AsideRecording[]> {
+    return (await this.pendingRecordings())
+      .filter((p) => !p.activeHolder && (tag === undefined || p.tag === tag))
+      .map((p) => ({ id: p.id, tag: p.tag, entries: p.entries, started: p.started, ...(p.exitCode !== undefined ? { exitCode: p.exitCode } : { deadPid: p.pid }) }));
   }
 
   /** Seals what a stopped writer had completed into a new recording of its tag. */

@@ -19,7 +19,9 @@ import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
+import { processAlive } from '../process-alive';
 import { partName } from './body-writer';
+import { ownedTempName, tempOwner } from './lifecycle';
 import { PART_SIZE, type BodyLocation } from './types';
 
 const IO_CHUNK = 1024 * 1024;
@@ -128,20 +130,21 @@ export class BodyCache {
 
   /** A new entry in the making; nothing is visible to readers before {@link CacheStage.commit}. */
   stage(): CacheStage {
-    return new CacheStage(join(this.stageRoot, randomUUID()), (sha) => this.entryDir(sha));
+    return new CacheStage(join(this.stageRoot, ownedTempName(process.pid, randomUUID())), (sha) => this.entryDir(sha));
   }
 
   /** Removes a body's entry (after it was found damaged). */
   async evict(sha256: string): Promise<void> {
     // Renamed away first, so a reader never sees half an entry while it is deleted.
-    const doomed = join(this.stageRoot, `evict-${randomUUID()}`);
+    const doomed = join(this.stageRoot, ownedTempName(process.pid, `evict-${randomUUID()}`));
     await mkdir(this.stageRoot, { recursive: true });
     if (await rename(this.entryDir(sha256), doomed).then(() => true, () => false)) await rm(doomed, { recursive: true, force: true });
   }
 
   /**
-   * Removes every entry whose body is not in `keep`, and stage directories older than an hour
-   * (a writer that died). Returns how many entries went.
+   * Removes every entry whose body is not in `keep`, and the stage directories of processes
+   * that died (by the pid in their name; a stage without one when older than an hour).
+   * Returns how many entries went.
    * @param opts.spareRecent keep entries made in the last hour too (a recorder is running: its
    * newest bodies are in no journal yet, and it may be answering from them)
    */
@@ -159,8 +162,9 @@ export class BodyCache {
     }
     for (const name of await readdir(this.stageRoot).catch(() => [] as string[])) {
       const path = join(this.stageRoot, name);
-      const age = await stat(path).then((s) => now - s.mtimeMs, () => 0);
-      if (age > RECENT_MS) await rm(path, { recursive: true, force: true });
+      const owner = tempOwner(name);
+      const dead = owner !== undefined ? !processAlive(owner) : await stat(path).then((s) => now - s.mtimeMs > RECENT_MS, () => false);
+      if (dead) await rm(path, { recursive: true, force: true });
     }
     return removed;
   }

@@ -13,9 +13,11 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zc, createZstdCompress, zstdCompressSync, type ZstdCompress } from 'node:zlib';
 import { BtrflyError } from '../errors';
+import { pauseAt } from '../test-pause';
 import type { CacheStage } from './body-cache';
 import type { BodyChecks, PartTagger } from './body-checks';
 import type { Git, TreeEntry } from './git';
+import { ownedTempName } from './lifecycle';
 import { PART_SIZE, type BodyLocation, type BodyWriter, type StoredBody } from './types';
 
 /** zstd level 3: zstd's own default, ~450 MiB/s on random input and a good ratio on text. */
@@ -94,7 +96,8 @@ class GitBodyWriter extends Writable implements BodyWriter {
   private readonly hash = createHash('sha256');
   /** Per-part tags of the same bytes the SHA-256 covers (src/format/body-checks.ts). */
   private readonly tagger?: PartTagger;
-  private readonly id = randomUUID();
+  /** Names the temp files; carries the pid so `gc` can reclaim those of a process that died. */
+  private readonly id = ownedTempName(process.pid, randomUUID());
   private size = 0;
   private nextIndex = 0;
   private current?: OpenPart;
@@ -304,6 +307,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
     this.parts[part.index] = { oid, zstd, storedSize };
     await this.release(part.rawPath, part.index);
     if (part.zst) await this.release(part.zst.path);
+    if (part.index === 0) await pauseAt('body-part');
   }
 
   private async finish(): Promise<StoredBody> {

@@ -51,6 +51,10 @@ function gitEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 }
 
 function gitError(args: readonly string[], detail: string, cause?: unknown): BtrflyError {
+  // A full disk is not a broken git: say so (the command maps it to the mount point and what to free).
+  if (/No space left on device|Disk quota exceeded|Out of diskspace/i.test(detail)) {
+    return new BtrflyError('STORAGE', `git ${args[0]} failed: no space left on device`, { cause, data: { args: [...args], noSpace: true } });
+  }
   const first = detail.split('\n').find((l) => l.trim()) ?? 'failed';
   return new BtrflyError('GIT', `git ${args[0]} failed: ${first.trim()}: check that git ≥ 2.38 is installed and the archive is intact (btrfly verify)`, {
     cause,

@@ -22,7 +22,12 @@ export interface JournalEntry {
   volatile: VolatileHeader[];
   body: StoredBody;
 }
-export type JournalLine = JournalBegin | JournalEntry | { type: 'rules'; rules: MatchRule[] } | { type: 'redact'; redact: Redactions };
+/** The recorded command failed: the recording was kept aside instead of becoming the tag. */
+export interface JournalAside {
+  type: 'aside';
+  exitCode: number;
+}
+export type JournalLine = JournalBegin | JournalEntry | JournalAside | { type: 'rules'; rules: MatchRule[] } | { type: 'redact'; redact: Redactions };
 
 /** What a journal holds, as read back. */
 export interface JournalContent {
@@ -30,6 +35,7 @@ export interface JournalContent {
   entries: JournalEntry[];
   rules?: MatchRule[];
   redact?: Redactions;
+  aside?: JournalAside;
 }
 
 /**
@@ -97,6 +103,7 @@ export async function readJournal(path: string): Promise<JournalContent> {
     else if (line.type === 'entry') out.entries.push(line);
     else if (line.type === 'rules') out.rules = line.rules;
     else if (line.type === 'redact') out.redact = line.redact;
+    else if (line.type === 'aside') out.aside = line;
   }
   if (!begin) throw new Error(`journal ${path} has no begin line`);
   return { begin, ...out };

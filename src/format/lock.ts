@@ -3,7 +3,7 @@
  * (the CLI and a daemon alike): `<archive>/btrfly/locks/<tag>.lock` via proper-lockfile,
  * with a `<tag>.json` beside it naming the holder for the error message.
  */
-import { mkdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import * as lockfile from 'proper-lockfile';
@@ -97,4 +97,35 @@ export async function lockHolder(locksDir: string, tag: string): Promise<LockHol
   // A holder on this host whose process is gone holds nothing, stale or not yet.
   if (holder.host === hostname() && holder.pid > 0 && !processAlive(holder.pid)) return null;
   return holder;
+}
+
+/**
+ * Removes the locks (and holder files) of recorders on this host whose process died, so
+ * nothing of a killed `btrfly run` stays behind after `gc`. Returns the tags freed.
+ */
+export async function reclaimDeadLocks(locksDir: string): Promise<string[]> {
+  const freed: string[] = [];
+  const names = await readdir(locksDir).catch(() => [] as string[]);
+  for (const name of names) {
+    // A lock whose holder died before naming itself: gone once it is stale.
+    if (!name.endsWith('.lock') || names.includes(name.slice(0, -'.lock'.length) + '.json')) continue;
+    const base = join(locksDir, name.slice(0, -'.lock'.length));
+    const held = await lockfile.check(base, { realpath: false, lockfilePath: `${base}.lock`, stale: STALE_MS }).catch(() => true);
+    if (!held) await rm(`${base}.lock`, { recursive: true, force: true });
+  }
+  for (const name of names) {
+    if (!name.endsWith('.json')) continue;
+    const base = join(locksDir, name.slice(0, -'.json'.length));
+    let holder: LockHolder;
+    try {
+      holder = JSON.parse(await readFile(`${base}.json`, 'utf8')) as LockHolder;
+    } catch {
+      continue;
+    }
+    if (holder.host !== hostname() || holder.pid <= 0 || processAlive(holder.pid)) continue;
+    await rm(`${base}.lock`, { recursive: true, force: true });
+    await unlink(`${base}.json`).catch(() => undefined);
+    freed.push(holder.tag);
+  }
+  return freed;
 }

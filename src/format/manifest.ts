@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import { BtrflyError } from '../errors';
+import { stripUserinfo } from './lifecycle';
 import {
   FORMAT_VERSION,
   type Entry,
@@ -332,9 +333,11 @@ export const HMAC_PREFIX = 'btrfly-hmac:';
 /**
  * Replaces the values of the named query parameters by `btrfly-hmac:<hex>`, an
  * HMAC-SHA256 of the value as sent, keyed with the archive's key: matched as a hash, never
- * stored in clear. The rest of the URL is left byte for byte as it was.
+ * stored in clear. A `user:password@` is dropped (never stored, never matched on). The rest of
+ * the URL is left byte for byte as it was.
  */
-export function redactUrl(url: string, names: readonly string[], key: Buffer): string {
+export function redactUrl(original: string, names: readonly string[], key: Buffer): string {
+  const url = stripUserinfo(original);
   const q = url.indexOf('?');
   if (q < 0 || names.length === 0) return url;
   const wanted = new Set(names);

@@ -6,9 +6,11 @@
 import { randomUUID } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
 import { BtrflyError } from '../errors';
+import { pauseAt } from '../test-pause';
 import type { Archive } from './archive';
 import type { TreeEntry } from './git';
 import { JournalWriter, readJournal, type JournalContent, type JournalEntry } from './journal';
+import { waitForGc } from './gc-lock';
 import { lockTag, type TagLock } from './lock';
 import { emptyManifest, entryKey, serializeManifest, serializeVolatile } from './manifest';
 import { FORMAT_VERSION, type Entry, type Manifest, type MatchRule, type Redactions, type StoredBody, type VolatileFile, type VolatileHeader } from './types';
@@ -28,9 +30,10 @@ export class RecordingWriter {
   ) {}
 
   /** @internal use `archive.beginRecording`. */
-  static async begin(archive: Archive, tag: string, opts: { append: boolean; session: string }): Promise<RecordingWriter> {
+  static async begin(archive: Archive, tag: string, opts: { append: boolean; session: string; onWait?: (line: string) => void }): Promise<RecordingWriter> {
     const lock = await lockTag(archive.locksDir, tag, opts.session);
     try {
+      await waitForGc(archive.stateDir, (pid) => opts.onWait?.(`btrfly gc (pid ${pid}) is running on the archive: the recording of tag "${tag}" starts when it ends`));
       const commit = (await archive.tagCommit(tag)) ?? undefined;
       const prev = opts.append && commit ? (await archive.readRecording(tag, commit)).manifest : undefined;
       const base = { commit, rules: prev?.rules ?? [], redact: prev?.redact ?? { headers: [], query: [] } };
@@ -118,6 +121,23 @@ export class RecordingWriter {
     }
   }
 
+  /**
+   * Keeps the recording aside: the tag stays as it was, the journal stays as a pending
+   * recording (for `btrfly pending seal|drop`), the lock is released. For a command that failed.
+   * @returns the pending recording's id
+   */
+  async setAside(exitCode: number): Promise<string> {
+    this.checkOpen();
+    this.state = 'done';
+    try {
+      await this.journal.append({ type: 'aside', exitCode });
+      await this.journal.close();
+    } finally {
+      await this.lock.release();
+    }
+    return this.id;
+  }
+
   /** Drops the recording: the tag stays as it was, the journal is deleted, the lock released. */
   async abandon(): Promise<void> {
     if (this.state === 'done') return;
@@ -164,6 +184,7 @@ export async function sealJournal(archive: Archive, journalPath: string, opts: {
   const tree = await buildRootTree(archive, manifest, volatile, bodyTrees);
   const message = opts.message ?? `record ${tag}: ${manifest.entries.length} entries${j.begin.append ? ` (${j.entries.length} added)` : ''}\n\nsession: ${j.begin.session}\n`;
   const commit = await archive.git.commitTree(tree, parent ? [parent] : [], message, await commitIdentity(archive));
+  await pauseAt('seal-ref');
   if (!(await archive.git.updateRef(ref, commit, parent))) {
     throw new BtrflyError('TAG_MOVED', `tag "${tag}" changed while the recording was being sealed: seal it again (btrfly stop record)`, { data: { tag } });
   }

@@ -22,3 +22,4 @@ export * from './git-server';
 export * from './build-origins';
 export * from './build-tools';
 export * from './service';
+export * from './pause';

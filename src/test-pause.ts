@@ -1,0 +1,35 @@
+/**
+ * TEST-ONLY: a pause point for the fault-injection suite (test/fault/). With
+ * `BTRFLY_TEST_PAUSE_AT=<point>[,<point>...]` and `BTRFLY_TEST_PAUSE_DIR=<dir>`, a process that
+ * reaches `<point>` writes `<dir>/<point>.reached` (holding its pid) and waits until
+ * `<dir>/<point>.go` exists, so a test can kill it or race it against `gc` at that exact spot
+ * without sleeps. Without the variables, {@link pauseAt} costs one environment lookup.
+ *
+ * Points: `run-child` (a recording has begun, before the command starts), `body-part` (a body's
+ * first 8 MiB part is in git, the rest not yet), `seal-ref` (the recording's commit is made, the
+ * tag not yet moved), `gc-locked` (gc holds its lock, before it looks at recorders).
+ */
+import { existsSync, watch, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type PausePoint = 'run-child' | 'body-part' | 'seal-ref' | 'gc-locked';
+
+export async function pauseAt(point: PausePoint): Promise<void> {
+  const wanted = process.env.BTRFLY_TEST_PAUSE_AT;
+  const dir = process.env.BTRFLY_TEST_PAUSE_DIR;
+  if (!wanted || !dir || !wanted.split(',').includes(point)) return;
+  const go = join(dir, `${point}.go`);
+  await new Promise<void>((resolve) => {
+    const watcher = watch(dir, () => {
+      if (existsSync(go)) {
+        watcher.close();
+        resolve();
+      }
+    });
+    writeFileSync(join(dir, `${point}.reached`), String(process.pid));
+    if (existsSync(go)) {
+      watcher.close();
+      resolve();
+    }
+  });
+}

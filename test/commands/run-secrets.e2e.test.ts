@@ -1,0 +1,85 @@
+/**
+ * Nothing secret reaches the archive (SPEC section 4): not the command line (commit messages
+ * name the program only), not a URL's `user:password@`, not a credential header, not a query
+ * value `--redact-query` hides. Secrets are planted in argv, headers, basic auth, userinfo and
+ * a redacted query of a real curl; then every git object (decompressed by `git cat-file
+ * --batch-all-objects --batch`, loose and packed after `git gc`) and every file under the
+ * archive is searched for each of them, in clear and in base64.
+ */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { runCli, tmpDir } from '../helpers';
+
+const SECRETS = ['SECRET1-bearer-7f3a', 'SECRET2-basic-91c2', 'SECRET3-query-4be8', 'SECRET4-userinfo-c0d5', 'SECRET5-header-2a61', 'SECRET6-cookie-88e0'];
+
+let server: Server;
+let port: number;
+beforeAll(async () => {
+  // Answers vary on every credential header, so each would be stored if btrfly stored them.
+  server = createServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/plain', Vary: 'Authorization, X-Api-Key, Cookie' });
+    res.end(`ok ${req.url!.split('?')[0]}\n`);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as AddressInfo).port;
+});
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+/** Every file under `dir`, recursively. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const p = join(dir, name);
+    return statSync(p).isDirectory() ? filesUnder(p) : [p];
+  });
+}
+
+function needles(): Array<{ what: string; bytes: Buffer }> {
+  const out = SECRETS.map((s) => ({ what: s, bytes: Buffer.from(s) }));
+  for (const pair of [`user:${SECRETS[1]}`, `user:${SECRETS[3]}`]) out.push({ what: `base64(${pair})`, bytes: Buffer.from(Buffer.from(pair).toString('base64')) });
+  return out;
+}
+
+test('secrets in argv, headers, basic auth, userinfo and a redacted query are nowhere in the archive', async () => {
+  const archive = join(tmpDir(), 'archive');
+  const base = `http://secret.test:${port}`;
+  const script = [
+    `curl -sf -o /dev/null -H 'Authorization: Bearer ${SECRETS[0]}' ${base}/a`,
+    `curl -sf -o /dev/null -u user:${SECRETS[1]} ${base}/b`,
+    `curl -sf -o /dev/null '${base}/c?token=${SECRETS[2]}&page=1'`,
+    `curl -sf -o /dev/null http://user:${SECRETS[3]}@secret.test:${port}/d`,
+    `curl -sf -o /dev/null -H 'X-Api-Key: ${SECRETS[4]}' ${base}/e`,
+    `curl -sf -o /dev/null -H 'Cookie: session=${SECRETS[5]}' ${base}/f`,
+  ].join(' && ');
+  const flags = ['--archive', archive, '--resolve', `secret.test:127.0.0.1`, '--redact-query=token', '--redact=X-Api-Key'];
+  const rec = await runCli(['run', '--record', '--tag=secrets', ...flags, '--', 'sh', '-c', script]);
+  expect(rec.stderr).toMatch(/recorded tag "secrets" \(recording [0-9a-f]{12}\): 6 requests, 6 entries/);
+  expect(rec.code).toBe(0);
+
+  // The same build plays back: the redacted values still match (as keyed hashes).
+  const play = await runCli(['run', '--playback', '--tag=secrets', '--archive', archive, '--', 'sh', '-c', script]);
+  expect(play.stderr).toMatch(/6 hits, 0 misses/);
+  expect(play.code).toBe(0);
+
+  const log = await runCli(['log', 'secrets', '--archive', archive, '--json']);
+  expect(JSON.parse(log.stdout)[0].summary).toBe('record secrets: 6 entries from sh');
+  const show = await runCli(['show', 'secrets', '--archive', archive, '--json']);
+  expect(show.stdout).toContain(`http://secret.test:${port}/d`);
+
+  const search = (where: string, haystack: Buffer): string[] => needles().filter((n) => haystack.includes(n.bytes)).map((n) => `${n.what} in ${where}`);
+  const found: string[] = [];
+  const scan = (): void => {
+    const objects = execFileSync('git', ['--git-dir', archive, 'cat-file', '--batch-all-objects', '--batch'], { maxBuffer: 1 << 28 });
+    expect(objects.length).toBeGreaterThan(0);
+    found.push(...search('a git object', objects));
+    const files = filesUnder(archive);
+    for (const f of files) found.push(...search(f, readFileSync(f)));
+  };
+  scan();
+  execFileSync('git', ['--git-dir', archive, 'gc', '--quiet', '--prune=now']);
+  expect(filesUnder(join(archive, 'objects', 'pack')).some((f) => f.endsWith('.pack'))).toBe(true);
+  scan();
+  expect(found).toEqual([]);
+});
