@@ -1,6 +1,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as tls from 'node:tls';
 import { isBtrflyError, oneLine } from '../errors';
 import { proxyCredential, type SessionInfo, type SessionTable } from './session';
@@ -40,7 +41,7 @@ export interface ProxyServerOptions {
 export interface ResponseEvent {
   /** The session's mode; `none` for a client in no session. */
   mode: 'record' | 'playback' | 'none';
-  /** `hit` (playback), `recorded` (record), `miss`, `upstream-error`, `error` or `refused`. */
+  /** `hit` (playback), `recorded` (record), `miss`, `upstream-error`, `error`, `refused` or `loop` (508). */
   outcome: string;
   seconds: number;
 }
@@ -74,6 +75,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
   const routes = new WeakMap<net.Socket, Route>();
   const sockets = new Set<net.Socket>();
   const servers: net.Server[] = [];
+  const result: ProxyServer = { address: opts.address, close: async () => {} };
   /** A client in no (live) session: counted as refused, whichever way it is answered. */
   const countRefused = (): void => opts.onResponse?.({ mode: 'none', outcome: 'refused', seconds: 0 });
 
@@ -100,6 +102,16 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
       res.end('btrfly: the request names no host: send a Host header or an absolute URL\n');
       return;
     }
+    if (isSelf(url)) {
+      // Forwarded, it would come back to this proxy as a client in no session (a 407 recorded as
+      // the answer) or, through a tunnel, forever: 508 Loop Detected (RFC 5842, section 7.2).
+      log('refused a request addressed to the proxy itself (loop)', { url: url.href });
+      const body = `btrfly: ${url.host} is btrfly's own proxy, so this request would loop: send it to the real server, or exclude it from the proxy with NO_PROXY\n`;
+      res.setHeader('X-Btrfly', 'loop');
+      res.writeHead(508, 'Loop Detected', { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
     route.session.handle(req, res, url).catch((e) => {
       log('request failed', { url: url.href, error: oneLine(e) });
       if (res.headersSent) return void res.destroy();
@@ -109,6 +121,14 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
       res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
     });
+  };
+
+  const self = selfHosts(opts.address);
+  /** True when `url` names one of this proxy's own listeners: forwarding it would loop. */
+  const isSelf = (url: URL): boolean => {
+    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+    if (![result.proxyPort, result.httpPort, result.httpsPort].includes(port)) return false;
+    return self.has(url.hostname.replace(/^\[|\]$/g, '').toLowerCase());
   };
 
   const explicitRoute = (req: http.IncomingMessage): Route | undefined => {
@@ -173,7 +193,6 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
   };
 
   track(front);
-  const result: ProxyServer = { address: opts.address, close: async () => {} };
   result.proxyPort = await listen(front, opts.address, opts.proxyPort ?? 0);
   if (opts.httpPort !== undefined) {
     const plain = configure(http.createServer({ highWaterMark: CHUNK }), onRequest('http', true));
@@ -242,6 +261,20 @@ export function targetUrl(req: http.IncomingMessage, route: Route): URL | undefi
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The names and addresses under which a client reaches a listener bound to `address`: the
+ * address itself, `localhost` for a loopback one, and every local address for a wildcard one.
+ */
+function selfHosts(address: string): Set<string> {
+  const hosts = new Set([address.toLowerCase()]);
+  const wildcard = address === '0.0.0.0' || address === '::';
+  if (wildcard || address === '127.0.0.1' || address === '::1') hosts.add('localhost');
+  if (wildcard) {
+    for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) hosts.add(a.address.toLowerCase());
+  }
+  return hosts;
 }
 
 function hostOf(authority: string): string {
