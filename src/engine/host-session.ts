@@ -98,6 +98,11 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
     redactHeaders: o.redactHeaders,
     redactQuery: o.redactQuery,
     rules: o.rules,
+  }).catch(async (e: unknown) => {
+    // The session was refused (an unknown tag, a bad name): a daemon this start began, holding
+    // no session, must not outlive it (the next start with another archive would be refused).
+    await stopDaemonIfIdle(daemon.socket);
+    throw e;
   });
   try {
     const ca = await CertificateAuthority.loadOrCreate();

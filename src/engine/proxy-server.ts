@@ -1,8 +1,9 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as tls from 'node:tls';
-import { isBtrflyError, oneLine } from '../errors';
+import { BtrflyError, isBtrflyError, oneLine } from '../errors';
 import { proxyCredential, type SessionInfo, type SessionTable } from './session';
 
 /** What the proxy hands a request to. */
@@ -34,13 +35,53 @@ export interface ProxyServerOptions {
   log?: (msg: string, data?: Record<string, unknown>) => void;
   /** Called when each response ends (or a client is refused): for metrics. */
   onResponse?: (e: ResponseEvent) => void;
+  /** How long clients may take; default {@link proxyTimeouts} (the environment, else the defaults). */
+  timeouts?: ProxyTimeouts;
+}
+
+/**
+ * How long the proxy waits for a client, in milliseconds, on its listeners and inside CONNECT
+ * tunnels alike. A client that takes longer is closed: it holds a socket and memory, and an
+ * idle tunnel was never closed before. Uploads and downloads themselves have no limit.
+ */
+export interface ProxyTimeouts {
+  /** From a connection (a tunnel's first byte, a finished TLS handshake) to a complete request head; then 408. */
+  headers: number;
+  /** From a TLS connection or a CONNECT's 200 to the end of the client's TLS handshake (or its first byte). */
+  handshake: number;
+  /** Between two requests on a kept-alive connection. */
+  keepAlive: number;
+}
+
+const DEFAULT_TIMEOUTS: ProxyTimeouts = { headers: 70_000, handshake: 30_000, keepAlive: 65_000 };
+const TIMEOUT_ENV: Record<keyof ProxyTimeouts, string> = {
+  headers: 'BTRFLY_HEADERS_TIMEOUT_MS',
+  handshake: 'BTRFLY_HANDSHAKE_TIMEOUT_MS',
+  keepAlive: 'BTRFLY_KEEPALIVE_TIMEOUT_MS',
+};
+
+/**
+ * The proxy's timeouts: each from its environment variable (`BTRFLY_HEADERS_TIMEOUT_MS`,
+ * `BTRFLY_HANDSHAKE_TIMEOUT_MS`, `BTRFLY_KEEPALIVE_TIMEOUT_MS`) when set, else 70 s, 30 s and
+ * 65 s (keep-alive below the headers timeout, as Node's own defaults are).
+ * @throws BtrflyError USAGE when a variable is not a whole number of milliseconds
+ */
+export function proxyTimeouts(env: NodeJS.ProcessEnv = process.env): ProxyTimeouts {
+  const t = { ...DEFAULT_TIMEOUTS };
+  for (const key of Object.keys(TIMEOUT_ENV) as Array<keyof ProxyTimeouts>) {
+    const raw = env[TIMEOUT_ENV[key]];
+    if (raw === undefined || raw === '') continue;
+    if (!/^[1-9][0-9]{0,9}$/.test(raw)) throw new BtrflyError('USAGE', `${TIMEOUT_ENV[key]}="${raw}" is not a number of milliseconds: set it like ${TIMEOUT_ENV[key]}=${DEFAULT_TIMEOUTS[key]}, or unset it`);
+    t[key] = Number(raw);
+  }
+  return t;
 }
 
 /** One answered request, as metrics count it. */
 export interface ResponseEvent {
   /** The session's mode; `none` for a client in no session. */
   mode: 'record' | 'playback' | 'none';
-  /** `hit` (playback), `recorded` (record), `miss`, `upstream-error`, `error` or `refused`. */
+  /** `hit` (playback), `recorded` (record), `miss`, `upstream-error`, `error`, `refused` or `loop` (508). */
   outcome: string;
   seconds: number;
 }
@@ -71,9 +112,11 @@ const CHUNK = 1024 * 1024; // 1 MiB buffers: measured to double Node's HTTPS thr
  */
 export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer> {
   const log = opts.log ?? (() => {});
+  const timeouts = opts.timeouts ?? proxyTimeouts();
   const routes = new WeakMap<net.Socket, Route>();
   const sockets = new Set<net.Socket>();
   const servers: net.Server[] = [];
+  const result: ProxyServer = { address: opts.address, close: async () => {} };
   /** A client in no (live) session: counted as refused, whichever way it is answered. */
   const countRefused = (): void => opts.onResponse?.({ mode: 'none', outcome: 'refused', seconds: 0 });
 
@@ -100,6 +143,16 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
       res.end('btrfly: the request names no host: send a Host header or an absolute URL\n');
       return;
     }
+    if (isSelf(url)) {
+      // Forwarded, it would come back to this proxy as a client in no session (a 407 recorded as
+      // the answer) or, through a tunnel, forever: 508 Loop Detected (RFC 5842, section 7.2).
+      log('refused a request addressed to the proxy itself (loop)', { url: url.href });
+      const body = `btrfly: ${url.host} is btrfly's own proxy, so this request would loop: send it to the real server, or exclude it from the proxy with NO_PROXY\n`;
+      res.setHeader('X-Btrfly', 'loop');
+      res.writeHead(508, 'Loop Detected', { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
     route.session.handle(req, res, url).catch((e) => {
       log('request failed', { url: url.href, error: oneLine(e) });
       if (res.headersSent) return void res.destroy();
@@ -109,6 +162,14 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
       res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
     });
+  };
+
+  const self = selfHosts(opts.address);
+  /** True when `url` names one of this proxy's own listeners: forwarding it would loop. */
+  const isSelf = (url: URL): boolean => {
+    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+    if (![result.proxyPort, result.httpPort, result.httpsPort].includes(port)) return false;
+    return self.has(url.hostname.replace(/^\[|\]$/g, '').toLowerCase());
   };
 
   const explicitRoute = (req: http.IncomingMessage): Route | undefined => {
@@ -121,9 +182,15 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
     return session ? { session, scheme } : undefined;
   };
 
-  const inner = configure(http.createServer({ highWaterMark: CHUNK }), onRequest('https', false));
-  const front = configure(http.createServer({ highWaterMark: CHUNK }), onRequest('http', false));
+  // Tunnelled connections are handed to this same server, so that its headers and keep-alive
+  // timeouts hold inside tunnels too: Node checks them only on a server that listens.
+  const front = configure(httpServer(timeouts), onRequest('http', false), timeouts);
   front.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    if (routes.has(socket)) {
+      // A CONNECT inside a tunnel: nothing a client needs, and a way to nest tunnels without end.
+      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
     const session = opts.sessions.byProxyCredential(proxyCredential(req.headers['proxy-authorization'])) ?? opts.sessions.bySourceAddress(socket.remoteAddress);
     if (!session) {
       countRefused();
@@ -139,12 +206,23 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
     });
   });
 
+  /**
+   * A tunnel's client has `timeouts.handshake` from the 200 to finish its TLS handshake (or, for
+   * plain HTTP, to send a first byte); then the request head has `timeouts.headers`, as on a
+   * listener. Silence, half a ClientHello or half a request head ends in a closed socket.
+   */
   const tunnel = async (socket: net.Socket, authority: string, session: ProxySession) => {
+    const deadline = setTimeout(() => {
+      log('tunnel closed: no TLS handshake or request in time', { authority, ms: timeouts.handshake });
+      socket.destroy();
+    }, timeouts.handshake);
+    socket.once('close', () => clearTimeout(deadline));
     const first = await firstByte(socket);
     if (first === undefined) return void socket.destroy();
     if (first !== 0x16) {
+      clearTimeout(deadline);
       routes.set(socket, { session, scheme: 'http', authority });
-      inner.emit('connection', socket);
+      front.emit('connection', socket);
       return;
     }
     const host = hostOf(authority);
@@ -157,7 +235,11 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
     });
     secure.on('error', (e) => log('client TLS failed', { authority, error: oneLine(e) }));
     routes.set(secure, { session, scheme: 'https', authority });
-    inner.emit('connection', secure);
+    // Handed over once the handshake is done, as an HTTPS listener does: the headers clock starts then.
+    secure.once('secure', () => {
+      clearTimeout(deadline);
+      front.emit('connection', secure);
+    });
   };
 
   const track = (server: net.Server) => {
@@ -173,35 +255,48 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
   };
 
   track(front);
-  const result: ProxyServer = { address: opts.address, close: async () => {} };
   result.proxyPort = await listen(front, opts.address, opts.proxyPort ?? 0);
   if (opts.httpPort !== undefined) {
-    const plain = configure(http.createServer({ highWaterMark: CHUNK }), onRequest('http', true));
+    const plain = configure(httpServer(timeouts), onRequest('http', true), timeouts);
     track(plain);
     result.httpPort = await listen(plain, opts.address, opts.httpPort);
   }
   if (opts.httpsPort !== undefined) {
     const tlsOptions = await opts.contexts.serverOptions(opts.address);
-    const secure = configure(https.createServer({ ...tlsOptions, highWaterMark: CHUNK } as https.ServerOptions), onRequest('https', true));
+    const secure = configure(
+      https.createServer({ ...tlsOptions, highWaterMark: CHUNK, handshakeTimeout: timeouts.handshake, connectionsCheckingInterval: checkEvery(timeouts) } as https.ServerOptions),
+      onRequest('https', true),
+      timeouts,
+    );
     track(secure);
     result.httpsPort = await listen(secure, opts.address, opts.httpsPort);
   }
   result.close = async () => {
     for (const s of sockets) s.destroy();
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-    inner.close();
   };
   return result;
 }
 
-function configure<S extends http.Server>(server: S, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): S {
+function httpServer(t: ProxyTimeouts): http.Server {
+  return http.createServer({ highWaterMark: CHUNK, connectionsCheckingInterval: checkEvery(t) });
+}
+
+/** How often Node checks the headers timeout: a quarter of it (Node's default is 30 s for 60 s). */
+function checkEvery(t: ProxyTimeouts): number {
+  return Math.max(50, Math.min(30_000, Math.floor(t.headers / 4)));
+}
+
+function configure<S extends http.Server>(server: S, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void, t: ProxyTimeouts): S {
   server.on('request', handler);
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 70_000;
+  server.keepAliveTimeout = t.keepAlive;
+  server.headersTimeout = t.headers;
   server.requestTimeout = 0; // uploads and downloads of GiBs take as long as they take
-  server.on('clientError', (_e, socket: net.Socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
+  server.on('clientError', (e: NodeJS.ErrnoException, socket: net.Socket) => {
+    if (!socket.writable) return void socket.destroy();
+    // Node's headers timeout arrives here as a client error; it is a 408, not a bad request.
+    const status = e.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
   });
   return server;
 }
@@ -242,6 +337,20 @@ export function targetUrl(req: http.IncomingMessage, route: Route): URL | undefi
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The names and addresses under which a client reaches a listener bound to `address`: the
+ * address itself, `localhost` for a loopback one, and every local address for a wildcard one.
+ */
+function selfHosts(address: string): Set<string> {
+  const hosts = new Set([address.toLowerCase()]);
+  const wildcard = address === '0.0.0.0' || address === '::';
+  if (wildcard || address === '127.0.0.1' || address === '::1') hosts.add('localhost');
+  if (wildcard) {
+    for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) hosts.add(a.address.toLowerCase());
+  }
+  return hosts;
 }
 
 function hostOf(authority: string): string {

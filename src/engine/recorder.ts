@@ -49,6 +49,12 @@ export class RecordSession {
    */
   private readonly nextOrdinal = new Map<string, number>();
   private readonly inflight = new Map<string, Promise<RecordedAnswer | undefined>>();
+  /**
+   * Per method and URL, the last exchange to take its ordinal: each waits for the one that
+   * arrived before it, so two requests of one URL are numbered in the order they were made,
+   * whichever finished storing first (playback answers them in that order).
+   */
+  private readonly turns = new Map<string, Promise<void>>();
   private readonly countSent = (bytes: number): void => {
     this.info.stats.bytes += bytes;
   };
@@ -118,8 +124,12 @@ export class RecordSession {
       })
       .catch(() => {});
     if (key) {
+      // Shared only while under way: once this client has its whole answer, the same request
+      // again is a new request (a counter, a "latest" URL) and goes upstream.
       this.inflight.set(key, fetch);
-      fetch.finally(() => this.inflight.get(key) === fetch && this.inflight.delete(key)).catch(() => {});
+      const forget = (): void => void (this.inflight.get(key) === fetch && this.inflight.delete(key));
+      res.once('finish', forget);
+      fetch.finally(forget).catch(() => {});
     }
     await fetch;
   }
@@ -130,6 +140,21 @@ export class RecordSession {
   }
 
   private async fetchAndRecord(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string): Promise<RecordedAnswer | undefined> {
+    const turnKey = `${req.method ?? 'GET'} ${storedUrl}`;
+    const before = this.turns.get(turnKey) ?? Promise.resolve();
+    let done!: () => void;
+    const mine = before.then(() => new Promise<void>((resolve) => (done = resolve)));
+    this.turns.set(turnKey, mine);
+    try {
+      return await this.exchange(req, res, url, storedUrl, before);
+    } finally {
+      // `done` is set once the turn before has ended; release ours right after it in that case.
+      void before.then(() => done());
+      if (this.turns.get(turnKey) === mine) void mine.then(() => this.turns.get(turnKey) === mine && this.turns.delete(turnKey));
+    }
+  }
+
+  private async exchange(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string, turn: Promise<void>): Promise<RecordedAnswer | undefined> {
     const method = req.method ?? 'GET';
     const answerLater = isPartialOrConditional(req);
     let sent: ReturnType<Upstream['request']>;
@@ -187,6 +212,7 @@ export class RecordSession {
     const entry = this.entryFor(req, upRes, received, storedUrl, stored, await requestDigest.catch(() => undefined));
     const { kept, volatile } = splitHeaders(received);
     entry.response.headers = kept;
+    await turn; // the same request made earlier takes its ordinal first
     const { ordinal, duplicate } = this.counter.assign(entry.request, { status: entry.response.status, sha256: stored.sha256 });
     entry.ordinal = ordinal;
     if (!duplicate) {

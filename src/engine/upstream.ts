@@ -43,6 +43,8 @@ export class Upstream {
   private readonly policy?: UpstreamPolicy;
   /** Local ports of our own upstream sockets, so the proxy can tell a loop (see isOwnSocket). */
   private readonly ownPorts = new Set<number>();
+  /** Our sockets whose 'connect' has not been seen yet: the proxy may accept one before it is. */
+  private readonly connecting = new Set<net.Socket>();
 
   constructor(opts: UpstreamOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
@@ -94,7 +96,13 @@ export class Upstream {
   /** True when `socket` is a connection this process opened upstream (a loop back into the proxy). */
   isOwnSocket(socket: net.Socket): boolean {
     const addr = socket.remoteAddress ?? '';
-    return (addr.startsWith('127.') || addr === '::1' || addr === '::ffff:127.0.0.1') && this.ownPorts.has(socket.remotePort ?? -1);
+    if (!(addr.startsWith('127.') || addr === '::1' || addr === '::ffff:127.0.0.1')) return false;
+    const port = socket.remotePort ?? -1;
+    if (this.ownPorts.has(port)) return true;
+    // On loopback the server side's 'connection' can run before the client side's 'connect':
+    // the kernel bound the client's port at connect(2), so it can be read already.
+    for (const s of this.connecting) if (s.localPort === port) return true;
+    return false;
   }
 
   /** Sends a request upstream; resolves with the response head, its body unread. */
@@ -167,14 +175,16 @@ export class Upstream {
     if (typeof create !== 'function') return;
     (agent as unknown as { createConnection: (...a: unknown[]) => net.Socket }).createConnection = (...args: unknown[]) => {
       const socket = create.apply(agent, args);
+      this.connecting.add(socket);
       const remember = () => {
+        this.connecting.delete(socket);
         const port = socket.localPort;
         if (port === undefined) return;
         this.ownPorts.add(port);
         socket.once('close', () => this.ownPorts.delete(port));
       };
-      if (socket.localPort !== undefined) remember();
-      else socket.once('connect', remember);
+      socket.once('close', () => this.connecting.delete(socket));
+      socket.once('connect', remember);
       return socket;
     };
   }

@@ -196,6 +196,7 @@ export class Archive implements BodyStore {
    */
   async copyTag(src: string, dst: string, opts: { force?: boolean; rev?: string } = {}): Promise<string> {
     validateTagName(dst);
+    await this.checkNoClash(dst);
     const commit = await this.resolveCommit(src, opts.rev);
     const old = await this.tagCommit(dst);
     if (old && !opts.force) {
@@ -275,7 +276,31 @@ export class Archive implements BodyStore {
    */
   async beginRecording(tag: string, opts: { append?: boolean; session?: string; onWait?: (line: string) => void } = {}): Promise<RecordingWriter> {
     validateTagName(tag);
+    await this.checkNoClash(tag);
     return RecordingWriter.begin(this, tag, { append: opts.append ?? false, session: opts.session ?? `pid-${process.pid}`, onWait: opts.onWait });
+  }
+
+  /**
+   * Refuses a tag that git could not create beside the existing ones: `team/app` while `team`
+   * exists, or `team` while `team/app` does (a ref is a file, so `refs/heads/team` cannot be
+   * both a file and a directory). Checked before a recording starts, not found at its seal.
+   * @throws BtrflyError TAG_EXISTS naming the tag in the way
+   */
+  async checkNoClash(tag: string): Promise<void> {
+    const parts = tag.split('/');
+    const above = parts.slice(0, -1).map((_, i) => TAG_REF(parts.slice(0, i + 1).join('/')));
+    // for-each-ref matches a pattern literally or up to a "/": filter the exact refs out of it.
+    const { stdout } = await this.git.run(['for-each-ref', '--format=%(refname)', ...above, `${TAG_REF(tag)}/`]);
+    const clash = stdout.split('\n').find((ref) => above.includes(ref) || ref.startsWith(`${TAG_REF(tag)}/`));
+    if (!clash) return;
+    const other = clash.slice(TAG_REF('').length);
+    const [parent, child] = other.length < tag.length ? [other, tag] : [tag, other];
+    const instead = tag === child ? `another name, like "${tag.replace(/\//g, '-')}"` : 'another name';
+    throw new BtrflyError(
+      'TAG_EXISTS',
+      `tag "${tag}" cannot be created: tag "${other}" exists, and git cannot hold both "${parent}" and "${child}" (a branch name cannot also be a folder of branches): pick ${instead}`,
+      { data: { tag, clashesWith: other } },
+    );
   }
 
   /** Journals left by writers that stopped without sealing (or that are still running). */

@@ -3,6 +3,7 @@
  * (the CLI and a daemon alike): `<archive>/btrfly/locks/<tag>.lock` via proper-lockfile,
  * with a `<tag>.json` beside it naming the holder for the error message.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -30,8 +31,11 @@ export interface TagLock {
 }
 
 function lockName(tag: string): string {
-  // Tags may hold `/`; one flat directory keeps listing and cleanup simple.
-  return encodeURIComponent(tag);
+  // Tags may hold `/`; one flat directory keeps listing and cleanup simple. A tag of up to
+  // 200 bytes (MAX_TAG_BYTES) can encode to 600 characters, past the 255 a file name may
+  // have: a long one is named by its digest instead.
+  const name = encodeURIComponent(tag);
+  return name.length <= 200 ? name : `sha256-${createHash('sha256').update(tag).digest('hex')}`;
 }
 
 /**

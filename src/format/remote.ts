@@ -151,13 +151,13 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
   });
   // --porcelain: "<flag>\t<from>:<to>\t<summary>" per ref; "!" is a rejection.
   const results: TagTransfer[] = [];
-  const rejected: string[] = [];
+  const rejected: Array<{ tag: string; summary: string }> = [];
   for (const line of r.stdout.split('\n')) {
     const m = /^([ +\-*!=])\t([^:]*):refs\/heads\/(.+)\t(.*)$/.exec(line);
     if (!m) continue;
     const [, flag, , tag, summary] = m;
     if (flag === '!') {
-      rejected.push(tag);
+      rejected.push({ tag, summary });
       continue;
     }
     const to = local.get(tag)!;
@@ -167,17 +167,41 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
     const from = range ? ((await archive.git.refCommit(range[1]).catch(() => null)) ?? range[1]) : null;
     results.push({ tag, status, from, to });
   }
-  if (rejected.length) {
-    const t = rejected[0];
-    const more = rejected.length > 1 ? ` (and ${rejected.length - 1} more: ${rejected.slice(1).join(', ')})` : '';
-    throw new BtrflyError(
-      'TAG_MOVED',
-      `tag "${t}"${more} has recordings on remote ${remote} that are not here: pull it first ("btrfly pull ${remote} ${t}"), or pass --force to replace it there`,
-      { data: { remote, rejected, pushed: results } },
-    );
-  }
+  if (rejected.length) throw pushRejected(remote, rejected, r.stderr, results);
   if (r.code !== 0) throw new BtrflyError('NETWORK', `push to remote ${remote} failed: ${lastGitMessage(r.stderr)}`);
   return results;
+}
+
+/**
+ * Why the remote refused a push, in git's words. Only "fetch first" and "non-fast-forward"
+ * mean the remote holds recordings this archive lacks; any other reason (a hook that
+ * declined, objects the remote found missing, a protected branch) is passed on as git and
+ * the remote gave it, with what the remote printed, rather than "pull it first".
+ */
+function pushRejected(remote: string, rejected: Array<{ tag: string; summary: string }>, stderr: string, pushed: TagTransfer[]): BtrflyError {
+  const names = rejected.map((x) => x.tag);
+  const { tag, summary } = rejected[0];
+  const more = rejected.length > 1 ? ` (and ${rejected.length - 1} more: ${names.slice(1).join(', ')})` : '';
+  const data = { remote, rejected: names, pushed };
+  // "[rejected] (fetch first)", "[remote rejected] (pre-receive hook declined)", "[rejected] (stale info)"
+  const reason = /\(([^)]*)\)\s*$/.exec(summary)?.[1] ?? summary.replace(/^\[[^\]]*\]\s*/, '');
+  if (/^\[rejected\]/.test(summary) && /fetch first|non-fast-forward/.test(reason)) {
+    return new BtrflyError(
+      'TAG_MOVED',
+      `tag "${tag}"${more} has recordings on remote ${remote} that are not here: pull it first ("btrfly pull ${remote} ${tag}"), or pass --force to replace it there`,
+      { data },
+    );
+  }
+  const said = stderr
+    .split(/[\r\n]+/)
+    .map((l) => (/^remote:\s*(.*?)\s*$/.exec(l)?.[1] ?? '').replace(/^(fatal|error):\s*/, ''))
+    .filter((l) => l && !/^(Counting|Compressing|Writing|Receiving|Resolving|Enumerating|Total|Unpacking|Delta compression)/i.test(l));
+  const told = said.length ? `; the remote said: ${said.slice(-3).join(' / ').slice(0, 300)}` : '';
+  return new BtrflyError(
+    'NETWORK',
+    `push of tag "${tag}"${more} to remote ${remote} was refused by the remote: ${reason}${told}: the tag here is unchanged; fix the cause on the remote's side, then push again`,
+    { data: { ...data, reason } },
+  );
 }
 
 /** One tag a pull refused, and why. */

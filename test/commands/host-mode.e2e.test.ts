@@ -104,6 +104,29 @@ maybe('kill -9 of the daemon mid-recording: tag unchanged, archive valid, stop r
   expect(await snapshot(copies)).toEqual(before);
 }, 240_000);
 
+maybe('a start refused (unknown tag) stops the daemon it started and leaves the host as it was', async () => {
+  const work = tmpDir('btrfly-host-refused-');
+  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  const before = await snapshot(copies);
+  const script = [
+    ...prelude,
+    `${cli} start playback --tag=nosuch --archive ${work}/archive && echo "start exit 0" || echo "start exit $?"`,
+    `test -e ${work}/state/daemon.json && echo "daemon state left" || echo "no daemon state"`,
+    `${cli} status`,
+    // Another archive may start now: no daemon of the first one is in the way.
+    `${cli} start record --tag=other --archive ${work}/other && echo "second start exit 0" || echo "second start exit $?"`,
+    `${cli} stop record && echo "stop exit 0" || echo "stop exit $?"`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(out).toMatch(/tag "nosuch" not found/);
+  expect(out).toMatch(/start exit 1\n/);
+  expect(out).toMatch(/no daemon state\n/);
+  expect(out).toMatch(/second start exit 0\n/);
+  expect(out).toMatch(/stop exit 0\n/);
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);
+
 maybe('the daemon records and plays back a 2 GiB body with peak RSS under 250 MiB', async () => {
   const work = tmpDir('btrfly-host-big-');
   const { prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');

@@ -99,6 +99,23 @@ describe('btrfly run: record, then play back with the origin gone', () => {
     expect(play.stdout).toBe('count 1\ncount 2\ncount 2\n');
   });
 
+  it('records back-to-back repeated requests in the order they were made, each a new answer', async () => {
+    // The next curl starts as soon as the last one has its answer, while the recorder may still
+    // be storing it: it must neither share that answer nor take an earlier ordinal.
+    const counterOrigin = await startOrigin({ https: true });
+    const up = ['--upstream-ca', counterOrigin.caPath!, '--resolve', `origin.test:${counterOrigin.host}`];
+    const cmd = `for i in 1 2 3 4 5 6; do curl -sSf "${counterOrigin.urlFor('/counter', 'origin.test')}"; done`;
+    const rec = await runCli(['run', '--record', '--tag=counter', '--archive', archive, ...up, '--', 'bash', '-c', cmd], { timeoutMs: 60_000 });
+    expect(rec.code).toBe(0);
+    const answers = [1, 2, 3, 4, 5, 6].map((n) => `count ${n}\n`).join('');
+    expect(rec.stdout).toBe(answers);
+    expect(rec.stderr).toMatch(/6 requests, 6 entries/);
+    await counterOrigin.close();
+    const play = await runCli(['run', '--playback', '--tag=counter', '--archive', archive, '--', 'bash', '-c', `${cmd}; curl -sSf "${counterOrigin.urlFor('/counter', 'origin.test')}"`], { timeoutMs: 60_000 });
+    expect(play.code).toBe(0);
+    expect(play.stdout).toBe(`${answers}count 6\n`);
+  });
+
   it('decodes a recorded gzip body for a client that does not accept gzip', async () => {
     const url = origin.urlFor('/gz/200000', 'origin.test');
     const dir = tmpDir();

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BtrflyError } from '../../src/errors';
-import { parseTagSpec, tagNameProblem, validateTagName } from '../../src/format/names';
+import { MAX_TAG_BYTES, parseTagSpec, tagNameProblem, validateTagName } from '../../src/format/names';
 
 const NAMES = [
   'example1', 'release/2025-07', 'feature/a.b_c-d', 'node@v20', '@a', 'a@b', 'é-ünïcode', 'a.b', 'x/y/z', 'v1.2.3',
@@ -52,6 +52,61 @@ describe('validateTagName', () => {
     expect(() => validateTagName('x/.hidden')).toThrow(/its part ".hidden" starts with "."/);
   });
 });
+
+describe('tag names git accepts but btrfly refuses', () => {
+  /** The one-line message, or '' when the name is accepted. */
+  const refusal = (name: string): string => {
+    try {
+      validateTagName(name);
+      return '';
+    } catch (e) {
+      expect((e as BtrflyError).code).toBe('BAD_TAG_NAME');
+      return (e as Error).message;
+    }
+  };
+
+  it(`caps a name at ${MAX_TAG_BYTES} bytes of UTF-8, and shows a long one cut`, () => {
+    expect(refusal('a'.repeat(MAX_TAG_BYTES))).toBe('');
+    expect(refusal(`x/${'é'.repeat((MAX_TAG_BYTES - 2) / 2)}`)).toBe('');
+    const msg = refusal('a'.repeat(10_000));
+    expect(msg).toBe(`tag name "${'a'.repeat(60)}…" is invalid: it is 10000 bytes long, more than ${MAX_TAG_BYTES}: use letters, digits, "-", "_", "." and "/"`);
+    // 101 two-byte characters: 202 bytes, though only 101 characters.
+    expect(refusal('é'.repeat(101))).toMatch(/it is 202 bytes long, more than 200/);
+  });
+
+  it.each([
+    ['U+202E right-to-left override', 'release\u202e1v', /U\+202E, a bidirectional-text control/],
+    ['U+2066 left-to-right isolate', 'a\u2066b', /U\+2066, a bidirectional-text control/],
+    ['U+200F right-to-left mark', 'a\u200fb', /U\+200F, a bidirectional-text control/],
+    ['U+200B zero-width space', 'ma\u200bin', /U\+200B, an invisible character/],
+    ['U+200D zero-width joiner', 'a\u200db', /U\+200D, an invisible character/],
+    ['U+FEFF byte-order mark', '\ufeffmain', /U\+FEFF, an invisible character/],
+    ['U+00AD soft hyphen', 'a\u00adb', /U\+00AD, an invisible character/],
+    ['U+3164 Hangul filler', 'a\u3164b', /U\+3164, an invisible character/],
+    ['U+FE0F variation selector', 'a\ufe0fb', /U\+FE0F, an invisible character/],
+    ['U+0085 next line (C1 control)', 'a\u0085b', /U\+0085, an invisible character/],
+    ['U+00A0 no-break space', 'a\u00a0b', /U\+00A0, a space character/],
+    ['U+3000 ideographic space', 'a\u3000b', /U\+3000, a space character/],
+    ['U+E000 private use', 'a\ue000b', /U\+E000, a private-use character/],
+  ])('refuses %s, which git accepts', (_, name, why) => {
+    expect(gitAcceptsBranch(name)).toBe(true);
+    expect(refusal(name)).toMatch(why);
+  });
+
+  it('writes the unseen character escaped, so the message itself is not reordered on a terminal', () => {
+    const msg = refusal('abc\u202edef');
+    expect(msg).toBe('tag name "abc\\u202edef" is invalid: it contains U+202E, a bidirectional-text control that reorders what is shown: use letters, digits, "-", "_", "." and "/"');
+    expect(msg).not.toMatch(/[\u202a-\u202e\u2066-\u2069]/);
+  });
+
+  it('keeps letters of every script, combining accents and emoji', () => {
+    for (const name of ['日本語/ビルド', 'café', 'cafe\u0301', 'Ελληνικά-1', 'rocket-🚀', 'עברית']) expect(refusal(name)).toBe('');
+  });
+});
+
+function gitAcceptsBranch(name: string): boolean {
+  return spawnSync('git', ['check-ref-format', `refs/heads/${name}`]).status === 0;
+}
 
 describe('parseTagSpec', () => {
   it.each([
