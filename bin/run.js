@@ -2,6 +2,15 @@
 // btrfly's entry point: oclif loads the compiled commands from dist/commands.
 'use strict';
 
+// btrfly needs Node >= 22.15 (zstd in zlib, tls.getCACertificates, process.execve). The installed
+// command (bin/btrfly) brings one; run directly on an older Node, say so in one line rather than
+// fail later with a stack. Written so that any Node can parse it.
+var found = process.versions.node.split('.').map(Number);
+if (found[0] < 22 || (found[0] === 22 && found[1] < 15)) {
+  process.stderr.write('btrfly: needs Node >= 22.15 and found ' + process.version + ' (' + process.execPath + '): install Node 22.15 or later, or install btrfly with npm on Linux x64/arm64, where it brings its own\n');
+  process.exit(1);
+}
+
 // The commands that stream bodies (run, the daemon, pull, which reads back what it fetched) start again once, in place (same pid),
 // with glibc's mmap threshold fixed at 4 MiB: without it glibc raises the threshold after
 // the first large buffer is freed and keeps ever larger freed buffers in its heap. It was
