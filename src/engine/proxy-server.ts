@@ -50,6 +50,11 @@ export interface ProxyServer {
   proxyPort?: number;
   httpPort?: number;
   httpsPort?: number;
+  /**
+   * Serves a connection accepted elsewhere (an isolated command's namespace, `run --isolate`):
+   * as on the proxy port, or transparently for `sessionId` with the destination it was sent to.
+   */
+  adopt(socket: net.Socket, target: { kind: 'proxy' } | { kind: 'transparent'; authority: string; sessionId: string }): void;
   close(): Promise<void>;
 }
 
@@ -173,7 +178,21 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
   };
 
   track(front);
-  const result: ProxyServer = { address: opts.address, close: async () => {} };
+  const adopt: ProxyServer['adopt'] = (socket, target) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    if (target.kind === 'proxy') return void front.emit('connection', socket);
+    const session = opts.sessions.get(target.sessionId);
+    if (!session) {
+      countRefused();
+      return void socket.destroy();
+    }
+    tunnel(socket, target.authority, session).catch((e) => {
+      log('tunnel failed', { authority: target.authority, error: oneLine(e) });
+      socket.destroy();
+    });
+  };
+  const result: ProxyServer = { address: opts.address, adopt, close: async () => {} };
   result.proxyPort = await listen(front, opts.address, opts.proxyPort ?? 0);
   if (opts.httpPort !== undefined) {
     const plain = configure(http.createServer({ highWaterMark: CHUNK }), onRequest('http', true));

@@ -6,6 +6,7 @@ import { BtrflyError, EXIT } from '../errors';
 import { Archive } from '../format/archive';
 import type { MatchRule } from '../format/types';
 import { childEnvironment } from './child-env';
+import { runIsolated, type Leak } from './isolate/isolated-run';
 import type { Mode } from './session';
 import { Runtime, type SessionResult } from './runtime';
 import type { UpstreamOptions } from './upstream';
@@ -20,6 +21,10 @@ export interface RunOptions {
   redactHeaders?: string[];
   redactQuery?: string[];
   rules?: MatchRule[];
+  /** Run the command in its own network namespace whose only way out is btrfly (run-isolate). */
+  isolate?: boolean;
+  /** With isolate: what btrfly could not carry does not fail the run. */
+  allowLeaks?: boolean;
   /** Where progress and the summary go (stderr). */
   report: (line: string) => void;
   log?: (msg: string, data?: Record<string, unknown>) => void;
@@ -28,6 +33,8 @@ export interface RunOptions {
 export interface RunResult {
   exitCode: number;
   result: SessionResult;
+  /** With isolate: what the command tried that btrfly could not carry (it never left). */
+  leaks?: Leak[];
 }
 
 /**
@@ -51,12 +58,19 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
       rules: opts.rules,
     });
     const env = await childEnvironment({ proxyUrl: opened.proxyUrl!, caPem: runtime.ca.certPem, workDir: work });
-    const childCode = await runChild(opts.command, { ...process.env, ...env, BTRFLY_SESSION: opened.info.id, BTRFLY_TAG: opened.info.tag });
+    const childEnv = { ...process.env, ...env, BTRFLY_SESSION: opened.info.id, BTRFLY_TAG: opened.info.tag };
+    const { code, leaks } = opts.isolate
+      ? await runIsolated({ command: opts.command, env: childEnv, proxy: runtime.proxy, sessionId: opened.info.id, workDir: work })
+      : { code: await runChild(opts.command, childEnv), leaks: undefined };
+    // A recording with leaks lacks what they would have fetched: it does not move the tag.
+    const leaked = !!leaks?.length && !opts.allowLeaks;
+    const childCode = leaked && code === 0 ? EXIT.failure : code;
     const result = await runtime.closeSession(opened.info.id, {
+      discard: leaked && opts.mode === 'record',
       message: `record ${opened.info.tag}: ${opts.command.join(' ').slice(0, 200)}`,
     });
     const exitCode = opts.mode === 'playback' && result.misses.length > 0 ? EXIT.miss : childCode;
-    return { exitCode, result };
+    return { exitCode, result, leaks };
   } finally {
     await runtime?.close().catch(() => {});
     await archive.close();
@@ -118,4 +132,16 @@ export function formatBytes(n: number): string {
     i++;
   }
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/** The end-of-run lines for what an isolated command tried that btrfly could not carry. */
+export function summarizeLeaks(leaks: Leak[], allowed: boolean): string[] {
+  if (leaks.length === 0) return [];
+  return [
+    `btrfly: ${leaks.length} connection(s) btrfly cannot carry were refused inside the namespace (nothing reached the network):`,
+    ...leaks.map((l) => `  ${l.protocol} ${l.address.includes(':') ? `[${l.address}]` : l.address}${l.port !== undefined ? `:${l.port}` : ''}: ${l.reason}`),
+    allowed
+      ? 'btrfly: --allow-leaks: the run does not fail for them'
+      : 'btrfly: the recording would miss what they fetch, so the tag was not moved: remove them from the build, or accept them with --allow-leaks',
+  ];
 }
