@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { runCommand, summarize } from '../engine/run-command';
+import { runCommand, summarize, summarizeLeaks } from '../engine/run-command';
 import { BtrflyCommand } from '../cli/base';
 import { argsAfterDashDash } from '../cli/command-argv';
 import { ruleFlags, rulesFrom, upstreamFlags, upstreamOptions } from '../cli/upstream-flags';
@@ -25,6 +25,8 @@ export default class Run extends BtrflyCommand {
     unused: Flags.boolean({ description: 'playback: also list the recorded entries nothing asked for', default: false }),
     redact: Flags.string({ description: 'request header to record as [redacted] (Authorization, Cookie and Proxy-Authorization always are)', multiple: true }),
     'redact-query': Flags.string({ description: 'query parameter stored and matched as a keyed hash, never in clear', multiple: true }),
+    isolate: Flags.boolean({ description: 'run CMD in its own network namespace (no root) whose only way out is btrfly; what btrfly cannot carry is refused and listed', default: false }),
+    'allow-leaks': Flags.boolean({ description: 'with --isolate: what btrfly cannot carry is listed but does not fail the run', default: false, dependsOn: ['isolate'] }),
     ...ruleFlags,
     ...upstreamFlags,
   };
@@ -32,7 +34,7 @@ export default class Run extends BtrflyCommand {
   async run(): Promise<void> {
     const { flags, argv } = await this.parse(Run);
     const command = argsAfterDashDash(this.argv) ?? (argv as string[]);
-    const { exitCode, result } = await runCommand({
+    const { exitCode, result, leaks } = await runCommand({
       archiveDir: flags.archive,
       mode: flags.record ? 'record' : 'playback',
       tag: flags.tag,
@@ -43,10 +45,13 @@ export default class Run extends BtrflyCommand {
       redactQuery: flags['redact-query'],
       rules: rulesFrom(flags),
       sealOnFailure: flags['seal-on-failure'],
+      isolate: flags.isolate,
+      allowLeaks: flags['allow-leaks'],
       report: (l) => process.stderr.write(l + '\n'),
     });
     if (flags.json) this.printJson(result);
     for (const line of summarize(flags.record ? 'record' : 'playback', result, flags.unused)) process.stderr.write(line + '\n');
+    for (const line of summarizeLeaks(leaks ?? [], flags['allow-leaks'])) process.stderr.write(line + '\n');
     if (exitCode !== 0) this.exit(exitCode);
   }
 }

@@ -91,6 +91,11 @@ export interface ProxyServer {
   proxyPort?: number;
   httpPort?: number;
   httpsPort?: number;
+  /**
+   * Serves a connection accepted elsewhere (an isolated command's namespace, `run --isolate`):
+   * as on the proxy port, or transparently for `sessionId` with the destination it was sent to.
+   */
+  adopt(socket: net.Socket, target: { kind: 'proxy' } | { kind: 'transparent'; authority: string; sessionId: string }): void;
   close(): Promise<void>;
 }
 
@@ -116,7 +121,8 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
   const routes = new WeakMap<net.Socket, Route>();
   const sockets = new Set<net.Socket>();
   const servers: net.Server[] = [];
-  const result: ProxyServer = { address: opts.address, close: async () => {} };
+  // adopt is defined below, with the tunnel it hands sockets to.
+  const result: ProxyServer = { address: opts.address, adopt: (socket, target) => adopt(socket, target), close: async () => {} };
   /** A client in no (live) session: counted as refused, whichever way it is answered. */
   const countRefused = (): void => opts.onResponse?.({ mode: 'none', outcome: 'refused', seconds: 0 });
 
@@ -255,6 +261,20 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
   };
 
   track(front);
+  const adopt: ProxyServer['adopt'] = (socket, target) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    if (target.kind === 'proxy') return void front.emit('connection', socket);
+    const session = opts.sessions.get(target.sessionId);
+    if (!session) {
+      countRefused();
+      return void socket.destroy();
+    }
+    tunnel(socket, target.authority, session).catch((e) => {
+      log('tunnel failed', { authority: target.authority, error: oneLine(e) });
+      socket.destroy();
+    });
+  };
   result.proxyPort = await listen(front, opts.address, opts.proxyPort ?? 0);
   if (opts.httpPort !== undefined) {
     const plain = configure(httpServer(timeouts), onRequest('http', true), timeouts);

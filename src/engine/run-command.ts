@@ -9,6 +9,7 @@ import { storageFailure } from '../format/disk-space';
 import { asideAdvice, isNoSpace } from '../format/lifecycle';
 import { pauseAt } from '../test-pause';
 import { childEnvironment } from './child-env';
+import { runIsolated, type Leak } from './isolate/isolated-run';
 import { playbackExitCode, type DamagedBody, type Mode } from './session';
 import { Runtime, type SessionResult } from './runtime';
 import type { UpstreamOptions } from './upstream';
@@ -25,6 +26,10 @@ export interface RunOptions {
   rules?: MatchRule[];
   /** Seal the recording even when the command fails (default: keep it aside, the tag unchanged). */
   sealOnFailure?: boolean;
+  /** Run the command in its own network namespace whose only way out is btrfly (run-isolate). */
+  isolate?: boolean;
+  /** With isolate: what btrfly could not carry does not fail the run. */
+  allowLeaks?: boolean;
   /** Where progress and the summary go (stderr). */
   report: (line: string) => void;
   log?: (msg: string, data?: Record<string, unknown>) => void;
@@ -33,6 +38,8 @@ export interface RunOptions {
 export interface RunResult {
   exitCode: number;
   result: SessionResult;
+  /** With isolate: what the command tried that btrfly could not carry (it never left). */
+  leaks?: Leak[];
 }
 
 /**
@@ -61,13 +68,19 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
     }
     await pauseAt('run-child');
     const env = await childEnvironment({ proxyUrl: opened.proxyUrl!, caPem: runtime.ca.certPem, workDir: work });
-    const child = await runChild(opts.command, { ...process.env, ...env, BTRFLY_SESSION: opened.info.id, BTRFLY_TAG: opened.info.tag });
+    const childEnv = { ...process.env, ...env, BTRFLY_SESSION: opened.info.id, BTRFLY_TAG: opened.info.tag };
+    const child: ChildOutcome & { leaks?: Leak[] } = opts.isolate
+      ? await runIsolated({ command: opts.command, env: childEnv, proxy: runtime.proxy, sessionId: opened.info.id, workDir: work })
+      : await runChild(opts.command, childEnv);
     if (child.problem) opts.report(`btrfly: ${child.problem}`);
-    // A failed build keeps the tag (SPEC section 5, "Atomic tags"): its recording is kept aside.
-    const keepAside = child.code !== 0 && !opts.sealOnFailure ? child.code : undefined;
+    // A recording with leaks lacks what they would have fetched: it fails like a failed build.
+    const leaked = !!child.leaks?.length && !opts.allowLeaks;
+    const code = leaked && child.code === 0 ? EXIT.failure : child.code;
+    // A failed build keeps the tag (docs/archive-format.md, atomic tags): its recording is kept aside.
+    const keepAside = code !== 0 && !opts.sealOnFailure ? code : undefined;
     const result = await runtime.closeSession(opened.info.id, { program: opts.command[0], keepAside });
-    const exitCode = (opts.mode === 'playback' ? playbackExitCode(result) : undefined) ?? child.code;
-    return { exitCode, result };
+    const exitCode = (opts.mode === 'playback' ? playbackExitCode(result) : undefined) ?? code;
+    return { exitCode, result, leaks: child.leaks };
   } catch (e) {
     // A storage failure is btrfly's, whatever the command did: exit 1 with where and what to free.
     throw isNoSpace(e) ? await storageFailure(archive.dir, e) : e;
@@ -156,4 +169,16 @@ export function formatBytes(n: number): string {
     i++;
   }
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/** The end-of-run lines for what an isolated command tried that btrfly could not carry. */
+export function summarizeLeaks(leaks: Leak[], allowed: boolean): string[] {
+  if (leaks.length === 0) return [];
+  return [
+    `btrfly: ${leaks.length} connection(s) btrfly cannot carry were refused inside the namespace (nothing reached the network):`,
+    ...leaks.map((l) => `  ${l.protocol} ${l.address.includes(':') ? `[${l.address}]` : l.address}${l.port !== undefined ? `:${l.port}` : ''}: ${l.reason}`),
+    allowed
+      ? 'btrfly: --allow-leaks: the run does not fail for them'
+      : 'btrfly: the recording would miss what they fetch, so the tag was not moved: remove them from the build, or accept them with --allow-leaks',
+  ];
 }

@@ -1,0 +1,71 @@
+/**
+ * The helper `btrfly run --isolate` starts inside the new namespaces (as the namespace's root):
+ * it sets up the network (net-setup.ts), hides the host's resolver behind an /etc/resolv.conf
+ * seen only here, binds the listeners and hands them to btrfly outside over the IPC channel,
+ * then runs the command and reports its status and the dropped packets. argv[2]: JSON
+ * {@link InsideConfig}.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { droppedFromNftJson, ipBatch, nftRuleset } from './net-setup';
+
+export interface InsideConfig {
+  resolvConf: string;
+  proxyPort: number;
+}
+
+/** Messages from the helper; a handle travels with `listener`. */
+export type InsideMessage =
+  | { type: 'listener'; role: 'catch-all4' | 'catch-all6' | 'dns-udp' | 'dns-tcp' | 'proxy'; port: number }
+  | { type: 'ready' }
+  | { type: 'failed'; message: string }
+  | { type: 'exit'; code: number; dropped: ReturnType<typeof droppedFromNftJson> };
+
+const send = (m: InsideMessage, handle?: net.Server | dgram.Socket): Promise<void> =>
+  new Promise((resolve) => process.send!(m, handle as net.Server, undefined, () => resolve()));
+
+const listenTcp = (port: number, host: string): Promise<net.Server> =>
+  new Promise((resolve, reject) => {
+    const s = net.createServer({ pauseOnConnect: true });
+    s.once('error', reject).listen(port, host, () => resolve(s));
+  });
+
+async function main(): Promise<void> {
+  const cfg = JSON.parse(process.argv[2]) as InsideConfig;
+  execFileSync('ip', ['-batch', '-'], { input: ipBatch() });
+  execFileSync('mount', ['--bind', cfg.resolvConf, '/etc/resolv.conf']);
+  const catch4 = await listenTcp(0, '127.0.0.1');
+  const catch6 = await listenTcp((catch4.address() as net.AddressInfo).port, '::1');
+  const dnsTcp = await listenTcp(53, '127.0.0.1');
+  const proxy = await listenTcp(cfg.proxyPort, '127.0.0.1');
+  const dnsUdp = dgram.createSocket('udp4');
+  await new Promise<void>((r) => dnsUdp.bind(53, '127.0.0.1', () => r()));
+  const port = (catch4.address() as net.AddressInfo).port;
+  execFileSync('nft', ['-f', '-'], { input: nftRuleset({ catchAllPort: port, dnsPort: 53 }) });
+  await send({ type: 'listener', role: 'catch-all4', port }, catch4);
+  await send({ type: 'listener', role: 'catch-all6', port }, catch6);
+  await send({ type: 'listener', role: 'dns-tcp', port: 53 }, dnsTcp);
+  await send({ type: 'listener', role: 'proxy', port: cfg.proxyPort }, proxy);
+  await send({ type: 'listener', role: 'dns-udp', port: 53 }, dnsUdp);
+  const start = await new Promise<{ command: string[]; env: NodeJS.ProcessEnv }>((r) => process.once('message', (m) => r(m as never)));
+  for (const s of [catch4, catch6, dnsTcp, proxy]) s.close();
+  dnsUdp.close();
+  const child = spawn(start.command[0], start.command.slice(1), { stdio: 'inherit', env: start.env });
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => child.kill(sig));
+  const code = await new Promise<number>((resolve) => {
+    child.once('error', (e: NodeJS.ErrnoException) => {
+      process.stderr.write(`btrfly: ${e.code === 'ENOENT' ? `command not found: ${start.command[0]}: check the command after "--"` : `cannot run ${start.command[0]}: ${e.message}`}\n`);
+      resolve(127);
+    });
+    child.once('exit', (c, signal) => resolve(c ?? (signal ? 128 + (require('node:os').constants.signals[signal] ?? 0) : 1)));
+  });
+  const json = execFileSync('nft', ['-j', 'list', 'table', 'inet', 'btrfly'], { encoding: 'utf8' });
+  await send({ type: 'exit', code, dropped: droppedFromNftJson(json) });
+  process.exit(0);
+}
+
+main().catch(async (e: Error) => {
+  await send({ type: 'failed', message: (e.message || String(e)).split('\n').filter(Boolean).slice(-1)[0] ?? 'failed' });
+  process.exit(1);
+});

@@ -1,0 +1,82 @@
+/**
+ * `btrfly run --isolate` (issue 14): clients that ignore the proxy variables (the system's
+ * Node 20 fetch, curl --noproxy, Python urllib without proxy variables) are recorded through
+ * the namespace's only way out and played back offline with the same bytes; a raw TCP
+ * connection to a non-HTTP service is refused inside, listed, and fails the record; a UDP
+ * datagram to an outside address never leaves.
+ */
+import { createServer, type Server } from 'node:net';
+import dgram from 'node:dgram';
+import { networkInterfaces } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runCli, startOrigin, tmpDir, genBodySha256, type Origin } from '../helpers';
+import { createHash } from 'node:crypto';
+
+const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+describe('btrfly run --isolate', () => {
+  let origin: Origin;
+  let archive: string;
+  let upstream: string[];
+
+  beforeAll(async () => {
+    origin = await startOrigin({ https: true, spawn: true });
+    archive = join(tmpDir('btrfly-isolate-'), '.btrfly');
+    upstream = ['--upstream-ca', origin.caPath!, '--resolve', `origin.test:${origin.host}`];
+  });
+
+  it('records clients that ignore the proxy and plays them back offline, byte for byte', async () => {
+    const out = tmpDir('btrfly-isolate-out-');
+    const url = (n: string) => origin.urlFor(`/gen/200000?seed=${n}`, 'origin.test');
+    const script = [
+      'set -e',
+      `/usr/bin/node -e "fetch(process.argv[1]).then(async r=>{if(!r.ok)process.exit(9);require('fs').writeFileSync(process.argv[2],Buffer.from(await r.arrayBuffer()))})" "${url('node')}" "$OUT/node"`,
+      `curl -sSf --noproxy '*' -o "$OUT/curl" "${url('curl')}"`,
+      `env -u HTTPS_PROXY -u https_proxy -u HTTP_PROXY -u http_proxy python3 -c "import sys,urllib.request;open(sys.argv[2],'wb').write(urllib.request.urlopen(sys.argv[1]).read())" "${url('py')}" "$OUT/py"`,
+    ].join('\n');
+    const rec = await runCli(['run', '--isolate', '--record', '--tag=iso', '--archive', archive, ...upstream, '--', 'sh', '-c', script], { env: { OUT: out } });
+    expect(rec.stderr).toMatch(/3 requests, 3 entries/);
+    expect(rec.code).toBe(0);
+    for (const n of ['node', 'curl', 'py']) expect(sha(join(out, n))).toBe(await genBodySha256(200000, n));
+    await origin.close();
+    const out2 = tmpDir('btrfly-isolate-out-');
+    const play = await runCli(['run', '--isolate', '--playback', '--tag=iso', '--archive', archive, '--', 'sh', '-c', script], { env: { OUT: out2 } });
+    expect(play.stderr).toMatch(/3 hits, 0 misses/);
+    expect(play.code).toBe(0);
+    for (const n of ['node', 'curl', 'py']) expect(sha(join(out2, n))).toBe(await genBodySha256(200000, n));
+  });
+
+  it('refuses and lists a raw TCP connection and a UDP datagram; record fails and the tag does not move', async () => {
+    let accepted = 0;
+    const raw: Server = createServer((s) => ((accepted += 1), s.destroy()));
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', () => r()));
+    const rawPort = (raw.address() as { port: number }).port;
+    const outside = Object.values(networkInterfaces()).flat().find((i) => i && !i.internal && i.family === 'IPv4')?.address ?? '127.0.0.1';
+    const udp = dgram.createSocket('udp4');
+    const received: string[] = [];
+    udp.on('message', (m) => received.push(String(m)));
+    await new Promise<void>((r) => udp.bind(0, '0.0.0.0', () => r()));
+    const udpPort = udp.address().port;
+    const script = [
+      `python3 -c "import socket;s=socket.create_connection(('service.test',${rawPort}),5);s.sendall(b'\\x00\\x00\\x00\\x08\\x04\\xd2\\x16\\x2f');s.recv(1)" || true`,
+      `python3 -c "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'leak',('${outside}',${udpPort}))" || true`,
+    ].join('\n');
+    const rec = await runCli(['run', '--isolate', '--record', '--tag=leaky', '--archive', archive, '--resolve', 'service.test:127.0.0.1', '--', 'sh', '-c', script]);
+    expect(rec.code).toBe(1);
+    expect(rec.stderr).toContain(`tcp 198.18.0.1:${rawPort}: not HTTP or TLS`);
+    expect(rec.stderr).toContain(`udp ${outside}:${udpPort}: UDP other than DNS`);
+    expect(rec.stderr).toMatch(/tag was not moved/);
+    expect(accepted).toBe(0);
+    // Ordered after anything the namespace could have sent: the first datagram is ours.
+    const self = dgram.createSocket('udp4');
+    await new Promise<void>((r) => self.send('control', udpPort, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => (received.length > 0 ? r() : udp.once('message', () => r())));
+    expect(received[0]).toBe('control');
+    self.close();
+    udp.close();
+    raw.close();
+    const tags = await runCli(['tags', '--archive', archive]);
+    expect(tags.stdout).not.toContain('leaky');
+  });
+});
