@@ -127,10 +127,13 @@ maybe('a start refused (unknown tag) stops the daemon it started and leaves the 
   expect(await snapshot(copies)).toEqual(before);
 }, 240_000);
 
-maybe('the daemon records and plays back a 2 GiB body with peak RSS under 250 MiB', async () => {
+// One big body of each kind: the 2 GiB one through the proxy and the archive is run-hermetic's
+// (command mode); the daemon shares that path, so 512 MiB (past where peak RSS levels off,
+// ~140 MiB from 512 MiB to 3 GiB in storage-large) shows its memory is flat too.
+maybe('the daemon records and plays back a 512 MiB body with peak RSS under 250 MiB', async () => {
   const work = tmpDir('btrfly-host-big-');
   const { prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
-  const size = 2 * 1024 ** 3;
+  const size = 512 * 1024 ** 2;
   const archive = path.join(work, 'archive');
   // VmHWM only grows, so a sample right after each download is the daemon's peak up to then.
   const hwm = (label: string) => `grep VmHWM /proc/$("${process.execPath}" -p "require('${work}/state/daemon.json').pid")/status | sed 's/^/${label} /'`;
