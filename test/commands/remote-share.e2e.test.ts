@@ -137,7 +137,7 @@ describe('btrfly push / pull through a remote on a path', () => {
     const cli = [process.execPath, CLI_ENTRY, 'push', 'hub', 'review/bump', '--archive', b].map((w) => `'${w}'`).join(' ');
     const tty = await run('script', ['-qec', cli, '/dev/null'], { cwd: cliWorkDir(), env: cliEnv() });
     expect(tty.code).toBe(0);
-    expect(tty.stdout).toMatch(/Writing objects: 100% \(\d+\/\d+\), [\d.]+ KiB \| [\d.]+ MiB\/s, done\./);
+    expect(tty.stdout).toMatch(/Writing objects: 100% \(\d+\/\d+\), [\d.]+ KiB \| [\d.]+ [KMG]iB\/s, done\./);
     expect(tty.stdout).toMatch(/^review\/bump: pushed, new tag at [0-9a-f]{12}\r?$/m);
 
     // What the git host's pull request shows: the bumped dependency in manifest.json.
