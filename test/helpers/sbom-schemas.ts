@@ -10,9 +10,9 @@ import Ajv, { type ValidateFunction } from 'ajv';
  *   files with only their `$ref` file names suffixed `.SNAPSHOT`; checked identical otherwise).
  * - SPDX 2.3: `schemas/spdx-schema.json` of spdx/spdx-spec at tag v2.3, in test/fixtures/schemas/.
  *
- * ajv-formats is not a dependency: the three formats the CycloneDX schema uses are checked here
- * (`date-time` as RFC 3339 that parses, `idn-email`, `iri-reference` as a string without
- * white space); the SPDX 2.3 schema uses none.
+ * ajv-formats is not a dependency: the formats the CycloneDX schemas use are checked here
+ * (`date-time` as RFC 3339 that parses, `idn-email`, `iri-reference` as a string without white
+ * space, `uri` as one `URL` parses, in the JSF schema); the SPDX 2.3 schema uses none.
  */
 const CDX_SCHEMAS = join(dirname(require.resolve('@cyclonedx/cyclonedx-library/package.json')), 'res', 'schema');
 const SPDX_SCHEMA = join(__dirname, '..', 'fixtures', 'schemas', 'spdx-2.3.schema.json');
@@ -24,6 +24,7 @@ function newAjv(schemas: Record<string, Record<string, unknown>> = {}): Ajv {
   ajv.addFormat('date-time', (s: string) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i.test(s) && !Number.isNaN(Date.parse(s)));
   ajv.addFormat('idn-email', /^[^\s@]+@[^\s@]+$/u);
   ajv.addFormat('iri-reference', /^\S*$/u);
+  ajv.addFormat('uri', (s: string) => URL.canParse(s));
   return ajv;
 }
 
