@@ -92,7 +92,40 @@ export function recordingPackages(manifest: Manifest): RecordingPackages {
     const a = artifactOf(c, e.request.url, last);
     artifacts.set(`${a.ecosystem} ${a.name} ${a.version} ${a.file} ${a.sha256}`, a);
   }
-  return { artifacts: [...artifacts.values()].sort(compareArtifacts), classes };
+  const result = { artifacts: [...artifacts.values()].sort(compareArtifacts), classes };
+  markPackuments(manifest, result);
+  return result;
+}
+
+/** `origin` + decoded path of a URL, without its query: how a packument and a tarball URL are matched. */
+function pathKey(url: string): string | undefined {
+  try {
+    const u = new URL(url);
+    return u.origin + decodeURIComponent(u.pathname);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * npm fetches packuments with `Accept: application/json` too (npm 11 asks for full ones), which
+ * the URL rules cannot tell from any JSON API. A GET of `<registry>/<name>` is a packument
+ * when the same recording downloaded a tarball `<registry>/<name>/-/...` of that package.
+ */
+function markPackuments(manifest: Manifest, p: RecordingPackages): void {
+  const packuments = new Set<string>();
+  for (const a of p.artifacts) {
+    if (a.ecosystem !== 'npm') continue;
+    const key = pathKey(a.url);
+    if (key?.includes('/-/')) packuments.add(key.slice(0, key.lastIndexOf('/-/')));
+  }
+  if (!packuments.size) return;
+  for (const e of manifest.entries) {
+    const key = entryKey(e);
+    if (e.request.method !== 'GET' || p.classes.get(key) !== 'other') continue;
+    const path = pathKey(e.request.url);
+    if (path && packuments.has(path)) p.classes.set(key, 'metadata');
+  }
 }
 
 function artifactOf(c: ArtifactClass, url: string, answer: Entry): PackageArtifact {

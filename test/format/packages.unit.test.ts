@@ -46,4 +46,15 @@ describe('recordingPackages and packages.lock', () => {
     // The same artifacts in another order give the same bytes.
     expect(serializePackagesLock([...p.artifacts].reverse())).toBe(lock);
   });
+
+  it('takes a JSON packument for metadata when the recording downloaded that package\'s tarball', () => {
+    const json = [{ name: 'Accept', value: 'application/json' }];
+    const q = recordingPackages(manifestOf([
+      entry('https://r.example/npm/@types%2fnode', '{}', { reqHeaders: json }),
+      entry('https://r.example/npm/@types/node/-/node-20.11.30.tgz', 'node types'),
+      entry('https://r.example/npm/status', '{}', { reqHeaders: json }),
+    ]));
+    expect(q.classes.get('GET https://r.example/npm/@types%2fnode #0')).toBe('metadata');
+    expect(q.classes.get('GET https://r.example/npm/status #0')).toBe('other');
+  });
 });
