@@ -19,11 +19,15 @@ export interface PackageArtifact {
   qualifiers?: Record<string, string>;
   /** The file of the package (the artifact URL's last segment). */
   file: string;
-  /** The URL the build asked for (a redirect's target is followed for the bytes). */
+  /** The URL the build asked for first (a redirect's target is followed for the bytes). */
   url: string;
+  /** Every URL the build asked for these bytes of this file (mirrors, repeats), sorted. */
+  urls: string[];
   /** SHA-256 of the bytes the build received. */
   sha256: string;
   size: number;
+  /** The answer's Content-Encoding when it had one: `sha256` is then of the encoded bytes. */
+  encoding?: string;
 }
 
 /** A recording read as packages. */
@@ -70,7 +74,7 @@ function compareArtifacts(a: PackageArtifact, b: PackageArtifact): number {
 }
 
 /** Reads a recording's manifest as packages: which entries are artifacts, metadata or other, and the artifacts. */
-export function recordingPackages(manifest: Manifest): RecordingPackages {
+export function recordingPackages(manifest: Pick<Manifest, 'entries'>): RecordingPackages {
   const byUrl = new Map<string, Entry>();
   for (const e of manifest.entries) if (e.request.method === 'GET' && e.ordinal === 0) byUrl.set(e.request.url, e);
   const classes = new Map<string, EntryClass>();
@@ -90,8 +94,12 @@ export function recordingPackages(manifest: Manifest): RecordingPackages {
     }
     for (const hop of chain) classes.set(entryKey(hop), 'artifact');
     const a = artifactOf(c, e.request.url, last);
-    artifacts.set(`${a.ecosystem} ${a.name} ${a.version} ${a.file} ${a.sha256}`, a);
+    const same = `${a.ecosystem} ${a.name} ${a.version} ${a.file} ${a.sha256}`;
+    const seen = artifacts.get(same);
+    if (!seen) artifacts.set(same, a);
+    else if (!seen.urls.includes(a.url)) seen.urls.push(a.url);
   }
+  for (const a of artifacts.values()) a.urls.sort(compareStrings);
   const result = { artifacts: [...artifacts.values()].sort(compareArtifacts), classes };
   markPackuments(manifest, result);
   return result;
@@ -112,7 +120,7 @@ function pathKey(url: string): string | undefined {
  * the URL rules cannot tell from any JSON API. A GET of `<registry>/<name>` is a packument
  * when the same recording downloaded a tarball `<registry>/<name>/-/...` of that package.
  */
-function markPackuments(manifest: Manifest, p: RecordingPackages): void {
+function markPackuments(manifest: Pick<Manifest, 'entries'>, p: RecordingPackages): void {
   const packuments = new Set<string>();
   for (const a of p.artifacts) {
     if (a.ecosystem !== 'npm') continue;
@@ -136,8 +144,10 @@ function artifactOf(c: ArtifactClass, url: string, answer: Entry): PackageArtifa
     ...(c.qualifiers && { qualifiers: c.qualifiers }),
     file: c.file,
     url,
+    urls: [url],
     sha256: answer.response.content.sha256,
     size: answer.response.content.size,
+    ...(answer.response.content.encoding !== undefined && { encoding: answer.response.content.encoding }),
   };
 }
 

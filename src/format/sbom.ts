@@ -18,7 +18,8 @@ import { loadRecording } from './archive-report';
 import { writeFileAtomically } from './atomic-file';
 import { stripUserinfo } from './lifecycle';
 import { compareStrings } from './manifest';
-import { classifyUrl, type ArtifactClass, type Ecosystem } from './package-rules';
+import { type ArtifactClass, type Ecosystem } from './package-rules';
+import { recordingPackages } from './packages';
 import type { Entry } from './types';
 
 export type SbomFormat = 'cyclonedx' | 'spdx';
@@ -56,50 +57,41 @@ export interface SbomSource {
   toolVersion: string;
 }
 
-const isSuccess = (e: Entry): boolean => e.response.status >= 200 && e.response.status < 300;
-
 /**
- * The artifacts among `entries`: GET requests answered 2xx whose URL package-rules classes as
- * an artifact, deduplicated by purl and SHA-256 (the same file fetched twice, or from two
- * mirrors, is one artifact with two URLs), sorted by purl then digest. A HEAD, a redirect, a
- * 404 or a metadata document is not something the build received as a package.
+ * The artifacts among `entries`, as package-rules and packages.ts read a recording (GET
+ * requests answered 2xx, a redirect followed to the bytes it led to), deduplicated by purl and
+ * SHA-256 (the same file fetched twice, or from two mirrors, is one artifact with two URLs),
+ * sorted by purl then digest. A HEAD, a 404 or a metadata document is not something the build
+ * received as a package.
  */
 export function sbomArtifacts(entries: readonly Entry[]): SbomArtifact[] {
   const byKey = new Map<string, SbomArtifact>();
-  for (const e of entries) {
-    if (e.request.method !== 'GET' || !isSuccess(e)) continue;
-    const c = classifyUrl(e.request.url, { accept: acceptOf(e), mimeType: e.response.content.mimeType });
-    if (c.kind !== 'artifact') continue;
-    const { sha256, size, encoding } = e.response.content;
-    const url = stripUserinfo(e.request.url);
-    const purl = toPurl(c, sha256, url);
-    const key = `${purl.toString()} ${sha256}`;
+  for (const p of recordingPackages({ entries: [...entries] }).artifacts) {
+    const urls = p.urls.map(stripUserinfo);
+    const purl = toPurl({ kind: 'artifact', ...p }, p.sha256, urls[0]);
+    const key = `${purl.toString()} ${p.sha256}`;
     const seen = byKey.get(key);
     if (seen) {
-      if (!seen.urls.includes(url)) seen.urls.push(url);
+      for (const url of urls) if (!seen.urls.includes(url)) seen.urls.push(url);
       continue;
     }
     byKey.set(key, {
-      ecosystem: c.ecosystem,
-      name: c.name,
-      version: purl.version ?? c.version,
+      ecosystem: p.ecosystem,
+      name: p.name,
+      version: purl.version ?? p.version,
       ...(purl.namespace && { namespace: purl.namespace }),
       purlName: purl.name,
       purl: purl.toString(),
-      sha256,
-      size,
-      file: c.file,
-      urls: [url],
-      ...(encoding !== undefined && { encoding }),
+      sha256: p.sha256,
+      size: p.size,
+      file: p.file,
+      urls,
+      ...(p.encoding !== undefined && { encoding: p.encoding }),
     });
   }
   const out = [...byKey.values()];
-  for (const a of out) a.urls.sort(compareStrings);
+  for (const a of out) a.urls = [...new Set(a.urls)].sort(compareStrings);
   return out.sort((a, b) => compareStrings(a.purl, b.purl) || compareStrings(a.sha256, b.sha256));
-}
-
-function acceptOf(e: Entry): string | undefined {
-  return e.request.headers.find((h) => h.name.toLowerCase() === 'accept')?.value;
 }
 
 /**

@@ -53,6 +53,14 @@ describe('sbomArtifacts', () => {
     expect(sbomArtifacts([...entries, entry(tgz, 'tarball', { ordinal: 1 })]).map((a) => a.purl)).toEqual(['pkg:npm/axios@1.7.9']);
   });
 
+  it('follows a redirect to the bytes: a release asset served from another host is the artifact, with the URL the build asked for', () => {
+    const asset = `${H}/cli/cli/releases/download/v2.45.0/gh_2.45.0_linux_amd64.tar.gz`;
+    const target = 'https://objects.example/signed/abc?X-Sig=btrfly-hmac:1234';
+    const [a, ...rest] = sbomArtifacts([entry(asset, '', { status: 302, headers: [{ name: 'Location', value: target }] }), entry(target, 'release bytes')]);
+    expect(rest).toEqual([]);
+    expect(a).toMatchObject({ purl: 'pkg:github/cli/cli@v2.45.0', sha256: sha('release bytes'), urls: [asset] });
+  });
+
   it('is one artifact per purl and digest: the same file twice or from two mirrors is one, with each URL once, sorted', () => {
     const a = sbomArtifacts([
       entry('https://m2.example/axios/-/axios-1.7.9.tgz', 'tarball'),
