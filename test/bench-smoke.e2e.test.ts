@@ -16,6 +16,7 @@ const SECTIONS: Array<[name: string, heading: string]> = [
   ['transfer', '## Push and pull'],
   ['dns', '## DNS'],
   ['startup', '## Startup'],
+  ['isolate', '## Isolated runs'],
 ];
 
 test('every bench section runs with tiny sizes and prints a table of figures', async () => {
