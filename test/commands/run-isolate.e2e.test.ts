@@ -68,12 +68,15 @@ describe('btrfly run --isolate', () => {
     const script = [
       `python3 -c "import socket;s=socket.create_connection(('service.test',${rawPort}),5);s.sendall(b'\\x00\\x00\\x00\\x08\\x04\\xd2\\x16\\x2f');s.recv(1)" || true`,
       `python3 -c "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'leak',('${outside}',${udpPort}))" || true`,
+      // HTTP/3 would start like this: a datagram to a name, listed by that name.
+      `python3 -c "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'quic',('quic.test',443))" || true`,
     ].join('\n');
     const rec = await runCli(['run', '--isolate', '--record', '--tag=leaky', '--archive', archive, '--resolve', 'service.test:127.0.0.1', '--', 'sh', '-c', script]);
     expect(rec.code).toBe(1);
     // Named as the command asked for it: btrfly's DNS inside gave service.test an address of its own.
     expect(rec.stderr).toContain(`tcp service.test:${rawPort}: not HTTP or TLS`);
     expect(rec.stderr).toContain(`udp ${outside}:${udpPort}: UDP other than DNS`);
+    expect(rec.stderr).toContain('udp quic.test:443: UDP other than DNS');
     expect(rec.stderr).toMatch(/tag was not moved/);
     expect(accepted).toBe(0);
     // Ordered after anything the namespace could have sent: the first datagram is ours.
