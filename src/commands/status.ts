@@ -19,7 +19,8 @@ export default class Status extends BtrflyCommand {
       return;
     }
     if (st.sessions.length === 0) {
-      this.log('no active session');
+      if (st.daemon) this.log(`the btrfly daemon ${st.daemon.pid} on ${st.daemon.address} runs without a session (archive ${st.daemon.archive}): run "btrfly stop record" to stop it`);
+      else this.log('no active session');
       return;
     }
     this.log(st.service ? `service ${st.service}` : `daemon ${st.daemon!.pid} on ${st.daemon!.address}`);

@@ -6,7 +6,8 @@ import { Archive } from '../format/archive';
 import type { PendingRecording } from '../format/archive';
 import type { MatchRule } from '../format/types';
 import { CertificateAuthority } from './ca';
-import { controlRequest, ensureDaemon, findDaemon } from './daemon-client';
+import { controlRequest, ensureDaemon, findDaemon, shutdownDaemon } from './daemon-client';
+import type { DaemonInfo } from './daemon';
 import { HostConfigurator, detectHostPaths, type HostPaths } from './host-config';
 import type { OpenedSession, SessionResult } from './runtime';
 import type { RegisteredSession } from './service';
@@ -53,6 +54,8 @@ export interface StopHostResult {
   /** What became of a recording whose daemon died. */
   partial?: string;
   restored: string[];
+  /** A daemon that held no session (a start interrupted, a daemon run by hand), stopped by this `stop`. */
+  idleDaemonStopped?: { pid: number; archive: string };
   exitCode: number;
 }
 
@@ -101,7 +104,7 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
   }).catch(async (e: unknown) => {
     // The session was refused (an unknown tag, a bad name): a daemon this start began, holding
     // no session, must not outlive it (the next start with another archive would be refused).
-    await stopDaemonIfIdle(daemon.socket);
+    await stopDaemonIfIdle(daemon);
     throw e;
   });
   try {
@@ -111,7 +114,7 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
     await writeFile(path.join(paths.stateDir, HOST_SESSION), JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
   } catch (e) {
     await controlRequest(daemon.socket, 'DELETE', `/sessions/${session.info.id}?discard=1`).catch(() => {});
-    await stopDaemonIfIdle(daemon.socket);
+    await stopDaemonIfIdle(daemon);
     throw e;
   }
   return { session, daemonAddress: daemon.address };
@@ -191,13 +194,14 @@ export async function stopHostSession(o: StopHostOptions): Promise<StopHostResul
   if (!result && o.mode === 'record') {
     partial = await settlePending(active?.archive ?? path.resolve(o.archiveDir), active?.id, o);
   }
-  if (!active && !partial) {
-    const applied = (await host.status()).applied;
-    if (!applied) throw new BtrflyError('SESSION', `no host-mode ${o.mode} session is active: nothing to stop ("btrfly start ${o.mode} --tag=T" starts one)`);
+  if (!active && !partial && !(await host.status()).applied) {
+    // Nothing of this host to restore; a daemon left without a session is still stopped.
+    if (daemon && (await stopDaemonIfIdle(daemon))) return { restored: [], idleDaemonStopped: { pid: daemon.pid, archive: daemon.archive }, exitCode: EXIT.ok };
+    throw new BtrflyError('SESSION', `no host-mode ${o.mode} session is active: nothing to stop ("btrfly start ${o.mode} --tag=T" starts one)`);
   }
   const { restored } = await host.restore();
   await rm(path.join(paths.stateDir, HOST_SESSION), { force: true });
-  if (daemon) await stopDaemonIfIdle(daemon.socket);
+  if (daemon) await stopDaemonIfIdle(daemon);
   const exitCode = (result && o.mode === 'playback' ? playbackExitCode(result) : undefined) ?? EXIT.ok;
   return { result, partial, restored, exitCode };
 }
@@ -234,9 +238,12 @@ async function settlePending(archiveDir: string, session: string | undefined, o:
   }
 }
 
-async function stopDaemonIfIdle(socket: string): Promise<void> {
-  const status = await controlRequest<{ sessions: unknown[] }>(socket, 'GET', '/status').catch(() => undefined);
-  if (status && status.sessions.length === 0) await controlRequest(socket, 'POST', '/shutdown').catch(() => {});
+/** Stops the daemon when it holds no session, and waits until it is gone; true when it did. */
+async function stopDaemonIfIdle(daemon: DaemonInfo): Promise<boolean> {
+  const status = await controlRequest<{ sessions: unknown[] }>(daemon.socket, 'GET', '/status').catch(() => undefined);
+  if (!status || status.sessions.length > 0) return false;
+  await shutdownDaemon(daemon);
+  return true;
 }
 
 /** The host-mode session recorded in the state dir, if any. */
@@ -256,7 +263,7 @@ function hostAddresses(): string[] {
 }
 
 /** `btrfly status` in host mode: the daemon's sessions, or the host session file when the daemon is gone. */
-export async function hostStatus(env: NodeJS.ProcessEnv = process.env): Promise<{ daemon?: { pid: number; address: string }; service?: string; sessions: unknown[]; hostSession?: HostSessionFile; daemonDied: boolean }> {
+export async function hostStatus(env: NodeJS.ProcessEnv = process.env): Promise<{ daemon?: { pid: number; address: string; archive: string }; service?: string; sessions: unknown[]; hostSession?: HostSessionFile; daemonDied: boolean }> {
   const paths = detectHostPaths(env);
   const hostSession = await readHostSession(paths);
   const login = hostSession?.service ? await readLogin(env) : undefined;
@@ -267,5 +274,5 @@ export async function hostStatus(env: NodeJS.ProcessEnv = process.env): Promise<
   const daemon = await findDaemon(paths.stateDir);
   if (!daemon) return { sessions: [], hostSession, daemonDied: Boolean(hostSession) };
   const status = await controlRequest<{ pid: number; sessions: unknown[] }>(daemon.socket, 'GET', '/status');
-  return { daemon: { pid: daemon.pid, address: daemon.address }, sessions: status.sessions, hostSession, daemonDied: false };
+  return { daemon: { pid: daemon.pid, address: daemon.address, archive: daemon.archive }, sessions: status.sessions, hostSession, daemonDied: false };
 }
