@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { backgroundServer, CLI_IN_SCRIPT as cli, genBodySha256, hostModeMissing, inNamespace, namespaceHost, originServerLines, snapshot, testCa, tmpDir } from '../helpers';
+import { backgroundServer, CLI_IN_SCRIPT as cli, genBodySha256, hostModeMissing, inNamespace, namespaceHost, originServerLines, regularPemIn, snapshot, testCa, tmpDir } from '../helpers';
 import { testWhen } from '../helpers/when';
 
 const missing = hostModeMissing();
@@ -18,6 +18,8 @@ const maybe = testWhen(missing);
 maybe('start record, build, stop record; start playback with the origin gone, build, stop playback; host files restored', async () => {
   const work = tmpDir('btrfly-host-');
   const { copies, prelude } = await namespaceHost(work, '# the host before btrfly\nnameserver 192.0.2.53\noptions timeout:1\n');
+  // A certificate placed by hand as a regular file must come back as one, not as a link.
+  const regular = await regularPemIn(copies);
   const before = await snapshot(copies);
   const size = 9 * 1024 * 1024 + 3; // two parts
   const archive = path.join(work, 'archive');
@@ -57,6 +59,7 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
   expect(await sha(path.join(work, 'rec.bin'))).toBe(await genBodySha256(size, 11));
   expect(await fs.readFile(path.join(work, 'play.txt'), 'utf8')).toBe(await fs.readFile(path.join(work, 'rec.txt'), 'utf8'));
   expect(await snapshot(copies)).toEqual(before);
+  expect(before[path.join('certs', regular)]).toMatch(/^file 644 /);
 }, 240_000);
 
 maybe('kill -9 of the daemon mid-recording: tag unchanged, archive valid, stop restores the host and says what became of the recording', async () => {
