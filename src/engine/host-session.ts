@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { BtrflyError, EXIT } from '../errors';
 import { Archive } from '../format/archive';
 import type { PendingRecording } from '../format/archive';
+import { asideAdvice, type AsideRecording } from '../format/lifecycle';
 import type { MatchRule } from '../format/types';
 import { CertificateAuthority } from './ca';
 import { controlRequest, ensureDaemon, findDaemon, shutdownDaemon } from './daemon-client';
@@ -72,7 +73,7 @@ function daemonSettings(env: NodeJS.ProcessEnv) {
  * for this host's own addresses, then points the resolver at btrfly's DNS and trusts its CA.
  * Anything that fails half way is undone.
  */
-export async function startHostSession(o: StartHostOptions): Promise<{ session: OpenedSession; daemonAddress: string }> {
+export async function startHostSession(o: StartHostOptions): Promise<{ session: OpenedSession; daemonAddress: string; notes: string[] }> {
   const env = o.env ?? process.env;
   const paths = detectHostPaths(env);
   const existing = await readHostSession(paths);
@@ -117,7 +118,20 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
     await stopDaemonIfIdle(daemon);
     throw e;
   }
-  return { session, daemonAddress: daemon.address };
+  // As "btrfly run --record" does: a recording of this tag that a crash left aside is named, with what to do.
+  const notes = o.mode === 'record' || o.append ? (await asideRecordingsIn(o.archiveDir, session.info.tag)).map(asideAdvice) : [];
+  return { session, daemonAddress: daemon.address, notes };
+}
+
+/** The recordings left aside in the archive at `dir` (of `tag`, or all): none when there is no archive there. */
+export async function asideRecordingsIn(dir: string, tag?: string): Promise<AsideRecording[]> {
+  const archive = await Archive.open(dir).catch(() => undefined);
+  if (!archive) return [];
+  try {
+    return await archive.asideRecordings(tag);
+  } finally {
+    await archive.close();
+  }
 }
 
 /**
@@ -125,7 +139,7 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
  * service takes the host's source address as its client); then the resolver points at the
  * service's DNS and the system trusts the service's CA.
  */
-async function startServiceSession(o: StartHostOptions, login: Login, host: HostConfigurator, paths: HostPaths): Promise<{ session: OpenedSession; daemonAddress: string }> {
+async function startServiceSession(o: StartHostOptions, login: Login, host: HostConfigurator, paths: HostPaths): Promise<{ session: OpenedSession; daemonAddress: string; notes: string[] }> {
   const reg = await serviceRequest<RegisteredSession>(login, 'POST', '/v1/sessions', {
     tag: o.tag,
     mode: o.mode,
@@ -143,7 +157,7 @@ async function startServiceSession(o: StartHostOptions, login: Login, host: Host
     await host.restore().catch(() => {});
     throw e;
   }
-  return { session: { info: reg.session }, daemonAddress: reg.dns };
+  return { session: { info: reg.session }, daemonAddress: reg.dns, notes: [] };
 }
 
 /** Ends a service-mode session on the service, then restores the host. */

@@ -170,6 +170,27 @@ maybe('a daemon without a session: status shows it, another archive is refused, 
   expect(await snapshot(copies)).toEqual(before);
 }, 240_000);
 
+maybe('start record names a recording of the tag that a kill -9 left aside, as run --record does', async () => {
+  const work = tmpDir('btrfly-host-aside-');
+  const { prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  const archive = path.join(work, 'archive');
+  const script = [
+    ...prelude,
+    // The recorder dies (kill -9 from its own command) without sealing: its recording is left aside.
+    `${cli} run --record --tag=app --archive ${archive} -- sh -c 'echo "killed $PPID"; kill -9 $PPID; sleep 5' || true`,
+    `${cli} start record --tag=app --archive ${archive}`,
+    `${cli} stop record`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  const pid = /killed (\d+)/.exec(out)?.[1];
+  expect(pid).toMatch(/^\d+$/);
+  expect(out).toMatch(
+    new RegExp(`^btrfly: note: recording (\\S+) of tag "app" \\(0 entries, started [^)]+\\) is not the tag: it was interrupted \\(process ${pid} stopped without sealing it\\); "btrfly pending seal \\1" makes it the tag, "btrfly pending drop \\1" drops it\nbtrfly: recording tag "app" for this host`, 'm'),
+  );
+  expect(ns.status).toBe(0);
+}, 240_000);
+
 // One big body of each kind: the 2 GiB one through the proxy and the archive is run-hermetic's
 // (command mode); the daemon shares that path, so 512 MiB (past where peak RSS levels off,
 // ~140 MiB from 512 MiB to 3 GiB in storage-large) shows its memory is flat too.
