@@ -1,7 +1,7 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BtrflyError, EXIT } from '../errors';
+import { BtrflyError, EXIT, oneLine } from '../errors';
 import { Archive } from '../format/archive';
 import type { PendingRecording } from '../format/archive';
 import { asideAdvice, type AsideRecording } from '../format/lifecycle';
@@ -93,29 +93,44 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
   for (const r of o.upstream.resolve ?? []) args.push('--resolve', r);
   for (const c of o.upstream.caFiles ?? []) args.push('--upstream-ca', path.resolve(c));
   if (o.upstream.proxy) args.push('--upstream-proxy', o.upstream.proxy);
-  const daemon = await ensureDaemon(paths.stateDir, args, { archiveDir: o.archiveDir });
-  const session = await controlRequest<OpenedSession>(daemon.socket, 'POST', '/sessions', {
-    tag: o.tag,
-    mode: o.mode,
-    append: o.append,
-    clients: hostAddresses(),
-    redactHeaders: o.redactHeaders,
-    redactQuery: o.redactQuery,
-    rules: o.rules,
-  }).catch(async (e: unknown) => {
-    // The session was refused (an unknown tag, a bad name): a daemon this start began, holding
-    // no session, must not outlive it (the next start with another archive would be refused).
-    await stopDaemonIfIdle(daemon);
-    throw e;
+  // The daemon takes seconds to start (Node, its modules, the system CAs): the trust store is
+  // changed meanwhile, and the resolver once the session is open; all of it undone on a refusal.
+  const opening = ensureDaemon(paths.stateDir, args, { archiveDir: o.archiveDir }).then(async (daemon) => {
+    const session = await controlRequest<OpenedSession>(daemon.socket, 'POST', '/sessions', {
+      tag: o.tag,
+      mode: o.mode,
+      append: o.append,
+      clients: hostAddresses(),
+      redactHeaders: o.redactHeaders,
+      redactQuery: o.redactQuery,
+      rules: o.rules,
+    }).catch(async (e: unknown) => {
+      // The session was refused (an unknown tag, a bad name): a daemon this start began, holding
+      // no session, must not outlive it (the next start with another archive would be refused).
+      await stopDaemonIfIdle(daemon);
+      throw e;
+    });
+    return { daemon, session };
   });
+  const switching = CertificateAuthority.loadOrCreate().then((ca) =>
+    host.apply({ dnsServer: settings.address, caPem: ca.certPem, caName: 'ca', beforeResolver: () => opening.then(() => undefined) }).then(() => ca),
+  );
+  const [opened, switched] = await Promise.allSettled([opening, switching]);
+  // Refused: apply saw it too and put the host back (or said why it could not).
+  if (opened.status === 'rejected') throw switched.status === 'rejected' && switched.reason !== opened.reason ? switched.reason : opened.reason;
+  const { daemon, session } = opened.value;
   try {
-    const ca = await CertificateAuthority.loadOrCreate();
-    await host.apply({ dnsServer: daemon.address, caPem: ca.certPem, caName: 'ca' });
+    if (switched.status === 'rejected') throw switched.reason;
+    // A daemon that was already running for this archive may listen on another address.
+    if (daemon.address !== settings.address) await host.apply({ dnsServer: daemon.address, caPem: switched.value.certPem, caName: 'ca' });
     const file: HostSessionFile = { id: session.info.id, tag: session.info.tag, mode: o.mode, since: session.info.since, archive: path.resolve(o.archiveDir) };
     await writeFile(path.join(paths.stateDir, HOST_SESSION), JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
   } catch (e) {
     await controlRequest(daemon.socket, 'DELETE', `/sessions/${session.info.id}?discard=1`).catch(() => {});
     await stopDaemonIfIdle(daemon);
+    await host.restore().catch((r: unknown) => {
+      throw new BtrflyError('CONFIG', `${oneLine(e)} (restoring the host also failed: ${oneLine(r)}: run "sudo btrfly stop ${o.mode}" to retry)`, { cause: e });
+    });
     throw e;
   }
   // As "btrfly run --record" does: a recording of this tag that a crash left aside is named, with what to do.
@@ -197,27 +212,36 @@ export async function stopHostSession(o: StopHostOptions): Promise<StopHostResul
   }
   if (active?.service) return stopServiceSession(active, o, host, paths);
   const daemon = await findDaemon(paths.stateDir);
-  let result: SessionResult | undefined;
-  let partial: string | undefined;
-  if (active && daemon) {
-    result = await controlRequest<SessionResult>(daemon.socket, 'DELETE', `/sessions/${active.id}${o.discard ? '?discard=1' : ''}`).catch((e: BtrflyError) => {
-      if (/no session/.test(e.message)) return undefined;
-      throw e;
-    });
+  const applied = (await host.status()).applied;
+  // The host is put back while the recording is sealed: neither needs the other.
+  const restoring = host.restore();
+  restoring.catch(() => undefined); // awaited below; until then a failure must not count as unhandled
+  try {
+    let result: SessionResult | undefined;
+    let partial: string | undefined;
+    if (active && daemon) {
+      result = await controlRequest<SessionResult>(daemon.socket, 'DELETE', `/sessions/${active.id}${o.discard ? '?discard=1' : ''}`).catch((e: BtrflyError) => {
+        if (/no session/.test(e.message)) return undefined;
+        throw e;
+      });
+    }
+    if (!result && o.mode === 'record') {
+      partial = await settlePending(active?.archive ?? path.resolve(o.archiveDir), active?.id, o);
+    }
+    if (!active && !partial && !applied) {
+      // Nothing of this host to restore; a daemon left without a session is still stopped.
+      if (daemon && (await stopDaemonIfIdle(daemon))) return { restored: [], idleDaemonStopped: { pid: daemon.pid, archive: daemon.archive }, exitCode: EXIT.ok };
+      throw new BtrflyError('SESSION', `no host-mode ${o.mode} session is active: nothing to stop ("btrfly start ${o.mode} --tag=T" starts one)`);
+    }
+    const { restored } = await restoring;
+    await rm(path.join(paths.stateDir, HOST_SESSION), { force: true });
+    if (daemon) await stopDaemonIfIdle(daemon);
+    const exitCode = (result && o.mode === 'playback' ? playbackExitCode(result) : undefined) ?? EXIT.ok;
+    return { result, partial, restored, exitCode };
+  } finally {
+    // Never left half done behind an error (a second "btrfly stop" would finish it, but need not).
+    await restoring.catch(() => undefined);
   }
-  if (!result && o.mode === 'record') {
-    partial = await settlePending(active?.archive ?? path.resolve(o.archiveDir), active?.id, o);
-  }
-  if (!active && !partial && !(await host.status()).applied) {
-    // Nothing of this host to restore; a daemon left without a session is still stopped.
-    if (daemon && (await stopDaemonIfIdle(daemon))) return { restored: [], idleDaemonStopped: { pid: daemon.pid, archive: daemon.archive }, exitCode: EXIT.ok };
-    throw new BtrflyError('SESSION', `no host-mode ${o.mode} session is active: nothing to stop ("btrfly start ${o.mode} --tag=T" starts one)`);
-  }
-  const { restored } = await host.restore();
-  await rm(path.join(paths.stateDir, HOST_SESSION), { force: true });
-  if (daemon) await stopDaemonIfIdle(daemon);
-  const exitCode = (result && o.mode === 'playback' ? playbackExitCode(result) : undefined) ?? EXIT.ok;
-  return { result, partial, restored, exitCode };
 }
 
 /** A recording whose daemon died: seal or discard what it completed, or say how to. */

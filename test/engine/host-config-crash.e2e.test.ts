@@ -126,7 +126,7 @@ function runDriver(
   });
 }
 
-const STEPS = ['journal-resolver', 'resolver', 'journal-trust', 'trust-file', 'trust-update'];
+const STEPS = ['journal-trust', 'trust-file', 'trust-update', 'journal-resolver', 'resolver'];
 const applyOpts = { dnsServer: '127.0.0.2', caPem: CA, caName: 'crash' };
 
 describe.each([
@@ -139,7 +139,7 @@ describe.each([
 
     const killed = await runDriver({ action: 'apply', paths: host.paths, opts: applyOpts, killAt: step });
     expect(killed.signal).toBe('SIGKILL');
-    if (step !== 'journal-resolver') expect(await fs.readFile(host.paths.resolvConf, 'utf8')).toMatch(/^nameserver 127\.0\.0\.2$/m);
+    if (step === 'resolver') expect(await fs.readFile(host.paths.resolvConf, 'utf8')).toMatch(/^nameserver 127\.0\.0\.2$/m);
 
     const restored = await runDriver({ action: 'restore', paths: host.paths });
     expect(restored.stderr).toBe('');

@@ -92,7 +92,7 @@ describeWhen(onPath('openssl') ? [] : ['openssl'])('Debian trust store, changed 
 
     const { restored } = await host.restore();
 
-    expect(restored).toEqual([anchor, path.join(certs, 'btrfly-deb.pem'), hashLink, path.join(certs, 'ca-certificates.crt'), paths.resolvConf]);
+    expect(restored).toEqual([paths.resolvConf, anchor, path.join(certs, 'btrfly-deb.pem'), hashLink, path.join(certs, 'ca-certificates.crt')]);
     expect(await fs.readFile(hookLog, 'utf8')).toBe(`+${path.join(certs, 'btrfly-deb.pem')}\n-${path.join(certs, 'btrfly-deb.pem')}\n`);
     await fs.rm(hookLog);
     await fs.rm(paths.stateDir, { recursive: true });

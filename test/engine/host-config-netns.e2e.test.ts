@@ -95,11 +95,11 @@ const run = (cmd, args) => new Promise((resolve) => execFile(cmd, args, { encodi
     expect(r.verifyDuring).toEqual({ code: 0, out: expect.stringMatching(/ca\.pem: OK\n$/) });
     expect(r.verifyBundleDuring).toEqual({ code: 0, out: expect.stringMatching(/ca\.pem: OK\n$/) });
     expect(r.restored.restored).toEqual([
+      '/etc/resolv.conf',
       path.join(DEBIAN_TRUST, 'btrfly-e2e.crt'),
       '/etc/ssl/certs/btrfly-e2e.pem',
       expect.stringMatching(/^\/etc\/ssl\/certs\/[0-9a-f]{8}\.0$/),
       '/etc/ssl/certs/ca-certificates.crt',
-      '/etc/resolv.conf',
     ]);
     expect(r.getentAfter.code).not.toBe(0);
     expect(r.verifyAfter.code).not.toBe(0);

@@ -37,12 +37,21 @@ export class HostConfigurator {
   }
 
   /**
-   * Switches the host to btrfly. Applying again before `restore` changes the DNS server
-   * and CA but keeps the first originals. On failure what was changed is restored.
+   * Switches the host to btrfly: the trust store first, then the resolver (so that names lead
+   * to btrfly only once its CA is trusted), after `opts.beforeResolver` when given (the DNS
+   * server is starting meanwhile). Applying again before `restore` changes the DNS server and
+   * CA but keeps the first originals. On failure what was changed is restored; a failure of
+   * `beforeResolver` is then rethrown as it is.
    */
   async apply(opts: ApplyOptions): Promise<void> {
     const cert = parseCa(opts.caPem, opts.caName);
     await this.checkPermission();
+    let waiting = false;
+    const ready = async () => {
+      waiting = true;
+      await opts.beforeResolver?.();
+      waiting = false;
+    };
     try {
       const journal = (await readJournal(this.paths.stateDir)) ?? {
         btrflyHostConfig: 1,
@@ -51,17 +60,21 @@ export class HostConfigurator {
         entries: [],
       };
       if (this.paths.trust === 'macos') {
+        await ready();
         await this.applyMacosDns(journal, opts.dnsServer);
         await this.applyMacosCert(journal, opts, cert.fingerprint.replace(/:/g, ''));
       } else {
-        await this.applyResolver(journal, opts.dnsServer);
         await this.applyTrust(journal, opts);
+        await ready();
+        await this.applyResolver(journal, opts.dnsServer);
       }
     } catch (e) {
-      const undo = await this.restore().then(
-        () => 'the host was restored',
-        (r) => `restoring also failed (${oneLine(r)}): run "sudo btrfly stop" to retry`,
+      const undone = await this.restore().then(
+        () => undefined,
+        (r: unknown) => r,
       );
+      if (waiting && undone === undefined) throw e;
+      const undo = undone === undefined ? 'the host was restored' : `restoring also failed (${oneLine(undone)}): run "sudo btrfly stop" to retry`;
       const code = e instanceof BtrflyError ? e.code : 'CONFIG';
       throw new BtrflyError(code, `${oneLine(e)} (${undo})`, { cause: e });
     }

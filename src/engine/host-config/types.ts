@@ -58,15 +58,17 @@ export interface ApplyOptions {
   caPem: string;
   /** Short name for the CA file: `btrfly-<caName>.crt`. */
   caName: string;
+  /** Awaited before the resolver is switched (btrfly's DNS server starting meanwhile); a rejection undoes `apply`. */
+  beforeResolver?: () => Promise<void>;
 }
 
 /** Names of the steps `apply` takes, in order, reported to `onStep` after each. */
 export type ApplyStep =
-  | 'journal-resolver'
-  | 'resolver'
   | 'journal-trust'
   | 'trust-file'
   | 'trust-update'
+  | 'journal-resolver'
+  | 'resolver'
   | 'journal-macos-dns'
   | 'macos-dns'
   | 'journal-macos-cert'
