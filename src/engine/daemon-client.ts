@@ -5,8 +5,24 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { BtrflyError } from '../errors';
 import { processAlive } from '../process-alive';
-import { DAEMON_FILE, type DaemonInfo } from './daemon';
 import { readJsonAnswer } from './json-answer';
+
+/** What a running daemon publishes in its state dir for the CLI to find it. */
+export interface DaemonInfo {
+  pid: number;
+  address: string;
+  socket: string;
+  archive: string;
+  dnsPort: number;
+  httpPort: number;
+  httpsPort: number;
+  proxyPort: number;
+  startedAt: string;
+}
+
+// Here, not in daemon.ts, so that start/stop/status do not load the daemon's server modules.
+export const DAEMON_FILE = 'daemon.json';
+export const DAEMON_SOCKET = 'daemon.sock';
 
 /** How to reach the daemon of a state dir, or learn that none runs. */
 export async function findDaemon(stateDir: string): Promise<DaemonInfo | undefined> {
