@@ -23,7 +23,7 @@ export default class Start extends BtrflyCommand {
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Start);
     const mode = args.mode as 'record' | 'playback';
-    const { session, daemonAddress } = await startHostSession({
+    const { session, daemonAddress, notes } = await startHostSession({
       mode,
       tag: flags.tag,
       append: flags.append,
@@ -33,7 +33,8 @@ export default class Start extends BtrflyCommand {
       redactQuery: flags['redact-query'],
       rules: rulesFrom(flags),
     });
-    if (flags.json) return this.printJson({ session: session.info, dns: daemonAddress });
+    if (flags.json) return this.printJson({ session: session.info, dns: daemonAddress, notes });
+    for (const note of notes) process.stderr.write(`btrfly: note: ${note}\n`);
     process.stderr.write(`btrfly: ${mode === 'record' ? 'recording' : 'playing back'} tag "${session.info.tag}" for this host (DNS and proxy on ${daemonAddress}); run "btrfly stop ${mode}" when the build is done\n`);
   }
 }
