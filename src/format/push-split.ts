@@ -17,12 +17,21 @@
 import { randomBytes } from 'node:crypto';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
+import { formatSize } from './diff';
 import { lastGitMessage, type GitResult } from './git';
 
 export const STAGING_PREFIX = 'refs/btrfly/staging/';
 
 /** What a pack carries besides its objects' bytes (headers, deltas that did not apply): batches aim below the limit by this share. */
 const PACK_MARGIN = 0.85;
+/** A pack of one object is that object and a few headers: one alone may come this close to the limit. */
+const ONE_OBJECT_OVERHEAD = 64 * 1024;
+
+/** A ref the remote has, as `git ls-remote` lists it. */
+export interface RemoteRef {
+  oid: string;
+  ref: string;
+}
 /** No limit is learned below this: a remote that refuses 1 MiB is refusing for another reason. */
 const SMALLEST_LIMIT = 1024 * 1024;
 
@@ -93,17 +102,25 @@ export async function pushUnderLimit(
   refspecs: string[],
   tips: string[],
   push: PushOnce,
-  remoteHas: () => Promise<string[]>,
+  remoteRefs: () => Promise<RemoteRef[]>,
 ): Promise<{ result: GitResult; split?: PushSplit }> {
+  // Staging refs of a push that was interrupted (killed, network gone) are dropped by the
+  // next one that looks at the remote's refs, so their bodies do not stay there for good.
+  const stale = new Set<string>();
+  const remoteHas = async (): Promise<string[]> => {
+    const refs = await remoteRefs();
+    for (const r of refs) if (r.ref.startsWith(STAGING_PREFIX) && !r.ref.startsWith(`${STAGING_PREFIX}${run}/`)) stale.add(r.ref);
+    return refs.map((r) => r.oid);
+  };
+  const run = randomBytes(6).toString('hex');
   const configured = await maxPushOf(archive, remote);
   let limit = configured;
   let source: PushSplit['source'] = 'configured';
   const staged: string[] = [];
-  const run = randomBytes(6).toString('hex');
   let pushes = 0;
   const finish = async (): Promise<GitResult> => {
     pushes++;
-    return push([...refspecs, ...staged.map((ref) => `:${ref}`)]);
+    return push([...refspecs, ...[...staged, ...stale].map((ref) => `:${ref}`)]);
   };
   for (;;) {
     if (limit !== null) {
@@ -112,6 +129,8 @@ export async function pushUnderLimit(
         source = refused.limit !== null ? 'remote' : 'learned';
         return limit;
       });
+      // Kept as soon as a part went through: an interrupted push still teaches the next one.
+      if (staged.length && source !== 'configured') await setMaxPush(archive, remote, limit);
     }
     const result = await finish();
     const refused = result.code !== 0 ? sizeRefusal(result.stderr) : null;
@@ -158,10 +177,10 @@ async function stage(
     // A part the remote took must shrink what is left; if it did not, stop rather than loop.
     if (pending.total >= before) throw new BtrflyError('NETWORK', `push to remote ${remote}: the remote took a part but still lacks as much as before: push again`);
     const biggest = pending.blobs.reduce((a, b) => (b.size > a.size ? b : a), { oid: '', size: 0 });
-    if (biggest.size > budget || limit < SMALLEST_LIMIT) {
+    if (biggest.size + ONE_OBJECT_OVERHEAD > limit || limit < SMALLEST_LIMIT) {
       throw new BtrflyError(
         'NETWORK',
-        `push to remote ${remote} cannot go under its size limit of ${mib(limit)}: one object alone is ${mib(biggest.size)}; ` +
+        `push to remote ${remote} cannot go under its size limit of ${formatSize(limit)}: one object alone is ${formatSize(biggest.size)}; ` +
           `raise the remote's limit (or set a larger one with "btrfly remote add ${remote} URL --max-push SIZE")`,
         { data: { remote, limit, object: biggest.oid } },
       );
@@ -169,7 +188,8 @@ async function stage(
     const batch: string[] = [];
     let size = 0;
     for (const blob of pending.blobs) {
-      if (size + blob.size > budget) break;
+      // The first object may use the whole limit but for a pack's headers; the rest the budget.
+      if (batch.length ? size + blob.size > budget : blob.size + ONE_OBJECT_OVERHEAD > limit) break;
       batch.push(blob.oid);
       size += blob.size;
     }
@@ -236,9 +256,5 @@ export function describeSplit(remote: string, split: PushSplit): string {
     split.source === 'configured'
       ? 'the limit set for it'
       : `${split.source === 'remote' ? 'the limit it named' : 'a limit learned by trying'}, kept for next time (change it with "btrfly remote add ${remote} URL --max-push SIZE")`;
-  return `remote ${remote} takes pushes of at most ${mib(split.limit)}: sent in ${split.pushes} pushes under ${from}`;
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0)} MiB`;
+  return `remote ${remote} takes pushes of at most ${formatSize(split.limit)}: sent in ${split.pushes} pushes under ${from}`;
 }

@@ -15,7 +15,7 @@ import type { Archive } from './archive';
 import { verifyCommits, type VerifyProblem } from './archive-maintenance';
 import { lastGitMessage, localTransportPrograms, type GitResult } from './git';
 import { lockHolder } from './lock';
-import { dropLocalStaging, pushUnderLimit, type PushSplit } from './push-split';
+import { dropLocalStaging, maxPushOf, pushUnderLimit, setMaxPush, type PushSplit, type RemoteRef } from './push-split';
 import { compareStrings } from './manifest';
 import { validateTagName } from './names';
 
@@ -23,6 +23,8 @@ import { validateTagName } from './names';
 export interface RemoteInfo {
   name: string;
   url: string;
+  /** The most one push may carry, in bytes, when set or learned (see push-split.ts). */
+  maxPush?: number;
 }
 
 /** Options of {@link pushTags} and {@link pullTags}. */
@@ -82,15 +84,20 @@ export function displayUrl(url: string): string {
 /** Every configured remote, by name. */
 export async function listRemotes(archive: Archive): Promise<RemoteInfo[]> {
   const r = await archive.git.run(['config', '--get-regexp', '^remote\\..*\\.url$'], { ok: [0, 1] });
-  return r.stdout
+  const remotes = r.stdout
     .split('\n')
     .filter(Boolean)
-    .map((line) => {
+    .map((line): RemoteInfo => {
       const sp = line.indexOf(' ');
       const key = line.slice(0, sp);
       return { name: key.slice('remote.'.length, -'.url'.length), url: line.slice(sp + 1) };
     })
     .sort((a, b) => compareStrings(a.name, b.name));
+  for (const remote of remotes) {
+    const limit = await maxPushOf(archive, remote.name);
+    if (limit !== null) remote.maxPush = limit;
+  }
+  return remotes;
 }
 
 async function remoteUrl(archive: Archive, name: string): Promise<string> {
@@ -107,10 +114,16 @@ async function remoteUrl(archive: Archive, name: string): Promise<string> {
  * configuration supplies credentials when it talks to it.
  * @throws BtrflyError USAGE for a bad name, TAG_EXISTS-like CONFIG when the name is taken
  */
-export async function addRemote(archive: Archive, name: string, url: string): Promise<RemoteInfo> {
+export async function addRemote(archive: Archive, name: string, url: string, opts: { maxPush?: number } = {}): Promise<RemoteInfo & { updated?: boolean }> {
   validateRemoteName(name);
   if (!url.trim()) throw new BtrflyError('USAGE', 'the remote URL is empty: give a path, an https:// or an ssh:// URL');
-  if ((await listRemotes(archive)).some((r) => r.name === name)) {
+  const existing = (await listRemotes(archive)).find((r) => r.name === name);
+  // The same remote again with a push limit: the limit is set (how a learned one is changed).
+  if (existing && opts.maxPush !== undefined && existing.url === normalizeRemoteUrl(url)) {
+    await setMaxPush(archive, name, opts.maxPush);
+    return { ...existing, maxPush: opts.maxPush, updated: true };
+  }
+  if (existing) {
     throw new BtrflyError('CONFIG', `remote "${name}" already exists in archive ${archive.name}: remove it first with "btrfly remote remove ${name}"`, {
       data: { remote: name },
     });
@@ -118,7 +131,8 @@ export async function addRemote(archive: Archive, name: string, url: string): Pr
   const normalized = normalizeRemoteUrl(url);
   // No fetch refspec of git's own: a plain `git fetch` must not bring tags in unverified.
   await archive.git.run(['config', `remote.${name}.url`, normalized]);
-  return { name, url: normalized };
+  if (opts.maxPush !== undefined) await setMaxPush(archive, name, opts.maxPush);
+  return { name, url: normalized, ...(opts.maxPush !== undefined && { maxPush: opts.maxPush }) };
 }
 
 /** Removes a remote and any refs a pull left under it. */
@@ -153,9 +167,13 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
       interactive: opts.interactive,
       ok: [0, 1],
     });
-  const remoteHas = async (): Promise<string[]> => {
+  const remoteHas = async (): Promise<RemoteRef[]> => {
     const ls = await transferTo(archive, remote, 'list', ['ls-remote', ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote], { interactive: opts.interactive });
-    return ls.stdout.split('\n').map((l) => l.split('\t')[0]).filter((oid) => /^[0-9a-f]{40,64}$/.test(oid));
+    return ls.stdout
+      .split('\n')
+      .map((l) => l.split('\t'))
+      .filter(([oid, ref]) => /^[0-9a-f]{40,64}$/.test(oid) && ref)
+      .map(([oid, ref]) => ({ oid, ref }));
   };
   const { result: r, split } = await pushUnderLimit(archive, remote, specs, names.map((t) => local.get(t)!), pushOnce, remoteHas).finally(() => dropLocalStaging(archive));
   opts.onSplit?.(split);

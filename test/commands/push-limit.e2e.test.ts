@@ -71,7 +71,7 @@ describe('push to a file remote that takes at most 48 MiB a push', () => {
     for (const n of names) expect(sha256(join(out, n))).toBe(sha256(join(dir, 'pkg', n)));
   }, 600_000);
 
-  it('says in one line when one object alone is over the limit set for a remote', async () => {
+  it('says in one line when one object alone is over the limit set for a remote; a limit just over a part takes it a part a push', async () => {
     const { dir, names } = makeFiles(1, 12);
     const origin = await startOrigin({ dir });
     const base = origin.urlFor('/', 'origin.test').replace(/\/$/, '');
@@ -92,6 +92,19 @@ describe('push to a file remote that takes at most 48 MiB a push', () => {
     ]);
     expect(await staging(hub)).toBe('');
     expect((await runOk('git', ['--git-dir', hub, 'for-each-ref'])).stdout.trim()).toBe('');
+
+    // A limit just over one 8 MiB part takes the body a part a push; the same remote added
+    // again with --max-push changes the limit; a staging ref an interrupted push left is dropped.
+    await runOk('git', ['--git-dir', hub, 'config', 'receive.maxInputSize', '9m']);
+    const empty = (await runOk('git', ['--git-dir', hub, 'mktree'], { input: '' })).stdout.trim();
+    await runOk('git', ['--git-dir', hub, 'update-ref', 'refs/btrfly/staging/0123456789ab/1', empty]);
+    expect((await runCli(['remote', 'add', 'hub', hub, '--archive', a, '--max-push', '9m'])).stderr).toBe(`remote hub: ${hub}, pushes of at most 9m\n`);
+    expect((await runCli(['remote', 'list', '--archive', a])).stdout).toMatch(/^hub\s+\S+hub\.git\s+9\.0 MiB$/m);
+    const again = await runCli(['push', 'hub', '--archive', a]);
+    expect(again.stderr).toMatch(/^one: pushed, new tag/m);
+    expect(again.stderr).toMatch(/^remote hub takes pushes of at most 9\.0 MiB: sent in [23] pushes under the limit set for it$/m);
+    expect(again.code).toBe(0);
+    expect(await staging(hub)).toBe('');
   }, 300_000);
 });
 

@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { BtrflyCommand } from '../../cli/base';
 import { Archive } from '../../format/archive';
-import { parseSize, setMaxPush } from '../../format/push-split';
+import { parseSize } from '../../format/push-split';
 import { addRemote, displayUrl } from '../../format/remote';
 
 /** `btrfly remote add NAME URL`. */
@@ -10,7 +10,8 @@ export default class RemoteAdd extends BtrflyCommand {
   static override description =
     'URL is a path to another archive or bare git repository, an https:// URL or an ssh:// (or user@host:path) URL. ' +
     "btrfly stores only the URL; git's own credentials (ssh keys and agent, credential helpers) are used when it talks to the remote. " +
-    'The archive is created when it does not exist yet, so a new host can start with "btrfly remote add" and "btrfly pull".';
+    'The archive is created when it does not exist yet, so a new host can start with "btrfly remote add" and "btrfly pull". ' +
+    'Adding an existing remote again with its URL and --max-push changes its push limit.';
   static override examples = [
     '<%= config.bin %> remote add origin ssh://git@git.example.com/team/deps-archive.git',
     '<%= config.bin %> remote add backup /mnt/shared/btrfly-archive',
@@ -31,9 +32,9 @@ export default class RemoteAdd extends BtrflyCommand {
     const archive = await Archive.open(flags.archive, { create: true });
     this.onTeardown(() => archive.close());
     const maxPush = flags['max-push'] === undefined ? undefined : parseSize(flags['max-push']);
-    const r = await addRemote(archive, args.name, args.url);
-    if (maxPush !== undefined) await setMaxPush(archive, r.name, maxPush);
-    if (flags.json) return this.printJson({ ...r, url: displayUrl(r.url), ...(maxPush !== undefined && { maxPush }) });
-    process.stderr.write(`added remote ${r.name}: ${displayUrl(r.url)}${maxPush !== undefined ? `, pushes of at most ${flags['max-push']}` : ''}\n`);
+    const r = await addRemote(archive, args.name, args.url, { maxPush });
+    if (flags.json) return this.printJson({ ...r, url: displayUrl(r.url) });
+    const limit = maxPush !== undefined ? `, pushes of at most ${flags['max-push']}` : '';
+    process.stderr.write(`${r.updated ? 'remote' : 'added remote'} ${r.name}: ${displayUrl(r.url)}${limit}\n`);
   }
 }

@@ -1,24 +1,26 @@
 import { BtrflyCommand } from '../../cli/base';
 import { table } from '../../cli/table';
 import { Archive } from '../../format/archive';
+import { formatSize } from '../../format/diff';
 import { displayUrl, listRemotes } from '../../format/remote';
 
 /** `btrfly remote list`. */
 export default class RemoteList extends BtrflyCommand {
   static override summary = 'List the remotes of the archive';
-  static override description = 'One line a remote: its name and URL (a password written into a URL is not shown).';
+  static override description = 'One line a remote: its name and URL (a password written into a URL is not shown), and the most one push may carry when set or learned.';
   static override examples = ['<%= config.bin %> remote list', '<%= config.bin %> remote list --json'];
 
   async run(): Promise<void> {
     const { flags } = await this.parse(RemoteList);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
-    const remotes = (await listRemotes(archive)).map((r) => ({ name: r.name, url: displayUrl(r.url) }));
+    const remotes = (await listRemotes(archive)).map((r) => ({ ...r, url: displayUrl(r.url) }));
     if (flags.json) return this.printJson(remotes);
     if (remotes.length === 0) {
       process.stderr.write(`no remotes in archive ${flags.archive}: add one with "btrfly remote add NAME URL"\n`);
       return;
     }
-    this.log(table(['NAME', 'URL'], remotes.map((r) => [r.name, r.url])));
+    const limits = remotes.some((r) => r.maxPush !== undefined);
+    this.log(table(['NAME', 'URL', ...(limits ? ['MAX PUSH'] : [])], remotes.map((r) => [r.name, r.url, ...(limits ? [r.maxPush === undefined ? '-' : formatSize(r.maxPush)] : [])])));
   }
 }
