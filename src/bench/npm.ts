@@ -219,7 +219,6 @@ async function startVerdaccio(bin: string, dir: string, storage: string, ca: Ben
 
 /** The fixture registry over HTTPS on 127.0.0.1 (the bench leaf names pkgs.test and 127.0.0.1). */
 async function startRegistry(index: PackageIndex, catalog: NpmPackage[], ca: BenchCa): Promise<{ port: number; server: Server }> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const express = require('express') as () => { use(r: unknown): void } & ((req: unknown, res: unknown) => void);
   const app = express();
   app.use(index.createNpmApp(catalog));
@@ -327,8 +326,9 @@ export const npmSection: BenchSection = {
         await rm(storage, { recursive: true, force: true });
       }
     } finally {
-      await new Promise((r) => registry.server.close(r));
+      const closed = new Promise((r) => registry.server.close(r));
       registry.server.closeAllConnections();
+      await closed;
       await rm(dir, { recursive: true, force: true });
     }
     const responses = spread(requests).median;
