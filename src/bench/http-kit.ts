@@ -25,7 +25,7 @@ export interface BenchCa {
   keyPath: string;
 }
 
-/** A test CA and one ECDSA P-256 leaf for {@link BENCH_NAMES}, made with openssl in `dir`. */
+/** A test CA and one ECDSA P-256 leaf for {@link BENCH_NAMES} and 127.0.0.1, made with openssl in `dir`. */
 export async function makeBenchCa(dir: string): Promise<BenchCa> {
   await mkdir(dir, { recursive: true });
   const p = (f: string): string => join(dir, f);
@@ -34,7 +34,8 @@ export async function makeBenchCa(dir: string): Promise<BenchCa> {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   await timed('openssl', ['req', '-x509', ...ec, '-keyout', p('ca.key'), '-out', ca.caPath, '-days', '30', '-subj', '/CN=btrfly bench CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
   await timed('openssl', ['req', ...ec, '-keyout', ca.keyPath, '-out', p('leaf.csr'), '-subj', '/CN=bench.test']);
-  await writeFile(p('leaf.ext'), `subjectAltName=${BENCH_NAMES.map((n) => `DNS:${n}`).join(',')}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
+  // 127.0.0.1 too, for a peer reached by address (the npm section's Verdaccio and its uplink).
+  await writeFile(p('leaf.ext'), `subjectAltName=${BENCH_NAMES.map((n) => `DNS:${n}`).join(',')},IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
   await timed('openssl', ['x509', '-req', '-in', p('leaf.csr'), '-CA', ca.caPath, '-CAkey', p('ca.key'), '-CAcreateserial', '-out', ca.certPath, '-days', '30', '-extfile', p('leaf.ext')]);
   return ca;
 }

@@ -15,11 +15,12 @@ import { dnsSection } from './dns';
 import { startupSection } from './startup';
 import { isolateSection } from './isolate';
 import { mitmSection } from './mitm';
+import { npmSection } from './npm';
 import { memorySection } from './memory';
 import { transferSection } from './transfer';
 import type { BenchSection } from './section';
 
-const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, mitmSection, memorySection, transferSection, dnsSection, startupSection, isolateSection];
+const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, mitmSection, memorySection, transferSection, dnsSection, startupSection, isolateSection, npmSection];
 
 const BENCHMARKS_MD = join(__dirname, '..', '..', 'BENCHMARKS.md');
 
