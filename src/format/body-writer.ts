@@ -117,6 +117,8 @@ class GitBodyWriter extends Writable implements BodyWriter {
   private cacheFailed = false;
   private readonly parts: DonePart[] = [];
   private readonly tempFiles = new Set<string>();
+  /** Set once the body is wholly stored: its temp files and cache stage are gone or in place. */
+  private stored = false;
 
   constructor(
     private readonly git: Git,
@@ -152,6 +154,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
 
   override _final(cb: (e?: Error | null) => void): void {
     this.finish().then((stored) => {
+      this.stored = true;
       this.settle.resolve(stored);
       cb();
     }, cb);
@@ -165,6 +168,9 @@ class GitBodyWriter extends Writable implements BodyWriter {
       part.zst?.compressor.destroy();
       part.zst?.file.destroy();
     }
+    // A writer that stored its body is destroyed too (autoDestroy): nothing of it is left to
+    // remove, and an `rm -r` of its moved stage per small file recorded showed in the profile.
+    if (!err && this.stored) return cb(null);
     const failure = err ?? new BtrflyError('STORAGE', 'body write was cancelled before it ended');
     this.settle.reject(failure);
     // Files are removed once any in-flight store has let go of them.
