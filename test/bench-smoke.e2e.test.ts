@@ -11,6 +11,7 @@ const SECTIONS: Array<[name: string, heading: string]> = [
   ['archive', '## Archive'],
   ['large', '## Large body'],
   ['small', '## Small files'],
+  ['connections', '## New connections'],
   ['mitmproxy', '## mitmproxy'],
   ['memory', '## Memory'],
   ['transfer', '## Push and pull'],
@@ -19,7 +20,7 @@ const SECTIONS: Array<[name: string, heading: string]> = [
 ];
 
 test('every bench section runs with tiny sizes and prints a table of figures', async () => {
-  const tiny = ['--size-mib', '2', '--files', '40', '--sizes-mib', '1', '--seconds', '1', '--entries', '50'];
+  const tiny = ['--size-mib', '2', '--files', '40', '--sizes-mib', '1', '--seconds', '1', '--entries', '50', '--fetches', '2'];
   const res = await run(process.execPath, [join(PROJECT_ROOT, 'dist', 'bench', 'main.js'), ...SECTIONS.map(([n]) => n), '--runs', '1', '--no-write', '--work-dir', tmpDir('btrfly-bench-smoke-'), ...tiny], {
     timeoutMs: 170_000,
   });

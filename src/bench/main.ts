@@ -16,9 +16,10 @@ import { startupSection } from './startup';
 import { mitmSection } from './mitm';
 import { memorySection } from './memory';
 import { transferSection } from './transfer';
+import { connectionsSection } from './connections';
 import type { BenchSection } from './section';
 
-const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, mitmSection, memorySection, transferSection, dnsSection, startupSection];
+const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, connectionsSection, mitmSection, memorySection, transferSection, dnsSection, startupSection];
 
 const BENCHMARKS_MD = join(__dirname, '..', '..', 'BENCHMARKS.md');
 
