@@ -334,7 +334,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
     if (part.index === 0) await pauseAt('body-part');
   }
 
-  /** The body reader's "small": one part of at most SMALL_OBJECT_LIMIT bytes, raw and stored. */
+  /** The body reader's "small" (body-reader.ts, isSmall): one part of at most SMALL_OBJECT_LIMIT bytes, raw and as stored. */
   private isSmall(): boolean {
     return this.parts.length === 1 && this.size <= SMALL_OBJECT_LIMIT && this.parts[0].storedSize <= SMALL_OBJECT_LIMIT;
   }
