@@ -22,7 +22,7 @@ const SECTIONS: Array<[name: string, heading: string]> = [
 test('every bench section runs with tiny sizes and prints a table of figures', async () => {
   const tiny = ['--size-mib', '2', '--files', '40', '--sizes-mib', '1', '--seconds', '1', '--entries', '50', '--fetches', '2'];
   const res = await run(process.execPath, [join(PROJECT_ROOT, 'dist', 'bench', 'main.js'), ...SECTIONS.map(([n]) => n), '--runs', '1', '--no-write', '--work-dir', tmpDir('btrfly-bench-smoke-'), ...tiny], {
-    timeoutMs: 170_000,
+    timeoutMs: 240_000,
   });
   expect(res.stderr).not.toMatch(/failed|Error/);
   expect(res.code).toBe(0);
@@ -34,4 +34,4 @@ test('every bench section runs with tiny sizes and prints a table of figures', a
     expect(res.stdout).toContain(`(section ${name}: `);
   }
   expect(res.stdout).toContain('load average');
-}, 180_000);
+}, 250_000);
