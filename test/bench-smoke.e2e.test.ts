@@ -1,40 +1,24 @@
 /**
- * `npm run bench` in miniature: every section runs once with tiny sizes and `--no-write`
- * (BENCHMARKS.md and the chart are left alone), against the same real references as the
- * full run (nginx, curl, mitmdump, dnsperf from .ci/packages.txt), and prints its table.
- * The figures themselves are not checked: at these sizes they measure start-up, not speed.
+ * `npm run bench` in miniature, first half: btrfly's own sections, each run once with tiny
+ * sizes and `--no-write` (BENCHMARKS.md and the chart are left alone), against the same real
+ * references as the full run (nginx, curl, dnsperf from .ci/packages.txt), each printing its
+ * table. The figures themselves are not checked: at these sizes they measure start-up, not
+ * speed. The sections with peer tools are in bench-smoke-peers.e2e.
  */
-import { PROJECT_ROOT, run, tmpDir } from './helpers';
-import { join } from 'node:path';
+import { benchSmoke } from './helpers/bench-smoke';
 
-const SECTIONS: Array<[name: string, heading: string]> = [
-  ['archive', '## Archive'],
-  ['large', '## Large body'],
-  ['small', '## Small files'],
-  ['mitmproxy', '## mitmproxy'],
-  ['memory', '## Memory'],
-  ['transfer', '## Push and pull'],
-  ['dns', '## DNS'],
-  ['startup', '## Startup'],
-  ['isolate', '## Isolated runs'],
-  ['npm', '## npm install'],
-];
-
-test('every bench section runs with tiny sizes and prints a table of figures', async () => {
-  const tiny = ['--size-mib', '2', '--files', '40', '--sizes-mib', '1', '--seconds', '1', '--entries', '50', '--packages', '30'];
-  const res = await run(process.execPath, [join(PROJECT_ROOT, 'dist', 'bench', 'main.js'), ...SECTIONS.map(([n]) => n), '--runs', '1', '--no-write', '--work-dir', tmpDir('btrfly-bench-smoke-'), ...tiny], {
-    // 58 s for seven sections on a quiet machine; the headroom is for a shared one, and for the
-    // npm section's first install of Verdaccio into the user's cache (48 s here); 287 s in all at load 14.
-    timeoutMs: 420_000,
-  });
-  expect(res.stderr).not.toMatch(/failed|Error/);
-  expect(res.code).toBe(0);
-  for (const [name, heading] of SECTIONS) {
-    const block = res.stdout.slice(res.stdout.indexOf(heading));
-    expect({ name, found: block.startsWith(heading) }).toEqual({ name, found: true });
-    // A table: header, separator, at least one row of figures.
-    expect(block).toMatch(/\n\| [^\n]+\|\n\| --- [^\n]+\n\| [^\n]*\d[^\n]*\|\n/);
-    expect(res.stdout).toContain(`(section ${name}: `);
-  }
-  expect(res.stdout).toContain('load average');
-}, 430_000);
+test('btrfly\'s own bench sections run with tiny sizes and print a table of figures', async () => {
+  await benchSmoke(
+    [
+      ['archive', '## Archive'],
+      ['large', '## Large body'],
+      ['small', '## Small files'],
+      ['memory', '## Memory'],
+      ['transfer', '## Push and pull'],
+      ['dns', '## DNS'],
+      ['startup', '## Startup'],
+    ],
+    // About 60 s on a quiet machine; the headroom is for a shared one.
+    240_000,
+  );
+}, 250_000);

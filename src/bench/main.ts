@@ -18,9 +18,10 @@ import { mitmSection } from './mitm';
 import { npmSection } from './npm';
 import { memorySection } from './memory';
 import { transferSection } from './transfer';
+import { connectionsSection } from './connections';
 import type { BenchSection } from './section';
 
-const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, mitmSection, memorySection, transferSection, dnsSection, startupSection, isolateSection, npmSection];
+const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, connectionsSection, mitmSection, memorySection, transferSection, dnsSection, startupSection, isolateSection, npmSection];
 
 const BENCHMARKS_MD = join(__dirname, '..', '..', 'BENCHMARKS.md');
 

@@ -13,7 +13,7 @@ const RENEW_BEFORE_MS = 30 * DAY_MS;
 export interface CaOptions {
   /** Key type of the shared leaf key: `ec` (P-256, default: cheap handshakes) or `rsa` (2048). */
   leafKeyType?: KeyType;
-  /** Most names whose leaf stays cached; the oldest are dropped beyond it. */
+  /** Most names whose leaf stays cached; the least recently used are dropped beyond it. */
   maxCachedNames?: number;
 }
 

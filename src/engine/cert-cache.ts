@@ -1,3 +1,5 @@
+import { LRUCache } from 'lru-cache';
+
 /** What a cache producer returns: the value and when it stops being servable. */
 export interface Expiring<T> {
   value: T;
@@ -10,18 +12,22 @@ interface Entry<T> {
 }
 
 /**
- * A per-name cache of values that are costly to make (signed leaf certificates): one
- * production per name however many callers wait for it, expiry, a failed production
- * forgotten so the next caller retries, and the oldest names dropped past `maxEntries`.
+ * A per-name cache of values that are costly to make (signed leaf certificates and their TLS
+ * contexts): one production per name however many callers wait for it, expiry, a failed
+ * production forgotten so the next caller retries, and past `maxEntries` the name used least
+ * recently dropped (lru-cache), so a build that talks to many hosts keeps the ones it uses most
+ * instead of re-signing them in the order they first came.
  */
 export class CertCache<T> {
-  private readonly entries = new Map<string, Entry<T>>();
+  private readonly entries: LRUCache<string, Entry<T>>;
 
   constructor(
     private readonly produce: (name: string) => Promise<Expiring<T>>,
-    private readonly maxEntries = 10_000,
+    maxEntries = 10_000,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.entries = new LRUCache({ max: maxEntries });
+  }
 
   /** The value for `name`, produced at most once while it stays fresh. */
   get(name: string): Promise<T> {
@@ -29,15 +35,14 @@ export class CertCache<T> {
     if (hit && (!hit.settled || hit.settled.expiresAt > this.now())) return hit.promise.then((e) => e.value);
     const entry: Entry<T> = { promise: this.produce(name) };
     this.entries.set(name, entry);
-    this.evict();
     entry.promise.then(
       (e) => (entry.settled = e),
-      () => this.entries.get(name) === entry && this.entries.delete(name),
+      () => this.entries.peek(name) === entry && this.entries.delete(name),
     );
     return entry.promise.then((e) => e.value);
   }
 
-  /** The value for `name` if already produced and fresh; never starts a production. */
+  /** The value for `name` if already produced and fresh (a use, for recency); never starts a production. */
   peek(name: string): T | undefined {
     const settled = this.entries.get(name)?.settled;
     return settled && settled.expiresAt > this.now() ? settled.value : undefined;
@@ -45,12 +50,5 @@ export class CertCache<T> {
 
   get size(): number {
     return this.entries.size;
-  }
-
-  private evict(): void {
-    for (const key of this.entries.keys()) {
-      if (this.entries.size <= this.maxEntries) break;
-      this.entries.delete(key);
-    }
   }
 }

@@ -17,7 +17,7 @@ import { upstreamError, type Upstream } from './upstream';
  * messages, body writers) queued behind git and the journal, 270–450 MiB at the peak
  * (docs/notes/small-files.md).
  */
-const MAX_BEHIND = 64;
+const MAX_BEHIND = 256;
 
 /** Where a record session puts what it fetched. */
 export interface RecordStore {

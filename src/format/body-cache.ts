@@ -212,9 +212,14 @@ export class CacheStage {
   async commit(sha256: string): Promise<void> {
     await this.ready();
     const target = this.entryDir(sha256);
-    await mkdir(join(target, '..'), { recursive: true });
     try {
-      await rename(this.dir, target);
+      // The prefix directory exists for all but the first body under it: make it only then
+      // (one mkdir less per small file recorded).
+      await rename(this.dir, target).catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+        await mkdir(join(target, '..'), { recursive: true });
+        await rename(this.dir, target);
+      });
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;

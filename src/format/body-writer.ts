@@ -16,7 +16,7 @@ import { BtrflyError } from '../errors';
 import { pauseAt } from '../test-pause';
 import type { CacheStage } from './body-cache';
 import type { BodyChecks, PartTagger } from './body-checks';
-import type { Git, TreeEntry } from './git';
+import { SMALL_OBJECT_LIMIT, type Git, type TreeEntry } from './git';
 import { ownedTempName } from './lifecycle';
 import { PART_SIZE, type BodyLocation, type BodyWriter, type StoredBody } from './types';
 
@@ -25,6 +25,15 @@ export const ZSTD_LEVEL = 3;
 
 /** The zstd parameters of every stored part, streamed or compressed in one call. */
 const ZSTD_PARAMS = { params: { [zc.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
+
+/**
+ * zstd of bytes held whole in memory, told their size: zstd then sizes its window and tables to
+ * the input instead of level 3's 2 MiB window, which made each call on a small body cost 0.2 ms
+ * (random) to 0.5 ms (JSON), most of it setting up the context (docs/decisions.md, "Small-file record").
+ */
+function zstdWhole(bytes: Buffer): Buffer {
+  return zstdCompressSync(bytes, { ...ZSTD_PARAMS, pledgedSrcSize: bytes.length });
+}
 
 /** A part is stored zstd only when that saves at least 5%; below that, decompression is not worth it. */
 export const ZSTD_KEEP_RATIO = 0.95;
@@ -37,6 +46,9 @@ const IO_CHUNK = 1024 * 1024;
  * part whole (docs/decisions.md, "Archive storage"); git's own hashing is the rest.
  */
 const PROBE_SIZE = 256 * 1024;
+
+/** The probe of a part held whole in memory (a small body): its first bytes, compressed alone. */
+const SMALL_PROBE_SIZE = 4 * 1024;
 
 /**
  * How many full parts may wait for git at once (2 GiB of temp files). git's SHA-1 is the
@@ -108,6 +120,8 @@ class GitBodyWriter extends Writable implements BodyWriter {
   private cacheFailed = false;
   private readonly parts: DonePart[] = [];
   private readonly tempFiles = new Set<string>();
+  /** Set once the body is wholly stored: its temp files and cache stage are gone or in place. */
+  private stored = false;
 
   constructor(
     private readonly git: Git,
@@ -143,6 +157,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
 
   override _final(cb: (e?: Error | null) => void): void {
     this.finish().then((stored) => {
+      this.stored = true;
       this.settle.resolve(stored);
       cb();
     }, cb);
@@ -156,6 +171,9 @@ class GitBodyWriter extends Writable implements BodyWriter {
       part.zst?.compressor.destroy();
       part.zst?.file.destroy();
     }
+    // A writer that stored its body is destroyed too (autoDestroy): nothing of it is left to
+    // remove, and an `rm -r` of its moved stage per small file recorded showed in the profile.
+    if (!err && this.stored) return cb(null);
     const failure = err ?? new BtrflyError('STORAGE', 'body write was cancelled before it ended');
     this.settle.reject(failure);
     // Files are removed once any in-flight store has let go of them.
@@ -193,7 +211,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
     const head = Buffer.concat(part.probe!);
     part.probe = undefined;
     part.raw = createWriteStream(part.rawPath, { highWaterMark: IO_CHUNK });
-    const probe = zstdCompressSync(head, ZSTD_PARAMS);
+    const probe = zstdWhole(head);
     if (probe.length < head.length * ZSTD_KEEP_RATIO) part.zst = this.openZstd(part);
     await this.writeOut(part, head);
   }
@@ -208,13 +226,19 @@ class GitBodyWriter extends Writable implements BodyWriter {
   private async storeSmallPart(part: OpenPart): Promise<void> {
     const head = Buffer.concat(part.probe!);
     part.probe = undefined;
-    const packed = head.length > 0 ? zstdCompressSync(head, ZSTD_PARAMS) : head;
-    const zstd = head.length > 0 && packed.length < head.length * ZSTD_KEEP_RATIO;
+    // Its first 4 KiB say whether zstd is worth running over it all: an archive (a .tgz, a wheel)
+    // does not shrink, and compressing it whole only to throw the result away was 0.3 ms a file.
+    const worth = head.length > SMALL_PROBE_SIZE ? zstdWhole(head.subarray(0, SMALL_PROBE_SIZE)).length < SMALL_PROBE_SIZE * ZSTD_KEEP_RATIO : head.length > 0;
+    const packed = worth ? zstdWhole(head) : head;
+    const zstd = worth && packed.length < head.length * ZSTD_KEEP_RATIO;
     const bytes = zstd ? packed : head;
     await writeFile(part.rawPath, bytes);
-    const oid = await this.git.hashFile(part.rawPath);
+    // The raw bytes go to the cache stage while git reads the zstd file: one step less between
+    // an answered small file and its journal line.
+    const cached = zstd ? this.toCache((c) => c.addBytes(part.index, head)) : undefined;
+    // A part that ends within its probe is a small body (or a large one's tail): not niced.
+    const oid = await this.git.hashFile(part.rawPath, { small: part.index === 0 }).finally(() => cached);
     this.parts[part.index] = { oid, zstd, storedSize: bytes.length };
-    if (zstd) await this.toCache((c) => c.addBytes(part.index, head));
     await this.release(part.rawPath, !zstd ? part.index : undefined);
   }
 
@@ -310,6 +334,11 @@ class GitBodyWriter extends Writable implements BodyWriter {
     if (part.index === 0) await pauseAt('body-part');
   }
 
+  /** The body reader's "small" (body-reader.ts, isSmall): one part of at most SMALL_OBJECT_LIMIT bytes, raw and as stored. */
+  private isSmall(): boolean {
+    return this.parts.length === 1 && this.size <= SMALL_OBJECT_LIMIT && this.parts[0].storedSize <= SMALL_OBJECT_LIMIT;
+  }
+
   private async finish(): Promise<StoredBody> {
     // An empty body is one part of zero bytes, so every body has a tree and a first part.
     if (this.nextIndex === 0) this.current = this.openPart();
@@ -317,13 +346,19 @@ class GitBodyWriter extends Writable implements BodyWriter {
     await this.storing;
     this.queued.length = 0;
     const entries: TreeEntry[] = this.parts.map((p, i) => ({ mode: '100644', type: 'blob', oid: p.oid, name: partName(i, p.zstd) }));
-    const treeOid = await this.git.mktree(entries);
     const zstdCount = this.parts.filter((p) => p.zstd).length;
     const storage = zstdCount === this.parts.length ? 'zstd' : zstdCount === 0 ? 'raw' : 'mixed';
     const sha256 = this.hash.digest('hex');
     this.location = { sha256, size: this.size, parts: this.parts.map((p) => ({ oid: p.oid, storedSize: p.storedSize, zstd: p.zstd })) };
-    if (this.tagger) await this.checks!.write(sha256, this.size, this.tagger);
-    if (!(await this.toCache((c) => c.commit(sha256)))) await this.cache?.discard().catch(() => undefined);
+    // The tree, the checks and the cache entry need only the parts and the digest: made at once.
+    const sidecars = async (): Promise<void> => {
+      // A body of one small part is read whole and checked by its SHA-256 (body-reader.ts, isSmall):
+      // its checks file would be one more mkdir, write and rename per small file recorded, and a
+      // range read of it makes one on first use.
+      if (this.tagger && !this.isSmall()) await this.checks!.write(sha256, this.size, this.tagger);
+      if (!(await this.toCache((c) => c.commit(sha256)))) await this.cache?.discard().catch(() => undefined);
+    };
+    const [treeOid] = await Promise.all([this.git.mktree(entries), sidecars()]);
     return { sha256, size: this.size, treeOid, storage, parts: this.parts.length };
   }
 }

@@ -271,6 +271,8 @@ class CatFileBatch extends BatchProcess<Buffer | null> {
 export class Git {
   private catFile?: CatFileBatch;
   private hasher?: LineProcess;
+  /** A second `hash-object`, not niced, for small bodies a client already has (see {@link Git.hashFile}). */
+  private smallHasher?: LineProcess;
   private treeMaker?: LineProcess;
 
   constructor(readonly gitDir: string) {}
@@ -418,13 +420,20 @@ export class Git {
     return outs;
   }
 
-  /** Stores a file's bytes as a loose blob through the long-lived `hash-object -w --no-filters --stdin-paths`. */
-  async hashFile(path: string): Promise<string> {
+  /**
+   * Stores a file's bytes as a loose blob through a long-lived `hash-object -w --no-filters --stdin-paths`.
+   * @param opts.small a body of one small part: it goes to a second hasher at normal priority.
+   * Behind the niced one, thousands of small files waited for git on a busy machine (206 ms per
+   * object at load 10) and the recorder, which keeps at most 64 exchanges unstored, held its
+   * clients back at git's pace (docs/decisions.md, "Small-file record").
+   */
+  async hashFile(path: string, opts: { small?: boolean } = {}): Promise<string> {
     if (path.includes('\n')) throw gitError(['hash-object'], `path with a newline: ${JSON.stringify(path)}`);
+    const args = ['hash-object', '-w', '--no-filters', '--stdin-paths'];
     // Niced: while a download streams through the proxy, the client's bytes come first and git
     // catches up with the parts queued on disk (body-writer.ts, MAX_PARTS_WAITING).
-    this.hasher ??= new LineProcess(this.gitDir, ['hash-object', '-w', '--no-filters', '--stdin-paths'], HASHER_NICE);
-    return this.checkOid(await this.hasher.request(path + '\n'), 'hash-object');
+    const hasher = opts.small ? (this.smallHasher ??= new LineProcess(this.gitDir, args)) : (this.hasher ??= new LineProcess(this.gitDir, args, HASHER_NICE));
+    return this.checkOid(await hasher.request(path + '\n'), 'hash-object');
   }
 
   /** Stores small in-memory content (a manifest) as a blob. */
@@ -490,8 +499,8 @@ export class Git {
 
   /** Ends the long-lived processes; later calls start them again. */
   async close(): Promise<void> {
-    const all = [this.catFile?.close(), this.hasher?.close(), this.treeMaker?.close()];
-    this.catFile = this.hasher = this.treeMaker = undefined;
+    const all = [this.catFile?.close(), this.hasher?.close(), this.smallHasher?.close(), this.treeMaker?.close()];
+    this.catFile = this.hasher = this.smallHasher = this.treeMaker = undefined;
     await Promise.all(all);
   }
 }
