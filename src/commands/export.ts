@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { BtrflyCommand } from '../cli/base';
 import { Archive } from '../format/archive';
-import { formatSize } from '../format/diff';
+import { formatSize } from '../format/size';
 import { exportRecording, type ExportFormat } from '../format/export';
 
 /** `btrfly export T[@REV] --format har|warc -o FILE`. */

@@ -1,7 +1,7 @@
 import { BtrflyCommand } from '../cli/base';
 import { Archive } from '../format/archive';
 import { objectsDiskUsage } from '../format/archive-report';
-import { formatSize } from '../format/diff';
+import { formatSize } from '../format/size';
 import { storageFailure } from '../format/disk-space';
 import { isNoSpace } from '../format/lifecycle';
 

@@ -2,7 +2,7 @@ import { Args } from '@oclif/core';
 import { BtrflyCommand } from '../cli/base';
 import { Archive } from '../format/archive';
 import { tagLog } from '../format/archive-report';
-import { formatSize } from '../format/diff';
+import { formatSize } from '../format/size';
 import { validateTagName } from '../format/names';
 
 /** `btrfly log T`: the history of a tag, newest recording first. */

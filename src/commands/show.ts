@@ -3,7 +3,7 @@ import { BtrflyCommand } from '../cli/base';
 import { table } from '../cli/table';
 import { Archive } from '../format/archive';
 import { loadRecording, recordingSize } from '../format/archive-report';
-import { formatSize } from '../format/diff';
+import { formatSize } from '../format/size';
 import { compareEntries } from '../format/manifest';
 
 /** `btrfly show T[@REV]`: the entries of one recording. */

@@ -1,5 +1,5 @@
 import { hostStatus } from '../engine/host-session';
-import { formatBytes } from '../engine/run-command';
+import { formatSize } from '../format/size';
 import type { SessionInfo } from '../engine/session';
 import { BtrflyCommand } from '../cli/base';
 import { Archive } from '../format/archive';
@@ -25,7 +25,7 @@ export default class Status extends BtrflyCommand {
     this.log(st.service ? `service ${st.service}` : `daemon ${st.daemon!.pid} on ${st.daemon!.address}`);
     for (const s of st.sessions as SessionInfo[]) {
       const x = s.stats;
-      this.log(`${s.mode.padEnd(8)} ${s.tag}  since ${s.since}  ${x.requests} requests  ${formatBytes(x.bytes)}  ${x.hits} hits  ${x.misses} misses`);
+      this.log(`${s.mode.padEnd(8)} ${s.tag}  since ${s.since}  ${x.requests} requests  ${formatSize(x.bytes)}  ${x.hits} hits  ${x.misses} misses`);
     }
   }
 }

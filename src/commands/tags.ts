@@ -1,7 +1,7 @@
 import { BtrflyCommand } from '../cli/base';
 import { Archive } from '../format/archive';
 import { summarizeTags } from '../format/archive-report';
-import { formatSize } from '../format/diff';
+import { formatSize } from '../format/size';
 import { table } from '../cli/table';
 
 /** `btrfly tags`: every tag with its recordings, entries, sizes and last recording date. */

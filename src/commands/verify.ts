@@ -2,7 +2,7 @@ import { Args } from '@oclif/core';
 import { BtrflyCommand, BtrflyError } from '../cli/base';
 import { Archive } from '../format/archive';
 import { verifyWithReport } from '../format/archive-report';
-import { formatSize } from '../format/diff';
+import { formatSize } from '../format/size';
 import { validateTagName } from '../format/names';
 
 /** `btrfly verify [T...]`: every body of every recording read back and checked. */
