@@ -1,5 +1,5 @@
 import { Args } from '@oclif/core';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { describeTransfer, transferFlags, transferOptions } from '../cli/transfer';
 import { Archive } from '../format/archive';
 import { pushTags } from '../format/remote';
@@ -20,13 +20,13 @@ export default class Push extends BtrflyCommand {
   };
   static override flags = { ...transferFlags };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, argv, flags } = await this.parse(Push);
     const tags = (argv as string[]).slice(1);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     const results = await pushTags(archive, args.remote, tags, transferOptions(flags));
-    if (flags.json) return this.printJson({ remote: args.remote, tags: results });
+    if (this.jsonEnabled()) return { remote: args.remote, tags: results };
     for (const r of results) process.stderr.write(describeTransfer(r, 'pushed') + '\n');
   }
 }

@@ -1,6 +1,6 @@
 import { Args } from '@oclif/core';
 import { startHostSession } from '../engine/host-session';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { sessionFlags, sessionOptions } from '../cli/session-flags';
 
 export default class Start extends BtrflyCommand {
@@ -15,7 +15,7 @@ export default class Start extends BtrflyCommand {
     ...sessionFlags,
   };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(Start);
     const mode = args.mode as 'record' | 'playback';
     const { session, daemonAddress } = await startHostSession({
@@ -23,7 +23,7 @@ export default class Start extends BtrflyCommand {
       ...sessionOptions(flags),
       archiveDir: flags.archive,
     });
-    if (flags.json) return this.printJson({ session: session.info, dns: daemonAddress });
+    if (this.jsonEnabled()) return { session: session.info, dns: daemonAddress };
     process.stderr.write(`btrfly: ${mode === 'record' ? 'recording' : 'playing back'} tag "${session.info.tag}" for this host (DNS and proxy on ${daemonAddress}); run "btrfly stop ${mode}" when the build is done\n`);
   }
 }

@@ -1,18 +1,18 @@
 import { hostStatus } from '../engine/host-session';
 import { formatSize } from '../format/size';
 import type { SessionInfo } from '../engine/session';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { Archive } from '../format/archive';
 import { asideAdvice, type AsideRecording } from '../format/lifecycle';
 
 export default class Status extends BtrflyCommand {
   static override summary = 'Show the active session(s): tag, mode, since, requests, bytes, misses; and recordings left aside in the archive.';
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { flags } = await this.parse(Status);
     const st = await hostStatus();
     const aside = await asideIn(flags.archive);
-    if (flags.json) return this.printJson({ ...st, pending: aside });
+    if (this.jsonEnabled()) return { ...st, pending: aside };
     for (const p of aside) this.log(asideAdvice(p));
     if (st.daemonDied && st.hostSession) {
       this.log(`the btrfly daemon stopped during the ${st.hostSession.mode} session of tag "${st.hostSession.tag}": run "btrfly stop ${st.hostSession.mode}" to restore this host`);

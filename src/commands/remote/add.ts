@@ -1,5 +1,5 @@
 import { Args } from '@oclif/core';
-import { BtrflyCommand } from '../../cli/base';
+import { BtrflyCommand, type JsonResult } from '../../cli/base';
 import { Archive } from '../../format/archive';
 import { addRemote, displayUrl } from '../../format/remote';
 
@@ -19,12 +19,12 @@ export default class RemoteAdd extends BtrflyCommand {
     url: Args.string({ description: 'where the remote is', required: true }),
   };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(RemoteAdd);
     const archive = await Archive.open(flags.archive, { create: true });
     this.onTeardown(() => archive.close());
     const r = await addRemote(archive, args.name, args.url);
-    if (flags.json) return this.printJson({ ...r, url: displayUrl(r.url) });
+    if (this.jsonEnabled()) return { ...r, url: displayUrl(r.url) };
     process.stderr.write(`added remote ${r.name}: ${displayUrl(r.url)}\n`);
   }
 }
