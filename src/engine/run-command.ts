@@ -45,7 +45,7 @@ export interface RunResult {
 
 /**
  * Command mode: starts a runtime on loopback, runs the command with the proxy and CA
- * environment (SPEC section 6), then seals the recording or reports the playback's misses.
+ * environment (docs/contract.md, "Trust and proxy settings"), then seals the recording or reports the playback's misses.
  * The exit status is the command's, or 1 when a played-back body was damaged, or 3 when the playback missed.
  */
 export async function runCommand(opts: RunOptions): Promise<RunResult> {
