@@ -6,7 +6,9 @@
 #
 # The archive only grows: do not re-record it once committed. To add a tag, record it into
 # a copy with `btrfly run --record --archive <copy>`, then tidy it with this script's
-# `tidy` step (`scripts/make-example-archive.sh --tidy-only DIR`).
+# `tidy` step (`scripts/make-example-archive.sh --tidy-only DIR`). The tag example/packages
+# (pip, npm, apt and go from the test fixture origins) was added by
+# `node scripts/record-example-packages.js`, which packs its objects into a pack of their own.
 #
 # Usage: scripts/make-example-archive.sh [--force] [DIR]   (default DIR: <project>/.btrfly)
 #        scripts/make-example-archive.sh --tidy-only DIR

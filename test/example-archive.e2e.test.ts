@@ -79,6 +79,30 @@ describe('the example archive .btrfly/', () => {
     expect(v.code).toBe(0);
   });
 
+  it('example/packages: a build with pip, npm, apt and go; its packages.lock, and a diff from a recording without one', async () => {
+    const lock = (await run('git', ['--git-dir', archive, 'show', 'example/packages:packages.lock'])).stdout;
+    const lines = lock.split('\n').filter((l) => l && !l.startsWith('#'));
+    expect(lines.map((l) => l.split(' ').slice(0, 3).join(' '))).toEqual([
+      'deb btrfly-hello 1.0',
+      'deb btrfly-tools 2.0',
+      'golang example.test/greet v1.1.0',
+      'golang example.test/greet v1.1.0',
+      'npm btrfly-demo-leaf 1.0.0',
+      'npm btrfly-demo-mid 1.0.0',
+      'npm btrfly-demo-top 1.0.0',
+      'pypi btrfly-demo-app 1.0.0',
+      'pypi btrfly-demo-util 1.1.0',
+    ]);
+    // example/small was recorded before packages.lock existed: it diffs all the same.
+    const d = await runCli(['diff', 'example/small', 'example/packages', '--archive', archive]);
+    expect(d.code).toBe(0);
+    const out = d.stdout.split('\n');
+    expect(out.filter((l) => l.startsWith('added '))).toHaveLength(8);
+    expect(out).toContain('added      example.test/greet v1.1.0 (golang)');
+    expect(out).toContain('added      btrfly-hello 1.0 (deb)');
+    expect(out).toContainEqual(expect.stringMatching(/^metadata refreshed: \d+$/));
+  });
+
   it('plays back every entry of every recording of every tag, byte for byte, with no misses', async () => {
     expect(existsSync(FIXTURE_ARCHIVE)).toBe(true);
     const tags = JSON.parse((await runCli(['tags', '--json', '--archive', archive])).stdout) as Array<{ tag: string }>;
@@ -107,8 +131,9 @@ describe('the example archive .btrfly/', () => {
         }
       }
     }
-    // 2 tags, 3 recordings, 22 entries when the archive was first made; it only grows.
-    expect(played).toBeGreaterThanOrEqual(22);
+    // 2 tags, 3 recordings, 22 entries when the archive was first made, 41 with
+    // example/packages (issue 15); it only grows.
+    expect(played).toBeGreaterThanOrEqual(41);
     await gitFsck(archive);
   });
 });

@@ -180,15 +180,26 @@
     const section = (id, title, rows, columns) =>
       h('section', { id }, h('h2', null, `${title} (${rows.length})`), rows.length ? table(columns, rows) : h('p', { class: 'muted' }, 'none'));
     const both = (a, b, fmt = String) => (a === b ? fmt(a) : h('span', null, fmt(a), ' → ', fmt(b)));
+    // Packages lead (as in `btrfly diff`); metadata refreshed is a count; the URL sections list the other URLs.
+    const other = (list) => list.filter((e) => e.class === 'other');
+    const [added, removed, changed] = [other(d.added), other(d.removed), other(d.changed)];
+    const version = (p) => (p.change === 'added' ? p.to : p.change === 'removed' ? p.from : p.from === p.to ? `${p.to} (other bytes)` : `${p.from} → ${p.to}`);
+    const packages = d.packages.length || d.metadataRefreshed || added.length + removed.length + changed.length < d.added.length + d.removed.length + d.changed.length
+      ? [
+          section('packages', 'Packages', d.packages.map((p) => [p.change, h('code', null, p.name), version(p), p.ecosystem]), ['Change', 'Package', 'Version', 'Ecosystem']),
+          h('p', { id: 'metadata' }, `Metadata refreshed: ${d.metadataRefreshed}`),
+        ]
+      : [];
     return [
       h('h1', null, h('span', { class: 'muted' }, 'Diff '), d.from, ' → ', d.to),
-      h('p', { class: 'meta' }, `${d.added.length} added, ${d.removed.length} removed, ${d.changed.length} changed, ${d.unchanged} unchanged`),
-      section('added', 'Added', d.added.map(side), ['Method', '>Status', '>Size', 'SHA-256', 'URL']),
-      section('removed', 'Removed', d.removed.map(side), ['Method', '>Status', '>Size', 'SHA-256', 'URL']),
+      h('p', { class: 'meta' }, `${added.length} added, ${removed.length} removed, ${changed.length} changed, ${d.unchanged} unchanged`),
+      ...packages,
+      section('added', 'Added', added.map(side), ['Method', '>Status', '>Size', 'SHA-256', 'URL']),
+      section('removed', 'Removed', removed.map(side), ['Method', '>Status', '>Size', 'SHA-256', 'URL']),
       section(
         'changed',
         'Changed',
-        d.changed.map((c) => [
+        changed.map((c) => [
           c.method,
           both(c.from.status, c.to.status),
           both(c.from.size, c.to.size, size),

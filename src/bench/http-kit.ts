@@ -194,12 +194,14 @@ export interface BtrflyRunOptions {
   ca: BenchCa;
   command: string[];
   extraEnv?: NodeJS.ProcessEnv;
+  /** `btrfly run --isolate`: the command in its own network namespace. */
+  isolate?: boolean;
 }
 
 /** The `btrfly run` arguments (without the node binary) for these options, as a user would type them. */
-export function btrflyRunArgs(o: Pick<BtrflyRunOptions, 'mode' | 'archive' | 'tag'> & { ca: Pick<BenchCa, 'caPath'> }): string[] {
+export function btrflyRunArgs(o: Pick<BtrflyRunOptions, 'mode' | 'archive' | 'tag' | 'isolate'> & { ca: Pick<BenchCa, 'caPath'> }): string[] {
   const upstream = o.mode === 'record' ? [...BENCH_NAMES.flatMap((n) => ['--resolve', `${n}:127.0.0.1`]), '--upstream-ca', o.ca.caPath] : [];
-  return ['run', '--archive', o.archive, `--${o.mode}`, '--tag', o.tag, ...upstream];
+  return ['run', ...(o.isolate ? ['--isolate'] : []), '--archive', o.archive, `--${o.mode}`, '--tag', o.tag, ...upstream];
 }
 
 /** Runs `btrfly run ... -- COMMAND`; rejects when it exits non-zero. */
@@ -233,8 +235,8 @@ export function shellLine(args: string[]): string {
 }
 
 /** The `btrfly run` line of a "reproduce" column: scratch archive `A`, the test CA as `ca.pem`. */
-export function btrflyRunLine(mode: BtrflyRunOptions['mode'], tag: string, command: string[]): string {
-  return shellLine(['btrfly', ...btrflyRunArgs({ mode, archive: 'A', tag, ca: { caPath: 'ca.pem' } }), '--', ...command]);
+export function btrflyRunLine(mode: BtrflyRunOptions['mode'], tag: string, command: string[], isolate = false): string {
+  return shellLine(['btrfly', ...btrflyRunArgs({ mode, archive: 'A', tag, isolate, ca: { caPath: 'ca.pem' } }), '--', ...command]);
 }
 
 /** Median of the per-run ratios a/b, with min and max, as `**0.93×** (0.90–0.97)`. */

@@ -13,12 +13,13 @@ import { largeSection } from './large';
 import { smallSection } from './small';
 import { dnsSection } from './dns';
 import { startupSection } from './startup';
+import { isolateSection } from './isolate';
 import { mitmSection } from './mitm';
 import { memorySection } from './memory';
 import { transferSection } from './transfer';
 import type { BenchSection } from './section';
 
-const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, mitmSection, memorySection, transferSection, dnsSection, startupSection];
+const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, mitmSection, memorySection, transferSection, dnsSection, startupSection, isolateSection];
 
 const BENCHMARKS_MD = join(__dirname, '..', '..', 'BENCHMARKS.md');
 

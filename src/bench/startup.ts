@@ -36,13 +36,13 @@ export function harWith(n: number): string {
   return JSON.stringify({ log: { version: '1.2', creator: { name: 'btrfly-bench', version: '1' }, entries } });
 }
 
-/** Seconds from spawning `btrfly run --playback` to curl, its child, having the first answer. */
-function timeToFirstAnswer(archive: string, tag: string, configDir: string): Promise<number> {
+/** Seconds from spawning `btrfly run --playback` (with `runFlags`, such as `--isolate`) to curl, its child, having the first answer. */
+export function timeToFirstAnswer(archive: string, tag: string, configDir: string, runFlags: string[] = []): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const url = 'https://pkgs.test/simple/pkg-0/index.json';
     // The child reports the moment curl returned by writing a line to a pipe the bench reads.
-    const child = spawn(process.execPath, [BTRFLY_BIN, 'run', '--archive', archive, '--playback', '--tag', tag, '--', 'sh', '-c', `curl -sS --fail -o /dev/null ${url} && echo answered`], {
+    const child = spawn(process.execPath, [BTRFLY_BIN, 'run', ...runFlags, '--archive', archive, '--playback', '--tag', tag, '--', 'sh', '-c', `curl -sS --fail -o /dev/null ${url} && echo answered`], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, BTRFLY_CONFIG_DIR: configDir },
     });

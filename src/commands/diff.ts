@@ -4,9 +4,9 @@ import { Archive } from '../format/archive';
 import { loadRecording } from '../format/archive-report';
 import { diffManifests, renderDiffJson, renderDiffMarkdown, renderDiffText } from '../format/diff';
 
-/** `btrfly diff A B`: URLs added, removed and changed between two recordings. */
+/** `btrfly diff A B`: packages added, removed, upgraded and downgraded, metadata refreshed, other URLs. */
 export default class Diff extends BtrflyCommand {
-  static override summary = 'Show the URLs added, removed and changed between two recordings';
+  static override summary = 'Show the packages and URLs added, removed and changed between two recordings';
   static override description =
     'A and B are T or T@REV, e.g. "btrfly diff mytag@1a2b3c4 mytag" compares an older recording of mytag with its newest. ' +
     'Entries are compared by method, URL and ordinal; a change is a different status or body. ' +
@@ -14,6 +14,7 @@ export default class Diff extends BtrflyCommand {
   static override examples = [
     '<%= config.bin %> diff example1@1a2b3c4 example1',
     '<%= config.bin %> diff example1 example2 --format markdown',
+    '<%= config.bin %> diff example1@1a2b3c4 example1 --all',
   ];
   static override args = {
     from: Args.string({ description: 'the older recording, T or T@REV', required: true }),
@@ -21,6 +22,7 @@ export default class Diff extends BtrflyCommand {
   };
   static override flags = {
     format: Flags.string({ description: 'output format', options: ['text', 'markdown', 'json'], default: 'text' }),
+    all: Flags.boolean({ description: 'also list the metadata documents refreshed, not only count them' }),
   };
 
   async run(): Promise<void> {
@@ -33,6 +35,6 @@ export default class Diff extends BtrflyCommand {
     const labels = { from: a.label, to: b.label };
     const format = flags.json ? 'json' : flags.format;
     const render = format === 'json' ? renderDiffJson : format === 'markdown' ? renderDiffMarkdown : renderDiffText;
-    process.stdout.write(render(d, labels));
+    process.stdout.write(render(d, labels, { all: flags.all }));
   }
 }

@@ -2,6 +2,7 @@ import { Args } from '@oclif/core';
 import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { describeTransfer, transferFlags, transferOptions } from '../cli/transfer';
 import { Archive } from '../format/archive';
+import { describeSplit, type PushSplit } from '../format/push-split';
 import { pushTags } from '../format/remote';
 
 /** `btrfly push NAME [T...]`: tags and every object they reach, to a git remote. */
@@ -10,7 +11,9 @@ export default class Push extends BtrflyCommand {
   static override description =
     'Pushes the named tags (default: every tag) and every recording and body they reach to the remote NAME, with git. ' +
     'Only what the remote lacks is sent. A tag with recordings on the remote that are not here is refused unless --force. ' +
-    "Credentials are git's own: ssh keys and agent, credential helpers.";
+    "Credentials are git's own: ssh keys and agent, credential helpers. " +
+    'A remote that refuses a push for its size (a git host\'s push limit, git\'s receive.maxInputSize) still gets the tag: ' +
+    'the bodies go first in several pushes under the limit, which is learned and kept (or set with "btrfly remote add --max-push").';
   static override examples = ['<%= config.bin %> push origin', '<%= config.bin %> push origin team/app', '<%= config.bin %> push origin team/app --force'];
   static override usage = '<%= command.id %> REMOTE [TAG...] [FLAGS]';
   static override strict = false;
@@ -25,8 +28,10 @@ export default class Push extends BtrflyCommand {
     const tags = (argv as string[]).slice(1);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
-    const results = await pushTags(archive, args.remote, tags, transferOptions(flags));
-    if (this.jsonEnabled()) return { remote: args.remote, tags: results };
+    let split: PushSplit | undefined;
+    const results = await pushTags(archive, args.remote, tags, { ...transferOptions(flags), onSplit: (s) => (split = s) });
+    if (this.jsonEnabled()) return { remote: args.remote, tags: results, ...(split && { split }) };
     for (const r of results) process.stderr.write(describeTransfer(r, 'pushed') + '\n');
+    if (split) process.stderr.write(describeSplit(args.remote, split) + '\n');
   }
 }

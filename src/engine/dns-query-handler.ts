@@ -16,7 +16,8 @@ export interface DnsLogEvent {
 
 /** What the handler needs from the server's options. */
 export interface QueryPolicy {
-  answerFor(clientAddress: string): ProxyAddresses | null;
+  /** The addresses a session client is told for `name` (the question's name as asked), or null when it is in no session. */
+  answerFor(clientAddress: string, name: string): ProxyAddresses | null;
   allowClient(clientAddress: string): boolean;
   upstreams: Upstream[];
   ttl: number;
@@ -44,7 +45,7 @@ export function createQueryHandler(policy: QueryPolicy): (raw: Buffer, client: s
       policy.log({ level: 'debug', msg: `dns: ${q.reason}`, client, bytes: raw.length });
       return q.reply === null ? null : buildResponse(raw, { questionEnd: 0, rcode: q.reply });
     }
-    const proxy = policy.answerFor(client);
+    const proxy = policy.answerFor(client, q.name);
     if (proxy) {
       policy.onQuery?.({ client, name: q.name, type: typeName(q.type), local: true });
       const answers = sessionAnswers(q.type, q.qclass, proxy);

@@ -18,9 +18,14 @@ export function withoutHopByHop(headers: Header[]): Header[] {
   return headers.filter((h) => !hop.has(h.name.toLowerCase()));
 }
 
-/** The request headers record sends upstream. */
-export function upstreamRequestHeaders(req: IncomingMessage): Header[] {
-  return withoutHopByHop(headerPairs(req.rawHeaders)).filter((h) => !NOT_UPSTREAM.has(h.name.toLowerCase()));
+/**
+ * The request headers record sends upstream to `url`. A request without Host (HTTP/1.0 allows
+ * it; run --isolate then knows the name from the address the client resolved) gets `url`'s:
+ * Node adds none to a request whose headers are given as a list.
+ */
+export function upstreamRequestHeaders(req: IncomingMessage, url: URL): Header[] {
+  const headers = withoutHopByHop(headerPairs(req.rawHeaders)).filter((h) => !NOT_UPSTREAM.has(h.name.toLowerCase()));
+  return headerValue(headers, 'host') === undefined ? [{ name: 'Host', value: url.host }, ...headers] : headers;
 }
 
 /** Flattens pairs to the `[name, value, name, value…]` form `writeHead` and `request` accept. */

@@ -159,7 +159,7 @@ export class RecordSession {
     const answerLater = isPartialOrConditional(req);
     let sent: ReturnType<Upstream['request']>;
     try {
-      sent = this.upstream.request(url, method, flatHeaders(upstreamRequestHeaders(req)) as never);
+      sent = this.upstream.request(url, method, flatHeaders(upstreamRequestHeaders(req, url)) as never);
     } catch (e) {
       this.upstreamFailed(res, url, e);
       return undefined;

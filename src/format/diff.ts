@@ -1,9 +1,11 @@
 /**
- * What changed between two recordings: the entries added, removed and changed (status, size
- * or digest), keyed by method, URL and ordinal; and its renderings for a terminal, a
- * pull-request comment (Markdown) and `--json`.
+ * What changed between two recordings, led by packages: the package changes (added, removed,
+ * upgraded, downgraded, changed), the count of metadata documents that were refreshed, then
+ * the entries added, removed and changed (status or digest), keyed by method, URL and ordinal;
+ * and its renderings for a terminal, a pull-request comment (Markdown) and `--json`.
  */
 import { compareEntries, entryKey } from './manifest';
+import { diffPackages, formatPackageChange, recordingPackages, type EntryClass, type PackageChange, type RecordingPackages } from './packages';
 import type { Entry, Manifest } from './types';
 import { formatSize } from './size';
 
@@ -18,18 +20,24 @@ export interface DiffEntry extends DiffSide {
   method: string;
   url: string;
   ordinal: number;
+  /** What the URL is: a package artifact (shown as a package change), a metadata document, or other. */
+  class: EntryClass;
 }
 
 export interface DiffChange {
   method: string;
   url: string;
   ordinal: number;
+  class: EntryClass;
   from: DiffSide;
   to: DiffSide;
 }
 
-/** Plain data; this is also the `--json` form. */
+/** Plain data; this is also the `--json` form. `added`, `removed` and `changed` list every URL, whatever its class. */
 export interface ManifestDiff {
+  packages: PackageChange[];
+  /** Metadata documents (packuments, simple pages, `Packages`, `@v/list`...) added, removed or changed. */
+  metadataRefreshed: number;
   added: DiffEntry[];
   removed: DiffEntry[];
   changed: DiffChange[];
@@ -42,22 +50,39 @@ export interface DiffLabels {
   to: string;
 }
 
-const side = (e: Entry): DiffSide => ({ status: e.response.status, size: e.response.content.size, sha256: e.response.content.sha256 });
-const item = (e: Entry): DiffEntry => ({ method: e.request.method, url: e.request.url, ordinal: e.ordinal, ...side(e) });
+/** How much the renderers show. */
+export interface DiffRenderOptions {
+  /** List the metadata documents refreshed, not only count them. */
+  all?: boolean;
+}
 
-/** Compares two recordings entry by entry (same method, URL and ordinal). Lists are in manifest order. */
+const side = (e: Entry): DiffSide => ({ status: e.response.status, size: e.response.content.size, sha256: e.response.content.sha256 });
+const classOf = (p: RecordingPackages, e: Entry): EntryClass => p.classes.get(entryKey(e)) ?? 'other';
+const item = (e: Entry, c: EntryClass): DiffEntry => ({ method: e.request.method, url: e.request.url, ordinal: e.ordinal, class: c, ...side(e) });
+
+/** An entry changed between two classes: an artifact only if it is one on both sides (else its status changed), else metadata if either says so. */
+function changedClass(x: EntryClass, y: EntryClass): EntryClass {
+  if (x === 'artifact' && y === 'artifact') return 'artifact';
+  return x === 'metadata' || y === 'metadata' ? 'metadata' : 'other';
+}
+
+/** Compares two recordings: their packages, then entry by entry (same method, URL and ordinal). Lists are in manifest order. */
 export function diffManifests(a: Manifest, b: Manifest): ManifestDiff {
+  const pa = recordingPackages(a);
+  const pb = recordingPackages(b);
   const before = new Map(a.entries.map((e) => [entryKey(e), e]));
   const after = new Map(b.entries.map((e) => [entryKey(e), e]));
-  const out: ManifestDiff = { added: [], removed: [], changed: [], unchanged: 0 };
+  const out: ManifestDiff = { packages: diffPackages(pa.artifacts, pb.artifacts), metadataRefreshed: 0, added: [], removed: [], changed: [], unchanged: 0 };
   for (const e of [...b.entries].sort(compareEntries)) {
     const old = before.get(entryKey(e));
-    if (!old) out.added.push(item(e));
+    if (!old) out.added.push(item(e, classOf(pb, e)));
     else if (old.response.status !== e.response.status || old.response.content.sha256 !== e.response.content.sha256) {
-      out.changed.push({ method: e.request.method, url: e.request.url, ordinal: e.ordinal, from: side(old), to: side(e) });
+      const c = changedClass(classOf(pa, old), classOf(pb, e));
+      out.changed.push({ method: e.request.method, url: e.request.url, ordinal: e.ordinal, class: c, from: side(old), to: side(e) });
     } else out.unchanged++;
   }
-  for (const e of [...a.entries].sort(compareEntries)) if (!after.has(entryKey(e))) out.removed.push(item(e));
+  for (const e of [...a.entries].sort(compareEntries)) if (!after.has(entryKey(e))) out.removed.push(item(e, classOf(pa, e)));
+  out.metadataRefreshed = [...out.added, ...out.removed, ...out.changed].filter((e) => e.class === 'metadata').length;
   return out;
 }
 
@@ -69,19 +94,60 @@ const delta = (d: ManifestDiff): number =>
   d.changed.reduce((s, c) => s + c.to.size - c.from.size, 0);
 const signed = (n: number): string => (n > 0 ? `+${formatSize(n)}` : n < 0 ? formatSize(n) : '±0 B');
 
-/** One line: `2 added, 1 removed, 3 changed, 40 unchanged (+1.2 MiB)`. */
-export function summarizeDiff(d: ManifestDiff): string {
-  return `${d.added.length} added, ${d.removed.length} removed, ${d.changed.length} changed, ${d.unchanged} unchanged (${signed(delta(d))})`;
+const isOther = (e: { class: EntryClass }): boolean => e.class === 'other';
+const isMetadata = (e: { class: EntryClass }): boolean => e.class === 'metadata';
+
+/** The entries of one class, as a smaller diff (for listing). */
+function only(d: ManifestDiff, keep: (e: { class: EntryClass }) => boolean): Pick<ManifestDiff, 'added' | 'removed' | 'changed'> {
+  return { added: d.added.filter(keep), removed: d.removed.filter(keep), changed: d.changed.filter(keep) };
 }
 
-/** For a terminal: one line an entry, `+`, `-` or `~` first, then the summary. */
-export function renderDiffText(d: ManifestDiff, labels?: DiffLabels): string {
+/** `1 upgraded, 2 added`: the package changes counted by kind, in the order they are listed. */
+function countPackages(packages: PackageChange[]): string {
+  const counts = new Map<string, number>();
+  for (const p of packages) counts.set(p.change, (counts.get(p.change) ?? 0) + 1);
+  return [...counts].map(([k, n]) => `${n} ${k}`).join(', ') || 'none';
+}
+
+/** Whether the diff touches packages or metadata at all; when not, it reads as a plain URL diff. */
+const showsPackages = (d: ManifestDiff): boolean =>
+  d.packages.length > 0 || [...d.added, ...d.removed, ...d.changed].some((e) => !isOther(e));
+
+/**
+ * One line. Without packages or metadata: `2 added, 1 removed, 3 changed, 40 unchanged (+1.2 MiB)`.
+ * With them: `packages: 1 upgraded, 1 added; metadata refreshed: 12; other URLs: 0 added, 0 removed, 1 changed; 40 unchanged (+1.2 MiB)`.
+ */
+export function summarizeDiff(d: ManifestDiff): string {
+  const o = only(d, isOther);
+  const urls = `${o.added.length} added, ${o.removed.length} removed, ${o.changed.length} changed`;
+  const tail = `${d.unchanged} unchanged (${signed(delta(d))})`;
+  if (!showsPackages(d)) return `${urls}, ${tail}`;
+  return `packages: ${countPackages(d.packages)}; metadata refreshed: ${d.metadataRefreshed}; other URLs: ${urls}; ${tail}`;
+}
+
+/** URL lines for a terminal, `+`, `-` or `~` first. */
+function urlLines(d: Pick<ManifestDiff, 'added' | 'removed' | 'changed'>, indent = ''): string[] {
+  const fmt = (s: DiffSide): string => `${s.status} ${formatSize(s.size)} ${short(s.sha256)}`;
+  return [
+    ...d.removed.map((e) => `${indent}- ${e.method} ${e.url}${ord(e.ordinal)}  ${fmt(e)}`),
+    ...d.added.map((e) => `${indent}+ ${e.method} ${e.url}${ord(e.ordinal)}  ${fmt(e)}`),
+    ...d.changed.map((c) => `${indent}~ ${c.method} ${c.url}${ord(c.ordinal)}  ${fmt(c.from)} -> ${fmt(c.to)}`),
+  ];
+}
+
+/**
+ * For a terminal: the package changes one a line (`upgraded   axios 1.7.8 → 1.7.9 (npm)`), the
+ * count of metadata refreshed (listed with `all`), the other URLs one a line, then the summary.
+ */
+export function renderDiffText(d: ManifestDiff, labels?: DiffLabels, opts: DiffRenderOptions = {}): string {
   const lines: string[] = [];
   if (labels) lines.push(`--- ${labels.from}`, `+++ ${labels.to}`);
-  const fmt = (s: DiffSide): string => `${s.status} ${formatSize(s.size)} ${short(s.sha256)}`;
-  for (const e of d.removed) lines.push(`- ${e.method} ${e.url}${ord(e.ordinal)}  ${fmt(e)}`);
-  for (const e of d.added) lines.push(`+ ${e.method} ${e.url}${ord(e.ordinal)}  ${fmt(e)}`);
-  for (const c of d.changed) lines.push(`~ ${c.method} ${c.url}${ord(c.ordinal)}  ${fmt(c.from)} -> ${fmt(c.to)}`);
+  for (const p of d.packages) lines.push(`${p.change.padEnd(10)} ${formatPackageChange(p)}`);
+  if (showsPackages(d)) {
+    lines.push(`metadata refreshed: ${d.metadataRefreshed}`);
+    if (opts.all) lines.push(...urlLines(only(d, isMetadata), '  '));
+  }
+  lines.push(...urlLines(only(d, isOther)));
   lines.push(summarizeDiff(d));
   return lines.join('\n') + '\n';
 }
@@ -92,12 +158,10 @@ function cell(s: string): string {
 }
 const code = (s: string): string => `\`${s.replace(/`/g, "'")}\``;
 
-/** For a pull-request comment: a summary line, then a table of added, removed and changed URLs. */
-export function renderDiffMarkdown(d: ManifestDiff, labels?: DiffLabels): string {
-  const title = labels ? `**btrfly diff** ${code(labels.from)} → ${code(labels.to)}: ` : '**btrfly diff**: ';
-  const out = [title + summarizeDiff(d), ''];
-  if (!d.added.length && !d.removed.length && !d.changed.length) return out.join('\n');
-  out.push('| | Request | Status | Size | SHA-256 |', '|---|---|---|---|---|');
+/** A Markdown table of URLs: added, removed, changed. */
+function urlTable(d: Pick<ManifestDiff, 'added' | 'removed' | 'changed'>): string[] {
+  if (!d.added.length && !d.removed.length && !d.changed.length) return [];
+  const out = ['| | Request | Status | Size | SHA-256 |', '|---|---|---|---|---|'];
   const req = (e: { method: string; url: string; ordinal: number }): string => cell(`${e.method} ${code(e.url)}${ord(e.ordinal)}`);
   for (const e of d.added) out.push(`| added | ${req(e)} | ${e.status} | ${formatSize(e.size)} | ${code(short(e.sha256))} |`);
   for (const e of d.removed) out.push(`| removed | ${req(e)} | ${e.status} | ${formatSize(e.size)} | ${code(short(e.sha256))} |`);
@@ -106,10 +170,34 @@ export function renderDiffMarkdown(d: ManifestDiff, labels?: DiffLabels): string
     const size = `${formatSize(c.from.size)} → ${formatSize(c.to.size)}`;
     out.push(`| changed | ${req(c)} | ${status} | ${size} | ${code(short(c.from.sha256))} → ${code(short(c.to.sha256))} |`);
   }
-  return out.join('\n') + '\n';
+  return out;
 }
 
-/** The `--json` form: the diff itself, with the labels when given. */
+/**
+ * For a pull-request comment: a summary line, a table of package changes, the count of
+ * metadata refreshed (a table of them with `all`), then a table of the other URLs.
+ */
+export function renderDiffMarkdown(d: ManifestDiff, labels?: DiffLabels, opts: DiffRenderOptions = {}): string {
+  const title = labels ? `**btrfly diff** ${code(labels.from)} → ${code(labels.to)}: ` : '**btrfly diff**: ';
+  const out = [title + summarizeDiff(d), ''];
+  if (d.packages.length) {
+    out.push('| Package | Change | Version | Ecosystem |', '|---|---|---|---|');
+    for (const p of d.packages) {
+      const version = p.change === 'added' ? p.to! : p.change === 'removed' ? p.from! : p.from === p.to ? `${p.to} (other bytes)` : `${p.from} → ${p.to}`;
+      out.push(`| ${cell(code(p.name))} | ${p.change} | ${cell(version)} | ${p.ecosystem} |`);
+    }
+    out.push('');
+  }
+  if (showsPackages(d)) {
+    out.push(`Metadata refreshed: ${d.metadataRefreshed}${d.metadataRefreshed && !opts.all ? ' (`btrfly diff --all` lists them)' : ''}`, '');
+    if (opts.all && d.metadataRefreshed) out.push(...urlTable(only(d, isMetadata)), '');
+  }
+  const others = urlTable(only(d, isOther));
+  if (others.length) out.push(...others, '');
+  return out.join('\n').replace(/\n+$/, '\n');
+}
+
+/** The `--json` form: the diff itself (every URL, each with its class), with the labels when given. */
 export function renderDiffJson(d: ManifestDiff, labels?: DiffLabels): string {
   return JSON.stringify({ ...(labels && { from: labels.from, to: labels.to }), ...d, summary: summarizeDiff(d) }, null, 2) + '\n';
 }

@@ -1,16 +1,13 @@
 /**
- * `btrfly export`: one recording streamed into a HAR or WARC file. The file is written
- * under a temporary name beside the target and renamed at the end, so a failed export
- * never leaves a truncated file under the name the user asked for.
+ * `btrfly export`: one recording streamed into a HAR or WARC file, written atomically
+ * (atomic-file.ts): a failed export never leaves a truncated file under the name asked for.
  */
-import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename } from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
+import { writeFileAtomically } from './atomic-file';
 import { loadRecording, recordingSize } from './archive-report';
 import { toHar, type ExportSource } from './har';
 import { entryKey } from './manifest';
@@ -54,14 +51,7 @@ export async function exportRecording(
     await pipeline(stream, opts.stdout ?? process.stdout, { end: false });
     return result;
   }
-  const tmp = join(dirname(file), `.${basename(file)}.${randomUUID().slice(0, 8)}.tmp`);
-  try {
-    await pipeline(stream, createWriteStream(tmp, { flags: 'wx' }));
-    await rename(tmp, file);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
+  await writeFileAtomically(file, stream);
   return result;
 }
 

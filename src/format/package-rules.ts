@@ -8,6 +8,8 @@
  * (https://github.com/package-url/purl-spec/blob/master/PURL-TYPES.rst).
  */
 
+import type { Entry } from './types';
+
 /** A purl type: the ecosystem a package belongs to. */
 export type Ecosystem = 'npm' | 'pypi' | 'deb' | 'golang' | 'cargo' | 'maven' | 'gem' | 'nuget' | 'github' | 'oci';
 
@@ -95,11 +97,24 @@ export const PACKAGE_RULES: readonly Rule[] = [
   {
     ecosystem: 'npm',
     kind: 'metadata',
+    shape: 'the audit endpoints /-/npm/v1/security/advisories/bulk and /audits/quick (their answer changes with every advisory)',
+    path: /\/-\/npm\/v1\/security\/(?:advisories\/bulk|audits(?:\/quick)?)$/,
+  },
+  {
+    ecosystem: 'npm',
+    kind: 'metadata',
     shape: 'a packument /<name> or /@<scope>/<name>, asked for with Accept: application/vnd.npm.install-v1+json',
     path: /^(?:\/.*?)??\/((?:@[^/]+\/)?[^/@][^/]*)$/,
     take: (m, h) => (npmAccept(h) ? { name: m[1] } : undefined),
   },
   // ---- PyPI
+  {
+    ecosystem: 'pypi',
+    kind: 'metadata',
+    shape: '<wheel or sdist>.metadata (PEP 658: the core metadata pip reads before it downloads)',
+    path: /\/([^/-]+)-[^/]+\.(?:whl|tar\.gz|zip)\.metadata$/,
+    take: (m) => ({ name: pep503(m[1]) }),
+  },
   {
     ecosystem: 'pypi',
     kind: 'artifact',
@@ -146,9 +161,9 @@ export const PACKAGE_RULES: readonly Rule[] = [
   {
     ecosystem: 'golang',
     kind: 'metadata',
-    shape: '/<module>/@v/list, /<module>/@v/<version>.info, /<module>/@latest, /sumdb/...',
-    path: /^(?:(.*)\/@(?:v\/list|v\/[^/]+\.info|latest)|(?:.*)\/sumdb\/.+)$/,
-    take: (m) => ({ name: m[1] ? goModule(m[1]) : undefined }),
+    shape: '/<module>/@v/list, /<module>/@v/<version>.info, /<module>/@latest, /sumdb/..., a checksum database\'s /lookup/<module>@<version> and /tile/...',
+    path: /^(?:(.*)\/@(?:v\/list|v\/[^/]+\.info|latest)|(?:.*)\/sumdb\/.+|\/lookup\/(.+)@v[^/]+|\/tile\/\d+\/(?:data\/)?[\d/x.p]+)$/,
+    take: (m) => ({ name: m[1] || m[2] ? goModule(m[1] ?? m[2]) : undefined }),
   },
   // ---- crates
   {
@@ -173,9 +188,9 @@ export const PACKAGE_RULES: readonly Rule[] = [
   {
     ecosystem: 'github',
     kind: 'artifact',
-    shape: '/<owner>/<repo>/releases/download/<tag>/<asset>; /<owner>/<repo>/archive/refs/tags/<tag>.tar.gz|.zip',
-    path: /^\/([^/]+)\/([^/]+)\/(?:releases\/download\/([^/]+)\/[^/]+|archive\/refs\/tags\/(.+?)\.(?:tar\.gz|zip))$/,
-    take: (m) => ({ name: `${m[1]}/${m[2]}`, version: m[3] ?? m[4] }),
+    shape: '/<owner>/<repo>/releases/download/<tag>/<asset>; /<owner>/<repo>/archive/refs/tags/<tag>.tar.gz|.zip; the archive host\'s /<owner>/<repo>/tar.gz|zip/refs/tags/<tag>',
+    path: /^\/([^/]+)\/([^/]+)\/(?:releases\/download\/([^/]+)\/[^/]+|archive\/refs\/tags\/(.+?)\.(?:tar\.gz|zip)|(?:tar\.gz|zip|legacy\.tar\.gz|legacy\.zip)\/refs\/tags\/(.+))$/,
+    take: (m) => ({ name: `${m[1]}/${m[2]}`, version: m[3] ?? m[4] ?? m[5] }),
   },
   {
     ecosystem: 'github',
@@ -286,4 +301,10 @@ export function classifyUrl(url: string, hints: RequestHints = {}): UrlClass {
     return { kind: 'artifact', ecosystem: rule.ecosystem, name: a.name, version: a.version, ...(qualifiers && { qualifiers }), file };
   }
   return { kind: 'other' };
+}
+
+/** Classifies a recorded entry: its URL, with its request's `Accept` and its response's MIME type as hints. */
+export function classifyEntry(entry: Entry): UrlClass {
+  const accept = entry.request.headers.find((h) => h.name.toLowerCase() === 'accept')?.value;
+  return classifyUrl(entry.request.url, { accept, mimeType: entry.response.content.mimeType });
 }

@@ -13,6 +13,8 @@ import { JournalWriter, readJournal, type JournalContent, type JournalEntry } fr
 import { waitForGc } from './gc-lock';
 import { lockTag, type TagLock } from './lock';
 import { emptyManifest, entryKey, serializeManifest, serializeVolatile } from './manifest';
+import { PACKAGES_LOCK, recordingPackages, serializePackagesLock } from './packages';
+import { REVIEW_ATTRIBUTES } from './review-attributes';
 import { FORMAT_VERSION, type Entry, type Manifest, type MatchRule, type Redactions, type StoredBody, type VolatileFile, type VolatileHeader } from './types';
 
 /** A recording in progress. Obtain with `archive.beginRecording(tag)`. */
@@ -220,9 +222,16 @@ async function buildRootTree(archive: Archive, manifest: Manifest, volatile: Vol
   }
   const dirs: TreeEntry[] = [];
   for (const [dir, entries] of fanout) dirs.push({ mode: '040000', type: 'tree', oid: await git.mktree(entries), name: dir });
-  const [manifestOid, volatileOid] = await Promise.all([git.hashBytes(serializeManifest(manifest)), git.hashBytes(serializeVolatile(volatile))]);
+  const [manifestOid, volatileOid, lockOid, attributesOid] = await Promise.all([
+    git.hashBytes(serializeManifest(manifest)),
+    git.hashBytes(serializeVolatile(volatile)),
+    git.hashBytes(serializePackagesLock(recordingPackages(manifest).artifacts)),
+    git.hashBytes(REVIEW_ATTRIBUTES),
+  ]);
   const root: TreeEntry[] = [
+    { mode: '100644', type: 'blob', oid: attributesOid, name: '.gitattributes' },
     { mode: '100644', type: 'blob', oid: manifestOid, name: 'manifest.json' },
+    { mode: '100644', type: 'blob', oid: lockOid, name: PACKAGES_LOCK },
     { mode: '100644', type: 'blob', oid: volatileOid, name: 'volatile.json' },
   ];
   if (dirs.length) root.push({ mode: '040000', type: 'tree', oid: await git.mktree(dirs), name: 'bodies' });

@@ -15,6 +15,7 @@ import type { Archive } from './archive';
 import { verifyCommits, type VerifyProblem } from './archive-maintenance';
 import { lastGitMessage, localTransportPrograms, type GitResult } from './git';
 import { lockHolder } from './lock';
+import { dropLocalStaging, pushUnderLimit, type PushSplit } from './push-split';
 import { compareStrings } from './manifest';
 import { validateTagName } from './names';
 
@@ -34,6 +35,8 @@ export interface TransferOptions {
   interactive?: boolean;
   /** Called with the size of each chunk of body read back while verifying a pull. */
   onVerifyRead?: (bytes: number) => void;
+  /** Called after a push with how it went around the remote's size limit (undefined: one push did). */
+  onSplit?: (split: PushSplit | undefined) => void;
 }
 
 /** What happened to one tag in a push or a pull. */
@@ -144,11 +147,18 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
   }
   if (names.length === 0) throw new BtrflyError('TAG_NOT_FOUND', `no tags in archive ${archive.name} to push: record one first`);
   const specs = names.map((t) => `${opts.force ? '+' : ''}refs/heads/${t}:refs/heads/${t}`);
-  const r = await transferTo(archive, remote, 'push to', ['push', '--porcelain', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--receive-pack=${onHost.receivePack}`] : []), remote, ...specs], {
-    progress: opts.progress,
-    interactive: opts.interactive,
-    ok: [0, 1],
-  });
+  const pushOnce = (refspecs: string[]): Promise<GitResult> =>
+    transferTo(archive, remote, 'push to', ['push', '--porcelain', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--receive-pack=${onHost.receivePack}`] : []), remote, ...refspecs], {
+      progress: opts.progress,
+      interactive: opts.interactive,
+      ok: [0, 1],
+    });
+  const remoteHas = async (): Promise<string[]> => {
+    const ls = await transferTo(archive, remote, 'list', ['ls-remote', ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote], { interactive: opts.interactive });
+    return ls.stdout.split('\n').map((l) => l.split('\t')[0]).filter((oid) => /^[0-9a-f]{40,64}$/.test(oid));
+  };
+  const { result: r, split } = await pushUnderLimit(archive, remote, specs, names.map((t) => local.get(t)!), pushOnce, remoteHas).finally(() => dropLocalStaging(archive));
+  opts.onSplit?.(split);
   // --porcelain: "<flag>\t<from>:<to>\t<summary>" per ref; "!" is a rejection.
   const results: TagTransfer[] = [];
   const rejected: Array<{ tag: string; summary: string }> = [];

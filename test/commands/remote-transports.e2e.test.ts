@@ -248,6 +248,6 @@ describe('sharing over ssh', () => {
     const tags = (dir: string) => runOk('git', ['--git-dir', dir, 'for-each-ref', '--format=%(refname) %(objectname)', 'refs/heads/']).then((r) => r.stdout);
     expect(await tags(b)).toBe(await tags(a));
     const verify = await runCli(['verify', '--archive', b]);
-    expect(verify.stdout).toMatch(/^ok: 2 tags, 3 recordings/);
+    expect(verify.stdout).toMatch(/^ok: 3 tags, 4 recordings/);
   });
 });

@@ -2,16 +2,21 @@
  * `btrfly run --isolate` (issue 14): clients that ignore the proxy variables (the system's
  * Node 20 fetch, curl --noproxy, Python urllib without proxy variables) are recorded through
  * the namespace's only way out and played back offline with the same bytes; a raw TCP
- * connection to a non-HTTP service is refused inside, listed, and fails the record; a UDP
- * datagram to an outside address never leaves.
+ * connection to a non-HTTP service is refused inside, listed by the name the command asked for,
+ * and fails the record; a UDP datagram to an outside address never leaves; an HTTP/1.0 request
+ * that names no host is recorded under the name the command resolved; over IPv6, a raw TCP
+ * connection fails at once and a UDP datagram is refused, both listed, neither leaving.
  */
 import { createServer, type Server } from 'node:net';
 import dgram from 'node:dgram';
 import { networkInterfaces } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runCli, startOrigin, tmpDir, genBodySha256, type Origin } from '../helpers';
+import { registerCleanup, runCli, startOrigin, tmpDir, genBodySha256, type Origin } from '../helpers';
 import { createHash } from 'node:crypto';
+
+/** Closes a listener when the test file ends, also after a failed expectation. */
+const closeAtEnd = (s: Server | dgram.Socket): void => void registerCleanup(() => new Promise<void>((r) => s.close(() => r())));
 
 const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
@@ -51,21 +56,27 @@ describe('btrfly run --isolate', () => {
     let accepted = 0;
     const raw: Server = createServer((s) => ((accepted += 1), s.destroy()));
     await new Promise<void>((r) => raw.listen(0, '127.0.0.1', () => r()));
+    closeAtEnd(raw);
     const rawPort = (raw.address() as { port: number }).port;
     const outside = Object.values(networkInterfaces()).flat().find((i) => i && !i.internal && i.family === 'IPv4')?.address ?? '127.0.0.1';
     const udp = dgram.createSocket('udp4');
     const received: string[] = [];
     udp.on('message', (m) => received.push(String(m)));
     await new Promise<void>((r) => udp.bind(0, '0.0.0.0', () => r()));
+    closeAtEnd(udp);
     const udpPort = udp.address().port;
     const script = [
       `python3 -c "import socket;s=socket.create_connection(('service.test',${rawPort}),5);s.sendall(b'\\x00\\x00\\x00\\x08\\x04\\xd2\\x16\\x2f');s.recv(1)" || true`,
       `python3 -c "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'leak',('${outside}',${udpPort}))" || true`,
+      // HTTP/3 would start like this: a datagram to a name, listed by that name.
+      `python3 -c "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'quic',('quic.test',443))" || true`,
     ].join('\n');
     const rec = await runCli(['run', '--isolate', '--record', '--tag=leaky', '--archive', archive, '--resolve', 'service.test:127.0.0.1', '--', 'sh', '-c', script]);
     expect(rec.code).toBe(1);
-    expect(rec.stderr).toContain(`tcp 198.18.0.1:${rawPort}: not HTTP or TLS`);
+    // Named as the command asked for it: btrfly's DNS inside gave service.test an address of its own.
+    expect(rec.stderr).toContain(`tcp service.test:${rawPort}: not HTTP or TLS`);
     expect(rec.stderr).toContain(`udp ${outside}:${udpPort}: UDP other than DNS`);
+    expect(rec.stderr).toContain('udp quic.test:443: UDP other than DNS');
     expect(rec.stderr).toMatch(/tag was not moved/);
     expect(accepted).toBe(0);
     // Ordered after anything the namespace could have sent: the first datagram is ours.
@@ -74,9 +85,71 @@ describe('btrfly run --isolate', () => {
     await new Promise<void>((r) => (received.length > 0 ? r() : udp.once('message', () => r())));
     expect(received[0]).toBe('control');
     self.close();
-    udp.close();
-    raw.close();
     const tags = await runCli(['tags', '--archive', archive]);
     expect(tags.stdout).not.toContain('leaky');
+  });
+
+  it('records a request that names no host (HTTP/1.0, no Host header) under the name the command resolved, and plays it back', async () => {
+    const plain = await startOrigin();
+    const fetchNoHost = (out: string) =>
+      `python3 -c "import socket,sys;s=socket.create_connection(('plain.test',${plain.port}),20);s.sendall(b'GET /gen/5000?seed=nohost HTTP/1.0\\r\\n\\r\\n');open(sys.argv[1],'wb').write(b''.join(iter(lambda:s.recv(65536),b'')).split(b'\\r\\n\\r\\n',1)[1])" "${out}/body"`;
+    const out = tmpDir('btrfly-isolate-out-');
+    const rec = await runCli(['run', '--isolate', '--record', '--tag=nohost', '--archive', archive, '--resolve', `plain.test:${plain.host}`, '--', 'sh', '-c', fetchNoHost(out)]);
+    expect(rec.stderr).toMatch(/1 requests, 1 entries/);
+    expect(rec.code).toBe(0);
+    expect(sha(join(out, 'body'))).toBe(await genBodySha256(5000, 'nohost'));
+    const show = await runCli(['show', 'nohost', '--archive', archive]);
+    expect(show.stdout).toContain(`http://plain.test:${plain.port}/gen/5000?seed=nohost`);
+    await plain.close();
+    const out2 = tmpDir('btrfly-isolate-out-');
+    const play = await runCli(['run', '--isolate', '--playback', '--tag=nohost', '--archive', archive, '--', 'sh', '-c', fetchNoHost(out2)]);
+    expect(play.stderr).toMatch(/1 hits, 0 misses/);
+    expect(play.code).toBe(0);
+    expect(sha(join(out2, 'body'))).toBe(await genBodySha256(5000, 'nohost'));
+  });
+
+  it('over IPv6: a raw TCP connection fails at once and a UDP datagram is refused, both listed, neither reaching the host', async () => {
+    // The host's own IPv6 address when it has one (then listeners there prove nothing arrived); else a documentation address.
+    const hostV6 = Object.values(networkInterfaces()).flat().find((i) => i && !i.internal && i.family === 'IPv6' && !i.address.startsWith('fe80'))?.address;
+    const target = hostV6 ?? '2001:db8::7';
+    let accepted = 0;
+    const raw: Server = createServer((s) => ((accepted += 1), s.destroy()));
+    await new Promise<void>((r) => raw.listen(0, '::', () => r()));
+    closeAtEnd(raw);
+    const rawPort = (raw.address() as { port: number }).port;
+    const udp = dgram.createSocket('udp6');
+    const received: string[] = [];
+    udp.on('message', (m) => received.push(String(m)));
+    await new Promise<void>((r) => udp.bind(0, '::', () => r()));
+    closeAtEnd(udp);
+    const udpPort = udp.address().port;
+    const out = tmpDir('btrfly-isolate-out-');
+    const probe = join(out, 'probe.py');
+    writeFileSync(
+      probe,
+      [
+        'import socket, sys',
+        'try:',
+        `    s = socket.create_connection(('${target}', ${rawPort}), 20); s.sendall(b'\\x00\\x00\\x00\\x08'); s.recv(1); print('tcp6 open')`,
+        'except Exception as e: print("tcp6", type(e).__name__)',
+        'try:',
+        `    socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(b'leak', ('${target}', ${udpPort})); print('udp6 sent')`,
+        'except Exception as e: print("udp6", type(e).__name__)',
+        '',
+      ].join('\n'),
+    );
+    const rec = await runCli(['run', '--isolate', '--record', '--allow-leaks', '--tag=v6', '--archive', archive, '--', 'sh', '-c', `python3 "${probe}" > "${out}/result"`]);
+    // Reset right after its first bytes (a timeout would name another error), refused with EPERM on send.
+    expect(readFileSync(join(out, 'result'), 'utf8')).toBe('tcp6 ConnectionResetError\nudp6 PermissionError\n');
+    expect(rec.stderr).toContain(`tcp [${target}]:${rawPort}: not HTTP or TLS`);
+    expect(rec.stderr).toContain(`udp [${target}]:${udpPort}: UDP other than DNS`);
+    expect(rec.stderr).toMatch(/--allow-leaks: the run does not fail for them/);
+    expect(rec.code).toBe(0);
+    expect(accepted).toBe(0);
+    const self = dgram.createSocket('udp6');
+    await new Promise<void>((r) => self.send('control', udpPort, '::1', () => r()));
+    await new Promise<void>((r) => (received.length > 0 ? r() : udp.once('message', () => r())));
+    expect(received[0]).toBe('control');
+    self.close();
   });
 });

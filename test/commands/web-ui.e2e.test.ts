@@ -63,7 +63,12 @@ maybe('the web UI in headless Chromium', () => {
     page.locator(`${selector} tbody tr`).evaluateAll((rows) => rows.map((r) => [...r.children].map((c) => (c as unknown as { innerText: string }).innerText)));
 
   beforeAll(async () => {
-    origin = await startOrigin({ https: true });
+    // The origin's files: hello.txt, and two versions of an npm package at a registry's paths.
+    const files = path.join(work, 'files');
+    await fs.mkdir(path.join(files, 'npm', 'left-pad', '-'), { recursive: true });
+    await fs.copyFile(path.join(__dirname, '..', 'fixtures', 'origin-files', 'hello.txt'), path.join(files, 'hello.txt'));
+    for (const v of ['1.3.0', '1.4.0']) await fs.writeFile(path.join(files, 'npm', 'left-pad', '-', `left-pad-${v}.tgz`), `left-pad ${v}\n`);
+    origin = await startOrigin({ https: true, dir: files });
     const har = path.join(work, 'hostile.har');
     const entry = { request: { method: 'GET', url: HOSTILE_URL, headers: [] }, response: { status: 200, statusText: 'OK', httpVersion: 'HTTP/1.1', headers: [], content: { size: 2, mimeType: 'text/plain', text: 'hi' } } };
     await fs.writeFile(har, JSON.stringify({ log: { version: '1.2', creator: { name: 'test', version: '1' }, entries: [entry] } }));
@@ -83,8 +88,8 @@ maybe('the web UI in headless Chromium', () => {
     ({ proxyPort, api } = started);
     admin = { url: api, token: adminToken, caPem: started.caPem };
 
-    await record('team-a/app', ['/gen/1000?seed=1', '/counter', '/files/hello.txt']);
-    await record('team-a/app', ['/gen/2048?seed=2', '/counter', '/files/hello.txt']);
+    await record('team-a/app', ['/gen/1000?seed=1', '/counter', '/files/hello.txt', '/files/npm/left-pad/-/left-pad-1.3.0.tgz']);
+    await record('team-a/app', ['/gen/2048?seed=2', '/counter', '/files/hello.txt', '/files/npm/left-pad/-/left-pad-1.4.0.tgz']);
     await record('team-b/secret', ['/gen/3000?seed=3']);
     // Left open: the sessions view shows it live, with two hits and a miss.
     await session('playback', 'team-a/app', ['/counter', '/files/hello.txt', '/gen/1?seed=9']);
@@ -117,7 +122,7 @@ maybe('the web UI in headless Chromium', () => {
     const app = (JSON.parse(stdout) as { tag: string; size: number; storedSize: number }[]).find((t) => t.tag === 'team-a/app')!;
     const date = expect.stringMatching(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
     expect(await cells('#tags')).toEqual([
-      ['team-a/app', '2', '3', formatSize(app.size), formatSize(app.storedSize), date],
+      ['team-a/app', '2', '4', formatSize(app.size), formatSize(app.storedSize), date],
       ['team-a/imported', '1', '1', '2 B', expect.stringMatching(/B$/), date],
     ]);
     expect(await page.content()).not.toContain('team-b');
@@ -149,11 +154,13 @@ maybe('the web UI in headless Chromium', () => {
     expect(await page.title()).toBe('btrfly');
   });
 
-  test('the diff of the two recordings: added, removed and changed URLs with sizes and digests', async () => {
+  test('the diff of the two recordings: packages first, then added, removed and changed URLs with sizes and digests', async () => {
     await page.goto(`${api}/ui/#/tag/${encodeURIComponent('team-a/app')}`);
     await page.locator('h1', { hasText: 'Tag team-a/app' }).waitFor();
     await page.click('form.compare button');
     await page.waitForSelector('#changed');
+    expect(await cells('#packages')).toEqual([['upgraded', 'left-pad', '1.3.0 → 1.4.0', 'npm']]);
+    await expect(page.locator('#metadata').innerText()).resolves.toBe('Metadata refreshed: 0');
     await expect(page.locator('.meta').innerText()).resolves.toBe('1 added, 1 removed, 1 changed, 1 unchanged');
     const added = await cells('#added');
     const removed = await cells('#removed');

@@ -76,7 +76,7 @@ describe('DNS server, session clients', () => {
     ['UDP', false],
     ['TCP', true],
   ])('over %s, every name resolves to the proxy, also names the upstream does not know', async (_t, tcp) => {
-    for (const name of ['example.test', 'does-not-exist.invalid', 'registry.npmjs.org']) {
+    for (const name of ['example.test', 'does-not-exist.invalid', 'registry.example.com']) {
       const port = tcp ? server.tcpPort : server.udpPort;
       const a = await dig({ port }, name, 'A', { tcp, from: SESSION });
       expect([a.status, a.answers]).toEqual(['NOERROR', [`A ${PROXY_V4}`]]);

@@ -1,4 +1,5 @@
 import { droppedFromNftJson, ipBatch, nftRuleset } from '../../src/engine/isolate/net-setup';
+import { FakeNames } from '../../src/engine/isolate/fake-names';
 import { classifyFirstBytes } from '../../src/engine/isolate/first-bytes';
 import { userNamespaceProblem } from '../../src/engine/isolate/kernel';
 import { originalDestination, parseProcNetTcp } from '../../src/engine/isolate/proc-net';
@@ -62,5 +63,33 @@ describe('the packets the isolated namespace dropped', () => {
     expect(rules).toContain('meta l4proto tcp redirect to :4444');
     expect(rules).toContain('redirect to :53');
     expect(ipBatch()).toContain('route add default dev lo');
+  });
+});
+
+describe('an address of its own for every name the isolated command resolves', () => {
+  it('hands out distinct addresses in 198.18.0.0/15 and names them back, whatever the case or a trailing dot', () => {
+    const names = new FakeNames();
+    const a = names.addressFor('git.test');
+    const b = names.addressFor('registry.test');
+    expect(a).toBe('198.18.0.1');
+    expect(b).toBe('198.18.0.2');
+    expect(names.addressFor('GIT.test.')).toBe(a);
+    expect(names.nameOf(b)).toBe('registry.test');
+    expect(names.nameOf('198.18.0.3')).toBeUndefined();
+  });
+  it('stays below the namespace\'s own source address (198.19.255.254) across the whole range', () => {
+    const names = new FakeNames();
+    let last = '';
+    for (let i = 0; i < 131069; i++) last = names.addressFor(`n${i}.test`);
+    expect(last).toBe('198.19.255.253');
+  });
+  it('when every address is taken, the name asked for longest ago gives its address up', () => {
+    const names = new FakeNames(2);
+    names.addressFor('a.test');
+    names.addressFor('b.test');
+    names.addressFor('a.test');
+    expect(names.addressFor('c.test')).toBe('198.18.0.2');
+    expect(names.nameOf('198.18.0.2')).toBe('c.test');
+    expect(names.nameOf('198.18.0.1')).toBe('a.test');
   });
 });

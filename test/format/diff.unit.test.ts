@@ -2,12 +2,13 @@ import { diffManifests, renderDiffJson, renderDiffMarkdown, renderDiffText } fro
 import { formatSize } from '../../src/format/size';
 import { entry, manifestOf, sha } from './format-test-data';
 
-describe('diffManifests', () => {
-  const lodash1 = entry('https://registry.example/lodash/-/lodash-4.17.20.tgz', 'old lodash');
-  const lodash2 = entry('https://registry.example/lodash/-/lodash-4.17.20.tgz', 'new lodash bytes');
-  const left = entry('https://registry.example/left-pad/-/left-pad-1.3.0.tgz', 'pad');
-  const react = entry('https://registry.example/react/-/react-19.0.0.tgz', 'react');
-  const same = entry('https://registry.example/index.json', '{}');
+describe('diffManifests of URLs that are not packages', () => {
+  // Paths no package rule knows: the diff reads as a plain URL diff.
+  const lodash1 = entry('https://files.example/dl/lodash-4.17.20.tgz', 'old lodash');
+  const lodash2 = entry('https://files.example/dl/lodash-4.17.20.tgz', 'new lodash bytes');
+  const left = entry('https://files.example/dl/left-pad-1.3.0.tgz', 'pad');
+  const react = entry('https://files.example/dl/react-19.0.0.tgz', 'react');
+  const same = entry('https://files.example/index.json', '{}');
   const a = manifestOf([same, lodash1, left]);
   const b = manifestOf([react, lodash2, same]);
 
@@ -20,12 +21,13 @@ describe('diffManifests', () => {
         method: 'GET',
         url: lodash1.request.url,
         ordinal: 0,
+        class: 'other',
         from: { status: 200, size: 10, sha256: sha('old lodash') },
         to: { status: 200, size: 16, sha256: sha('new lodash bytes') },
       },
     ]);
     expect(d.unchanged).toBe(1);
-    expect(diffManifests(a, a)).toEqual({ added: [], removed: [], changed: [], unchanged: 3 });
+    expect(diffManifests(a, a)).toEqual({ packages: [], metadataRefreshed: 0, added: [], removed: [], changed: [], unchanged: 3 });
   });
 
   it('sees a status change with the same body as a change', () => {
@@ -71,5 +73,96 @@ describe('diffManifests', () => {
     expect([0, 1023, 1024, 1536, 10 * 1024 * 1024, 3.5 * 1024 ** 3, -2048].map(formatSize)).toEqual([
       '0 B', '1023 B', '1.0 KiB', '1.5 KiB', '10 MiB', '3.5 GiB', '-2.0 KiB',
     ]);
+  });
+});
+
+describe('diffManifests of a package build', () => {
+  const R = 'https://registry.example';
+  const NPM = [{ name: 'Accept', value: 'application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*' }];
+  const tgz = (name: string, v: string, bytes = `${name}@${v}`) => entry(`${R}/${name}/-/${name}-${v}.tgz`, bytes);
+  const packument = (name: string, body: string) => entry(`${R}/${name}`, body, { reqHeaders: NPM });
+  const a = manifestOf([
+    packument('axios', '{"v":1}'), tgz('axios', '1.7.9'),
+    packument('lodash', '{"v":1}'), tgz('lodash', '4.17.20'),
+    packument('left-pad', '{"v":1}'), tgz('left-pad', '1.3.0'),
+    tgz('ms', '2.1.3'), tgz('same', '1.0.0'),
+    entry('https://files.example/notes.txt', 'a'),
+    entry(`${R}/owner/tool/releases/download/v1.0.0/tool.tar.gz`, 'moved', { status: 302, headers: [{ name: 'Location', value: 'https://objects.example/asset/1?sig=a' }] }),
+    entry('https://objects.example/asset/1?sig=a', 'tool v1'),
+  ]);
+  const b = manifestOf([
+    packument('axios', '{"v":2}'), tgz('axios', '1.7.8'),
+    packument('lodash', '{"v":2}'), tgz('lodash', '4.17.21'),
+    packument('zod', '{"v":1}'), tgz('zod', '3.23.8'),
+    tgz('ms', '2.1.3', 'republished'), tgz('same', '1.0.0'),
+    entry('https://files.example/notes.txt', 'b'),
+    entry(`${R}/owner/tool/releases/download/v1.1.0/tool.tar.gz`, 'moved', { status: 302, headers: [{ name: 'Location', value: 'https://objects.example/asset/2?sig=b' }] }),
+    entry('https://objects.example/asset/2?sig=b', 'tool v1.1'),
+  ]);
+  const d = diffManifests(a, b);
+
+  it('names each package change once, by ecosystem version order; the same version with other bytes is "changed"', () => {
+    expect(d.packages).toEqual([
+      { change: 'upgraded', ecosystem: 'github', name: 'owner/tool', from: 'v1.0.0', to: 'v1.1.0' },
+      { change: 'upgraded', ecosystem: 'npm', name: 'lodash', from: '4.17.20', to: '4.17.21' },
+      { change: 'downgraded', ecosystem: 'npm', name: 'axios', from: '1.7.9', to: '1.7.8' },
+      { change: 'added', ecosystem: 'npm', name: 'zod', to: '3.23.8' },
+      { change: 'removed', ecosystem: 'npm', name: 'left-pad', from: '1.3.0' },
+      { change: 'changed', ecosystem: 'npm', name: 'ms', from: '2.1.3', to: '2.1.3' },
+    ]);
+    // packuments: 2 changed, 1 added, 1 removed; the redirect's target counts as the artifact
+    expect(d.metadataRefreshed).toBe(4);
+    expect(d.changed.find((c) => c.url.endsWith('/notes.txt'))?.class).toBe('other');
+    expect(d.added.find((e) => e.url.startsWith('https://objects.example/'))?.class).toBe('artifact');
+  });
+
+  it('renders text: packages first, then the metadata count, then the other URLs', () => {
+    const text = renderDiffText(d, { from: 'ci@1', to: 'ci@2' });
+    expect(text.split('\n')).toEqual([
+      '--- ci@1',
+      '+++ ci@2',
+      'upgraded   owner/tool v1.0.0 → v1.1.0 (github)',
+      'upgraded   lodash 4.17.20 → 4.17.21 (npm)',
+      'downgraded axios 1.7.9 → 1.7.8 (npm)',
+      'added      zod 3.23.8 (npm)',
+      'removed    left-pad 1.3.0 (npm)',
+      'changed    ms 2.1.3 (npm), other bytes',
+      'metadata refreshed: 4',
+      `~ GET https://files.example/notes.txt  200 1 B ${sha('a').slice(0, 12)} -> 200 1 B ${sha('b').slice(0, 12)}`,
+      'packages: 2 upgraded, 1 downgraded, 1 added, 1 removed, 1 changed; metadata refreshed: 4; other URLs: 0 added, 0 removed, 1 changed; 1 unchanged (+1 B)',
+      '',
+    ]);
+    const all = renderDiffText(d, undefined, { all: true }).split('\n');
+    expect(all.filter((l) => l.startsWith('  '))).toEqual([
+      expect.stringMatching(/^ {2}- GET https:\/\/registry\.example\/left-pad {2}200 /),
+      expect.stringMatching(/^ {2}\+ GET https:\/\/registry\.example\/zod {2}200 /),
+      expect.stringMatching(/^ {2}~ GET https:\/\/registry\.example\/axios {2}200 /),
+      expect.stringMatching(/^ {2}~ GET https:\/\/registry\.example\/lodash {2}200 /),
+    ]);
+  });
+
+  it('renders Markdown: a package table, the metadata count, then the other URLs', () => {
+    const md = renderDiffMarkdown(d, { from: 'ci@1', to: 'ci@2' }).split('\n');
+    expect(md.slice(2, 11)).toEqual([
+      '| Package | Change | Version | Ecosystem |',
+      '|---|---|---|---|',
+      '| `owner/tool` | upgraded | v1.0.0 → v1.1.0 | github |',
+      '| `lodash` | upgraded | 4.17.20 → 4.17.21 | npm |',
+      '| `axios` | downgraded | 1.7.9 → 1.7.8 | npm |',
+      '| `zod` | added | 3.23.8 | npm |',
+      '| `left-pad` | removed | 1.3.0 | npm |',
+      '| `ms` | changed | 2.1.3 (other bytes) | npm |',
+      '',
+    ]);
+    expect(md[11]).toBe('Metadata refreshed: 4 (`btrfly diff --all` lists them)');
+    expect(md.filter((l) => l.startsWith('| changed |'))).toHaveLength(1);
+    expect(renderDiffMarkdown(d, undefined, { all: true }).split('\n').filter((l) => l.startsWith('| changed |'))).toHaveLength(3);
+  });
+
+  it('renders JSON with the packages, the metadata count and every URL with its class', () => {
+    const j = JSON.parse(renderDiffJson(d));
+    expect(j.packages).toEqual(d.packages);
+    expect(j.metadataRefreshed).toBe(4);
+    expect(j.changed.map((c: { class: string }) => c.class).sort()).toEqual(['artifact', 'metadata', 'metadata', 'other']);
   });
 });

@@ -25,6 +25,8 @@ const CASES: Array<[string, unknown, RequestHints?]> = [
   [`${H}/@types/node`, metadata('npm', '@types/node'), { accept: NPM_ACCEPT }],
   [`${H}/api/npm/npm-remote/left-pad`, metadata('npm', 'left-pad'), { accept: NPM_ACCEPT }],
   [`${H}/axios`, OTHER, { accept: 'application/json' }],
+  [`${H}/-/npm/v1/security/advisories/bulk`, metadata('npm')],
+  [`${H}/-/npm/v1/security/audits/quick`, metadata('npm')],
   // PyPI
   [`${H}/packages/a1/b2/c3d4/requests-2.31.0-py3-none-any.whl`, artifact('pypi', 'requests', '2.31.0')],
   [`${H}/packages/xx/numpy-1.26.4-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl`, artifact('pypi', 'numpy', '1.26.4')],
@@ -38,6 +40,8 @@ const CASES: Array<[string, unknown, RequestHints?]> = [
   [`${H}/legacy/simple/btrfly-demo-util/`, metadata('pypi', 'btrfly-demo-util')],
   [`${H}/pypi/Django/json`, metadata('pypi', 'django')],
   [`${H}/pypi/django/5.0.1/json`, metadata('pypi', 'django')],
+  [`${H}/packages/a1/b2/c3d4/requests-2.31.0-py3-none-any.whl.metadata`, metadata('pypi', 'requests')],
+  [`${H}/packages/xx/torch-2.1.0%2Bcpu-cp311-cp311-linux_x86_64.whl`, artifact('pypi', 'torch', '2.1.0+cpu')],
   // Debian, Ubuntu
   [`http://deb.example/debian/pool/main/c/curl/curl_7.88.1-10+deb12u5_amd64.deb`, artifact('deb', 'curl', '7.88.1-10+deb12u5', { arch: 'amd64' })],
   [`http://deb.example/ubuntu/pool/main/g/glibc/libc6_2.35-0ubuntu3.6_amd64.deb`, artifact('deb', 'libc6', '2.35-0ubuntu3.6', { arch: 'amd64' })],
@@ -57,6 +61,8 @@ const CASES: Array<[string, unknown, RequestHints?]> = [
   [`${H}/example.test/greet/@v/v1.1.0.info`, metadata('golang', 'example.test/greet')],
   [`${H}/example.test/greet/@latest`, metadata('golang', 'example.test/greet')],
   [`${H}/sumdb/sum.example/lookup/example.test/greet@v1.1.0`, metadata('golang')],
+  [`${H}/lookup/example.test/greet@v1.1.0`, metadata('golang', 'example.test/greet')],
+  [`${H}/tile/8/0/x001/234.p/5`, metadata('golang')],
   // crates
   [`${H}/api/v1/crates/serde/1.0.197/download`, artifact('cargo', 'serde', '1.0.197')],
   [`${H}/crates/serde_json/serde_json-1.0.114.crate`, artifact('cargo', 'serde_json', '1.0.114')],
@@ -86,6 +92,7 @@ const CASES: Array<[string, unknown, RequestHints?]> = [
   // GitHub releases
   [`${H}/cli/cli/releases/download/v2.45.0/gh_2.45.0_linux_amd64.tar.gz`, artifact('github', 'cli/cli', 'v2.45.0')],
   [`${H}/owner/tool/archive/refs/tags/v1.2.3.tar.gz`, artifact('github', 'owner/tool', 'v1.2.3')],
+  [`${H}/owner/tool/tar.gz/refs/tags/v1.2.3`, artifact('github', 'owner/tool', 'v1.2.3')],
   [`${H}/repos/owner/tool/releases/latest`, metadata('github', 'owner/tool')],
   // OCI
   [`${H}/v2/library/alpine/manifests/3.19`, artifact('oci', 'library/alpine', '3.19')],

@@ -36,7 +36,7 @@ describe('archive', () => {
     expect(rec.manifest.entries.map((e) => e.request.url)).toEqual(['https://example.test/f0', 'https://example.test/f1']);
     expect(rec.volatile.entries['GET https://example.test/f0 #0']).toEqual([{ name: 'Date', value: 'day 0', index: 1 }]);
     for (const b of bodies) expect((await readBack(a, rec.bodies.get(sha256(b))!)).equals(b)).toBe(true);
-    expect((await git(a, 'ls-tree', '--name-only', first)).stdout.split('\n').filter(Boolean)).toEqual(['bodies', 'manifest.json', 'volatile.json']);
+    expect((await git(a, 'ls-tree', '--name-only', first)).stdout.split('\n').filter(Boolean)).toEqual(['.gitattributes', 'bodies', 'manifest.json', 'packages.lock', 'volatile.json']);
 
     const second = await recordTag(a, 'build', [randomBytes(10)]);
     const log = await a.history('build');

@@ -1,7 +1,8 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Netns } from './netns';
+import { registerCleanup } from './cleanup';
+import { stopChild, type Netns } from './netns';
 import { runOk } from './proc';
 import { askChild, readReadyLine, stderrTail } from './server-process';
 import { testCa } from './test-ca';
@@ -25,18 +26,22 @@ export interface GitServerOptions {
   certNames?: readonly string[];
 }
 
-/** A git smart-HTTP server (test/fixtures/git-http-server.js) over HTTPS as a process inside `ns`. */
+/** A git smart-HTTP server (test/fixtures/git-http-server.js) over HTTPS as a process inside `ns` (without one: on this host, stopped at the end of the test file). */
 export async function startGitServer(
-  ns: Netns,
+  ns: Netns | undefined,
   host: string,
   root: string,
   options: GitServerOptions = {},
 ): Promise<{ port: number; child: ChildProcess; stats(): Promise<GitServerStats> }> {
   const cert = testCa().issue(options.certNames);
   const auth = options.auth ? ['--user', options.auth.user, '--password', options.auth.password] : [];
-  const child = ns.spawn(process.execPath, [GIT_SERVER_SCRIPT, '--host', host, '--root', root, '--cert', cert.certPath, '--key', cert.keyPath, ...auth], {
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
+  const args = [GIT_SERVER_SCRIPT, '--host', host, '--root', root, '--cert', cert.certPath, '--key', cert.keyPath, ...auth];
+  const stdio: ['ignore', 'pipe', 'pipe', 'ipc'] = ['ignore', 'pipe', 'pipe', 'ipc'];
+  const child = ns ? ns.spawn(process.execPath, args, { stdio }) : spawn(process.execPath, args, { stdio });
+  if (!ns) {
+    const unregister = registerCleanup(() => stopChild(child));
+    child.once('exit', unregister);
+  }
   const { port } = await readReadyLine<{ port: number }>(child, stderrTail(child), 'git server');
   const ask = askChild<{ stats: GitServerStats }>(child);
   return { port, child, stats: async () => (await ask('stats')).stats };

@@ -1,6 +1,7 @@
-import { Args } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
 import { BtrflyCommand, type JsonResult } from '../../cli/base';
 import { Archive } from '../../format/archive';
+import { parseSize, setMaxPush } from '../../format/push-split';
 import { addRemote, displayUrl } from '../../format/remote';
 
 /** `btrfly remote add NAME URL`. */
@@ -18,13 +19,21 @@ export default class RemoteAdd extends BtrflyCommand {
     name: Args.string({ description: 'a name for the remote, e.g. origin', required: true }),
     url: Args.string({ description: 'where the remote is', required: true }),
   };
+  static override flags = {
+    'max-push': Flags.string({
+      description: 'the most one push to this remote may carry, e.g. "2g" (a git host\'s limit); bigger pushes are sent in parts. Learned on the first refusal when not set',
+      helpValue: 'SIZE',
+    }),
+  };
 
   async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(RemoteAdd);
     const archive = await Archive.open(flags.archive, { create: true });
     this.onTeardown(() => archive.close());
+    const maxPush = flags['max-push'] === undefined ? undefined : parseSize(flags['max-push']);
     const r = await addRemote(archive, args.name, args.url);
-    if (this.jsonEnabled()) return { ...r, url: displayUrl(r.url) };
-    process.stderr.write(`added remote ${r.name}: ${displayUrl(r.url)}\n`);
+    if (maxPush !== undefined) await setMaxPush(archive, r.name, maxPush);
+    if (this.jsonEnabled()) return { ...r, url: displayUrl(r.url), ...(maxPush !== undefined && { maxPush }) };
+    process.stderr.write(`added remote ${r.name}: ${displayUrl(r.url)}${maxPush !== undefined ? `, pushes of at most ${flags['max-push']}` : ''}\n`);
   }
 }

@@ -1,9 +1,10 @@
 /**
  * `btrfly run --isolate`: runs the command in its own user, network and mount namespaces
  * (no root) whose only way out is btrfly. The helper inside (inside.ts) hands over its
- * listeners; here DNS answers every name with one address (as host mode gives a whole
- * machine), every intercepted TCP connection goes to the proxy with its original destination
- * (TLS by SNI, HTTP by Host), and what the proxy cannot carry is refused and listed.
+ * listeners; here DNS answers every name with an address of its own in 198.18.0.0/15
+ * (fake-names.ts), every intercepted TCP connection goes to the proxy with its original
+ * destination (TLS by SNI, HTTP by Host, else the name behind the address), and what the proxy
+ * cannot carry is refused and listed by that name.
  */
 import { spawn } from 'node:child_process';
 import type dgram from 'node:dgram';
@@ -15,19 +16,19 @@ import { BtrflyError } from '../../errors';
 import { createQueryHandler } from '../dns-query-handler';
 import { frame, readFramedMessages } from '../dns-tcp';
 import type { ProxyServer } from '../proxy-server';
+import { FakeNames } from './fake-names';
 import { classifyFirstBytes } from './first-bytes';
 import type { InsideConfig, InsideMessage } from './inside';
 import { userNamespaceProblem } from './kernel';
 import { originalDestination, readTcpRows } from './proc-net';
 
-/** The address every name resolves to inside (RFC 2544 range, as host mode answers the proxy's). */
-export const INSIDE_NAME_ADDRESS = '198.18.0.1';
 /** A connection that has sent nothing after this long speaks a server-first protocol (SSH banner, SMTP): refused. */
 const SILENT_MS = 1000;
 
 /** Something the isolated command tried that btrfly cannot carry; it never left the namespace. */
 export interface Leak {
   protocol: string;
+  /** The name the command resolved (through btrfly's DNS inside), or the address it used as is. */
   address: string;
   port?: number;
   reason: string;
@@ -69,8 +70,9 @@ export async function runIsolated(o: IsolatedRunOptions): Promise<{ code: number
   });
   const leaks: Leak[] = [];
   const handles: Array<net.Server | dgram.Socket> = [];
+  const names = new FakeNames();
   const dns = createQueryHandler({
-    answerFor: () => ({ ipv4: INSIDE_NAME_ADDRESS }),
+    answerFor: (_client, name) => ({ ipv4: names.addressFor(name) }),
     allowClient: () => false,
     upstreams: [],
     ttl: 5,
@@ -80,7 +82,7 @@ export async function runIsolated(o: IsolatedRunOptions): Promise<{ code: number
     signal: new AbortController().signal,
   });
   const intercept = (listener: net.Server) => (socket: net.Socket) => {
-    void carry(socket, listener, helper.pid!, o, leaks);
+    void carry(socket, listener, helper.pid!, o, names, leaks);
   };
   const forwardSignal = (sig: NodeJS.Signals) => () => helper.kill(sig);
   const signals = (['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]).map((s) => [s, forwardSignal(s)] as const);
@@ -108,7 +110,7 @@ export async function runIsolated(o: IsolatedRunOptions): Promise<{ code: number
         } else if (m.type === 'failed') {
           reject(new BtrflyError('CONFIG', `the isolated namespace could not be set up: ${m.message}: check that nftables and iproute2 are installed, or run without --isolate`));
         } else if (m.type === 'exit') {
-          for (const d of m.dropped) leaks.push({ ...d, reason: d.protocol === 'udp' ? 'UDP other than DNS' : 'not TCP or UDP' });
+          for (const d of m.dropped) leaks.push({ ...d, address: names.nameOf(d.address) ?? d.address, reason: d.protocol === 'udp' ? 'UDP other than DNS' : 'not TCP or UDP' });
           helper.removeAllListeners('exit');
           resolve({ code: m.code, leaks });
         }
@@ -121,19 +123,20 @@ export async function runIsolated(o: IsolatedRunOptions): Promise<{ code: number
 }
 
 /** Hands an intercepted connection to the proxy with its original destination, or refuses and lists it. */
-async function carry(socket: net.Socket, listener: net.Server, pid: number, o: IsolatedRunOptions, leaks: Leak[]): Promise<void> {
+async function carry(socket: net.Socket, listener: net.Server, pid: number, o: IsolatedRunOptions, names: FakeNames, leaks: Leak[]): Promise<void> {
   socket.on('error', () => undefined);
   const local = listener.address() as net.AddressInfo;
   const dest = originalDestination(await readTcpRows(pid), { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, { address: local.address, port: local.port });
   if (!dest) return void socket.destroy();
+  const name = names.nameOf(dest.address);
   const first = await firstChunk(socket.resume());
   const kind = first ? classifyFirstBytes(first) : 'other';
   if (kind === 'other') {
-    leaks.push({ protocol: 'tcp', address: dest.address, port: dest.port, reason: first ? 'not HTTP or TLS' : `sent nothing for ${SILENT_MS} ms (a protocol where the server speaks first)` });
+    leaks.push({ protocol: 'tcp', address: name ?? dest.address, port: dest.port, reason: first ? 'not HTTP or TLS' : `sent nothing for ${SILENT_MS} ms (a protocol where the server speaks first)` });
     return void socket.resetAndDestroy();
   }
   socket.unshift(first!);
-  const host = dest.address.includes(':') ? `[${dest.address}]` : dest.address;
+  const host = name ?? (dest.address.includes(':') ? `[${dest.address}]` : dest.address);
   o.proxy.adopt(socket, { kind: 'transparent', authority: `${host}:${dest.port}`, sessionId: o.sessionId });
 }
 
