@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { lastGitMessage, type GitResult } from './git';
+import { formatSize } from './size';
 
 export const STAGING_PREFIX = 'refs/btrfly/staging/';
 
@@ -161,7 +162,7 @@ async function stage(
     if (biggest.size > budget || limit < SMALLEST_LIMIT) {
       throw new BtrflyError(
         'NETWORK',
-        `push to remote ${remote} cannot go under its size limit of ${mib(limit)}: one object alone is ${mib(biggest.size)}; ` +
+        `push to remote ${remote} cannot go under its size limit of ${formatSize(limit)}: one object alone is ${formatSize(biggest.size)}; ` +
           `raise the remote's limit (or set a larger one with "btrfly remote add ${remote} URL --max-push SIZE")`,
         { data: { remote, limit, object: biggest.oid } },
       );
@@ -236,9 +237,5 @@ export function describeSplit(remote: string, split: PushSplit): string {
     split.source === 'configured'
       ? 'the limit set for it'
       : `${split.source === 'remote' ? 'the limit it named' : 'a limit learned by trying'}, kept for next time (change it with "btrfly remote add ${remote} URL --max-push SIZE")`;
-  return `remote ${remote} takes pushes of at most ${mib(split.limit)}: sent in ${split.pushes} pushes under ${from}`;
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0)} MiB`;
+  return `remote ${remote} takes pushes of at most ${formatSize(split.limit)}: sent in ${split.pushes} pushes under ${from}`;
 }
