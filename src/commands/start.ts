@@ -18,12 +18,13 @@ export default class Start extends BtrflyCommand {
   async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(Start);
     const mode = args.mode as 'record' | 'playback';
-    const { session, daemonAddress } = await startHostSession({
+    const { session, daemonAddress, notes } = await startHostSession({
       mode,
       ...sessionOptions(flags),
       archiveDir: flags.archive,
     });
-    if (this.jsonEnabled()) return { session: session.info, dns: daemonAddress };
+    if (this.jsonEnabled()) return { session: session.info, dns: daemonAddress, notes };
+    for (const note of notes) process.stderr.write(`btrfly: note: ${note}\n`);
     process.stderr.write(`btrfly: ${mode === 'record' ? 'recording' : 'playing back'} tag "${session.info.tag}" for this host (DNS and proxy on ${daemonAddress}); run "btrfly stop ${mode}" when the build is done\n`);
   }
 }

@@ -23,6 +23,7 @@ export default class Stop extends BtrflyCommand {
     else {
       if (out.result) for (const line of summarize(mode, out.result, flags.unused)) process.stderr.write(line + '\n');
       if (out.partial) process.stderr.write(`btrfly: ${out.partial.split('\n').join('\nbtrfly: ')}\n`);
+      if (out.idleDaemonStopped) process.stderr.write(`btrfly: stopped the btrfly daemon ${out.idleDaemonStopped.pid} (archive ${out.idleDaemonStopped.archive}), which held no session\n`);
       process.stderr.write(`btrfly: restored ${out.restored.length ? out.restored.join(', ') : 'nothing (nothing was changed)'}\n`);
     }
     if (out.exitCode !== 0) this.exit(out.exitCode);

@@ -5,8 +5,24 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { BtrflyError } from '../errors';
 import { processAlive } from '../process-alive';
-import { DAEMON_FILE, type DaemonInfo } from './daemon';
 import { readJsonAnswer } from './json-answer';
+
+/** What a running daemon publishes in its state dir for the CLI to find it. */
+export interface DaemonInfo {
+  pid: number;
+  address: string;
+  socket: string;
+  archive: string;
+  dnsPort: number;
+  httpPort: number;
+  httpsPort: number;
+  proxyPort: number;
+  startedAt: string;
+}
+
+// Here, not in daemon.ts, so that start/stop/status do not load the daemon's server modules.
+export const DAEMON_FILE = 'daemon.json';
+export const DAEMON_SOCKET = 'daemon.sock';
 
 /** How to reach the daemon of a state dir, or learn that none runs. */
 export async function findDaemon(stateDir: string): Promise<DaemonInfo | undefined> {
@@ -33,7 +49,7 @@ export async function ensureDaemon(stateDir: string, args: string[], opts: { arc
   const running = await findDaemon(stateDir);
   if (running) {
     if (running.archive !== path.resolve(opts.archiveDir)) {
-      throw new BtrflyError('SESSION', `the btrfly daemon already runs with archive ${running.archive}: stop its sessions first ("btrfly status"), or use that archive`);
+      throw new BtrflyError('SESSION', `the btrfly daemon (pid ${running.pid}) already runs with archive ${running.archive}: run "btrfly status" to see its sessions and "btrfly stop" to end them, or use that archive`);
     }
     return running;
   }
@@ -55,6 +71,19 @@ export async function ensureDaemon(stateDir: string, args: string[], opts: { arc
   }
   const tail = (await readFile(logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-1)[0] ?? '';
   throw new BtrflyError('SESSION', `the btrfly daemon did not start${tail ? `: ${tail.slice(0, 300)}` : ''}: see ${logFile}`);
+}
+
+/**
+ * Asks the daemon to shut down (it seals what it still records) and waits until its process
+ * is gone, so that its ports and its state file are free when this returns.
+ */
+export async function shutdownDaemon(info: Pick<DaemonInfo, 'pid' | 'socket'>, timeoutMs = 120_000): Promise<void> {
+  await controlRequest(info.socket, 'POST', '/shutdown').catch(() => {});
+  const deadline = Date.now() + timeoutMs;
+  while (processAlive(info.pid)) {
+    if (Date.now() > deadline) throw new BtrflyError('SESSION', `the btrfly daemon (pid ${info.pid}) did not stop within ${timeoutMs / 1000} s: see daemon.log in the state directory, then kill it`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** One JSON request to the daemon's control API over its unix socket. */

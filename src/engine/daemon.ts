@@ -5,6 +5,7 @@ import express from 'express';
 import { API_BODY_LIMIT, jsonErrorHandler } from './json-answer';
 import type { Runtime } from './runtime';
 import { parseDaemonSessionRequest } from './session-request';
+import { DAEMON_FILE, DAEMON_SOCKET, type DaemonInfo } from './daemon-client';
 import { startServing, untilShutdown, type ServingOptions } from './serving';
 
 /** The daemon's settings: what it serves (its address is a dedicated loopback one, default 127.77.0.1) and where it publishes itself. */
@@ -12,21 +13,7 @@ export interface DaemonOptions extends Omit<ServingOptions, 'onResponse'> {
   stateDir: string;
 }
 
-/** What a running daemon publishes in its state dir for the CLI to find it. */
-export interface DaemonInfo {
-  pid: number;
-  address: string;
-  socket: string;
-  archive: string;
-  dnsPort: number;
-  httpPort: number;
-  httpsPort: number;
-  proxyPort: number;
-  startedAt: string;
-}
 
-export const DAEMON_FILE = 'daemon.json';
-export const DAEMON_SOCKET = 'daemon.sock';
 
 /**
  * The host-mode daemon: DNS, the proxy (transparent 80/443 and an explicit port) and a

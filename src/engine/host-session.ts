@@ -1,12 +1,13 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BtrflyError, EXIT } from '../errors';
+import { BtrflyError, EXIT, oneLine } from '../errors';
 import { Archive } from '../format/archive';
 import type { PendingRecording } from '../format/archive';
+import { asideAdvice, type AsideRecording } from '../format/lifecycle';
 import type { MatchRule } from '../format/types';
 import { CertificateAuthority } from './ca';
-import { controlRequest, ensureDaemon, findDaemon } from './daemon-client';
+import { controlRequest, ensureDaemon, findDaemon, shutdownDaemon, type DaemonInfo } from './daemon-client';
 import { HostConfigurator, detectHostPaths, type HostPaths } from './host-config';
 import type { OpenedSession, SessionResult } from './runtime';
 import type { RegisteredSession } from './service';
@@ -53,6 +54,8 @@ export interface StopHostResult {
   /** What became of a recording whose daemon died. */
   partial?: string;
   restored: string[];
+  /** A daemon that held no session (a start interrupted, a daemon run by hand), stopped by this `stop`. */
+  idleDaemonStopped?: { pid: number; archive: string };
   exitCode: number;
 }
 
@@ -69,7 +72,7 @@ function daemonSettings(env: NodeJS.ProcessEnv) {
  * for this host's own addresses, then points the resolver at btrfly's DNS and trusts its CA.
  * Anything that fails half way is undone.
  */
-export async function startHostSession(o: StartHostOptions): Promise<{ session: OpenedSession; daemonAddress: string }> {
+export async function startHostSession(o: StartHostOptions): Promise<{ session: OpenedSession; daemonAddress: string; notes: string[] }> {
   const env = o.env ?? process.env;
   const paths = detectHostPaths(env);
   const existing = await readHostSession(paths);
@@ -89,32 +92,60 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
   for (const r of o.upstream.resolve ?? []) args.push('--resolve', r);
   for (const c of o.upstream.caFiles ?? []) args.push('--upstream-ca', path.resolve(c));
   if (o.upstream.proxy) args.push('--upstream-proxy', o.upstream.proxy);
-  const daemon = await ensureDaemon(paths.stateDir, args, { archiveDir: o.archiveDir });
-  const session = await controlRequest<OpenedSession>(daemon.socket, 'POST', '/sessions', {
-    tag: o.tag,
-    mode: o.mode,
-    append: o.append,
-    clients: hostAddresses(),
-    redactHeaders: o.redactHeaders,
-    redactQuery: o.redactQuery,
-    rules: o.rules,
-  }).catch(async (e: unknown) => {
-    // The session was refused (an unknown tag, a bad name): a daemon this start began, holding
-    // no session, must not outlive it (the next start with another archive would be refused).
-    await stopDaemonIfIdle(daemon.socket);
-    throw e;
+  // The daemon takes seconds to start (Node, its modules, the system CAs): the trust store is
+  // changed meanwhile, and the resolver once the session is open; all of it undone on a refusal.
+  const opening = ensureDaemon(paths.stateDir, args, { archiveDir: o.archiveDir }).then(async (daemon) => {
+    const session = await controlRequest<OpenedSession>(daemon.socket, 'POST', '/sessions', {
+      tag: o.tag,
+      mode: o.mode,
+      append: o.append,
+      clients: hostAddresses(),
+      redactHeaders: o.redactHeaders,
+      redactQuery: o.redactQuery,
+      rules: o.rules,
+    }).catch(async (e: unknown) => {
+      // The session was refused (an unknown tag, a bad name): a daemon this start began, holding
+      // no session, must not outlive it (the next start with another archive would be refused).
+      await stopDaemonIfIdle(daemon);
+      throw e;
+    });
+    return { daemon, session };
   });
+  const switching = CertificateAuthority.loadOrCreate().then((ca) =>
+    host.apply({ dnsServer: settings.address, caPem: ca.certPem, caName: 'ca', beforeResolver: () => opening.then(() => undefined) }).then(() => ca),
+  );
+  const [opened, switched] = await Promise.allSettled([opening, switching]);
+  // Refused: apply saw it too and put the host back (or said why it could not).
+  if (opened.status === 'rejected') throw switched.status === 'rejected' && switched.reason !== opened.reason ? switched.reason : opened.reason;
+  const { daemon, session } = opened.value;
   try {
-    const ca = await CertificateAuthority.loadOrCreate();
-    await host.apply({ dnsServer: daemon.address, caPem: ca.certPem, caName: 'ca' });
+    if (switched.status === 'rejected') throw switched.reason;
+    // A daemon that was already running for this archive may listen on another address.
+    if (daemon.address !== settings.address) await host.apply({ dnsServer: daemon.address, caPem: switched.value.certPem, caName: 'ca' });
     const file: HostSessionFile = { id: session.info.id, tag: session.info.tag, mode: o.mode, since: session.info.since, archive: path.resolve(o.archiveDir) };
     await writeFile(path.join(paths.stateDir, HOST_SESSION), JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
   } catch (e) {
     await controlRequest(daemon.socket, 'DELETE', `/sessions/${session.info.id}?discard=1`).catch(() => {});
-    await stopDaemonIfIdle(daemon.socket);
+    await stopDaemonIfIdle(daemon);
+    await host.restore().catch((r: unknown) => {
+      throw new BtrflyError('CONFIG', `${oneLine(e)} (restoring the host also failed: ${oneLine(r)}: run "sudo btrfly stop ${o.mode}" to retry)`, { cause: e });
+    });
     throw e;
   }
-  return { session, daemonAddress: daemon.address };
+  // As "btrfly run --record" does: a recording of this tag that a crash left aside is named, with what to do.
+  const notes = o.mode === 'record' || o.append ? (await asideRecordingsIn(o.archiveDir, session.info.tag)).map(asideAdvice) : [];
+  return { session, daemonAddress: daemon.address, notes };
+}
+
+/** The recordings left aside in the archive at `dir` (of `tag`, or all): none when there is no archive there. */
+export async function asideRecordingsIn(dir: string, tag?: string): Promise<AsideRecording[]> {
+  const archive = await Archive.open(dir).catch(() => undefined);
+  if (!archive) return [];
+  try {
+    return await archive.asideRecordings(tag);
+  } finally {
+    await archive.close();
+  }
 }
 
 /**
@@ -122,7 +153,7 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
  * service takes the host's source address as its client); then the resolver points at the
  * service's DNS and the system trusts the service's CA.
  */
-async function startServiceSession(o: StartHostOptions, login: Login, host: HostConfigurator, paths: HostPaths): Promise<{ session: OpenedSession; daemonAddress: string }> {
+async function startServiceSession(o: StartHostOptions, login: Login, host: HostConfigurator, paths: HostPaths): Promise<{ session: OpenedSession; daemonAddress: string; notes: string[] }> {
   const reg = await serviceRequest<RegisteredSession>(login, 'POST', '/v1/sessions', {
     tag: o.tag,
     mode: o.mode,
@@ -140,7 +171,7 @@ async function startServiceSession(o: StartHostOptions, login: Login, host: Host
     await host.restore().catch(() => {});
     throw e;
   }
-  return { session: { info: reg.session }, daemonAddress: reg.dns };
+  return { session: { info: reg.session }, daemonAddress: reg.dns, notes: [] };
 }
 
 /** Ends a service-mode session on the service, then restores the host. */
@@ -180,26 +211,36 @@ export async function stopHostSession(o: StopHostOptions): Promise<StopHostResul
   }
   if (active?.service) return stopServiceSession(active, o, host, paths);
   const daemon = await findDaemon(paths.stateDir);
-  let result: SessionResult | undefined;
-  let partial: string | undefined;
-  if (active && daemon) {
-    result = await controlRequest<SessionResult>(daemon.socket, 'DELETE', `/sessions/${active.id}${o.discard ? '?discard=1' : ''}`).catch((e: BtrflyError) => {
-      if (/no session/.test(e.message)) return undefined;
-      throw e;
-    });
+  const applied = (await host.status()).applied;
+  // The host is put back while the recording is sealed: neither needs the other.
+  const restoring = host.restore();
+  restoring.catch(() => undefined); // awaited below; until then a failure must not count as unhandled
+  try {
+    let result: SessionResult | undefined;
+    let partial: string | undefined;
+    if (active && daemon) {
+      result = await controlRequest<SessionResult>(daemon.socket, 'DELETE', `/sessions/${active.id}${o.discard ? '?discard=1' : ''}`).catch((e: BtrflyError) => {
+        if (/no session/.test(e.message)) return undefined;
+        throw e;
+      });
+    }
+    if (!result && o.mode === 'record') {
+      partial = await settlePending(active?.archive ?? path.resolve(o.archiveDir), active?.id, o);
+    }
+    if (!active && !partial && !applied) {
+      // Nothing of this host to restore; a daemon left without a session is still stopped.
+      if (daemon && (await stopDaemonIfIdle(daemon))) return { restored: [], idleDaemonStopped: { pid: daemon.pid, archive: daemon.archive }, exitCode: EXIT.ok };
+      throw new BtrflyError('SESSION', `no host-mode ${o.mode} session is active: nothing to stop ("btrfly start ${o.mode} --tag=T" starts one)`);
+    }
+    const { restored } = await restoring;
+    await rm(path.join(paths.stateDir, HOST_SESSION), { force: true });
+    if (daemon) await stopDaemonIfIdle(daemon);
+    const exitCode = (result && o.mode === 'playback' ? playbackExitCode(result) : undefined) ?? EXIT.ok;
+    return { result, partial, restored, exitCode };
+  } finally {
+    // Never left half done behind an error (a second "btrfly stop" would finish it, but need not).
+    await restoring.catch(() => undefined);
   }
-  if (!result && o.mode === 'record') {
-    partial = await settlePending(active?.archive ?? path.resolve(o.archiveDir), active?.id, o);
-  }
-  if (!active && !partial) {
-    const applied = (await host.status()).applied;
-    if (!applied) throw new BtrflyError('SESSION', `no host-mode ${o.mode} session is active: nothing to stop ("btrfly start ${o.mode} --tag=T" starts one)`);
-  }
-  const { restored } = await host.restore();
-  await rm(path.join(paths.stateDir, HOST_SESSION), { force: true });
-  if (daemon) await stopDaemonIfIdle(daemon.socket);
-  const exitCode = (result && o.mode === 'playback' ? playbackExitCode(result) : undefined) ?? EXIT.ok;
-  return { result, partial, restored, exitCode };
 }
 
 /** A recording whose daemon died: seal or discard what it completed, or say how to. */
@@ -234,9 +275,12 @@ async function settlePending(archiveDir: string, session: string | undefined, o:
   }
 }
 
-async function stopDaemonIfIdle(socket: string): Promise<void> {
-  const status = await controlRequest<{ sessions: unknown[] }>(socket, 'GET', '/status').catch(() => undefined);
-  if (status && status.sessions.length === 0) await controlRequest(socket, 'POST', '/shutdown').catch(() => {});
+/** Stops the daemon when it holds no session, and waits until it is gone; true when it did. */
+async function stopDaemonIfIdle(daemon: DaemonInfo): Promise<boolean> {
+  const status = await controlRequest<{ sessions: unknown[] }>(daemon.socket, 'GET', '/status').catch(() => undefined);
+  if (!status || status.sessions.length > 0) return false;
+  await shutdownDaemon(daemon);
+  return true;
 }
 
 /** The host-mode session recorded in the state dir, if any. */
@@ -256,7 +300,7 @@ function hostAddresses(): string[] {
 }
 
 /** `btrfly status` in host mode: the daemon's sessions, or the host session file when the daemon is gone. */
-export async function hostStatus(env: NodeJS.ProcessEnv = process.env): Promise<{ daemon?: { pid: number; address: string }; service?: string; sessions: unknown[]; hostSession?: HostSessionFile; daemonDied: boolean }> {
+export async function hostStatus(env: NodeJS.ProcessEnv = process.env): Promise<{ daemon?: { pid: number; address: string; archive: string }; service?: string; sessions: unknown[]; hostSession?: HostSessionFile; daemonDied: boolean }> {
   const paths = detectHostPaths(env);
   const hostSession = await readHostSession(paths);
   const login = hostSession?.service ? await readLogin(env) : undefined;
@@ -267,5 +311,5 @@ export async function hostStatus(env: NodeJS.ProcessEnv = process.env): Promise<
   const daemon = await findDaemon(paths.stateDir);
   if (!daemon) return { sessions: [], hostSession, daemonDied: Boolean(hostSession) };
   const status = await controlRequest<{ pid: number; sessions: unknown[] }>(daemon.socket, 'GET', '/status');
-  return { daemon: { pid: daemon.pid, address: daemon.address }, sessions: status.sessions, hostSession, daemonDied: false };
+  return { daemon: { pid: daemon.pid, address: daemon.address, archive: daemon.archive }, sessions: status.sessions, hostSession, daemonDied: false };
 }

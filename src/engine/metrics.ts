@@ -19,7 +19,7 @@ export class ServiceMetrics {
     const total = (mode: Mode, key: keyof SessionStats) =>
       closed[mode][key] + live().filter((s) => s.mode === mode).reduce((n, s) => n + s.stats[key], 0);
     const registers = [this.registry];
-    this.requests = new Counter({ name: 'btrfly_requests_total', help: 'Proxied requests by session mode and outcome (hit, recorded, miss, upstream-error, error, refused, loop).', labelNames: ['mode', 'outcome'], registers });
+    this.requests = new Counter({ name: 'btrfly_requests_total', help: 'Proxied requests by session mode and outcome (hit, recorded, miss, corrupt, upstream-error, error, refused, loop).', labelNames: ['mode', 'outcome'], registers });
     this.latency = new Histogram({
       name: 'btrfly_request_duration_seconds',
       help: 'Time from request to the end of the response, by session mode.',

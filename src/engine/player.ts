@@ -7,13 +7,19 @@ import { RecordingIndex, createPlaybackState, type Candidate } from '../format/m
 import type { BodyLocation, ByteRange, Entry, Recording } from '../format/types';
 import type { Readable } from 'node:stream';
 import { hasRequestBody, headerPairs } from './http-util';
+import { markOutcome } from './outcome';
 import { sendRecorded } from './respond';
 import type { DamagedBody, MissRecord, SessionInfo } from './session';
-import { isBtrflyError, oneLine } from '../errors';
+import { isBtrflyError, oneLine, type BtrflyError } from '../errors';
 
 export interface BodySource {
   openBody(loc: BodyLocation, range?: ByteRange): Readable;
   readSmallBody?(loc: BodyLocation): Promise<Buffer> | undefined;
+}
+
+/** A body that failed its check or is gone from the archive (the answer is broken off, the run fails). */
+function isDamage(e: unknown): e is BtrflyError & { code: DamagedBody['code'] } {
+  return isBtrflyError(e) && (e.code === 'BODY_CORRUPT' || e.code === 'BODY_MISSING');
 }
 
 /**
@@ -77,9 +83,9 @@ export class PlaybackSession {
     }
     this.info.stats.hits++;
     try {
-      await sendRecorded(req, res, this.answerFor(entry), this.countSent);
+      await sendRecorded(req, res, this.answerFor(entry, res), this.countSent);
     } catch (e) {
-      if (!isBtrflyError(e) || (e.code !== 'BODY_CORRUPT' && e.code !== 'BODY_MISSING')) throw e;
+      if (!isDamage(e)) throw e;
       this.damage(entry, e.code, res, oneLine(e));
     }
   }
@@ -94,6 +100,7 @@ export class PlaybackSession {
     const sha256 = entry.response.content.sha256;
     if (!this.damaged.some((d) => d.sha256 === sha256)) this.damaged.push({ method: entry.request.method, url: entry.request.url, sha256, code });
     this.log('playback body damaged', { method: entry.request.method, url: entry.request.url, sha256, error: why });
+    markOutcome(res, 'corrupt');
     if (!res.headersSent) {
       const body = `btrfly: ${why}\n`;
       res.setHeader('X-Btrfly', 'corrupt');
@@ -107,13 +114,19 @@ export class PlaybackSession {
     return this.index.unused(this.state);
   }
 
-  private answerFor(entry: Entry) {
+  private answerFor(entry: Entry, res: ServerResponse) {
     const volatile = this.recording.volatile.entries[entryKey(entry)] ?? [];
     return {
       entry,
       headers: mergeHeaders(entry.response.headers, volatile),
       body: this.recording.bodies.get(entry.response.content.sha256),
-      openBody: (loc: BodyLocation, range?: ByteRange) => this.bodies.openBody(loc, range),
+      openBody: (loc: BodyLocation, range?: ByteRange) => {
+        const body = this.bodies.openBody(loc, range);
+        // Before the pipeline that sends it breaks the answer off (its 'close' is when the proxy
+        // counts the outcome): an answer cut after its head carries no header that could say why.
+        body.once('error', (e) => void (isDamage(e) && markOutcome(res, 'corrupt')));
+        return body;
+      },
       readSmallBody: (loc: BodyLocation) => this.bodies.readSmallBody?.(loc),
     };
   }

@@ -4,6 +4,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as tls from 'node:tls';
 import { BtrflyError, isBtrflyError, oneLine } from '../errors';
+import { markedOutcome } from './outcome';
 import { proxyCredential, type SessionInfo, type SessionTable } from './session';
 
 /** What the proxy hands a request to. */
@@ -81,7 +82,7 @@ export function proxyTimeouts(env: NodeJS.ProcessEnv = process.env): ProxyTimeou
 export interface ResponseEvent {
   /** The session's mode; `none` for a client in no session. */
   mode: 'record' | 'playback' | 'none';
-  /** `hit` (playback), `recorded` (record), `miss`, `upstream-error`, `error`, `refused` or `loop` (508). */
+  /** `hit` (playback), `recorded` (record), `miss`, `corrupt` (a body failed its check), `upstream-error`, `error`, `refused` or `loop` (508). */
   outcome: string;
   seconds: number;
 }
@@ -324,7 +325,7 @@ function configure<S extends http.Server>(server: S, handler: (req: http.Incomin
 function observe(res: http.ServerResponse, mode: 'record' | 'playback', onResponse: (e: ResponseEvent) => void): void {
   const start = process.hrtime.bigint();
   res.once('close', () => {
-    const marked = res.getHeader('x-btrfly');
+    const marked = markedOutcome(res) ?? res.getHeader('x-btrfly');
     const outcome = typeof marked === 'string' ? marked : !res.writableFinished ? 'error' : mode === 'playback' ? 'hit' : 'recorded';
     onResponse({ mode, outcome, seconds: Number(process.hrtime.bigint() - start) / 1e9 });
   });

@@ -154,15 +154,17 @@ export const PACKAGE_RULES: readonly Rule[] = [
   {
     ecosystem: 'golang',
     kind: 'artifact',
-    shape: '/<module>/@v/<version>.zip and .mod',
-    path: /^(.*)\/@v\/([^/]+)\.(?:zip|mod)$/,
+    // Only the zip: go reads the go.mod of every version in the module graph (and of newer ones,
+    // for retractions), most of which it never builds, so a .mod is metadata.
+    shape: '/<module>/@v/<version>.zip',
+    path: /^(.*)\/@v\/([^/]+)\.zip$/,
     take: (m) => ({ name: goModule(m[1]), version: goDecode(m[2]) }),
   },
   {
     ecosystem: 'golang',
     kind: 'metadata',
-    shape: '/<module>/@v/list, /<module>/@v/<version>.info, /<module>/@latest, /sumdb/..., a checksum database\'s /lookup/<module>@<version> and /tile/...',
-    path: /^(?:(.*)\/@(?:v\/list|v\/[^/]+\.info|latest)|(?:.*)\/sumdb\/.+|\/lookup\/(.+)@v[^/]+|\/tile\/\d+\/(?:data\/)?[\d/x.p]+)$/,
+    shape: '/<module>/@v/list, /<module>/@v/<version>.info and .mod, /<module>/@latest, /sumdb/..., a checksum database\'s /lookup/<module>@<version> and /tile/...',
+    path: /^(?:(.*)\/@(?:v\/list|v\/[^/]+\.(?:info|mod)|latest)|(?:.*)\/sumdb\/.+|\/lookup\/(.+)@v[^/]+|\/tile\/\d+\/(?:data\/)?[\d/x.p]+)$/,
     take: (m) => ({ name: m[1] || m[2] ? goModule(m[1] ?? m[2]) : undefined }),
   },
   // ---- crates

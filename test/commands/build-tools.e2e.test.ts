@@ -5,7 +5,9 @@
  * proxy (goproxy.test, HTTPS; curl when go is not installed), and git clone over smart HTTP.
  * Each build records, the origins stop, and the same build plays back with the same bytes,
  * exit 0, no miss, and not one packet to an origin; a diverged build (a bumped module
- * version) fails its playback with exit 3 and names the new URL.
+ * version) fails its playback with exit 3 and names the new URL; re-recorded with an apt
+ * package and the module bumped, `diff`, `sbom` and the `packages.lock` diff name exactly
+ * those two bumps (issue 15; npm and PyPI bumps: package-diff.e2e).
  *
  * Command mode: `btrfly run` in a builder namespace linked to an origin namespace; playback
  * in an empty namespace. Host mode: `btrfly start` inside `unshare --mount --net`, tools with
@@ -30,6 +32,8 @@ import {
   linkNetns,
   linkStats,
   makeBuildOriginContent,
+  runCli,
+  runOk,
   makeGitRepo,
   namespaceHost,
   startBuildOrigins,
@@ -120,6 +124,41 @@ describeNetns('apt, a CDN, a Go proxy through btrfly run: record, then hermetic 
     expect(missed).toContainEqual(expect.stringMatching(/^ {2}GET https:\/\/goproxy\.test\/example\.test\/greet\/@v\/v1\.1\.0\.(info|zip)$/));
     for (const line of missed) expect(line).toContain('v1.1.0');
   }, 90_000);
+
+  it('re-recorded with one apt package and the Go module bumped: diff, sbom and the packages.lock diff name exactly those bumps', async () => {
+    const first = (await runOk('git', ['--git-dir', archive, 'rev-parse', TAG])).stdout.trim();
+    const bumped = makeBuildOriginContent([
+      { name: 'btrfly-hello', version: '1.1', text: 'hello again from deb.test\n' },
+      { name: 'btrfly-tools', version: '2.0' },
+    ]);
+    const origins2 = await startBuildOrigins(originNs, link.b.address, bumped);
+    try {
+      const out = path.join(tmpDir(), 'out');
+      const rec = await btrflyIn(builder, ['run', '--record', `--tag=${TAG}`, '--archive', archive, ...upstream, '--', 'bash', BUILD_TOOLS_SCRIPT, out, bumped.aptKey], { ...env, GREET_VERSION: 'v1.1.0' }, 120_000);
+      expect(`${rec.stderr}exit ${rec.code}`).toMatch(/\nexit 0$/);
+    } finally {
+      await origins2.close();
+    }
+    const diff = await runCli(['diff', `${TAG}@${first}`, TAG, '--archive', archive]);
+    expect(diff.code).toBe(0);
+    const packageLines = diff.stdout.split('\n').filter((l) => /^(upgraded|downgraded|added|removed|changed) /.test(l));
+    expect(packageLines).toEqual(['upgraded   btrfly-hello 1.0 → 1.1 (deb)', 'upgraded   example.test/greet v1.0.0 → v1.1.0 (golang)']);
+    // The apt indexes and the Go version list changed with the bumps: counted, listed only with --all.
+    expect(diff.stdout).toMatch(/^metadata refreshed: [1-9]\d*$/m);
+    expect(diff.stdout).not.toContain('/dists/');
+    expect((await runCli(['diff', `${TAG}@${first}`, TAG, '--all', '--archive', archive])).stdout).toContain('/dists/stable/');
+
+    const sbom = JSON.parse((await runCli(['sbom', TAG, '--archive', archive])).stdout) as { components: Array<{ purl: string }> };
+    const purls = sbom.components.map((c) => c.purl);
+    expect(purls).toContainEqual(expect.stringMatching(/^pkg:deb\/btrfly-hello@1\.1\b/));
+    expect(purls).toContainEqual(expect.stringMatching(/^pkg:golang\/example\.test\/greet@v1\.1\.0\b/));
+    expect(purls.filter((p) => /btrfly-hello@1\.0\b|greet@v1\.0\.0\b/.test(p))).toEqual([]);
+
+    const lock = await runOk('git', ['--git-dir', archive, 'diff', first, TAG, '--', 'packages.lock']);
+    const changed = lock.stdout.split('\n').filter((l) => /^[-+](?![-+])/.test(l));
+    expect(changed.length).toBeGreaterThanOrEqual(4);
+    for (const l of changed) expect(l).toMatch(/^-deb btrfly-hello 1\.0 |^\+deb btrfly-hello 1\.1 |^-golang example\.test\/greet v1\.0\.0 |^\+golang example\.test\/greet v1\.1\.0 /);
+  }, 180_000);
 });
 
 const hostMissing = [...hostModeMissing(TOOLS), ...(onPath('iptables') ? [] : ['iptables'])];

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { CLI_IN_SCRIPT as cli, genBodySha256, hostModeMissing, inNamespace, namespaceHost, originServerLines, snapshot, testCa, tmpDir } from '../helpers';
+import { backgroundServer, CLI_IN_SCRIPT as cli, genBodySha256, hostModeMissing, inNamespace, namespaceHost, originServerLines, regularPemIn, snapshot, testCa, tmpDir } from '../helpers';
 import { testWhen } from '../helpers/when';
 
 const missing = hostModeMissing();
@@ -18,6 +18,8 @@ const maybe = testWhen(missing);
 maybe('start record, build, stop record; start playback with the origin gone, build, stop playback; host files restored', async () => {
   const work = tmpDir('btrfly-host-');
   const { copies, prelude } = await namespaceHost(work, '# the host before btrfly\nnameserver 192.0.2.53\noptions timeout:1\n');
+  // A certificate placed by hand as a regular file must come back as one, not as a link.
+  const regular = await regularPemIn(copies);
   const before = await snapshot(copies);
   const size = 9 * 1024 * 1024 + 3; // two parts
   const archive = path.join(work, 'archive');
@@ -57,6 +59,7 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
   expect(await sha(path.join(work, 'rec.bin'))).toBe(await genBodySha256(size, 11));
   expect(await fs.readFile(path.join(work, 'play.txt'), 'utf8')).toBe(await fs.readFile(path.join(work, 'rec.txt'), 'utf8'));
   expect(await snapshot(copies)).toEqual(before);
+  expect(before[path.join('certs', regular)]).toMatch(/^file 644 /);
 }, 240_000);
 
 maybe('kill -9 of the daemon mid-recording: tag unchanged, archive valid, stop restores the host and says what became of the recording', async () => {
@@ -125,6 +128,67 @@ maybe('a start refused (unknown tag) stops the daemon it started and leaves the 
   expect(out).toMatch(/second start exit 0\n/);
   expect(out).toMatch(/stop exit 0\n/);
   expect(await snapshot(copies)).toEqual(before);
+}, 240_000);
+
+maybe('a daemon without a session: status shows it, another archive is refused, stop stops it', async () => {
+  const work = tmpDir('btrfly-host-idle-');
+  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  const before = await snapshot(copies);
+  const pid = `"${process.execPath}" -p "require('${work}/state/daemon.json').pid"`;
+  const script = [
+    ...prelude,
+    // A daemon that never got a session (as after a start killed half way), run by hand.
+    ...backgroundServer('DAEMON', `${cli} daemon --archive ${work}/first`, `${work}/daemon.out`),
+    `for i in $(seq 200); do [ -s ${work}/state/daemon.json ] && break; sleep 0.1; done`,
+    `echo "daemon pid $(${pid})"`,
+    `${cli} status`,
+    `${cli} start record --tag=other --archive ${work}/other && echo "start exit 0" || echo "start exit $?"`,
+    `${cli} stop record && echo "stop exit 0" || echo "stop exit $?"`,
+    `kill -0 $DAEMON 2>/dev/null && echo "daemon alive" || echo "daemon gone"`,
+    `test -e ${work}/state/daemon.json && echo "daemon state left" || echo "no daemon state"`,
+    `${cli} status`,
+    `${cli} stop record && echo "second stop exit 0" || echo "second stop exit $?"`,
+    `${cli} start record --tag=other --archive ${work}/other && echo "later start exit 0" || echo "later start exit $?"`,
+    `${cli} stop record`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  const daemonPid = /daemon pid (\d+)/.exec(out)?.[1];
+  expect(daemonPid).toMatch(/^\d+$/);
+  expect(out).toContain(`the btrfly daemon ${daemonPid} on 127.77.0.1 runs without a session (archive ${work}/first): run "btrfly stop record" to stop it\n`);
+  expect(out).toContain(`btrfly: the btrfly daemon (pid ${daemonPid}) already runs with archive ${work}/first: run "btrfly status" to see its sessions and "btrfly stop" to end them, or use that archive\n`);
+  expect(out).toMatch(/start exit 1\n/);
+  expect(out).toContain(`btrfly: stopped the btrfly daemon ${daemonPid} (archive ${work}/first), which held no session\n`);
+  expect(out).toMatch(/\nstop exit 0\n/);
+  expect(out).toMatch(/daemon gone\n/);
+  expect(out).toMatch(/no daemon state\n/);
+  expect(out).toMatch(/\nno active session\n/);
+  expect(out).toMatch(/no host-mode record session is active: nothing to stop/);
+  expect(out).toMatch(/second stop exit 1\n/);
+  expect(out).toMatch(/later start exit 0\n/);
+  expect(ns.status).toBe(0);
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);
+
+maybe('start record names a recording of the tag that a kill -9 left aside, as run --record does', async () => {
+  const work = tmpDir('btrfly-host-aside-');
+  const { prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  const archive = path.join(work, 'archive');
+  const script = [
+    ...prelude,
+    // The recorder dies (kill -9 from its own command) without sealing: its recording is left aside.
+    `${cli} run --record --tag=app --archive ${archive} -- sh -c 'echo "killed $PPID"; kill -9 $PPID; sleep 5' || true`,
+    `${cli} start record --tag=app --archive ${archive}`,
+    `${cli} stop record`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  const pid = /killed (\d+)/.exec(out)?.[1];
+  expect(pid).toMatch(/^\d+$/);
+  expect(out).toMatch(
+    new RegExp(`^btrfly: note: recording (\\S+) of tag "app" \\(0 entries, started [^)]+\\) is not the tag: it was interrupted \\(process ${pid} stopped without sealing it\\); "btrfly pending seal \\1" makes it the tag, "btrfly pending drop \\1" drops it\nbtrfly: recording tag "app" for this host`, 'm'),
+  );
+  expect(ns.status).toBe(0);
 }, 240_000);
 
 // One big body of each kind: the 2 GiB one through the proxy and the archive is run-hermetic's

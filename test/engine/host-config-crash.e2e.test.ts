@@ -126,7 +126,7 @@ function runDriver(
   });
 }
 
-const STEPS = ['journal-resolver', 'resolver', 'journal-trust', 'trust-file', 'trust-update'];
+const STEPS = ['journal-trust', 'trust-file', 'trust-update', 'journal-resolver', 'resolver'];
 const applyOpts = { dnsServer: '127.0.0.2', caPem: CA, caName: 'crash' };
 
 describe.each([
@@ -139,7 +139,7 @@ describe.each([
 
     const killed = await runDriver({ action: 'apply', paths: host.paths, opts: applyOpts, killAt: step });
     expect(killed.signal).toBe('SIGKILL');
-    if (step !== 'journal-resolver') expect(await fs.readFile(host.paths.resolvConf, 'utf8')).toMatch(/^nameserver 127\.0\.0\.2$/m);
+    if (step === 'resolver') expect(await fs.readFile(host.paths.resolvConf, 'utf8')).toMatch(/^nameserver 127\.0\.0\.2$/m);
 
     const restored = await runDriver({ action: 'restore', paths: host.paths });
     expect(restored.stderr).toBe('');
@@ -161,6 +161,65 @@ describe.each([
     const restored = await runDriver({ action: 'restore', paths: host.paths });
     expect(restored.code).toBe(0);
     expect(await snapshot(host.dir)).toEqual(before);
+  });
+});
+
+/**
+ * A Debian store in miniature, changed directly rather than rebuilt: a bundle, a regular-file
+ * certificate and a link in `ssl-certs`, a hook that logs what it is told.
+ */
+async function makeDebianHost(): Promise<Fixture> {
+  const host = await makeHost(false);
+  const certs = path.join(host.dir, 'ssl-certs');
+  await fs.mkdir(certs);
+  await fs.mkdir(path.join(host.dir, 'hooks'));
+  await fs.writeFile(path.join(certs, 'Corp.pem'), '-----BEGIN CERTIFICATE-----\ncorp\n-----END CERTIFICATE-----\n', { mode: 0o600 });
+  await fs.symlink('../anchors/corp.crt', path.join(certs, 'corp-link.pem'));
+  await fs.writeFile(path.join(certs, 'ca-certificates.crt'), '-----BEGIN CERTIFICATE-----\ncorp\n-----END CERTIFICATE-----\n');
+  await fs.writeFile(path.join(host.dir, 'hooks', 'log'), `#!/bin/sh\ncat >> "${host.dir}/hooks.log"\n`, { mode: 0o755 });
+  host.paths.trust = 'debian';
+  host.paths.debianCerts = { dir: certs, bundle: 'ca-certificates.crt', hooksDir: path.join(host.dir, 'hooks') };
+  return host;
+}
+
+/** The snapshot without the hooks' log (which says what they were told, not a file btrfly restores). */
+async function withoutHookLog(dir: string): Promise<Record<string, string>> {
+  const { ['hooks.log']: _log, ...rest } = await snapshot(dir);
+  return rest;
+}
+
+describe('a Debian store changed directly', () => {
+  test.each(STEPS)('SIGKILL after step %s, then restore from a new process, leaves every file as it was', async (step) => {
+    const host = await makeDebianHost();
+    const before = await snapshot(host.dir);
+
+    const killed = await runDriver({ action: 'apply', paths: host.paths, opts: applyOpts, killAt: step });
+    expect(killed.signal).toBe('SIGKILL');
+
+    const restored = await runDriver({ action: 'restore', paths: host.paths });
+    expect(restored.stderr).toBe('');
+    expect(restored.code).toBe(0);
+    expect(await withoutHookLog(host.dir)).toEqual(before);
+    await expect(fs.access(path.join(host.paths.stateDir, 'host-config.json'))).rejects.toThrow();
+  });
+
+  test('SIGKILL at random moments of apply and of restore is always undone', async () => {
+    const timing = await makeDebianHost();
+    let started = Date.now();
+    await runDriver({ action: 'apply', paths: timing.paths, opts: applyOpts });
+    const applyMs = Date.now() - started;
+    started = Date.now();
+    await runDriver({ action: 'restore', paths: timing.paths });
+    const restoreMs = Date.now() - started;
+    for (let i = 0; i < 8; i++) {
+      const host = await makeDebianHost();
+      const before = await snapshot(host.dir);
+      await runDriver({ action: 'apply', paths: host.paths, opts: applyOpts }, { killAfterMs: Math.floor(Math.random() * applyMs) });
+      if (i % 2 === 1) await runDriver({ action: 'restore', paths: host.paths }, { killAfterMs: Math.floor(Math.random() * restoreMs) });
+      const restored = await runDriver({ action: 'restore', paths: host.paths });
+      expect(restored.code).toBe(0);
+      expect(await withoutHookLog(host.dir)).toEqual(before);
+    }
   });
 });
 

@@ -35,6 +35,8 @@ test.each([
     trustUpdateCommand: update,
     trustRemoveCommand: remove,
     systemdResolvConf: '/run/systemd/resolve/resolv.conf',
+    // Debian's store is changed directly (debian-trust.ts), the others by their tool.
+    ...(kind === 'debian' ? { debianCerts: { dir: '/etc/ssl/certs', bundle: 'ca-certificates.crt', hooksDir: '/etc/ca-certificates/update.d' } } : {}),
   });
 });
 

@@ -57,7 +57,8 @@ test('apply points a plain resolv.conf at btrfly and trusts the CA; restore puts
 
   const { restored } = await host.restore();
 
-  expect(restored).toEqual([path.join(paths.trustDir!, 'btrfly-test.crt'), paths.resolvConf]);
+  // Newest first: the resolver (switched last, once the CA is trusted), then the trust store.
+  expect(restored).toEqual([paths.resolvConf, path.join(paths.trustDir!, 'btrfly-test.crt')]);
   expect(await fs.readFile(paths.resolvConf, 'utf8')).toBe(ORIGINAL);
   expect(await modeOf(paths.resolvConf)).toBe(0o640);
   expect(await fs.readFile(bundle, 'utf8')).not.toContain('BEGIN CERTIFICATE');
@@ -155,4 +156,29 @@ test('a resolv.conf btrfly wrote, with its journal lost, is not taken for the or
 test('without a journal, originalNameservers reads the live configuration', async () => {
   await fs.writeFile(paths.resolvConf, ORIGINAL);
   expect(await new HostConfigurator(paths).originalNameservers()).toEqual(['10.0.0.1', '10.0.0.2']);
+});
+
+test('the resolver is switched after the trust store and after beforeResolver; its failure undoes apply and is rethrown as it is', async () => {
+  await fs.writeFile(paths.resolvConf, ORIGINAL);
+  const host = new HostConfigurator(paths);
+  const seen: string[] = [];
+  await host.apply({
+    dnsServer: '127.0.0.2',
+    caPem: CA,
+    caName: 'test',
+    beforeResolver: async () => {
+      seen.push(await fs.readFile(bundle, 'utf8'), await fs.readFile(paths.resolvConf, 'utf8'));
+    },
+  });
+  expect(seen).toEqual([expect.stringContaining(CA.trim()), ORIGINAL]);
+  expect(await fs.readFile(paths.resolvConf, 'utf8')).toMatch(/^nameserver 127\.0\.0\.2$/m);
+  await host.restore();
+
+  const refused = new BtrflyError('NOT_FOUND', 'tag "nosuch" not found in archive .btrfly: run "btrfly tags" to list tags');
+  const err = await host.apply({ dnsServer: '127.0.0.2', caPem: CA, caName: 'test', beforeResolver: () => Promise.reject(refused) }).catch((e: unknown) => e);
+  expect(err).toBe(refused);
+  expect(await fs.readFile(paths.resolvConf, 'utf8')).toBe(ORIGINAL);
+  expect(await fs.readFile(bundle, 'utf8')).toBe('');
+  expect(await fs.readdir(paths.trustDir!)).toEqual([]);
+  expect(await host.status()).toEqual({ applied: false });
 });

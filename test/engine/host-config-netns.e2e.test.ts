@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEBIAN_TRUST, hostCopies, hostModeMissing, selfSignedCaPem, snapshot } from '../helpers';
+import { DEBIAN_TRUST, hostCopies, hostModeMissing, regularPemIn, selfSignedCaPem, snapshot } from '../helpers';
 import { testWhen } from '../helpers/when';
 
 // The real thing on Debian: inside a private mount namespace, /etc/resolv.conf, the
@@ -34,6 +34,8 @@ maybe('in a private namespace, apply makes getent and openssl use btrfly; restor
 
     // Copies that stand in for the host's files inside the namespace.
     const { copies, mounts } = await hostCopies(work, '# the host before btrfly\nnameserver 192.0.2.53\nsearch corp.example\n');
+    // A certificate an administrator placed as a regular file must stay one (update-ca-certificates makes it a link).
+    const regular = await regularPemIn(copies);
     const before = await snapshot(copies);
 
     const caPem = selfSignedCaPem('btrfly netns e2e CA', [
@@ -67,6 +69,7 @@ const run = (cmd, args) => new Promise((resolve) => execFile(cmd, args, { encodi
   result.resolvDuring = fs.readFileSync('/etc/resolv.conf', 'utf8');
   result.getentDuring = await run('getent', ['hosts', 'build.example']);
   result.verifyDuring = await run('openssl', ['verify', '-CApath', '/etc/ssl/certs', ${JSON.stringify(path.join(work, 'ca.pem'))}]);
+  result.verifyBundleDuring = await run('openssl', ['verify', '-CAfile', '/etc/ssl/certs/ca-certificates.crt', ${JSON.stringify(path.join(work, 'ca.pem'))}]);
   result.restored = await host.restore();
   result.getentAfter = await run('getent', ['hosts', 'build.example']);
   result.verifyAfter = await run('openssl', ['verify', '-CApath', '/etc/ssl/certs', ${JSON.stringify(path.join(work, 'ca.pem'))}]);
@@ -90,10 +93,18 @@ const run = (cmd, args) => new Promise((resolve) => execFile(cmd, args, { encodi
     expect(r.resolvDuring).toMatch(/^nameserver 127\.0\.0\.1$/m);
     expect(r.getentDuring).toEqual({ code: 0, out: expect.stringMatching(/^203\.0\.113\.7\s+build\.example\n$/) });
     expect(r.verifyDuring).toEqual({ code: 0, out: expect.stringMatching(/ca\.pem: OK\n$/) });
-    expect(r.restored.restored).toEqual([path.join(DEBIAN_TRUST, 'btrfly-e2e.crt'), '/etc/resolv.conf']);
+    expect(r.verifyBundleDuring).toEqual({ code: 0, out: expect.stringMatching(/ca\.pem: OK\n$/) });
+    expect(r.restored.restored).toEqual([
+      '/etc/resolv.conf',
+      path.join(DEBIAN_TRUST, 'btrfly-e2e.crt'),
+      '/etc/ssl/certs/btrfly-e2e.pem',
+      expect.stringMatching(/^\/etc\/ssl\/certs\/[0-9a-f]{8}\.0$/),
+      '/etc/ssl/certs/ca-certificates.crt',
+    ]);
     expect(r.getentAfter.code).not.toBe(0);
     expect(r.verifyAfter.code).not.toBe(0);
     expect(await snapshot(copies)).toEqual(before);
+    expect(before[path.join('certs', regular)]).toMatch(/^file 644 /);
     // And the host itself was never touched.
     expect(await sha256('/etc/resolv.conf')).toBe(hostResolv);
     expect(await snapshot('/etc/ssl/certs')).toEqual(hostCerts);

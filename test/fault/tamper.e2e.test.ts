@@ -12,8 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { deflateSync, inflateSync } from 'node:zlib';
-import { genBodySha256, runCli, startOrigin, tmpDir, type Origin } from '../helpers';
+import { bodyPartOid, damageLooseObject, genBodySha256, runCli, startOrigin, tmpDir, type Origin } from '../helpers';
 
 const BIG = 3 * 1024 * 1024 + 12_345; // four 1 MiB check parts
 const SMALL = 100_000;
@@ -75,20 +74,8 @@ function flip(buf: Buffer, at: number): void {
   buf[at] ^= 0x5a;
 }
 
-/** The git blob of the body's first (only) part. */
-function partOid(archive: string, sha: string): string {
-  const line = git(archive, 'ls-tree', '-r', 'tamper', '--', `bodies/${sha.slice(0, 2)}/${sha}/`).trim();
-  return line.split(/\s+/)[2];
-}
-
-/** Flips a byte of a loose object's content: inflated, changed, deflated to the same path. */
-function damageLoose(archive: string, oid: string, at: number): void {
-  const path = join(archive, 'objects', oid.slice(0, 2), oid.slice(2));
-  const raw = inflateSync(readFileSync(path));
-  flip(raw, raw.indexOf(0) + 1 + at);
-  chmodSync(path, 0o644);
-  writeFileSync(path, deflateSync(raw));
-}
+const partOid = (archive: string, sha: string): string => bodyPartOid(archive, 'tamper', sha);
+const damageLoose = damageLooseObject;
 
 /** A cached body's part file (`btrfly/cache/<2 hex>/<sha256>/00000000`). */
 function cachePart(archive: string, sha: string): string {

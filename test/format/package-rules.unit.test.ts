@@ -54,7 +54,8 @@ const CASES: Array<[string, unknown, RequestHints?]> = [
   [`http://deb.example/debian/dists/bookworm/main/i18n/Translation-en.bz2`, metadata('deb')],
   // Go module proxy
   [`${H}/golang.org/x/text/@v/v0.14.0.zip`, artifact('golang', 'golang.org/x/text', 'v0.14.0')],
-  [`${H}/github.com/!burnt!sushi/toml/@v/v1.3.2.mod`, artifact('golang', 'github.com/BurntSushi/toml', 'v1.3.2')],
+  [`${H}/github.com/!burnt!sushi/toml/@v/v1.3.2.zip`, artifact('golang', 'github.com/BurntSushi/toml', 'v1.3.2')],
+  [`${H}/github.com/!burnt!sushi/toml/@v/v1.3.2.mod`, metadata('golang', 'github.com/BurntSushi/toml')],
   [`${H}/api/go/go-remote/example.test/greet/@v/v1.1.0.zip`, artifact('golang', 'example.test/greet', 'v1.1.0')],
   [`${H}/example.test/greet/@v/v0.0.0-20240102030405-abcdefabcdef.zip`, artifact('golang', 'example.test/greet', 'v0.0.0-20240102030405-abcdefabcdef')],
   [`${H}/example.test/greet/@v/list`, metadata('golang', 'example.test/greet')],

@@ -36,7 +36,6 @@ describe('recordingPackages and packages.lock', () => {
       '# ecosystem name version sha256 file',
       `deb curl 7.88.1-10+deb12u5 ${sha('deb')} curl_7.88.1-10+deb12u5_amd64.deb`,
       `github owner/tool v1.0.0 ${sha('tool')} tool%20linux.tar.gz`,
-      `golang example.test/greet v1.1.0 ${sha('module example.test/greet\n')} v1.1.0.mod`,
       `golang example.test/greet v1.1.0 ${sha('zip')} v1.1.0.zip`,
       `npm @types/node 20.11.30 ${sha('node types')} node-20.11.30.tgz`,
       `npm axios 1.7.9 ${sha('axios')} axios-1.7.9.tgz`,

@@ -1,5 +1,7 @@
-import { cpSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { deflateSync, inflateSync } from 'node:zlib';
 import { PROJECT_ROOT } from './cli';
 import { run } from './proc';
 import { tmpDir } from './tmp';
@@ -36,4 +38,19 @@ export async function gitFsck(gitDir: string): Promise<string> {
     throw new Error(`git fsck --strict of ${gitDir} is not clean (status ${result.code}):\n${output.trim()}`);
   }
   return output;
+}
+
+/** The git blob holding the first (for a body up to 8 MiB, the only) part of body `sha` in `tag`'s recording. */
+export function bodyPartOid(archive: string, tag: string, sha: string): string {
+  const line = execFileSync('git', ['-C', archive, 'ls-tree', '-r', tag, '--', `bodies/${sha.slice(0, 2)}/${sha}/`], { encoding: 'utf8' }).trim();
+  return line.split(/\s+/)[2];
+}
+
+/** Flips the byte at `at` of a loose object's content, keeping its length: inflated, changed, deflated to the same path. */
+export function damageLooseObject(archive: string, oid: string, at: number): void {
+  const path = join(archive, 'objects', oid.slice(0, 2), oid.slice(2));
+  const raw = inflateSync(readFileSync(path));
+  raw[raw.indexOf(0) + 1 + at] ^= 0x5a;
+  chmodSync(path, 0o644);
+  writeFileSync(path, deflateSync(raw));
 }

@@ -43,6 +43,24 @@ export async function snapshot(dir: string): Promise<Record<string, string>> {
   return out;
 }
 
+/**
+ * Turns one `/etc/ssl/certs/*.pem` link of the copied store into a regular file holding the
+ * same certificate, as an administrator's hand-placed file would be, so that a restore that
+ * let `update-ca-certificates` rebuild the links would show. Returns its name.
+ */
+export async function regularPemIn(copies: string): Promise<string> {
+  const dir = path.join(copies, 'certs');
+  for (const name of (await fs.readdir(dir)).sort()) {
+    const p = path.join(dir, name);
+    if (!name.endsWith('.pem') || !(await fs.lstat(p)).isSymbolicLink()) continue;
+    const bytes = await fs.readFile(p);
+    await fs.rm(p);
+    await fs.writeFile(p, bytes, { mode: 0o644 });
+    return name;
+  }
+  throw new Error(`no .pem link in ${dir}`);
+}
+
 /** Script lines that start `command` in the background as `$VAR` and wait for its first line of output. */
 export function backgroundServer(variable: string, command: string, outFile: string): string[] {
   return [

@@ -37,8 +37,12 @@ export function detectHostPaths(env: NodeJS.ProcessEnv = process.env, platform: 
     ...(update ? { trustUpdateCommand: update } : {}),
     ...(remove ? { trustRemoveCommand: remove } : {}),
     systemdResolvConf: env.BTRFLY_SYSTEMD_RESOLV_CONF || '/run/systemd/resolve/resolv.conf',
+    ...(trust === 'debian' && !env.BTRFLY_TRUST_UPDATE ? { debianCerts: DEBIAN_CERTS } : {}),
   };
 }
+
+/** Where Debian's `update-ca-certificates` writes, and its hooks (its own defaults). */
+export const DEBIAN_CERTS = { dir: '/etc/ssl/certs', bundle: 'ca-certificates.crt', hooksDir: '/etc/ca-certificates/update.d' } as const;
 
 function detectTrustKind(env: NodeJS.ProcessEnv, platform: NodeJS.Platform): TrustStoreKind {
   const forced = env.BTRFLY_TRUST_KIND as TrustStoreKind | undefined;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { promises as fs, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { BtrflyError } from '../../errors';
@@ -21,6 +22,22 @@ export async function captureFile(file: string): Promise<FileSnapshot> {
   if (st.isSymbolicLink()) return { type: 'symlink', target: await fs.readlink(file) };
   const bytes = await fs.readFile(file);
   return { type: 'file', mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, base64: bytes.toString('base64') };
+}
+
+/** What a path holds, small enough for the journal: a link's target, a file's SHA-256. */
+export type FileDigest = { type: 'absent' } | { type: 'symlink'; target: string } | { type: 'file'; sha256: string };
+
+/** The digest of a snapshot. */
+export function digestOf(snap: FileSnapshot): FileDigest {
+  if (snap.type !== 'file') return snap;
+  return { type: 'file', sha256: createHash('sha256').update(Buffer.from(snap.base64, 'base64')).digest('hex') };
+}
+
+/** Whether two digests describe the same thing. */
+export function sameDigest(a: FileDigest, b: FileDigest): boolean {
+  if (a.type === 'symlink' && b.type === 'symlink') return a.target === b.target;
+  if (a.type === 'file' && b.type === 'file') return a.sha256 === b.sha256;
+  return a.type === b.type;
 }
 
 /**

@@ -2,12 +2,13 @@ import { promises as fs, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { BtrflyError, oneLine } from '../../errors';
 import { runCommand } from './command-runner';
-import { MACOS_SYSTEM_KEYCHAIN } from './detect';
+import { MACOS_SYSTEM_KEYCHAIN, onPath } from './detect';
+import { planDebianTrust, restoreDebianTrust, runTrustHooks, writeDebianTrust } from './debian-trust';
 import { captureFile, replaceWithFile, restoreFile } from './file-snapshot';
 import { readJournal, removeJournal, writeJournal, type Journal, type JournalEntry } from './journal';
 import * as macos from './macos';
 import { BTRFLY_MARKER, pickUpstreams, renderResolvConf } from './resolv-conf';
-import { parseCa, planTrustFile, updateTrust, writeTrustFile } from './trust-store';
+import { parseCa, planTrustFile, trustFilePath, updateTrust, writeTrustFile } from './trust-store';
 import type { ApplyOptions, ApplyStep, CommandRunner, HostPaths } from './types';
 
 const NEEDS_ROOT =
@@ -36,12 +37,21 @@ export class HostConfigurator {
   }
 
   /**
-   * Switches the host to btrfly. Applying again before `restore` changes the DNS server
-   * and CA but keeps the first originals. On failure what was changed is restored.
+   * Switches the host to btrfly: the trust store first, then the resolver (so that names lead
+   * to btrfly only once its CA is trusted), after `opts.beforeResolver` when given (the DNS
+   * server is starting meanwhile). Applying again before `restore` changes the DNS server and
+   * CA but keeps the first originals. On failure what was changed is restored; a failure of
+   * `beforeResolver` is then rethrown as it is.
    */
   async apply(opts: ApplyOptions): Promise<void> {
     const cert = parseCa(opts.caPem, opts.caName);
     await this.checkPermission();
+    let waiting = false;
+    const ready = async () => {
+      waiting = true;
+      await opts.beforeResolver?.();
+      waiting = false;
+    };
     try {
       const journal = (await readJournal(this.paths.stateDir)) ?? {
         btrflyHostConfig: 1,
@@ -50,17 +60,21 @@ export class HostConfigurator {
         entries: [],
       };
       if (this.paths.trust === 'macos') {
+        await ready();
         await this.applyMacosDns(journal, opts.dnsServer);
         await this.applyMacosCert(journal, opts, cert.fingerprint.replace(/:/g, ''));
       } else {
-        await this.applyResolver(journal, opts.dnsServer);
         await this.applyTrust(journal, opts);
+        await ready();
+        await this.applyResolver(journal, opts.dnsServer);
       }
     } catch (e) {
-      const undo = await this.restore().then(
-        () => 'the host was restored',
-        (r) => `restoring also failed (${oneLine(r)}): run "sudo btrfly stop" to retry`,
+      const undone = await this.restore().then(
+        () => undefined,
+        (r: unknown) => r,
       );
+      if (waiting && undone === undefined) throw e;
+      const undo = undone === undefined ? 'the host was restored' : `restoring also failed (${oneLine(undone)}): run "sudo btrfly stop" to retry`;
       const code = e instanceof BtrflyError ? e.code : 'CONFIG';
       throw new BtrflyError(code, `${oneLine(e)} (${undo})`, { cause: e });
     }
@@ -81,6 +95,9 @@ export class HostConfigurator {
           await restoreFile(entry.path, entry.before);
           if (entry.kind === 'trust-file' && entry.removeCommand.length) updates.set(entry.removeCommand.join('\0'), entry.removeCommand);
           restored.push(entry.path);
+          break;
+        case 'debian-trust':
+          restored.push(...(await this.undoDebianTrust(entry, updates)));
           break;
         case 'macos-dns':
           await macos.setDnsServers(this.run, entry.service, entry.servers);
@@ -142,6 +159,7 @@ export class HostConfigurator {
   }
 
   private async applyTrust(journal: Journal, opts: ApplyOptions): Promise<void> {
+    if (this.paths.debianCerts && onPath('openssl') && (await this.applyDebianTrust(journal, opts))) return;
     const planned = await planTrustFile(this.paths, opts.caName);
     if (!journal.entries.some((e) => e.kind === 'trust-file' && e.path === planned.path)) {
       journal.entries.push(planned);
@@ -152,6 +170,46 @@ export class HostConfigurator {
     this.onStep('trust-file');
     await updateTrust(this.run, planned.updateCommand);
     this.onStep('trust-update');
+  }
+
+  /**
+   * Debian: adds the CA to /etc/ssl/certs directly (see debian-trust.ts); false when the store
+   * is laid out otherwise and `update-ca-certificates` must do it. Applying again first undoes
+   * the previous change, so that the journal keeps the first originals.
+   */
+  private async applyDebianTrust(journal: Journal, opts: ApplyOptions): Promise<boolean> {
+    const certs = this.paths.debianCerts!;
+    const anchor = trustFilePath(this.paths, opts.caName);
+    const previous = journal.entries.findIndex((e) => e.kind === 'debian-trust' && e.anchor === anchor);
+    if (previous >= 0) {
+      const updates = new Map<string, string[]>();
+      await this.undoDebianTrust(journal.entries[previous] as Extract<JournalEntry, { kind: 'debian-trust' }>, updates);
+      for (const command of updates.values()) await updateTrust(this.run, command);
+      journal.entries.splice(previous, 1);
+      await writeJournal(this.paths.stateDir, journal);
+    }
+    const plan = await planDebianTrust(this.run, certs, anchor, opts.caName, opts.caPem);
+    if (!plan) return false;
+    const removeCommand = this.paths.trustRemoveCommand ?? this.paths.trustUpdateCommand ?? [];
+    journal.entries.push({ kind: 'debian-trust', anchor, pem: plan.pem, files: plan.files, hooksDir: certs.hooksDir, removeCommand });
+    await writeJournal(this.paths.stateDir, journal);
+    this.onStep('journal-trust');
+    await writeDebianTrust(plan);
+    this.onStep('trust-file');
+    await runTrustHooks(this.run, certs.hooksDir, `+${plan.pem}`);
+    this.onStep('trust-update');
+    return true;
+  }
+
+  /**
+   * Puts Debian's store back file by file and tells the hooks; when something else changed
+   * those files meanwhile, queues the distribution's rebuild (which runs the hooks itself).
+   */
+  private async undoDebianTrust(entry: Extract<JournalEntry, { kind: 'debian-trust' }>, updates: Map<string, string[]>): Promise<string[]> {
+    const { changedByOthers } = await restoreDebianTrust(entry.files);
+    if (changedByOthers.length > 0 && entry.removeCommand.length) updates.set(entry.removeCommand.join('\0'), entry.removeCommand);
+    else await runTrustHooks(this.run, entry.hooksDir, `-${entry.pem}`);
+    return entry.files.map((f) => f.path);
   }
 
   private async applyMacosDns(journal: Journal, dnsServer: string): Promise<void> {

@@ -2,12 +2,15 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { BtrflyError } from '../../errors';
 import { writePrivateFile } from '../private-file';
+import type { TrustFileChange } from './debian-trust';
 import { syncDir, type FileSnapshot } from './file-snapshot';
 
 /** One change `apply` made, with what is needed to undo it. Plain JSON. */
 export type JournalEntry =
   | { kind: 'resolver'; path: string; before: FileSnapshot }
   | { kind: 'trust-file'; path: string; before: FileSnapshot; updateCommand: string[]; removeCommand: string[] }
+  /** Debian's store changed directly; `removeCommand` rebuilds it when something else changed those files meanwhile. */
+  | { kind: 'debian-trust'; anchor: string; pem: string; files: TrustFileChange[]; hooksDir: string; removeCommand: string[] }
   | { kind: 'macos-dns'; service: string; servers: string[] }
   | { kind: 'macos-cert'; sha1: string; file: string; keychain: string };
 

@@ -19,6 +19,22 @@ export interface HostPaths {
   trustRemoveCommand?: string[];
   /** systemd-resolved's list of real upstreams (`/run/systemd/resolve/resolv.conf`). */
   systemdResolvConf?: string;
+  /**
+   * Debian's compiled store, which host mode changes directly (the CA's name and hash links and
+   * its bundle entry) instead of rebuilding it with `update-ca-certificates`. Absent where the
+   * trust store is not Debian's, or its update command was replaced (`BTRFLY_TRUST_UPDATE`).
+   */
+  debianCerts?: DebianCerts;
+}
+
+/** Where Debian's `update-ca-certificates` writes (`/etc/ssl/certs`) and which hooks it runs after. */
+export interface DebianCerts {
+  /** The links and the bundle: `/etc/ssl/certs`. */
+  dir: string;
+  /** The bundle's file name in `dir`: `ca-certificates.crt`. */
+  bundle: string;
+  /** Scripts told of each added (`+PEM`) and removed (`-PEM`) certificate: `/etc/ca-certificates/update.d`. */
+  hooksDir: string;
 }
 
 /** The outcome of an external command; a non-zero `code` is not thrown. */
@@ -29,10 +45,10 @@ export interface CommandResult {
 }
 
 /**
- * Runs an external command (argv, no shell). Injectable so that macOS's `networksetup`
- * and `security` are tested at their command boundary on Linux.
+ * Runs an external command (argv, no shell), with `input` on its stdin when given. Injectable
+ * so that macOS's `networksetup` and `security` are tested at their command boundary on Linux.
  */
-export type CommandRunner = (argv: string[]) => Promise<CommandResult>;
+export type CommandRunner = (argv: string[], input?: string) => Promise<CommandResult>;
 
 /** What `apply` installs. */
 export interface ApplyOptions {
@@ -42,15 +58,17 @@ export interface ApplyOptions {
   caPem: string;
   /** Short name for the CA file: `btrfly-<caName>.crt`. */
   caName: string;
+  /** Awaited before the resolver is switched (btrfly's DNS server starting meanwhile); a rejection undoes `apply`. */
+  beforeResolver?: () => Promise<void>;
 }
 
 /** Names of the steps `apply` takes, in order, reported to `onStep` after each. */
 export type ApplyStep =
-  | 'journal-resolver'
-  | 'resolver'
   | 'journal-trust'
   | 'trust-file'
   | 'trust-update'
+  | 'journal-resolver'
+  | 'resolver'
   | 'journal-macos-dns'
   | 'macos-dns'
   | 'journal-macos-cert'
