@@ -1,27 +1,55 @@
 /**
  * Files the user names (`btrfly export -o FILE`, `btrfly sbom -o FILE`) are written under a
  * temporary name beside the target and renamed over it at the end, so a failed or
- * interrupted write never leaves a truncated file under the name asked for.
+ * interrupted write never leaves a truncated file under the name asked for. What is at the
+ * name stays what it was: a symlink is followed (its target is replaced, the link stays), an
+ * existing file keeps its mode and owner, and a device, FIFO or socket (`-o /dev/null`,
+ * `-o /dev/stdout`, a named pipe) is written to as it is, since it cannot be replaced.
  */
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { chmod, chown, readlink, realpath, rename, stat, unlink, lstat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+
+type Source = Readable | Iterable<string | Buffer> | AsyncIterable<string | Buffer>;
 
 /**
  * Streams `source` into `file` atomically: a new temp file in the same directory (same file
  * system, so the rename is atomic), renamed over `file` once complete; removed on failure.
  * @throws the write's or the source's error
  */
-export async function writeFileAtomically(file: string, source: Readable | Iterable<string | Buffer> | AsyncIterable<string | Buffer>): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.${randomUUID().slice(0, 8)}.tmp`);
+export async function writeFileAtomically(file: string, source: Source): Promise<void> {
+  const target = await followLinks(file);
+  const existing = await stat(target).catch(() => undefined);
+  if (existing && !existing.isFile() && !existing.isDirectory()) {
+    await pipeline(source, createWriteStream(target, { flags: 'w' }));
+    return;
+  }
+  const tmp = join(dirname(target), `.${basename(target)}.${randomUUID().slice(0, 8)}.tmp`);
   try {
-    await pipeline(source, createWriteStream(tmp, { flags: 'wx' }));
-    await rename(tmp, file);
+    await pipeline(source, createWriteStream(tmp, { flags: 'wx', ...(existing && { mode: existing.mode & 0o7777 }) }));
+    if (existing) {
+      await chmod(tmp, existing.mode & 0o7777);
+      await chown(tmp, existing.uid, existing.gid).catch(() => undefined);
+    }
+    await rename(tmp, target);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
     throw e;
   }
+}
+
+/** The path a name finally refers to: a symlink's target, also when that does not exist yet. */
+async function followLinks(file: string): Promise<string> {
+  const real = await realpath(file).catch(() => undefined);
+  if (real) return real;
+  // A dangling link: write where it points.
+  for (let hops = 0, at = file; hops < 40; hops++) {
+    const st = await lstat(at).catch(() => undefined);
+    if (!st?.isSymbolicLink()) return at;
+    at = resolve(dirname(at), await readlink(at));
+  }
+  return file;
 }
