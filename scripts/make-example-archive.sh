@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Records the example archive `.btrfly/` at the project root (SPEC section 4): the fixture
+# Records the example archive `.btrfly/` at the project root (docs/archive-format.md, "Versions"): the fixture
 # that proves every later btrfly still plays back format version 1. It is committed into
 # the project as plain files, so it must stay small and hold only what a fresh clone keeps:
 # no hooks, no logs, no journals or locks, and nothing that needs an empty directory.

@@ -32,7 +32,7 @@ export type ErrorCode =
   | 'IMPORT'
   | 'CONFIG';
 
-/** Exit statuses of the CLI contract (SPEC section 3). */
+/** Exit statuses of the CLI contract (docs/contract.md, "Exit statuses"). */
 export const EXIT = { ok: 0, failure: 1, usage: 2, miss: 3 } as const;
 
 export class BtrflyError extends Error {

@@ -1,6 +1,6 @@
 /**
  * The example archive `.btrfly/` at the project root is the promise that every later
- * btrfly plays back every earlier format (SPEC section 4). This test copies it, verifies
+ * btrfly plays back every earlier format (docs/archive-format.md, "Versions"). This test copies it, verifies
  * it, and plays back every entry of every recording of every tag with curl, with nothing
  * listening upstream, comparing each body with the digest its manifest names. It also
  * checks that the archive survives being committed: a fresh clone drops empty directories

@@ -21,6 +21,8 @@ const MiB = 1024 * 1024;
 
 function loadArchive(): typeof ArchiveClass {
   const dist = process.env.BTRFLY_BENCH_DIST;
+  // A bench child loads the archive from the dist/ it is told to measure, chosen at run time.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const mod = dist ? (require(join(dist, 'format', 'archive.js')) as { Archive: typeof ArchiveClass }) : (require('../format/archive') as { Archive: typeof ArchiveClass });
   return mod.Archive;
 }

@@ -164,7 +164,7 @@ export const largeSection: BenchSection = {
       'records and leaves in as many writes), SHA-256 0.73 s, handing writes to the part files 0.69 s, GC 0.37 s, the HTTP',
       'parser 0.33 s. Corking the client and the file per event-loop turn with a 1 MiB client buffer gave 4.1–5.7 s, inside',
       'the noise, and was not kept. The file writes cost more CPU on this VM than they would elsewhere (`dd` of 2 GiB to',
-      'the page cache: 2.7 s of system time), and FINDINGS.md measured a plain Node proxy teeing to disk at 238 MiB/s before',
+      'the page cache: 2.7 s of system time), and a plain Node proxy teeing to disk measured 238 MiB/s here before',
       'btrfly was written. The 0.5× aim is not met; the recording is sealed a few seconds after the download ends.',
       '',
       takenLine(before),

@@ -7,6 +7,7 @@
  * uplink). Playback: `btrfly run --playback` against Verdaccio serving that storage with no
  * uplink. Verdaccio is installed outside the repository, into the user's cache, on first use.
  */
+import express from 'express';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
@@ -32,7 +33,7 @@ interface NpmPackage {
 }
 interface PackageIndex {
   buildNpmPackage(o: { name: string; version: string; dependencies: Record<string, string>; files: Record<string, string> }): NpmPackage;
-  createNpmApp(catalog: NpmPackage[]): unknown;
+  createNpmApp(catalog: NpmPackage[]): express.Router;
 }
 
 /** A small seeded PRNG (mulberry32): the same sizes and graph on every run of the bench. */
@@ -219,7 +220,6 @@ async function startVerdaccio(bin: string, dir: string, storage: string, ca: Ben
 
 /** The fixture registry over HTTPS on 127.0.0.1 (the bench leaf names pkgs.test and 127.0.0.1). */
 async function startRegistry(index: PackageIndex, catalog: NpmPackage[], ca: BenchCa): Promise<{ port: number; server: Server }> {
-  const express = require('express') as () => { use(r: unknown): void } & ((req: unknown, res: unknown) => void);
   const app = express();
   app.use(index.createNpmApp(catalog));
   const server = createServer({ key: readFileSync(ca.keyPath), cert: readFileSync(ca.certPath), keepAliveTimeout: 60_000 }, app);
@@ -250,6 +250,7 @@ export const npmSection: BenchSection = {
       return joinLines(['## npm install', '', line, '', takenLine(before)]);
     }
     const npmVersion = (await timed(process.execPath, [npmCli, '--version'], cleanEnv())).stdout.trim();
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a plain-JS test fixture found at run time
     const index = require(PACKAGE_INDEX) as PackageIndex;
     const t0 = Date.now();
     const { catalog, direct } = makeCatalog(index, count);

@@ -17,6 +17,9 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (e.code === 'EPIPE') stdoutGone = true;
 });
 
+/** What a command's `run()` returns: printed as JSON under `--json` (oclif's `enableJsonFlag`), else ignored. */
+export type JsonResult = object | void;
+
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BtrflyCommand)['baseFlags'] & T['flags']>;
 
 /**
@@ -26,6 +29,13 @@ export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(type
  * of whatever the command started (`this.onTeardown`), also on error.
  */
 export abstract class BtrflyCommand extends Command {
+  /**
+   * oclif prints what `run()` returns as JSON when `--json` is given (after teardown), and
+   * `this.log` prints nothing then. btrfly's own `--json` flag (in {@link baseFlags}) keeps its
+   * description; an error under `--json` is printed as JSON by {@link BtrflyCommand.catch}.
+   */
+  static override enableJsonFlag = true;
+
   /** The command runs another one given after `--`: an unknown flag after its first word is the child's. */
   static runsCommand = false;
 
@@ -47,6 +57,10 @@ export abstract class BtrflyCommand extends Command {
     this.teardowns.push(fn);
   }
 
+  /**
+   * Prints JSON as oclif does for a returned result. Only for commands that must print it and
+   * then exit with a status of their own (`run`, `stop`): the others return their result.
+   */
   protected printJson(value: unknown): void {
     process.stdout.write(JSON.stringify(value, null, 2) + '\n');
   }

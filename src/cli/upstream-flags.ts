@@ -3,7 +3,7 @@ import type { UpstreamOptions } from '../engine/upstream';
 import { BtrflyError } from '../errors';
 import type { MatchRule } from '../format/types';
 
-/** The upstream settings `run`, `start` and `serve` share (SPEC section 5, "Upstream"). */
+/** The upstream settings `run`, `start` and `serve` share (docs/contract.md, "Upstream"). */
 export const upstreamFlags = {
   'upstream-dns': Flags.string({ description: 'resolver for upstream names while recording (ip or ip:port); default: the host\'s', multiple: true, helpGroup: 'UPSTREAM' }),
   resolve: Flags.string({ description: 'pin an upstream name to an address, HOST:ADDR', multiple: true, helpGroup: 'UPSTREAM' }),
@@ -25,7 +25,7 @@ export function upstreamOptions(flags: { 'upstream-dns'?: string[]; resolve?: st
   return { dns: flags['upstream-dns'], resolve: flags.resolve, caFiles: flags['upstream-ca'], proxy: flags['upstream-proxy'] };
 }
 
-/** Matching rules given on the command line: they are stored with the recording (SPEC section 5, Matching). */
+/** Matching rules given on the command line: they are stored with the recording (docs/contract.md, "Matching"). */
 export const ruleFlags = {
   'ignore-query': Flags.string({ description: 'record a rule: ignore query parameter NAME on HOST when matching, HOST=NAME (HOST may be * or *.example.com)', multiple: true }),
   'ignore-header': Flags.string({ description: 'record a rule: ignore request header NAME on HOST when matching, HOST=NAME', multiple: true }),

@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { Archive } from '../format/archive';
 import { parseTagSpec } from '../format/names';
 
@@ -16,13 +16,13 @@ export default class Cp extends BtrflyCommand {
   };
   static override flags = { force: Flags.boolean({ description: 'replace DST if it exists', default: false }) };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(Cp);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     const { tag, rev } = parseTagSpec(args.src);
     const commit = await archive.copyTag(tag, args.dst, { force: flags.force, rev });
-    if (flags.json) return this.printJson({ from: tag, to: args.dst, commit });
+    if (this.jsonEnabled()) return { from: tag, to: args.dst, commit };
     this.log(`copied ${tag}@${commit.slice(0, 7)} to ${args.dst}`);
   }
 }

@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { Archive } from '../format/archive';
-import { formatSize } from '../format/diff';
+import { formatSize } from '../format/size';
 import { exportRecording, type ExportFormat } from '../format/export';
 
 /** `btrfly export T[@REV] --format har|warc -o FILE`. */
@@ -21,14 +21,14 @@ export default class Export extends BtrflyCommand {
     output: Flags.string({ char: 'o', helpValue: 'FILE', description: 'file to write, or - for stdout', required: true }),
   };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(Export);
     const format = (flags.format ?? (/\.warc$/i.test(flags.output) ? 'warc' : 'har')) as ExportFormat;
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     const r = await exportRecording(archive, args.spec, format, flags.output, { creatorVersion: this.config.version });
     if (flags.output === '-') return;
-    if (flags.json) return this.printJson(r);
+    if (this.jsonEnabled()) return r;
     this.log(`exported ${r.label} (${r.entries} entries, ${formatSize(r.size)}) to ${r.file} as ${format.toUpperCase()}`);
   }
 }

@@ -1,7 +1,7 @@
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { Archive } from '../format/archive';
 import { objectsDiskUsage } from '../format/archive-report';
-import { formatSize } from '../format/diff';
+import { formatSize } from '../format/size';
 import { storageFailure } from '../format/disk-space';
 import { isNoSpace } from '../format/lifecycle';
 
@@ -14,7 +14,7 @@ export default class Gc extends BtrflyCommand {
     'Temp files, cache stages and locks left by btrfly processes that died are removed.';
   static override examples = ['<%= config.bin %> gc'];
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { flags } = await this.parse(Gc);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
@@ -25,7 +25,7 @@ export default class Gc extends BtrflyCommand {
     });
     const after = await objectsDiskUsage(archive);
     const freed = before.bytes - after.bytes;
-    if (flags.json) return this.printJson({ before, after, freed });
+    if (this.jsonEnabled()) return { before, after, freed };
     this.log(`gc: objects ${formatSize(before.bytes)} in ${before.files} files before, ${formatSize(after.bytes)} in ${after.files} files after; freed ${formatSize(Math.max(0, freed))}`);
   }
 }

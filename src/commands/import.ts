@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { importHar } from '../engine/importer';
 import { Archive } from '../format/archive';
 
@@ -17,12 +17,12 @@ export default class Import extends BtrflyCommand {
     redact: Flags.string({ description: 'request header to store as [redacted] (Authorization, Cookie and Proxy-Authorization always are)', multiple: true }),
   };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(Import);
     const archive = await Archive.open(flags.archive, { create: true });
     this.onTeardown(() => archive.close());
     const r = await importHar(archive, args.file, flags.tag, { append: flags.append, redactHeaders: flags.redact });
-    if (flags.json) return this.printJson(r);
+    if (this.jsonEnabled()) return r;
     for (const s of r.skipped) process.stderr.write(`skipped ${s.method} ${s.url}: ${s.reason}\n`);
     this.log(`imported ${r.entries} entries into tag ${r.tag} (${r.commit.slice(0, 7)})`);
   }

@@ -1,8 +1,8 @@
 import { Args } from '@oclif/core';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { Archive } from '../format/archive';
 import { tagLog } from '../format/archive-report';
-import { formatSize } from '../format/diff';
+import { formatSize } from '../format/size';
 import { validateTagName } from '../format/names';
 
 /** `btrfly log T`: the history of a tag, newest recording first. */
@@ -13,12 +13,12 @@ export default class Log extends BtrflyCommand {
   static override examples = ['<%= config.bin %> log example1', '<%= config.bin %> log example1 --json'];
   static override args = { tag: Args.string({ description: 'tag', required: true }) };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(Log);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     const items = await tagLog(archive, validateTagName(args.tag));
-    if (flags.json) return this.printJson(items);
+    if (this.jsonEnabled()) return items;
     for (const i of items) {
       this.log(`${i.commit.slice(0, 7)}  ${i.date}  ${i.entries} entries, ${formatSize(i.size)}  ${i.summary}`);
     }

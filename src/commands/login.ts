@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Args, Flags } from '@oclif/core';
 import { login } from '../engine/service-client';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 
 export default class Login extends BtrflyCommand {
   static override summary = 'Log this build host in to a btrfly service; "btrfly start" then registers sessions there.';
@@ -12,11 +12,11 @@ export default class Login extends BtrflyCommand {
     ca: Flags.string({ description: "PEM of the CA that signed the API's certificate (the service's \"btrfly ca export\"), when the system does not trust it" }),
   };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(Login);
     const caPem = flags.ca ? await readFile(flags.ca, 'utf8') : undefined;
     const out = await login({ url: args.url, token: flags.token, caPem });
-    if (flags.json) return this.printJson(out);
+    if (this.jsonEnabled()) return out;
     process.stderr.write(`btrfly: logged in to ${args.url} (${out.scopes.join(',')} on ${out.tags.join(',')}); saved in ${out.file}\n`);
   }
 }

@@ -1,5 +1,5 @@
 import { Args } from '@oclif/core';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { describeTransfer, transferFlags, transferOptions } from '../cli/transfer';
 import { Archive } from '../format/archive';
 import { keepMemoryFlat, noteStreamed } from '../engine/memory';
@@ -21,7 +21,7 @@ export default class Pull extends BtrflyCommand {
   };
   static override flags = { ...transferFlags };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, argv, flags } = await this.parse(Pull);
     const tags = (argv as string[]).slice(1);
     const archive = await Archive.open(flags.archive, { create: true });
@@ -29,7 +29,7 @@ export default class Pull extends BtrflyCommand {
     // Verifying reads every new body back: the same flat-memory measures as playback.
     keepMemoryFlat();
     const results = await pullTags(archive, args.remote, tags, { ...transferOptions(flags), onVerifyRead: noteStreamed });
-    if (flags.json) return this.printJson({ remote: args.remote, tags: results });
+    if (this.jsonEnabled()) return { remote: args.remote, tags: results };
     if (results.length === 0) process.stderr.write(`remote ${args.remote} has no tags\n`);
     for (const r of results) process.stderr.write(describeTransfer(r, 'pulled') + '\n');
   }

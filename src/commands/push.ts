@@ -1,5 +1,5 @@
 import { Args } from '@oclif/core';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { describeTransfer, transferFlags, transferOptions } from '../cli/transfer';
 import { Archive } from '../format/archive';
 import { describeSplit, type PushSplit } from '../format/push-split';
@@ -23,14 +23,14 @@ export default class Push extends BtrflyCommand {
   };
   static override flags = { ...transferFlags };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, argv, flags } = await this.parse(Push);
     const tags = (argv as string[]).slice(1);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     let split: PushSplit | undefined;
     const results = await pushTags(archive, args.remote, tags, { ...transferOptions(flags), onSplit: (s) => (split = s) });
-    if (flags.json) return this.printJson({ remote: args.remote, tags: results, ...(split && { split }) });
+    if (this.jsonEnabled()) return { remote: args.remote, tags: results, ...(split && { split }) };
     for (const r of results) process.stderr.write(describeTransfer(r, 'pushed') + '\n');
     if (split) process.stderr.write(describeSplit(args.remote, split) + '\n');
   }

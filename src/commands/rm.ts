@@ -1,5 +1,5 @@
 import { Args } from '@oclif/core';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { Archive } from '../format/archive';
 import { validateTagName } from '../format/names';
 
@@ -13,7 +13,7 @@ export default class Rm extends BtrflyCommand {
   static override strict = false;
   static override args = { tag: Args.string({ description: 'tag to delete (several may be given)', required: true }) };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { argv, flags } = await this.parse(Rm);
     const tags = (argv as string[]).map(validateTagName);
     const archive = await Archive.open(flags.archive);
@@ -23,8 +23,8 @@ export default class Rm extends BtrflyCommand {
       const commit = await archive.resolveCommit(tag);
       await archive.deleteTag(tag);
       deleted.push({ tag, commit });
-      if (!flags.json) this.log(`deleted tag ${tag} (was ${commit.slice(0, 7)}); run "btrfly gc" to free its space`);
+      if (!this.jsonEnabled()) this.log(`deleted tag ${tag} (was ${commit.slice(0, 7)}); run "btrfly gc" to free its space`);
     }
-    if (flags.json) this.printJson(deleted);
+    return deleted;
   }
 }

@@ -2,7 +2,7 @@ import { Flags } from '@oclif/core';
 import { runCommand, summarize, summarizeLeaks } from '../engine/run-command';
 import { BtrflyCommand } from '../cli/base';
 import { argsAfterDashDash } from '../cli/command-argv';
-import { ruleFlags, rulesFrom, upstreamFlags, upstreamOptions } from '../cli/upstream-flags';
+import { sessionFlags, sessionOptions } from '../cli/session-flags';
 
 export default class Run extends BtrflyCommand {
   static override summary = 'Run a command with its HTTP(S) traffic recorded or played back (command mode, no root).';
@@ -19,16 +19,11 @@ export default class Run extends BtrflyCommand {
   static override flags = {
     record: Flags.boolean({ description: 'record every response under --tag', exactlyOne: ['record', 'playback'] }),
     playback: Flags.boolean({ description: 'answer every request from --tag, never from the network', exactlyOne: ['record', 'playback'] }),
-    tag: Flags.string({ description: 'tag to record, or T[@REV] to play back', required: true }),
-    append: Flags.boolean({ description: 'record: keep the previous recording\'s entries and add to them', default: false }),
     'seal-on-failure': Flags.boolean({ description: 'record: make the recording the tag even when the command fails (default: keep it aside, the tag unchanged)', default: false }),
     unused: Flags.boolean({ description: 'playback: also list the recorded entries nothing asked for', default: false }),
-    redact: Flags.string({ description: 'request header to record as [redacted] (Authorization, Cookie and Proxy-Authorization always are)', multiple: true }),
-    'redact-query': Flags.string({ description: 'query parameter stored and matched as a keyed hash, never in clear', multiple: true }),
     isolate: Flags.boolean({ description: 'run CMD in its own network namespace (no root) whose only way out is btrfly; what btrfly cannot carry is refused and listed', default: false }),
     'allow-leaks': Flags.boolean({ description: 'with --isolate: what btrfly cannot carry is listed but does not fail the run', default: false, dependsOn: ['isolate'] }),
-    ...ruleFlags,
-    ...upstreamFlags,
+    ...sessionFlags,
   };
 
   async run(): Promise<void> {
@@ -37,13 +32,8 @@ export default class Run extends BtrflyCommand {
     const { exitCode, result, leaks } = await runCommand({
       archiveDir: flags.archive,
       mode: flags.record ? 'record' : 'playback',
-      tag: flags.tag,
-      append: flags.append,
+      ...sessionOptions(flags),
       command,
-      upstream: upstreamOptions(flags),
-      redactHeaders: flags.redact,
-      redactQuery: flags['redact-query'],
-      rules: rulesFrom(flags),
       sealOnFailure: flags['seal-on-failure'],
       isolate: flags.isolate,
       allowLeaks: flags['allow-leaks'],

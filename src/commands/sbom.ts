@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { Archive } from '../format/archive';
 import { SBOM_FORMATS, writeSbom, type SbomFormat } from '../format/sbom';
 
@@ -22,13 +22,13 @@ export default class Sbom extends BtrflyCommand {
     output: Flags.string({ char: 'o', helpValue: 'FILE', description: 'file to write, or - for stdout (the default)', default: '-' }),
   };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(Sbom);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     const r = await writeSbom(archive, args.spec, flags.format as SbomFormat, flags.output, { toolVersion: this.config.version });
     if (r.file === '-') return;
-    if (flags.json) return this.printJson(r);
+    if (this.jsonEnabled()) return r;
     const name = r.format === 'spdx' ? 'SPDX 2.3' : 'CycloneDX 1.6';
     this.log(`wrote the ${name} SBOM of ${r.label} (${r.artifacts} artifacts) to ${r.file}`);
   }

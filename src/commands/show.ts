@@ -1,9 +1,9 @@
 import { Args } from '@oclif/core';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { table } from '../cli/table';
 import { Archive } from '../format/archive';
 import { loadRecording, recordingSize } from '../format/archive-report';
-import { formatSize } from '../format/diff';
+import { formatSize } from '../format/size';
 import { compareEntries } from '../format/manifest';
 
 /** `btrfly show T[@REV]`: the entries of one recording. */
@@ -16,14 +16,14 @@ export default class Show extends BtrflyCommand {
   static override examples = ['<%= config.bin %> show example1', '<%= config.bin %> show example1@1a2b3c4 --json'];
   static override args = { spec: Args.string({ description: 'T or T@REV', required: true }) };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(Show);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     const { rec, label, date } = await loadRecording(archive, args.spec);
     const entries = [...rec.manifest.entries].sort(compareEntries);
-    if (flags.json) {
-      return this.printJson({ tag: rec.tag, commit: rec.commit, date: date.toISOString(), rules: rec.manifest.rules, redact: rec.manifest.redact, entries });
+    if (this.jsonEnabled()) {
+      return { tag: rec.tag, commit: rec.commit, date: date.toISOString(), rules: rec.manifest.rules, redact: rec.manifest.redact, entries };
     }
     this.log(`${label}  ${date.toISOString()}  ${entries.length} entries, ${formatSize(recordingSize(rec))}`);
     if (entries.length === 0) return;

@@ -1,7 +1,7 @@
-import { Args, Flags } from '@oclif/core';
+import { Args } from '@oclif/core';
 import { startHostSession } from '../engine/host-session';
-import { BtrflyCommand } from '../cli/base';
-import { ruleFlags, rulesFrom, upstreamFlags, upstreamOptions } from '../cli/upstream-flags';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
+import { sessionFlags, sessionOptions } from '../cli/session-flags';
 
 export default class Start extends BtrflyCommand {
   static override summary = 'Point this host at btrfly and start recording or playing back a tag (host mode, needs root).';
@@ -12,28 +12,18 @@ export default class Start extends BtrflyCommand {
     mode: Args.string({ description: 'record or playback', required: true, options: ['record', 'playback'] }),
   };
   static override flags = {
-    tag: Flags.string({ description: 'tag to record, or T[@REV] to play back', required: true }),
-    append: Flags.boolean({ description: 'record: keep the previous recording\'s entries and add to them', default: false }),
-    redact: Flags.string({ description: 'request header to record as [redacted]', multiple: true }),
-    'redact-query': Flags.string({ description: 'query parameter stored and matched as a keyed hash', multiple: true }),
-    ...ruleFlags,
-    ...upstreamFlags,
+    ...sessionFlags,
   };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(Start);
     const mode = args.mode as 'record' | 'playback';
     const { session, daemonAddress, notes } = await startHostSession({
       mode,
-      tag: flags.tag,
-      append: flags.append,
+      ...sessionOptions(flags),
       archiveDir: flags.archive,
-      upstream: upstreamOptions(flags),
-      redactHeaders: flags.redact,
-      redactQuery: flags['redact-query'],
-      rules: rulesFrom(flags),
     });
-    if (flags.json) return this.printJson({ session: session.info, dns: daemonAddress, notes });
+    if (this.jsonEnabled()) return { session: session.info, dns: daemonAddress, notes };
     for (const note of notes) process.stderr.write(`btrfly: note: ${note}\n`);
     process.stderr.write(`btrfly: ${mode === 'record' ? 'recording' : 'playing back'} tag "${session.info.tag}" for this host (DNS and proxy on ${daemonAddress}); run "btrfly stop ${mode}" when the build is done\n`);
   }

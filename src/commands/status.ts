@@ -1,17 +1,17 @@
 import { asideRecordingsIn, hostStatus } from '../engine/host-session';
-import { formatBytes } from '../engine/run-command';
 import type { SessionInfo } from '../engine/session';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { asideAdvice } from '../format/lifecycle';
+import { formatSize } from '../format/size';
 
 export default class Status extends BtrflyCommand {
   static override summary = 'Show the active session(s): tag, mode, since, requests, bytes, misses; and recordings left aside in the archive.';
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { flags } = await this.parse(Status);
     const st = await hostStatus();
     const aside = await asideRecordingsIn(flags.archive);
-    if (flags.json) return this.printJson({ ...st, pending: aside });
+    if (this.jsonEnabled()) return { ...st, pending: aside };
     for (const p of aside) this.log(asideAdvice(p));
     if (st.daemonDied && st.hostSession) {
       this.log(`the btrfly daemon stopped during the ${st.hostSession.mode} session of tag "${st.hostSession.tag}": run "btrfly stop ${st.hostSession.mode}" to restore this host`);
@@ -25,7 +25,7 @@ export default class Status extends BtrflyCommand {
     this.log(st.service ? `service ${st.service}` : `daemon ${st.daemon!.pid} on ${st.daemon!.address}`);
     for (const s of st.sessions as SessionInfo[]) {
       const x = s.stats;
-      this.log(`${s.mode.padEnd(8)} ${s.tag}  since ${s.since}  ${x.requests} requests  ${formatBytes(x.bytes)}  ${x.hits} hits  ${x.misses} misses`);
+      this.log(`${s.mode.padEnd(8)} ${s.tag}  since ${s.since}  ${x.requests} requests  ${formatSize(x.bytes)}  ${x.hits} hits  ${x.misses} misses`);
     }
   }
 }

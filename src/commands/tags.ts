@@ -1,7 +1,7 @@
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { Archive } from '../format/archive';
 import { summarizeTags } from '../format/archive-report';
-import { formatSize } from '../format/diff';
+import { formatSize } from '../format/size';
 import { table } from '../cli/table';
 
 /** `btrfly tags`: every tag with its recordings, entries, sizes and last recording date. */
@@ -12,12 +12,12 @@ export default class Tags extends BtrflyCommand {
     'the bytes on disk of everything the tag reaches (shared bodies count for every tag), and when it was last recorded.';
   static override examples = ['<%= config.bin %> tags', '<%= config.bin %> tags --json'];
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { flags } = await this.parse(Tags);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     const tags = await summarizeTags(archive);
-    if (flags.json) return this.printJson(tags);
+    if (this.jsonEnabled()) return tags;
     if (tags.length === 0) {
       process.stderr.write(`no tags in archive ${flags.archive}: record one with "btrfly run --record --tag=T -- CMD"\n`);
       return;

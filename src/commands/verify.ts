@@ -1,8 +1,8 @@
 import { Args } from '@oclif/core';
-import { BtrflyCommand, BtrflyError } from '../cli/base';
+import { BtrflyCommand, type JsonResult, BtrflyError } from '../cli/base';
 import { Archive } from '../format/archive';
 import { verifyWithReport } from '../format/archive-report';
-import { formatSize } from '../format/diff';
+import { formatSize } from '../format/size';
 import { validateTagName } from '../format/names';
 
 /** `btrfly verify [T...]`: every body of every recording read back and checked. */
@@ -15,7 +15,7 @@ export default class Verify extends BtrflyCommand {
   static override strict = false;
   static override args = { tag: Args.string({ description: 'tags to check (default: all)', required: false }) };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { argv, flags } = await this.parse(Verify);
     const tags = (argv as string[]).map(validateTagName);
     const archive = await Archive.open(flags.archive);
@@ -24,11 +24,11 @@ export default class Verify extends BtrflyCommand {
     const counts = `${report.tags} tags, ${report.recordings} recordings, ${report.bodies} bodies (${formatSize(report.bytes)})`;
     const n = report.problems.length;
     if (n === 0) {
-      if (flags.json) return this.printJson({ ok: true, ...report });
+      if (this.jsonEnabled()) return { ok: true, ...report };
       return this.log(`ok: ${counts} checked`);
     }
     // With --json, the error (printed by the base command) carries the whole report.
-    if (!flags.json) for (const p of report.problems) this.log(`${p.tag}${p.commit ? `@${p.commit.slice(0, 7)}` : ''}: ${p.message}`);
+    if (!this.jsonEnabled()) for (const p of report.problems) this.log(`${p.tag}${p.commit ? `@${p.commit.slice(0, 7)}` : ''}: ${p.message}`);
     throw new BtrflyError('BODY_CORRUPT', `verify found ${n} problem${n === 1 ? '' : 's'} in ${counts}: re-record the tags named above, or pull them again from a good remote`, {
       data: { ok: false, ...report },
     });

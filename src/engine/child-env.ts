@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/ssl/cert.pem'];
 
 /**
- * The environment a command-mode child gets (SPEC section 6): proxy variables in both cases,
+ * The environment a command-mode child gets (docs/contract.md, "Trust and proxy settings"): proxy variables in both cases,
  * `NO_PROXY` for loopback, and a CA bundle (the system's CAs plus btrfly's) under every name
  * common tools read. Java gets its proxy and a PKCS#12 trust store through JAVA_TOOL_OPTIONS.
  */

@@ -1,6 +1,6 @@
 /**
  * Which clients btrfly's DNS server forwards for. It must not be an open resolver
- * (SPEC 1.2): open resolvers get used for reflection attacks. By default it serves
+ * (docs/contract.md, "The parts": DNS): open resolvers get used for reflection attacks. By default it serves
  * the networks a build host or a build farm lives on and nobody else.
  */
 import net from 'node:net';

@@ -1,5 +1,5 @@
 /**
- * btrfly's DNS server (SPEC 1.2): a client in a session gets the proxy's address for
+ * btrfly's DNS server (docs/contract.md, "The parts": DNS): a client in a session gets the proxy's address for
  * every name; every other allowed client gets the upstream resolvers' answer, relayed
  * byte for byte. Listens on UDP and TCP.
  */

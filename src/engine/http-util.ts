@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { hopByHopNames } from '../format/manifest';
 import type { Header } from '../format/types';
 
-/** Headers the recorder never sends upstream, so the archive always holds whole bodies (SPEC §5). */
+/** Headers the recorder never sends upstream, so the archive always holds whole bodies (docs/contract.md, "Fidelity"). */
 const NOT_UPSTREAM = new Set(['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since']);
 
 /** The raw header list of a message as name/value pairs, in received order, names as received. */

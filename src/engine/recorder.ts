@@ -91,7 +91,7 @@ export class RecordSession {
 
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     this.info.stats.requests++;
-    // A recorder that cannot keep up slows its clients; it does not pile up exchanges (STYLE.md).
+    // A recorder that cannot keep up slows its clients; it does not pile up exchanges (docs/contract.md, "Streaming").
     while (this.behind >= MAX_BEHIND) await new Promise<void>((resolve) => this.caughtUp.push(resolve));
     const method = req.method ?? 'GET';
     const storedUrl = redactUrl(url.href, this.redact.query, this.redactKey);

@@ -7,6 +7,7 @@ import { Archive } from '../format/archive';
 import type { MatchRule } from '../format/types';
 import { storageFailure } from '../format/disk-space';
 import { asideAdvice, isNoSpace } from '../format/lifecycle';
+import { formatSize } from '../format/size';
 import { pauseAt } from '../test-pause';
 import { childEnvironment } from './child-env';
 import { runIsolated, type Leak } from './isolate/isolated-run';
@@ -44,7 +45,7 @@ export interface RunResult {
 
 /**
  * Command mode: starts a runtime on loopback, runs the command with the proxy and CA
- * environment (SPEC section 6), then seals the recording or reports the playback's misses.
+ * environment (docs/contract.md, "Trust and proxy settings"), then seals the recording or reports the playback's misses.
  * The exit status is the command's, or 1 when a played-back body was damaged, or 3 when the playback missed.
  */
 export async function runCommand(opts: RunOptions): Promise<RunResult> {
@@ -135,8 +136,8 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
   if (mode === 'record' && !r.commit) return [`btrfly: nothing was recorded: tag "${r.info.tag}" is unchanged`];
   const lines =
     mode === 'record'
-      ? [`btrfly: recorded tag "${r.info.tag}" (recording ${id || 'none'}): ${s.requests} requests, ${s.recorded} entries, ${formatBytes(s.bytes)}${s.upstreamErrors ? `, ${s.upstreamErrors} upstream errors` : ''}`]
-      : [`btrfly: played back tag "${r.info.tag}" (recording ${(r.info.rev ?? '').slice(0, 12)}): ${s.requests} requests, ${formatBytes(s.bytes)}, ${s.hits} hits, ${s.misses} misses${s.corrupt ? `, ${s.corrupt} damaged` : ''}`];
+      ? [`btrfly: recorded tag "${r.info.tag}" (recording ${id || 'none'}): ${s.requests} requests, ${s.recorded} entries, ${formatSize(s.bytes)}${s.upstreamErrors ? `, ${s.upstreamErrors} upstream errors` : ''}`]
+      : [`btrfly: played back tag "${r.info.tag}" (recording ${(r.info.rev ?? '').slice(0, 12)}): ${s.requests} requests, ${formatSize(s.bytes)}, ${s.hits} hits, ${s.misses} misses${s.corrupt ? `, ${s.corrupt} damaged` : ''}`];
   for (const d of r.damaged ?? []) lines.push(damagedLine(r.info.tag, d));
   if (mode === 'playback' && r.commit) lines.push(`btrfly: --append recorded ${s.recorded} missing entr${s.recorded === 1 ? 'y' : 'ies'} as recording ${r.commit.slice(0, 12)} of tag "${r.info.tag}"`);
   if (r.misses.length > 0) {
@@ -158,17 +159,6 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
 function damagedLine(tag: string, d: DamagedBody): string {
   const what = d.code === 'BODY_MISSING' ? 'cannot be read from the archive (an object is missing or damaged)' : 'is damaged in the archive (it does not match its SHA-256)';
   return `btrfly: the body of ${d.method} ${d.url} (sha256 ${d.sha256}) ${what}, so its transfer was broken off: run "btrfly verify ${tag}", then pull the tag again from a good remote (or re-record it)`;
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
 
 /** The end-of-run lines for what an isolated command tried that btrfly could not carry. */

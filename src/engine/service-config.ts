@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
+import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import { BtrflyError, oneLine } from '../errors';
 import { configDir } from './config-dir';
 
@@ -41,18 +43,7 @@ export async function serveSettings(flags: Partial<ServeSettings>, configFile?: 
     } catch (e) {
       throw new BtrflyError('CONFIG', `cannot read the service config ${configFile}: ${oneLine(e)}: it must be a JSON object of settings`);
     }
-    if (typeof file !== 'object' || file === null || Array.isArray(file)) {
-      throw new BtrflyError('CONFIG', `the service config ${configFile} is not a JSON object of settings: write {"address": "10.0.0.5", ...}`);
-    }
-    const known = new Set([...Object.keys(DEFAULTS), 'archive', 'apiAddress', 'apiCert', 'apiKey', 'tokens', 'upstreamProxy']);
-    const unknown = Object.keys(file).filter((k) => !known.has(k));
-    if (unknown.length) throw new BtrflyError('CONFIG', `unknown setting(s) ${unknown.join(', ')} in ${configFile}: use ${[...known].join(', ')}`);
-    for (const k of ['upstreamDns', 'resolve', 'upstreamCa', 'denyUpstream', 'allowUpstream'] as const) {
-      const v: unknown = file[k];
-      if (v !== undefined && !(Array.isArray(v) && v.every((x) => typeof x === 'string'))) {
-        throw new BtrflyError('CONFIG', `setting ${k} in ${configFile} is not a list of strings: write "${k}": ["..."]`);
-      }
-    }
+    checkConfig(file, configFile);
     const base = path.dirname(path.resolve(configFile));
     for (const k of ['archive', 'apiCert', 'apiKey', 'tokens'] as const) if (file[k]) file[k] = path.resolve(base, file[k]);
     file.upstreamCa = file.upstreamCa?.map((f) => path.resolve(base, f));
@@ -60,6 +51,47 @@ export async function serveSettings(flags: Partial<ServeSettings>, configFile?: 
   const defined = (o: Partial<ServeSettings>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && !(Array.isArray(v) && v.length === 0)));
   const merged = { ...DEFAULTS, archive: '.btrfly', tokens: defaultTokenStore(), ...defined(file), ...defined(flags) } as ServeSettings;
   return merged;
+}
+
+interface PropertySchema {
+  description: string;
+  examples: unknown[];
+}
+interface ConfigSchema {
+  properties: Record<string, PropertySchema>;
+}
+
+let compiled: { schema: ConfigSchema; validate: ValidateFunction } | undefined;
+
+/** docs/serve-config.schema.json (shipped in the npm package), compiled on first use; two levels above src/engine and dist/engine. */
+function configSchema(): { schema: ConfigSchema; validate: ValidateFunction } {
+  if (!compiled) {
+    const schema = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'docs', 'serve-config.schema.json'), 'utf8'));
+    compiled = { schema, validate: new Ajv({ allErrors: true, strict: true }).compile(schema) };
+  }
+  return compiled;
+}
+
+/**
+ * Checks a parsed config file against its JSON schema and throws one line for the first
+ * problem: not an object, unknown keys (all of them, with the known ones), or a key whose
+ * value is not what the schema says (`setting dnsPort in FILE is not a port number (an
+ * integer from 0 to 65535): write "dnsPort": 53`).
+ */
+function checkConfig(file: unknown, configFile: string): void {
+  const { schema, validate } = configSchema();
+  if (validate(file)) return;
+  const errors: ErrorObject[] = validate.errors ?? [];
+  if (errors.some((e) => e.instancePath === '' && e.keyword === 'type')) {
+    throw new BtrflyError('CONFIG', `the service config ${configFile} is not a JSON object of settings: write {"address": "10.0.0.5", ...}`);
+  }
+  const unknown = errors.filter((e) => e.keyword === 'additionalProperties').map((e) => String(e.params.additionalProperty));
+  if (unknown.length) throw new BtrflyError('CONFIG', `unknown setting(s) ${unknown.join(', ')} in ${configFile}: use ${Object.keys(schema.properties).join(', ')}`);
+  const key = errors[0].instancePath.split('/')[1];
+  const expected = schema.properties[key];
+  throw new BtrflyError('CONFIG', `setting ${key} in ${configFile} is not ${expected.description}: write "${key}": ${JSON.stringify(expected.examples[0])}`, {
+    data: { key, got: (file as Record<string, unknown>)[key] },
+  });
 }
 
 /** The token store `serve` and `token` use unless told otherwise: `<config dir>/tokens.json`. */

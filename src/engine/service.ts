@@ -56,6 +56,8 @@ export interface RegisteredSession {
  */
 export async function runService(opts: ServiceOptions): Promise<void> {
   const tokens = new TokenStore(opts.tokenStore);
+  // Assigned once the runtime exists; the response callback handed to startServing reads it later.
+  // eslint-disable-next-line prefer-const
   let metrics: ServiceMetrics | undefined;
   // A session's host makes the service fetch what it asks for: never its metadata, loopback or itself.
   const upstream = { ...opts.upstream, deny: [...serviceDenyList([opts.address, opts.apiAddress]), ...(opts.upstream.deny ?? [])] };

@@ -22,7 +22,7 @@ interface Rule {
 }
 
 /**
- * Which upstream addresses record may connect to (SPEC section 5, "Upstream"): an address is
+ * Which upstream addresses record may connect to (docs/contract.md, "Upstream"): an address is
  * refused when a deny rule matches it and no allow rule does. IPv4-mapped IPv6 addresses
  * (`::ffff:127.0.0.1`, `::ffff:7f00:1`) match IPv4 rules: `net.BlockList` compares them as IPv4.
  */

@@ -9,7 +9,7 @@ import { HttpsProxyAgent } from 'https-proxy-agent';
 import { BtrflyError, isBtrflyError } from '../errors';
 import { UpstreamPolicy } from './upstream-policy';
 
-/** How record reaches the real servers (SPEC section 5, "Upstream"). */
+/** How record reaches the real servers (docs/contract.md, "Upstream"). */
 export interface UpstreamOptions {
   /** Resolvers for upstream names, `ip` or `ip:port`; default: the host's own (system) resolver. */
   dns?: string[];

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import express from 'express';
-import { formatSize } from '../format/diff';
+import { formatSize } from '../format/size';
 
 /** The UI's static files: `web/` at the package root (beside `dist/`). */
 export const WEB_DIR = path.join(__dirname, '..', '..', 'web');

@@ -1,7 +1,7 @@
 /**
  * The archive: a bare git repository where tag T is the branch `refs/heads/T` and each
  * recording is one commit holding `manifest.json`, `volatile.json` and `bodies/`
- * (SPEC section 4). Bodies are read and written through the {@link BodyStore} interface.
+ * (docs/archive-format.md). Bodies are read and written through the {@link BodyStore} interface.
  */
 import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';

@@ -1,6 +1,6 @@
 /**
  * Per-part checks of stored bodies, so that playback verifies every byte before it sends it,
- * and a `Range` answer verifies only the parts it touches (SPEC section 5, "Integrity").
+ * and a `Range` answer verifies only the parts it touches (docs/contract.md, "Integrity").
  *
  * A body's SHA-256 (in the manifest) covers the whole body, so on its own it can only be
  * checked once the last byte has been read. Beside it, each body gets a tag per 1 MiB part:

@@ -1,7 +1,7 @@
 /**
  * Writes one body into the archive as it arrives: SHA-256 over every byte, cut into parts of
  * exactly PART_SIZE raw bytes, each part kept zstd when that saves space and raw otherwise
- * (SPEC section 4). Memory stays flat: every byte goes straight to two temp files on the
+ * (docs/archive-format.md). Memory stays flat: every byte goes straight to two temp files on the
  * archive's disk, with backpressure, and git reads the chosen file from there.
  */
 import { createHash, randomUUID } from 'node:crypto';

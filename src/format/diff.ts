@@ -7,6 +7,7 @@
 import { compareEntries, entryKey } from './manifest';
 import { diffPackages, formatPackageChange, recordingPackages, type EntryClass, type PackageChange, type RecordingPackages } from './packages';
 import type { Entry, Manifest } from './types';
+import { formatSize } from './size';
 
 /** The answer of an entry, as the diff compares it. */
 export interface DiffSide {
@@ -83,19 +84,6 @@ export function diffManifests(a: Manifest, b: Manifest): ManifestDiff {
   for (const e of [...a.entries].sort(compareEntries)) if (!after.has(entryKey(e))) out.removed.push(item(e, classOf(pa, e)));
   out.metadataRefreshed = [...out.added, ...out.removed, ...out.changed].filter((e) => e.class === 'metadata').length;
   return out;
-}
-
-/** `1.5 MiB`, `312 B`: sizes as people read them. */
-export function formatSize(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = Math.abs(bytes);
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  const text = u === 0 ? `${v} B` : `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[u]}`;
-  return bytes < 0 ? `-${text}` : text;
 }
 
 const short = (sha: string): string => sha.slice(0, 12);

@@ -2,7 +2,7 @@
  * The git executable as btrfly's object store: one-shot commands, and the long-lived
  * processes that keep per-object cost low (`cat-file --batch`, `hash-object --stdin-paths`,
  * `mktree --batch`). Never isomorphic-git: it holds whole objects in memory and cannot read
- * packs over 2 GiB (FINDINGS.md). Every failure becomes a one-line BtrflyError('GIT').
+ * packs over 2 GiB (docs/decisions.md, the libraries: isomorphic-git). Every failure becomes a one-line BtrflyError('GIT').
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { setPriority } from 'node:os';

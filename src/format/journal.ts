@@ -1,7 +1,7 @@
 /**
  * The journal of a recording in progress, `<archive>/btrfly/pending/<id>.jsonl`: one JSON
  * line per completed entry, fsync'd, so a crash keeps what was completed for the next
- * `stop record` to seal or discard (SPEC section 5, "Atomic tags").
+ * `stop record` to seal or discard (docs/contract.md, "Atomic tags").
  */
 import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';

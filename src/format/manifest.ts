@@ -1,6 +1,6 @@
 /**
  * manifest.json and volatile.json: their one canonical text form, their validation, and the
- * header rules that decide what goes in them (SPEC section 4, docs/archive-format.md).
+ * header rules that decide what goes in them (docs/archive-format.md).
  */
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -1,7 +1,7 @@
 /**
  * Which recorded entry answers a request (playback), and which ordinal a new answer gets
  * (record). Exact by default: method, URL, the selecting headers the entry stored, the
- * request body digest. The manifest's rules loosen it per host (SPEC section 5, Matching).
+ * request body digest. The manifest's rules loosen it per host (docs/contract.md, "Matching").
  */
 import { compareEntries, compareStrings, decodeQueryPart, entryKey, redactUrl, REDACTED } from './manifest';
 import type { Entry, Header, Manifest, MatchRule } from './types';
@@ -109,7 +109,7 @@ export class RecordingIndex {
     const { key, host } = this.keyOf(req.method, url);
     const ignore = this.looseningFor(host).ignoreHeaders;
     // Exact first; then regardless of Accept-Encoding, since playback decodes a recorded
-    // Content-Encoding the client does not accept (SPEC section 5, Fidelity).
+    // Content-Encoding the client does not accept (docs/contract.md, "Fidelity").
     const best = this.bestSequence(key, req, ignore) ?? this.bestSequence(key, req, new Set([...ignore, 'accept-encoding']));
     if (!best) return undefined;
     const n = state.answered[best.seq.id] ?? 0;

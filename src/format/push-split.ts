@@ -17,8 +17,8 @@
 import { randomBytes } from 'node:crypto';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
-import { formatSize } from './diff';
 import { lastGitMessage, type GitResult } from './git';
+import { formatSize } from './size';
 
 export const STAGING_PREFIX = 'refs/btrfly/staging/';
 

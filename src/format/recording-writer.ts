@@ -1,7 +1,7 @@
 /**
  * Writing one recording of a tag: entries are journalled as they complete, and `seal` turns
  * them into one commit and moves the tag in one compare-and-swap ref update, under the
- * tag's lock (SPEC section 5, "Atomic tags").
+ * tag's lock (docs/contract.md, "Atomic tags").
  */
 import { randomUUID } from 'node:crypto';
 import { unlink } from 'node:fs/promises';

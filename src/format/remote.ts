@@ -1,5 +1,5 @@
 /**
- * Sharing tags through git remotes (SPEC section 8). The git executable does every transfer
+ * Sharing tags through git remotes (docs/contract.md, "Sharing and review"). The git executable does every transfer
  * (`git push` / `git fetch` with explicit refspecs), so memory stays flat whatever the size of
  * a tag, and the user's own git setup (ssh keys and agent, credential helpers) applies: btrfly
  * stores no credential.

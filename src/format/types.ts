@@ -1,5 +1,5 @@
 /**
- * The archive's plain data (SPEC section 4). Serialisable, no behaviour: the code that
+ * The archive's plain data (docs/archive-format.md). Serialisable, no behaviour: the code that
  * reads, writes and matches these lives beside them (manifest.ts, body-*.ts, archive.ts).
  */
 import type { Readable, Writable } from 'node:stream';
@@ -129,7 +129,7 @@ export interface Recording {
   bodies: Map<string, BodyLocation>;
 }
 
-/** Storage behind a small stream interface (STYLE.md); the git archive is one implementation. */
+/** Storage behind a small stream interface (docs/architecture.md); the git archive is one implementation. */
 export interface BodyStore {
   /** A writable that takes a body's bytes as they arrive; `done` resolves once stored. */
   createBodyWriter(opts?: { signal?: AbortSignal }): BodyWriter;

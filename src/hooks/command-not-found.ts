@@ -4,7 +4,7 @@ import { notACommand } from '../cli/unknown-command';
 
 /**
  * oclif's `command_not_found` hook: `btrfly recrod` gets one line naming the nearest
- * commands and exits 2 (SPEC section 3, bad usage), instead of oclif's ` ›   Error:` block.
+ * commands and exits 2 (docs/contract.md, "Exit statuses": bad usage), instead of oclif's ` ›   Error:` block.
  *
  * With a space as topic separator oclif reads `btrfly tags extra` as the command
  * `tags:extra`; that is the command `tags` with an extra argument, and runs as such, so

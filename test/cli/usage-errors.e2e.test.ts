@@ -1,7 +1,7 @@
 /**
  * Errors that teach (issue 13): every way of calling btrfly wrongly, through the built
  * CLI, gets one line on stderr that names the flag, argument or command and says what to
- * do, the exit status of SPEC section 3 (2: bad usage), and no stack trace. And a reader
+ * do, the exit status of docs/contract.md "Exit statuses" (2: bad usage), and no stack trace. And a reader
  * that leaves early (`btrfly export T -o - | head -1`) ends btrfly quietly with status 0.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';

@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { WARCParser } from 'warcio';
 import { copyFixtureArchive, gitFsck, runCli, tmpDir } from '../helpers';
 
+/* eslint-disable @typescript-eslint/no-explicit-any -- HAR and WARC JSON read back from files is walked field by field; toMatchObject checks its shape */
+
 const SMALL_2 = 'example/small@2e8eeff';
 const LARGE = 'example/large@0e9df99';
 const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');

@@ -24,6 +24,7 @@ interface NpmPackage {
   filename: string;
 }
 // Plain-JS fixture, typed loosely here.
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- a plain-JS fixture without a declaration file
 const { buildNpmPackage, createNpmApp } = require('../fixtures/package-index') as {
   buildNpmPackage(p: { name: string; version: string; dependencies?: Record<string, string> }): NpmPackage;
   createNpmApp(catalog: NpmPackage[]): express.Router;

@@ -1,5 +1,5 @@
 /**
- * A failed build keeps its tag (SPEC section 5, "Atomic tags"): `btrfly run --record` moves the
+ * A failed build keeps its tag (docs/contract.md, "Atomic tags"): `btrfly run --record` moves the
  * tag only when the command exits 0. Otherwise run exits with the command's status, says in one
  * line that the recording was kept aside and how to seal or drop it, and `btrfly pending`
  * does either; `--seal-on-failure` seals at once.

@@ -1,5 +1,5 @@
 /**
- * Nothing secret reaches the archive (SPEC section 4): not the command line (commit messages
+ * Nothing secret reaches the archive (docs/contract.md, "Secrets"): not the command line (commit messages
  * name the program only), not a URL's `user:password@`, not a credential header, not a query
  * value `--redact-query` hides. Secrets are planted in argv, headers, basic auth, userinfo and
  * a redacted query of a real curl; then every git object (decompressed by `git cat-file

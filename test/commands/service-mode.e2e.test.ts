@@ -1,5 +1,5 @@
 /**
- * Service mode as SPEC 2 and 7 describe it, with real components: `btrfly serve` in one
+ * Service mode as docs/contract.md describes it ("Three ways to run it", "Service mode"), with real components: `btrfly serve` in one
  * network namespace (DNS, proxy on 80/443 and 3128, the HTTPS API on 10.77.0.1, a stand-in
  * for the real resolvers and the origin beside it), three build hosts as other namespaces on
  * veth links, each running `btrfly login` / `start` / plain curl / `stop` inside a private

@@ -14,7 +14,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { onPath } from '../../src/engine/host-config';
 import { serviceRequest, type Login } from '../../src/engine/service-client';
 import type { RegisteredSession } from '../../src/engine/service';
-import { formatSize } from '../../src/format/diff';
+import { formatSize } from '../../src/format/size';
 import { createToken, run, runCli, serviceDir, startOrigin, startService, type Origin } from '../helpers';
 import { describeWhen } from '../helpers/when';
 

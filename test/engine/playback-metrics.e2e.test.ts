@@ -24,6 +24,8 @@ afterAll(() => origin.close());
 /** A runtime on the archive at `dir` whose responses are counted by `metrics`, as `btrfly serve` counts them. */
 async function runtimeWithMetrics(dir: string, configDir: string): Promise<{ runtime: Runtime; metrics: ServiceMetrics; archive: Archive }> {
   const archive = await Archive.open(dir, { create: true });
+  // Assigned once the runtime exists; the metrics' status callback, made before it, reads it later.
+  // eslint-disable-next-line prefer-const
   let runtime: Runtime | undefined;
   const metrics = new ServiceMetrics(() => runtime?.status() ?? []);
   runtime = await Runtime.start({ archive, configDir, upstream: { resolve: [`metrics.test:${origin.host}`] }, onResponse: metrics.onResponse });

@@ -41,3 +41,18 @@ test('deny and allow lists come from the file (denyUpstream, allowUpstream) or t
   await fs.writeFile(file, JSON.stringify({ allowUpstream: '127.0.0.0/8' }));
   await expect(serveSettings({}, file)).rejects.toThrow(/^setting allowUpstream in .*serve\.json is not a list of strings: write "allowUpstream": \["..."\]$/);
 });
+
+test('a setting of the wrong type is refused in one line naming the key and what it takes (JSON schema)', async () => {
+  const dir = tmpDir('btrfly-serve-config-');
+  const file = path.join(dir, 'serve.json');
+  await fs.writeFile(file, JSON.stringify({ dnsPort: '53' }));
+  await expect(serveSettings({}, file)).rejects.toThrow(/^setting dnsPort in .*serve\.json is not a port number \(an integer from 0 to 65535\): write "dnsPort": 53$/);
+  await fs.writeFile(file, JSON.stringify({ apiPort: 70000 }));
+  await expect(serveSettings({}, file)).rejects.toThrow(/^setting apiPort in .*serve\.json is not a port number \(an integer from 0 to 65535\): write "apiPort": 8443$/);
+  await fs.writeFile(file, JSON.stringify({ address: 10 }));
+  await expect(serveSettings({}, file)).rejects.toThrow(/^setting address in .*serve\.json is not an address \(a non-empty string\): write "address": "10\.0\.0\.5"$/);
+  await fs.writeFile(file, JSON.stringify({ upstreamDns: ['1.1.1.1', 53] }));
+  await expect(serveSettings({}, file)).rejects.toThrow(/^setting upstreamDns in .*serve\.json is not a list of strings: write "upstreamDns": \["..."\]$/);
+  await fs.writeFile(file, JSON.stringify({ dnsPort: 5353, httpPort: 8080, upstreamProxy: 'http://127.0.0.1:3128' }));
+  expect(await serveSettings({}, file)).toMatchObject({ dnsPort: 5353, httpPort: 8080, upstreamProxy: 'http://127.0.0.1:3128' });
+});

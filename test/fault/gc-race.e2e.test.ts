@@ -37,7 +37,7 @@ test('a recording that starts while gc runs waits for it, then seals whole', asy
   pause.release('gc-locked');
   expect((await gc.exited).code).toBe(0);
   const done = await rec.exited;
-  expect(done.stderr).toMatch(/recorded tag "app" \(recording [0-9a-f]{12}\): 1 requests, 1 entries, 12\.0 MiB/);
+  expect(done.stderr).toMatch(/recorded tag "app" \(recording [0-9a-f]{12}\): 1 requests, 1 entries, 12 MiB/);
   expect(done.code).toBe(0);
   expect((await runCli(['verify', '--archive', archive])).code).toBe(0);
   expect(() => fsck(archive)).not.toThrow();
@@ -53,7 +53,7 @@ test('gc while a recording is live keeps what it has written; the recording seal
   expect(gc.code).toBe(0);
   pause.release('body-part');
   const done = await rec.exited;
-  expect(done.stderr).toMatch(/recorded tag "app" \(recording [0-9a-f]{12}\): 1 requests, 1 entries, 12\.0 MiB/);
+  expect(done.stderr).toMatch(/recorded tag "app" \(recording [0-9a-f]{12}\): 1 requests, 1 entries, 12 MiB/);
   expect(done.code).toBe(0);
   expect((await runCli(['verify', '--archive', archive])).code).toBe(0);
   expect(() => fsck(archive)).not.toThrow();

@@ -1,5 +1,5 @@
 /**
- * A damaged archive never passes a body off as good (issue 12.1, SPEC section 5 "Integrity").
+ * A damaged archive never passes a body off as good (issue 12.1, docs/contract.md "Integrity").
  * A build records a 3 MiB body and a small one with real curl through `btrfly run`; then one
  * byte of a body is flipped, keeping its length, in the body cache, in a loose git object
  * (inflated, flipped, deflated again at the same path) or inside a pack (made by `git gc`

@@ -5,7 +5,7 @@ import { finished } from 'node:stream/promises';
 import { Archive } from '../../src/format/archive';
 import { PART_SIZE, type BodyLocation } from '../../src/format/types';
 import { run, tmpDir } from '../helpers';
-import { compressible, entryFor, readBack, sha256, storeBody, tempArchive } from './storage-helpers';
+import { compressible, entryFor, readBack, storeBody, tempArchive } from './storage-helpers';
 
 const entryDir = (a: Archive, sha: string): string => join(a.stateDir, 'cache', sha.slice(0, 2), sha);
 const listOrEmpty = (dir: string): Promise<string[]> => readdir(dir).catch(() => []);

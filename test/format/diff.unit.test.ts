@@ -1,4 +1,5 @@
-import { diffManifests, formatSize, renderDiffJson, renderDiffMarkdown, renderDiffText } from '../../src/format/diff';
+import { diffManifests, renderDiffJson, renderDiffMarkdown, renderDiffText } from '../../src/format/diff';
+import { formatSize } from '../../src/format/size';
 import { entry, manifestOf, sha } from './format-test-data';
 
 describe('diffManifests of URLs that are not packages', () => {

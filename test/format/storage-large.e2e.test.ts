@@ -25,7 +25,7 @@ async function child(...args: string[]): Promise<{ sha256: string; size: number;
 }
 
 /**
- * What the product promises (SPEC "Streaming", docs/decisions.md "Memory of long streams"):
+ * What the product promises (docs/contract.md "Streaming", docs/decisions.md "Memory of long streams"):
  * memory flat whatever the body's size, under the 250 MiB aim. Flat is checked against a
  * 512 MiB body written by the same child, so a busy machine moves both peaks alike.
  */

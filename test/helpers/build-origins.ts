@@ -4,8 +4,10 @@ import { askChild, readReadyLine, stderrTail } from './server-process';
 import { testCa, type IssuedCert } from './test-ca';
 import { tmpDir } from './tmp';
 // Plain-JS fixtures, typed loosely here: they are also run as bare `node` processes.
+/* eslint-disable @typescript-eslint/no-require-imports -- plain-JS fixtures without declaration files */
 const { makeAptRepo } = require('../fixtures/apt-repo') as { makeAptRepo(root: string, pkgs: DebPackage[], work: string): { keyPath: string; debs: Record<string, string> } };
 const { makeGoProxy } = require('../fixtures/goproxy') as { makeGoProxy(root: string, module: string, versions: string[]): void };
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 /** The server of deb.test, goproxy.test, files.test and cdn.test (see its header). */
 export const BUILD_ORIGINS_SCRIPT = join(__dirname, '..', 'fixtures', 'build-origins.js');

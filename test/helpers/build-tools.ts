@@ -33,7 +33,7 @@ export interface BuildTool {
   divergedUrl(base: string): string;
   /**
    * What a user sets so the tool trusts the system's CA store, which host mode edits:
-   * pip from PyPI carries certifi's bundle and Node its own (SPEC section 6 hands both
+   * pip from PyPI carries certifi's bundle and Node its own (docs/contract.md, "Trust and proxy settings", hands both
    * the CA bundle in command mode; in host mode the tool must be told where the system's is).
    */
   systemTrustEnv: Record<string, string>;

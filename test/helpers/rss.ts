@@ -37,7 +37,10 @@ export function watchTreeRss(rootPid: number, everyMs = 50): () => TreeRss {
     let grew = true;
     while (grew) {
       grew = false;
-      for (const [pid, st] of all) if (!inTree.has(pid) && inTree.has(st.ppid)) (inTree.add(pid), (grew = true));
+      for (const [pid, st] of all) if (!inTree.has(pid) && inTree.has(st.ppid)) {
+        inTree.add(pid);
+        grew = true;
+      }
     }
     let total = 0;
     for (const pid of inTree) {

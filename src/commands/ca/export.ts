@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { writeFile } from 'node:fs/promises';
 import { CertificateAuthority } from '../../engine/ca';
-import { BtrflyCommand } from '../../cli/base';
+import { BtrflyCommand, type JsonResult } from '../../cli/base';
 
 /** `btrfly ca export`: the CA certificate in PEM, for trust stores and CA bundles. */
 export default class CaExport extends BtrflyCommand {
@@ -12,11 +12,11 @@ export default class CaExport extends BtrflyCommand {
     output: Flags.string({ char: 'o', description: 'write the certificate to FILE instead of stdout', helpValue: 'FILE' }),
   };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { flags } = await this.parse(CaExport);
     const ca = await CertificateAuthority.loadOrCreate();
     if (flags.output) await writeFile(flags.output, ca.certPem, { mode: 0o644 });
-    if (flags.json) this.printJson({ cert: ca.certPath, output: flags.output ?? null, pem: ca.certPem });
-    else if (!flags.output) process.stdout.write(ca.certPem);
+    if (this.jsonEnabled()) return { cert: ca.certPath, output: flags.output ?? null, pem: ca.certPem };
+    if (!flags.output) process.stdout.write(ca.certPem);
   }
 }

@@ -1,5 +1,5 @@
 import { CertificateAuthority } from '../../engine/ca';
-import { BtrflyCommand } from '../../cli/base';
+import { BtrflyCommand, type JsonResult } from '../../cli/base';
 
 /** `btrfly ca path`: where btrfly's CA certificate is (created on first use). */
 export default class CaPath extends BtrflyCommand {
@@ -9,10 +9,10 @@ export default class CaPath extends BtrflyCommand {
     'Trust this certificate to let clients accept the certificates btrfly mints.';
   static override examples = ['<%= config.bin %> ca path', '<%= config.bin %> ca path --json'];
 
-  async run(): Promise<void> {
-    const { flags } = await this.parse(CaPath);
+  async run(): Promise<JsonResult> {
+    await this.parse(CaPath);
     const ca = await CertificateAuthority.loadOrCreate();
-    if (flags.json) this.printJson({ cert: ca.certPath, key: ca.keyPath, dir: ca.dir });
-    else this.log(ca.certPath);
+    if (this.jsonEnabled()) return { cert: ca.certPath, key: ca.keyPath, dir: ca.dir };
+    this.log(ca.certPath);
   }
 }

@@ -1,5 +1,5 @@
 import { Args } from '@oclif/core';
-import { BtrflyCommand, BtrflyError } from '../../cli/base';
+import { BtrflyCommand, type JsonResult, BtrflyError } from '../../cli/base';
 import { Archive } from '../../format/archive';
 
 /** `btrfly pending drop ID`: deletes a recording kept aside; its tag stays as it is. */
@@ -8,7 +8,7 @@ export default class PendingDrop extends BtrflyCommand {
   static override examples = ['<%= config.bin %> pending drop 20261206T181500123Z-1a2b3c4d'];
   static override args = { id: Args.string({ description: 'the pending recording (see "btrfly pending list")', required: true }) };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(PendingDrop);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
@@ -17,7 +17,7 @@ export default class PendingDrop extends BtrflyCommand {
       throw new BtrflyError('TAG_BUSY', `recording ${args.id} of tag "${p.tag}" is still being written (pid ${p.activeHolder.pid}): stop it first`);
     }
     await archive.discardPending(args.id);
-    if (flags.json) return this.printJson({ id: args.id, tag: p?.tag, dropped: true });
+    if (this.jsonEnabled()) return { id: args.id, tag: p?.tag, dropped: true };
     process.stderr.write(`btrfly: dropped pending recording ${args.id}${p ? ` of tag "${p.tag}" (the tag is unchanged)` : ''}\n`);
   }
 }

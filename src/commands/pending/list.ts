@@ -1,4 +1,4 @@
-import { BtrflyCommand } from '../../cli/base';
+import { BtrflyCommand, type JsonResult } from '../../cli/base';
 import { Archive } from '../../format/archive';
 import { asideAdvice } from '../../format/lifecycle';
 
@@ -9,12 +9,12 @@ export default class PendingList extends BtrflyCommand {
     'A recording whose command failed, or whose process stopped before sealing it, does not move its tag: it waits here to be sealed ("btrfly pending seal ID") or dropped ("btrfly pending drop ID").';
   static override examples = ['<%= config.bin %> pending list', '<%= config.bin %> pending list --json'];
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { flags } = await this.parse(PendingList);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     const aside = await archive.asideRecordings();
-    if (flags.json) return this.printJson(aside);
+    if (this.jsonEnabled()) return aside;
     if (aside.length === 0) {
       process.stderr.write('no pending recordings\n');
       return;

@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { BtrflyCommand } from '../../cli/base';
+import { BtrflyCommand, type JsonResult } from '../../cli/base';
 import { Archive } from '../../format/archive';
 import { parseSize } from '../../format/push-split';
 import { addRemote, displayUrl } from '../../format/remote';
@@ -27,13 +27,13 @@ export default class RemoteAdd extends BtrflyCommand {
     }),
   };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(RemoteAdd);
     const archive = await Archive.open(flags.archive, { create: true });
     this.onTeardown(() => archive.close());
     const maxPush = flags['max-push'] === undefined ? undefined : parseSize(flags['max-push']);
     const r = await addRemote(archive, args.name, args.url, { maxPush });
-    if (flags.json) return this.printJson({ ...r, url: displayUrl(r.url) });
+    if (this.jsonEnabled()) return { ...r, url: displayUrl(r.url) };
     const limit = maxPush !== undefined ? `, pushes of at most ${flags['max-push']}` : '';
     process.stderr.write(`${r.updated ? 'remote' : 'added remote'} ${r.name}: ${displayUrl(r.url)}${limit}\n`);
   }

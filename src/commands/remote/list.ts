@@ -1,7 +1,7 @@
-import { BtrflyCommand } from '../../cli/base';
+import { BtrflyCommand, type JsonResult } from '../../cli/base';
 import { table } from '../../cli/table';
 import { Archive } from '../../format/archive';
-import { formatSize } from '../../format/diff';
+import { formatSize } from '../../format/size';
 import { displayUrl, listRemotes } from '../../format/remote';
 
 /** `btrfly remote list`. */
@@ -10,12 +10,12 @@ export default class RemoteList extends BtrflyCommand {
   static override description = 'One line a remote: its name and URL (a password written into a URL is not shown), and the most one push may carry when set or learned.';
   static override examples = ['<%= config.bin %> remote list', '<%= config.bin %> remote list --json'];
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { flags } = await this.parse(RemoteList);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     const remotes = (await listRemotes(archive)).map((r) => ({ ...r, url: displayUrl(r.url) }));
-    if (flags.json) return this.printJson(remotes);
+    if (this.jsonEnabled()) return remotes;
     if (remotes.length === 0) {
       process.stderr.write(`no remotes in archive ${flags.archive}: add one with "btrfly remote add NAME URL"\n`);
       return;

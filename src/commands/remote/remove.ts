@@ -1,5 +1,5 @@
 import { Args } from '@oclif/core';
-import { BtrflyCommand } from '../../cli/base';
+import { BtrflyCommand, type JsonResult } from '../../cli/base';
 import { Archive } from '../../format/archive';
 import { removeRemote } from '../../format/remote';
 
@@ -10,12 +10,12 @@ export default class RemoteRemove extends BtrflyCommand {
   static override examples = ['<%= config.bin %> remote remove backup'];
   static override args = { name: Args.string({ description: 'the remote to forget', required: true }) };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(RemoteRemove);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     await removeRemote(archive, args.name);
-    if (flags.json) return this.printJson({ removed: args.name });
+    if (this.jsonEnabled()) return { removed: args.name };
     process.stderr.write(`removed remote ${args.name}\n`);
   }
 }

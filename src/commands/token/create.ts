@@ -2,7 +2,7 @@ import { Flags } from '@oclif/core';
 import { tokensFlag } from '../../cli/token-flags';
 import { defaultTokenStore } from '../../engine/service-config';
 import { TokenStore, type Scope } from '../../engine/tokens';
-import { BtrflyCommand } from '../../cli/base';
+import { BtrflyCommand, type JsonResult } from '../../cli/base';
 
 
 
@@ -16,12 +16,12 @@ export default class TokenCreate extends BtrflyCommand {
     tokens: tokensFlag,
   };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { flags } = await this.parse(TokenCreate);
     const split = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
     const store = new TokenStore(flags.tokens ?? defaultTokenStore());
     const { token, record } = await store.create({ scopes: split(flags.scope) as Scope[], tags: split(flags.tags), name: flags.name });
-    if (flags.json) return this.printJson({ token, id: record.id, scopes: record.scopes, tags: record.tags });
+    if (this.jsonEnabled()) return { token, id: record.id, scopes: record.scopes, tags: record.tags };
     this.log(token);
     process.stderr.write(`btrfly: token ${record.id} (${record.scopes.join(',')} on ${record.tags.join(',')}) created; it is shown only this once\n`);
   }

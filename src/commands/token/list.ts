@@ -1,16 +1,16 @@
 import { defaultTokenStore } from '../../engine/service-config';
 import { TokenStore } from '../../engine/tokens';
-import { BtrflyCommand } from '../../cli/base';
+import { BtrflyCommand, type JsonResult } from '../../cli/base';
 import { tokensFlag } from '../../cli/token-flags';
 
 export default class TokenList extends BtrflyCommand {
   static override summary = 'List the service tokens (id, scopes, tags, created; never the secret).';
   static override flags = { tokens: tokensFlag };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { flags } = await this.parse(TokenList);
     const list = (await new TokenStore(flags.tokens ?? defaultTokenStore()).list()).map(({ hash: _hash, ...rest }) => rest);
-    if (flags.json) return this.printJson(list);
+    if (this.jsonEnabled()) return list;
     if (list.length === 0) return this.log('no tokens ("btrfly token create" makes one)');
     for (const t of list) this.log(`${t.id}  ${t.scopes.join(',').padEnd(16)} ${t.tags.join(',').padEnd(20)} ${t.created}${t.name ? `  ${t.name}` : ''}`);
   }

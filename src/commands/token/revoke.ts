@@ -1,7 +1,7 @@
 import { Args } from '@oclif/core';
 import { defaultTokenStore } from '../../engine/service-config';
 import { TokenStore } from '../../engine/tokens';
-import { BtrflyCommand } from '../../cli/base';
+import { BtrflyCommand, type JsonResult } from '../../cli/base';
 import { tokensFlag } from '../../cli/token-flags';
 
 export default class TokenRevoke extends BtrflyCommand {
@@ -9,10 +9,10 @@ export default class TokenRevoke extends BtrflyCommand {
   static override args = { id: Args.string({ description: 'token id (from "btrfly token list")', required: true }) };
   static override flags = { tokens: tokensFlag };
 
-  async run(): Promise<void> {
+  async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(TokenRevoke);
     const t = await new TokenStore(flags.tokens ?? defaultTokenStore()).revoke(args.id);
-    if (flags.json) return this.printJson({ revoked: t.id });
+    if (this.jsonEnabled()) return { revoked: t.id };
     process.stderr.write(`btrfly: revoked token ${t.id}\n`);
   }
 }

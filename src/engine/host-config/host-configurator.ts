@@ -213,7 +213,7 @@ export class HostConfigurator {
   }
 
   private async applyMacosDns(journal: Journal, dnsServer: string): Promise<void> {
-    let services = journal.entries.filter((e): e is Extract<JournalEntry, { kind: 'macos-dns' }> => e.kind === 'macos-dns');
+    const services = journal.entries.filter((e): e is Extract<JournalEntry, { kind: 'macos-dns' }> => e.kind === 'macos-dns');
     if (services.length === 0) {
       for (const service of await macos.listNetworkServices(this.run)) {
         services.push({ kind: 'macos-dns', service, servers: await macos.getDnsServers(this.run, service) });

@@ -1,4 +1,4 @@
-/** Which system trust store host mode installs btrfly's CA into (SPEC section 6). */
+/** Which system trust store host mode installs btrfly's CA into (docs/contract.md, "Trust and proxy settings"). */
 export type TrustStoreKind = 'debian' | 'rhel' | 'alpine' | 'macos' | 'none';
 
 /**

@@ -58,6 +58,7 @@ async function main(): Promise<void> {
       process.stderr.write(`btrfly: ${e.code === 'ENOENT' ? `command not found: ${start.command[0]}: check the command after "--"` : `cannot run ${start.command[0]}: ${e.message}`}\n`);
       resolve(127);
     });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- os is needed only when the child died of a signal
     child.once('exit', (c, signal) => resolve(c ?? (signal ? 128 + (require('node:os').constants.signals[signal] ?? 0) : 1)));
   });
   const json = execFileSync('nft', ['-j', 'list', 'table', 'inet', 'btrfly'], { encoding: 'utf8' });
