@@ -7,7 +7,7 @@ import { sessionFlags, sessionOptions } from '../cli/session-flags';
 export default class Run extends BtrflyCommand {
   static override summary = 'Run a command with its HTTP(S) traffic recorded or played back (command mode, no root).';
   static override description =
-    'Starts btrfly on loopback, runs CMD with HTTP_PROXY/HTTPS_PROXY and a CA bundle set, then seals the recording (--record) or reports misses (--playback). A command that fails (or is not found) leaves the tag as it was and its recording aside ("btrfly pending"), unless --seal-on-failure. Exits with the command\'s status, or 3 when the playback missed.';
+    'Starts btrfly on loopback, runs CMD with HTTP_PROXY/HTTPS_PROXY and a CA bundle set, then seals the recording (--record) or reports misses (--playback). A command that fails (or is not found) leaves the tag as it was and its recording aside ("btrfly pending"), unless --seal-on-failure. With --isolate, connections btrfly cannot carry (leaks) also keep the recording aside, unless --allow-leaks. Exits with the command\'s status, 1 when it exited 0 but leaked, or 3 when the playback missed.';
   static override examples = [
     '<%= config.bin %> run --record --tag=example1 -- ./build.sh',
     '<%= config.bin %> run --playback --tag=example1 -- ./build.sh',
@@ -19,7 +19,7 @@ export default class Run extends BtrflyCommand {
   static override flags = {
     record: Flags.boolean({ description: 'record every response under --tag', exactlyOne: ['record', 'playback'] }),
     playback: Flags.boolean({ description: 'answer every request from --tag, never from the network', exactlyOne: ['record', 'playback'] }),
-    'seal-on-failure': Flags.boolean({ description: 'record: make the recording the tag even when the command fails (default: keep it aside, the tag unchanged)', default: false }),
+    'seal-on-failure': Flags.boolean({ description: 'record: make the recording the tag even when the command fails (default: keep it aside, the tag unchanged); not a recording with leaks (--isolate): --allow-leaks accepts those', default: false }),
     unused: Flags.boolean({ description: 'playback: also list the recorded entries nothing asked for', default: false }),
     isolate: Flags.boolean({ description: 'run CMD in its own network namespace (no root) whose only way out is btrfly; what btrfly cannot carry is refused and listed', default: false }),
     'allow-leaks': Flags.boolean({ description: 'with --isolate: what btrfly cannot carry is listed but does not fail the run', default: false, dependsOn: ['isolate'] }),
@@ -41,7 +41,7 @@ export default class Run extends BtrflyCommand {
     });
     if (flags.json) this.printJson(result);
     for (const line of summarize(flags.record ? 'record' : 'playback', result, flags.unused)) process.stderr.write(line + '\n');
-    for (const line of summarizeLeaks(leaks ?? [], flags['allow-leaks'])) process.stderr.write(line + '\n');
+    for (const line of summarizeLeaks(leaks ?? [], flags['allow-leaks'], flags.record || flags.append)) process.stderr.write(line + '\n');
     if (exitCode !== 0) this.exit(exitCode);
   }
 }

@@ -2,7 +2,8 @@
  * `btrfly import`: a HAR file into one recording of a tag. Each body goes through the
  * archive's BodyWriter and each entry is built with the recorder's own rules (which
  * request headers select the answer, which response headers are volatile, ordinals for
- * repeated requests), so an imported tag plays back like a recorded one.
+ * repeated requests, a URL's `user:password@` dropped and the tag's `--redact-query` names
+ * hashed), so an imported tag plays back like a recorded one and stores no more secrets.
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -11,9 +12,10 @@ import { pipeline } from 'node:stream/promises';
 import { BtrflyError } from '../errors';
 import type { Archive } from '../format/archive';
 import { fromHar, type ImportedEntry } from '../format/har';
-import { selectingRequestHeaders, splitHeaders } from '../format/manifest';
+import { redactUrl, selectingRequestHeaders, splitHeaders } from '../format/manifest';
 import { OrdinalCounter } from '../format/match';
 import type { Entry, Header, Redactions, StoredBody } from '../format/types';
+import { redactKey } from './redact-key';
 
 export interface ImportOptions {
   /** Keep the tag's previous entries and add to them. */
@@ -49,17 +51,20 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
   try {
     const redact: Redactions = { ...writer.redactions(), headers: [...writer.redactions().headers, ...(opts.redactHeaders ?? []).map((h) => h.toLowerCase())] };
     if (opts.redactHeaders?.length) await writer.setRedactions(redact);
+    // As the recorder stores a URL: without user:password@, the redacted query values hashed.
+    const key = redact.query.length > 0 ? redactKey() : Buffer.alloc(0);
     const counter = new OrdinalCounter();
     const skipped: ImportResult['skipped'] = [];
     let added = 0;
     for (const imported of har.entries) {
-      const { method, url } = imported.request;
+      const method = imported.request.method;
+      const url = redactUrl(imported.request.url, redact.query, key);
       if (!imported.hasBody && !NO_BODY_NEEDED(imported.response.status, method)) {
         skipped.push({ method, url, reason: 'the HAR holds no body for it' });
         continue;
       }
       const stored = await storeBody(archive, imported);
-      const { entry, volatile } = entryFor(imported, stored, redact);
+      const { entry, volatile } = entryFor(imported, url, stored, redact);
       const { ordinal, duplicate } = counter.assign(entry.request, { status: entry.response.status, sha256: stored.sha256 });
       if (duplicate) {
         skipped.push({ method, url, reason: 'it repeats the answer before it' });
@@ -91,14 +96,14 @@ function headerValue(headers: readonly Header[], name: string): string | undefin
 }
 
 /** The manifest entry of an imported exchange, as the recorder would have built it. */
-function entryFor(imported: ImportedEntry, stored: StoredBody, redact: Redactions): { entry: Entry; volatile: ReturnType<typeof splitHeaders>['volatile'] } {
+function entryFor(imported: ImportedEntry, url: string, stored: StoredBody, redact: Redactions): { entry: Entry; volatile: ReturnType<typeof splitHeaders>['volatile'] } {
   const received = imported.response.headers;
   const { kept, volatile } = splitHeaders(received);
   const encoding = headerValue(received, 'content-encoding');
   const entry: Entry = {
     request: {
       method: imported.request.method,
-      url: imported.request.url,
+      url,
       headers: selectingRequestHeaders(imported.request.headers, headerValue(received, 'vary'), redact),
       ...(imported.request.bodySha256 ? { bodySha256: imported.request.bodySha256 } : {}),
     },

@@ -6,7 +6,7 @@ import { BtrflyError, EXIT } from '../errors';
 import { Archive } from '../format/archive';
 import type { MatchRule } from '../format/types';
 import { storageFailure } from '../format/disk-space';
-import { asideAdvice, isNoSpace } from '../format/lifecycle';
+import { asideAdvice, asideWhy, isNoSpace } from '../format/lifecycle';
 import { formatSize } from '../format/size';
 import { pauseAt } from '../test-pause';
 import { childEnvironment } from './child-env';
@@ -74,12 +74,14 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
       ? await runIsolated({ command: opts.command, env: childEnv, proxy: runtime.proxy, sessionId: opened.info.id, workDir: work })
       : await runChild(opts.command, childEnv);
     if (child.problem) opts.report(`btrfly: ${child.problem}`);
-    // A recording with leaks lacks what they would have fetched: it fails like a failed build.
-    const leaked = !!child.leaks?.length && !opts.allowLeaks;
-    const code = leaked && child.code === 0 ? EXIT.failure : child.code;
+    // A recording with leaks lacks what they would have fetched: it never becomes the tag, even
+    // with --seal-on-failure (--allow-leaks is the flag that accepts them), and the run fails
+    // with 1 when the command itself succeeded (docs/decisions.md, "Leaks hold a recording back").
+    const leaks = opts.allowLeaks ? 0 : (child.leaks?.length ?? 0);
+    const code = leaks > 0 && child.code === 0 ? EXIT.failure : child.code;
     // A failed build keeps the tag (docs/archive-format.md, atomic tags): its recording is kept aside.
-    const keepAside = code !== 0 && !opts.sealOnFailure ? code : undefined;
-    const result = await runtime.closeSession(opened.info.id, { program: opts.command[0], keepAside });
+    const keepAside = leaks > 0 || (child.code !== 0 && !opts.sealOnFailure) ? child.code : undefined;
+    const result = await runtime.closeSession(opened.info.id, { program: opts.command[0], keepAside, ...(leaks > 0 ? { leaks } : {}) });
     const exitCode = (opts.mode === 'playback' ? playbackExitCode(result) : undefined) ?? code;
     return { exitCode, result, leaks: child.leaks };
   } catch (e) {
@@ -128,7 +130,13 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
   const s = r.info.stats;
   const id = (r.commit ?? r.info.rev ?? '').slice(0, 12);
   if (r.aside) {
-    const { id, entries, exitCode } = r.aside;
+    const { id, entries, exitCode, leaks } = r.aside;
+    const kept = `tag "${r.info.tag}" is unchanged; its recording (${entries} entr${entries === 1 ? 'y' : 'ies'}) is kept aside as ${id}`;
+    if (leaks) {
+      return [
+        `btrfly: ${asideWhy(exitCode, leaks)} (listed below), so the recording would miss what they fetch: ${kept}: remove them from the build and record again, or accept them: "btrfly pending seal ${id}" makes this recording the tag (--allow-leaks does so at once), "btrfly pending drop ${id}" drops it`,
+      ];
+    }
     return [
       `btrfly: the command failed (exit ${exitCode}): tag "${r.info.tag}" is unchanged; its recording (${entries} entr${entries === 1 ? 'y' : 'ies'}) is kept aside as ${id}: "btrfly pending seal ${id}" makes it the tag, "btrfly pending drop ${id}" drops it (--seal-on-failure seals a failed build's recording at once)`,
     ];
@@ -161,14 +169,19 @@ function damagedLine(tag: string, d: DamagedBody): string {
   return `btrfly: the body of ${d.method} ${d.url} (sha256 ${d.sha256}) ${what}, so its transfer was broken off: run "btrfly verify ${tag}", then pull the tag again from a good remote (or re-record it)`;
 }
 
-/** The end-of-run lines for what an isolated command tried that btrfly could not carry. */
-export function summarizeLeaks(leaks: Leak[], allowed: boolean): string[] {
+/**
+ * The end-of-run lines for what an isolated command tried that btrfly could not carry.
+ * `recorded`: the run recorded (--record, or --playback --append), so its recording was held back.
+ */
+export function summarizeLeaks(leaks: Leak[], allowed: boolean, recorded: boolean): string[] {
   if (leaks.length === 0) return [];
   return [
     `btrfly: ${leaks.length} connection(s) btrfly cannot carry were refused inside the namespace (nothing reached the network):`,
     ...leaks.map((l) => `  ${l.protocol} ${l.address.includes(':') ? `[${l.address}]` : l.address}${l.port !== undefined ? `:${l.port}` : ''}: ${l.reason}`),
     allowed
       ? 'btrfly: --allow-leaks: the run does not fail for them'
-      : 'btrfly: the recording would miss what they fetch, so the tag was not moved: remove them from the build, or accept them with --allow-leaks',
+      : recorded
+        ? 'btrfly: the recording would miss what they fetch, so it did not become the tag and the run fails: remove them from the build, or accept them with --allow-leaks'
+        : 'btrfly: the playback cannot answer them, so the run fails: remove them from the build, or accept them with --allow-leaks',
   ];
 }

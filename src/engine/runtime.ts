@@ -59,7 +59,7 @@ export interface SessionResult {
   /** Record: the sealed recording's commit. */
   commit?: string;
   /** Record: the recording kept aside instead of sealed (the command failed); the tag is unchanged. */
-  aside?: { id: string; entries: number; exitCode: number };
+  aside?: { id: string; entries: number; exitCode: number; leaks?: number };
   misses: MissRecord[];
   /** Playback: bodies that failed their check while being sent. */
   damaged?: DamagedBody[];
@@ -72,6 +72,8 @@ export interface CloseOptions {
   message?: string;
   /** The failed command's exit status: the recording is kept aside, not sealed (an empty one is dropped). */
   keepAside?: number;
+  /** With keepAside: how many connections btrfly could not carry (run --isolate) held it back. */
+  leaks?: number;
   /** The recorded program, named (without its arguments) in the commit message. */
   program?: string;
 }
@@ -197,8 +199,8 @@ export class Runtime {
           return { info, misses: [] };
         }
         if (o.keepAside !== undefined) {
-          const id = await writer.setAside(o.keepAside);
-          return { info, misses: [], aside: { id, entries: writer.size, exitCode: o.keepAside } };
+          const id = await writer.setAside(o.keepAside, o.leaks);
+          return { info, misses: [], aside: { id, entries: writer.size, exitCode: o.keepAside, ...(o.leaks ? { leaks: o.leaks } : {}) } };
         }
         try {
           const { commit } = await writer.seal({ message: o.message ?? recordCommitMessage(info.tag, o.program, info.stats.recorded) });

@@ -49,8 +49,10 @@ export interface PendingRecording {
   activeHolder: LockHolder | null;
   /** The process that wrote it. */
   pid: number;
-  /** Set when the recorded command failed and the recording was kept aside on purpose. */
+  /** Set when the recording was kept aside on purpose: the command's exit status. */
   exitCode?: number;
+  /** Set when connections btrfly could not carry held the recording back (run --isolate). */
+  leaks?: number;
 }
 
 const TAG_REF = (tag: string): string => `refs/heads/${tag}`;
@@ -321,7 +323,7 @@ export class Archive implements BodyStore {
         started: j.begin.started,
         activeHolder,
         pid: j.begin.pid,
-        ...(j.aside ? { exitCode: j.aside.exitCode } : {}),
+        ...(j.aside ? { exitCode: j.aside.exitCode, ...(j.aside.leaks ? { leaks: j.aside.leaks } : {}) } : {}),
       });
     }
     return out;
@@ -334,7 +336,7 @@ export class Archive implements BodyStore {
   async asideRecordings(tag?: string): Promise<AsideRecording[]> {
     return (await this.pendingRecordings())
       .filter((p) => !p.activeHolder && (tag === undefined || p.tag === tag))
-      .map((p) => ({ id: p.id, tag: p.tag, entries: p.entries, started: p.started, ...(p.exitCode !== undefined ? { exitCode: p.exitCode } : { deadPid: p.pid }) }));
+      .map((p) => ({ id: p.id, tag: p.tag, entries: p.entries, started: p.started, ...(p.exitCode !== undefined ? { exitCode: p.exitCode, ...(p.leaks ? { leaks: p.leaks } : {}) } : { deadPid: p.pid }) }));
   }
 
   /** Seals what a stopped writer had completed into a new recording of its tag. */

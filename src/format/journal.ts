@@ -22,10 +22,13 @@ export interface JournalEntry {
   volatile: VolatileHeader[];
   body: StoredBody;
 }
-/** The recorded command failed: the recording was kept aside instead of becoming the tag. */
+/** The recorded command failed, or (with --isolate) tried what btrfly cannot carry: the recording was kept aside instead of becoming the tag. */
 export interface JournalAside {
   type: 'aside';
+  /** The command's own exit status (0 when only leaks held the recording back). */
   exitCode: number;
+  /** How many connections btrfly could not carry (run --isolate); absent when none. */
+  leaks?: number;
 }
 export type JournalLine = JournalBegin | JournalEntry | JournalAside | { type: 'rules'; rules: MatchRule[] } | { type: 'redact'; redact: Redactions };
 

@@ -81,18 +81,29 @@ export interface AsideRecording {
   tag: string;
   entries: number;
   started: string;
-  /** Set when the recorded command failed (the recording was kept aside on purpose). */
+  /** Set when the recording was kept aside on purpose: the command's exit status. */
   exitCode?: number;
+  /** Set when connections btrfly could not carry held the recording back (run --isolate). */
+  leaks?: number;
   /** The recording process; set when it died without sealing. */
   deadPid?: number;
+}
+
+/** Why a recording was kept aside on purpose: the command's failure, the connections btrfly could not carry, or both. */
+export function asideWhy(exitCode: number, leaks?: number): string {
+  const leaked = leaks ? `${leaks} connection${leaks === 1 ? '' : 's'} btrfly cannot carry (leaks) ${leaks === 1 ? 'was' : 'were'} refused` : '';
+  if (exitCode === 0) return leaked ? `the recorded command exited 0 but ${leaked}` : 'the recorded command exited 0';
+  return `the recorded command failed (exit ${exitCode})${leaked ? ` and ${leaked}` : ''}`;
 }
 
 /** What became of it and what to do, in one line (status, the next record of the tag, `pending list`). */
 export function asideAdvice(p: AsideRecording): string {
   const why =
-    p.exitCode !== undefined
-      ? `the recorded command failed (exit ${p.exitCode})`
-      : `it was interrupted (process ${p.deadPid ?? 'unknown'} stopped without sealing it)`;
+    p.exitCode === undefined
+      ? `it was interrupted (process ${p.deadPid ?? 'unknown'} stopped without sealing it)`
+      : p.leaks
+        ? `${asideWhy(p.exitCode, p.leaks)} (it would miss what they fetch)`
+        : asideWhy(p.exitCode);
   return (
     `recording ${p.id} of tag "${p.tag}" (${p.entries} entr${p.entries === 1 ? 'y' : 'ies'}, started ${p.started}) is not the tag: ${why}; ` +
     `"btrfly pending seal ${p.id}" makes it the tag, "btrfly pending drop ${p.id}" drops it`

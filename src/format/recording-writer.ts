@@ -125,14 +125,15 @@ export class RecordingWriter {
 
   /**
    * Keeps the recording aside: the tag stays as it was, the journal stays as a pending
-   * recording (for `btrfly pending seal|drop`), the lock is released. For a command that failed.
+   * recording (for `btrfly pending seal|drop`), the lock is released. For a command that failed,
+   * or one whose connections btrfly could not carry (`leaks`).
    * @returns the pending recording's id
    */
-  async setAside(exitCode: number): Promise<string> {
+  async setAside(exitCode: number, leaks?: number): Promise<string> {
     this.checkOpen();
     this.state = 'done';
     try {
-      await this.journal.append({ type: 'aside', exitCode });
+      await this.journal.append({ type: 'aside', exitCode, ...(leaks ? { leaks } : {}) });
       await this.journal.close();
     } finally {
       await this.lock.release();

@@ -3,7 +3,8 @@
  * Node 20 fetch, curl --noproxy, Python urllib without proxy variables) are recorded through
  * the namespace's only way out and played back offline with the same bytes; a raw TCP
  * connection to a non-HTTP service is refused inside, listed by the name the command asked for,
- * and fails the record; a UDP datagram to an outside address never leaves; an HTTP/1.0 request
+ * and fails the record (exit 1 when the command exited 0; the recording kept aside for leaks,
+ * even with --seal-on-failure); a UDP datagram to an outside address never leaves; an HTTP/1.0 request
  * that names no host is recorded under the name the command resolved; over IPv6, a raw TCP
  * connection fails at once and a UDP datagram is refused, both listed, neither leaving.
  */
@@ -52,7 +53,9 @@ describe('btrfly run --isolate', () => {
     for (const n of ['node', 'curl', 'py']) expect(sha(join(out2, n))).toBe(await genBodySha256(200000, n));
   });
 
-  it('refuses and lists a raw TCP connection and a UDP datagram; record fails and the tag does not move', async () => {
+  it('refuses and lists a raw TCP connection and a UDP datagram; a command that exits 0 but leaked fails the record (exit 1), the tag does not move even with --seal-on-failure, and the recording waits aside for leaks', async () => {
+    const plain = await startOrigin();
+    registerCleanup(() => plain.close());
     let accepted = 0;
     const raw: Server = createServer((s) => ((accepted += 1), s.destroy()));
     await new Promise<void>((r) => raw.listen(0, '127.0.0.1', () => r()));
@@ -66,18 +69,25 @@ describe('btrfly run --isolate', () => {
     closeAtEnd(udp);
     const udpPort = udp.address().port;
     const script = [
+      `curl -sSf --noproxy '*' -o /dev/null http://plain.test:${plain.port}/gen/3000?seed=leaky`,
       `python3 -c "import socket;s=socket.create_connection(('service.test',${rawPort}),5);s.sendall(b'\\x00\\x00\\x00\\x08\\x04\\xd2\\x16\\x2f');s.recv(1)" || true`,
       `python3 -c "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'leak',('${outside}',${udpPort}))" || true`,
       // HTTP/3 would start like this: a datagram to a name, listed by that name.
       `python3 -c "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'quic',('quic.test',443))" || true`,
+      'exit 0',
     ].join('\n');
-    const rec = await runCli(['run', '--isolate', '--record', '--tag=leaky', '--archive', archive, '--resolve', 'service.test:127.0.0.1', '--', 'sh', '-c', script]);
+    const resolve = ['--resolve', 'service.test:127.0.0.1', '--resolve', `plain.test:${plain.host}`];
+    const rec = await runCli(['run', '--isolate', '--record', '--seal-on-failure', '--tag=leaky', '--archive', archive, ...resolve, '--', 'sh', '-c', script]);
+    // The command exited 0: the leaks, not the command, fail the run, and the message says so.
     expect(rec.code).toBe(1);
+    expect(rec.stderr).not.toContain('the command failed');
+    const aside = rec.stderr.match(/btrfly: the recorded command exited 0 but 3 connections btrfly cannot carry \(leaks\) were refused \(listed below\), so the recording would miss what they fetch: tag "leaky" is unchanged; its recording \(1 entry\) is kept aside as (\S+): remove them from the build and record again, or accept them: "btrfly pending seal \1" makes this recording the tag \(--allow-leaks does so at once\), "btrfly pending drop \1" drops it/);
+    expect(aside).not.toBeNull();
     // Named as the command asked for it: btrfly's DNS inside gave service.test an address of its own.
     expect(rec.stderr).toContain(`tcp service.test:${rawPort}: not HTTP or TLS`);
     expect(rec.stderr).toContain(`udp ${outside}:${udpPort}: UDP other than DNS`);
     expect(rec.stderr).toContain('udp quic.test:443: UDP other than DNS');
-    expect(rec.stderr).toMatch(/tag was not moved/);
+    expect(rec.stderr).toContain('btrfly: the recording would miss what they fetch, so it did not become the tag and the run fails: remove them from the build, or accept them with --allow-leaks');
     expect(accepted).toBe(0);
     // Ordered after anything the namespace could have sent: the first datagram is ours.
     const self = dgram.createSocket('udp4');
@@ -87,6 +97,10 @@ describe('btrfly run --isolate', () => {
     self.close();
     const tags = await runCli(['tags', '--archive', archive]);
     expect(tags.stdout).not.toContain('leaky');
+    const pending = await runCli(['pending', 'list', '--archive', archive]);
+    expect(pending.stdout).toContain(`recording ${aside![1]} of tag "leaky" (1 entry`);
+    expect(pending.stdout).toContain('is not the tag: the recorded command exited 0 but 3 connections btrfly cannot carry (leaks) were refused (it would miss what they fetch)');
+    expect(pending.stdout).not.toContain('failed');
   });
 
   it('records a request that names no host (HTTP/1.0, no Host header) under the name the command resolved, and plays it back', async () => {

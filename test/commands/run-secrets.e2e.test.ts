@@ -4,10 +4,12 @@
  * value `--redact-query` hides. Secrets are planted in argv, headers, basic auth, userinfo and
  * a redacted query of a real curl; then every git object (decompressed by `git cat-file
  * --batch-all-objects --batch`, loose and packed after `git gc`) and every file under the
- * archive is searched for each of them, in clear and in base64.
+ * archive is searched for each of them, in clear and in base64. `btrfly import` of a HAR that
+ * holds the same kinds of secret (userinfo in a URL, credential headers the answer varies on, a
+ * query the tag redacts) stores none of them either, and its entries play back.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -36,10 +38,23 @@ function filesUnder(dir: string): string[] {
   });
 }
 
-function needles(): Array<{ what: string; bytes: Buffer }> {
-  const out = SECRETS.map((s) => ({ what: s, bytes: Buffer.from(s) }));
-  for (const pair of [`user:${SECRETS[1]}`, `user:${SECRETS[3]}`]) out.push({ what: `base64(${pair})`, bytes: Buffer.from(Buffer.from(pair).toString('base64')) });
-  return out;
+/** Every needle found in any git object of `archive` or any file under it, before and after `git gc` packs them. */
+function secretsIn(archive: string, secrets: readonly string[] = SECRETS): string[] {
+  const pairs = [`user:${secrets[1]}`, `user:${secrets[3]}`];
+  const all = [...secrets.map((s) => ({ what: s, bytes: Buffer.from(s) })), ...pairs.map((p) => ({ what: `base64(${p})`, bytes: Buffer.from(Buffer.from(p).toString('base64')) }))];
+  const search = (where: string, haystack: Buffer): string[] => all.filter((n) => haystack.includes(n.bytes)).map((n) => `${n.what} in ${where}`);
+  const found: string[] = [];
+  const scan = (): void => {
+    const objects = execFileSync('git', ['--git-dir', archive, 'cat-file', '--batch-all-objects', '--batch'], { maxBuffer: 1 << 28 });
+    expect(objects.length).toBeGreaterThan(0);
+    found.push(...search('a git object', objects));
+    for (const f of filesUnder(archive)) found.push(...search(f, readFileSync(f)));
+  };
+  scan();
+  execFileSync('git', ['--git-dir', archive, 'gc', '--quiet', '--prune=now']);
+  expect(filesUnder(join(archive, 'objects', 'pack')).some((f) => f.endsWith('.pack'))).toBe(true);
+  scan();
+  return found;
 }
 
 test('secrets in argv, headers, basic auth, userinfo and a redacted query are nowhere in the archive', async () => {
@@ -68,18 +83,50 @@ test('secrets in argv, headers, basic auth, userinfo and a redacted query are no
   const show = await runCli(['show', 'secrets', '--archive', archive, '--json']);
   expect(show.stdout).toContain(`http://secret.test:${port}/d`);
 
-  const search = (where: string, haystack: Buffer): string[] => needles().filter((n) => haystack.includes(n.bytes)).map((n) => `${n.what} in ${where}`);
-  const found: string[] = [];
-  const scan = (): void => {
-    const objects = execFileSync('git', ['--git-dir', archive, 'cat-file', '--batch-all-objects', '--batch'], { maxBuffer: 1 << 28 });
-    expect(objects.length).toBeGreaterThan(0);
-    found.push(...search('a git object', objects));
-    const files = filesUnder(archive);
-    for (const f of files) found.push(...search(f, readFileSync(f)));
+  expect(secretsIn(archive)).toEqual([]);
+});
+
+test('import of a HAR with userinfo, credential headers and a redacted query stores none of them, and plays back', async () => {
+  const archive = join(tmpDir(), 'archive');
+  const s = SECRETS.map((x) => x.replace('SECRET', 'HARSECRET'));
+  const base = `http://secret.test:${port}`;
+  // The tag redacts ?token= (from its first recording); the import appends to it.
+  const rec = await runCli(['run', '--record', '--tag=har', '--archive', archive, '--resolve', 'secret.test:127.0.0.1', '--redact-query=token', '--', 'curl', '-sf', '-o', '/dev/null', `${base}/first`]);
+  expect(rec.code).toBe(0);
+  const varying = [{ name: 'Vary', value: 'Authorization, X-Api-Key, Cookie' }, { name: 'Content-Type', value: 'text/plain' }];
+  const entry = (url: string, headers: Array<{ name: string; value: string }>, text: string) => ({
+    startedDateTime: '2025-01-01T00:00:00.000Z',
+    request: { method: 'GET', url, httpVersion: 'HTTP/1.1', headers },
+    response: { status: 200, statusText: 'OK', httpVersion: 'HTTP/1.1', headers: varying, content: { size: text.length, mimeType: 'text/plain', text } },
+  });
+  const basic = (pw: string) => `Basic ${Buffer.from(`user:${pw}`).toString('base64')}`;
+  const har = {
+    log: {
+      version: '1.2',
+      creator: { name: 'test', version: '1' },
+      entries: [
+        entry(`${base}/a`, [{ name: 'Authorization', value: `Bearer ${s[0]}` }], 'a\n'),
+        entry(`${base}/b`, [{ name: 'Authorization', value: basic(s[1]) }], 'b\n'),
+        entry(`${base}/c?token=${s[2]}&page=1`, [], 'c\n'),
+        entry(`http://user:${s[3]}@secret.test:${port}/d?token=${s[2]}`, [{ name: 'Authorization', value: basic(s[3]) }], 'd\n'),
+        entry(`${base}/e`, [{ name: 'X-Api-Key', value: s[4] }], 'e\n'),
+        entry(`${base}/f`, [{ name: 'Cookie', value: `session=${s[5]}` }], 'f\n'),
+      ],
+    },
   };
-  scan();
-  execFileSync('git', ['--git-dir', archive, 'gc', '--quiet', '--prune=now']);
-  expect(filesUnder(join(archive, 'objects', 'pack')).some((f) => f.endsWith('.pack'))).toBe(true);
-  scan();
-  expect(found).toEqual([]);
+  const file = join(tmpDir(), 'secrets.har');
+  writeFileSync(file, JSON.stringify(har));
+  const imp = await runCli(['import', file, '--tag=har', '--append', '--redact=X-Api-Key', '--archive', archive]);
+  expect(imp.stderr).toBe('');
+  expect(imp.stdout).toMatch(/^imported 6 entries into tag har /);
+  expect(imp.code).toBe(0);
+  const show = await runCli(['show', 'har', '--archive', archive, '--json']);
+  expect(show.stdout).toContain(`http://secret.test:${port}/d?token=btrfly-hmac:`);
+
+  // The imported answers play back to a client sending the same secrets (as curl sends userinfo: Basic auth).
+  const play = await runCli(['run', '--playback', '--tag=har', '--archive', archive, '--', 'curl', '-sf', `http://user:${s[3]}@secret.test:${port}/d?token=${s[2]}`]);
+  expect(play.stdout).toBe('d\n');
+  expect(play.code).toBe(0);
+
+  expect(secretsIn(archive, s)).toEqual([]);
 });

@@ -48,4 +48,11 @@ test('a recording left aside says why and what to do', () => {
     'recording r1 of tag "app" (2 entries, started T) is not the tag: the recorded command failed (exit 7); "btrfly pending seal r1" makes it the tag, "btrfly pending drop r1" drops it',
   );
   expect(asideAdvice({ id: 'r2', tag: 'app', entries: 1, started: 'T', deadPid: 99 })).toContain('it was interrupted (process 99 stopped without sealing it)');
+  // run --isolate: leaks held it back, whether or not the command also failed.
+  expect(asideAdvice({ id: 'r3', tag: 'app', entries: 3, started: 'T', exitCode: 0, leaks: 1 })).toContain(
+    'is not the tag: the recorded command exited 0 but 1 connection btrfly cannot carry (leaks) was refused (it would miss what they fetch);',
+  );
+  expect(asideAdvice({ id: 'r4', tag: 'app', entries: 3, started: 'T', exitCode: 2, leaks: 2 })).toContain(
+    'is not the tag: the recorded command failed (exit 2) and 2 connections btrfly cannot carry (leaks) were refused (it would miss what they fetch);',
+  );
 });

@@ -6,7 +6,7 @@ import { asideAdvice } from '../../format/lifecycle';
 export default class PendingList extends BtrflyCommand {
   static override summary = 'List recordings kept aside: failed builds and interrupted records';
   static override description =
-    'A recording whose command failed, or whose process stopped before sealing it, does not move its tag: it waits here to be sealed ("btrfly pending seal ID") or dropped ("btrfly pending drop ID").';
+    'A recording whose command failed (or, with run --isolate, leaked), or whose process stopped before sealing it, does not move its tag: it waits here to be sealed ("btrfly pending seal ID") or dropped ("btrfly pending drop ID").';
   static override examples = ['<%= config.bin %> pending list', '<%= config.bin %> pending list --json'];
 
   async run(): Promise<JsonResult> {
