@@ -99,7 +99,7 @@ describeNpm('a re-recorded npm install reviewed as packages', () => {
   };
   afterAll(stopRegistry);
 
-  it('diff (text) names the bump up, the bump down and the new package, and only counts the refreshed packuments', async () => {
+  it('diff (text) names the bump up, the bump down and the new package, and counts the packuments refreshed and new', async () => {
     const r = await btrfly(['diff', `app@${first}`, 'app', '--archive', archive]);
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
@@ -108,8 +108,8 @@ describeNpm('a re-recorded npm install reviewed as packages', () => {
       'downgraded btrfly-pd-beta 2.0.0 → 1.9.0 (npm)',
       'added      btrfly-pd-delta 1.0.0 (npm)',
       // gamma's packument (a new version published) changed, delta's is new
-      'metadata refreshed: 2',
-      expect.stringMatching(/^packages: 1 upgraded, 1 downgraded, 1 added; metadata refreshed: 2; other URLs: 0 added, 0 removed, 0 changed; \d+ unchanged \(/),
+      'metadata: 1 refreshed, 1 new, 0 gone',
+      expect.stringMatching(/^packages: 1 upgraded, 1 downgraded, 1 added; metadata: 1 refreshed, 1 new, 0 gone; other URLs: 0 added, 0 removed, 0 changed; \d+ unchanged \(/),
     ]);
     const all = await btrfly(['diff', `app@${first}`, 'app', '--archive', archive, '--all']);
     expect(all.stdout.split('\n').filter((l) => l.startsWith('  '))).toEqual([
@@ -128,7 +128,7 @@ describeNpm('a re-recorded npm install reviewed as packages', () => {
         '| `btrfly-pd-beta` | downgraded | 2.0.0 → 1.9.0 | npm |',
         '| `btrfly-pd-delta` | added | 1.0.0 | npm |',
         '',
-        'Metadata refreshed: 2 (`btrfly diff --all` lists them)',
+        'Metadata: 1 refreshed, 1 new, 0 gone (`btrfly diff --all` lists them)',
       ].join('\n'),
     );
     expect(md.stdout).not.toContain('btrfly-pd-gamma');
@@ -138,7 +138,7 @@ describeNpm('a re-recorded npm install reviewed as packages', () => {
       { change: 'downgraded', ecosystem: 'npm', name: 'btrfly-pd-beta', from: '2.0.0', to: '1.9.0' },
       { change: 'added', ecosystem: 'npm', name: 'btrfly-pd-delta', to: '1.0.0' },
     ]);
-    expect(j.metadataRefreshed).toBe(2);
+    expect(j.metadata).toEqual({ refreshed: 1, new: 1, gone: 0 });
   });
 
   it('git diff of packages.lock between the two recordings reads like a lockfile change', () => {
