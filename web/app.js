@@ -180,14 +180,18 @@
     const section = (id, title, rows, columns) =>
       h('section', { id }, h('h2', null, `${title} (${rows.length})`), rows.length ? table(columns, rows) : h('p', { class: 'muted' }, 'none'));
     const both = (a, b, fmt = String) => (a === b ? fmt(a) : h('span', null, fmt(a), ' → ', fmt(b)));
-    // Packages lead (as in `btrfly diff`); metadata refreshed is a count; the URL sections list the other URLs.
+    // Packages lead (as in `btrfly diff`), a version fetched from other URLs with them; metadata is counted; the URL sections list the other URLs.
     const other = (list) => list.filter((e) => e.class === 'other');
     const [added, removed, changed] = [other(d.added), other(d.removed), other(d.changed)];
-    const version = (p) => (p.change === 'added' ? p.to : p.change === 'removed' ? p.from : p.from === p.to ? `${p.to} (other bytes)` : `${p.from} → ${p.to}`);
-    const packages = d.packages.length || d.metadataRefreshed || added.length + removed.length + changed.length < d.added.length + d.removed.length + d.changed.length
+    const versionText = (p) =>
+      p.change === 'added' ? p.to : p.change === 'removed' ? p.from : p.change === 'source' ? `${p.to} (other source)` : p.from === p.to ? `${p.to} (other bytes)` : `${p.from} → ${p.to}`;
+    const sources = (u) => (u.from.join(' ') === u.to.join(' ') ? u.to.join(', ') : `${u.from.join(', ')} → ${u.to.join(', ')}`);
+    const version = (p) => (p.urls ? h('div', null, h('div', null, versionText(p)), h('div', { class: 'source' }, sources(p.urls))) : versionText(p));
+    const m = d.metadata;
+    const packages = d.packages.length || m.refreshed + m.new + m.gone || added.length + removed.length + changed.length < d.added.length + d.removed.length + d.changed.length
       ? [
           section('packages', 'Packages', d.packages.map((p) => [p.change, h('code', null, p.name), version(p), p.ecosystem]), ['Change', 'Package', 'Version', 'Ecosystem']),
-          h('p', { id: 'metadata' }, `Metadata refreshed: ${d.metadataRefreshed}`),
+          h('p', { id: 'metadata' }, `Metadata: ${m.refreshed} refreshed, ${m.new} new, ${m.gone} gone`),
         ]
       : [];
     return [

@@ -4,7 +4,7 @@ import { Archive } from '../format/archive';
 import { loadRecording } from '../format/archive-report';
 import { diffManifests, renderDiffJson, renderDiffMarkdown, renderDiffText } from '../format/diff';
 
-/** `btrfly diff A B`: packages added, removed, upgraded and downgraded, metadata refreshed, other URLs. */
+/** `btrfly diff A B`: packages added, removed, upgraded, downgraded, changed or from another source; metadata counted; other URLs. */
 export default class Diff extends BtrflyCommand {
   static override summary = 'Show the packages and URLs added, removed and changed between two recordings';
   static override description =

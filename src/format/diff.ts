@@ -1,11 +1,13 @@
 /**
  * What changed between two recordings, led by packages: the package changes (added, removed,
- * upgraded, downgraded, changed), the count of metadata documents that were refreshed, then
+ * upgraded, downgraded, changed, fetched from other URLs), the metadata documents counted
+ * (refreshed, new, gone), then
  * the entries added, removed and changed (status or digest), keyed by method, URL and ordinal;
  * and its renderings for a terminal, a pull-request comment (Markdown) and `--json`.
  */
 import { compareEntries, entryKey } from './manifest';
-import { diffPackages, formatPackageChange, recordingPackages, type EntryClass, type PackageChange, type RecordingPackages } from './packages';
+import { diffPackages, formatPackageChange, formatSources, recordingPackages, type EntryClass, type PackageChange, type RecordingPackages } from './packages';
+import { codeSpan, printable } from './printable';
 import type { Entry, Manifest } from './types';
 import { formatSize } from './size';
 
@@ -36,12 +38,18 @@ export interface DiffChange {
 /** Plain data; this is also the `--json` form. `added`, `removed` and `changed` list every URL, whatever its class. */
 export interface ManifestDiff {
   packages: PackageChange[];
-  /** Metadata documents (packuments, simple pages, `Packages`, `@v/list`...) added, removed or changed. */
-  metadataRefreshed: number;
+  /** Metadata documents (packuments, simple pages, `Packages`, `@v/list`...): changed (`refreshed`), added (`new`), removed (`gone`). */
+  metadata: MetadataCounts;
   added: DiffEntry[];
   removed: DiffEntry[];
   changed: DiffChange[];
   unchanged: number;
+}
+
+export interface MetadataCounts {
+  refreshed: number;
+  new: number;
+  gone: number;
 }
 
 /** What the renderers call the two sides, e.g. `example1@1a2b3c4`. */
@@ -60,6 +68,9 @@ const side = (e: Entry): DiffSide => ({ status: e.response.status, size: e.respo
 const classOf = (p: RecordingPackages, e: Entry): EntryClass => p.classes.get(entryKey(e)) ?? 'other';
 const item = (e: Entry, c: EntryClass): DiffEntry => ({ method: e.request.method, url: e.request.url, ordinal: e.ordinal, class: c, ...side(e) });
 
+const isOther = (e: { class: EntryClass }): boolean => e.class === 'other';
+const isMetadata = (e: { class: EntryClass }): boolean => e.class === 'metadata';
+
 /** An entry changed between two classes: an artifact only if it is one on both sides (else its status changed), else metadata if either says so. */
 function changedClass(x: EntryClass, y: EntryClass): EntryClass {
   if (x === 'artifact' && y === 'artifact') return 'artifact';
@@ -72,7 +83,7 @@ export function diffManifests(a: Manifest, b: Manifest): ManifestDiff {
   const pb = recordingPackages(b);
   const before = new Map(a.entries.map((e) => [entryKey(e), e]));
   const after = new Map(b.entries.map((e) => [entryKey(e), e]));
-  const out: ManifestDiff = { packages: diffPackages(pa.artifacts, pb.artifacts), metadataRefreshed: 0, added: [], removed: [], changed: [], unchanged: 0 };
+  const out: ManifestDiff = { packages: diffPackages(pa.artifacts, pb.artifacts), metadata: { refreshed: 0, new: 0, gone: 0 }, added: [], removed: [], changed: [], unchanged: 0 };
   for (const e of [...b.entries].sort(compareEntries)) {
     const old = before.get(entryKey(e));
     if (!old) out.added.push(item(e, classOf(pb, e)));
@@ -82,7 +93,8 @@ export function diffManifests(a: Manifest, b: Manifest): ManifestDiff {
     } else out.unchanged++;
   }
   for (const e of [...a.entries].sort(compareEntries)) if (!after.has(entryKey(e))) out.removed.push(item(e, classOf(pa, e)));
-  out.metadataRefreshed = [...out.added, ...out.removed, ...out.changed].filter((e) => e.class === 'metadata').length;
+  const count = (list: { class: EntryClass }[]): number => list.filter(isMetadata).length;
+  out.metadata = { refreshed: count(out.changed), new: count(out.added), gone: count(out.removed) };
   return out;
 }
 
@@ -94,20 +106,32 @@ const delta = (d: ManifestDiff): number =>
   d.changed.reduce((s, c) => s + c.to.size - c.from.size, 0);
 const signed = (n: number): string => (n > 0 ? `+${formatSize(n)}` : n < 0 ? formatSize(n) : '±0 B');
 
-const isOther = (e: { class: EntryClass }): boolean => e.class === 'other';
-const isMetadata = (e: { class: EntryClass }): boolean => e.class === 'metadata';
 
 /** The entries of one class, as a smaller diff (for listing). */
 function only(d: ManifestDiff, keep: (e: { class: EntryClass }) => boolean): Pick<ManifestDiff, 'added' | 'removed' | 'changed'> {
   return { added: d.added.filter(keep), removed: d.removed.filter(keep), changed: d.changed.filter(keep) };
 }
 
+/** How a kind of package change is counted in the summary. */
+const COUNTED: Record<PackageChange['change'], string> = {
+  upgraded: 'upgraded',
+  downgraded: 'downgraded',
+  added: 'added',
+  removed: 'removed',
+  changed: 'changed',
+  source: 'from another source',
+};
+
 /** `1 upgraded, 2 added`: the package changes counted by kind, in the order they are listed. */
 function countPackages(packages: PackageChange[]): string {
   const counts = new Map<string, number>();
-  for (const p of packages) counts.set(p.change, (counts.get(p.change) ?? 0) + 1);
+  for (const p of packages) counts.set(COUNTED[p.change], (counts.get(COUNTED[p.change]) ?? 0) + 1);
   return [...counts].map(([k, n]) => `${n} ${k}`).join(', ') || 'none';
 }
+
+/** `3 refreshed, 10 new, 0 gone`. */
+const countMetadata = (m: MetadataCounts): string => `${m.refreshed} refreshed, ${m.new} new, ${m.gone} gone`;
+const metadataTotal = (m: MetadataCounts): number => m.refreshed + m.new + m.gone;
 
 /** Whether the diff touches packages or metadata at all; when not, it reads as a plain URL diff. */
 const showsPackages = (d: ManifestDiff): boolean =>
@@ -115,36 +139,38 @@ const showsPackages = (d: ManifestDiff): boolean =>
 
 /**
  * One line. Without packages or metadata: `2 added, 1 removed, 3 changed, 40 unchanged (+1.2 MiB)`.
- * With them: `packages: 1 upgraded, 1 added; metadata refreshed: 12; other URLs: 0 added, 0 removed, 1 changed; 40 unchanged (+1.2 MiB)`.
+ * With them: `packages: 1 upgraded, 1 added; metadata: 12 refreshed, 1 new, 0 gone; other URLs: 0 added, 0 removed, 1 changed; 40 unchanged (+1.2 MiB)`.
  */
 export function summarizeDiff(d: ManifestDiff): string {
   const o = only(d, isOther);
   const urls = `${o.added.length} added, ${o.removed.length} removed, ${o.changed.length} changed`;
   const tail = `${d.unchanged} unchanged (${signed(delta(d))})`;
   if (!showsPackages(d)) return `${urls}, ${tail}`;
-  return `packages: ${countPackages(d.packages)}; metadata refreshed: ${d.metadataRefreshed}; other URLs: ${urls}; ${tail}`;
+  return `packages: ${countPackages(d.packages)}; metadata: ${countMetadata(d.metadata)}; other URLs: ${urls}; ${tail}`;
 }
 
-/** URL lines for a terminal, `+`, `-` or `~` first. */
+/** URL lines for a terminal, `+`, `-` or `~` first; method and URL printable. */
 function urlLines(d: Pick<ManifestDiff, 'added' | 'removed' | 'changed'>, indent = ''): string[] {
   const fmt = (s: DiffSide): string => `${s.status} ${formatSize(s.size)} ${short(s.sha256)}`;
+  const req = (e: { method: string; url: string; ordinal: number }): string => `${printable(e.method)} ${printable(e.url)}${ord(e.ordinal)}`;
   return [
-    ...d.removed.map((e) => `${indent}- ${e.method} ${e.url}${ord(e.ordinal)}  ${fmt(e)}`),
-    ...d.added.map((e) => `${indent}+ ${e.method} ${e.url}${ord(e.ordinal)}  ${fmt(e)}`),
-    ...d.changed.map((c) => `${indent}~ ${c.method} ${c.url}${ord(c.ordinal)}  ${fmt(c.from)} -> ${fmt(c.to)}`),
+    ...d.removed.map((e) => `${indent}- ${req(e)}  ${fmt(e)}`),
+    ...d.added.map((e) => `${indent}+ ${req(e)}  ${fmt(e)}`),
+    ...d.changed.map((c) => `${indent}~ ${req(c)}  ${fmt(c.from)} -> ${fmt(c.to)}`),
   ];
 }
 
 /**
- * For a terminal: the package changes one a line (`upgraded   axios 1.7.8 → 1.7.9 (npm)`), the
- * count of metadata refreshed (listed with `all`), the other URLs one a line, then the summary.
+ * For a terminal: the package changes one a line (`upgraded   axios 1.7.8 → 1.7.9 (npm)`,
+ * `source     axios 1.7.9 (npm): <url> → <url>`), the metadata counts (listed with `all`),
+ * the other URLs one a line, then the summary. Every name, version and URL is printable.
  */
 export function renderDiffText(d: ManifestDiff, labels?: DiffLabels, opts: DiffRenderOptions = {}): string {
   const lines: string[] = [];
-  if (labels) lines.push(`--- ${labels.from}`, `+++ ${labels.to}`);
-  for (const p of d.packages) lines.push(`${p.change.padEnd(10)} ${formatPackageChange(p)}`);
+  if (labels) lines.push(`--- ${printable(labels.from)}`, `+++ ${printable(labels.to)}`);
+  for (const p of d.packages) lines.push(`${p.change.padEnd(10)} ${formatPackageChange(p, printable)}`);
   if (showsPackages(d)) {
-    lines.push(`metadata refreshed: ${d.metadataRefreshed}`);
+    lines.push(`metadata: ${countMetadata(d.metadata)}`);
     if (opts.all) lines.push(...urlLines(only(d, isMetadata), '  '));
   }
   lines.push(...urlLines(only(d, isOther)));
@@ -152,17 +178,17 @@ export function renderDiffText(d: ManifestDiff, labels?: DiffLabels, opts: DiffR
   return lines.join('\n') + '\n';
 }
 
-/** Markdown table cells: a `|` would end the cell (GFM unescapes `\|` even in code spans) and a newline the row. */
+/** Markdown table cells: a `|` would end the cell (GFM unescapes `\|` even in code spans). Line breaks are already escaped by {@link printable}. */
 function cell(s: string): string {
-  return s.replace(/\|/g, '\\|').replace(/[\r\n]+/g, ' ');
+  return s.replace(/\|/g, '\\|');
 }
-const code = (s: string): string => `\`${s.replace(/`/g, "'")}\``;
+const code = codeSpan;
 
 /** A Markdown table of URLs: added, removed, changed. */
 function urlTable(d: Pick<ManifestDiff, 'added' | 'removed' | 'changed'>): string[] {
   if (!d.added.length && !d.removed.length && !d.changed.length) return [];
   const out = ['| | Request | Status | Size | SHA-256 |', '|---|---|---|---|---|'];
-  const req = (e: { method: string; url: string; ordinal: number }): string => cell(`${e.method} ${code(e.url)}${ord(e.ordinal)}`);
+  const req = (e: { method: string; url: string; ordinal: number }): string => cell(`${printable(e.method)} ${code(e.url)}${ord(e.ordinal)}`);
   for (const e of d.added) out.push(`| added | ${req(e)} | ${e.status} | ${formatSize(e.size)} | ${code(short(e.sha256))} |`);
   for (const e of d.removed) out.push(`| removed | ${req(e)} | ${e.status} | ${formatSize(e.size)} | ${code(short(e.sha256))} |`);
   for (const c of d.changed) {
@@ -173,24 +199,35 @@ function urlTable(d: Pick<ManifestDiff, 'added' | 'removed' | 'changed'>): strin
   return out;
 }
 
+/** The Version cell of a package change: `1.7.9 → 1.7.8`, `2.1.3 (other bytes)`, `2.1.3 (other source)`. */
+function versionCell(p: PackageChange): string {
+  const v = (s: string | undefined): string => printable(s ?? '');
+  if (p.change === 'added') return v(p.to);
+  if (p.change === 'removed') return v(p.from);
+  if (p.change === 'source') return `${v(p.to)} (other source)`;
+  return p.from === p.to ? `${v(p.to)} (other bytes)` : `${v(p.from)} → ${v(p.to)}`;
+}
+
 /**
- * For a pull-request comment: a summary line, a table of package changes, the count of
- * metadata refreshed (a table of them with `all`), then a table of the other URLs.
+ * For a pull-request comment: a summary line, a table of package changes, where each version
+ * that changed bytes or source was fetched from, the metadata counts (a table of them with
+ * `all`), then a table of the other URLs.
  */
 export function renderDiffMarkdown(d: ManifestDiff, labels?: DiffLabels, opts: DiffRenderOptions = {}): string {
   const title = labels ? `**btrfly diff** ${code(labels.from)} → ${code(labels.to)}: ` : '**btrfly diff**: ';
   const out = [title + summarizeDiff(d), ''];
   if (d.packages.length) {
     out.push('| Package | Change | Version | Ecosystem |', '|---|---|---|---|');
-    for (const p of d.packages) {
-      const version = p.change === 'added' ? p.to! : p.change === 'removed' ? p.from! : p.from === p.to ? `${p.to} (other bytes)` : `${p.from} → ${p.to}`;
-      out.push(`| ${cell(code(p.name))} | ${p.change} | ${cell(version)} | ${p.ecosystem} |`);
-    }
+    for (const p of d.packages) out.push(`| ${cell(code(p.name))} | ${p.change} | ${cell(versionCell(p))} | ${p.ecosystem} |`);
     out.push('');
+    const sourced = d.packages.filter((p) => p.urls);
+    for (const p of sourced) out.push(`- ${code(p.name)} ${printable(p.to ?? '')} (${p.ecosystem}) from ${formatSources(p.urls!, code)}`);
+    if (sourced.length) out.push('');
   }
   if (showsPackages(d)) {
-    out.push(`Metadata refreshed: ${d.metadataRefreshed}${d.metadataRefreshed && !opts.all ? ' (`btrfly diff --all` lists them)' : ''}`, '');
-    if (opts.all && d.metadataRefreshed) out.push(...urlTable(only(d, isMetadata)), '');
+    const m = d.metadata;
+    out.push(`Metadata: ${countMetadata(m)}${metadataTotal(m) && !opts.all ? ' (`btrfly diff --all` lists them)' : ''}`, '');
+    if (opts.all && metadataTotal(m)) out.push(...urlTable(only(d, isMetadata)), '');
   }
   const others = urlTable(only(d, isOther));
   if (others.length) out.push(...others, '');

@@ -26,7 +26,7 @@ export const MAX_TAG_BYTES = 200;
  * with one looks like another tag in `btrfly tags`, a pull request or a review (the
  * "Trojan Source" trick, CVE-2021-42574).
  */
-const UNSEEN = /[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Z}\p{Default_Ignorable_Code_Point}\p{Bidi_Control}]/u;
+export const UNSEEN = /[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Z}\p{Default_Ignorable_Code_Point}\p{Bidi_Control}]/u;
 
 /** Why `name` is not a valid branch name for git, or undefined when it is. */
 export function tagNameProblem(name: string): string | undefined {

@@ -175,7 +175,8 @@ export function serializePackagesLock(artifacts: readonly PackageArtifact[]): st
 // ---------------------------------------------------------------------------------------
 // Package changes between two recordings
 
-export type PackageChangeKind = 'added' | 'removed' | 'upgraded' | 'downgraded' | 'changed';
+/** `source`: the same version and bytes, fetched from other URLs (another host, another mirror). */
+export type PackageChangeKind = 'added' | 'removed' | 'upgraded' | 'downgraded' | 'changed' | 'source';
 
 /** One line of a package diff: `axios 1.7.9 → 1.7.8 (npm)`. */
 export interface PackageChange {
@@ -186,23 +187,34 @@ export interface PackageChange {
   from?: string;
   /** The version after (absent when removed). */
   to?: string;
+  /** The URLs the version was fetched from on each side (sorted), for `changed` and `source` of one version. */
+  urls?: { from: string[]; to: string[] };
 }
 
-/** Versions of each package, by `ecosystem name`, each with the digests received for it. */
-function versionsByPackage(artifacts: readonly PackageArtifact[]): Map<string, Map<string, Set<string>>> {
-  const out = new Map<string, Map<string, Set<string>>>();
+/** One version of a package in a recording: the files and digests received, and the URLs asked. */
+interface VersionFiles {
+  digests: Set<string>;
+  urls: Set<string>;
+}
+
+/** Versions of each package, by `ecosystem name`, each with the digests received for it and the URLs. */
+function versionsByPackage(artifacts: readonly PackageArtifact[]): Map<string, Map<string, VersionFiles>> {
+  const out = new Map<string, Map<string, VersionFiles>>();
   for (const a of artifacts) {
     const id = `${a.ecosystem}\0${a.name}`;
     if (!out.has(id)) out.set(id, new Map());
     const versions = out.get(id)!;
-    if (!versions.has(a.version)) versions.set(a.version, new Set());
-    versions.get(a.version)!.add(`${a.file}\0${a.sha256}`);
+    if (!versions.has(a.version)) versions.set(a.version, { digests: new Set(), urls: new Set() });
+    const v = versions.get(a.version)!;
+    v.digests.add(`${a.file}\0${a.sha256}`);
+    for (const u of a.urls) v.urls.add(u);
   }
   return out;
 }
 
 const sameSet = (a: Set<string>, b: Set<string>): boolean => a.size === b.size && [...a].every((x) => b.has(x));
-const ORDER: Record<PackageChangeKind, number> = { upgraded: 0, downgraded: 1, added: 2, removed: 3, changed: 4 };
+const sorted = (s: Set<string>): string[] => [...s].sort(compareStrings);
+const ORDER: Record<PackageChangeKind, number> = { upgraded: 0, downgraded: 1, added: 2, removed: 3, changed: 4, source: 5 };
 
 /**
  * The package changes from one recording's artifacts to another's. Versions of one package
@@ -216,12 +228,18 @@ export function diffPackages(before: readonly PackageArtifact[], after: readonly
   const out: PackageChange[] = [];
   for (const id of new Set([...a.keys(), ...b.keys()])) {
     const [ecosystem, name] = id.split('\0') as [Ecosystem, string];
-    const va = a.get(id) ?? new Map<string, Set<string>>();
-    const vb = b.get(id) ?? new Map<string, Set<string>>();
+    const va = a.get(id) ?? new Map<string, VersionFiles>();
+    const vb = b.get(id) ?? new Map<string, VersionFiles>();
     const byOrder = (x: string, y: string): number => compareVersions(ecosystem, x, y) || compareStrings(x, y);
     const gone = [...va.keys()].filter((v) => !vb.has(v)).sort(byOrder);
     const came = [...vb.keys()].filter((v) => !va.has(v)).sort(byOrder);
-    for (const v of va.keys()) if (vb.has(v) && !sameSet(va.get(v)!, vb.get(v)!)) out.push({ change: 'changed', ecosystem, name, from: v, to: v });
+    for (const [v, x] of va) {
+      const y = vb.get(v);
+      if (!y) continue;
+      const bytes = sameSet(x.digests, y.digests);
+      if (bytes && sameSet(x.urls, y.urls)) continue;
+      out.push({ change: bytes ? 'source' : 'changed', ecosystem, name, from: v, to: v, urls: { from: sorted(x.urls), to: sorted(y.urls) } });
+    }
     const pairs = Math.min(gone.length, came.length);
     for (let i = 0; i < pairs; i++) {
       const order = compareVersions(ecosystem, gone[i], came[i]);
@@ -240,11 +258,27 @@ export function diffPackages(before: readonly PackageArtifact[], after: readonly
   );
 }
 
-/** `axios 1.7.9 → 1.7.8 (npm)`, `left-pad 1.3.0 (npm)`, `axios 1.7.9 (npm), other bytes`. */
-export function formatPackageChange(c: PackageChange): string {
+/** `a`, `a, b`, or `a → b`: where one version was fetched from, before and after. */
+export function formatSources(urls: { from: string[]; to: string[] }, show: (s: string) => string = (s) => s): string {
+  const from = urls.from.map(show).join(', ');
+  const to = urls.to.map(show).join(', ');
+  return from === to ? to : `${from} → ${to}`;
+}
+
+/**
+ * `axios 1.7.9 → 1.7.8 (npm)`, `left-pad 1.3.0 (npm)`, `axios 1.7.9 (npm), other bytes: <url>`,
+ * `axios 1.7.9 (npm): <url> → <url>` (same bytes from elsewhere). `show` makes each name,
+ * version and URL safe to print (see safe-text.ts).
+ */
+export function formatPackageChange(c: PackageChange, show: (s: string) => string = (s) => s): string {
   const eco = ` (${c.ecosystem})`;
-  if (c.change === 'added') return `${c.name} ${c.to}${eco}`;
-  if (c.change === 'removed') return `${c.name} ${c.from}${eco}`;
-  if (c.from === c.to) return `${c.name} ${c.from}${eco}, other bytes`;
-  return `${c.name} ${c.from} → ${c.to}${eco}`;
+  const name = show(c.name);
+  const from = c.from === undefined ? '' : show(c.from);
+  const to = c.to === undefined ? '' : show(c.to);
+  const where = c.urls ? `: ${formatSources(c.urls, show)}` : '';
+  if (c.change === 'added') return `${name} ${to}${eco}`;
+  if (c.change === 'removed') return `${name} ${from}${eco}`;
+  if (c.change === 'source') return `${name} ${from}${eco}${where}`;
+  if (c.from === c.to) return `${name} ${from}${eco}, other bytes${where}`;
+  return `${name} ${from} → ${to}${eco}`;
 }

@@ -141,10 +141,10 @@ describeNetns('apt, a CDN, a Go proxy through btrfly run: record, then hermetic 
     }
     const diff = await runCli(['diff', `${TAG}@${first}`, TAG, '--archive', archive]);
     expect(diff.code).toBe(0);
-    const packageLines = diff.stdout.split('\n').filter((l) => /^(upgraded|downgraded|added|removed|changed) /.test(l));
+    const packageLines = diff.stdout.split('\n').filter((l) => /^(upgraded|downgraded|added|removed|changed|source) /.test(l));
     expect(packageLines).toEqual(['upgraded   btrfly-hello 1.0 → 1.1 (deb)', 'upgraded   example.test/greet v1.0.0 → v1.1.0 (golang)']);
     // The apt indexes and the Go version list changed with the bumps: counted, listed only with --all.
-    expect(diff.stdout).toMatch(/^metadata refreshed: [1-9]\d*$/m);
+    expect(diff.stdout).toMatch(/^metadata: [1-9]\d* refreshed, \d+ new, \d+ gone$/m);
     expect(diff.stdout).not.toContain('/dists/');
     expect((await runCli(['diff', `${TAG}@${first}`, TAG, '--all', '--archive', archive])).stdout).toContain('/dists/stable/');
 

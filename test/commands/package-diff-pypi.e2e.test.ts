@@ -39,7 +39,7 @@ describePip('a re-recorded pip install reviewed as packages', () => {
 
     const diff = await btrfly(['diff', `${TAG}@${first}`, TAG, '--archive', archive]);
     expect(diff.code).toBe(0);
-    expect(diff.stdout.split('\n').filter((l) => /^(upgraded|downgraded|added|removed|changed) /.test(l))).toEqual(['upgraded   btrfly-demo-util 1.0.0 → 1.1.0 (pypi)']);
+    expect(diff.stdout.split('\n').filter((l) => /^(upgraded|downgraded|added|removed|changed|source) /.test(l))).toEqual(['upgraded   btrfly-demo-util 1.0.0 → 1.1.0 (pypi)']);
     const json = JSON.parse((await btrfly(['diff', `${TAG}@${first}`, TAG, '--format', 'json', '--archive', archive])).stdout) as { packages: unknown[] };
     expect(json.packages).toEqual([expect.objectContaining({ change: 'upgraded', ecosystem: 'pypi', name: 'btrfly-demo-util', from: '1.0.0', to: '1.1.0' })]);
 

@@ -6,7 +6,8 @@
  * text, Markdown and JSON names exactly those three changes and counts the refreshed
  * metadata without listing it; `git diff` of `packages.lock` between the two recordings shows
  * the same three changes as lockfile lines; the tree's `.gitattributes` collapses
- * `volatile.json` and `bodies/` for git; the second recording plays back.
+ * `volatile.json` and `bodies/` for git; the same install from `mirror.test` (same bytes,
+ * another host) shows each package's URLs before and after; the second recording plays back.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -32,6 +33,8 @@ const { buildNpmPackage, createNpmApp } = require('../fixtures/package-index') a
 
 const describeNpm = describeWhen(npmTool.missing());
 const HOST = 'registry.test';
+/** The same registry under another name: a build that now downloads from elsewhere. */
+const MIRROR = 'mirror.test';
 
 /** What the registry has published at first; `gamma 1.1.0` comes later. */
 const CATALOG = [
@@ -61,25 +64,26 @@ describeNpm('a re-recorded npm install reviewed as packages', () => {
     run(process.execPath, [CLI_ENTRY, ...args], { cwd: cliWorkDir(), env: buildToolEnv(cliEnv()), timeoutMs: 120_000 });
 
   /** A fresh project with these dependencies; the shell command that installs it from `base`. */
-  function project(deps: Record<string, string>): { dir: string; command: string } {
+  function project(deps: Record<string, string>, registry = base): { dir: string; command: string } {
     const dir = tmpDir();
     npmTool.writeProject(dir);
     const dependencies = Object.fromEntries(Object.entries(deps).map(([n, v]) => [`btrfly-pd-${n}`, v]));
     writeFileSync(join(dir, 'out', 'package.json'), `${JSON.stringify({ name: 'pd-build', version: '1.0.0', private: true, dependencies }, null, 2)}\n`);
-    return { dir, command: npmTool.command(dir, base) };
+    return { dir, command: npmTool.command(dir, registry) };
   }
 
-  async function record(deps: Record<string, string>): Promise<string> {
-    const { command } = project(deps);
-    const r = await btrfly(['run', '--record', '--tag=app', '--archive', archive, '--resolve', `${HOST}:127.0.0.1`, '--upstream-ca', caPath, '--', 'bash', '-c', command]);
-    expect(r.stderr).toMatch(/recorded tag "app"/);
+  async function record(deps: Record<string, string>, tag = 'app', registry = base): Promise<string> {
+    const { command } = project(deps, registry);
+    const resolve = [HOST, MIRROR].flatMap((h) => ['--resolve', `${h}:127.0.0.1`]);
+    const r = await btrfly(['run', '--record', `--tag=${tag}`, '--archive', archive, ...resolve, '--upstream-ca', caPath, '--', 'bash', '-c', command]);
+    expect(r.stderr).toMatch(new RegExp(`recorded tag "${tag}"`));
     expect(r.code).toBe(0);
-    return git(archive, 'rev-parse', 'refs/heads/app').trim();
+    return git(archive, 'rev-parse', `refs/heads/${tag}`).trim();
   }
 
   beforeAll(async () => {
     mkdirSync(cliWorkDir(), { recursive: true });
-    const cert = testCa().issue([HOST]);
+    const cert = testCa().issue([HOST, MIRROR]);
     const app = express();
     app.use(createNpmApp(catalog));
     server = https.createServer({ cert: cert.certPem, key: cert.keyPem }, app);
@@ -100,7 +104,7 @@ describeNpm('a re-recorded npm install reviewed as packages', () => {
   };
   afterAll(stopRegistry);
 
-  it('diff (text) names the bump up, the bump down and the new package, and only counts the refreshed packuments', async () => {
+  it('diff (text) names the bump up, the bump down and the new package, and counts the packuments refreshed and new', async () => {
     const r = await btrfly(['diff', `app@${first}`, 'app', '--archive', archive]);
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
@@ -109,8 +113,8 @@ describeNpm('a re-recorded npm install reviewed as packages', () => {
       'downgraded btrfly-pd-beta 2.0.0 → 1.9.0 (npm)',
       'added      btrfly-pd-delta 1.0.0 (npm)',
       // gamma's packument (a new version published) changed, delta's is new
-      'metadata refreshed: 2',
-      expect.stringMatching(/^packages: 1 upgraded, 1 downgraded, 1 added; metadata refreshed: 2; other URLs: 0 added, 0 removed, 0 changed; \d+ unchanged \(/),
+      'metadata: 1 refreshed, 1 new, 0 gone',
+      expect.stringMatching(/^packages: 1 upgraded, 1 downgraded, 1 added; metadata: 1 refreshed, 1 new, 0 gone; other URLs: 0 added, 0 removed, 0 changed; \d+ unchanged \(/),
     ]);
     const all = await btrfly(['diff', `app@${first}`, 'app', '--archive', archive, '--all']);
     expect(all.stdout.split('\n').filter((l) => l.startsWith('  '))).toEqual([
@@ -129,7 +133,7 @@ describeNpm('a re-recorded npm install reviewed as packages', () => {
         '| `btrfly-pd-beta` | downgraded | 2.0.0 → 1.9.0 | npm |',
         '| `btrfly-pd-delta` | added | 1.0.0 | npm |',
         '',
-        'Metadata refreshed: 2 (`btrfly diff --all` lists them)',
+        'Metadata: 1 refreshed, 1 new, 0 gone (`btrfly diff --all` lists them)',
       ].join('\n'),
     );
     expect(md.stdout).not.toContain('btrfly-pd-gamma');
@@ -139,7 +143,7 @@ describeNpm('a re-recorded npm install reviewed as packages', () => {
       { change: 'downgraded', ecosystem: 'npm', name: 'btrfly-pd-beta', from: '2.0.0', to: '1.9.0' },
       { change: 'added', ecosystem: 'npm', name: 'btrfly-pd-delta', to: '1.0.0' },
     ]);
-    expect(j.metadataRefreshed).toBe(2);
+    expect(j.metadata).toEqual({ refreshed: 1, new: 1, gone: 0 });
   });
 
   it('git diff of packages.lock between the two recordings reads like a lockfile change', () => {
@@ -173,6 +177,29 @@ describeNpm('a re-recorded npm install reviewed as packages', () => {
     expect(numstat).toContain('3\t2\tpackages.lock');
     await gitFsck(archive);
   });
+
+  it('the same install from another host: diff names each package with both URLs, in text, Markdown and JSON', async () => {
+    const deps = { alpha: '1.1.0', beta: '1.9.0', gamma: '1.0.0', delta: '1.0.0' };
+    await record(deps, 'app-mirror', base.replace(HOST, MIRROR));
+    const url = (h: string, p: NpmPackage): string => `${base.replace(HOST, h)}/${p.manifest.name}/-/${p.filename}`;
+    const moved = [pkg('alpha', '1.1.0'), pkg('beta', '1.9.0'), pkg('delta', '1.0.0'), pkg('gamma', '1.0.0')];
+    const text = await btrfly(['diff', 'app', 'app-mirror', '--archive', archive]);
+    expect(text.code).toBe(0);
+    const lines = text.stdout.trimEnd().split('\n');
+    expect(lines.slice(2, 7)).toEqual([
+      ...moved.map((p) => `source     ${p.manifest.name} ${p.manifest.version} (npm): ${url(HOST, p)} → ${url(MIRROR, p)}`),
+      'metadata: 0 refreshed, 4 new, 4 gone',
+    ]);
+    expect(lines[lines.length - 1]).toMatch(/^packages: 4 from another source; metadata: 0 refreshed, 4 new, 4 gone; /);
+    const md = (await btrfly(['diff', 'app', 'app-mirror', '--archive', archive, '--format', 'markdown'])).stdout.split('\n');
+    expect(md).toContain(`| \`btrfly-pd-alpha\` | source | 1.1.0 (other source) | npm |`);
+    expect(md).toContain(`- \`btrfly-pd-alpha\` 1.1.0 (npm) from \`${url(HOST, pkg('alpha', '1.1.0'))}\` → \`${url(MIRROR, pkg('alpha', '1.1.0'))}\``);
+    const j = JSON.parse((await btrfly(['diff', 'app', 'app-mirror', '--archive', archive, '--format', 'json'])).stdout);
+    expect(j.packages[0]).toEqual({
+      change: 'source', ecosystem: 'npm', name: 'btrfly-pd-alpha', from: '1.1.0', to: '1.1.0',
+      urls: { from: [url(HOST, pkg('alpha', '1.1.0'))], to: [url(MIRROR, pkg('alpha', '1.1.0'))] },
+    });
+  }, 240_000);
 
   it('the re-recording plays back offline: the same install', async () => {
     const deps = { alpha: '1.1.0', beta: '1.9.0', gamma: '1.0.0', delta: '1.0.0' };

@@ -160,7 +160,7 @@ maybe('the web UI in headless Chromium', () => {
     await page.click('form.compare button');
     await page.waitForSelector('#changed');
     expect(await cells('#packages')).toEqual([['upgraded', 'left-pad', '1.3.0 → 1.4.0', 'npm']]);
-    await expect(page.locator('#metadata').innerText()).resolves.toBe('Metadata refreshed: 0');
+    await expect(page.locator('#metadata').innerText()).resolves.toBe('Metadata: 0 refreshed, 0 new, 0 gone');
     await expect(page.locator('.meta').innerText()).resolves.toBe('1 added, 1 removed, 1 changed, 1 unchanged');
     const added = await cells('#added');
     const removed = await cells('#removed');

@@ -27,7 +27,7 @@ describe('diffManifests of URLs that are not packages', () => {
       },
     ]);
     expect(d.unchanged).toBe(1);
-    expect(diffManifests(a, a)).toEqual({ packages: [], metadataRefreshed: 0, added: [], removed: [], changed: [], unchanged: 3 });
+    expect(diffManifests(a, a)).toEqual({ packages: [], metadata: { refreshed: 0, new: 0, gone: 0 }, added: [], removed: [], changed: [], unchanged: 3 });
   });
 
   it('sees a status change with the same body as a change', () => {
@@ -108,10 +108,10 @@ describe('diffManifests of a package build', () => {
       { change: 'downgraded', ecosystem: 'npm', name: 'axios', from: '1.7.9', to: '1.7.8' },
       { change: 'added', ecosystem: 'npm', name: 'zod', to: '3.23.8' },
       { change: 'removed', ecosystem: 'npm', name: 'left-pad', from: '1.3.0' },
-      { change: 'changed', ecosystem: 'npm', name: 'ms', from: '2.1.3', to: '2.1.3' },
+      { change: 'changed', ecosystem: 'npm', name: 'ms', from: '2.1.3', to: '2.1.3', urls: { from: [`${R}/ms/-/ms-2.1.3.tgz`], to: [`${R}/ms/-/ms-2.1.3.tgz`] } },
     ]);
     // packuments: 2 changed, 1 added, 1 removed; the redirect's target counts as the artifact
-    expect(d.metadataRefreshed).toBe(4);
+    expect(d.metadata).toEqual({ refreshed: 2, new: 1, gone: 1 });
     expect(d.changed.find((c) => c.url.endsWith('/notes.txt'))?.class).toBe('other');
     expect(d.added.find((e) => e.url.startsWith('https://objects.example/'))?.class).toBe('artifact');
   });
@@ -126,10 +126,10 @@ describe('diffManifests of a package build', () => {
       'downgraded axios 1.7.9 → 1.7.8 (npm)',
       'added      zod 3.23.8 (npm)',
       'removed    left-pad 1.3.0 (npm)',
-      'changed    ms 2.1.3 (npm), other bytes',
-      'metadata refreshed: 4',
+      `changed    ms 2.1.3 (npm), other bytes: ${R}/ms/-/ms-2.1.3.tgz`,
+      'metadata: 2 refreshed, 1 new, 1 gone',
       `~ GET https://files.example/notes.txt  200 1 B ${sha('a').slice(0, 12)} -> 200 1 B ${sha('b').slice(0, 12)}`,
-      'packages: 2 upgraded, 1 downgraded, 1 added, 1 removed, 1 changed; metadata refreshed: 4; other URLs: 0 added, 0 removed, 1 changed; 1 unchanged (+1 B)',
+      'packages: 2 upgraded, 1 downgraded, 1 added, 1 removed, 1 changed; metadata: 2 refreshed, 1 new, 1 gone; other URLs: 0 added, 0 removed, 1 changed; 1 unchanged (+1 B)',
       '',
     ]);
     const all = renderDiffText(d, undefined, { all: true }).split('\n');
@@ -154,7 +154,7 @@ describe('diffManifests of a package build', () => {
       '| `ms` | changed | 2.1.3 (other bytes) | npm |',
       '',
     ]);
-    expect(md[11]).toBe('Metadata refreshed: 4 (`btrfly diff --all` lists them)');
+    expect(md.slice(11, 14)).toEqual([`- \`ms\` 2.1.3 (npm) from \`${R}/ms/-/ms-2.1.3.tgz\``, '', 'Metadata: 2 refreshed, 1 new, 1 gone (`btrfly diff --all` lists them)']);
     expect(md.filter((l) => l.startsWith('| changed |'))).toHaveLength(1);
     expect(renderDiffMarkdown(d, undefined, { all: true }).split('\n').filter((l) => l.startsWith('| changed |'))).toHaveLength(3);
   });
@@ -162,7 +162,78 @@ describe('diffManifests of a package build', () => {
   it('renders JSON with the packages, the metadata count and every URL with its class', () => {
     const j = JSON.parse(renderDiffJson(d));
     expect(j.packages).toEqual(d.packages);
-    expect(j.metadataRefreshed).toBe(4);
+    expect(j.metadata).toEqual({ refreshed: 2, new: 1, gone: 1 });
     expect(j.changed.map((c: { class: string }) => c.class).sort()).toEqual(['artifact', 'metadata', 'metadata', 'other']);
+  });
+});
+
+describe('diffManifests of a package fetched from another host', () => {
+  // The same tarball, same version, fetched from another host: the reviewer must see where it now comes from.
+  const good = 'http://pkg.test:18080/pkg/-/pkg-2.0.0.tgz';
+  const evil = 'http://evil.test:18080/pkg/-/pkg-2.0.0.tgz';
+  const a = manifestOf([entry(good, 'pkg 2.0.0')]);
+
+  it('shows a source line in text, markdown and JSON when only the URL changed', () => {
+    const d = diffManifests(a, manifestOf([entry(evil, 'pkg 2.0.0')]));
+    expect(d.packages).toEqual([{ change: 'source', ecosystem: 'npm', name: 'pkg', from: '2.0.0', to: '2.0.0', urls: { from: [good], to: [evil] } }]);
+    const text = renderDiffText(d).split('\n');
+    expect(text).toEqual([
+      `source     pkg 2.0.0 (npm): ${good} → ${evil}`,
+      'metadata: 0 refreshed, 0 new, 0 gone',
+      'packages: 1 from another source; metadata: 0 refreshed, 0 new, 0 gone; other URLs: 0 added, 0 removed, 0 changed; 0 unchanged (±0 B)',
+      '',
+    ]);
+    expect(renderDiffText(d, undefined, { all: true })).toBe(text.join('\n'));
+    const md = renderDiffMarkdown(d).split('\n');
+    expect(md[0]).toMatch(/^\*\*btrfly diff\*\*: packages: 1 from another source;/);
+    expect(md).toContain('| `pkg` | source | 2.0.0 (other source) | npm |');
+    expect(md).toContain(`- \`pkg\` 2.0.0 (npm) from \`${good}\` → \`${evil}\``);
+    expect(JSON.parse(renderDiffJson(d)).packages[0].urls).toEqual({ from: [good], to: [evil] });
+  });
+
+  it('names both URLs on a "changed" line when the bytes and the host changed', () => {
+    const d = diffManifests(a, manifestOf([entry(evil, 'other bytes')]));
+    expect(renderDiffText(d).split('\n')[0]).toBe(`changed    pkg 2.0.0 (npm), other bytes: ${good} → ${evil}`);
+  });
+
+  it('says nothing when the same version came from the same URLs', () => {
+    expect(diffManifests(a, manifestOf([entry(good, 'pkg 2.0.0')])).packages).toEqual([]);
+  });
+});
+
+describe('diff renderers and names that would fool a terminal or a review', () => {
+  const R = 'https://registry.example';
+  // %0D%1B%5B2K: carriage return + "erase line"; %0A forges a line; U+202E reverses what follows.
+  const cr = entry(`${R}/evil%0D%1B%5B2K/-/evil%0D%1B%5B2K-1.0.0.tgz`, 'x');
+  const lf = entry(`${R}/ok%0Aadded%20%20%20%20%20%20fake/-/ok%0Aadded%20%20%20%20%20%20fake-1.0.0.tgz`, 'y');
+  const bidi = entry(`${R}/%E2%80%AEgel/-/%E2%80%AEgel-1.0.0.tgz`, 'z');
+  const tick = entry(`${R}/a%60b/-/a%60b-1.0.0.tgz`, 't');
+  const other = entry('https://files.example/x%0D%1B%5B2K', 'o'); // stays percent-encoded as a URL
+  const d = diffManifests(manifestOf([]), manifestOf([cr, lf, bidi, tick, other]));
+
+  it('decodes the names (as the lock file records them)', () => {
+    expect(d.packages.map((p) => p.name).sort()).toEqual(['a`b', 'evil\r\x1b[2K', 'ok\nadded      fake', '\u202egel'].sort());
+  });
+
+  it('escapes control, bidi and invisible characters in the text form', () => {
+    const text = renderDiffText(d, { from: 'a', to: 'b' });
+    // eslint-disable-next-line no-control-regex
+    expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
+    const lines = text.split('\n');
+    expect(lines).toContain('added      evil\\x0d\\x1b[2K 1.0.0 (npm)');
+    expect(lines).toContain('added      ok\\x0aadded\\x20\\x20\\x20\\x20\\x20\\x20fake 1.0.0 (npm)');
+    expect(lines).toContain('added      \\u{202e}gel 1.0.0 (npm)');
+    expect(lines.filter((l) => l.startsWith('added '))).toHaveLength(4);
+    expect(lines).toContain(`+ GET https://files.example/x%0D%1B%5B2K  200 1 B ${sha('o').slice(0, 12)}`);
+  });
+
+  it('escapes them in Markdown too and shows a backtick in a name as itself', () => {
+    const md = renderDiffMarkdown(d);
+    // eslint-disable-next-line no-control-regex
+    expect(md).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
+    const lines = md.split('\n');
+    expect(lines).toContain('| ``a`b`` | added | 1.0.0 | npm |');
+    expect(lines).toContain('| `evil\\x0d\\x1b[2K` | added | 1.0.0 | npm |');
+    expect(lines).toContain('| `\\u{202e}gel` | added | 1.0.0 | npm |');
   });
 });
