@@ -22,7 +22,7 @@ export default class Diff extends BtrflyCommand {
   };
   static override flags = {
     format: Flags.string({ description: 'output format', options: ['text', 'markdown', 'json'], default: 'text' }),
-    all: Flags.boolean({ description: 'also list the metadata documents refreshed, not only count them' }),
+    all: Flags.boolean({ description: 'also list the metadata documents refreshed, new and gone, not only count them' }),
   };
 
   async run(): Promise<void> {
