@@ -10,7 +10,7 @@ import { asideAdvice, asideWhy, isNoSpace } from '../format/lifecycle';
 import { formatSize } from '../format/size';
 import { pauseAt } from '../test-pause';
 import { childEnvironment } from './child-env';
-import { runIsolated, type Leak } from './isolate/isolated-run';
+import { startIsolation, type Isolation, type Leak } from './isolate/isolated-run';
 import { playbackExitCode, type DamagedBody, type Mode } from './session';
 import { Runtime, type SessionResult } from './runtime';
 import type { UpstreamOptions } from './upstream';
@@ -53,8 +53,13 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
   const archive = await Archive.open(opts.archiveDir, { create: opts.mode === 'record' });
   const work = await mkdtemp(path.join(os.tmpdir(), 'btrfly-run-'));
   let runtime: Runtime | undefined;
+  let isolation: Promise<Isolation> | undefined;
   try {
     runtime = await Runtime.start({ archive, upstream: opts.upstream, log: opts.log });
+    // The namespace needs only the proxy's port: made while the session opens and the child's
+    // environment is written (docs/decisions.md, "Isolated command mode").
+    isolation = opts.isolate ? startIsolation({ proxy: runtime.proxy, workDir: work }) : undefined;
+    isolation?.catch(() => undefined); // its failure is thrown where it is awaited below
     const opened = await runtime.openSession({
       tag: opts.tag,
       mode: opts.mode,
@@ -71,7 +76,7 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
     const env = await childEnvironment({ proxyUrl: opened.proxyUrl!, caPem: runtime.ca.certPem, workDir: work });
     const childEnv = { ...process.env, ...env, BTRFLY_SESSION: opened.info.id, BTRFLY_TAG: opened.info.tag };
     const child: ChildOutcome & { leaks?: Leak[] } = opts.isolate
-      ? await runIsolated({ command: opts.command, env: childEnv, proxy: runtime.proxy, sessionId: opened.info.id, workDir: work })
+      ? await (await isolation!).run(opts.command, childEnv, opened.info.id)
       : await runChild(opts.command, childEnv);
     if (child.problem) opts.report(`btrfly: ${child.problem}`);
     // A recording with leaks lacks what they would have fetched: it never becomes the tag, even
@@ -88,6 +93,9 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
     // A storage failure is btrfly's, whatever the command did: exit 1 with where and what to free.
     throw isNoSpace(e) ? await storageFailure(archive.dir, e) : e;
   } finally {
+    // A run that failed before its command (an unknown tag) ends the helper it started; after a
+    // run, ending it again is harmless.
+    await isolation?.then((i) => i.abort(), () => undefined);
     await runtime?.close().catch(() => {});
     await archive.close();
     await rm(work, { recursive: true, force: true });

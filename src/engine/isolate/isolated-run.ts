@@ -34,12 +34,18 @@ export interface Leak {
   reason: string;
 }
 
-export interface IsolatedRunOptions {
-  command: string[];
-  env: NodeJS.ProcessEnv;
+/** What the namespace is made for: the proxy its listeners go to, and a directory for its resolv.conf. */
+export interface IsolationOptions {
   proxy: ProxyServer;
-  sessionId: string;
   workDir: string;
+}
+
+/** A namespace made and ready (its listeners handed over), waiting for its command. */
+export interface Isolation {
+  /** Runs the command inside; resolves with its exit status and what it tried that btrfly could not carry. */
+  run(command: string[], env: NodeJS.ProcessEnv, sessionId: string): Promise<{ code: number; leaks: Leak[] }>;
+  /** Ends the helper without running anything (the run failed before its command). */
+  abort(): void;
 }
 
 function sysctl(file: string): number | undefined {
@@ -50,8 +56,12 @@ function sysctl(file: string): number | undefined {
   }
 }
 
-/** Runs the command isolated; resolves with its exit status and what it tried that btrfly could not carry. */
-export async function runIsolated(o: IsolatedRunOptions): Promise<{ code: number; leaks: Leak[] }> {
+/**
+ * Makes the namespaces and waits until the helper inside has handed its listeners over. It
+ * needs only the proxy's port, so `run` starts it while the session opens and the child's
+ * environment is written: its ~250 ms (a Node start inside, `ip`, `mount`, `nft`) overlap those.
+ */
+export async function startIsolation(o: IsolationOptions): Promise<Isolation> {
   const problem = userNamespaceProblem(
     {
       unprivilegedUsernsClone: sysctl('/proc/sys/kernel/unprivileged_userns_clone'),
@@ -71,6 +81,7 @@ export async function runIsolated(o: IsolatedRunOptions): Promise<{ code: number
   const leaks: Leak[] = [];
   const handles: Array<net.Server | dgram.Socket> = [];
   const names = new FakeNames();
+  const session = { id: '' };
   const dns = createQueryHandler({
     answerFor: (_client, name) => ({ ipv4: names.addressFor(name) }),
     allowClient: () => false,
@@ -82,48 +93,77 @@ export async function runIsolated(o: IsolatedRunOptions): Promise<{ code: number
     signal: new AbortController().signal,
   });
   const intercept = (listener: net.Server) => (socket: net.Socket) => {
-    void carry(socket, listener, helper.pid!, o, names, leaks);
+    void carry(socket, listener, helper.pid!, o.proxy, session.id, names, leaks);
   };
   const forwardSignal = (sig: NodeJS.Signals) => () => helper.kill(sig);
   const signals = (['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]).map((s) => [s, forwardSignal(s)] as const);
   for (const [s, h] of signals) process.on(s, h);
-  try {
-    return await new Promise((resolve, reject) => {
-      helper.once('error', (e) => reject(new BtrflyError('CONFIG', `cannot start unshare for --isolate: ${e.message}: install util-linux, nftables and iproute2`)));
-      helper.once('exit', (code) => reject(new BtrflyError('CONFIG', `the isolated namespace could not be made (unshare exited ${code}, see above): check that unprivileged user namespaces are allowed, or run without --isolate`)));
-      helper.on('message', (m: InsideMessage, handle?: net.Server | dgram.Socket) => {
-        if (m.type === 'listener' && handle) {
-          handles.push(handle);
-          if (m.role === 'dns-udp') {
-            const udp = handle as dgram.Socket;
-            udp.on('message', (msg, rinfo) => {
-              const out = dns(msg, rinfo.address, false);
-              if (Buffer.isBuffer(out)) udp.send(out, rinfo.port, rinfo.address);
-            });
-            helper.send({ command: o.command, env: o.env });
-          } else {
-            const server = handle as net.Server;
-            if (m.role === 'dns-tcp') server.on('connection', (s: net.Socket) => readFramedMessages(s.resume(), (msg) => { const out = dns(msg, '127.0.0.1', true); if (Buffer.isBuffer(out)) s.write(frame(out)); }));
-            else if (m.role === 'proxy') server.on('connection', (s: net.Socket) => o.proxy.adopt(s.resume(), { kind: 'proxy' }));
-            else server.on('connection', intercept(server));
-          }
-        } else if (m.type === 'failed') {
-          reject(new BtrflyError('CONFIG', `the isolated namespace could not be set up: ${m.message}: check that nftables and iproute2 are installed, or run without --isolate`));
-        } else if (m.type === 'exit') {
-          for (const d of m.dropped) leaks.push({ ...d, address: names.nameOf(d.address) ?? d.address, reason: d.protocol === 'udp' ? 'UDP other than DNS' : 'not TCP or UDP' });
-          helper.removeAllListeners('exit');
-          resolve({ code: m.code, leaks });
-        }
-      });
-    });
-  } finally {
+  let cleaned = false;
+  const cleanup = (): void => {
+    if (cleaned) return;
+    cleaned = true;
     for (const [s, h] of signals) process.off(s, h);
     for (const h of handles) (h as net.Server).close();
+  };
+  let ready!: () => void;
+  let exited!: (r: { code: number; leaks: Leak[] }) => void;
+  let failed!: (e: Error) => void;
+  const readyP = new Promise<void>((resolve) => (ready = resolve));
+  const exitP = new Promise<{ code: number; leaks: Leak[] }>((resolve) => (exited = resolve));
+  const failedP = new Promise<never>((_, reject) => (failed = reject));
+  failedP.catch(() => undefined); // read where it is raced against
+  helper.once('error', (e) => failed(new BtrflyError('CONFIG', `cannot start unshare for --isolate: ${e.message}: install util-linux, nftables and iproute2`)));
+  helper.once('exit', (code) => failed(new BtrflyError('CONFIG', `the isolated namespace could not be made (unshare exited ${code}, see above): check that unprivileged user namespaces are allowed, or run without --isolate`)));
+  helper.on('message', (m: InsideMessage, handle?: net.Server | dgram.Socket) => {
+    if (m.type === 'listener' && handle) {
+      handles.push(handle);
+      if (m.role === 'dns-udp') {
+        const udp = handle as dgram.Socket;
+        udp.on('message', (msg, rinfo) => {
+          const out = dns(msg, rinfo.address, false);
+          if (Buffer.isBuffer(out)) udp.send(out, rinfo.port, rinfo.address);
+        });
+        ready(); // the last listener: the namespace is ready for its command
+      } else {
+        const server = handle as net.Server;
+        if (m.role === 'dns-tcp') server.on('connection', (s: net.Socket) => readFramedMessages(s.resume(), (msg) => { const out = dns(msg, '127.0.0.1', true); if (Buffer.isBuffer(out)) s.write(frame(out)); }));
+        else if (m.role === 'proxy') server.on('connection', (s: net.Socket) => o.proxy.adopt(s.resume(), { kind: 'proxy' }));
+        else server.on('connection', intercept(server));
+      }
+    } else if (m.type === 'failed') {
+      failed(new BtrflyError('CONFIG', `the isolated namespace could not be set up: ${m.message}: check that nftables and iproute2 are installed, or run without --isolate`));
+    } else if (m.type === 'exit') {
+      for (const d of m.dropped) leaks.push({ ...d, address: names.nameOf(d.address) ?? d.address, reason: d.protocol === 'udp' ? 'UDP other than DNS' : 'not TCP or UDP' });
+      helper.removeAllListeners('exit');
+      exited({ code: m.code, leaks });
+    }
+  });
+  try {
+    await Promise.race([readyP, failedP]);
+  } catch (e) {
+    cleanup();
+    helper.kill('SIGKILL');
+    throw e;
   }
+  return {
+    async run(command, env, sessionId) {
+      session.id = sessionId;
+      try {
+        helper.send({ command, env });
+        return await Promise.race([exitP, failedP]);
+      } finally {
+        cleanup();
+      }
+    },
+    abort() {
+      cleanup();
+      helper.kill('SIGKILL');
+    },
+  };
 }
 
 /** Hands an intercepted connection to the proxy with its original destination, or refuses and lists it. */
-async function carry(socket: net.Socket, listener: net.Server, pid: number, o: IsolatedRunOptions, names: FakeNames, leaks: Leak[]): Promise<void> {
+async function carry(socket: net.Socket, listener: net.Server, pid: number, proxy: ProxyServer, sessionId: string, names: FakeNames, leaks: Leak[]): Promise<void> {
   socket.on('error', () => undefined);
   const local = listener.address() as net.AddressInfo;
   const dest = originalDestination(await readTcpRows(pid), { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, { address: local.address, port: local.port });
@@ -137,7 +177,7 @@ async function carry(socket: net.Socket, listener: net.Server, pid: number, o: I
   }
   socket.unshift(first!);
   const host = name ?? (dest.address.includes(':') ? `[${dest.address}]` : dest.address);
-  o.proxy.adopt(socket, { kind: 'transparent', authority: `${host}:${dest.port}`, sessionId: o.sessionId });
+  proxy.adopt(socket, { kind: 'transparent', authority: `${host}:${dest.port}`, sessionId });
 }
 
 function firstChunk(socket: net.Socket): Promise<Buffer | undefined> {
