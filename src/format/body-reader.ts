@@ -8,7 +8,7 @@ import { createZstdDecompress, zstdDecompressSync } from 'node:zlib';
 import { BtrflyError, isBtrflyError } from '../errors';
 import { CacheFill, type BodyCache } from './body-cache';
 import { CHECK_PART, type BodyChecks, type PartTagger } from './body-checks';
-import { SMALL_OBJECT_LIMIT, type Git } from './git';
+import { SMALL_OBJECT_LIMIT, isSmallBody, type Git } from './git';
 import { PART_SIZE, type BodyLocation, type ByteRange, type PartLocation } from './types';
 
 const IO_CHUNK = 1024 * 1024;
@@ -48,13 +48,13 @@ export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: {
   // Filled by a whole read from git, when the cache does not hold the body yet.
   const fill = whole && !cached ? opts.cache?.cache : undefined;
   let out: Readable;
-  if (opts.checks && !opts.cache?.fromGit && loc.size > 0 && !(whole && isSmall(loc))) {
+  if (opts.checks && !opts.cache?.fromGit && loc.size > 0 && !(whole && isSmallBody(loc))) {
     out = Readable.from(checkedRead(git, loc, start, end, opts.checks, opts.cache?.cache), { objectMode: false, highWaterMark: IO_CHUNK });
   } else if (cached && !opts.cache!.fromGit) {
     const restFromGit = (from: number): Readable => Readable.from(readParts(git, loc, from, end, false), { objectMode: false, highWaterMark: IO_CHUNK });
     out = opts.cache!.cache.open(loc, start, end, restFromGit);
   }
-  else if (whole && isSmall(loc)) out = smallWholeBody(git, loc, fill);
+  else if (whole && isSmallBody(loc)) out = smallWholeBody(git, loc, fill);
   else {
     // A whole read from git (`verify`, `pull`) also makes the body's checks, from the bytes it verifies.
     const tagged = whole && opts.checks ? { checks: opts.checks, tagger: opts.checks.tagger() } : undefined;
@@ -292,14 +292,10 @@ function openPart(part: PartLocation, stored: Readable): PartSource {
  * of small files answers each with one `res.end(buffer)`, without a stream per body.
  */
 export function readSmallBody(git: Git, loc: BodyLocation, cache?: BodyCache): Promise<Buffer> | undefined {
-  if (!isSmall(loc)) return undefined;
+  if (!isSmallBody(loc)) return undefined;
   return (async () => (await cache?.readSmall(loc)) ?? (await loadSmallBody(git, loc, cache)))().catch((e: unknown) => {
     throw partError(loc, 0, e);
   });
-}
-
-function isSmall(loc: BodyLocation): boolean {
-  return loc.parts.length === 1 && loc.size <= SMALL_OBJECT_LIMIT && loc.parts[0].storedSize <= SMALL_OBJECT_LIMIT;
 }
 
 /**

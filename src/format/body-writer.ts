@@ -16,7 +16,7 @@ import { BtrflyError } from '../errors';
 import { pauseAt } from '../test-pause';
 import type { CacheStage } from './body-cache';
 import type { BodyChecks, PartTagger } from './body-checks';
-import { SMALL_OBJECT_LIMIT, type Git, type TreeEntry } from './git';
+import { isSmallBody, type Git, type TreeEntry } from './git';
 import { ownedTempName } from './lifecycle';
 import { PART_SIZE, type BodyLocation, type BodyWriter, type StoredBody } from './types';
 
@@ -334,11 +334,6 @@ class GitBodyWriter extends Writable implements BodyWriter {
     if (part.index === 0) await pauseAt('body-part');
   }
 
-  /** The body reader's "small" (body-reader.ts, isSmall): one part of at most SMALL_OBJECT_LIMIT bytes, raw and as stored. */
-  private isSmall(): boolean {
-    return this.parts.length === 1 && this.size <= SMALL_OBJECT_LIMIT && this.parts[0].storedSize <= SMALL_OBJECT_LIMIT;
-  }
-
   private async finish(): Promise<StoredBody> {
     // An empty body is one part of zero bytes, so every body has a tree and a first part.
     if (this.nextIndex === 0) this.current = this.openPart();
@@ -352,10 +347,10 @@ class GitBodyWriter extends Writable implements BodyWriter {
     this.location = { sha256, size: this.size, parts: this.parts.map((p) => ({ oid: p.oid, storedSize: p.storedSize, zstd: p.zstd })) };
     // The tree, the checks and the cache entry need only the parts and the digest: made at once.
     const sidecars = async (): Promise<void> => {
-      // A body of one small part is read whole and checked by its SHA-256 (body-reader.ts, isSmall):
+      // A body of one small part is read whole and checked by its SHA-256 (isSmallBody):
       // its checks file would be one more mkdir, write and rename per small file recorded, and a
       // range read of it makes one on first use.
-      if (this.tagger && !this.isSmall()) await this.checks!.write(sha256, this.size, this.tagger);
+      if (this.tagger && !isSmallBody({ size: this.size, parts: this.parts })) await this.checks!.write(sha256, this.size, this.tagger);
       if (!(await this.toCache((c) => c.commit(sha256)))) await this.cache?.discard().catch(() => undefined);
     };
     const [treeOid] = await Promise.all([this.git.mktree(entries), sidecars()]);

@@ -15,6 +15,15 @@ export const ZERO_OID = '0000000000000000000000000000000000000000';
 /** Objects up to this size are read whole through `cat-file --batch`; larger ones are streamed. */
 export const SMALL_OBJECT_LIMIT = 1024 * 1024;
 
+/**
+ * A small body: one part of at most {@link SMALL_OBJECT_LIMIT} bytes, raw and as stored. It is
+ * read whole in one `cat-file` and checked by its SHA-256 (body-reader.ts), so its writer makes
+ * no per-part checks file for it (body-writer.ts).
+ */
+export function isSmallBody(body: { size: number; parts: ReadonlyArray<{ storedSize: number }> }): boolean {
+  return body.parts.length === 1 && body.size <= SMALL_OBJECT_LIMIT && body.parts[0].storedSize <= SMALL_OBJECT_LIMIT;
+}
+
 /** The niceness of the long-lived `hash-object` (0 is normal, 19 the lowest priority). */
 const HASHER_NICE = 10;
 

@@ -15,7 +15,7 @@ import type { Archive } from './archive';
 import { verifyCommits, type VerifyProblem } from './archive-maintenance';
 import { lastGitMessage, localTransportPrograms, type GitResult } from './git';
 import { lockHolder } from './lock';
-import { dropLocalStaging, maxPushOf, pushUnderLimit, setMaxPush, type PushSplit, type RemoteRef } from './push-split';
+import { dropLocalStaging, pushUnderLimit, setMaxPush, type PushSplit, type RemoteRef } from './push-split';
 import { compareStrings } from './manifest';
 import { validateTagName } from './names';
 
@@ -83,21 +83,24 @@ export function displayUrl(url: string): string {
 
 /** Every configured remote, by name. */
 export async function listRemotes(archive: Archive): Promise<RemoteInfo[]> {
-  const r = await archive.git.run(['config', '--get-regexp', '^remote\\..*\\.url$'], { ok: [0, 1] });
-  const remotes = r.stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((line): RemoteInfo => {
-      const sp = line.indexOf(' ');
-      const key = line.slice(0, sp);
-      return { name: key.slice('remote.'.length, -'.url'.length), url: line.slice(sp + 1) };
-    })
-    .sort((a, b) => compareStrings(a.name, b.name));
-  for (const remote of remotes) {
-    const limit = await maxPushOf(archive, remote.name);
-    if (limit !== null) remote.maxPush = limit;
+  // One read for the URLs and the push limits (git prints variable names lower-cased).
+  const r = await archive.git.run(['config', '--get-regexp', '^remote\\..*\\.(url|btrflymaxpush)$'], { ok: [0, 1] });
+  const byName = new Map<string, RemoteInfo>();
+  const limits = new Map<string, number>();
+  for (const line of r.stdout.split('\n').filter(Boolean)) {
+    const sp = line.indexOf(' ');
+    const key = line.slice(0, sp);
+    const value = line.slice(sp + 1);
+    const dot = key.lastIndexOf('.');
+    const name = key.slice('remote.'.length, dot);
+    if (key.slice(dot + 1) === 'url') byName.set(name, { name, url: value });
+    else if (Number.isSafeInteger(Number(value)) && Number(value) > 0) limits.set(name, Number(value));
   }
-  return remotes;
+  for (const [name, limit] of limits) {
+    const remote = byName.get(name);
+    if (remote) remote.maxPush = limit;
+  }
+  return [...byName.values()].sort((a, b) => compareStrings(a.name, b.name));
 }
 
 async function remoteUrl(archive: Archive, name: string): Promise<string> {
