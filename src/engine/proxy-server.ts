@@ -310,6 +310,19 @@ function checkEvery(t: ProxyTimeouts): number {
 
 function configure<S extends http.Server>(server: S, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void, t: ProxyTimeouts): S {
   server.on('request', handler);
+  // Without this listener Node writes `100 Continue` as soon as it parses the request. A response
+  // queued behind an unfinished one on a kept-alive connection buffers that 100, and Node later
+  // puts the response's head in front of the buffer, so the 100 lands inside the body (seen
+  // after a slow download on the same connection). Write it once this response owns the socket,
+  // and not at all once its head is out.
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const sendContinue = (): void => {
+      if (!res.headersSent) res.writeContinue();
+    };
+    if (res.socket) sendContinue();
+    else res.once('socket', sendContinue);
+    handler(req, res);
+  });
   server.keepAliveTimeout = t.keepAlive;
   server.headersTimeout = t.headers;
   server.requestTimeout = 0; // uploads and downloads of GiBs take as long as they take

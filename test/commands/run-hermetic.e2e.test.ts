@@ -116,7 +116,7 @@ describeNetns('btrfly run: hermetic playback from an empty network namespace', (
     expect(stats.byPath[`/gen/${GIB2}`]).toBe(1);
     expect((await git.stats()).total).toBeGreaterThanOrEqual(2);
     await gitFsck(archive);
-  });
+  }, 240_000); // a 2 GiB record beside two other suites on 2 cores took over 120 s once
 
   it('plays the build back in an empty namespace with the origin stopped: same bytes, exit 0, nothing reaches the origin', async () => {
     await origin.close();
