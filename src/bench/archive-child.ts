@@ -16,6 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import { keepMemoryFlat, noteStreamed } from '../engine/memory';
 import type { Archive as ArchiveClass } from '../format/archive';
 import type { StoredBody } from '../format/types';
+import { beginRecording } from '../format/recording-writer';
 
 const MiB = 1024 * 1024;
 
@@ -37,7 +38,7 @@ async function main(): Promise<void> {
   const seconds = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
   let result: Record<string, unknown>;
   if (op === 'write' || op === 'tag') {
-    const recording = op === 'tag' ? await archive.beginRecording('big', { session: 'bench' }) : undefined;
+    const recording = op === 'tag' ? await beginRecording(archive, 'big', { session: 'bench' }) : undefined;
     const w = archive.createBodyWriter();
     await pipeline(createReadStream(arg, { highWaterMark: MiB }), w);
     const stored = await w.done;

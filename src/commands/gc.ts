@@ -4,6 +4,7 @@ import { objectsDiskUsage } from '../format/archive-report';
 import { formatSize } from '../format/size';
 import { storageFailure } from '../format/disk-space';
 import { isNoSpace } from '../format/lifecycle';
+import { gcArchive } from '../format/archive-maintenance';
 
 /** `btrfly gc`: packs the archive and removes what no tag reaches. */
 export default class Gc extends BtrflyCommand {
@@ -19,7 +20,7 @@ export default class Gc extends BtrflyCommand {
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     const before = await objectsDiskUsage(archive);
-    await archive.gc().catch(async (e: unknown) => {
+    await gcArchive(archive).catch(async (e: unknown) => {
       // Repacking writes a new pack of about the objects' size before it deletes the old ones.
       throw isNoSpace(e) ? await storageFailure(archive.dir, e, before.bytes) : e;
     });

@@ -14,6 +14,7 @@ import type { RegisteredSession } from './service';
 import { readLogin, serviceRequest, type Login } from './service-client';
 import { playbackExitCode, type Mode, type SessionInfo } from './session';
 import type { UpstreamOptions } from './upstream';
+import { sealPending } from '../format/recording-writer';
 
 /** The host-mode session the CLI started, kept in the state dir so that `stop` finds it after a crash or reboot. */
 export interface HostSessionFile {
@@ -258,7 +259,7 @@ async function settlePending(archiveDir: string, session: string | undefined, o:
     const lines: string[] = [];
     for (const p of mine) {
       if (o.sealPartial) {
-        const commit = await archive.sealPending(p.id, { message: `record ${p.tag}: partial, ${p.entries} entries kept after the daemon stopped` });
+        const commit = await sealPending(archive, p.id, { message: `record ${p.tag}: partial, ${p.entries} entries kept after the daemon stopped` });
         lines.push(`sealed the ${p.entries} completed entries of the interrupted recording as recording ${commit.slice(0, 12)} of tag "${p.tag}"`);
       } else if (o.discard) {
         await archive.discardPending(p.id);

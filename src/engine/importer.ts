@@ -16,6 +16,7 @@ import { redactUrl, selectingRequestHeaders, splitHeaders } from '../format/mani
 import { OrdinalCounter } from '../format/match';
 import type { Entry, Header, Redactions, StoredBody } from '../format/types';
 import { redactKey } from './redact-key';
+import { beginRecording } from '../format/recording-writer';
 
 export interface ImportOptions {
   /** Keep the tag's previous entries and add to them. */
@@ -47,7 +48,7 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
   if (har.entries.length === 0) {
     throw new BtrflyError('IMPORT', `${basename(file)} has no entries: nothing to import; export the HAR again with the requests in it`);
   }
-  const writer = await archive.beginRecording(tag, { append: opts.append, session: `import-${process.pid}` });
+  const writer = await beginRecording(archive, tag, { append: opts.append, session: `import-${process.pid}` });
   try {
     const redact: Redactions = { ...writer.redactions(), headers: [...writer.redactions().headers, ...(opts.redactHeaders ?? []).map((h) => h.toLowerCase())] };
     if (opts.redactHeaders?.length) await writer.setRedactions(redact);

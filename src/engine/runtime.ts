@@ -14,6 +14,7 @@ import { redactKey } from './redact-key';
 import { newCredential, newSessionInfo, SessionTable, type DamagedBody, type MissRecord, type Mode, type SessionInfo } from './session';
 import { Upstream, type UpstreamOptions } from './upstream';
 import { keepMemoryFlat } from './memory';
+import { beginRecording } from '../format/recording-writer';
 
 export interface RuntimeOptions {
   archive: Archive;
@@ -168,7 +169,7 @@ export class Runtime {
 
   private async recordSession(info: SessionInfo, opts: OpenSessionOptions, rev: string | undefined): Promise<Active> {
     if (rev) throw new BtrflyError('USAGE', `record takes a tag, not a recording: drop "@${rev}" from --tag`);
-    const writer = await this.archive.beginRecording(info.tag, { append: opts.append, session: info.id, onWait: opts.notice ?? ((l) => this.log(l)) });
+    const writer = await beginRecording(this.archive, info.tag, { append: opts.append, session: info.id, onWait: opts.notice ?? ((l) => this.log(l)) });
     // git's temp files before the recording: those a git that fails on a full disk leaves are removed.
     const gitTemps = await gitTempFiles(this.archive.dir);
     let redact: Redactions;

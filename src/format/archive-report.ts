@@ -12,6 +12,7 @@ import { tagDiskUsage, type VerifyProblem } from './archive-maintenance';
 import { compareStrings } from './manifest';
 import { parseTagSpec } from './names';
 import type { Recording } from './types';
+import { verifyArchive } from './archive-maintenance';
 
 /** One line of `btrfly tags`. */
 export interface TagSummary {
@@ -148,7 +149,7 @@ export interface VerifyReport {
 export async function verifyWithReport(archive: Archive, tags?: string[]): Promise<VerifyReport> {
   for (const tag of tags ?? []) await archive.resolveCommit(tag);
   const names = tags ?? (await archive.listTags()).map((t) => t.tag);
-  const problems = await archive.verify(names);
+  const problems = await verifyArchive(archive, names);
   const bodies = new Map<string, number>();
   const recordings = new Set<string>();
   for (const tag of names) {

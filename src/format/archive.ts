@@ -8,7 +8,6 @@ import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
 import { initArchive } from './archive-init';
-import { gcArchive, storageStats, verifyArchive, type VerifyProblem } from './archive-maintenance';
 import { BodyCache } from './body-cache';
 import { BodyChecks } from './body-checks';
 import { openBody, readSmallBody } from './body-reader';
@@ -16,10 +15,9 @@ import { createBodyWriter } from './body-writer';
 import { Git } from './git';
 import { readJournal } from './journal';
 import type { AsideRecording } from './lifecycle';
-import { lockHolder, lockTag, type LockHolder } from './lock';
+import { lockHolder, type LockHolder } from './lock';
 import { parseManifest, parseVolatile } from './manifest';
 import { validateTagName } from './names';
-import { RecordingWriter, sealJournal } from './recording-writer';
 import { type BodyLocation, type BodyStore, type BodyWriter, type ByteRange, type Recording, type StoredBody } from './types';
 
 /** A tag as listed by `btrfly tags`. */
@@ -221,21 +219,6 @@ export class Archive implements BodyStore {
     if (!(await this.git.deleteRef(TAG_REF(tag), commit))) throw moved(tag);
   }
 
-  /** Checks every body of every recording of `tags` (default: all) against its digest and size. */
-  verify(tags?: string[]): Promise<VerifyProblem[]> {
-    return verifyArchive(this, tags);
-  }
-
-  /** Packs the archive and removes what no tag and no pending recording reaches. */
-  gc(): Promise<void> {
-    return gcArchive(this);
-  }
-
-  /** Bytes on disk of the objects each tag reaches (shared objects count for every tag reaching them). */
-  storageStats(): Promise<Map<string, number>> {
-    return storageStats(this);
-  }
-
   /** {@inheritDoc BodyStore.createBodyWriter} */
   createBodyWriter(opts: { signal?: AbortSignal } = {}): BodyWriter {
     return createBodyWriter(this.git, join(this.stateDir, 'tmp'), { ...opts, cache: this.cache?.stage(), checks: this.checks });
@@ -268,18 +251,6 @@ export class Archive implements BodyStore {
   /** {@inheritDoc BodyStore.readSmallBody} */
   readSmallBody(loc: BodyLocation): Promise<Buffer> | undefined {
     return readSmallBody(this.git, loc, this.cache);
-  }
-
-  /**
-   * Starts a recording of `tag`, holding its lock until sealed or abandoned.
-   * @param opts.append keep the previous recording's entries, adding and replacing
-   * @param opts.onWait told, once, when the recording waits for a `btrfly gc` to end
-   * @throws BtrflyError TAG_BUSY when another writer (any process) records the tag; BAD_TAG_NAME
-   */
-  async beginRecording(tag: string, opts: { append?: boolean; session?: string; onWait?: (line: string) => void } = {}): Promise<RecordingWriter> {
-    validateTagName(tag);
-    await this.checkNoClash(tag);
-    return RecordingWriter.begin(this, tag, { append: opts.append ?? false, session: opts.session ?? `pid-${process.pid}`, onWait: opts.onWait });
   }
 
   /**
@@ -337,23 +308,6 @@ export class Archive implements BodyStore {
     return (await this.pendingRecordings())
       .filter((p) => !p.activeHolder && (tag === undefined || p.tag === tag))
       .map((p) => ({ id: p.id, tag: p.tag, entries: p.entries, started: p.started, ...(p.exitCode !== undefined ? { exitCode: p.exitCode, ...(p.leaks ? { leaks: p.leaks } : {}) } : { deadPid: p.pid }) }));
-  }
-
-  /** Seals what a stopped writer had completed into a new recording of its tag. */
-  async sealPending(id: string, opts: { message?: string } = {}): Promise<string> {
-    const path = this.journalPath(id);
-    const j = await readJournal(path).catch(() => {
-      throw new BtrflyError('NOT_FOUND', `no pending recording "${id}": run "btrfly status" to list them`);
-    });
-    // The tag's lock, so a live writer of the same recording refuses us (TAG_BUSY).
-    const lock = await lockTag(this.locksDir, j.begin.tag, `seal-${id}`);
-    try {
-      const commit = await sealJournal(this, path, opts);
-      await this.dropPendingRef(id);
-      return commit;
-    } finally {
-      await lock.release();
-    }
   }
 
   /** Deletes a stopped writer's journal; its bodies become garbage for `gc`. */

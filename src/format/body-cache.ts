@@ -20,9 +20,8 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
 import { processAlive } from '../process-alive';
-import { partName } from './body-writer';
 import { ownedTempName, tempOwner } from './lifecycle';
-import { PART_SIZE, type BodyLocation } from './types';
+import { PART_SIZE, partName, type BodyLocation } from './types';
 
 const IO_CHUNK = 1024 * 1024;
 

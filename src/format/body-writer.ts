@@ -18,7 +18,7 @@ import type { CacheStage } from './body-cache';
 import type { BodyChecks, PartTagger } from './body-checks';
 import { isSmallBody, type Git, type TreeEntry } from './git';
 import { ownedTempName } from './lifecycle';
-import { PART_SIZE, type BodyLocation, type BodyWriter, type StoredBody } from './types';
+import { PART_SIZE, partName, type BodyLocation, type BodyWriter, type StoredBody } from './types';
 
 /** zstd level 3: zstd's own default, ~450 MiB/s on random input and a good ratio on text. */
 export const ZSTD_LEVEL = 3;
@@ -58,11 +58,6 @@ const SMALL_PROBE_SIZE = 4 * 1024;
  * source to git's pace, as the style asks: on disk, never in memory.
  */
 const MAX_PARTS_WAITING = 256;
-
-/** The file name of part `index` inside `bodies/<2hex>/<sha256>/`. */
-export function partName(index: number, zstd: boolean): string {
-  return index.toString(16).padStart(8, '0') + (zstd ? '.zst' : '');
-}
 
 interface OpenPart {
   index: number;

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
 import { BtrflyError } from '../errors';
+import { validateTagName } from './names';
 import { pauseAt } from '../test-pause';
 import type { Archive } from './archive';
 import type { TreeEntry } from './git';
@@ -17,7 +18,7 @@ import { PACKAGES_LOCK, recordingPackages, serializePackagesLock } from './packa
 import { REVIEW_ATTRIBUTES } from './review-attributes';
 import { FORMAT_VERSION, type Entry, type Manifest, type MatchRule, type Redactions, type StoredBody, type VolatileFile, type VolatileHeader } from './types';
 
-/** A recording in progress. Obtain with `archive.beginRecording(tag)`. */
+/** A recording in progress. Obtain with `beginRecording(archive, tag)`. */
 export class RecordingWriter {
   private state: 'open' | 'sealing' | 'done' = 'open';
   private entries = 0;
@@ -31,7 +32,7 @@ export class RecordingWriter {
     private readonly base: { commit?: string; rules: MatchRule[]; redact: Redactions },
   ) {}
 
-  /** @internal use `archive.beginRecording`. */
+  /** @internal use `beginRecording`. */
   static async begin(archive: Archive, tag: string, opts: { append: boolean; session: string; onWait?: (line: string) => void }): Promise<RecordingWriter> {
     const lock = await lockTag(archive.locksDir, tag, opts.session);
     try {
@@ -166,7 +167,7 @@ function lockLost(tag: string): BtrflyError {
 
 /**
  * Seals a journal into a commit on its tag and deletes it. Used by `seal` and by
- * `archive.sealPending` for journals of writers that stopped.
+ * `sealPending` for journals of writers that stopped.
  */
 export async function sealJournal(archive: Archive, journalPath: string, opts: { message?: string }): Promise<string> {
   const j = await readJournal(journalPath);
@@ -245,4 +246,37 @@ async function commitIdentity(archive: Archive): Promise<NodeJS.ProcessEnv> {
   if (r?.code === 0) return {};
   const id = { name: 'btrfly', email: 'btrfly@localhost' };
   return { GIT_AUTHOR_NAME: id.name, GIT_AUTHOR_EMAIL: id.email, GIT_COMMITTER_NAME: id.name, GIT_COMMITTER_EMAIL: id.email };
+}
+
+/**
+ * Starts a recording of `tag` in `archive`, holding its lock until sealed or abandoned.
+ * @param opts.append keep the previous recording's entries, adding and replacing
+ * @param opts.onWait told, once, when the recording waits for a `btrfly gc` to end
+ * @throws BtrflyError TAG_BUSY when another writer (any process) records the tag; BAD_TAG_NAME
+ */
+export async function beginRecording(
+  archive: Archive,
+  tag: string,
+  opts: { append?: boolean; session?: string; onWait?: (line: string) => void } = {},
+): Promise<RecordingWriter> {
+  validateTagName(tag);
+  await archive.checkNoClash(tag);
+  return RecordingWriter.begin(archive, tag, { append: opts.append ?? false, session: opts.session ?? `pid-${process.pid}`, onWait: opts.onWait });
+}
+
+/** Seals what a stopped writer had completed into a new recording of its tag. */
+export async function sealPending(archive: Archive, id: string, opts: { message?: string } = {}): Promise<string> {
+  const path = archive.journalPath(id);
+  const j = await readJournal(path).catch(() => {
+    throw new BtrflyError('NOT_FOUND', `no pending recording "${id}": run "btrfly status" to list them`);
+  });
+  // The tag's lock, so a live writer of the same recording refuses us (TAG_BUSY).
+  const lock = await lockTag(archive.locksDir, j.begin.tag, `seal-${id}`);
+  try {
+    const commit = await sealJournal(archive, path, opts);
+    await archive.dropPendingRef(id);
+    return commit;
+  } finally {
+    await lock.release();
+  }
 }

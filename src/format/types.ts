@@ -9,6 +9,11 @@ export const FORMAT_VERSION = 1 as const;
 /** Bodies larger than this are split into parts of exactly this many raw bytes (the last may be shorter). */
 export const PART_SIZE = 8 * 1024 * 1024;
 
+/** The file name of part `index` inside `bodies/<2hex>/<sha256>/`. */
+export function partName(index: number, zstd: boolean): string {
+  return index.toString(16).padStart(8, '0') + (zstd ? '.zst' : '');
+}
+
 export interface Header {
   name: string;
   value: string;

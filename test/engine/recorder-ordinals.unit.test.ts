@@ -16,6 +16,7 @@ import type { Archive } from '../../src/format/archive';
 import type { Entry } from '../../src/format/types';
 import { startOrigin, type Origin } from '../helpers';
 import { tempArchive } from '../format/storage-helpers';
+import { beginRecording } from '../../src/format/recording-writer';
 
 const TAG = 'ordinals';
 const NO_REDACTION = { headers: [], query: [] };
@@ -38,7 +39,7 @@ afterAll(async () => {
 /** A record session of TAG behind an HTTP server on loopback; `seal()` drains it, seals, and returns the sealed entries. */
 async function recordSession(append: boolean, existing: readonly Entry[] = []) {
   const info = newSessionInfo({ tag: TAG, mode: 'record', append });
-  const writer = await archive.beginRecording(TAG, { append, session: info.id });
+  const writer = await beginRecording(archive, TAG, { append, session: info.id });
   const session = new RecordSession(info, writer, archive, upstream, NO_REDACTION, randomBytes(32), () => {}, existing);
   const front = http.createServer((req, res) => {
     session.handle(req, res, new URL(req.url!, origin.url)).catch(() => res.destroy());

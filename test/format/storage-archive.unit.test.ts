@@ -4,12 +4,14 @@ import { join } from 'node:path';
 import { Archive } from '../../src/format/archive';
 import { gitFsck, run, tmpDir } from '../helpers';
 import { compressible, entryFor, readBack, sha256, storeBody, tempArchive } from './storage-helpers';
+import { beginRecording, sealPending } from '../../src/format/recording-writer';
+import { gcArchive, storageStats, verifyArchive } from '../../src/format/archive-maintenance';
 
 const git = (a: Archive, ...args: string[]) => run('git', ['--git-dir', a.dir, ...args]);
 const diskUsage = async (a: Archive) => Number((await run('du', ['-sb', join(a.dir, 'objects')])).stdout.split('\t')[0]);
 
 async function recordTag(a: Archive, tag: string, bodies: Buffer[], opts: { append?: boolean; prefix?: string } = {}): Promise<string> {
-  const w = await a.beginRecording(tag, { append: opts.append, session: `test-${tag}` });
+  const w = await beginRecording(a, tag, { append: opts.append, session: `test-${tag}` });
   for (const [i, b] of bodies.entries()) {
     const stored = await storeBody(a, b);
     await w.addEntry(entryFor(`https://example.test/${opts.prefix ?? 'f'}${i}`, stored), [{ name: 'Date', value: `day ${i}`, index: 1 }], stored);
@@ -55,12 +57,12 @@ describe('archive', () => {
 
   test('append keeps the previous entries and rules, adds new ones', async () => {
     const a = await tempArchive();
-    const w = await a.beginRecording('t');
+    const w = await beginRecording(a, 't');
     const b0 = await storeBody(a, Buffer.from('zero'));
     await w.addEntry(entryFor('https://example.test/0', b0), [], b0);
     await w.setRules([{ host: 'example.test', ignoreQuery: ['_'] }]);
     await w.seal();
-    const w2 = await a.beginRecording('t', { append: true });
+    const w2 = await beginRecording(a, 't', { append: true });
     expect(w2.rules()).toEqual([{ host: 'example.test', ignoreQuery: ['_'] }]);
     const b1 = await storeBody(a, Buffer.from('one'));
     await w2.addEntry(entryFor('https://example.test/1', b1), [], b1);
@@ -81,7 +83,7 @@ describe('archive', () => {
     const growth = (await diskUsage(a)) - before;
     expect(before).toBeGreaterThan(3 << 20);
     expect(growth).toBeLessThan(16 * 1024); // a manifest, a volatile file, trees and a commit
-    const stats = await a.storageStats();
+    const stats = await storageStats(a);
     expect(stats.get('one')).toBeGreaterThan(3 << 20);
     await gitFsck(a.dir);
   });
@@ -89,15 +91,16 @@ describe('archive', () => {
   test('a second recorder of a tag is refused, in this process and in another; abandon leaves the tag', async () => {
     const a = await tempArchive();
     const base = await recordTag(a, 'busy', [Buffer.from('x')]);
-    const w = await a.beginRecording('busy', { session: 'sess-1' });
-    await expect(a.beginRecording('busy', { session: 'sess-2' })).rejects.toMatchObject({
+    const w = await beginRecording(a, 'busy', { session: 'sess-1' });
+    await expect(beginRecording(a, 'busy', { session: 'sess-2' })).rejects.toMatchObject({
       code: 'TAG_BUSY',
       message: expect.stringMatching(/^tag "busy" is already being recorded \(session sess-1, pid \d+ on .*\): stop it first or pick another tag$/),
     });
     // Another process: a plain node child that opens the same archive.
     const script = `require(${JSON.stringify(join(__dirname, 'storage-ts-register.js'))});
       const { Archive } = require(${JSON.stringify(join(__dirname, '../../src/format/archive.ts'))});
-      Archive.open(process.argv[1]).then((a) => a.beginRecording('busy')).then(() => process.exit(0), (e) => { console.error(e.code + ': ' + e.message); process.exit(1); });`;
+      const { beginRecording } = require(${JSON.stringify(join(__dirname, '../../src/format/recording-writer.ts'))});
+      Archive.open(process.argv[1]).then((a) => beginRecording(a, 'busy')).then(() => process.exit(0), (e) => { console.error(e.code + ': ' + e.message); process.exit(1); });`;
     const other = await run(process.execPath, ['-e', script, a.dir]);
     expect(other.code).toBe(1);
     expect(other.stderr).toContain('TAG_BUSY: tag "busy" is already being recorded (session sess-1');
@@ -106,7 +109,7 @@ describe('archive', () => {
     await w.abandon();
     expect(await a.resolveCommit('busy')).toBe(base);
     expect(await a.pendingRecordings()).toEqual([]);
-    await (await a.beginRecording('busy')).abandon(); // free again
+    await (await beginRecording(a, 'busy')).abandon(); // free again
     await gitFsck(a.dir);
   });
 
@@ -114,7 +117,7 @@ describe('archive', () => {
     const a = await tempArchive();
     const good = randomBytes(4000);
     await recordTag(a, 'v', [good, Buffer.from('fine')]);
-    expect(await a.verify()).toEqual([]);
+    expect(await verifyArchive(a)).toEqual([]);
     const loc = (await a.readRecording('v', await a.resolveCommit('v'))).bodies.get(sha256(good))!;
     const oid = loc.parts[0].oid;
     // Disk damage: the loose object's file now holds another blob of the same size.
@@ -123,7 +126,7 @@ describe('archive', () => {
     const path = (o: string) => join(a.dir, 'objects', o.slice(0, 2), o.slice(2));
     await run('chmod', ['u+w', path(oid)]);
     await copyFile(path(otherOid), path(oid));
-    const problems = await a.verify();
+    const problems = await verifyArchive(a);
     expect(problems).toHaveLength(1);
     expect(problems[0]).toMatchObject({ tag: 'v', code: 'BODY_CORRUPT', sha256: sha256(good) });
     await expect(gitFsck(a.dir)).rejects.toThrow(/not clean/);
@@ -133,22 +136,22 @@ describe('archive', () => {
     const a = await tempArchive();
     const kept = randomBytes(5000);
     await recordTag(a, 'keep', [kept]);
-    const w = await a.beginRecording('crashed', { session: 's' });
+    const w = await beginRecording(a, 'crashed', { session: 's' });
     const pendingBody = await storeBody(a, randomBytes(6000));
     await w.addEntry(entryFor('https://example.test/p', pendingBody), [], pendingBody);
     // Keep the journal as a crashed writer would leave it, then let the writer go.
     await copyFile(a.journalPath(w.id), a.journalPath('crash-1'));
     await w.abandon();
     const garbage = await a.locateBody(await storeBody(a, randomBytes(7000)));
-    await a.gc();
+    await gcArchive(a);
     expect((await git(a, 'cat-file', '-e', garbage.parts[0].oid)).code).not.toBe(0);
-    expect(await a.verify()).toEqual([]);
+    expect(await verifyArchive(a)).toEqual([]);
     expect((await git(a, 'cat-file', '-e', (await a.locateBody(pendingBody)).parts[0].oid)).code).toBe(0);
     expect((await a.pendingRecordings()).map((p) => [p.id, p.tag, p.entries])).toEqual([['crash-1', 'crashed', 1]]);
-    const commit = await a.sealPending('crash-1');
+    const commit = await sealPending(a, 'crash-1');
     const rec = await a.readRecording('crashed', commit);
     expect(rec.manifest.entries).toHaveLength(1);
-    expect(await a.verify()).toEqual([]);
+    expect(await verifyArchive(a)).toEqual([]);
     expect(await a.pendingRecordings()).toEqual([]);
     await gitFsck(a.dir);
   });

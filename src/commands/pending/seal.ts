@@ -1,6 +1,7 @@
 import { Args } from '@oclif/core';
 import { BtrflyCommand, type JsonResult } from '../../cli/base';
 import { Archive } from '../../format/archive';
+import { sealPending } from '../../format/recording-writer';
 
 /** `btrfly pending seal ID`: makes a recording kept aside the newest recording of its tag. */
 export default class PendingSeal extends BtrflyCommand {
@@ -13,7 +14,7 @@ export default class PendingSeal extends BtrflyCommand {
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     const p = (await archive.pendingRecordings()).find((x) => x.id === args.id);
-    const commit = await archive.sealPending(args.id, p ? { message: `record ${p.tag}: ${p.entries} entries, sealed from pending recording ${args.id}\n` } : {});
+    const commit = await sealPending(archive, args.id, p ? { message: `record ${p.tag}: ${p.entries} entries, sealed from pending recording ${args.id}\n` } : {});
     if (this.jsonEnabled()) return { id: args.id, tag: p?.tag, commit };
     process.stderr.write(`btrfly: sealed pending recording ${args.id} as recording ${commit.slice(0, 12)} of tag "${p?.tag}"\n`);
   }
