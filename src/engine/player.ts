@@ -7,7 +7,7 @@ import { RecordingIndex, createPlaybackState, type Candidate } from '../format/m
 import type { BodyLocation, ByteRange, Entry, Recording } from '../format/types';
 import type { Readable } from 'node:stream';
 import { hasRequestBody, headerPairs } from './http-util';
-import { markOutcome } from './outcome';
+import type { Outcome } from './outcome';
 import { sendRecorded } from './respond';
 import type { DamagedBody, MissRecord, SessionInfo } from './session';
 import { isBtrflyError, oneLine, type BtrflyError } from '../errors';
@@ -41,21 +41,21 @@ export class PlaybackSession {
     private readonly redactKey: Buffer,
     private readonly log: (msg: string, data?: Record<string, unknown>) => void = () => {},
     /** `--append`: where a request the recording does not hold goes instead of a miss (a record session). */
-    private readonly fallback?: { handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> },
+    private readonly fallback?: { handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome> },
   ) {
     this.index = new RecordingIndex(recording.manifest);
   }
 
-  private readonly answering = new Set<Promise<void>>();
+  private readonly answering = new Set<Promise<Outcome>>();
   private readonly countSent = (bytes: number): void => {
     this.info.stats.bytes += bytes;
   };
 
-  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome> {
     const p = this.answer(req, res, url);
     this.answering.add(p);
     try {
-      await p;
+      return await p;
     } finally {
       this.answering.delete(p);
     }
@@ -66,7 +66,7 @@ export class PlaybackSession {
     while (this.answering.size > 0) await Promise.allSettled([...this.answering]);
   }
 
-  private async answer(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  private async answer(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome> {
     this.info.stats.requests++;
     const bodySha256 = hasRequestBody(req) ? await digestBody(req) : undefined;
     const request = {
@@ -83,10 +83,11 @@ export class PlaybackSession {
     }
     this.info.stats.hits++;
     try {
-      await sendRecorded(req, res, this.answerFor(entry, res), this.countSent);
+      await sendRecorded(req, res, this.answerFor(entry), this.countSent);
+      return 'hit';
     } catch (e) {
       if (!isDamage(e)) throw e;
-      this.damage(entry, e.code, res, oneLine(e));
+      return this.damage(entry, e.code, res, oneLine(e));
     }
   }
 
@@ -94,19 +95,19 @@ export class PlaybackSession {
    * A body failed its check mid-answer: the client's transfer is broken off (the socket destroyed
    * before the last byte, so it never sees a clean end), and the body is listed for the summary.
    */
-  private damage(entry: Entry, code: DamagedBody['code'], res: ServerResponse, why: string): void {
+  private damage(entry: Entry, code: DamagedBody['code'], res: ServerResponse, why: string): 'corrupt' {
     this.info.stats.hits--;
     this.info.stats.corrupt++;
     const sha256 = entry.response.content.sha256;
     if (!this.damaged.some((d) => d.sha256 === sha256)) this.damaged.push({ method: entry.request.method, url: entry.request.url, sha256, code });
     this.log('playback body damaged', { method: entry.request.method, url: entry.request.url, sha256, error: why });
-    markOutcome(res, 'corrupt');
     if (!res.headersSent) {
       const body = `btrfly: ${why}\n`;
       res.setHeader('X-Btrfly', 'corrupt');
       res.writeHead(502, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
     } else res.destroy();
+    return 'corrupt';
   }
 
   /** The recorded entries nothing asked for (`--unused`). */
@@ -114,24 +115,18 @@ export class PlaybackSession {
     return this.index.unused(this.state);
   }
 
-  private answerFor(entry: Entry, res: ServerResponse) {
+  private answerFor(entry: Entry) {
     const volatile = this.recording.volatile.entries[entryKey(entry)] ?? [];
     return {
       entry,
       headers: mergeHeaders(entry.response.headers, volatile),
       body: this.recording.bodies.get(entry.response.content.sha256),
-      openBody: (loc: BodyLocation, range?: ByteRange) => {
-        const body = this.bodies.openBody(loc, range);
-        // Before the pipeline that sends it breaks the answer off (its 'close' is when the proxy
-        // counts the outcome): an answer cut after its head carries no header that could say why.
-        body.once('error', (e) => void (isDamage(e) && markOutcome(res, 'corrupt')));
-        return body;
-      },
+      openBody: (loc: BodyLocation, range?: ByteRange) => this.bodies.openBody(loc, range),
       readSmallBody: (loc: BodyLocation) => this.bodies.readSmallBody?.(loc),
     };
   }
 
-  private miss(request: { method: string; url: string; headers: { name: string; value: string }[]; bodySha256?: string }, res: ServerResponse): void {
+  private miss(request: { method: string; url: string; headers: { name: string; value: string }[]; bodySha256?: string }, res: ServerResponse): 'miss' {
     this.info.stats.misses++;
     const nearest = this.index.nearest(request, 3).map(describeCandidate);
     this.misses.push({ method: request.method, url: request.url, nearest });
@@ -144,7 +139,6 @@ export class PlaybackSession {
       '',
     ];
     const body = lines.join('\n');
-    // setHeader (not writeHead's object) so the proxy's metrics can read the outcome back.
     res.setHeader('X-Btrfly', 'miss');
     res.writeHead(404, 'Not Found', {
       'Content-Type': 'text/plain; charset=utf-8',
@@ -152,6 +146,7 @@ export class PlaybackSession {
       'Cache-Control': 'no-store',
     });
     res.end(body);
+    return 'miss';
   }
 }
 

@@ -4,13 +4,14 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as tls from 'node:tls';
 import { BtrflyError, isBtrflyError, oneLine } from '../errors';
-import { markedOutcome } from './outcome';
+import type { Outcome } from './outcome';
 import { proxyCredential, type SessionInfo, type SessionTable } from './session';
 
 /** What the proxy hands a request to. */
 export interface ProxySession {
   info: SessionInfo;
-  handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void>;
+  /** Answers the request; resolves with how it ended, for metrics and logs. */
+  handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<Outcome>;
 }
 
 /** Mints the TLS context for a host name (or IP literal) the client asked for. */
@@ -82,8 +83,8 @@ export function proxyTimeouts(env: NodeJS.ProcessEnv = process.env): ProxyTimeou
 export interface ResponseEvent {
   /** The session's mode; `none` for a client in no session. */
   mode: 'record' | 'playback' | 'none';
-  /** `hit` (playback), `recorded` (record), `miss`, `corrupt` (a body failed its check), `upstream-error`, `error`, `refused` or `loop` (508). */
-  outcome: string;
+  /** What the session's `handle()` returned; `error` when it threw, or when the client did not get the whole answer. */
+  outcome: Outcome;
   seconds: number;
 }
 
@@ -141,14 +142,19 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
       countRefused();
       return refuse(req, res, transparent);
     }
-    if (opts.onResponse) observe(res, route.session.info.mode, opts.onResponse);
+    const start = process.hrtime.bigint();
+    const outcome = serveRoute(req, res, route);
+    if (opts.onResponse) observe(res, route.session.info.mode, start, outcome, opts.onResponse);
+  };
+
+  /** Hands a routed request to its session; resolves with the outcome (never rejects). */
+  const serveRoute = async (req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<Outcome> => {
     const url = targetUrl(req, route);
     if (!url) {
-      // Set apart from writeHead so that `observe` reads the outcome (headers given to writeHead are not).
       res.setHeader('X-Btrfly', 'error');
       res.writeHead(400, { 'Content-Type': 'text/plain' });
       res.end('btrfly: the request names no host: send a Host header or an absolute URL\n');
-      return;
+      return 'error';
     }
     if (isSelf(url)) {
       // Forwarded, it would come back to this proxy as a client in no session (a 407 recorded as
@@ -158,17 +164,23 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
       res.setHeader('X-Btrfly', 'loop');
       res.writeHead(508, 'Loop Detected', { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
-      return;
+      return 'loop';
     }
-    route.session.handle(req, res, url).catch((e) => {
+    try {
+      return await route.session.handle(req, res, url);
+    } catch (e) {
       log('request failed', { url: url.href, error: oneLine(e) });
-      if (res.headersSent) return void res.destroy();
+      if (res.headersSent) {
+        res.destroy();
+        return 'error';
+      }
       const status = isBtrflyError(e) ? e.httpStatus : 500;
       const body = `btrfly: ${oneLine(e)}\n`;
       res.setHeader('X-Btrfly', 'error');
       res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
-    });
+      return 'error';
+    }
   };
 
   const self = selfHosts(opts.address);
@@ -335,12 +347,16 @@ function configure<S extends http.Server>(server: S, handler: (req: http.Incomin
   return server;
 }
 
-function observe(res: http.ServerResponse, mode: 'record' | 'playback', onResponse: (e: ResponseEvent) => void): void {
-  const start = process.hrtime.bigint();
-  res.once('close', () => {
-    const marked = markedOutcome(res) ?? res.getHeader('x-btrfly');
-    const outcome = typeof marked === 'string' ? marked : !res.writableFinished ? 'error' : mode === 'playback' ? 'hit' : 'recorded';
-    onResponse({ mode, outcome, seconds: Number(process.hrtime.bigint() - start) / 1e9 });
+/**
+ * Tells `onResponse` how a request ended once both are known: the outcome its session returned,
+ * and the response's close (the latency is up to that close; a recorder's handle may go on storing).
+ * A hit or a recording whose client did not get the whole answer counts as `error`.
+ */
+function observe(res: http.ServerResponse, mode: 'record' | 'playback', start: bigint, outcome: Promise<Outcome>, onResponse: (e: ResponseEvent) => void): void {
+  const closed = new Promise<number>((resolve) => res.once('close', () => resolve(Number(process.hrtime.bigint() - start) / 1e9)));
+  void Promise.all([outcome, closed]).then(([o, seconds]) => {
+    const cut = (o === 'hit' || o === 'recorded') && !res.writableFinished;
+    onResponse({ mode, outcome: cut ? 'error' : o, seconds });
   });
 }
 

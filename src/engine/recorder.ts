@@ -7,6 +7,7 @@ import { OrdinalCounter } from '../format/match';
 import type { BodyLocation, BodyWriter, ByteRange, Entry, Header, Redactions, StoredBody, VolatileHeader } from '../format/types';
 import { flatHeaders, hasRequestBody, headerPairs, headerValue, isPartialOrConditional, upstreamRequestHeaders, withoutHopByHop } from './http-util';
 import { sendRecorded, type RecordedAnswer } from './respond';
+import type { Outcome } from './outcome';
 import type { SessionInfo } from './session';
 import { isStoreError, teeToStore } from './tee';
 import { upstreamError, type Upstream } from './upstream';
@@ -25,6 +26,12 @@ export interface RecordStore {
   openBody(loc: BodyLocation, range?: ByteRange): Readable;
   readSmallBody?(loc: BodyLocation): Promise<Buffer> | undefined;
   locateBody(stored: StoredBody): Promise<BodyLocation>;
+}
+
+/** How one exchange ended, and (once stored) the answer a client asking the same meanwhile shares. */
+interface Exchanged {
+  outcome: Outcome;
+  answer?: RecordedAnswer;
 }
 
 /** The open recording of a tag: entries go in as they complete; the tag moves only at seal. */
@@ -48,7 +55,7 @@ export class RecordSession {
    * replaces the first at seal. Each request's own answers keep their order.
    */
   private readonly nextOrdinal = new Map<string, number>();
-  private readonly inflight = new Map<string, Promise<RecordedAnswer | undefined>>();
+  private readonly inflight = new Map<string, Promise<Exchanged>>();
   /**
    * Per method and URL, the last exchange to take its ordinal: each waits for the one that
    * arrived before it, so two requests of one URL are numbered in the order they were made,
@@ -89,7 +96,7 @@ export class RecordSession {
     }
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome> {
     this.info.stats.requests++;
     // A recorder that cannot keep up slows its clients; it does not pile up exchanges (docs/contract.md, "Streaming").
     while (this.behind >= MAX_BEHIND) await new Promise<void>((resolve) => this.caughtUp.push(resolve));
@@ -99,10 +106,10 @@ export class RecordSession {
     const key = shareable ? [method, storedUrl, req.headers.accept ?? '', req.headers['accept-encoding'] ?? ''].join('\n') : undefined;
     const pending = key ? this.inflight.get(key) : undefined;
     if (pending) {
-      const recorded = await pending.catch(() => undefined);
+      const recorded = (await pending.catch(() => undefined))?.answer;
       if (recorded) {
         await sendRecorded(req, res, recorded, this.countSent);
-        return;
+        return 'recorded';
       }
     }
     const fetch = this.fetchAndRecord(req, res, url, storedUrl);
@@ -131,7 +138,7 @@ export class RecordSession {
       res.once('finish', forget);
       fetch.finally(forget).catch(() => {});
     }
-    await fetch;
+    return (await fetch).outcome;
   }
 
   /** Resolves once every response under way is stored (or failed): call before sealing. */
@@ -139,7 +146,7 @@ export class RecordSession {
     while (this.writing.size > 0) await Promise.allSettled([...this.writing]);
   }
 
-  private async fetchAndRecord(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string): Promise<RecordedAnswer | undefined> {
+  private async fetchAndRecord(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string): Promise<Exchanged> {
     const turnKey = `${req.method ?? 'GET'} ${storedUrl}`;
     const before = this.turns.get(turnKey) ?? Promise.resolve();
     let done!: () => void;
@@ -154,15 +161,14 @@ export class RecordSession {
     }
   }
 
-  private async exchange(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string, turn: Promise<void>): Promise<RecordedAnswer | undefined> {
+  private async exchange(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string, turn: Promise<void>): Promise<Exchanged> {
     const method = req.method ?? 'GET';
     const answerLater = isPartialOrConditional(req);
     let sent: ReturnType<Upstream['request']>;
     try {
       sent = this.upstream.request(url, method, flatHeaders(upstreamRequestHeaders(req, url)) as never);
     } catch (e) {
-      this.upstreamFailed(res, url, e);
-      return undefined;
+      return this.upstreamFailed(res, url, e);
     }
     const { req: upReq, response } = sent;
     let requestDigest: Promise<string | undefined> = Promise.resolve(undefined);
@@ -184,8 +190,7 @@ export class RecordSession {
     try {
       upRes = await response;
     } catch (e) {
-      this.upstreamFailed(res, url, e);
-      return undefined;
+      return this.upstreamFailed(res, url, e);
     }
     const received = headerPairs(upRes.rawHeaders);
     if (!answerLater) res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, flatHeaders(withoutHopByHop(received)));
@@ -198,8 +203,7 @@ export class RecordSession {
       writer.destroy();
       if (isStoreError(e)) return this.storeFailed(res, e, upRes);
       this.log('upstream body failed, not recorded', { url: url.href, error: String(e) });
-      this.upstreamFailed(res, url, e);
-      return undefined;
+      return this.upstreamFailed(res, url, e);
     }
     try {
       stored = await writer.done;
@@ -235,7 +239,7 @@ export class RecordSession {
       readSmallBody: (loc) => this.store.readSmallBody?.(loc),
     };
     if (answerLater) await sendRecorded(req, res, answer, this.countSent);
-    return answer;
+    return { outcome: 'recorded', answer };
   }
 
   private entryFor(req: IncomingMessage, upRes: IncomingMessage, received: Header[], storedUrl: string, stored: StoredBody, bodySha256: string | undefined): Entry {
@@ -266,7 +270,7 @@ export class RecordSession {
   }
 
   /** A body the archive could not store: the client's answer is broken off, and the recording is failed. */
-  private storeFailed(res: ServerResponse, e: unknown, upRes?: IncomingMessage): undefined {
+  private storeFailed(res: ServerResponse, e: unknown, upRes?: IncomingMessage): Exchanged {
     if (!this.storageFailure) {
       this.storageFailure = e instanceof Error ? e : new Error(String(e));
       const length = Number(upRes?.headers['content-length'] ?? 0) || 0;
@@ -274,25 +278,26 @@ export class RecordSession {
     }
     this.log('storing a response failed; the recording will not become the tag', { session: this.info.id, tag: this.info.tag, error: String(e) });
     if (!res.writableFinished) res.destroy();
-    return undefined;
+    return { outcome: 'error' };
   }
 
   /** An upstream failure reaches the client as it happened, marked by btrfly; it is not recorded. */
-  private upstreamFailed(res: ServerResponse, url: URL, e: unknown): void {
+  private upstreamFailed(res: ServerResponse, url: URL, e: unknown): Exchanged {
     this.info.stats.upstreamErrors++;
     const err = upstreamError(url, e);
     if (err.data.kind === 'denied') this.log('upstream address denied, not recorded', { session: this.info.id, tag: this.info.tag, url: url.href, address: err.data.address, rule: err.data.rule });
     if (res.headersSent) {
       res.destroy(err);
-      return;
+      return { outcome: 'upstream-error' };
     }
     const body = `btrfly: ${err.message}\n`;
-    res.setHeader('X-Btrfly', 'upstream-error'); // readable by the proxy's metrics
+    res.setHeader('X-Btrfly', 'upstream-error');
     res.writeHead(err.httpStatus, {
       'Content-Type': 'text/plain; charset=utf-8',
       'Content-Length': Buffer.byteLength(body),
       'X-Btrfly-Upstream-Error': String(err.data.kind ?? 'error'),
     });
     res.end(body);
+    return { outcome: 'upstream-error' };
   }
 }
