@@ -28,7 +28,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const socket = path.join(opts.stateDir, DAEMON_SOCKET);
   try {
     await rm(socket, { force: true });
-    control = await listenControl(controlApp(runtime, opts.log), socket);
+    control = await listenControl(controlApp(runtime, opts.logger), socket);
     await chmod(socket, 0o600);
     const info: DaemonInfo = {
       pid: process.pid,
@@ -42,9 +42,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       startedAt: new Date().toISOString(),
     };
     await writeFile(path.join(opts.stateDir, DAEMON_FILE), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 });
-    opts.log('daemon ready', { ...info });
+    opts.logger.info({ ...info }, 'daemon ready');
     await untilShutdown();
-    opts.log('daemon stopping: sealing open recordings');
+    opts.logger.info('daemon stopping: sealing open recordings');
   } finally {
     control?.close();
     await serving.close();
@@ -53,7 +53,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   }
 }
 
-function controlApp(runtime: Runtime, log: DaemonOptions['log']): express.Express {
+function controlApp(runtime: Runtime, log: DaemonOptions['logger']): express.Express {
   const app = express();
   app.use(express.json({ limit: API_BODY_LIMIT }));
   app.get('/status', (_req, res) => {
@@ -73,7 +73,7 @@ function controlApp(runtime: Runtime, log: DaemonOptions['log']): express.Expres
     res.json({ ok: true });
     setImmediate(() => process.emit('btrfly-shutdown' as never));
   });
-  app.use(jsonErrorHandler((e) => log('control request failed', { error: e.message })));
+  app.use(jsonErrorHandler((e) => log.warn({ error: e.message }, 'control request failed')));
   return app;
 }
 

@@ -7,6 +7,7 @@ import { RecordingIndex, createPlaybackState, type Candidate } from '../format/m
 import type { BodyLocation, ByteRange, Entry, Recording } from '../format/types';
 import type { Readable } from 'node:stream';
 import { hasRequestBody, headerPairs } from './http-util';
+import { silentLogger, type Logger } from './log';
 import type { Outcome } from './outcome';
 import { sendRecorded } from './respond';
 import type { DamagedBody, MissRecord, SessionInfo } from './session';
@@ -39,7 +40,8 @@ export class PlaybackSession {
     readonly recording: Recording,
     private readonly bodies: BodySource,
     private readonly redactKey: Buffer,
-    private readonly log: (msg: string, data?: Record<string, unknown>) => void = () => {},
+    /** The session's logger (its id and tag bound). */
+    private readonly log: Logger = silentLogger,
     /** `--append`: where a request the recording does not hold goes instead of a miss (a record session). */
     private readonly fallback?: { handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome> },
   ) {
@@ -100,7 +102,7 @@ export class PlaybackSession {
     this.info.stats.corrupt++;
     const sha256 = entry.response.content.sha256;
     if (!this.damaged.some((d) => d.sha256 === sha256)) this.damaged.push({ method: entry.request.method, url: entry.request.url, sha256, code });
-    this.log('playback body damaged', { method: entry.request.method, url: entry.request.url, sha256, error: why });
+    this.log.error({ method: entry.request.method, url: entry.request.url, sha256, error: why }, 'playback body damaged');
     if (!res.headersSent) {
       const body = `btrfly: ${why}\n`;
       res.setHeader('X-Btrfly', 'corrupt');
@@ -130,7 +132,7 @@ export class PlaybackSession {
     this.info.stats.misses++;
     const nearest = this.index.nearest(request, 3).map(describeCandidate);
     this.misses.push({ method: request.method, url: request.url, nearest });
-    this.log('playback miss', { method: request.method, url: request.url, tag: this.info.tag });
+    this.log.info({ method: request.method, url: request.url }, 'playback miss');
     const lines = [
       `btrfly: playback miss: ${request.method} ${request.url} is not in tag "${this.info.tag}" (recording ${this.recording.commit.slice(0, 12)}).`,
       nearest.length > 0 ? 'Nearest recorded candidates:' : 'No recorded request has the same host and path.',

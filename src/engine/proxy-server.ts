@@ -4,6 +4,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as tls from 'node:tls';
 import { BtrflyError, isBtrflyError, oneLine } from '../errors';
+import { silentLogger, type Logger } from './log';
 import type { Outcome } from './outcome';
 import { proxyCredential, type SessionInfo, type SessionTable } from './session';
 
@@ -34,7 +35,7 @@ export interface ProxyServerOptions {
   sessions: SessionTable<ProxySession>;
   /** True for a connection the runtime itself opened upstream: refused, so the proxy cannot loop. */
   isOwnSocket?: (socket: net.Socket) => boolean;
-  log?: (msg: string, data?: Record<string, unknown>) => void;
+  logger?: Logger;
   /** Called when each response ends (or a client is refused): for metrics. */
   onResponse?: (e: ResponseEvent) => void;
   /** How long clients may take; default {@link proxyTimeouts} (the environment, else the defaults). */
@@ -118,7 +119,7 @@ const CHUNK = 1024 * 1024; // 1 MiB buffers: measured to double Node's HTTPS thr
  * in no session is refused (btrfly is not an open proxy).
  */
 export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer> {
-  const log = opts.log ?? (() => {});
+  const log = opts.logger ?? silentLogger;
   const timeouts = opts.timeouts ?? proxyTimeouts();
   const routes = new WeakMap<net.Socket, Route>();
   const sockets = new Set<net.Socket>();
@@ -159,7 +160,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
     if (isSelf(url)) {
       // Forwarded, it would come back to this proxy as a client in no session (a 407 recorded as
       // the answer) or, through a tunnel, forever: 508 Loop Detected (RFC 5842, section 7.2).
-      log('refused a request addressed to the proxy itself (loop)', { url: url.href });
+      log.warn({ url: url.href }, 'refused a request addressed to the proxy itself (loop)');
       const body = `btrfly: ${url.host} is btrfly's own proxy, so this request would loop: send it to the real server, or exclude it from the proxy with NO_PROXY\n`;
       res.setHeader('X-Btrfly', 'loop');
       res.writeHead(508, 'Loop Detected', { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
@@ -169,7 +170,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
     try {
       return await route.session.handle(req, res, url);
     } catch (e) {
-      log('request failed', { url: url.href, error: oneLine(e) });
+      log.warn({ url: url.href, error: oneLine(e) }, 'request failed');
       if (res.headersSent) {
         res.destroy();
         return 'error';
@@ -220,7 +221,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) socket.unshift(head);
     tunnel(socket, authority, session).catch((e) => {
-      log('tunnel failed', { authority, error: oneLine(e) });
+      log.warn({ authority, error: oneLine(e) }, 'tunnel failed');
       socket.destroy();
     });
   });
@@ -232,7 +233,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
    */
   const tunnel = async (socket: net.Socket, authority: string, session: ProxySession) => {
     const deadline = setTimeout(() => {
-      log('tunnel closed: no TLS handshake or request in time', { authority, ms: timeouts.handshake });
+      log.info({ authority, ms: timeouts.handshake }, 'tunnel closed: no TLS handshake or request in time');
       socket.destroy();
     }, timeouts.handshake);
     socket.once('close', () => clearTimeout(deadline));
@@ -252,7 +253,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
       ALPNProtocols: ['http/1.1'],
       SNICallback: opts.contexts.sniCallback,
     });
-    secure.on('error', (e) => log('client TLS failed', { authority, error: oneLine(e) }));
+    secure.on('error', (e) => log.warn({ authority, error: oneLine(e) }, 'client TLS failed'));
     routes.set(secure, { session, scheme: 'https', authority });
     // Handed over once the handshake is done, as an HTTPS listener does: the headers clock starts then.
     secure.once('secure', () => {
@@ -265,7 +266,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
     servers.push(server);
     server.on('connection', (socket: net.Socket) => {
       if (opts.isOwnSocket?.(socket)) {
-        log('refused a connection from the proxy itself (loop)', { port: socket.remotePort });
+        log.warn({ port: socket.remotePort }, 'refused a connection from the proxy itself (loop)');
         return void socket.destroy();
       }
       sockets.add(socket);
@@ -284,7 +285,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
       return void socket.destroy();
     }
     tunnel(socket, target.authority, session).catch((e) => {
-      log('tunnel failed', { authority: target.authority, error: oneLine(e) });
+      log.warn({ authority: target.authority, error: oneLine(e) }, 'tunnel failed');
       socket.destroy();
     });
   };

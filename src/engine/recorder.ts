@@ -7,6 +7,7 @@ import { OrdinalCounter } from '../format/match';
 import type { BodyLocation, BodyWriter, ByteRange, Entry, Header, Redactions, StoredBody, VolatileHeader } from '../format/types';
 import { flatHeaders, hasRequestBody, headerPairs, headerValue, isPartialOrConditional, upstreamRequestHeaders, withoutHopByHop } from './http-util';
 import { sendRecorded, type RecordedAnswer } from './respond';
+import { silentLogger, type Logger } from './log';
 import type { Outcome } from './outcome';
 import type { SessionInfo } from './session';
 import { isStoreError, teeToStore } from './tee';
@@ -85,7 +86,8 @@ export class RecordSession {
     private readonly upstream: Upstream,
     private readonly redact: Redactions,
     private readonly redactKey: Buffer,
-    private readonly log: (msg: string, data?: Record<string, unknown>) => void = () => {},
+    /** The session's logger (its id and tag bound). */
+    private readonly log: Logger = silentLogger,
     /** On append: the entries kept from the previous recording, so ordinals continue from them. */
     existing: readonly Entry[] = [],
   ) {
@@ -202,7 +204,7 @@ export class RecordSession {
     } catch (e) {
       writer.destroy();
       if (isStoreError(e)) return this.storeFailed(res, e, upRes);
-      this.log('upstream body failed, not recorded', { url: url.href, error: String(e) });
+      this.log.warn({ url: url.href, error: String(e) }, 'upstream body failed, not recorded');
       return this.upstreamFailed(res, url, e);
     }
     try {
@@ -276,7 +278,7 @@ export class RecordSession {
       const length = Number(upRes?.headers['content-length'] ?? 0) || 0;
       this.storageNeeded = 2 * length;
     }
-    this.log('storing a response failed; the recording will not become the tag', { session: this.info.id, tag: this.info.tag, error: String(e) });
+    this.log.error({ error: String(e) }, 'storing a response failed; the recording will not become the tag');
     if (!res.writableFinished) res.destroy();
     return { outcome: 'error' };
   }
@@ -285,7 +287,7 @@ export class RecordSession {
   private upstreamFailed(res: ServerResponse, url: URL, e: unknown): Exchanged {
     this.info.stats.upstreamErrors++;
     const err = upstreamError(url, e);
-    if (err.data.kind === 'denied') this.log('upstream address denied, not recorded', { session: this.info.id, tag: this.info.tag, url: url.href, address: err.data.address, rule: err.data.rule });
+    if (err.data.kind === 'denied') this.log.warn({ url: url.href, address: err.data.address, rule: err.data.rule }, 'upstream address denied, not recorded');
     if (res.headersSent) {
       res.destroy(err);
       return { outcome: 'upstream-error' };

@@ -14,6 +14,7 @@ import { redactKey } from './redact-key';
 import { newCredential, newSessionInfo, SessionTable, type DamagedBody, type MissRecord, type Mode, type SessionInfo } from './session';
 import { Upstream, type UpstreamOptions } from './upstream';
 import { keepMemoryFlat } from './memory';
+import { silentLogger, type Logger } from './log';
 
 export interface RuntimeOptions {
   archive: Archive;
@@ -25,7 +26,8 @@ export interface RuntimeOptions {
   httpsPort?: number;
   upstream?: UpstreamOptions;
   configDir?: string;
-  log?: (msg: string, data?: Record<string, unknown>) => void;
+  /** Handed down as children: `component: proxy`, and one per session with its id and tag. */
+  logger?: Logger;
   /** Called as each proxied response ends (service mode's metrics). */
   onResponse?: (e: ResponseEvent) => void;
 }
@@ -94,7 +96,7 @@ export class Runtime {
     readonly upstream: Upstream,
     readonly proxy: ProxyServer,
     private readonly key: Buffer,
-    private readonly log: (msg: string, data?: Record<string, unknown>) => void,
+    private readonly log: Logger,
   ) {}
 
   static async start(opts: RuntimeOptions): Promise<Runtime> {
@@ -102,7 +104,7 @@ export class Runtime {
     const dir = opts.configDir ?? configDir();
     const ca = await CertificateAuthority.loadOrCreate(dir);
     const upstream = new Upstream(opts.upstream);
-    const log = opts.log ?? (() => {});
+    const log = opts.logger ?? silentLogger;
     const sessions = new SessionTable<Active>();
     let proxy: ProxyServer;
     try {
@@ -114,7 +116,7 @@ export class Runtime {
         contexts: ca,
         sessions,
         isOwnSocket: (s) => upstream.isOwnSocket(s),
-        log,
+        logger: log.child({ component: 'proxy' }),
         onResponse: opts.onResponse,
       });
     } catch (e) {
@@ -166,9 +168,13 @@ export class Runtime {
     return results;
   }
 
+  private sessionLogger(info: SessionInfo): Logger {
+    return this.log.child({ session: info.id, tag: info.tag, mode: info.mode });
+  }
+
   private async recordSession(info: SessionInfo, opts: OpenSessionOptions, rev: string | undefined): Promise<Active> {
     if (rev) throw new BtrflyError('USAGE', `record takes a tag, not a recording: drop "@${rev}" from --tag`);
-    const writer = await this.archive.beginRecording(info.tag, { append: opts.append, session: info.id, onWait: opts.notice ?? ((l) => this.log(l)) });
+    const writer = await this.archive.beginRecording(info.tag, { append: opts.append, session: info.id, onWait: opts.notice ?? ((l) => this.log.info({ tag: info.tag }, l)) });
     // git's temp files before the recording: those a git that fails on a full disk leaves are removed.
     const gitTemps = await gitTempFiles(this.archive.dir);
     let redact: Redactions;
@@ -184,7 +190,7 @@ export class Runtime {
       await writer.abandon();
       throw e;
     }
-    const rec = new RecordSession(info, writer, this.archive, this.upstream, redact, this.key, this.log, previous);
+    const rec = new RecordSession(info, writer, this.archive, this.upstream, redact, this.key, this.sessionLogger(info), previous);
     return Object.assign(rec, {
       close: async (o: CloseOptions): Promise<SessionResult> => {
         await rec.drain();
@@ -225,7 +231,7 @@ export class Runtime {
       fillerInfo.id = info.id;
       filler = await this.recordSession(fillerInfo, { ...opts, mode: 'record' }, undefined);
     }
-    const play = new PlaybackSession(info, recording, this.archive, this.key, this.log, filler);
+    const play = new PlaybackSession(info, recording, this.archive, this.key, this.sessionLogger(info), filler);
     return Object.assign(play, {
       close: async (o: CloseOptions): Promise<SessionResult> => {
         await play.drain();
