@@ -158,7 +158,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     const ready: ReadyInfo = { api: url, address: opts.address, dnsPort: serving.dns.udpPort, httpPort, httpsPort, proxyPort };
     opts.logger.info({ ...ready }, 'service ready');
     opts.onReady?.(ready);
-    await untilShutdown();
+    await untilShutdown(opts.signal);
     opts.logger.info('service stopping: sealing open recordings');
   } finally {
     clearInterval(sweeper);

@@ -20,6 +20,8 @@ export interface ServingOptions {
   upstream: UpstreamOptions;
   configDir?: string;
   logger: Logger;
+  /** Stops the daemon or the service when it aborts, as SIGTERM does. */
+  signal?: AbortSignal;
   onResponse?: (e: ResponseEvent) => void;
 }
 
@@ -75,10 +77,16 @@ export async function startServing(opts: ServingOptions): Promise<Serving> {
   return { archive, runtime, dns, close };
 }
 
-/** Resolves on SIGTERM, SIGINT, SIGHUP or an in-process shutdown request. */
-export function untilShutdown(): Promise<void> {
+/**
+ * Resolves when the process gets SIGTERM, SIGINT or SIGHUP, or when one of `signals` aborts (the
+ * daemon's `/shutdown`, or whoever embeds the daemon or the service).
+ */
+export function untilShutdown(...signals: Array<AbortSignal | undefined>): Promise<void> {
+  const stop = new AbortController();
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(sig, () => stop.abort(sig));
+  const either = AbortSignal.any([stop.signal, ...signals.filter((s) => s !== undefined)]);
   return new Promise<void>((resolve) => {
-    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(sig, () => resolve());
-    process.once('btrfly-shutdown' as never, () => resolve());
+    if (either.aborted) return resolve();
+    either.addEventListener('abort', () => resolve(), { once: true });
   });
 }
