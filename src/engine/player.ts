@@ -10,7 +10,7 @@ import { hasRequestBody, headerPairs } from './http-util';
 import { silentLogger, type Logger } from './log';
 import type { Outcome } from './outcome';
 import { sendRecorded } from './respond';
-import type { DamagedBody, MissRecord, SessionInfo } from './session';
+import type { CloseOptions, DamagedBody, LiveSession, MissRecord, SessionInfo, SessionResult } from './session';
 import { isBtrflyError, oneLine, type BtrflyError } from '../errors';
 
 export interface BodySource {
@@ -42,8 +42,8 @@ export class PlaybackSession {
     private readonly redactKey: Buffer,
     /** The session's logger (its id and tag bound). */
     private readonly log: Logger = silentLogger,
-    /** `--append`: where a request the recording does not hold goes instead of a miss (a record session). */
-    private readonly fallback?: { handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome> },
+    /** `--append`: where a request the recording does not hold goes instead of a miss (a record session, closed with this one). */
+    private readonly fallback?: LiveSession,
   ) {
     this.index = new RecordingIndex(recording.manifest);
   }
@@ -66,6 +66,24 @@ export class PlaybackSession {
   /** Resolves when every answer under way has been sent, so the summary counts all of it. */
   async drain(): Promise<void> {
     while (this.answering.size > 0) await Promise.allSettled([...this.answering]);
+  }
+
+  /** Reports the misses, damaged and unused entries once every answer is sent; with `--append`, seals what was recorded. */
+  async close(o: CloseOptions): Promise<SessionResult> {
+    const info = this.info;
+    await this.drain();
+    let commit: string | undefined;
+    let aside: SessionResult['aside'];
+    const filler = this.fallback;
+    if (filler) {
+      info.stats.recorded = filler.info.stats.recorded;
+      info.stats.upstreamErrors = filler.info.stats.upstreamErrors;
+      info.stats.bytes += filler.info.stats.bytes;
+      const sealed = await filler.close({ ...o, discard: o.discard || filler.info.stats.recorded === 0 });
+      commit = sealed.commit;
+      aside = sealed.aside;
+    }
+    return { info, commit, aside, misses: this.misses, damaged: this.damaged, unused: this.unused() };
   }
 
   private async answer(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome> {

@@ -4,12 +4,15 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { mergeHeaders, redactUrl, selectingRequestHeaders, splitHeaders } from '../format/manifest';
 import { OrdinalCounter } from '../format/match';
+import { removeGitTempsSince } from '../format/archive-maintenance';
+import { storageFailure } from '../format/disk-space';
+import { isNoSpace, recordCommitMessage } from '../format/lifecycle';
 import type { BodyLocation, BodyWriter, ByteRange, Entry, Header, Redactions, StoredBody, VolatileHeader } from '../format/types';
 import { flatHeaders, hasRequestBody, headerPairs, headerValue, isPartialOrConditional, upstreamRequestHeaders, withoutHopByHop } from './http-util';
 import { sendRecorded, type RecordedAnswer } from './respond';
 import { silentLogger, type Logger } from './log';
 import type { Outcome } from './outcome';
-import type { SessionInfo } from './session';
+import type { CloseOptions, SessionInfo, SessionResult } from './session';
 import { isStoreError, teeToStore } from './tee';
 import { upstreamError, type Upstream } from './upstream';
 
@@ -35,9 +38,20 @@ interface Exchanged {
   answer?: RecordedAnswer;
 }
 
-/** The open recording of a tag: entries go in as they complete; the tag moves only at seal. */
+/** The open recording of a tag: entries go in as they complete; the tag moves only at seal (`RecordingWriter`). */
 export interface RecordingSink {
   addEntry(entry: Entry, volatile: VolatileHeader[], body: StoredBody): Promise<void>;
+  /** Entries added so far. */
+  readonly size: number;
+  seal(opts: { message?: string }): Promise<{ commit: string }>;
+  setAside(exitCode: number, leaks?: number): Promise<string>;
+  abandon(): Promise<void>;
+}
+
+/** The archive's git directory and git's temp files there before the recording: those a git that fails on a full disk leaves are removed. */
+export interface GitTemps {
+  dir: string;
+  gitTemps: readonly string[];
 }
 
 /**
@@ -90,6 +104,7 @@ export class RecordSession {
     private readonly log: Logger = silentLogger,
     /** On append: the entries kept from the previous recording, so ordinals continue from them. */
     existing: readonly Entry[] = [],
+    private readonly disk?: GitTemps,
   ) {
     this.counter = new OrdinalCounter(existing);
     for (const e of existing) {
@@ -146,6 +161,36 @@ export class RecordSession {
   /** Resolves once every response under way is stored (or failed): call before sealing. */
   async drain(): Promise<void> {
     while (this.writing.size > 0) await Promise.allSettled([...this.writing]);
+  }
+
+  /**
+   * Ends the recording once every answer under way is stored: sealed as the tag (the default),
+   * kept aside (`keepAside`, an empty one dropped) or discarded. A body that could not be stored
+   * fails it instead: the recording lacks that body, so it must not become the tag.
+   */
+  async close(o: CloseOptions): Promise<SessionResult> {
+    const info = this.info;
+    await this.drain();
+    if (this.storageFailure) {
+      await this.sink.abandon();
+      if (this.disk) await removeGitTempsSince(this.disk.dir, this.disk.gitTemps);
+      throw this.disk ? await storageFailure(this.disk.dir, this.storageFailure, this.storageNeeded) : this.storageFailure;
+    }
+    if (o.discard || (o.keepAside !== undefined && this.sink.size === 0)) {
+      await this.sink.abandon();
+      return { info, misses: [] };
+    }
+    if (o.keepAside !== undefined) {
+      const id = await this.sink.setAside(o.keepAside, o.leaks);
+      return { info, misses: [], aside: { id, entries: this.sink.size, exitCode: o.keepAside, ...(o.leaks ? { leaks: o.leaks } : {}) } };
+    }
+    try {
+      const { commit } = await this.sink.seal({ message: o.message ?? recordCommitMessage(info.tag, o.program, info.stats.recorded) });
+      return { info, commit, misses: [] };
+    } catch (e) {
+      if (isNoSpace(e) && this.disk) await removeGitTempsSince(this.disk.dir, this.disk.gitTemps);
+      throw e;
+    }
   }
 
   private async fetchAndRecord(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string): Promise<Exchanged> {
