@@ -63,13 +63,6 @@ export interface GitTemps {
  */
 export class RecordSession {
   private readonly counter: OrdinalCounter;
-  /**
-   * The next free ordinal per method and URL. The archive keys an entry by `METHOD URL #ordinal`
-   * (manifest merge at seal, volatile.json, diff), so two different requests to one URL (git's
-   * two POSTs to git-upload-pack, with different bodies) must not both be #0, or the second
-   * replaces the first at seal. Each request's own answers keep their order.
-   */
-  private readonly nextOrdinal = new Map<string, number>();
   private readonly inflight = new Map<string, Promise<Exchanged>>();
   /**
    * Per method and URL, the last exchange to take its ordinal: each waits for the one that
@@ -107,10 +100,6 @@ export class RecordSession {
     private readonly disk?: GitTemps,
   ) {
     this.counter = new OrdinalCounter(existing);
-    for (const e of existing) {
-      const k = `${e.request.method} ${e.request.url}`;
-      this.nextOrdinal.set(k, Math.max(this.nextOrdinal.get(k) ?? 0, e.ordinal + 1));
-    }
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome> {
@@ -267,9 +256,6 @@ export class RecordSession {
     const { ordinal, duplicate } = this.counter.assign(entry.request, { status: entry.response.status, sha256: stored.sha256 });
     entry.ordinal = ordinal;
     if (!duplicate) {
-      const urlKey = `${entry.request.method} ${entry.request.url}`;
-      entry.ordinal = this.nextOrdinal.get(urlKey) ?? 0;
-      this.nextOrdinal.set(urlKey, entry.ordinal + 1);
       try {
         await this.sink.addEntry(entry, volatile, stored);
       } catch (e) {
