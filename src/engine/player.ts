@@ -4,19 +4,13 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { entryKey, mergeHeaders, redactUrl } from '../format/manifest';
 import { RecordingIndex, createPlaybackState, type Candidate } from '../format/match';
-import type { BodyLocation, ByteRange, Entry, Recording } from '../format/types';
-import type { Readable } from 'node:stream';
+import type { BodyStore, Entry, Recording } from '../format/types';
 import { hasRequestBody, headerPairs } from './http-util';
 import { silentLogger, type Logger } from './log';
 import type { Outcome } from './outcome';
-import { sendRecorded } from './respond';
+import { sendRecorded, type RecordedAnswer } from './respond';
 import type { CloseOptions, DamagedBody, LiveSession, MissRecord, SessionInfo, SessionResult } from './session';
 import { isBtrflyError, oneLine, type BtrflyError } from '../errors';
-
-export interface BodySource {
-  openBody(loc: BodyLocation, range?: ByteRange): Readable;
-  readSmallBody?(loc: BodyLocation): Promise<Buffer> | undefined;
-}
 
 /** A body that failed its check or is gone from the archive (the answer is broken off, the run fails). */
 function isDamage(e: unknown): e is BtrflyError & { code: DamagedBody['code'] } {
@@ -38,7 +32,7 @@ export class PlaybackSession {
   constructor(
     readonly info: SessionInfo,
     readonly recording: Recording,
-    private readonly bodies: BodySource,
+    private readonly bodies: BodyStore,
     private readonly redactKey: Buffer,
     /** The session's logger (its id and tag bound). */
     private readonly log: Logger = silentLogger,
@@ -103,7 +97,7 @@ export class PlaybackSession {
     }
     this.info.stats.hits++;
     try {
-      await sendRecorded(req, res, this.answerFor(entry), this.countSent);
+      await sendRecorded(req, res, this.answerFor(entry), this.bodies, this.countSent);
       return 'hit';
     } catch (e) {
       if (!isDamage(e)) throw e;
@@ -135,15 +129,9 @@ export class PlaybackSession {
     return this.index.unused(this.state);
   }
 
-  private answerFor(entry: Entry) {
+  private answerFor(entry: Entry): RecordedAnswer {
     const volatile = this.recording.volatile.entries[entryKey(entry)] ?? [];
-    return {
-      entry,
-      headers: mergeHeaders(entry.response.headers, volatile),
-      body: this.recording.bodies.get(entry.response.content.sha256),
-      openBody: (loc: BodyLocation, range?: ByteRange) => this.bodies.openBody(loc, range),
-      readSmallBody: (loc: BodyLocation) => this.bodies.readSmallBody?.(loc),
-    };
+    return { entry, headers: mergeHeaders(entry.response.headers, volatile), body: this.recording.bodies.get(entry.response.content.sha256) };
   }
 
   private miss(request: { method: string; url: string; headers: { name: string; value: string }[]; bodySha256?: string }, res: ServerResponse): 'miss' {

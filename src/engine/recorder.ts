@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type Readable } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { mergeHeaders, redactUrl, selectingRequestHeaders, splitHeaders } from '../format/manifest';
 import { OrdinalCounter } from '../format/match';
 import { removeGitTempsSince } from '../format/archive-maintenance';
 import { storageFailure } from '../format/disk-space';
 import { isNoSpace, recordCommitMessage } from '../format/lifecycle';
-import type { BodyLocation, BodyWriter, ByteRange, Entry, Header, Redactions, StoredBody, VolatileHeader } from '../format/types';
+import type { BodyStore, Entry, Header, Redactions, StoredBody, VolatileHeader } from '../format/types';
 import { flatHeaders, hasRequestBody, headerPairs, headerValue, isPartialOrConditional, upstreamRequestHeaders, withoutHopByHop } from './http-util';
 import { sendRecorded, type RecordedAnswer } from './respond';
 import { silentLogger, type Logger } from './log';
@@ -23,14 +23,6 @@ import { upstreamError, type Upstream } from './upstream';
  * (docs/notes/small-files.md).
  */
 const MAX_BEHIND = 256;
-
-/** Where a record session puts what it fetched. */
-export interface RecordStore {
-  createBodyWriter(): BodyWriter;
-  openBody(loc: BodyLocation, range?: ByteRange): Readable;
-  readSmallBody?(loc: BodyLocation): Promise<Buffer> | undefined;
-  locateBody(stored: StoredBody): Promise<BodyLocation>;
-}
 
 /** How one exchange ended, and (once stored) the answer a client asking the same meanwhile shares. */
 interface Exchanged {
@@ -89,7 +81,7 @@ export class RecordSession {
   constructor(
     readonly info: SessionInfo,
     private readonly sink: RecordingSink,
-    private readonly store: RecordStore,
+    private readonly store: BodyStore,
     private readonly upstream: Upstream,
     private readonly redact: Redactions,
     private readonly redactKey: Buffer,
@@ -114,7 +106,7 @@ export class RecordSession {
     if (pending) {
       const recorded = (await pending.catch(() => undefined))?.answer;
       if (recorded) {
-        await sendRecorded(req, res, recorded, this.countSent);
+        await sendRecorded(req, res, recorded, this.store, this.countSent);
         return 'recorded';
       }
     }
@@ -268,10 +260,8 @@ export class RecordSession {
       headers: mergeHeaders(kept, volatile),
       // The writer knows its parts: no `git ls-tree` process per recorded exchange.
       body: writer.location ?? (await this.store.locateBody(stored)),
-      openBody: (loc, range) => this.store.openBody(loc, range),
-      readSmallBody: (loc) => this.store.readSmallBody?.(loc),
     };
-    if (answerLater) await sendRecorded(req, res, answer, this.countSent);
+    if (answerLater) await sendRecorded(req, res, answer, this.store, this.countSent);
     return { outcome: 'recorded', answer };
   }
 
