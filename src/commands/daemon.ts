@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
-import pino from 'pino';
 import { runDaemon } from '../engine/daemon';
+import { processLogger } from '../engine/log';
 import { detectHostPaths } from '../engine/host-config';
 import { BtrflyCommand } from '../cli/base';
 import { upstreamFlags, upstreamOptions } from '../cli/upstream-flags';
@@ -19,7 +19,6 @@ export default class Daemon extends BtrflyCommand {
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Daemon);
-    const logger = pino({ level: process.env.BTRFLY_LOG_LEVEL ?? 'info' });
     await runDaemon({
       archiveDir: flags.archive,
       address: flags.address,
@@ -30,7 +29,7 @@ export default class Daemon extends BtrflyCommand {
       upstreamDns: flags['upstream-dns'] ?? [],
       upstream: { ...upstreamOptions(flags), dns: flags['upstream-dns'] },
       stateDir: detectHostPaths().stateDir,
-      log: (msg, data) => logger.info(data ?? {}, msg),
+      logger: processLogger(),
     });
   }
 }

@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import pino from 'pino';
+import { processLogger } from '../engine/log';
 import { runService } from '../engine/service';
 import { serveSettings } from '../engine/service-config';
 import { BtrflyCommand } from '../cli/base';
@@ -55,7 +55,6 @@ export default class Serve extends BtrflyCommand {
       },
       flags.config,
     );
-    const logger = pino({ level: process.env.BTRFLY_LOG_LEVEL ?? 'info' });
     await runService({
       archiveDir: s.archive,
       address: s.address,
@@ -70,7 +69,7 @@ export default class Serve extends BtrflyCommand {
       tokenStore: s.tokens,
       upstreamDns: s.upstreamDns,
       upstream: { dns: s.upstreamDns, resolve: s.resolve, caFiles: s.upstreamCa, proxy: s.upstreamProxy, deny: s.denyUpstream, allow: s.allowUpstream },
-      log: (msg, data) => logger.info(data ?? {}, msg),
+      logger: processLogger(),
       onReady: (r) =>
         process.stderr.write(
           `btrfly: serving DNS on ${r.address}:${r.dnsPort}, the proxy on ${r.address} (HTTP ${r.httpPort}, HTTPS ${r.httpsPort}, proxy ${r.proxyPort}), ` +

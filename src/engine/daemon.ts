@@ -28,7 +28,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const socket = path.join(opts.stateDir, DAEMON_SOCKET);
   try {
     await rm(socket, { force: true });
-    control = await listenControl(controlApp(runtime, opts.log), socket);
+    // POST /shutdown aborts this, as SIGTERM would.
+    const shutdown = new AbortController();
+    const stopping = untilShutdown(opts.signal, shutdown.signal);
+    control = await listenControl(controlApp(runtime, opts.logger, shutdown), socket);
     await chmod(socket, 0o600);
     const info: DaemonInfo = {
       pid: process.pid,
@@ -42,9 +45,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       startedAt: new Date().toISOString(),
     };
     await writeFile(path.join(opts.stateDir, DAEMON_FILE), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 });
-    opts.log('daemon ready', { ...info });
-    await untilShutdown();
-    opts.log('daemon stopping: sealing open recordings');
+    opts.logger.info({ ...info }, 'daemon ready');
+    await stopping;
+    opts.logger.info('daemon stopping: sealing open recordings');
   } finally {
     control?.close();
     await serving.close();
@@ -53,7 +56,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   }
 }
 
-function controlApp(runtime: Runtime, log: DaemonOptions['log']): express.Express {
+function controlApp(runtime: Runtime, log: DaemonOptions['logger'], shutdown: AbortController): express.Express {
   const app = express();
   app.use(express.json({ limit: API_BODY_LIMIT }));
   app.get('/status', (_req, res) => {
@@ -71,9 +74,9 @@ function controlApp(runtime: Runtime, log: DaemonOptions['log']): express.Expres
   });
   app.post('/shutdown', (_req, res) => {
     res.json({ ok: true });
-    setImmediate(() => process.emit('btrfly-shutdown' as never));
+    setImmediate(() => shutdown.abort());
   });
-  app.use(jsonErrorHandler((e) => log('control request failed', { error: e.message })));
+  app.use(jsonErrorHandler((e) => log.warn({ error: e.message }, 'control request failed')));
   return app;
 }
 

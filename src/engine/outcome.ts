@@ -1,18 +1,15 @@
-import type { ServerResponse } from 'node:http';
-
 /**
- * How a proxied response ended, declared by the handler that knows it, for the proxy's metrics
- * and logs. Needed where no header can carry it: a playback body that fails its check after the
- * head was sent is broken off (`corrupt`), which the proxy would otherwise count as `error`.
+ * How a proxied request ended, as a value: a session's `handle()` returns it, and the proxy hands
+ * it to metrics and logs. Nothing is written into a response header only to be read back (the
+ * `X-Btrfly` header clients see stays, for clients).
+ *
+ * - `hit`: played back from the recording.
+ * - `recorded`: fetched upstream and answered while being stored (or shared with a fetch under way).
+ * - `miss`: playback has no answer (`404`, `X-Btrfly: miss`).
+ * - `corrupt`: a played-back body failed its check; the answer was broken off.
+ * - `upstream-error`: the upstream failed or was denied; nothing recorded.
+ * - `error`: btrfly failed (storage, a client gone mid-answer, a bad request).
+ * - `refused`: a client in no (live) session.
+ * - `loop`: a request addressed to the proxy itself (`508`).
  */
-const outcomes = new WeakMap<ServerResponse, string>();
-
-/** Declares the outcome of `res` (`corrupt`, …); the last declaration wins. */
-export function markOutcome(res: ServerResponse, outcome: string): void {
-  outcomes.set(res, outcome);
-}
-
-/** The outcome declared for `res`, if any. */
-export function markedOutcome(res: ServerResponse): string | undefined {
-  return outcomes.get(res);
-}
+export type Outcome = 'hit' | 'recorded' | 'miss' | 'corrupt' | 'upstream-error' | 'error' | 'refused' | 'loop';

@@ -4,18 +4,13 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { entryKey, mergeHeaders, redactUrl } from '../format/manifest';
 import { RecordingIndex, createPlaybackState, type Candidate } from '../format/match';
-import type { BodyLocation, ByteRange, Entry, Recording } from '../format/types';
-import type { Readable } from 'node:stream';
+import type { BodyStore, Entry, Recording } from '../format/types';
 import { hasRequestBody, headerPairs } from './http-util';
-import { markOutcome } from './outcome';
-import { sendRecorded } from './respond';
-import type { DamagedBody, MissRecord, SessionInfo } from './session';
+import { silentLogger, type Logger } from './log';
+import type { Outcome } from './outcome';
+import { sendRecorded, type RecordedAnswer } from './respond';
+import type { CloseOptions, DamagedBody, LiveSession, MissRecord, SessionInfo, SessionResult } from './session';
 import { isBtrflyError, oneLine, type BtrflyError } from '../errors';
-
-export interface BodySource {
-  openBody(loc: BodyLocation, range?: ByteRange): Readable;
-  readSmallBody?(loc: BodyLocation): Promise<Buffer> | undefined;
-}
 
 /** A body that failed its check or is gone from the archive (the answer is broken off, the run fails). */
 function isDamage(e: unknown): e is BtrflyError & { code: DamagedBody['code'] } {
@@ -37,25 +32,26 @@ export class PlaybackSession {
   constructor(
     readonly info: SessionInfo,
     readonly recording: Recording,
-    private readonly bodies: BodySource,
+    private readonly bodies: BodyStore,
     private readonly redactKey: Buffer,
-    private readonly log: (msg: string, data?: Record<string, unknown>) => void = () => {},
-    /** `--append`: where a request the recording does not hold goes instead of a miss (a record session). */
-    private readonly fallback?: { handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> },
+    /** The session's logger (its id and tag bound). */
+    private readonly log: Logger = silentLogger,
+    /** `--append`: where a request the recording does not hold goes instead of a miss (a record session, closed with this one). */
+    private readonly fallback?: LiveSession,
   ) {
     this.index = new RecordingIndex(recording.manifest);
   }
 
-  private readonly answering = new Set<Promise<void>>();
+  private readonly answering = new Set<Promise<Outcome>>();
   private readonly countSent = (bytes: number): void => {
     this.info.stats.bytes += bytes;
   };
 
-  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome> {
     const p = this.answer(req, res, url);
     this.answering.add(p);
     try {
-      await p;
+      return await p;
     } finally {
       this.answering.delete(p);
     }
@@ -66,7 +62,25 @@ export class PlaybackSession {
     while (this.answering.size > 0) await Promise.allSettled([...this.answering]);
   }
 
-  private async answer(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  /** Reports the misses, damaged and unused entries once every answer is sent; with `--append`, seals what was recorded. */
+  async close(o: CloseOptions): Promise<SessionResult> {
+    const info = this.info;
+    await this.drain();
+    let commit: string | undefined;
+    let aside: SessionResult['aside'];
+    const filler = this.fallback;
+    if (filler) {
+      info.stats.recorded = filler.info.stats.recorded;
+      info.stats.upstreamErrors = filler.info.stats.upstreamErrors;
+      info.stats.bytes += filler.info.stats.bytes;
+      const sealed = await filler.close({ ...o, discard: o.discard || filler.info.stats.recorded === 0 });
+      commit = sealed.commit;
+      aside = sealed.aside;
+    }
+    return { info, commit, aside, misses: this.misses, damaged: this.damaged, unused: this.unused() };
+  }
+
+  private async answer(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome> {
     this.info.stats.requests++;
     const bodySha256 = hasRequestBody(req) ? await digestBody(req) : undefined;
     const request = {
@@ -83,10 +97,11 @@ export class PlaybackSession {
     }
     this.info.stats.hits++;
     try {
-      await sendRecorded(req, res, this.answerFor(entry, res), this.countSent);
+      await sendRecorded(req, res, this.answerFor(entry), this.bodies, this.countSent);
+      return 'hit';
     } catch (e) {
       if (!isDamage(e)) throw e;
-      this.damage(entry, e.code, res, oneLine(e));
+      return this.damage(entry, e.code, res, oneLine(e));
     }
   }
 
@@ -94,19 +109,19 @@ export class PlaybackSession {
    * A body failed its check mid-answer: the client's transfer is broken off (the socket destroyed
    * before the last byte, so it never sees a clean end), and the body is listed for the summary.
    */
-  private damage(entry: Entry, code: DamagedBody['code'], res: ServerResponse, why: string): void {
+  private damage(entry: Entry, code: DamagedBody['code'], res: ServerResponse, why: string): 'corrupt' {
     this.info.stats.hits--;
     this.info.stats.corrupt++;
     const sha256 = entry.response.content.sha256;
     if (!this.damaged.some((d) => d.sha256 === sha256)) this.damaged.push({ method: entry.request.method, url: entry.request.url, sha256, code });
-    this.log('playback body damaged', { method: entry.request.method, url: entry.request.url, sha256, error: why });
-    markOutcome(res, 'corrupt');
+    this.log.error({ method: entry.request.method, url: entry.request.url, sha256, error: why }, 'playback body damaged');
     if (!res.headersSent) {
       const body = `btrfly: ${why}\n`;
       res.setHeader('X-Btrfly', 'corrupt');
       res.writeHead(502, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
     } else res.destroy();
+    return 'corrupt';
   }
 
   /** The recorded entries nothing asked for (`--unused`). */
@@ -114,28 +129,16 @@ export class PlaybackSession {
     return this.index.unused(this.state);
   }
 
-  private answerFor(entry: Entry, res: ServerResponse) {
+  private answerFor(entry: Entry): RecordedAnswer {
     const volatile = this.recording.volatile.entries[entryKey(entry)] ?? [];
-    return {
-      entry,
-      headers: mergeHeaders(entry.response.headers, volatile),
-      body: this.recording.bodies.get(entry.response.content.sha256),
-      openBody: (loc: BodyLocation, range?: ByteRange) => {
-        const body = this.bodies.openBody(loc, range);
-        // Before the pipeline that sends it breaks the answer off (its 'close' is when the proxy
-        // counts the outcome): an answer cut after its head carries no header that could say why.
-        body.once('error', (e) => void (isDamage(e) && markOutcome(res, 'corrupt')));
-        return body;
-      },
-      readSmallBody: (loc: BodyLocation) => this.bodies.readSmallBody?.(loc),
-    };
+    return { entry, headers: mergeHeaders(entry.response.headers, volatile), body: this.recording.bodies.get(entry.response.content.sha256) };
   }
 
-  private miss(request: { method: string; url: string; headers: { name: string; value: string }[]; bodySha256?: string }, res: ServerResponse): void {
+  private miss(request: { method: string; url: string; headers: { name: string; value: string }[]; bodySha256?: string }, res: ServerResponse): 'miss' {
     this.info.stats.misses++;
     const nearest = this.index.nearest(request, 3).map(describeCandidate);
     this.misses.push({ method: request.method, url: request.url, nearest });
-    this.log('playback miss', { method: request.method, url: request.url, tag: this.info.tag });
+    this.log.info({ method: request.method, url: request.url }, 'playback miss');
     const lines = [
       `btrfly: playback miss: ${request.method} ${request.url} is not in tag "${this.info.tag}" (recording ${this.recording.commit.slice(0, 12)}).`,
       nearest.length > 0 ? 'Nearest recorded candidates:' : 'No recorded request has the same host and path.',
@@ -144,7 +147,6 @@ export class PlaybackSession {
       '',
     ];
     const body = lines.join('\n');
-    // setHeader (not writeHead's object) so the proxy's metrics can read the outcome back.
     res.setHeader('X-Btrfly', 'miss');
     res.writeHead(404, 'Not Found', {
       'Content-Type': 'text/plain; charset=utf-8',
@@ -152,6 +154,7 @@ export class PlaybackSession {
       'Cache-Control': 'no-store',
     });
     res.end(body);
+    return 'miss';
   }
 }
 

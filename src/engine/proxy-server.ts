@@ -4,13 +4,15 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as tls from 'node:tls';
 import { BtrflyError, isBtrflyError, oneLine } from '../errors';
-import { markedOutcome } from './outcome';
+import { silentLogger, type Logger } from './log';
+import type { Outcome } from './outcome';
 import { proxyCredential, type SessionInfo, type SessionTable } from './session';
 
 /** What the proxy hands a request to. */
 export interface ProxySession {
   info: SessionInfo;
-  handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void>;
+  /** Answers the request; resolves with how it ended, for metrics and logs. */
+  handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<Outcome>;
 }
 
 /** Mints the TLS context for a host name (or IP literal) the client asked for. */
@@ -33,7 +35,7 @@ export interface ProxyServerOptions {
   sessions: SessionTable<ProxySession>;
   /** True for a connection the runtime itself opened upstream: refused, so the proxy cannot loop. */
   isOwnSocket?: (socket: net.Socket) => boolean;
-  log?: (msg: string, data?: Record<string, unknown>) => void;
+  logger?: Logger;
   /** Called when each response ends (or a client is refused): for metrics. */
   onResponse?: (e: ResponseEvent) => void;
   /** How long clients may take; default {@link proxyTimeouts} (the environment, else the defaults). */
@@ -82,8 +84,8 @@ export function proxyTimeouts(env: NodeJS.ProcessEnv = process.env): ProxyTimeou
 export interface ResponseEvent {
   /** The session's mode; `none` for a client in no session. */
   mode: 'record' | 'playback' | 'none';
-  /** `hit` (playback), `recorded` (record), `miss`, `corrupt` (a body failed its check), `upstream-error`, `error`, `refused` or `loop` (508). */
-  outcome: string;
+  /** What the session's `handle()` returned; `error` when it threw, or when the client did not get the whole answer. */
+  outcome: Outcome;
   seconds: number;
 }
 
@@ -117,7 +119,7 @@ const CHUNK = 1024 * 1024; // 1 MiB buffers: measured to double Node's HTTPS thr
  * in no session is refused (btrfly is not an open proxy).
  */
 export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer> {
-  const log = opts.log ?? (() => {});
+  const log = opts.logger ?? silentLogger;
   const timeouts = opts.timeouts ?? proxyTimeouts();
   const routes = new WeakMap<net.Socket, Route>();
   const sockets = new Set<net.Socket>();
@@ -141,34 +143,45 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
       countRefused();
       return refuse(req, res, transparent);
     }
-    if (opts.onResponse) observe(res, route.session.info.mode, opts.onResponse);
+    const start = process.hrtime.bigint();
+    const outcome = serveRoute(req, res, route);
+    if (opts.onResponse) observe(res, route.session.info.mode, start, outcome, opts.onResponse);
+  };
+
+  /** Hands a routed request to its session; resolves with the outcome (never rejects). */
+  const serveRoute = async (req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<Outcome> => {
     const url = targetUrl(req, route);
     if (!url) {
-      // Set apart from writeHead so that `observe` reads the outcome (headers given to writeHead are not).
       res.setHeader('X-Btrfly', 'error');
       res.writeHead(400, { 'Content-Type': 'text/plain' });
       res.end('btrfly: the request names no host: send a Host header or an absolute URL\n');
-      return;
+      return 'error';
     }
     if (isSelf(url)) {
       // Forwarded, it would come back to this proxy as a client in no session (a 407 recorded as
       // the answer) or, through a tunnel, forever: 508 Loop Detected (RFC 5842, section 7.2).
-      log('refused a request addressed to the proxy itself (loop)', { url: url.href });
+      log.warn({ url: url.href }, 'refused a request addressed to the proxy itself (loop)');
       const body = `btrfly: ${url.host} is btrfly's own proxy, so this request would loop: send it to the real server, or exclude it from the proxy with NO_PROXY\n`;
       res.setHeader('X-Btrfly', 'loop');
       res.writeHead(508, 'Loop Detected', { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
-      return;
+      return 'loop';
     }
-    route.session.handle(req, res, url).catch((e) => {
-      log('request failed', { url: url.href, error: oneLine(e) });
-      if (res.headersSent) return void res.destroy();
+    try {
+      return await route.session.handle(req, res, url);
+    } catch (e) {
+      log.warn({ url: url.href, error: oneLine(e) }, 'request failed');
+      if (res.headersSent) {
+        res.destroy();
+        return 'error';
+      }
       const status = isBtrflyError(e) ? e.httpStatus : 500;
       const body = `btrfly: ${oneLine(e)}\n`;
       res.setHeader('X-Btrfly', 'error');
       res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
-    });
+      return 'error';
+    }
   };
 
   const self = selfHosts(opts.address);
@@ -208,7 +221,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) socket.unshift(head);
     tunnel(socket, authority, session).catch((e) => {
-      log('tunnel failed', { authority, error: oneLine(e) });
+      log.warn({ authority, error: oneLine(e) }, 'tunnel failed');
       socket.destroy();
     });
   });
@@ -220,7 +233,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
    */
   const tunnel = async (socket: net.Socket, authority: string, session: ProxySession) => {
     const deadline = setTimeout(() => {
-      log('tunnel closed: no TLS handshake or request in time', { authority, ms: timeouts.handshake });
+      log.info({ authority, ms: timeouts.handshake }, 'tunnel closed: no TLS handshake or request in time');
       socket.destroy();
     }, timeouts.handshake);
     socket.once('close', () => clearTimeout(deadline));
@@ -240,7 +253,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
       ALPNProtocols: ['http/1.1'],
       SNICallback: opts.contexts.sniCallback,
     });
-    secure.on('error', (e) => log('client TLS failed', { authority, error: oneLine(e) }));
+    secure.on('error', (e) => log.warn({ authority, error: oneLine(e) }, 'client TLS failed'));
     routes.set(secure, { session, scheme: 'https', authority });
     // Handed over once the handshake is done, as an HTTPS listener does: the headers clock starts then.
     secure.once('secure', () => {
@@ -253,7 +266,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
     servers.push(server);
     server.on('connection', (socket: net.Socket) => {
       if (opts.isOwnSocket?.(socket)) {
-        log('refused a connection from the proxy itself (loop)', { port: socket.remotePort });
+        log.warn({ port: socket.remotePort }, 'refused a connection from the proxy itself (loop)');
         return void socket.destroy();
       }
       sockets.add(socket);
@@ -272,7 +285,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
       return void socket.destroy();
     }
     tunnel(socket, target.authority, session).catch((e) => {
-      log('tunnel failed', { authority: target.authority, error: oneLine(e) });
+      log.warn({ authority: target.authority, error: oneLine(e) }, 'tunnel failed');
       socket.destroy();
     });
   };
@@ -335,12 +348,16 @@ function configure<S extends http.Server>(server: S, handler: (req: http.Incomin
   return server;
 }
 
-function observe(res: http.ServerResponse, mode: 'record' | 'playback', onResponse: (e: ResponseEvent) => void): void {
-  const start = process.hrtime.bigint();
-  res.once('close', () => {
-    const marked = markedOutcome(res) ?? res.getHeader('x-btrfly');
-    const outcome = typeof marked === 'string' ? marked : !res.writableFinished ? 'error' : mode === 'playback' ? 'hit' : 'recorded';
-    onResponse({ mode, outcome, seconds: Number(process.hrtime.bigint() - start) / 1e9 });
+/**
+ * Tells `onResponse` how a request ended once both are known: the outcome its session returned,
+ * and the response's close (the latency is up to that close; a recorder's handle may go on storing).
+ * A hit or a recording whose client did not get the whole answer counts as `error`.
+ */
+function observe(res: http.ServerResponse, mode: 'record' | 'playback', start: bigint, outcome: Promise<Outcome>, onResponse: (e: ResponseEvent) => void): void {
+  const closed = new Promise<number>((resolve) => res.once('close', () => resolve(Number(process.hrtime.bigint() - start) / 1e9)));
+  void Promise.all([outcome, closed]).then(([o, seconds]) => {
+    const cut = (o === 'hit' || o === 'recorded') && !res.writableFinished;
+    onResponse({ mode, outcome: cut ? 'error' : o, seconds });
   });
 }
 

@@ -1,13 +1,18 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type Readable } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { mergeHeaders, redactUrl, selectingRequestHeaders, splitHeaders } from '../format/manifest';
 import { OrdinalCounter } from '../format/match';
-import type { BodyLocation, BodyWriter, ByteRange, Entry, Header, Redactions, StoredBody, VolatileHeader } from '../format/types';
+import { removeGitTempsSince } from '../format/archive-maintenance';
+import { storageFailure } from '../format/disk-space';
+import { isNoSpace, recordCommitMessage } from '../format/lifecycle';
+import type { BodyStore, Entry, Header, Redactions, StoredBody, VolatileHeader } from '../format/types';
 import { flatHeaders, hasRequestBody, headerPairs, headerValue, isPartialOrConditional, upstreamRequestHeaders, withoutHopByHop } from './http-util';
 import { sendRecorded, type RecordedAnswer } from './respond';
-import type { SessionInfo } from './session';
+import { silentLogger, type Logger } from './log';
+import type { Outcome } from './outcome';
+import type { CloseOptions, SessionInfo, SessionResult } from './session';
 import { isStoreError, teeToStore } from './tee';
 import { upstreamError, type Upstream } from './upstream';
 
@@ -19,17 +24,26 @@ import { upstreamError, type Upstream } from './upstream';
  */
 const MAX_BEHIND = 256;
 
-/** Where a record session puts what it fetched. */
-export interface RecordStore {
-  createBodyWriter(): BodyWriter;
-  openBody(loc: BodyLocation, range?: ByteRange): Readable;
-  readSmallBody?(loc: BodyLocation): Promise<Buffer> | undefined;
-  locateBody(stored: StoredBody): Promise<BodyLocation>;
+/** How one exchange ended, and (once stored) the answer a client asking the same meanwhile shares. */
+interface Exchanged {
+  outcome: Outcome;
+  answer?: RecordedAnswer;
 }
 
-/** The open recording of a tag: entries go in as they complete; the tag moves only at seal. */
+/** The open recording of a tag: entries go in as they complete; the tag moves only at seal (`RecordingWriter`). */
 export interface RecordingSink {
   addEntry(entry: Entry, volatile: VolatileHeader[], body: StoredBody): Promise<void>;
+  /** Entries added so far. */
+  readonly size: number;
+  seal(opts: { message?: string }): Promise<{ commit: string }>;
+  setAside(exitCode: number, leaks?: number): Promise<string>;
+  abandon(): Promise<void>;
+}
+
+/** The archive's git directory and git's temp files there before the recording: those a git that fails on a full disk leaves are removed. */
+export interface GitTemps {
+  dir: string;
+  gitTemps: readonly string[];
 }
 
 /**
@@ -41,14 +55,7 @@ export interface RecordingSink {
  */
 export class RecordSession {
   private readonly counter: OrdinalCounter;
-  /**
-   * The next free ordinal per method and URL. The archive keys an entry by `METHOD URL #ordinal`
-   * (manifest merge at seal, volatile.json, diff), so two different requests to one URL (git's
-   * two POSTs to git-upload-pack, with different bodies) must not both be #0, or the second
-   * replaces the first at seal. Each request's own answers keep their order.
-   */
-  private readonly nextOrdinal = new Map<string, number>();
-  private readonly inflight = new Map<string, Promise<RecordedAnswer | undefined>>();
+  private readonly inflight = new Map<string, Promise<Exchanged>>();
   /**
    * Per method and URL, the last exchange to take its ordinal: each waits for the one that
    * arrived before it, so two requests of one URL are numbered in the order they were made,
@@ -74,22 +81,20 @@ export class RecordSession {
   constructor(
     readonly info: SessionInfo,
     private readonly sink: RecordingSink,
-    private readonly store: RecordStore,
+    private readonly store: BodyStore,
     private readonly upstream: Upstream,
     private readonly redact: Redactions,
     private readonly redactKey: Buffer,
-    private readonly log: (msg: string, data?: Record<string, unknown>) => void = () => {},
+    /** The session's logger (its id and tag bound). */
+    private readonly log: Logger = silentLogger,
     /** On append: the entries kept from the previous recording, so ordinals continue from them. */
     existing: readonly Entry[] = [],
+    private readonly disk?: GitTemps,
   ) {
     this.counter = new OrdinalCounter(existing);
-    for (const e of existing) {
-      const k = `${e.request.method} ${e.request.url}`;
-      this.nextOrdinal.set(k, Math.max(this.nextOrdinal.get(k) ?? 0, e.ordinal + 1));
-    }
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome> {
     this.info.stats.requests++;
     // A recorder that cannot keep up slows its clients; it does not pile up exchanges (docs/contract.md, "Streaming").
     while (this.behind >= MAX_BEHIND) await new Promise<void>((resolve) => this.caughtUp.push(resolve));
@@ -99,10 +104,10 @@ export class RecordSession {
     const key = shareable ? [method, storedUrl, req.headers.accept ?? '', req.headers['accept-encoding'] ?? ''].join('\n') : undefined;
     const pending = key ? this.inflight.get(key) : undefined;
     if (pending) {
-      const recorded = await pending.catch(() => undefined);
+      const recorded = (await pending.catch(() => undefined))?.answer;
       if (recorded) {
-        await sendRecorded(req, res, recorded, this.countSent);
-        return;
+        await sendRecorded(req, res, recorded, this.store, this.countSent);
+        return 'recorded';
       }
     }
     const fetch = this.fetchAndRecord(req, res, url, storedUrl);
@@ -131,7 +136,7 @@ export class RecordSession {
       res.once('finish', forget);
       fetch.finally(forget).catch(() => {});
     }
-    await fetch;
+    return (await fetch).outcome;
   }
 
   /** Resolves once every response under way is stored (or failed): call before sealing. */
@@ -139,7 +144,37 @@ export class RecordSession {
     while (this.writing.size > 0) await Promise.allSettled([...this.writing]);
   }
 
-  private async fetchAndRecord(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string): Promise<RecordedAnswer | undefined> {
+  /**
+   * Ends the recording once every answer under way is stored: sealed as the tag (the default),
+   * kept aside (`keepAside`, an empty one dropped) or discarded. A body that could not be stored
+   * fails it instead: the recording lacks that body, so it must not become the tag.
+   */
+  async close(o: CloseOptions): Promise<SessionResult> {
+    const info = this.info;
+    await this.drain();
+    if (this.storageFailure) {
+      await this.sink.abandon();
+      if (this.disk) await removeGitTempsSince(this.disk.dir, this.disk.gitTemps);
+      throw this.disk ? await storageFailure(this.disk.dir, this.storageFailure, this.storageNeeded) : this.storageFailure;
+    }
+    if (o.discard || (o.keepAside !== undefined && this.sink.size === 0)) {
+      await this.sink.abandon();
+      return { info, misses: [] };
+    }
+    if (o.keepAside !== undefined) {
+      const id = await this.sink.setAside(o.keepAside, o.leaks);
+      return { info, misses: [], aside: { id, entries: this.sink.size, exitCode: o.keepAside, ...(o.leaks ? { leaks: o.leaks } : {}) } };
+    }
+    try {
+      const { commit } = await this.sink.seal({ message: o.message ?? recordCommitMessage(info.tag, o.program, info.stats.recorded) });
+      return { info, commit, misses: [] };
+    } catch (e) {
+      if (isNoSpace(e) && this.disk) await removeGitTempsSince(this.disk.dir, this.disk.gitTemps);
+      throw e;
+    }
+  }
+
+  private async fetchAndRecord(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string): Promise<Exchanged> {
     const turnKey = `${req.method ?? 'GET'} ${storedUrl}`;
     const before = this.turns.get(turnKey) ?? Promise.resolve();
     let done!: () => void;
@@ -154,15 +189,14 @@ export class RecordSession {
     }
   }
 
-  private async exchange(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string, turn: Promise<void>): Promise<RecordedAnswer | undefined> {
+  private async exchange(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string, turn: Promise<void>): Promise<Exchanged> {
     const method = req.method ?? 'GET';
     const answerLater = isPartialOrConditional(req);
     let sent: ReturnType<Upstream['request']>;
     try {
       sent = this.upstream.request(url, method, flatHeaders(upstreamRequestHeaders(req, url)) as never);
     } catch (e) {
-      this.upstreamFailed(res, url, e);
-      return undefined;
+      return this.upstreamFailed(res, url, e);
     }
     const { req: upReq, response } = sent;
     let requestDigest: Promise<string | undefined> = Promise.resolve(undefined);
@@ -184,8 +218,7 @@ export class RecordSession {
     try {
       upRes = await response;
     } catch (e) {
-      this.upstreamFailed(res, url, e);
-      return undefined;
+      return this.upstreamFailed(res, url, e);
     }
     const received = headerPairs(upRes.rawHeaders);
     if (!answerLater) res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, flatHeaders(withoutHopByHop(received)));
@@ -197,9 +230,8 @@ export class RecordSession {
     } catch (e) {
       writer.destroy();
       if (isStoreError(e)) return this.storeFailed(res, e, upRes);
-      this.log('upstream body failed, not recorded', { url: url.href, error: String(e) });
-      this.upstreamFailed(res, url, e);
-      return undefined;
+      this.log.warn({ url: url.href, error: String(e) }, 'upstream body failed, not recorded');
+      return this.upstreamFailed(res, url, e);
     }
     try {
       stored = await writer.done;
@@ -216,9 +248,6 @@ export class RecordSession {
     const { ordinal, duplicate } = this.counter.assign(entry.request, { status: entry.response.status, sha256: stored.sha256 });
     entry.ordinal = ordinal;
     if (!duplicate) {
-      const urlKey = `${entry.request.method} ${entry.request.url}`;
-      entry.ordinal = this.nextOrdinal.get(urlKey) ?? 0;
-      this.nextOrdinal.set(urlKey, entry.ordinal + 1);
       try {
         await this.sink.addEntry(entry, volatile, stored);
       } catch (e) {
@@ -231,11 +260,9 @@ export class RecordSession {
       headers: mergeHeaders(kept, volatile),
       // The writer knows its parts: no `git ls-tree` process per recorded exchange.
       body: writer.location ?? (await this.store.locateBody(stored)),
-      openBody: (loc, range) => this.store.openBody(loc, range),
-      readSmallBody: (loc) => this.store.readSmallBody?.(loc),
     };
-    if (answerLater) await sendRecorded(req, res, answer, this.countSent);
-    return answer;
+    if (answerLater) await sendRecorded(req, res, answer, this.store, this.countSent);
+    return { outcome: 'recorded', answer };
   }
 
   private entryFor(req: IncomingMessage, upRes: IncomingMessage, received: Header[], storedUrl: string, stored: StoredBody, bodySha256: string | undefined): Entry {
@@ -266,33 +293,34 @@ export class RecordSession {
   }
 
   /** A body the archive could not store: the client's answer is broken off, and the recording is failed. */
-  private storeFailed(res: ServerResponse, e: unknown, upRes?: IncomingMessage): undefined {
+  private storeFailed(res: ServerResponse, e: unknown, upRes?: IncomingMessage): Exchanged {
     if (!this.storageFailure) {
       this.storageFailure = e instanceof Error ? e : new Error(String(e));
       const length = Number(upRes?.headers['content-length'] ?? 0) || 0;
       this.storageNeeded = 2 * length;
     }
-    this.log('storing a response failed; the recording will not become the tag', { session: this.info.id, tag: this.info.tag, error: String(e) });
+    this.log.error({ error: String(e) }, 'storing a response failed; the recording will not become the tag');
     if (!res.writableFinished) res.destroy();
-    return undefined;
+    return { outcome: 'error' };
   }
 
   /** An upstream failure reaches the client as it happened, marked by btrfly; it is not recorded. */
-  private upstreamFailed(res: ServerResponse, url: URL, e: unknown): void {
+  private upstreamFailed(res: ServerResponse, url: URL, e: unknown): Exchanged {
     this.info.stats.upstreamErrors++;
     const err = upstreamError(url, e);
-    if (err.data.kind === 'denied') this.log('upstream address denied, not recorded', { session: this.info.id, tag: this.info.tag, url: url.href, address: err.data.address, rule: err.data.rule });
+    if (err.data.kind === 'denied') this.log.warn({ url: url.href, address: err.data.address, rule: err.data.rule }, 'upstream address denied, not recorded');
     if (res.headersSent) {
       res.destroy(err);
-      return;
+      return { outcome: 'upstream-error' };
     }
     const body = `btrfly: ${err.message}\n`;
-    res.setHeader('X-Btrfly', 'upstream-error'); // readable by the proxy's metrics
+    res.setHeader('X-Btrfly', 'upstream-error');
     res.writeHead(err.httpStatus, {
       'Content-Type': 'text/plain; charset=utf-8',
       'Content-Length': Buffer.byteLength(body),
       'X-Btrfly-Upstream-Error': String(err.data.kind ?? 'error'),
     });
     res.end(body);
+    return { outcome: 'upstream-error' };
   }
 }

@@ -6,19 +6,16 @@ import fresh from 'fresh';
 import Negotiator from 'negotiator';
 import rangeParser from 'range-parser';
 import { BtrflyError } from '../errors';
-import type { BodyLocation, ByteRange, Entry, Header } from '../format/types';
+import type { BodyLocation, BodyStore, ByteRange, Entry, Header } from '../format/types';
 import { flatHeaders, headerValue, withoutHeaders } from './http-util';
 import { noteStreamed } from './memory';
 
-/** What serving a recorded response needs: its entry, its full header list, and its body. */
+/** What serving a recorded response needs besides the store: its entry, its full header list, and where its body is. */
 export interface RecordedAnswer {
   entry: Entry;
   /** Recorded headers with the volatile ones merged back in received order. */
   headers: Header[];
   body: BodyLocation | undefined;
-  openBody(loc: BodyLocation, range?: ByteRange): Readable;
-  /** A whole small body in one buffer, when the store offers it (BodyStore.readSmallBody). */
-  readSmallBody?(loc: BodyLocation): Promise<Buffer> | undefined;
 }
 
 /** Headers a 304 carries over from the full response (RFC 9110 §15.4.5). */
@@ -36,10 +33,10 @@ const DECODERS: Record<string, () => Transform> = {
  * Sends a recorded response to a client as HTTP would have: `304` for a conditional request
  * whose validators match, `206`/`416` for a `Range`, the decoded body when the recorded
  * `Content-Encoding` is one the client does not accept, otherwise the recorded status,
- * headers and bytes. `count` hears of body bytes as they go out, so a client that hangs up
- * before the end is still counted for what it got.
+ * headers and bytes, read from `bodies`. `count` hears of body bytes as they go out, so a client
+ * that hangs up before the end is still counted for what it got.
  */
-export async function sendRecorded(req: IncomingMessage, res: ServerResponse, answer: RecordedAnswer, count: (bytes: number) => void): Promise<void> {
+export async function sendRecorded(req: IncomingMessage, res: ServerResponse, answer: RecordedAnswer, bodies: BodyStore, count: (bytes: number) => void): Promise<void> {
   const { entry } = answer;
   const status = entry.response.status;
   const size = entry.response.content.size;
@@ -59,7 +56,7 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
       if (!answer.body) throw missingBody(entry);
       headers = withoutHeaders(headers, 'content-encoding', 'etag', 'accept-ranges');
       res.writeHead(status, entry.response.statusText, flatHeaders(headers));
-      return streamCounting(answer.openBody(answer.body), res, count, decoder());
+      return streamCounting(bodies.openBody(answer.body), res, count, decoder());
     }
   }
 
@@ -77,7 +74,7 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
     ];
     res.writeHead(206, 'Partial Content', flatHeaders(out));
     if (!answer.body) throw missingBody(entry);
-    return streamCounting(answer.openBody(answer.body, range), res, count);
+    return streamCounting(bodies.openBody(answer.body, range), res, count);
   }
 
   const out = noBody && req.method !== 'HEAD' ? headers : [...headers, { name: 'Content-Length', value: String(size) }];
@@ -87,9 +84,9 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
     return;
   }
   if (!answer.body) throw missingBody(entry);
-  const small = answer.readSmallBody?.(answer.body);
+  const small = bodies.readSmallBody(answer.body);
   if (small) return sendWhole(await small, res, count);
-  return streamCounting(answer.openBody(answer.body), res, count);
+  return streamCounting(bodies.openBody(answer.body), res, count);
 }
 
 /**

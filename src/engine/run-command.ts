@@ -14,6 +14,7 @@ import { startIsolation, type Isolation, type Leak } from './isolate/isolated-ru
 import { playbackExitCode, type DamagedBody, type Mode } from './session';
 import { Runtime, type SessionResult } from './runtime';
 import type { UpstreamOptions } from './upstream';
+import type { Logger } from './log';
 
 export interface RunOptions {
   archiveDir: string;
@@ -33,7 +34,7 @@ export interface RunOptions {
   allowLeaks?: boolean;
   /** Where progress and the summary go (stderr). */
   report: (line: string) => void;
-  log?: (msg: string, data?: Record<string, unknown>) => void;
+  logger?: Logger;
 }
 
 export interface RunResult {
@@ -55,7 +56,7 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
   let runtime: Runtime | undefined;
   let isolation: Promise<Isolation> | undefined;
   try {
-    runtime = await Runtime.start({ archive, upstream: opts.upstream, log: opts.log });
+    runtime = await Runtime.start({ archive, upstream: opts.upstream, logger: opts.logger });
     // The namespace needs only the proxy's port: made while the session opens and the child's
     // environment is written (docs/decisions.md, "Isolated command mode").
     isolation = opts.isolate ? startIsolation({ proxy: runtime.proxy, workDir: work }) : undefined;

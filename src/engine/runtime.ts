@@ -1,20 +1,19 @@
 import { BtrflyError } from '../errors';
 import type { Archive } from '../format/archive';
 import { parseTagSpec, validateTagName } from '../format/names';
-import { storageFailure } from '../format/disk-space';
-import { gitTempFiles, removeGitTempsSince } from '../format/archive-maintenance';
-import { isNoSpace, recordCommitMessage } from '../format/lifecycle';
+import { gitTempFiles } from '../format/archive-maintenance';
 import type { Entry, MatchRule, Redactions } from '../format/types';
 import { CertificateAuthority } from './ca';
 import { configDir } from './config-dir';
 import { PlaybackSession } from './player';
-import { startProxy, type ProxyServer, type ProxySession, type ResponseEvent } from './proxy-server';
+import { startProxy, type ProxyServer, type ResponseEvent } from './proxy-server';
 import { RecordSession } from './recorder';
 import { redactKey } from './redact-key';
-import { newCredential, newSessionInfo, SessionTable, type DamagedBody, type MissRecord, type Mode, type SessionInfo } from './session';
+import { newCredential, newSessionInfo, SessionTable, type CloseOptions, type LiveSession, type Mode, type SessionInfo, type SessionResult } from './session';
 import { Upstream, type UpstreamOptions } from './upstream';
 import { keepMemoryFlat } from './memory';
 import { beginRecording } from '../format/recording-writer';
+import { silentLogger, type Logger } from './log';
 
 export interface RuntimeOptions {
   archive: Archive;
@@ -26,7 +25,8 @@ export interface RuntimeOptions {
   httpsPort?: number;
   upstream?: UpstreamOptions;
   configDir?: string;
-  log?: (msg: string, data?: Record<string, unknown>) => void;
+  /** Handed down as children: `component: proxy`, and one per session with its id and tag. */
+  logger?: Logger;
   /** Called as each proxied response ends (service mode's metrics). */
   onResponse?: (e: ResponseEvent) => void;
 }
@@ -55,31 +55,7 @@ export interface OpenedSession {
   proxyUrl?: string;
 }
 
-export interface SessionResult {
-  info: SessionInfo;
-  /** Record: the sealed recording's commit. */
-  commit?: string;
-  /** Record: the recording kept aside instead of sealed (the command failed); the tag is unchanged. */
-  aside?: { id: string; entries: number; exitCode: number; leaks?: number };
-  misses: MissRecord[];
-  /** Playback: bodies that failed their check while being sent. */
-  damaged?: DamagedBody[];
-  unused?: Entry[];
-}
-
-/** How a session ends: sealed (the default), discarded, or kept aside because the command failed with `keepAside`. */
-export interface CloseOptions {
-  discard?: boolean;
-  message?: string;
-  /** The failed command's exit status: the recording is kept aside, not sealed (an empty one is dropped). */
-  keepAside?: number;
-  /** With keepAside: how many connections btrfly could not carry (run --isolate) held it back. */
-  leaks?: number;
-  /** The recorded program, named (without its arguments) in the commit message. */
-  program?: string;
-}
-
-type Active = ProxySession & { close(opts: CloseOptions): Promise<SessionResult> };
+export type { CloseOptions, SessionResult };
 
 /**
  * btrfly's runtime: the proxy, the CA, the upstream connector and the live sessions over one
@@ -87,15 +63,14 @@ type Active = ProxySession & { close(opts: CloseOptions): Promise<SessionResult>
  * in a daemon. Sessions are independent: each has its own tag, mode and clients.
  */
 export class Runtime {
-  readonly sessions = new SessionTable<Active>();
-
   private constructor(
+    readonly sessions: SessionTable<LiveSession>,
     readonly archive: Archive,
     readonly ca: CertificateAuthority,
     readonly upstream: Upstream,
     readonly proxy: ProxyServer,
     private readonly key: Buffer,
-    private readonly log: (msg: string, data?: Record<string, unknown>) => void,
+    private readonly log: Logger,
   ) {}
 
   static async start(opts: RuntimeOptions): Promise<Runtime> {
@@ -103,8 +78,8 @@ export class Runtime {
     const dir = opts.configDir ?? configDir();
     const ca = await CertificateAuthority.loadOrCreate(dir);
     const upstream = new Upstream(opts.upstream);
-    const log = opts.log ?? (() => {});
-    const sessions = new SessionTable<Active>();
+    const log = opts.logger ?? silentLogger;
+    const sessions = new SessionTable<LiveSession>();
     let proxy: ProxyServer;
     try {
       proxy = await startProxy({
@@ -115,16 +90,14 @@ export class Runtime {
         contexts: ca,
         sessions,
         isOwnSocket: (s) => upstream.isOwnSocket(s),
-        log,
+        logger: log.child({ component: 'proxy' }),
         onResponse: opts.onResponse,
       });
     } catch (e) {
       upstream.close();
       throw e;
     }
-    const rt = new Runtime(opts.archive, ca, upstream, proxy, redactKey(dir), log);
-    (rt as { sessions: SessionTable<Active> }).sessions = sessions;
-    return rt;
+    return new Runtime(sessions, opts.archive, ca, upstream, proxy, redactKey(dir), log);
   }
 
   /** Starts a session; a record session holds its tag's lock until it is closed. */
@@ -167,9 +140,13 @@ export class Runtime {
     return results;
   }
 
-  private async recordSession(info: SessionInfo, opts: OpenSessionOptions, rev: string | undefined): Promise<Active> {
+  private sessionLogger(info: SessionInfo): Logger {
+    return this.log.child({ session: info.id, tag: info.tag, mode: info.mode });
+  }
+
+  private async recordSession(info: SessionInfo, opts: OpenSessionOptions, rev: string | undefined): Promise<RecordSession> {
     if (rev) throw new BtrflyError('USAGE', `record takes a tag, not a recording: drop "@${rev}" from --tag`);
-    const writer = await beginRecording(this.archive, info.tag, { append: opts.append, session: info.id, onWait: opts.notice ?? ((l) => this.log(l)) });
+    const writer = await beginRecording(this.archive, info.tag, { append: opts.append, session: info.id, onWait: opts.notice ?? ((l) => this.log.info({ tag: info.tag }, l)) });
     // git's temp files before the recording: those a git that fails on a full disk leaves are removed.
     const gitTemps = await gitTempFiles(this.archive.dir);
     let redact: Redactions;
@@ -185,64 +162,22 @@ export class Runtime {
       await writer.abandon();
       throw e;
     }
-    const rec = new RecordSession(info, writer, this.archive, this.upstream, redact, this.key, this.log, previous);
-    return Object.assign(rec, {
-      close: async (o: CloseOptions): Promise<SessionResult> => {
-        await rec.drain();
-        // A body that could not be stored: the recording lacks it, so it must not become the tag.
-        if (rec.storageFailure) {
-          await writer.abandon();
-          await removeGitTempsSince(this.archive.dir, gitTemps);
-          throw await storageFailure(this.archive.dir, rec.storageFailure, rec.storageNeeded);
-        }
-        if (o.discard || (o.keepAside !== undefined && writer.size === 0)) {
-          await writer.abandon();
-          return { info, misses: [] };
-        }
-        if (o.keepAside !== undefined) {
-          const id = await writer.setAside(o.keepAside, o.leaks);
-          return { info, misses: [], aside: { id, entries: writer.size, exitCode: o.keepAside, ...(o.leaks ? { leaks: o.leaks } : {}) } };
-        }
-        try {
-          const { commit } = await writer.seal({ message: o.message ?? recordCommitMessage(info.tag, o.program, info.stats.recorded) });
-          return { info, commit, misses: [] };
-        } catch (e) {
-          if (isNoSpace(e)) await removeGitTempsSince(this.archive.dir, gitTemps);
-          throw e;
-        }
-      },
-    });
+    return new RecordSession(info, writer, this.archive, this.upstream, redact, this.key, this.sessionLogger(info), previous, { dir: this.archive.dir, gitTemps });
   }
 
-  private async playbackSession(info: SessionInfo, rev: string | undefined, opts: OpenSessionOptions): Promise<Active> {
+  private async playbackSession(info: SessionInfo, rev: string | undefined, opts: OpenSessionOptions): Promise<PlaybackSession> {
     const commit = await this.archive.resolveCommit(info.tag, rev);
     info.rev = commit;
     const recording = await this.archive.readRecording(info.tag, commit);
     // --append: what the recording misses is fetched and recorded as a new recording of the tag.
-    let filler: Active | undefined;
+    let filler: RecordSession | undefined;
     if (opts.append) {
       if (rev) throw new BtrflyError('USAGE', `--append records onto the tag, not onto recording ${rev}: drop "@${rev}" from --tag`);
       const fillerInfo = newSessionInfo({ tag: info.tag, mode: 'record', append: true });
       fillerInfo.id = info.id;
       filler = await this.recordSession(fillerInfo, { ...opts, mode: 'record' }, undefined);
     }
-    const play = new PlaybackSession(info, recording, this.archive, this.key, this.log, filler);
-    return Object.assign(play, {
-      close: async (o: CloseOptions): Promise<SessionResult> => {
-        await play.drain();
-        let commit: string | undefined;
-        let aside: SessionResult['aside'];
-        if (filler) {
-          info.stats.recorded = filler.info.stats.recorded;
-          info.stats.upstreamErrors = filler.info.stats.upstreamErrors;
-          info.stats.bytes += filler.info.stats.bytes;
-          const sealed = await filler.close({ ...o, discard: o.discard || filler.info.stats.recorded === 0 });
-          commit = sealed.commit;
-          aside = sealed.aside;
-        }
-        return { info, commit, aside, misses: play.misses, damaged: play.damaged, unused: play.unused() };
-      },
-    });
+    return new PlaybackSession(info, recording, this.archive, this.key, this.sessionLogger(info), filler);
   }
 }
 

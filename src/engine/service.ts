@@ -13,6 +13,7 @@ import { parseSessionRequest } from './session-request';
 import { serviceDenyList } from './upstream-policy';
 import { authorizeSession, mayRead, TokenStore, type TokenRecord } from './tokens';
 import { webUi } from './web-ui';
+import type { Logger } from './log';
 
 export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
   /** Where the HTTPS API (and `/metrics`) listens; default the DNS/proxy address. */
@@ -62,7 +63,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
   // A session's host makes the service fetch what it asks for: never its metadata, loopback or itself.
   const upstream = { ...opts.upstream, deny: [...serviceDenyList([opts.address, opts.apiAddress]), ...(opts.upstream.deny ?? [])] };
   const serving = await startServing({ ...opts, upstream, onResponse: (e) => metrics?.onResponse(e) });
-  opts.log('upstream addresses record refuses', { deny: upstream.deny, allow: upstream.allow ?? [] });
+  opts.logger.info({ deny: upstream.deny, allow: upstream.allow ?? [] }, 'upstream addresses record refuses');
   const { runtime } = serving;
   metrics = new ServiceMetrics(() => runtime.status());
   let api: https.Server | undefined;
@@ -76,10 +77,10 @@ export async function runService(opts: ServiceOptions): Promise<void> {
       owners.delete(info.id);
       const result = await runtime.closeSession(info.id, { discard });
       metrics!.sessionClosed(result.info);
-      opts.log(message, { id: info.id, tag: info.tag, mode: info.mode, ...data, commit: result.commit, misses: result.misses.length });
+      opts.logger.info({ id: info.id, tag: info.tag, mode: info.mode, ...data, commit: result.commit, misses: result.misses.length }, message);
       return result;
     };
-    const revoked = new RevokedSessions(runtime, tokens, owners, opts.log, (info, token) =>
+    const revoked = new RevokedSessions(runtime, tokens, owners, opts.logger, (info, token) =>
       endSession(info, false, 'session ended: its token was revoked', { token }),
     );
     revokedEnding = () => revoked.settled();
@@ -117,7 +118,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
         authorizeSession(tokenOf(res), body, parseTagSpec(body.tag).tag);
         const opened = await runtime.openSession({ ...body, clients: [client] });
         owners.set(opened.info.id, tokenOf(res).id);
-        opts.log('session opened', { id: opened.info.id, tag: opened.info.tag, mode: opened.info.mode, client, token: tokenOf(res).id });
+        opts.logger.info({ id: opened.info.id, tag: opened.info.tag, mode: opened.info.mode, client, token: tokenOf(res).id }, 'session opened');
         return { session: opened.info, dns: opts.address, caPem: runtime.ca.certPem };
       })().then((r) => res.status(201).json(r), next);
     });
@@ -139,7 +140,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     app.use((_req, _res, next) => next(new BtrflyError('NOT_FOUND', 'no such API endpoint')));
     app.use(
       jsonErrorHandler((e, req) => {
-        if (e.httpStatus >= 500 || e.code === 'FORBIDDEN') opts.log('API request refused or failed', { method: req.method, path: req.path, error: e.message });
+        if (e.httpStatus >= 500 || e.code === 'FORBIDDEN') opts.logger.warn({ method: req.method, path: req.path, error: e.message }, 'API request refused or failed');
       }),
     );
 
@@ -155,10 +156,10 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     const url = `https://${apiAddress.includes(':') ? `[${apiAddress}]` : apiAddress}:${port}`;
     const { httpPort, httpsPort, proxyPort } = runtime.proxy;
     const ready: ReadyInfo = { api: url, address: opts.address, dnsPort: serving.dns.udpPort, httpPort, httpsPort, proxyPort };
-    opts.log('service ready', { ...ready });
+    opts.logger.info({ ...ready }, 'service ready');
     opts.onReady?.(ready);
-    await untilShutdown();
-    opts.log('service stopping: sealing open recordings');
+    await untilShutdown(opts.signal);
+    opts.logger.info('service stopping: sealing open recordings');
   } finally {
     clearInterval(sweeper);
     api?.close();
@@ -184,7 +185,7 @@ class RevokedSessions {
     private readonly runtime: Runtime,
     private readonly tokens: TokenStore,
     private readonly owners: Map<string, string>,
-    private readonly log: (msg: string, data?: Record<string, unknown>) => void,
+    private readonly log: Logger,
     /** Ends a session; it must leave the table before it returns (`Runtime.closeSession` does). */
     private readonly end: (info: SessionInfo, token: string) => Promise<unknown>,
   ) {}
@@ -205,7 +206,7 @@ class RevokedSessions {
   check(): Promise<TokenRecord[] | undefined> {
     return this.track(
       this.endRevoked().catch((e) => {
-        this.log('checking the tokens of live sessions failed', { error: oneLine(e), severity: 'warn' });
+        this.log.warn({ error: oneLine(e) }, 'checking the tokens of live sessions failed');
         return undefined;
       }),
     );
@@ -231,7 +232,7 @@ class RevokedSessions {
       if (known.has(token) || !this.runtime.sessions.get(info.id)) continue;
       this.track(
         this.end(info, token).catch((e) =>
-          this.log('ending a session of a revoked token failed', { id: info.id, tag: info.tag, token, error: oneLine(e), severity: 'error' }),
+          this.log.error({ id: info.id, tag: info.tag, token, error: oneLine(e) }, 'ending a session of a revoked token failed'),
         ),
       );
     }

@@ -1,6 +1,7 @@
 import { oneLine } from '../errors';
 import { Archive } from '../format/archive';
 import { startDnsServer, type DnsServer } from './dns-server';
+import type { Logger } from './log';
 import type { ResponseEvent } from './proxy-server';
 import { Runtime } from './runtime';
 import type { UpstreamOptions } from './upstream';
@@ -18,7 +19,9 @@ export interface ServingOptions {
   upstreamDns: string[];
   upstream: UpstreamOptions;
   configDir?: string;
-  log: (msg: string, data?: Record<string, unknown>) => void;
+  logger: Logger;
+  /** Stops the daemon or the service when it aborts, as SIGTERM does. */
+  signal?: AbortSignal;
   onResponse?: (e: ResponseEvent) => void;
 }
 
@@ -42,8 +45,8 @@ export async function startServing(opts: ServingOptions): Promise<Serving> {
   let dns: DnsServer | undefined;
   const close = async (): Promise<void> => {
     await dns?.close().catch(() => {});
-    const results = runtime ? await runtime.close().catch((e) => (opts.log('closing sessions failed', { error: oneLine(e) }), [])) : [];
-    for (const r of results) opts.log('session closed at shutdown', { tag: r.info.tag, mode: r.info.mode, commit: r.commit });
+    const results = runtime ? await runtime.close().catch((e) => (opts.logger.error({ error: oneLine(e) }, 'closing sessions failed'), [])) : [];
+    for (const r of results) opts.logger.info({ tag: r.info.tag, mode: r.info.mode, commit: r.commit }, 'session closed at shutdown');
     await archive.close();
   };
   try {
@@ -55,16 +58,17 @@ export async function startServing(opts: ServingOptions): Promise<Serving> {
       httpsPort: opts.httpsPort,
       upstream,
       configDir: opts.configDir,
-      log: opts.log,
+      logger: opts.logger,
       onResponse: opts.onResponse,
     });
     const sessions = runtime.sessions;
+    const dnsLog = opts.logger.child({ component: 'dns' });
     dns = await startDnsServer({
       address: opts.address,
       port: opts.dnsPort,
       answerFor: (client) => (sessions.bySourceAddress(client) ? { ipv4: opts.address } : null),
       upstream: opts.upstreamDns,
-      log: ({ level, msg, ...data }) => level !== 'debug' && opts.log(msg, { ...data, ...(level === 'info' ? {} : { severity: level }) }),
+      log: ({ level, msg, ...data }) => dnsLog[level](data, msg),
     });
   } catch (e) {
     await close();
@@ -73,10 +77,16 @@ export async function startServing(opts: ServingOptions): Promise<Serving> {
   return { archive, runtime, dns, close };
 }
 
-/** Resolves on SIGTERM, SIGINT, SIGHUP or an in-process shutdown request. */
-export function untilShutdown(): Promise<void> {
+/**
+ * Resolves when the process gets SIGTERM, SIGINT or SIGHUP, or when one of `signals` aborts (the
+ * daemon's `/shutdown`, or whoever embeds the daemon or the service).
+ */
+export function untilShutdown(...signals: Array<AbortSignal | undefined>): Promise<void> {
+  const stop = new AbortController();
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(sig, () => stop.abort(sig));
+  const either = AbortSignal.any([stop.signal, ...signals.filter((s) => s !== undefined)]);
   return new Promise<void>((resolve) => {
-    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(sig, () => resolve());
-    process.once('btrfly-shutdown' as never, () => resolve());
+    if (either.aborted) return resolve();
+    either.addEventListener('abort', () => resolve(), { once: true });
   });
 }

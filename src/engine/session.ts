@@ -1,5 +1,8 @@
 import { randomBytes, randomUUID, createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BtrflyError, EXIT } from '../errors';
+import type { Entry } from '../format/types';
+import type { Outcome } from './outcome';
 
 export type Mode = 'record' | 'playback';
 
@@ -70,6 +73,38 @@ export function newSessionInfo(init: { tag: string; mode: Mode; append?: boolean
     clients: init.clients ?? [],
     stats: { requests: 0, bytes: 0, hits: 0, misses: 0, corrupt: 0, upstreamErrors: 0, recorded: 0 },
   };
+}
+
+export interface SessionResult {
+  info: SessionInfo;
+  /** Record: the sealed recording's commit. */
+  commit?: string;
+  /** Record: the recording kept aside instead of sealed (the command failed); the tag is unchanged. */
+  aside?: { id: string; entries: number; exitCode: number; leaks?: number };
+  misses: MissRecord[];
+  /** Playback: bodies that failed their check while being sent. */
+  damaged?: DamagedBody[];
+  unused?: Entry[];
+}
+
+/** How a session ends: sealed (the default), discarded, or kept aside because the command failed with `keepAside`. */
+export interface CloseOptions {
+  discard?: boolean;
+  message?: string;
+  /** The failed command's exit status: the recording is kept aside, not sealed (an empty one is dropped). */
+  keepAside?: number;
+  /** With keepAside: how many connections btrfly could not carry (run --isolate) held it back. */
+  leaks?: number;
+  /** The recorded program, named (without its arguments) in the commit message. */
+  program?: string;
+}
+
+/** A live session as the runtime holds it: it answers requests and owns its close. */
+export interface LiveSession {
+  readonly info: SessionInfo;
+  handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome>;
+  /** Waits for the answers under way, then seals, sets aside or discards (record) or reports (playback). */
+  close(opts: CloseOptions): Promise<SessionResult>;
 }
 
 /** A session credential: the secret travels in the proxy URL; only its hash is kept. */

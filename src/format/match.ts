@@ -227,19 +227,27 @@ export interface AnswerDigest {
 }
 
 /**
- * Assigns ordinals while recording. The same request (method, URL, stored selecting headers,
- * body digest) answered again differently from its last answer gets the next ordinal; answered
- * again the same way it is a duplicate, not a new entry. Seed it with the manifest being
- * appended to, if any.
+ * Assigns ordinals while recording (and importing). The same request (method, URL, stored
+ * selecting headers, body digest) answered again the same way as its last answer is a duplicate,
+ * not a new entry. A new answer takes the next free ordinal of its method and URL: the archive
+ * keys an entry by `METHOD URL #ordinal` (manifest merge at seal, volatile.json, diff), so two
+ * different requests to one URL (git's two POSTs to git-upload-pack, with different bodies) must
+ * not both be #0, or the second replaces the first at seal. Each request's own answers keep their
+ * order, which is all playback needs. Seed it with the manifest being appended to, if any.
  */
 export class OrdinalCounter {
+  /** Per request: its last answer and that answer's ordinal. */
   private readonly last = new Map<string, { ordinal: number; answer: string }>();
+  /** Per method and URL: the next free ordinal. */
+  private readonly next = new Map<string, number>();
 
   constructor(existing: readonly Entry[] = []) {
     for (const e of existing) {
       const key = sequenceId(e.request, e.request.url);
       const prev = this.last.get(key);
       if (!prev || e.ordinal > prev.ordinal) this.last.set(key, { ordinal: e.ordinal, answer: answerOf(e.response.status, e.response.content.sha256) });
+      const url = urlKey(e.request);
+      this.next.set(url, Math.max(this.next.get(url) ?? 0, e.ordinal + 1));
     }
   }
 
@@ -249,10 +257,16 @@ export class OrdinalCounter {
     const a = answerOf(answer.status, answer.sha256);
     const prev = this.last.get(key);
     if (prev && prev.answer === a) return { ordinal: prev.ordinal, duplicate: true };
-    const ordinal = prev ? prev.ordinal + 1 : 0;
+    const url = urlKey(request);
+    const ordinal = this.next.get(url) ?? 0;
+    this.next.set(url, ordinal + 1);
     this.last.set(key, { ordinal, answer: a });
     return { ordinal, duplicate: false };
   }
+}
+
+function urlKey(request: Entry['request']): string {
+  return `${request.method} ${request.url}`;
 }
 
 function answerOf(status: number, sha256: string): string {

@@ -134,7 +134,11 @@ export interface Recording {
   bodies: Map<string, BodyLocation>;
 }
 
-/** Storage behind a small stream interface (docs/architecture.md); the git archive is one implementation. */
+/**
+ * Body storage behind a small stream interface (docs/architecture.md), the one every caller takes:
+ * the recorder writes and locates through it, the player and the responder read through it. The
+ * git archive (`Archive`) is one implementation; a test can hold another.
+ */
 export interface BodyStore {
   /** A writable that takes a body's bytes as they arrive; `done` resolves once stored. */
   createBodyWriter(opts?: { signal?: AbortSignal }): BodyWriter;
@@ -144,7 +148,9 @@ export interface BodyStore {
    * A whole small body (one part ≤ 1 MiB) read, decompressed and checked in one buffer; undefined
    * when the body is larger, for callers to stream it with `openBody` instead.
    */
-  readSmallBody?(loc: BodyLocation): Promise<Buffer> | undefined;
+  readSmallBody(loc: BodyLocation): Promise<Buffer> | undefined;
+  /** Where a body just stored is (its parts), for one whose writer could not say (`BodyWriter.location`). */
+  locateBody(stored: StoredBody): Promise<BodyLocation>;
 }
 
 export interface BodyWriter extends Writable {

@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { silentLogger } from '../../src/engine/log';
 import { RecordSession } from '../../src/engine/recorder';
 import { newSessionInfo } from '../../src/engine/session';
 import { Upstream } from '../../src/engine/upstream';
@@ -40,7 +41,7 @@ afterAll(async () => {
 async function recordSession(append: boolean, existing: readonly Entry[] = []) {
   const info = newSessionInfo({ tag: TAG, mode: 'record', append });
   const writer = await beginRecording(archive, TAG, { append, session: info.id });
-  const session = new RecordSession(info, writer, archive, upstream, NO_REDACTION, randomBytes(32), () => {}, existing);
+  const session = new RecordSession(info, writer, archive, upstream, NO_REDACTION, randomBytes(32), silentLogger, existing);
   const front = http.createServer((req, res) => {
     session.handle(req, res, new URL(req.url!, origin.url)).catch(() => res.destroy());
   });

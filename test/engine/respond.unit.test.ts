@@ -49,13 +49,7 @@ async function recorded(body: Buffer, encoding?: string, status = 200): Promise<
   ];
   e.response.headers = headers;
   e.response.content = { size: stored.size, mimeType: 'application/octet-stream', sha256: stored.sha256, storage: stored.storage, parts: stored.parts, ...(encoding ? { encoding } : {}) };
-  return {
-    entry: e,
-    headers,
-    body: await archive.locateBody(stored),
-    openBody: (loc, range) => archive.openBody(loc, range),
-    readSmallBody: (loc) => archive.readSmallBody(loc),
-  };
+  return { entry: e, headers, body: await archive.locateBody(stored) };
 }
 
 function get(headers: http.OutgoingHttpHeaders = {}, method = 'GET'): Promise<Got> {
@@ -78,7 +72,7 @@ function get(headers: http.OutgoingHttpHeaders = {}, method = 'GET'): Promise<Go
 beforeAll(async () => {
   archive = await tempArchive();
   server = http.createServer((req, res) => {
-    sending = sendRecorded(req, res, answer, (n) => (counted += n));
+    sending = sendRecorded(req, res, answer, archive, (n) => (counted += n));
     sending.catch(() => res.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -116,7 +116,8 @@ describe('OrdinalCounter', () => {
     expect(c.assign(req, { status: 200, sha256: sha('v2') })).toEqual({ ordinal: 1, duplicate: false });
     expect(c.assign(req, { status: 500, sha256: sha('v2') })).toEqual({ ordinal: 2, duplicate: false });
     expect(c.assign(req, { status: 200, sha256: sha('v1') })).toEqual({ ordinal: 3, duplicate: false });
-    expect(c.assign({ ...req, headers: [h('accept', 'text/html')] }, { status: 200, sha256: sha('v1') })).toEqual({ ordinal: 0, duplicate: false });
+    // Another request to the same URL takes the URL's next ordinal: `GET URL #0` is taken.
+    expect(c.assign({ ...req, headers: [h('accept', 'text/html')] }, { status: 200, sha256: sha('v1') })).toEqual({ ordinal: 4, duplicate: false });
   });
 
   it('continues from an existing recording (append)', () => {
