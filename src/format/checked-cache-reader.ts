@@ -3,11 +3,11 @@
  * with several 1 MiB reads in flight, each part checked against its tag before it is pushed.
  *
  * The general checked read (body-reader.ts, `checkedRead`) stacks async generators over a file
- * stream: one 1 MiB read in flight at a time, and four promise hops per part between the thread
- * pool's read and the socket. On this 2-core VM, shared with curl and other jobs, every read then
- * waits for a pool thread to be scheduled while the socket drains, and the main thread idled
- * ~0.9 s of a 1 GiB playback (docs/decisions.md, "Integrity of played-back bodies"). Here the
- * reads are issued ahead, up to {@link AHEAD} parts, straight from `fs.read` into the stream.
+ * stream, one read in flight, with a fresh 1 MiB buffer per part: the btrfly process needed
+ * ~1.0 s of CPU per GiB played back, a third of it the kernel mapping and freeing those buffers.
+ * Here several reads are in flight straight from `fs.read`, and a consumer that hands the buffers
+ * back (src/engine/respond.ts) cycles through a few: ~0.74 s (docs/decisions.md, "Integrity of
+ * played-back bodies").
  *
  * Integrity is the same as `checkedRead`'s: a part is pushed only once its tag matched. A part
  * that fails (wrong bytes, a part file gone or of the wrong length) drops the cache entry, and the
@@ -18,7 +18,7 @@ import { Readable } from 'node:stream';
 import { CHECK_PART, type PartTags } from './body-checks';
 import { PART_SIZE, type BodyLocation } from './types';
 
-/** Check parts read ahead of the one the socket takes next (measured: docs/decisions.md). */
+/** Check parts being read at once, ahead of the one the socket takes next. */
 export const AHEAD = 4;
 
 /** Buffers a lending reader has out at most (in flight, ready, pushed, being written), 1 MiB each. */
@@ -28,8 +28,8 @@ const LENT_MAX = 8;
  * A body stream that can lend its buffers: after `lend()`, the consumer hands every chunk back
  * with the function it returned once the chunk's bytes are no longer needed (written to the
  * socket), and the stream reads into that memory again. A 1 GiB playback otherwise allocates
- * 1,024 fresh 1 MiB buffers, and V8, counting them as external memory, ran a full mark-compact
- * every ~32 MiB (32 per GiB instead of 1; docs/decisions.md). Chunks not handed back are
+ * 1,024 fresh 1 MiB buffers, which the kernel maps and frees, and V8 counts as external memory:
+ * this reader without lending ran 32 full mark-compacts per GiB (docs/decisions.md). Chunks not handed back are
  * simply not reused.
  */
 export interface LendsBuffers {

@@ -7,6 +7,7 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { sendRecorded, type RecordedAnswer } from '../../src/engine/respond';
 import type { Archive } from '../../src/format/archive';
@@ -214,5 +215,29 @@ describe.each([
     expect(r.headers['content-length']).toBeUndefined();
     expect(r.body.equals(plain)).toBe(true);
     expect(counted).toBe(plain.length);
+  });
+});
+
+describe('a client that hangs up in the middle of a large body', () => {
+  test('the answer fails as a premature close and the body read is torn down', async () => {
+    const big = compressible(24 * 1024 * 1024 + 5); // more than loopback's socket buffers hold
+    const stored = await recorded(big);
+    const opened: Readable[] = [];
+    answer = { ...stored, openBody: (loc, range) => (opened.push(stored.openBody(loc, range)), opened.at(-1)!) };
+    const hungUp = new Promise<void>((resolve, reject) => {
+      // Its own connection, not the keep-alive agent's: it is destroyed.
+      const req = http.request({ host: '127.0.0.1', port, path: '/file', agent: false }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? undefined : reject(e)));
+      req.end();
+    });
+    await hungUp;
+    await expect(sending).rejects.toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' });
+    expect(opened).toHaveLength(1);
+    expect(opened[0].destroyed).toBe(true);
   });
 });
