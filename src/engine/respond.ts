@@ -172,6 +172,8 @@ async function sendLent(body: Readable, giveBack: (chunk: Buffer) => void, res: 
       body.off('data', onData).off('end', onEnd).off('error', fail);
       res.off('drain', onDrain).off('close', onClose);
     };
+    // A client already gone emits no 'close' any more.
+    if (res.destroyed) return onClose();
     body.on('data', onData).once('end', onEnd).once('error', fail);
     res.on('drain', onDrain).once('close', onClose);
   });
