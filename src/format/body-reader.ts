@@ -53,13 +53,14 @@ export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: {
     const checks = opts.checks;
     const cache = opts.cache?.cache;
     const general = (from: number): Readable => Readable.from(checkedRead(git, loc, from, end, checks, cache), { objectMode: false, highWaterMark: IO_CHUNK });
-    // The common case, a cached body with its checks: parts read ahead, each checked before it goes.
+    // The common case, a cached body with its checks, sent by respond.ts: parts read ahead, each
+    // checked before it goes, in buffers the response hands back.
     out = cached
       ? new CheckedCacheReader(loc, start, end, checks.read(loc.sha256, loc.size), {
           partPath: (i) => cache!.partPath(loc.sha256, i),
           evict: () => cache!.evict(loc.sha256),
           rest: general,
-          unchecked: () => general(start),
+          general: () => general(start),
         })
       : general(start);
   } else if (cached && !opts.cache!.fromGit) {

@@ -29,8 +29,9 @@ const LENT_MAX = 8;
  * with the function it returned once the chunk's bytes are no longer needed (written to the
  * socket), and the stream reads into that memory again. A 1 GiB playback otherwise allocates
  * 1,024 fresh 1 MiB buffers, which the kernel maps and frees, and V8 counts as external memory:
- * this reader without lending ran 32 full mark-compacts per GiB (docs/decisions.md). Chunks not handed back are
- * simply not reused.
+ * this reader without lending ran 32 full mark-compacts per GiB (docs/decisions.md), so a consumer
+ * that does not call `lend()` before its first read gets the general read instead. Chunks not
+ * handed back are simply not reused.
  */
 export interface LendsBuffers {
   lend(): (chunk: Buffer) => void;
@@ -57,8 +58,11 @@ export interface CheckedCacheSource {
   evict(): Promise<void>;
   /** The checked bytes `from..end` read elsewhere (git), once the cache failed at `from`. */
   rest(from: number): Readable;
-  /** The whole range read the general way, for a body without (good) checks. */
-  unchecked(): Readable;
+  /**
+   * The whole range read the general way (body-reader.ts): for a body without (good) checks, and
+   * for a consumer that does not lend the buffers back.
+   */
+  general(): Readable;
 }
 
 /**
@@ -91,7 +95,8 @@ export class CheckedCacheReader extends Readable implements LendsBuffers {
     private readonly loadTags: Promise<PartTags | undefined>,
     private readonly source: CheckedCacheSource,
   ) {
-    super({ highWaterMark: 2 * CHECK_PART });
+    // One part buffered: the read-ahead is the reads in flight, and a follower adds little.
+    super({ highWaterMark: CHECK_PART });
     this.first = Math.floor(start / CHECK_PART);
     this.last = Math.floor(end / CHECK_PART);
     this.nextRead = this.first;
@@ -100,12 +105,12 @@ export class CheckedCacheReader extends Readable implements LendsBuffers {
 
   private tags!: PartTags;
 
-  /** Without a checks file, the whole read is `source.unchecked()`'s (checked by the body's SHA-256). */
+  /** Without a checks file, the whole read is `source.general()`'s (checked by the body's SHA-256). */
   override _construct(cb: (e?: Error | null) => void): void {
     this.loadTags.then(
       (tags) => {
         if (tags) this.tags = tags;
-        else this.follow(this.source.unchecked());
+        else this.follow(this.source.general());
         cb();
       },
       (e: Error) => cb(e),
@@ -121,15 +126,23 @@ export class CheckedCacheReader extends Readable implements LendsBuffers {
     };
   }
 
-  /** Memory for one part: lent ones come back to the pool; otherwise a new buffer each time. */
+  /** Memory for one part: lent ones come back to the pool. */
   private partBuffer(): Buffer {
-    if (!this.lending) return Buffer.allocUnsafeSlow(CHECK_PART);
     const buf = this.pool.pop() ?? Buffer.allocUnsafeSlow(CHECK_PART);
     this.out.add(buf.buffer);
     return buf;
   }
 
+  private started = false;
+
   override _read(): void {
+    if (!this.started) {
+      this.started = true;
+      // Fresh 1 MiB buffers with few other allocations are freed only by V8's full mark-compacts
+      // (32 per GiB, RSS up by ~55 MiB for a 3 GiB read): a consumer that does not lend gets the
+      // general read, whose garbage the young generation takes.
+      if (!this.lending && !this.fallback) this.follow(this.source.general());
+    }
     this.wanted = true;
     if (this.fallback) this.fallback.resume();
     else this.pump();
