@@ -6,6 +6,7 @@ import fresh from 'fresh';
 import Negotiator from 'negotiator';
 import rangeParser from 'range-parser';
 import { BtrflyError } from '../errors';
+import { lendsBuffers } from '../format/checked-cache-reader';
 import type { BodyLocation, BodyStore, ByteRange, Entry, Header } from '../format/types';
 import { flatHeaders, headerValue, withoutHeaders } from './http-util';
 import { noteStreamed } from './memory';
@@ -128,6 +129,7 @@ function requestedRange(req: IncomingMessage, headers: Header[], size: number): 
 }
 
 async function streamCounting(body: Readable, res: ServerResponse, count: (bytes: number) => void, ...through: Transform[]): Promise<void> {
+  if (through.length === 0 && lendsBuffers(body)) return sendLent(body, body.lend(), res, count);
   const counter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       count(chunk.length);
@@ -136,6 +138,43 @@ async function streamCounting(body: Readable, res: ServerResponse, count: (bytes
     },
   });
   await pipeline([body, ...through, counter, res]);
+}
+
+/**
+ * Writes a body whose buffers are lent (src/format/checked-cache-reader.ts): each chunk goes back
+ * to the reader once its write completed, so a long body reuses a few buffers instead of making
+ * garbage. Ends as `pipeline` would: a client gone ends the read, a failed read fails the answer.
+ */
+async function sendLent(body: Readable, giveBack: (chunk: Buffer) => void, res: ServerResponse, count: (bytes: number) => void): Promise<void> {
+  // 'data' events, not `for await`: the iterator's read() joins buffered chunks into a new buffer.
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      count(chunk.length);
+      noteStreamed(chunk.length);
+      if (!res.write(chunk, () => giveBack(chunk))) body.pause();
+    };
+    const onDrain = (): void => void body.resume();
+    const onClose = (): void => fail(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    const onEnd = (): void => {
+      cleanup();
+      res.end();
+      resolve();
+    };
+    const fail = (e: Error): void => {
+      cleanup();
+      body.destroy();
+      reject(e);
+    };
+    const cleanup = (): void => {
+      body.off('data', onData).off('end', onEnd).off('error', fail);
+      res.off('drain', onDrain).off('close', onClose);
+    };
+    // A client already gone emits no 'close' any more.
+    if (res.destroyed) return onClose();
+    body.on('data', onData).once('end', onEnd).once('error', fail);
+    res.on('drain', onDrain).once('close', onClose);
+  });
+  await finished(res);
 }
 
 function missingBody(entry: Entry): BtrflyError {

@@ -44,6 +44,11 @@ export class BodyCache {
     return join(this.dir, sha256.slice(0, 2), sha256);
   }
 
+  /** The file of storage part `index` of a cached body (raw bytes). */
+  partPath(sha256: string, index: number): string {
+    return join(this.entryDir(sha256), partName(index, false));
+  }
+
   /** Whether a whole entry for the body is in place (one `stat`: entries appear whole, by rename). */
   has(loc: BodyLocation): boolean {
     return existsSync(this.entryDir(loc.sha256));

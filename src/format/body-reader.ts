@@ -8,6 +8,7 @@ import { createZstdDecompress, zstdDecompressSync } from 'node:zlib';
 import { BtrflyError, isBtrflyError } from '../errors';
 import { CacheFill, type BodyCache } from './body-cache';
 import { CHECK_PART, type BodyChecks, type PartTagger } from './body-checks';
+import { CheckedCacheReader } from './checked-cache-reader';
 import { SMALL_OBJECT_LIMIT, isSmallBody, type Git } from './git';
 import { PART_SIZE, type BodyLocation, type ByteRange, type PartLocation } from './types';
 
@@ -49,7 +50,19 @@ export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: {
   const fill = whole && !cached ? opts.cache?.cache : undefined;
   let out: Readable;
   if (opts.checks && !opts.cache?.fromGit && loc.size > 0 && !(whole && isSmallBody(loc))) {
-    out = Readable.from(checkedRead(git, loc, start, end, opts.checks, opts.cache?.cache), { objectMode: false, highWaterMark: IO_CHUNK });
+    const checks = opts.checks;
+    const cache = opts.cache?.cache;
+    const general = (from: number): Readable => Readable.from(checkedRead(git, loc, from, end, checks, cache), { objectMode: false, highWaterMark: IO_CHUNK });
+    // The common case, a cached body with its checks, sent by respond.ts: parts read ahead, each
+    // checked before it goes, in buffers the response hands back.
+    out = cached
+      ? new CheckedCacheReader(loc, start, end, checks.read(loc.sha256, loc.size), {
+          partPath: (i) => cache!.partPath(loc.sha256, i),
+          evict: () => cache!.evict(loc.sha256),
+          rest: general,
+          general: () => general(start),
+        })
+      : general(start);
   } else if (cached && !opts.cache!.fromGit) {
     const restFromGit = (from: number): Readable => Readable.from(readParts(git, loc, from, end, false), { objectMode: false, highWaterMark: IO_CHUNK });
     out = opts.cache!.cache.open(loc, start, end, restFromGit);

@@ -7,10 +7,11 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { sendRecorded, type RecordedAnswer } from '../../src/engine/respond';
 import type { Archive } from '../../src/format/archive';
-import type { Header } from '../../src/format/types';
+import type { BodyStore, Header } from '../../src/format/types';
 import { entry } from '../format/format-test-data';
 import { compressible, sha256, storeBody, tempArchive } from '../format/storage-helpers';
 
@@ -28,6 +29,8 @@ let server: http.Server;
 let port = 0;
 /** The answer the server sends next, and the bytes `sendRecorded` counted for it. */
 let answer: RecordedAnswer;
+/** Where the server reads bodies from: the archive, or a test's wrapper of it. */
+let bodies: BodyStore;
 let counted = 0;
 /** The server's `sendRecorded` of the last request: a test's request waits for it and fails with its error. */
 let sending: Promise<void> = Promise.resolve();
@@ -71,8 +74,9 @@ function get(headers: http.OutgoingHttpHeaders = {}, method = 'GET'): Promise<Go
 
 beforeAll(async () => {
   archive = await tempArchive();
+  bodies = archive;
   server = http.createServer((req, res) => {
-    sending = sendRecorded(req, res, answer, archive, (n) => (counted += n));
+    sending = sendRecorded(req, res, answer, bodies, (n) => (counted += n));
     sending.catch(() => res.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -208,5 +212,32 @@ describe.each([
     expect(r.headers['content-length']).toBeUndefined();
     expect(r.body.equals(plain)).toBe(true);
     expect(counted).toBe(plain.length);
+  });
+});
+
+describe('a client that hangs up in the middle of a large body', () => {
+  test('the answer fails as a premature close and the body read is torn down', async () => {
+    const big = compressible(24 * 1024 * 1024 + 5); // more than loopback's socket buffers hold
+    answer = await recorded(big);
+    const opened: Readable[] = [];
+    bodies = Object.assign(Object.create(archive) as BodyStore, {
+      openBody: (...args: Parameters<BodyStore['openBody']>) => (opened.push(archive.openBody(...args)), opened.at(-1)!),
+    });
+    const hungUp = new Promise<void>((resolve, reject) => {
+      // Its own connection, not the keep-alive agent's: it is destroyed.
+      const req = http.request({ host: '127.0.0.1', port, path: '/file', agent: false }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? undefined : reject(e)));
+      req.end();
+    });
+    await hungUp;
+    await expect(sending).rejects.toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' });
+    expect(opened).toHaveLength(1);
+    expect(opened[0].destroyed).toBe(true);
+    bodies = archive;
   });
 });

@@ -8,7 +8,8 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Archive } from '../../src/format/archive';
 import { BodyChecks, CHECK_PART } from '../../src/format/body-checks';
-import type { BodyLocation, ByteRange } from '../../src/format/types';
+import { lendsBuffers } from '../../src/format/checked-cache-reader';
+import { PART_SIZE, type BodyLocation, type ByteRange } from '../../src/format/types';
 import { tmpDir } from '../helpers';
 import { readBack, sha256, storeBody, tempArchive } from './storage-helpers';
 
@@ -122,5 +123,35 @@ describe('per-part checks', () => {
     expect(got.error?.code).toBe('BODY_CORRUPT');
     expect(got.bytes.length).toBe(3 * CHECK_PART); // the last part (777 bytes) never left
     expect(await a.checks.read(loc.sha256, loc.size)).toBeUndefined();
+  });
+
+  test('a read that lends its buffers reuses the ones handed back, and still heals a damaged cached part from git', async () => {
+    const a = await tempArchive();
+    const data = randomBytes(2 * PART_SIZE + 3 * CHECK_PART + 99); // three part files, 20 check parts
+    const loc = await a.locateBody(await storeBody(a, data));
+    // Part 13 of the cached copy (in the second part file) damaged: the read goes on from git there.
+    const second = join(a.stateDir, 'cache', loc.sha256.slice(0, 2), loc.sha256, '00000001');
+    const damaged = await readFile(second);
+    damaged[5 * CHECK_PART + 1] ^= 1;
+    await writeFile(second, damaged);
+    const body = a.openBody(loc);
+    if (!lendsBuffers(body)) throw new Error('a cached body with checks should be read by the lending reader');
+    const giveBack = body.lend();
+    const got: Buffer[] = [];
+    const memory = new Set<ArrayBufferLike>();
+    // 'data' events, one chunk each (an async iterator joins what is buffered into new memory).
+    await new Promise<void>((resolve, reject) => {
+      body.on('data', (chunk: Buffer) => {
+        got.push(Buffer.from(chunk)); // a copy: the reader reads into the chunk's memory again
+        if (got.length <= 13) memory.add(chunk.buffer);
+        giveBack(chunk);
+      });
+      body.once('end', resolve).once('error', reject);
+    });
+    expect(Buffer.concat(got).equals(data)).toBe(true);
+    expect(a.cache!.has(loc)).toBe(false); // the damaged entry was dropped
+    // The 13 parts before the damaged one came from the cache through at most 8 buffers.
+    expect(got.length).toBeGreaterThan(13);
+    expect(memory.size).toBeLessThanOrEqual(8);
   });
 });
