@@ -29,6 +29,28 @@ describe('body storage', () => {
     await gitFsck(a.dir);
   });
 
+  test('small bodies stored together go into one pack through fast-import, with no loose object and no ref', async () => {
+    const a = await tempArchive();
+    const bodies = [randomBytes(20_000), compressible(30_000), Buffer.alloc(0), randomBytes(1)];
+    const stored = await Promise.all(bodies.map((b) => storeBody(a, b)));
+    const git = async (...args: string[]) => (await run('git', ['--git-dir', a.dir, ...args])).stdout.trim();
+    for (const [i, s] of stored.entries()) {
+      expect(s).toMatchObject({ sha256: sha256(bodies[i]), size: bodies[i].length, parts: 1 });
+      // The tree id the writer computed is the tree git has, naming the part git has.
+      const loc = await a.locateBody(s);
+      expect(await git('ls-tree', s.treeOid)).toBe(`100644 blob ${loc.parts[0].oid}\t${s.storage === 'zstd' ? '00000000.zst' : '00000000'}`);
+      expect(sha256(await readGit(a, loc))).toBe(sha256(bodies[i]));
+    }
+    expect(stored[1].storage).toBe('zstd');
+    expect(await git('count-objects', '-v')).toMatch(/^count: 0$/m);
+    expect((await readdir(join(a.dir, 'objects', 'pack'))).filter((f) => f.endsWith('.pack'))).toHaveLength(1);
+    expect(await git('for-each-ref')).toBe('');
+    // Once fast-import has ended, its packs lose their .keep (gc may pack and prune them).
+    await a.close();
+    expect((await readdir(join(a.dir, 'objects', 'pack'))).filter((f) => !/^pack-[0-9a-f]+\.(pack|idx)$/.test(f))).toEqual([]);
+    await gitFsck(a.dir);
+  });
+
   test('a body over PART_SIZE is split in exact parts, each chosen raw or zstd', async () => {
     const a = await tempArchive();
     const data = Buffer.concat([randomBytes(PART_SIZE), compressible(PART_SIZE), randomBytes(12345)]);
