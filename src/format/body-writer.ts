@@ -239,8 +239,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
     // The raw bytes go to the cache stage while git reads the zstd file: one step less between
     // an answered small file and its journal line.
     const cached = zstd ? this.toCache((c) => c.addBytes(part.index, head)) : undefined;
-    // A part that ends within its probe is a small body (or a large one's tail): not niced.
-    const oid = await this.git.hashFile(part.rawPath, { small: part.index === 0 }).finally(() => cached);
+    const oid = await this.git.hashFile(part.rawPath).finally(() => cached);
     this.parts[part.index] = { oid, zstd, storedSize: bytes.length };
     await this.release(part.rawPath, !zstd ? part.index : undefined);
   }

@@ -453,8 +453,6 @@ class SmallBodyPacker {
 export class Git {
   private catFile?: CatFileBatch;
   private hasher?: LineProcess;
-  /** A second `hash-object`, not niced, for small bodies a client already has (see {@link Git.hashFile}). */
-  private smallHasher?: LineProcess;
   private treeMaker?: LineProcess;
   private packer?: Promise<SmallBodyPacker>;
 
@@ -604,19 +602,16 @@ export class Git {
   }
 
   /**
-   * Stores a file's bytes as a loose blob through a long-lived `hash-object -w --no-filters --stdin-paths`.
-   * @param opts.small a body of one small part: it goes to a second hasher at normal priority.
-   * Behind the niced one, thousands of small files waited for git on a busy machine (206 ms per
-   * object at load 10) and the recorder, which keeps at most 64 exchanges unstored, held its
-   * clients back at git's pace (docs/decisions.md, "Small-file record").
+   * Stores a file's bytes as a loose blob through a long-lived `hash-object -w --no-filters --stdin-paths`
+   * (the parts of large bodies; small bodies go through {@link Git.storeSmallBody}).
    */
-  async hashFile(path: string, opts: { small?: boolean } = {}): Promise<string> {
+  async hashFile(path: string): Promise<string> {
     if (path.includes('\n')) throw gitError(['hash-object'], `path with a newline: ${JSON.stringify(path)}`);
     const args = ['hash-object', '-w', '--no-filters', '--stdin-paths'];
     // Niced: while a download streams through the proxy, the client's bytes come first and git
     // catches up with the parts queued on disk (body-writer.ts, MAX_PARTS_WAITING).
-    const hasher = opts.small ? (this.smallHasher ??= new LineProcess(this.gitDir, args)) : (this.hasher ??= new LineProcess(this.gitDir, args, HASHER_NICE));
-    return this.checkOid(await hasher.request(path + '\n'), 'hash-object');
+    this.hasher ??= new LineProcess(this.gitDir, args, HASHER_NICE);
+    return this.checkOid(await this.hasher.request(path + '\n'), 'hash-object');
   }
 
   /**
@@ -700,8 +695,8 @@ export class Git {
   async close(): Promise<void> {
     const packer = this.packer;
     this.packer = undefined;
-    const all = [this.catFile?.close(), this.hasher?.close(), this.smallHasher?.close(), this.treeMaker?.close(), packer?.then((p) => p.close(), () => undefined)];
-    this.catFile = this.hasher = this.smallHasher = this.treeMaker = undefined;
+    const all = [this.catFile?.close(), this.hasher?.close(), this.treeMaker?.close(), packer?.then((p) => p.close(), () => undefined)];
+    this.catFile = this.hasher = this.treeMaker = undefined;
     await Promise.all(all);
   }
 }
