@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -49,6 +50,28 @@ describe('body storage', () => {
     await a.close();
     expect((await readdir(join(a.dir, 'objects', 'pack'))).filter((f) => !/^pack-[0-9a-f]+\.(pack|idx)$/.test(f))).toEqual([]);
     await gitFsck(a.dir);
+  });
+
+  test('when fast-import dies, the bodies waiting for its checkpoint fail, and the next body starts a new one', async () => {
+    const a = await tempArchive();
+    await a.git.storeSmallBody(Buffer.from('first'), '00000000');
+    // This archive's fast-import, by its command line.
+    const cmdline = (pid: string): string => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      } catch {
+        return '';
+      }
+    };
+    const fastImport = (): string | undefined => readdirSync('/proc').find((d) => /^\d+$/.test(d) && cmdline(d).includes(`${a.dir}\0`) && cmdline(d).includes('\0fast-import\0'));
+    const pid = Number(fastImport());
+    // Stopped, it cannot answer the next checkpoint; killed, it fails the body waiting for it.
+    process.kill(pid, 'SIGSTOP');
+    const waiting = a.git.storeSmallBody(Buffer.from('waiting'), '00000000');
+    process.kill(pid, 'SIGKILL');
+    await expect(waiting).rejects.toMatchObject({ code: 'GIT', message: expect.stringContaining('git fast-import failed') });
+    const next = await a.git.storeSmallBody(Buffer.from('next'), '00000000');
+    expect((await run('git', ['--git-dir', a.dir, 'cat-file', 'blob', next.oid])).stdout).toBe('next');
   });
 
   test('a body over PART_SIZE is split in exact parts, each chosen raw or zstd', async () => {
