@@ -34,6 +34,9 @@ export interface ImportResult {
   skipped: Array<{ method: string; url: string; reason: string }>;
 }
 
+/** How many bodies of a HAR are stored at once (their entries still go in in order). */
+const IMPORT_AHEAD = 32;
+
 const NO_BODY_NEEDED = (status: number, method: string): boolean =>
   method === 'HEAD' || status < 200 || status === 204 || status === 304 || status >= 300;
 
@@ -57,24 +60,38 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
     const counter = new OrdinalCounter();
     const skipped: ImportResult['skipped'] = [];
     let added = 0;
-    for (const imported of har.entries) {
+    // Bodies are stored up to IMPORT_AHEAD at a time and their entries added in the HAR's order:
+    // a small body counts as stored once git's pack of it is on disk, which a batch of bodies
+    // shares (src/format/git.ts, storeSmallBody), so one at a time would wait for each.
+    const ahead: Array<{ imported: ImportedEntry; url: string; stored?: Promise<StoredBody> }> = [];
+    const addNext = async (): Promise<void> => {
+      const { imported, url, stored: storing } = ahead.shift()!;
       const method = imported.request.method;
-      const url = redactUrl(imported.request.url, redact.query, key);
-      if (!imported.hasBody && !NO_BODY_NEEDED(imported.response.status, method)) {
+      if (!storing) {
         skipped.push({ method, url, reason: 'the HAR holds no body for it' });
-        continue;
+        return;
       }
-      const stored = await storeBody(archive, imported);
+      const stored = await storing;
       const { entry, volatile } = entryFor(imported, url, stored, redact);
       const { ordinal, duplicate } = counter.assign(entry.request, { status: entry.response.status, sha256: stored.sha256 });
       if (duplicate) {
         skipped.push({ method, url, reason: 'it repeats the answer before it' });
-        continue;
+        return;
       }
       entry.ordinal = imported.ordinal ?? ordinal;
       await writer.addEntry(entry, volatile, stored);
       added++;
+    };
+    for (const imported of har.entries) {
+      const url = redactUrl(imported.request.url, redact.query, key);
+      const bodyless = !imported.hasBody && !NO_BODY_NEEDED(imported.response.status, imported.request.method);
+      const stored = bodyless ? undefined : storeBody(archive, imported);
+      // Reported when its turn comes (addNext); must not go unhandled meanwhile.
+      stored?.catch(() => undefined);
+      ahead.push({ imported, url, stored });
+      if (ahead.length >= IMPORT_AHEAD) await addNext();
     }
+    while (ahead.length) await addNext();
     if (added === 0) {
       throw new BtrflyError('IMPORT', `no entry of ${basename(file)} has a response body: export the HAR again with content ("Save all as HAR with content")`);
     }

@@ -2,7 +2,7 @@
  * Whole-archive jobs: verifying every body against its digest, garbage collection that
  * spares recordings in progress, and per-tag storage figures.
  */
-import { readdir, rm, stat } from 'node:fs/promises';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -162,6 +162,11 @@ async function keepPendingBodies(archive: Archive): Promise<void> {
 
 /** `git gc`; on failure, removes the `tmp_*` files that appeared in the object store meanwhile (a 100 MiB `tmp_pack_*` on a full disk). */
 async function gitGc(archive: Archive, active: boolean): Promise<void> {
+  // A running `git fast-import` (small bodies, src/format/git.ts) keeps a `.keep` beside each
+  // pack it made, and gc leaves kept packs alone: this process's own is ended first, and those
+  // of one that died without ending it (no recorder holds a tag) are dropped.
+  await archive.git.close();
+  if (!active) await removeFastImportKeeps(archive.dir);
   const before = await gitTempFiles(archive.dir);
   try {
     await archive.git.run(['gc', '--quiet', `--prune=${active ? '1.hour.ago' : 'now'}`]);
@@ -171,6 +176,16 @@ async function gitGc(archive: Archive, active: boolean): Promise<void> {
   } finally {
     // Our long-lived git processes still list the packs and loose objects from before.
     await archive.git.close();
+  }
+}
+
+/** Removes the `.keep` files that `git fast-import` writes while it runs (they hold "fast-import"). */
+async function removeFastImportKeeps(dir: string): Promise<void> {
+  const packs = join(dir, 'objects', 'pack');
+  for (const name of await readdir(packs).catch(() => [] as string[])) {
+    if (!name.endsWith('.keep')) continue;
+    const path = join(packs, name);
+    if ((await readFile(path, 'utf8').catch(() => '')).trim() === 'fast-import') await rm(path, { force: true });
   }
 }
 

@@ -115,6 +115,8 @@ class GitBodyWriter extends Writable implements BodyWriter {
   private cacheFailed = false;
   private readonly parts: DonePart[] = [];
   private readonly tempFiles = new Set<string>();
+  /** A body of one small part: its tree, written with its blob, and its raw bytes for the cache (storeSmallBody). */
+  private small?: { tree: string; raw: Buffer };
   /** Set once the body is wholly stored: its temp files and cache stage are gone or in place. */
   private stored = false;
 
@@ -227,14 +229,35 @@ class GitBodyWriter extends Writable implements BodyWriter {
     const packed = worth ? zstdWhole(head) : head;
     const zstd = worth && packed.length < head.length * ZSTD_KEEP_RATIO;
     const bytes = zstd ? packed : head;
+    if (part.index === 0) return this.storeSmallBody(part, head, bytes, zstd);
     await writeFile(part.rawPath, bytes);
     // The raw bytes go to the cache stage while git reads the zstd file: one step less between
     // an answered small file and its journal line.
     const cached = zstd ? this.toCache((c) => c.addBytes(part.index, head)) : undefined;
-    // A part that ends within its probe is a small body (or a large one's tail): not niced.
-    const oid = await this.git.hashFile(part.rawPath, { small: part.index === 0 }).finally(() => cached);
+    const oid = await this.git.hashFile(part.rawPath).finally(() => cached);
     this.parts[part.index] = { oid, zstd, storedSize: bytes.length };
     await this.release(part.rawPath, !zstd ? part.index : undefined);
+  }
+
+  /**
+   * A body of one small part: its bytes go to git's pack writer from memory (no temp file, no
+   * `hash-object`, no `mktree`), and its raw bytes to the cache stage meanwhile.
+   */
+  private async storeSmallBody(part: OpenPart, raw: Buffer, bytes: Buffer, zstd: boolean): Promise<void> {
+    this.tempFiles.delete(part.rawPath);
+    const { oid, treeOid } = await this.git.storeSmallBody(bytes, partName(0, zstd));
+    this.parts[0] = { oid, zstd, storedSize: bytes.length };
+    this.small = { tree: treeOid, raw };
+  }
+
+  /** The cache entry of a body of one small part, made at once (best-effort, as {@link toCache}). */
+  private cacheSmall(sha256: string, raw: Buffer): void {
+    if (!this.cache || this.cacheFailed) return;
+    try {
+      this.cache.putSmallSync(sha256, raw);
+    } catch {
+      this.cacheFailed = true;
+    }
   }
 
   /** A temp file git has read: into the cache stage as part `cacheIndex` when given, else deleted. */
@@ -348,6 +371,10 @@ class GitBodyWriter extends Writable implements BodyWriter {
       if (this.tagger && !isSmallBody({ size: this.size, parts: this.parts })) await this.checks!.write(sha256, this.size, this.tagger);
       if (!(await this.toCache((c) => c.commit(sha256)))) await this.cache?.discard().catch(() => undefined);
     };
+    if (this.small) {
+      this.cacheSmall(sha256, this.small.raw);
+      return { sha256, size: this.size, treeOid: this.small.tree, storage, parts: 1 };
+    }
     const [treeOid] = await Promise.all([this.git.mktree(entries), sidecars()]);
     return { sha256, size: this.size, treeOid, storage, parts: this.parts.length };
   }

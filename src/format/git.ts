@@ -1,10 +1,11 @@
 /**
  * The git executable as btrfly's object store: one-shot commands, and the long-lived
  * processes that keep per-object cost low (`cat-file --batch`, `hash-object --stdin-paths`,
- * `mktree --batch`). Never isomorphic-git: it holds whole objects in memory and cannot read
+ * `mktree --batch`, `fast-import` for small bodies). Never isomorphic-git: it holds whole objects in memory and cannot read
  * packs over 2 GiB (docs/decisions.md, the libraries: isomorphic-git). Every failure becomes a one-line BtrflyError('GIT').
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { setPriority } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
@@ -273,6 +274,178 @@ class CatFileBatch extends BatchProcess<Buffer | null> {
   }
 }
 
+/** A small body as stored by {@link Git.storeSmallBody}: its one blob and the tree that names it. */
+export interface SmallBodyObjects {
+  oid: string;
+  treeOid: string;
+}
+
+/**
+ * How long a small body may wait in `git fast-import` for the next checkpoint, and how many
+ * bodies or bytes make one at once. Each checkpoint ends one pack (and its index), so this
+ * trades the number of packs for waiting: the client already has its answer, and the recorder
+ * keeps at most 256 exchanges answered but not stored (src/engine/recorder.ts).
+ */
+const SMALL_PACK_DELAY_MS = 100;
+const SMALL_PACK_MAX_BODIES = 128;
+const SMALL_PACK_MAX_BYTES = 32 * 1024 * 1024;
+/** Blobs are written to fast-import in groups of about this many bytes, not one write a body. */
+const SMALL_PACK_WRITE_BYTES = 1024 * 1024;
+const NEWLINE = Buffer.from('\n');
+
+/** The branch of fast-import's scratch commits; never written (see {@link SmallBodyPacker}). */
+const SCRATCH_REF = 'refs/btrfly/small-bodies';
+
+/** git's id of an object: the hash of `<type> <size>\0` and the content. */
+function objectId(algorithm: 'sha1' | 'sha256', type: 'blob' | 'tree', content: Buffer): string {
+  return createHash(algorithm).update(`${type} ${content.length}\0`).update(content).digest('hex');
+}
+
+interface PackBatch {
+  files: string[];
+  bytes: number;
+  done: Promise<void>;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+function packBatch(): PackBatch {
+  let settle!: Pick<PackBatch, 'resolve' | 'reject'>;
+  const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+  // Every body of the batch awaits it; a failure must not also go unhandled here.
+  done.catch(() => undefined);
+  return { files: [], bytes: 0, done, ...settle };
+}
+
+/**
+ * One long-lived `git fast-import` writing small bodies into packs: each body's blob goes down
+ * one pipe, with no temp file, no process and no loose object per body, and a `checkpoint`
+ * ends the pack of a batch of them ({@link SMALL_PACK_DELAY_MS}). A body's promise resolves
+ * only once the pack that holds its blob and tree is on disk (git's `progress` line after the
+ * checkpoint), so the journal never names an object that is not there (docs/decisions.md,
+ * "Small-file record").
+ *
+ * fast-import makes trees only for commits: a batch's bodies go into one scratch commit on
+ * {@link SCRATCH_REF}, and a `reset` without `from` before the checkpoint leaves that ref
+ * unwritten, so the commit is garbage for `gc` and the trees are in the pack. The ids are
+ * computed here, as git computes them, so nothing but the progress line is read back. While
+ * fast-import runs, each of its packs has a `.keep`, so a `gc` meanwhile leaves them alone.
+ */
+class SmallBodyPacker {
+  private child?: ChildProcess;
+  private stderr = '';
+  private open = packBatch();
+  /** Checkpoints sent and not yet answered, by their progress number. */
+  private readonly checkpoints = new Map<number, PackBatch>();
+  private sent = 0;
+  private timer?: NodeJS.Timeout;
+  /** Blobs not yet written to git's stdin (up to SMALL_PACK_WRITE_BYTES, or the next checkpoint). */
+  private unsent: Buffer[] = [];
+  private unsentBytes = 0;
+  private partial = '';
+
+  constructor(
+    private readonly gitDir: string,
+    private readonly algorithm: 'sha1' | 'sha256',
+  ) {}
+
+  async store(bytes: Buffer, name: string): Promise<SmallBodyObjects> {
+    const oid = objectId(this.algorithm, 'blob', bytes);
+    const treeOid = objectId(this.algorithm, 'tree', Buffer.concat([Buffer.from(`100644 ${name}\0`), Buffer.from(oid, 'hex')]));
+    this.ensure();
+    const batch = this.open;
+    this.unsent.push(Buffer.from(`blob\ndata ${bytes.length}\n`), bytes, NEWLINE);
+    this.unsentBytes += bytes.length;
+    if (this.unsentBytes >= SMALL_PACK_WRITE_BYTES) this.send();
+    batch.files.push(`M 100644 ${oid} ${treeOid}/${name}\n`);
+    batch.bytes += bytes.length;
+    if (batch.files.length >= SMALL_PACK_MAX_BODIES || batch.bytes >= SMALL_PACK_MAX_BYTES) this.checkpoint();
+    else this.timer ??= setTimeout(() => this.checkpoint(), SMALL_PACK_DELAY_MS);
+    await batch.done;
+    return { oid, treeOid };
+  }
+
+  /** Writes the blobs held back to git in one go (one wake-up of git for many small bodies). */
+  private send(): void {
+    const stdin = this.child?.stdin;
+    if (!stdin) return;
+    stdin.cork();
+    for (const b of this.unsent) stdin.write(b);
+    stdin.uncork();
+    this.unsent = [];
+    this.unsentBytes = 0;
+  }
+
+  /** Ends the pack of the bodies sent so far. */
+  private checkpoint(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.open;
+    if (!batch.files.length || !this.child) return;
+    this.send();
+    this.open = packBatch();
+    const n = ++this.sent;
+    this.checkpoints.set(n, batch);
+    const commit = `commit ${SCRATCH_REF}\ncommitter btrfly <btrfly@localhost> 0 +0000\ndata 0\n${batch.files.join('')}\n`;
+    this.child.stdin!.write(`${commit}reset ${SCRATCH_REF}\n\ncheckpoint\n\nprogress ${n}\n`);
+  }
+
+  private ensure(): ChildProcess {
+    if (this.child) return this.child;
+    // fastimport.unpackLimit=0: a checkpoint of a few objects stays a pack, instead of git
+    // running unpack-objects to make them loose (its default below 100 objects). No deflate
+    // and no delta: a small body is zstd or was found not to shrink (body-writer.ts), and
+    // fast-import would deflate it again and try it as a delta of the one before.
+    const args = ['-c', 'fastimport.unpackLimit=0', '-c', 'pack.compression=0', '-c', 'pack.depth=0', 'fast-import', '--quiet'];
+    const child = spawn('git', gitArgv(this.gitDir, args), { env: gitEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = child;
+    this.stderr = '';
+    this.partial = '';
+    child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+      const lines = (this.partial + s).split('\n');
+      this.partial = lines.pop()!;
+      for (const line of lines) {
+        const n = Number(/^progress (\d+)$/.exec(line)?.[1]);
+        this.checkpoints.get(n)?.resolve();
+        this.checkpoints.delete(n);
+      }
+    });
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (this.stderr = (this.stderr + s).slice(-16384)));
+    // EPIPE on a dead process surfaces as the exit below.
+    child.stdin!.on('error', () => undefined);
+    const fail = (e: Error): void => {
+      if (this.child !== child) return;
+      this.child = undefined;
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      const lost = [...this.checkpoints.values(), this.open];
+      this.checkpoints.clear();
+      this.open = packBatch();
+      this.unsent = [];
+      this.unsentBytes = 0;
+      for (const b of lost) b.reject(e);
+    };
+    child.on('error', (e) => fail(spawnFailed(['fast-import'], e)));
+    child.on('exit', (code, signal) => fail(gitError(['fast-import'], this.stderr || `exited with ${code ?? signal}`)));
+    return child;
+  }
+
+  /** Stores the bodies sent so far, then ends the process. */
+  async close(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.checkpoint();
+    await Promise.allSettled([...this.checkpoints.values()].map((b) => b.done));
+    if (this.child !== child) return;
+    this.child = undefined;
+    await new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.stdin!.end();
+    });
+  }
+}
+
 /**
  * One archive's git: `--git-dir` fixed, the long-lived helpers started on first use and
  * ended by {@link Git.close}.
@@ -280,9 +453,8 @@ class CatFileBatch extends BatchProcess<Buffer | null> {
 export class Git {
   private catFile?: CatFileBatch;
   private hasher?: LineProcess;
-  /** A second `hash-object`, not niced, for small bodies a client already has (see {@link Git.hashFile}). */
-  private smallHasher?: LineProcess;
   private treeMaker?: LineProcess;
+  private packer?: Promise<SmallBodyPacker>;
 
   constructor(readonly gitDir: string) {}
 
@@ -430,19 +602,32 @@ export class Git {
   }
 
   /**
-   * Stores a file's bytes as a loose blob through a long-lived `hash-object -w --no-filters --stdin-paths`.
-   * @param opts.small a body of one small part: it goes to a second hasher at normal priority.
-   * Behind the niced one, thousands of small files waited for git on a busy machine (206 ms per
-   * object at load 10) and the recorder, which keeps at most 64 exchanges unstored, held its
-   * clients back at git's pace (docs/decisions.md, "Small-file record").
+   * Stores a file's bytes as a loose blob through a long-lived `hash-object -w --no-filters --stdin-paths`
+   * (the parts of large bodies; small bodies go through {@link Git.storeSmallBody}).
    */
-  async hashFile(path: string, opts: { small?: boolean } = {}): Promise<string> {
+  async hashFile(path: string): Promise<string> {
     if (path.includes('\n')) throw gitError(['hash-object'], `path with a newline: ${JSON.stringify(path)}`);
     const args = ['hash-object', '-w', '--no-filters', '--stdin-paths'];
     // Niced: while a download streams through the proxy, the client's bytes come first and git
     // catches up with the parts queued on disk (body-writer.ts, MAX_PARTS_WAITING).
-    const hasher = opts.small ? (this.smallHasher ??= new LineProcess(this.gitDir, args)) : (this.hasher ??= new LineProcess(this.gitDir, args, HASHER_NICE));
-    return this.checkOid(await hasher.request(path + '\n'), 'hash-object');
+    this.hasher ??= new LineProcess(this.gitDir, args, HASHER_NICE);
+    return this.checkOid(await this.hasher.request(path + '\n'), 'hash-object');
+  }
+
+  /**
+   * Stores a small body held whole in memory (one part, named `name` in its tree) through the
+   * long-lived `git fast-import` ({@link SmallBodyPacker}); resolves once its blob and tree are
+   * in a pack on disk. In place of a temp file, a `hash-object` and a `mktree` per body: those
+   * were most of what a small file recorded cost (docs/decisions.md, "Small-file record").
+   */
+  async storeSmallBody(bytes: Buffer, name: string): Promise<SmallBodyObjects> {
+    if (/[\n\t/]/.test(name) || !name) throw gitError(['fast-import'], `bad tree entry name ${JSON.stringify(name)}`);
+    this.packer ??= this.run(['rev-parse', '--show-object-format']).then(({ stdout }) => new SmallBodyPacker(this.gitDir, stdout.trim() === 'sha256' ? 'sha256' : 'sha1'));
+    const packer = await this.packer.catch((e: unknown) => {
+      this.packer = undefined;
+      throw e;
+    });
+    return packer.store(bytes, name);
   }
 
   /** Stores small in-memory content (a manifest) as a blob. */
@@ -508,8 +693,10 @@ export class Git {
 
   /** Ends the long-lived processes; later calls start them again. */
   async close(): Promise<void> {
-    const all = [this.catFile?.close(), this.hasher?.close(), this.smallHasher?.close(), this.treeMaker?.close()];
-    this.catFile = this.hasher = this.smallHasher = this.treeMaker = undefined;
+    const packer = this.packer;
+    this.packer = undefined;
+    const all = [this.catFile?.close(), this.hasher?.close(), this.treeMaker?.close(), packer?.then((p) => p.close(), () => undefined)];
+    this.catFile = this.hasher = this.treeMaker = undefined;
     await Promise.all(all);
   }
 }

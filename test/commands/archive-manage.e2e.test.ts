@@ -106,14 +106,15 @@ describe('btrfly cp, rm, gc, verify', () => {
     expect(ok.stdout).toMatch(/^ok: 1 tags, 2 recordings, 3 bodies \(\d+ KiB\) checked\n$/);
     expect(ok.code).toBe(0);
 
-    // A new recording leaves loose objects (gc packed the others): damage a copy of the archive.
+    // A new recording leaves a loose object for a body over 256 KiB (gc packed the others; small
+    // bodies go into packs): damage a copy of the archive.
     await origin.close();
     origin = await startOrigin();
     upstream = ['--resolve', `origin.test:${origin.host}`];
-    await record('fresh', ['/gen/200000?seed=5']);
+    await record('fresh', ['/gen/300000?seed=5']);
     const damaged = join(tmpDir(), 'damaged');
     cpSync(archive, damaged, { recursive: true });
-    const sha = await genBodySha256(200000, '5');
+    const sha = await genBodySha256(300000, '5');
     const part = (await git(damaged, 'ls-tree', '-r', 'fresh', 'bodies/')).split('\n').find((l) => l.includes(`/${sha}/`))!;
     const oid = part.split(/\s+/)[2];
     const objectPath = join(damaged, 'objects', oid.slice(0, 2), oid.slice(2));
@@ -121,7 +122,7 @@ describe('btrfly cp, rm, gc, verify', () => {
     const scratch = tmpDir();
     await run('git', ['init', '-q', '--bare', scratch]);
     const other = join(tmpDir(), 'other');
-    writeFileSync(other, Buffer.alloc(200000, 7));
+    writeFileSync(other, Buffer.alloc(300000, 7));
     const otherOid = (await run('git', ['--git-dir', scratch, '-c', 'core.looseCompression=0', 'hash-object', '-w', other])).stdout.trim();
     rmSync(objectPath);
     cpSync(join(scratch, 'objects', otherOid.slice(0, 2), otherOid.slice(2)), objectPath);

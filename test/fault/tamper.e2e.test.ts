@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { bodyPartOid, damageLooseObject, genBodySha256, runCli, startOrigin, tmpDir, type Origin } from '../helpers';
+import { bodyPartOid, damageLooseObject, damageObject, genBodySha256, runCli, startOrigin, tmpDir, type Origin } from '../helpers';
 
 const BIG = 3 * 1024 * 1024 + 12_345; // four 1 MiB check parts
 const SMALL = 100_000;
@@ -165,11 +165,11 @@ test('a damaged body cache without its checks file: the transfer breaks before i
   expect(p.curl.range.bytes.equals(bigBytes.subarray(0, FIRST_MIB))).toBe(true);
 }, 60_000);
 
-test('a damaged loose object: curl fails, the run exits 1 naming each body, a range of intact parts still plays', async () => {
+test('a damaged object, loose (large body) or packed (small body): curl fails, the run exits 1 naming each body, a range of intact parts still plays', async () => {
   const archive = copyArchive();
   rmSync(join(archive, 'btrfly', 'cache'), { recursive: true, force: true });
   damageLoose(archive, partOid(archive, bigSha), FLIP_AT);
-  damageLoose(archive, partOid(archive, smallSha), 777);
+  damageObject(archive, partOid(archive, smallSha), 777);
   const p = await build('playback', archive);
   expect(p.curl.big.code).not.toBe(0);
   expectNeverWrongBytes(p.curl.big, bigBytes);

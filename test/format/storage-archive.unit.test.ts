@@ -115,13 +115,14 @@ describe('archive', () => {
 
   test('verify finds a body whose stored bytes were damaged', async () => {
     const a = await tempArchive();
-    const good = randomBytes(4000);
+    // Larger than a small body, so that it is a loose object (small bodies go into packs).
+    const good = randomBytes(300 * 1024);
     await recordTag(a, 'v', [good, Buffer.from('fine')]);
     expect(await verifyArchive(a)).toEqual([]);
     const loc = (await a.readRecording('v', await a.resolveCommit('v'))).bodies.get(sha256(good))!;
     const oid = loc.parts[0].oid;
     // Disk damage: the loose object's file now holds another blob of the same size.
-    const other = await storeBody(a, randomBytes(4000));
+    const other = await storeBody(a, randomBytes(300 * 1024));
     const otherOid = (await a.locateBody(other)).parts[0].oid;
     const path = (o: string) => join(a.dir, 'objects', o.slice(0, 2), o.slice(2));
     await run('chmod', ['u+w', path(oid)]);

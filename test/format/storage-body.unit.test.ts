@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -27,6 +28,50 @@ describe('body storage', () => {
     expect(sha256(await readGit(a, await a.locateBody(r)))).toBe(sha256(random));
     expect(sha256(await readGit(a, await a.locateBody(t)))).toBe(sha256(text));
     await gitFsck(a.dir);
+  });
+
+  test('small bodies stored together go into one pack through fast-import, with no loose object and no ref', async () => {
+    const a = await tempArchive();
+    const bodies = [randomBytes(20_000), compressible(30_000), Buffer.alloc(0), randomBytes(1)];
+    const stored = await Promise.all(bodies.map((b) => storeBody(a, b)));
+    const git = async (...args: string[]) => (await run('git', ['--git-dir', a.dir, ...args])).stdout.trim();
+    for (const [i, s] of stored.entries()) {
+      expect(s).toMatchObject({ sha256: sha256(bodies[i]), size: bodies[i].length, parts: 1 });
+      // The tree id the writer computed is the tree git has, naming the part git has.
+      const loc = await a.locateBody(s);
+      expect(await git('ls-tree', s.treeOid)).toBe(`100644 blob ${loc.parts[0].oid}\t${s.storage === 'zstd' ? '00000000.zst' : '00000000'}`);
+      expect(sha256(await readGit(a, loc))).toBe(sha256(bodies[i]));
+    }
+    expect(stored[1].storage).toBe('zstd');
+    expect(await git('count-objects', '-v')).toMatch(/^count: 0$/m);
+    expect((await readdir(join(a.dir, 'objects', 'pack'))).filter((f) => f.endsWith('.pack'))).toHaveLength(1);
+    expect(await git('for-each-ref')).toBe('');
+    // Once fast-import has ended, its packs lose their .keep (gc may pack and prune them).
+    await a.close();
+    expect((await readdir(join(a.dir, 'objects', 'pack'))).filter((f) => !/^pack-[0-9a-f]+\.(pack|idx)$/.test(f))).toEqual([]);
+    await gitFsck(a.dir);
+  });
+
+  test('when fast-import dies, the bodies waiting for its checkpoint fail, and the next body starts a new one', async () => {
+    const a = await tempArchive();
+    await a.git.storeSmallBody(Buffer.from('first'), '00000000');
+    // This archive's fast-import, by its command line.
+    const cmdline = (pid: string): string => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      } catch {
+        return '';
+      }
+    };
+    const fastImport = (): string | undefined => readdirSync('/proc').find((d) => /^\d+$/.test(d) && cmdline(d).includes(`${a.dir}\0`) && cmdline(d).includes('\0fast-import\0'));
+    const pid = Number(fastImport());
+    // Stopped, it cannot answer the next checkpoint; killed, it fails the body waiting for it.
+    process.kill(pid, 'SIGSTOP');
+    const waiting = a.git.storeSmallBody(Buffer.from('waiting'), '00000000');
+    process.kill(pid, 'SIGKILL');
+    await expect(waiting).rejects.toMatchObject({ code: 'GIT', message: expect.stringContaining('git fast-import failed') });
+    const next = await a.git.storeSmallBody(Buffer.from('next'), '00000000');
+    expect((await run('git', ['--git-dir', a.dir, 'cat-file', 'blob', next.oid])).stdout).toBe('next');
   });
 
   test('a body over PART_SIZE is split in exact parts, each chosen raw or zstd', async () => {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync, inflateSync } from 'node:zlib';
 import { PROJECT_ROOT } from './cli';
@@ -53,4 +53,27 @@ export function damageLooseObject(archive: string, oid: string, at: number): voi
   raw[raw.indexOf(0) + 1 + at] ^= 0x5a;
   chmodSync(path, 0o644);
   writeFileSync(path, deflateSync(raw));
+}
+
+/**
+ * Flips the byte at `at` of an object's content, loose or in a pack. A small body is in a pack
+ * that btrfly's fast-import wrote without compression (src/format/git.ts), so its bytes are
+ * found there as they are and flipped in place.
+ */
+export function damageObject(archive: string, oid: string, at: number): void {
+  if (existsSync(join(archive, 'objects', oid.slice(0, 2), oid.slice(2)))) return damageLooseObject(archive, oid, at);
+  const content = execFileSync('git', ['--git-dir', archive, 'cat-file', 'blob', oid]);
+  const needle = content.subarray(at, at + 64);
+  const packs = join(archive, 'objects', 'pack');
+  for (const name of readdirSync(packs).filter((f) => f.endsWith('.pack'))) {
+    const path = join(packs, name);
+    const bytes = readFileSync(path);
+    const found = bytes.indexOf(needle);
+    if (found < 0) continue;
+    bytes[found] ^= 0x5a;
+    chmodSync(path, 0o644);
+    writeFileSync(path, bytes);
+    return;
+  }
+  throw new Error(`object ${oid} is neither loose nor stored as it is in a pack of ${archive}`);
 }
