@@ -113,8 +113,15 @@ class GitBodyWriter extends Writable implements BodyWriter {
   private size = 0;
   private nextIndex = 0;
   private current?: OpenPart;
-  // Full parts go to git one after another, behind the writer (MAX_PARTS_WAITING).
-  private storing: Promise<void> = Promise.resolve();
+  /**
+   * Opens when the body has ended (or MAX_PARTS_WAITING parts wait, or the writer is destroyed):
+   * git stores no part while the body is still arriving, so its SHA-1 does not compete for the
+   * CPU with the transfer the client waits for (docs/decisions.md, "Record: git after the body").
+   */
+  private openGate!: () => void;
+  private readonly gate = new Promise<void>((resolve) => (this.openGate = resolve));
+  // Full parts go to git one after another, behind the writer (MAX_PARTS_WAITING), once the gate is open.
+  private storing: Promise<void> = this.gate;
   private readonly queued: Array<Promise<void>> = [];
   private storeFailed?: Error;
   private cacheFailed = false;
@@ -164,6 +171,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.openGate();
     const part = this.current;
     this.current = undefined;
     if (part) {
@@ -312,7 +320,10 @@ class GitBodyWriter extends Writable implements BodyWriter {
     // awaits `storing`; it must not go unhandled meanwhile.
     this.storing.catch((e: Error) => (this.storeFailed ??= e));
     this.queued.push(this.storing);
-    if (this.queued.length > MAX_PARTS_WAITING) await this.queued.shift();
+    if (this.queued.length > MAX_PARTS_WAITING) {
+      this.openGate();
+      await this.queued.shift();
+    }
   }
 
   /** Ends a streamed part's files and decides which one git stores. */
@@ -337,6 +348,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
   private async finish(): Promise<StoredBody> {
     // An empty body is one part of zero bytes, so every body has a tree and a first part.
     if (this.nextIndex === 0) this.current = this.openPart();
+    this.openGate();
     if (this.current) await this.rotate();
     await this.storing;
     this.queued.length = 0;
