@@ -23,6 +23,13 @@ export function keepMemoryFlat(): void {
   // The semi-space maximum is fixed when the isolate starts, but its growth factor is read at
   // every resize: with 1 the young generation stays at its initial size under a high allocation rate.
   v8.setFlagsFromString('--semi-space-growth-factor=1');
+  // Start old-generation marking only once the old generation is 90 % of the way to its limit
+  // (97 %: at once), not as soon as less room is left than the young generation's capacity, which
+  // in a small heap is always: a 1 GiB record ran a full mark-compact every ~100 ms (37–79 per
+  // GiB, ~1.2–1.6 s of V8 helper-thread CPU); with these, 3–5 (docs/decisions.md, "Record: GC").
+  // Both are read at every allocation-limit check, so setting them at run time works.
+  v8.setFlagsFromString('--incremental-marking-soft-trigger=90');
+  v8.setFlagsFromString('--incremental-marking-hard-trigger=97');
   v8.setFlagsFromString('--expose-gc');
   collect = vm.runInNewContext('gc') as Collect;
 }
