@@ -53,9 +53,9 @@ const SMALL_PROBE_SIZE = 4 * 1024;
 /**
  * How many full parts may wait for git at once (2 GiB of temp files). git's SHA-1 is the
  * slowest step of a record (~160 MiB/s); with this much room a download of up to this size
- * reaches the client at the pace of the network and the disk, and git catches up behind it
- * (the recording is sealed only once every part is in git). Beyond it, the writer slows its
- * source to git's pace, as the style asks: on disk, never in memory.
+ * reaches the client at the pace of the network and the disk, and git stores the parts once the
+ * body has ended (the recording is sealed only once every part is in git). Beyond it, git starts
+ * and the writer slows its source to git's pace, as the style asks: on disk, never in memory.
  */
 const MAX_PARTS_WAITING = 256;
 
@@ -116,7 +116,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
   /**
    * Opens when the body has ended (or MAX_PARTS_WAITING parts wait, or the writer is destroyed):
    * git stores no part while the body is still arriving, so its SHA-1 does not compete for the
-   * CPU with the transfer the client waits for (docs/decisions.md, "Record: git after the body").
+   * CPU with the transfer the client waits for (docs/decisions.md, "Record of a large body").
    */
   private openGate!: () => void;
   private readonly gate = new Promise<void>((resolve) => (this.openGate = resolve));
