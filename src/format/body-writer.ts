@@ -53,9 +53,9 @@ const SMALL_PROBE_SIZE = 4 * 1024;
 /**
  * How many full parts may wait for git at once (2 GiB of temp files). git's SHA-1 is the
  * slowest step of a record (~160 MiB/s); with this much room a download of up to this size
- * reaches the client at the pace of the network and the disk, and git stores the parts once the
- * body has ended (the recording is sealed only once every part is in git). Beyond it, git starts
- * and the writer slows its source to git's pace, as the style asks: on disk, never in memory.
+ * reaches the client at the pace of the network and the disk, and git catches up behind it
+ * (the recording is sealed only once every part is in git). Beyond it, the writer slows its
+ * source to git's pace, as the style asks: on disk, never in memory.
  */
 const MAX_PARTS_WAITING = 256;
 
@@ -113,15 +113,8 @@ class GitBodyWriter extends Writable implements BodyWriter {
   private size = 0;
   private nextIndex = 0;
   private current?: OpenPart;
-  /**
-   * Opens when the body has ended (or MAX_PARTS_WAITING parts wait, or the writer is destroyed):
-   * git stores no part while the body is still arriving, so its SHA-1 does not compete for the
-   * CPU with the transfer the client waits for (docs/decisions.md, "Record of a large body").
-   */
-  private openGate!: () => void;
-  private readonly gate = new Promise<void>((resolve) => (this.openGate = resolve));
-  // Full parts go to git one after another, behind the writer (MAX_PARTS_WAITING), once the gate is open.
-  private storing: Promise<void> = this.gate;
+  // Full parts go to git one after another, behind the writer (MAX_PARTS_WAITING).
+  private storing: Promise<void> = Promise.resolve();
   private readonly queued: Array<Promise<void>> = [];
   private storeFailed?: Error;
   private cacheFailed = false;
@@ -171,7 +164,6 @@ class GitBodyWriter extends Writable implements BodyWriter {
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
-    this.openGate();
     const part = this.current;
     this.current = undefined;
     if (part) {
@@ -320,10 +312,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
     // awaits `storing`; it must not go unhandled meanwhile.
     this.storing.catch((e: Error) => (this.storeFailed ??= e));
     this.queued.push(this.storing);
-    if (this.queued.length > MAX_PARTS_WAITING) {
-      this.openGate();
-      await this.queued.shift();
-    }
+    if (this.queued.length > MAX_PARTS_WAITING) await this.queued.shift();
   }
 
   /** Ends a streamed part's files and decides which one git stores. */
@@ -348,7 +337,6 @@ class GitBodyWriter extends Writable implements BodyWriter {
   private async finish(): Promise<StoredBody> {
     // An empty body is one part of zero bytes, so every body has a tree and a first part.
     if (this.nextIndex === 0) this.current = this.openPart();
-    this.openGate();
     if (this.current) await this.rotate();
     await this.storing;
     this.queued.length = 0;

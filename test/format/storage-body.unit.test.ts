@@ -67,23 +67,6 @@ describe('body storage', () => {
     await gitFsck(a.dir);
   });
 
-  test('git stores no part of a body while it is still arriving, and every part once it has ended', async () => {
-    const a = await tempArchive();
-    const objects = async (): Promise<number> => Number(/^count: (\d+)$/m.exec((await run('git', ['--git-dir', a.dir, 'count-objects', '-v'])).stdout)![1]);
-    const before = await objects();
-    const data = randomBytes(2 * PART_SIZE + 4096);
-    const w = a.createBodyWriter();
-    // Two full parts and the start of a third are taken: the two full ones wait on disk, not in git.
-    await new Promise<void>((resolve) => w.write(data, () => resolve()));
-    expect(await readdir(join(a.stateDir, 'tmp'))).toHaveLength(2);
-    expect(await objects()).toBe(before);
-    w.end();
-    const stored = await w.done;
-    expect(stored.parts).toBe(3);
-    expect(sha256(await readGit(a, await a.locateBody(stored)))).toBe(sha256(data));
-    expect(await readdir(join(a.stateDir, 'tmp'))).toEqual([]);
-  });
-
   test('destroying a writer half way removes its temp files and rejects done', async () => {
     const a = await tempArchive();
     const w = a.createBodyWriter();
