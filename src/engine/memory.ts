@@ -35,3 +35,34 @@ export function noteStreamed(bytes: number): void {
   streamed = 0;
   collect({ type: 'minor' });
 }
+
+/** A stream that has passed this many bytes is long: see {@link enterLongStream}. */
+export const LONG_STREAM = 64 * 1024 * 1024;
+
+let longStreams = 0;
+
+/**
+ * While a long body records, old-generation marking starts only once the old generation is 90 %
+ * of the way to its limit (97 %: at once), not, as V8 does by default, as soon as less room is
+ * left than the young generation's capacity, which in btrfly's small heap is always: a 1 GiB
+ * record ran a full mark-compact every ~100 ms (37–79 per GiB, 1.0–2.5 s of V8 helper-thread CPU
+ * on 2 cores); with the triggers, 3–5 (docs/decisions.md, "Record of a large body").
+ * Only while a long stream runs: on the small-file record they let the heap grow, peak RSS
+ * 202–213 → 226–240 MiB. V8 reads both flags at every allocation-limit check.
+ * @returns a function that ends this stream's hold (idempotent)
+ */
+export function enterLongStream(): () => void {
+  if (!collect) return () => {};
+  if (longStreams++ === 0) setMarkingTriggers(90, 97);
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    if (--longStreams === 0) setMarkingTriggers(0, 0);
+  };
+}
+
+function setMarkingTriggers(soft: number, hard: number): void {
+  v8.setFlagsFromString(`--incremental-marking-soft-trigger=${soft}`);
+  v8.setFlagsFromString(`--incremental-marking-hard-trigger=${hard}`);
+}

@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import { noteStreamed } from './memory';
+import { enterLongStream, LONG_STREAM, noteStreamed } from './memory';
 
 const storeErrors = new WeakSet<object>();
 
@@ -22,10 +22,13 @@ export function teeToStore(source: Readable, store: Writable, client: Writable |
     let clientAlive = client !== null && !client.destroyed;
     let waiting = 0;
     let settled = false;
+    let copied = 0;
+    let leaveLongStream: (() => void) | undefined;
 
     const fail = (err: Error) => {
       if (settled) return;
       settled = true;
+      leaveLongStream?.();
       source.destroy();
       store.destroy(err);
       if (client && clientAlive) client.destroy(err);
@@ -47,6 +50,8 @@ export function teeToStore(source: Readable, store: Writable, client: Writable |
 
     source.on('data', (chunk: Buffer) => {
       noteStreamed(chunk.length);
+      copied += chunk.length;
+      if (copied >= LONG_STREAM) leaveLongStream ??= enterLongStream();
       const storeOk = store.write(chunk);
       let clientOk = true;
       if (client && clientAlive) clientOk = client.write(chunk);
@@ -70,6 +75,7 @@ export function teeToStore(source: Readable, store: Writable, client: Writable |
       store.end(() => {
         if (settled) return;
         settled = true;
+        leaveLongStream?.();
         resolve();
       });
     });
