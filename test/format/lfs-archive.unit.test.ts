@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Archive } from '../../src/format/archive';
+import { migrateToLfs } from '../../src/format/lfs-migrate';
 import { gitFsck, registerCleanup, run, tmpDir } from '../helpers';
-import { compressible, entryFor, readBack, sha256, storeBody } from './storage-helpers';
+import { compressible, entryFor, readBack, sha256, storeBody, tempArchive } from './storage-helpers';
 
 const git = (a: Archive, ...args: string[]) => run('git', ['--git-dir', a.dir, ...args]);
 const du = async (dir: string) => Number((await run('du', ['-sb', dir])).stdout.split('\t')[0]);
@@ -105,6 +106,53 @@ describe('archive in Git LFS mode', () => {
     expect(existsSync(objectPath(a, garbage.sha256))).toBe(false);
     expect(existsSync(objectPath(a, sha256(kept)))).toBe(true);
     expect(await a.verify()).toEqual([]);
+  });
+
+  test('migrate --lfs writes every recording again with pointers: same history, manifests and dates; bodies read back; gc frees git', async () => {
+    const a = await tempArchive();
+    const shared = randomBytes(9 * 1024 * 1024 + 5); // two parts in git mode
+    const text = compressible(200_000); // zstd in git mode
+    const first = await recordTag(a, 'app', [shared, text]);
+    const second = await recordTag(a, 'app', [shared, randomBytes(100)]);
+    await a.copyTag('app', 'copy', { rev: first });
+    const before = await a.history('app');
+    const manifests = await Promise.all(before.map((h) => git(a, 'show', `${h.commit}:manifest.json`)));
+    const r = await migrateToLfs(a);
+    expect(a.lfsMode).toBe(true);
+    expect(r.bodies).toBe(3);
+    expect(r.tags.map((t) => [t.tag, t.from, t.recordings])).toEqual([
+      ['app', second, 2],
+      ['copy', first, 0],
+    ]);
+    const after = await a.history('app');
+    expect(after.map((h) => [h.date, h.summary])).toEqual(before.map((h) => [h.date, h.summary]));
+    expect(after[0].parent).toBe(after[1].commit);
+    expect(after[1].commit).not.toBe(first);
+    // The copy of the first recording points at the same rewritten commit.
+    expect(await a.resolveCommit('copy')).toBe(after[1].commit);
+    // The same manifests, but for how each body is stored.
+    for (const [i, h] of after.entries()) {
+      const now = (await git(a, 'show', `${h.commit}:manifest.json`)).stdout;
+      expect(now).toMatch(/"storage": "lfs",\n\s*"parts": 1\n/);
+      expect(now.replace(/"storage": "lfs",\n(\s*)"parts": 1\n/g, '')).toBe(manifests[i].stdout.replace(/"storage": "\w+",\n(\s*)"parts": \d+\n/g, ''));
+    }
+    const rec = await a.readRecording('app', after[1].commit);
+    for (const b of [shared, text]) {
+      const loc = rec.bodies.get(sha256(b))!;
+      expect(loc.lfs).toBe(true);
+      expect((await readBack(a, loc)).equals(b)).toBe(true);
+    }
+    expect(existsSync(objectPath(a, sha256(shared)))).toBe(true);
+    expect(await a.verify()).toEqual([]);
+    // Again: nothing left to do.
+    expect((await migrateToLfs(a)).tags.map((t) => t.recordings)).toEqual([0, 0]);
+    await a.gc();
+    expect(await du(join(a.dir, 'objects'))).toBeLessThan(256 * 1024);
+    expect(await a.verify()).toEqual([]);
+    await gitFsck(a.dir);
+    // New recordings of the migrated archive are LFS too.
+    const third = await recordTag(a, 'app', [randomBytes(2000)]);
+    expect((await git(a, 'ls-tree', '-r', '--name-only', third, 'bodies/')).stdout).toMatch(/\/lfs$/m);
   });
 
   test('init refuses a directory that holds an archive', async () => {
