@@ -4,7 +4,7 @@
  * named by that digest; git gets only the pointer file (~130 bytes) and a one-entry tree. No
  * zstd, no parts, no second copy: see docs/decisions.md, "Git LFS mode".
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
@@ -12,12 +12,11 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { BtrflyError } from '../errors';
 import type { BodyChecks, PartTagger } from './body-checks';
+import { partName } from './body-writer';
 import { isSmallBody, type Git } from './git';
 import { EMPTY_SHA256, LFS_POINTER_NAME, lfsPointer, type LfsStore } from './lfs-store';
 import { ownedTempName } from './lifecycle';
 import type { BodyLocation, BodyWriter, StoredBody } from './types';
-import { randomUUID } from 'node:crypto';
-import { partName } from './body-writer';
 
 const IO_CHUNK = 1024 * 1024;
 

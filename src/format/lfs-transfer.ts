@@ -9,7 +9,7 @@
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { lastGitMessage } from './git';
-import { checkGitLfs } from './lfs-store';
+import { checkGitLfs, LFS_POINTER_NAME } from './lfs-store';
 
 /**
  * Uploads the LFS objects of every recording `refs` reach that the remote lacks (git-lfs asks
@@ -42,6 +42,19 @@ export async function lfsFetch(archive: Archive, remote: string, refs: string[],
     if (!stderr) throw e;
     return lfsMessage(stderr);
   }
+}
+
+/**
+ * Whether git-lfs must move bodies for these refs: always in an LFS archive; in a git mode
+ * archive when a recording they reach holds an LFS pointer (a tag pulled from an LFS archive,
+ * whose bodies then stay LFS objects while new recordings go into git).
+ */
+export async function needsLfs(archive: Archive, refs: string[], opts: { newOnly?: boolean } = {}): Promise<boolean> {
+  if (archive.lfsMode) return true;
+  if (refs.length === 0) return false;
+  // On a pull, only the recordings that no tag here holds yet (those were checked already).
+  const { stdout } = await archive.git.run(['rev-list', '--objects', ...refs, ...(opts.newOnly ? ['--not', '--branches'] : [])]);
+  return new RegExp(`^[0-9a-f]+ bodies/[0-9a-f]{2}/[0-9a-f]{64}/${LFS_POINTER_NAME}$`, 'm').test(stdout);
 }
 
 /** git-lfs's own line about what failed: a hash that did not match, a missing object, a refusal. */

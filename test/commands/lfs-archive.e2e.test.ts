@@ -82,6 +82,13 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     expect(sha256(lfsObject(copy, bigSha))).toBe(bigSha);
     expect((await runCli(['verify', '--archive', copy])).code).toBe(0);
 
+    // A git mode archive takes the tag too: its bodies stay LFS objects there.
+    const plain = join(tmpDir(), 'plain');
+    expect((await runCli(['remote', 'add', 'hub', remote, '--archive', plain])).code).toBe(0);
+    expect((await runCli(['pull', 'hub', '--archive', plain], { timeoutMs: 120_000 })).code).toBe(0);
+    expect(sha256(lfsObject(plain, bigSha))).toBe(bigSha);
+    expect((await runCli(['verify', '--archive', plain])).code).toBe(0);
+
     await origin.close();
     const again = tmpDir();
     const play = await runCli(['run', '--playback', '--tag=deps', '--archive', copy, '--', 'bash', script, again], { timeoutMs: 120_000 });
