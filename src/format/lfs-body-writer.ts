@@ -21,6 +21,14 @@ import type { BodyLocation, BodyWriter, StoredBody } from './types';
 const IO_CHUNK = 1024 * 1024;
 
 /**
+ * What the temp file may hold unwritten: a few chunks, so the SHA-256 of the next chunk runs on
+ * the main thread while the last one is written on the thread pool, rather than one after the
+ * other (1 MiB, one chunk, made every write wait for the one before). Measured on a loaded
+ * machine, 1 GiB, alternating: 4 or 8 MiB faster in 6 of 8 pairs, medians within the noise.
+ */
+const FILE_BUFFER = 4 * IO_CHUNK;
+
+/**
  * A writer for one body of an LFS archive; the same contract as the git writer
  * ({@link BodyWriter}): write, `end()`, await `done`.
  * @param tmpDir `<archive>/btrfly/tmp`, for the pointer file git reads
@@ -64,7 +72,7 @@ class LfsBodyWriter extends Writable implements BodyWriter {
 
   override _construct(cb: (e?: Error | null) => void): void {
     this.store.ready().then(() => {
-      this.file = createWriteStream(this.temp, { highWaterMark: IO_CHUNK });
+      this.file = createWriteStream(this.temp, { highWaterMark: FILE_BUFFER });
       this.file.once('open', () => cb());
       this.file.once('error', (e) => cb(e));
     }, cb);
