@@ -60,7 +60,7 @@ export async function needsLfs(archive: Archive, refs: string[], opts: { newOnly
 /** git-lfs's own line about what failed: a hash that did not match, a missing object, a refusal. */
 function lfsMessage(stderr: string): string {
   const lines = stderr.split(/[\r\n]+/).map((l) => l.trim()).filter(Boolean);
-  const telling = lines.find((l) => /invalid hash|failed checks|does not exist|not found|denied|unauthori[sz]ed|forbidden/i.test(l));
+  const telling = lines.find((l) => /invalid hash|failed checks|expected OID|does not exist|not found|denied|unauthori[sz]ed|forbidden/i.test(l));
   return (telling ?? lastGitMessage(stderr)).replace(/^(fatal|error): /, '');
 }
 

@@ -6,7 +6,7 @@
  * and a damaged LFS object on the remote refused at pull.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { genBodySha256, gitFsck, runCli, runOk, startGitServer, startOrigin, testCa, tmpDir, type Origin } from '../helpers';
 
@@ -149,6 +149,18 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     const play = await runCli(['run', '--playback', '--tag=deps', '--archive', copy, '--', 'bash', script, again], { timeoutMs: 120_000 });
     expect(play.code).toBe(0);
     expect(sha256(join(again, 'big'))).toBe(bigSha);
-    expect(readdirSync(join(root, 'deps.git', 'lfs', 'objects')).length).toBeGreaterThan(0);
+
+    // The server's copy damaged: git-lfs refuses the download, btrfly the tag.
+    const path = lfsObject(join(root, 'deps.git'), bigSha);
+    const bytes = readFileSync(path);
+    bytes[bytes.length - 1] ^= 1;
+    writeFileSync(path, bytes);
+    const victim = join(tmpDir(), 'victim-https');
+    await runCli(['init', '--lfs', '--archive', victim]);
+    await runCli(['remote', 'add', 'host', url, '--archive', victim]);
+    const refused = await runCli(['pull', 'host', '--archive', victim], { env, timeoutMs: 120_000 });
+    expect(refused.stderr).toMatch(/^btrfly: pull of tag "deps" from remote host refused, the tag here is unchanged: .*git-lfs said: expected OID [0-9a-f]{64}, got [0-9a-f]{64}/m);
+    expect(refused.code).toBe(1);
+    expect(existsSync(lfsObject(victim, bigSha))).toBe(false);
   });
 });
