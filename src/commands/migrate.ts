@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { BtrflyCommand, type JsonResult } from '../cli/base';
+import { BtrflyCommand, BtrflyError, type JsonResult } from '../cli/base';
 import { Archive } from '../format/archive';
 import { migrateToLfs } from '../format/lfs-migrate';
 import { formatSize } from '../format/size';
@@ -13,11 +13,12 @@ export default class Migrate extends BtrflyCommand {
     'these tags takes them only with "btrfly push --force". The old objects stay until "btrfly gc". Running it again finishes a migration that stopped.';
   static override examples = ['<%= config.bin %> migrate --lfs', '<%= config.bin %> migrate --lfs && btrfly gc'];
   static override flags = {
-    lfs: Flags.boolean({ description: 'keep bodies as Git LFS objects (the only migration there is)', required: true }),
+    lfs: Flags.boolean({ description: 'keep bodies as Git LFS objects (the only migration there is)', default: false }),
   };
 
   async run(): Promise<JsonResult> {
     const { flags } = await this.parse(Migrate);
+    if (!flags.lfs) throw new BtrflyError('USAGE', 'missing --lfs (the one migration there is: bodies to Git LFS objects); usage: btrfly migrate --lfs');
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     const r = await migrateToLfs(archive);

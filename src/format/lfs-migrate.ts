@@ -13,7 +13,7 @@ import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { lockForGc } from './gc-lock';
 import type { TreeEntry } from './git';
-import { checkGitLfs, LFS_ATTRIBUTES, STORAGE_KEY } from './lfs-store';
+import { checkGitLfs, LFS_ATTRIBUTES, STORAGE_KEY, STORAGE_LFS } from './lfs-store';
 import { lockTag } from './lock';
 import { serializeManifest } from './manifest';
 import { REVIEW_ATTRIBUTES } from './review-attributes';
@@ -39,7 +39,7 @@ export async function migrateToLfs(archive: Archive, opts: { onBody?: (sha256: s
   const release = await lockForGc(archive.stateDir);
   try {
     // From here on, new bodies are LFS objects and push/pull run git-lfs.
-    await archive.git.run(['config', STORAGE_KEY, 'lfs']);
+    await archive.git.run(['config', STORAGE_KEY, STORAGE_LFS]);
     archive.lfsMode = true;
     const migrated = new Map<string, string>(); // old body tree → new body tree
     const commits = new Map<string, string>(); // old commit → new commit

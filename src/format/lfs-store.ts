@@ -20,6 +20,7 @@ export const LFS_POINTER_NAME = 'lfs';
 
 /** The git config key that marks an archive as LFS mode, and its value. */
 export const STORAGE_KEY = 'btrfly.storage';
+export const STORAGE_LFS = 'lfs';
 
 /** The SHA-256 of zero bytes: an empty body stays a git blob (an empty file is its own LFS pointer). */
 export const EMPTY_SHA256 = createHash('sha256').digest('hex');
@@ -30,12 +31,6 @@ export const LFS_ATTRIBUTES = 'bodies/** filter=lfs diff=lfs merge=lfs -text\n';
 /** A pointer file (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md): keys sorted, version first. */
 export function lfsPointer(sha256: string, size: number): string {
   return `version https://git-lfs.github.com/spec/v1\noid sha256:${sha256}\nsize ${size}\n`;
-}
-
-/** Whether the archive keeps its bodies as LFS objects. */
-export async function isLfsArchive(git: Git): Promise<boolean> {
-  const r = await git.run(['config', '--get', STORAGE_KEY], { ok: [0, 1] });
-  return r.stdout.trim() === 'lfs';
 }
 
 /** Checks that the real `git-lfs` client is installed: LFS mode needs it to push and pull. */

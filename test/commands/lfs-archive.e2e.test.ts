@@ -61,6 +61,13 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     // The body is not in the body cache as well: one copy on disk.
     expect(existsSync(join(archive, 'btrfly', 'cache', bigSha.slice(0, 2), bigSha))).toBe(false);
     expect((await runCli(['verify', '--archive', archive])).stdout).toMatch(/^ok: 1 tags, 1 recordings, 2 bodies/);
+    // init on an archive, and migrate without its target, are refused in one line.
+    const again = await runCli(['init', '--lfs', '--archive', archive]);
+    expect(again.stderr).toBe(`btrfly: ${archive} is an archive (Git LFS mode) already: give another --archive directory, or move a git mode archive to LFS with "btrfly migrate --lfs"\n`);
+    expect(again.code).toBe(1);
+    const bare = await runCli(['migrate', '--archive', archive]);
+    expect(bare.stderr).toBe('btrfly: missing --lfs (the one migration there is: bodies to Git LFS objects); usage: btrfly migrate --lfs\n');
+    expect(bare.code).toBe(2);
     await gitFsck(archive);
   });
 
