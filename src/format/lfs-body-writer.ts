@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { BtrflyError } from '../errors';
 import type { BodyChecks, PartTagger } from './body-checks';
-import { partName } from './body-writer';
 import { isSmallBody, type Git } from './git';
 import { EMPTY_SHA256, LFS_POINTER_NAME, lfsPointer, type LfsStore } from './lfs-store';
 import { ownedTempName } from './lifecycle';
@@ -27,6 +26,9 @@ const IO_CHUNK = 1024 * 1024;
  * machine, 1 GiB, alternating: 4 or 8 MiB faster in 6 of 8 pairs, medians within the noise.
  */
 const FILE_BUFFER = 4 * IO_CHUNK;
+
+/** The empty body's one part, as git mode names part 0 of a raw body (body-writer.ts). */
+const EMPTY_PART_NAME = '00000000';
 
 /**
  * A writer for one body of an LFS archive; the same contract as the git writer
@@ -123,14 +125,13 @@ class LfsBodyWriter extends Writable implements BodyWriter {
       await rm(this.temp, { force: true });
       const oid = await this.git.hashBytes('');
       this.location = { sha256, size: 0, parts: [{ oid, storedSize: 0, zstd: false }] };
-      const treeOid = await this.git.mktree([{ mode: '100644', type: 'blob', oid, name: partName(0, false) }]);
+      const treeOid = await this.git.mktree([{ mode: '100644', type: 'blob', oid, name: EMPTY_PART_NAME }]);
       return { sha256, size: 0, treeOid, storage: 'raw', parts: 1 };
     }
     await this.store.commit(this.temp, sha256);
     const pointerPath = join(this.tmpDir, ownedTempName(process.pid, `${randomUUID()}.lfs`));
     await writeFile(pointerPath, lfsPointer(sha256, this.size));
-    const small = this.size <= IO_CHUNK;
-    const oid = await this.git.hashFile(pointerPath, { small }).finally(() => rm(pointerPath, { force: true }));
+    const oid = await this.git.hashFile(pointerPath).finally(() => rm(pointerPath, { force: true }));
     this.location = { sha256, size: this.size, parts: [{ oid, storedSize: this.size, zstd: false }], lfs: true };
     const sidecars = async (): Promise<void> => {
       if (this.tagger && !isSmallBody(this.location!)) await this.checks!.write(sha256, this.size, this.tagger);
