@@ -5,6 +5,8 @@ import { Archive } from '../../src/format/archive';
 import { migrateToLfs } from '../../src/format/lfs-migrate';
 import { gitFsck, registerCleanup, run, tmpDir } from '../helpers';
 import { compressible, entryFor, readBack, sha256, storeBody, tempArchive } from './storage-helpers';
+import { gcArchive, verifyArchive } from '../../src/format/archive-maintenance';
+import { beginRecording } from '../../src/format/recording-writer';
 
 const git = (a: Archive, ...args: string[]) => run('git', ['--git-dir', a.dir, ...args]);
 const du = async (dir: string) => Number((await run('du', ['-sb', dir])).stdout.split('\t')[0]);
@@ -17,7 +19,7 @@ async function lfsArchive(): Promise<Archive> {
 }
 
 async function recordTag(a: Archive, tag: string, bodies: Buffer[]): Promise<string> {
-  const w = await a.beginRecording(tag, { session: `test-${tag}` });
+  const w = await beginRecording(a, tag, { session: `test-${tag}` });
   for (const [i, b] of bodies.entries()) {
     const stored = await storeBody(a, b);
     await w.addEntry(entryFor(`https://example.test/f${i}`, stored), [], stored);
@@ -62,7 +64,7 @@ describe('archive in Git LFS mode', () => {
     expect(await du(join(a.dir, 'objects'))).toBeLessThan(200 * 1024);
     const attributes = await git(a, 'cat-file', 'blob', `${commit}:.gitattributes`);
     expect(attributes.stdout).toContain('bodies/** filter=lfs diff=lfs merge=lfs -text');
-    expect(await a.verify()).toEqual([]);
+    expect(await verifyArchive(a)).toEqual([]);
     await gitFsck(a.dir);
   });
 
@@ -78,7 +80,7 @@ describe('archive in Git LFS mode', () => {
     expect(existsSync(objectPath(a, sha256(big)))).toBe(false);
     tamper(objectPath(a, sha256(small)));
     await expect(a.readSmallBody(rec.bodies.get(sha256(small))!)).rejects.toMatchObject({ code: 'BODY_CORRUPT' });
-    const problems = await a.verify();
+    const problems = await verifyArchive(a);
     expect(problems.map((p) => [p.code, p.sha256])).toEqual([
       ['BODY_MISSING', sha256(big)],
       ['BODY_MISSING', sha256(small)],
@@ -91,7 +93,7 @@ describe('archive in Git LFS mode', () => {
     const body = randomBytes(3 * 1024 * 1024);
     await recordTag(a, 'v', [body]);
     tamper(objectPath(a, sha256(body)));
-    const problems = await a.verify();
+    const problems = await verifyArchive(a);
     expect(problems).toHaveLength(1);
     expect(problems[0]).toMatchObject({ code: 'BODY_CORRUPT', sha256: sha256(body) });
   });
@@ -102,10 +104,10 @@ describe('archive in Git LFS mode', () => {
     await recordTag(a, 'keep', [kept]);
     const garbage = await storeBody(a, randomBytes(7000));
     expect(existsSync(objectPath(a, garbage.sha256))).toBe(true);
-    await a.gc();
+    await gcArchive(a);
     expect(existsSync(objectPath(a, garbage.sha256))).toBe(false);
     expect(existsSync(objectPath(a, sha256(kept)))).toBe(true);
-    expect(await a.verify()).toEqual([]);
+    expect(await verifyArchive(a)).toEqual([]);
   });
 
   test('migrate --lfs writes every recording again with pointers: same history, manifests and dates; bodies read back; gc frees git', async () => {
@@ -143,12 +145,12 @@ describe('archive in Git LFS mode', () => {
       expect((await readBack(a, loc)).equals(b)).toBe(true);
     }
     expect(existsSync(objectPath(a, sha256(shared)))).toBe(true);
-    expect(await a.verify()).toEqual([]);
+    expect(await verifyArchive(a)).toEqual([]);
     // Again: nothing left to do.
     expect((await migrateToLfs(a)).tags.map((t) => t.recordings)).toEqual([0, 0]);
-    await a.gc();
+    await gcArchive(a);
     expect(await du(join(a.dir, 'objects'))).toBeLessThan(256 * 1024);
-    expect(await a.verify()).toEqual([]);
+    expect(await verifyArchive(a)).toEqual([]);
     await gitFsck(a.dir);
     // New recordings of the migrated archive are LFS too.
     const third = await recordTag(a, 'app', [randomBytes(2000)]);
