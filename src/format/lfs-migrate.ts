@@ -58,7 +58,9 @@ export async function migrateToLfs(archive: Archive, opts: { onBody?: (sha256: s
           let changed = false;
           for (const [sha, loc] of rec.bodies) {
             const old = bodyTrees.get(sha)!;
-            if (loc.lfs || loc.size < 0) continue; // already LFS; or a body no entry names (left as it is)
+            // Already LFS; the empty body (a git blob in LFS mode too: copying it changes nothing, and a
+            // rewrite would give a second run new commit ids); or a body no entry names (left as it is).
+            if (loc.lfs || loc.size <= 0) continue;
             let next = migrated.get(old);
             if (!next) {
               next = await copyToLfs(archive, loc);

@@ -1,0 +1,106 @@
+/**
+ * Git LFS mode attacked as a user would meet it (review of issue 18): a migration run twice on
+ * an archive with an empty body, an LFS object with bytes appended (verify must name it, and a
+ * push must then say in one line which body it lacks), and an LFS server that fails a pull
+ * while its URL carries a password (the message must not show it).
+ */
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { runCli, runOk, startOrigin, tmpDir, type Origin } from '../helpers';
+
+const lfsObject = (repo: string, oid: string): string => join(repo, 'lfs', 'objects', oid.slice(0, 2), oid.slice(2, 4), oid);
+
+describe('Git LFS mode, attacked', () => {
+  let origin: Origin;
+  let script: string;
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+    const base = origin.urlFor('/', 'origin.test').replace(/\/$/, '');
+    script = join(tmpDir(), 'build.sh');
+    writeFileSync(script, ['set -eu', `curl -sSf -o /dev/null "${base}/gen/3000000?seed=1"`, `curl -sSf -o /dev/null "${base}/gen/0?seed=2"`, ''].join('\n'));
+  });
+
+  afterAll(async () => {
+    await origin?.close().catch(() => undefined);
+  });
+
+  const record = async (archive: string, tag: string): Promise<void> => {
+    const rec = await runCli(['run', '--record', `--tag=${tag}`, '--archive', archive, '--resolve', `origin.test:${origin.host}`, '--', 'bash', script], { timeoutMs: 120_000 });
+    expect(rec.stderr).toMatch(/recorded tag/);
+    expect(rec.code).toBe(0);
+  };
+  const tip = async (archive: string, tag: string): Promise<string> => (await runOk('git', ['--git-dir', archive, 'rev-parse', `refs/heads/${tag}`])).stdout.trim();
+
+  it('migrate --lfs run again changes nothing, also with an empty body in the recording', async () => {
+    const archive = join(tmpDir(), 'git-mode');
+    await record(archive, 'app');
+    const first = await runCli(['migrate', '--lfs', '--archive', archive]);
+    expect(first.stdout).toMatch(/^app: [0-9a-f]{7} → [0-9a-f]{7} \(1 recording written again\)$/m);
+    expect(first.code).toBe(0);
+    const migrated = await tip(archive, 'app');
+    const second = await runCli(['migrate', '--lfs', '--archive', archive]);
+    expect(second.stdout).toMatch(/^app: already Git LFS/m);
+    expect(second.stdout).toMatch(/no tag changed/);
+    expect(second.code).toBe(0);
+    expect(await tip(archive, 'app')).toBe(migrated);
+    expect((await runCli(['verify', '--archive', archive])).code).toBe(0);
+  });
+
+  it('verify names an LFS object with bytes appended; a push then says which body is missing, and pushes no tag', async () => {
+    const archive = join(tmpDir(), 'lfs');
+    expect((await runCli(['init', '--lfs', '--archive', archive])).code).toBe(0);
+    await record(archive, 'app');
+    const sha = (await runCli(['show', 'app', '--archive', archive, '--json'])).stdout.match(/[0-9a-f]{64}/g)!.find((s) => s !== 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')!;
+    appendFileSync(lfsObject(archive, sha), 'trailing bytes');
+    const verify = await runCli(['verify', '--archive', archive]);
+    expect(verify.stdout + verify.stderr).toContain(`body ${sha} is corrupt: it holds more than 3000000 bytes`);
+    expect(verify.code).toBe(1);
+
+    const remote = join(tmpDir(), 'hub.git');
+    await runOk('git', ['init', '-q', '--bare', remote]);
+    await runCli(['remote', 'add', 'hub', remote, '--archive', archive]);
+    const push = await runCli(['push', 'hub', '--archive', archive], { timeoutMs: 120_000 });
+    expect(push.stderr).toBe(
+      `btrfly: push to remote hub refused, no tag was pushed: body ${sha} is missing from this archive's LFS store: ` +
+        'run "btrfly verify" to find the tags that hold it, then pull them again from a good remote or re-record them\n',
+    );
+    expect(push.code).not.toBe(0);
+    expect((await runOk('git', ['--git-dir', remote, 'for-each-ref'])).stdout).toBe('');
+  });
+
+  it('a pull from an LFS server that fails does not show the password in its URL, and moves no tag', async () => {
+    const archive = join(tmpDir(), 'src');
+    expect((await runCli(['init', '--lfs', '--archive', archive])).code).toBe(0);
+    await record(archive, 'app');
+    const remote = join(tmpDir(), 'hub.git');
+    await runOk('git', ['init', '-q', '--bare', remote]);
+    await runCli(['remote', 'add', 'hub', remote, '--archive', archive]);
+    expect((await runCli(['push', 'hub', '--archive', archive], { timeoutMs: 120_000 })).code).toBe(0);
+
+    // The LFS server (a separate one, as remote.NAME.lfsurl names it) answers 500 to everything.
+    const failing: Server = createServer((req, res) => {
+      req.resume();
+      res.writeHead(500, { 'Content-Type': 'application/vnd.git-lfs+json' });
+      res.end('{"message":"storage backend down"}');
+    });
+    await new Promise<void>((r) => failing.listen(0, '127.0.0.1', r));
+    try {
+      const port = (failing.address() as { port: number }).port;
+      const copy = join(tmpDir(), 'copy');
+      expect((await runCli(['init', '--lfs', '--archive', copy])).code).toBe(0);
+      await runCli(['remote', 'add', 'hub', remote, '--archive', copy]);
+      await runOk('git', ['--git-dir', copy, 'config', 'remote.hub.lfsurl', `http://builder:Pa55word@127.0.0.1:${port}/lfs`]);
+      const pull = await runCli(['pull', 'hub', '--archive', copy], { timeoutMs: 120_000 });
+      expect(pull.stderr).toMatch(/^btrfly: pull of tag "app" from remote hub refused, the tag here is unchanged: .*git-lfs said: /);
+      expect(pull.stderr).toContain(`builder:***@127.0.0.1:${port}`);
+      expect(pull.stdout + pull.stderr).not.toContain('Pa55word');
+      expect(pull.code).toBe(1);
+      expect((await runOk('git', ['--git-dir', copy, 'for-each-ref', 'refs/heads'])).stdout).toBe('');
+    } finally {
+      await new Promise((r) => failing.close(r));
+    }
+    expect(readFileSync(join(archive, 'config'), 'utf8')).not.toMatch(/Pa55word/);
+  });
+});
