@@ -32,6 +32,8 @@ export async function lfsPush(archive: Archive, remote: string, refs: string[], 
       );
     }
     throw lfsFailed(`push of the bodies (Git LFS objects) to remote ${remote} failed`, e);
+  } finally {
+    await archive.lfs.dropLogs();
   }
 }
 
@@ -51,6 +53,8 @@ export async function lfsFetch(archive: Archive, remote: string, refs: string[],
     const output = lfsOutput(e);
     if (!output) throw e;
     return lfsMessage(output);
+  } finally {
+    await archive.lfs.dropLogs();
   }
 }
 

@@ -2,14 +2,18 @@
  * Git LFS mode attacked as a user would meet it (review of issue 18): a migration run twice on
  * an archive with an empty body, an LFS object with bytes appended (verify must name it, and a
  * push must then say in one line which body it lacks), and an LFS server that fails a pull
- * while its URL carries a password (the message must not show it).
+ * while its URL carries a password (the message must not show it), and a token handed to git
+ * with `-c` must not be left in the archive by git-lfs's error log.
  */
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { runCli, runOk, startOrigin, tmpDir, type Origin } from '../helpers';
 
 const lfsObject = (repo: string, oid: string): string => join(repo, 'lfs', 'objects', oid.slice(0, 2), oid.slice(2, 4), oid);
+/** Every file under `dir` whose bytes contain `text`. */
+const filesHolding = (dir: string, text: string): string[] =>
+  (readdirSync(dir, { recursive: true }) as string[]).map((f) => join(dir, f)).filter((f) => statSync(f).isFile() && readFileSync(f).includes(text));
 
 describe('Git LFS mode, attacked', () => {
   let origin: Origin;
@@ -92,12 +96,16 @@ describe('Git LFS mode, attacked', () => {
       expect((await runCli(['init', '--lfs', '--archive', copy])).code).toBe(0);
       await runCli(['remote', 'add', 'hub', remote, '--archive', copy]);
       await runOk('git', ['--git-dir', copy, 'config', 'remote.hub.lfsurl', `http://builder:Pa55word@127.0.0.1:${port}/lfs`]);
-      const pull = await runCli(['pull', 'hub', '--archive', copy], { timeoutMs: 120_000 });
+      // A CI job hands git a token as `git -c http.extraHeader=…` does: through GIT_CONFIG_PARAMETERS.
+      const env = { GIT_CONFIG_PARAMETERS: "'http.extraheader'='X-Job-Token: TOKEN-SECRET-123'" };
+      const pull = await runCli(['pull', 'hub', '--archive', copy], { env, timeoutMs: 120_000 });
       expect(pull.stderr).toMatch(/^btrfly: pull of tag "app" from remote hub refused, the tag here is unchanged: .*git-lfs said: /);
       expect(pull.stderr).toContain(`builder:***@127.0.0.1:${port}`);
       expect(pull.stdout + pull.stderr).not.toContain('Pa55word');
       expect(pull.code).toBe(1);
       expect((await runOk('git', ['--git-dir', copy, 'for-each-ref', 'refs/heads'])).stdout).toBe('');
+      expect(filesHolding(copy, 'TOKEN-SECRET-123')).toEqual([]);
+      expect(filesHolding(copy, 'Pa55word')).toEqual([join(copy, 'config')]); // the user's own lfsurl, nowhere else
     } finally {
       await new Promise((r) => failing.close(r));
     }
