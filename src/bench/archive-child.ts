@@ -8,13 +8,13 @@
  *   write-lfs, tag-lfs: write and tag into a new archive in Git LFS mode (`btrfly init --lfs`); read and read-git read LFS bodies as playback and verify do
  * BTRFLY_BENCH_DIST names another build's dist/ to measure (an older commit, side by side).
  * The process runs with the memory settings of btrfly's own streaming processes (bin/run.js's
- * mmap threshold, set by the parent; src/engine/memory.ts), so its peak is the one playback has.
+ * mmap threshold, set by the parent; src/engine/proxy/memory.ts), so its peak is the one playback has.
  */
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { keepMemoryFlat, noteStreamed } from '../engine/memory';
+import { keepMemoryFlat, noteStreamed } from '../engine/proxy/memory';
 import type { Archive as ArchiveClass } from '../format/archive';
 import type { StoredBody } from '../format/types';
 import { beginRecording } from '../format/recording-writer';
