@@ -74,6 +74,17 @@ describe('Git LFS mode, attacked', () => {
     expect((await runOk('git', ['--git-dir', remote, 'for-each-ref'])).stdout).toBe('');
   });
 
+  it('gc counts the Git LFS objects it frees', async () => {
+    const archive = join(tmpDir(), 'lfs-gc');
+    expect((await runCli(['init', '--lfs', '--archive', archive])).code).toBe(0);
+    await record(archive, 'app');
+    expect((await runCli(['rm', 'app', '--archive', archive])).code).toBe(0);
+    const gc = await runCli(['gc', '--archive', archive]);
+    expect(gc.stdout).toMatch(/^gc: objects 2\.\d MiB in \d+ files before, \S+ \S+ in \d+ files after; freed 2\.\d MiB\n$/);
+    expect(gc.code).toBe(0);
+    expect(filesHolding(join(archive, 'lfs'), '').length).toBe(0);
+  });
+
   it('a pull from an LFS server that fails does not show the password in its URL, and moves no tag', async () => {
     const archive = join(tmpDir(), 'src');
     expect((await runCli(['init', '--lfs', '--archive', archive])).code).toBe(0);
