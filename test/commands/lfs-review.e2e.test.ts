@@ -8,7 +8,7 @@
 import { appendFileSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { runCli, runOk, startOrigin, tmpDir, type Origin } from '../helpers';
+import { pausePoints, runCli, runOk, spawnCli, startOrigin, tmpDir, type Origin } from '../helpers';
 
 const lfsObject = (repo: string, oid: string): string => join(repo, 'lfs', 'objects', oid.slice(0, 2), oid.slice(2, 4), oid);
 /** Every file under `dir` whose bytes contain `text`. */
@@ -49,6 +49,30 @@ describe('Git LFS mode, attacked', () => {
     expect(second.stdout).toMatch(/no tag changed/);
     expect(second.code).toBe(0);
     expect(await tip(archive, 'app')).toBe(migrated);
+    expect((await runCli(['verify', '--archive', archive])).code).toBe(0);
+  });
+
+  it('migrate --lfs says which new tag a recording that began before it keeps in git, and a second run takes it', async () => {
+    const archive = join(tmpDir(), 'busy');
+    await record(archive, 'old');
+    const pause = pausePoints();
+    const rec = spawnCli(['run', '--record', '--tag=new', '--archive', archive, '--resolve', `origin.test:${origin.host}`, '--', 'bash', script], {
+      env: pause.env('run-child'),
+      timeoutMs: 120_000,
+    });
+    await pause.reached('run-child');
+    const first = await runCli(['migrate', '--lfs', '--archive', archive]);
+    expect(first.stderr).toBe(
+      'btrfly: note: tag "new" is being recorded by a recording that began before the migration, and keeps its bodies in git: run "btrfly migrate --lfs" again after it ends\n',
+    );
+    expect(first.stdout).toMatch(/^old: [0-9a-f]{7} → /m);
+    expect(first.code).toBe(0);
+    pause.release('run-child');
+    expect((await rec.exited).code).toBe(0);
+    const second = await runCli(['migrate', '--lfs', '--archive', archive]);
+    expect(second.stderr).toBe('');
+    expect(second.stdout).toMatch(/^new: [0-9a-f]{7} → [0-9a-f]{7} \(1 recording written again\)$/m);
+    expect(second.stdout).toMatch(/^old: already Git LFS/m);
     expect((await runCli(['verify', '--archive', archive])).code).toBe(0);
   });
 
