@@ -8,8 +8,10 @@
  */
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
+import { storageFailure } from './disk-space';
 import { lastGitMessage } from './git';
 import { checkGitLfs, LFS_POINTER_NAME } from './lfs-store';
+import { isNoSpace } from './lifecycle';
 
 /**
  * Uploads the LFS objects of every recording `refs` reach that the remote lacks (git-lfs asks
@@ -52,6 +54,10 @@ export async function lfsFetch(archive: Archive, remote: string, refs: string[],
   } catch (e) {
     const output = lfsOutput(e);
     if (!output) throw e;
+    // A full disk is not a refused object: say so, with the mount point and what to free.
+    const noSpace = /no space left on device|disk quota exceeded/i.test(output);
+    const said = new BtrflyError('STORAGE', `git-lfs fetch failed: ${lfsMessage(output)}`, { cause: e, data: { noSpace } });
+    if (isNoSpace(said)) throw await storageFailure(archive.dir, said);
     return lfsMessage(output);
   } finally {
     await archive.lfs.dropLogs();
