@@ -48,6 +48,18 @@ export interface SessionStats {
   recorded: number;
 }
 
+/**
+ * Counts an answer in its session's stats by what `handle()` returned, once it is known (a hit
+ * once it was sent, a damaged body as corrupt, never as a hit first): the run's summary,
+ * `btrfly status` and the service read these. `recorded` stays the count of entries stored.
+ */
+export function countOutcome(stats: SessionStats, outcome: Outcome): void {
+  if (outcome === 'hit') stats.hits++;
+  else if (outcome === 'miss') stats.misses++;
+  else if (outcome === 'corrupt') stats.corrupt++;
+  else if (outcome === 'upstream-error') stats.upstreamErrors++;
+}
+
 /** A session as plain data: what `btrfly status` and the service's API show. */
 export interface SessionInfo {
   id: string;

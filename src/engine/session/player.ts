@@ -9,7 +9,7 @@ import { hasRequestBody, headerPairs } from '../proxy/http-util';
 import { silentLogger, type Logger } from '../base/log';
 import type { Outcome } from '../proxy/outcome';
 import { sendRecorded, type RecordedAnswer } from '../proxy/respond';
-import type { CloseOptions, DamagedBody, LiveSession, MissRecord, SessionInfo, SessionResult } from '../proxy/session';
+import { countOutcome, type CloseOptions, type DamagedBody, type LiveSession, type MissRecord, type SessionInfo, type SessionResult } from '../proxy/session';
 import { isBtrflyError, oneLine, type BtrflyError } from '../../errors';
 
 /** A body that failed its check or is gone from the archive (the answer is broken off, the run fails). */
@@ -51,7 +51,9 @@ export class PlaybackSession {
     const p = this.answer(req, res, url);
     this.answering.add(p);
     try {
-      return await p;
+      const outcome = await p;
+      countOutcome(this.info.stats, outcome);
+      return outcome;
     } finally {
       this.answering.delete(p);
     }
@@ -95,7 +97,6 @@ export class PlaybackSession {
       if (this.fallback && bodySha256 === undefined) return this.fallback.handle(req, res, url);
       return this.miss(request, res);
     }
-    this.info.stats.hits++;
     try {
       await sendRecorded(req, res, this.answerFor(entry), this.bodies, this.countSent);
       return 'hit';
@@ -110,8 +111,6 @@ export class PlaybackSession {
    * before the last byte, so it never sees a clean end), and the body is listed for the summary.
    */
   private damage(entry: Entry, code: DamagedBody['code'], res: ServerResponse, why: string): 'corrupt' {
-    this.info.stats.hits--;
-    this.info.stats.corrupt++;
     const sha256 = entry.response.content.sha256;
     if (!this.damaged.some((d) => d.sha256 === sha256)) this.damaged.push({ method: entry.request.method, url: entry.request.url, sha256, code });
     this.log.error({ method: entry.request.method, url: entry.request.url, sha256, error: why }, 'playback body damaged');
@@ -135,7 +134,6 @@ export class PlaybackSession {
   }
 
   private miss(request: { method: string; url: string; headers: { name: string; value: string }[]; bodySha256?: string }, res: ServerResponse): 'miss' {
-    this.info.stats.misses++;
     const nearest = this.index.nearest(request, 3).map(describeCandidate);
     this.misses.push({ method: request.method, url: request.url, nearest });
     this.log.info({ method: request.method, url: request.url }, 'playback miss');

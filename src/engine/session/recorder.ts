@@ -12,7 +12,7 @@ import { flatHeaders, hasRequestBody, headerPairs, headerValue, isPartialOrCondi
 import { sendRecorded, type RecordedAnswer } from '../proxy/respond';
 import { silentLogger, type Logger } from '../base/log';
 import type { Outcome } from '../proxy/outcome';
-import type { CloseOptions, SessionInfo, SessionResult } from '../proxy/session';
+import { countOutcome, type CloseOptions, type SessionInfo, type SessionResult } from '../proxy/session';
 import { isStoreError, teeToStore } from '../proxy/tee';
 import { upstreamError, type Upstream } from '../proxy/upstream';
 
@@ -136,7 +136,9 @@ export class RecordSession {
       res.once('finish', forget);
       fetch.finally(forget).catch(() => {});
     }
-    return (await fetch).outcome;
+    const { outcome } = await fetch;
+    countOutcome(this.info.stats, outcome);
+    return outcome;
   }
 
   /** Resolves once every response under way is stored (or failed): call before sealing. */
@@ -306,7 +308,6 @@ export class RecordSession {
 
   /** An upstream failure reaches the client as it happened, marked by btrfly; it is not recorded. */
   private upstreamFailed(res: ServerResponse, url: URL, e: unknown): Exchanged {
-    this.info.stats.upstreamErrors++;
     const err = upstreamError(url, e);
     if (err.data.kind === 'denied') this.log.warn({ url: url.href, address: err.data.address, rule: err.data.rule }, 'upstream address denied, not recorded');
     if (res.headersSent) {
