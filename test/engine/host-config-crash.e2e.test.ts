@@ -28,7 +28,7 @@ beforeAll(async () => {
   driver = path.join(work, 'driver.js');
   await fs.writeFile(
     driver,
-    `const { HostConfigurator } = require(${JSON.stringify(path.join(compiled, 'engine/host-config'))});
+    `const { HostConfigurator } = require(${JSON.stringify(path.join(compiled, 'engine/host/config'))});
 const cfg = JSON.parse(process.env.BTRFLY_TEST_CFG);
 const host = new HostConfigurator(cfg.paths, undefined, {
   onStep: (step) => { if (step === cfg.killAt) process.kill(process.pid, 'SIGKILL'); },

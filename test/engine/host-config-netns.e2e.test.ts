@@ -49,7 +49,7 @@ maybe('in a private namespace, apply makes getent and openssl use btrfly; restor
       `const { execFile } = require('node:child_process');
 const fs = require('node:fs');
 const dns2 = require(${JSON.stringify(require.resolve('dns2'))});
-const { HostConfigurator, detectHostPaths } = require(${JSON.stringify(path.join(compiled, 'engine/host-config'))});
+const { HostConfigurator, detectHostPaths } = require(${JSON.stringify(path.join(compiled, 'engine/host/config'))});
 const { Packet } = dns2;
 // Asynchronous on purpose: the DNS answerer lives in this same event loop.
 const run = (cmd, args) => new Promise((resolve) => execFile(cmd, args, { encoding: 'utf8', timeout: 20000 }, (err, stdout, stderr) =>

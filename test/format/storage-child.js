@@ -14,6 +14,7 @@ const { Writable, Readable, Transform } = require('node:stream');
 const { pipeline } = require('node:stream/promises');
 const { createHash } = require('node:crypto');
 const { Archive } = require(dist ? `${dist}/format/archive.js` : '../../src/format/archive.ts');
+const { beginRecording } = require(dist ? `${dist}/format/recording-writer.js` : '../../src/format/recording-writer.ts');
 const { genBodyStream } = require('../fixtures/gen-body.js');
 
 /** Compressible bytes generated on the fly (JSON-like lines), never held whole. */
@@ -54,7 +55,7 @@ async function main() {
   if (mode === 'write') {
     const [size, seed, kind] = [Number(rest[0]), rest[1], rest[2] ?? 'random'];
     const a = await Archive.open(dir, { create: true });
-    const rec = await a.beginRecording('big', { session: 'e2e' });
+    const rec = await beginRecording(a, 'big', { session: 'e2e' });
     process.stdout.write(JSON.stringify({ journal: rec.id }) + '\n');
     const w = a.createBodyWriter();
     const src = kind === 'text' ? textStream(size) : genBodyStream(size, seed);
