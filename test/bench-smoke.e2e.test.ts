@@ -15,6 +15,7 @@ test('btrfly\'s own bench sections run with tiny sizes and print a table of figu
       ['small', '## Small files'],
       ['memory', '## Memory'],
       ['transfer', '## Push and pull'],
+      ['lfs', '## Git LFS mode'],
       ['dns', '## DNS'],
       ['startup', '## Startup'],
     ],

@@ -106,35 +106,54 @@ describe('the example archive .btrfly/', () => {
 
   it('plays back every entry of every recording of every tag, byte for byte, with no misses', async () => {
     expect(existsSync(FIXTURE_ARCHIVE)).toBe(true);
-    const tags = JSON.parse((await runCli(['tags', '--json', '--archive', archive])).stdout) as Array<{ tag: string }>;
-    expect(tags.map((t) => t.tag)).toEqual(expect.arrayContaining(['example/small', 'example/large']));
-    let played = 0;
-    for (const { tag } of tags) {
-      const log = JSON.parse((await runCli(['log', tag, '--json', '--archive', archive])).stdout) as Array<{ commit: string }>;
-      expect(log.length).toBeGreaterThan(0);
-      for (const { commit } of log) {
-        const spec = `${tag}@${commit.slice(0, 12)}`;
-        const shown = await runCli(['show', spec, '--json', '--archive', archive]);
-        expect(shown.code).toBe(0);
-        const { entries } = JSON.parse(shown.stdout) as { entries: Entry[] };
-        const out = tmpDir();
-        const script = join(tmpDir(), 'play.sh');
-        writeFileSync(script, playbackScript(entries, out));
-        const play = await runCli(['run', '--playback', `--tag=${spec}`, '--archive', archive, '--', 'bash', script], { timeoutMs: 300_000 });
-        expect({ spec, code: play.code, stderr: play.stderr }).toEqual({ spec, code: 0, stderr: expect.stringMatching(/0 misses/) });
-        const statuses = new Map(play.stdout.trim().split('\n').map((l) => l.split(' ') as [string, string]));
-        for (const [i, e] of entries.entries()) {
-          const what = `${spec} ${e.request.method} ${e.request.url} #${e.ordinal}`;
-          expect(`${what} ${statuses.get(String(i))}`).toBe(`${what} ${e.response.status}`);
-          if (e.request.method === 'HEAD') continue;
-          expect(`${what} ${await sha256File(join(out, String(i)))}`).toBe(`${what} ${e.response.content.sha256}`);
-          played++;
-        }
-      }
-    }
     // 2 tags, 3 recordings, 22 entries when the archive was first made, 41 with
     // example/packages (issue 15); it only grows.
-    expect(played).toBeGreaterThanOrEqual(41);
+    expect(await playEverything(archive)).toBeGreaterThanOrEqual(41);
     await gitFsck(archive);
   });
+
+  it('moved to Git LFS with "btrfly migrate --lfs", still verifies and plays back every entry', async () => {
+    const lfs = copyFixtureArchive();
+    const m = await runCli(['migrate', '--lfs', '--archive', lfs], { timeoutMs: 120_000 });
+    expect(m.stdout).toMatch(/migrated archive .* to Git LFS: \d+ bodies .* copied; 3 tags now have new commit ids: push them with --force/);
+    expect(m.code).toBe(0);
+    expect((await run('git', ['--git-dir', lfs, 'ls-tree', '-r', '--name-only', 'example/large', 'bodies/'])).stdout).toMatch(/\/lfs$/m);
+    expect((await runCli(['gc', '--archive', lfs])).code).toBe(0);
+    const v = await runCli(['verify', '--archive', lfs], { timeoutMs: 120_000 });
+    expect(v.stderr).toBe('');
+    expect(v.code).toBe(0);
+    expect(await playEverything(lfs)).toBeGreaterThanOrEqual(41);
+    await gitFsck(lfs);
+  });
 });
+
+/** Plays back every entry of every recording of every tag of `archive` and checks each status and body; returns how many bodies were compared. */
+async function playEverything(archive: string): Promise<number> {
+  const tags = JSON.parse((await runCli(['tags', '--json', '--archive', archive])).stdout) as Array<{ tag: string }>;
+  expect(tags.map((t) => t.tag)).toEqual(expect.arrayContaining(['example/small', 'example/large']));
+  let played = 0;
+  for (const { tag } of tags) {
+    const log = JSON.parse((await runCli(['log', tag, '--json', '--archive', archive])).stdout) as Array<{ commit: string }>;
+    expect(log.length).toBeGreaterThan(0);
+    for (const { commit } of log) {
+      const spec = `${tag}@${commit.slice(0, 12)}`;
+      const shown = await runCli(['show', spec, '--json', '--archive', archive]);
+      expect(shown.code).toBe(0);
+      const { entries } = JSON.parse(shown.stdout) as { entries: Entry[] };
+      const out = tmpDir();
+      const script = join(tmpDir(), 'play.sh');
+      writeFileSync(script, playbackScript(entries, out));
+      const play = await runCli(['run', '--playback', `--tag=${spec}`, '--archive', archive, '--', 'bash', script], { timeoutMs: 300_000 });
+      expect({ spec, code: play.code, stderr: play.stderr }).toEqual({ spec, code: 0, stderr: expect.stringMatching(/0 misses/) });
+      const statuses = new Map(play.stdout.trim().split('\n').map((l) => l.split(' ') as [string, string]));
+      for (const [i, e] of entries.entries()) {
+        const what = `${spec} ${e.request.method} ${e.request.url} #${e.ordinal}`;
+        expect(`${what} ${statuses.get(String(i))}`).toBe(`${what} ${e.response.status}`);
+        if (e.request.method === 'HEAD') continue;
+        expect(`${what} ${await sha256File(join(out, String(i)))}`).toBe(`${what} ${e.response.content.sha256}`);
+        played++;
+      }
+    }
+  }
+  return played;
+}

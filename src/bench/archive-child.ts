@@ -5,15 +5,16 @@
  *   node archive-child.js tag ARCHIVE SOURCE_FILE           → the same, and the body sealed as tag "big" (one GET entry)
  *   node archive-child.js read ARCHIVE STORED_JSON          → {seconds, rssMiB, bytes}   (as playback: the body cache)
  *   node archive-child.js read-git ARCHIVE STORED_JSON      → {seconds, rssMiB, bytes}   (as verify: git, SHA-256 checked)
+ *   write-lfs, tag-lfs: write and tag into a new archive in Git LFS mode (`btrfly init --lfs`); read and read-git read LFS bodies as playback and verify do
  * BTRFLY_BENCH_DIST names another build's dist/ to measure (an older commit, side by side).
  * The process runs with the memory settings of btrfly's own streaming processes (bin/run.js's
- * mmap threshold, set by the parent; src/engine/memory.ts), so its peak is the one playback has.
+ * mmap threshold, set by the parent; src/engine/proxy/memory.ts), so its peak is the one playback has.
  */
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { keepMemoryFlat, noteStreamed } from '../engine/memory';
+import { keepMemoryFlat, noteStreamed } from '../engine/proxy/memory';
 import type { Archive as ArchiveClass } from '../format/archive';
 import type { StoredBody } from '../format/types';
 import { beginRecording } from '../format/recording-writer';
@@ -29,11 +30,13 @@ function loadArchive(): typeof ArchiveClass {
 }
 
 async function main(): Promise<void> {
-  const [op, dir, arg] = process.argv.slice(2);
+  const [opName, dir, arg] = process.argv.slice(2);
+  const lfs = opName.endsWith('-lfs');
+  const op = lfs ? opName.slice(0, -'-lfs'.length) : opName;
   const Archive = loadArchive();
   const rss = (): number => Math.round(process.resourceUsage().maxRSS / 1024);
   keepMemoryFlat();
-  const archive = await Archive.open(dir, { create: op === 'write' || op === 'tag' });
+  const archive = await Archive.open(dir, { create: op === 'write' || op === 'tag', ...(lfs ? { lfs } : {}) });
   const t0 = process.hrtime.bigint();
   const seconds = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
   let result: Record<string, unknown>;

@@ -202,7 +202,7 @@ export const archiveSection: BenchSection = {
       'and read back whole into a sink that drops the bytes: as playback reads it (`openBody`, from the body cache, each',
       "part's length checked) and as `verify` does (from git, SHA-256 checked), each in its own Node process, against",
       '`cp` of the same file on the same disk in the same run (page cache warm, no fsync on either side).',
-      "Each process runs with the memory settings of btrfly's streaming commands (bin/run.js, src/engine/memory.ts).",
+      "Each process runs with the memory settings of btrfly's streaming commands (bin/run.js, src/engine/proxy/memory.ts).",
       `Median of ${opts.runs} runs, (min–max); the ratio is cp's time over the archive's, per run, so ≥ 1 is faster than cp.`,
       '',
       table(rows, sizeMiB, opts.runs),

@@ -8,7 +8,7 @@
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { systemCaPem } from '../engine/child-env';
+import { systemCaPem } from '../engine/command/child-env';
 import { makeSource } from './archive';
 import { btrflyRunLine, curlResolve, fmtRatio, makeBenchCa, MiB, runBtrfly, startNginx } from './http-kit';
 import { fmtSpread, joinLines, log, machineLine, spread, takenLine, timed, type BenchOptions, type BenchSection } from './section';

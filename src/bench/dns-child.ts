@@ -3,7 +3,7 @@
  * loopback is in a session (answered with 127.0.0.1 / ::1, never forwarded). Prints the
  * UDP port, then serves until SIGTERM.
  */
-import { startDnsServer } from '../engine/dns-server';
+import { startDnsServer } from '../engine/dns/dns-server';
 
 async function main(): Promise<void> {
   const server = await startDnsServer({

@@ -18,10 +18,11 @@ import { mitmSection } from './mitm';
 import { npmSection } from './npm';
 import { memorySection } from './memory';
 import { transferSection } from './transfer';
+import { lfsSection } from './lfs';
 import { connectionsSection } from './connections';
 import type { BenchSection } from './section';
 
-const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, connectionsSection, mitmSection, memorySection, transferSection, dnsSection, startupSection, isolateSection, npmSection];
+const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, connectionsSection, mitmSection, memorySection, transferSection, lfsSection, dnsSection, startupSection, isolateSection, npmSection];
 
 const BENCHMARKS_MD = join(__dirname, '..', '..', 'BENCHMARKS.md');
 

@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import type { UpstreamOptions } from '../engine/upstream';
+import type { UpstreamOptions } from '../engine/proxy/upstream';
 import { BtrflyError } from '../errors';
 import type { MatchRule } from '../format/types';
 

@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
-import { runDaemon } from '../engine/daemon';
-import { processLogger } from '../engine/log';
-import { detectHostPaths } from '../engine/host-config';
+import { runDaemon } from '../engine/host/daemon';
+import { processLogger } from '../engine/base/log';
+import { detectHostPaths } from '../engine/host/config';
 import { BtrflyCommand } from '../cli/base';
 import { upstreamFlags, upstreamOptions } from '../cli/upstream-flags';
 

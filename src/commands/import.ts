@@ -1,7 +1,8 @@
 import { Args, Flags } from '@oclif/core';
 import { BtrflyCommand, type JsonResult } from '../cli/base';
-import { importHar } from '../engine/importer';
+import { importHar } from '../format/importer';
 import { Archive } from '../format/archive';
+import { redactKey } from '../engine/base/redact-key';
 
 /** `btrfly import FILE --tag=T`: a HAR file as a new recording of a tag. */
 export default class Import extends BtrflyCommand {
@@ -21,7 +22,7 @@ export default class Import extends BtrflyCommand {
     const { args, flags } = await this.parse(Import);
     const archive = await Archive.open(flags.archive, { create: true });
     this.onTeardown(() => archive.close());
-    const r = await importHar(archive, args.file, flags.tag, { append: flags.append, redactHeaders: flags.redact });
+    const r = await importHar(archive, args.file, flags.tag, { append: flags.append, redactHeaders: flags.redact, redactKey: () => redactKey() });
     if (this.jsonEnabled()) return r;
     for (const s of r.skipped) process.stderr.write(`skipped ${s.method} ${s.url}: ${s.reason}\n`);
     this.log(`imported ${r.entries} entries into tag ${r.tag} (${r.commit.slice(0, 7)})`);

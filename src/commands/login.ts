@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { Args, Flags } from '@oclif/core';
-import { login } from '../engine/service-client';
+import { login } from '../engine/service/service-client';
 import { BtrflyCommand, type JsonResult } from '../cli/base';
 
 export default class Login extends BtrflyCommand {

@@ -2,7 +2,7 @@ import { Args } from '@oclif/core';
 import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { describeTransfer, transferFlags, transferOptions } from '../cli/transfer';
 import { Archive } from '../format/archive';
-import { keepMemoryFlat, noteStreamed } from '../engine/memory';
+import { keepMemoryFlat, noteStreamed } from '../engine/proxy/memory';
 import { pullTags } from '../format/remote';
 
 /** `btrfly pull NAME [T...]`: tags from a git remote, every body verified before the tag moves. */

@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { runCommand, summarize, summarizeLeaks } from '../engine/run-command';
+import { runCommand, summarize, summarizeLeaks } from '../engine/command/run-command';
 import { BtrflyCommand } from '../cli/base';
 import { argsAfterDashDash } from '../cli/command-argv';
 import { sessionFlags, sessionOptions } from '../cli/session-flags';

@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
-import { processLogger } from '../engine/log';
-import { runService } from '../engine/service';
-import { serveSettings } from '../engine/service-config';
+import { processLogger } from '../engine/base/log';
+import { runService } from '../engine/service/service';
+import { serveSettings } from '../engine/service/service-config';
 import { BtrflyCommand } from '../cli/base';
 import { upstreamFlags, upstreamPolicyFlags } from '../cli/upstream-flags';
 import { tokensFlag } from '../cli/token-flags';

@@ -1,5 +1,5 @@
 import { Args } from '@oclif/core';
-import { startHostSession } from '../engine/host-session';
+import { startHostSession } from '../engine/host/host-session';
 import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { sessionFlags, sessionOptions } from '../cli/session-flags';
 

@@ -1,5 +1,5 @@
-import { asideRecordingsIn, hostStatus } from '../engine/host-session';
-import type { SessionInfo } from '../engine/session';
+import { asideRecordingsIn, hostStatus } from '../engine/host/host-session';
+import type { SessionInfo } from '../engine/proxy/session';
 import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { asideAdvice } from '../format/lifecycle';
 import { formatSize } from '../format/size';

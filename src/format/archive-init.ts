@@ -5,6 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Git } from './git';
+import { STORAGE_KEY, STORAGE_LFS } from './lfs-store';
 
 /** Repository settings written at creation. */
 export const ARCHIVE_SETTINGS: ReadonlyArray<[key: string, value: string]> = [
@@ -26,10 +27,14 @@ export const ARCHIVE_SETTINGS: ReadonlyArray<[key: string, value: string]> = [
   ['core.logAllRefUpdates', 'false'],
 ];
 
-/** Makes `git.gitDir` a bare repository with {@link ARCHIVE_SETTINGS}. */
-export async function initArchive(git: Git): Promise<void> {
+/**
+ * Makes `git.gitDir` a bare repository with {@link ARCHIVE_SETTINGS}.
+ * @param opts.lfs keep bodies as Git LFS objects (src/format/lfs-store.ts)
+ */
+export async function initArchive(git: Git, opts: { lfs?: boolean } = {}): Promise<void> {
   await git.run(['init', '--bare', '--quiet', git.gitDir]);
   for (const [key, value] of ARCHIVE_SETTINGS) await git.run(['config', key, value]);
+  if (opts.lfs) await git.run(['config', STORAGE_KEY, STORAGE_LFS]);
   // Parts never delta against each other (random or compressed bytes): keep them out of
   // pack-objects' delta search, which would otherwise load every 8 MiB part into its window.
   await writeFile(join(git.gitDir, 'info', 'attributes'), '/bodies/** -delta\n');

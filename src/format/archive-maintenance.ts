@@ -135,6 +135,7 @@ export async function gcArchive(archive: Archive): Promise<void> {
     await gitGc(archive, active);
     const reachable = await reachableBodies(archive);
     if (archive.cache) await archive.cache.prune(reachable, { spareRecent: active });
+    await archive.lfs.prune(reachable, { spareRecent: active });
     await archive.checks.prune(reachable, { spareRecent: active });
     await removeDeadTemps(join(archive.stateDir, 'tmp'));
   } finally {
@@ -253,5 +254,12 @@ export async function storageStats(archive: Archive): Promise<Map<string, number
 /** Bytes on disk of every object `commit` reaches (a tag's whole history). */
 export async function tagDiskUsage(archive: Archive, commit: string): Promise<number> {
   const { stdout } = await archive.git.run(['rev-list', '--objects', '--disk-usage', commit]);
-  return Number(stdout.trim());
+  return Number(stdout.trim()) + (await lfsDiskUsage(archive, commit));
+}
+
+/** Bytes on disk of the Git LFS objects (src/format/lfs-store.ts) of the bodies `commit` reaches. */
+async function lfsDiskUsage(archive: Archive, commit: string): Promise<number> {
+  const { stdout } = await archive.git.run(['rev-list', '--objects', commit]);
+  const shas = [...stdout.matchAll(/^[0-9a-f]+ bodies\/[0-9a-f]{2}\/([0-9a-f]{64})\/lfs$/gm)].map((m) => m[1]);
+  return shas.length ? archive.lfs.diskUsage(new Set(shas)) : 0;
 }

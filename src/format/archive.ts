@@ -12,7 +12,10 @@ import { BodyCache } from './body-cache';
 import { BodyChecks } from './body-checks';
 import { openBody, readSmallBody } from './body-reader';
 import { createBodyWriter } from './body-writer';
-import { Git } from './git';
+import { Git, isSmallBody } from './git';
+import { openLfsBody, readSmallLfsBody } from './lfs-body-reader';
+import { createLfsBodyWriter } from './lfs-body-writer';
+import { checkGitLfs, LFS_POINTER_NAME, LfsStore, STORAGE_LFS } from './lfs-store';
 import { readJournal } from './journal';
 import type { AsideRecording } from './lifecycle';
 import { lockHolder, type LockHolder } from './lock';
@@ -64,6 +67,10 @@ export class Archive implements BodyStore {
   cache?: BodyCache;
   /** Per-part checks of bodies, so playback verifies each part before sending it (src/format/body-checks.ts). */
   checks!: BodyChecks;
+  /** git-lfs's object store of the archive, where LFS bodies are (src/format/lfs-store.ts). */
+  readonly lfs: LfsStore;
+  /** Set for an archive made with `btrfly init --lfs` (or migrated): new bodies become LFS objects, push and pull run git-lfs. */
+  lfsMode = false;
 
   /**
    * @param dir absolute path of the archive
@@ -75,13 +82,14 @@ export class Archive implements BodyStore {
   ) {
     this.git = new Git(dir);
     this.stateDir = join(dir, 'btrfly');
+    this.lfs = new LfsStore(dir);
   }
 
   /**
    * Opens the archive at `dir`, creating it when `create` is set and nothing is there.
    * @throws BtrflyError ARCHIVE_NOT_FOUND, ARCHIVE_INVALID
    */
-  static async open(dir: string, opts: { create?: boolean } = {}): Promise<Archive> {
+  static async open(dir: string, opts: { create?: boolean; lfs?: boolean } = {}): Promise<Archive> {
     const abs = resolve(dir);
     const a = new Archive(abs, dir);
     const exists = await stat(abs).then((s) => s.isDirectory(), () => false);
@@ -91,7 +99,7 @@ export class Archive implements BodyStore {
         throw new BtrflyError('ARCHIVE_NOT_FOUND', `no archive at ${dir}: record a tag first or pass --archive`, { data: { dir } });
       }
       await mkdir(abs, { recursive: true });
-      await initArchive(a.git);
+      await initArchive(a.git, { lfs: opts.lfs });
     } else {
       const r = await a.git.run(['rev-parse', '--is-bare-repository'], { ok: [0, 128] }).catch(() => undefined);
       if (!r || r.code !== 0 || r.stdout.trim() !== 'true') {
@@ -101,10 +109,37 @@ export class Archive implements BodyStore {
       }
     }
     await Promise.all(['locks', 'pending', 'tmp'].map((d) => mkdir(join(a.stateDir, d), { recursive: true })));
-    const { stdout } = await a.git.run(['config', '--type=bool', '--default=true', '--get', 'btrfly.bodyCache']);
-    if (stdout.trim() === 'true') a.cache = new BodyCache(join(a.stateDir, 'cache'));
+    // btrfly's two settings in one git call (one process start less for every command).
+    const { stdout } = await a.git.run(['config', '--get-regexp', '^btrfly\\.(bodycache|storage)$'], { ok: [0, 1] });
+    const settings = new Map(
+      stdout
+        .split('\n')
+        .filter(Boolean)
+        // A key set without a value (`bodyCache` alone in the file) is listed without one: true.
+        .map((l) => (l.includes(' ') ? ([l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)] as const) : ([l, 'true'] as const))),
+    );
+    // git's false values (`--type=bool` reads them so); unset is true.
+    const cacheOff = /^(false|no|off|0|)$/i.test(settings.get('btrfly.bodycache') ?? 'true');
+    if (!cacheOff) a.cache = new BodyCache(join(a.stateDir, 'cache'));
     a.checks = await BodyChecks.open(join(a.stateDir, 'checks'));
+    a.lfsMode = settings.get('btrfly.storage') === STORAGE_LFS;
     return a;
+  }
+
+  /**
+   * Creates a new archive at `dir` (`btrfly init`).
+   * @param opts.lfs keep bodies as Git LFS objects (needs the git-lfs client)
+   * @throws BtrflyError CONFIG when `dir` is not empty, or git-lfs is missing
+   */
+  static async create(dir: string, opts: { lfs?: boolean } = {}): Promise<Archive> {
+    const abs = resolve(dir);
+    const used = await readdir(abs).then((f) => f.length > 0, () => false);
+    if (used) {
+      const what = await Archive.open(dir).then(async (a) => (await a.close(), `an archive (${a.lfsMode ? 'Git LFS' : 'git'} mode)`), () => 'not empty');
+      throw new BtrflyError('CONFIG', `${dir} is ${what} already: give another --archive directory${opts.lfs ? ', or move a git mode archive to LFS with "btrfly migrate --lfs"' : ''}`, { data: { dir } });
+    }
+    if (opts.lfs) await checkGitLfs(new Git(abs));
+    return Archive.open(dir, { create: true, lfs: opts.lfs });
   }
 
   /** Ends the long-lived git processes. */
@@ -170,6 +205,7 @@ export class Archive implements BodyStore {
     for (const e of manifest.entries) {
       const loc = bodies.get(e.response.content.sha256);
       if (loc) loc.size = e.response.content.size;
+      if (loc?.lfs) loc.parts[0].storedSize = loc.size;
     }
     return { tag, commit, manifest, volatile, bodies };
   }
@@ -221,6 +257,7 @@ export class Archive implements BodyStore {
 
   /** {@inheritDoc BodyStore.createBodyWriter} */
   createBodyWriter(opts: { signal?: AbortSignal } = {}): BodyWriter {
+    if (this.lfsMode) return createLfsBodyWriter(this.git, this.lfs, join(this.stateDir, 'tmp'), { ...opts, checks: this.checks });
     return createBodyWriter(this.git, join(this.stateDir, 'tmp'), { ...opts, cache: this.cache?.stage(), checks: this.checks });
   }
 
@@ -235,9 +272,11 @@ export class Archive implements BodyStore {
         const [, , oid, size] = rec.slice(0, tab).split(/ +/);
         return { name: rec.slice(tab + 1), part: { oid, storedSize: Number(size), zstd: rec.endsWith('.zst') } };
       })
-      .sort((a, b) => (a.name < b.name ? -1 : 1))
-      .map((p) => p.part);
-    return { sha256: stored.sha256, size: stored.size, parts };
+      .sort((a, b) => (a.name < b.name ? -1 : 1));
+    if (parts.length === 1 && parts[0].name === LFS_POINTER_NAME) {
+      return { sha256: stored.sha256, size: stored.size, parts: [{ ...parts[0].part, storedSize: stored.size }], lfs: true };
+    }
+    return { sha256: stored.sha256, size: stored.size, parts: parts.map((p) => p.part) };
   }
 
   /**
@@ -245,11 +284,13 @@ export class Archive implements BodyStore {
    * @param opts.fromGit read the body's objects even when the body cache holds it (verification)
    */
   openBody(loc: BodyLocation, range?: ByteRange, opts: { signal?: AbortSignal; fromGit?: boolean } = {}): Readable {
+    if (loc.lfs) return openLfsBody(this.lfs, loc, range, { signal: opts.signal, checks: this.checks, verify: opts.fromGit });
     return openBody(this.git, loc, range, { signal: opts.signal, cache: this.cache && { cache: this.cache, fromGit: opts.fromGit }, checks: this.checks });
   }
 
   /** {@inheritDoc BodyStore.readSmallBody} */
   readSmallBody(loc: BodyLocation): Promise<Buffer> | undefined {
+    if (loc.lfs) return isSmallBody(loc) ? readSmallLfsBody(this.lfs, loc) : undefined;
     return readSmallBody(this.git, loc, this.cache);
   }
 
@@ -363,10 +404,11 @@ function parseBodyListing(out: string): Map<string, BodyLocation> {
     let loc = bodies.get(p.sha);
     if (!loc) bodies.set(p.sha, (loc = { sha256: p.sha, size: -1, parts: [] }));
     loc.parts.push({ oid: p.oid, storedSize: p.storedSize, zstd: p.name.endsWith('.zst') });
+    if (p.name === LFS_POINTER_NAME) loc.lfs = true;
   }
   // Bodies no entry names keep size -1 unless they are single raw parts, whose size is the blob's.
   for (const loc of bodies.values()) {
-    if (loc.parts.length === 1 && !loc.parts[0].zstd) loc.size = loc.parts[0].storedSize;
+    if (loc.parts.length === 1 && !loc.parts[0].zstd && !loc.lfs) loc.size = loc.parts[0].storedSize;
   }
   return bodies;
 }

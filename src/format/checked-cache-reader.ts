@@ -6,7 +6,7 @@
  * stream, one read in flight, with a fresh 1 MiB buffer per part: the btrfly process needed
  * ~1.0 s of CPU per GiB played back, a third of it the kernel mapping and freeing those buffers.
  * Here several reads are in flight straight from `fs.read`, and a consumer that hands the buffers
- * back (src/engine/respond.ts) cycles through a few: ~0.74 s (docs/decisions.md, "Integrity of
+ * back (src/engine/proxy/respond.ts) cycles through a few: ~0.74 s (docs/decisions.md, "Integrity of
  * played-back bodies").
  *
  * Integrity is the same as `checkedRead`'s: a part is pushed only once its tag matched. A part

@@ -284,7 +284,7 @@ export interface SmallBodyObjects {
  * How long a small body may wait in `git fast-import` for the next checkpoint, and how many
  * bodies or bytes make one at once. Each checkpoint ends one pack (and its index), so this
  * trades the number of packs for waiting: the client already has its answer, and the recorder
- * keeps at most 256 exchanges answered but not stored (src/engine/recorder.ts).
+ * keeps at most 256 exchanges answered but not stored (src/engine/session/recorder.ts).
  */
 const SMALL_PACK_DELAY_MS = 100;
 const SMALL_PACK_MAX_BODIES = 128;

@@ -12,6 +12,7 @@ import type { Archive } from './archive';
 import type { TreeEntry } from './git';
 import { JournalWriter, readJournal, type JournalContent, type JournalEntry } from './journal';
 import { waitForGc } from './gc-lock';
+import { LFS_ATTRIBUTES } from './lfs-store';
 import { lockTag, type TagLock } from './lock';
 import { emptyManifest, entryKey, serializeManifest, serializeVolatile } from './manifest';
 import { PACKAGES_LOCK, recordingPackages, serializePackagesLock } from './packages';
@@ -228,7 +229,8 @@ async function buildRootTree(archive: Archive, manifest: Manifest, volatile: Vol
     git.hashBytes(serializeManifest(manifest)),
     git.hashBytes(serializeVolatile(volatile)),
     git.hashBytes(serializePackagesLock(recordingPackages(manifest).artifacts)),
-    git.hashBytes(REVIEW_ATTRIBUTES),
+    // In LFS mode the bodies are also marked as LFS files, so a clone and a git host treat them so.
+    git.hashBytes(archive.lfsMode ? REVIEW_ATTRIBUTES + LFS_ATTRIBUTES : REVIEW_ATTRIBUTES),
   ]);
   const root: TreeEntry[] = [
     { mode: '100644', type: 'blob', oid: attributesOid, name: '.gitattributes' },

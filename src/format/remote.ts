@@ -14,6 +14,7 @@ import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { verifyCommits, type VerifyProblem } from './archive-maintenance';
 import { lastGitMessage, localTransportPrograms, type GitResult } from './git';
+import { lfsFetch, lfsPush, needsLfs } from './lfs-transfer';
 import { lockHolder } from './lock';
 import { dropLocalStaging, pushUnderLimit, setMaxPush, type PushSplit, type RemoteRef } from './push-split';
 import { compareStrings } from './manifest';
@@ -178,6 +179,9 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
       .filter(([oid, ref]) => /^[0-9a-f]{40,64}$/.test(oid) && ref)
       .map(([oid, ref]) => ({ oid, ref }));
   };
+  // An LFS archive's bodies first: the remote never gets a tag whose bodies it lacks.
+  const refs = names.map((t) => `refs/heads/${t}`);
+  if (await needsLfs(archive, refs)) await lfsPush(archive, remote, refs, { progress: opts.progress, interactive: opts.interactive });
   const { result: r, split } = await pushUnderLimit(archive, remote, specs, names.map((t) => local.get(t)!), pushOnce, remoteHas).finally(() => dropLocalStaging(archive));
   opts.onSplit?.(split);
   // --porcelain: "<flag>\t<from>:<to>\t<summary>" per ref; "!" is a rejection.
@@ -286,9 +290,14 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
     const results: TagTransfer[] = [];
     const refused: PullRefusal[] = [];
     const checked = new Map<string, VerifyProblem | null>();
+    // An LFS archive's bodies come through git-lfs; what it could not bring, verification finds missing.
+    const incomingRefs = fetched.map((f) => incoming + f.tag);
+    const lfsTrouble = (await needsLfs(archive, incomingRefs, { newOnly: true }))
+      ? await lfsFetch(archive, remote, incomingRefs, { progress: opts.progress, interactive: opts.interactive })
+      : undefined;
     for (const { tag, commit } of fetched) {
       const outcome = await takeTag(archive, remote, tag, commit, checked, opts);
-      if ('code' in outcome) refused.push(outcome);
+      if ('code' in outcome) refused.push(lfsTrouble && outcome.code === 'BODY_CORRUPT' ? { ...outcome, message: `${outcome.message} (git-lfs said: ${lfsTrouble})` } : outcome);
       else results.push(outcome);
     }
     if (refused.length) {

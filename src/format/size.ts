@@ -1,7 +1,7 @@
 /**
  * The one size formatter of btrfly: `312 B`, `1.5 KiB`, `27 MiB`, `-2.0 KiB`. One decimal below
  * 10 of a unit, whole numbers above, binary units. The web UI embeds this function's source
- * in its page script (`src/engine/web-ui.ts`), so it must stay self-contained: no imports, no
+ * in its page script (`src/engine/service/web-ui.ts`), so it must stay self-contained: no imports, no
  * closure over module state.
  */
 export function formatSize(bytes: number): string {

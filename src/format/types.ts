@@ -37,8 +37,8 @@ export interface ContentRecord {
   sha256: string;
   /** The response's Content-Encoding as received (e.g. `gzip`), when not identity. */
   encoding?: string;
-  /** How the parts are stored: all zstd, all raw, or some of each. */
-  storage: 'zstd' | 'raw' | 'mixed';
+  /** How the parts are stored: all zstd, all raw, or some of each; `lfs`: one Git LFS object of the raw bytes (`btrfly init --lfs`). */
+  storage: 'zstd' | 'raw' | 'mixed' | 'lfs';
   parts: number;
 }
 
@@ -99,6 +99,11 @@ export interface BodyLocation {
   /** Raw (decoded-from-storage) size of the whole body. */
   size: number;
   parts: PartLocation[];
+  /**
+   * Set for a body kept as a Git LFS object (src/format/lfs-store.ts): its bytes are the file
+   * named by `sha256` in the LFS store, and its one part is the pointer blob (`storedSize` is the body's size).
+   */
+  lfs?: boolean;
 }
 
 export interface PartLocation {

@@ -15,7 +15,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { onPath } from '../../src/engine/host-config';
+import { onPath } from '../../src/engine/host/config';
 import {
   BUILD_ORIGIN_NAMES,
   BUILD_TOOLS_SCRIPT,

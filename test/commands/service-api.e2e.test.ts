@@ -7,7 +7,7 @@
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { Runtime } from '../../src/engine/runtime';
+import { Runtime } from '../../src/engine/session/runtime';
 import { Archive } from '../../src/format/archive';
 import { createToken, runCli, runOk, serviceDir, startOrigin, startService, tmpDir, type CliProcess, type Origin } from '../helpers';
 

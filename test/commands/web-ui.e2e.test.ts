@@ -11,9 +11,9 @@
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { onPath } from '../../src/engine/host-config';
-import { serviceRequest, type Login } from '../../src/engine/service-client';
-import type { RegisteredSession } from '../../src/engine/service';
+import { onPath } from '../../src/engine/host/config';
+import { serviceRequest, type Login } from '../../src/engine/service/service-client';
+import type { RegisteredSession } from '../../src/engine/service/service';
 import { formatSize } from '../../src/format/size';
 import { createToken, run, runCli, serviceDir, startOrigin, startService, type Origin } from '../helpers';
 import { describeWhen } from '../helpers/when';

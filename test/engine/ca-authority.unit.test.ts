@@ -2,8 +2,8 @@ import { X509Certificate } from 'node:crypto';
 import { chmodSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
-import { CertificateAuthority } from '../../src/engine/ca';
-import { configDir } from '../../src/engine/config-dir';
+import { CertificateAuthority } from '../../src/engine/tls/ca';
+import { configDir } from '../../src/engine/base/config-dir';
 import { BtrflyError } from '../../src/errors';
 import { startHttpsServer, tempDir } from './ca-helpers';
 

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as https from 'node:https';
 import { join } from 'node:path';
-import { CertificateAuthority } from '../../src/engine/ca';
+import { CertificateAuthority } from '../../src/engine/tls/ca';
 import { cleanEnv, run, startHttpsServer, tempDir } from './ca-helpers';
 import { testWhen } from '../helpers/when';
 

@@ -49,7 +49,7 @@ test('six CLIs started at once end with one CA', async () => {
 test('six processes creating the CA in the same millisecond end with one CA', async () => {
   // CLI start-up jitter (hundreds of ms) hides the race, so each process spins until one instant.
   const at = Date.now() + 1500;
-  const script = `const { CertificateAuthority } = require(${JSON.stringify(join(__dirname, '../../dist/engine/ca.js'))});
+  const script = `const { CertificateAuthority } = require(${JSON.stringify(join(__dirname, '../../dist/engine/tls/ca.js'))});
     while (Date.now() < ${at});
     CertificateAuthority.loadOrCreate(process.env.BTRFLY_CONFIG_DIR).then((ca) => process.stdout.write(ca.certPem));`;
   const outs = await Promise.all(

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { CertificateAuthority } from '../../src/engine/ca';
-import type { KeyType } from '../../src/engine/cert-issuer';
+import { CertificateAuthority } from '../../src/engine/tls/ca';
+import type { KeyType } from '../../src/engine/tls/cert-issuer';
 import { run, startHttpsServer, tempDir } from './ca-helpers';
 
 /**

@@ -5,7 +5,7 @@ import { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import type { CertificateAuthority } from '../../src/engine/ca';
+import type { CertificateAuthority } from '../../src/engine/tls/ca';
 
 /** A temporary directory removed by the returned cleanup. */
 export function tempDir(prefix = 'btrfly-ca-'): { dir: string; cleanup: () => void } {

@@ -1,4 +1,4 @@
-import { CertCache } from '../../src/engine/cert-cache';
+import { CertCache } from '../../src/engine/tls/cert-cache';
 
 /** A producer that counts how often each name was made. */
 function counting(): { made: string[]; produce: (name: string) => Promise<{ value: string; expiresAt: number }> } {

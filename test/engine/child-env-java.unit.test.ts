@@ -6,8 +6,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { onPath } from '../../src/engine/host-config';
-import { childEnvironment } from '../../src/engine/child-env';
+import { onPath } from '../../src/engine/host/config';
+import { childEnvironment } from '../../src/engine/command/child-env';
 import { testCa } from '../helpers';
 import { testWhen } from '../helpers/when';
 

@@ -1,8 +1,8 @@
 import DNS from 'dns2';
-import { buildResponse, checkQuery, isRejected, QTYPE, RCODE } from '../../src/engine/dns-message';
-import { isPrivateAddress, unmapAddress } from '../../src/engine/dns-clients';
-import { sessionAnswers } from '../../src/engine/dns-session';
-import { parseUpstreams } from '../../src/engine/dns-upstream';
+import { buildResponse, checkQuery, isRejected, QTYPE, RCODE } from '../../src/engine/dns/dns-message';
+import { isPrivateAddress, unmapAddress } from '../../src/engine/dns/dns-clients';
+import { sessionAnswers } from '../../src/engine/dns/dns-session';
+import { parseUpstreams } from '../../src/engine/dns/dns-upstream';
 
 const { Packet } = DNS;
 

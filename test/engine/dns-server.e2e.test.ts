@@ -7,7 +7,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import { promises as dnsPromises } from 'node:dns';
 import { registerCleanup } from '../helpers/cleanup';
-import { startDnsServer, DnsServer, DnsServerOptions } from '../../src/engine/dns-server';
+import { startDnsServer, DnsServer, DnsServerOptions } from '../../src/engine/dns/dns-server';
 import { BtrflyError } from '../../src/errors';
 import { BIG_TXT_COUNT, dig, FakeUpstream, startFakeUpstream, startSilentUpstream, UPSTREAM_A } from './dns-fixtures';
 

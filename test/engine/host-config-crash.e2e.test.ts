@@ -23,7 +23,7 @@ beforeAll(async () => {
   execFileSync(process.execPath, [
     tsc, '--outDir', compiled, '--rootDir', path.join(ROOT, 'src'), '--module', 'commonjs', '--target', 'ES2023',
     '--moduleResolution', 'node', '--esModuleInterop', '--skipLibCheck', '--strict', '--types', 'node',
-    path.join(ROOT, 'src/engine/host-config/index.ts'),
+    path.join(ROOT, 'src/engine/host/config/index.ts'),
   ], { cwd: ROOT, stdio: 'inherit' });
   driver = path.join(work, 'driver.js');
   await fs.writeFile(

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HostConfigurator, onPath, type HostPaths } from '../../src/engine/host-config';
+import { HostConfigurator, onPath, type HostPaths } from '../../src/engine/host/config';
 import { selfSignedCaPem } from '../helpers/test-ca';
 import { describeWhen } from '../helpers/when';
 

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { detectHostPaths, parseNameservers, parseOsRelease, pickUpstreams } from '../../src/engine/host-config';
+import { detectHostPaths, parseNameservers, parseOsRelease, pickUpstreams } from '../../src/engine/host/config';
 
 let dir: string;
 

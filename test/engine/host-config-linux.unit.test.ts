@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BtrflyError } from '../../src/errors';
-import { HostConfigurator, type HostPaths } from '../../src/engine/host-config';
+import { HostConfigurator, type HostPaths } from '../../src/engine/host/config';
 import { selfSignedCaPem } from '../helpers/test-ca';
 
 const CA = selfSignedCaPem('btrfly test CA', [{ name: 'basicConstraints', cA: true }]);

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HostConfigurator, type CommandResult, type HostPaths } from '../../src/engine/host-config';
+import { HostConfigurator, type CommandResult, type HostPaths } from '../../src/engine/host/config';
 import { selfSignedCaPem } from '../helpers/test-ca';
 
 // macOS's networksetup and security cannot run on Linux: they are tested at their

@@ -29,7 +29,7 @@ maybe('in a private namespace, apply makes getent and openssl use btrfly; restor
     execFileSync(process.execPath, [
       path.join(ROOT, 'node_modules/typescript/bin/tsc'), '--outDir', compiled, '--rootDir', path.join(ROOT, 'src'),
       '--module', 'commonjs', '--target', 'ES2023', '--moduleResolution', 'node', '--esModuleInterop', '--skipLibCheck',
-      '--strict', '--types', 'node', path.join(ROOT, 'src/engine/host-config/index.ts'),
+      '--strict', '--types', 'node', path.join(ROOT, 'src/engine/host/config/index.ts'),
     ], { stdio: 'inherit' });
 
     // Copies that stand in for the host's files inside the namespace.

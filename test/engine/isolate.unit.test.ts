@@ -1,8 +1,8 @@
-import { droppedFromNftJson, ipBatch, nftRuleset } from '../../src/engine/isolate/net-setup';
-import { FakeNames } from '../../src/engine/isolate/fake-names';
-import { classifyFirstBytes } from '../../src/engine/isolate/first-bytes';
-import { userNamespaceProblem } from '../../src/engine/isolate/kernel';
-import { originalDestination, parseProcNetTcp } from '../../src/engine/isolate/proc-net';
+import { droppedFromNftJson, ipBatch, nftRuleset } from '../../src/engine/command/isolate/net-setup';
+import { FakeNames } from '../../src/engine/command/isolate/fake-names';
+import { classifyFirstBytes } from '../../src/engine/command/isolate/first-bytes';
+import { userNamespaceProblem } from '../../src/engine/command/isolate/kernel';
+import { originalDestination, parseProcNetTcp } from '../../src/engine/command/isolate/proc-net';
 
 // Captured inside a namespace: a listener on 127.0.0.1:4444, the client 198.19.255.254:33852
 // whose connection to 93.184.216.34:8443 was redirected to it, and the accepted side.

@@ -7,8 +7,8 @@
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ServiceMetrics } from '../../src/engine/metrics';
-import { Runtime } from '../../src/engine/runtime';
+import { ServiceMetrics } from '../../src/engine/service/metrics';
+import { Runtime } from '../../src/engine/session/runtime';
 import { Archive } from '../../src/format/archive';
 import { bodyPartOid, damageLooseObject, genBodySha256, run, startOrigin, tmpDir, type Origin } from '../helpers';
 

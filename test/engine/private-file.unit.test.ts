@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { writePrivateFile } from '../../src/engine/private-file';
+import { writePrivateFile } from '../../src/engine/base/private-file';
 import { tmpDir } from '../helpers';
 
 test('writePrivateFile replaces the file atomically with a 0600 one and leaves no temp file', async () => {

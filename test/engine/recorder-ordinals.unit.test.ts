@@ -9,10 +9,10 @@
 import { randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { silentLogger } from '../../src/engine/log';
-import { RecordSession } from '../../src/engine/recorder';
-import { newSessionInfo } from '../../src/engine/session';
-import { Upstream } from '../../src/engine/upstream';
+import { silentLogger } from '../../src/engine/base/log';
+import { RecordSession } from '../../src/engine/session/recorder';
+import { newSessionInfo } from '../../src/engine/proxy/session';
+import { Upstream } from '../../src/engine/proxy/upstream';
 import type { Archive } from '../../src/format/archive';
 import type { Entry } from '../../src/format/types';
 import { startOrigin, type Origin } from '../helpers';

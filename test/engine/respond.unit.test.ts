@@ -9,7 +9,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { sendRecorded, type RecordedAnswer } from '../../src/engine/respond';
+import { sendRecorded, type RecordedAnswer } from '../../src/engine/proxy/respond';
 import type { Archive } from '../../src/format/archive';
 import type { BodyStore, Header } from '../../src/format/types';
 import { entry } from '../format/format-test-data';

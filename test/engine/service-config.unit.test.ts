@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { serveSettings } from '../../src/engine/service-config';
+import { serveSettings } from '../../src/engine/service/service-config';
 import { tmpDir } from '../helpers';
 
 test('serve settings: flags over the config file over the defaults; paths in the file are relative to it', async () => {

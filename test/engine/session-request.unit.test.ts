@@ -1,4 +1,4 @@
-import { parseDaemonSessionRequest, parseSessionRequest } from '../../src/engine/session-request';
+import { parseDaemonSessionRequest, parseSessionRequest } from '../../src/engine/session/session-request';
 
 test('the service takes no clients (its client is the caller); the daemon takes the host\'s addresses, checked like the rest', () => {
   const body = { tag: 'app', mode: 'record', clients: ['127.0.0.1', '::1'], redactHeaders: ['x-secret'] };

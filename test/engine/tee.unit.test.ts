@@ -10,7 +10,7 @@ import { createWriteStream, readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
-import { isStoreError, teeToStore } from '../../src/engine/tee';
+import { isStoreError, teeToStore } from '../../src/engine/proxy/tee';
 import { tmpDir } from '../helpers';
 import { sha256 } from '../format/storage-helpers';
 

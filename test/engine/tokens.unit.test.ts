@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { authorize, authorizeRead, authorizeSession, mayRead, tagMatches, TokenStore } from '../../src/engine/tokens';
+import { authorize, authorizeRead, authorizeSession, mayRead, tagMatches, TokenStore } from '../../src/engine/service/tokens';
 import { tmpDir, tokenSecret } from '../helpers';
 
 test('a token is printed once, stored only as a hash in a 0600 file, verified, scoped and revoked', async () => {

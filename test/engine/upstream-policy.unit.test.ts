@@ -1,5 +1,5 @@
-import { serviceDenyList, UpstreamPolicy } from '../../src/engine/upstream-policy';
-import { Upstream } from '../../src/engine/upstream';
+import { serviceDenyList, UpstreamPolicy } from '../../src/engine/proxy/upstream-policy';
+import { Upstream } from '../../src/engine/proxy/upstream';
 
 describe('the upstream address check of serve', () => {
   const policy = new UpstreamPolicy(serviceDenyList(['10.0.0.5', undefined]));

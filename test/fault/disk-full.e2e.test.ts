@@ -9,7 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, ftruncateSync, fstatSync, mkdirSync, openSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { onPath } from '../../src/engine/host-config';
+import { onPath } from '../../src/engine/host/config';
 import { CLI_ENTRY, cliEnv, cliWorkDir, registerCleanup, run, startOrigin, tmpDir, type Origin, type RunResult } from '../helpers';
 
 const missing = [process.getuid?.() === 0 ? '' : 'root', ...['unshare', 'nsenter', 'mount', 'curl', 'git'].filter((c) => !onPath(c))].filter(Boolean);

@@ -4,7 +4,7 @@ import { run } from './proc';
 import { tmpDir } from './tmp';
 
 /** Sizes small enough that a section measures start-up, not speed. */
-const TINY = ['--size-mib', '2', '--files', '40', '--sizes-mib', '1', '--seconds', '1', '--entries', '50', '--packages', '30', '--fetches', '2'];
+const TINY = ['--size-mib', '2', '--files', '40', '--sizes-mib', '1', '--seconds', '1', '--entries', '50', '--packages', '30', '--fetches', '2', '--tag-mib', '2'];
 
 /**
  * Runs the named bench sections once with tiny sizes and `--no-write`, and checks each printed

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { realpathSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { onPath } from '../../src/engine/host-config';
+import { onPath } from '../../src/engine/host/config';
 
 /**
  * Real build tools (pip, npm) pointed at the package origins of

@@ -2,7 +2,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { onPath } from '../../src/engine/host-config';
+import { onPath } from '../../src/engine/host/config';
 import { CLI_ENTRY } from './cli';
 import { ORIGIN_SERVER_SCRIPT } from './origin';
 import { testCa } from './test-ca';

@@ -3,7 +3,7 @@
  * of the test file. Import from here:
  *
  * ```ts
- * import { startOrigin, runCli, tmpDir, createNetns } from '../helpers';
+ * import { startOrigin, runCli, tmpDir, createNetns } from './';
  * ```
  */
 export * from './archive-fixture';

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { writeFile } from 'node:fs/promises';
-import { CertificateAuthority } from '../../engine/ca';
+import { CertificateAuthority } from '../../engine/tls/ca';
 import { BtrflyCommand, type JsonResult } from '../../cli/base';
 
 /** `btrfly ca export`: the CA certificate in PEM, for trust stores and CA bundles. */

@@ -1,4 +1,4 @@
-import { CertificateAuthority } from '../../engine/ca';
+import { CertificateAuthority } from '../../engine/tls/ca';
 import { BtrflyCommand, type JsonResult } from '../../cli/base';
 
 /** `btrfly ca path`: where btrfly's CA certificate is (created on first use). */

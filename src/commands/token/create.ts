@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { tokensFlag } from '../../cli/token-flags';
-import { defaultTokenStore } from '../../engine/service-config';
-import { TokenStore, type Scope } from '../../engine/tokens';
+import { defaultTokenStore } from '../../engine/service/service-config';
+import { TokenStore, type Scope } from '../../engine/service/tokens';
 import { BtrflyCommand, type JsonResult } from '../../cli/base';
 
 

@@ -1,5 +1,5 @@
-import { defaultTokenStore } from '../../engine/service-config';
-import { TokenStore } from '../../engine/tokens';
+import { defaultTokenStore } from '../../engine/service/service-config';
+import { TokenStore } from '../../engine/service/tokens';
 import { BtrflyCommand, type JsonResult } from '../../cli/base';
 import { tokensFlag } from '../../cli/token-flags';
 

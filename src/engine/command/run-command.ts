@@ -1,0 +1,196 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { BtrflyError, EXIT } from '../../errors';
+import { Archive } from '../../format/archive';
+import type { MatchRule } from '../../format/types';
+import { storageFailure } from '../../format/disk-space';
+import { asideAdvice, asideWhy, isNoSpace } from '../../format/lifecycle';
+import { formatSize } from '../../format/size';
+import { pauseAt } from '../../test-pause';
+import { childEnvironment } from './child-env';
+import { startIsolation, type Isolation, type Leak } from './isolate/isolated-run';
+import { playbackExitCode, type DamagedBody, type Mode } from '../proxy/session';
+import { Runtime, type SessionResult } from '../session/runtime';
+import type { UpstreamOptions } from '../proxy/upstream';
+import type { Logger } from '../base/log';
+
+export interface RunOptions {
+  archiveDir: string;
+  mode: Mode;
+  tag: string;
+  append?: boolean;
+  command: string[];
+  upstream?: UpstreamOptions;
+  redactHeaders?: string[];
+  redactQuery?: string[];
+  rules?: MatchRule[];
+  /** Seal the recording even when the command fails (default: keep it aside, the tag unchanged). */
+  sealOnFailure?: boolean;
+  /** Run the command in its own network namespace whose only way out is btrfly (run-isolate). */
+  isolate?: boolean;
+  /** With isolate: what btrfly could not carry does not fail the run. */
+  allowLeaks?: boolean;
+  /** Where progress and the summary go (stderr). */
+  report: (line: string) => void;
+  logger?: Logger;
+}
+
+export interface RunResult {
+  exitCode: number;
+  result: SessionResult;
+  /** With isolate: what the command tried that btrfly could not carry (it never left). */
+  leaks?: Leak[];
+}
+
+/**
+ * Command mode: starts a runtime on loopback, runs the command with the proxy and CA
+ * environment (docs/contract.md, "Trust and proxy settings"), then seals the recording or reports the playback's misses.
+ * The exit status is the command's, or 1 when a played-back body was damaged, or 3 when the playback missed.
+ */
+export async function runCommand(opts: RunOptions): Promise<RunResult> {
+  if (opts.command.length === 0) throw new BtrflyError('USAGE', 'no command to run: put it after "--", like btrfly run --record --tag=T -- ./build.sh');
+  const archive = await Archive.open(opts.archiveDir, { create: opts.mode === 'record' });
+  const work = await mkdtemp(path.join(os.tmpdir(), 'btrfly-run-'));
+  let runtime: Runtime | undefined;
+  let isolation: Promise<Isolation> | undefined;
+  try {
+    runtime = await Runtime.start({ archive, upstream: opts.upstream, logger: opts.logger });
+    // The namespace needs only the proxy's port: made while the session opens and the child's
+    // environment is written (docs/decisions.md, "Isolated command mode").
+    isolation = opts.isolate ? startIsolation({ proxy: runtime.proxy, workDir: work }) : undefined;
+    isolation?.catch(() => undefined); // its failure is thrown where it is awaited below
+    const opened = await runtime.openSession({
+      tag: opts.tag,
+      mode: opts.mode,
+      append: opts.append,
+      redactHeaders: opts.redactHeaders,
+      redactQuery: opts.redactQuery,
+      rules: opts.rules,
+      notice: (line) => opts.report(`btrfly: ${line}`),
+    });
+    if (opts.mode === 'record' || opts.append) {
+      for (const p of await archive.asideRecordings(opened.info.tag)) opts.report(`btrfly: note: ${asideAdvice(p)}`);
+    }
+    await pauseAt('run-child');
+    const env = await childEnvironment({ proxyUrl: opened.proxyUrl!, caPem: runtime.ca.certPem, workDir: work });
+    const childEnv = { ...process.env, ...env, BTRFLY_SESSION: opened.info.id, BTRFLY_TAG: opened.info.tag };
+    const child: ChildOutcome & { leaks?: Leak[] } = opts.isolate
+      ? await (await isolation!).run(opts.command, childEnv, opened.info.id)
+      : await runChild(opts.command, childEnv);
+    if (child.problem) opts.report(`btrfly: ${child.problem}`);
+    // A recording with leaks lacks what they would have fetched: it never becomes the tag, even
+    // with --seal-on-failure (--allow-leaks is the flag that accepts them), and the run fails
+    // with 1 when the command itself succeeded (docs/decisions.md, "Leaks hold a recording back").
+    const leaks = opts.allowLeaks ? 0 : (child.leaks?.length ?? 0);
+    const code = leaks > 0 && child.code === 0 ? EXIT.failure : child.code;
+    // A failed build keeps the tag (docs/archive-format.md, atomic tags): its recording is kept aside.
+    const keepAside = leaks > 0 || (child.code !== 0 && !opts.sealOnFailure) ? child.code : undefined;
+    const result = await runtime.closeSession(opened.info.id, { program: opts.command[0], keepAside, ...(leaks > 0 ? { leaks } : {}) });
+    const exitCode = (opts.mode === 'playback' ? playbackExitCode(result) : undefined) ?? code;
+    return { exitCode, result, leaks: child.leaks };
+  } catch (e) {
+    // A storage failure is btrfly's, whatever the command did: exit 1 with where and what to free.
+    throw isNoSpace(e) ? await storageFailure(archive.dir, e) : e;
+  } finally {
+    // A run that failed before its command (an unknown tag) ends the helper it started; after a
+    // run, ending it again is harmless.
+    await isolation?.then((i) => i.abort(), () => undefined);
+    await runtime?.close().catch(() => {});
+    await archive.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** The child's exit status; a command that could not start is a failure (127 when not found, as a shell says). */
+interface ChildOutcome {
+  code: number;
+  problem?: string;
+}
+
+/** Runs the child with inherited stdio, forwarding Ctrl-C and termination; resolves with its exit status. */
+function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<ChildOutcome> {
+  return new Promise((resolve) => {
+    const child = spawn(command[0], command.slice(1), { stdio: 'inherit', env });
+    const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
+    const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]).map((s) => [s, forward(s)] as const);
+    for (const [s, h] of handlers) process.on(s, h);
+    const done = () => {
+      for (const [s, h] of handlers) process.off(s, h);
+    };
+    child.once('error', (e: NodeJS.ErrnoException) => {
+      done();
+      resolve(
+        e.code === 'ENOENT'
+          ? { code: 127, problem: `command not found: ${command[0]}: check the command after "--"` }
+          : { code: 126, problem: `cannot run ${command[0]}: ${e.message}` },
+      );
+    });
+    child.once('exit', (code, signal) => {
+      done();
+      resolve({ code: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1) });
+    });
+  });
+}
+
+/** The end-of-run summary (stderr): tag, recording, requests, bytes, hits, misses, and each miss. */
+export function summarize(mode: Mode, r: SessionResult, unused: boolean): string[] {
+  const s = r.info.stats;
+  const id = (r.commit ?? r.info.rev ?? '').slice(0, 12);
+  if (r.aside) {
+    const { id, entries, exitCode, leaks } = r.aside;
+    const kept = `tag "${r.info.tag}" is unchanged; its recording (${entries} entr${entries === 1 ? 'y' : 'ies'}) is kept aside as ${id}`;
+    if (leaks) {
+      return [
+        `btrfly: ${asideWhy(exitCode, leaks)} (listed below), so the recording would miss what they fetch: ${kept}: remove them from the build and record again, or accept them: "btrfly pending seal ${id}" makes this recording the tag (--allow-leaks does so at once), "btrfly pending drop ${id}" drops it`,
+      ];
+    }
+    return [
+      `btrfly: the command failed (exit ${exitCode}): tag "${r.info.tag}" is unchanged; its recording (${entries} entr${entries === 1 ? 'y' : 'ies'}) is kept aside as ${id}: "btrfly pending seal ${id}" makes it the tag, "btrfly pending drop ${id}" drops it (--seal-on-failure seals a failed build's recording at once)`,
+    ];
+  }
+  if (mode === 'record' && !r.commit) return [`btrfly: nothing was recorded: tag "${r.info.tag}" is unchanged`];
+  const lines =
+    mode === 'record'
+      ? [`btrfly: recorded tag "${r.info.tag}" (recording ${id || 'none'}): ${s.requests} requests, ${s.recorded} entries, ${formatSize(s.bytes)}${s.upstreamErrors ? `, ${s.upstreamErrors} upstream errors` : ''}`]
+      : [`btrfly: played back tag "${r.info.tag}" (recording ${(r.info.rev ?? '').slice(0, 12)}): ${s.requests} requests, ${formatSize(s.bytes)}, ${s.hits} hits, ${s.misses} misses${s.corrupt ? `, ${s.corrupt} damaged` : ''}`];
+  for (const d of r.damaged ?? []) lines.push(damagedLine(r.info.tag, d));
+  if (mode === 'playback' && r.commit) lines.push(`btrfly: --append recorded ${s.recorded} missing entr${s.recorded === 1 ? 'y' : 'ies'} as recording ${r.commit.slice(0, 12)} of tag "${r.info.tag}"`);
+  if (r.misses.length > 0) {
+    lines.push(`btrfly: ${r.misses.length} request(s) missed (not in the recording):`);
+    for (const m of r.misses) {
+      lines.push(`  ${m.method} ${m.url}`);
+      for (const n of m.nearest) lines.push(`    nearest: ${n}`);
+    }
+    lines.push(`btrfly: re-record with "btrfly run --record --append --tag=${r.info.tag} -- ..." or make the build request what was recorded`);
+  }
+  if (unused && r.unused && r.unused.length > 0) {
+    lines.push(`btrfly: ${r.unused.length} recorded entr${r.unused.length === 1 ? 'y' : 'ies'} nothing asked for:`);
+    for (const e of r.unused) lines.push(`  ${e.request.method} ${e.request.url}`);
+  }
+  return lines;
+}
+
+/** One line per damaged body: which, and what to do (the client's transfer of it was broken off). */
+function damagedLine(tag: string, d: DamagedBody): string {
+  const what = d.code === 'BODY_MISSING' ? 'cannot be read from the archive (an object is missing or damaged)' : 'is damaged in the archive (it does not match its SHA-256)';
+  return `btrfly: the body of ${d.method} ${d.url} (sha256 ${d.sha256}) ${what}, so its transfer was broken off: run "btrfly verify ${tag}", then pull the tag again from a good remote (or re-record it)`;
+}
+
+/**
+ * The end-of-run lines for what an isolated command tried that btrfly could not carry.
+ * `recorded`: the run recorded (--record, or --playback --append), so its recording was held back.
+ */
+export function summarizeLeaks(leaks: Leak[], allowed: boolean, recorded: boolean): string[] {
+  if (leaks.length === 0) return [];
+  return [
+    `btrfly: ${leaks.length} connection(s) btrfly cannot carry were refused inside the namespace (nothing reached the network):`,
+    ...leaks.map((l) => `  ${l.protocol} ${l.address.includes(':') ? `[${l.address}]` : l.address}${l.port !== undefined ? `:${l.port}` : ''}: ${l.reason}`),
+    allowed
+      ? 'btrfly: --allow-leaks: the run does not fail for them'
+      : recorded
+        ? 'btrfly: the recording would miss what they fetch, so it did not become the tag and the run fails: remove them from the build, or accept them with --allow-leaks'
+        : 'btrfly: the playback cannot answer them, so the run fails: remove them from the build, or accept them with --allow-leaks',
+  ];
+}

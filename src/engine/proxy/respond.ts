@@ -1,0 +1,182 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, type Readable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import * as zlib from 'node:zlib';
+import fresh from 'fresh';
+import Negotiator from 'negotiator';
+import rangeParser from 'range-parser';
+import { BtrflyError } from '../../errors';
+import { lendsBuffers } from '../../format/checked-cache-reader';
+import type { BodyLocation, BodyStore, ByteRange, Entry, Header } from '../../format/types';
+import { flatHeaders, headerValue, withoutHeaders } from './http-util';
+import { noteStreamed } from './memory';
+
+/** What serving a recorded response needs besides the store: its entry, its full header list, and where its body is. */
+export interface RecordedAnswer {
+  entry: Entry;
+  /** Recorded headers with the volatile ones merged back in received order. */
+  headers: Header[];
+  body: BodyLocation | undefined;
+}
+
+/** Headers a 304 carries over from the full response (RFC 9110 §15.4.5). */
+const NOT_MODIFIED_KEEP = new Set(['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified']);
+
+const DECODERS: Record<string, () => Transform> = {
+  gzip: () => zlib.createGunzip(),
+  'x-gzip': () => zlib.createGunzip(),
+  deflate: () => zlib.createInflate(),
+  br: () => zlib.createBrotliDecompress(),
+  zstd: () => zlib.createZstdDecompress(),
+};
+
+/**
+ * Sends a recorded response to a client as HTTP would have: `304` for a conditional request
+ * whose validators match, `206`/`416` for a `Range`, the decoded body when the recorded
+ * `Content-Encoding` is one the client does not accept, otherwise the recorded status,
+ * headers and bytes, read from `bodies`. `count` hears of body bytes as they go out, so a client
+ * that hangs up before the end is still counted for what it got.
+ */
+export async function sendRecorded(req: IncomingMessage, res: ServerResponse, answer: RecordedAnswer, bodies: BodyStore, count: (bytes: number) => void): Promise<void> {
+  const { entry } = answer;
+  const status = entry.response.status;
+  const size = entry.response.content.size;
+  let headers = withoutHeaders(answer.headers, 'content-length', 'transfer-encoding');
+  const noBody = req.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
+
+  if (status === 200 && (req.method === 'GET' || req.method === 'HEAD') && isFresh(req, headers)) {
+    res.writeHead(304, flatHeaders(headers.filter((h) => NOT_MODIFIED_KEEP.has(h.name.toLowerCase()))));
+    res.end();
+    return;
+  }
+
+  const encoding = entry.response.content.encoding;
+  if (encoding && !noBody && !acceptsEncoding(req, encoding)) {
+    const decoder = DECODERS[encoding.toLowerCase()];
+    if (decoder) {
+      if (!answer.body) throw missingBody(entry);
+      headers = withoutHeaders(headers, 'content-encoding', 'etag', 'accept-ranges');
+      res.writeHead(status, entry.response.statusText, flatHeaders(headers));
+      return streamCounting(bodies.openBody(answer.body), res, count, decoder());
+    }
+  }
+
+  const range = status === 200 && req.method === 'GET' ? requestedRange(req, headers, size) : undefined;
+  if (range === 'unsatisfiable') {
+    res.writeHead(416, flatHeaders([...withoutHeaders(headers, 'content-type', 'content-encoding'), { name: 'Content-Range', value: `bytes */${size}` }, { name: 'Content-Length', value: '0' }]));
+    res.end();
+    return;
+  }
+  if (range) {
+    const out = [
+      ...headers,
+      { name: 'Content-Range', value: `bytes ${range.start}-${range.end}/${size}` },
+      { name: 'Content-Length', value: String(range.end - range.start + 1) },
+    ];
+    res.writeHead(206, 'Partial Content', flatHeaders(out));
+    if (!answer.body) throw missingBody(entry);
+    return streamCounting(bodies.openBody(answer.body, range), res, count);
+  }
+
+  const out = noBody && req.method !== 'HEAD' ? headers : [...headers, { name: 'Content-Length', value: String(size) }];
+  res.writeHead(status, entry.response.statusText, flatHeaders(out));
+  if (noBody || size === 0) {
+    res.end();
+    return;
+  }
+  if (!answer.body) throw missingBody(entry);
+  const small = bodies.readSmallBody(answer.body);
+  if (small) return sendWhole(await small, res, count);
+  return streamCounting(bodies.openBody(answer.body), res, count);
+}
+
+/**
+ * Sends a body held in one buffer with one write: no stream, pipeline or abort controller per
+ * response (each `pipeline` makes a DOMException when it settles, ~0.03 ms; docs/notes/small-files.md).
+ */
+async function sendWhole(body: Buffer, res: ServerResponse, count: (bytes: number) => void): Promise<void> {
+  count(body.length);
+  noteStreamed(body.length);
+  res.end(body);
+  await finished(res);
+}
+
+function isFresh(req: IncomingMessage, headers: Header[]): boolean {
+  if (!req.headers['if-none-match'] && !req.headers['if-modified-since']) return false;
+  return fresh(req.headers, { etag: headerValue(headers, 'etag'), 'last-modified': headerValue(headers, 'last-modified') });
+}
+
+function acceptsEncoding(req: IncomingMessage, encoding: string): boolean {
+  if (req.headers['accept-encoding'] === undefined) return true; // RFC 9110 §12.5.3: no header, any coding is acceptable
+  return new Negotiator(req).encodings([encoding]).length > 0;
+}
+
+/** The single range to send, `unsatisfiable`, or undefined for the whole body (also for multi-range requests). */
+function requestedRange(req: IncomingMessage, headers: Header[], size: number): ByteRange | 'unsatisfiable' | undefined {
+  const header = req.headers.range;
+  if (!header) return undefined;
+  const ifRange = req.headers['if-range'] as string | undefined;
+  if (ifRange) {
+    const etag = headerValue(headers, 'etag');
+    const lastModified = headerValue(headers, 'last-modified');
+    const matches = ifRange.startsWith('"') || ifRange.startsWith('W/') ? ifRange === etag : ifRange === lastModified;
+    if (!matches) return undefined;
+  }
+  const parsed = rangeParser(size, header, { combine: true });
+  if (parsed === -1) return 'unsatisfiable';
+  if (parsed === -2 || parsed.type !== 'bytes' || parsed.length !== 1) return undefined;
+  return { start: parsed[0].start, end: parsed[0].end };
+}
+
+async function streamCounting(body: Readable, res: ServerResponse, count: (bytes: number) => void, ...through: Transform[]): Promise<void> {
+  if (through.length === 0 && lendsBuffers(body)) return sendLent(body, body.lend(), res, count);
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      count(chunk.length);
+      noteStreamed(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  await pipeline([body, ...through, counter, res]);
+}
+
+/**
+ * Writes a body whose buffers are lent (src/format/checked-cache-reader.ts): each chunk goes back
+ * to the reader once its write completed, so a long body reuses a few buffers instead of making
+ * garbage. Ends as `pipeline` would: a client gone ends the read, a failed read fails the answer.
+ */
+async function sendLent(body: Readable, giveBack: (chunk: Buffer) => void, res: ServerResponse, count: (bytes: number) => void): Promise<void> {
+  // 'data' events, not `for await`: the iterator's read() joins buffered chunks into a new buffer.
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      count(chunk.length);
+      noteStreamed(chunk.length);
+      if (!res.write(chunk, () => giveBack(chunk))) body.pause();
+    };
+    const onDrain = (): void => void body.resume();
+    const onClose = (): void => fail(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    const onEnd = (): void => {
+      cleanup();
+      res.end();
+      resolve();
+    };
+    const fail = (e: Error): void => {
+      cleanup();
+      body.destroy();
+      reject(e);
+    };
+    const cleanup = (): void => {
+      body.off('data', onData).off('end', onEnd).off('error', fail);
+      res.off('drain', onDrain).off('close', onClose);
+    };
+    // A client already gone emits no 'close' any more.
+    if (res.destroyed) return onClose();
+    body.on('data', onData).once('end', onEnd).once('error', fail);
+    res.on('drain', onDrain).once('close', onClose);
+  });
+  await finished(res);
+}
+
+function missingBody(entry: Entry): BtrflyError {
+  return new BtrflyError('BODY_MISSING', `the body ${entry.response.content.sha256.slice(0, 12)} of ${entry.request.method} ${entry.request.url} is missing from the archive: run "btrfly verify"`);
+}

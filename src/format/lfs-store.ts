@@ -1,0 +1,126 @@
+/**
+ * Git LFS mode (`btrfly init --lfs`, docs/decisions.md "Git LFS mode"): each body is one Git LFS
+ * object, its raw bytes as a file named by their SHA-256 in git-lfs's own local store,
+ * `<archive>/lfs/objects/<2 hex>/<next 2 hex>/<sha256>`, and the recording's tree holds a
+ * pointer file for it (`bodies/<2 hex>/<sha256>/lfs`). The LFS oid is then btrfly's own content
+ * address, the object file is what playback streams (no second copy in git or in the body
+ * cache), and the real `git-lfs` client moves the objects to and from any LFS server.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BtrflyError } from '../errors';
+import { processAlive } from '../process-alive';
+import type { Git } from './git';
+import { ownedTempName, tempOwner } from './lifecycle';
+
+/** The name of a body's pointer file inside `bodies/<2 hex>/<sha256>/` in LFS mode. */
+export const LFS_POINTER_NAME = 'lfs';
+
+/** The git config key that marks an archive as LFS mode, and its value. */
+export const STORAGE_KEY = 'btrfly.storage';
+export const STORAGE_LFS = 'lfs';
+
+/** The SHA-256 of zero bytes: an empty body stays a git blob (an empty file is its own LFS pointer). */
+export const EMPTY_SHA256 = createHash('sha256').digest('hex');
+
+/** The `.gitattributes` line that tells git, git-lfs and git hosts that bodies are LFS objects. */
+export const LFS_ATTRIBUTES = 'bodies/** filter=lfs diff=lfs merge=lfs -text\n';
+
+/** A pointer file (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md): keys sorted, version first. */
+export function lfsPointer(sha256: string, size: number): string {
+  return `version https://git-lfs.github.com/spec/v1\noid sha256:${sha256}\nsize ${size}\n`;
+}
+
+/** Checks that the real `git-lfs` client is installed: LFS mode needs it to push and pull. */
+export async function checkGitLfs(git: Git): Promise<void> {
+  const r = await git.run(['lfs', 'version'], { ok: [0, 1, 128, 127] }).catch(() => undefined);
+  if (!r || r.code !== 0 || !/git-lfs\//.test(r.stdout)) {
+    throw new BtrflyError('CONFIG', 'git-lfs is not installed: install it (Debian: apt-get install git-lfs), then run the command again');
+  }
+}
+
+/** git-lfs's local object store of one archive. */
+export class LfsStore {
+  /** `<archive>/lfs/objects` */
+  readonly objects: string;
+  /** `<archive>/lfs/tmp`: git-lfs's own temp dir, on the same file system as the objects. */
+  readonly tmp: string;
+
+  constructor(readonly gitDir: string) {
+    this.objects = join(gitDir, 'lfs', 'objects');
+    this.tmp = join(gitDir, 'lfs', 'tmp');
+  }
+
+  /** Where the object of `sha256` is (or would be). */
+  path(sha256: string): string {
+    return join(this.objects, sha256.slice(0, 2), sha256.slice(2, 4), sha256);
+  }
+
+  has(sha256: string): boolean {
+    return existsSync(this.path(sha256));
+  }
+
+  /** A temp file name for a body being written, carrying the pid so `gc` can reclaim it. */
+  tempPath(): string {
+    return join(this.tmp, ownedTempName(process.pid, `btrfly-${randomUUID()}`));
+  }
+
+  async ready(): Promise<void> {
+    await mkdir(this.tmp, { recursive: true });
+  }
+
+  /**
+   * Puts a written temp file in place as the object `sha256` (its bytes were hashed while
+   * written). When the object is already there, the temp file is dropped: stored once.
+   */
+  async commit(temp: string, sha256: string): Promise<void> {
+    const target = this.path(sha256);
+    if (existsSync(target)) {
+      await rm(temp, { force: true });
+      return;
+    }
+    await mkdir(join(target, '..'), { recursive: true });
+    await rename(temp, target);
+  }
+
+  /** Removes an object found damaged, so the next pull fetches it again (git-lfs skips objects it has). */
+  async evict(sha256: string): Promise<void> {
+    await mkdir(this.tmp, { recursive: true });
+    const doomed = join(this.tmp, ownedTempName(process.pid, `evict-${randomUUID()}`));
+    if (await rename(this.path(sha256), doomed).then(() => true, () => false)) await rm(doomed, { force: true });
+  }
+
+  /** Bytes of the objects of `sha256s` that are here. */
+  async diskUsage(sha256s: Iterable<string>): Promise<number> {
+    let total = 0;
+    for (const sha of sha256s) total += await stat(this.path(sha)).then((s) => s.blocks * 512, () => 0);
+    return total;
+  }
+
+  /**
+   * Removes every object not in `keep`, and the temp files of processes that died.
+   * @param opts.spareRecent keep objects younger than an hour (a recorder runs: its newest bodies are in no journal yet)
+   */
+  async prune(keep: ReadonlySet<string>, opts: { spareRecent?: boolean } = {}): Promise<number> {
+    let removed = 0;
+    const now = Date.now();
+    const recent = (p: string): Promise<boolean> => stat(p).then((s) => now - s.mtimeMs < 60 * 60 * 1000, () => false);
+    for (const a of await readdir(this.objects).catch(() => [] as string[])) {
+      for (const b of await readdir(join(this.objects, a)).catch(() => [] as string[])) {
+        for (const oid of await readdir(join(this.objects, a, b)).catch(() => [] as string[])) {
+          const p = join(this.objects, a, b, oid);
+          if (keep.has(oid) || (opts.spareRecent && (await recent(p)))) continue;
+          await rm(p, { force: true });
+          removed++;
+        }
+      }
+    }
+    for (const name of await readdir(this.tmp).catch(() => [] as string[])) {
+      const owner = tempOwner(name);
+      if (owner !== undefined && !processAlive(owner)) await rm(join(this.tmp, name), { recursive: true, force: true });
+    }
+    return removed;
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * Push and pull of an LFS archive's bodies through the real `git-lfs` client: its objects go
+ * before the refs on a push (a remote never has a tag whose bodies it lacks), and come after
+ * the refs on a pull, into the local LFS store, before btrfly reads every new body back
+ * against its SHA-256 and only then moves the tag (src/format/remote.ts). git-lfs finds the LFS
+ * server from the remote's URL (`<url>/info/lfs` for https, the remote repository's own
+ * `lfs/objects` for a path), and takes credentials from git's credential helpers.
+ */
+import { BtrflyError } from '../errors';
+import type { Archive } from './archive';
+import { lastGitMessage } from './git';
+import { checkGitLfs, LFS_POINTER_NAME } from './lfs-store';
+
+/**
+ * Uploads the LFS objects of every recording `refs` reach that the remote lacks (git-lfs asks
+ * the server which ones it has, by the batch API).
+ * @throws BtrflyError NETWORK naming the remote and what git-lfs said
+ */
+export async function lfsPush(archive: Archive, remote: string, refs: string[], opts: { progress?: NodeJS.WritableStream; interactive?: boolean } = {}): Promise<void> {
+  await checkGitLfs(archive.git);
+  try {
+    await archive.git.transfer(['lfs', 'push', remote, ...refs], opts);
+  } catch (e) {
+    throw lfsFailed(`push of the bodies (Git LFS objects) to remote ${remote} failed`, e);
+  }
+}
+
+/**
+ * Downloads the LFS objects of every recording the fetched `refs` reach into the local store
+ * (git-lfs checks each object's SHA-256 as it arrives and keeps none that fails).
+ * @returns what git-lfs said when it could not fetch every object (a refused or damaged object),
+ * else undefined: the caller's verification then names the bodies that are missing
+ */
+export async function lfsFetch(archive: Archive, remote: string, refs: string[], opts: { progress?: NodeJS.WritableStream; interactive?: boolean } = {}): Promise<string | undefined> {
+  if (refs.length === 0) return undefined;
+  await checkGitLfs(archive.git);
+  try {
+    await archive.git.transfer(['lfs', 'fetch', '--all', remote, ...refs], opts);
+    return undefined;
+  } catch (e) {
+    const stderr = String((e as BtrflyError).data?.stderr ?? '');
+    if (!stderr) throw e;
+    return lfsMessage(stderr);
+  }
+}
+
+/**
+ * Whether git-lfs must move bodies for these refs: always in an LFS archive; in a git mode
+ * archive when a recording they reach holds an LFS pointer (a tag pulled from an LFS archive,
+ * whose bodies then stay LFS objects while new recordings go into git).
+ */
+export async function needsLfs(archive: Archive, refs: string[], opts: { newOnly?: boolean } = {}): Promise<boolean> {
+  if (archive.lfsMode) return true;
+  if (refs.length === 0) return false;
+  // On a pull, only the recordings that no tag here holds yet (those were checked already).
+  const { stdout } = await archive.git.run(['rev-list', '--objects', ...refs, ...(opts.newOnly ? ['--not', '--branches'] : [])]);
+  return new RegExp(`^[0-9a-f]+ bodies/[0-9a-f]{2}/[0-9a-f]{64}/${LFS_POINTER_NAME}$`, 'm').test(stdout);
+}
+
+/** git-lfs's own line about what failed: a hash that did not match, a missing object, a refusal. */
+function lfsMessage(stderr: string): string {
+  const lines = stderr.split(/[\r\n]+/).map((l) => l.trim()).filter(Boolean);
+  const telling = lines.find((l) => /invalid hash|failed checks|expected OID|does not exist|not found|denied|unauthori[sz]ed|forbidden/i.test(l));
+  return (telling ?? lastGitMessage(stderr)).replace(/^(fatal|error): /, '');
+}
+
+function lfsFailed(what: string, e: unknown): BtrflyError {
+  const stderr = String((e as BtrflyError).data?.stderr ?? '');
+  if (!stderr) return e as BtrflyError;
+  return new BtrflyError('NETWORK', `${what}: ${lfsMessage(stderr)}: check the remote's URL ("btrfly remote list"), that its host serves Git LFS, and your git credentials`, {
+    cause: e,
+    data: { stderr },
+  });
+}

@@ -1,0 +1,173 @@
+/**
+ * Git LFS mode as a user runs it: `btrfly init --lfs`, a recorded build, `btrfly push` to a
+ * file remote and to an LFS server over HTTPS with basic auth (test/fixtures/lfs-api.js behind
+ * the git smart-HTTP server; the client is the real git-lfs), the remote's git objects staying
+ * tiny, then `btrfly pull` into a fresh archive, verified and played back with the origin gone;
+ * and a damaged LFS object on the remote refused at pull.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { genBodySha256, gitFsck, runCli, runOk, startGitServer, startOrigin, testCa, tmpDir, type Origin } from '../helpers';
+
+const BIG = 12 * 1024 * 1024 + 321;
+const sha256 = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
+const lfsObject = (repo: string, oid: string): string => join(repo, 'lfs', 'objects', oid.slice(0, 2), oid.slice(2, 4), oid);
+const duBytes = async (dir: string): Promise<number> => Number((await runOk('du', ['-sb', dir])).stdout.split('\t')[0]);
+
+/** A user's git setup for the HTTPS host: a credential helper with the password, and the host's CA. */
+function gitUser(url: string, user: string, password: string): NodeJS.ProcessEnv {
+  const dir = tmpDir('btrfly-gituser-');
+  const creds = join(dir, 'credentials');
+  writeFileSync(creds, `https://${user}:${password}@${new URL(url).host}\n`, { mode: 0o600 });
+  const config = join(dir, 'gitconfig');
+  writeFileSync(config, `[credential]\n\thelper = store --file=${creds}\n[http]\n\tsslCAInfo = ${testCa().caPath}\n`);
+  return { GIT_CONFIG_GLOBAL: config, GIT_SSL_CAINFO: undefined };
+}
+
+describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled through git-lfs', () => {
+  let origin: Origin;
+  let archive: string;
+  let out: string;
+  let script: string;
+  let bigSha: string;
+
+  beforeAll(async () => {
+    origin = await startOrigin({ https: true });
+    archive = join(tmpDir(), 'archive');
+    out = tmpDir();
+    const base = origin.urlFor('/', 'origin.test').replace(/\/$/, '');
+    script = join(tmpDir(), 'build.sh');
+    writeFileSync(script, ['set -eu', 'OUT="$1"', `curl -sSf -o "$OUT/big" "${base}/gen/${BIG}?seed=5"`, `curl -sSf -o "$OUT/small" "${base}/gen/2000?seed=6"`, ''].join('\n'));
+    bigSha = await genBodySha256(BIG, 5);
+  });
+
+  afterAll(async () => {
+    await origin?.close().catch(() => undefined);
+  });
+
+  it('records into an LFS archive: the body is one LFS object, git holds its pointer', async () => {
+    const init = await runCli(['init', '--lfs', '--archive', archive]);
+    expect(init.stdout).toMatch(/created archive .* \(bodies as Git LFS objects\)/);
+    expect(init.code).toBe(0);
+    const rec = await runCli(['run', '--record', '--tag=deps', '--archive', archive, '--upstream-ca', origin.caPath!, '--resolve', `origin.test:${origin.host}`, '--', 'bash', script, out], {
+      timeoutMs: 120_000,
+    });
+    expect(rec.stderr).toMatch(/recorded tag "deps"/);
+    expect(rec.code).toBe(0);
+    expect(sha256(join(out, 'big'))).toBe(bigSha);
+    expect(sha256(lfsObject(archive, bigSha))).toBe(bigSha);
+    expect(await duBytes(join(archive, 'objects'))).toBeLessThan(256 * 1024);
+    // The body is not in the body cache as well: one copy on disk.
+    expect(existsSync(join(archive, 'btrfly', 'cache', bigSha.slice(0, 2), bigSha))).toBe(false);
+    expect((await runCli(['verify', '--archive', archive])).stdout).toMatch(/^ok: 1 tags, 1 recordings, 2 bodies/);
+    // init on an archive, and migrate without its target, are refused in one line.
+    const again = await runCli(['init', '--lfs', '--archive', archive]);
+    expect(again.stderr).toBe(`btrfly: ${archive} is an archive (Git LFS mode) already: give another --archive directory, or move a git mode archive to LFS with "btrfly migrate --lfs"\n`);
+    expect(again.code).toBe(1);
+    const bare = await runCli(['migrate', '--archive', archive]);
+    expect(bare.stderr).toBe('btrfly: missing --lfs (the one migration there is: bodies to Git LFS objects); usage: btrfly migrate --lfs\n');
+    expect(bare.code).toBe(2);
+    await gitFsck(archive);
+  });
+
+  it('pushes to a file remote and pulls into a new archive that plays back offline', async () => {
+    const remote = join(tmpDir(), 'hub.git');
+    await runOk('git', ['init', '-q', '--bare', remote]);
+    expect((await runCli(['remote', 'add', 'hub', remote, '--archive', archive])).code).toBe(0);
+    const push = await runCli(['push', 'hub', '--archive', archive], { timeoutMs: 120_000 });
+    expect(push.stderr + push.stdout).toMatch(/deps/);
+    expect(push.code).toBe(0);
+    expect(sha256(lfsObject(remote, bigSha))).toBe(bigSha);
+    expect(await duBytes(join(remote, 'objects'))).toBeLessThan(256 * 1024);
+
+    const copy = join(tmpDir(), 'copy');
+    expect((await runCli(['init', '--lfs', '--archive', copy])).code).toBe(0);
+    expect((await runCli(['remote', 'add', 'hub', remote, '--archive', copy])).code).toBe(0);
+    const pull = await runCli(['pull', 'hub', '--archive', copy], { timeoutMs: 120_000 });
+    expect(pull.code).toBe(0);
+    expect(sha256(lfsObject(copy, bigSha))).toBe(bigSha);
+    expect((await runCli(['verify', '--archive', copy])).code).toBe(0);
+
+    // A git mode archive takes the tag too: its bodies stay LFS objects there.
+    const plain = join(tmpDir(), 'plain');
+    expect((await runCli(['remote', 'add', 'hub', remote, '--archive', plain])).code).toBe(0);
+    expect((await runCli(['pull', 'hub', '--archive', plain], { timeoutMs: 120_000 })).code).toBe(0);
+    expect(sha256(lfsObject(plain, bigSha))).toBe(bigSha);
+    expect((await runCli(['verify', '--archive', plain])).code).toBe(0);
+
+    await origin.close();
+    const again = tmpDir();
+    const play = await runCli(['run', '--playback', '--tag=deps', '--archive', copy, '--', 'bash', script, again], { timeoutMs: 120_000 });
+    expect(play.stderr).toMatch(/2 hits, 0 misses/);
+    expect(play.code).toBe(0);
+    for (const f of ['big', 'small']) expect(`${f} ${sha256(join(again, f))}`).toBe(`${f} ${sha256(join(out, f))}`);
+  });
+
+  it('refuses a pull whose LFS object was damaged on the remote; the tag is not created', async () => {
+    const remote = join(tmpDir(), 'bad.git');
+    await runOk('git', ['init', '-q', '--bare', remote]);
+    await runCli(['remote', 'add', 'bad', remote, '--archive', archive]);
+    expect((await runCli(['push', 'bad', '--archive', archive], { timeoutMs: 120_000 })).code).toBe(0);
+    // Other bytes under the same name, as a new file (git-lfs hard-links objects of a file remote).
+    const path = lfsObject(remote, bigSha);
+    const bytes = readFileSync(path);
+    bytes[1000] ^= 1;
+    writeFileSync(`${path}.new`, bytes);
+    renameSync(`${path}.new`, path);
+
+    const victim = join(tmpDir(), 'victim');
+    await runCli(['init', '--lfs', '--archive', victim]);
+    await runCli(['remote', 'add', 'bad', remote, '--archive', victim]);
+    const pull = await runCli(['pull', 'bad', '--archive', victim], { timeoutMs: 120_000 });
+    expect(pull.stderr).toMatch(/^btrfly: pull of tag "deps" from remote bad refused, the tag here is unchanged: .*body [0-9a-f]{64} .*git-lfs said: .*hash/m);
+    expect(pull.code).toBe(1);
+    expect((await runCli(['tags', '--archive', victim, '--json'])).stdout).toMatch(/^\[\s*\]/);
+    expect(existsSync(lfsObject(victim, bigSha))).toBe(false);
+  });
+
+  it('pushes to an LFS server over HTTPS with basic auth and pulls back through it', async () => {
+    const root = tmpDir('btrfly-lfs-host-');
+    await runOk('git', ['init', '-q', '--bare', join(root, 'deps.git')]);
+    const server = await startGitServer(undefined, '127.0.0.1', root, { auth: { user: 'builder', password: 's3cret' } });
+    const url = `https://127.0.0.1:${server.port}/deps.git`;
+    const env = gitUser(url, 'builder', 's3cret');
+    expect((await runCli(['remote', 'add', 'host', url, '--archive', archive])).code).toBe(0);
+    const push = await runCli(['push', 'host', '--archive', archive], { env, timeoutMs: 120_000 });
+    expect(push.stderr).not.toMatch(/^btrfly:/m);
+    expect(push.code).toBe(0);
+    // The body went through the batch API and a basic-transfer PUT, not into git.
+    const stats = await server.stats();
+    expect(stats.unauthorized).toBeGreaterThan(0);
+    expect(stats.requests.some((r) => r.method === 'PUT' && r.url.endsWith(bigSha) && r.requestBytes === BIG)).toBe(true);
+    expect(sha256(lfsObject(join(root, 'deps.git'), bigSha))).toBe(bigSha);
+    expect(await duBytes(join(root, 'deps.git', 'objects'))).toBeLessThan(256 * 1024);
+    // Nothing of the credentials was kept in the archive.
+    expect(readFileSync(join(archive, 'config'), 'utf8')).not.toMatch(/s3cret/);
+
+    const copy = join(tmpDir(), 'from-https');
+    await runCli(['init', '--lfs', '--archive', copy]);
+    await runCli(['remote', 'add', 'host', url, '--archive', copy]);
+    const pull = await runCli(['pull', 'host', '--archive', copy], { env, timeoutMs: 120_000 });
+    expect(pull.stderr).not.toMatch(/^btrfly:/m);
+    expect(pull.code).toBe(0);
+    expect(sha256(lfsObject(copy, bigSha))).toBe(bigSha);
+    const again = tmpDir();
+    const play = await runCli(['run', '--playback', '--tag=deps', '--archive', copy, '--', 'bash', script, again], { timeoutMs: 120_000 });
+    expect(play.code).toBe(0);
+    expect(sha256(join(again, 'big'))).toBe(bigSha);
+
+    // The server's copy damaged: git-lfs refuses the download, btrfly the tag.
+    const path = lfsObject(join(root, 'deps.git'), bigSha);
+    const bytes = readFileSync(path);
+    bytes[bytes.length - 1] ^= 1;
+    writeFileSync(path, bytes);
+    const victim = join(tmpDir(), 'victim-https');
+    await runCli(['init', '--lfs', '--archive', victim]);
+    await runCli(['remote', 'add', 'host', url, '--archive', victim]);
+    const refused = await runCli(['pull', 'host', '--archive', victim], { env, timeoutMs: 120_000 });
+    expect(refused.stderr).toMatch(/^btrfly: pull of tag "deps" from remote host refused, the tag here is unchanged: .*git-lfs said: expected OID [0-9a-f]{64}, got [0-9a-f]{64}/m);
+    expect(refused.code).toBe(1);
+    expect(existsSync(lfsObject(victim, bigSha))).toBe(false);
+  });
+});
