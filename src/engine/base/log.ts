@@ -4,7 +4,7 @@
  * where it came from and `BTRFLY_LOG_LEVEL=warn` keeps warnings and errors.
  */
 import pino, { type Logger } from 'pino';
-import { BtrflyError } from '../errors';
+import { BtrflyError } from '../../errors';
 
 export type { Logger };
 
