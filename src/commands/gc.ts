@@ -21,8 +21,8 @@ export default class Gc extends BtrflyCommand {
     this.onTeardown(() => archive.close());
     const before = await objectsDiskUsage(archive);
     await gcArchive(archive).catch(async (e: unknown) => {
-      // Repacking writes a new pack of about the objects' size before it deletes the old ones.
-      throw isNoSpace(e) ? await storageFailure(archive.dir, e, before.bytes) : e;
+      // Repacking writes a new pack of about the git objects' size before it deletes the old ones.
+      throw isNoSpace(e) ? await storageFailure(archive.dir, e, (await objectsDiskUsage(archive, { lfs: false })).bytes) : e;
     });
     const after = await objectsDiskUsage(archive);
     const freed = before.bytes - after.bytes;

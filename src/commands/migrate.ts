@@ -26,6 +26,9 @@ export default class Migrate extends BtrflyCommand {
     for (const t of r.tags) {
       this.log(t.from === t.to ? `${t.tag}: already Git LFS (${t.to.slice(0, 7)})` : `${t.tag}: ${t.from.slice(0, 7)} → ${t.to.slice(0, 7)} (${t.recordings} recording${t.recordings === 1 ? '' : 's'} written again)`);
     }
+    for (const tag of r.recording) {
+      process.stderr.write(`btrfly: note: tag "${tag}" is being recorded by a recording that began before the migration, and keeps its bodies in git: run "btrfly migrate --lfs" again after it ends\n`);
+    }
     const moved = r.tags.filter((t) => t.from !== t.to).length;
     this.log(
       `migrated archive ${flags.archive} to Git LFS: ${r.bodies} bodies (${formatSize(r.bytes)}) copied; ` +

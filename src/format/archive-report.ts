@@ -166,12 +166,12 @@ export async function verifyWithReport(archive: Archive, tags?: string[]): Promi
   return { tags: names.length, recordings: recordings.size, bodies: bodies.size, bytes, problems };
 }
 
-/** Bytes and files under `<archive>/objects`: what `gc` can shrink. */
-export async function objectsDiskUsage(archive: Archive): Promise<{ bytes: number; files: number }> {
+/** Bytes and files under `<archive>/objects` and in the Git LFS store (unless `lfs: false`): what `gc` can shrink. */
+export async function objectsDiskUsage(archive: Archive, opts: { lfs?: boolean } = {}): Promise<{ bytes: number; files: number }> {
   let bytes = 0;
   let files = 0;
   const walk = async (dir: string): Promise<void> => {
-    for (const d of await readdir(dir, { withFileTypes: true })) {
+    for (const d of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
       const p = join(dir, d.name);
       if (d.isDirectory()) await walk(p);
       else if (d.isFile()) {
@@ -181,5 +181,10 @@ export async function objectsDiskUsage(archive: Archive): Promise<{ bytes: numbe
     }
   };
   await walk(join(archive.dir, 'objects'));
+  // Git LFS bodies (and bodies being written) are the archive's objects too: most of its bytes in LFS mode.
+  if (opts.lfs !== false) {
+    await walk(archive.lfs.objects);
+    await walk(archive.lfs.tmp);
+  }
   return { bytes, files };
 }

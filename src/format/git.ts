@@ -120,8 +120,9 @@ export function lastGitMessage(stderr: string): string {
   return found.replace(/^(fatal|error): /, '').replace(/\.$/, '');
 }
 
-function transferError(args: readonly string[], stderr: string): BtrflyError {
-  return new BtrflyError('NETWORK', `git ${args[0]} failed: ${lastGitMessage(stderr)}`, { data: { args: [...args], stderr } });
+function transferError(args: readonly string[], stderr: string, stdout = ''): BtrflyError {
+  // stdout's tail too: git-lfs writes some refusals there (a push of missing or corrupt objects).
+  return new BtrflyError('NETWORK', `git ${args[0]} failed: ${lastGitMessage(stderr)}`, { data: { args: [...args], stderr, stdout: stdout.slice(-16384) } });
 }
 
 function spawnFailed(args: readonly string[], e: NodeJS.ErrnoException): BtrflyError {
@@ -515,7 +516,8 @@ export class Git {
       child.on('error', (e) => reject(spawnFailed(args, e)));
       child.on('close', (code, signal) => {
         if (code !== null && ok.includes(code)) resolve({ stdout, stderr, code });
-        else reject((transfer ? transferError : gitError)(args, stderr || `exited with ${code ?? signal}`));
+        else if (transfer) reject(transferError(args, stderr || `exited with ${code ?? signal}`, stdout));
+        else reject(gitError(args, stderr || `exited with ${code ?? signal}`));
       });
       child.stdin?.on('error', () => undefined);
       child.stdin?.end(opts.input);

@@ -61,7 +61,8 @@ async function* verifiedWhole(store: LfsStore, loc: BodyLocation, checks?: BodyC
   const tagger = checks && !isSmallBody(loc) ? checks.tagger() : undefined;
   let held: Buffer | undefined;
   let size = 0;
-  for await (const chunk of open(store, loc, 0, loc.size - 1)) {
+  // One byte past the end too: an object with bytes appended is not the object its name says.
+  for await (const chunk of open(store, loc, 0, loc.size)) {
     hash.update(chunk);
     tagger?.update(chunk);
     size += chunk.length;
@@ -72,7 +73,7 @@ async function* verifiedWhole(store: LfsStore, loc: BodyLocation, checks?: BodyC
   const actual = hash.digest('hex');
   if (size !== loc.size || actual !== loc.sha256) {
     await store.evict(loc.sha256);
-    throw corrupt(loc, size !== loc.size ? `holds ${size > loc.size ? 'more than ' : ''}${size} bytes, not ${loc.size}` : `reads back with SHA-256 ${actual}`);
+    throw corrupt(loc, size !== loc.size ? `holds ${size > loc.size ? `more than ${loc.size} bytes` : `${size} bytes, not ${loc.size}`}` : `reads back with SHA-256 ${actual}`);
   }
   if (tagger) await checks!.write(loc.sha256, loc.size, tagger);
   if (held) yield held;

@@ -8,13 +8,14 @@
  * ids. The old objects stay until `btrfly gc`. A body that is already an LFS object is kept as
  * it is, so a migration that stopped half way is finished by running it again.
  */
+import { readdir } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { lockForGc } from './gc-lock';
 import type { TreeEntry } from './git';
 import { checkGitLfs, LFS_ATTRIBUTES, STORAGE_KEY, STORAGE_LFS } from './lfs-store';
-import { lockTag } from './lock';
+import { lockHolder, lockTag } from './lock';
 import { serializeManifest } from './manifest';
 import { REVIEW_ATTRIBUTES } from './review-attributes';
 import type { BodyLocation } from './types';
@@ -26,6 +27,8 @@ export interface MigrateResult {
   bodies: number;
   /** Their raw bytes. */
   bytes: number;
+  /** Tags being recorded meanwhile that the migration could not take: their recorder writes git bodies; a second run migrates them. */
+  recording: string[];
 }
 
 /**
@@ -44,7 +47,7 @@ export async function migrateToLfs(archive: Archive, opts: { onBody?: (sha256: s
     const migrated = new Map<string, string>(); // old body tree → new body tree
     const commits = new Map<string, string>(); // old commit → new commit
     const attributes = await archive.git.hashBytes(REVIEW_ATTRIBUTES + LFS_ATTRIBUTES);
-    const result: MigrateResult = { tags: [], bodies: 0, bytes: 0 };
+    const result: MigrateResult = { tags: [], bodies: 0, bytes: 0, recording: [] };
     for (const { tag, commit: tip } of await archive.listTags()) {
       const lock = await lockTag(archive.locksDir, tag, `migrate-${process.pid}`);
       try {
@@ -58,7 +61,9 @@ export async function migrateToLfs(archive: Archive, opts: { onBody?: (sha256: s
           let changed = false;
           for (const [sha, loc] of rec.bodies) {
             const old = bodyTrees.get(sha)!;
-            if (loc.lfs || loc.size < 0) continue; // already LFS; or a body no entry names (left as it is)
+            // Already LFS; the empty body (a git blob in LFS mode too: copying it changes nothing, and a
+            // rewrite would give a second run new commit ids); or a body no entry names (left as it is).
+            if (loc.lfs || loc.size <= 0) continue;
             let next = migrated.get(old);
             if (!next) {
               next = await copyToLfs(archive, loc);
@@ -92,10 +97,23 @@ export async function migrateToLfs(archive: Archive, opts: { onBody?: (sha256: s
         await lock.release();
       }
     }
+    // A recording that began before the migration (of a new tag) goes on writing its bodies into git.
+    result.recording = await tagsBeingRecorded(archive, new Set(result.tags.map((t) => t.tag)));
     return result;
   } finally {
     await release();
   }
+}
+
+async function tagsBeingRecorded(archive: Archive, migrated: ReadonlySet<string>): Promise<string[]> {
+  const out: string[] = [];
+  for (const f of await readdir(archive.locksDir).catch(() => [] as string[])) {
+    if (!f.endsWith('.lock')) continue;
+    // The holder names the tag (a long tag's lock is named by its digest).
+    const holder = await lockHolder(archive.locksDir, decodeURIComponent(f.slice(0, -'.lock'.length)));
+    if (holder && !migrated.has(holder.tag)) out.push(holder.tag);
+  }
+  return out.sort();
 }
 
 /** Reads a body from git (verified by its SHA-256 as it streams) into an LFS writer; the new body tree. */

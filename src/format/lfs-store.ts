@@ -85,6 +85,15 @@ export class LfsStore {
     await rename(temp, target);
   }
 
+  /**
+   * Removes git-lfs's error logs (`<archive>/lfs/logs`): git-lfs writes one on a failed transfer
+   * with its command line and the process's GIT_* variables, where a token handed to git as
+   * `-c http.extraHeader=…` (GIT_CONFIG_PARAMETERS) would be kept in the archive.
+   */
+  async dropLogs(): Promise<void> {
+    await rm(join(this.gitDir, 'lfs', 'logs'), { recursive: true, force: true });
+  }
+
   /** Removes an object found damaged, so the next pull fetches it again (git-lfs skips objects it has). */
   async evict(sha256: string): Promise<void> {
     await mkdir(this.tmp, { recursive: true });
@@ -117,6 +126,7 @@ export class LfsStore {
         }
       }
     }
+    await this.dropLogs();
     for (const name of await readdir(this.tmp).catch(() => [] as string[])) {
       const owner = tempOwner(name);
       if (owner !== undefined && !processAlive(owner)) await rm(join(this.tmp, name), { recursive: true, force: true });

@@ -8,8 +8,10 @@
  */
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
+import { storageFailure } from './disk-space';
 import { lastGitMessage } from './git';
 import { checkGitLfs, LFS_POINTER_NAME } from './lfs-store';
+import { isNoSpace } from './lifecycle';
 
 /**
  * Uploads the LFS objects of every recording `refs` reach that the remote lacks (git-lfs asks
@@ -21,7 +23,19 @@ export async function lfsPush(archive: Archive, remote: string, refs: string[], 
   try {
     await archive.git.transfer(['lfs', 'push', remote, ...refs], opts);
   } catch (e) {
+    // git-lfs refuses to push an object this archive lacks or holds damaged (it says so on stdout).
+    const bad = /\((missing|corrupt)\) \S+ \(([0-9a-f]{64})\)/.exec(lfsOutput(e));
+    if (bad) {
+      throw new BtrflyError(
+        bad[1] === 'missing' ? 'BODY_MISSING' : 'BODY_CORRUPT',
+        `push to remote ${remote} refused, no tag was pushed: body ${bad[2]} is ${bad[1] === 'missing' ? 'missing from' : 'damaged in'} this archive's LFS store: ` +
+          'run "btrfly verify" to find the tags that hold it, then pull them again from a good remote or re-record them',
+        { cause: e, data: { sha256: bad[2] } },
+      );
+    }
     throw lfsFailed(`push of the bodies (Git LFS objects) to remote ${remote} failed`, e);
+  } finally {
+    await archive.lfs.dropLogs();
   }
 }
 
@@ -38,9 +52,15 @@ export async function lfsFetch(archive: Archive, remote: string, refs: string[],
     await archive.git.transfer(['lfs', 'fetch', '--all', remote, ...refs], opts);
     return undefined;
   } catch (e) {
-    const stderr = String((e as BtrflyError).data?.stderr ?? '');
-    if (!stderr) throw e;
-    return lfsMessage(stderr);
+    const output = lfsOutput(e);
+    if (!output) throw e;
+    // A full disk is not a refused object: say so, with the mount point and what to free.
+    const noSpace = /no space left on device|disk quota exceeded/i.test(output);
+    const said = new BtrflyError('STORAGE', `git-lfs fetch failed: ${lfsMessage(output)}`, { cause: e, data: { noSpace } });
+    if (isNoSpace(said)) throw await storageFailure(archive.dir, said);
+    return lfsMessage(output);
+  } finally {
+    await archive.lfs.dropLogs();
   }
 }
 
@@ -57,18 +77,27 @@ export async function needsLfs(archive: Archive, refs: string[], opts: { newOnly
   return new RegExp(`^[0-9a-f]+ bodies/[0-9a-f]{2}/[0-9a-f]{64}/${LFS_POINTER_NAME}$`, 'm').test(stdout);
 }
 
-/** git-lfs's own line about what failed: a hash that did not match, a missing object, a refusal. */
-function lfsMessage(stderr: string): string {
-  const lines = stderr.split(/[\r\n]+/).map((l) => l.trim()).filter(Boolean);
+/** What a failed git-lfs run wrote: stderr, then stdout (where it puts some of its refusals). */
+function lfsOutput(e: unknown): string {
+  const data = (e as BtrflyError).data;
+  return [data?.stderr, data?.stdout].filter((s) => typeof s === 'string' && s.trim()).join('\n');
+}
+
+/**
+ * git-lfs's own line about what failed: a hash that did not match, a missing object, a refusal.
+ * A password written into the remote's URL is not shown (git-lfs prints some URLs whole).
+ */
+function lfsMessage(output: string): string {
+  const lines = output.split(/[\r\n]+/).map((l) => l.trim()).filter(Boolean);
   const telling = lines.find((l) => /invalid hash|failed checks|expected OID|does not exist|not found|denied|unauthori[sz]ed|forbidden/i.test(l));
-  return (telling ?? lastGitMessage(stderr)).replace(/^(fatal|error): /, '');
+  return (telling ?? lastGitMessage(output)).replace(/^(fatal|error): /, '').replace(/\b([a-z][a-z0-9+.-]*:\/\/[^/@:\s'"]+):[^/@\s'"]*@/gi, '$1:***@');
 }
 
 function lfsFailed(what: string, e: unknown): BtrflyError {
-  const stderr = String((e as BtrflyError).data?.stderr ?? '');
-  if (!stderr) return e as BtrflyError;
-  return new BtrflyError('NETWORK', `${what}: ${lfsMessage(stderr)}: check the remote's URL ("btrfly remote list"), that its host serves Git LFS, and your git credentials`, {
+  const output = lfsOutput(e);
+  if (!output) return e as BtrflyError;
+  return new BtrflyError('NETWORK', `${what}: ${lfsMessage(output)}: check the remote's URL ("btrfly remote list"), that its host serves Git LFS, and your git credentials`, {
     cause: e,
-    data: { stderr },
+    data: { stderr: output },
   });
 }

@@ -12,9 +12,11 @@ import { isAbsolute, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
-import { verifyCommits, type VerifyProblem } from './archive-maintenance';
+import { gitTempFiles, removeGitTempsSince, verifyCommits, type VerifyProblem } from './archive-maintenance';
+import { storageFailure } from './disk-space';
 import { lastGitMessage, localTransportPrograms, type GitResult } from './git';
 import { lfsFetch, lfsPush, needsLfs } from './lfs-transfer';
+import { isNoSpace } from './lifecycle';
 import { lockHolder } from './lock';
 import { dropLocalStaging, pushUnderLimit, setMaxPush, type PushSplit, type RemoteRef } from './push-split';
 import { compareStrings } from './manifest';
@@ -387,9 +389,14 @@ async function transferTo(
   args: string[],
   opts: Parameters<Archive['git']['transfer']>[1],
 ): Promise<GitResult> {
+  const temps = await gitTempFiles(archive.dir);
   try {
     return await archive.git.transfer(args, opts);
   } catch (e) {
+    // A fetch that failed (a full disk) can leave its pack's temp file, as big as what came:
+    // on a full disk even gc could not run any more to remove it.
+    await removeGitTempsSince(archive.dir, temps);
+    if (isNoSpace(e)) throw await storageFailure(archive.dir, e);
     const stderr = String((e as BtrflyError).data?.stderr ?? '');
     if (!stderr) throw e;
     throw new BtrflyError(

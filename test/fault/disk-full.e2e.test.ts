@@ -79,6 +79,37 @@ describeDiskFull('record and gc on a full disk', () => {
     noTempFiles();
   });
 
+  // Pulls the 40 MiB tag of a remote outside the mount into `name` on the 16 MiB tmpfs.
+  const pullTooBig = async (name: string, lfs: boolean): Promise<RunResult> => {
+    const src = join(tmpDir(), 'src');
+    const hub = join(tmpDir(), 'hub.git');
+    const up = ['--archive', src, '--resolve', `origin.test:${origin.host}`];
+    if (lfs) expect((await btrfly(['init', '--lfs', '--archive', src])).code).toBe(0);
+    expect((await btrfly(['run', '--record', '--tag=big', ...up, '--', 'curl', '-s', '-o', '/dev/null', origin.urlFor(`/gen/${40 * MIB}?seed=5`, 'origin.test')])).code).toBe(0);
+    expect((await run('git', ['init', '-q', '--bare', hub])).code).toBe(0);
+    await btrfly(['remote', 'add', 'hub', hub, '--archive', src]);
+    expect((await btrfly(['push', 'hub', '--archive', src])).code).toBe(0);
+    const archive = join(mnt, name);
+    expect((await btrfly(['init', ...(lfs ? ['--lfs'] : []), '--archive', archive])).code).toBe(0);
+    await btrfly(['remote', 'add', 'hub', hub, '--archive', archive]);
+    return btrfly(['pull', 'hub', '--archive', archive]);
+  };
+
+  test.each([
+    ['git mode', false],
+    ['Git LFS mode', true],
+  ])('a pull bigger than the free space (%s): one line naming the mount, no tag, no temp file left', async (mode, lfs) => {
+    const name = lfs ? 'pull-lfs' : 'pull-git';
+    const pull = await pullTooBig(name, lfs as boolean);
+    expect(pull.stderr).toMatch(new RegExp(`^btrfly: no space left on ${mnt}: free \\d+ MiB or move the archive\\n$`));
+    expect(pull.code).toBe(1);
+    const refs = await run('nsenter', ['--target', String(holder.pid), '--mount', '--', 'git', '--git-dir', join(mnt, name), 'for-each-ref']);
+    expect(refs.stdout).toBe('');
+    const temps = [...ls(`${name}/objects`), ...ls(`${name}/objects/pack`)].filter((f) => f.startsWith('tmp_'));
+    expect(temps).toEqual([]);
+    expect(ls(`${name}/lfs/tmp`)).toEqual([]);
+  });
+
   test('gc on a full disk: exit 1 with one line, no tmp_pack left; with room again, gc, verify and fsck are clean', async () => {
     const archive = join(mnt, 'archive');
     // Something for gc to pack that does not fit in what will be left: 3 MiB that do not compress.
