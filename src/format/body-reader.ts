@@ -373,7 +373,8 @@ function partError(loc: BodyLocation, index: number, e: unknown): BtrflyError {
   if (isBtrflyError(e) && (e.code === 'GIT' || e.code === 'BODY_MISSING')) {
     return new BtrflyError(
       'BODY_MISSING',
-      `body ${loc.sha256} part ${index} (object ${oid}) is missing from the archive: re-record the tag, or pull it again from a good remote`,
+      // git fails alike on an object that is absent and on one whose pack is damaged (a bad CRC): only a null read is surely missing.
+      `body ${loc.sha256} part ${index} (object ${oid}) ${e.code === 'GIT' ? 'cannot be read from the archive (missing or damaged)' : 'is missing from the archive'}: re-record the tag, or pull it again from a good remote`,
       { cause: e, data: { sha256: loc.sha256, part: index, oid } },
     );
   }

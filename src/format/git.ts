@@ -672,7 +672,9 @@ export class Git {
    * compare-and-swap (git takes `<ref>.lock`). Returns false when the ref had moved.
    */
   async updateRef(ref: string, next: string, prev: string | null): Promise<boolean> {
-    const r = await this.run(['update-ref', ref, next, prev ?? ZERO_OID], { ok: [0, 1, 128] });
+    // "Must not exist" is the zero id of the archive's hash: 40 zeros are not a SHA-256 id, and git
+    // refuses them with 128, which would read as "the ref had moved".
+    const r = await this.run(['update-ref', ref, next, prev ?? '0'.repeat(next.length)], { ok: [0, 1, 128] });
     return r.code === 0;
   }
 

@@ -228,6 +228,9 @@ function importEntry(e: HarEntryJson, i: number, where: string): ImportedEntry {
     .map((h) => ({ name: h.name, value: String(h.value) }));
   const text = typeof content.text === 'string' ? content.text : undefined;
   const isBase64 = content.encoding === 'base64';
+  // Buffer.from(…, 'base64') skips what is not base64 and would store those bytes as the body, without a word.
+  if (isBase64 && text !== undefined && !/^[\w+/-]*={0,2}$/.test(/\s/.test(text) ? text.replace(/\s+/g, '') : text))
+    throw importError(where, `${at} has a response body marked base64 that is not base64`);
   const postText = e.request.postData?.text;
   const bodySha256 =
     e._btrflyRequestBodySha256 ?? (typeof postText === 'string' ? createHash('sha256').update(postText).digest('hex') : undefined);

@@ -150,3 +150,36 @@ describe('a reader that leaves early: btrfly ends quietly, status 0', () => {
     expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
   });
 });
+
+describe('bad input in a file or in the environment: one line, nothing half done', () => {
+  test('a HAR whose third body is marked base64 but is not: import names the entry and writes no tag', async () => {
+    const archive = copyFixtureArchive();
+    const body = (text: string, encoding?: string) => ({ size: 5, mimeType: 'text/plain', text, ...(encoding && { encoding }) });
+    const entries = ['aGVsbG8=', 'aGVsbG8=', '!!not base64@@', 'aGVsbG8='].map((text, i) => ({
+      startedDateTime: '2024-01-01T00:00:00.000Z',
+      time: 1,
+      request: { method: 'GET', url: `http://origin.test/b64/${i}`, httpVersion: 'HTTP/1.1', headers: [], queryString: [], cookies: [], headersSize: -1, bodySize: 0 },
+      response: { status: 200, statusText: 'OK', httpVersion: 'HTTP/1.1', headers: [], cookies: [], content: body(text, 'base64'), redirectURL: '', headersSize: -1, bodySize: 5 },
+      cache: {},
+      timings: { send: 0, wait: 1, receive: 0 },
+    }));
+    const har = join(dir, 'bad-base64.har');
+    writeFileSync(har, JSON.stringify({ log: { version: '1.2', creator: { name: 'test', version: '1' }, entries } }));
+    const r = await runCli(['import', har, '--tag=b64', '--archive', archive]);
+    expect({ code: r.code, stderr: r.stderr, stdout: r.stdout }).toEqual({
+      code: 1,
+      stderr: `btrfly: bad-base64.har is not a HAR 1.2 file: entry 2 has a response body marked base64 that is not base64: export it again as HAR with content and retry\n`,
+      stdout: '',
+    });
+    expect((await runCli(['tags', '--archive', archive])).stdout).not.toMatch(/^b64 /m);
+  });
+
+  test('BTRFLY_LOG_LEVEL that is not a level: serve says which ones are, exit 2', async () => {
+    const r = await runCli(['serve', '--archive', copyFixtureArchive()], { env: { BTRFLY_LOG_LEVEL: 'loud' } });
+    expect({ code: r.code, stderr: r.stderr, stdout: r.stdout }).toEqual({
+      code: 2,
+      stderr: 'btrfly: BTRFLY_LOG_LEVEL=loud is not a log level: use one of trace, debug, info, warn, error, fatal, silent\n',
+      stdout: '',
+    });
+  });
+});

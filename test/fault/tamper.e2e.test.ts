@@ -205,4 +205,8 @@ test('a damaged byte inside a pack: curl fails, the run exits 1 naming the body'
   expectNeverWrongBytes(p.curl.big, bigBytes);
   expectNamed(p, bigUrl, bigSha);
   expect(sha256(p.curl.small.bytes)).toBe(smallSha);
+  // verify says the object is damaged or missing, not only "missing": the pack file is there.
+  const v = await runCli(['verify', '--archive', archive]);
+  expect(v.code).toBe(1);
+  expect(v.stdout + v.stderr).toMatch(new RegExp(`body ${bigSha} part \\d+ \\(object ${oid}\\) cannot be read from the archive \\(missing or damaged\\)`));
 }, 60_000);

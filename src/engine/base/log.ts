@@ -4,6 +4,7 @@
  * where it came from and `BTRFLY_LOG_LEVEL=warn` keeps warnings and errors.
  */
 import pino, { type Logger } from 'pino';
+import { BtrflyError } from '../../errors';
 
 export type { Logger };
 
@@ -12,5 +13,9 @@ export const silentLogger: Logger = pino({ level: 'silent' });
 
 /** JSON lines on stdout at `BTRFLY_LOG_LEVEL` (default `info`): the daemon's and the service's log. */
 export function processLogger(env: NodeJS.ProcessEnv = process.env): Logger {
-  return pino({ level: env.BTRFLY_LOG_LEVEL ?? 'info' });
+  const level = env.BTRFLY_LOG_LEVEL || 'info';
+  // pino's own complaint ("default level:x must be included in custom levels") names neither the variable nor the choices.
+  const levels = [...Object.keys(pino.levels.values), 'silent'];
+  if (!levels.includes(level)) throw new BtrflyError('USAGE', `BTRFLY_LOG_LEVEL=${level} is not a log level: use one of ${levels.join(', ')}`);
+  return pino({ level });
 }
