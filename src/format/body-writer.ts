@@ -9,7 +9,6 @@ import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zc, createZstdCompress, zstdCompressSync, type ZstdCompress } from 'node:zlib';
 import { BtrflyError } from '../errors';
@@ -18,7 +17,8 @@ import type { CacheStage } from './body-cache';
 import type { BodyChecks, PartTagger } from './body-checks';
 import { isSmallBody, type Git, type TreeEntry } from './git';
 import { ownedTempName } from './lifecycle';
-import { PART_SIZE, partName, type BodyLocation, type BodyWriter, type StoredBody } from './types';
+import { StoringBodyWriter } from './storing-body-writer';
+import { PART_SIZE, partName, type BodyWriter, type StoredBody } from './types';
 
 /** zstd level 3: zstd's own default, ~450 MiB/s on random input and a good ratio on text. */
 export const ZSTD_LEVEL = 3;
@@ -96,10 +96,7 @@ export function createBodyWriter(git: Git, tmpDir: string, opts: { signal?: Abor
   return new GitBodyWriter(git, tmpDir, opts.signal, opts.cache, opts.checks);
 }
 
-class GitBodyWriter extends Writable implements BodyWriter {
-  readonly done: Promise<StoredBody>;
-  location?: BodyLocation;
-  private settle!: { resolve: (b: StoredBody) => void; reject: (e: Error) => void };
+class GitBodyWriter extends StoringBodyWriter {
   private readonly hash = createHash('sha256');
   /** Per-part tags of the same bytes the SHA-256 covers (src/format/body-checks.ts). */
   private readonly tagger?: PartTagger;
@@ -117,8 +114,6 @@ class GitBodyWriter extends Writable implements BodyWriter {
   private readonly tempFiles = new Set<string>();
   /** A body of one small part: its tree, written with its blob, and its raw bytes for the cache (storeSmallBody). */
   private small?: { tree: string; raw: Buffer };
-  /** Set once the body is wholly stored: its temp files and cache stage are gone or in place. */
-  private stored = false;
 
   constructor(
     private readonly git: Git,
@@ -127,19 +122,8 @@ class GitBodyWriter extends Writable implements BodyWriter {
     private readonly cache?: CacheStage,
     private readonly checks?: BodyChecks,
   ) {
-    super({ highWaterMark: IO_CHUNK });
-    this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
+    super(IO_CHUNK, signal);
     this.tagger = checks?.tagger();
-    // Callers that only watch stream errors must not get an unhandled rejection too.
-    this.done.catch(() => undefined);
-    if (signal) {
-      const onAbort = (): void => {
-        this.destroy(new BtrflyError('STORAGE', 'body write aborted', { cause: signal.reason }));
-      };
-      if (signal.aborted) queueMicrotask(onAbort);
-      else signal.addEventListener('abort', onAbort, { once: true });
-      this.once('close', () => signal.removeEventListener('abort', onAbort));
-    }
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
@@ -152,14 +136,6 @@ class GitBodyWriter extends Writable implements BodyWriter {
     })().then(() => cb(), cb);
   }
 
-  override _final(cb: (e?: Error | null) => void): void {
-    this.finish().then((stored) => {
-      this.stored = true;
-      this.settle.resolve(stored);
-      cb();
-    }, cb);
-  }
-
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     const part = this.current;
     this.current = undefined;
@@ -170,9 +146,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
     }
     // A writer that stored its body is destroyed too (autoDestroy): nothing of it is left to
     // remove, and an `rm -r` of its moved stage per small file recorded showed in the profile.
-    if (!err && this.stored) return cb(null);
-    const failure = err ?? new BtrflyError('STORAGE', 'body write was cancelled before it ended');
-    this.settle.reject(failure);
+    if (!this.failed(err)) return cb(null);
     // Files are removed once any in-flight store has let go of them.
     const removeTemps = async (): Promise<void> => {
       await this.storing.catch(() => undefined);
@@ -352,7 +326,7 @@ class GitBodyWriter extends Writable implements BodyWriter {
     if (part.index === 0) await pauseAt('body-part');
   }
 
-  private async finish(): Promise<StoredBody> {
+  protected async finish(): Promise<StoredBody> {
     // An empty body is one part of zero bytes, so every body has a tree and a first part.
     if (this.nextIndex === 0) this.current = this.openPart();
     if (this.current) await this.rotate();

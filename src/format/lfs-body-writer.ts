@@ -9,13 +9,12 @@ import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { BtrflyError } from '../errors';
 import type { BodyChecks, PartTagger } from './body-checks';
 import { isSmallBody, type Git } from './git';
 import { EMPTY_SHA256, LFS_POINTER_NAME, lfsPointer, type LfsStore } from './lfs-store';
 import { ownedTempName } from './lifecycle';
-import type { BodyLocation, BodyWriter, StoredBody } from './types';
+import { StoringBodyWriter } from './storing-body-writer';
+import type { BodyWriter, StoredBody } from './types';
 
 const IO_CHUNK = 1024 * 1024;
 
@@ -39,16 +38,12 @@ export function createLfsBodyWriter(git: Git, store: LfsStore, tmpDir: string, o
   return new LfsBodyWriter(git, store, tmpDir, opts.signal, opts.checks);
 }
 
-class LfsBodyWriter extends Writable implements BodyWriter {
-  readonly done: Promise<StoredBody>;
-  location?: BodyLocation;
-  private settle!: { resolve: (b: StoredBody) => void; reject: (e: Error) => void };
+class LfsBodyWriter extends StoringBodyWriter {
   private readonly hash = createHash('sha256');
   private readonly tagger?: PartTagger;
   private readonly temp: string;
   private file?: WriteStream;
   private size = 0;
-  private stored = false;
 
   constructor(
     private readonly git: Git,
@@ -57,19 +52,9 @@ class LfsBodyWriter extends Writable implements BodyWriter {
     signal?: AbortSignal,
     private readonly checks?: BodyChecks,
   ) {
-    super({ highWaterMark: IO_CHUNK });
-    this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
-    this.done.catch(() => undefined);
+    super(IO_CHUNK, signal);
     this.tagger = checks?.tagger();
     this.temp = store.tempPath();
-    if (signal) {
-      const onAbort = (): void => {
-        this.destroy(new BtrflyError('STORAGE', 'body write aborted', { cause: signal.reason }));
-      };
-      if (signal.aborted) queueMicrotask(onAbort);
-      else signal.addEventListener('abort', onAbort, { once: true });
-      this.once('close', () => signal.removeEventListener('abort', onAbort));
-    }
   }
 
   override _construct(cb: (e?: Error | null) => void): void {
@@ -100,22 +85,13 @@ class LfsBodyWriter extends Writable implements BodyWriter {
     else waitDrain(this.file!).then(() => cb(), cb);
   }
 
-  override _final(cb: (e?: Error | null) => void): void {
-    this.finish().then((stored) => {
-      this.stored = true;
-      this.settle.resolve(stored);
-      cb();
-    }, cb);
-  }
-
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
-    if (!err && this.stored) return cb(null);
+    if (!this.failed(err)) return cb(null);
     this.file?.destroy();
-    this.settle.reject(err ?? new BtrflyError('STORAGE', 'body write was cancelled before it ended'));
     rm(this.temp, { force: true }).then(() => cb(err), () => cb(err));
   }
 
-  private async finish(): Promise<StoredBody> {
+  protected async finish(): Promise<StoredBody> {
     const file = this.file!;
     file.end();
     if (!file.closed) await once(file, 'close');
