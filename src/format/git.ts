@@ -10,9 +10,6 @@ import { setPriority } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
 
-/** The all-zero id: `update-ref` reads it as "the ref must not exist yet". */
-export const ZERO_OID = '0000000000000000000000000000000000000000';
-
 /** Objects up to this size are read whole through `cat-file --batch`; larger ones are streamed. */
 export const SMALL_OBJECT_LIMIT = 1024 * 1024;
 
