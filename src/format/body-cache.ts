@@ -14,13 +14,14 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
 import { processAlive } from '../process-alive';
 import { ownedTempName, tempOwner } from './lifecycle';
+import type { SmallCacheEntry } from './small-part-worker';
 import { PART_SIZE, partName, type BodyLocation } from './types';
 
 const IO_CHUNK = 1024 * 1024;
@@ -232,30 +233,11 @@ export class CacheStage {
   }
 
   /**
-   * Makes the entry of a body of one small part (a file recorded) at once, with synchronous
-   * calls: a stage directory, the part, the rename. Each trip through the thread pool cost the
-   * recorder a wake-up of another thread, and on a busy machine its turn on the CPU; these calls
-   * on a file of at most a few hundred KiB in the page cache take microseconds
-   * (docs/decisions.md, "Small-file record"). An entry already in place is kept.
+   * Where the entry of a body of one small part is made at once, off the main thread
+   * (src/format/small-part-worker.ts): this stage, its part file, and the entry it becomes.
    */
-  putSmallSync(sha256: string, bytes: Buffer): void {
-    const target = this.entryDir(sha256);
-    if (existsSync(target)) return;
-    try {
-      mkdirSync(this.dir, { recursive: true });
-      writeFileSync(this.partPath(0), bytes);
-      try {
-        renameSync(this.dir, target);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        mkdirSync(join(target, '..'), { recursive: true });
-        renameSync(this.dir, target);
-      }
-    } catch (e) {
-      rmSync(this.dir, { recursive: true, force: true });
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
-    }
+  smallEntry(sha256: string): SmallCacheEntry {
+    return { stage: this.dir, target: this.entryDir(sha256), file: this.partPath(0) };
   }
 
   /** Removes the stage and whatever is in it. */

@@ -17,6 +17,7 @@ import type { CacheStage } from './body-cache';
 import type { BodyChecks, PartTagger } from './body-checks';
 import { isSmallBody, type Git, type TreeEntry } from './git';
 import { ownedTempName } from './lifecycle';
+import { SmallPartWorker } from './small-part-worker';
 import { StoringBodyWriter } from './storing-body-writer';
 import { PART_SIZE, partName, type BodyWriter, type StoredBody } from './types';
 
@@ -38,6 +39,12 @@ function zstdWhole(bytes: Buffer): Buffer {
 /** A part is stored zstd only when that saves at least 5%; below that, decompression is not worth it. */
 export const ZSTD_KEEP_RATIO = 0.95;
 
+/** The probe of a part held whole in memory (a small body): its first bytes, compressed alone. */
+const SMALL_PROBE_SIZE = 4 * 1024;
+
+/** Its first 4 KiB say whether zstd is worth running over a small part at all: an archive (a .tgz, a wheel) does not shrink. */
+const smallParts = new SmallPartWorker({ level: ZSTD_LEVEL, keepRatio: ZSTD_KEEP_RATIO, probeSize: SMALL_PROBE_SIZE });
+
 const IO_CHUNK = 1024 * 1024;
 /**
  * Each part starts with a probe: its first PROBE_SIZE bytes are compressed alone, and a part
@@ -46,9 +53,6 @@ const IO_CHUNK = 1024 * 1024;
  * part whole (docs/decisions.md, "Archive storage"); git's own hashing is the rest.
  */
 const PROBE_SIZE = 256 * 1024;
-
-/** The probe of a part held whole in memory (a small body): its first bytes, compressed alone. */
-const SMALL_PROBE_SIZE = 4 * 1024;
 
 /**
  * How many full parts may wait for git at once (2 GiB of temp files). git's SHA-1 is the
@@ -112,8 +116,9 @@ class GitBodyWriter extends StoringBodyWriter {
   private cacheFailed = false;
   private readonly parts: DonePart[] = [];
   private readonly tempFiles = new Set<string>();
-  /** A body of one small part: its tree, written with its blob, and its raw bytes for the cache (storeSmallBody). */
-  private small?: { tree: string; raw: Buffer };
+  /** A body of one small part: its tree, written with its blob (storeSmallBody). */
+  private smallTree?: string;
+  private sha256?: string;
 
   constructor(
     private readonly git: Git,
@@ -192,18 +197,14 @@ class GitBodyWriter extends StoringBodyWriter {
    * once, in one call, and written in one call. Streaming it as a large part is (a zstd
    * stream with its 1 MiB output buffer and its native context, two write streams, the bytes
    * compressed twice) cost the small-file record most of its memory and time
-   * (docs/notes/small-files.md).
+   * (docs/notes/small-files.md). The zstd, and a small body's cache entry, are made by the
+   * small-part worker, off the thread that answers clients.
    */
   private async storeSmallPart(part: OpenPart): Promise<void> {
     const head = Buffer.concat(part.probe!);
     part.probe = undefined;
-    // Its first 4 KiB say whether zstd is worth running over it all: an archive (a .tgz, a wheel)
-    // does not shrink, and compressing it whole only to throw the result away was 0.3 ms a file.
-    const worth = head.length > SMALL_PROBE_SIZE ? zstdWhole(head.subarray(0, SMALL_PROBE_SIZE)).length < SMALL_PROBE_SIZE * ZSTD_KEEP_RATIO : head.length > 0;
-    const packed = worth ? zstdWhole(head) : head;
-    const zstd = worth && packed.length < head.length * ZSTD_KEEP_RATIO;
-    const bytes = zstd ? packed : head;
-    if (part.index === 0) return this.storeSmallBody(part, head, bytes, zstd);
+    if (part.index === 0) return this.storeSmallBody(part, head);
+    const { bytes, zstd } = await smallParts.prepare(head);
     await writeFile(part.rawPath, bytes);
     // The raw bytes go to the cache stage while git reads the zstd file: one step less between
     // an answered small file and its journal line.
@@ -214,24 +215,23 @@ class GitBodyWriter extends StoringBodyWriter {
   }
 
   /**
-   * A body of one small part: its bytes go to git's pack writer from memory (no temp file, no
-   * `hash-object`, no `mktree`), and its raw bytes to the cache stage meanwhile.
+   * A body of one small part: its cache entry is made with its zstd, then its bytes go to git's
+   * pack writer from memory (no temp file, no `hash-object`, no `mktree`).
    */
-  private async storeSmallBody(part: OpenPart, raw: Buffer, bytes: Buffer, zstd: boolean): Promise<void> {
+  private async storeSmallBody(part: OpenPart, raw: Buffer): Promise<void> {
     this.tempFiles.delete(part.rawPath);
-    const { oid, treeOid } = await this.git.storeSmallBody(bytes, partName(0, zstd));
+    const entry = this.cache && !this.cacheFailed ? this.cache.smallEntry(this.digest()) : undefined;
+    const { bytes, zstd, cached } = await smallParts.prepare(raw, entry);
+    // The cache entry is made while git packs the body; best-effort, as toCache: the body is in git either way.
+    const [{ oid, treeOid }, inCache] = await Promise.all([this.git.storeSmallBody(bytes, partName(0, zstd)), cached]);
+    if (entry && !inCache) this.cacheFailed = true;
     this.parts[0] = { oid, zstd, storedSize: bytes.length };
-    this.small = { tree: treeOid, raw };
+    this.smallTree = treeOid;
   }
 
-  /** The cache entry of a body of one small part, made at once (best-effort, as {@link toCache}). */
-  private cacheSmall(sha256: string, raw: Buffer): void {
-    if (!this.cache || this.cacheFailed) return;
-    try {
-      this.cache.putSmallSync(sha256, raw);
-    } catch {
-      this.cacheFailed = true;
-    }
+  /** The body's SHA-256, once every byte has been written. */
+  private digest(): string {
+    return (this.sha256 ??= this.hash.digest('hex'));
   }
 
   /** A temp file git has read: into the cache stage as part `cacheIndex` when given, else deleted. */
@@ -335,7 +335,7 @@ class GitBodyWriter extends StoringBodyWriter {
     const entries: TreeEntry[] = this.parts.map((p, i) => ({ mode: '100644', type: 'blob', oid: p.oid, name: partName(i, p.zstd) }));
     const zstdCount = this.parts.filter((p) => p.zstd).length;
     const storage = zstdCount === this.parts.length ? 'zstd' : zstdCount === 0 ? 'raw' : 'mixed';
-    const sha256 = this.hash.digest('hex');
+    const sha256 = this.digest();
     this.location = { sha256, size: this.size, parts: this.parts.map((p) => ({ oid: p.oid, storedSize: p.storedSize, zstd: p.zstd })) };
     // The tree, the checks and the cache entry need only the parts and the digest: made at once.
     const sidecars = async (): Promise<void> => {
@@ -345,10 +345,7 @@ class GitBodyWriter extends StoringBodyWriter {
       if (this.tagger && !isSmallBody({ size: this.size, parts: this.parts })) await this.checks!.write(sha256, this.size, this.tagger);
       if (!(await this.toCache((c) => c.commit(sha256)))) await this.cache?.discard().catch(() => undefined);
     };
-    if (this.small) {
-      this.cacheSmall(sha256, this.small.raw);
-      return { sha256, size: this.size, treeOid: this.small.tree, storage, parts: 1 };
-    }
+    if (this.smallTree) return { sha256, size: this.size, treeOid: this.smallTree, storage, parts: 1 };
     const [treeOid] = await Promise.all([this.git.mktree(entries), sidecars()]);
     return { sha256, size: this.size, treeOid, storage, parts: this.parts.length };
   }
