@@ -21,12 +21,10 @@ export interface SmallPartPolicy {
   probeSize: number;
 }
 
-/** Where a body's cache entry goes: its stage directory, renamed to `target` once the file is in it. */
+/** Where a body's cache entry goes: one file written at `file`, renamed to `target` once whole. */
 export interface SmallCacheEntry {
-  stage: string;
-  target: string;
-  /** The part file's path inside the stage. */
   file: string;
+  target: string;
 }
 
 export interface PreparedPart {
@@ -77,17 +75,21 @@ function pack(raw) {
 async function put(c, raw) {
   if (await access(c.target).then(() => true, () => false)) return true;
   try {
-    await mkdir(c.stage, { recursive: true });
-    await writeFile(c.file, raw);
-    await rename(c.stage, c.target).catch(async (e) => {
+    await writeFile(c.file, raw).catch(async (e) => {
+      if (e.code !== 'ENOENT') throw e;
+      await mkdir(dirname(c.file), { recursive: true });
+      await writeFile(c.file, raw);
+    });
+    await rename(c.file, c.target).catch(async (e) => {
       if (e.code !== 'ENOENT') throw e;
       await mkdir(dirname(c.target), { recursive: true });
-      await rename(c.stage, c.target);
+      await rename(c.file, c.target);
     });
     return true;
   } catch (e) {
-    await rm(c.stage, { recursive: true, force: true }).catch(() => undefined);
-    return e.code === 'ENOTEMPTY' || e.code === 'EEXIST';
+    await rm(c.file, { force: true }).catch(() => undefined);
+    // An entry already there as a directory (a read made it) holds the same bytes.
+    return e.code === 'EISDIR' || e.code === 'ENOTEMPTY' || e.code === 'EEXIST';
   }
 }
 let cachedReplies = [];

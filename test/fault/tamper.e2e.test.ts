@@ -77,9 +77,10 @@ function flip(buf: Buffer, at: number): void {
 const partOid = (archive: string, sha: string): string => bodyPartOid(archive, 'tamper', sha);
 const damageLoose = damageLooseObject;
 
-/** A cached body's part file (`btrfly/cache/<2 hex>/<sha256>/00000000`). */
+/** A cached body's first part file (`btrfly/cache/<2 hex>/<sha256>/00000000`, or that entry itself for a small body recorded). */
 function cachePart(archive: string, sha: string): string {
-  return join(archive, 'btrfly', 'cache', sha.slice(0, 2), sha, '00000000');
+  const entry = join(archive, 'btrfly', 'cache', sha.slice(0, 2), sha);
+  return existsSync(entry) && statSync(entry).isFile() ? entry : join(entry, '00000000');
 }
 
 /** Every line of the run's stderr that names the body. */
