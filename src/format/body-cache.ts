@@ -1,6 +1,7 @@
 /**
  * The body cache: each body's raw bytes as plain files beside the archive's git objects (never
- * in them), `<archive>/btrfly/cache/<2 hex>/<sha256>/<part>`, one file per 8 MiB part. Playback
+ * in them), `<archive>/btrfly/cache/<2 hex>/<sha256>/<part>`, one file per 8 MiB part (a body
+ * of one small part recorded: the one file `<2 hex>/<sha256>`, see {@link CacheStage.smallEntry}). Playback
  * streams a cached body from these files in 1 MiB reads, which Node serves faster than
  * single-worker nginx here; through `git cat-file` it reached 0.37× (docs/decisions.md, "Body
  * cache"). git stays the archive: it is what is pushed, pulled, verified and garbage-collected;
@@ -8,7 +9,8 @@
  *
  * An entry is only ever made whole, from bytes whose SHA-256 was checked: a recording's parts
  * as the writer hashed them, or a whole read from git that verified. Its parts are gathered in
- * a stage directory and renamed into place in one step, so an entry is complete or absent.
+ * a stage directory (a one-file entry: written under the stage's name) and renamed into place
+ * in one step, so an entry is complete or absent.
  * Reads check each part's length; `btrfly verify` re-hashes cached entries and removes bad ones.
  * Off with `git -C ARCHIVE config btrfly.bodyCache false`.
  */
