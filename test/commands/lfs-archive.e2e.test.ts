@@ -135,6 +135,20 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     for (const f of ['big', 'small', 'index.txt']) expect(`${f} ${sha256(join(again, f))}`).toBe(`${f} ${sha256(join(out, f))}`);
   });
 
+  it('verify --repair fetches damaged LFS objects (raw and zstd) again from a remote that has them', async () => {
+    // The remote's copy may be a hard link to this one: damage() writes a new file.
+    damage(lfsObject(archive, bigSha), 1000);
+    damage(lfsObject(archive, textOid), 1000);
+    const r = await runCli(['verify', '--repair', '--archive', archive], { timeoutMs: 120_000 });
+    expect(r.stdout).toMatch(new RegExp(`^deps@[0-9a-f]{7}: body ${bigSha} is corrupt: .* it was removed from the LFS store; run "btrfly verify --repair"`, 'm'));
+    expect(r.stdout).toMatch(new RegExp(`^deps@[0-9a-f]{7}: body ${textSha} is corrupt: .* it was removed from the LFS store`, 'm'));
+    expect(r.stderr).toMatch(/^repair: fetched deps again from hub: 2 of the absent objects came back$/m);
+    expect(r.stdout).toMatch(/^ok: 1 tags, 1 recordings, 3 bodies .* checked, after the repair$/m);
+    expect(r.code).toBe(0);
+    expect(sha256(lfsObject(archive, bigSha))).toBe(bigSha);
+    expect(sha256(lfsObject(archive, textOid))).toBe(textOid);
+  });
+
   it('refuses a pull whose LFS object (raw or zstd) was damaged on the remote; the tag is not created', async () => {
     for (const [body, oid] of [
       [bigSha, bigSha],
