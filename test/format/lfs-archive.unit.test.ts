@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { zstdCompressSync } from 'node:zlib';
 import { Archive } from '../../src/format/archive';
 import { migrateToLfs } from '../../src/format/lfs-migrate';
 import { gitFsck, registerCleanup, run, tmpDir } from '../helpers';
@@ -109,6 +110,15 @@ describe('archive in Git LFS mode', () => {
     tamper(zst);
     await expect(readBack(a, loc)).rejects.toMatchObject({ code: 'BODY_CORRUPT' });
     expect(existsSync(zst)).toBe(false);
+    // A well-formed zstd object of other bytes: it decompresses, and is refused by the body's SHA-256.
+    const small = compressible(200_000);
+    const smallCommit = await recordTag(a, 'small', [small]);
+    const smallLoc = (await a.readRecording('small', smallCommit)).bodies.get(sha256(small))!;
+    const other = Buffer.from(small);
+    other[1000] ^= 1;
+    writeFileSync(objectPath(a, smallLoc.lfsOid!), zstdCompressSync(other));
+    await expect(a.readSmallBody(smallLoc)).rejects.toMatchObject({ code: 'BODY_CORRUPT', message: expect.stringMatching(/reads back with SHA-256/) });
+    expect(existsSync(objectPath(a, smallLoc.lfsOid!))).toBe(false);
   });
 
   test('a damaged LFS object is caught by verify and by playback, and removed so a pull can fetch it again', async () => {
