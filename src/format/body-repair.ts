@@ -17,6 +17,7 @@ import { BtrflyError, isBtrflyError, oneLine } from '../errors';
 import type { Archive } from './archive';
 import type { VerifyProblem } from './archive-maintenance';
 import { lockForGc } from './gc-lock';
+import { lfsObjectOid } from './lfs-store';
 import { listRemotes, refetchLfs, refetchObjects, type TransferOptions } from './remote';
 
 /** What a repair did. */
@@ -97,7 +98,7 @@ interface Damage {
   damaged: Set<string>;
   /** git objects of body parts that are not there at all. */
   missing: Set<string>;
-  /** SHA-256 of LFS bodies with a problem (a damaged one was already taken out of the store when it was read). */
+  /** LFS oids (lfsObjectOid: the body's SHA-256, or its zstd object's) of LFS bodies with a problem (a damaged one was already taken out of the store when it was read). */
   lfs: Set<string>;
   /**
    * Tags with a problem that names no body part (a recording, tree or manifest that cannot be
@@ -118,7 +119,7 @@ async function findDamage(archive: Archive, problems: readonly VerifyProblem[]):
       continue;
     }
     if (loc.lfs) {
-      damage.lfs.add(loc.sha256);
+      damage.lfs.add(lfsObjectOid(loc));
       continue;
     }
     for (const { oid } of loc.parts) {
