@@ -39,12 +39,6 @@ function zstdWhole(bytes: Buffer): Buffer {
 /** A part is stored zstd only when that saves at least 5%; below that, decompression is not worth it. */
 export const ZSTD_KEEP_RATIO = 0.95;
 
-/** The probe of a part held whole in memory (a small body): its first bytes, compressed alone. */
-const SMALL_PROBE_SIZE = 4 * 1024;
-
-/** Its first 4 KiB say whether zstd is worth running over a small part at all: an archive (a .tgz, a wheel) does not shrink. */
-const smallParts = new SmallPartWorker({ level: ZSTD_LEVEL, keepRatio: ZSTD_KEEP_RATIO, probeSize: SMALL_PROBE_SIZE });
-
 const IO_CHUNK = 1024 * 1024;
 /**
  * Each part starts with a probe: its first PROBE_SIZE bytes are compressed alone, and a part
@@ -52,7 +46,48 @@ const IO_CHUNK = 1024 * 1024;
  * Measured on 1 GiB of random bytes: 7% less wall time and 13% less CPU than compressing every
  * part whole (docs/decisions.md, "Archive storage"); git's own hashing is the rest.
  */
-const PROBE_SIZE = 256 * 1024;
+export const PROBE_SIZE = 256 * 1024;
+
+/** The probe of a part held whole in memory (a small body): its first bytes, compressed alone. */
+const SMALL_PROBE_SIZE = 4 * 1024;
+
+/** Whether `zstdSize` stored bytes save enough over `rawSize` raw ones to be kept zstd. */
+export function keepsZstd(zstdSize: number, rawSize: number): boolean {
+  return zstdSize < rawSize * ZSTD_KEEP_RATIO;
+}
+
+/**
+ * The choice for bytes held whole in memory (a small body, or the tail of a large one): zstd
+ * when that saves enough, with the bytes to store. Its first 4 KiB say whether zstd is worth
+ * running over it all: an archive (a .tgz, a wheel) does not shrink, and compressing it whole
+ * only to throw the result away was 0.3 ms a file. Git mode stores parts with it, LFS mode bodies.
+ */
+export function packWhole(head: Buffer): { zstd: boolean; bytes: Buffer } {
+  // The small-part worker makes the same choice for a body of one small part (src/format/small-part-worker.ts).
+  const worth = head.length > SMALL_PROBE_SIZE ? keepsZstd(zstdWhole(head.subarray(0, SMALL_PROBE_SIZE)).length, SMALL_PROBE_SIZE) : head.length > 0;
+  const packed = worth ? zstdWhole(head) : head;
+  const zstd = worth && keepsZstd(packed.length, head.length);
+  return { zstd, bytes: zstd ? packed : head };
+}
+
+/**
+ * The same choice as {@link packWhole}, and a small body's cache entry, made off the thread that
+ * answers clients (src/format/small-part-worker.ts).
+ */
+export const smallParts = new SmallPartWorker({ level: ZSTD_LEVEL, keepRatio: ZSTD_KEEP_RATIO, probeSize: SMALL_PROBE_SIZE });
+
+/**
+ * Whether a streamed part (or LFS body) is worth compressing, from its first {@link PROBE_SIZE}
+ * bytes compressed alone; one that says no is stored raw without zstd running over the rest.
+ */
+export function probeSaysZstd(head: Buffer): boolean {
+  return keepsZstd(zstdWhole(head).length, head.length);
+}
+
+/** The streaming compressor of a part (or LFS body) that {@link probeSaysZstd} found worth compressing. */
+export function createStoreCompressor(): ZstdCompress {
+  return createZstdCompress({ chunkSize: IO_CHUNK, ...ZSTD_PARAMS });
+}
 
 /**
  * How many full parts may wait for git at once (2 GiB of temp files). git's SHA-1 is the
@@ -187,8 +222,7 @@ class GitBodyWriter extends StoringBodyWriter {
     const head = Buffer.concat(part.probe!);
     part.probe = undefined;
     part.raw = createWriteStream(part.rawPath, { highWaterMark: IO_CHUNK });
-    const probe = zstdWhole(head);
-    if (probe.length < head.length * ZSTD_KEEP_RATIO) part.zst = this.openZstd(part);
+    if (probeSaysZstd(head)) part.zst = this.openZstd(part);
     await this.writeOut(part, head);
   }
 
@@ -197,14 +231,15 @@ class GitBodyWriter extends StoringBodyWriter {
    * once, in one call, and written in one call. Streaming it as a large part is (a zstd
    * stream with its 1 MiB output buffer and its native context, two write streams, the bytes
    * compressed twice) cost the small-file record most of its memory and time
-   * (docs/notes/small-files.md). The zstd, and a small body's cache entry, are made by the
+   * (docs/notes/small-files.md). A small body's zstd and cache entry are made by the
    * small-part worker, off the thread that answers clients.
    */
   private async storeSmallPart(part: OpenPart): Promise<void> {
     const head = Buffer.concat(part.probe!);
     part.probe = undefined;
     if (part.index === 0) return this.storeSmallBody(part, head);
-    const { bytes, zstd } = await smallParts.prepare(head);
+    // The tail of a large body: once a body, on this thread.
+    const { zstd, bytes } = packWhole(head);
     await writeFile(part.rawPath, bytes);
     // The raw bytes go to the cache stage while git reads the zstd file: one step less between
     // an answered small file and its journal line.
@@ -276,7 +311,7 @@ class GitBodyWriter extends StoringBodyWriter {
     const path = join(this.tmpDir, `${this.id}-${part.index}.zst`);
     this.tempFiles.add(path);
     const file = createWriteStream(path, { highWaterMark: IO_CHUNK });
-    const compressor = createZstdCompress({ chunkSize: IO_CHUNK, ...ZSTD_PARAMS });
+    const compressor = createStoreCompressor();
     const compressed = pipeline(compressor, file);
     compressed.catch(() => undefined);
     return { path, file, compressor, compressed };
@@ -314,7 +349,7 @@ class GitBodyWriter extends StoringBodyWriter {
     part.zst?.compressor.end();
     await Promise.all([once(raw, 'finish'), part.zst?.compressed]);
     if (!raw.closed) await once(raw, 'close');
-    const zstd = part.zst !== undefined && part.zst.file.bytesWritten < part.written * ZSTD_KEEP_RATIO;
+    const zstd = part.zst !== undefined && keepsZstd(part.zst.file.bytesWritten, part.written);
     return { zstd, storedSize: zstd ? part.zst!.file.bytesWritten : part.written };
   }
 
