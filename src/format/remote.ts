@@ -42,6 +42,8 @@ export interface TransferOptions {
   onVerifyRead?: (bytes: number) => void;
   /** Called after a push with how it went around the remote's size limit (undefined: one push did). */
   onSplit?: (split: PushSplit | undefined) => void;
+  /** Called once with what the user should fix but need not stop for (a credential stored in the remote's URL). */
+  onWarning?: (line: string) => void;
 }
 
 /** What happened to one tag in a push or a pull. */
@@ -79,9 +81,59 @@ export function normalizeRemoteUrl(url: string, cwd = process.cwd()): string {
   return isAbsolute(url) ? url : resolve(cwd, url);
 }
 
+/** `scheme://userinfo@` at the start of a URL; the last `@` before the path ends the userinfo, as git reads it. */
+const USERINFO = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)@/i;
+
+/** The forms of access token GitHub and GitLab issue, which git hosts take as a user name with no password. */
+const TOKEN_USER = /^(gh[pousr]_|github_pat_|glpat-)/;
+
+/** A credential written into a remote's URL, and the same URL without it. */
+export interface UrlCredential {
+  kind: 'password' | 'token';
+  /** The URL to use instead: the user name kept when it is not itself the token. */
+  without: string;
+}
+
+/**
+ * The credential a URL carries in its userinfo: a password (`https://user:password@host/…`),
+ * or an access token given as the user name (`https://ghp_…@github.com/…`). btrfly stores
+ * neither in the archive (docs/notes/remotes.md, "Credentials").
+ */
+export function urlCredential(url: string): UrlCredential | undefined {
+  const m = USERINFO.exec(url);
+  if (!m) return undefined;
+  const colon = m[2].indexOf(':');
+  const user = colon < 0 ? m[2] : m[2].slice(0, colon);
+  const rest = url.slice(m[0].length);
+  if (TOKEN_USER.test(user)) return { kind: 'token', without: m[1] + rest };
+  if (colon >= 0 && colon < m[2].length - 1) return { kind: 'password', without: `${m[1]}${user ? `${user}@` : ''}${rest}` };
+  return undefined;
+}
+
+/** Where a credential goes instead of the URL: one clause, for the messages below. */
+const CREDENTIAL_ADVICE = 'give it to git\'s credential helper instead (see "git help gitcredentials")';
+
+/**
+ * The warning for a remote whose URL, stored in the archive's config by an older btrfly,
+ * carries a credential; undefined when it carries none.
+ */
+export function storedCredentialWarning(archive: Archive, remote: RemoteInfo): string | undefined {
+  const found = urlCredential(remote.url);
+  if (!found) return undefined;
+  return (
+    `the URL of remote ${remote.name} holds ${found.kind === 'password' ? 'a password' : 'an access token'}, written into archive ${archive.name}'s git config: ` +
+    `${CREDENTIAL_ADVICE}, then run "btrfly remote remove ${remote.name}" and "btrfly remote add ${remote.name} ${displayUrl(found.without)}"`
+  );
+}
+
 /** A URL for display: a password written into it is not shown. */
 export function displayUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]+):[^/@]*@/i, '$1:***@');
+  const m = USERINFO.exec(url);
+  if (!m) return url;
+  const colon = m[2].indexOf(':');
+  const user = colon < 0 ? m[2] : m[2].slice(0, colon);
+  const shown = TOKEN_USER.test(user) ? '***' : colon < 0 ? user : `${user}:***`;
+  return `${m[1]}${shown}@${url.slice(m[0].length)}`;
 }
 
 /** Every configured remote, by name. */
@@ -106,12 +158,14 @@ export async function listRemotes(archive: Archive): Promise<RemoteInfo[]> {
   return [...byName.values()].sort((a, b) => compareStrings(a.name, b.name));
 }
 
-async function remoteUrl(archive: Archive, name: string): Promise<string> {
+async function remoteUrl(archive: Archive, name: string, onWarning?: (line: string) => void): Promise<string> {
   validateRemoteName(name);
   const found = (await listRemotes(archive)).find((r) => r.name === name);
   if (!found) {
     throw new BtrflyError('NOT_FOUND', `no remote "${name}" in archive ${archive.name}: add it with "btrfly remote add ${name} URL"`, { data: { remote: name } });
   }
+  const warning = onWarning && storedCredentialWarning(archive, found);
+  if (warning) onWarning(warning);
   return found.url;
 }
 
@@ -123,6 +177,15 @@ async function remoteUrl(archive: Archive, name: string): Promise<string> {
 export async function addRemote(archive: Archive, name: string, url: string, opts: { maxPush?: number } = {}): Promise<RemoteInfo & { updated?: boolean }> {
   validateRemoteName(name);
   if (!url.trim()) throw new BtrflyError('USAGE', 'the remote URL is empty: give a path, an https:// or an ssh:// URL');
+  const credential = urlCredential(url);
+  if (credential) {
+    throw new BtrflyError(
+      'USAGE',
+      `the URL of remote "${name}" holds ${credential.kind === 'password' ? 'a password' : 'an access token'}, and btrfly writes no credential into the archive: ` +
+        `add ${displayUrl(credential.without)} and ${CREDENTIAL_ADVICE}`,
+      { data: { remote: name } },
+    );
+  }
   const existing = (await listRemotes(archive)).find((r) => r.name === name);
   // The same remote again with a push limit: the limit is set (how a learned one is changed).
   if (existing && opts.maxPush !== undefined && existing.url === normalizeRemoteUrl(url)) {
@@ -141,10 +204,20 @@ export async function addRemote(archive: Archive, name: string, url: string, opt
   return { name, url: normalized, ...(opts.maxPush !== undefined && { maxPush: opts.maxPush }) };
 }
 
-/** Removes a remote and any refs a pull left under it. */
+/**
+ * Removes a remote, the settings git-lfs keeps for its URL (`[lfs "<url>/info/lfs"]`, which
+ * names the URL whole, with a password an older btrfly stored in it) and any refs a pull left
+ * under it.
+ */
 export async function removeRemote(archive: Archive, name: string): Promise<void> {
-  await remoteUrl(archive, name);
+  const url = await remoteUrl(archive, name);
   await archive.git.run(['config', '--remove-section', `remote.${name}`]);
+  const lfs = await archive.git.run(['config', '--name-only', '--get-regexp', '^lfs\\..+\\.'], { ok: [0, 1] });
+  const base = url.replace(/\.git\/?$/, '');
+  const sections = new Set(lfs.stdout.split('\n').map((key) => key.slice(0, key.lastIndexOf('.'))));
+  for (const section of sections) {
+    if (section.startsWith('lfs.') && section.slice('lfs.'.length).startsWith(base)) await archive.git.run(['config', '--remove-section', section]);
+  }
   await dropIncoming(archive, name);
 }
 
@@ -159,7 +232,7 @@ async function dropIncoming(archive: Archive, remote: string): Promise<void> {
  * @throws BtrflyError TAG_NOT_FOUND, NOT_FOUND (remote), TAG_MOVED, NETWORK
  */
 export async function pushTags(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<TagTransfer[]> {
-  const onHost = localTransportPrograms(await remoteUrl(archive, remote));
+  const onHost = localTransportPrograms(await remoteUrl(archive, remote, opts.onWarning));
   const local = new Map((await archive.listTags()).map((t) => [t.tag, t.commit]));
   const names = tags.length ? tags.map(validateTagName) : [...local.keys()];
   for (const t of names) {
@@ -257,7 +330,7 @@ export interface PullRefusal {
  * @throws BtrflyError NOT_FOUND (remote), TAG_NOT_FOUND (on the remote), BODY_CORRUPT, TAG_MOVED, NETWORK
  */
 export async function pullTags(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<TagTransfer[]> {
-  const onHost = localTransportPrograms(await remoteUrl(archive, remote));
+  const onHost = localTransportPrograms(await remoteUrl(archive, remote, opts.onWarning));
   const names = tags.map(validateTagName);
   const incoming = INCOMING(remote);
   await dropIncoming(archive, remote);
