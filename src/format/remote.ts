@@ -5,16 +5,18 @@
  * stores no credential.
  *
  * A pull never moves a tag straight from the network: the remote's branches are fetched into
- * `refs/btrfly/incoming/<remote>/<tag>`, every body of every recording that is new here is read
+ * `refs/btrfly/incoming/p<pid>/<remote>/<tag>` (src/format/incoming-refs.ts), every body of every recording that is new here is read
  * back against its SHA-256, and only then is `refs/heads/<tag>` moved, by compare-and-swap.
  */
 import { isAbsolute, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { BtrflyError } from '../errors';
+import { pauseAt } from '../test-pause';
 import type { Archive } from './archive';
 import { gitTempFiles, removeGitTempsSince, verifyCommits, type VerifyProblem } from './archive-maintenance';
 import { storageFailure } from './disk-space';
 import { lastGitMessage, localTransportPrograms, type GitResult } from './git';
+import { dropOwnIncoming, dropStaleIncoming, incomingPrefix } from './incoming-refs';
 import { lfsFetch, lfsPush, needsLfs } from './lfs-transfer';
 import { isNoSpace } from './lifecycle';
 import { lockHolder } from './lock';
@@ -54,8 +56,6 @@ export interface TagTransfer {
   from: string | null;
   to: string;
 }
-
-const INCOMING = (remote: string): string => `refs/btrfly/incoming/${remote}/`;
 
 /**
  * Checks a remote name: what `git remote add` accepts and a ref path component allows.
@@ -206,8 +206,8 @@ export async function addRemote(archive: Archive, name: string, url: string, opt
 
 /**
  * Removes a remote, the settings git-lfs keeps for its URL (`[lfs "<url>/info/lfs"]`, which
- * names the URL whole, with a password an older btrfly stored in it) and any refs a pull left
- * under it.
+ * names the URL whole, with a password an older btrfly stored in it) and the refs of pulls that
+ * were killed.
  */
 export async function removeRemote(archive: Archive, name: string): Promise<void> {
   const url = await remoteUrl(archive, name);
@@ -218,12 +218,7 @@ export async function removeRemote(archive: Archive, name: string): Promise<void
   for (const section of sections) {
     if (section.startsWith('lfs.') && section.slice('lfs.'.length).startsWith(base)) await archive.git.run(['config', '--remove-section', section]);
   }
-  await dropIncoming(archive, name);
-}
-
-async function dropIncoming(archive: Archive, remote: string): Promise<void> {
-  const { stdout } = await archive.git.run(['for-each-ref', '--format=delete %(refname) %(objectname)', INCOMING(remote)]);
-  if (stdout.trim()) await archive.git.run(['update-ref', '--stdin'], { input: stdout });
+  await dropStaleIncoming(archive);
 }
 
 /**
@@ -332,8 +327,9 @@ export interface PullRefusal {
 export async function pullTags(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<TagTransfer[]> {
   const onHost = localTransportPrograms(await remoteUrl(archive, remote, opts.onWarning));
   const names = tags.map(validateTagName);
-  const incoming = INCOMING(remote);
-  await dropIncoming(archive, remote);
+  const incoming = incomingPrefix(remote);
+  // What a pull killed earlier (from any remote) left: its process is gone.
+  await dropStaleIncoming(archive);
   const specs = names.length ? names.map((t) => `+refs/heads/${t}:${incoming}${t}`) : [`+refs/heads/*:${incoming}*`];
   try {
     await transferTo(
@@ -354,6 +350,7 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
     throw e;
   }
   try {
+    await pauseAt('pull-fetched');
     const { stdout } = await archive.git.run(['for-each-ref', '--format=%(refname)%00%(objectname)', incoming]);
     const fetched = stdout
       .split('\n')
@@ -382,7 +379,7 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
     }
     return results;
   } finally {
-    await dropIncoming(archive, remote);
+    await dropOwnIncoming(archive, remote);
   }
 }
 
