@@ -101,6 +101,16 @@ export class LfsStore {
     if (await rename(this.path(sha256), doomed).then(() => true, () => false)) await rm(doomed, { force: true });
   }
 
+  /** Whether the store holds any object (stops at the first one found). */
+  async holdsObjects(): Promise<boolean> {
+    for (const a of await readdir(this.objects).catch(() => [] as string[])) {
+      for (const b of await readdir(join(this.objects, a)).catch(() => [] as string[])) {
+        if ((await readdir(join(this.objects, a, b)).catch(() => [] as string[])).length) return true;
+      }
+    }
+    return false;
+  }
+
   /** Bytes of the objects of `sha256s` that are here. */
   async diskUsage(sha256s: Iterable<string>): Promise<number> {
     let total = 0;
