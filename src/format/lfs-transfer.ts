@@ -18,7 +18,7 @@ import { isNoSpace } from './lifecycle';
  * the server which ones it has, by the batch API).
  * @throws BtrflyError NETWORK naming the remote and what git-lfs said
  */
-export async function lfsPush(archive: Archive, remote: string, refs: string[], opts: { progress?: NodeJS.WritableStream; interactive?: boolean } = {}): Promise<void> {
+export async function lfsPush(archive: Archive, remote: string, refs: string[], opts: LfsTransferOptions = {}): Promise<void> {
   await checkGitLfs(archive.git);
   try {
     await archive.git.transfer(['lfs', 'push', remote, ...refs], opts);
@@ -35,6 +35,8 @@ export async function lfsPush(archive: Archive, remote: string, refs: string[], 
     }
     throw lfsFailed(`push of the bodies (Git LFS objects) to remote ${remote} failed`, e);
   } finally {
+    // What git-lfs linked before it failed too: each side keeps a file of its own.
+    if (opts.localRemote) await unshareObjects(archive);
     await archive.lfs.dropLogs();
   }
 }
@@ -45,7 +47,7 @@ export async function lfsPush(archive: Archive, remote: string, refs: string[], 
  * @returns what git-lfs said when it could not fetch every object (a refused or damaged object),
  * else undefined: the caller's verification then names the bodies that are missing
  */
-export async function lfsFetch(archive: Archive, remote: string, refs: string[], opts: { progress?: NodeJS.WritableStream; interactive?: boolean } = {}): Promise<string | undefined> {
+export async function lfsFetch(archive: Archive, remote: string, refs: string[], opts: LfsTransferOptions = {}): Promise<string | undefined> {
   if (refs.length === 0) return undefined;
   await checkGitLfs(archive.git);
   try {
@@ -60,7 +62,30 @@ export async function lfsFetch(archive: Archive, remote: string, refs: string[],
     if (isNoSpace(said)) throw await storageFailure(archive.dir, said);
     return lfsMessage(output);
   } finally {
+    // What git-lfs brought before it failed is kept too: a file of its own either way.
+    if (opts.localRemote) await unshareObjects(archive);
     await archive.lfs.dropLogs();
+  }
+}
+
+/** Options of {@link lfsPush} and {@link lfsFetch}. */
+export interface LfsTransferOptions {
+  progress?: NodeJS.WritableStream;
+  interactive?: boolean;
+  /** The remote is a path (or `file://`): git-lfs hard-links objects to and from it on one file system. */
+  localRemote?: boolean;
+}
+
+/** {@link LfsStore.unshare}, a failure told as storage's (a full disk: where and what to free). */
+async function unshareObjects(archive: Archive): Promise<void> {
+  try {
+    await archive.lfs.unshare();
+  } catch (e) {
+    const said = new BtrflyError('STORAGE', `could not give the Git LFS objects shared with the remote (hard links) a copy of their own: ${(e as Error).message}`, {
+      cause: e,
+      data: { noSpace: (e as NodeJS.ErrnoException).code === 'ENOSPC' },
+    });
+    throw isNoSpace(said) ? await storageFailure(archive.dir, said) : said;
   }
 }
 

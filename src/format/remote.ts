@@ -251,7 +251,7 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
   };
   // An LFS archive's bodies first: the remote never gets a tag whose bodies it lacks.
   const refs = names.map((t) => `refs/heads/${t}`);
-  if (await needsLfs(archive, refs)) await lfsPush(archive, remote, refs, { progress: opts.progress, interactive: opts.interactive });
+  if (await needsLfs(archive, refs)) await lfsPush(archive, remote, refs, { progress: opts.progress, interactive: opts.interactive, localRemote: onHost !== undefined });
   const { result: r, split } = await pushUnderLimit(archive, remote, specs, names.map((t) => local.get(t)!), pushOnce, remoteHas).finally(() => dropLocalStaging(archive));
   opts.onSplit?.(split);
   // --porcelain: "<flag>\t<from>:<to>\t<summary>" per ref; "!" is a rejection.
@@ -365,7 +365,7 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
     // An LFS archive's bodies come through git-lfs; what it could not bring, verification finds missing.
     const incomingRefs = fetched.map((f) => incoming + f.tag);
     const lfsTrouble = (await needsLfs(archive, incomingRefs, { newOnly: true }))
-      ? await lfsFetch(archive, remote, incomingRefs, { progress: opts.progress, interactive: opts.interactive })
+      ? await lfsFetch(archive, remote, incomingRefs, { progress: opts.progress, interactive: opts.interactive, localRemote: onHost !== undefined })
       : undefined;
     for (const { tag, commit } of fetched) {
       const outcome = await takeTag(archive, remote, tag, commit, checked, opts);
