@@ -13,7 +13,7 @@ import { BtrflyError } from '../errors';
 import { CHECK_PART, type BodyChecks } from './body-checks';
 import { isSmallBody } from './git';
 import type { LfsStore } from './lfs-store';
-import type { BodyLocation, ByteRange } from './types';
+import { repairAdvice, type BodyLocation, type ByteRange } from './types';
 
 const IO_CHUNK = 1024 * 1024;
 
@@ -143,7 +143,7 @@ async function* open(store: LfsStore, loc: BodyLocation, start: number, end: num
 function missing(loc: BodyLocation): BtrflyError {
   return new BtrflyError(
     'BODY_MISSING',
-    `body ${loc.sha256} (a Git LFS object) is missing from the archive's LFS store: pull the tag again from a remote that has it, or re-record the tag`,
+    `body ${loc.sha256} (a Git LFS object) is missing from the archive's LFS store: ${repairAdvice()}`,
     { data: { sha256: loc.sha256, part: 0, oid: loc.parts[0]?.oid } },
   );
 }
@@ -151,7 +151,7 @@ function missing(loc: BodyLocation): BtrflyError {
 function corrupt(loc: BodyLocation, what: string): BtrflyError {
   return new BtrflyError(
     'BODY_CORRUPT',
-    `body ${loc.sha256} is corrupt: it ${what}: it was removed from the LFS store; pull it again from a good remote, or re-record the tag`,
+    `body ${loc.sha256} is corrupt: it ${what}: it was removed from the LFS store; ${repairAdvice()}`,
     { data: { sha256: loc.sha256 } },
   );
 }

@@ -29,7 +29,7 @@ export async function lfsPush(archive: Archive, remote: string, refs: string[], 
       throw new BtrflyError(
         bad[1] === 'missing' ? 'BODY_MISSING' : 'BODY_CORRUPT',
         `push to remote ${remote} refused, no tag was pushed: body ${bad[2]} is ${bad[1] === 'missing' ? 'missing from' : 'damaged in'} this archive's LFS store: ` +
-          'run "btrfly verify" to find the tags that hold it, then pull them again from a good remote or re-record them',
+          'run "btrfly verify --repair" to fetch it again from another remote, or re-record the tags that hold it',
         { cause: e, data: { sha256: bad[2] } },
       );
     }

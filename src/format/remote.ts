@@ -481,3 +481,43 @@ async function isAncestor(archive: Archive, ancestor: string, of: string): Promi
   const r = await archive.git.run(['merge-base', '--is-ancestor', ancestor, of], { ok: [0, 1] });
   return r.code === 0;
 }
+
+/**
+ * Fetches every object `tags` reach from `remote` again, as a fresh clone would (`git fetch
+ * --refetch`): a plain fetch does not ask for what local refs reach, so it could not bring
+ * back an object that a repair set aside (src/format/body-repair.ts). The refs it fetches
+ * into are dropped afterwards; the tags here do not move.
+ * @throws BtrflyError TAG_NOT_FOUND (on the remote), NETWORK
+ */
+export async function refetchObjects(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<void> {
+  const onHost = localTransportPrograms(await remoteUrl(archive, remote));
+  const into = `refs/btrfly/repair/${remote}/`;
+  const fetch = ['fetch', '--refetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules'];
+  try {
+    await transferTo(
+      archive,
+      remote,
+      'fetch from',
+      // No automatic gc afterwards: the repair's caller verifies first, and gc would wait on its lock.
+      ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false', ...fetch, ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...tags.map((t) => `+refs/heads/${validateTagName(t)}:${into}${t}`)],
+      { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
+    );
+  } catch (e) {
+    const missing = /couldn't find remote ref refs\/heads\/(\S+)/.exec(String((e as BtrflyError).data?.stderr ?? ''));
+    if (missing) throw new BtrflyError('TAG_NOT_FOUND', `tag "${missing[1]}" not found on remote ${remote}`, { data: { remote, tag: missing[1] } });
+    throw e;
+  } finally {
+    const { stdout } = await archive.git.run(['for-each-ref', '--format=delete %(refname) %(objectname)', into]);
+    if (stdout.trim()) await archive.git.run(['update-ref', '--stdin'], { input: stdout });
+  }
+}
+
+/**
+ * Fetches the Git LFS objects of `tags` that the local store lacks from `remote`.
+ * @throws BtrflyError NETWORK when git-lfs could not fetch every one, with what it said
+ */
+export async function refetchLfs(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<void> {
+  const local = localTransportPrograms(await remoteUrl(archive, remote)) !== undefined;
+  const trouble = await lfsFetch(archive, remote, tags.map((t) => `refs/heads/${validateTagName(t)}`), { progress: opts.progress, interactive: opts.interactive, localRemote: local });
+  if (trouble) throw new BtrflyError('NETWORK', `git-lfs could not fetch every body from remote ${remote}: ${trouble}`, { data: { remote } });
+}

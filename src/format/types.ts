@@ -94,6 +94,16 @@ export interface VolatileFile {
 }
 
 /** Where a stored body's parts are (from the recording's tree). */
+/**
+ * What to do about a damaged or missing body, said wherever one is found: `verify --repair`
+ * sets the damaged copy aside (git would otherwise keep it: a fetch or a re-recording skips
+ * an object the store holds) and fetches it again (src/format/body-repair.ts).
+ */
+export function repairAdvice(tag?: string): string {
+  const tagArg = tag ? ` ${tag}` : '';
+  return `run "btrfly verify --repair${tagArg}" to set it aside and fetch it again from the archive's remotes (or, with no remote that has it, re-record the tag after the repair)`;
+}
+
 export interface BodyLocation {
   sha256: string;
   /** Raw (decoded-from-storage) size of the whole body. */

@@ -104,6 +104,21 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     for (const f of ['big', 'small']) expect(`${f} ${sha256(join(again, f))}`).toBe(`${f} ${sha256(join(out, f))}`);
   });
 
+  it('verify --repair fetches a damaged LFS object again from a remote that has it', async () => {
+    // Other bytes under the same name, as a new file (the remote's copy may be a hard link to this one).
+    const path = lfsObject(archive, bigSha);
+    const bytes = readFileSync(path);
+    bytes[1000] ^= 1;
+    writeFileSync(`${path}.new`, bytes);
+    renameSync(`${path}.new`, path);
+    const r = await runCli(['verify', '--repair', '--archive', archive], { timeoutMs: 120_000 });
+    expect(r.stdout).toMatch(new RegExp(`^deps@[0-9a-f]{7}: body ${bigSha} is corrupt: .* it was removed from the LFS store; run "btrfly verify --repair"`, 'm'));
+    expect(r.stderr).toMatch(/^repair: fetched deps again from hub: 1 of the absent objects came back$/m);
+    expect(r.stdout).toMatch(/^ok: 1 tags, 1 recordings, 2 bodies .* checked, after the repair$/m);
+    expect(r.code).toBe(0);
+    expect(sha256(lfsObject(archive, bigSha))).toBe(bigSha);
+  });
+
   it('refuses a pull whose LFS object was damaged on the remote; the tag is not created', async () => {
     const remote = join(tmpDir(), 'bad.git');
     await runOk('git', ['init', '-q', '--bare', remote]);

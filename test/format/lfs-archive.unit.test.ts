@@ -85,7 +85,7 @@ describe('archive in Git LFS mode', () => {
       ['BODY_MISSING', sha256(big)],
       ['BODY_MISSING', sha256(small)],
     ]);
-    expect(problems[0].message).toMatch(/is missing from the archive's LFS store: pull the tag again/);
+    expect(problems[0].message).toMatch(/is missing from the archive's LFS store: run "btrfly verify --repair"/);
   });
 
   test('verify hashes the whole object: a damaged object is found even without playback', async () => {
