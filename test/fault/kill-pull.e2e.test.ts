@@ -45,9 +45,11 @@ test('a pull killed with -9 leaves quarantine refs that tags and status never sh
   expect(JSON.parse((await runCli(['tags', '--archive', archive, '--json'])).stdout)).toEqual([]);
   const status = await runCli(['status', '--archive', archive]);
   expect(status.stdout + status.stderr).not.toMatch(/incoming|origin/);
-  // gc removes them, and with them the objects nothing else reaches.
+  // gc removes them, and with them the objects nothing else reaches; also a ref of the layout
+  // before the per-process namespace (`incoming/<remote>/<tag>`), which an older btrfly left.
   const fetchedTip = first.refs[0].split(' ')[1];
   expect(has(archive, fetchedTip)).toBe(true);
+  git(archive, 'update-ref', 'refs/btrfly/incoming/origin/older', fetchedTip);
   expect((await runCli(['gc', '--archive', archive])).code).toBe(0);
   expect(incoming(archive)).toEqual([]);
   expect(has(archive, fetchedTip)).toBe(false);
