@@ -234,6 +234,8 @@ async function reachableBodies(archive: Archive): Promise<Set<string>> {
   const { stdout } = await archive.git.run(['rev-list', '--objects', '--all']);
   const out = new Set<string>();
   for (const m of stdout.matchAll(/^[0-9a-f]+ (?:bodies\/[0-9a-f]{2}\/)?([0-9a-f]{64})$/gm)) out.add(m[1]);
+  // The zstd objects of LFS mode, named by their own oid (src/format/lfs-store.ts, lfsZstdPointerName).
+  for (const m of stdout.matchAll(/^[0-9a-f]+ bodies\/[0-9a-f]{2}\/[0-9a-f]{64}\/lfs-([0-9a-f]{64})\.zst$/gm)) out.add(m[1]);
   return out;
 }
 
@@ -263,6 +265,6 @@ export async function tagDiskUsage(archive: Archive, commit: string): Promise<nu
 /** Bytes on disk of the Git LFS objects (src/format/lfs-store.ts) of the bodies `commit` reaches. */
 async function lfsDiskUsage(archive: Archive, commit: string): Promise<number> {
   const { stdout } = await archive.git.run(['rev-list', '--objects', commit]);
-  const shas = [...stdout.matchAll(/^[0-9a-f]+ bodies\/[0-9a-f]{2}\/([0-9a-f]{64})\/lfs$/gm)].map((m) => m[1]);
+  const shas = [...stdout.matchAll(/^[0-9a-f]+ bodies\/[0-9a-f]{2}\/([0-9a-f]{64})\/lfs(?:-([0-9a-f]{64})\.zst)?$/gm)].map((m) => m[2] ?? m[1]);
   return shas.length ? archive.lfs.diskUsage(new Set(shas)) : 0;
 }

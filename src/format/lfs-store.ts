@@ -18,6 +18,25 @@ import { ownedTempName, tempOwner } from './lifecycle';
 /** The name of a body's pointer file inside `bodies/<2 hex>/<sha256>/` in LFS mode. */
 export const LFS_POINTER_NAME = 'lfs';
 
+/**
+ * The name of the pointer file of a body kept zstd: the pointer names the zstd object (its own
+ * SHA-256), and the name carries that oid too, so a reader and `gc` find the object from
+ * `ls-tree` alone, without reading the pointer.
+ */
+export function lfsZstdPointerName(oid: string): string {
+  return `lfs-${oid}.zst`;
+}
+
+/** The LFS oid in a pointer file's name ({@link lfsZstdPointerName}), or undefined for another name. */
+export function lfsOidOfPointerName(name: string): string | undefined {
+  return /^lfs-([0-9a-f]{64})\.zst$/.exec(name)?.[1];
+}
+
+/** The LFS oid of a body's object: its own SHA-256 when stored raw, the zstd bytes' when stored zstd. */
+export function lfsObjectOid(loc: { sha256: string; lfsOid?: string }): string {
+  return loc.lfsOid ?? loc.sha256;
+}
+
 /** The git config key that marks an archive as LFS mode, and its value. */
 export const STORAGE_KEY = 'btrfly.storage';
 export const STORAGE_LFS = 'lfs';
@@ -94,7 +113,7 @@ export class LfsStore {
     await rm(join(this.gitDir, 'lfs', 'logs'), { recursive: true, force: true });
   }
 
-  /** Removes an object found damaged, so the next pull fetches it again (git-lfs skips objects it has). */
+  /** Removes an object (by LFS oid) found damaged, so the next pull fetches it again (git-lfs skips objects it has). */
   async evict(sha256: string): Promise<void> {
     await mkdir(this.tmp, { recursive: true });
     const doomed = join(this.tmp, ownedTempName(process.pid, `evict-${randomUUID()}`));
@@ -143,10 +162,10 @@ export class LfsStore {
     return false;
   }
 
-  /** Bytes of the objects of `sha256s` that are here. */
-  async diskUsage(sha256s: Iterable<string>): Promise<number> {
+  /** Bytes of the objects of `oids` (LFS oids, {@link lfsObjectOid}) that are here. */
+  async diskUsage(oids: Iterable<string>): Promise<number> {
     let total = 0;
-    for (const sha of sha256s) total += await stat(this.path(sha)).then((s) => s.blocks * 512, () => 0);
+    for (const sha of oids) total += await stat(this.path(sha)).then((s) => s.blocks * 512, () => 0);
     return total;
   }
 

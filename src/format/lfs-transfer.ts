@@ -102,7 +102,7 @@ export async function needsLfs(archive: Archive, refs: string[], opts: { newOnly
   if (refs.length === 0) return false;
   if (!opts.newOnly) return archive.lfs.holdsObjects();
   const { stdout } = await archive.git.run(['rev-list', '--objects', ...refs, '--not', '--branches']);
-  return new RegExp(`^[0-9a-f]+ bodies/[0-9a-f]{2}/[0-9a-f]{64}/${LFS_POINTER_NAME}$`, 'm').test(stdout);
+  return new RegExp(`^[0-9a-f]+ bodies/[0-9a-f]{2}/[0-9a-f]{64}/(?:${LFS_POINTER_NAME}|lfs-[0-9a-f]{64}\\.zst)$`, 'm').test(stdout);
 }
 
 /** What a failed git-lfs run wrote: stderr, then stdout (where it puts some of its refusals). */

@@ -499,7 +499,9 @@ export async function refetchObjects(archive: Archive, remote: string, tags: str
       remote,
       'fetch from',
       // No automatic gc afterwards: the repair's caller verifies first, and gc would wait on its lock.
-      ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false', ...fetch, ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...tags.map((t) => `+refs/heads/${validateTagName(t)}:${into}${t}`)],
+      // Always index-pack (never unpack-objects, which skips an object it holds): it refuses an
+      // object whose id is here with other bytes, so damage the repair missed is said, not kept.
+      ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false', '-c', 'fetch.unpackLimit=1', ...fetch, ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...tags.map((t) => `+refs/heads/${validateTagName(t)}:${into}${t}`)],
       { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
     );
   } catch (e) {
