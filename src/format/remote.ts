@@ -340,14 +340,7 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
       { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
     );
   } catch (e) {
-    const stderr = String((e as BtrflyError).data?.stderr ?? '');
-    const missing = /couldn't find remote ref refs\/heads\/(\S+)/.exec(stderr);
-    if (missing) {
-      throw new BtrflyError('TAG_NOT_FOUND', `tag "${missing[1]}" not found on remote ${remote}: run "git ls-remote ${remote}" in the archive to see its branches`, {
-        data: { remote, tag: missing[1] },
-      });
-    }
-    throw e;
+    throw tagMissingOnRemote(e, remote) ?? e;
   }
   try {
     await pauseAt('pull-fetched');
@@ -491,7 +484,8 @@ async function isAncestor(archive: Archive, ancestor: string, of: string): Promi
  */
 export async function refetchObjects(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<void> {
   const onHost = localTransportPrograms(await remoteUrl(archive, remote));
-  const into = `refs/btrfly/repair/${remote}/`;
+  // A pull's quarantine namespace: the next pull or gc drops what a repair killed with -9 left there.
+  const into = incomingPrefix(remote);
   const fetch = ['fetch', '--refetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules'];
   try {
     await transferTo(
@@ -505,13 +499,19 @@ export async function refetchObjects(archive: Archive, remote: string, tags: str
       { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
     );
   } catch (e) {
-    const missing = /couldn't find remote ref refs\/heads\/(\S+)/.exec(String((e as BtrflyError).data?.stderr ?? ''));
-    if (missing) throw new BtrflyError('TAG_NOT_FOUND', `tag "${missing[1]}" not found on remote ${remote}`, { data: { remote, tag: missing[1] } });
-    throw e;
+    throw tagMissingOnRemote(e, remote) ?? e;
   } finally {
-    const { stdout } = await archive.git.run(['for-each-ref', '--format=delete %(refname) %(objectname)', into]);
-    if (stdout.trim()) await archive.git.run(['update-ref', '--stdin'], { input: stdout });
+    await dropOwnIncoming(archive, remote);
   }
+}
+
+/** A fetch that failed because the remote has no such tag, told as such. */
+function tagMissingOnRemote(e: unknown, remote: string): BtrflyError | undefined {
+  const missing = /couldn't find remote ref refs\/heads\/(\S+)/.exec(String((e as BtrflyError).data?.stderr ?? ''));
+  if (!missing) return undefined;
+  return new BtrflyError('TAG_NOT_FOUND', `tag "${missing[1]}" not found on remote ${remote}: run "git ls-remote ${remote}" in the archive to see its branches`, {
+    data: { remote, tag: missing[1] },
+  });
 }
 
 /**
