@@ -94,10 +94,12 @@ async function writeProject(dir: string, catalog: NpmPackage[], direct: string[]
 }
 
 /**
- * `node npm-timed.js CPU_PID PROJECT NPM_CLI ARGS...`: runs npm in PROJECT without the
- * `npm_*` variables `npm run bench` exports (they would point npm at this repository), then
- * prints its wall seconds and the CPU seconds (user + system, with reaped children, from
- * /proc) that process CPU_PID used meanwhile; `parent` is this script's parent (btrfly).
+ * `node npm-timed.js CPU_PID PROJECT NPM_CLI ARGS...`: runs npm in PROJECT with the environment it
+ * was given, then prints its wall seconds and the CPU seconds (user + system, with reaped
+ * children, from /proc) that process CPU_PID used meanwhile; `parent` is this script's parent
+ * (btrfly). The `npm_*` variables `npm run bench` exports (they would point npm at this
+ * repository) are removed before btrfly or the script starts, not here: under btrfly the script
+ * runs with what `btrfly run` gives a command, `npm_config_*` included, as a user's npm would.
  */
 const NPM_TIMED = `'use strict';
 const { spawnSync } = require('node:child_process');
@@ -105,10 +107,9 @@ const { readFileSync } = require('node:fs');
 const [pidArg, project, npmCli, ...args] = process.argv.slice(2);
 const pid = pidArg === 'parent' ? process.ppid : Number(pidArg);
 const cpu = () => readFileSync('/proc/' + pid + '/stat', 'utf8').split(') ')[1].split(' ').slice(11, 15).reduce((a, b) => a + Number(b), 0) / 100;
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
 const c0 = cpu();
 const t0 = process.hrtime.bigint();
-const r = spawnSync(process.execPath, [npmCli, ...args], { cwd: project, env, stdio: ['ignore', 'inherit', 'inherit'] });
+const r = spawnSync(process.execPath, [npmCli, ...args], { cwd: project, stdio: ['ignore', 'inherit', 'inherit'] });
 const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
 console.log('npm-timed seconds=' + seconds + ' cpu=' + (cpu() - c0));
 process.exit(r.status === null ? 1 : r.status);
@@ -284,7 +285,7 @@ export const npmSection: BenchSection = {
     };
     const viaBtrfly = async (mode: 'record' | 'playback', archive: string): Promise<NpmRun & { wall: number; requests: number }> => {
       const url = `https://${REGISTRY_NAME}:${registry.port}`;
-      const run = await runBtrfly({ mode, archive, tag: 'npm', configDir, ca, command: await project(`btrfly-${mode}`, url, 'parent') });
+      const run = await runBtrfly({ mode, archive, tag: 'npm', configDir, ca, baseEnv: cleanEnv(), command: await project(`btrfly-${mode}`, url, 'parent') });
       const requests = Number(/: (\d+) requests/.exec(run.stderr)?.[1] ?? NaN);
       if (mode === 'playback' && !/ 0 misses/.test(run.stderr)) throw new Error(`btrfly playback missed: ${run.stderr.slice(-1000)}`);
       return { ...parseNpmTimed(run.stdout), wall: run.seconds, requests };
