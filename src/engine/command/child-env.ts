@@ -18,8 +18,8 @@ const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/cert
  * npm's `cafile` (`npm_config_cafile`, also read by pnpm, yarn 1 and node-gyp) names btrfly's CA
  * alone: npm sends every request of the run through the proxy, whose leaves that CA signs, and
  * it pays for each CA it is given on every request (its agent keys its caches by the joined
- * list) and every connection (a secure context of its own); with the ~150 system CAs that was
- * ~2 ms of npm's CPU a request (docs/decisions.md, "npm through btrfly").
+ * list) and every connection (a secure context of its own); with the 144 system CAs that was
+ * ~0.5 ms of npm's CPU a request (docs/decisions.md, "npm through btrfly").
  */
 export async function childEnvironment(opts: { proxyUrl: string; caPem: string; workDir: string; cacheDir?: string }): Promise<Record<string, string>> {
   const bundle = path.join(opts.workDir, 'ca-bundle.pem');
