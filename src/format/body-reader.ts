@@ -10,7 +10,7 @@ import { CacheFill, type BodyCache } from './body-cache';
 import { CHECK_PART, type BodyChecks, type PartTagger } from './body-checks';
 import { CheckedCacheReader } from './checked-cache-reader';
 import { SMALL_OBJECT_LIMIT, isSmallBody, type Git } from './git';
-import { PART_SIZE, type BodyLocation, type ByteRange, type PartLocation } from './types';
+import { PART_SIZE, repairAdvice, type BodyLocation, type ByteRange, type PartLocation } from './types';
 
 const IO_CHUNK = 1024 * 1024;
 
@@ -362,7 +362,7 @@ function smallBlob(git: Git, oid: string): Readable {
 function corrupt(loc: BodyLocation, what: string): BtrflyError {
   return new BtrflyError(
     'BODY_CORRUPT',
-    `body ${loc.sha256} is corrupt: it ${what}: re-record the tag, or pull it again from a good remote`,
+    `body ${loc.sha256} is corrupt: it ${what}: ${repairAdvice()}`,
     { data: { sha256: loc.sha256 } },
   );
 }
@@ -370,11 +370,13 @@ function corrupt(loc: BodyLocation, what: string): BtrflyError {
 function partError(loc: BodyLocation, index: number, e: unknown): BtrflyError {
   if (isBtrflyError(e) && e.code === 'BODY_CORRUPT') return e;
   const oid = loc.parts[index].oid;
+  // git read the object, and its bytes are not the ones its id names (src/format/git.ts).
+  if (isBtrflyError(e) && e.code === 'GIT' && e.data?.oid === oid) return corrupt(loc, `has part ${index} (object ${oid}) whose bytes do not hash to its id`);
   if (isBtrflyError(e) && (e.code === 'GIT' || e.code === 'BODY_MISSING')) {
     return new BtrflyError(
       'BODY_MISSING',
       // git fails alike on an object that is absent and on one whose pack is damaged (a bad CRC): only a null read is surely missing.
-      `body ${loc.sha256} part ${index} (object ${oid}) ${e.code === 'GIT' ? 'cannot be read from the archive (missing or damaged)' : 'is missing from the archive'}: re-record the tag, or pull it again from a good remote`,
+      `body ${loc.sha256} part ${index} (object ${oid}) ${e.code === 'GIT' ? 'cannot be read from the archive (missing or damaged)' : 'is missing from the archive'}: ${repairAdvice()}`,
       { cause: e, data: { sha256: loc.sha256, part: index, oid } },
     );
   }

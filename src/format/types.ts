@@ -37,7 +37,7 @@ export interface ContentRecord {
   sha256: string;
   /** The response's Content-Encoding as received (e.g. `gzip`), when not identity. */
   encoding?: string;
-  /** How the parts are stored: all zstd, all raw, or some of each; `lfs`: one Git LFS object of the raw bytes (`btrfly init --lfs`). */
+  /** How the parts are stored: all zstd, all raw, or some of each; `lfs`: one Git LFS object, raw or zstd (`btrfly init --lfs`). */
   storage: 'zstd' | 'raw' | 'mixed' | 'lfs';
   parts: number;
 }
@@ -94,6 +94,16 @@ export interface VolatileFile {
 }
 
 /** Where a stored body's parts are (from the recording's tree). */
+/**
+ * What to do about a damaged or missing body, said wherever one is found: `verify --repair`
+ * sets the damaged copy aside (git would otherwise keep it: a fetch or a re-recording skips
+ * an object the store holds) and fetches it again (src/format/body-repair.ts).
+ */
+export function repairAdvice(tag?: string): string {
+  const tagArg = tag ? ` ${tag}` : '';
+  return `run "btrfly verify --repair${tagArg}" to set it aside and fetch it again from the archive's remotes (or, with no remote that has it, re-record the tag after the repair)`;
+}
+
 export interface BodyLocation {
   sha256: string;
   /** Raw (decoded-from-storage) size of the whole body. */
@@ -104,6 +114,11 @@ export interface BodyLocation {
    * named by `sha256` in the LFS store, and its one part is the pointer blob (`storedSize` is the body's size).
    */
   lfs?: boolean;
+  /**
+   * The LFS oid of a body kept zstd in LFS mode (its one part is then `zstd`): the SHA-256 of the
+   * stored zstd bytes, which name the object file; a raw LFS body's oid is `sha256`.
+   */
+  lfsOid?: string;
 }
 
 export interface PartLocation {

@@ -92,7 +92,7 @@ describe('Git LFS mode, attacked', () => {
     const push = await runCli(['push', 'hub', '--archive', archive], { timeoutMs: 120_000 });
     expect(push.stderr).toBe(
       `btrfly: push to remote hub refused, no tag was pushed: body ${sha} is missing from this archive's LFS store: ` +
-        'run "btrfly verify" to find the tags that hold it, then pull them again from a good remote or re-record them\n',
+        'run "btrfly verify --repair" to fetch it again from another remote, or re-record the tags that hold it\n',
     );
     expect(push.code).not.toBe(0);
     expect((await runOk('git', ['--git-dir', remote, 'for-each-ref'])).stdout).toBe('');

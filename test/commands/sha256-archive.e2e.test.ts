@@ -9,7 +9,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { runCli, startOrigin, tmpDir, type Origin } from '../helpers';
+import { bodyPartOid, damageObject, runCli, startOrigin, tmpDir, type Origin } from '../helpers';
 
 let origin: Origin;
 beforeAll(async () => {
@@ -39,4 +39,13 @@ test('a SHA-256 archive records small and large bodies, verifies them, and plays
   expect(play.stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[0])).toEqual(direct);
   expect(play.stderr).toMatch(/4 requests, [\d.]+ MiB, 4 hits, 0 misses/);
   expect((await origin.stats()).total).toBe(0);
+
+  // A damaged small body (in a fast-import pack, SHA-256 ids) is set aside by verify --repair, and a re-recording stores it again.
+  const small = createHash('sha256').update(await fetchDirect(paths[1])).digest('hex');
+  damageObject(archive, bodyPartOid(archive, 'app', small), 100);
+  const repair = await runCli(['verify', '--repair', '--archive', archive]);
+  expect(repair.stderr).toMatch(/^repair: set aside 1 damaged object \(1 from packs\) in btrfly\/damaged\/\S+$/m);
+  expect(repair.code).toBe(1);
+  expect((await runCli(['run', '--record', '--tag=app', ...up, '--', 'sh', '-c', script])).code).toBe(0);
+  expect(await runCli(['verify', '--archive', archive])).toMatchObject({ code: 0, stdout: 'ok: 1 tags, 2 recordings, 4 bodies (9.3 MiB) checked\n' });
 });

@@ -47,14 +47,21 @@ interface Played {
   curl: Record<'big' | 'small' | 'range', { code: number; bytes: Buffer }>;
 }
 
-async function build(mode: 'record' | 'playback', archive: string): Promise<Played> {
+/** Where the build downloads from: the origin of the first recording unless a test starts another. */
+interface Source {
+  origin: Origin;
+  bigUrl: string;
+  smallUrl: string;
+}
+
+async function build(mode: 'record' | 'playback', archive: string, from: Source = { origin, bigUrl, smallUrl }): Promise<Played> {
   const out = tmpDir('btrfly-tamper-out-');
   const script = join(out, 'build.sh');
   writeFileSync(script, BUILD);
   // A name, not 127.0.0.1 (curl sends loopback addresses past the proxy, NO_PROXY); record resolves it.
-  const resolve = mode === 'record' ? ['--resolve', `tamper.test:${origin.host}`] : [];
+  const resolve = mode === 'record' ? ['--resolve', `tamper.test:${from.origin.host}`] : [];
   const r = await runCli(['run', `--${mode}`, '--tag=tamper', '--archive', archive, ...resolve, '--', 'sh', script], {
-    env: { OUT: out, BIG_URL: bigUrl, SMALL_URL: smallUrl },
+    env: { OUT: out, BIG_URL: from.bigUrl, SMALL_URL: from.smallUrl },
   });
   const file = (name: string) => ({
     code: Number(readFileSync(join(out, `${name}.code`), 'utf8')),
@@ -77,6 +84,43 @@ function flip(buf: Buffer, at: number): void {
 const partOid = (archive: string, sha: string): string => bodyPartOid(archive, 'tamper', sha);
 const damageLoose = damageLooseObject;
 
+/** A bare repository on this machine, added to `archive` as remote "good", that holds tag tamper as recorded. */
+async function pushToGoodRemote(archive: string): Promise<void> {
+  const remote = join(tmpDir('btrfly-tamper-remote-'), 'good.git');
+  execFileSync('git', ['init', '-q', '--bare', remote]);
+  expect((await runCli(['remote', 'add', 'good', remote, '--archive', archive])).code).toBe(0);
+  expect((await runCli(['push', 'good', 'tamper', '--archive', archive])).code).toBe(0);
+}
+
+/** `btrfly verify --repair` ends clean, and git's own check agrees. */
+async function expectRepaired(archive: string, setAside: RegExp): Promise<void> {
+  const before = await runCli(['verify', '--archive', archive]);
+  expect(before.code).toBe(1);
+  expect(before.stderr).toMatch(/run "btrfly verify --repair" to set the damaged copies aside and fetch them again/);
+  const r = await runCli(['verify', '--repair', '--archive', archive]);
+  expect(r.stderr).toMatch(setAside);
+  expect(r.stderr).toMatch(/repair: fetched tamper again from good(: \d+ of the absent objects came back)?\n/);
+  expect(r.stdout).toMatch(/^ok: 1 tags, 1 recordings, 2 bodies .* checked, after the repair$/m);
+  expect(r.code).toBe(0);
+  expect(execFileSync('git', ['-C', archive, 'fsck', '--full', '--no-dangling'], { encoding: 'utf8', stdio: 'pipe' })).toBe('');
+}
+
+/** The bytes of a build played back from a repaired archive are the recorded ones, and the run exits 0. */
+async function expectPlaysBack(archive: string, from?: Source): Promise<void> {
+  const p = await build('playback', archive, from);
+  expect(sha256(p.curl.big.bytes)).toBe(bigSha);
+  expect(sha256(p.curl.small.bytes)).toBe(smallSha);
+  expect(p.curl.range.bytes.equals(bigBytes.subarray(0, FIRST_MIB))).toBe(true);
+  expect(p.code).toBe(0);
+}
+
+/** No body cache, the big body's loose object and the small body's packed one damaged. */
+function damageBothBodies(archive: string): void {
+  rmSync(join(archive, 'btrfly', 'cache'), { recursive: true, force: true });
+  damageLoose(archive, partOid(archive, bigSha), FLIP_AT);
+  damageObject(archive, partOid(archive, smallSha), 777);
+}
+
 /** A cached body's part file (`btrfly/cache/<2 hex>/<sha256>/00000000`). */
 function cachePart(archive: string, sha: string): string {
   return join(archive, 'btrfly', 'cache', sha.slice(0, 2), sha, '00000000');
@@ -98,7 +142,7 @@ function expectNamed(p: Played, url: string, sha: string): void {
   const lines = linesNaming(p.stderr, url, sha);
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatch(/btrfly verify/);
-  expect(lines[0]).toMatch(/pull the tag again/);
+  expect(lines[0]).toMatch(/run "btrfly verify --repair tamper"/);
 }
 
 beforeAll(async () => {
@@ -167,9 +211,7 @@ test('a damaged body cache without its checks file: the transfer breaks before i
 
 test('a damaged object, loose (large body) or packed (small body): curl fails, the run exits 1 naming each body, a range of intact parts still plays', async () => {
   const archive = copyArchive();
-  rmSync(join(archive, 'btrfly', 'cache'), { recursive: true, force: true });
-  damageLoose(archive, partOid(archive, bigSha), FLIP_AT);
-  damageObject(archive, partOid(archive, smallSha), 777);
+  damageBothBodies(archive);
   const p = await build('playback', archive);
   expect(p.curl.big.code).not.toBe(0);
   expectNeverWrongBytes(p.curl.big, bigBytes);
@@ -187,6 +229,7 @@ test('a damaged object, loose (large body) or packed (small body): curl fails, t
 test('a damaged byte inside a pack: curl fails, the run exits 1 naming the body', async () => {
   const archive = copyArchive();
   rmSync(join(archive, 'btrfly', 'cache'), { recursive: true, force: true });
+  await pushToGoodRemote(archive);
   // Stored blocks only, so the body's bytes lie in the pack as they are.
   git(archive, '-c', 'core.compression=0', '-c', 'pack.compression=0', 'gc', '--quiet', '--prune=now');
   const oid = partOid(archive, bigSha);
@@ -209,4 +252,62 @@ test('a damaged byte inside a pack: curl fails, the run exits 1 naming the body'
   const v = await runCli(['verify', '--archive', archive]);
   expect(v.code).toBe(1);
   expect(v.stdout + v.stderr).toMatch(new RegExp(`body ${bigSha} part \\d+ \\(object ${oid}\\) cannot be read from the archive \\(missing or damaged\\)`));
-}, 60_000);
+  // The repair writes the pack again without the damaged object (everything else in it stays) and fetches it back.
+  await expectRepaired(archive, /repair: set aside 1 damaged object \(1 from packs\) in btrfly\/damaged\/\S+\n/);
+  await expectPlaysBack(archive);
+}, 90_000);
+
+test('verify --repair: a damaged loose object and one in a fast-import pack are set aside and fetched again from a good remote', async () => {
+  const archive = copyArchive();
+  await pushToGoodRemote(archive);
+  const bigOid = partOid(archive, bigSha);
+  damageBothBodies(archive);
+  await expectRepaired(archive, /repair: set aside 2 damaged objects \(1 loose, 1 from packs\) in btrfly\/damaged\/\S+\n/);
+  await expectPlaysBack(archive);
+  // The damaged copies are kept aside, out of the object store: the loose object and the pack that held the other.
+  const [aside] = readdirSync(join(archive, 'btrfly', 'damaged'));
+  expect(readdirSync(join(archive, 'btrfly', 'damaged', aside))).toEqual(expect.arrayContaining([bigOid, expect.stringMatching(/^pack-.*\.pack$/)]));
+}, 90_000);
+
+test('verify --repair with no remote sets the damage aside and says so; a re-recording then stores both bodies again', async () => {
+  const archive = copyArchive();
+  damageBothBodies(archive);
+  const r = await runCli(['verify', '--repair', '--archive', archive]);
+  expect(r.stderr).toMatch(/repair: 2 objects are absent and the archive has no remote to fetch them from\n/);
+  expect(r.stderr.trim().split('\n').at(-1)).toMatch(
+    /^btrfly: verify --repair left 2 problems in .*: no remote brought the bodies back: .* or re-record the tags named above; the damaged copies are kept in btrfly\/damaged\/\S+ \(delete it once verify is clean\)$/,
+  );
+  expect(r.code).toBe(1);
+  // The servers are back (on another port: the same bodies at other URLs) and the build is recorded again.
+  const again = await startOrigin();
+  const from = { origin: again, bigUrl: again.urlFor(`/gen/${BIG}?seed=tamper`, 'tamper.test'), smallUrl: again.urlFor(`/gen/${SMALL}?seed=small`, 'tamper.test') };
+  try {
+    expect((await build('record', archive, from)).code).toBe(0);
+  } finally {
+    await again.close();
+  }
+  // Every recording checks out, the damaged first one too: its bodies are the same objects, stored again.
+  const v = await runCli(['verify', '--archive', archive]);
+  expect(v.stdout).toMatch(/^ok: 1 tags, 2 recordings, 2 bodies/m);
+  expect(v.code).toBe(0);
+  await expectPlaysBack(archive, from);
+  const first = git(archive, 'rev-list', '--max-parents=0', 'tamper').trim();
+  const old = await runCli(['run', '--playback', `--tag=tamper@${first}`, '--archive', archive, '--', 'curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', bigUrl]);
+  expect([old.code, old.stdout]).toEqual([0, '200']);
+}, 120_000);
+
+test('a damaged manifest is refused, never played back as recorded; verify --repair fetches the tag again from a good remote', async () => {
+  const archive = copyArchive();
+  await pushToGoodRemote(archive);
+  const oid = git(archive, 'rev-parse', 'tamper:manifest.json').trim();
+  const at = execFileSync('git', ['--git-dir', archive, 'cat-file', 'blob', oid]).indexOf('"application/octet-stream"');
+  expect(at).toBeGreaterThan(0);
+  // "application/octet-stream" becomes "application/5ctet-stream": still valid JSON, a header that was never recorded.
+  damageObject(archive, oid, at + '"application/'.length);
+  const play = await runCli(['run', '--playback', '--tag=tamper', '--archive', archive, '--', 'curl', '-sS', '-D', '-', '-o', '/dev/null', bigUrl]);
+  expect(play.stdout).not.toMatch(/5ctet/);
+  expect(play.stderr).toMatch(/^btrfly: git object [0-9a-f]{40} is damaged: its bytes hash to [0-9a-f]{40}: run "btrfly verify --repair"/m);
+  expect(play.code).toBe(1);
+  await expectRepaired(archive, /repair: set aside 1 damaged object \(1 loose\) in btrfly\/damaged\/\S+\n/);
+  await expectPlaysBack(archive);
+}, 90_000);

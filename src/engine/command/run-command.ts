@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BtrflyError, EXIT } from '../../errors';
 import { Archive } from '../../format/archive';
-import type { MatchRule } from '../../format/types';
+import { repairAdvice, type MatchRule } from '../../format/types';
 import { storageFailure } from '../../format/disk-space';
 import { asideAdvice, asideWhy, isNoSpace } from '../../format/lifecycle';
 import { formatSize } from '../../format/size';
@@ -175,7 +175,7 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
 /** One line per damaged body: which, and what to do (the client's transfer of it was broken off). */
 function damagedLine(tag: string, d: DamagedBody): string {
   const what = d.code === 'BODY_MISSING' ? 'cannot be read from the archive (an object is missing or damaged)' : 'is damaged in the archive (it does not match its SHA-256)';
-  return `btrfly: the body of ${d.method} ${d.url} (sha256 ${d.sha256}) ${what}, so its transfer was broken off: run "btrfly verify ${tag}", then pull the tag again from a good remote (or re-record it)`;
+  return `btrfly: the body of ${d.method} ${d.url} (sha256 ${d.sha256}) ${what}, so its transfer was broken off: ${repairAdvice(tag)}`;
 }
 
 /**

@@ -1,0 +1,250 @@
+/**
+ * Repair of damaged bodies (`btrfly verify --repair`). git keeps an object it already holds,
+ * damaged or not: a fetch does not ask for what local refs reach, and `hash-object` or
+ * `fast-import` skip an object the store has, so neither a pull nor a re-recording would
+ * replace a damaged copy. A repair therefore first sets every damaged object aside, out of the
+ * object store, into `btrfly/damaged/<time>/` (a loose one moved whole; a packed one by writing
+ * its pack again without it, and without any delta that needs it, the old pack moved aside),
+ * then fetches the tags that hold it again from the archive's remotes as a fresh clone would
+ * (`git fetch --refetch`; an LFS body through `git lfs fetch`). What no remote brings back stays
+ * missing, and a re-recording of the tag stores it again. The caller verifies afterwards.
+ */
+import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { BtrflyError, isBtrflyError, oneLine } from '../errors';
+import type { Archive } from './archive';
+import type { VerifyProblem } from './archive-maintenance';
+import { lockForGc } from './gc-lock';
+import { lfsObjectOid } from './lfs-store';
+import { listRemotes, refetchLfs, refetchObjects, type TransferOptions } from './remote';
+
+/** What a repair did. */
+export interface RepairResult {
+  /** Tags that hold a damaged or missing body. */
+  tags: string[];
+  /** Objects set aside: loose ones, and those taken out of packs (with deltas that could not be kept without a damaged base). */
+  setAside: { loose: number; packed: number };
+  /** Where the damaged copies were moved, relative to the archive; absent when nothing was. */
+  asideDir?: string;
+  /** git objects and LFS bodies that are absent now: set aside, or missing before. */
+  absent: number;
+  /** Each remote asked, with how many of the absent objects it brought back, or why it failed. */
+  fetched: Array<{ remote: string; restored: number; error?: string }>;
+}
+
+/**
+ * Sets the damaged objects behind `problems` aside and fetches them again from `remotes`
+ * (default: every remote of the archive), in order, until none is absent. Holds the gc lock
+ * throughout: recorders and gc wait.
+ * @throws BtrflyError NOT_FOUND for a remote the archive does not have
+ */
+export async function repairBodies(archive: Archive, problems: readonly VerifyProblem[], opts: { remotes?: readonly string[]; transfer?: TransferOptions } = {}): Promise<RepairResult> {
+  const known = (await listRemotes(archive)).map((r) => r.name);
+  for (const name of opts.remotes ?? []) {
+    if (!known.includes(name)) throw new BtrflyError('NOT_FOUND', `no remote "${name}" in archive ${archive.name}: run "btrfly remote list"`, { data: { remote: name } });
+  }
+  const remotes = opts.remotes ?? known;
+  const tags = [...new Set(problems.map((p) => p.tag))].sort();
+  const release = await lockForGc(archive.stateDir);
+  try {
+    const found = await findDamage(archive, problems);
+    const result: RepairResult = { tags, setAside: { loose: 0, packed: 0 }, absent: 0, fetched: [] };
+    const absent = new Set(found.missing);
+    if (found.damaged.size) {
+      const dir = join(archive.stateDir, 'damaged', new Date().toISOString().replace(/[:.]/g, '-'));
+      const moved = await setAside(archive, found.damaged, dir);
+      result.setAside = { loose: moved.loose, packed: moved.packed.size };
+      result.asideDir = relative(archive.dir, dir) || '.';
+      for (const oid of [...found.damaged, ...moved.packed]) absent.add(oid);
+    }
+    const lfsAbsent = new Set([...found.lfs].filter((sha) => !archive.lfs.has(sha)));
+    result.absent = absent.size + lfsAbsent.size;
+    const unread = found.unread;
+    const left = (): number => absent.size + lfsAbsent.size;
+    for (const remote of remotes) {
+      if (left() === 0 && unread.size === 0) break;
+      const before = left();
+      const errors: string[] = [];
+      // Tag by tag: one the remote lacks does not keep the others from coming.
+      for (const tag of tags) {
+        try {
+          if (absent.size || unread.has(tag)) await refetchObjects(archive, remote, [tag], opts.transfer);
+          if (lfsAbsent.size) await refetchLfs(archive, remote, [tag], opts.transfer);
+          unread.delete(tag);
+        } catch (e) {
+          errors.push(oneLine(e));
+        }
+        for (const oid of absent) if (await hasObject(archive, oid)) absent.delete(oid);
+        for (const sha of lfsAbsent) if (archive.lfs.has(sha)) lfsAbsent.delete(sha);
+        if (left() === 0 && unread.size === 0) break;
+      }
+      result.fetched.push({ remote, restored: before - left(), ...(errors.length && { error: errors.join('; ') }) });
+    }
+    // A loose copy of an object that now came in a pack is never read again (git looks in packs
+    // first): dropped, as `git gc` would, so that a damaged one no longer fails `git fsck`.
+    if (result.fetched.length) await archive.git.run(['prune-packed', '--quiet']);
+    return result;
+  } finally {
+    // Long-lived git processes still list the packs and loose objects from before.
+    await archive.git.close();
+    await release();
+  }
+}
+
+interface Damage {
+  /** git objects of body parts that are there but do not read back as their id. */
+  damaged: Set<string>;
+  /** git objects of body parts that are not there at all. */
+  missing: Set<string>;
+  /** LFS oids (lfsObjectOid: the body's SHA-256, or its zstd object's) of LFS bodies with a problem (a damaged one was already taken out of the store when it was read). */
+  lfs: Set<string>;
+  /**
+   * Tags with a problem that names no body part (a recording, tree or manifest that cannot be
+   * read): fetched again all the same, since git reads a packed copy before a loose one and
+   * skips a pack whose copy fails to inflate for another that holds the object.
+   */
+  unread: Set<string>;
+}
+
+/** Reads every part of every body named in `problems` back against its object id. */
+async function findDamage(archive: Archive, problems: readonly VerifyProblem[]): Promise<Damage> {
+  const damage: Damage = { damaged: new Set(), missing: new Set(), lfs: new Set(), unread: new Set() };
+  const checked = new Set<string>();
+  for (const p of problems) {
+    const loc = p.sha256 && p.commit ? await archive.readRecording(p.tag, p.commit).then((r) => r.bodies.get(p.sha256!), () => undefined) : undefined;
+    if (!loc) {
+      damage.unread.add(p.tag);
+      continue;
+    }
+    if (loc.lfs) {
+      damage.lfs.add(lfsObjectOid(loc));
+      continue;
+    }
+    for (const { oid } of loc.parts) {
+      if (checked.has(oid)) continue;
+      checked.add(oid);
+      const state = await objectState(archive, oid);
+      if (state !== 'intact') damage[state].add(oid);
+    }
+  }
+  for (const tag of damage.unread) for (const oid of await damagedMetadata(archive, tag)) damage.damaged.add(oid);
+  return damage;
+}
+
+/** A body part's path in a recording's tree: checked with its body, not here. */
+const PART_PATH = /^bodies\/[0-9a-f]{2}\/[0-9a-f]{64}\/[0-9]+$/;
+
+/**
+ * The commits, trees and small files (manifests) of a tag's history that do not read back as
+ * their id. A fetch could not replace them: git's index-pack refuses an object whose id it
+ * holds with other bytes. Read whole through `cat-file --batch`, which checks each one.
+ */
+async function damagedMetadata(archive: Archive, tag: string): Promise<string[]> {
+  const listing = await archive.git.run(['rev-list', '--objects', `refs/heads/${tag}`], { ok: [0, 128] });
+  const damaged: string[] = [];
+  for (const line of listing.stdout.split('\n')) {
+    const space = line.indexOf(' ');
+    const oid = space < 0 ? line : line.slice(0, space);
+    if (!oid || (space >= 0 && PART_PATH.test(line.slice(space + 1)))) continue;
+    const ok = await archive.git.readObject(oid).then(
+      () => true,
+      (e: unknown) => !(isBtrflyError(e) && e.data?.oid === oid),
+    );
+    if (!ok) damaged.push(oid);
+  }
+  return damaged;
+}
+
+async function hasObject(archive: Archive, oid: string): Promise<boolean> {
+  return (await archive.git.run(['cat-file', '-e', oid], { ok: [0, 1, 128] })).code === 0;
+}
+
+/**
+ * Whether the object reads back with its own id: `git cat-file` streams it into `git
+ * hash-object`, so a part of any size costs no memory here.
+ */
+async function objectState(archive: Archive, oid: string): Promise<'intact' | 'damaged' | 'missing'> {
+  if (!(await hasObject(archive, oid))) return 'missing';
+  const reader = archive.git.spawn(['cat-file', 'blob', oid], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const hasher = archive.git.spawn(['hash-object', '-t', 'blob', '--stdin'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  reader.stdout!.pipe(hasher.stdin!);
+  hasher.stdin!.on('error', () => undefined);
+  let id = '';
+  hasher.stdout!.setEncoding('utf8').on('data', (s: string) => (id += s));
+  const [[readCode], [hashCode]] = await Promise.all([once(reader, 'close'), once(hasher, 'close')]);
+  return readCode === 0 && hashCode === 0 && id.trim() === oid ? 'intact' : 'damaged';
+}
+
+/**
+ * Moves every copy of the `damaged` objects into `dir`: loose objects whole; for each pack
+ * that holds one, a new pack of everything else it holds is written first (deltas whose chain
+ * passes through a damaged object cannot be rebuilt: they are left out too, and returned).
+ */
+async function setAside(archive: Archive, damaged: ReadonlySet<string>, dir: string): Promise<{ loose: number; packed: Set<string> }> {
+  await mkdir(dir, { recursive: true });
+  await archive.git.close();
+  let loose = 0;
+  for (const oid of damaged) {
+    const path = join(archive.dir, 'objects', oid.slice(0, 2), oid.slice(2));
+    if (!(await stat(path).catch(() => null))) continue;
+    await rename(path, join(dir, oid));
+    loose++;
+  }
+  const lost = await withDependentDeltas(archive, damaged);
+  const packed = new Set<string>();
+  const packDir = join(archive.dir, 'objects', 'pack');
+  for (const idx of (await readdir(packDir).catch(() => [] as string[])).filter((n) => n.endsWith('.idx'))) {
+    const held = await packObjects(archive, join(packDir, idx));
+    const gone = held.filter((oid) => lost.has(oid));
+    if (gone.length === 0) continue;
+    for (const oid of gone) packed.add(oid);
+    const keep = held.filter((oid) => !lost.has(oid));
+    if (keep.length) await archive.git.run(['pack-objects', '--quiet', '--delta-base-offset', join(packDir, 'pack')], { input: keep.join('\n') + '\n' });
+    const base = idx.slice(0, -'.idx'.length);
+    for (const name of await readdir(packDir)) {
+      if (name.startsWith(`${base}.`)) await rename(join(packDir, name), join(dir, name));
+    }
+  }
+  // A multi-pack index names the old packs; git reads the packs themselves without one.
+  await rm(join(packDir, 'multi-pack-index'), { force: true });
+  return { loose, packed };
+}
+
+/** `damaged` and every object stored as a delta whose chain of bases reaches one of them. */
+async function withDependentDeltas(archive: Archive, damaged: ReadonlySet<string>): Promise<Set<string>> {
+  const { stdout } = await archive.git.run(['cat-file', '--batch-all-objects', '--batch-check=%(objectname) %(deltabase)']);
+  const children = new Map<string, string[]>();
+  for (const line of stdout.split('\n')) {
+    const [oid, base] = line.split(' ');
+    if (!base || /^0+$/.test(base)) continue;
+    children.set(base, [...(children.get(base) ?? []), oid]);
+  }
+  const lost = new Set(damaged);
+  const queue = [...damaged];
+  while (queue.length) {
+    for (const child of children.get(queue.pop()!) ?? []) {
+      if (lost.has(child)) continue;
+      lost.add(child);
+      queue.push(child);
+    }
+  }
+  return lost;
+}
+
+/** The object ids a pack's index lists (`git show-index`, fed the index file). */
+async function packObjects(archive: Archive, idxPath: string): Promise<string[]> {
+  const child = archive.git.spawn(['show-index'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  createReadStream(idxPath).pipe(child.stdin!);
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
+  const [code] = await once(child, 'close');
+  if (code !== 0) throw new BtrflyError('GIT', `git show-index of ${idxPath} failed: ${err.trim()}: check that git ≥ 2.38 is installed`);
+  return out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' ')[1]);
+}
