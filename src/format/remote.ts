@@ -415,11 +415,11 @@ async function isAncestor(archive: Archive, ancestor: string, of: string): Promi
 /**
  * Fetches every object `tags` reach from `remote` again, as a fresh clone would (`git fetch
  * --refetch`): a plain fetch does not ask for what local refs reach, so it could not bring
- * back an object that a repair set aside (src/format/body-repair.ts). The refs it fetches
- * into are dropped afterwards; the tags here do not move.
+ * back an object that a repair set aside (src/format/body-repair.ts). `'all'`: every tag the
+ * remote has. The refs it fetches into are dropped afterwards; the tags here do not move.
  * @throws BtrflyError TAG_NOT_FOUND (on the remote), NETWORK
  */
-export async function refetchObjects(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<void> {
+export async function refetchObjects(archive: Archive, remote: string, tags: string[] | 'all', opts: TransferOptions = {}): Promise<void> {
   const onHost = localTransportPrograms(await remoteUrl(archive, remote));
   const into = `refs/btrfly/repair/${remote}/`;
   const fetch = ['fetch', '--refetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules'];
@@ -429,7 +429,7 @@ export async function refetchObjects(archive: Archive, remote: string, tags: str
       remote,
       'fetch from',
       // No automatic gc afterwards: the repair's caller verifies first, and gc would wait on its lock.
-      ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false', ...fetch, ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...tags.map((t) => `+refs/heads/${validateTagName(t)}:${into}${t}`)],
+      ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false', ...fetch, ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...(tags === 'all' ? [`+refs/heads/*:${into}*`] : tags.map((t) => `+refs/heads/${validateTagName(t)}:${into}${t}`))],
       { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
     );
   } catch (e) {

@@ -1,0 +1,89 @@
+/**
+ * `btrfly verify --repair` against damage other than one body part in a tag it was asked about
+ * (issue 12). The example archive is pushed to a bare remote on this machine, then packed with
+ * `git gc --aggressive` into one pack, where the manifests of the tags are deltas of one
+ * another: the manifest of example/packages is the base of the others'. The damage is one byte
+ * flipped inside a packed object; every test ends with a clean `btrfly verify` of every tag,
+ * a clean `git fsck --full`, and no object of the old pack lost but the damaged ones.
+ */
+import { execFileSync } from 'node:child_process';
+import { cpSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { copyFixtureArchive, damagePackEntry, runCli, tmpDir } from '../helpers';
+
+const git = (archive: string, ...args: string[]): string => execFileSync('git', ['--git-dir', archive, ...args], { encoding: 'utf8' });
+
+let pristine: string;
+
+beforeAll(async () => {
+  pristine = copyFixtureArchive();
+  const remote = join(tmpDir('btrfly-repair-remote-'), 'good.git');
+  execFileSync('git', ['init', '-q', '--bare', remote]);
+  expect((await runCli(['remote', 'add', 'good', remote, '--archive', pristine])).code).toBe(0);
+  expect((await runCli(['push', 'good', 'example/large', 'example/packages', 'example/small', '--archive', pristine])).code).toBe(0);
+  git(pristine, 'gc', '--aggressive', '--prune=now', '--quiet');
+}, 120_000);
+
+function copyArchive(): string {
+  const dir = join(tmpDir('btrfly-repair-'), 'archive');
+  cpSync(pristine, dir, { recursive: true });
+  return dir;
+}
+
+/** Every object of the archive's packs and loose objects. */
+function allObjects(archive: string): Set<string> {
+  return new Set(git(archive, 'cat-file', '--batch-all-objects', '--batch-check=%(objectname)').split('\n').filter(Boolean));
+}
+
+/** Every tag verifies, git finds nothing wrong, and every object that was there is there again. */
+async function expectWhole(archive: string, before: Set<string>): Promise<void> {
+  const v = await runCli(['verify', '--archive', archive]);
+  expect(v.stdout).toMatch(/^ok: 3 tags, 4 recordings, \d+ bodies .* checked$/m);
+  expect(v.code).toBe(0);
+  expect(execFileSync('git', ['--git-dir', archive, 'fsck', '--full', '--no-dangling', '--no-progress'], { encoding: 'utf8', stdio: 'pipe' })).toBe('');
+  const after = allObjects(archive);
+  expect([...before].filter((oid) => !after.has(oid))).toEqual([]);
+  expect(readdirSync(join(archive, 'objects', 'pack')).filter((f) => f.startsWith('tmp_'))).toEqual([]);
+}
+
+test('a damaged manifest that the other manifests are deltas of is set aside with them and fetched again', async () => {
+  const archive = copyArchive();
+  const before = allObjects(archive);
+  const manifest = git(archive, 'rev-parse', 'example/packages:manifest.json').trim();
+  damagePackEntry(archive, manifest);
+  const v = await runCli(['verify', '--archive', archive]);
+  expect(v.stdout).toMatch(/^example\/packages@[0-9a-f]{7}: git cat-file failed: /m);
+  expect(v.code).toBe(1);
+  const r = await runCli(['verify', '--repair', '--archive', archive]);
+  expect(r.stderr).toMatch(/^repair: set aside \d+ damaged objects \(\d+ from packs\) in btrfly\/damaged\/\S+$/m);
+  expect(r.stdout).toMatch(/^ok: 3 tags, 4 recordings, \d+ bodies .* checked, after the repair$/m);
+  expect(r.code).toBe(0);
+  await expectWhole(archive, before);
+  // The old pack is kept aside, whole.
+  const [aside] = readdirSync(join(archive, 'btrfly', 'damaged'));
+  expect(readdirSync(join(archive, 'btrfly', 'damaged', aside))).toEqual(expect.arrayContaining([expect.stringMatching(/^pack-.*\.pack$/)]));
+}, 120_000);
+
+test('verify --repair of one tag also brings back what the pack written again left out of the other tags', async () => {
+  const archive = copyArchive();
+  const before = allObjects(archive);
+  // The base manifest (example/packages) is damaged, and only example/large, a delta of it, is repaired.
+  damagePackEntry(archive, git(archive, 'rev-parse', 'example/packages:manifest.json').trim());
+  const r = await runCli(['verify', '--repair', 'example/large', '--archive', archive]);
+  expect(r.stdout).toMatch(/^ok: 1 tags, 1 recordings, \d+ bodies .* checked, after the repair$/m);
+  expect(r.code).toBe(0);
+  await expectWhole(archive, before);
+}, 120_000);
+
+test('another damaged object in the same pack, of a tag verify was not asked about, does not stop the repair', async () => {
+  const archive = copyArchive();
+  const before = allObjects(archive);
+  const body = (tag: string): string => git(archive, 'ls-tree', '-r', tag, 'bodies/').split('\n')[0].split(/\s+/)[2];
+  damagePackEntry(archive, body('example/small'));
+  damagePackEntry(archive, body('example/packages'));
+  const r = await runCli(['verify', '--repair', 'example/small', '--archive', archive]);
+  expect(r.stderr).toMatch(/^repair: set aside 2 damaged objects \(2 from packs\) in btrfly\/damaged\/\S+$/m);
+  expect(r.stdout).toMatch(/^ok: 1 tags, 2 recordings, \d+ bodies .* checked, after the repair$/m);
+  expect(r.code).toBe(0);
+  await expectWhole(archive, before);
+}, 120_000);
