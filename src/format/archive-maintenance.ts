@@ -31,7 +31,7 @@ export interface VerifyProblem {
  */
 export async function verifyArchive(archive: Archive, tags?: string[]): Promise<VerifyProblem[]> {
   const problems: VerifyProblem[] = [];
-  const names = tags ?? (await archive.listTags()).map((t) => t.tag);
+  const names = tags ?? (await archive.tagNames());
   const checked = new Map<string, VerifyProblem | null>();
   for (const tag of names) {
     let history;

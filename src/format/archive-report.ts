@@ -148,7 +148,7 @@ export interface VerifyReport {
  */
 export async function verifyWithReport(archive: Archive, tags?: string[]): Promise<VerifyReport> {
   for (const tag of tags ?? []) await archive.resolveCommit(tag);
-  const names = tags ?? (await archive.listTags()).map((t) => t.tag);
+  const names = tags ?? (await archive.tagNames());
   const problems = await verifyArchive(archive, names);
   const bodies = new Map<string, number>();
   const recordings = new Set<string>();

@@ -159,6 +159,12 @@ export class Archive implements BodyStore {
       });
   }
 
+  /** The name of every tag, read from the refs alone (a damaged commit does not keep them from being listed). */
+  async tagNames(): Promise<string[]> {
+    const { stdout } = await this.git.run(['for-each-ref', '--format=%(refname:lstrip=2)', 'refs/heads/']);
+    return stdout.split('\n').filter(Boolean);
+  }
+
   /**
    * The commit of `tag`, or of `rev` (a commit id or unambiguous prefix) in the tag's history.
    * @throws BtrflyError TAG_NOT_FOUND, REV_NOT_FOUND, REV_AMBIGUOUS

@@ -128,7 +128,7 @@ async function findDamage(archive: Archive, problems: readonly VerifyProblem[]):
     } catch {
       // A damaged commit, tree or manifest: what the walk finds is fetched again, and the
       // verify that follows reads the bodies it names.
-      const start = p.commit || (await archive.tagCommit(p.tag));
+      const start = p.commit || (await tagTip(archive, p.tag));
       if (start) await findStructureDamage(archive, start, !p.commit, damage, checked);
       continue;
     }
@@ -145,6 +145,12 @@ async function findDamage(archive: Archive, problems: readonly VerifyProblem[]):
     }
   }
   return damage;
+}
+
+/** The commit a tag's ref names, read from the ref alone: the commit may be damaged or missing. */
+async function tagTip(archive: Archive, tag: string): Promise<string | null> {
+  const { stdout } = await archive.git.run(['for-each-ref', '--format=%(objectname)', `refs/heads/${tag}`]);
+  return stdout.trim() || null;
 }
 
 /**

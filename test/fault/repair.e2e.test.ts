@@ -87,3 +87,19 @@ test('another damaged object in the same pack, of a tag verify was not asked abo
   expect(r.code).toBe(0);
   await expectWhole(archive, before);
 }, 120_000);
+
+test('a damaged commit at the tip of a tag is listed by verify, set aside and fetched again', async () => {
+  const archive = copyArchive();
+  const before = allObjects(archive);
+  damagePackEntry(archive, git(archive, 'rev-parse', 'example/small').trim());
+  // verify names the tag (it once failed whole: listing the tags read every tip commit).
+  const v = await runCli(['verify', '--archive', archive]);
+  expect(v.stdout).toMatch(/^example\/small: git rev-parse failed: /m);
+  expect(v.stderr).toMatch(/^btrfly: verify found \d+ problems? in 3 tags, .*: run "btrfly verify --repair"/m);
+  expect(v.code).toBe(1);
+  const r = await runCli(['verify', '--repair', '--archive', archive]);
+  expect(r.stderr).toMatch(/^repair: set aside \d+ damaged objects? \(\d+ from packs\) in btrfly\/damaged\/\S+$/m);
+  expect(r.stdout).toMatch(/^ok: 3 tags, 4 recordings, \d+ bodies .* checked, after the repair$/m);
+  expect(r.code).toBe(0);
+  await expectWhole(archive, before);
+}, 120_000);
