@@ -103,3 +103,16 @@ test('a damaged commit at the tip of a tag is listed by verify, set aside and fe
   expect(r.code).toBe(0);
   await expectWhole(archive, before);
 }, 120_000);
+
+test('--from alone, or naming a remote the archive does not have, is one line that says what to do, and nothing is touched', async () => {
+  const archive = copyArchive();
+  const before = readdirSync(join(archive, 'objects', 'pack'));
+  const alone = await runCli(['verify', '--from', 'good', '--archive', archive]);
+  expect(alone.stderr).toBe('btrfly: --from names the remote a repair fetches from: add --repair ("btrfly verify --repair --from good")\n');
+  expect(alone.code).toBe(2);
+  damagePackEntry(archive, git(archive, 'rev-parse', 'example/packages:manifest.json').trim());
+  const unknown = await runCli(['verify', '--repair', '--from', 'nosuch', '--json', '--archive', archive]);
+  expect(JSON.parse(unknown.stdout).error.message).toBe(`no remote "nosuch" in archive ${archive}: run "btrfly remote list"`);
+  expect(unknown.code).not.toBe(0);
+  expect(readdirSync(join(archive, 'objects', 'pack'))).toEqual(before);
+});
