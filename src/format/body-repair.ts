@@ -19,6 +19,7 @@ import { gitTempFiles, removeGitTempsSince, type VerifyProblem } from './archive
 import { storageFailure } from './disk-space';
 import { lockForGc } from './gc-lock';
 import { isNoSpace } from './lifecycle';
+import { pauseAt } from '../test-pause';
 import { listRemotes, refetchLfs, refetchObjects, type TransferOptions } from './remote';
 
 /** What a repair did. */
@@ -48,7 +49,7 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
   }
   const remotes = opts.remotes ?? known;
   const tags = [...new Set(problems.map((p) => p.tag))].sort();
-  const release = await lockForGc(archive.stateDir);
+  const release = await lockForGc(archive.stateDir, 'btrfly verify --repair');
   try {
     const found = await findDamage(archive, problems);
     const result: RepairResult = { tags, setAside: { loose: 0, packed: 0 }, absent: 0, fetched: [] };
@@ -63,6 +64,7 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
     const lfsAbsent = new Set([...found.lfs].filter((sha) => !archive.lfs.has(sha)));
     result.absent = absent.size + lfsAbsent.size;
     const left = (): number => absent.size + lfsAbsent.size;
+    await pauseAt('repair-fetch');
     const settle = async (): Promise<void> => {
       for (const oid of absent) if (await hasObject(archive, oid)) absent.delete(oid);
       for (const sha of lfsAbsent) if (archive.lfs.has(sha)) lfsAbsent.delete(sha);
@@ -242,6 +244,7 @@ async function setAside(archive: Archive, damaged: ReadonlySet<string>, dir: str
       lost = await withDependentDeltas(archive, corrupt);
     }
     for (const oid of held) if (lost.has(oid)) packed.add(oid);
+    await pauseAt('repair-pack');
     const base = idx.slice(0, -'.idx'.length);
     for (const name of await readdir(packDir)) {
       if (name.startsWith(`${base}.`)) await rename(join(packDir, name), join(dir, name));

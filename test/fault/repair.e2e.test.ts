@@ -9,7 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { copyFixtureArchive, damagePackEntry, runCli, tmpDir } from '../helpers';
+import { copyFixtureArchive, damagePackEntry, pausePoints, runCli, spawnCli, tmpDir } from '../helpers';
 
 const git = (archive: string, ...args: string[]): string => execFileSync('git', ['--git-dir', archive, ...args], { encoding: 'utf8' });
 
@@ -116,3 +116,35 @@ test('--from alone, or naming a remote the archive does not have, is one line th
   expect(unknown.code).not.toBe(0);
   expect(readdirSync(join(archive, 'objects', 'pack'))).toEqual(before);
 });
+
+test('gc while a repair runs is refused with one line naming the repair', async () => {
+  const archive = copyArchive();
+  const before = allObjects(archive);
+  damagePackEntry(archive, git(archive, 'rev-parse', 'example/packages:manifest.json').trim());
+  const pause = pausePoints();
+  const repair = spawnCli(['verify', '--repair', '--archive', archive], { env: pause.env('repair-fetch') });
+  const pid = await pause.reached('repair-fetch');
+  const gc = await runCli(['gc', '--archive', archive]);
+  // It once said "btrfly gc is already running": the user looked for a gc that was not there.
+  expect(gc.stderr).toMatch(new RegExp(`^btrfly: btrfly verify --repair is already running on this archive \\(pid ${pid} on .+, since .+\\): wait for it to finish\n$`));
+  expect(gc.code).toBe(1);
+  pause.release('repair-fetch');
+  const done = await repair.exited;
+  expect(done.stdout).toMatch(/^ok: 3 tags, 4 recordings, \d+ bodies .* checked, after the repair$/m);
+  expect(done.code).toBe(0);
+  await expectWhole(archive, before);
+}, 120_000);
+
+test.each(['repair-pack', 'repair-fetch'] as const)('a repair killed (SIGKILL) at %s loses nothing: the next one ends clean', async (point) => {
+  const archive = copyArchive();
+  const before = allObjects(archive);
+  damagePackEntry(archive, git(archive, 'rev-parse', 'example/packages:manifest.json').trim());
+  const pause = pausePoints();
+  const repair = spawnCli(['verify', '--repair', '--archive', archive], { env: pause.env(point) });
+  await pause.reached(point);
+  expect((await repair.stop('SIGKILL')).signal).toBe('SIGKILL');
+  const again = await runCli(['verify', '--repair', '--archive', archive]);
+  expect(again.stdout).toMatch(/^ok: 3 tags, 4 recordings, \d+ bodies .* checked, after the repair$/m);
+  expect(again.code).toBe(0);
+  await expectWhole(archive, before);
+}, 120_000);
