@@ -11,7 +11,7 @@ import type { Archive, TagInfo } from './archive';
 import { tagDiskUsage, type VerifyProblem } from './archive-maintenance';
 import { compareStrings } from './manifest';
 import { parseTagSpec } from './names';
-import type { Recording } from './types';
+import { repairAdvice, type Recording } from './types';
 import { verifyArchive } from './archive-maintenance';
 
 /** One line of `btrfly tags`. */
@@ -142,6 +142,9 @@ export interface VerifyReport {
   problems: VerifyProblem[];
 }
 
+/** What a git failure's message ends with (src/format/git.ts). */
+const GIT_ADVICE = /: check that git ≥ [\d.]+ is installed and the archive is intact \(btrfly verify\)$/;
+
 /**
  * Verifies `tags` (default: every tag) and counts what was covered.
  * @throws BtrflyError TAG_NOT_FOUND when a tag asked for does not exist (nothing is checked then)
@@ -149,7 +152,10 @@ export interface VerifyReport {
 export async function verifyWithReport(archive: Archive, tags?: string[]): Promise<VerifyReport> {
   for (const tag of tags ?? []) await archive.resolveCommit(tag);
   const names = tags ?? (await archive.tagNames());
-  const problems = await verifyArchive(archive, names);
+  // A commit, tree or manifest git cannot read: what to do is the repair, not a check of git.
+  const problems = (await verifyArchive(archive, names)).map((p) =>
+    p.code === 'GIT' ? { ...p, message: `${p.message.replace(GIT_ADVICE, '')}: ${repairAdvice(p.tag)}` } : p,
+  );
   const bodies = new Map<string, number>();
   const recordings = new Set<string>();
   for (const tag of names) {
