@@ -150,7 +150,8 @@ const GIT_ADVICE = /: check that git ≥ [\d.]+ is installed and the archive is 
  * @throws BtrflyError TAG_NOT_FOUND when a tag asked for does not exist (nothing is checked then)
  */
 export async function verifyWithReport(archive: Archive, tags?: string[]): Promise<VerifyReport> {
-  for (const tag of tags ?? []) await archive.resolveCommit(tag);
+  // A tag whose commit is missing is checked too (and named as such), not "not found".
+  for (const tag of tags ?? []) if (!(await archive.tagRefTarget(tag))) await archive.resolveCommit(tag);
   const names = tags ?? (await archive.tagNames());
   // A commit, tree or manifest git cannot read: what to do is the repair, not a check of git.
   const problems = (await verifyArchive(archive, names)).map((p) =>

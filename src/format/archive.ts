@@ -159,6 +159,15 @@ export class Archive implements BodyStore {
       });
   }
 
+  /**
+   * The commit a tag's ref names, read from the ref alone: unlike {@link tagCommit}, also one
+   * missing from the store or damaged (a repair that no remote could help set it aside).
+   */
+  async tagRefTarget(tag: string): Promise<string | null> {
+    const { stdout } = await this.git.run(['for-each-ref', '--format=%(objectname)', TAG_REF(tag)]);
+    return stdout.trim() || null;
+  }
+
   /** The name of every tag, read from the refs alone (a damaged commit does not keep them from being listed). */
   async tagNames(): Promise<string[]> {
     const { stdout } = await this.git.run(['for-each-ref', '--format=%(refname:lstrip=2)', 'refs/heads/']);
@@ -253,7 +262,8 @@ export class Archive implements BodyStore {
    * @throws BtrflyError TAG_NOT_FOUND, TAG_BUSY while it is being recorded
    */
   async deleteTag(tag: string): Promise<void> {
-    const commit = await this.resolveCommit(tag);
+    // A tag whose commit is missing can be deleted too (and then recorded again).
+    const commit = (await this.tagRefTarget(tag)) ?? (await this.resolveCommit(tag));
     const holder = await lockHolder(this.locksDir, tag);
     if (holder) {
       throw new BtrflyError('TAG_BUSY', `tag "${tag}" is being recorded (session ${holder.session}): stop it first`, { data: { tag } });

@@ -130,7 +130,7 @@ async function findDamage(archive: Archive, problems: readonly VerifyProblem[]):
     } catch {
       // A damaged commit, tree or manifest: what the walk finds is fetched again, and the
       // verify that follows reads the bodies it names.
-      const start = p.commit || (await tagTip(archive, p.tag));
+      const start = p.commit || (await archive.tagRefTarget(p.tag));
       if (start) await findStructureDamage(archive, start, !p.commit, damage, checked);
       continue;
     }
@@ -147,12 +147,6 @@ async function findDamage(archive: Archive, problems: readonly VerifyProblem[]):
     }
   }
   return damage;
-}
-
-/** The commit a tag's ref names, read from the ref alone: the commit may be damaged or missing. */
-async function tagTip(archive: Archive, tag: string): Promise<string | null> {
-  const { stdout } = await archive.git.run(['for-each-ref', '--format=%(objectname)', `refs/heads/${tag}`]);
-  return stdout.trim() || null;
 }
 
 /**
