@@ -89,7 +89,8 @@ function describeRepair(r: RepairResult): string[] {
   if (r.absent === 0) return lines;
   if (r.fetched.length === 0) lines.push(`${r.absent} object${r.absent === 1 ? ' is' : 's are'} absent and the archive has no remote to fetch ${r.absent === 1 ? 'it' : 'them'} from`);
   for (const f of r.fetched) {
-    lines.push(`fetched ${r.tags.join(', ')} again from ${f.remote}: ${f.restored} of the absent objects came back${f.error ? ` (${f.error})` : ''}`);
+    if (f.restored === 0 && f.error) lines.push(`could not fetch ${r.tags.join(', ')} again from ${f.remote}: ${f.error}`);
+    else lines.push(`fetched ${r.tags.join(', ')} again from ${f.remote}: ${f.restored} of the absent objects came back${f.error ? ` (${f.error})` : ''}`);
   }
   return lines;
 }

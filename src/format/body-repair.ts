@@ -13,7 +13,7 @@ import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { BtrflyError, oneLine } from '../errors';
+import { BtrflyError, isBtrflyError, oneLine } from '../errors';
 import type { Archive } from './archive';
 import { gitTempFiles, removeGitTempsSince, type VerifyProblem } from './archive-maintenance';
 import { storageFailure } from './disk-space';
@@ -73,6 +73,7 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
       if (left() === 0) break;
       const before = left();
       const errors: string[] = [];
+      let reached = true;
       // Tag by tag: one the remote lacks does not keep the others from coming.
       for (const tag of tags) {
         try {
@@ -80,6 +81,7 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
           if (lfsAbsent.size) await refetchLfs(archive, remote, [tag], opts.transfer);
         } catch (e) {
           errors.push(oneLine(e));
+          if (!isBtrflyError(e) || e.code !== 'TAG_NOT_FOUND') reached = false;
         }
         await settle();
         if (left() === 0) break;
@@ -87,7 +89,7 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
       // An object set aside that the tags asked about do not reach (a delta of another tag's
       // body on a damaged base, another damaged object of a pack written again): every tag
       // the remote has brings it.
-      if (absent.size) {
+      if (absent.size && reached) {
         try {
           await refetchObjects(archive, remote, 'all', opts.transfer);
         } catch (e) {

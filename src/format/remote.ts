@@ -20,7 +20,7 @@ import { isNoSpace } from './lifecycle';
 import { lockHolder } from './lock';
 import { dropLocalStaging, pushUnderLimit, setMaxPush, type PushSplit, type RemoteRef } from './push-split';
 import { compareStrings } from './manifest';
-import { validateTagName } from './names';
+import { tagNameProblem, validateTagName } from './names';
 
 /** A configured remote. */
 export interface RemoteInfo {
@@ -421,6 +421,16 @@ async function isAncestor(archive: Archive, ancestor: string, of: string): Promi
  */
 export async function refetchObjects(archive: Archive, remote: string, tags: string[] | 'all', opts: TransferOptions = {}): Promise<void> {
   const onHost = localTransportPrograms(await remoteUrl(archive, remote));
+  if (tags === 'all') {
+    // Named one by one: a --refetch that wants nothing (a glob matching no ref) waits forever (git 2.39).
+    const ls = await transferTo(archive, remote, 'list', ['ls-remote', '--heads', ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote], { interactive: opts.interactive });
+    const names = ls.stdout
+      .split('\n')
+      .map((l) => l.split('\t')[1]?.slice('refs/heads/'.length))
+      .filter((t): t is string => Boolean(t) && !tagNameProblem(t));
+    if (names.length) await refetchObjects(archive, remote, names, opts);
+    return;
+  }
   const into = `refs/btrfly/repair/${remote}/`;
   const fetch = ['fetch', '--refetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules'];
   try {
@@ -429,7 +439,7 @@ export async function refetchObjects(archive: Archive, remote: string, tags: str
       remote,
       'fetch from',
       // No automatic gc afterwards: the repair's caller verifies first, and gc would wait on its lock.
-      ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false', ...fetch, ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...(tags === 'all' ? [`+refs/heads/*:${into}*`] : tags.map((t) => `+refs/heads/${validateTagName(t)}:${into}${t}`))],
+      ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false', ...fetch, ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...tags.map((t) => `+refs/heads/${validateTagName(t)}:${into}${t}`)],
       { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
     );
   } catch (e) {

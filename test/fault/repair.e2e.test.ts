@@ -167,3 +167,19 @@ test('a tip commit that no remote brings back: verify says to fetch it or delete
   expect(rm.stdout).toBe(`deleted tag example/small (was ${tip.slice(0, 7)}); run "btrfly gc" to free its space\n`);
   expect(rm.code).toBe(0);
 }, 120_000);
+
+test('the first remote failing, the next one that has the tag brings it back; each says so on its line', async () => {
+  const archive = copyArchive();
+  const before = allObjects(archive);
+  const gone = join(tmpDir('btrfly-repair-gone-'), 'gone.git');
+  const empty = join(tmpDir('btrfly-repair-empty-'), 'empty.git');
+  execFileSync('git', ['init', '-q', '--bare', empty]);
+  for (const [name, url] of [['gone', gone], ['empty', empty]]) expect((await runCli(['remote', 'add', name, url, '--archive', archive])).code).toBe(0);
+  damagePackEntry(archive, git(archive, 'rev-parse', 'example/packages:manifest.json').trim());
+  const r = await runCli(['verify', '--repair', 'example/packages', '--from', 'gone', '--from', 'empty', '--from', 'good', '--archive', archive]);
+  expect(r.stderr).toMatch(/^repair: could not fetch example\/packages again from gone: fetch from remote gone failed: .*$/m);
+  expect(r.stderr).toMatch(/^repair: could not fetch example\/packages again from empty: tag "example\/packages" not found on remote empty$/m);
+  expect(r.stderr).toMatch(/^repair: fetched example\/packages again from good: \d+ of the absent objects came back$/m);
+  expect(r.code).toBe(0);
+  await expectWhole(archive, before);
+}, 120_000);
