@@ -21,7 +21,7 @@ import type { AsideRecording } from './lifecycle';
 import { lockHolder, type LockHolder } from './lock';
 import { parseManifest, parseVolatile } from './manifest';
 import { validateTagName } from './names';
-import { type BodyLocation, type BodyStore, type BodyWriter, type ByteRange, type Recording, type StoredBody } from './types';
+import { repairAdvice, type BodyLocation, type BodyStore, type BodyWriter, type ByteRange, type Recording, type StoredBody } from './types';
 
 /** A tag as listed by `btrfly tags`. */
 export interface TagInfo {
@@ -212,6 +212,11 @@ export class Archive implements BodyStore {
       this.git.run(['ls-tree', '-r', '-l', '-z', commit, 'bodies/']),
     ]);
     if (!manifestBuf) {
+      // Listed in the tree but not in the store: a damaged copy set aside by a repair no remote could help.
+      const listed = (await this.git.run(['ls-tree', commit, 'manifest.json'])).stdout.split(/\s+/)[2];
+      if (listed) {
+        throw new BtrflyError('BODY_MISSING', `${where}: its manifest.json (object ${listed}) is missing from the archive: ${repairAdvice(tag)}`, { data: { tag, commit, oid: listed } });
+      }
       throw new BtrflyError('MANIFEST_INVALID', `${where} has no manifest.json: it was not written by btrfly; re-record the tag`, { data: { tag, commit } });
     }
     const manifest = parseManifest(manifestBuf.toString('utf8'), where);

@@ -183,3 +183,15 @@ test('the first remote failing, the next one that has the tag brings it back; ea
   expect(r.code).toBe(0);
   await expectWhole(archive, before);
 }, 120_000);
+
+test('a manifest that no remote brings back is named as missing, not as "not written by btrfly"', async () => {
+  const archive = copyArchive();
+  execFileSync('git', ['--git-dir', archive, 'remote', 'remove', 'good']);
+  const manifest = git(archive, 'rev-parse', 'example/packages:manifest.json').trim();
+  damagePackEntry(archive, manifest);
+  const r = await runCli(['verify', '--repair', 'example/packages', '--archive', archive]);
+  expect(r.stdout).toMatch(
+    new RegExp(`^example/packages@[0-9a-f]{7}: tag "example/packages" at [0-9a-f]{7}: its manifest.json \\(object ${manifest}\\) is missing from the archive: run "btrfly verify --repair example/packages"`, 'm'),
+  );
+  expect(r.code).toBe(1);
+}, 120_000);
