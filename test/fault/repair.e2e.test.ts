@@ -30,6 +30,22 @@ function copyArchive(): string {
   return dir;
 }
 
+/** A copy whose manifest of example/packages, the base of the other manifests' deltas, is damaged. */
+function withDamagedManifest(opts: { remote?: boolean } = {}): { archive: string; before: Set<string>; manifest: string } {
+  const archive = copyArchive();
+  if (opts.remote === false) execFileSync('git', ['--git-dir', archive, 'remote', 'remove', 'good']);
+  const before = allObjects(archive);
+  const manifest = git(archive, 'rev-parse', 'example/packages:manifest.json').trim();
+  damagePackEntry(archive, manifest);
+  return { archive, before, manifest };
+}
+
+/** The repair ended clean, with what it checked afterwards. */
+function expectRepairedOk(r: { stdout: string; code: number | null }, checked = '3 tags, 4 recordings'): void {
+  expect(r.stdout).toMatch(new RegExp(`^ok: ${checked}, \\d+ bodies .* checked, after the repair$`, 'm'));
+  expect(r.code).toBe(0);
+}
+
 /** Every object of the archive's packs and loose objects. */
 function allObjects(archive: string): Set<string> {
   return new Set(git(archive, 'cat-file', '--batch-all-objects', '--batch-check=%(objectname)').split('\n').filter(Boolean));
@@ -47,18 +63,14 @@ async function expectWhole(archive: string, before: Set<string>): Promise<void> 
 }
 
 test('a damaged manifest that the other manifests are deltas of is set aside with them and fetched again', async () => {
-  const archive = copyArchive();
-  const before = allObjects(archive);
-  const manifest = git(archive, 'rev-parse', 'example/packages:manifest.json').trim();
-  damagePackEntry(archive, manifest);
+  const { archive, before } = withDamagedManifest();
   const v = await runCli(['verify', '--archive', archive]);
   // Each line says what to do (it once said to check the git version and run "btrfly verify").
   expect(v.stdout).toMatch(/^example\/packages@[0-9a-f]{7}: git cat-file failed: .*: run "btrfly verify --repair example\/packages" to set it aside and fetch it again from the archive's remotes .*\)$/m);
   expect(v.code).toBe(1);
   const r = await runCli(['verify', '--repair', '--archive', archive]);
   expect(r.stderr).toMatch(/^repair: set aside \d+ damaged objects \(\d+ from packs\) in btrfly\/damaged\/\S+$/m);
-  expect(r.stdout).toMatch(/^ok: 3 tags, 4 recordings, \d+ bodies .* checked, after the repair$/m);
-  expect(r.code).toBe(0);
+  expectRepairedOk(r);
   await expectWhole(archive, before);
   // The old pack is kept aside, whole.
   const [aside] = readdirSync(join(archive, 'btrfly', 'damaged'));
@@ -66,13 +78,10 @@ test('a damaged manifest that the other manifests are deltas of is set aside wit
 }, 120_000);
 
 test('verify --repair of one tag also brings back what the pack written again left out of the other tags', async () => {
-  const archive = copyArchive();
-  const before = allObjects(archive);
   // The base manifest (example/packages) is damaged, and only example/large, a delta of it, is repaired.
-  damagePackEntry(archive, git(archive, 'rev-parse', 'example/packages:manifest.json').trim());
+  const { archive, before } = withDamagedManifest();
   const r = await runCli(['verify', '--repair', 'example/large', '--archive', archive]);
-  expect(r.stdout).toMatch(/^ok: 1 tags, 1 recordings, \d+ bodies .* checked, after the repair$/m);
-  expect(r.code).toBe(0);
+  expectRepairedOk(r, '1 tags, 1 recordings');
   await expectWhole(archive, before);
 }, 120_000);
 
@@ -84,8 +93,7 @@ test('another damaged object in the same pack, of a tag verify was not asked abo
   damagePackEntry(archive, body('example/packages'));
   const r = await runCli(['verify', '--repair', 'example/small', '--archive', archive]);
   expect(r.stderr).toMatch(/^repair: set aside 2 damaged objects \(2 from packs\) in btrfly\/damaged\/\S+$/m);
-  expect(r.stdout).toMatch(/^ok: 1 tags, 2 recordings, \d+ bodies .* checked, after the repair$/m);
-  expect(r.code).toBe(0);
+  expectRepairedOk(r, '1 tags, 2 recordings');
   await expectWhole(archive, before);
 }, 120_000);
 
@@ -100,18 +108,16 @@ test('a damaged commit at the tip of a tag is listed by verify, set aside and fe
   expect(v.code).toBe(1);
   const r = await runCli(['verify', '--repair', '--archive', archive]);
   expect(r.stderr).toMatch(/^repair: set aside \d+ damaged objects? \(\d+ from packs\) in btrfly\/damaged\/\S+$/m);
-  expect(r.stdout).toMatch(/^ok: 3 tags, 4 recordings, \d+ bodies .* checked, after the repair$/m);
-  expect(r.code).toBe(0);
+  expectRepairedOk(r);
   await expectWhole(archive, before);
 }, 120_000);
 
 test('--from alone, or naming a remote the archive does not have, is one line that says what to do, and nothing is touched', async () => {
-  const archive = copyArchive();
+  const { archive } = withDamagedManifest();
   const before = readdirSync(join(archive, 'objects', 'pack'));
   const alone = await runCli(['verify', '--from', 'good', '--archive', archive]);
   expect(alone.stderr).toBe('btrfly: --from names the remote a repair fetches from: add --repair ("btrfly verify --repair --from good")\n');
   expect(alone.code).toBe(2);
-  damagePackEntry(archive, git(archive, 'rev-parse', 'example/packages:manifest.json').trim());
   const unknown = await runCli(['verify', '--repair', '--from', 'nosuch', '--json', '--archive', archive]);
   expect(JSON.parse(unknown.stdout).error.message).toBe(`no remote "nosuch" in archive ${archive}: run "btrfly remote list"`);
   expect(unknown.code).not.toBe(0);
@@ -119,9 +125,7 @@ test('--from alone, or naming a remote the archive does not have, is one line th
 });
 
 test('gc while a repair runs is refused with one line naming the repair', async () => {
-  const archive = copyArchive();
-  const before = allObjects(archive);
-  damagePackEntry(archive, git(archive, 'rev-parse', 'example/packages:manifest.json').trim());
+  const { archive, before } = withDamagedManifest();
   const pause = pausePoints();
   const repair = spawnCli(['verify', '--repair', '--archive', archive], { env: pause.env('repair-fetch') });
   const pid = await pause.reached('repair-fetch');
@@ -131,22 +135,18 @@ test('gc while a repair runs is refused with one line naming the repair', async 
   expect(gc.code).toBe(1);
   pause.release('repair-fetch');
   const done = await repair.exited;
-  expect(done.stdout).toMatch(/^ok: 3 tags, 4 recordings, \d+ bodies .* checked, after the repair$/m);
-  expect(done.code).toBe(0);
+  expectRepairedOk(done);
   await expectWhole(archive, before);
 }, 120_000);
 
 test.each(['repair-pack', 'repair-fetch'] as const)('a repair killed (SIGKILL) at %s loses nothing: the next one ends clean', async (point) => {
-  const archive = copyArchive();
-  const before = allObjects(archive);
-  damagePackEntry(archive, git(archive, 'rev-parse', 'example/packages:manifest.json').trim());
+  const { archive, before } = withDamagedManifest();
   const pause = pausePoints();
   const repair = spawnCli(['verify', '--repair', '--archive', archive], { env: pause.env(point) });
   await pause.reached(point);
   expect((await repair.stop('SIGKILL')).signal).toBe('SIGKILL');
   const again = await runCli(['verify', '--repair', '--archive', archive]);
-  expect(again.stdout).toMatch(/^ok: 3 tags, 4 recordings, \d+ bodies .* checked, after the repair$/m);
-  expect(again.code).toBe(0);
+  expectRepairedOk(again);
   await expectWhole(archive, before);
 }, 120_000);
 
@@ -169,13 +169,11 @@ test('a tip commit that no remote brings back: verify says to fetch it or delete
 }, 120_000);
 
 test('the first remote failing, the next one that has the tag brings it back; each says so on its line', async () => {
-  const archive = copyArchive();
-  const before = allObjects(archive);
+  const { archive, before } = withDamagedManifest();
   const gone = join(tmpDir('btrfly-repair-gone-'), 'gone.git');
   const empty = join(tmpDir('btrfly-repair-empty-'), 'empty.git');
   execFileSync('git', ['init', '-q', '--bare', empty]);
   for (const [name, url] of [['gone', gone], ['empty', empty]]) expect((await runCli(['remote', 'add', name, url, '--archive', archive])).code).toBe(0);
-  damagePackEntry(archive, git(archive, 'rev-parse', 'example/packages:manifest.json').trim());
   const r = await runCli(['verify', '--repair', 'example/packages', '--from', 'gone', '--from', 'empty', '--from', 'good', '--archive', archive]);
   expect(r.stderr).toMatch(/^repair: could not fetch example\/packages again from gone: fetch from remote gone failed: .*$/m);
   expect(r.stderr).toMatch(/^repair: could not fetch example\/packages again from empty: tag "example\/packages" not found on remote empty$/m);
@@ -185,10 +183,7 @@ test('the first remote failing, the next one that has the tag brings it back; ea
 }, 120_000);
 
 test('a manifest that no remote brings back is named as missing, not as "not written by btrfly"', async () => {
-  const archive = copyArchive();
-  execFileSync('git', ['--git-dir', archive, 'remote', 'remove', 'good']);
-  const manifest = git(archive, 'rev-parse', 'example/packages:manifest.json').trim();
-  damagePackEntry(archive, manifest);
+  const { archive, manifest } = withDamagedManifest({ remote: false });
   const r = await runCli(['verify', '--repair', 'example/packages', '--archive', archive]);
   expect(r.stdout).toMatch(
     new RegExp(`^example/packages@[0-9a-f]{7}: tag "example/packages" at [0-9a-f]{7}: its manifest.json \\(object ${manifest}\\) is missing from the archive: run "btrfly verify --repair example/packages"`, 'm'),
