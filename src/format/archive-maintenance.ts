@@ -6,9 +6,9 @@ import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { isBtrflyError, oneLine, type ErrorCode } from '../errors';
+import { BtrflyError, isBtrflyError, oneLine, type ErrorCode } from '../errors';
 import type { Archive } from './archive';
-import type { TreeEntry } from './git';
+import { withoutGitAdvice, type TreeEntry } from './git';
 import { readJournal } from './journal';
 import { processAlive } from '../process-alive';
 import { pauseAt } from '../test-pause';
@@ -177,6 +177,9 @@ async function gitGc(archive: Archive, active: boolean): Promise<void> {
     await archive.git.run(['gc', '--quiet', `--prune=${active ? '1.hour.ago' : 'now'}`]);
   } catch (e) {
     await removeGitTempsSince(archive.dir, before);
+    // A damaged object stops git gc: the repair is what to do, not a check of git's version.
+    const damaged = isBtrflyError(e) && e.code === 'GIT' && /unable to read|corrupt|inflate|bad packed object|CRC/i.test(e.message);
+    if (damaged) throw new BtrflyError('BODY_CORRUPT', `${withoutGitAdvice(e.message)}: the archive holds a damaged object; run "btrfly verify --repair", then gc again`, { cause: e });
     throw e;
   } finally {
     // Our long-lived git processes still list the packs and loose objects from before.

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { oneLine } from '../errors';
 import type { Archive, TagInfo } from './archive';
 import { tagDiskUsage, type VerifyProblem } from './archive-maintenance';
+import { withoutGitAdvice } from './git';
 import { compareStrings } from './manifest';
 import { parseTagSpec } from './names';
 import { repairAdvice, type Recording } from './types';
@@ -142,9 +143,6 @@ export interface VerifyReport {
   problems: VerifyProblem[];
 }
 
-/** What a git failure's message ends with (src/format/git.ts). */
-const GIT_ADVICE = /: check that git ≥ [\d.]+ is installed and the archive is intact \(btrfly verify\)$/;
-
 /**
  * Verifies `tags` (default: every tag) and counts what was covered.
  * @throws BtrflyError TAG_NOT_FOUND when a tag asked for does not exist (nothing is checked then)
@@ -155,7 +153,7 @@ export async function verifyWithReport(archive: Archive, tags?: string[]): Promi
   const names = tags ?? (await archive.tagNames());
   // A commit, tree or manifest git cannot read: what to do is the repair, not a check of git.
   const problems = (await verifyArchive(archive, names)).map((p) =>
-    p.code === 'GIT' ? { ...p, message: `${p.message.replace(GIT_ADVICE, '')}: ${repairAdvice(p.tag)}` } : p,
+    p.code === 'GIT' ? { ...p, message: `${withoutGitAdvice(p.message)}: ${repairAdvice(p.tag)}` } : p,
   );
   const bodies = new Map<string, number>();
   const recordings = new Set<string>();

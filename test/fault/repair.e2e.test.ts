@@ -190,3 +190,14 @@ test('a manifest that no remote brings back is named as missing, not as "not wri
   );
   expect(r.code).toBe(1);
 }, 120_000);
+
+test('gc on a damaged archive says to run the repair; after it, gc runs', async () => {
+  const { archive, before } = withDamagedManifest();
+  const gc = await runCli(['gc', '--archive', archive]);
+  // It once said to check git's version and run "btrfly verify".
+  expect(gc.stderr).toMatch(/^btrfly: git gc failed: .*: the archive holds a damaged object; run "btrfly verify --repair", then gc again\n$/);
+  expect(gc.code).toBe(1);
+  expectRepairedOk(await runCli(['verify', '--repair', '--archive', archive]));
+  expect((await runCli(['gc', '--archive', archive])).code).toBe(0);
+  await expectWhole(archive, before);
+}, 120_000);
