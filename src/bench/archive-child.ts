@@ -1,7 +1,7 @@
 /**
  * One timed archive operation in a process of its own, so each figure has its own peak RSS
  * and no garbage from the run before it. Prints one JSON line.
- *   node archive-child.js write ARCHIVE SOURCE_FILE         → {seconds, rssMiB, stored}
+ *   node archive-child.js write ARCHIVE SOURCE_FILE         → {seconds, cpuSeconds, rssMiB, stored}   (fed as the recorder's tee feeds a body)
  *   node archive-child.js tag ARCHIVE SOURCE_FILE           → the same, and the body sealed as tag "big" (one GET entry)
  *   node archive-child.js read ARCHIVE STORED_JSON          → {seconds, rssMiB, bytes}   (as playback: the body cache)
  *   node archive-child.js read-git ARCHIVE STORED_JSON      → {seconds, rssMiB, bytes}   (as verify: git, SHA-256 checked)
@@ -10,11 +10,11 @@
  * The process runs with the memory settings of btrfly's own streaming processes (bin/run.js's
  * mmap threshold, set by the parent; src/engine/proxy/memory.ts), so its peak is the one playback has.
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { keepMemoryFlat, noteStreamed } from '../engine/proxy/memory';
+import { enterLongStream, keepMemoryFlat, LONG_STREAM, noteStreamed } from '../engine/proxy/memory';
 import type { Archive as ArchiveClass } from '../format/archive';
 import type { StoredBody } from '../format/types';
 import { beginRecording } from '../format/recording-writer';
@@ -29,6 +29,37 @@ function loadArchive(): typeof ArchiveClass {
   return mod.Archive;
 }
 
+/**
+ * Passes a body's chunks on as the recorder's tee does (src/engine/proxy/tee.ts): a minor GC
+ * every few MiB streamed, and the long-stream marking triggers from 64 MiB on. Without them a
+ * 1 GiB write here ran 16 full mark-compacts that a recording does not.
+ */
+async function* asRecorded(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let copied = 0;
+  let leave: (() => void) | undefined;
+  try {
+    for await (const chunk of source) {
+      noteStreamed(chunk.length);
+      copied += chunk.length;
+      if (copied >= LONG_STREAM) leave ??= enterLongStream();
+      yield chunk;
+    }
+  } finally {
+    leave?.();
+  }
+}
+
+/** CPU seconds of this process's children that have ended (`cutime` + `cstime` of /proc/self/stat). */
+function childrenCpu(): number {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[13]) + Number(fields[14])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 async function main(): Promise<void> {
   const [opName, dir, arg] = process.argv.slice(2);
   const lfs = opName.endsWith('-lfs');
@@ -39,11 +70,19 @@ async function main(): Promise<void> {
   const archive = await Archive.open(dir, { create: op === 'write' || op === 'tag', ...(lfs ? { lfs } : {}) });
   const t0 = process.hrtime.bigint();
   const seconds = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
+  // The whole process's CPU (the main thread, the thread pool's reads and writes, V8's helpers)
+  // and its children's once reaped (git mode's git processes, which end with the archive), from t0.
+  const cpu0 = process.cpuUsage();
+  const children0 = childrenCpu();
+  const cpuSeconds = (): number => {
+    const { user, system } = process.cpuUsage(cpu0);
+    return (user + system) / 1e6 + childrenCpu() - children0;
+  };
   let result: Record<string, unknown>;
   if (op === 'write' || op === 'tag') {
     const recording = op === 'tag' ? await beginRecording(archive, 'big', { session: 'bench' }) : undefined;
     const w = archive.createBodyWriter();
-    await pipeline(createReadStream(arg, { highWaterMark: MiB }), w);
+    await pipeline(createReadStream(arg, { highWaterMark: MiB }), asRecorded, w);
     const stored = await w.done;
     if (recording) {
       const { size, sha256, storage, parts } = stored;
@@ -71,7 +110,7 @@ async function main(): Promise<void> {
     throw new Error(`unknown operation ${op}`);
   }
   await archive.close();
-  process.stdout.write(JSON.stringify({ ...result, rssMiB: rss() }) + '\n');
+  process.stdout.write(JSON.stringify({ ...result, cpuSeconds: cpuSeconds(), rssMiB: rss() }) + '\n');
 }
 
 main().catch((e: unknown) => {

@@ -79,6 +79,8 @@ export async function makeSource(path: string, kind: BodyKind, size: number): Pr
 
 export interface ChildResult {
   seconds: number;
+  /** CPU of the whole child process (user + system, all threads) over the timed operation. */
+  cpuSeconds?: number;
   rssMiB: number;
   stored?: { storage: string; size: number };
 }

@@ -86,11 +86,11 @@ function describeRepair(r: RepairResult): string[] {
     const where = [loose && `${loose} loose`, packed && `${packed} from packs`].filter(Boolean).join(', ');
     lines.push(`set aside ${loose + packed} damaged object${loose + packed === 1 ? '' : 's'} (${where}) in ${r.asideDir}`);
   }
-  if (r.absent === 0) return lines;
-  if (r.fetched.length === 0) lines.push(`${r.absent} object${r.absent === 1 ? ' is' : 's are'} absent and the archive has no remote to fetch ${r.absent === 1 ? 'it' : 'them'} from`);
+  if (r.absent && r.fetched.length === 0) lines.push(`${r.absent} object${r.absent === 1 ? ' is' : 's are'} absent and the archive has no remote to fetch ${r.absent === 1 ? 'it' : 'them'} from`);
   for (const f of r.fetched) {
+    const came = r.absent ? `: ${f.restored} of the absent objects came back` : '';
     if (f.restored === 0 && f.error) lines.push(`could not fetch ${r.tags.join(', ')} again from ${f.remote}: ${f.error}`);
-    else lines.push(`fetched ${r.tags.join(', ')} again from ${f.remote}: ${f.restored} of the absent objects came back${f.error ? ` (${f.error})` : ''}`);
+    else lines.push(`fetched ${r.tags.join(', ')} again from ${f.remote}${came}${f.error ? ` (${f.error})` : ''}`);
   }
   return lines;
 }

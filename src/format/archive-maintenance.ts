@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { BtrflyError, isBtrflyError, oneLine, type ErrorCode } from '../errors';
 import type { Archive } from './archive';
 import { withoutGitAdvice, type TreeEntry } from './git';
+import { dropStaleIncoming } from './incoming-refs';
 import { readJournal } from './journal';
 import { processAlive } from '../process-alive';
 import { pauseAt } from '../test-pause';
@@ -134,6 +135,8 @@ export async function gcArchive(archive: Archive): Promise<void> {
   try {
     await pauseAt('gc-locked');
     await reclaimDeadLocks(archive.locksDir);
+    // A pull killed before it cleared its quarantine refs would keep what it fetched for ever.
+    await dropStaleIncoming(archive);
     await keepPendingBodies(archive);
     const active = await anyActiveRecorder(archive);
     await gitGc(archive, active);
@@ -238,6 +241,8 @@ async function reachableBodies(archive: Archive): Promise<Set<string>> {
   const { stdout } = await archive.git.run(['rev-list', '--objects', '--all']);
   const out = new Set<string>();
   for (const m of stdout.matchAll(/^[0-9a-f]+ (?:bodies\/[0-9a-f]{2}\/)?([0-9a-f]{64})$/gm)) out.add(m[1]);
+  // The zstd objects of LFS mode, named by their own oid (src/format/lfs-store.ts, lfsZstdPointerName).
+  for (const m of stdout.matchAll(/^[0-9a-f]+ bodies\/[0-9a-f]{2}\/[0-9a-f]{64}\/lfs-([0-9a-f]{64})\.zst$/gm)) out.add(m[1]);
   return out;
 }
 
@@ -267,6 +272,6 @@ export async function tagDiskUsage(archive: Archive, commit: string): Promise<nu
 /** Bytes on disk of the Git LFS objects (src/format/lfs-store.ts) of the bodies `commit` reaches. */
 async function lfsDiskUsage(archive: Archive, commit: string): Promise<number> {
   const { stdout } = await archive.git.run(['rev-list', '--objects', commit]);
-  const shas = [...stdout.matchAll(/^[0-9a-f]+ bodies\/[0-9a-f]{2}\/([0-9a-f]{64})\/lfs$/gm)].map((m) => m[1]);
+  const shas = [...stdout.matchAll(/^[0-9a-f]+ bodies\/[0-9a-f]{2}\/([0-9a-f]{64})\/lfs(?:-([0-9a-f]{64})\.zst)?$/gm)].map((m) => m[2] ?? m[1]);
   return shas.length ? archive.lfs.diskUsage(new Set(shas)) : 0;
 }

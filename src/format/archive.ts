@@ -15,8 +15,9 @@ import { createBodyWriter } from './body-writer';
 import { Git, isSmallBody } from './git';
 import { openLfsBody, readSmallLfsBody } from './lfs-body-reader';
 import { createLfsBodyWriter } from './lfs-body-writer';
-import { checkGitLfs, LFS_POINTER_NAME, LfsStore, STORAGE_LFS } from './lfs-store';
+import { checkGitLfs, LFS_POINTER_NAME, lfsOidOfPointerName, LfsStore, STORAGE_LFS } from './lfs-store';
 import { readJournal } from './journal';
+import { makeDirs, MakeDirError } from './make-dirs';
 import type { AsideRecording } from './lifecycle';
 import { lockHolder, type LockHolder } from './lock';
 import { parseManifest, parseVolatile } from './manifest';
@@ -98,7 +99,10 @@ export class Archive implements BodyStore {
       if (!opts.create) {
         throw new BtrflyError('ARCHIVE_NOT_FOUND', `no archive at ${dir}: record a tag first or pass --archive`, { data: { dir } });
       }
-      await mkdir(abs, { recursive: true });
+      await makeDirs(abs).catch((e: unknown) => {
+        if (!(e instanceof MakeDirError)) throw e;
+        throw new BtrflyError('ARCHIVE_INVALID', `cannot create archive ${dir}: ${e.path === abs ? e.reason : e.message}: pass --archive a directory that can be made`, { cause: e, data: { dir, code: e.code } });
+      });
       await initArchive(a.git, { lfs: opts.lfs });
     } else {
       const r = await a.git.run(['rev-parse', '--is-bare-repository'], { ok: [0, 128] }).catch(() => undefined);
@@ -294,8 +298,9 @@ export class Archive implements BodyStore {
         return { name: rec.slice(tab + 1), part: { oid, storedSize: Number(size), zstd: rec.endsWith('.zst') } };
       })
       .sort((a, b) => (a.name < b.name ? -1 : 1));
-    if (parts.length === 1 && parts[0].name === LFS_POINTER_NAME) {
-      return { sha256: stored.sha256, size: stored.size, parts: [{ ...parts[0].part, storedSize: stored.size }], lfs: true };
+    const lfsOid = parts.length === 1 ? lfsOidOfPointerName(parts[0].name) : undefined;
+    if (parts.length === 1 && (parts[0].name === LFS_POINTER_NAME || lfsOid)) {
+      return { sha256: stored.sha256, size: stored.size, parts: [{ ...parts[0].part, storedSize: stored.size }], lfs: true, ...(lfsOid ? { lfsOid } : {}) };
     }
     return { sha256: stored.sha256, size: stored.size, parts: parts.map((p) => p.part) };
   }
@@ -425,7 +430,9 @@ function parseBodyListing(out: string): Map<string, BodyLocation> {
     let loc = bodies.get(p.sha);
     if (!loc) bodies.set(p.sha, (loc = { sha256: p.sha, size: -1, parts: [] }));
     loc.parts.push({ oid: p.oid, storedSize: p.storedSize, zstd: p.name.endsWith('.zst') });
-    if (p.name === LFS_POINTER_NAME) loc.lfs = true;
+    const lfsOid = lfsOidOfPointerName(p.name);
+    if (p.name === LFS_POINTER_NAME || lfsOid) loc.lfs = true;
+    if (lfsOid) loc.lfsOid = lfsOid;
   }
   // Bodies no entry names keep size -1 unless they are single raw parts, whose size is the blob's.
   for (const loc of bodies.values()) {

@@ -370,6 +370,8 @@ function corrupt(loc: BodyLocation, what: string): BtrflyError {
 function partError(loc: BodyLocation, index: number, e: unknown): BtrflyError {
   if (isBtrflyError(e) && e.code === 'BODY_CORRUPT') return e;
   const oid = loc.parts[index].oid;
+  // git read the object, and its bytes are not the ones its id names (src/format/git.ts).
+  if (isBtrflyError(e) && e.code === 'GIT' && e.data?.oid === oid) return corrupt(loc, `has part ${index} (object ${oid}) whose bytes do not hash to its id`);
   if (isBtrflyError(e) && (e.code === 'GIT' || e.code === 'BODY_MISSING')) {
     return new BtrflyError(
       'BODY_MISSING',

@@ -20,6 +20,7 @@ import { storageFailure } from './disk-space';
 import { lockForGc } from './gc-lock';
 import { isNoSpace } from './lifecycle';
 import { pauseAt } from '../test-pause';
+import { lfsObjectOid } from './lfs-store';
 import { listRemotes, refetchLfs, refetchObjects, type TransferOptions } from './remote';
 
 /** What a repair did. */
@@ -63,6 +64,7 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
     }
     const lfsAbsent = new Set([...found.lfs].filter((sha) => !archive.lfs.has(sha)));
     result.absent = absent.size + lfsAbsent.size;
+    const unread = found.unread;
     const left = (): number => absent.size + lfsAbsent.size;
     await pauseAt('repair-fetch');
     const settle = async (): Promise<void> => {
@@ -70,21 +72,22 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
       for (const sha of lfsAbsent) if (archive.lfs.has(sha)) lfsAbsent.delete(sha);
     };
     for (const remote of remotes) {
-      if (left() === 0) break;
+      if (left() === 0 && unread.size === 0) break;
       const before = left();
       const errors: string[] = [];
       let reached = true;
       // Tag by tag: one the remote lacks does not keep the others from coming.
       for (const tag of tags) {
         try {
-          if (absent.size) await refetchObjects(archive, remote, [tag], opts.transfer);
+          if (absent.size || unread.has(tag)) await refetchObjects(archive, remote, [tag], opts.transfer);
           if (lfsAbsent.size) await refetchLfs(archive, remote, [tag], opts.transfer);
+          unread.delete(tag);
         } catch (e) {
           errors.push(oneLine(e));
           if (!isBtrflyError(e) || e.code !== 'TAG_NOT_FOUND') reached = false;
         }
         await settle();
-        if (left() === 0) break;
+        if (left() === 0 && unread.size === 0) break;
       }
       // An object set aside that the tags asked about do not reach (a delta of another tag's
       // body on a damaged base, another damaged object of a pack written again): every tag
@@ -99,6 +102,9 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
       }
       result.fetched.push({ remote, restored: before - left(), ...(errors.length && { error: errors.join('; ') }) });
     }
+    // A loose copy of an object that now came in a pack is never read again (git looks in packs
+    // first): dropped, as `git gc` would, so that a damaged one no longer fails `git fsck`.
+    if (result.fetched.length) await archive.git.run(['prune-packed', '--quiet']);
     return result;
   } finally {
     // Long-lived git processes still list the packs and loose objects from before.
@@ -112,8 +118,14 @@ interface Damage {
   damaged: Set<string>;
   /** git objects of body parts that are not there at all. */
   missing: Set<string>;
-  /** SHA-256 of LFS bodies with a problem (a damaged one was already taken out of the store when it was read). */
+  /** LFS oids (lfsObjectOid: the body's SHA-256, or its zstd object's) of LFS bodies with a problem (a damaged one was already taken out of the store when it was read). */
   lfs: Set<string>;
+  /**
+   * Tags with a problem that names no body part (a recording, tree or manifest that cannot be
+   * read): fetched again all the same, since git reads a packed copy before a loose one and
+   * skips a pack whose copy fails to inflate for another that holds the object.
+   */
+  unread: Set<string>;
 }
 
 /**
@@ -122,7 +134,7 @@ interface Damage {
  * trees and other files instead.
  */
 async function findDamage(archive: Archive, problems: readonly VerifyProblem[]): Promise<Damage> {
-  const damage: Damage = { damaged: new Set(), missing: new Set(), lfs: new Set() };
+  const damage: Damage = { damaged: new Set(), missing: new Set(), lfs: new Set(), unread: new Set() };
   const checked = new Set<string>();
   for (const p of problems) {
     let loc;
@@ -130,15 +142,17 @@ async function findDamage(archive: Archive, problems: readonly VerifyProblem[]):
       if (!p.commit) throw new Error('the history cannot be listed');
       loc = (await archive.readRecording(p.tag, p.commit)).bodies.get(p.sha256 ?? '');
     } catch {
-      // A damaged commit, tree or manifest: what the walk finds is fetched again, and the
-      // verify that follows reads the bodies it names.
+      // A damaged commit, tree or manifest: what the walk finds is set aside and fetched again,
+      // and the verify that follows reads the bodies it names.
       const start = p.commit || (await archive.tagRefTarget(p.tag));
       if (start) await findStructureDamage(archive, start, !p.commit, damage, checked);
+    }
+    if (!loc) {
+      damage.unread.add(p.tag);
       continue;
     }
-    if (!loc) continue;
     if (loc.lfs) {
-      damage.lfs.add(loc.sha256);
+      damage.lfs.add(lfsObjectOid(loc));
       continue;
     }
     for (const { oid } of loc.parts) {
@@ -148,6 +162,7 @@ async function findDamage(archive: Archive, problems: readonly VerifyProblem[]):
       if (state !== 'intact') damage[state].add(oid);
     }
   }
+  for (const tag of damage.unread) for (const oid of await damagedMetadata(archive, tag)) damage.damaged.add(oid);
   return damage;
 }
 
@@ -185,6 +200,30 @@ async function findStructureDamage(archive: Archive, start: string, parents: boo
       }
     }
   }
+}
+
+/** A body part's path in a recording's tree: checked with its body, not here. */
+const PART_PATH = /^bodies\/[0-9a-f]{2}\/[0-9a-f]{64}\/[0-9]+$/;
+
+/**
+ * The commits, trees and small files (manifests) of a tag's history that do not read back as
+ * their id. A fetch could not replace them: git's index-pack refuses an object whose id it
+ * holds with other bytes. Read whole through `cat-file --batch`, which checks each one.
+ */
+async function damagedMetadata(archive: Archive, tag: string): Promise<string[]> {
+  const listing = await archive.git.run(['rev-list', '--objects', `refs/heads/${tag}`], { ok: [0, 128] });
+  const damaged: string[] = [];
+  for (const line of listing.stdout.split('\n')) {
+    const space = line.indexOf(' ');
+    const oid = space < 0 ? line : line.slice(0, space);
+    if (!oid || (space >= 0 && PART_PATH.test(line.slice(space + 1)))) continue;
+    const ok = await archive.git.readObject(oid).then(
+      () => true,
+      (e: unknown) => !(isBtrflyError(e) && e.data?.oid === oid),
+    );
+    if (!ok) damaged.push(oid);
+  }
+  return damaged;
 }
 
 async function hasObject(archive: Archive, oid: string): Promise<boolean> {

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { setPriority } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
+import { repairAdvice } from './types';
 
 /** Objects up to this size are read whole through `cat-file --batch`; larger ones are streamed. */
 export const SMALL_OBJECT_LIMIT = 1024 * 1024;
@@ -233,6 +234,8 @@ class CatFileBatch extends BatchProcess<Buffer | null> {
   private buf: Buffer = Buffer.alloc(0);
   private want = -1; // bytes of content (plus its newline) still expected for the head request; -1: reading a header
   private chunks: Buffer[] = [];
+  /** The head request's object as cat-file named it: its id and its header for the hash. */
+  private head = { oid: '', header: '' };
 
   constructor(gitDir: string) {
     super(gitDir, ['cat-file', '--batch']);
@@ -263,8 +266,9 @@ class CatFileBatch extends BatchProcess<Buffer | null> {
           this.pending.shift()?.resolve(null);
           continue;
         }
-        const size = Number(header.split(' ')[2]);
-        this.want = size + 1;
+        const [oid, type, size] = header.split(' ');
+        this.head = { oid, header: `${type} ${size}\0` };
+        this.want = Number(size) + 1;
         this.chunks = [];
       }
       const take = Math.min(this.want, this.buf.length);
@@ -275,7 +279,13 @@ class CatFileBatch extends BatchProcess<Buffer | null> {
       this.want = -1;
       const whole = Buffer.concat(this.chunks);
       this.chunks = [];
-      this.pending.shift()?.resolve(whole.subarray(0, whole.length - 1));
+      const content = whole.subarray(0, whole.length - 1);
+      // git does not check a loose object against its id when it reads one: a flipped byte in a
+      // manifest would be taken as recorded (a header value, a status). Checked here, for every object read whole.
+      const { oid, header } = this.head;
+      const actual = createHash(oid.length === 64 ? 'sha256' : 'sha1').update(header).update(content).digest('hex');
+      if (actual === oid) this.pending.shift()?.resolve(content);
+      else this.pending.shift()?.reject(new BtrflyError('GIT', `git object ${oid} is damaged: its bytes hash to ${actual}: ${repairAdvice()}`, { data: { oid } }));
     }
   }
 }

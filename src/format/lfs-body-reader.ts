@@ -5,14 +5,17 @@
  * against its tag before sending it (the tags are made by the writer, or from the first read
  * that verified the SHA-256), and a whole read that verifies (`verify`, `pull`) hashes every
  * byte. An object that fails is removed from the store, so the next pull fetches it again.
+ * A body kept zstd (its object named by the zstd bytes' own oid) is decompressed on the way, from
+ * the object's start for a range too, and checked on its raw bytes in the same way.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { addAbortSignal, Readable } from 'node:stream';
+import { createZstdDecompress, zstdDecompressSync } from 'node:zlib';
 import { BtrflyError } from '../errors';
 import { CHECK_PART, type BodyChecks } from './body-checks';
 import { isSmallBody } from './git';
-import type { LfsStore } from './lfs-store';
+import { lfsObjectOid, type LfsStore } from './lfs-store';
 import { repairAdvice, type BodyLocation, type ByteRange } from './types';
 
 const IO_CHUNK = 1024 * 1024;
@@ -40,13 +43,22 @@ export function openLfsBody(store: LfsStore, loc: BodyLocation, range?: ByteRang
 export async function readSmallLfsBody(store: LfsStore, loc: BodyLocation): Promise<Buffer> {
   let body: Buffer;
   try {
-    body = readFileSync(store.path(loc.sha256));
+    body = readFileSync(store.path(lfsObjectOid(loc)));
   } catch {
     throw missing(loc);
   }
+  if (loc.lfsOid) {
+    try {
+      // One byte more than the body may hold: a longer one is not the body its name says.
+      body = zstdDecompressSync(body, { maxOutputLength: loc.size + 1 });
+    } catch (e) {
+      await store.evict(loc.lfsOid);
+      throw corrupt(loc, `does not decompress: ${(e as Error).message}`);
+    }
+  }
   const actual = createHash('sha256').update(body).digest('hex');
   if (body.length !== loc.size || actual !== loc.sha256) {
-    await store.evict(loc.sha256);
+    await store.evict(lfsObjectOid(loc));
     throw corrupt(loc, body.length !== loc.size ? `holds ${body.length} bytes, not ${loc.size}` : `reads back with SHA-256 ${actual}`);
   }
   return body;
@@ -72,7 +84,7 @@ async function* verifiedWhole(store: LfsStore, loc: BodyLocation, checks?: BodyC
   }
   const actual = hash.digest('hex');
   if (size !== loc.size || actual !== loc.sha256) {
-    await store.evict(loc.sha256);
+    await store.evict(lfsObjectOid(loc));
     throw corrupt(loc, size !== loc.size ? `holds ${size > loc.size ? `more than ${loc.size} bytes` : `${size} bytes, not ${loc.size}`}` : `reads back with SHA-256 ${actual}`);
   }
   if (tagger) await checks!.write(loc.sha256, loc.size, tagger);
@@ -98,7 +110,7 @@ async function* checkedRange(store: LfsStore, loc: BodyLocation, start: number, 
   let have = 0;
   const emit = async function* (part: Buffer): AsyncGenerator<Buffer> {
     if (!tags!.verify(i, part)) {
-      await store.evict(loc.sha256);
+      await store.evict(lfsObjectOid(loc));
       throw corrupt(loc, `has part ${i} (bytes ${i * CHECK_PART}-${i * CHECK_PART + part.length - 1}) that does not match its check`);
     }
     const base = i * CHECK_PART;
@@ -122,21 +134,43 @@ async function* checkedRange(store: LfsStore, loc: BodyLocation, start: number, 
     }
   }
   if (i * CHECK_PART <= stop) {
-    await store.evict(loc.sha256);
+    await store.evict(lfsObjectOid(loc));
     throw corrupt(loc, `ends before byte ${stop + 1}`);
   }
 }
 
-/** The object file's bytes `start..end`; BODY_MISSING when the store does not hold it. */
+/**
+ * The body's bytes `start..end` from its object file (decompressed from the object's start when
+ * it is kept zstd); BODY_MISSING when the store does not hold it.
+ */
 async function* open(store: LfsStore, loc: BodyLocation, start: number, end: number): AsyncGenerator<Buffer> {
-  const file = createReadStream(store.path(loc.sha256), { start, end, highWaterMark: IO_CHUNK });
+  const zstd = loc.lfsOid !== undefined;
+  const file = createReadStream(store.path(lfsObjectOid(loc)), zstd ? { highWaterMark: IO_CHUNK } : { start, end, highWaterMark: IO_CHUNK });
+  const source = zstd ? file.pipe(createZstdDecompress({ chunkSize: IO_CHUNK })) : file;
+  if (zstd) file.once('error', (e) => source.destroy(e));
   try {
-    for await (const chunk of file as AsyncIterable<Buffer>) yield chunk;
+    if (!zstd) {
+      for await (const chunk of source as AsyncIterable<Buffer>) yield chunk;
+      return;
+    }
+    let at = 0;
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      const from = at;
+      at += chunk.length;
+      if (at <= start) continue;
+      yield chunk.subarray(Math.max(0, start - from), Math.min(chunk.length, end + 1 - from));
+      if (at > end) return;
+    }
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw missing(loc);
+    if (zstd) {
+      await store.evict(loc.lfsOid!);
+      throw corrupt(loc, `does not decompress: ${(e as Error).message}`);
+    }
     throw new BtrflyError('STORAGE', `reading body ${loc.sha256} from the LFS store failed: ${(e as Error).message}`, { cause: e });
   } finally {
     file.destroy();
+    source.destroy();
   }
 }
 

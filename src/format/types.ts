@@ -37,7 +37,7 @@ export interface ContentRecord {
   sha256: string;
   /** The response's Content-Encoding as received (e.g. `gzip`), when not identity. */
   encoding?: string;
-  /** How the parts are stored: all zstd, all raw, or some of each; `lfs`: one Git LFS object of the raw bytes (`btrfly init --lfs`). */
+  /** How the parts are stored: all zstd, all raw, or some of each; `lfs`: one Git LFS object, raw or zstd (`btrfly init --lfs`). */
   storage: 'zstd' | 'raw' | 'mixed' | 'lfs';
   parts: number;
 }
@@ -114,6 +114,11 @@ export interface BodyLocation {
    * named by `sha256` in the LFS store, and its one part is the pointer blob (`storedSize` is the body's size).
    */
   lfs?: boolean;
+  /**
+   * The LFS oid of a body kept zstd in LFS mode (its one part is then `zstd`): the SHA-256 of the
+   * stored zstd bytes, which name the object file; a raw LFS body's oid is `sha256`.
+   */
+  lfsOid?: string;
 }
 
 export interface PartLocation {

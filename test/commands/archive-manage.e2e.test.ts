@@ -129,7 +129,7 @@ describe('btrfly cp, rm, gc, verify', () => {
 
     const bad = await runCli(['verify', '--archive', damaged]);
     expect(bad.code).toBe(1);
-    expect(bad.stdout).toMatch(new RegExp(`^fresh@[0-9a-f]{7}: body ${sha} is corrupt: it reads back with SHA-256 [0-9a-f]{64}: [^\n]+\n$`));
+    expect(bad.stdout).toMatch(new RegExp(`^fresh@[0-9a-f]{7}: body ${sha} is corrupt: it has part 0 \\(object [0-9a-f]{40}\\) whose bytes do not hash to its id: [^\n]+\n$`));
     expect(bad.stderr).toMatch(/^btrfly: verify found 1 problem in 3 tags, 3 recordings, 4 bodies \(\d+ KiB\): run "btrfly verify --repair" to set the damaged copies aside/);
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
     // The other tags do not hold that body.

@@ -3,16 +3,26 @@
  * file remote and to an LFS server over HTTPS with basic auth (test/fixtures/lfs-api.js behind
  * the git smart-HTTP server; the client is the real git-lfs), the remote's git objects staying
  * tiny, then `btrfly pull` into a fresh archive, verified and played back with the origin gone;
- * and a damaged LFS object on the remote refused at pull.
+ * and a damaged LFS object on the remote refused at pull. The build's text download compresses:
+ * it is kept as a zstd LFS object named by the zstd bytes' own SHA-256, and goes the same way.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { genBodySha256, gitFsck, runCli, runOk, startGitServer, startOrigin, testCa, tmpDir, type Origin } from '../helpers';
 
 const BIG = 12 * 1024 * 1024 + 321;
+/** A text download (the origin's /gz/N without Accept-Encoding: plain text, the same every time). */
+const TEXT = 3_000_000;
 const sha256 = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
 const lfsObject = (repo: string, oid: string): string => join(repo, 'lfs', 'objects', oid.slice(0, 2), oid.slice(2, 4), oid);
+/** Other bytes under an object's name, as a new file (git-lfs hard-links a file remote's objects). */
+function damage(path: string, at: number): void {
+  const bytes = readFileSync(path);
+  bytes[at] ^= 1;
+  writeFileSync(`${path}.new`, bytes);
+  renameSync(`${path}.new`, path);
+}
 const duBytes = async (dir: string): Promise<number> => Number((await runOk('du', ['-sb', dir])).stdout.split('\t')[0]);
 
 /** A user's git setup for the HTTPS host: a credential helper with the password, and the host's CA. */
@@ -31,6 +41,9 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
   let out: string;
   let script: string;
   let bigSha: string;
+  let textSha: string;
+  /** The LFS oid of the text body's zstd object. */
+  let textOid: string;
 
   beforeAll(async () => {
     origin = await startOrigin({ https: true });
@@ -38,7 +51,7 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     out = tmpDir();
     const base = origin.urlFor('/', 'origin.test').replace(/\/$/, '');
     script = join(tmpDir(), 'build.sh');
-    writeFileSync(script, ['set -eu', 'OUT="$1"', `curl -sSf -o "$OUT/big" "${base}/gen/${BIG}?seed=5"`, `curl -sSf -o "$OUT/small" "${base}/gen/2000?seed=6"`, ''].join('\n'));
+    writeFileSync(script, ['set -eu', 'OUT="$1"', `curl -sSf -o "$OUT/big" "${base}/gen/${BIG}?seed=5"`, `curl -sSf -o "$OUT/small" "${base}/gen/2000?seed=6"`, `curl -sSf -o "$OUT/index.txt" "${base}/gz/${TEXT}"`, ''].join('\n'));
     bigSha = await genBodySha256(BIG, 5);
   });
 
@@ -60,7 +73,19 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     expect(await duBytes(join(archive, 'objects'))).toBeLessThan(256 * 1024);
     // The body is not in the body cache as well: one copy on disk.
     expect(existsSync(join(archive, 'btrfly', 'cache', bigSha.slice(0, 2), bigSha))).toBe(false);
-    expect((await runCli(['verify', '--archive', archive])).stdout).toMatch(/^ok: 1 tags, 1 recordings, 2 bodies/);
+    // The text body is kept zstd: one object, named by the zstd bytes' SHA-256 as the pointer (and its name) says.
+    expect(statSync(join(out, 'index.txt')).size).toBe(TEXT);
+    textSha = sha256(join(out, 'index.txt'));
+    const names = (await runOk('git', ['--git-dir', archive, 'ls-tree', '-r', '--name-only', 'refs/heads/deps', `bodies/${textSha.slice(0, 2)}/${textSha}/`])).stdout.trim();
+    textOid = /\/lfs-([0-9a-f]{64})\.zst$/.exec(names)?.[1] ?? `no zstd pointer in ${names}`;
+    const zst = lfsObject(archive, textOid);
+    expect(sha256(zst)).toBe(textOid);
+    expect(statSync(zst).size).toBeLessThan(TEXT / 4);
+    expect(existsSync(lfsObject(archive, textSha))).toBe(false);
+    expect((await runOk('git', ['--git-dir', archive, 'cat-file', 'blob', `refs/heads/deps:${names}`])).stdout).toBe(
+      `version https://git-lfs.github.com/spec/v1\noid sha256:${textOid}\nsize ${statSync(zst).size}\n`,
+    );
+    expect((await runCli(['verify', '--archive', archive])).stdout).toMatch(/^ok: 1 tags, 1 recordings, 3 bodies/);
     // init on an archive, and migrate without its target, are refused in one line.
     const again = await runCli(['init', '--lfs', '--archive', archive]);
     expect(again.stderr).toBe(`btrfly: ${archive} is an archive (Git LFS mode) already: give another --archive directory, or move a git mode archive to LFS with "btrfly migrate --lfs"\n`);
@@ -79,7 +104,10 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     expect(push.stderr + push.stdout).toMatch(/deps/);
     expect(push.code).toBe(0);
     expect(sha256(lfsObject(remote, bigSha))).toBe(bigSha);
+    expect(sha256(lfsObject(remote, textOid))).toBe(textOid);
     expect(await duBytes(join(remote, 'objects'))).toBeLessThan(256 * 1024);
+    // git-lfs itself finds every object the pointers name, and checks it.
+    expect((await runOk('git', ['--git-dir', remote, 'lfs', 'fsck', '--objects', 'refs/heads/deps'])).stdout).toMatch(/Git LFS fsck OK/);
 
     const copy = join(tmpDir(), 'copy');
     expect((await runCli(['init', '--lfs', '--archive', copy])).code).toBe(0);
@@ -87,7 +115,8 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     const pull = await runCli(['pull', 'hub', '--archive', copy], { timeoutMs: 120_000 });
     expect(pull.code).toBe(0);
     expect(sha256(lfsObject(copy, bigSha))).toBe(bigSha);
-    expect((await runCli(['verify', '--archive', copy])).code).toBe(0);
+    expect(sha256(lfsObject(copy, textOid))).toBe(textOid);
+    expect((await runCli(['verify', '--archive', copy])).stdout).toMatch(/^ok: 1 tags, 1 recordings, 3 bodies/);
 
     // A git mode archive takes the tag too: its bodies stay LFS objects there.
     const plain = join(tmpDir(), 'plain');
@@ -99,46 +128,47 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     await origin.close();
     const again = tmpDir();
     const play = await runCli(['run', '--playback', '--tag=deps', '--archive', copy, '--', 'bash', script, again], { timeoutMs: 120_000 });
-    expect(play.stderr).toMatch(/2 hits, 0 misses/);
+    // curl closes at Content-Length, at times before the body's stream ended here: still a hit (respond.ts).
+    expect(play.stderr).toMatch(/3 requests, .* 3 hits, 0 misses/);
     expect(play.code).toBe(0);
-    for (const f of ['big', 'small']) expect(`${f} ${sha256(join(again, f))}`).toBe(`${f} ${sha256(join(out, f))}`);
+    for (const f of ['big', 'small', 'index.txt']) expect(`${f} ${sha256(join(again, f))}`).toBe(`${f} ${sha256(join(out, f))}`);
   });
 
-  it('verify --repair fetches a damaged LFS object again from a remote that has it', async () => {
-    // Other bytes under the same name, as a new file (the remote's copy may be a hard link to this one).
-    const path = lfsObject(archive, bigSha);
-    const bytes = readFileSync(path);
-    bytes[1000] ^= 1;
-    writeFileSync(`${path}.new`, bytes);
-    renameSync(`${path}.new`, path);
+  it('verify --repair fetches damaged LFS objects (raw and zstd) again from a remote that has them', async () => {
+    // The remote's copy may be a hard link to this one: damage() writes a new file.
+    damage(lfsObject(archive, bigSha), 1000);
+    damage(lfsObject(archive, textOid), 1000);
     const r = await runCli(['verify', '--repair', '--archive', archive], { timeoutMs: 120_000 });
     expect(r.stdout).toMatch(new RegExp(`^deps@[0-9a-f]{7}: body ${bigSha} is corrupt: .* it was removed from the LFS store; run "btrfly verify --repair"`, 'm'));
-    expect(r.stderr).toMatch(/^repair: fetched deps again from hub: 1 of the absent objects came back$/m);
-    expect(r.stdout).toMatch(/^ok: 1 tags, 1 recordings, 2 bodies .* checked, after the repair$/m);
+    expect(r.stdout).toMatch(new RegExp(`^deps@[0-9a-f]{7}: body ${textSha} is corrupt: .* it was removed from the LFS store`, 'm'));
+    expect(r.stderr).toMatch(/^repair: fetched deps again from hub: 2 of the absent objects came back$/m);
+    expect(r.stdout).toMatch(/^ok: 1 tags, 1 recordings, 3 bodies .* checked, after the repair$/m);
     expect(r.code).toBe(0);
     expect(sha256(lfsObject(archive, bigSha))).toBe(bigSha);
+    expect(sha256(lfsObject(archive, textOid))).toBe(textOid);
   });
 
-  it('refuses a pull whose LFS object was damaged on the remote; the tag is not created', async () => {
-    const remote = join(tmpDir(), 'bad.git');
-    await runOk('git', ['init', '-q', '--bare', remote]);
-    await runCli(['remote', 'add', 'bad', remote, '--archive', archive]);
-    expect((await runCli(['push', 'bad', '--archive', archive], { timeoutMs: 120_000 })).code).toBe(0);
-    // Other bytes under the same name, as a new file (git-lfs hard-links objects of a file remote).
-    const path = lfsObject(remote, bigSha);
-    const bytes = readFileSync(path);
-    bytes[1000] ^= 1;
-    writeFileSync(`${path}.new`, bytes);
-    renameSync(`${path}.new`, path);
+  it('refuses a pull whose LFS object (raw or zstd) was damaged on the remote; the tag is not created', async () => {
+    for (const [body, oid] of [
+      [bigSha, bigSha],
+      [textSha, textOid],
+    ]) {
+      const remote = join(tmpDir(), 'bad.git');
+      await runOk('git', ['init', '-q', '--bare', remote]);
+      await runCli(['remote', 'remove', 'bad', '--archive', archive]);
+      await runCli(['remote', 'add', 'bad', remote, '--archive', archive]);
+      expect((await runCli(['push', 'bad', '--archive', archive], { timeoutMs: 120_000 })).code).toBe(0);
+      damage(lfsObject(remote, oid), 1000);
 
-    const victim = join(tmpDir(), 'victim');
-    await runCli(['init', '--lfs', '--archive', victim]);
-    await runCli(['remote', 'add', 'bad', remote, '--archive', victim]);
-    const pull = await runCli(['pull', 'bad', '--archive', victim], { timeoutMs: 120_000 });
-    expect(pull.stderr).toMatch(/^btrfly: pull of tag "deps" from remote bad refused, the tag here is unchanged: .*body [0-9a-f]{64} .*git-lfs said: .*hash/m);
-    expect(pull.code).toBe(1);
-    expect((await runCli(['tags', '--archive', victim, '--json'])).stdout).toMatch(/^\[\s*\]/);
-    expect(existsSync(lfsObject(victim, bigSha))).toBe(false);
+      const victim = join(tmpDir(), 'victim');
+      await runCli(['init', '--lfs', '--archive', victim]);
+      await runCli(['remote', 'add', 'bad', remote, '--archive', victim]);
+      const pull = await runCli(['pull', 'bad', '--archive', victim], { timeoutMs: 120_000 });
+      expect(pull.stderr).toMatch(new RegExp(`^btrfly: pull of tag "deps" from remote bad refused, the tag here is unchanged: .*body ${body} .*git-lfs said: .*hash`, 'm'));
+      expect(pull.code).toBe(1);
+      expect((await runCli(['tags', '--archive', victim, '--json'])).stdout).toMatch(/^\[\s*\]/);
+      expect(existsSync(lfsObject(victim, oid))).toBe(false);
+    }
   });
 
   it('pushes to an LFS server over HTTPS with basic auth and pulls back through it', async () => {
@@ -171,6 +201,7 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     const play = await runCli(['run', '--playback', '--tag=deps', '--archive', copy, '--', 'bash', script, again], { timeoutMs: 120_000 });
     expect(play.code).toBe(0);
     expect(sha256(join(again, 'big'))).toBe(bigSha);
+    expect(sha256(join(again, 'index.txt'))).toBe(textSha);
 
     // The server's copy damaged: git-lfs refuses the download, btrfly the tag.
     const path = lfsObject(join(root, 'deps.git'), bigSha);

@@ -7,7 +7,8 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Readable } from 'node:stream';
+import { once } from 'node:events';
+import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { sendRecorded, type RecordedAnswer } from '../../src/engine/proxy/respond';
 import type { Archive } from '../../src/format/archive';
@@ -34,6 +35,8 @@ let bodies: BodyStore;
 let counted = 0;
 /** The server's `sendRecorded` of the last request: a test's request waits for it and fails with its error. */
 let sending: Promise<void> = Promise.resolve();
+/** The response the server is sending. */
+let answering: http.ServerResponse | undefined;
 /** Keep-alive, so that the client does not close the socket while the server still finishes its response. */
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
@@ -76,6 +79,7 @@ beforeAll(async () => {
   archive = await tempArchive();
   bodies = archive;
   server = http.createServer((req, res) => {
+    answering = res;
     sending = sendRecorded(req, res, answer, bodies, (n) => (counted += n));
     sending.catch(() => res.destroy());
   });
@@ -238,6 +242,43 @@ describe('a client that hangs up in the middle of a large body', () => {
     await expect(sending).rejects.toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' });
     expect(opened).toHaveLength(1);
     expect(opened[0].destroyed).toBe(true);
+    bodies = archive;
+  });
+});
+
+describe('a client that hangs up as soon as it has Content-Length bytes, before the body stream has ended here', () => {
+  test('got its whole answer: the send succeeds with every byte counted', async () => {
+    const body = compressible(3 * 1024 * 1024 + 7);
+    answer = await recorded(body);
+    counted = 0;
+    // Every byte comes at once; the stream ends only after the server saw the client go (as curl does at Content-Length).
+    bodies = Object.assign(Object.create(archive) as BodyStore, {
+      readSmallBody: () => null,
+      openBody: () =>
+        Readable.from(
+          (async function* () {
+            yield body;
+            await once(answering!, 'close');
+          })(),
+          { objectMode: false },
+        ),
+    });
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: '/file', agent: false }, (res) => {
+        let got = 0;
+        res.on('data', (c: Buffer) => {
+          got += c.length;
+          if (got === body.length) {
+            req.destroy();
+            resolve();
+          }
+        });
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? undefined : reject(e)));
+      req.end();
+    });
+    await expect(sending).resolves.toBeUndefined();
+    expect(counted).toBe(body.length);
     bodies = archive;
   });
 });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { zstdCompressSync } from 'node:zlib';
 import { Archive } from '../../src/format/archive';
 import { migrateToLfs } from '../../src/format/lfs-migrate';
 import { gitFsck, registerCleanup, run, tmpDir } from '../helpers';
@@ -46,12 +47,23 @@ describe('archive in Git LFS mode', () => {
     for (const b of bodies) {
       const loc = rec.bodies.get(sha256(b))!;
       expect((await readBack(a, loc)).equals(b)).toBe(true);
-      if (b.length === 0) continue;
+      if (b.length === 0 || b === bodies[1]) continue;
       // Stored once, raw, as git-lfs names it.
       expect(readFileSync(objectPath(a, sha256(b))).equals(b)).toBe(true);
       const pointer = await git(a, 'cat-file', 'blob', `${commit}:bodies/${sha256(b).slice(0, 2)}/${sha256(b)}/lfs`);
       expect(pointer.stdout).toBe(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha256(b)}\nsize ${b.length}\n`);
     }
+    // The compressible body is kept zstd: the object and the pointer name the zstd bytes' own SHA-256.
+    const text = bodies[1];
+    const [textPointer] = (await git(a, 'ls-tree', '--name-only', `${commit}:bodies/${sha256(text).slice(0, 2)}/${sha256(text)}`)).stdout.split('\n');
+    const oid = /^lfs-([0-9a-f]{64})\.zst$/.exec(textPointer)![1];
+    const zst = readFileSync(objectPath(a, oid));
+    expect(sha256(zst)).toBe(oid);
+    expect(zst.length).toBeLessThan(text.length / 10);
+    expect(existsSync(objectPath(a, sha256(text)))).toBe(false);
+    const textPointerBlob = await git(a, 'cat-file', 'blob', `${commit}:bodies/${sha256(text).slice(0, 2)}/${sha256(text)}/${textPointer}`);
+    expect(textPointerBlob.stdout).toBe(`version https://git-lfs.github.com/spec/v1\noid sha256:${oid}\nsize ${zst.length}\n`);
+    expect((await a.readSmallBody(rec.bodies.get(sha256(text))!))!.equals(text)).toBe(true);
     const entries = rec.manifest.entries.map((e) => e.response.content);
     expect(entries.filter((c) => c.size > 0).every((c) => c.storage === 'lfs' && c.parts === 1)).toBe(true);
     // Ranges across 1 MiB check parts, and the small-body path.
@@ -66,6 +78,47 @@ describe('archive in Git LFS mode', () => {
     expect(attributes.stdout).toContain('bodies/** filter=lfs diff=lfs merge=lfs -text');
     expect(await verifyArchive(a)).toEqual([]);
     await gitFsck(a.dir);
+  });
+
+  test('a compressible body is kept zstd as git mode decides it: streamed, read back whole and in ranges, kept by gc, refused when damaged', async () => {
+    const a = await lfsArchive();
+    const text = compressible(12 * 1024 * 1024 + 77);
+    // The probe (first 256 KiB) compresses, the rest does not, and zstd saves 3%: git mode would keep such a part raw, and so does LFS mode.
+    const mixed = Buffer.concat([compressible(256 * 1024), randomBytes(8 * 1024 * 1024)]);
+    const commit = await recordTag(a, 'idx', [text, mixed]);
+    const rec = await a.readRecording('idx', commit);
+    const loc = rec.bodies.get(sha256(text))!;
+    expect(loc.lfsOid).toMatch(/^[0-9a-f]{64}$/);
+    const zst = objectPath(a, loc.lfsOid!);
+    expect(readFileSync(zst).length).toBeLessThan(text.length / 10);
+    expect((await readBack(a, loc)).equals(text)).toBe(true);
+    for (const [s, e] of [[0, 0], [5 * 1024 * 1024 - 3, 7 * 1024 * 1024 + 2], [text.length - 10, text.length - 1]]) {
+      expect((await readBack(a, loc, { start: s, end: e })).equals(text.subarray(s, e + 1))).toBe(true);
+    }
+    const mixedLoc = rec.bodies.get(sha256(mixed))!;
+    expect(mixedLoc.lfsOid).toBeUndefined();
+    expect(readFileSync(objectPath(a, sha256(mixed))).equals(mixed)).toBe(true);
+    expect(await verifyArchive(a)).toEqual([]);
+    // gc keeps the zstd object (named by its own oid, not the body's) and drops one no tag reaches.
+    const garbage = await storeBody(a, compressible(100_000));
+    await gcArchive(a);
+    expect(existsSync(zst)).toBe(true);
+    expect(readdirSync(join(a.dir, 'lfs', 'objects'), { recursive: true }).filter((f) => String(f).length > 10)).toHaveLength(2);
+    expect(garbage.sha256).toBe(sha256(compressible(100_000)));
+    expect(await verifyArchive(a)).toEqual([]);
+    // Damaged: the decompressed bytes no longer match the body's SHA-256 (or do not decompress).
+    tamper(zst);
+    await expect(readBack(a, loc)).rejects.toMatchObject({ code: 'BODY_CORRUPT' });
+    expect(existsSync(zst)).toBe(false);
+    // A well-formed zstd object of other bytes: it decompresses, and is refused by the body's SHA-256.
+    const small = compressible(200_000);
+    const smallCommit = await recordTag(a, 'small', [small]);
+    const smallLoc = (await a.readRecording('small', smallCommit)).bodies.get(sha256(small))!;
+    const other = Buffer.from(small);
+    other[1000] ^= 1;
+    writeFileSync(objectPath(a, smallLoc.lfsOid!), zstdCompressSync(other));
+    await expect(a.readSmallBody(smallLoc)).rejects.toMatchObject({ code: 'BODY_CORRUPT', message: expect.stringMatching(/reads back with SHA-256/) });
+    expect(existsSync(objectPath(a, smallLoc.lfsOid!))).toBe(false);
   });
 
   test('a damaged LFS object is caught by verify and by playback, and removed so a pull can fetch it again', async () => {

@@ -57,7 +57,7 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
       if (!answer.body) throw missingBody(entry);
       headers = withoutHeaders(headers, 'content-encoding', 'etag', 'accept-ranges');
       res.writeHead(status, entry.response.statusText, flatHeaders(headers));
-      return streamCounting(bodies.openBody(answer.body), res, count, decoder());
+      return streamCounting(bodies.openBody(answer.body), res, count, undefined, decoder());
     }
   }
 
@@ -75,7 +75,7 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
     ];
     res.writeHead(206, 'Partial Content', flatHeaders(out));
     if (!answer.body) throw missingBody(entry);
-    return streamCounting(bodies.openBody(answer.body, range), res, count);
+    return streamCounting(bodies.openBody(answer.body, range), res, count, range.end - range.start + 1);
   }
 
   const out = noBody && req.method !== 'HEAD' ? headers : [...headers, { name: 'Content-Length', value: String(size) }];
@@ -87,7 +87,7 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
   if (!answer.body) throw missingBody(entry);
   const small = bodies.readSmallBody(answer.body);
   if (small) return sendWhole(await small, res, count);
-  return streamCounting(bodies.openBody(answer.body), res, count);
+  return streamCounting(bodies.openBody(answer.body), res, count, size);
 }
 
 /**
@@ -128,16 +128,34 @@ function requestedRange(req: IncomingMessage, headers: Header[], size: number): 
   return { start: parsed[0].start, end: parsed[0].end };
 }
 
-async function streamCounting(body: Readable, res: ServerResponse, count: (bytes: number) => void, ...through: Transform[]): Promise<void> {
-  if (through.length === 0 && lendsBuffers(body)) return sendLent(body, body.lend(), res, count);
-  const counter = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      count(chunk.length);
-      noteStreamed(chunk.length);
-      cb(null, chunk);
-    },
-  });
-  await pipeline([body, ...through, counter, res]);
+/**
+ * Streams `body` to the client, counting what it is handed. `length` is the Content-Length sent:
+ * a client that hangs up once it has that many bytes (curl closes at Content-Length, which can be
+ * before the body's stream has ended here) got its whole answer, and that is not a failure.
+ */
+async function streamCounting(body: Readable, res: ServerResponse, count: (bytes: number) => void, length: number | undefined, ...through: Transform[]): Promise<void> {
+  let sent = 0;
+  const counting = (bytes: number): void => {
+    sent += bytes;
+    count(bytes);
+  };
+  try {
+    if (through.length === 0 && lendsBuffers(body)) return await sendLent(body, body.lend(), res, counting);
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        counting(chunk.length);
+        noteStreamed(chunk.length);
+        cb(null, chunk);
+      },
+    });
+    await pipeline([body, ...through, counter, res]);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException)?.code === 'ERR_STREAM_PREMATURE_CLOSE' && sent === length) {
+      body.destroy();
+      return;
+    }
+    throw e;
+  }
 }
 
 /**
