@@ -262,8 +262,8 @@ export const lfsSection: BenchSection = {
       ...(tagMiB > 0
         ? [
             `\`btrfly push\` and \`btrfly pull\` of a tag holding one ${tagMiB} MiB body of random bytes, in each mode, to a new`,
-            'bare repository on a local path (git-lfs hard-links LFS objects between repositories on one file system, so an',
-            'LFS push or pull there moves no bytes; the pull still reads the body back and checks its SHA-256) and to the',
+            'bare repository on a local path (git-lfs hard-links LFS objects between repositories on one file system, and',
+            'btrfly then gives each side a copy of its own, docs/notes/remotes.md; the pull reads the body back and checks its SHA-256) and to the',
             "tests' git + LFS server over HTTP on loopback (`git http-backend` for git, its repository set up as",
             'docs/notes/remotes.md advises for a self-hosted server; Node for the LFS batch API and transfers: every byte',
             `hashed and written on the server). Median of ${runs} runs (min–max), the modes in turn first. Peak RSS is the whole`,

@@ -13,7 +13,12 @@ export const transferFlags = {
 /** Progress on a terminal (git's own: objects, bytes, rate), quiet otherwise or with --json. */
 export function transferOptions(flags: { force: boolean; progress?: boolean; json: boolean }): TransferOptions {
   const show = flags.progress ?? (process.stderr.isTTY === true && !flags.json);
-  return { force: flags.force, progress: show ? process.stderr : undefined, interactive: process.stdin.isTTY === true };
+  return {
+    force: flags.force,
+    progress: show ? process.stderr : undefined,
+    interactive: process.stdin.isTTY === true,
+    onWarning: (line) => process.stderr.write(`btrfly: warning: ${line}\n`),
+  };
 }
 
 /** One line per tag: what moved, from which recording to which. */

@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { isBtrflyError, oneLine, type ErrorCode } from '../errors';
 import type { Archive } from './archive';
 import type { TreeEntry } from './git';
+import { dropStaleIncoming } from './incoming-refs';
 import { readJournal } from './journal';
 import { processAlive } from '../process-alive';
 import { pauseAt } from '../test-pause';
@@ -130,6 +131,8 @@ export async function gcArchive(archive: Archive): Promise<void> {
   try {
     await pauseAt('gc-locked');
     await reclaimDeadLocks(archive.locksDir);
+    // A pull killed before it cleared its quarantine refs would keep what it fetched for ever.
+    await dropStaleIncoming(archive);
     await keepPendingBodies(archive);
     const active = await anyActiveRecorder(archive);
     await gitGc(archive, active);

@@ -17,6 +17,7 @@ import { openLfsBody, readSmallLfsBody } from './lfs-body-reader';
 import { createLfsBodyWriter } from './lfs-body-writer';
 import { checkGitLfs, LFS_POINTER_NAME, lfsOidOfPointerName, LfsStore, STORAGE_LFS } from './lfs-store';
 import { readJournal } from './journal';
+import { makeDirs, MakeDirError } from './make-dirs';
 import type { AsideRecording } from './lifecycle';
 import { lockHolder, type LockHolder } from './lock';
 import { parseManifest, parseVolatile } from './manifest';
@@ -98,7 +99,10 @@ export class Archive implements BodyStore {
       if (!opts.create) {
         throw new BtrflyError('ARCHIVE_NOT_FOUND', `no archive at ${dir}: record a tag first or pass --archive`, { data: { dir } });
       }
-      await mkdir(abs, { recursive: true });
+      await makeDirs(abs).catch((e: unknown) => {
+        if (!(e instanceof MakeDirError)) throw e;
+        throw new BtrflyError('ARCHIVE_INVALID', `cannot create archive ${dir}: ${e.path === abs ? e.reason : e.message}: pass --archive a directory that can be made`, { cause: e, data: { dir, code: e.code } });
+      });
       await initArchive(a.git, { lfs: opts.lfs });
     } else {
       const r = await a.git.run(['rev-parse', '--is-bare-repository'], { ok: [0, 128] }).catch(() => undefined);

@@ -7,8 +7,8 @@
  * cache), and the real `git-lfs` client moves the objects to and from any LFS server.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BtrflyError } from '../errors';
 import { processAlive } from '../process-alive';
@@ -118,6 +118,48 @@ export class LfsStore {
     await mkdir(this.tmp, { recursive: true });
     const doomed = join(this.tmp, ownedTempName(process.pid, `evict-${randomUUID()}`));
     if (await rename(this.path(sha256), doomed).then(() => true, () => false)) await rm(doomed, { force: true });
+  }
+
+  /**
+   * Gives each object that shares its file with another path a file of its own: git-lfs's file
+   * agent hard-links objects to and from a remote on the same file system (it has no setting
+   * against it), so an edit of the remote's copy in place was an edit of this one, and the
+   * damaged body could then be fetched again only from that same file. The copy is a reflink
+   * where the file system has them (a write to either side then leaves the other as it was),
+   * made under a temp name and renamed over the object, so a reader never sees half of it.
+   * @returns how many objects were copied
+   */
+  async unshare(): Promise<number> {
+    let copied = 0;
+    for (const a of await readdir(this.objects).catch(() => [] as string[])) {
+      for (const b of await readdir(join(this.objects, a)).catch(() => [] as string[])) {
+        for (const oid of await readdir(join(this.objects, a, b)).catch(() => [] as string[])) {
+          const path = join(this.objects, a, b, oid);
+          if (((await stat(path).catch(() => undefined))?.nlink ?? 1) < 2) continue;
+          await this.ready();
+          const temp = this.tempPath();
+          try {
+            await copyFile(path, temp, constants.COPYFILE_FICLONE);
+            await rename(temp, path);
+          } catch (e) {
+            await rm(temp, { force: true });
+            throw e;
+          }
+          copied++;
+        }
+      }
+    }
+    return copied;
+  }
+
+  /** Whether the store holds any object (stops at the first one found). */
+  async holdsObjects(): Promise<boolean> {
+    for (const a of await readdir(this.objects).catch(() => [] as string[])) {
+      for (const b of await readdir(join(this.objects, a)).catch(() => [] as string[])) {
+        if ((await readdir(join(this.objects, a, b)).catch(() => [] as string[])).length) return true;
+      }
+    }
+    return false;
   }
 
   /** Bytes of the objects of `oids` (LFS oids, {@link lfsObjectOid}) that are here. */

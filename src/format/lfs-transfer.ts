@@ -18,7 +18,7 @@ import { isNoSpace } from './lifecycle';
  * the server which ones it has, by the batch API).
  * @throws BtrflyError NETWORK naming the remote and what git-lfs said
  */
-export async function lfsPush(archive: Archive, remote: string, refs: string[], opts: { progress?: NodeJS.WritableStream; interactive?: boolean } = {}): Promise<void> {
+export async function lfsPush(archive: Archive, remote: string, refs: string[], opts: LfsTransferOptions = {}): Promise<void> {
   await checkGitLfs(archive.git);
   try {
     await archive.git.transfer(['lfs', 'push', remote, ...refs], opts);
@@ -35,6 +35,8 @@ export async function lfsPush(archive: Archive, remote: string, refs: string[], 
     }
     throw lfsFailed(`push of the bodies (Git LFS objects) to remote ${remote} failed`, e);
   } finally {
+    // What git-lfs linked before it failed too: each side keeps a file of its own.
+    if (opts.localRemote) await unshareObjects(archive);
     await archive.lfs.dropLogs();
   }
 }
@@ -45,7 +47,7 @@ export async function lfsPush(archive: Archive, remote: string, refs: string[], 
  * @returns what git-lfs said when it could not fetch every object (a refused or damaged object),
  * else undefined: the caller's verification then names the bodies that are missing
  */
-export async function lfsFetch(archive: Archive, remote: string, refs: string[], opts: { progress?: NodeJS.WritableStream; interactive?: boolean } = {}): Promise<string | undefined> {
+export async function lfsFetch(archive: Archive, remote: string, refs: string[], opts: LfsTransferOptions = {}): Promise<string | undefined> {
   if (refs.length === 0) return undefined;
   await checkGitLfs(archive.git);
   try {
@@ -60,20 +62,46 @@ export async function lfsFetch(archive: Archive, remote: string, refs: string[],
     if (isNoSpace(said)) throw await storageFailure(archive.dir, said);
     return lfsMessage(output);
   } finally {
+    // What git-lfs brought before it failed is kept too: a file of its own either way.
+    if (opts.localRemote) await unshareObjects(archive);
     await archive.lfs.dropLogs();
   }
 }
 
+/** Options of {@link lfsPush} and {@link lfsFetch}. */
+export interface LfsTransferOptions {
+  progress?: NodeJS.WritableStream;
+  interactive?: boolean;
+  /** The remote is a path (or `file://`): git-lfs hard-links objects to and from it on one file system. */
+  localRemote?: boolean;
+}
+
+/** {@link LfsStore.unshare}, a failure told as storage's (a full disk: where and what to free). */
+async function unshareObjects(archive: Archive): Promise<void> {
+  try {
+    await archive.lfs.unshare();
+  } catch (e) {
+    const said = new BtrflyError('STORAGE', `could not give the Git LFS objects shared with the remote (hard links) a copy of their own: ${(e as Error).message}`, {
+      cause: e,
+      data: { noSpace: (e as NodeJS.ErrnoException).code === 'ENOSPC' },
+    });
+    throw isNoSpace(said) ? await storageFailure(archive.dir, said) : said;
+  }
+}
+
 /**
- * Whether git-lfs must move bodies for these refs: always in an LFS archive; in a git mode
- * archive when a recording they reach holds an LFS pointer (a tag pulled from an LFS archive,
- * whose bodies then stay LFS objects while new recordings go into git).
+ * Whether git-lfs must move bodies for these refs: always in an LFS archive. A git mode archive
+ * holds LFS bodies only when it pulled a tag from an LFS archive (whose bodies then stay LFS
+ * objects while new recordings go into git), and they are then in its LFS store: a push asks
+ * git-lfs only when that store holds an object, without listing every object the tags reach
+ * (`rev-list --objects` of a whole tag cost a git mode push 0.5 s per 40,000 objects, every
+ * time). A pull (`newOnly`) looks for LFS pointers in the recordings no tag here holds yet.
  */
 export async function needsLfs(archive: Archive, refs: string[], opts: { newOnly?: boolean } = {}): Promise<boolean> {
   if (archive.lfsMode) return true;
   if (refs.length === 0) return false;
-  // On a pull, only the recordings that no tag here holds yet (those were checked already).
-  const { stdout } = await archive.git.run(['rev-list', '--objects', ...refs, ...(opts.newOnly ? ['--not', '--branches'] : [])]);
+  if (!opts.newOnly) return archive.lfs.holdsObjects();
+  const { stdout } = await archive.git.run(['rev-list', '--objects', ...refs, '--not', '--branches']);
   return new RegExp(`^[0-9a-f]+ bodies/[0-9a-f]{2}/[0-9a-f]{64}/(?:${LFS_POINTER_NAME}|lfs-[0-9a-f]{64}\\.zst)$`, 'm').test(stdout);
 }
 

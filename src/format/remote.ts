@@ -5,16 +5,18 @@
  * stores no credential.
  *
  * A pull never moves a tag straight from the network: the remote's branches are fetched into
- * `refs/btrfly/incoming/<remote>/<tag>`, every body of every recording that is new here is read
+ * `refs/btrfly/incoming/p<pid>/<remote>/<tag>` (src/format/incoming-refs.ts), every body of every recording that is new here is read
  * back against its SHA-256, and only then is `refs/heads/<tag>` moved, by compare-and-swap.
  */
 import { isAbsolute, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { BtrflyError } from '../errors';
+import { pauseAt } from '../test-pause';
 import type { Archive } from './archive';
 import { gitTempFiles, removeGitTempsSince, verifyCommits, type VerifyProblem } from './archive-maintenance';
 import { storageFailure } from './disk-space';
 import { lastGitMessage, localTransportPrograms, type GitResult } from './git';
+import { dropOwnIncoming, dropStaleIncoming, incomingPrefix } from './incoming-refs';
 import { lfsFetch, lfsPush, needsLfs } from './lfs-transfer';
 import { isNoSpace } from './lifecycle';
 import { lockHolder } from './lock';
@@ -42,6 +44,8 @@ export interface TransferOptions {
   onVerifyRead?: (bytes: number) => void;
   /** Called after a push with how it went around the remote's size limit (undefined: one push did). */
   onSplit?: (split: PushSplit | undefined) => void;
+  /** Called once with what the user should fix but need not stop for (a credential stored in the remote's URL). */
+  onWarning?: (line: string) => void;
 }
 
 /** What happened to one tag in a push or a pull. */
@@ -52,8 +56,6 @@ export interface TagTransfer {
   from: string | null;
   to: string;
 }
-
-const INCOMING = (remote: string): string => `refs/btrfly/incoming/${remote}/`;
 
 /**
  * Checks a remote name: what `git remote add` accepts and a ref path component allows.
@@ -79,9 +81,59 @@ export function normalizeRemoteUrl(url: string, cwd = process.cwd()): string {
   return isAbsolute(url) ? url : resolve(cwd, url);
 }
 
+/** `scheme://userinfo@` at the start of a URL; the last `@` before the path ends the userinfo, as git reads it. */
+const USERINFO = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)@/i;
+
+/** The forms of access token GitHub and GitLab issue, which git hosts take as a user name with no password. */
+const TOKEN_USER = /^(gh[pousr]_|github_pat_|glpat-)/;
+
+/** A credential written into a remote's URL, and the same URL without it. */
+export interface UrlCredential {
+  kind: 'password' | 'token';
+  /** The URL to use instead: the user name kept when it is not itself the token. */
+  without: string;
+}
+
+/**
+ * The credential a URL carries in its userinfo: a password (`https://user:password@host/…`),
+ * or an access token given as the user name (`https://ghp_…@github.com/…`). btrfly stores
+ * neither in the archive (docs/notes/remotes.md, "Credentials").
+ */
+export function urlCredential(url: string): UrlCredential | undefined {
+  const m = USERINFO.exec(url);
+  if (!m) return undefined;
+  const colon = m[2].indexOf(':');
+  const user = colon < 0 ? m[2] : m[2].slice(0, colon);
+  const rest = url.slice(m[0].length);
+  if (TOKEN_USER.test(user)) return { kind: 'token', without: m[1] + rest };
+  if (colon >= 0 && colon < m[2].length - 1) return { kind: 'password', without: `${m[1]}${user ? `${user}@` : ''}${rest}` };
+  return undefined;
+}
+
+/** Where a credential goes instead of the URL: one clause, for the messages below. */
+const CREDENTIAL_ADVICE = 'give it to git\'s credential helper instead (see "git help gitcredentials")';
+
+/**
+ * The warning for a remote whose URL, stored in the archive's config by an older btrfly,
+ * carries a credential; undefined when it carries none.
+ */
+export function storedCredentialWarning(archive: Archive, remote: RemoteInfo): string | undefined {
+  const found = urlCredential(remote.url);
+  if (!found) return undefined;
+  return (
+    `the URL of remote ${remote.name} holds ${found.kind === 'password' ? 'a password' : 'an access token'}, written into archive ${archive.name}'s git config: ` +
+    `${CREDENTIAL_ADVICE}, then run "btrfly remote remove ${remote.name}" and "btrfly remote add ${remote.name} ${displayUrl(found.without)}"`
+  );
+}
+
 /** A URL for display: a password written into it is not shown. */
 export function displayUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]+):[^/@]*@/i, '$1:***@');
+  const m = USERINFO.exec(url);
+  if (!m) return url;
+  const colon = m[2].indexOf(':');
+  const user = colon < 0 ? m[2] : m[2].slice(0, colon);
+  const shown = TOKEN_USER.test(user) ? '***' : colon < 0 ? user : `${user}:***`;
+  return `${m[1]}${shown}@${url.slice(m[0].length)}`;
 }
 
 /** Every configured remote, by name. */
@@ -106,12 +158,14 @@ export async function listRemotes(archive: Archive): Promise<RemoteInfo[]> {
   return [...byName.values()].sort((a, b) => compareStrings(a.name, b.name));
 }
 
-async function remoteUrl(archive: Archive, name: string): Promise<string> {
+async function remoteUrl(archive: Archive, name: string, onWarning?: (line: string) => void): Promise<string> {
   validateRemoteName(name);
   const found = (await listRemotes(archive)).find((r) => r.name === name);
   if (!found) {
     throw new BtrflyError('NOT_FOUND', `no remote "${name}" in archive ${archive.name}: add it with "btrfly remote add ${name} URL"`, { data: { remote: name } });
   }
+  const warning = onWarning && storedCredentialWarning(archive, found);
+  if (warning) onWarning(warning);
   return found.url;
 }
 
@@ -123,6 +177,15 @@ async function remoteUrl(archive: Archive, name: string): Promise<string> {
 export async function addRemote(archive: Archive, name: string, url: string, opts: { maxPush?: number } = {}): Promise<RemoteInfo & { updated?: boolean }> {
   validateRemoteName(name);
   if (!url.trim()) throw new BtrflyError('USAGE', 'the remote URL is empty: give a path, an https:// or an ssh:// URL');
+  const credential = urlCredential(url);
+  if (credential) {
+    throw new BtrflyError(
+      'USAGE',
+      `the URL of remote "${name}" holds ${credential.kind === 'password' ? 'a password' : 'an access token'}, and btrfly writes no credential into the archive: ` +
+        `add ${displayUrl(credential.without)} and ${CREDENTIAL_ADVICE}`,
+      { data: { remote: name } },
+    );
+  }
   const existing = (await listRemotes(archive)).find((r) => r.name === name);
   // The same remote again with a push limit: the limit is set (how a learned one is changed).
   if (existing && opts.maxPush !== undefined && existing.url === normalizeRemoteUrl(url)) {
@@ -141,16 +204,21 @@ export async function addRemote(archive: Archive, name: string, url: string, opt
   return { name, url: normalized, ...(opts.maxPush !== undefined && { maxPush: opts.maxPush }) };
 }
 
-/** Removes a remote and any refs a pull left under it. */
+/**
+ * Removes a remote, the settings git-lfs keeps for its URL (`[lfs "<url>/info/lfs"]`, which
+ * names the URL whole, with a password an older btrfly stored in it) and the refs of pulls that
+ * were killed.
+ */
 export async function removeRemote(archive: Archive, name: string): Promise<void> {
-  await remoteUrl(archive, name);
+  const url = await remoteUrl(archive, name);
   await archive.git.run(['config', '--remove-section', `remote.${name}`]);
-  await dropIncoming(archive, name);
-}
-
-async function dropIncoming(archive: Archive, remote: string): Promise<void> {
-  const { stdout } = await archive.git.run(['for-each-ref', '--format=delete %(refname) %(objectname)', INCOMING(remote)]);
-  if (stdout.trim()) await archive.git.run(['update-ref', '--stdin'], { input: stdout });
+  const lfs = await archive.git.run(['config', '--name-only', '--get-regexp', '^lfs\\..+\\.'], { ok: [0, 1] });
+  const base = url.replace(/\.git\/?$/, '');
+  const sections = new Set(lfs.stdout.split('\n').map((key) => key.slice(0, key.lastIndexOf('.'))));
+  for (const section of sections) {
+    if (section.startsWith('lfs.') && section.slice('lfs.'.length).startsWith(base)) await archive.git.run(['config', '--remove-section', section]);
+  }
+  await dropStaleIncoming(archive);
 }
 
 /**
@@ -159,7 +227,7 @@ async function dropIncoming(archive: Archive, remote: string): Promise<void> {
  * @throws BtrflyError TAG_NOT_FOUND, NOT_FOUND (remote), TAG_MOVED, NETWORK
  */
 export async function pushTags(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<TagTransfer[]> {
-  const onHost = localTransportPrograms(await remoteUrl(archive, remote));
+  const onHost = localTransportPrograms(await remoteUrl(archive, remote, opts.onWarning));
   const local = new Map((await archive.listTags()).map((t) => [t.tag, t.commit]));
   const names = tags.length ? tags.map(validateTagName) : [...local.keys()];
   for (const t of names) {
@@ -183,7 +251,7 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
   };
   // An LFS archive's bodies first: the remote never gets a tag whose bodies it lacks.
   const refs = names.map((t) => `refs/heads/${t}`);
-  if (await needsLfs(archive, refs)) await lfsPush(archive, remote, refs, { progress: opts.progress, interactive: opts.interactive });
+  if (await needsLfs(archive, refs)) await lfsPush(archive, remote, refs, { progress: opts.progress, interactive: opts.interactive, localRemote: onHost !== undefined });
   const { result: r, split } = await pushUnderLimit(archive, remote, specs, names.map((t) => local.get(t)!), pushOnce, remoteHas).finally(() => dropLocalStaging(archive));
   opts.onSplit?.(split);
   // --porcelain: "<flag>\t<from>:<to>\t<summary>" per ref; "!" is a rejection.
@@ -257,10 +325,11 @@ export interface PullRefusal {
  * @throws BtrflyError NOT_FOUND (remote), TAG_NOT_FOUND (on the remote), BODY_CORRUPT, TAG_MOVED, NETWORK
  */
 export async function pullTags(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<TagTransfer[]> {
-  const onHost = localTransportPrograms(await remoteUrl(archive, remote));
+  const onHost = localTransportPrograms(await remoteUrl(archive, remote, opts.onWarning));
   const names = tags.map(validateTagName);
-  const incoming = INCOMING(remote);
-  await dropIncoming(archive, remote);
+  const incoming = incomingPrefix(remote);
+  // What a pull killed earlier (from any remote) left: its process is gone.
+  await dropStaleIncoming(archive);
   const specs = names.length ? names.map((t) => `+refs/heads/${t}:${incoming}${t}`) : [`+refs/heads/*:${incoming}*`];
   try {
     await transferTo(
@@ -271,16 +340,10 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
       { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
     );
   } catch (e) {
-    const stderr = String((e as BtrflyError).data?.stderr ?? '');
-    const missing = /couldn't find remote ref refs\/heads\/(\S+)/.exec(stderr);
-    if (missing) {
-      throw new BtrflyError('TAG_NOT_FOUND', `tag "${missing[1]}" not found on remote ${remote}: run "git ls-remote ${remote}" in the archive to see its branches`, {
-        data: { remote, tag: missing[1] },
-      });
-    }
-    throw e;
+    throw tagMissingOnRemote(e, remote) ?? e;
   }
   try {
+    await pauseAt('pull-fetched');
     const { stdout } = await archive.git.run(['for-each-ref', '--format=%(refname)%00%(objectname)', incoming]);
     const fetched = stdout
       .split('\n')
@@ -295,7 +358,7 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
     // An LFS archive's bodies come through git-lfs; what it could not bring, verification finds missing.
     const incomingRefs = fetched.map((f) => incoming + f.tag);
     const lfsTrouble = (await needsLfs(archive, incomingRefs, { newOnly: true }))
-      ? await lfsFetch(archive, remote, incomingRefs, { progress: opts.progress, interactive: opts.interactive })
+      ? await lfsFetch(archive, remote, incomingRefs, { progress: opts.progress, interactive: opts.interactive, localRemote: onHost !== undefined })
       : undefined;
     for (const { tag, commit } of fetched) {
       const outcome = await takeTag(archive, remote, tag, commit, checked, opts);
@@ -309,7 +372,7 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
     }
     return results;
   } finally {
-    await dropIncoming(archive, remote);
+    await dropOwnIncoming(archive, remote);
   }
 }
 
@@ -421,7 +484,8 @@ async function isAncestor(archive: Archive, ancestor: string, of: string): Promi
  */
 export async function refetchObjects(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<void> {
   const onHost = localTransportPrograms(await remoteUrl(archive, remote));
-  const into = `refs/btrfly/repair/${remote}/`;
+  // A pull's quarantine namespace: the next pull or gc drops what a repair killed with -9 left there.
+  const into = incomingPrefix(remote);
   const fetch = ['fetch', '--refetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules'];
   try {
     await transferTo(
@@ -435,13 +499,19 @@ export async function refetchObjects(archive: Archive, remote: string, tags: str
       { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
     );
   } catch (e) {
-    const missing = /couldn't find remote ref refs\/heads\/(\S+)/.exec(String((e as BtrflyError).data?.stderr ?? ''));
-    if (missing) throw new BtrflyError('TAG_NOT_FOUND', `tag "${missing[1]}" not found on remote ${remote}`, { data: { remote, tag: missing[1] } });
-    throw e;
+    throw tagMissingOnRemote(e, remote) ?? e;
   } finally {
-    const { stdout } = await archive.git.run(['for-each-ref', '--format=delete %(refname) %(objectname)', into]);
-    if (stdout.trim()) await archive.git.run(['update-ref', '--stdin'], { input: stdout });
+    await dropOwnIncoming(archive, remote);
   }
+}
+
+/** A fetch that failed because the remote has no such tag, told as such. */
+function tagMissingOnRemote(e: unknown, remote: string): BtrflyError | undefined {
+  const missing = /couldn't find remote ref refs\/heads\/(\S+)/.exec(String((e as BtrflyError).data?.stderr ?? ''));
+  if (!missing) return undefined;
+  return new BtrflyError('TAG_NOT_FOUND', `tag "${missing[1]}" not found on remote ${remote}: run "git ls-remote ${remote}" in the archive to see its branches`, {
+    data: { remote, tag: missing[1] },
+  });
 }
 
 /**
@@ -449,7 +519,7 @@ export async function refetchObjects(archive: Archive, remote: string, tags: str
  * @throws BtrflyError NETWORK when git-lfs could not fetch every one, with what it said
  */
 export async function refetchLfs(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<void> {
-  await remoteUrl(archive, remote);
-  const trouble = await lfsFetch(archive, remote, tags.map((t) => `refs/heads/${validateTagName(t)}`), opts);
+  const local = localTransportPrograms(await remoteUrl(archive, remote)) !== undefined;
+  const trouble = await lfsFetch(archive, remote, tags.map((t) => `refs/heads/${validateTagName(t)}`), { progress: opts.progress, interactive: opts.interactive, localRemote: local });
   if (trouble) throw new BtrflyError('NETWORK', `git-lfs could not fetch every body from remote ${remote}: ${trouble}`, { data: { remote } });
 }

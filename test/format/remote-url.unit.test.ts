@@ -1,5 +1,5 @@
 import { lastGitMessage } from '../../src/format/git';
-import { displayUrl, normalizeRemoteUrl, validateRemoteName } from '../../src/format/remote';
+import { displayUrl, normalizeRemoteUrl, urlCredential, validateRemoteName } from '../../src/format/remote';
 
 describe('remote URLs and names', () => {
   it('makes a local path absolute and keeps URLs and scp-like addresses as given', () => {
@@ -14,6 +14,18 @@ describe('remote URLs and names', () => {
     expect(displayUrl('https://u:secret@git.example.com/x.git')).toBe('https://u:***@git.example.com/x.git');
     expect(displayUrl('https://u@git.example.com/x.git')).toBe('https://u@git.example.com/x.git');
     expect(displayUrl('git@host:x.git')).toBe('git@host:x.git');
+    // The userinfo ends at the last "@" before the path, as git reads it.
+    expect(displayUrl('https://u:p@ss@git.example.com/x.git')).toBe('https://u:***@git.example.com/x.git');
+    expect(displayUrl('https://ghp_abc123@github.com/x.git')).toBe('https://***@github.com/x.git');
+  });
+
+  it('finds a password or an access token in a URL, and the URL without it', () => {
+    expect(urlCredential('https://u:p@ss@git.example.com/x.git')).toEqual({ kind: 'password', without: 'https://u@git.example.com/x.git' });
+    expect(urlCredential('ssh://git:pw@host:2222/x.git')).toEqual({ kind: 'password', without: 'ssh://git@host:2222/x.git' });
+    expect(urlCredential('https://glpat-xyz@gitlab.example/x.git')).toEqual({ kind: 'token', without: 'https://gitlab.example/x.git' });
+    for (const none of ['https://u@git.example.com/x.git', 'https://u:@git.example.com/x.git', 'git@host:x.git', '/srv/x.git', 'https://h/a@b']) {
+      expect(urlCredential(none)).toBeUndefined();
+    }
   });
 
   it('refuses remote names git could not use as a ref path', () => {

@@ -9,7 +9,8 @@ export default class RemoteAdd extends BtrflyCommand {
   static override summary = 'Add a git remote to share tags with';
   static override description =
     'URL is a path to another archive or bare git repository, an https:// URL or an ssh:// (or user@host:path) URL. ' +
-    "btrfly stores only the URL; git's own credentials (ssh keys and agent, credential helpers) are used when it talks to the remote. " +
+    "btrfly stores only the URL; git's own credentials (ssh keys and agent, credential helpers) are used when it talks to the remote, " +
+    "so a URL with a password or an access token in it is refused: add it without, and give the password to git's credential helper. " +
     'The archive is created when it does not exist yet, so a new host can start with "btrfly remote add" and "btrfly pull". ' +
     'Adding an existing remote again with its URL and --max-push changes its push limit.';
   static override examples = [

@@ -1,6 +1,7 @@
-import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { BtrflyError } from '../../errors';
+import { makeDirsSync, MakeDirError } from '../../format/make-dirs';
 
 /**
  * btrfly's per-user configuration directory (the CA and its key live here, never in
@@ -10,6 +11,11 @@ import { join } from 'node:path';
  */
 export function configDir(env: NodeJS.ProcessEnv = process.env): string {
   const dir = env.BTRFLY_CONFIG_DIR || join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'btrfly');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    makeDirsSync(dir, 0o700);
+  } catch (e) {
+    if (!(e instanceof MakeDirError)) throw e;
+    throw new BtrflyError('CONFIG', `cannot create btrfly's config directory ${dir}: ${e.path === dir ? e.reason : e.message}: set BTRFLY_CONFIG_DIR to a directory that can be made`, { cause: e, data: { dir } });
+  }
   return dir;
 }

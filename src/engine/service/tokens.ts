@@ -1,8 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdir, open } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as lockfile from 'proper-lockfile';
 import { BtrflyError } from '../../errors';
+import { makeDirs, MakeDirError } from '../../format/make-dirs';
 import { checkPrivateHandle, writePrivateFile } from '../base/private-file';
 import type { Mode } from '../proxy/session';
 
@@ -114,7 +115,10 @@ export class TokenStore {
    * since a loaded disk can make each fsync take a good part of a second.
    */
   private async update<T>(change: (data: TokenFile) => T): Promise<T> {
-    await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    await makeDirs(path.dirname(this.file), 0o700).catch((e: unknown) => {
+      if (!(e instanceof MakeDirError)) throw e;
+      throw new BtrflyError('CONFIG', `cannot create the token store ${this.file}: ${e.message}: pass --tokens a file in a directory that can be made`, { cause: e });
+    });
     const release = await lockfile
       .lock(this.file, { realpath: false, lockfilePath: `${this.file}.lock`, stale: 10_000, retries: { retries: 600, minTimeout: 10, maxTimeout: 100 } })
       .catch((e: unknown) => {
