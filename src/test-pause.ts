@@ -8,12 +8,14 @@
  * Points: `run-child` (a recording has begun, before the command starts), `body-part` (a body's
  * first 8 MiB part is in git, the rest not yet), `seal-ref` (the recording's commit is made, the
  * tag not yet moved), `gc-locked` (gc holds its lock, before it looks at recorders),
- * `pull-fetched` (a pull's fetch is in its quarantine refs, nothing verified yet).
+ * `pull-fetched` (a pull's fetch is in its quarantine refs, nothing verified yet), `repair-pack`
+ * (a repair wrote a pack again, the old one not yet moved aside), `repair-fetch` (a repair set
+ * the damaged objects aside, before it fetches them).
  */
 import { existsSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export type PausePoint = 'run-child' | 'body-part' | 'seal-ref' | 'gc-locked' | 'pull-fetched';
+export type PausePoint = 'run-child' | 'body-part' | 'seal-ref' | 'gc-locked' | 'pull-fetched' | 'repair-pack' | 'repair-fetch';
 
 export async function pauseAt(point: PausePoint): Promise<void> {
   const wanted = process.env.BTRFLY_TEST_PAUSE_AT;

@@ -195,6 +195,8 @@ export interface BtrflyRunOptions {
   ca: BenchCa;
   command: string[];
   extraEnv?: NodeJS.ProcessEnv;
+  /** The environment btrfly starts from (before `BTRFLY_CONFIG_DIR` and `extraEnv`); default this process's. */
+  baseEnv?: NodeJS.ProcessEnv;
   /** `btrfly run --isolate`: the command in its own network namespace. */
   isolate?: boolean;
 }
@@ -213,7 +215,7 @@ export function runBtrfly(o: BtrflyRunOptions): Promise<BtrflyRun> {
     const prof = process.env.BTRFLY_BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BTRFLY_BENCH_CPU_PROF] : [];
     const child = spawn(process.execPath, [...prof, BTRFLY_BIN, ...btrflyRunArgs(o), '--', ...o.command], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, BTRFLY_CONFIG_DIR: o.configDir, ...o.extraEnv },
+      env: { ...(o.baseEnv ?? process.env), BTRFLY_CONFIG_DIR: o.configDir, ...o.extraEnv },
     });
     let stdout = '';
     let stderr = '';

@@ -6,6 +6,8 @@
  * Record: `btrfly run --record` against Verdaccio filling its storage from the fixture (its
  * uplink). Playback: `btrfly run --playback` against Verdaccio serving that storage with no
  * uplink. Verdaccio is installed outside the repository, into the user's cache, on first use.
+ * Each run ends with npm ci from nginx serving the same tarballs as static files: the floor no
+ * registry can beat, which shows how much of npm ci is npm's own work.
  */
 import express from 'express';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -15,7 +17,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { fmtRatio, freePort, makeBenchCa, runBtrfly, waitForPort, type BenchCa } from './http-kit';
+import { fmtRatio, freePort, makeBenchCa, runBtrfly, startNginx, waitForPort, type BenchCa } from './http-kit';
 import { fmtSpread, joinLines, log, machineLine, spread, takenLine, timed, type BenchOptions, type BenchSection } from './section';
 
 /** The test fixture serving the packages (plain JS, loaded from the repository at run time). */
@@ -94,10 +96,12 @@ async function writeProject(dir: string, catalog: NpmPackage[], direct: string[]
 }
 
 /**
- * `node npm-timed.js CPU_PID PROJECT NPM_CLI ARGS...`: runs npm in PROJECT without the
- * `npm_*` variables `npm run bench` exports (they would point npm at this repository), then
- * prints its wall seconds and the CPU seconds (user + system, with reaped children, from
- * /proc) that process CPU_PID used meanwhile; `parent` is this script's parent (btrfly).
+ * `node npm-timed.js CPU_PID PROJECT NPM_CLI ARGS...`: runs npm in PROJECT with the environment it
+ * was given, then prints its wall seconds and the CPU seconds (user + system, with reaped
+ * children, from /proc) that process CPU_PID used meanwhile; `parent` is this script's parent
+ * (btrfly). The `npm_*` variables `npm run bench` exports (they would point npm at this
+ * repository) are removed before btrfly or the script starts, not here: under btrfly the script
+ * runs with what `btrfly run` gives a command, `npm_config_*` included, as a user's npm would.
  */
 const NPM_TIMED = `'use strict';
 const { spawnSync } = require('node:child_process');
@@ -105,10 +109,9 @@ const { readFileSync } = require('node:fs');
 const [pidArg, project, npmCli, ...args] = process.argv.slice(2);
 const pid = pidArg === 'parent' ? process.ppid : Number(pidArg);
 const cpu = () => readFileSync('/proc/' + pid + '/stat', 'utf8').split(') ')[1].split(' ').slice(11, 15).reduce((a, b) => a + Number(b), 0) / 100;
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
 const c0 = cpu();
 const t0 = process.hrtime.bigint();
-const r = spawnSync(process.execPath, [npmCli, ...args], { cwd: project, env, stdio: ['ignore', 'inherit', 'inherit'] });
+const r = spawnSync(process.execPath, [npmCli, ...args], { cwd: project, stdio: ['ignore', 'inherit', 'inherit'] });
 const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
 console.log('npm-timed seconds=' + seconds + ' cpu=' + (cpu() - c0));
 process.exit(r.status === null ? 1 : r.status);
@@ -284,7 +287,7 @@ export const npmSection: BenchSection = {
     };
     const viaBtrfly = async (mode: 'record' | 'playback', archive: string): Promise<NpmRun & { wall: number; requests: number }> => {
       const url = `https://${REGISTRY_NAME}:${registry.port}`;
-      const run = await runBtrfly({ mode, archive, tag: 'npm', configDir, ca, command: await project(`btrfly-${mode}`, url, 'parent') });
+      const run = await runBtrfly({ mode, archive, tag: 'npm', configDir, ca, baseEnv: cleanEnv(), command: await project(`btrfly-${mode}`, url, 'parent') });
       const requests = Number(/: (\d+) requests/.exec(run.stderr)?.[1] ?? NaN);
       if (mode === 'playback' && !/ 0 misses/.test(run.stderr)) throw new Error(`btrfly playback missed: ${run.stderr.slice(-1000)}`);
       return { ...parseNpmTimed(run.stdout), wall: run.seconds, requests };
@@ -298,8 +301,20 @@ export const npmSection: BenchSection = {
         await v.stop();
       }
     };
+    // The floor: nginx serving the same tarballs as static files, a server that costs npm next to nothing.
+    const staticRoot = join(dir, 'static-files');
+    for (const p of catalog) {
+      await mkdir(join(staticRoot, p.manifest.name, '-'), { recursive: true });
+      await writeFile(join(staticRoot, p.manifest.name, '-', p.filename), p.data);
+    }
+    const nginx = await startNginx(join(dir, 'nginx'), staticRoot, ca);
+    const viaStatic = async (): Promise<NpmRun> => {
+      const [cmd, ...args] = await project('via-nginx', `https://127.0.0.1:${nginx.port}`, String(process.pid));
+      return parseNpmTimed((await timed(cmd, args, cleanEnv({ NODE_EXTRA_CA_CERTS: ca.caPath }))).stdout);
+    };
     const record = { btrfly: side(), verdaccio: side() };
     const play = { btrfly: side(), verdaccio: side() };
+    const floor: number[] = [];
     const requests: number[] = [];
     const push = (s: Side, r: NpmRun & { wall?: number }): void => {
       s.ci.push(r.seconds);
@@ -314,6 +329,8 @@ export const npmSection: BenchSection = {
         const vf = await viaVerdaccio('fill', storage);
         const bp = await viaBtrfly('playback', archive);
         const vs = await viaVerdaccio('serve', storage);
+        const ns = await viaStatic();
+        floor.push(ns.seconds);
         push(record.btrfly, br);
         push(record.verdaccio, vf);
         push(play.btrfly, bp);
@@ -321,12 +338,13 @@ export const npmSection: BenchSection = {
         requests.push(br.requests, bp.requests);
         log(
           `npm run ${i + 1}: record btrfly ${br.seconds.toFixed(2)} s (run ${br.wall.toFixed(2)} s, ${br.requests} requests, ${br.cpu.toFixed(2)} CPU s), Verdaccio fill ${vf.seconds.toFixed(2)} s; ` +
-            `playback btrfly ${bp.seconds.toFixed(2)} s (run ${bp.wall.toFixed(2)} s, ${bp.cpu.toFixed(2)} CPU s), Verdaccio ${vs.seconds.toFixed(2)} s`,
+            `playback btrfly ${bp.seconds.toFixed(2)} s (run ${bp.wall.toFixed(2)} s, ${bp.cpu.toFixed(2)} CPU s), Verdaccio ${vs.seconds.toFixed(2)} s, nginx static ${ns.seconds.toFixed(2)} s`,
         );
         await rm(archive, { recursive: true, force: true });
         await rm(storage, { recursive: true, force: true });
       }
     } finally {
+      await nginx.stop();
       const closed = new Promise((r) => registry.server.close(r));
       registry.server.closeAllConnections();
       await closed;
@@ -346,8 +364,9 @@ export const npmSection: BenchSection = {
       `Verdaccio ${verdaccio.version} (installed by the bench into the user's cache, HTTPS with the same key): **record** is`,
       '`btrfly run --record` against Verdaccio filling an empty storage from the fixture (its uplink); **playback** is',
       '`btrfly run --playback` of that recording against Verdaccio serving that storage with no uplink. Runs alternate',
-      `(btrfly record, Verdaccio fill, btrfly playback, Verdaccio from storage); median of ${opts.runs} runs (min–max).`,
+      `(btrfly record, Verdaccio fill, btrfly playback, Verdaccio from storage, nginx); median of ${opts.runs} runs (min–max).`,
       "The npm ci seconds are npm's own, timed around it (btrfly's start-up and seal are in the `btrfly run` column only).",
+      "Under btrfly, npm runs with what `btrfly run` gives a command (proxy variables, CA bundle, `npm_config_cafile`), as a user's npm would.",
       `CPU: user + system seconds (with reaped children, /proc/PID/stat) of the btrfly process, and of Verdaccio's, while npm ci ran,`,
       `per 1,000 responses (npm made ${responses} requests a run).`,
       '',
@@ -356,6 +375,10 @@ export const npmSection: BenchSection = {
       row('playback vs Verdaccio from storage (speed, Verdaccio s / btrfly s)', play, play.btrfly.ci.map((b, i) => play.verdaccio.ci[i] / b), '≥ 1.25×'),
       row('record vs Verdaccio filling its cache (time, btrfly s / Verdaccio s)', record, record.btrfly.ci.map((b, i) => b / record.verdaccio.ci[i]), '≤ 1.3×'),
       `| record, btrfly's whole run (start-up and seal) against the fill (time) | – | ${s(record.btrfly.wall)} | ${s(record.verdaccio.ci)} | ${fmtRatio(record.btrfly.wall.map((b, i) => b / record.verdaccio.ci[i]))} | – | – | – |`,
+      '',
+      `The floor: npm ci of the same lockfile from nginx serving the tarballs as static files (one worker, HTTPS) took ${s(floor)} s,`,
+      `so Verdaccio s / nginx s, ${fmtRatio(play.verdaccio.ci.map((v, i) => v / floor[i]))}, is about the most any registry could reach here: npm's own work`,
+      '(fetch stack, cache, unpacking thousands of files) is most of the time, whoever serves it (docs/decisions.md, "npm through btrfly").',
       '',
       `All rows: \`npm run bench -- npm --packages ${count} --runs ${opts.runs}\`. The btrfly commands are`,
       `\`btrfly run --record --tag npm --resolve ${REGISTRY_NAME}:127.0.0.1 --upstream-ca ca.pem -- npm ci --registry https://${REGISTRY_NAME}:PORT/ ...\``,

@@ -20,7 +20,7 @@ export default class Rm extends BtrflyCommand {
     this.onTeardown(() => archive.close());
     const deleted: Array<{ tag: string; commit: string }> = [];
     for (const tag of tags) {
-      const commit = await archive.resolveCommit(tag);
+      const commit = (await archive.tagRefTarget(tag)) ?? (await archive.resolveCommit(tag));
       await archive.deleteTag(tag);
       deleted.push({ tag, commit });
       if (!this.jsonEnabled()) this.log(`deleted tag ${tag} (was ${commit.slice(0, 7)}); run "btrfly gc" to free its space`);

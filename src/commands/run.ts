@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { runCommand, summarize, summarizeLeaks } from '../engine/command/run-command';
-import { BtrflyCommand } from '../cli/base';
+import { BtrflyCommand, BtrflyError } from '../cli/base';
 import { argsAfterDashDash } from '../cli/command-argv';
 import { sessionFlags, sessionOptions } from '../cli/session-flags';
 
@@ -28,6 +28,8 @@ export default class Run extends BtrflyCommand {
 
   async run(): Promise<void> {
     const { flags, argv } = await this.parse(Run);
+    // oclif takes --isolate's default as given, so its dependsOn lets this through alone.
+    if (flags['allow-leaks'] && !flags.isolate) throw new BtrflyError('USAGE', '--allow-leaks accepts what an isolated run cannot carry: add --isolate, or leave --allow-leaks out');
     const command = argsAfterDashDash(this.argv) ?? (argv as string[]);
     const { exitCode, result, leaks } = await runCommand({
       archiveDir: flags.archive,

@@ -25,12 +25,14 @@ export default class Verify extends BtrflyCommand {
   static override args = { tag: Args.string({ description: 'tags to check (default: all)', required: false }) };
   static override flags = {
     repair: Flags.boolean({ description: 'set damaged bodies aside and fetch them again from the remotes', default: false }),
-    from: Flags.string({ description: 'with --repair: the remote to fetch from (default: every remote, in order)', multiple: true, dependsOn: ['repair'] }),
+    from: Flags.string({ description: 'with --repair: the remote to fetch from (default: every remote, in order)', multiple: true }),
     progress: Flags.boolean({ description: "with --repair: show git's transfer progress; default: on when stderr is a terminal", allowNo: true }),
   };
 
   async run(): Promise<JsonResult> {
     const { argv, flags } = await this.parse(Verify);
+    // Not oclif's dependsOn: a boolean's default counts as given there, so --from alone was ignored.
+    if (flags.from && !flags.repair) throw new BtrflyError('USAGE', `--from names the remote a repair fetches from: add --repair ("btrfly verify --repair --from ${flags.from[0]}")`);
     const tags = (argv as string[]).map(validateTagName);
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
@@ -87,7 +89,8 @@ function describeRepair(r: RepairResult): string[] {
   if (r.absent && r.fetched.length === 0) lines.push(`${r.absent} object${r.absent === 1 ? ' is' : 's are'} absent and the archive has no remote to fetch ${r.absent === 1 ? 'it' : 'them'} from`);
   for (const f of r.fetched) {
     const came = r.absent ? `: ${f.restored} of the absent objects came back` : '';
-    lines.push(`fetched ${r.tags.join(', ')} again from ${f.remote}${came}${f.error ? ` (${f.error})` : ''}`);
+    if (f.restored === 0 && f.error) lines.push(`could not fetch ${r.tags.join(', ')} again from ${f.remote}: ${f.error}`);
+    else lines.push(`fetched ${r.tags.join(', ')} again from ${f.remote}${came}${f.error ? ` (${f.error})` : ''}`);
   }
   return lines;
 }

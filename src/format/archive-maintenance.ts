@@ -6,9 +6,9 @@ import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { isBtrflyError, oneLine, type ErrorCode } from '../errors';
+import { BtrflyError, isBtrflyError, oneLine, type ErrorCode } from '../errors';
 import type { Archive } from './archive';
-import type { TreeEntry } from './git';
+import { withoutGitAdvice, type TreeEntry } from './git';
 import { dropStaleIncoming } from './incoming-refs';
 import { readJournal } from './journal';
 import { processAlive } from '../process-alive';
@@ -32,14 +32,18 @@ export interface VerifyProblem {
  */
 export async function verifyArchive(archive: Archive, tags?: string[]): Promise<VerifyProblem[]> {
   const problems: VerifyProblem[] = [];
-  const names = tags ?? (await archive.listTags()).map((t) => t.tag);
+  const names = tags ?? (await archive.tagNames());
   const checked = new Map<string, VerifyProblem | null>();
   for (const tag of names) {
     let history;
     try {
       history = await archive.history(tag);
     } catch (e) {
-      problems.push({ tag, commit: '', code: isBtrflyError(e) ? e.code : 'GIT', message: oneLine(e) });
+      const missing = isBtrflyError(e) && e.code === 'TAG_NOT_FOUND' ? await archive.tagRefTarget(tag) : null;
+      const message = missing
+        ? `tag "${tag}" points at recording ${missing.slice(0, 12)}, which is missing from the archive: fetch it from a remote that has it ("btrfly verify --repair --from NAME"), or delete the tag ("btrfly rm ${tag}") and record it again`
+        : oneLine(e);
+      problems.push({ tag, commit: '', code: missing ? 'BODY_MISSING' : isBtrflyError(e) ? e.code : 'GIT', message });
       continue;
     }
     problems.push(...(await verifyCommits(archive, tag, history.map((h) => h.commit), checked)));
@@ -176,6 +180,9 @@ async function gitGc(archive: Archive, active: boolean): Promise<void> {
     await archive.git.run(['gc', '--quiet', `--prune=${active ? '1.hour.ago' : 'now'}`]);
   } catch (e) {
     await removeGitTempsSince(archive.dir, before);
+    // A damaged object stops git gc: the repair is what to do, not a check of git's version.
+    const damaged = isBtrflyError(e) && e.code === 'GIT' && /unable to read|corrupt|inflate|bad packed object|CRC/i.test(e.message);
+    if (damaged) throw new BtrflyError('BODY_CORRUPT', `${withoutGitAdvice(e.message)}: the archive holds a damaged object; run "btrfly verify --repair", then gc again`, { cause: e });
     throw e;
   } finally {
     // Our long-lived git processes still list the packs and loose objects from before.

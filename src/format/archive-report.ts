@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { oneLine } from '../errors';
 import type { Archive, TagInfo } from './archive';
 import { tagDiskUsage, type VerifyProblem } from './archive-maintenance';
+import { withoutGitAdvice } from './git';
 import { compareStrings } from './manifest';
 import { parseTagSpec } from './names';
-import type { Recording } from './types';
+import { repairAdvice, type Recording } from './types';
 import { verifyArchive } from './archive-maintenance';
 
 /** One line of `btrfly tags`. */
@@ -147,9 +148,13 @@ export interface VerifyReport {
  * @throws BtrflyError TAG_NOT_FOUND when a tag asked for does not exist (nothing is checked then)
  */
 export async function verifyWithReport(archive: Archive, tags?: string[]): Promise<VerifyReport> {
-  for (const tag of tags ?? []) await archive.resolveCommit(tag);
-  const names = tags ?? (await archive.listTags()).map((t) => t.tag);
-  const problems = await verifyArchive(archive, names);
+  // A tag whose commit is missing is checked too (and named as such), not "not found".
+  for (const tag of tags ?? []) if (!(await archive.tagRefTarget(tag))) await archive.resolveCommit(tag);
+  const names = tags ?? (await archive.tagNames());
+  // A commit, tree or manifest git cannot read: what to do is the repair, not a check of git.
+  const problems = (await verifyArchive(archive, names)).map((p) =>
+    p.code === 'GIT' ? { ...p, message: `${withoutGitAdvice(p.message)}: ${repairAdvice(p.tag)}` } : p,
+  );
   const bodies = new Map<string, number>();
   const recordings = new Set<string>();
   for (const tag of names) {

@@ -22,7 +22,7 @@ import type { AsideRecording } from './lifecycle';
 import { lockHolder, type LockHolder } from './lock';
 import { parseManifest, parseVolatile } from './manifest';
 import { validateTagName } from './names';
-import { type BodyLocation, type BodyStore, type BodyWriter, type ByteRange, type Recording, type StoredBody } from './types';
+import { repairAdvice, type BodyLocation, type BodyStore, type BodyWriter, type ByteRange, type Recording, type StoredBody } from './types';
 
 /** A tag as listed by `btrfly tags`. */
 export interface TagInfo {
@@ -164,6 +164,21 @@ export class Archive implements BodyStore {
   }
 
   /**
+   * The commit a tag's ref names, read from the ref alone: unlike {@link tagCommit}, also one
+   * missing from the store or damaged (a repair that no remote could help set it aside).
+   */
+  async tagRefTarget(tag: string): Promise<string | null> {
+    const { stdout } = await this.git.run(['for-each-ref', '--format=%(objectname)', TAG_REF(tag)]);
+    return stdout.trim() || null;
+  }
+
+  /** The name of every tag, read from the refs alone (a damaged commit does not keep them from being listed). */
+  async tagNames(): Promise<string[]> {
+    const { stdout } = await this.git.run(['for-each-ref', '--format=%(refname:lstrip=2)', 'refs/heads/']);
+    return stdout.split('\n').filter(Boolean);
+  }
+
+  /**
    * The commit of `tag`, or of `rev` (a commit id or unambiguous prefix) in the tag's history.
    * @throws BtrflyError TAG_NOT_FOUND, REV_NOT_FOUND, REV_AMBIGUOUS
    */
@@ -201,6 +216,11 @@ export class Archive implements BodyStore {
       this.git.run(['ls-tree', '-r', '-l', '-z', commit, 'bodies/']),
     ]);
     if (!manifestBuf) {
+      // Listed in the tree but not in the store: a damaged copy set aside by a repair no remote could help.
+      const listed = (await this.git.run(['ls-tree', commit, 'manifest.json'])).stdout.split(/\s+/)[2];
+      if (listed) {
+        throw new BtrflyError('BODY_MISSING', `${where}: its manifest.json (object ${listed}) is missing from the archive: ${repairAdvice(tag)}`, { data: { tag, commit, oid: listed } });
+      }
       throw new BtrflyError('MANIFEST_INVALID', `${where} has no manifest.json: it was not written by btrfly; re-record the tag`, { data: { tag, commit } });
     }
     const manifest = parseManifest(manifestBuf.toString('utf8'), where);
@@ -251,7 +271,8 @@ export class Archive implements BodyStore {
    * @throws BtrflyError TAG_NOT_FOUND, TAG_BUSY while it is being recorded
    */
   async deleteTag(tag: string): Promise<void> {
-    const commit = await this.resolveCommit(tag);
+    // A tag whose commit is missing can be deleted too (and then recorded again).
+    const commit = (await this.tagRefTarget(tag)) ?? (await this.resolveCommit(tag));
     const holder = await lockHolder(this.locksDir, tag);
     if (holder) {
       throw new BtrflyError('TAG_BUSY', `tag "${tag}" is being recorded (session ${holder.session}): stop it first`, { data: { tag } });

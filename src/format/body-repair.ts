@@ -15,8 +15,11 @@ import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { BtrflyError, isBtrflyError, oneLine } from '../errors';
 import type { Archive } from './archive';
-import type { VerifyProblem } from './archive-maintenance';
+import { gitTempFiles, removeGitTempsSince, type VerifyProblem } from './archive-maintenance';
+import { storageFailure } from './disk-space';
 import { lockForGc } from './gc-lock';
+import { isNoSpace } from './lifecycle';
+import { pauseAt } from '../test-pause';
 import { lfsObjectOid } from './lfs-store';
 import { listRemotes, refetchLfs, refetchObjects, type TransferOptions } from './remote';
 
@@ -47,7 +50,7 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
   }
   const remotes = opts.remotes ?? known;
   const tags = [...new Set(problems.map((p) => p.tag))].sort();
-  const release = await lockForGc(archive.stateDir);
+  const release = await lockForGc(archive.stateDir, 'btrfly verify --repair');
   try {
     const found = await findDamage(archive, problems);
     const result: RepairResult = { tags, setAside: { loose: 0, packed: 0 }, absent: 0, fetched: [] };
@@ -63,10 +66,16 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
     result.absent = absent.size + lfsAbsent.size;
     const unread = found.unread;
     const left = (): number => absent.size + lfsAbsent.size;
+    await pauseAt('repair-fetch');
+    const settle = async (): Promise<void> => {
+      for (const oid of absent) if (await hasObject(archive, oid)) absent.delete(oid);
+      for (const sha of lfsAbsent) if (archive.lfs.has(sha)) lfsAbsent.delete(sha);
+    };
     for (const remote of remotes) {
       if (left() === 0 && unread.size === 0) break;
       const before = left();
       const errors: string[] = [];
+      let reached = true;
       // Tag by tag: one the remote lacks does not keep the others from coming.
       for (const tag of tags) {
         try {
@@ -75,10 +84,21 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
           unread.delete(tag);
         } catch (e) {
           errors.push(oneLine(e));
+          if (!isBtrflyError(e) || e.code !== 'TAG_NOT_FOUND') reached = false;
         }
-        for (const oid of absent) if (await hasObject(archive, oid)) absent.delete(oid);
-        for (const sha of lfsAbsent) if (archive.lfs.has(sha)) lfsAbsent.delete(sha);
+        await settle();
         if (left() === 0 && unread.size === 0) break;
+      }
+      // An object set aside that the tags asked about do not reach (a delta of another tag's
+      // body on a damaged base, another damaged object of a pack written again): every tag
+      // the remote has brings it.
+      if (absent.size && reached) {
+        try {
+          await refetchObjects(archive, remote, 'all', opts.transfer);
+        } catch (e) {
+          errors.push(oneLine(e));
+        }
+        await settle();
       }
       result.fetched.push({ remote, restored: before - left(), ...(errors.length && { error: errors.join('; ') }) });
     }
@@ -108,12 +128,25 @@ interface Damage {
   unread: Set<string>;
 }
 
-/** Reads every part of every body named in `problems` back against its object id. */
+/**
+ * Reads every part of every body named in `problems` back against its object id; for a
+ * recording that cannot be read at all (or a history that cannot be listed), its commits,
+ * trees and other files instead.
+ */
 async function findDamage(archive: Archive, problems: readonly VerifyProblem[]): Promise<Damage> {
   const damage: Damage = { damaged: new Set(), missing: new Set(), lfs: new Set(), unread: new Set() };
   const checked = new Set<string>();
   for (const p of problems) {
-    const loc = p.sha256 && p.commit ? await archive.readRecording(p.tag, p.commit).then((r) => r.bodies.get(p.sha256!), () => undefined) : undefined;
+    let loc;
+    try {
+      if (!p.commit) throw new Error('the history cannot be listed');
+      loc = (await archive.readRecording(p.tag, p.commit)).bodies.get(p.sha256 ?? '');
+    } catch {
+      // A damaged commit, tree or manifest: what the walk finds is set aside and fetched again,
+      // and the verify that follows reads the bodies it names.
+      const start = p.commit || (await archive.tagRefTarget(p.tag));
+      if (start) await findStructureDamage(archive, start, !p.commit, damage, checked);
+    }
     if (!loc) {
       damage.unread.add(p.tag);
       continue;
@@ -131,6 +164,42 @@ async function findDamage(archive: Archive, problems: readonly VerifyProblem[]):
   }
   for (const tag of damage.unread) for (const oid of await damagedMetadata(archive, tag)) damage.damaged.add(oid);
   return damage;
+}
+
+/**
+ * Checks the commit `start` (and, with `parents`, the commits before it), its trees and the
+ * files beside the bodies against their ids; body parts are left to verify, which reads them
+ * once the recording reads.
+ */
+async function findStructureDamage(archive: Archive, start: string, parents: boolean, damage: Damage, checked: Set<string>): Promise<void> {
+  const todo: Array<{ oid: string; type: 'commit' | 'tree' | 'blob'; path: string }> = [{ oid: start, type: 'commit', path: '' }];
+  for (let next = todo.pop(); next; next = todo.pop()) {
+    const { oid, type, path } = next;
+    if (checked.has(oid)) continue;
+    checked.add(oid);
+    const state = await objectState(archive, oid, type);
+    if (state !== 'intact') {
+      damage[state].add(oid);
+      continue;
+    }
+    if (type === 'commit') {
+      const { stdout } = await archive.git.run(['cat-file', 'commit', oid]);
+      for (const line of stdout.slice(0, stdout.indexOf('\n\n')).split('\n')) {
+        const [key, id] = line.split(' ');
+        if (key === 'tree') todo.push({ oid: id, type: 'tree', path: '' });
+        if (key === 'parent' && parents) todo.push({ oid: id, type: 'commit', path: '' });
+      }
+    } else if (type === 'tree') {
+      const { stdout } = await archive.git.run(['ls-tree', '-z', oid]);
+      for (const entry of stdout.split('\0').filter(Boolean)) {
+        const [meta, name] = [entry.slice(0, entry.indexOf('\t')), entry.slice(entry.indexOf('\t') + 1)];
+        const [, kind, id] = meta.split(' ');
+        const sub = `${path}${name}`;
+        if (kind === 'tree') todo.push({ oid: id, type: 'tree', path: `${sub}/` });
+        else if (kind === 'blob' && !sub.startsWith('bodies/')) todo.push({ oid: id, type: 'blob', path: sub });
+      }
+    }
+  }
 }
 
 /** A body part's path in a recording's tree: checked with its body, not here. */
@@ -165,10 +234,11 @@ async function hasObject(archive: Archive, oid: string): Promise<boolean> {
  * Whether the object reads back with its own id: `git cat-file` streams it into `git
  * hash-object`, so a part of any size costs no memory here.
  */
-async function objectState(archive: Archive, oid: string): Promise<'intact' | 'damaged' | 'missing'> {
+async function objectState(archive: Archive, oid: string, type: 'commit' | 'tree' | 'blob' = 'blob'): Promise<'intact' | 'damaged' | 'missing'> {
   if (!(await hasObject(archive, oid))) return 'missing';
-  const reader = archive.git.spawn(['cat-file', 'blob', oid], { stdio: ['ignore', 'pipe', 'ignore'] });
-  const hasher = archive.git.spawn(['hash-object', '-t', 'blob', '--stdin'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const reader = archive.git.spawn(['cat-file', type, oid], { stdio: ['ignore', 'pipe', 'ignore'] });
+  // --literally: a commit or tree is checked against its id, not for how git would write it now.
+  const hasher = archive.git.spawn(['hash-object', '-t', type, '--literally', '--stdin'], { stdio: ['pipe', 'pipe', 'ignore'] });
   reader.stdout!.pipe(hasher.stdin!);
   hasher.stdin!.on('error', () => undefined);
   let id = '';
@@ -192,16 +262,24 @@ async function setAside(archive: Archive, damaged: ReadonlySet<string>, dir: str
     await rename(path, join(dir, oid));
     loose++;
   }
-  const lost = await withDependentDeltas(archive, damaged);
+  const corrupt = new Set(damaged);
+  let lost = await withDependentDeltas(archive, corrupt);
   const packed = new Set<string>();
   const packDir = join(archive.dir, 'objects', 'pack');
   for (const idx of (await readdir(packDir).catch(() => [] as string[])).filter((n) => n.endsWith('.idx'))) {
     const held = await packObjects(archive, join(packDir, idx));
-    const gone = held.filter((oid) => lost.has(oid));
-    if (gone.length === 0) continue;
-    for (const oid of gone) packed.add(oid);
-    const keep = held.filter((oid) => !lost.has(oid));
-    if (keep.length) await archive.git.run(['pack-objects', '--quiet', '--delta-base-offset', join(packDir, 'pack')], { input: keep.join('\n') + '\n' });
+    if (!held.some((oid) => lost.has(oid))) continue;
+    // Another object of the pack that git finds corrupt while copying it (verify was not asked
+    // about its tag) cannot be kept either: it is set aside too, and the pack written again.
+    for (;;) {
+      const keep = held.filter((oid) => !lost.has(oid));
+      const found = keep.length ? await writePack(archive, packDir, keep) : [];
+      if (found.length === 0) break;
+      for (const oid of found) corrupt.add(oid);
+      lost = await withDependentDeltas(archive, corrupt);
+    }
+    for (const oid of held) if (lost.has(oid)) packed.add(oid);
+    await pauseAt('repair-pack');
     const base = idx.slice(0, -'.idx'.length);
     for (const name of await readdir(packDir)) {
       if (name.startsWith(`${base}.`)) await rename(join(packDir, name), join(dir, name));
@@ -210,6 +288,28 @@ async function setAside(archive: Archive, damaged: ReadonlySet<string>, dir: str
   // A multi-pack index names the old packs; git reads the packs themselves without one.
   await rm(join(packDir, 'multi-pack-index'), { force: true });
   return { loose, packed };
+}
+
+/**
+ * Writes `keep` into a new pack of `packDir`, reusing the deltas it has and making none (a
+ * body's path, which keeps git from making deltas of bodies, is not known here). Returns the
+ * objects of `keep` that git found corrupt, with nothing written; throws on any other failure.
+ */
+async function writePack(archive: Archive, packDir: string, keep: readonly string[]): Promise<string[]> {
+  const temps = await gitTempFiles(archive.dir);
+  const r = await archive.git
+    .run(['pack-objects', '--quiet', '--delta-base-offset', '--window=0', join(packDir, 'pack')], { input: keep.join('\n') + '\n', ok: [0, 128] })
+    .catch((e: unknown) => e as Error);
+  if (!(r instanceof Error) && r.code === 0) return [];
+  // A pack-objects that failed (a full disk) leaves its temp pack, as big as what it wrote.
+  await removeGitTempsSince(archive.dir, temps);
+  const stderr = r instanceof Error ? oneLine(r) : r.stderr;
+  if (isNoSpace(r) || isNoSpace({ message: stderr })) throw await storageFailure(archive.dir, new BtrflyError('STORAGE', stderr, { data: { noSpace: true } }));
+  if (r instanceof Error) throw r;
+  const named = new Set(keep);
+  const found = [...new Set(stderr.match(/\b[0-9a-f]{40}(?:[0-9a-f]{24})?\b/g) ?? [])].filter((oid) => named.has(oid));
+  if (found.length) return found;
+  throw new BtrflyError('GIT', `git pack-objects failed: ${oneLine(stderr.trim() || 'exited with 128')}: the pack stays as it was; run "git fsck --full" in the archive to see what is wrong with it`);
 }
 
 /** `damaged` and every object stored as a delta whose chain of bases reaches one of them. */

@@ -20,6 +20,8 @@ const WAIT_STEP_MS = 200;
 
 interface GcHolder {
   pid: number;
+  /** What holds the lock (`btrfly gc`, `btrfly verify --repair`, `btrfly migrate --lfs`); absent in a lock written before it was told. */
+  command?: string;
   host: string;
   since: string;
 }
@@ -30,7 +32,7 @@ const paths = (stateDir: string) => ({ base: join(stateDir, 'gc'), lock: join(st
  * Takes the gc lock; resolves with its release.
  * @throws BtrflyError LOCKED when another gc runs on the archive
  */
-export async function lockForGc(stateDir: string, retried = false): Promise<() => Promise<void>> {
+export async function lockForGc(stateDir: string, command = 'btrfly gc', retried = false): Promise<() => Promise<void>> {
   const p = paths(stateDir);
   let unlock: () => Promise<void>;
   try {
@@ -40,11 +42,11 @@ export async function lockForGc(stateDir: string, retried = false): Promise<() =
     const other = await gcHolder(stateDir);
     if (!other && !retried) {
       await rm(p.lock, { recursive: true, force: true });
-      return lockForGc(stateDir, true);
+      return lockForGc(stateDir, command, true);
     }
-    throw new BtrflyError('LOCKED', `btrfly gc is already running on this archive${other ? ` (pid ${other.pid} on ${other.host}, since ${other.since})` : ''}: wait for it to finish`);
+    throw new BtrflyError('LOCKED', `${other?.command ?? 'btrfly gc'} is already running on this archive${other ? ` (pid ${other.pid} on ${other.host}, since ${other.since})` : ''}: wait for it to finish`);
   }
-  const holder: GcHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+  const holder: GcHolder = { pid: process.pid, command, host: hostname(), since: new Date().toISOString() };
   await writeFile(p.holder, JSON.stringify(holder) + '\n');
   return async () => {
     await unlink(p.holder).catch(() => undefined);
@@ -65,14 +67,14 @@ async function gcHolder(stateDir: string): Promise<GcHolder | null> {
 
 /**
  * Resolves once no gc runs on the archive. Call holding the tag's lock, before writing anything.
- * @param onWait called once, with the gc's pid, when it has to wait
+ * @param onWait called once, with the holder's pid and command, when it has to wait
  */
-export async function waitForGc(stateDir: string, onWait?: (pid: number) => void): Promise<void> {
+export async function waitForGc(stateDir: string, onWait?: (pid: number, command: string) => void): Promise<void> {
   let told = false;
   for (;;) {
     const holder = await gcHolder(stateDir);
     if (!holder) return;
-    if (!told) onWait?.(holder.pid);
+    if (!told) onWait?.(holder.pid, holder.command ?? 'btrfly gc');
     told = true;
     await new Promise((r) => setTimeout(r, WAIT_STEP_MS));
   }

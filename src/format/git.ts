@@ -58,13 +58,21 @@ function gitEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
+/** What a failed git command's message ends with. */
+const GIT_ADVICE = 'check that git ≥ 2.38 is installed and the archive is intact (btrfly verify)';
+
+/** A git failure's message without {@link GIT_ADVICE}, for a caller that knows better what to do (a damaged archive: the repair). */
+export function withoutGitAdvice(message: string): string {
+  return message.endsWith(`: ${GIT_ADVICE}`) ? message.slice(0, -(GIT_ADVICE.length + 2)) : message;
+}
+
 function gitError(args: readonly string[], detail: string, cause?: unknown): BtrflyError {
   // A full disk is not a broken git: say so (the command maps it to the mount point and what to free).
   if (/No space left on device|Disk quota exceeded|Out of diskspace/i.test(detail)) {
     return new BtrflyError('STORAGE', `git ${args[0]} failed: no space left on device`, { cause, data: { args: [...args], noSpace: true } });
   }
   const first = detail.split('\n').find((l) => l.trim()) ?? 'failed';
-  return new BtrflyError('GIT', `git ${args[0]} failed: ${first.trim()}: check that git ≥ 2.38 is installed and the archive is intact (btrfly verify)`, {
+  return new BtrflyError('GIT', `git ${args[0]} failed: ${first.trim()}: ${GIT_ADVICE}`, {
     cause,
     data: { args: [...args] },
   });

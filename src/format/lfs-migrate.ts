@@ -39,7 +39,7 @@ export interface MigrateResult {
 export async function migrateToLfs(archive: Archive, opts: { onBody?: (sha256: string, size: number) => void } = {}): Promise<MigrateResult> {
   await checkGitLfs(archive.git);
   // No gc meanwhile, and recordings wait until the migration ends (they wait for the gc lock).
-  const release = await lockForGc(archive.stateDir);
+  const release = await lockForGc(archive.stateDir, 'btrfly migrate --lfs');
   try {
     // From here on, new bodies are LFS objects and push/pull run git-lfs.
     await archive.git.run(['config', STORAGE_KEY, STORAGE_LFS]);

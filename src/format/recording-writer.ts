@@ -37,7 +37,7 @@ export class RecordingWriter {
   static async begin(archive: Archive, tag: string, opts: { append: boolean; session: string; onWait?: (line: string) => void }): Promise<RecordingWriter> {
     const lock = await lockTag(archive.locksDir, tag, opts.session);
     try {
-      await waitForGc(archive.stateDir, (pid) => opts.onWait?.(`btrfly gc (pid ${pid}) is running on the archive: the recording of tag "${tag}" starts when it ends`));
+      await waitForGc(archive.stateDir, (pid, command) => opts.onWait?.(`${command} (pid ${pid}) is running on the archive: the recording of tag "${tag}" starts when it ends`));
       const commit = (await archive.tagCommit(tag)) ?? undefined;
       const prev = opts.append && commit ? (await archive.readRecording(tag, commit)).manifest : undefined;
       const base = { commit, rules: prev?.rules ?? [], redact: prev?.redact ?? { headers: [], query: [] } };

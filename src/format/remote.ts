@@ -22,7 +22,7 @@ import { isNoSpace } from './lifecycle';
 import { lockHolder } from './lock';
 import { dropLocalStaging, pushUnderLimit, setMaxPush, type PushSplit, type RemoteRef } from './push-split';
 import { compareStrings } from './manifest';
-import { validateTagName } from './names';
+import { tagNameProblem, validateTagName } from './names';
 
 /** A configured remote. */
 export interface RemoteInfo {
@@ -340,14 +340,7 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
       { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
     );
   } catch (e) {
-    const stderr = String((e as BtrflyError).data?.stderr ?? '');
-    const missing = /couldn't find remote ref refs\/heads\/(\S+)/.exec(stderr);
-    if (missing) {
-      throw new BtrflyError('TAG_NOT_FOUND', `tag "${missing[1]}" not found on remote ${remote}: run "git ls-remote ${remote}" in the archive to see its branches`, {
-        data: { remote, tag: missing[1] },
-      });
-    }
-    throw e;
+    throw tagMissingOnRemote(e, remote) ?? e;
   }
   try {
     await pauseAt('pull-fetched');
@@ -485,13 +478,24 @@ async function isAncestor(archive: Archive, ancestor: string, of: string): Promi
 /**
  * Fetches every object `tags` reach from `remote` again, as a fresh clone would (`git fetch
  * --refetch`): a plain fetch does not ask for what local refs reach, so it could not bring
- * back an object that a repair set aside (src/format/body-repair.ts). The refs it fetches
- * into are dropped afterwards; the tags here do not move.
+ * back an object that a repair set aside (src/format/body-repair.ts). `'all'`: every tag the
+ * remote has. The refs it fetches into are dropped afterwards; the tags here do not move.
  * @throws BtrflyError TAG_NOT_FOUND (on the remote), NETWORK
  */
-export async function refetchObjects(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<void> {
+export async function refetchObjects(archive: Archive, remote: string, tags: string[] | 'all', opts: TransferOptions = {}): Promise<void> {
   const onHost = localTransportPrograms(await remoteUrl(archive, remote));
-  const into = `refs/btrfly/repair/${remote}/`;
+  if (tags === 'all') {
+    // Named one by one: a --refetch that wants nothing (a glob matching no ref) waits forever (git 2.39).
+    const ls = await transferTo(archive, remote, 'list', ['ls-remote', '--heads', ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote], { interactive: opts.interactive });
+    const names = ls.stdout
+      .split('\n')
+      .map((l) => l.split('\t')[1]?.slice('refs/heads/'.length))
+      .filter((t): t is string => Boolean(t) && !tagNameProblem(t));
+    if (names.length) await refetchObjects(archive, remote, names, opts);
+    return;
+  }
+  // A pull's quarantine namespace: the next pull or gc drops what a repair killed with -9 left there.
+  const into = incomingPrefix(remote);
   const fetch = ['fetch', '--refetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules'];
   try {
     await transferTo(
@@ -505,13 +509,19 @@ export async function refetchObjects(archive: Archive, remote: string, tags: str
       { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
     );
   } catch (e) {
-    const missing = /couldn't find remote ref refs\/heads\/(\S+)/.exec(String((e as BtrflyError).data?.stderr ?? ''));
-    if (missing) throw new BtrflyError('TAG_NOT_FOUND', `tag "${missing[1]}" not found on remote ${remote}`, { data: { remote, tag: missing[1] } });
-    throw e;
+    throw tagMissingOnRemote(e, remote) ?? e;
   } finally {
-    const { stdout } = await archive.git.run(['for-each-ref', '--format=delete %(refname) %(objectname)', into]);
-    if (stdout.trim()) await archive.git.run(['update-ref', '--stdin'], { input: stdout });
+    await dropOwnIncoming(archive, remote);
   }
+}
+
+/** A fetch that failed because the remote has no such tag, told as such. */
+function tagMissingOnRemote(e: unknown, remote: string): BtrflyError | undefined {
+  const missing = /couldn't find remote ref refs\/heads\/(\S+)/.exec(String((e as BtrflyError).data?.stderr ?? ''));
+  if (!missing) return undefined;
+  return new BtrflyError('TAG_NOT_FOUND', `tag "${missing[1]}" not found on remote ${remote}: run "git ls-remote ${remote}" in the archive to see its branches`, {
+    data: { remote, tag: missing[1] },
+  });
 }
 
 /**

@@ -37,6 +37,7 @@ const rows: Row[] = [
   { argv: ['push'], code: 2, stderr: /^btrfly: missing REMOTE \(.+\); usage: btrfly push REMOTE \[TAG\.\.\.\] \[FLAGS\]$/ },
   { argv: ['show', 'a', 'b'], code: 2, stderr: 'btrfly: unexpected argument "b"; usage: btrfly show SPEC' },
   { argv: ['tags', 'extra'], code: 2, stderr: 'btrfly: unexpected argument "extra"; usage: btrfly tags' },
+  { argv: ['run', '--record', '--tag=t', '--allow-leaks', '--', 'true'], code: 2, stderr: 'btrfly: --allow-leaks accepts what an isolated run cannot carry: add --isolate, or leave --allow-leaks out' },
   { argv: ['start', 'recrod', '--tag=t'], code: 2, stderr: 'btrfly: MODE must be record or playback, not "recrod"; usage: btrfly start record|playback --tag=TAG' },
   // Bad flag values.
   { argv: ['export', 'x', '--format', 'zip', '-o', '-'], code: 2, stderr: 'btrfly: --format must be har or warc, not "zip"; usage: btrfly export SPEC --output=FILE' },

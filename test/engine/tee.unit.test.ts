@@ -10,7 +10,7 @@ import { createWriteStream, readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
-import { isStoreError, teeToStore } from '../../src/engine/proxy/tee';
+import { COALESCE_BYTES, isStoreError, teeToStore } from '../../src/engine/proxy/tee';
 import { tmpDir } from '../helpers';
 import { sha256 } from '../format/storage-helpers';
 
@@ -56,7 +56,7 @@ test('every byte reaches both the store and the client; it resolves once the sto
 });
 
 test('a slow client holds the source back: nothing piles up while it does not read', async () => {
-  const { stream, bytes } = source(64);
+  const { stream, bytes } = source(256);
   const file = join(tmpDir(), 'body');
   const store = createWriteStream(file);
   // A client whose writes complete only when released: it accepts one chunk, then says "wait".
@@ -73,10 +73,11 @@ test('a slow client holds the source back: nothing piles up while it does not re
   });
   const done = teeToStore(stream, store, client);
   await once(stream, 'pause');
-  // Paused after the client's first "wait": the source gave out a chunk or two, not the body.
+  // Paused after the client's first "wait": the source gave out one turn's records (at most
+  // COALESCE_BYTES, written on as one buffer) and a chunk, not the 4 MiB body.
   expect(stream.isPaused()).toBe(true);
   expect(parts.length).toBeLessThanOrEqual(2);
-  expect(store.bytesWritten + store.writableLength).toBeLessThanOrEqual(2 * CHUNK);
+  expect(store.bytesWritten + store.writableLength).toBeLessThanOrEqual(COALESCE_BYTES + CHUNK);
   release = true;
   for (const cb of held.splice(0)) cb();
   await done;
@@ -139,4 +140,63 @@ test('without a client (a range asked of a body still being recorded) the store 
   const file = join(tmpDir(), 'body');
   await teeToStore(stream, createWriteStream(file), null);
   expect(sha256(readFileSync(file))).toBe(sha256(bytes));
+});
+
+/** A Writable that keeps each write it is given, whole, and says when one arrives. */
+function recorder(): { stream: Writable; writes: Buffer[]; next: () => Promise<Buffer> } {
+  const writes: Buffer[] = [];
+  let waiter: ((b: Buffer) => void) | undefined;
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      writes.push(chunk);
+      waiter?.(chunk);
+      waiter = undefined;
+      cb();
+    },
+  });
+  return { stream, writes, next: () => new Promise((resolve) => (waiter = resolve)) };
+}
+
+test('the records that arrive in one turn reach the store and the client as one write each', async () => {
+  const upstream = new PassThrough();
+  const store = recorder();
+  const client = recorder();
+  const done = teeToStore(upstream, store.stream, client.stream);
+  const n = COALESCE_BYTES / CHUNK / 2;
+  const chunks = Array.from({ length: n }, (_, i) => Buffer.alloc(CHUNK, i));
+  const first = store.next();
+  for (const c of chunks) upstream.write(c); // one turn: what one socket read can bring
+  await first;
+  upstream.end(Buffer.alloc(CHUNK, 99));
+  await done;
+  expect(store.writes.map((w) => w.length)).toEqual([n * CHUNK, CHUNK]);
+  expect(client.writes.map((w) => w.length)).toEqual([n * CHUNK, CHUNK]);
+  expect(sha256(Buffer.concat(store.writes))).toBe(sha256(Buffer.concat([...chunks, Buffer.alloc(CHUNK, 99)])));
+  expect(sha256(Buffer.concat(client.writes))).toBe(sha256(Buffer.concat(store.writes)));
+});
+
+test('a turn that brings more than COALESCE_BYTES is written on in pieces of at most that size', async () => {
+  const upstream = new PassThrough({ highWaterMark: 8 * COALESCE_BYTES });
+  const store = recorder();
+  const done = teeToStore(upstream, store.stream, null);
+  const n = (3 * COALESCE_BYTES) / CHUNK;
+  const chunks = Array.from({ length: n }, (_, i) => Buffer.alloc(CHUNK, i % 251));
+  for (const c of chunks) upstream.write(c);
+  upstream.end();
+  await done;
+  expect(store.writes.map((w) => w.length)).toEqual([COALESCE_BYTES, COALESCE_BYTES, COALESCE_BYTES]);
+  expect(sha256(Buffer.concat(store.writes))).toBe(sha256(Buffer.concat(chunks)));
+});
+
+test('a record is not held back waiting for more: it is written on within its turn', async () => {
+  const upstream = new PassThrough();
+  const store = recorder();
+  const client = recorder();
+  const done = teeToStore(upstream, store.stream, client.stream);
+  const arrived = Promise.all([store.next(), client.next()]);
+  upstream.write(Buffer.alloc(100, 7)); // and nothing more until both have it
+  const [s, c] = await arrived;
+  expect(s.equals(Buffer.alloc(100, 7)) && c.equals(Buffer.alloc(100, 7))).toBe(true);
+  upstream.end();
+  await done;
 });

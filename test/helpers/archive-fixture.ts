@@ -77,3 +77,30 @@ export function damageObject(archive: string, oid: string, at: number): void {
   }
   throw new Error(`object ${oid} is neither loose nor stored as it is in a pack of ${archive}`);
 }
+
+/**
+ * Flips one byte in the middle of a packed object's stored bytes (between its offset and the
+ * next object's, as the pack's index lists them): git then finds it corrupt, whatever its
+ * compression, and `git pack-objects` finds its CRC wrong.
+ */
+export function damagePackEntry(archive: string, oid: string): void {
+  const packs = join(archive, 'objects', 'pack');
+  for (const idx of readdirSync(packs).filter((f) => f.endsWith('.idx'))) {
+    const listed = execFileSync('git', ['--git-dir', archive, 'show-index'], { input: readFileSync(join(packs, idx)), encoding: 'utf8' });
+    const entries = listed
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => ({ offset: Number(l.split(' ')[0]), oid: l.split(' ')[1] }))
+      .sort((a, b) => a.offset - b.offset);
+    const i = entries.findIndex((e) => e.oid === oid);
+    if (i < 0) continue;
+    const path = join(packs, `${idx.slice(0, -'.idx'.length)}.pack`);
+    const bytes = readFileSync(path);
+    const end = i + 1 < entries.length ? entries[i + 1].offset : bytes.length - (oid.length / 2);
+    bytes[Math.floor((entries[i].offset + end) / 2)] ^= 0x5a;
+    chmodSync(path, 0o644);
+    writeFileSync(path, bytes);
+    return;
+  }
+  throw new Error(`object ${oid} is in no pack of ${archive}`);
+}

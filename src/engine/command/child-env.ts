@@ -14,10 +14,18 @@ const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/cert
  * The environment a command-mode child gets (docs/contract.md, "Trust and proxy settings"): proxy variables in both cases,
  * `NO_PROXY` for loopback, and a CA bundle (the system's CAs plus btrfly's) under every name
  * common tools read. Java gets its proxy and a PKCS#12 trust store through JAVA_TOOL_OPTIONS.
+ *
+ * npm's `cafile` (`npm_config_cafile`, also read by pnpm, yarn 1 and node-gyp) names btrfly's CA
+ * alone: npm sends every request of the run through the proxy, whose leaves that CA signs, and
+ * it pays for each CA it is given on every request (its agent keys its caches by the joined
+ * list) and every connection (a secure context of its own); with the 144 system CAs that was
+ * ~0.5 ms of npm's CPU a request (docs/decisions.md, "npm through btrfly").
  */
 export async function childEnvironment(opts: { proxyUrl: string; caPem: string; workDir: string; cacheDir?: string }): Promise<Record<string, string>> {
   const bundle = path.join(opts.workDir, 'ca-bundle.pem');
   await writeFile(bundle, systemCaPem() + '\n' + opts.caPem, { mode: 0o644 });
+  const caFile = path.join(opts.workDir, 'btrfly-ca.pem');
+  await writeFile(caFile, opts.caPem, { mode: 0o644 });
   const proxy = new URL(opts.proxyUrl);
   const noProxy = 'localhost,127.0.0.1,::1';
   const env: Record<string, string> = {
@@ -35,11 +43,11 @@ export async function childEnvironment(opts: { proxyUrl: string; caPem: string; 
     CURL_CA_BUNDLE: bundle,
     GIT_SSL_CAINFO: bundle,
     CARGO_HTTP_CAINFO: bundle,
-    npm_config_cafile: bundle,
+    npm_config_cafile: caFile,
     npm_config_proxy: opts.proxyUrl,
     npm_config_https_proxy: opts.proxyUrl,
   };
-  const javaStore = await javaTrustStore(opts.caPem, opts.workDir, opts.cacheDir ?? configDir());
+  const javaStore = await javaTrustStore(opts.caPem, caFile, opts.workDir, opts.cacheDir ?? configDir());
   const java = [
     `-Dhttp.proxyHost=${proxy.hostname}`,
     `-Dhttp.proxyPort=${proxy.port}`,
@@ -68,12 +76,10 @@ export function systemCaPem(): string {
  * named by the certificate's digest, and made once: keytool starts a JVM, ~0.75 s of every
  * run's start-up here when it ran each time.
  */
-async function javaTrustStore(caPem: string, workDir: string, cacheDir: string): Promise<string | undefined> {
+async function javaTrustStore(caPem: string, pem: string, workDir: string, cacheDir: string): Promise<string | undefined> {
   const store = path.join(cacheDir, `java-truststore-${createHash('sha256').update(caPem).digest('hex').slice(0, 16)}.p12`);
   if (existsSync(store)) return store;
-  const pem = path.join(workDir, 'btrfly-ca.pem');
   const tmp = path.join(workDir, 'btrfly-truststore.p12');
-  await writeFile(pem, caPem);
   try {
     await promisify(execFile)('keytool', ['-importcert', '-noprompt', '-storetype', 'PKCS12', '-keystore', tmp, '-storepass', 'changeit', '-alias', 'btrfly', '-file', pem], { timeout: 30_000 });
   } catch {
