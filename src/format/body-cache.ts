@@ -1,7 +1,6 @@
 /**
  * The body cache: each body's raw bytes as plain files beside the archive's git objects (never
- * in them), `<archive>/btrfly/cache/<2 hex>/<sha256>/<part>`, one file per 8 MiB part (a body
- * of one small part recorded: the one file `<2 hex>/<sha256>`, see {@link CacheStage.smallEntry}). Playback
+ * in them), `<archive>/btrfly/cache/<2 hex>/<sha256>/<part>`, one file per 8 MiB part. Playback
  * streams a cached body from these files in 1 MiB reads, which Node serves faster than
  * single-worker nginx here; through `git cat-file` it reached 0.37× (docs/decisions.md, "Body
  * cache"). git stays the archive: it is what is pushed, pulled, verified and garbage-collected;
@@ -9,21 +8,19 @@
  *
  * An entry is only ever made whole, from bytes whose SHA-256 was checked: a recording's parts
  * as the writer hashed them, or a whole read from git that verified. Its parts are gathered in
- * a stage directory (a one-file entry: written under the stage's name) and renamed into place
- * in one step, so an entry is complete or absent.
+ * a stage directory and renamed into place in one step, so an entry is complete or absent.
  * Reads check each part's length; `btrfly verify` re-hashes cached entries and removes bad ones.
  * Off with `git -C ARCHIVE config btrfly.bodyCache false`.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, existsSync, readFileSync, statSync, type WriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
 import { processAlive } from '../process-alive';
 import { ownedTempName, tempOwner } from './lifecycle';
-import type { SmallCacheEntry } from './small-part-worker';
 import { PART_SIZE, partName, type BodyLocation } from './types';
 
 const IO_CHUNK = 1024 * 1024;
@@ -47,14 +44,9 @@ export class BodyCache {
     return join(this.dir, sha256.slice(0, 2), sha256);
   }
 
-  /**
-   * The file of storage part `index` of a cached body (raw bytes). The entry of a body of one
-   * small part recorded is that one file, not a directory holding it (see {@link smallEntry}).
-   */
+  /** The file of storage part `index` of a cached body (raw bytes). */
   partPath(sha256: string, index: number): string {
-    const entry = this.entryDir(sha256);
-    if (index === 0 && isFile(entry)) return entry;
-    return join(entry, partName(index, false));
+    return join(this.entryDir(sha256), partName(index, false));
   }
 
   /** Whether a whole entry for the body is in place (one `stat`: entries appear whole, by rename). */
@@ -75,7 +67,7 @@ export class BodyCache {
       const last = Math.floor(end / PART_SIZE);
       for (let i = first; i <= last; i++) {
         const base = i * PART_SIZE;
-        const path = this.partPath(loc.sha256, i);
+        const path = join(this.entryDir(loc.sha256), partName(i, false));
         const size = await stat(path).then((s) => s.size, () => -1);
         if (size !== partLength(loc, i)) {
           await this.evict(loc.sha256);
@@ -99,15 +91,9 @@ export class BodyCache {
     // thousands of small answers a second pay in latency (docs/decisions.md, "Body cache").
     let body: Buffer;
     try {
-      body = readFileSync(this.entryDir(loc.sha256));
-    } catch (e) {
-      // An entry made as a directory of parts: by a read that filled it, or before one-file entries.
-      if ((e as NodeJS.ErrnoException).code !== 'EISDIR') return undefined;
-      try {
-        body = readFileSync(join(this.entryDir(loc.sha256), partName(0, false)));
-      } catch {
-        return undefined;
-      }
+      body = readFileSync(join(this.entryDir(loc.sha256), partName(0, false)));
+    } catch {
+      return undefined;
     }
     if (body.length === loc.size && createHash('sha256').update(body).digest('hex') === loc.sha256) return body;
     await this.evict(loc.sha256);
@@ -246,14 +232,30 @@ export class CacheStage {
   }
 
   /**
-   * Where the entry of a body of one small part is made at once, off the main thread
-   * (src/format/small-part-worker.ts): one file, written under this stage's name and renamed
-   * to be the entry itself. A directory and a file in it cost two new inodes a small file
-   * recorded, 0.7–1.4 ms of system time here against 0.4–0.5 ms for one file
-   * (docs/decisions.md, "Small-file record").
+   * Makes the entry of a body of one small part (a file recorded) at once, with synchronous
+   * calls: a stage directory, the part, the rename. Each trip through the thread pool cost the
+   * recorder a wake-up of another thread, and on a busy machine its turn on the CPU; these calls
+   * on a file of at most a few hundred KiB in the page cache take microseconds
+   * (docs/decisions.md, "Small-file record"). An entry already in place is kept.
    */
-  smallEntry(sha256: string): SmallCacheEntry {
-    return { file: this.dir, target: this.entryDir(sha256) };
+  putSmallSync(sha256: string, bytes: Buffer): void {
+    const target = this.entryDir(sha256);
+    if (existsSync(target)) return;
+    try {
+      mkdirSync(this.dir, { recursive: true });
+      writeFileSync(this.partPath(0), bytes);
+      try {
+        renameSync(this.dir, target);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        mkdirSync(join(target, '..'), { recursive: true });
+        renameSync(this.dir, target);
+      }
+    } catch (e) {
+      rmSync(this.dir, { recursive: true, force: true });
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+    }
   }
 
   /** Removes the stage and whatever is in it. */
@@ -317,14 +319,6 @@ export class CacheFill {
     this.failed = true;
     this.file?.destroy();
     this.file = undefined;
-  }
-}
-
-function isFile(path: string): boolean {
-  try {
-    return statSync(path).isFile();
-  } catch {
-    return false;
   }
 }
 

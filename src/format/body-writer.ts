@@ -17,7 +17,6 @@ import type { CacheStage } from './body-cache';
 import type { BodyChecks, PartTagger } from './body-checks';
 import { isSmallBody, type Git, type TreeEntry } from './git';
 import { ownedTempName } from './lifecycle';
-import { SmallPartWorker } from './small-part-worker';
 import { StoringBodyWriter } from './storing-body-writer';
 import { PART_SIZE, partName, type BodyWriter, type StoredBody } from './types';
 
@@ -63,18 +62,11 @@ export function keepsZstd(zstdSize: number, rawSize: number): boolean {
  * only to throw the result away was 0.3 ms a file. Git mode stores parts with it, LFS mode bodies.
  */
 export function packWhole(head: Buffer): { zstd: boolean; bytes: Buffer } {
-  // The small-part worker makes the same choice for a body of one small part (src/format/small-part-worker.ts).
   const worth = head.length > SMALL_PROBE_SIZE ? keepsZstd(zstdWhole(head.subarray(0, SMALL_PROBE_SIZE)).length, SMALL_PROBE_SIZE) : head.length > 0;
   const packed = worth ? zstdWhole(head) : head;
   const zstd = worth && keepsZstd(packed.length, head.length);
   return { zstd, bytes: zstd ? packed : head };
 }
-
-/**
- * The same choice as {@link packWhole}, and a small body's cache entry, made off the thread that
- * answers clients (src/format/small-part-worker.ts).
- */
-export const smallParts = new SmallPartWorker({ level: ZSTD_LEVEL, keepRatio: ZSTD_KEEP_RATIO, probeSize: SMALL_PROBE_SIZE });
 
 /**
  * Whether a streamed part (or LFS body) is worth compressing, from its first {@link PROBE_SIZE}
@@ -151,9 +143,8 @@ class GitBodyWriter extends StoringBodyWriter {
   private cacheFailed = false;
   private readonly parts: DonePart[] = [];
   private readonly tempFiles = new Set<string>();
-  /** A body of one small part: its tree, written with its blob (storeSmallBody). */
-  private smallTree?: string;
-  private sha256?: string;
+  /** A body of one small part: its tree, written with its blob, and its raw bytes for the cache (storeSmallBody). */
+  private small?: { tree: string; raw: Buffer };
 
   constructor(
     private readonly git: Git,
@@ -231,15 +222,13 @@ class GitBodyWriter extends StoringBodyWriter {
    * once, in one call, and written in one call. Streaming it as a large part is (a zstd
    * stream with its 1 MiB output buffer and its native context, two write streams, the bytes
    * compressed twice) cost the small-file record most of its memory and time
-   * (docs/notes/small-files.md). A small body's zstd and cache entry are made by the
-   * small-part worker, off the thread that answers clients.
+   * (docs/notes/small-files.md).
    */
   private async storeSmallPart(part: OpenPart): Promise<void> {
     const head = Buffer.concat(part.probe!);
     part.probe = undefined;
-    if (part.index === 0) return this.storeSmallBody(part, head);
-    // The tail of a large body: once a body, on this thread.
     const { zstd, bytes } = packWhole(head);
+    if (part.index === 0) return this.storeSmallBody(part, head, bytes, zstd);
     await writeFile(part.rawPath, bytes);
     // The raw bytes go to the cache stage while git reads the zstd file: one step less between
     // an answered small file and its journal line.
@@ -250,23 +239,24 @@ class GitBodyWriter extends StoringBodyWriter {
   }
 
   /**
-   * A body of one small part: its cache entry is made with its zstd, then its bytes go to git's
-   * pack writer from memory (no temp file, no `hash-object`, no `mktree`).
+   * A body of one small part: its bytes go to git's pack writer from memory (no temp file, no
+   * `hash-object`, no `mktree`), and its raw bytes to the cache stage meanwhile.
    */
-  private async storeSmallBody(part: OpenPart, raw: Buffer): Promise<void> {
+  private async storeSmallBody(part: OpenPart, raw: Buffer, bytes: Buffer, zstd: boolean): Promise<void> {
     this.tempFiles.delete(part.rawPath);
-    const entry = this.cache && !this.cacheFailed ? this.cache.smallEntry(this.digest()) : undefined;
-    const { bytes, zstd, cached } = await smallParts.prepare(raw, entry);
-    // The cache entry is made while git packs the body; best-effort, as toCache: the body is in git either way.
-    const [{ oid, treeOid }, inCache] = await Promise.all([this.git.storeSmallBody(bytes, partName(0, zstd)), cached]);
-    if (entry && !inCache) this.cacheFailed = true;
+    const { oid, treeOid } = await this.git.storeSmallBody(bytes, partName(0, zstd));
     this.parts[0] = { oid, zstd, storedSize: bytes.length };
-    this.smallTree = treeOid;
+    this.small = { tree: treeOid, raw };
   }
 
-  /** The body's SHA-256, once every byte has been written. */
-  private digest(): string {
-    return (this.sha256 ??= this.hash.digest('hex'));
+  /** The cache entry of a body of one small part, made at once (best-effort, as {@link toCache}). */
+  private cacheSmall(sha256: string, raw: Buffer): void {
+    if (!this.cache || this.cacheFailed) return;
+    try {
+      this.cache.putSmallSync(sha256, raw);
+    } catch {
+      this.cacheFailed = true;
+    }
   }
 
   /** A temp file git has read: into the cache stage as part `cacheIndex` when given, else deleted. */
@@ -370,7 +360,7 @@ class GitBodyWriter extends StoringBodyWriter {
     const entries: TreeEntry[] = this.parts.map((p, i) => ({ mode: '100644', type: 'blob', oid: p.oid, name: partName(i, p.zstd) }));
     const zstdCount = this.parts.filter((p) => p.zstd).length;
     const storage = zstdCount === this.parts.length ? 'zstd' : zstdCount === 0 ? 'raw' : 'mixed';
-    const sha256 = this.digest();
+    const sha256 = this.hash.digest('hex');
     this.location = { sha256, size: this.size, parts: this.parts.map((p) => ({ oid: p.oid, storedSize: p.storedSize, zstd: p.zstd })) };
     // The tree, the checks and the cache entry need only the parts and the digest: made at once.
     const sidecars = async (): Promise<void> => {
@@ -380,7 +370,10 @@ class GitBodyWriter extends StoringBodyWriter {
       if (this.tagger && !isSmallBody({ size: this.size, parts: this.parts })) await this.checks!.write(sha256, this.size, this.tagger);
       if (!(await this.toCache((c) => c.commit(sha256)))) await this.cache?.discard().catch(() => undefined);
     };
-    if (this.smallTree) return { sha256, size: this.size, treeOid: this.smallTree, storage, parts: 1 };
+    if (this.small) {
+      this.cacheSmall(sha256, this.small.raw);
+      return { sha256, size: this.size, treeOid: this.small.tree, storage, parts: 1 };
+    }
     const [treeOid] = await Promise.all([this.git.mktree(entries), sidecars()]);
     return { sha256, size: this.size, treeOid, storage, parts: this.parts.length };
   }

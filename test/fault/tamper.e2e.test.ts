@@ -121,10 +121,9 @@ function damageBothBodies(archive: string): void {
   damageObject(archive, partOid(archive, smallSha), 777);
 }
 
-/** A cached body's first part file (`btrfly/cache/<2 hex>/<sha256>/00000000`, or that entry itself for a small body recorded). */
+/** A cached body's part file (`btrfly/cache/<2 hex>/<sha256>/00000000`). */
 function cachePart(archive: string, sha: string): string {
-  const entry = join(archive, 'btrfly', 'cache', sha.slice(0, 2), sha);
-  return existsSync(entry) && statSync(entry).isFile() ? entry : join(entry, '00000000');
+  return join(archive, 'btrfly', 'cache', sha.slice(0, 2), sha, '00000000');
 }
 
 /** Every line of the run's stderr that names the body. */

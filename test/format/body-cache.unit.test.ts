@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { Archive } from '../../src/format/archive';
@@ -92,52 +92,6 @@ describe('body cache', () => {
     expect(a.cache!.has(loc)).toBe(false);
     expect(await verifyArchive(a)).toEqual([]);
     expect((await readBack(a, loc)).equals(data)).toBe(true);
-  });
-
-  test('a small body recorded is cached as one file, read whole and in ranges from it; a wrong byte in it is found by verify', async () => {
-    const a = await tempArchive();
-    const bodies = [compressible(30_000), randomBytes(20_000)];
-    const locs: BodyLocation[] = [];
-    for (const [i, body] of bodies.entries()) {
-      const loc = await recordOne(a, `one-file-${i}`, body);
-      locs.push(loc);
-      // One new file per small file recorded, not a directory and a file in it.
-      expect((await stat(entryDir(a, loc.sha256))).isFile()).toBe(true);
-      expect((await readFile(entryDir(a, loc.sha256))).equals(body)).toBe(true);
-      const cachedOnly = withoutGitObjects(loc);
-      expect((await a.readSmallBody(cachedOnly))!.equals(body)).toBe(true);
-      expect((await readBack(a, cachedOnly)).equals(body)).toBe(true);
-      expect((await readBack(a, cachedOnly, { start: 100, end: 15_000 })).equals(body.subarray(100, 15_001))).toBe(true);
-    }
-    expect(await listOrEmpty(join(a.stateDir, 'cache', 'tmp'))).toEqual([]);
-    const loc = locs[1];
-    const flipped = await readFile(entryDir(a, loc.sha256));
-    flipped[777] ^= 0xff;
-    await writeFile(entryDir(a, loc.sha256), flipped);
-    // Not sent: without git's objects there is nothing else to read.
-    await expect(a.readSmallBody(withoutGitObjects(loc))).rejects.toMatchObject({ code: 'BODY_MISSING' });
-    expect(a.cache!.has(loc)).toBe(false);
-    expect((await a.readSmallBody(loc))!.equals(bodies[1])).toBe(true);
-    // verify finds a wrong byte in a one-file entry too, and removes it.
-    for (let i = 0; i < 50 && !a.cache!.has(locs[0]); i++) await new Promise((r) => setTimeout(r, 20));
-    const other = await readFile(entryDir(a, locs[0].sha256));
-    other[5] ^= 0xff;
-    await writeFile(entryDir(a, locs[0].sha256), other);
-    expect(await verifyArchive(a)).toEqual([expect.objectContaining({ tag: 'one-file-0', code: 'BODY_CORRUPT', sha256: locs[0].sha256 })]);
-    expect(a.cache!.has(locs[0])).toBe(false);
-  });
-
-  test('a small body cached as a directory of one part (a read filled it, or an older btrfly) still reads from the cache', async () => {
-    const a = await tempArchive();
-    const body = randomBytes(12_345);
-    const loc = await recordOne(a, 'as-dir', body);
-    await rm(entryDir(a, loc.sha256));
-    await mkdir(entryDir(a, loc.sha256));
-    await writeFile(join(entryDir(a, loc.sha256), '00000000'), body);
-    const cachedOnly = withoutGitObjects(loc);
-    expect((await a.readSmallBody(cachedOnly))!.equals(body)).toBe(true);
-    expect((await readBack(a, cachedOnly, { start: 5, end: 9_999 })).equals(body.subarray(5, 10_000))).toBe(true);
-    expect(await a.cache!.check(loc)).toBe('ok');
   });
 
   test('an entry removed while it is being read: the rest of the body comes from git', async () => {
