@@ -92,5 +92,7 @@ function describeRepair(r: RepairResult): string[] {
     if (f.restored === 0 && f.error) lines.push(`could not fetch ${r.tags.join(', ')} again from ${f.remote}: ${f.error}`);
     else lines.push(`fetched ${r.tags.join(', ')} again from ${f.remote}${came}${f.error ? ` (${f.error})` : ''}`);
   }
+  // A refetch brings whole tags, the objects this archive kept as well.
+  if (r.fetched.some((f) => f.restored > 0 || !f.error)) lines.push('the fetch brought whole tags again: "btrfly gc" packs away the copies the archive already had');
   return lines;
 }

@@ -100,6 +100,7 @@ async function expectRepaired(archive: string, setAside: RegExp): Promise<void> 
   const r = await runCli(['verify', '--repair', '--archive', archive]);
   expect(r.stderr).toMatch(setAside);
   expect(r.stderr).toMatch(/repair: fetched tamper again from good(: \d+ of the absent objects came back)?\n/);
+  expect(r.stderr).toMatch(/^repair: the fetch brought whole tags again: "btrfly gc" packs away the copies the archive already had$/m);
   expect(r.stdout).toMatch(/^ok: 1 tags, 1 recordings, 2 bodies .* checked, after the repair$/m);
   expect(r.code).toBe(0);
   expect(execFileSync('git', ['-C', archive, 'fsck', '--full', '--no-dangling'], { encoding: 'utf8', stdio: 'pipe' })).toBe('');
