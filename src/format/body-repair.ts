@@ -137,17 +137,13 @@ async function findDamage(archive: Archive, problems: readonly VerifyProblem[]):
   const damage: Damage = { damaged: new Set(), missing: new Set(), lfs: new Set(), unread: new Set() };
   const checked = new Set<string>();
   for (const p of problems) {
-    let loc;
-    try {
-      if (!p.commit) throw new Error('the history cannot be listed');
-      loc = (await archive.readRecording(p.tag, p.commit)).bodies.get(p.sha256 ?? '');
-    } catch {
-      // A damaged commit, tree or manifest: what the walk finds is set aside and fetched again,
-      // and the verify that follows reads the bodies it names.
+    const loc = p.commit ? await archive.readRecording(p.tag, p.commit).then((r) => r.bodies.get(p.sha256 ?? ''), () => undefined) : undefined;
+    if (!loc) {
+      // A recording that cannot be read (a damaged commit, tree or manifest) or that names no such
+      // body: what the walk finds is set aside, the tag fetched again, and the verify that follows
+      // reads the bodies it names.
       const start = p.commit || (await archive.tagRefTarget(p.tag));
       if (start) await findStructureDamage(archive, start, !p.commit, damage, checked);
-    }
-    if (!loc) {
       damage.unread.add(p.tag);
       continue;
     }
@@ -162,7 +158,6 @@ async function findDamage(archive: Archive, problems: readonly VerifyProblem[]):
       if (state !== 'intact') damage[state].add(oid);
     }
   }
-  for (const tag of damage.unread) for (const oid of await damagedMetadata(archive, tag)) damage.damaged.add(oid);
   return damage;
 }
 
@@ -200,30 +195,6 @@ async function findStructureDamage(archive: Archive, start: string, parents: boo
       }
     }
   }
-}
-
-/** A body part's path in a recording's tree: checked with its body, not here. */
-const PART_PATH = /^bodies\/[0-9a-f]{2}\/[0-9a-f]{64}\/[0-9]+$/;
-
-/**
- * The commits, trees and small files (manifests) of a tag's history that do not read back as
- * their id. A fetch could not replace them: git's index-pack refuses an object whose id it
- * holds with other bytes. Read whole through `cat-file --batch`, which checks each one.
- */
-async function damagedMetadata(archive: Archive, tag: string): Promise<string[]> {
-  const listing = await archive.git.run(['rev-list', '--objects', `refs/heads/${tag}`], { ok: [0, 128] });
-  const damaged: string[] = [];
-  for (const line of listing.stdout.split('\n')) {
-    const space = line.indexOf(' ');
-    const oid = space < 0 ? line : line.slice(0, space);
-    if (!oid || (space >= 0 && PART_PATH.test(line.slice(space + 1)))) continue;
-    const ok = await archive.git.readObject(oid).then(
-      () => true,
-      (e: unknown) => !(isBtrflyError(e) && e.data?.oid === oid),
-    );
-    if (!ok) damaged.push(oid);
-  }
-  return damaged;
 }
 
 async function hasObject(archive: Archive, oid: string): Promise<boolean> {

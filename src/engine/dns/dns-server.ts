@@ -7,6 +7,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import os from 'node:os';
 import { BtrflyError, oneLine } from '../../errors';
+import { listen } from '../base/listen';
 import { isPrivateAddress, unmapAddress } from './dns-clients';
 import { createQueryHandler, DnsLogEvent, QueryResult } from './dns-query-handler';
 import { ProxyAddresses } from './dns-session';
@@ -129,9 +130,9 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   let tcpPort: number;
   try {
     udpPort = await bindUdp(udp, opts.address, opts.port);
-    tcpPort = await listenTcp(tcp, opts.address, opts.port === 0 ? udpPort : opts.port).catch((e: NodeJS.ErrnoException) =>
+    tcpPort = await listen(tcp, opts.address, opts.port === 0 ? udpPort : opts.port).catch((e: NodeJS.ErrnoException) =>
       // With port 0 the free UDP port may be taken on TCP; any free TCP port will do then.
-      opts.port === 0 && e.code === 'EADDRINUSE' ? listenTcp(tcp, opts.address, 0) : Promise.reject(e),
+      opts.port === 0 && e.code === 'EADDRINUSE' ? listen(tcp, opts.address, 0) : Promise.reject(e),
     );
   } catch (e) {
     await close().catch(() => undefined);
@@ -157,16 +158,6 @@ function bindUdp(socket: dgram.Socket, address: string, port: number): Promise<n
     socket.bind(port, address, () => {
       socket.off('error', reject);
       resolve(socket.address().port);
-    });
-  });
-}
-
-function listenTcp(server: net.Server, address: string, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, address, () => {
-      server.off('error', reject);
-      resolve((server.address() as net.AddressInfo).port);
     });
   });
 }

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as tls from 'node:tls';
 import { BtrflyError, isBtrflyError, oneLine } from '../../errors';
 import { silentLogger, type Logger } from '../base/log';
+import { listen } from '../base/listen';
 import type { Outcome } from './outcome';
 import { proxyCredential, type SessionInfo, type SessionTable } from './session';
 
@@ -432,15 +433,5 @@ function firstByte(socket: net.Socket): Promise<number | undefined> {
     socket.on('readable', onReadable);
     socket.once('end', onEnd);
     socket.once('close', onEnd);
-  });
-}
-
-function listen(server: net.Server, address: string, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, address, () => {
-      server.off('error', reject);
-      resolve((server.address() as net.AddressInfo).port);
-    });
   });
 }

@@ -14,6 +14,7 @@ import { serviceDenyList } from '../proxy/upstream-policy';
 import { authorizeSession, mayRead, TokenStore, type TokenRecord } from './tokens';
 import { webUi } from './web-ui';
 import type { Logger } from '../base/log';
+import { listen } from '../base/listen';
 
 export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
   /** Where the HTTPS API (and `/metrics`) listens; default the DNS/proxy address. */
@@ -149,9 +150,8 @@ export async function runService(opts: ServiceOptions): Promise<void> {
       opts.apiCert && opts.apiKey ? { cert: await readFile(opts.apiCert, 'utf8'), key: await readFile(opts.apiKey, 'utf8') } : await runtime.ca.serverOptions(apiAddress);
     const server = https.createServer(tlsOptions, app);
     api = server;
-    const port = await new Promise<number>((resolve, reject) => {
-      server.once('error', (e) => reject(new BtrflyError('NETWORK', `cannot listen for the API on ${apiAddress}:${opts.apiPort}: ${oneLine(e)}`)));
-      server.listen(opts.apiPort, apiAddress, () => resolve((server.address() as { port: number }).port));
+    const port = await listen(server, apiAddress, opts.apiPort).catch((e: unknown) => {
+      throw new BtrflyError('NETWORK', `cannot listen for the API on ${apiAddress}:${opts.apiPort}: ${oneLine(e)}`);
     });
     const url = `https://${apiAddress.includes(':') ? `[${apiAddress}]` : apiAddress}:${port}`;
     const { httpPort, httpsPort, proxyPort } = runtime.proxy;
