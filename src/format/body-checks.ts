@@ -73,26 +73,14 @@ export class PartTags {
   }
 }
 
-/** The tags of a body made as it streamed by, for {@link BodyChecks.write}: its nonce and one tag per part. */
-export interface BodyTags {
-  readonly nonce: Buffer;
-  /** The tags of every part, the last (short) one included. */
-  finish(): Buffer[];
-}
-
 /** Tags a body's bytes as they stream by, one tag per {@link CHECK_PART}, chunks of any size. */
-export class PartTagger implements BodyTags {
+export class PartTagger {
   readonly nonce = randomBytes(8);
   readonly tags: Buffer[] = [];
   private current?: CipherGCM;
   private filled = 0;
 
   constructor(private readonly key: KeyObject) {}
-
-  /** The raw key and the nonce, for a thread that makes the same tags (src/format/hash-worker.ts) instead of this tagger. */
-  secret(): { key: Buffer; nonce: Buffer } {
-    return { key: this.key.export(), nonce: this.nonce };
-  }
 
   update(chunk: Buffer): void {
     let offset = 0;
@@ -205,7 +193,7 @@ export class BodyChecks {
    * Stores the tags of a body whose SHA-256 was just checked to be `sha256` (by its writer, or by
    * a whole read): best-effort, since a body without checks is still verified by its SHA-256.
    */
-  async write(sha256: string, size: number, tagger: BodyTags): Promise<void> {
+  async write(sha256: string, size: number, tagger: PartTagger): Promise<void> {
     const tags = tagger.finish();
     if (tags.length !== Math.ceil(size / CHECK_PART)) return;
     const head = Buffer.alloc(HEADER);

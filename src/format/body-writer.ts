@@ -4,7 +4,7 @@
  * (docs/archive-format.md). Memory stays flat: every byte goes straight to two temp files on the
  * archive's disk, with backpressure, and git reads the chosen file from there.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { unlink, writeFile } from 'node:fs/promises';
@@ -14,8 +14,7 @@ import { constants as zc, createZstdCompress, zstdCompressSync, type ZstdCompres
 import { BtrflyError } from '../errors';
 import { pauseAt } from '../test-pause';
 import type { CacheStage } from './body-cache';
-import type { BodyChecks } from './body-checks';
-import { BodyHash } from './body-hash';
+import type { BodyChecks, PartTagger } from './body-checks';
 import { isSmallBody, type Git, type TreeEntry } from './git';
 import { ownedTempName } from './lifecycle';
 import { StoringBodyWriter } from './storing-body-writer';
@@ -129,8 +128,9 @@ export function createBodyWriter(git: Git, tmpDir: string, opts: { signal?: Abor
 }
 
 class GitBodyWriter extends StoringBodyWriter {
-  /** SHA-256 and per-part tags (src/format/body-checks.ts) of every byte written (on the hash worker once the body is large). */
-  private readonly hash: BodyHash;
+  private readonly hash = createHash('sha256');
+  /** Per-part tags of the same bytes the SHA-256 covers (src/format/body-checks.ts). */
+  private readonly tagger?: PartTagger;
   /** Names the temp files; carries the pid so `gc` can reclaim those of a process that died. */
   private readonly id = ownedTempName(process.pid, randomUUID());
   private size = 0;
@@ -154,20 +154,16 @@ class GitBodyWriter extends StoringBodyWriter {
     private readonly checks?: BodyChecks,
   ) {
     super(IO_CHUNK, signal);
-    this.hash = new BodyHash(checks?.tagger());
+    this.tagger = checks?.tagger();
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    (async () => {
-      await this.writeChunk(chunk);
-      await this.hash.drained();
-    })().then(() => cb(), cb);
+    this.writeChunk(chunk).then(() => cb(), cb);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (e?: Error | null) => void): void {
     (async () => {
       for (const { chunk } of chunks) await this.writeChunk(chunk);
-      await this.hash.drained();
     })().then(() => cb(), cb);
   }
 
@@ -182,7 +178,6 @@ class GitBodyWriter extends StoringBodyWriter {
     // A writer that stored its body is destroyed too (autoDestroy): nothing of it is left to
     // remove, and an `rm -r` of its moved stage per small file recorded showed in the profile.
     if (!this.failed(err)) return cb(null);
-    this.hash.abort();
     // Files are removed once any in-flight store has let go of them.
     const removeTemps = async (): Promise<void> => {
       await this.storing.catch(() => undefined);
@@ -194,6 +189,7 @@ class GitBodyWriter extends StoringBodyWriter {
 
   private async writeChunk(chunk: Buffer): Promise<void> {
     this.hash.update(chunk);
+    this.tagger?.update(chunk);
     this.size += chunk.length;
     let offset = 0;
     while (offset < chunk.length) {
@@ -364,14 +360,14 @@ class GitBodyWriter extends StoringBodyWriter {
     const entries: TreeEntry[] = this.parts.map((p, i) => ({ mode: '100644', type: 'blob', oid: p.oid, name: partName(i, p.zstd) }));
     const zstdCount = this.parts.filter((p) => p.zstd).length;
     const storage = zstdCount === this.parts.length ? 'zstd' : zstdCount === 0 ? 'raw' : 'mixed';
-    const { sha256, tags } = await this.hash.digest();
+    const sha256 = this.hash.digest('hex');
     this.location = { sha256, size: this.size, parts: this.parts.map((p) => ({ oid: p.oid, storedSize: p.storedSize, zstd: p.zstd })) };
     // The tree, the checks and the cache entry need only the parts and the digest: made at once.
     const sidecars = async (): Promise<void> => {
       // A body of one small part is read whole and checked by its SHA-256 (isSmallBody):
       // its checks file would be one more mkdir, write and rename per small file recorded, and a
       // range read of it makes one on first use.
-      if (tags && !isSmallBody({ size: this.size, parts: this.parts })) await this.checks!.write(sha256, this.size, tags);
+      if (this.tagger && !isSmallBody({ size: this.size, parts: this.parts })) await this.checks!.write(sha256, this.size, this.tagger);
       if (!(await this.toCache((c) => c.commit(sha256)))) await this.cache?.discard().catch(() => undefined);
     };
     if (this.small) {

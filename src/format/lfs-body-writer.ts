@@ -14,8 +14,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { ZstdCompress } from 'node:zlib';
-import type { BodyChecks } from './body-checks';
-import { BodyHash } from './body-hash';
+import type { BodyChecks, PartTagger } from './body-checks';
 import { createStoreCompressor, keepsZstd, packWhole, PROBE_SIZE, probeSaysZstd } from './body-writer';
 import { isSmallBody, type Git } from './git';
 import { EMPTY_SHA256, LFS_POINTER_NAME, lfsPointer, lfsZstdPointerName, type LfsStore } from './lfs-store';
@@ -55,8 +54,8 @@ interface ZstdObject {
 }
 
 class LfsBodyWriter extends StoringBodyWriter {
-  /** SHA-256 and part tags of every byte written to the temp file (on the hash worker once the body is large). */
-  private readonly hash: BodyHash;
+  private readonly hash = createHash('sha256');
+  private readonly tagger?: PartTagger;
   private readonly temp: string;
   private file?: WriteStream;
   private size = 0;
@@ -73,7 +72,7 @@ class LfsBodyWriter extends StoringBodyWriter {
     private readonly checks?: BodyChecks,
   ) {
     super(IO_CHUNK, signal);
-    this.hash = new BodyHash(checks?.tagger());
+    this.tagger = checks?.tagger();
     this.temp = store.tempPath();
   }
 
@@ -98,6 +97,7 @@ class LfsBodyWriter extends StoringBodyWriter {
   /** Hashes a chunk and passes it on to the temp file (and the compressor, once the probe said so). */
   private take(chunk: Buffer): void {
     this.hash.update(chunk);
+    this.tagger?.update(chunk);
     this.size += chunk.length;
     if (!this.probe) return this.out(chunk);
     this.probe.push(chunk);
@@ -113,14 +113,11 @@ class LfsBodyWriter extends StoringBodyWriter {
     this.zst?.compressor.write(bytes);
   }
 
-  /**
-   * Resolves once the temp file, the compressor and the hash worker have room again, so a slow
-   * disk (or hasher) slows the writer instead of filling memory.
-   */
+  /** Resolves once the temp file and the compressor have room again, so a slow disk slows the writer instead of filling memory. */
   private async drained(): Promise<void> {
     const file = this.file!;
     const compressor = this.zst?.compressor;
-    await Promise.all([file.writableNeedDrain && waitDrain(file), compressor?.writableNeedDrain && once(compressor, 'drain'), this.hash.drained()]);
+    await Promise.all([file.writableNeedDrain && waitDrain(file), compressor?.writableNeedDrain && once(compressor, 'drain')]);
   }
 
   private openZstd(): ZstdObject {
@@ -136,7 +133,6 @@ class LfsBodyWriter extends StoringBodyWriter {
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     if (!this.failed(err)) return cb(null);
-    this.hash.abort();
     this.file?.destroy();
     this.zst?.compressor.destroy();
     this.zst?.file.destroy();
@@ -183,7 +179,7 @@ class LfsBodyWriter extends StoringBodyWriter {
   }
 
   protected async finish(): Promise<StoredBody> {
-    const { sha256, tags } = await this.hash.digest();
+    const sha256 = this.hash.digest('hex');
     // An empty body stays a git blob, as in git mode: an empty file is its own LFS pointer.
     if (sha256 === EMPTY_SHA256) {
       this.file!.destroy();
@@ -199,7 +195,7 @@ class LfsBodyWriter extends StoringBodyWriter {
     const oid = await this.git.hashFile(pointerPath).finally(() => rm(pointerPath, { force: true }));
     this.location = { sha256, size: this.size, parts: [{ oid, storedSize: this.size, zstd: object.zstd }], lfs: true, ...(object.zstd ? { lfsOid: object.oid } : {}) };
     const sidecars = async (): Promise<void> => {
-      if (tags && !isSmallBody(this.location!)) await this.checks!.write(sha256, this.size, tags);
+      if (this.tagger && !isSmallBody(this.location!)) await this.checks!.write(sha256, this.size, this.tagger);
     };
     const name = object.zstd ? lfsZstdPointerName(object.oid) : LFS_POINTER_NAME;
     const [treeOid] = await Promise.all([this.git.mktree([{ mode: '100644', type: 'blob', oid, name }]), sidecars()]);
