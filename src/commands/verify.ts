@@ -41,9 +41,10 @@ export default class Verify extends BtrflyCommand {
     let repair: RepairResult | undefined;
     if (report.problems.length && flags.repair) {
       if (!this.jsonEnabled()) this.listProblems(report);
+      const signal = this.stopOnSignals('the repair stopped, its lock released: run "btrfly verify --repair" again to finish it (what it set aside stays in btrfly/damaged/)');
       repair = await repairBodies(archive, report.problems, {
         remotes: flags.from,
-        transfer: transferOptions({ force: false, progress: flags.progress, json: this.jsonEnabled() }),
+        transfer: { ...transferOptions({ force: false, progress: flags.progress, json: this.jsonEnabled() }), signal },
       });
       if (!this.jsonEnabled()) for (const line of describeRepair(repair)) process.stderr.write(`repair: ${line}\n`);
       report = await verifyWithReport(archive, asked);

@@ -54,7 +54,8 @@ export async function verifyArchive(archive: Archive, tags?: string[]): Promise<
 /**
  * Checks every body of the given recordings (commits) of `tag`: each must be in the commit's
  * tree and read back with its size and SHA-256. `checked` carries what was already read, so
- * a body shared by several recordings is read once.
+ * a body shared by several recordings is read once. `signal`: stops before the next recording
+ * once it aborts (what was found so far is returned).
  */
 export async function verifyCommits(
   archive: Archive,
@@ -62,9 +63,11 @@ export async function verifyCommits(
   commits: readonly string[],
   checked: Map<string, VerifyProblem | null> = new Map(),
   onRead?: (bytes: number) => void,
+  signal?: AbortSignal,
 ): Promise<VerifyProblem[]> {
   const problems: VerifyProblem[] = [];
   for (const commit of commits) {
+    if (signal?.aborted) break;
     let rec;
     try {
       rec = await archive.readRecording(tag, commit);

@@ -40,7 +40,9 @@ export interface RepairResult {
 /**
  * Sets the damaged objects behind `problems` aside and fetches them again from `remotes`
  * (default: every remote of the archive), in order, until none is absent. Holds the gc lock
- * throughout: recorders and gc wait.
+ * throughout: recorders and gc wait. A transfer that stalls is given up after the archive's bound
+ * (src/format/transfer-bound.ts); `opts.transfer.signal` (SIGINT, SIGTERM) stops the repair between
+ * steps, the lock released and the quarantine refs dropped.
  * @throws BtrflyError NOT_FOUND for a remote the archive does not have
  */
 export async function repairBodies(archive: Archive, problems: readonly VerifyProblem[], opts: { remotes?: readonly string[]; transfer?: TransferOptions } = {}): Promise<RepairResult> {
@@ -50,8 +52,10 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
   }
   const remotes = opts.remotes ?? known;
   const tags = [...new Set(problems.map((p) => p.tag))].sort();
+  const signal = opts.transfer?.signal;
   const release = await lockForGc(archive.stateDir, 'btrfly verify --repair');
   try {
+    signal?.throwIfAborted();
     const found = await findDamage(archive, problems);
     const result: RepairResult = { tags, setAside: { loose: 0, packed: 0 }, absent: 0, fetched: [] };
     const absent = new Set(found.missing);
@@ -67,6 +71,7 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
     const unread = found.unread;
     const left = (): number => absent.size + lfsAbsent.size;
     await pauseAt('repair-fetch');
+    signal?.throwIfAborted();
     const settle = async (): Promise<void> => {
       for (const oid of absent) if (await hasObject(archive, oid)) absent.delete(oid);
       for (const sha of lfsAbsent) if (archive.lfs.has(sha)) lfsAbsent.delete(sha);
@@ -78,13 +83,17 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
       let reached = true;
       // Tag by tag: one the remote lacks does not keep the others from coming.
       for (const tag of tags) {
+        signal?.throwIfAborted();
         try {
           if (absent.size || unread.has(tag)) await refetchObjects(archive, remote, [tag], opts.transfer);
           if (lfsAbsent.size) await refetchLfs(archive, remote, [tag], opts.transfer);
           unread.delete(tag);
         } catch (e) {
+          if (signal?.aborted) throw e;
           errors.push(oneLine(e));
           if (!isBtrflyError(e) || e.code !== 'TAG_NOT_FOUND') reached = false;
+          // A remote that stalled once would stall for every tag, each for the whole bound.
+          if (isBtrflyError(e) && e.data.stalled) break;
         }
         await settle();
         if (left() === 0 && unread.size === 0) break;
@@ -96,6 +105,7 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
         try {
           await refetchObjects(archive, remote, 'all', opts.transfer);
         } catch (e) {
+          if (signal?.aborted) throw e;
           errors.push(oneLine(e));
         }
         await settle();
