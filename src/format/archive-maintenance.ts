@@ -39,11 +39,8 @@ export async function verifyArchive(archive: Archive, tags?: string[]): Promise<
     try {
       history = await archive.history(tag);
     } catch (e) {
-      const missing = isBtrflyError(e) && e.code === 'TAG_NOT_FOUND' ? await archive.tagRefTarget(tag) : null;
-      const message = missing
-        ? `tag "${tag}" points at recording ${missing.slice(0, 12)}, which is missing from the archive: fetch it from a remote that has it ("btrfly verify --repair --from NAME"), or delete the tag ("btrfly rm ${tag}") and record it again`
-        : oneLine(e);
-      problems.push({ tag, commit: '', code: missing ? 'BODY_MISSING' : isBtrflyError(e) ? e.code : 'GIT', message });
+      // A tag whose newest recording is missing: Archive.tagNotReadable says what to do.
+      problems.push({ tag, commit: '', code: isBtrflyError(e) ? e.code : 'GIT', message: oneLine(e) });
       continue;
     }
     problems.push(...(await verifyCommits(archive, tag, history.map((h) => h.commit), checked)));

@@ -81,7 +81,7 @@ function withSshBound(command: string | undefined, seconds: number): string | un
 
 /** git's, ssh's or git-lfs's words for a transfer given up by the bound. */
 export function isStall(stderr: string): boolean {
-  return /Operation too slow|Connection timed out during banner exchange|timed out|Timeout, server .* not responding|i\/o timeout|context deadline exceeded/i.test(stderr);
+  return /Operation too slow|Connection timed out during banner exchange|timed out|SSL connection timeout|Timeout, server .* not responding|i\/o timeout|context deadline exceeded/i.test(stderr);
 }
 
 /**
