@@ -16,6 +16,7 @@ import { join, relative } from 'node:path';
 import { BtrflyError, isBtrflyError, oneLine } from '../errors';
 import type { Archive } from './archive';
 import { gitTempFiles, removeGitTempsSince, type VerifyProblem } from './archive-maintenance';
+import { damagedDir } from './damaged-dir';
 import { storageFailure } from './disk-space';
 import { lockForGc } from './gc-lock';
 import { isNoSpace } from './lifecycle';
@@ -60,7 +61,7 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
     const result: RepairResult = { tags, setAside: { loose: 0, packed: 0 }, absent: 0, fetched: [] };
     const absent = new Set(found.missing);
     if (found.damaged.size) {
-      const dir = join(archive.stateDir, 'damaged', new Date().toISOString().replace(/[:.]/g, '-'));
+      const dir = damagedDir(archive.stateDir);
       const moved = await setAside(archive, found.damaged, dir);
       result.setAside = { loose: moved.loose, packed: moved.packed.size };
       result.asideDir = relative(archive.dir, dir) || '.';
