@@ -15,7 +15,7 @@ import { processAlive } from '../process-alive';
 import { pauseAt } from '../test-pause';
 import { lockForGc } from './gc-lock';
 import { tempOwner } from './lifecycle';
-import { lockHolder, reclaimDeadLocks } from './lock';
+import { liveRecorders, reclaimDeadLocks } from './lock';
 
 /** One thing `verify` found wrong. */
 export interface VerifyProblem {
@@ -247,11 +247,7 @@ async function reachableBodies(archive: Archive): Promise<Set<string>> {
 }
 
 async function anyActiveRecorder(archive: Archive): Promise<boolean> {
-  const locks = (await readdir(archive.locksDir)).filter((f) => f.endsWith('.lock'));
-  for (const l of locks) {
-    if (await lockHolder(archive.locksDir, decodeURIComponent(l.slice(0, -'.lock'.length)))) return true;
-  }
-  return false;
+  return (await liveRecorders(archive.locksDir)).length > 0;
 }
 
 /** Bytes on disk of every object each tag reaches (`git rev-list --disk-usage`). */

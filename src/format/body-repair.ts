@@ -19,6 +19,7 @@ import { gitTempFiles, removeGitTempsSince, type VerifyProblem } from './archive
 import { damagedDir } from './damaged-dir';
 import { storageFailure } from './disk-space';
 import { lockForGc } from './gc-lock';
+import { liveRecorders, type LockHolder } from './lock';
 import { isNoSpace } from './lifecycle';
 import { pauseAt } from '../test-pause';
 import { lfsObjectOid } from './lfs-store';
@@ -41,10 +42,10 @@ export interface RepairResult {
 /**
  * Sets the damaged objects behind `problems` aside and fetches them again from `remotes`
  * (default: every remote of the archive), in order, until none is absent. Holds the gc lock
- * throughout: recorders and gc wait. A transfer that stalls is given up after the archive's bound
+ * throughout: recorders and gc wait; refused while a recording that began earlier runs. A transfer that stalls is given up after the archive's bound
  * (src/format/transfer-bound.ts); `opts.transfer.signal` (SIGINT, SIGTERM) stops the repair between
  * steps, the lock released and the quarantine refs dropped.
- * @throws BtrflyError NOT_FOUND for a remote the archive does not have
+ * @throws BtrflyError NOT_FOUND for a remote the archive does not have; TAG_BUSY while a tag is being recorded; LOCKED while gc or another repair runs
  */
 export async function repairBodies(archive: Archive, problems: readonly VerifyProblem[], opts: { remotes?: readonly string[]; transfer?: TransferOptions } = {}): Promise<RepairResult> {
   const known = (await listRemotes(archive)).map((r) => r.name);
@@ -57,6 +58,11 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
   const release = await lockForGc(archive.stateDir, 'btrfly verify --repair');
   try {
     signal?.throwIfAborted();
+    // With the gc lock held, a recording that begins now waits; one that began earlier may be
+    // writing or reusing the very objects set aside here (git skips an object it holds), so its
+    // seal could name one that is gone: the repair waits for no recording, it is refused.
+    const busy = await liveRecorders(archive.locksDir);
+    if (busy.length) throw recordingRuns(busy);
     const found = await findDamage(archive, problems);
     const result: RepairResult = { tags, setAside: { loose: 0, packed: 0 }, absent: 0, fetched: [] };
     const absent = new Set(found.missing);
@@ -122,6 +128,18 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
     await archive.git.close();
     await release();
   }
+}
+
+/** The refusal of a repair while tags are being recorded. */
+function recordingRuns(busy: LockHolder[]): BtrflyError {
+  const [first] = busy;
+  const more = busy.length > 1 ? ` (and ${busy.length - 1} more: ${busy.slice(1).map((h) => h.tag).join(', ')})` : '';
+  return new BtrflyError(
+    'TAG_BUSY',
+    `tag "${first.tag}" is being recorded (session ${first.session}, pid ${first.pid} on ${first.host}, since ${first.since})${more}, and a repair moves aside objects a recording may be using: ` +
+      'let the recording end ("btrfly stop record", or the end of "btrfly run"), then run "btrfly verify --repair" again; nothing was changed',
+    { data: { recording: busy } },
+  );
 }
 
 interface Damage {
