@@ -14,7 +14,9 @@ export default class Verify extends BtrflyCommand {
     'Reads back every body of every recording in the history of the given tags (default: all tags) and checks its size and SHA-256. ' +
     'Prints "ok" with what was checked, or lists each problem and exits 1. ' +
     'With --repair, a damaged body is set aside (out of the object store, into btrfly/damaged/) and fetched again from the ' +
-    "archive's remotes (or those named with --from) as a fresh clone would; then everything is checked again.";
+    "archive's remotes (or those named with --from) as a fresh clone would; then everything is checked again. " +
+    'A repair is refused while a recording runs in the archive; a remote that sends nothing for btrfly.transferTimeout seconds (git config, default 60) is given up; ' +
+    'Ctrl-C stops it with its lock released.';
   static override examples = [
     '<%= config.bin %> verify',
     '<%= config.bin %> verify example1 example2',
