@@ -344,6 +344,8 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
       { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive, signal: opts.signal },
     );
   } catch (e) {
+    // A fetch stopped part way (a signal, the bound) may have written some of its refs.
+    await dropOwnIncoming(archive, remote);
     throw tagMissingOnRemote(e, remote) ?? e;
   }
   try {
