@@ -23,7 +23,7 @@ import { lockHolder } from './lock';
 import { dropLocalStaging, pushUnderLimit, setMaxPush, type PushSplit, type RemoteRef } from './push-split';
 import { compareStrings } from './manifest';
 import { tagNameProblem, validateTagName } from './names';
-import { isStall, stalled, transferBound } from './transfer-bound';
+import { handshakeStalls, isStall, stalled, transferBound } from './transfer-bound';
 
 /** A configured remote. */
 export interface RemoteInfo {
@@ -464,6 +464,9 @@ async function transferTo(
 ): Promise<GitResult> {
   const temps = await gitTempFiles(archive.dir);
   const bound = await transferBound(archive);
+  const url = (await listRemotes(archive)).find((r) => r.name === remote)?.url ?? '';
+  const handshake = await handshakeStalls(url, bound, opts?.signal);
+  if (handshake) throw stalled(archive, remote, what, bound.seconds, handshake);
   try {
     return await archive.git.transfer(args, { ...opts, env: { ...opts?.env, ...bound.env } });
   } catch (e) {

@@ -5,9 +5,12 @@
  * archive's git config, seconds, default {@link DEFAULT_TRANSFER_TIMEOUT}, 0 for none) is handed
  * to each transport in its own words: curl's low-speed limit for http(s) (`http.lowSpeedLimit`,
  * `http.lowSpeedTime`), OpenSSH's `ConnectTimeout` (which also bounds the banner exchange) and
- * `ServerAliveInterval` for ssh, and git-lfs's dial, TLS and activity timeouts. A transfer that
- * makes progress, however slowly, is never cut. See docs/notes/remotes.md, "Stalled remotes".
+ * `ServerAliveInterval` for ssh, and git-lfs's dial, TLS and activity timeouts; for https, a TLS
+ * handshake of btrfly's own first ({@link handshakeStalls}). A transfer that makes progress,
+ * however slowly, is never cut. See docs/notes/remotes.md, "Stalled remotes".
  */
+import { isIP } from 'node:net';
+import { connect } from 'node:tls';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { lastGitMessage } from './git';
@@ -23,6 +26,8 @@ export interface TransferBound {
   /** Seconds; 0 when the archive turned the bound off. */
   seconds: number;
   env: NodeJS.ProcessEnv;
+  /** git reaches https remotes through a proxy (git config or environment): btrfly's own handshake would not. */
+  proxied: boolean;
 }
 
 /**
@@ -30,16 +35,18 @@ export interface TransferBound {
  * ssh options are added to) and returns the environment for a transfer.
  */
 export async function transferBound(archive: Archive): Promise<TransferBound> {
-  const r = await archive.git.run(['config', '--get-regexp', '^(btrfly\\.transfertimeout|core\\.sshcommand)$'], { ok: [0, 1] });
+  const r = await archive.git.run(['config', '--get-regexp', '^(btrfly\\.transfertimeout|core\\.sshcommand|http\\..*proxy)$'], { ok: [0, 1] });
   let seconds = DEFAULT_TRANSFER_TIMEOUT;
   let sshCommand: string | undefined;
+  let proxied = ['https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'].some((v) => process.env[v]);
   for (const line of r.stdout.split('\n').filter(Boolean)) {
     const sp = line.indexOf(' ');
     const [key, value] = sp < 0 ? [line, ''] : [line.slice(0, sp), line.slice(sp + 1)];
     if (key === 'core.sshcommand') sshCommand = value;
+    else if (key.startsWith('http.')) proxied ||= value.trim() !== '';
     else if (/^\d+$/.test(value.trim())) seconds = Number(value.trim());
   }
-  if (seconds === 0) return { seconds, env: {} };
+  if (seconds === 0) return { seconds, env: {}, proxied };
   const config: Array<[string, string]> = [
     ['http.lowSpeedLimit', '1'],
     ['http.lowSpeedTime', String(seconds)],
@@ -50,7 +57,41 @@ export async function transferBound(archive: Archive): Promise<TransferBound> {
   const env: NodeJS.ProcessEnv = { ...configEnv(config) };
   const ssh = withSshBound(process.env.GIT_SSH_COMMAND ?? sshCommand ?? (process.env.GIT_SSH ? undefined : 'ssh'), seconds);
   if (ssh) env.GIT_SSH_COMMAND = ssh;
-  return { seconds, env };
+  return { seconds, env, proxied };
+}
+
+/**
+ * For an https remote, a TLS handshake of btrfly's own within the bound: curl's low-speed check
+ * only starts once its handshake is done, and git has no setting for curl's connect timeout (300
+ * s), so a server that takes the connection and never answers the handshake would hold git for
+ * five minutes whatever the bound. Resolves with what went wrong when the handshake did not end in
+ * time, else undefined (a refusal or a certificate git would not take is left for git to tell).
+ */
+export async function handshakeStalls(url: string, bound: TransferBound, signal?: AbortSignal): Promise<string | undefined> {
+  if (!bound.seconds || bound.proxied || !/^https:\/\//i.test(url)) return undefined;
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch {
+    return undefined;
+  }
+  const host = target.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(target.port || 443);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port, servername: isIP(host) ? undefined : host, rejectUnauthorized: false });
+    const done = (outcome?: string, error?: unknown): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', aborted);
+      socket.destroy();
+      if (error) reject(error as Error);
+      else resolve(outcome);
+    };
+    const aborted = (): void => done(undefined, signal!.reason);
+    const timer = setTimeout(() => done(`no TLS handshake with ${target.host} within ${bound.seconds} s`), bound.seconds * 1000);
+    signal?.addEventListener('abort', aborted, { once: true });
+    socket.once('secureConnect', () => done());
+    socket.once('error', () => done());
+  });
 }
 
 /**

@@ -2,7 +2,7 @@
  * A remote that takes the connection and never answers (a TCP server on loopback that accepts
  * and says nothing) must not hold `btrfly verify --repair` or `btrfly pull` for ever, with the
  * gc lock held: the transfer is given up after the archive's bound (`btrfly.transferTimeout`,
- * set short here), with one line naming the remote, over http and over ssh. SIGINT or SIGTERM
+ * set short here), with one line naming the remote, over http, https and ssh. SIGINT or SIGTERM
  * during a repair or a pull stops it with the lock released and no quarantine ref left.
  */
 import { execFileSync } from 'node:child_process';
@@ -50,6 +50,8 @@ async function damagedWithRemote(url: string, timeout?: number): Promise<string>
 
 test.each([
   ['http', () => `http://127.0.0.1:${port}/archive.git`],
+  // Never answers the TLS handshake: curl's low-speed check has not begun, its own connect timeout is 300 s.
+  ['https', () => `https://127.0.0.1:${port}/archive.git`],
   ['ssh', () => `ssh://git@127.0.0.1:${port}/archive.git`],
 ])('verify --repair from a %s remote that never answers gives up after the bound, naming the remote, with the gc lock released', async (_kind, url) => {
   const archive = await damagedWithRemote(url(), 2);
