@@ -352,7 +352,9 @@ export class BodySegments {
         if (!h.live || !keep.has(h.sha256) || copied.has(h.sha256)) return;
         const body = good(fd, h, offset);
         if (!body) return;
-        size += writevSync(out, [header(h.sha256, h.length), body], size);
+        const written = writevSync(out, [header(h.sha256, h.length), body], size);
+        if (written !== HEADER + h.length) throw new Error(`wrote ${written} of ${HEADER + h.length} bytes to ${temp}`);
+        size += written;
         copied.add(h.sha256);
       });
     } catch (e) {

@@ -125,6 +125,7 @@ describe('body cache', () => {
     await rm(stageRoot, { recursive: true, force: true });
     await mkdir(join(a.stateDir, 'cache'), { recursive: true });
     await writeFile(stageRoot, 'not a directory'); // every stage fails with ENOTDIR
+    await writeFile(segmentsDir(a), 'not a directory'); // and every segment
     const data = randomBytes(PART_SIZE + 3000);
     const loc = await a.locateBody(await storeBody(a, data));
     expect(a.cache!.has(loc)).toBe(false);
