@@ -30,7 +30,8 @@ export type ErrorCode =
   | 'NETWORK'
   | 'PLAYBACK_MISS'
   | 'IMPORT'
-  | 'CONFIG';
+  | 'CONFIG'
+  | 'INTERRUPTED';
 
 /** Exit statuses of the CLI contract (docs/contract.md, "Exit statuses"). */
 export const EXIT = { ok: 0, failure: 1, usage: 2, miss: 3 } as const;

@@ -1,5 +1,6 @@
 import { Command, Flags, Interfaces } from '@oclif/core';
 import { stat } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { BtrflyError, EXIT, isBtrflyError, oneLine } from '../errors';
 import { ownArgs } from './command-argv';
 import { describeUsageError, type CommandShape } from './usage-errors';
@@ -51,6 +52,28 @@ export abstract class BtrflyCommand extends Command {
   };
 
   private teardowns: Array<() => Promise<void> | void> = [];
+
+  /**
+   * A signal that aborts on the first SIGINT, SIGTERM or SIGHUP, with an INTERRUPTED error (exit
+   * 128 + the signal's number, as a shell reports it) saying `advice`: the command stops at its
+   * next safe point and its teardown runs (locks released, temporary refs dropped) instead of the
+   * process dying where it stands. A second signal ends the process at once.
+   */
+  protected stopOnSignals(advice: string): AbortSignal {
+    const controller = new AbortController();
+    const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
+      const handler = (): void => {
+        for (const [s, h] of handlers) process.removeListener(s, h);
+        controller.abort(new BtrflyError('INTERRUPTED', `interrupted by ${sig}: ${advice}`, { exitCode: 128 + constants.signals[sig] }));
+      };
+      process.on(sig, handler);
+      return [sig, handler] as const;
+    });
+    this.onTeardown(() => {
+      for (const [s, h] of handlers) process.removeListener(s, h);
+    });
+    return controller.signal;
+  }
 
   /** Registers cleanup that runs when the command ends, in reverse order, whatever happens. */
   protected onTeardown(fn: () => Promise<void> | void): void {

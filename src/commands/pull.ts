@@ -28,7 +28,8 @@ export default class Pull extends BtrflyCommand {
     this.onTeardown(() => archive.close());
     // Verifying reads every new body back: the same flat-memory measures as playback.
     keepMemoryFlat();
-    const results = await pullTags(archive, args.remote, tags, { ...transferOptions(flags), onVerifyRead: noteStreamed });
+    const signal = this.stopOnSignals(`the tags not yet verified stay as they were; run "btrfly pull ${args.remote}${tags.map((t) => ` ${t}`).join('')}" again`);
+    const results = await pullTags(archive, args.remote, tags, { ...transferOptions(flags), onVerifyRead: noteStreamed, signal });
     if (this.jsonEnabled()) return { remote: args.remote, tags: results };
     if (results.length === 0) process.stderr.write(`remote ${args.remote} has no tags\n`);
     for (const r of results) process.stderr.write(describeTransfer(r, 'pulled') + '\n');

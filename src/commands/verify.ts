@@ -14,7 +14,9 @@ export default class Verify extends BtrflyCommand {
     'Reads back every body of every recording in the history of the given tags (default: all tags) and checks its size and SHA-256. ' +
     'Prints "ok" with what was checked, or lists each problem and exits 1. ' +
     'With --repair, a damaged body is set aside (out of the object store, into btrfly/damaged/) and fetched again from the ' +
-    "archive's remotes (or those named with --from) as a fresh clone would; then everything is checked again.";
+    "archive's remotes (or those named with --from) as a fresh clone would; then everything is checked again. " +
+    'A repair is refused while a recording runs in the archive; a remote that sends nothing for btrfly.transferTimeout seconds (git config, default 60) is given up; ' +
+    'Ctrl-C stops it with its lock released.';
   static override examples = [
     '<%= config.bin %> verify',
     '<%= config.bin %> verify example1 example2',
@@ -41,9 +43,10 @@ export default class Verify extends BtrflyCommand {
     let repair: RepairResult | undefined;
     if (report.problems.length && flags.repair) {
       if (!this.jsonEnabled()) this.listProblems(report);
+      const signal = this.stopOnSignals('the repair stopped, its lock released: run "btrfly verify --repair" again to finish it (what it set aside stays in btrfly/damaged/)');
       repair = await repairBodies(archive, report.problems, {
         remotes: flags.from,
-        transfer: transferOptions({ force: false, progress: flags.progress, json: this.jsonEnabled() }),
+        transfer: { ...transferOptions({ force: false, progress: flags.progress, json: this.jsonEnabled() }), signal },
       });
       if (!this.jsonEnabled()) for (const line of describeRepair(repair)) process.stderr.write(`repair: ${line}\n`);
       report = await verifyWithReport(archive, asked);

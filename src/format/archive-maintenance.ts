@@ -15,7 +15,7 @@ import { processAlive } from '../process-alive';
 import { pauseAt } from '../test-pause';
 import { lockForGc } from './gc-lock';
 import { tempOwner } from './lifecycle';
-import { lockHolder, reclaimDeadLocks } from './lock';
+import { liveRecorders, reclaimDeadLocks } from './lock';
 
 /** One thing `verify` found wrong. */
 export interface VerifyProblem {
@@ -39,11 +39,8 @@ export async function verifyArchive(archive: Archive, tags?: string[]): Promise<
     try {
       history = await archive.history(tag);
     } catch (e) {
-      const missing = isBtrflyError(e) && e.code === 'TAG_NOT_FOUND' ? await archive.tagRefTarget(tag) : null;
-      const message = missing
-        ? `tag "${tag}" points at recording ${missing.slice(0, 12)}, which is missing from the archive: fetch it from a remote that has it ("btrfly verify --repair --from NAME"), or delete the tag ("btrfly rm ${tag}") and record it again`
-        : oneLine(e);
-      problems.push({ tag, commit: '', code: missing ? 'BODY_MISSING' : isBtrflyError(e) ? e.code : 'GIT', message });
+      // A tag whose newest recording is missing: Archive.tagNotReadable says what to do.
+      problems.push({ tag, commit: '', code: isBtrflyError(e) ? e.code : 'GIT', message: oneLine(e) });
       continue;
     }
     problems.push(...(await verifyCommits(archive, tag, history.map((h) => h.commit), checked)));
@@ -54,7 +51,8 @@ export async function verifyArchive(archive: Archive, tags?: string[]): Promise<
 /**
  * Checks every body of the given recordings (commits) of `tag`: each must be in the commit's
  * tree and read back with its size and SHA-256. `checked` carries what was already read, so
- * a body shared by several recordings is read once.
+ * a body shared by several recordings is read once. `signal`: stops before the next recording
+ * once it aborts (what was found so far is returned).
  */
 export async function verifyCommits(
   archive: Archive,
@@ -62,9 +60,11 @@ export async function verifyCommits(
   commits: readonly string[],
   checked: Map<string, VerifyProblem | null> = new Map(),
   onRead?: (bytes: number) => void,
+  signal?: AbortSignal,
 ): Promise<VerifyProblem[]> {
   const problems: VerifyProblem[] = [];
   for (const commit of commits) {
+    if (signal?.aborted) break;
     let rec;
     try {
       rec = await archive.readRecording(tag, commit);
@@ -247,11 +247,7 @@ async function reachableBodies(archive: Archive): Promise<Set<string>> {
 }
 
 async function anyActiveRecorder(archive: Archive): Promise<boolean> {
-  const locks = (await readdir(archive.locksDir)).filter((f) => f.endsWith('.lock'));
-  for (const l of locks) {
-    if (await lockHolder(archive.locksDir, decodeURIComponent(l.slice(0, -'.lock'.length)))) return true;
-  }
-  return false;
+  return (await liveRecorders(archive.locksDir)).length > 0;
 }
 
 /** Bytes on disk of every object each tag reaches (`git rev-list --disk-usage`). */

@@ -40,13 +40,11 @@ export interface UnreadableTag {
 }
 
 /**
- * Every tag of the archive, sorted by name, with its figures.
- * @throws the first error reading a tag
+ * Every tag of the archive, sorted by name, with its figures; a tag whose newest recording
+ * cannot be read (its commit missing or damaged) is listed with what is wrong and what to do.
  */
-export async function summarizeTags(archive: Archive): Promise<TagSummary[]> {
-  return summarize(archive, () => true, (_t, e) => {
-    throw e;
-  }) as Promise<TagSummary[]>;
+export async function summarizeTags(archive: Archive): Promise<(TagSummary | UnreadableTag)[]> {
+  return summarize(archive, () => true);
 }
 
 /**
@@ -54,16 +52,12 @@ export async function summarizeTags(archive: Archive): Promise<TagSummary[]> {
  * by name; a tag that cannot be read is listed with its error instead of failing the listing.
  */
 export async function summarizeVisibleTags(archive: Archive, visible: (tag: string) => boolean): Promise<(TagSummary | UnreadableTag)[]> {
-  return summarize(archive, visible, (t, e) => ({ tag: t.tag, commit: t.commit, lastRecorded: t.date, error: oneLine(e) }));
+  return summarize(archive, visible);
 }
 
-async function summarize(
-  archive: Archive,
-  visible: (tag: string) => boolean,
-  onError: (t: TagInfo, e: unknown) => UnreadableTag,
-): Promise<(TagSummary | UnreadableTag)[]> {
+async function summarize(archive: Archive, visible: (tag: string) => boolean): Promise<(TagSummary | UnreadableTag)[]> {
   const out: (TagSummary | UnreadableTag)[] = [];
-  for (const t of (await archive.listTags()).filter((t) => visible(t.tag))) {
+  for (const t of (await listTagsAsTheyAre(archive)).filter((t) => visible(t.tag))) {
     try {
       const [history, rec, storedSize] = await Promise.all([archive.history(t.tag), archive.readRecording(t.tag, t.commit), tagDiskUsage(archive, t.commit)]);
       out.push({
@@ -76,10 +70,37 @@ async function summarize(
         lastRecorded: t.date,
       });
     } catch (e) {
-      out.push(onError(t, e));
+      out.push({ tag: t.tag, commit: t.commit, lastRecorded: t.date, error: await whyUnreadable(archive, t.tag, t.commit, e) });
     }
   }
   return out.sort((a, b) => compareStrings(a.tag, b.tag));
+}
+
+/**
+ * Every tag with its commit and date, as {@link Archive.listTags}; when a tag's commit is missing
+ * or damaged (which fails git's listing as a whole), the others all the same, that one with no date.
+ */
+async function listTagsAsTheyAre(archive: Archive): Promise<TagInfo[]> {
+  try {
+    return await archive.listTags();
+  } catch {
+    const out: TagInfo[] = [];
+    for (const tag of await archive.tagNames()) {
+      const commit = (await archive.tagRefTarget(tag)) ?? '';
+      const r = await archive.git.run(['log', '-1', '--format=%cI', commit, '--'], { ok: [0, 128] }).catch(() => undefined);
+      out.push({ tag, commit, date: r?.code === 0 ? r.stdout.trim() : '' });
+    }
+    return out;
+  }
+}
+
+/** Why a tag's newest recording cannot be read, and what to do, in one line. */
+async function whyUnreadable(archive: Archive, tag: string, commit: string, e: unknown): Promise<string> {
+  const present = commit !== '' && (await archive.git.run(['cat-file', '-e', commit], { ok: [0, 1, 128] })).code === 0;
+  if (!present) return `tag "${tag}": its newest recording ${commit.slice(0, 12)} is missing from the archive: ${repairAdvice(tag)}`;
+  const said = withoutGitAdvice(oneLine(e));
+  if (said.includes('btrfly verify --repair')) return said;
+  return `tag "${tag}": its newest recording ${commit.slice(0, 12)} cannot be read (${said}): ${repairAdvice(tag)}`;
 }
 
 /** The sum of a recording's body sizes as received (a body named twice counts twice). */

@@ -185,9 +185,7 @@ export class Archive implements BodyStore {
    */
   async resolveCommit(tag: string, rev?: string): Promise<string> {
     const head = await this.tagCommit(tag);
-    if (!head) {
-      throw new BtrflyError('TAG_NOT_FOUND', `tag "${tag}" not found in archive ${this.name}: run "btrfly tags" to list tags`, { data: { tag } });
-    }
+    if (!head) throw await this.tagNotReadable(tag);
     if (rev === undefined || rev === '') return head;
     const prefix = rev.toLowerCase();
     const history = await this.history(tag);
@@ -204,6 +202,21 @@ export class Archive implements BodyStore {
   }
 
   /** The tag's current commit, or null when the tag does not exist. */
+  /**
+   * Why `tag` has no commit: no such tag (TAG_NOT_FOUND), or its ref names a commit the store
+   * lacks or cannot read (BODY_MISSING: a damaged copy that a repair no remote could help set aside).
+   */
+  async tagNotReadable(tag: string): Promise<BtrflyError> {
+    const target = await this.tagRefTarget(tag);
+    if (!target) return new BtrflyError('TAG_NOT_FOUND', `tag "${tag}" not found in archive ${this.name}: run "btrfly tags" to list tags`, { data: { tag } });
+    return new BtrflyError(
+      'BODY_MISSING',
+      `tag "${tag}" points at recording ${target.slice(0, 12)}, which is missing from the archive: run "btrfly verify --repair ${tag}" to fetch it again from the archive's remotes, ` +
+        `or record the tag again without --append (its history then starts anew)`,
+      { data: { tag, commit: target } },
+    );
+  }
+
   tagCommit(tag: string): Promise<string | null> {
     return this.git.refCommit(TAG_REF(tag));
   }
@@ -238,9 +251,7 @@ export class Archive implements BodyStore {
   /** The recordings of a tag, newest first (first-parent history). */
   async history(tag: string): Promise<HistoryItem[]> {
     const head = await this.tagCommit(tag);
-    if (!head) {
-      throw new BtrflyError('TAG_NOT_FOUND', `tag "${tag}" not found in archive ${this.name}: run "btrfly tags" to list tags`, { data: { tag } });
-    }
+    if (!head) throw await this.tagNotReadable(tag);
     const { stdout } = await this.git.run(['log', '--first-parent', '-z', '--format=%H%x01%cI%x01%P%x01%s', head]);
     return stdout
       .split('\0')

@@ -16,8 +16,10 @@ import { join, relative } from 'node:path';
 import { BtrflyError, isBtrflyError, oneLine } from '../errors';
 import type { Archive } from './archive';
 import { gitTempFiles, removeGitTempsSince, type VerifyProblem } from './archive-maintenance';
+import { damagedDir } from './damaged-dir';
 import { storageFailure } from './disk-space';
 import { lockForGc } from './gc-lock';
+import { liveRecorders, type LockHolder } from './lock';
 import { isNoSpace } from './lifecycle';
 import { pauseAt } from '../test-pause';
 import { lfsObjectOid } from './lfs-store';
@@ -40,8 +42,10 @@ export interface RepairResult {
 /**
  * Sets the damaged objects behind `problems` aside and fetches them again from `remotes`
  * (default: every remote of the archive), in order, until none is absent. Holds the gc lock
- * throughout: recorders and gc wait.
- * @throws BtrflyError NOT_FOUND for a remote the archive does not have
+ * throughout: recorders and gc wait; refused while a recording that began earlier runs. A transfer that stalls is given up after the archive's bound
+ * (src/format/transfer-bound.ts); `opts.transfer.signal` (SIGINT, SIGTERM) stops the repair between
+ * steps, the lock released and the quarantine refs dropped.
+ * @throws BtrflyError NOT_FOUND for a remote the archive does not have; TAG_BUSY while a tag is being recorded; LOCKED while gc or another repair runs
  */
 export async function repairBodies(archive: Archive, problems: readonly VerifyProblem[], opts: { remotes?: readonly string[]; transfer?: TransferOptions } = {}): Promise<RepairResult> {
   const known = (await listRemotes(archive)).map((r) => r.name);
@@ -50,13 +54,20 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
   }
   const remotes = opts.remotes ?? known;
   const tags = [...new Set(problems.map((p) => p.tag))].sort();
+  const signal = opts.transfer?.signal;
   const release = await lockForGc(archive.stateDir, 'btrfly verify --repair');
   try {
+    signal?.throwIfAborted();
+    // With the gc lock held, a recording that begins now waits; one that began earlier may be
+    // writing or reusing the very objects set aside here (git skips an object it holds), so its
+    // seal could name one that is gone: the repair waits for no recording, it is refused.
+    const busy = await liveRecorders(archive.locksDir);
+    if (busy.length) throw recordingRuns(busy);
     const found = await findDamage(archive, problems);
     const result: RepairResult = { tags, setAside: { loose: 0, packed: 0 }, absent: 0, fetched: [] };
     const absent = new Set(found.missing);
     if (found.damaged.size) {
-      const dir = join(archive.stateDir, 'damaged', new Date().toISOString().replace(/[:.]/g, '-'));
+      const dir = damagedDir(archive.stateDir);
       const moved = await setAside(archive, found.damaged, dir);
       result.setAside = { loose: moved.loose, packed: moved.packed.size };
       result.asideDir = relative(archive.dir, dir) || '.';
@@ -67,6 +78,7 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
     const unread = found.unread;
     const left = (): number => absent.size + lfsAbsent.size;
     await pauseAt('repair-fetch');
+    signal?.throwIfAborted();
     const settle = async (): Promise<void> => {
       for (const oid of absent) if (await hasObject(archive, oid)) absent.delete(oid);
       for (const sha of lfsAbsent) if (archive.lfs.has(sha)) lfsAbsent.delete(sha);
@@ -78,13 +90,17 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
       let reached = true;
       // Tag by tag: one the remote lacks does not keep the others from coming.
       for (const tag of tags) {
+        signal?.throwIfAborted();
         try {
           if (absent.size || unread.has(tag)) await refetchObjects(archive, remote, [tag], opts.transfer);
           if (lfsAbsent.size) await refetchLfs(archive, remote, [tag], opts.transfer);
           unread.delete(tag);
         } catch (e) {
+          if (signal?.aborted) throw e;
           errors.push(oneLine(e));
           if (!isBtrflyError(e) || e.code !== 'TAG_NOT_FOUND') reached = false;
+          // A remote that stalled once would stall for every tag, each for the whole bound.
+          if (isBtrflyError(e) && e.data.stalled) break;
         }
         await settle();
         if (left() === 0 && unread.size === 0) break;
@@ -96,6 +112,7 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
         try {
           await refetchObjects(archive, remote, 'all', opts.transfer);
         } catch (e) {
+          if (signal?.aborted) throw e;
           errors.push(oneLine(e));
         }
         await settle();
@@ -111,6 +128,18 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
     await archive.git.close();
     await release();
   }
+}
+
+/** The refusal of a repair while tags are being recorded. */
+function recordingRuns(busy: LockHolder[]): BtrflyError {
+  const [first] = busy;
+  const more = busy.length > 1 ? ` (and ${busy.length - 1} more: ${busy.slice(1).map((h) => h.tag).join(', ')})` : '';
+  return new BtrflyError(
+    'TAG_BUSY',
+    `tag "${first.tag}" is being recorded (session ${first.session}, pid ${first.pid} on ${first.host}, since ${first.since})${more}, and a repair moves aside objects a recording may be using: ` +
+      'let the recording end ("btrfly stop record", or the end of "btrfly run"), then run "btrfly verify --repair" again; nothing was changed',
+    { data: { recording: busy } },
+  );
 }
 
 interface Damage {

@@ -494,13 +494,14 @@ export class Git {
    * The user's own git setup applies: ssh keys and agent, credential helpers, `http.*` config.
    * @param opts.interactive let git ask for a password on the terminal (otherwise it fails at once)
    * @param opts.ok exit statuses that are not failures (default `[0]`); others throw BtrflyError('NETWORK')
+   * @param opts.signal stops git (SIGTERM) when it aborts; the transfer then rejects with the signal's reason
    */
   transfer(
     args: string[],
-    opts: { progress?: NodeJS.WritableStream; interactive?: boolean; ok?: number[]; env?: NodeJS.ProcessEnv } = {},
+    opts: { progress?: NodeJS.WritableStream; interactive?: boolean; ok?: number[]; env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {},
   ): Promise<GitResult> {
     const env = { ...opts.env, ...(opts.interactive ? { GIT_TERMINAL_PROMPT: '1' } : {}) };
-    return this.collect(args, { ok: opts.ok, env, transfer: { progress: opts.progress, interactive: opts.interactive } });
+    return this.collect(args, { ok: opts.ok, env, signal: opts.signal, transfer: { progress: opts.progress, interactive: opts.interactive } });
   }
 
   /**
@@ -510,15 +511,29 @@ export class Git {
    */
   private collect(
     args: string[],
-    opts: { input?: string | Buffer; ok?: number[]; env?: NodeJS.ProcessEnv; transfer?: { progress?: NodeJS.WritableStream; interactive?: boolean } },
+    opts: {
+      input?: string | Buffer;
+      ok?: number[];
+      env?: NodeJS.ProcessEnv;
+      signal?: AbortSignal;
+      transfer?: { progress?: NodeJS.WritableStream; interactive?: boolean };
+    },
   ): Promise<GitResult> {
     const ok = opts.ok ?? [0];
     const transfer = opts.transfer;
+    const signal = opts.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
+    // A transfer that can be stopped runs in a process group of its own, so that stopping it stops
+    // its transport too (git-remote-https, ssh, git-lfs): killed alone, git leaves a helper that
+    // still waits on the remote and holds the pipes open. Not when it may ask on the terminal: a
+    // process group in the background may not read from it (and Ctrl-C there reaches them all).
+    const group = signal !== undefined && transfer !== undefined && !transfer.interactive;
     return new Promise((resolve, reject) => {
       const child = spawn('git', gitArgv(this.gitDir, args), {
         env: gitEnv(opts.env),
         // stdin stays the terminal's when asking is allowed, so ssh and credential prompts work.
         stdio: [transfer ? (transfer.interactive ? 'inherit' : 'ignore') : 'pipe', 'pipe', 'pipe'],
+        detached: group,
       });
       let stdout = '';
       let stderr = '';
@@ -528,11 +543,32 @@ export class Git {
         // A transfer's progress lines repeat with \r thousands of times: keep only the tail for messages.
         stderr = transfer ? (stderr + s).slice(-16384) : stderr + s;
       });
+      const stop = (): void => {
+        if (group && child.pid) {
+          try {
+            process.kill(-child.pid, 'SIGTERM');
+            return;
+          } catch {
+            // The group is gone already.
+          }
+        }
+        child.kill('SIGTERM');
+      };
+      signal?.addEventListener('abort', stop, { once: true });
+      // Stopped: done when git is, whatever a helper of its still holds open.
+      child.on('exit', () => {
+        if (!signal?.aborted) return;
+        child.stdout!.destroy();
+        child.stderr!.destroy();
+        reject(signal.reason as Error);
+      });
       child.on('error', (e) => reject(spawnFailed(args, e)));
-      child.on('close', (code, signal) => {
-        if (code !== null && ok.includes(code)) resolve({ stdout, stderr, code });
-        else if (transfer) reject(transferError(args, stderr || `exited with ${code ?? signal}`, stdout));
-        else reject(gitError(args, stderr || `exited with ${code ?? signal}`));
+      child.on('close', (code, killedBy) => {
+        signal?.removeEventListener('abort', stop);
+        if (signal?.aborted) reject(signal.reason as Error);
+        else if (code !== null && ok.includes(code)) resolve({ stdout, stderr, code });
+        else if (transfer) reject(transferError(args, stderr || `exited with ${code ?? killedBy}`, stdout));
+        else reject(gitError(args, stderr || `exited with ${code ?? killedBy}`));
       });
       child.stdin?.on('error', () => undefined);
       child.stdin?.end(opts.input);

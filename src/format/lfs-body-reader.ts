@@ -4,7 +4,8 @@
  * (docs/decisions.md, "Integrity of played-back bodies"): a playback checks every 1 MiB part
  * against its tag before sending it (the tags are made by the writer, or from the first read
  * that verified the SHA-256), and a whole read that verifies (`verify`, `pull`) hashes every
- * byte. An object that fails is removed from the store, so the next pull fetches it again.
+ * byte. An object that fails is moved out of the store into `btrfly/damaged/` (kept as evidence),
+ * so nothing serves it and the next pull or `verify --repair` fetches it again.
  * A body kept zstd (its object named by the zstd bytes' own oid) is decompressed on the way, from
  * the object's start for a range too, and checked on its raw bytes in the same way.
  */
@@ -52,14 +53,12 @@ export async function readSmallLfsBody(store: LfsStore, loc: BodyLocation): Prom
       // One byte more than the body may hold: a longer one is not the body its name says.
       body = zstdDecompressSync(body, { maxOutputLength: loc.size + 1 });
     } catch (e) {
-      await store.evict(loc.lfsOid);
-      throw corrupt(loc, `does not decompress: ${(e as Error).message}`);
+      throw await corrupt(store, loc, `does not decompress: ${(e as Error).message}`);
     }
   }
   const actual = createHash('sha256').update(body).digest('hex');
   if (body.length !== loc.size || actual !== loc.sha256) {
-    await store.evict(lfsObjectOid(loc));
-    throw corrupt(loc, body.length !== loc.size ? `holds ${body.length} bytes, not ${loc.size}` : `reads back with SHA-256 ${actual}`);
+    throw await corrupt(store, loc, body.length !== loc.size ? `holds ${body.length} bytes, not ${loc.size}` : `reads back with SHA-256 ${actual}`);
   }
   return body;
 }
@@ -84,8 +83,7 @@ async function* verifiedWhole(store: LfsStore, loc: BodyLocation, checks?: BodyC
   }
   const actual = hash.digest('hex');
   if (size !== loc.size || actual !== loc.sha256) {
-    await store.evict(lfsObjectOid(loc));
-    throw corrupt(loc, size !== loc.size ? `holds ${size > loc.size ? `more than ${loc.size} bytes` : `${size} bytes, not ${loc.size}`}` : `reads back with SHA-256 ${actual}`);
+    throw await corrupt(store, loc, size !== loc.size ? `holds ${size > loc.size ? `more than ${loc.size} bytes` : `${size} bytes, not ${loc.size}`}` : `reads back with SHA-256 ${actual}`);
   }
   if (tagger) await checks!.write(loc.sha256, loc.size, tagger);
   if (held) yield held;
@@ -110,8 +108,7 @@ async function* checkedRange(store: LfsStore, loc: BodyLocation, start: number, 
   let have = 0;
   const emit = async function* (part: Buffer): AsyncGenerator<Buffer> {
     if (!tags!.verify(i, part)) {
-      await store.evict(lfsObjectOid(loc));
-      throw corrupt(loc, `has part ${i} (bytes ${i * CHECK_PART}-${i * CHECK_PART + part.length - 1}) that does not match its check`);
+      throw await corrupt(store, loc, `has part ${i} (bytes ${i * CHECK_PART}-${i * CHECK_PART + part.length - 1}) that does not match its check`);
     }
     const base = i * CHECK_PART;
     i++;
@@ -134,8 +131,7 @@ async function* checkedRange(store: LfsStore, loc: BodyLocation, start: number, 
     }
   }
   if (i * CHECK_PART <= stop) {
-    await store.evict(lfsObjectOid(loc));
-    throw corrupt(loc, `ends before byte ${stop + 1}`);
+    throw await corrupt(store, loc, `ends before byte ${stop + 1}`);
   }
 }
 
@@ -164,8 +160,7 @@ async function* open(store: LfsStore, loc: BodyLocation, start: number, end: num
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw missing(loc);
     if (zstd) {
-      await store.evict(loc.lfsOid!);
-      throw corrupt(loc, `does not decompress: ${(e as Error).message}`);
+      throw await corrupt(store, loc, `does not decompress: ${(e as Error).message}`);
     }
     throw new BtrflyError('STORAGE', `reading body ${loc.sha256} from the LFS store failed: ${(e as Error).message}`, { cause: e });
   } finally {
@@ -182,10 +177,12 @@ function missing(loc: BodyLocation): BtrflyError {
   );
 }
 
-function corrupt(loc: BodyLocation, what: string): BtrflyError {
+/** The error for an object found damaged, once it is set aside (LfsStore.setAside). */
+async function corrupt(store: LfsStore, loc: BodyLocation, what: string): Promise<BtrflyError> {
+  const aside = await store.setAside(lfsObjectOid(loc));
   return new BtrflyError(
     'BODY_CORRUPT',
-    `body ${loc.sha256} is corrupt: it ${what}: it was removed from the LFS store; ${repairAdvice()}`,
-    { data: { sha256: loc.sha256 } },
+    `body ${loc.sha256} is corrupt: it ${what}: ${aside ? `it was moved out of the LFS store to ${aside}` : 'it is no longer in the LFS store'}; ${repairAdvice()}`,
+    { data: { sha256: loc.sha256, ...(aside && { aside }) } },
   );
 }

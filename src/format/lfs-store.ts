@@ -8,10 +8,11 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { constants, existsSync } from 'node:fs';
-import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { BtrflyError } from '../errors';
 import { processAlive } from '../process-alive';
+import { damagedDir } from './damaged-dir';
 import type { Git } from './git';
 import { ownedTempName, tempOwner } from './lifecycle';
 
@@ -113,11 +114,25 @@ export class LfsStore {
     await rm(join(this.gitDir, 'lfs', 'logs'), { recursive: true, force: true });
   }
 
-  /** Removes an object (by LFS oid) found damaged, so the next pull fetches it again (git-lfs skips objects it has). */
-  async evict(sha256: string): Promise<void> {
-    await mkdir(this.tmp, { recursive: true });
-    const doomed = join(this.tmp, ownedTempName(process.pid, `evict-${randomUUID()}`));
-    if (await rename(this.path(sha256), doomed).then(() => true, () => false)) await rm(doomed, { force: true });
+  /**
+   * Moves an object (by LFS oid) found damaged out of the store, into
+   * `btrfly/damaged/<time>/lfs/<oid>` (src/format/damaged-dir.ts), so that nothing serves it and
+   * the next pull or `verify --repair` fetches it again (git-lfs skips objects it has), while the
+   * damaged bytes are kept for the user to look at. Returns where it went, relative to the
+   * archive, or undefined when another reader had already moved it.
+   */
+  async setAside(oid: string): Promise<string | undefined> {
+    const dir = join(damagedDir(join(this.gitDir, 'btrfly')), 'lfs');
+    await mkdir(dir, { recursive: true });
+    const moved = await rename(this.path(oid), join(dir, oid)).then(
+      () => true,
+      (e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return false;
+        throw e;
+      },
+    );
+    if (!moved) await rmdir(dir).then(() => rmdir(join(dir, '..')), () => undefined).catch(() => undefined);
+    return moved ? relative(this.gitDir, join(dir, oid)) : undefined;
   }
 
   /**

@@ -12,6 +12,7 @@ import { storageFailure } from './disk-space';
 import { lastGitMessage } from './git';
 import { checkGitLfs, LFS_POINTER_NAME } from './lfs-store';
 import { isNoSpace } from './lifecycle';
+import { isStall, stalled, transferBound } from './transfer-bound';
 
 /**
  * Uploads the LFS objects of every recording `refs` reach that the remote lacks (git-lfs asks
@@ -20,9 +21,12 @@ import { isNoSpace } from './lifecycle';
  */
 export async function lfsPush(archive: Archive, remote: string, refs: string[], opts: LfsTransferOptions = {}): Promise<void> {
   await checkGitLfs(archive.git);
+  const bound = await transferBound(archive);
   try {
-    await archive.git.transfer(['lfs', 'push', remote, ...refs], opts);
+    await archive.git.transfer(['lfs', 'push', remote, ...refs], { ...opts, env: bound.env });
   } catch (e) {
+    if (opts.signal?.aborted) throw e;
+    if (bound.seconds && isStall(lfsOutput(e))) throw stalled(archive, remote, 'push of the bodies (Git LFS objects) to', bound.seconds, lfsOutput(e), e);
     // git-lfs refuses to push an object this archive lacks or holds damaged (it says so on stdout).
     const bad = /\((missing|corrupt)\) \S+ \(([0-9a-f]{64})\)/.exec(lfsOutput(e));
     if (bad) {
@@ -50,12 +54,14 @@ export async function lfsPush(archive: Archive, remote: string, refs: string[], 
 export async function lfsFetch(archive: Archive, remote: string, refs: string[], opts: LfsTransferOptions = {}): Promise<string | undefined> {
   if (refs.length === 0) return undefined;
   await checkGitLfs(archive.git);
+  const bound = await transferBound(archive);
   try {
-    await archive.git.transfer(['lfs', 'fetch', '--all', remote, ...refs], opts);
+    await archive.git.transfer(['lfs', 'fetch', '--all', remote, ...refs], { ...opts, env: bound.env });
     return undefined;
   } catch (e) {
     const output = lfsOutput(e);
-    if (!output) throw e;
+    if (!output || opts.signal?.aborted) throw e;
+    if (bound.seconds && isStall(output)) throw stalled(archive, remote, 'fetch of the bodies (Git LFS objects) from', bound.seconds, output, e);
     // A full disk is not a refused object: say so, with the mount point and what to free.
     const noSpace = /no space left on device|disk quota exceeded/i.test(output);
     const said = new BtrflyError('STORAGE', `git-lfs fetch failed: ${lfsMessage(output)}`, { cause: e, data: { noSpace } });
@@ -74,6 +80,8 @@ export interface LfsTransferOptions {
   interactive?: boolean;
   /** The remote is a path (or `file://`): git-lfs hard-links objects to and from it on one file system. */
   localRemote?: boolean;
+  /** Stops git-lfs when it aborts. */
+  signal?: AbortSignal;
 }
 
 /** {@link LfsStore.unshare}, a failure told as storage's (a full disk: where and what to free). */

@@ -103,6 +103,22 @@ export async function lockHolder(locksDir: string, tag: string): Promise<LockHol
   return holder;
 }
 
+/** Every recorder that holds a tag's lock now (any process, any host that shares the archive). */
+export async function liveRecorders(locksDir: string): Promise<LockHolder[]> {
+  const out: LockHolder[] = [];
+  for (const name of (await readdir(locksDir).catch(() => [] as string[])).filter((n) => n.endsWith('.lock'))) {
+    const base = name.slice(0, -'.lock'.length);
+    // The tag as its holder wrote it; a long tag's lock is named by its digest.
+    const tag = await readFile(join(locksDir, `${base}.json`), 'utf8').then(
+      (t) => (JSON.parse(t) as LockHolder).tag,
+      () => (base.startsWith('sha256-') ? undefined : decodeURIComponent(base)),
+    );
+    const holder = tag === undefined ? null : await lockHolder(locksDir, tag);
+    if (holder) out.push(holder);
+  }
+  return out;
+}
+
 /**
  * Removes the locks (and holder files) of recorders on this host whose process died, so
  * nothing of a killed `btrfly run` stays behind after `gc`. Returns the tags freed.

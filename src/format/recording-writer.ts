@@ -34,11 +34,18 @@ export class RecordingWriter {
   ) {}
 
   /** @internal use `beginRecording`. */
-  static async begin(archive: Archive, tag: string, opts: { append: boolean; session: string; onWait?: (line: string) => void }): Promise<RecordingWriter> {
+  static async begin(archive: Archive, tag: string, opts: { append: boolean; session: string; onNotice?: (line: string) => void }): Promise<RecordingWriter> {
     const lock = await lockTag(archive.locksDir, tag, opts.session);
     try {
-      await waitForGc(archive.stateDir, (pid, command) => opts.onWait?.(`${command} (pid ${pid}) is running on the archive: the recording of tag "${tag}" starts when it ends`));
+      await waitForGc(archive.stateDir, (pid, command) => opts.onNotice?.(`${command} (pid ${pid}) is running on the archive: the recording of tag "${tag}" starts when it ends`));
       const commit = (await archive.tagCommit(tag)) ?? undefined;
+      // A tag whose newest recording is missing (a repair no remote could help set it aside):
+      // --append has nothing to add to; a plain record starts the tag's history anew.
+      if (!commit && (await archive.tagRefTarget(tag))) {
+        const missing = await archive.tagNotReadable(tag);
+        if (opts.append) throw missing;
+        opts.onNotice?.(`${missing.message.slice(0, missing.message.indexOf(': run'))}: this recording starts the tag's history anew`);
+      }
       const prev = opts.append && commit ? (await archive.readRecording(tag, commit)).manifest : undefined;
       const base = { commit, rules: prev?.rules ?? [], redact: prev?.redact ?? { headers: [], query: [] } };
       const id = `${new Date().toISOString().replace(/[-:.]/g, '')}-${randomUUID().slice(0, 8)}`;
@@ -175,6 +182,9 @@ export async function sealJournal(archive: Archive, journalPath: string, opts: {
   const { tag } = j.begin;
   const ref = `refs/heads/${tag}`;
   const parent = await archive.tagCommit(tag);
+  // The ref as it is: also a commit that is missing, which a new history replaces.
+  const current = parent ?? (await archive.tagRefTarget(tag));
+  if (j.begin.append && !parent && current) throw await archive.tagNotReadable(tag);
   const previous = j.begin.append && parent ? await archive.readRecording(tag, parent) : undefined;
   const { manifest, volatile } = buildManifest(j, previous?.manifest, previous?.volatile);
   const bodyTrees = new Map<string, string>();
@@ -190,7 +200,7 @@ export async function sealJournal(archive: Archive, journalPath: string, opts: {
   const message = opts.message ?? `record ${tag}: ${manifest.entries.length} entries${j.begin.append ? ` (${j.entries.length} added)` : ''}\n\nsession: ${j.begin.session}\n`;
   const commit = await archive.git.commitTree(tree, parent ? [parent] : [], message, await commitIdentity(archive));
   await pauseAt('seal-ref');
-  if (!(await archive.git.updateRef(ref, commit, parent))) {
+  if (!(await archive.git.updateRef(ref, commit, current))) {
     throw new BtrflyError('TAG_MOVED', `tag "${tag}" changed while the recording was being sealed: seal it again (btrfly stop record)`, { data: { tag } });
   }
   await unlink(journalPath);
@@ -253,17 +263,17 @@ async function commitIdentity(archive: Archive): Promise<NodeJS.ProcessEnv> {
 /**
  * Starts a recording of `tag` in `archive`, holding its lock until sealed or abandoned.
  * @param opts.append keep the previous recording's entries, adding and replacing
- * @param opts.onWait told, once, when the recording waits for a `btrfly gc` to end
+ * @param opts.onNotice told what the user should know as the recording begins: that it waits for a `btrfly gc` to end, that it starts the tag's history anew
  * @throws BtrflyError TAG_BUSY when another writer (any process) records the tag; BAD_TAG_NAME
  */
 export async function beginRecording(
   archive: Archive,
   tag: string,
-  opts: { append?: boolean; session?: string; onWait?: (line: string) => void } = {},
+  opts: { append?: boolean; session?: string; onNotice?: (line: string) => void } = {},
 ): Promise<RecordingWriter> {
   validateTagName(tag);
   await archive.checkNoClash(tag);
-  return RecordingWriter.begin(archive, tag, { append: opts.append ?? false, session: opts.session ?? `pid-${process.pid}`, onWait: opts.onWait });
+  return RecordingWriter.begin(archive, tag, { append: opts.append ?? false, session: opts.session ?? `pid-${process.pid}`, onNotice: opts.onNotice });
 }
 
 /** Seals what a stopped writer had completed into a new recording of its tag. */

@@ -23,6 +23,7 @@ import { lockHolder } from './lock';
 import { dropLocalStaging, pushUnderLimit, setMaxPush, type PushSplit, type RemoteRef } from './push-split';
 import { compareStrings } from './manifest';
 import { tagNameProblem, validateTagName } from './names';
+import { handshakeStalls, isStall, stalled, transferBound } from './transfer-bound';
 
 /** A configured remote. */
 export interface RemoteInfo {
@@ -46,6 +47,8 @@ export interface TransferOptions {
   onSplit?: (split: PushSplit | undefined) => void;
   /** Called once with what the user should fix but need not stop for (a credential stored in the remote's URL). */
   onWarning?: (line: string) => void;
+  /** Stops the transfer (git is sent SIGTERM) and the work after it at the next safe point; what was begun is undone. */
+  signal?: AbortSignal;
 }
 
 /** What happened to one tag in a push or a pull. */
@@ -239,10 +242,11 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
     transferTo(archive, remote, 'push to', ['push', '--porcelain', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--receive-pack=${onHost.receivePack}`] : []), remote, ...refspecs], {
       progress: opts.progress,
       interactive: opts.interactive,
+      signal: opts.signal,
       ok: [0, 1],
     });
   const remoteHas = async (): Promise<RemoteRef[]> => {
-    const ls = await transferTo(archive, remote, 'list', ['ls-remote', ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote], { interactive: opts.interactive });
+    const ls = await transferTo(archive, remote, 'list', ['ls-remote', ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote], { interactive: opts.interactive, signal: opts.signal });
     return ls.stdout
       .split('\n')
       .map((l) => l.split('\t'))
@@ -251,7 +255,7 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
   };
   // An LFS archive's bodies first: the remote never gets a tag whose bodies it lacks.
   const refs = names.map((t) => `refs/heads/${t}`);
-  if (await needsLfs(archive, refs)) await lfsPush(archive, remote, refs, { progress: opts.progress, interactive: opts.interactive, localRemote: onHost !== undefined });
+  if (await needsLfs(archive, refs)) await lfsPush(archive, remote, refs, { progress: opts.progress, interactive: opts.interactive, signal: opts.signal, localRemote: onHost !== undefined });
   const { result: r, split } = await pushUnderLimit(archive, remote, specs, names.map((t) => local.get(t)!), pushOnce, remoteHas).finally(() => dropLocalStaging(archive));
   opts.onSplit?.(split);
   // --porcelain: "<flag>\t<from>:<to>\t<summary>" per ref; "!" is a rejection.
@@ -337,13 +341,16 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
       remote,
       'fetch from',
       ['fetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...specs],
-      { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
+      { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive, signal: opts.signal },
     );
   } catch (e) {
+    // A fetch stopped part way (a signal, the bound) may have written some of its refs.
+    await dropOwnIncoming(archive, remote);
     throw tagMissingOnRemote(e, remote) ?? e;
   }
   try {
     await pauseAt('pull-fetched');
+    opts.signal?.throwIfAborted();
     const { stdout } = await archive.git.run(['for-each-ref', '--format=%(refname)%00%(objectname)', incoming]);
     const fetched = stdout
       .split('\n')
@@ -358,9 +365,10 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
     // An LFS archive's bodies come through git-lfs; what it could not bring, verification finds missing.
     const incomingRefs = fetched.map((f) => incoming + f.tag);
     const lfsTrouble = (await needsLfs(archive, incomingRefs, { newOnly: true }))
-      ? await lfsFetch(archive, remote, incomingRefs, { progress: opts.progress, interactive: opts.interactive, localRemote: onHost !== undefined })
+      ? await lfsFetch(archive, remote, incomingRefs, { progress: opts.progress, interactive: opts.interactive, signal: opts.signal, localRemote: onHost !== undefined })
       : undefined;
     for (const { tag, commit } of fetched) {
+      opts.signal?.throwIfAborted();
       const outcome = await takeTag(archive, remote, tag, commit, checked, opts);
       if ('code' in outcome) refused.push(lfsTrouble && outcome.code === 'BODY_CORRUPT' ? { ...outcome, message: `${outcome.message} (git-lfs said: ${lfsTrouble})` } : outcome);
       else results.push(outcome);
@@ -409,7 +417,9 @@ async function takeTag(
   // when it was recorded or pulled): its manifest parses, and each body reads back whole.
   const { stdout } = await git.run(['rev-list', commit, '--not', '--branches']);
   const commits = stdout.split('\n').filter(Boolean);
-  const problems = await verifyCommits(archive, tag, commits, checked, opts.onVerifyRead);
+  const problems = await verifyCommits(archive, tag, commits, checked, opts.onVerifyRead, opts.signal);
+  // Interrupted: the tag does not move on a check that did not finish.
+  opts.signal?.throwIfAborted();
   if (problems.length) {
     const p = problems[0];
     return {
@@ -453,8 +463,12 @@ async function transferTo(
   opts: Parameters<Archive['git']['transfer']>[1],
 ): Promise<GitResult> {
   const temps = await gitTempFiles(archive.dir);
+  const bound = await transferBound(archive);
+  const url = (await listRemotes(archive)).find((r) => r.name === remote)?.url ?? '';
+  const handshake = await handshakeStalls(url, bound, opts?.signal);
+  if (handshake) throw stalled(archive, remote, what, bound.seconds, handshake);
   try {
-    return await archive.git.transfer(args, opts);
+    return await archive.git.transfer(args, { ...opts, env: { ...opts?.env, ...bound.env } });
   } catch (e) {
     // A fetch that failed (a full disk) can leave its pack's temp file, as big as what came:
     // on a full disk even gc could not run any more to remove it.
@@ -462,6 +476,7 @@ async function transferTo(
     if (isNoSpace(e)) throw await storageFailure(archive.dir, e);
     const stderr = String((e as BtrflyError).data?.stderr ?? '');
     if (!stderr) throw e;
+    if (bound.seconds && isStall(stderr)) throw stalled(archive, remote, what, bound.seconds, stderr, e);
     throw new BtrflyError(
       'NETWORK',
       `${what} remote ${remote} failed: ${lastGitMessage(stderr)}: check its URL ("btrfly remote list") and your git credentials (ssh key or agent, credential helper)`,
@@ -486,7 +501,7 @@ export async function refetchObjects(archive: Archive, remote: string, tags: str
   const onHost = localTransportPrograms(await remoteUrl(archive, remote));
   if (tags === 'all') {
     // Named one by one: a --refetch that wants nothing (a glob matching no ref) waits forever (git 2.39).
-    const ls = await transferTo(archive, remote, 'list', ['ls-remote', '--heads', ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote], { interactive: opts.interactive });
+    const ls = await transferTo(archive, remote, 'list', ['ls-remote', '--heads', ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote], { interactive: opts.interactive, signal: opts.signal });
     const names = ls.stdout
       .split('\n')
       .map((l) => l.split('\t')[1]?.slice('refs/heads/'.length))
@@ -506,7 +521,7 @@ export async function refetchObjects(archive: Archive, remote: string, tags: str
       // Always index-pack (never unpack-objects, which skips an object it holds): it refuses an
       // object whose id is here with other bytes, so damage the repair missed is said, not kept.
       ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false', '-c', 'fetch.unpackLimit=1', ...fetch, ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...tags.map((t) => `+refs/heads/${validateTagName(t)}:${into}${t}`)],
-      { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive },
+      { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive, signal: opts.signal },
     );
   } catch (e) {
     throw tagMissingOnRemote(e, remote) ?? e;
@@ -530,6 +545,6 @@ function tagMissingOnRemote(e: unknown, remote: string): BtrflyError | undefined
  */
 export async function refetchLfs(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<void> {
   const local = localTransportPrograms(await remoteUrl(archive, remote)) !== undefined;
-  const trouble = await lfsFetch(archive, remote, tags.map((t) => `refs/heads/${validateTagName(t)}`), { progress: opts.progress, interactive: opts.interactive, localRemote: local });
+  const trouble = await lfsFetch(archive, remote, tags.map((t) => `refs/heads/${validateTagName(t)}`), { progress: opts.progress, interactive: opts.interactive, signal: opts.signal, localRemote: local });
   if (trouble) throw new BtrflyError('NETWORK', `git-lfs could not fetch every body from remote ${remote}: ${trouble}`, { data: { remote } });
 }

@@ -7,7 +7,7 @@
  * it is kept as a zstd LFS object named by the zstd bytes' own SHA-256, and goes the same way.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { genBodySha256, gitFsck, runCli, runOk, startGitServer, startOrigin, testCa, tmpDir, type Origin } from '../helpers';
 
@@ -23,6 +23,9 @@ function damage(path: string, at: number): void {
   writeFileSync(`${path}.new`, bytes);
   renameSync(`${path}.new`, path);
 }
+/** The files kept in `<archive>/btrfly/damaged/`, relative to the archive. */
+const aside = (archive: string): string[] =>
+  (readdirSync(join(archive, 'btrfly', 'damaged'), { recursive: true }) as string[]).filter((f) => statSync(join(archive, 'btrfly', 'damaged', f)).isFile()).map((f) => join('btrfly', 'damaged', f));
 const duBytes = async (dir: string): Promise<number> => Number((await runOk('du', ['-sb', dir])).stdout.split('\t')[0]);
 
 /** A user's git setup for the HTTPS host: a credential helper with the password, and the host's CA. */
@@ -134,18 +137,31 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     for (const f of ['big', 'small', 'index.txt']) expect(`${f} ${sha256(join(again, f))}`).toBe(`${f} ${sha256(join(out, f))}`);
   });
 
-  it('verify --repair fetches damaged LFS objects (raw and zstd) again from a remote that has them', async () => {
+  it('a damaged LFS object is refused by playback and kept in btrfly/damaged/; verify --repair fetches it (raw and zstd) again from a remote', async () => {
     // The remote's copy may be a hard link to this one: damage() writes a new file.
     damage(lfsObject(archive, bigSha), 1000);
+    const damagedBig = sha256(lfsObject(archive, bigSha));
+    const played = tmpDir();
+    const play = await runCli(['run', '--playback', '--tag=deps', '--archive', archive, '--', 'bash', script, played], { timeoutMs: 120_000 });
+    expect(play.stderr).toMatch(new RegExp(`${bigSha}.*btrfly verify --repair`));
+    expect(play.code).not.toBe(0);
+    expect(existsSync(join(played, 'big')) && sha256(join(played, 'big')) === bigSha).toBe(false);
+    // Out of the store, so nothing serves it, but kept: the evidence, as a repair keeps git objects.
+    expect(existsSync(lfsObject(archive, bigSha))).toBe(false);
+    expect(aside(archive).map((f) => [f.replace(/^btrfly\/damaged\/[^/]+\//, ''), sha256(join(archive, f))])).toEqual([[`lfs/${bigSha}`, damagedBig]]);
+    const missing = await runCli(['verify', '--archive', archive]);
+    expect(missing.stdout).toMatch(new RegExp(`^deps@[0-9a-f]{7}: body ${bigSha} \\(a Git LFS object\\) is missing from the archive's LFS store: run "btrfly verify --repair"`, 'm'));
+    expect(missing.code).toBe(1);
+
     damage(lfsObject(archive, textOid), 1000);
     const r = await runCli(['verify', '--repair', '--archive', archive], { timeoutMs: 120_000 });
-    expect(r.stdout).toMatch(new RegExp(`^deps@[0-9a-f]{7}: body ${bigSha} is corrupt: .* it was removed from the LFS store; run "btrfly verify --repair"`, 'm'));
-    expect(r.stdout).toMatch(new RegExp(`^deps@[0-9a-f]{7}: body ${textSha} is corrupt: .* it was removed from the LFS store`, 'm'));
+    expect(r.stdout).toMatch(new RegExp(`^deps@[0-9a-f]{7}: body ${textSha} is corrupt: .* it was moved out of the LFS store to btrfly/damaged/[^/]+/lfs/${textOid}; run "btrfly verify --repair"`, 'm'));
     expect(r.stderr).toMatch(/^repair: fetched deps again from hub: 2 of the absent objects came back$/m);
     expect(r.stdout).toMatch(/^ok: 1 tags, 1 recordings, 3 bodies .* checked, after the repair$/m);
     expect(r.code).toBe(0);
     expect(sha256(lfsObject(archive, bigSha))).toBe(bigSha);
     expect(sha256(lfsObject(archive, textOid))).toBe(textOid);
+    expect(aside(archive).map((f) => f.replace(/^btrfly\/damaged\/[^/]+\//, '')).sort()).toEqual([`lfs/${bigSha}`, `lfs/${textOid}`].sort());
   });
 
   it('refuses a pull whose LFS object (raw or zstd) was damaged on the remote; the tag is not created', async () => {

@@ -150,7 +150,7 @@ test.each(['repair-pack', 'repair-fetch'] as const)('a repair killed (SIGKILL) a
   await expectWhole(archive, before);
 }, 120_000);
 
-test('a tip commit that no remote brings back: verify says to fetch it or delete the tag, and "btrfly rm" deletes it', async () => {
+test('a tip commit that no remote brings back: verify says to fetch it or record the tag again, and "btrfly rm" deletes it', async () => {
   const archive = copyArchive();
   execFileSync('git', ['--git-dir', archive, 'remote', 'remove', 'good']);
   const tip = git(archive, 'rev-parse', 'example/small').trim();
@@ -161,7 +161,7 @@ test('a tip commit that no remote brings back: verify says to fetch it or delete
   const v = await runCli(['verify', 'example/small', '--archive', archive]);
   // It once said: tag "example/small" not found in archive …: run "btrfly tags" (and rm said the same).
   expect(v.stdout).toBe(
-    `example/small: tag "example/small" points at recording ${tip.slice(0, 12)}, which is missing from the archive: fetch it from a remote that has it ("btrfly verify --repair --from NAME"), or delete the tag ("btrfly rm example/small") and record it again\n`,
+    `example/small: tag "example/small" points at recording ${tip.slice(0, 12)}, which is missing from the archive: run "btrfly verify --repair example/small" to fetch it again from the archive's remotes, or record the tag again without --append (its history then starts anew)\n`,
   );
   const rm = await runCli(['rm', 'example/small', '--archive', archive]);
   expect(rm.stdout).toBe(`deleted tag example/small (was ${tip.slice(0, 7)}); run "btrfly gc" to free its space\n`);

@@ -146,7 +146,7 @@ export class Runtime {
 
   private async recordSession(info: SessionInfo, opts: OpenSessionOptions, rev: string | undefined): Promise<RecordSession> {
     if (rev) throw new BtrflyError('USAGE', `record takes a tag, not a recording: drop "@${rev}" from --tag`);
-    const writer = await beginRecording(this.archive, info.tag, { append: opts.append, session: info.id, onWait: opts.notice ?? ((l) => this.log.info({ tag: info.tag }, l)) });
+    const writer = await beginRecording(this.archive, info.tag, { append: opts.append, session: info.id, onNotice: opts.notice ?? ((l) => this.log.info({ tag: info.tag }, l)) });
     // git's temp files before the recording: those a git that fails on a full disk leaves are removed.
     const gitTemps = await gitTempFiles(this.archive.dir);
     let redact: Redactions;

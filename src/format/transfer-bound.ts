@@ -1,0 +1,139 @@
+/**
+ * A bound on a stalled transfer. A remote that accepts a connection and then says nothing would
+ * otherwise hold `btrfly pull`, `push` and `verify --repair` for ever (git sets no timeout of its
+ * own), and a repair holds the gc lock meanwhile. The bound (`btrfly.transferTimeout` in the
+ * archive's git config, seconds, default {@link DEFAULT_TRANSFER_TIMEOUT}, 0 for none) is handed
+ * to each transport in its own words: curl's low-speed limit for http(s) (`http.lowSpeedLimit`,
+ * `http.lowSpeedTime`), OpenSSH's `ConnectTimeout` (which also bounds the banner exchange) and
+ * `ServerAliveInterval` for ssh, and git-lfs's dial, TLS and activity timeouts; for https, a TLS
+ * handshake of btrfly's own first ({@link handshakeStalls}). A transfer that makes progress,
+ * however slowly, is never cut. See docs/notes/remotes.md, "Stalled remotes".
+ */
+import { isIP } from 'node:net';
+import { connect } from 'node:tls';
+import { BtrflyError } from '../errors';
+import type { Archive } from './archive';
+import { lastGitMessage } from './git';
+
+/** Seconds without a byte after which a transfer is given up, unless the archive sets another. */
+export const DEFAULT_TRANSFER_TIMEOUT = 60;
+
+/** The archive's git config key that sets the bound. */
+export const TRANSFER_TIMEOUT_KEY = 'btrfly.transferTimeout';
+
+/** The bound in force for an archive, and the environment that hands it to git, ssh and git-lfs. */
+export interface TransferBound {
+  /** Seconds; 0 when the archive turned the bound off. */
+  seconds: number;
+  env: NodeJS.ProcessEnv;
+  /** git reaches https remotes through a proxy (git config or environment): btrfly's own handshake would not. */
+  proxied: boolean;
+}
+
+/**
+ * Reads the bound from the archive's config (with the user's own `core.sshCommand`, which the
+ * ssh options are added to) and returns the environment for a transfer.
+ */
+export async function transferBound(archive: Archive): Promise<TransferBound> {
+  const r = await archive.git.run(['config', '--get-regexp', '^(btrfly\\.transfertimeout|core\\.sshcommand|http\\..*proxy)$'], { ok: [0, 1] });
+  let seconds = DEFAULT_TRANSFER_TIMEOUT;
+  let sshCommand: string | undefined;
+  let proxied = ['https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'].some((v) => process.env[v]);
+  for (const line of r.stdout.split('\n').filter(Boolean)) {
+    const sp = line.indexOf(' ');
+    const [key, value] = sp < 0 ? [line, ''] : [line.slice(0, sp), line.slice(sp + 1)];
+    if (key === 'core.sshcommand') sshCommand = value;
+    else if (key.startsWith('http.')) proxied ||= value.trim() !== '';
+    else if (/^\d+$/.test(value.trim())) seconds = Number(value.trim());
+  }
+  if (seconds === 0) return { seconds, env: {}, proxied };
+  const config: Array<[string, string]> = [
+    ['http.lowSpeedLimit', '1'],
+    ['http.lowSpeedTime', String(seconds)],
+    ['lfs.dialtimeout', String(seconds)],
+    ['lfs.tlstimeout', String(seconds)],
+    ['lfs.activitytimeout', String(seconds)],
+  ];
+  const env: NodeJS.ProcessEnv = { ...configEnv(config) };
+  const ssh = withSshBound(process.env.GIT_SSH_COMMAND ?? sshCommand ?? (process.env.GIT_SSH ? undefined : 'ssh'), seconds);
+  if (ssh) env.GIT_SSH_COMMAND = ssh;
+  return { seconds, env, proxied };
+}
+
+/**
+ * For an https remote, a TLS handshake of btrfly's own within the bound: curl's low-speed check
+ * only starts once its handshake is done, and git has no setting for curl's connect timeout (300
+ * s), so a server that takes the connection and never answers the handshake would hold git for
+ * five minutes whatever the bound. Resolves with what went wrong when the handshake did not end in
+ * time, else undefined (a refusal or a certificate git would not take is left for git to tell).
+ */
+export async function handshakeStalls(url: string, bound: TransferBound, signal?: AbortSignal): Promise<string | undefined> {
+  if (!bound.seconds || bound.proxied || !/^https:\/\//i.test(url)) return undefined;
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch {
+    return undefined;
+  }
+  const host = target.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(target.port || 443);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port, servername: isIP(host) ? undefined : host, rejectUnauthorized: false });
+    const done = (outcome?: string, error?: unknown): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', aborted);
+      socket.destroy();
+      if (error) reject(error as Error);
+      else resolve(outcome);
+    };
+    const aborted = (): void => done(undefined, signal!.reason);
+    const timer = setTimeout(() => done(`no TLS handshake with ${target.host} within ${bound.seconds} s`), bound.seconds * 1000);
+    signal?.addEventListener('abort', aborted, { once: true });
+    socket.once('secureConnect', () => done());
+    socket.once('error', () => done());
+  });
+}
+
+/**
+ * `GIT_CONFIG_COUNT`-style variables for `config`, after those already in the environment (the
+ * user's own stay): unlike `git -c`, they reach git-lfs and the transport helpers as well.
+ */
+function configEnv(config: Array<[string, string]>): NodeJS.ProcessEnv {
+  const had = Number(process.env.GIT_CONFIG_COUNT ?? 0) || 0;
+  const env: NodeJS.ProcessEnv = { GIT_CONFIG_COUNT: String(had + config.length) };
+  config.forEach(([key, value], i) => {
+    env[`GIT_CONFIG_KEY_${had + i}`] = key;
+    env[`GIT_CONFIG_VALUE_${had + i}`] = value;
+  });
+  return env;
+}
+
+/**
+ * The ssh command with OpenSSH's timeouts added; undefined (left as the user has it) for a command
+ * that is not OpenSSH's `ssh` (plink, a wrapper script), which may not take `-o`.
+ */
+function withSshBound(command: string | undefined, seconds: number): string | undefined {
+  if (!command) return undefined;
+  const program = command.trim().split(/\s+/)[0].replace(/^["']|["']$/g, '');
+  if (!/(^|\/)ssh$/.test(program)) return undefined;
+  const alive = Math.max(1, Math.ceil(seconds / 3));
+  return `${command} -o ConnectTimeout=${seconds} -o ServerAliveInterval=${alive} -o ServerAliveCountMax=3`;
+}
+
+/** git's, ssh's or git-lfs's words for a transfer given up by the bound. */
+export function isStall(stderr: string): boolean {
+  return /Operation too slow|Connection timed out during banner exchange|timed out|SSL connection timeout|Timeout, server .* not responding|i\/o timeout|context deadline exceeded/i.test(stderr);
+}
+
+/**
+ * A transfer the bound gave up on: the remote took the connection (or never did) and then sent
+ * nothing for the bound's length.
+ */
+export function stalled(archive: Archive, remote: string, what: string, seconds: number, said: string, cause?: unknown): BtrflyError {
+  return new BtrflyError(
+    'NETWORK',
+    `${what} remote ${remote} stalled: no answer for ${seconds} s (${lastGitMessage(said)}): check that the remote is up and reachable and run the command again, ` +
+      `or give it longer with "git --git-dir ${archive.dir} config ${TRANSFER_TIMEOUT_KEY} SECONDS" (0: wait for ever)`,
+    { cause, data: { remote, stalled: true, seconds, stderr: said } },
+  );
+}
