@@ -103,7 +103,7 @@ async function checkBody(
       cb();
     },
   });
-  const wasCached = archive.cache?.has(loc) ?? false;
+  const wasCached = archive.cache?.holds(loc) ?? false;
   try {
     // The objects in git are what is checked (a whole read that verifies fills the body cache).
     await pipeline(archive.openBody(loc, undefined, { fromGit: true }), sink);
