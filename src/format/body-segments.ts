@@ -20,7 +20,7 @@
  * the body's SHA-256 before its bytes are returned.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { processAlive } from '../process-alive';
@@ -82,6 +82,27 @@ function readFully(fd: number, buf: Buffer, position: number): number {
 }
 
 /**
+ * Opens a segment file for reading (or writing a dropped record's magic), or undefined when it
+ * is no regular file of its own: a FIFO would block the open (and the process) for ever, a
+ * directory fails every read, a symbolic link would have a drop write outside the archive.
+ */
+function openSegment(path: string, write = false): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, (write ? constants.O_RDWR : constants.O_RDONLY) | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    if (fstatSync(fd).isFile()) return fd;
+  } catch {
+    // not statable: not a segment to use
+  }
+  closeSync(fd);
+  return undefined;
+}
+
+/**
  * The records of one segment from `from`: calls `found` for each whole record with a good header.
  * A damaged header is skipped by searching for the next magic. Returns where the scan stopped: the
  * end, or the start of a record not (yet) whole.
@@ -106,22 +127,28 @@ function scanRecords(fd: number, from: number, found: (h: Header, offset: number
   return pos;
 }
 
-/** The offset of the next possible record header at or after `from`, or -1. */
+/** How much of a segment {@link nextMagic} reads at a time. */
+const SEARCH_CHUNK = 64 * 1024;
+
+/**
+ * The offset of the next possible record header at or after `from`, or -1. Linear in the bytes
+ * searched, however many magics they hold (a body may be made of them).
+ */
 function nextMagic(fd: number, from: number, size: number): number {
-  const chunk = Buffer.alloc(MAX_RECORD);
+  const chunk = Buffer.allocUnsafe(SEARCH_CHUNK);
+  const h = Buffer.alloc(HEADER);
   for (let pos = from; pos < size; pos += chunk.length - 3) {
     const n = readFully(fd, chunk, pos);
     const view = chunk.subarray(0, n);
-    for (let at = 0; at < n; ) {
-      const live = view.indexOf(MAGIC, at);
-      const dead = view.indexOf(DEAD, at);
+    let live = view.indexOf(MAGIC);
+    let dead = view.indexOf(DEAD);
+    while (live >= 0 || dead >= 0) {
       const hit = live < 0 ? dead : dead < 0 ? live : Math.min(live, dead);
-      if (hit < 0) break;
       if (pos + hit + HEADER > size) return -1;
-      const h = Buffer.alloc(HEADER);
-      readFully(fd, h, pos + hit);
-      if (parseHeader(h)) return pos + hit;
-      at = hit + 1;
+      const candidate = hit + HEADER <= n ? view.subarray(hit, hit + HEADER) : h.subarray(0, readFully(fd, h, pos + hit));
+      if (candidate.length === HEADER && parseHeader(candidate)) return pos + hit;
+      if (hit === live) live = view.indexOf(MAGIC, hit + 1);
+      if (hit === dead) dead = view.indexOf(DEAD, hit + 1);
     }
     if (n < chunk.length) break;
   }
@@ -183,8 +210,10 @@ export class BodySegments {
 
   /**
    * Appends a record of checked bytes to this process's segment, unless one is indexed already.
-   * Throws when the file system fails; the segment is then given up (a later append starts another),
-   * so a record cut short can only be the last of its segment.
+   * Throws when the file system fails (a full disk); the record cut short is then cut off again,
+   * or, when that fails too, the segment is given up (a later append starts another), so a
+   * record cut short can only be the last of its segment. A failed append leaves no file and no
+   * descriptor behind: on a full disk every small body fails, and each would leak one.
    */
   append(sha256: string, bytes: Buffer): void {
     if (bytes.length > MAX_RECORD || this.has(sha256)) return;
@@ -198,20 +227,35 @@ export class BodySegments {
     }
     const own = this.own;
     const offset = own.size;
-    let written: number;
+    let written = 0;
+    let failure: unknown;
     try {
       written = writevSync(own.fd, [header(sha256, bytes.length), bytes], offset);
     } catch (e) {
-      this.own = undefined;
-      throw e;
+      failure = e;
     }
-    if (written !== HEADER + bytes.length) {
-      this.own = undefined;
-      throw new Error(`wrote ${written} of ${HEADER + bytes.length} bytes to ${own.name}`);
+    if (failure !== undefined || written !== HEADER + bytes.length) {
+      this.cutBack(offset);
+      throw failure ?? new Error(`wrote ${written} of ${HEADER + bytes.length} bytes to ${own.name}`);
     }
     own.size += written;
     this.segments.get(own.name)!.scanned = own.size;
     this.index.set(sha256, { segment: own.name, offset, length: bytes.length });
+  }
+
+  /** Cuts this process's segment back to `size` after a failed append, or gives it up (and deletes it when it is empty). */
+  private cutBack(size: number): void {
+    const own = this.own!;
+    try {
+      ftruncateSync(own.fd, size);
+      return;
+    } catch {
+      this.own = undefined;
+    }
+    if (size > 0) return; // its records stay readable through the descriptor kept
+    this.segments.delete(own.name);
+    closeSync(own.fd);
+    unlinkSafe(join(this.dir, own.name));
   }
 
   /** Closes the segment files; a later call scans again. */
@@ -238,15 +282,15 @@ export class BodySegments {
 
   private drop(sha256: string, rec: RecordAt): void {
     this.index.delete(sha256);
+    // The segment may be gone (gc copied its good records elsewhere): nothing left to drop then.
+    const fd = openSegment(join(this.dir, rec.segment), true);
+    if (fd === undefined) return;
     try {
-      const fd = openSync(join(this.dir, rec.segment), 'r+');
-      try {
-        writeSync(fd, DEAD, 0, DEAD.length, rec.offset);
-      } finally {
-        closeSync(fd);
-      }
+      writeSync(fd, DEAD, 0, DEAD.length, rec.offset);
     } catch {
-      // The segment is gone (gc copied its good records elsewhere): nothing left to drop.
+      // not writable: the record stays, and every read of it checks its bytes again
+    } finally {
+      closeSync(fd);
     }
   }
 
@@ -268,17 +312,21 @@ export class BodySegments {
     for (const name of names) {
       let seg = this.segments.get(name);
       if (!seg) {
-        try {
-          seg = { fd: openSync(join(this.dir, name), 'r'), scanned: 0 };
-        } catch {
-          continue;
-        }
+        const fd = openSegment(join(this.dir, name));
+        if (fd === undefined) continue;
+        seg = { fd, scanned: 0 };
         this.segments.set(name, seg);
       }
       if (name === this.own?.name) continue;
-      seg.scanned = scanRecords(seg.fd, seg.scanned, (h, offset) => {
-        if (h.live && !this.index.has(h.sha256)) this.index.set(h.sha256, { segment: name, offset, length: h.length });
-      });
+      const at = seg;
+      try {
+        at.scanned = scanRecords(at.fd, at.scanned, (h, offset) => {
+          at.scanned = offset + HEADER + h.length;
+          if (h.live && !this.index.has(h.sha256)) this.index.set(h.sha256, { segment: name, offset, length: h.length });
+        });
+      } catch {
+        // A read failed (a damaged disk): the records found so far are used, the rest from git.
+      }
     }
   }
 
@@ -315,15 +363,13 @@ export class BodySegments {
     let waste = old.length > 1;
     const visit = (each: (fd: number, h: Header, offset: number) => void): void => {
       for (const name of old) {
-        let fd: number;
-        try {
-          fd = openSync(join(this.dir, name), 'r');
-        } catch {
-          continue;
-        }
+        const fd = openSegment(join(this.dir, name));
+        if (fd === undefined) continue;
         try {
           const end = scanRecords(fd, 0, (h, offset) => each(fd, h, offset));
           if (end !== fstatSync(fd).size) waste = true;
+        } catch {
+          waste = true; // unreadable past some record: its good records before that are copied
         } finally {
           closeSync(fd);
         }

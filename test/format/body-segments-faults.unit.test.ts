@@ -1,0 +1,139 @@
+/**
+ * Segment files (src/format/body-segments.ts) under attack and on a failing disk: entries named
+ * `*.seg` that are no regular file, a damaged header followed by bytes full of magics, a full
+ * disk under the appends. The reader must fall back (the body comes from git), never throw,
+ * hang, or leak descriptors and files.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { onPath } from '../../src/engine/host/config';
+import { BodySegments, HEADER } from '../../src/format/body-segments';
+import { registerCleanup, tmpDir } from '../helpers';
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+function segmentsWith(bodies: Buffer[]): { dir: string; name: string } {
+  const dir = join(tmpDir(), 'segments');
+  const w = new BodySegments(dir);
+  for (const b of bodies) w.append(sha256(b), b);
+  w.close();
+  return { dir, name: readdirSync(dir)[0] };
+}
+
+describe('segment files that are no regular file, or hostile', () => {
+  test('a directory named like a segment: reads, checks and gc go on (they failed with EISDIR)', () => {
+    const body = randomBytes(3000);
+    const { dir, name } = segmentsWith([body]);
+    mkdirSync(join(dir, 'junk-a.seg'));
+    mkdirSync(join(dir, 'junk-b.seg'));
+    const r = new BodySegments(dir);
+    registerCleanup(() => r.close());
+    expect(r.read(sha256(body), body.length)!.equals(body)).toBe(true);
+    expect(r.check(sha256(randomBytes(8)), 8)).toBe('absent');
+    expect(() => r.compact(new Set([sha256(body)]))).not.toThrow();
+    expect(readdirSync(dir).filter((n) => !n.startsWith('junk-'))).toHaveLength(1);
+    expect(readdirSync(dir)).not.toContain(name); // compacted into a new one
+    const again = new BodySegments(dir);
+    registerCleanup(() => again.close());
+    expect(again.read(sha256(body), body.length)!.equals(body)).toBe(true);
+  });
+
+  test('a symbolic link named like a segment is not followed: a bad record behind it is not "dropped" in the file it points to', () => {
+    const body = randomBytes(3000);
+    const { dir, name } = segmentsWith([body]);
+    // The link points outside the archive, at a copy of the segment whose body bytes are wrong.
+    const outside = join(tmpDir(), 'not-the-archive');
+    const bytes = readFileSync(join(dir, name));
+    bytes[HEADER + 10] ^= 0xff;
+    writeFileSync(outside, bytes);
+    const before = Buffer.from(bytes);
+    writeFileSync(join(dir, name), ''); // the real segment is empty now
+    symlinkSync(outside, join(dir, 'p3-link.seg'));
+    const r = new BodySegments(dir);
+    registerCleanup(() => r.close());
+    expect(r.read(sha256(body), body.length)).toBeUndefined();
+    expect(readFileSync(outside).equals(before)).toBe(true);
+  });
+
+  test('a damaged header followed by a megabyte of magics: the scan is linear (it was quadratic: minutes for this)', () => {
+    const body = randomBytes(2000);
+    const { dir } = segmentsWith([body]);
+    const h = Buffer.alloc(HEADER);
+    h.write('BtS1');
+    h.writeUInt32BE(5, 4); // and a CRC that does not match
+    writeFileSync(join(dir, 'p4-0.seg'), Buffer.concat([h, Buffer.alloc(512 * 1024, 'BtSx'), Buffer.alloc(512 * 1024, 'BtS1')]));
+    const r = new BodySegments(dir);
+    registerCleanup(() => r.close());
+    const cpu = process.cpuUsage();
+    expect(r.read(sha256(body), body.length)!.equals(body)).toBe(true);
+    const { user, system } = process.cpuUsage(cpu);
+    // Linear takes milliseconds here, quadratic took minutes: a bound far from both.
+    expect((user + system) / 1e6).toBeLessThan(5);
+  });
+});
+
+const missing = [process.getuid?.() === 0 ? '' : 'root', ...['unshare', 'mount'].filter((c) => !onPath(c))].filter(Boolean);
+const describeDiskFull = missing.length === 0 || process.env.CI ? describe : describe.skip;
+
+describeDiskFull('appends on a full disk', () => {
+  let holder: ChildProcess;
+  /** A 1 MiB tmpfs in a private mount namespace, as this process sees it. */
+  let seen: string;
+
+  beforeAll(async () => {
+    if (missing.length) throw new Error(`the disk-full tests need ${missing.join(', ')}`);
+    const mnt = join(tmpDir(), 'mnt');
+    mkdirSync(mnt);
+    holder = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=1m btrfly-test ${mnt} && echo ready && exec cat`], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    registerCleanup(() => {
+      holder.stdin?.end();
+      holder.kill();
+    });
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout!.once('data', () => resolve());
+      holder.once('exit', (code) => reject(new Error(`unshare/mount failed (${code})`)));
+    });
+    seen = `/proc/${holder.pid}/root${mnt}`;
+  });
+
+  test('every failed append leaves no file and no descriptor behind; with room again, appends go on in the same segment', () => {
+    const dir = join(seen, 'segments');
+    const w = new BodySegments(dir);
+    registerCleanup(() => w.close());
+    const first = randomBytes(4000);
+    w.append(sha256(first), first);
+    const fd = openSync(join(seen, 'filler'), 'w');
+    try {
+      for (;;) writeSync(fd, Buffer.alloc(64 * 1024, 1));
+    } catch (e) {
+      expect((e as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    }
+    const fds = readdirSync('/proc/self/fd').length;
+    let failed = 0;
+    for (let i = 0; i < 200; i++) {
+      const b = randomBytes(8000);
+      try {
+        w.append(sha256(b), b);
+      } catch {
+        failed++;
+      }
+    }
+    expect(failed).toBe(200);
+    expect(readdirSync(dir)).toHaveLength(1); // it was 201 segment files
+    expect(readdirSync('/proc/self/fd').length).toBeLessThanOrEqual(fds); // and 200 descriptors
+    ftruncateSync(fd, 0);
+    closeSync(fd);
+    const later = randomBytes(4000);
+    w.append(sha256(later), later);
+    expect(readdirSync(dir)).toHaveLength(1);
+    const r = new BodySegments(dir);
+    registerCleanup(() => r.close());
+    expect(r.read(sha256(first), first.length)!.equals(first)).toBe(true);
+    expect(r.read(sha256(later), later.length)!.equals(later)).toBe(true);
+    expect(existsSync(join(seen, 'filler'))).toBe(true);
+  });
+});
