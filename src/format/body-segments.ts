@@ -20,7 +20,7 @@
  * the body's SHA-256 before its bytes are returned.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { processAlive } from '../process-alive';
@@ -39,6 +39,12 @@ const SEGMENT_LIMIT = 64 * 1024 * 1024;
 /** How often a reader that misses may look for new records. */
 const RESCAN_MS = 1000;
 const RECENT_MS = 60 * 60 * 1000;
+/**
+ * Read descriptors kept open at most (the least recently used is closed past this). One per
+ * segment for the life of the process ran out of descriptors: 2,000 segments (no `gc`) under a
+ * limit of 1,024 left the proxy none for its connections.
+ */
+const OPEN_LIMIT = 64;
 const SUFFIX = '.seg';
 
 interface RecordAt {
@@ -159,8 +165,10 @@ const sha256Of = (b: Buffer): string => createHash('sha256').update(b).digest('h
 
 export class BodySegments {
   private readonly index = new Map<string, RecordAt>();
-  /** Read descriptors of the segments scanned, and where each scan stopped. */
-  private readonly segments = new Map<string, { fd: number; scanned: number }>();
+  /** Where the scan of each segment stopped. */
+  private readonly scanned = new Map<string, number>();
+  /** Read descriptors of segments, least recently used first (at most {@link OPEN_LIMIT}). */
+  private readonly open = new Map<string, number>();
   private loaded = false;
   private lastScan = 0;
   /** This process's segment, appended to. */
@@ -187,12 +195,12 @@ export class BodySegments {
       rec = this.index.get(sha256);
     }
     if (!rec) return undefined;
-    const seg = this.segments.get(rec.segment);
+    const fd = this.fdOf(rec.segment);
     let body: Buffer | undefined;
-    if (seg && rec.length === size) {
+    if (fd !== undefined && rec.length === size) {
       body = Buffer.allocUnsafe(size);
       try {
-        if (readFully(seg.fd, body, rec.offset + HEADER) !== size) body = undefined;
+        if (readFully(fd, body, rec.offset + HEADER) !== size) body = undefined;
       } catch {
         body = undefined;
       }
@@ -217,13 +225,12 @@ export class BodySegments {
    */
   append(sha256: string, bytes: Buffer): void {
     if (bytes.length > MAX_RECORD || this.has(sha256)) return;
-    if (this.own && this.own.size >= SEGMENT_LIMIT) this.own = undefined;
+    if (this.own && this.own.size >= SEGMENT_LIMIT) this.leaveOwn();
     if (!this.own) {
       mkdirSync(this.dir, { recursive: true });
       const name = ownedTempName(process.pid, randomUUID()) + SUFFIX;
       const fd = openSync(join(this.dir, name), 'wx+');
       this.own = { name, fd, size: 0 };
-      this.segments.set(name, { fd, scanned: 0 });
     }
     const own = this.own;
     const offset = own.size;
@@ -239,7 +246,6 @@ export class BodySegments {
       throw failure ?? new Error(`wrote ${written} of ${HEADER + bytes.length} bytes to ${own.name}`);
     }
     own.size += written;
-    this.segments.get(own.name)!.scanned = own.size;
     this.index.set(sha256, { segment: own.name, offset, length: bytes.length });
   }
 
@@ -250,24 +256,50 @@ export class BodySegments {
       ftruncateSync(own.fd, size);
       return;
     } catch {
-      this.own = undefined;
+      own.size = size;
+      this.leaveOwn();
     }
-    if (size > 0) return; // its records stay readable through the descriptor kept
-    this.segments.delete(own.name);
+    if (size === 0) unlinkSafe(join(this.dir, own.name));
+  }
+
+  /** Stops appending to this process's segment; its records stay readable like any other segment's. */
+  private leaveOwn(): void {
+    const own = this.own!;
+    this.own = undefined;
+    this.scanned.set(own.name, own.size);
     closeSync(own.fd);
-    unlinkSafe(join(this.dir, own.name));
+  }
+
+  /** A read descriptor of a segment, from the ones kept open or opened now (closing the least recently used past the limit). */
+  private fdOf(name: string): number | undefined {
+    if (name === this.own?.name) return this.own.fd;
+    let fd = this.open.get(name);
+    if (fd !== undefined) {
+      this.open.delete(name);
+    } else {
+      fd = openSegment(join(this.dir, name));
+      if (fd === undefined) return undefined;
+      for (const [oldest, oldFd] of this.open) {
+        if (this.open.size < OPEN_LIMIT) break;
+        this.open.delete(oldest);
+        closeSync(oldFd);
+      }
+    }
+    this.open.set(name, fd);
+    return fd;
   }
 
   /** Closes the segment files; a later call scans again. */
   close(): void {
-    for (const seg of this.segments.values()) {
+    for (const fd of [...this.open.values(), ...(this.own ? [this.own.fd] : [])]) {
       try {
-        closeSync(seg.fd);
+        closeSync(fd);
       } catch {
         // closed already
       }
     }
-    this.segments.clear();
+    this.open.clear();
+    this.scanned.clear();
     this.index.clear();
     this.own = undefined;
     this.loaded = false;
@@ -310,20 +342,25 @@ export class BodySegments {
       return;
     }
     for (const name of names) {
-      let seg = this.segments.get(name);
-      if (!seg) {
-        const fd = openSegment(join(this.dir, name));
-        if (fd === undefined) continue;
-        seg = { fd, scanned: 0 };
-        this.segments.set(name, seg);
-      }
       if (name === this.own?.name) continue;
-      const at = seg;
+      const from = this.scanned.get(name) ?? 0;
       try {
-        at.scanned = scanRecords(at.fd, at.scanned, (h, offset) => {
-          at.scanned = offset + HEADER + h.length;
-          if (h.live && !this.index.has(h.sha256)) this.index.set(h.sha256, { segment: name, offset, length: h.length });
-        });
+        // Opened only when it grew since: a rescan does not reopen every segment.
+        if (lstatSync(join(this.dir, name)).size <= from && this.scanned.has(name)) continue;
+      } catch {
+        continue;
+      }
+      const fd = this.fdOf(name);
+      if (fd === undefined) continue;
+      this.scanned.set(name, from);
+      try {
+        this.scanned.set(
+          name,
+          scanRecords(fd, from, (h, offset) => {
+            this.scanned.set(name, offset + HEADER + h.length);
+            if (h.live && !this.index.has(h.sha256)) this.index.set(h.sha256, { segment: name, offset, length: h.length });
+          }),
+        );
       } catch {
         // A read failed (a damaged disk): the records found so far are used, the rest from git.
       }

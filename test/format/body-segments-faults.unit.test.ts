@@ -74,6 +74,26 @@ describe('segment files that are no regular file, or hostile', () => {
   });
 });
 
+describe('many segments', () => {
+  test('a reader of 300 segments (no gc for a while) keeps a bounded number of descriptors open, and reads every body', () => {
+    const dir = join(tmpDir(), 'segments');
+    const bodies = Array.from({ length: 300 }, () => randomBytes(200));
+    for (const b of bodies) {
+      const w = new BodySegments(dir); // one process each
+      w.append(sha256(b), b);
+      w.close();
+    }
+    expect(readdirSync(dir)).toHaveLength(300);
+    const fds = readdirSync('/proc/self/fd').length;
+    const r = new BodySegments(dir);
+    registerCleanup(() => r.close());
+    for (const b of bodies) expect(r.read(sha256(b), b.length)!.equals(b)).toBe(true);
+    // One per segment for the life of the process ran out of descriptors (EMFILE for the proxy's connections).
+    expect(readdirSync('/proc/self/fd').length - fds).toBeLessThanOrEqual(64);
+    for (const b of bodies.slice(0, 10)) expect(r.read(sha256(b), b.length)!.equals(b)).toBe(true);
+  });
+});
+
 const missing = [process.getuid?.() === 0 ? '' : 'root', ...['unshare', 'mount'].filter((c) => !onPath(c))].filter(Boolean);
 const describeDiskFull = missing.length === 0 || process.env.CI ? describe : describe.skip;
 
