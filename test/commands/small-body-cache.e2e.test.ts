@@ -5,9 +5,9 @@
  * both with the origin stopped, byte for byte; `btrfly verify` and `btrfly gc` over the segments.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runCli, startOrigin, tmpDir, type Origin } from '../helpers';
+import { run, runCli, startOrigin, tmpDir, type Origin } from '../helpers';
 
 const FILES = 25;
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -87,4 +87,21 @@ describe('small bodies cached in segment files', () => {
     const v2 = await runCli(['verify', '--archive', archive]);
     expect(v2.code).toBe(0);
   }, 120_000);
+
+  it('entries named like segments that are no regular file (a FIFO, a directory) are passed over: playback, verify and gc neither hang nor fail', async () => {
+    const dir = join(archive, 'btrfly', 'cache', 'segments');
+    expect((await run('mkfifo', [join(dir, 'p1-fifo.seg')])).code).toBe(0);
+    mkdirSync(join(dir, 'p1-dir.seg'));
+    const again = tmpDir();
+    // A FIFO blocked the process in its open for ever; a directory failed every read with EISDIR.
+    const play = await runCli(['run', '--playback', '--tag=a', '--archive', archive, '--', 'bash', scripts.a, again], { timeoutMs: 60_000 });
+    expect(play.stderr).toMatch(new RegExp(` ${FILES} hits, 0 misses`));
+    expect(play.code).toBe(0);
+    for (let i = 0; i < FILES; i++) expect(sha256(readFileSync(join(again, String(i))))).toBe(sha256(readFileSync(join(outs.a, String(i)))));
+    for (const args of [['verify'], ['gc'], ['verify']]) {
+      const r = await runCli([...args, '--archive', archive], { timeoutMs: 60_000 });
+      expect(r.stderr).not.toMatch(/EISDIR|read failed/);
+      expect(r.code).toBe(0);
+    }
+  }, 240_000);
 });
