@@ -185,35 +185,53 @@ export class BodySegments {
 
   /**
    * The body's bytes from its record, checked against its SHA-256 and size, or undefined when no
-   * record holds it or the record is bad (then it is dropped). A miss rescans, at most once a second.
+   * record holds it or the record is bad (then it is dropped). A miss rescans, at most once a second;
+   * so does a record whose segment is gone (`gc` compacted it, after this index was built).
    */
   read(sha256: string, size: number): Buffer | undefined {
-    this.load();
-    let rec = this.index.get(sha256);
-    if (!rec && Date.now() - this.lastScan >= RESCAN_MS) {
-      this.scan();
-      rec = this.index.get(sha256);
-    }
-    if (!rec) return undefined;
-    const fd = this.fdOf(rec.segment);
-    let body: Buffer | undefined;
-    if (fd !== undefined && rec.length === size) {
-      body = Buffer.allocUnsafe(size);
-      try {
-        if (readFully(fd, body, rec.offset + HEADER) !== size) body = undefined;
-      } catch {
-        body = undefined;
-      }
-    }
-    if (body && sha256Of(body) === sha256) return body;
-    this.drop(sha256, rec);
-    return undefined;
+    const got = this.lookup(sha256, size);
+    return typeof got === 'string' ? undefined : got;
   }
 
-  /** Re-hashes the body's record: 'absent', 'ok', or 'removed' when it did not match (it is dropped). */
+  /** Re-hashes the body's record: 'absent' (also when its segment is gone), 'ok', or 'removed' when it did not match (it is dropped). */
   check(sha256: string, size: number): 'absent' | 'ok' | 'removed' {
     if (!this.has(sha256)) return 'absent';
-    return this.read(sha256, size) ? 'ok' : 'removed';
+    const got = this.lookup(sha256, size);
+    return got === 'bad' ? 'removed' : got === 'missing' ? 'absent' : 'ok';
+  }
+
+  private lookup(sha256: string, size: number): Buffer | 'missing' | 'bad' {
+    this.load();
+    for (let tries = 0; tries < 2; tries++) {
+      let rec = this.index.get(sha256);
+      if (!rec && Date.now() - this.lastScan >= RESCAN_MS) {
+        this.scan();
+        rec = this.index.get(sha256);
+      }
+      if (!rec) break;
+      const got = this.readRecord(rec, sha256, size);
+      if (got === 'gone') {
+        this.index.delete(sha256);
+        continue;
+      }
+      if (got === 'bad') this.drop(sha256, rec);
+      return got;
+    }
+    return 'missing';
+  }
+
+  /** A record's bytes when they check out; 'gone' when its segment cannot be opened any more. */
+  private readRecord(rec: RecordAt, sha256: string, size: number): Buffer | 'gone' | 'bad' {
+    const fd = this.fdOf(rec.segment);
+    if (fd === undefined) return 'gone';
+    if (rec.length !== size) return 'bad';
+    const body = Buffer.allocUnsafe(size);
+    try {
+      if (readFully(fd, body, rec.offset + HEADER) !== size) return 'bad';
+    } catch {
+      return 'bad';
+    }
+    return sha256Of(body) === sha256 ? body : 'bad';
   }
 
   /**
