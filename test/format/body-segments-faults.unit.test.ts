@@ -57,6 +57,20 @@ describe('segment files that are no regular file, or hostile', () => {
     expect(readFileSync(outside).equals(before)).toBe(true);
   });
 
+  test('a damaged header: the records after it are still found, past magics in its body and across the search\'s chunks', () => {
+    const tricky = Buffer.concat([randomBytes(65_530), Buffer.from('BtSxBtS1BtSx'), randomBytes(70_000), Buffer.alloc(4096, 'BtS1')]);
+    const after = [randomBytes(100), randomBytes(5000), randomBytes(0)];
+    const { dir, name } = segmentsWith([tricky, ...after]);
+    const path = join(dir, name);
+    const bytes = readFileSync(path);
+    bytes[20] ^= 1; // in the first record's SHA-256: its CRC no longer checks out
+    writeFileSync(path, bytes);
+    const r = new BodySegments(dir);
+    registerCleanup(() => r.close());
+    expect(r.read(sha256(tricky), tricky.length)).toBeUndefined();
+    for (const b of after) expect(r.read(sha256(b), b.length)!.equals(b)).toBe(true);
+  });
+
   test('a damaged header followed by a megabyte of magics: the scan is linear (it was quadratic: minutes for this)', () => {
     const body = randomBytes(2000);
     const { dir } = segmentsWith([body]);
