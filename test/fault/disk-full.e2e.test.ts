@@ -6,11 +6,11 @@
  * btrfly's nor git's (a `gc` on the full disk included). Needs root; under CI=true a machine
  * that cannot run it fails the suite instead of skipping it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, ftruncateSync, fstatSync, mkdirSync, openSync, readdirSync, writeSync } from 'node:fs';
+import { type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, ftruncateSync, fstatSync, openSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { onPath } from '../../src/engine/host/config';
-import { CLI_ENTRY, cliEnv, cliWorkDir, registerCleanup, run, startOrigin, tmpDir, type Origin, type RunResult } from '../helpers';
+import { CLI_ENTRY, cliEnv, cliWorkDir, run, smallDisk, startOrigin, tmpDir, type Origin, type RunResult } from '../helpers';
 
 const missing = [process.getuid?.() === 0 ? '' : 'root', ...['unshare', 'nsenter', 'mount', 'curl', 'git'].filter((c) => !onPath(c))].filter(Boolean);
 const describeDiskFull = missing.length === 0 || process.env.CI ? describe : describe.skip;
@@ -27,21 +27,7 @@ describeDiskFull('record and gc on a full disk', () => {
   beforeAll(async () => {
     if (missing.length) throw new Error(`the disk-full tests need ${missing.join(', ')}`);
     origin = await startOrigin();
-    mnt = join(tmpDir(), 'mnt');
-    mkdirSync(mnt);
-    // The namespace lives as long as this shell waits on its stdin.
-    holder = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=16m btrfly-test ${mnt} && echo ready && exec cat`], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    registerCleanup(() => {
-      holder.stdin?.end();
-      holder.kill();
-    });
-    await new Promise<void>((resolve, reject) => {
-      holder.stdout!.once('data', () => resolve());
-      holder.once('exit', (code) => reject(new Error(`unshare/mount failed (${code})`)));
-    });
-    seen = `/proc/${holder.pid}/root${mnt}`;
+    ({ holder, mnt, seen } = await smallDisk('16m'));
   });
 
   /** `btrfly ARGS` inside the namespace. */

@@ -4,13 +4,12 @@
  * disk under the appends. The reader must fall back (the body comes from git), never throw,
  * hang, or leak descriptors and files.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { onPath } from '../../src/engine/host/config';
 import { BodySegments, HEADER } from '../../src/format/body-segments';
-import { registerCleanup, tmpDir } from '../helpers';
+import { registerCleanup, smallDisk, tmpDir } from '../helpers';
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -134,26 +133,12 @@ const missing = [process.getuid?.() === 0 ? '' : 'root', ...['unshare', 'mount']
 const describeDiskFull = missing.length === 0 || process.env.CI ? describe : describe.skip;
 
 describeDiskFull('appends on a full disk', () => {
-  let holder: ChildProcess;
-  /** A 1 MiB tmpfs in a private mount namespace, as this process sees it. */
+  /** A 1 MiB tmpfs, as this process sees it. */
   let seen: string;
 
   beforeAll(async () => {
     if (missing.length) throw new Error(`the disk-full tests need ${missing.join(', ')}`);
-    const mnt = join(tmpDir(), 'mnt');
-    mkdirSync(mnt);
-    holder = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=1m btrfly-test ${mnt} && echo ready && exec cat`], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    registerCleanup(() => {
-      holder.stdin?.end();
-      holder.kill();
-    });
-    await new Promise<void>((resolve, reject) => {
-      holder.stdout!.once('data', () => resolve());
-      holder.once('exit', (code) => reject(new Error(`unshare/mount failed (${code})`)));
-    });
-    seen = `/proc/${holder.pid}/root${mnt}`;
+    ({ seen } = await smallDisk('1m'));
   });
 
   test('every failed append leaves no file and no descriptor behind; with room again, appends go on in the same segment', () => {

@@ -23,3 +23,4 @@ export * from './build-origins';
 export * from './build-tools';
 export * from './service';
 export * from './pause';
+export * from './small-disk';
