@@ -111,7 +111,7 @@ function openSegment(path: string, write = false): number | undefined {
 /**
  * The records of one segment from `from`: calls `found` for each whole record with a good header.
  * A damaged header is skipped by searching for the next magic. Returns where the scan stopped: the
- * end, or the start of a record not (yet) whole.
+ * end, the start of a record not (yet) whole, or the last {@link HEADER} bytes after damage.
  */
 function scanRecords(fd: number, from: number, found: (h: Header, offset: number) => void): number {
   const size = fstatSync(fd).size;
@@ -127,7 +127,12 @@ function scanRecords(fd: number, from: number, found: (h: Header, offset: number
       continue;
     }
     const next = nextMagic(fd, pos + 1, size);
-    if (next < 0) break;
+    if (next < 0) {
+      // Nothing before the last HEADER bytes can still become a record (appends go after them):
+      // the next scan starts there, and does not read the damaged bytes again on every miss.
+      pos = Math.max(pos, size - HEADER);
+      break;
+    }
     pos = next;
   }
   return pos;

@@ -87,6 +87,36 @@ describe('segment files that are no regular file, or hostile', () => {
   });
 });
 
+/** Bytes this process has read by system calls (the kernel's count). */
+const bytesRead = (): number => Number(/^rchar: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'))![1]);
+
+test('damaged bytes at a segment\'s end are searched once, not again by every rescan of a miss', () => {
+  const body = randomBytes(1000);
+  const { dir, name } = segmentsWith([body]);
+  writeFileSync(join(dir, name), Buffer.concat([readFileSync(join(dir, name)), Buffer.from('BtS1'), Buffer.alloc(16 * 1024 * 1024)]));
+  const r = new BodySegments(dir);
+  registerCleanup(() => r.close());
+  expect(r.read(sha256(body), body.length)!.equals(body)).toBe(true); // the first scan searched the damage
+  // A second later (a rescan is allowed once a second), a body the cache does not hold.
+  const now = Date.now();
+  jest.spyOn(Date, 'now').mockReturnValue(now + 2000);
+  const before = bytesRead();
+  expect(r.read(sha256(randomBytes(8)), 8)).toBeUndefined();
+  const bytes = bytesRead() - before;
+  jest.restoreAllMocks();
+  expect(bytes).toBeLessThan(1024 * 1024); // it read the 16 MiB again
+  // A record appended after the damage is still found.
+  const later = randomBytes(300);
+  const w = new BodySegments(dir);
+  w.append(sha256(later), later);
+  w.close();
+  jest.spyOn(Date, 'now').mockReturnValue(now + 4000);
+  const again = new BodySegments(dir);
+  registerCleanup(() => again.close());
+  expect(again.read(sha256(later), later.length)!.equals(later)).toBe(true);
+  jest.restoreAllMocks();
+});
+
 describe('many segments', () => {
   test('a reader of 300 segments (no gc for a while) keeps a bounded number of descriptors open, and reads every body', () => {
     const dir = join(tmpDir(), 'segments');
