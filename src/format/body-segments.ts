@@ -115,11 +115,19 @@ function openSegment(path: string, write = false): number | undefined {
  */
 function scanRecords(fd: number, from: number, found: (h: Header, offset: number) => void): number {
   const size = fstatSync(fd).size;
-  const h = Buffer.alloc(HEADER);
+  // Headers are read a window at a time: the records of small bodies lie a few KiB apart, and a
+  // read per header was most of a first scan's CPU (200,000 records: 550 ms).
+  const window = Buffer.allocUnsafe(SCAN_WINDOW);
+  let windowAt = 0;
+  let windowEnd = 0;
   let pos = from;
   while (pos + HEADER <= size) {
-    readFully(fd, h, pos);
-    const parsed = parseHeader(h);
+    if (pos < windowAt || pos + HEADER > windowEnd) {
+      windowAt = pos;
+      windowEnd = pos + readFully(fd, window.subarray(0, Math.min(SCAN_WINDOW, size - pos)), pos);
+      if (windowEnd < pos + HEADER) break; // the file shrank under the scan
+    }
+    const parsed = parseHeader(window.subarray(pos - windowAt, pos - windowAt + HEADER));
     if (parsed) {
       if (pos + HEADER + parsed.length > size) break; // a torn tail, or a record being written
       found(parsed, pos);
@@ -138,6 +146,8 @@ function scanRecords(fd: number, from: number, found: (h: Header, offset: number
   return pos;
 }
 
+/** How much of a segment a scan reads at a time for its headers. */
+const SCAN_WINDOW = 64 * 1024;
 /** How much of a segment {@link nextMagic} reads at a time. */
 const SEARCH_CHUNK = 64 * 1024;
 
@@ -375,18 +385,16 @@ export class BodySegments {
       }
       const fd = this.fdOf(name);
       if (fd === undefined) continue;
-      this.scanned.set(name, from);
+      let reached = from;
       try {
-        this.scanned.set(
-          name,
-          scanRecords(fd, from, (h, offset) => {
-            this.scanned.set(name, offset + HEADER + h.length);
-            if (h.live && !this.index.has(h.sha256)) this.index.set(h.sha256, { segment: name, offset, length: h.length });
-          }),
-        );
+        reached = scanRecords(fd, from, (h, offset) => {
+          reached = offset + HEADER + h.length;
+          if (h.live && !this.index.has(h.sha256)) this.index.set(h.sha256, { segment: name, offset, length: h.length });
+        });
       } catch {
         // A read failed (a damaged disk): the records found so far are used, the rest from git.
       }
+      this.scanned.set(name, reached);
     }
   }
 
