@@ -20,13 +20,13 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
 import { processAlive } from '../process-alive';
-import { BodySegments } from './body-segments';
+import { BodySegments, readRegularFile } from './body-segments';
 import { ownedTempName, tempOwner } from './lifecycle';
 import { PART_SIZE, partName, type BodyLocation } from './types';
 
@@ -111,12 +111,10 @@ export class BodyCache {
     // An entry made by an older version (or a writer that streamed the body), read in one
     // synchronous call: a small file in the page cache takes microseconds, where `readFile` makes four trips through the thread pool (open, stat, read, close), which
     // thousands of small answers a second pay in latency (docs/decisions.md, "Body cache").
-    let body: Buffer;
-    try {
-      body = readFileSync(join(this.entryDir(loc.sha256), partName(0, false)));
-    } catch {
-      return undefined;
-    }
+    // Never more than the body's size (+1), and only from a regular file: a FIFO blocked the
+    // process in this synchronous read for ever, deaf to SIGTERM.
+    const body = readRegularFile(join(this.entryDir(loc.sha256), partName(0, false)), loc.size);
+    if (!body) return undefined;
     if (body.length === loc.size && createHash('sha256').update(body).digest('hex') === loc.sha256) return body;
     await this.evict(loc.sha256);
     return undefined;

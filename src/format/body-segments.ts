@@ -109,6 +109,23 @@ function openSegment(path: string, write = false): number | undefined {
 }
 
 /**
+ * The bytes of a regular file of the cache (no FIFO, directory or link), at most `max` + 1 of them
+ * (a longer file is wrong either way), or undefined when there is none or it cannot be read.
+ */
+export function readRegularFile(path: string, max: number): Buffer | undefined {
+  const fd = openSegment(path);
+  if (fd === undefined) return undefined;
+  try {
+    const buf = Buffer.allocUnsafe(Math.min(fstatSync(fd).size, max + 1));
+    return buf.subarray(0, readFully(fd, buf, 0));
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * The records of one segment from `from`: calls `found` for each whole record with a good header.
  * A damaged header is skipped by searching for the next magic. Returns where the scan stopped: the
  * end, the start of a record not (yet) whole, or the last {@link HEADER} bytes after damage.

@@ -5,7 +5,7 @@
  * both with the origin stopped, byte for byte; `btrfly verify` and `btrfly gc` over the segments.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, runCli, startOrigin, tmpDir, type Origin } from '../helpers';
 
@@ -104,4 +104,18 @@ describe('small bodies cached in segment files', () => {
       expect(r.code).toBe(0);
     }
   }, 240_000);
+
+  it('a FIFO in place of a small body\'s file in a directory entry (the older form) does not hang playback', async () => {
+    rmSync(join(archive, 'btrfly', 'cache', 'segments'), { recursive: true, force: true });
+    const body = sha256(readFileSync(join(outs.b, '0')));
+    const entry = join(archive, 'btrfly', 'cache', body.slice(0, 2), body);
+    mkdirSync(entry, { recursive: true });
+    expect((await run('mkfifo', [join(entry, '00000000')])).code).toBe(0);
+    const again = tmpDir();
+    // The synchronous read of the FIFO blocked the process for ever, deaf to SIGTERM.
+    const play = await runCli(['run', '--playback', '--tag=b', '--archive', archive, '--', 'bash', scripts.b, again], { timeoutMs: 60_000 });
+    expect(play.stderr).toMatch(new RegExp(` ${FILES} hits, 0 misses`));
+    expect(play.code).toBe(0);
+    for (let i = 0; i < FILES; i++) expect(sha256(readFileSync(join(again, String(i))))).toBe(sha256(readFileSync(join(outs.b, String(i)))));
+  }, 120_000);
 });
