@@ -2,9 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { zstdDecompressSync } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { gitFsck, run } from '../helpers';
+import { looksRandom, packWhole } from '../../src/format/body-writer';
 import { PART_SIZE } from '../../src/format/types';
 import type { Archive } from '../../src/format/archive';
 import type { BodyLocation, ByteRange } from '../../src/format/types';
@@ -28,6 +30,24 @@ describe('body storage', () => {
     expect(sha256(await readGit(a, await a.locateBody(r)))).toBe(sha256(random));
     expect(sha256(await readGit(a, await a.locateBody(t)))).toBe(sha256(text));
     await gitFsck(a.dir);
+  });
+
+  test('a small body whose first 4 KiB look random is kept raw without zstd; repeats or text still go to zstd', () => {
+    const random = randomBytes(40_000);
+    expect(looksRandom(random.subarray(0, 4096))).toBe(true);
+    expect(packWhole(random)).toEqual({ zstd: false, bytes: random });
+    // Random bytes that repeat: their byte counts are uneven enough that zstd is asked, and it shrinks them.
+    const block = randomBytes(2048);
+    const repeated = Buffer.concat(Array.from({ length: 20 }, () => block));
+    expect(looksRandom(repeated.subarray(0, 4096))).toBe(false);
+    const packed = packWhole(repeated);
+    expect(packed.zstd).toBe(true);
+    expect(zstdDecompressSync(packed.bytes).equals(repeated)).toBe(true);
+    const text = compressible(40_000);
+    expect(looksRandom(text.subarray(0, 4096))).toBe(false);
+    expect(packWhole(text).zstd).toBe(true);
+    // Only a whole probe is judged this way.
+    expect(looksRandom(random.subarray(0, 4095))).toBe(false);
   });
 
   test('small bodies stored together go into one pack through fast-import, with no loose object and no ref', async () => {
