@@ -54,27 +54,41 @@ const SMALL_PROBE_SIZE = 4 * 1024;
  * Order-0 entropy (bits a byte) at or above which a {@link SMALL_PROBE_SIZE} probe is taken for
  * random bytes (encrypted or already compressed) without running zstd over it. 100,000 random
  * probes measured 7.932–7.970; a probe whose second half repeats its first measures 7.90 (and
- * then goes to zstd as before); Huffman coding of literals alone cannot save 5 % above ~7.6.
+ * then goes to zstd as before).
  */
 const RANDOM_ENTROPY = 7.92;
+
+/**
+ * At or below this, zstd's Huffman coding of the literals alone saves over 12 %: the body is
+ * compressed whole without compressing its probe first (text, JSON, HTML measure 4.5–6).
+ */
+const TEXT_ENTROPY = 7;
 
 const byteCounts = new Uint32Array(256);
 /** n·log2(n) for every count a probe can hold. */
 const NLOGN = Float64Array.from({ length: SMALL_PROBE_SIZE + 1 }, (_, n) => (n === 0 ? 0 : n * Math.log2(n)));
 
-/**
- * Whether a probe's bytes look uniformly random by their byte counts alone: ~10 µs for 4 KiB,
- * against ~40 µs for zstd to find they do not shrink (docs/decisions.md, "Small-file record").
- * A probe of random-looking bytes with a few short repeats that zstd would have shrunk by
- * just over 5 % is kept raw: it costs space, never correctness.
- */
-export function looksRandom(probe: Buffer): boolean {
-  if (probe.length !== SMALL_PROBE_SIZE) return false;
+/** The order-0 entropy of up to {@link SMALL_PROBE_SIZE} bytes, in bits a byte (0 to 8): ~10 µs for 4 KiB. */
+export function byteEntropy(bytes: Buffer): number {
+  if (bytes.length === 0 || bytes.length > SMALL_PROBE_SIZE) throw new RangeError(`byteEntropy takes 1 to ${SMALL_PROBE_SIZE} bytes`);
   byteCounts.fill(0);
-  for (let i = 0; i < probe.length; i++) byteCounts[probe[i]]++;
+  for (let i = 0; i < bytes.length; i++) byteCounts[bytes[i]]++;
   let sum = 0;
   for (let i = 0; i < 256; i++) sum += NLOGN[byteCounts[i]];
-  return Math.log2(probe.length) - sum / probe.length >= RANDOM_ENTROPY;
+  return Math.log2(bytes.length) - sum / bytes.length;
+}
+
+/**
+ * Whether a body held whole is worth compressing, from its first 4 KiB: their byte counts
+ * answer for random bytes (no) and text (yes), ~10 µs; zstd over them answers the rest, ~40 µs
+ * and more (docs/decisions.md, "Small-file record"). A random-looking probe with a few short
+ * repeats that zstd would have shrunk by just over 5 % is kept raw: it costs space, never
+ * correctness (the stored bytes are the body's either way).
+ */
+function probeSaysWorth(probe: Buffer): boolean {
+  const entropy = byteEntropy(probe);
+  if (entropy >= RANDOM_ENTROPY) return false;
+  return entropy <= TEXT_ENTROPY || keepsZstd(zstdWhole(probe).length, probe.length);
 }
 
 /** Whether `zstdSize` stored bytes save enough over `rawSize` raw ones to be kept zstd. */
@@ -89,8 +103,7 @@ export function keepsZstd(zstdSize: number, rawSize: number): boolean {
  * only to throw the result away was 0.3 ms a file. Git mode stores parts with it, LFS mode bodies.
  */
 export function packWhole(head: Buffer): { zstd: boolean; bytes: Buffer } {
-  const probe = head.subarray(0, SMALL_PROBE_SIZE);
-  const worth = head.length > SMALL_PROBE_SIZE ? !looksRandom(probe) && keepsZstd(zstdWhole(probe).length, SMALL_PROBE_SIZE) : head.length > 0;
+  const worth = head.length > SMALL_PROBE_SIZE ? probeSaysWorth(head.subarray(0, SMALL_PROBE_SIZE)) : head.length > 0;
   const packed = worth ? zstdWhole(head) : head;
   const zstd = worth && keepsZstd(packed.length, head.length);
   return { zstd, bytes: zstd ? packed : head };
