@@ -21,6 +21,12 @@ export const DEFAULT_TRANSFER_TIMEOUT = 60;
 /** The archive's git config key that sets the bound. */
 export const TRANSFER_TIMEOUT_KEY = 'btrfly.transferTimeout';
 
+/**
+ * The longest bound in force, in seconds (24.8 days): the longest a Node timer waits (a longer
+ * one fires at once) and within git's int for `http.lowSpeedTime`. A longer setting means this.
+ */
+export const MAX_TRANSFER_TIMEOUT = Math.floor(0x7fffffff / 1000);
+
 /** The bound in force for an archive, and the environment that hands it to git, ssh and git-lfs. */
 export interface TransferBound {
   /** Seconds; 0 when the archive turned the bound off. */
@@ -44,7 +50,7 @@ export async function transferBound(archive: Archive): Promise<TransferBound> {
     const [key, value] = sp < 0 ? [line, ''] : [line.slice(0, sp), line.slice(sp + 1)];
     if (key === 'core.sshcommand') sshCommand = value;
     else if (key.startsWith('http.')) proxied ||= value.trim() !== '';
-    else if (/^\d+$/.test(value.trim())) seconds = Number(value.trim());
+    else seconds = parseSeconds(archive, value);
   }
   if (seconds === 0) return { seconds, env: {}, proxied };
   const config: Array<[string, string]> = [
@@ -58,6 +64,23 @@ export async function transferBound(archive: Archive): Promise<TransferBound> {
   const ssh = withSshBound(process.env.GIT_SSH_COMMAND ?? sshCommand ?? (process.env.GIT_SSH ? undefined : 'ssh'), seconds);
   if (ssh) env.GIT_SSH_COMMAND = ssh;
   return { seconds, env, proxied };
+}
+
+/**
+ * The bound as set: a whole number of seconds (0 for none), at most {@link MAX_TRANSFER_TIMEOUT}.
+ * @throws BtrflyError CONFIG for anything else ("abc", -1, 1e9, "1m"), rather than a bound the user did not set
+ */
+function parseSeconds(archive: Archive, value: string): number {
+  const v = value.trim();
+  if (!/^\d+$/.test(v)) {
+    throw new BtrflyError(
+      'CONFIG',
+      `${TRANSFER_TIMEOUT_KEY} is "${value}" in the archive's git config, not a whole number of seconds: ` +
+        `set it with "git --git-dir ${archive.dir} config ${TRANSFER_TIMEOUT_KEY} SECONDS" (0: wait for ever), or drop it for the default ${DEFAULT_TRANSFER_TIMEOUT} s`,
+      { data: { key: TRANSFER_TIMEOUT_KEY, value } },
+    );
+  }
+  return Math.min(Number(v), MAX_TRANSFER_TIMEOUT);
 }
 
 /**

@@ -1,0 +1,58 @@
+/**
+ * `btrfly.transferTimeout` set to something that is not a whole number of seconds ("abc", -1,
+ * 1e9, git's "1m") is refused in one line saying how to set it, before anything changed (a pull
+ * fetches nothing, a repair sets nothing aside), rather than silently replaced by the default. A
+ * bound longer than a Node timer can wait (24.8 days) is a long bound, not none: an https pull
+ * works (a longer timer would fire at once, and btrfly's own TLS handshake would "stall").
+ */
+import { cpSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { copyFixtureArchive, damagePackEntry, FIXTURE_ARCHIVE, runCli, startGitServer, testCa, tmpDir } from '../helpers';
+
+const git = (archive: string, ...args: string[]): string => execFileSync('git', ['--git-dir', archive, ...args], { encoding: 'utf8' });
+/** The git host's CA, as the user's git has it. */
+const env = (): NodeJS.ProcessEnv => ({ GIT_SSL_CAINFO: testCa().caPath });
+
+let url: string;
+beforeAll(async () => {
+  const root = tmpDir('btrfly-git-host-');
+  cpSync(FIXTURE_ARCHIVE, join(root, 'archive.git'), { recursive: true });
+  const server = await startGitServer(undefined, '127.0.0.1', root);
+  url = `https://127.0.0.1:${server.port}/archive.git`;
+});
+
+async function archiveWithBound(value: string, archive = join(tmpDir('btrfly-bound-'), 'archive')): Promise<string> {
+  expect((await runCli(['remote', 'add', 'origin', url, '--archive', archive])).code).toBe(0);
+  git(archive, 'config', 'btrfly.transferTimeout', value);
+  return archive;
+}
+
+const refused = (archive: string, value: string): string =>
+  `btrfly: btrfly.transferTimeout is "${value}" in the archive's git config, not a whole number of seconds: ` +
+  `set it with "git --git-dir ${archive} config btrfly.transferTimeout SECONDS" (0: wait for ever), or drop it for the default 60 s\n`;
+
+test.each(['abc', '-1', '1e9', '1m'])('pull with btrfly.transferTimeout "%s" is refused in one line, nothing fetched', async (value) => {
+  const archive = await archiveWithBound(value);
+  const r = await runCli(['pull', 'origin', '--archive', archive], { env: env() });
+  expect(r.stderr).toBe(refused(archive, value));
+  expect(r.code).toBe(1);
+  expect(git(archive, 'for-each-ref')).toBe('');
+}, 60_000);
+
+test('verify --repair with a bound set wrong is refused before anything is set aside', async () => {
+  const archive = copyFixtureArchive();
+  damagePackEntry(archive, git(archive, 'rev-parse', 'example/small:manifest.json').trim());
+  await archiveWithBound('abc', archive);
+  const r = await runCli(['verify', '--repair', '--archive', archive], { env: env() });
+  expect(r.stderr.split('\n').filter((l) => l.startsWith('btrfly: ') || l.startsWith('repair: '))).toEqual([refused(archive, 'abc').trimEnd()]);
+  expect(r.code).toBe(1);
+  expect(existsSync(join(archive, 'btrfly', 'damaged'))).toBe(false);
+}, 60_000);
+
+test('a bound longer than a Node timer can wait is a long bound: an https pull works', async () => {
+  const archive = await archiveWithBound('3000000');
+  const r = await runCli(['pull', 'origin', 'example/small', '--archive', archive], { env: env() });
+  expect(r.stderr).toMatch(/^example\/small: pulled, new tag at [0-9a-f]{12}\n$/);
+  expect(r.code).toBe(0);
+}, 60_000);
