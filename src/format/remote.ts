@@ -465,7 +465,7 @@ async function transferTo(
   const temps = await gitTempFiles(archive.dir);
   const bound = await transferBound(archive);
   const url = (await listRemotes(archive)).find((r) => r.name === remote)?.url ?? '';
-  const handshake = await handshakeStalls(url, bound, opts?.signal);
+  const handshake = await handshakeStalls(remote, url, bound, opts?.signal);
   if (handshake) throw stalled(archive, remote, what, bound.seconds, handshake);
   try {
     return await archive.git.transfer(args, { ...opts, env: { ...opts?.env, ...bound.env } });

@@ -34,6 +34,8 @@ export interface TransferBound {
   env: NodeJS.ProcessEnv;
   /** git reaches https remotes through a proxy (git config or environment): btrfly's own handshake would not. */
   proxied: boolean;
+  /** The remotes git reaches through a proxy of their own (`remote.<name>.proxy`). */
+  proxiedRemotes: ReadonlySet<string>;
 }
 
 /**
@@ -41,18 +43,22 @@ export interface TransferBound {
  * ssh options are added to) and returns the environment for a transfer.
  */
 export async function transferBound(archive: Archive): Promise<TransferBound> {
-  const r = await archive.git.run(['config', '--get-regexp', '^(btrfly\\.transfertimeout|core\\.sshcommand|http\\..*proxy)$'], { ok: [0, 1] });
+  const r = await archive.git.run(['config', '--get-regexp', '^(btrfly\\.transfertimeout|core\\.sshcommand|http\\..*proxy|remote\\..*\\.proxy)$'], { ok: [0, 1] });
   let seconds = DEFAULT_TRANSFER_TIMEOUT;
   let sshCommand: string | undefined;
   let proxied = ['https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'].some((v) => process.env[v]);
+  const proxiedRemotes = new Set<string>();
   for (const line of r.stdout.split('\n').filter(Boolean)) {
     const sp = line.indexOf(' ');
     const [key, value] = sp < 0 ? [line, ''] : [line.slice(0, sp), line.slice(sp + 1)];
     if (key === 'core.sshcommand') sshCommand = value;
     else if (key.startsWith('http.')) proxied ||= value.trim() !== '';
+    else if (key.startsWith('remote.')) {
+      if (value.trim() !== '') proxiedRemotes.add(key.slice('remote.'.length, -'.proxy'.length));
+    }
     else seconds = parseSeconds(archive, value);
   }
-  if (seconds === 0) return { seconds, env: {}, proxied };
+  if (seconds === 0) return { seconds, env: {}, proxied, proxiedRemotes };
   const config: Array<[string, string]> = [
     ['http.lowSpeedLimit', '1'],
     ['http.lowSpeedTime', String(seconds)],
@@ -63,7 +69,7 @@ export async function transferBound(archive: Archive): Promise<TransferBound> {
   const env: NodeJS.ProcessEnv = { ...configEnv(config) };
   const ssh = withSshBound(process.env.GIT_SSH_COMMAND ?? sshCommand ?? (process.env.GIT_SSH ? undefined : 'ssh'), seconds);
   if (ssh) env.GIT_SSH_COMMAND = ssh;
-  return { seconds, env, proxied };
+  return { seconds, env, proxied, proxiedRemotes };
 }
 
 /**
@@ -90,8 +96,8 @@ function parseSeconds(archive: Archive, value: string): number {
  * five minutes whatever the bound. Resolves with what went wrong when the handshake did not end in
  * time, else undefined (a refusal or a certificate git would not take is left for git to tell).
  */
-export async function handshakeStalls(url: string, bound: TransferBound, signal?: AbortSignal): Promise<string | undefined> {
-  if (!bound.seconds || bound.proxied || !/^https:\/\//i.test(url)) return undefined;
+export async function handshakeStalls(remote: string, url: string, bound: TransferBound, signal?: AbortSignal): Promise<string | undefined> {
+  if (!bound.seconds || bound.proxied || bound.proxiedRemotes.has(remote) || !/^https:\/\//i.test(url)) return undefined;
   let target: URL;
   try {
     target = new URL(url);

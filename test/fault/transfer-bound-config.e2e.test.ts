@@ -3,10 +3,14 @@
  * 1e9, git's "1m") is refused in one line saying how to set it, before anything changed (a pull
  * fetches nothing, a repair sets nothing aside), rather than silently replaced by the default. A
  * bound longer than a Node timer can wait (24.8 days) is a long bound, not none: an https pull
- * works (a longer timer would fire at once, and btrfly's own TLS handshake would "stall").
+ * works (a longer timer would fire at once, and btrfly's own TLS handshake would "stall"). A
+ * remote git reaches through a proxy of its own (`remote.<name>.proxy`) gets no handshake of
+ * btrfly's straight to its host, which may not be reachable but through the proxy.
  */
 import { cpSync, existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { createServer as createHttpServer } from 'node:http';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { copyFixtureArchive, damagePackEntry, FIXTURE_ARCHIVE, runCli, startGitServer, testCa, tmpDir } from '../helpers';
 
@@ -15,11 +19,30 @@ const git = (archive: string, ...args: string[]): string => execFileSync('git', 
 const env = (): NodeJS.ProcessEnv => ({ GIT_SSL_CAINFO: testCa().caPath });
 
 let url: string;
+let gitPort: number;
+const servers: Server[] = [];
+const sockets = new Set<Socket>();
+const listen = async (server: Server): Promise<number> => {
+  servers.push(server);
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('error', () => undefined).on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+};
+
 beforeAll(async () => {
   const root = tmpDir('btrfly-git-host-');
   cpSync(FIXTURE_ARCHIVE, join(root, 'archive.git'), { recursive: true });
   const server = await startGitServer(undefined, '127.0.0.1', root);
+  gitPort = server.port;
   url = `https://127.0.0.1:${server.port}/archive.git`;
+});
+
+afterAll(async () => {
+  for (const s of sockets) s.destroy();
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
 });
 
 async function archiveWithBound(value: string, archive = join(tmpDir('btrfly-bound-'), 'archive')): Promise<string> {
@@ -56,3 +79,26 @@ test('a bound longer than a Node timer can wait is a long bound: an https pull w
   expect(r.stderr).toMatch(/^example\/small: pulled, new tag at [0-9a-f]{12}\n$/);
   expect(r.code).toBe(0);
 }, 60_000);
+
+test('a remote reached through remote.<name>.proxy is not given up for a host that never answers straight', async () => {
+  // The remote's host takes connections and never answers (as one a firewall lets through only from the proxy);
+  // the proxy's tunnels all reach the git host.
+  const silent = await listen(createServer());
+  const proxy = createHttpServer().on('connect', (_req, client: Socket, head: Buffer) => {
+    const up = connect(gitPort, '127.0.0.1', () => {
+      client.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      up.write(head);
+      up.pipe(client).pipe(up);
+    });
+    up.on('error', () => client.destroy());
+    client.on('error', () => up.destroy());
+  });
+  const proxyPort = await listen(proxy);
+  const archive = join(tmpDir('btrfly-bound-'), 'archive');
+  expect((await runCli(['remote', 'add', 'origin', `https://127.0.0.1:${silent}/archive.git`, '--archive', archive])).code).toBe(0);
+  git(archive, 'config', 'btrfly.transferTimeout', '2');
+  git(archive, 'config', 'remote.origin.proxy', `http://127.0.0.1:${proxyPort}`);
+  const r = await runCli(['pull', 'origin', 'example/small', '--archive', archive], { env: env(), timeoutMs: 60_000 });
+  expect(r.stderr).toMatch(/^example\/small: pulled, new tag at [0-9a-f]{12}\n$/);
+  expect(r.code).toBe(0);
+}, 90_000);
