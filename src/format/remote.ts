@@ -464,8 +464,9 @@ async function transferTo(
 ): Promise<GitResult> {
   const temps = await gitTempFiles(archive.dir);
   const bound = await transferBound(archive);
-  const url = (await listRemotes(archive)).find((r) => r.name === remote)?.url ?? '';
-  const handshake = await handshakeStalls(remote, url, bound, opts?.signal);
+  // The URL git will reach: url.<base>.insteadOf and pushInsteadOf applied, the push URL for a push.
+  const { stdout: url } = await archive.git.run(['remote', 'get-url', ...(args[0] === 'push' ? ['--push'] : []), remote], { ok: [0, 2, 128] });
+  const handshake = await handshakeStalls(remote, url.trim(), bound, opts?.signal);
   if (handshake) throw stalled(archive, remote, what, bound.seconds, handshake);
   try {
     return await archive.git.transfer(args, { ...opts, env: { ...opts?.env, ...bound.env } });

@@ -5,7 +5,9 @@
  * bound longer than a Node timer can wait (24.8 days) is a long bound, not none: an https pull
  * works (a longer timer would fire at once, and btrfly's own TLS handshake would "stall"). A
  * remote git reaches through a proxy of its own (`remote.<name>.proxy`) gets no handshake of
- * btrfly's straight to its host, which may not be reachable but through the proxy.
+ * btrfly's straight to its host, which may not be reachable but through the proxy; nor does one
+ * whose URL git rewrites (`url.<base>.insteadOf`) or pushes to elsewhere (`remote.<name>.pushurl`):
+ * the handshake is with the host git reaches.
  */
 import { cpSync, existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -20,6 +22,7 @@ const env = (): NodeJS.ProcessEnv => ({ GIT_SSL_CAINFO: testCa().caPath });
 
 let url: string;
 let gitPort: number;
+let root: string;
 const servers: Server[] = [];
 const sockets = new Set<Socket>();
 const listen = async (server: Server): Promise<number> => {
@@ -33,7 +36,10 @@ const listen = async (server: Server): Promise<number> => {
 };
 
 beforeAll(async () => {
-  const root = tmpDir('btrfly-git-host-');
+  root = tmpDir('btrfly-git-host-');
+  execFileSync('git', ['init', '-q', '--bare', join(root, 'pushed.git')]);
+  // Anonymous pushes: git http-backend takes them only so.
+  execFileSync('git', ['--git-dir', join(root, 'pushed.git'), 'config', 'http.receivepack', 'true']);
   cpSync(FIXTURE_ARCHIVE, join(root, 'archive.git'), { recursive: true });
   const server = await startGitServer(undefined, '127.0.0.1', root);
   gitPort = server.port;
@@ -101,4 +107,23 @@ test('a remote reached through remote.<name>.proxy is not given up for a host th
   const r = await runCli(['pull', 'origin', 'example/small', '--archive', archive], { env: env(), timeoutMs: 60_000 });
   expect(r.stderr).toMatch(/^example\/small: pulled, new tag at [0-9a-f]{12}\n$/);
   expect(r.code).toBe(0);
+}, 90_000);
+
+test('the handshake is with the host git reaches: url.<base>.insteadOf for a pull, remote.<name>.pushurl for a push', async () => {
+  // The URL as configured names a host that takes connections and never answers.
+  const silent = await listen(createServer());
+  const archive = join(tmpDir('btrfly-bound-'), 'archive');
+  expect((await runCli(['remote', 'add', 'origin', `https://127.0.0.1:${silent}/archive.git`, '--archive', archive])).code).toBe(0);
+  git(archive, 'config', 'btrfly.transferTimeout', '2');
+  git(archive, 'config', `url.https://127.0.0.1:${gitPort}/.insteadOf`, `https://127.0.0.1:${silent}/`);
+  const pulled = await runCli(['pull', 'origin', 'example/small', '--archive', archive], { env: env(), timeoutMs: 60_000 });
+  expect(pulled.stderr).toMatch(/^example\/small: pulled, new tag at [0-9a-f]{12}\n$/);
+  expect(pulled.code).toBe(0);
+
+  expect((await runCli(['remote', 'add', 'mirror', `https://127.0.0.1:${silent}/mirror.git`, '--archive', archive])).code).toBe(0);
+  git(archive, 'config', 'remote.mirror.pushurl', `https://127.0.0.1:${gitPort}/pushed.git`);
+  const pushed = await runCli(['push', 'mirror', 'example/small', '--archive', archive], { env: env(), timeoutMs: 60_000 });
+  expect(pushed.stderr).toMatch(/^example\/small: pushed, new tag at [0-9a-f]{12}\n$/);
+  expect(pushed.code).toBe(0);
+  expect(git(join(root, 'pushed.git'), 'rev-parse', 'example/small')).toBe(git(archive, 'rev-parse', 'example/small'));
 }, 90_000);
