@@ -3,7 +3,8 @@
  * not keep the other tags from being pushed; a push of every tag is refused in one line naming
  * it, with what to do, nothing pushed. A pull, which git refuses whatever it asks for while one
  * ref names a missing commit ("bad object"), says that tag's trouble and what to do, not the
- * remote's URL and credentials; after the repair the pull works.
+ * remote's URL and credentials; after the repair the pull works. gc, which git refuses then too,
+ * says the same, having removed nothing.
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -58,4 +59,16 @@ test('pull of another tag says the missing tip and what to do; after the repair 
   const pulled = await runCli(['pull', 'origin', 'example/large', '--archive', archive]);
   expect(pulled.stderr).toMatch(/^example\/large: pulled, new tag at [0-9a-f]{12}\n$/);
   expect(pulled.code).toBe(0);
+}, 120_000);
+
+test('gc says which tag names a missing recording and what to do, having removed nothing', async () => {
+  const { archive, tip } = await withMissingTip();
+  const objects = git(archive, 'count-objects', '-v');
+  const r = await runCli(['gc', '--archive', archive]);
+  expect(r.stderr).toBe(
+    `btrfly: gc removed nothing: tag "example/small" points at recording ${tip.slice(0, 12)}, which is missing from the archive: run "btrfly verify --repair example/small" to fetch it again from the archive's remotes, ` +
+      'or record the tag again without --append (its history then starts anew); then gc again\n',
+  );
+  expect(r.code).toBe(1);
+  expect(git(archive, 'count-objects', '-v')).toBe(objects);
 }, 120_000);
