@@ -4,7 +4,7 @@
  * it, with what to do, nothing pushed. A pull, which git refuses whatever it asks for while one
  * ref names a missing commit ("bad object"), says that tag's trouble and what to do, not the
  * remote's URL and credentials; after the repair the pull works. gc, which git refuses then too,
- * says the same, having removed nothing.
+ * says the same, having removed nothing; `migrate --lfs` refuses before it marks the archive.
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -71,4 +71,15 @@ test('gc says which tag names a missing recording and what to do, having removed
   );
   expect(r.code).toBe(1);
   expect(git(archive, 'count-objects', '-v')).toBe(objects);
+}, 120_000);
+
+test('migrate --lfs is refused, naming the tag, before the archive is marked for LFS', async () => {
+  const { archive, tip } = await withMissingTip();
+  const r = await runCli(['migrate', '--lfs', '--archive', archive]);
+  expect(r.stderr).toBe(
+    `btrfly: tag "example/small" points at recording ${tip.slice(0, 12)}, which is missing from the archive: run "btrfly verify --repair example/small" to fetch it again from the archive's remotes, ` +
+      'or record the tag again without --append (its history then starts anew); nothing was migrated\n',
+  );
+  expect(r.code).toBe(1);
+  expect(() => git(archive, 'config', 'btrfly.storage')).toThrow();
 }, 120_000);
