@@ -59,7 +59,11 @@ async function summarize(archive: Archive, visible: (tag: string) => boolean): P
   const out: (TagSummary | UnreadableTag)[] = [];
   for (const t of (await listTagsAsTheyAre(archive)).filter((t) => visible(t.tag))) {
     try {
-      const [history, rec, storedSize] = await Promise.all([archive.history(t.tag), archive.readRecording(t.tag, t.commit), tagDiskUsage(archive, t.commit)]);
+      // Side by side, but a history that does not read is what is said when all fail (an older recording missing).
+      const rest = Promise.all([archive.readRecording(t.tag, t.commit), tagDiskUsage(archive, t.commit)]);
+      rest.catch(() => undefined);
+      const history = await archive.history(t.tag);
+      const [rec, storedSize] = await rest;
       out.push({
         tag: t.tag,
         commit: t.commit,

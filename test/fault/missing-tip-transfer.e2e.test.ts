@@ -5,6 +5,8 @@
  * ref names a missing commit ("bad object"), says that tag's trouble and what to do, not the
  * remote's URL and credentials; after the repair the pull works. gc, which git refuses then too,
  * says the same, having removed nothing; `migrate --lfs` refuses before it marks the archive.
+ * An older recording missing (the newest reads) is said as that, not as the newest unreadable,
+ * with advice that helps (a re-recording would add to the same broken history).
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -82,4 +84,23 @@ test('migrate --lfs is refused, naming the tag, before the archive is marked for
   );
   expect(r.code).toBe(1);
   expect(() => git(archive, 'config', 'btrfly.storage')).toThrow();
+}, 120_000);
+
+test('an older recording missing: tags and log say so, not that the newest cannot be read, and what helps', async () => {
+  const archive = copyFixtureArchive();
+  const tip = git(archive, 'rev-parse', 'example/small').trim();
+  const older = git(archive, 'rev-parse', 'example/small^').trim();
+  damagePackEntry(archive, older);
+  expect((await runCli(['verify', '--repair', '--archive', archive])).code).toBe(1);
+  const said = new RegExp(
+    `^btrfly: tag "example/small": a recording older than its newest \\(${tip.slice(0, 12)}\\) is missing or damaged \\(.*${older}.*\\): ` +
+      `run "btrfly verify --repair example/small" to fetch it again from the archive's remotes; with no remote that has it, "btrfly rm example/small" and record the tag again \\(a re-recording alone would add to the same history\\)$`,
+  );
+  const tags = await runCli(['tags', '--archive', archive]);
+  expect(tags.stderr.trimEnd()).toMatch(said);
+  expect(tags.stdout).toMatch(/^example\/large +1 +2 /m);
+  expect(tags.code).toBe(1);
+  const log = await runCli(['log', 'example/small', '--archive', archive]);
+  expect(log.stderr.trimEnd()).toMatch(said);
+  expect(log.code).toBe(1);
 }, 120_000);
