@@ -8,7 +8,8 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BtrflyError, isBtrflyError, oneLine, type ErrorCode } from '../errors';
 import type { Archive } from './archive';
-import { withoutGitAdvice, type TreeEntry } from './git';
+import type { TreeEntry } from './git';
+import { withoutGitAdvice } from './git-process';
 import { dropStaleIncoming } from './incoming-refs';
 import { readJournal } from './journal';
 import { processAlive } from '../process-alive';
@@ -102,7 +103,7 @@ async function checkBody(
       cb();
     },
   });
-  const wasCached = archive.cache?.has(loc) ?? false;
+  const wasCached = archive.cache?.holds(loc) ?? false;
   try {
     // The objects in git are what is checked (a whole read that verifies fills the body cache).
     await pipeline(archive.openBody(loc, undefined, { fromGit: true }), sink);

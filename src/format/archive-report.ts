@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { oneLine } from '../errors';
 import type { Archive, TagInfo } from './archive';
 import { tagDiskUsage, type VerifyProblem } from './archive-maintenance';
-import { withoutGitAdvice } from './git';
+import { withoutGitAdvice } from './git-process';
 import { compareStrings } from './manifest';
 import { parseTagSpec } from './names';
 import { repairAdvice, type Recording } from './types';

@@ -146,8 +146,9 @@ export class Archive implements BodyStore {
     return Archive.open(dir, { create: true, lfs: opts.lfs });
   }
 
-  /** Ends the long-lived git processes. */
+  /** Ends the long-lived git processes and closes the body cache's segment files. */
   close(): Promise<void> {
+    this.cache?.segments.close();
     return this.git.close();
   }
 

@@ -1,29 +1,38 @@
 /**
  * The body cache: each body's raw bytes as plain files beside the archive's git objects (never
- * in them), `<archive>/btrfly/cache/<2 hex>/<sha256>/<part>`, one file per 8 MiB part. Playback
+ * in them). A body of several parts, or of one larger than its writer holds in memory, is a
+ * directory `<archive>/btrfly/cache/<2 hex>/<sha256>/<part>`, one file per 8 MiB part. Playback
  * streams a cached body from these files in 1 MiB reads, which Node serves faster than
  * single-worker nginx here; through `git cat-file` it reached 0.37× (docs/decisions.md, "Body
- * cache"). git stays the archive: it is what is pushed, pulled, verified and garbage-collected;
- * the cache is derived from it and can be deleted at any time.
+ * cache"). A small body (one part of at most 1 MiB, `isSmallBody`) recorded or read from git is
+ * a record appended to a segment file of its writer (src/format/body-segments.ts), without an
+ * inode of its own; directory entries of small bodies made by older versions are still read.
+ * git stays the archive: it is what is pushed, pulled, verified and garbage-collected; the cache
+ * is derived from it and can be deleted at any time.
  *
  * An entry is only ever made whole, from bytes whose SHA-256 was checked: a recording's parts
  * as the writer hashed them, or a whole read from git that verified. Its parts are gathered in
- * a stage directory and renamed into place in one step, so an entry is complete or absent.
- * Reads check each part's length; `btrfly verify` re-hashes cached entries and removes bad ones.
- * Off with `git -C ARCHIVE config btrfly.bodyCache false`.
+ * a stage directory and renamed into place in one step, so an entry is complete or absent; a
+ * segment record cut short by a crash is ignored. Reads check each part's length, and a small
+ * body's SHA-256 on every read; `btrfly verify` re-hashes cached entries and records and removes
+ * bad ones, `gc` compacts the segments of writers that are gone. Off with
+ * `git -C ARCHIVE config btrfly.bodyCache false`.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
 import { processAlive } from '../process-alive';
+import { BodySegments } from './body-segments';
 import { ownedTempName, tempOwner } from './lifecycle';
 import { PART_SIZE, partName, type BodyLocation } from './types';
 
 const IO_CHUNK = 1024 * 1024;
+/** The directory of segment files, beside the `<2 hex>` directories of entries. */
+const SEGMENTS = 'segments';
 
 /** `gc` removes a stage directory older than this (its writer died), and spares entries younger than this while a recorder runs. */
 const RECENT_MS = 60 * 60 * 1000;
@@ -34,10 +43,13 @@ function partLength(loc: BodyLocation, index: number): number {
 
 export class BodyCache {
   private readonly stageRoot: string;
+  /** Small bodies, appended to segment files. */
+  readonly segments: BodySegments;
 
   /** @param dir `<archive>/btrfly/cache` */
   constructor(readonly dir: string) {
     this.stageRoot = join(dir, 'tmp');
+    this.segments = new BodySegments(join(dir, SEGMENTS));
   }
 
   private entryDir(sha256: string): string {
@@ -49,9 +61,17 @@ export class BodyCache {
     return join(this.entryDir(sha256), partName(index, false));
   }
 
-  /** Whether a whole entry for the body is in place (one `stat`: entries appear whole, by rename). */
+  /**
+   * Whether a whole directory entry for the body is in place (one `stat`: entries appear whole,
+   * by rename), which {@link open} streams from. A small body in a segment is not one: see {@link holds}.
+   */
   has(loc: BodyLocation): boolean {
     return existsSync(this.entryDir(loc.sha256));
+  }
+
+  /** Whether the cache holds the body in either form. */
+  holds(loc: BodyLocation): boolean {
+    return this.has(loc) || this.segments.has(loc.sha256);
   }
 
   /**
@@ -86,8 +106,10 @@ export class BodyCache {
    * size), or undefined when it is not cached or does not check out (then it is removed).
    */
   async readSmall(loc: BodyLocation): Promise<Buffer | undefined> {
-    // Read in one synchronous call: a small file in the page cache takes microseconds, where
-    // `readFile` makes four trips through the thread pool (open, stat, read, close), which
+    const fromSegment = this.segments.read(loc.sha256, loc.size);
+    if (fromSegment) return fromSegment;
+    // An entry made by an older version (or a writer that streamed the body), read in one
+    // synchronous call: a small file in the page cache takes microseconds, where `readFile` makes four trips through the thread pool (open, stat, read, close), which
     // thousands of small answers a second pay in latency (docs/decisions.md, "Body cache").
     let body: Buffer;
     try {
@@ -105,6 +127,13 @@ export class BodyCache {
    * SHA-256 and size (the entry is deleted, so playback reads the body from git again).
    */
   async check(loc: BodyLocation): Promise<'absent' | 'ok' | 'removed'> {
+    const record = this.segments.check(loc.sha256, loc.size);
+    const entry = await this.checkEntry(loc);
+    if (record === 'removed' || entry === 'removed') return 'removed';
+    return record === 'ok' || entry === 'ok' ? 'ok' : 'absent';
+  }
+
+  private async checkEntry(loc: BodyLocation): Promise<'absent' | 'ok' | 'removed'> {
     if (!this.has(loc)) return 'absent';
     const hash = createHash('sha256');
     let size = 0;
@@ -121,24 +150,31 @@ export class BodyCache {
     return 'removed';
   }
 
-  /** Puts a whole body held in memory (a small one, just checked) in place, best-effort. */
+  /**
+   * Puts a whole body held in memory (a small one, just checked) in place, best-effort: a record
+   * in this process's segment, unless the cache holds it already.
+   */
   async put(sha256: string, body: Buffer): Promise<void> {
-    const stage = this.stage();
     try {
-      await stage.addBytes(0, body);
-      await stage.commit(sha256);
+      this.putSmall(sha256, body);
     } catch {
-      await stage.discard().catch(() => undefined);
+      // The segment failed (a full disk): the body is in git either way.
     }
   }
 
   /** A new entry in the making; nothing is visible to readers before {@link CacheStage.commit}. */
   stage(): CacheStage {
-    return new CacheStage(join(this.stageRoot, ownedTempName(process.pid, randomUUID())), (sha) => this.entryDir(sha));
+    return new CacheStage(join(this.stageRoot, ownedTempName(process.pid, randomUUID())), (sha) => this.entryDir(sha), (sha, bytes) => this.putSmall(sha, bytes));
   }
 
-  /** Removes a body's entry (after it was found damaged). */
+  /** A small body as a segment record, unless it is cached in either form already; throws when the write fails. */
+  private putSmall(sha256: string, bytes: Buffer): void {
+    if (!existsSync(this.entryDir(sha256))) this.segments.append(sha256, bytes);
+  }
+
+  /** Removes a body's entry and its segment record (after it was found damaged). */
   async evict(sha256: string): Promise<void> {
+    this.segments.evict(sha256);
     // Renamed away first, so a reader never sees half an entry while it is deleted.
     const doomed = join(this.stageRoot, ownedTempName(process.pid, `evict-${randomUUID()}`));
     await mkdir(this.stageRoot, { recursive: true });
@@ -147,8 +183,9 @@ export class BodyCache {
 
   /**
    * Removes every entry whose body is not in `keep`, and the stage directories of processes
-   * that died (by the pid in their name; a stage without one when older than an hour).
-   * Returns how many entries went.
+   * that died (by the pid in their name; a stage without one when older than an hour), and
+   * compacts the segments of writers that are gone (their records of bodies in `keep` that still
+   * check out, into one segment). Returns how many entries and records went.
    * @param opts.spareRecent keep entries made in the last hour too (a recorder is running: its
    * newest bodies are in no journal yet, and it may be answering from them)
    */
@@ -156,7 +193,7 @@ export class BodyCache {
     let removed = 0;
     const now = Date.now();
     for (const prefix of await readdir(this.dir).catch(() => [] as string[])) {
-      if (prefix === 'tmp') continue;
+      if (prefix === 'tmp' || prefix === SEGMENTS) continue;
       for (const sha of await readdir(join(this.dir, prefix)).catch(() => [] as string[])) {
         if (keep.has(sha)) continue;
         if (opts.spareRecent && (await stat(join(this.dir, prefix, sha)).then((s) => now - s.mtimeMs < RECENT_MS, () => false))) continue;
@@ -170,7 +207,7 @@ export class BodyCache {
       const dead = owner !== undefined ? !processAlive(owner) : await stat(path).then((s) => now - s.mtimeMs > RECENT_MS, () => false);
       if (dead) await rm(path, { recursive: true, force: true });
     }
-    return removed;
+    return removed + this.segments.compact(keep, opts);
   }
 }
 
@@ -181,6 +218,7 @@ export class CacheStage {
   constructor(
     private readonly dir: string,
     private readonly entryDir: (sha256: string) => string,
+    private readonly appendSmall: (sha256: string, bytes: Buffer) => void,
   ) {}
 
   private partPath(index: number): string {
@@ -232,30 +270,13 @@ export class CacheStage {
   }
 
   /**
-   * Makes the entry of a body of one small part (a file recorded) at once, with synchronous
-   * calls: a stage directory, the part, the rename. Each trip through the thread pool cost the
-   * recorder a wake-up of another thread, and on a busy machine its turn on the CPU; these calls
-   * on a file of at most a few hundred KiB in the page cache take microseconds
-   * (docs/decisions.md, "Small-file record"). An entry already in place is kept.
+   * Caches a body of one small part (a file recorded) at once: a record appended to this
+   * process's segment (src/format/body-segments.ts) with one synchronous write, no inode. A
+   * directory and a file per body cost 0.67–1.43 ms of CPU each on this disk, a quarter of the
+   * recorder's main thread (docs/notes/small-files.md). A body the cache holds already is kept.
    */
   putSmallSync(sha256: string, bytes: Buffer): void {
-    const target = this.entryDir(sha256);
-    if (existsSync(target)) return;
-    try {
-      mkdirSync(this.dir, { recursive: true });
-      writeFileSync(this.partPath(0), bytes);
-      try {
-        renameSync(this.dir, target);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        mkdirSync(join(target, '..'), { recursive: true });
-        renameSync(this.dir, target);
-      }
-    } catch (e) {
-      rmSync(this.dir, { recursive: true, force: true });
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
-    }
+    this.appendSmall(sha256, bytes);
   }
 
   /** Removes the stage and whatever is in it. */

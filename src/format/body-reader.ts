@@ -67,7 +67,7 @@ export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: {
     const restFromGit = (from: number): Readable => Readable.from(readParts(git, loc, from, end, false), { objectMode: false, highWaterMark: IO_CHUNK });
     out = opts.cache!.cache.open(loc, start, end, restFromGit);
   }
-  else if (whole && isSmallBody(loc)) out = smallWholeBody(git, loc, fill);
+  else if (whole && isSmallBody(loc)) out = smallWholeBody(git, loc, opts.cache?.fromGit ? undefined : opts.cache?.cache, fill);
   else {
     // A whole read from git (`verify`, `pull`) also makes the body's checks, from the bytes it verifies.
     const tagged = whole && opts.checks ? { checks: opts.checks, tagger: opts.checks.tagger() } : undefined;
@@ -316,14 +316,16 @@ export function readSmallBody(git: Git, loc: BodyLocation, cache?: BodyCache): P
  * decompression in a single call and the SHA-256 check, pushed as one chunk. The general path
  * costs two async-iterator streams and a zstd stream with a 1 MiB buffer per body, which
  * dominated a playback of thousands of small files (BENCHMARKS.md, small files).
+ * @param cached read from first (a small body's segment record is no directory entry that `has` finds)
+ * @param fill filled with the body read from git
  */
-function smallWholeBody(git: Git, loc: BodyLocation, cache?: BodyCache): Readable {
+function smallWholeBody(git: Git, loc: BodyLocation, cached?: BodyCache, fill?: BodyCache): Readable {
   let started = false;
   return new Readable({
     read() {
       if (started) return;
       started = true;
-      loadSmallBody(git, loc, cache).then(
+      (async () => (await cached?.readSmall(loc)) ?? (await loadSmallBody(git, loc, fill)))().then(
         (body) => {
           this.push(body);
           this.push(null);

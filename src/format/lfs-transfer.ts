@@ -9,7 +9,7 @@
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { storageFailure } from './disk-space';
-import { lastGitMessage } from './git';
+import { lastGitMessage } from './git-process';
 import { checkGitLfs, LFS_POINTER_NAME } from './lfs-store';
 import { isNoSpace } from './lifecycle';
 import { isStall, stalled, transferBound } from './transfer-bound';

@@ -17,7 +17,8 @@
 import { randomBytes } from 'node:crypto';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
-import { lastGitMessage, type GitResult } from './git';
+import type { GitResult } from './git';
+import { lastGitMessage } from './git-process';
 import { formatSize } from './size';
 
 export const STAGING_PREFIX = 'refs/btrfly/staging/';

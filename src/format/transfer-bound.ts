@@ -13,7 +13,7 @@ import { isIP } from 'node:net';
 import { connect } from 'node:tls';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
-import { lastGitMessage } from './git';
+import { lastGitMessage } from './git-process';
 
 /** Seconds without a byte after which a transfer is given up, unless the archive sets another. */
 export const DEFAULT_TRANSFER_TIMEOUT = 60;

@@ -1,4 +1,4 @@
-import { lastGitMessage } from '../../src/format/git';
+import { lastGitMessage } from '../../src/format/git-process';
 import { displayUrl, normalizeRemoteUrl, urlCredential, validateRemoteName } from '../../src/format/remote';
 
 describe('remote URLs and names', () => {
