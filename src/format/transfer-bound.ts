@@ -48,6 +48,7 @@ export async function transferBound(archive: Archive): Promise<TransferBound> {
   let sshCommand: string | undefined;
   let proxied = ['https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'].some((v) => process.env[v]);
   const proxiedRemotes = new Set<string>();
+  let setting: string | undefined;
   for (const line of r.stdout.split('\n').filter(Boolean)) {
     const sp = line.indexOf(' ');
     const [key, value] = sp < 0 ? [line, ''] : [line.slice(0, sp), line.slice(sp + 1)];
@@ -55,9 +56,10 @@ export async function transferBound(archive: Archive): Promise<TransferBound> {
     else if (key.startsWith('http.')) proxied ||= value.trim() !== '';
     else if (key.startsWith('remote.')) {
       if (value.trim() !== '') proxiedRemotes.add(key.slice('remote.'.length, -'.proxy'.length));
-    }
-    else seconds = parseSeconds(archive, value);
+    } else setting = value;
   }
+  // The last one set wins, as in git (the archive's own over the user's global one).
+  if (setting !== undefined) seconds = parseSeconds(archive, setting);
   if (seconds === 0) return { seconds, env: {}, proxied, proxiedRemotes };
   const config: Array<[string, string]> = [
     ['http.lowSpeedLimit', '1'],

@@ -69,6 +69,15 @@ test.each(['abc', '-1', '1e9', '1m'])('pull with btrfly.transferTimeout "%s" is 
   expect(git(archive, 'for-each-ref')).toBe('');
 }, 60_000);
 
+test("the archive's own bound wins over a wrong one in the user's global git config, as in git", async () => {
+  const archive = await archiveWithBound('5');
+  const global = join(tmpDir('btrfly-gitconfig-'), 'gitconfig');
+  execFileSync('git', ['config', '--file', global, 'btrfly.transferTimeout', 'abc']);
+  const r = await runCli(['pull', 'origin', 'example/small', '--archive', archive], { env: { ...env(), GIT_CONFIG_GLOBAL: global } });
+  expect(r.stderr).toMatch(/^example\/small: pulled, new tag at [0-9a-f]{12}\n$/);
+  expect(r.code).toBe(0);
+}, 60_000);
+
 test('verify --repair with a bound set wrong is refused before anything is set aside', async () => {
   const archive = copyFixtureArchive();
   damagePackEntry(archive, git(archive, 'rev-parse', 'example/small:manifest.json').trim());
