@@ -5,12 +5,12 @@
  * archive's git config, seconds, default {@link DEFAULT_TRANSFER_TIMEOUT}, 0 for none) is handed
  * to each transport in its own words: curl's low-speed limit for http(s) (`http.lowSpeedLimit`,
  * `http.lowSpeedTime`), OpenSSH's `ConnectTimeout` (which also bounds the banner exchange) and
- * `ServerAliveInterval` for ssh, and git-lfs's dial, TLS and activity timeouts; for https, a TLS
- * handshake of btrfly's own first ({@link handshakeStalls}). A transfer that makes progress,
+ * `ServerAliveInterval` for ssh, and git-lfs's dial, TLS and activity timeouts; for http(s), a
+ * connection (and TLS handshake) of btrfly's own first ({@link handshakeStalls}). A transfer that makes progress,
  * however slowly, is never cut. See docs/notes/remotes.md, "Stalled remotes".
  */
-import { isIP } from 'node:net';
-import { connect } from 'node:tls';
+import { connect as netConnect, isIP } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { lastGitMessage } from './git-process';
@@ -92,14 +92,18 @@ function parseSeconds(archive: Archive, value: string): number {
 }
 
 /**
- * For an https remote, a TLS handshake of btrfly's own within the bound: curl's low-speed check
- * only starts once its handshake is done, and git has no setting for curl's connect timeout (300
- * s), so a server that takes the connection and never answers the handshake would hold git for
- * five minutes whatever the bound. Resolves with what went wrong when the handshake did not end in
- * time, else undefined (a refusal or a certificate git would not take is left for git to tell).
+ * For an http(s) remote, a connection of btrfly's own within the bound (for https, with its TLS
+ * handshake): curl's low-speed check only starts once it is connected (and its handshake done),
+ * and git has no setting for curl's connect timeout (300 s), so a host that drops the connection
+ * attempts (a firewall) or takes the connection and never answers the handshake would hold git
+ * for five minutes whatever the bound. Resolves with what went wrong when it did not end in time,
+ * else undefined (a refusal or a certificate git would not take is left for git to tell).
  */
 export async function handshakeStalls(remote: string, url: string, bound: TransferBound, signal?: AbortSignal): Promise<string | undefined> {
-  if (!bound.seconds || bound.proxied || bound.proxiedRemotes.has(remote) || !/^https:\/\//i.test(url)) return undefined;
+  const scheme = /^(https?):\/\//i.exec(url)?.[1].toLowerCase();
+  if (!bound.seconds || !scheme || bound.proxied || bound.proxiedRemotes.has(remote)) return undefined;
+  // curl's proxy for http:// URLs (https_proxy, in bound.proxied, is for https:// ones).
+  if (scheme === 'http' && (process.env.http_proxy || process.env.HTTP_PROXY)) return undefined;
   let target: URL;
   try {
     target = new URL(url);
@@ -107,9 +111,10 @@ export async function handshakeStalls(remote: string, url: string, bound: Transf
     return undefined;
   }
   const host = target.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(target.port || 443);
+  const port = Number(target.port || (scheme === 'https' ? 443 : 80));
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port, servername: isIP(host) ? undefined : host, rejectUnauthorized: false });
+    const socket =
+      scheme === 'https' ? tlsConnect({ host, port, servername: isIP(host) ? undefined : host, rejectUnauthorized: false }) : netConnect({ host, port });
     const done = (outcome?: string, error?: unknown): void => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', aborted);
@@ -118,9 +123,10 @@ export async function handshakeStalls(remote: string, url: string, bound: Transf
       else resolve(outcome);
     };
     const aborted = (): void => done(undefined, signal!.reason);
-    const timer = setTimeout(() => done(`no TLS handshake with ${target.host} within ${bound.seconds} s`), bound.seconds * 1000);
+    const what = scheme === 'https' ? 'no TLS handshake with' : 'no connection to';
+    const timer = setTimeout(() => done(`${what} ${target.host} within ${bound.seconds} s`), bound.seconds * 1000);
     signal?.addEventListener('abort', aborted, { once: true });
-    socket.once('secureConnect', () => done());
+    socket.once(scheme === 'https' ? 'secureConnect' : 'connect', () => done());
     socket.once('error', () => done());
   });
 }

@@ -7,14 +7,15 @@
  * remote git reaches through a proxy of its own (`remote.<name>.proxy`) gets no handshake of
  * btrfly's straight to its host, which may not be reachable but through the proxy; nor does one
  * whose URL git rewrites (`url.<base>.insteadOf`) or pushes to elsewhere (`remote.<name>.pushurl`):
- * the handshake is with the host git reaches.
+ * the handshake is with the host git reaches. A plain http remote whose host drops connection
+ * attempts (a firewall; here a listener whose queue is full) is given up after the bound too.
  */
 import { cpSync, existsSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { copyFixtureArchive, damagePackEntry, FIXTURE_ARCHIVE, runCli, startGitServer, testCa, tmpDir } from '../helpers';
+import { copyFixtureArchive, damagePackEntry, FIXTURE_ARCHIVE, registerCleanup, runCli, startGitServer, testCa, tmpDir } from '../helpers';
 
 const git = (archive: string, ...args: string[]): string => execFileSync('git', ['--git-dir', archive, ...args], { encoding: 'utf8' });
 /** The git host's CA, as the user's git has it. */
@@ -136,3 +137,33 @@ test('the handshake is with the host git reaches: url.<base>.insteadOf for a pul
   expect(pushed.code).toBe(0);
   expect(git(join(root, 'pushed.git'), 'rev-parse', 'example/small')).toBe(git(archive, 'rev-parse', 'example/small'));
 }, 90_000);
+
+/** A listener that never accepts, its queue filled: the kernel drops further connection attempts (SYNs), as a firewall does. */
+const DROPPING = `
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)
+port = s.getsockname()[1]
+held = []
+for _ in range(4):
+    c = socket.socket(); c.setblocking(False)
+    try: c.connect(("127.0.0.1", port))
+    except BlockingIOError: pass
+    held.append(c)
+print(port, flush=True)
+sys.stdin.read()
+`;
+
+test('pull from a plain http remote whose host drops connection attempts gives up after the bound (curl would wait 300 s)', async () => {
+  const child = spawn('python3', ['-c', DROPPING], { stdio: ['pipe', 'pipe', 'inherit'] });
+  registerCleanup(() => void child.kill());
+  const dropping = await new Promise<number>((resolve, reject) => {
+    child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once('error', reject);
+  });
+  const archive = join(tmpDir('btrfly-bound-'), 'archive');
+  expect((await runCli(['remote', 'add', 'dropped', `http://127.0.0.1:${dropping}/archive.git`, '--archive', archive])).code).toBe(0);
+  git(archive, 'config', 'btrfly.transferTimeout', '2');
+  const r = await runCli(['pull', 'dropped', '--archive', archive], { timeoutMs: 30_000 });
+  expect(r.stderr).toMatch(new RegExp(`^btrfly: fetch from remote dropped stalled: no answer for 2 s \\(no connection to 127\\.0\\.0\\.1:${dropping} within 2 s\\): check that the remote is up`));
+  expect(r.code).toBe(1);
+}, 60_000);
