@@ -69,10 +69,23 @@ export abstract class BtrflyCommand extends Command {
       process.on(sig, handler);
       return [sig, handler] as const;
     });
-    this.onTeardown(() => {
+    this.signalsTaken = () => {
       for (const [s, h] of handlers) process.removeListener(s, h);
-    });
+    };
+    this.onTeardown(() => this.stopTakingSignals());
     return controller.signal;
+  }
+
+  private signalsTaken?: () => void;
+
+  /**
+   * Gives SIGINT, SIGTERM and SIGHUP back to their default (the process ends at once) once the
+   * work {@link stopOnSignals} guarded is over: a signal then is not swallowed by a signal
+   * nothing checks any more.
+   */
+  protected stopTakingSignals(): void {
+    this.signalsTaken?.();
+    this.signalsTaken = undefined;
   }
 
   /** Registers cleanup that runs when the command ends, in reverse order, whatever happens. */

@@ -6,6 +6,7 @@ import { verifyWithReport, type VerifyReport } from '../format/archive-report';
 import { repairBodies, type RepairResult } from '../format/body-repair';
 import { formatSize } from '../format/size';
 import { validateTagName } from '../format/names';
+import { pauseAt } from '../test-pause';
 
 /** `btrfly verify [T...] [--repair [--from REMOTE]]`: every body of every recording read back and checked. */
 export default class Verify extends BtrflyCommand {
@@ -49,6 +50,10 @@ export default class Verify extends BtrflyCommand {
         transfer: { ...transferOptions({ force: false, progress: flags.progress, json: this.jsonEnabled() }), signal },
       });
       if (!this.jsonEnabled()) for (const line of describeRepair(repair)) process.stderr.write(`repair: ${line}\n`);
+      // The repair is over, its lock released: the check that follows only reads, and Ctrl-C ends it at once.
+      this.stopTakingSignals();
+      signal.throwIfAborted();
+      await pauseAt('repair-verify');
       report = await verifyWithReport(archive, asked);
     }
     const counts = `${report.tags} tags, ${report.recordings} recordings, ${report.bodies} bodies (${formatSize(report.bytes)})`;

@@ -184,6 +184,12 @@ async function gitGc(archive: Archive, active: boolean): Promise<void> {
     // A damaged object stops git gc: the repair is what to do, not a check of git's version.
     const damaged = isBtrflyError(e) && e.code === 'GIT' && /unable to read|corrupt|inflate|bad packed object|CRC/i.test(e.message);
     if (damaged) throw new BtrflyError('BODY_CORRUPT', `${withoutGitAdvice(e.message)}: the archive holds a damaged object; run "btrfly verify --repair", then gc again`, { cause: e });
+    // A tag whose newest recording is missing (a repair no remote could help): git gc removes nothing while it is so.
+    const badRef = isBtrflyError(e) ? /refs\/heads\/(\S+) does not point to a valid object/.exec(e.message) : null;
+    if (badRef) {
+      const missing = await archive.tagNotReadable(badRef[1]);
+      throw new BtrflyError(missing.code, `gc removed nothing: ${missing.message}; then gc again`, { cause: e, data: missing.data });
+    }
     throw e;
   } finally {
     // Our long-lived git processes still list the packs and loose objects from before.

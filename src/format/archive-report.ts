@@ -59,7 +59,13 @@ async function summarize(archive: Archive, visible: (tag: string) => boolean): P
   const out: (TagSummary | UnreadableTag)[] = [];
   for (const t of (await listTagsAsTheyAre(archive)).filter((t) => visible(t.tag))) {
     try {
-      const [history, rec, storedSize] = await Promise.all([archive.history(t.tag), archive.readRecording(t.tag, t.commit), tagDiskUsage(archive, t.commit)]);
+      // Side by side, but what is said is the first in this order that fails: the newest recording,
+      // then the history (an older recording missing), then the disk usage (which fails for either).
+      const reads = [archive.readRecording(t.tag, t.commit), archive.history(t.tag), tagDiskUsage(archive, t.commit)] as const;
+      for (const r of reads) r.catch(() => undefined);
+      const rec = await reads[0];
+      const history = await reads[1];
+      const storedSize = await reads[2];
       out.push({
         tag: t.tag,
         commit: t.commit,

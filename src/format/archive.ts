@@ -6,13 +6,14 @@
 import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { BtrflyError } from '../errors';
+import { BtrflyError, oneLine } from '../errors';
 import { initArchive } from './archive-init';
 import { BodyCache } from './body-cache';
 import { BodyChecks } from './body-checks';
 import { openBody, readSmallBody } from './body-reader';
 import { createBodyWriter } from './body-writer';
 import { Git, isSmallBody } from './git';
+import { withoutGitAdvice } from './git-process';
 import { openLfsBody, readSmallLfsBody } from './lfs-body-reader';
 import { createLfsBodyWriter } from './lfs-body-writer';
 import { checkGitLfs, LFS_POINTER_NAME, lfsOidOfPointerName, LfsStore, STORAGE_LFS } from './lfs-store';
@@ -252,7 +253,9 @@ export class Archive implements BodyStore {
   async history(tag: string): Promise<HistoryItem[]> {
     const head = await this.tagCommit(tag);
     if (!head) throw await this.tagNotReadable(tag);
-    const { stdout } = await this.git.run(['log', '--first-parent', '-z', '--format=%H%x01%cI%x01%P%x01%s', head]);
+    const { stdout } = await this.git.run(['log', '--first-parent', '-z', '--format=%H%x01%cI%x01%P%x01%s', head]).catch((e: unknown) => {
+      throw olderRecordingMissing(tag, head, e);
+    });
     return stdout
       .split('\0')
       .filter(Boolean)
@@ -451,4 +454,20 @@ function parseBodyListing(out: string): Map<string, BodyLocation> {
     if (loc.parts.length === 1 && !loc.parts[0].zstd && !loc.lfs) loc.size = loc.parts[0].storedSize;
   }
   return bodies;
+}
+
+/**
+ * A tag whose newest recording reads but whose history does not: an older recording is missing
+ * or damaged (a repair no remote could help set it aside). A re-recording would add to the same
+ * broken history, so the advice without a remote is to delete the tag and record it again.
+ */
+function olderRecordingMissing(tag: string, head: string, e: unknown): unknown {
+  const said = withoutGitAdvice(oneLine(e));
+  if (!/could not read|could not parse|bad object|unable to read|inflate|corrupt|missing/i.test(said)) return e;
+  return new BtrflyError(
+    'BODY_MISSING',
+    `tag "${tag}": a recording older than its newest (${head.slice(0, 12)}) is missing or damaged (${said}): run "btrfly verify --repair ${tag}" to fetch it again from the archive's remotes; ` +
+      `with no remote that has it, "btrfly rm ${tag}" and record the tag again (a re-recording alone would add to the same history)`,
+    { cause: e, data: { tag, commit: head } },
+  );
 }

@@ -20,6 +20,7 @@ import { damagedDir } from './damaged-dir';
 import { storageFailure } from './disk-space';
 import { lockForGc } from './gc-lock';
 import { liveRecorders, type LockHolder } from './lock';
+import { transferBound } from './transfer-bound';
 import { isNoSpace } from './lifecycle';
 import { pauseAt } from '../test-pause';
 import { lfsObjectOid } from './lfs-store';
@@ -53,6 +54,8 @@ export async function repairBodies(archive: Archive, problems: readonly VerifyPr
     if (!known.includes(name)) throw new BtrflyError('NOT_FOUND', `no remote "${name}" in archive ${archive.name}: run "btrfly remote list"`, { data: { remote: name } });
   }
   const remotes = opts.remotes ?? known;
+  // A bound set wrong is said before anything is set aside, not once per remote after.
+  await transferBound(archive);
   const tags = [...new Set(problems.map((p) => p.tag))].sort();
   const signal = opts.transfer?.signal;
   const release = await lockForGc(archive.stateDir, 'btrfly verify --repair');

@@ -133,6 +133,15 @@ export class Git {
         child.kill('SIGTERM');
       };
       signal?.addEventListener('abort', stop, { once: true });
+      // The group outlives btrfly however btrfly ends (kill -9; `timeout -s KILL`, which kills
+      // btrfly's group, not this one): a watchdog outside both groups stops it once btrfly's end
+      // of the watchdog's stdin closes, rather than leave git fetching into the archive unseen.
+      const watchdog =
+        group && child.pid
+          ? spawn('sh', ['-c', `read _ || kill -TERM -${child.pid} 2>/dev/null`], { stdio: ['pipe', 'ignore', 'ignore'], detached: true })
+          : undefined;
+      watchdog?.on('error', () => undefined);
+      watchdog?.stdin!.on('error', () => undefined);
       // Stopped: done when git is, whatever a helper of its still holds open.
       child.on('exit', () => {
         if (!signal?.aborted) return;
@@ -143,6 +152,8 @@ export class Git {
       child.on('error', (e) => reject(spawnFailed(args, e)));
       child.on('close', (code, killedBy) => {
         signal?.removeEventListener('abort', stop);
+        // Ended first, so that it never signals a group whose number another took since.
+        watchdog?.kill('SIGKILL');
         if (signal?.aborted) reject(signal.reason as Error);
         else if (code !== null && ok.includes(code)) resolve({ stdout, stderr, code });
         else if (transfer) reject(transferError(args, stderr || `exited with ${code ?? killedBy}`, stdout));

@@ -177,12 +177,19 @@ function missing(loc: BodyLocation): BtrflyError {
   );
 }
 
-/** The error for an object found damaged, once it is set aside (LfsStore.setAside). */
+/**
+ * The error for an object found damaged, once it is set aside (LfsStore.setAside). An archive
+ * this user may only read (a shared cache) keeps it where it is: the damage is still what is said.
+ */
 async function corrupt(store: LfsStore, loc: BodyLocation, what: string): Promise<BtrflyError> {
-  const aside = await store.setAside(lfsObjectOid(loc));
-  return new BtrflyError(
-    'BODY_CORRUPT',
-    `body ${loc.sha256} is corrupt: it ${what}: ${aside ? `it was moved out of the LFS store to ${aside}` : 'it is no longer in the LFS store'}; ${repairAdvice()}`,
-    { data: { sha256: loc.sha256, ...(aside && { aside }) } },
-  );
+  const aside = await store.setAside(lfsObjectOid(loc)).catch((e: NodeJS.ErrnoException) => e);
+  const where =
+    typeof aside === 'string'
+      ? `it was moved out of the LFS store to ${aside}`
+      : aside
+        ? `it could not be moved out of the LFS store (${aside.code ?? aside.message}), where every read refuses it`
+        : 'it is no longer in the LFS store';
+  return new BtrflyError('BODY_CORRUPT', `body ${loc.sha256} is corrupt: it ${what}: ${where}; ${repairAdvice()}`, {
+    data: { sha256: loc.sha256, ...(typeof aside === 'string' && { aside }) },
+  });
 }

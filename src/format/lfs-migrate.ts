@@ -41,6 +41,12 @@ export async function migrateToLfs(archive: Archive, opts: { onBody?: (sha256: s
   // No gc meanwhile, and recordings wait until the migration ends (they wait for the gc lock).
   const release = await lockForGc(archive.stateDir, 'btrfly migrate --lfs');
   try {
+    // A tag whose newest recording is missing cannot be migrated (nor listed with its commit date): said before anything changes.
+    for (const tag of await archive.tagNames()) {
+      if (await archive.tagCommit(tag)) continue;
+      const missing = await archive.tagNotReadable(tag);
+      throw new BtrflyError(missing.code, `${missing.message}; nothing was migrated`, { data: missing.data });
+    }
     // From here on, new bodies are LFS objects and push/pull run git-lfs.
     await archive.git.run(['config', STORAGE_KEY, STORAGE_LFS]);
     archive.lfsMode = true;

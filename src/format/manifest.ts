@@ -269,11 +269,17 @@ export function headerTokens(value: string | undefined): string[] {
     .filter((t) => t.length > 0);
 }
 
+const FIXED_HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
+
 /** The hop-by-hop headers of a message: the fixed list and any named in its `Connection` header. */
-export function hopByHopNames(raw: readonly Header[]): Set<string> {
-  const names = new Set(HOP_BY_HOP_HEADERS);
-  for (const h of raw) if (h.name.toLowerCase() === 'connection') for (const t of headerTokens(h.value)) names.add(t);
-  return names;
+export function hopByHopNames(raw: readonly Header[]): ReadonlySet<string> {
+  // A new set only when `Connection` names more than the fixed list (three calls a recorded request).
+  let names: Set<string> | undefined;
+  for (const h of raw) {
+    if (h.name.toLowerCase() !== 'connection') continue;
+    for (const t of headerTokens(h.value)) if (!FIXED_HOP_BY_HOP.has(t)) (names ??= new Set(HOP_BY_HOP_HEADERS)).add(t);
+  }
+  return names ?? FIXED_HOP_BY_HOP;
 }
 
 /**

@@ -232,10 +232,16 @@ export async function removeRemote(archive: Archive, name: string): Promise<void
  */
 export async function pushTags(archive: Archive, remote: string, tags: string[], opts: TransferOptions = {}): Promise<TagTransfer[]> {
   const onHost = localTransportPrograms(await remoteUrl(archive, remote, opts.onWarning));
-  const local = new Map((await archive.listTags()).map((t) => [t.tag, t.commit]));
+  // From the refs alone: a tag whose commit is missing does not keep the others from being pushed.
+  const heads = await archive.git.run(['for-each-ref', '--format=%(refname:lstrip=2)%00%(objectname)', 'refs/heads/']);
+  const local = new Map(heads.stdout.split('\n').filter(Boolean).map((l) => l.split('\0') as [string, string]));
   const names = tags.length ? tags.map(validateTagName) : [...local.keys()];
   for (const t of names) {
     if (!local.has(t)) throw new BtrflyError('TAG_NOT_FOUND', `tag "${t}" not found in archive ${archive.name}: run "btrfly tags" to list tags`, { data: { tag: t } });
+    if (!(await archive.tagCommit(t))) {
+      const missing = await archive.tagNotReadable(t);
+      throw new BtrflyError(missing.code, `${missing.message}; nothing was pushed${tags.length ? '' : ' (name the other tags to push them now)'}`, { data: missing.data });
+    }
   }
   if (names.length === 0) throw new BtrflyError('TAG_NOT_FOUND', `no tags in archive ${archive.name} to push: record one first`);
   const specs = names.map((t) => `${opts.force ? '+' : ''}refs/heads/${t}:refs/heads/${t}`);
@@ -347,7 +353,7 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
   } catch (e) {
     // A fetch stopped part way (a signal, the bound) may have written some of its refs.
     await dropOwnIncoming(archive, remote);
-    throw tagMissingOnRemote(e, remote) ?? e;
+    throw tagMissingOnRemote(e, remote) ?? (await localTagUnreadable(archive, e, remote, names)) ?? e;
   }
   try {
     await pauseAt('pull-fetched');
@@ -465,8 +471,9 @@ async function transferTo(
 ): Promise<GitResult> {
   const temps = await gitTempFiles(archive.dir);
   const bound = await transferBound(archive);
-  const url = (await listRemotes(archive)).find((r) => r.name === remote)?.url ?? '';
-  const handshake = await handshakeStalls(url, bound, opts?.signal);
+  // The URL git will reach: url.<base>.insteadOf and pushInsteadOf applied, the push URL for a push.
+  const { stdout: url } = await archive.git.run(['remote', 'get-url', ...(args[0] === 'push' ? ['--push'] : []), remote], { ok: [0, 2, 128] });
+  const handshake = await handshakeStalls(remote, url.trim(), bound, opts?.signal);
   if (handshake) throw stalled(archive, remote, what, bound.seconds, handshake);
   try {
     return await archive.git.transfer(args, { ...opts, env: { ...opts?.env, ...bound.env } });
@@ -538,6 +545,25 @@ function tagMissingOnRemote(e: unknown, remote: string): BtrflyError | undefined
   return new BtrflyError('TAG_NOT_FOUND', `tag "${missing[1]}" not found on remote ${remote}: run "git ls-remote ${remote}" in the archive to see its branches`, {
     data: { remote, tag: missing[1] },
   });
+}
+
+/**
+ * git's fetch checks what it brought against every ref of the archive, and fails ("bad object
+ * refs/heads/T") while a tag names a commit the archive lacks or cannot read, whatever the pull
+ * asked for: said as that tag's trouble, with what to do, not as the remote's.
+ */
+async function localTagUnreadable(archive: Archive, e: unknown, remote: string, names: string[]): Promise<BtrflyError | undefined> {
+  const bad = /bad object refs\/heads\/(\S+)/.exec(String((e as BtrflyError).data?.stderr ?? ''));
+  if (!bad) return undefined;
+  const tag = bad[1];
+  const target = (await archive.tagRefTarget(tag)) ?? '';
+  const again = `btrfly pull ${remote}${names.map((t) => ` ${t}`).join('')}`;
+  return new BtrflyError(
+    'BODY_MISSING',
+    `tag "${tag}" points at recording ${target.slice(0, 12)}, which is missing from the archive, and git fetches nothing from remote ${remote} while it is so: ` +
+      `run "btrfly verify --repair ${tag}" to fetch it again from the archive's remotes (or "btrfly rm ${tag}"), then "${again}"`,
+    { cause: e, data: { tag, commit: target, remote } },
+  );
 }
 
 /**

@@ -5,12 +5,12 @@
  * archive's git config, seconds, default {@link DEFAULT_TRANSFER_TIMEOUT}, 0 for none) is handed
  * to each transport in its own words: curl's low-speed limit for http(s) (`http.lowSpeedLimit`,
  * `http.lowSpeedTime`), OpenSSH's `ConnectTimeout` (which also bounds the banner exchange) and
- * `ServerAliveInterval` for ssh, and git-lfs's dial, TLS and activity timeouts; for https, a TLS
- * handshake of btrfly's own first ({@link handshakeStalls}). A transfer that makes progress,
+ * `ServerAliveInterval` for ssh, and git-lfs's dial, TLS and activity timeouts; for http(s), a
+ * connection (and TLS handshake) of btrfly's own first ({@link handshakeStalls}). A transfer that makes progress,
  * however slowly, is never cut. See docs/notes/remotes.md, "Stalled remotes".
  */
-import { isIP } from 'node:net';
-import { connect } from 'node:tls';
+import { connect as netConnect, isIP } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { lastGitMessage } from './git-process';
@@ -21,6 +21,12 @@ export const DEFAULT_TRANSFER_TIMEOUT = 60;
 /** The archive's git config key that sets the bound. */
 export const TRANSFER_TIMEOUT_KEY = 'btrfly.transferTimeout';
 
+/**
+ * The longest bound in force, in seconds (24.8 days): the longest a Node timer waits (a longer
+ * one fires at once) and within git's int for `http.lowSpeedTime`. A longer setting means this.
+ */
+export const MAX_TRANSFER_TIMEOUT = Math.floor(0x7fffffff / 1000);
+
 /** The bound in force for an archive, and the environment that hands it to git, ssh and git-lfs. */
 export interface TransferBound {
   /** Seconds; 0 when the archive turned the bound off. */
@@ -28,6 +34,8 @@ export interface TransferBound {
   env: NodeJS.ProcessEnv;
   /** git reaches https remotes through a proxy (git config or environment): btrfly's own handshake would not. */
   proxied: boolean;
+  /** The remotes git reaches through a proxy of their own (`remote.<name>.proxy`). */
+  proxiedRemotes: ReadonlySet<string>;
 }
 
 /**
@@ -35,18 +43,24 @@ export interface TransferBound {
  * ssh options are added to) and returns the environment for a transfer.
  */
 export async function transferBound(archive: Archive): Promise<TransferBound> {
-  const r = await archive.git.run(['config', '--get-regexp', '^(btrfly\\.transfertimeout|core\\.sshcommand|http\\..*proxy)$'], { ok: [0, 1] });
+  const r = await archive.git.run(['config', '--get-regexp', '^(btrfly\\.transfertimeout|core\\.sshcommand|http\\..*proxy|remote\\..*\\.proxy)$'], { ok: [0, 1] });
   let seconds = DEFAULT_TRANSFER_TIMEOUT;
   let sshCommand: string | undefined;
   let proxied = ['https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'].some((v) => process.env[v]);
+  const proxiedRemotes = new Set<string>();
+  let setting: string | undefined;
   for (const line of r.stdout.split('\n').filter(Boolean)) {
     const sp = line.indexOf(' ');
     const [key, value] = sp < 0 ? [line, ''] : [line.slice(0, sp), line.slice(sp + 1)];
     if (key === 'core.sshcommand') sshCommand = value;
     else if (key.startsWith('http.')) proxied ||= value.trim() !== '';
-    else if (/^\d+$/.test(value.trim())) seconds = Number(value.trim());
+    else if (key.startsWith('remote.')) {
+      if (value.trim() !== '') proxiedRemotes.add(key.slice('remote.'.length, -'.proxy'.length));
+    } else setting = value;
   }
-  if (seconds === 0) return { seconds, env: {}, proxied };
+  // The last one set wins, as in git (the archive's own over the user's global one).
+  if (setting !== undefined) seconds = parseSeconds(archive, setting);
+  if (seconds === 0) return { seconds, env: {}, proxied, proxiedRemotes };
   const config: Array<[string, string]> = [
     ['http.lowSpeedLimit', '1'],
     ['http.lowSpeedTime', String(seconds)],
@@ -57,18 +71,39 @@ export async function transferBound(archive: Archive): Promise<TransferBound> {
   const env: NodeJS.ProcessEnv = { ...configEnv(config) };
   const ssh = withSshBound(process.env.GIT_SSH_COMMAND ?? sshCommand ?? (process.env.GIT_SSH ? undefined : 'ssh'), seconds);
   if (ssh) env.GIT_SSH_COMMAND = ssh;
-  return { seconds, env, proxied };
+  return { seconds, env, proxied, proxiedRemotes };
 }
 
 /**
- * For an https remote, a TLS handshake of btrfly's own within the bound: curl's low-speed check
- * only starts once its handshake is done, and git has no setting for curl's connect timeout (300
- * s), so a server that takes the connection and never answers the handshake would hold git for
- * five minutes whatever the bound. Resolves with what went wrong when the handshake did not end in
- * time, else undefined (a refusal or a certificate git would not take is left for git to tell).
+ * The bound as set: a whole number of seconds (0 for none), at most {@link MAX_TRANSFER_TIMEOUT}.
+ * @throws BtrflyError CONFIG for anything else ("abc", -1, 1e9, "1m"), rather than a bound the user did not set
  */
-export async function handshakeStalls(url: string, bound: TransferBound, signal?: AbortSignal): Promise<string | undefined> {
-  if (!bound.seconds || bound.proxied || !/^https:\/\//i.test(url)) return undefined;
+function parseSeconds(archive: Archive, value: string): number {
+  const v = value.trim();
+  if (!/^\d+$/.test(v)) {
+    throw new BtrflyError(
+      'CONFIG',
+      `${TRANSFER_TIMEOUT_KEY} is "${value}" in the archive's git config, not a whole number of seconds: ` +
+        `set it with "git --git-dir ${archive.dir} config ${TRANSFER_TIMEOUT_KEY} SECONDS" (0: wait for ever), or drop it for the default ${DEFAULT_TRANSFER_TIMEOUT} s`,
+      { data: { key: TRANSFER_TIMEOUT_KEY, value } },
+    );
+  }
+  return Math.min(Number(v), MAX_TRANSFER_TIMEOUT);
+}
+
+/**
+ * For an http(s) remote, a connection of btrfly's own within the bound (for https, with its TLS
+ * handshake): curl's low-speed check only starts once it is connected (and its handshake done),
+ * and git has no setting for curl's connect timeout (300 s), so a host that drops the connection
+ * attempts (a firewall) or takes the connection and never answers the handshake would hold git
+ * for five minutes whatever the bound. Resolves with what went wrong when it did not end in time,
+ * else undefined (a refusal or a certificate git would not take is left for git to tell).
+ */
+export async function handshakeStalls(remote: string, url: string, bound: TransferBound, signal?: AbortSignal): Promise<string | undefined> {
+  const scheme = /^(https?):\/\//i.exec(url)?.[1].toLowerCase();
+  if (!bound.seconds || !scheme || bound.proxied || bound.proxiedRemotes.has(remote)) return undefined;
+  // curl's proxy for http:// URLs (https_proxy, in bound.proxied, is for https:// ones).
+  if (scheme === 'http' && (process.env.http_proxy || process.env.HTTP_PROXY)) return undefined;
   let target: URL;
   try {
     target = new URL(url);
@@ -76,9 +111,10 @@ export async function handshakeStalls(url: string, bound: TransferBound, signal?
     return undefined;
   }
   const host = target.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(target.port || 443);
+  const port = Number(target.port || (scheme === 'https' ? 443 : 80));
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port, servername: isIP(host) ? undefined : host, rejectUnauthorized: false });
+    const socket =
+      scheme === 'https' ? tlsConnect({ host, port, servername: isIP(host) ? undefined : host, rejectUnauthorized: false }) : netConnect({ host, port });
     const done = (outcome?: string, error?: unknown): void => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', aborted);
@@ -87,9 +123,10 @@ export async function handshakeStalls(url: string, bound: TransferBound, signal?
       else resolve(outcome);
     };
     const aborted = (): void => done(undefined, signal!.reason);
-    const timer = setTimeout(() => done(`no TLS handshake with ${target.host} within ${bound.seconds} s`), bound.seconds * 1000);
+    const what = scheme === 'https' ? 'no TLS handshake with' : 'no connection to';
+    const timer = setTimeout(() => done(`${what} ${target.host} within ${bound.seconds} s`), bound.seconds * 1000);
     signal?.addEventListener('abort', aborted, { once: true });
-    socket.once('secureConnect', () => done());
+    socket.once(scheme === 'https' ? 'secureConnect' : 'connect', () => done());
     socket.once('error', () => done());
   });
 }

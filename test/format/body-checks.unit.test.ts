@@ -62,6 +62,21 @@ describe('per-part checks', () => {
     expect(await checks.read(sha256(other), other.length)).toBeDefined();
   });
 
+  test('a body stored through the writer gets tags of every byte, its first part\'s probe included, whatever the chunks', async () => {
+    const a = await tempArchive();
+    const data = randomBytes(SIZE);
+    // Chunks that are not a divisor of the probe (256 KiB) or of CHECK_PART, so one crosses each.
+    const loc = await a.locateBody(await storeBody(a, data, 100_003));
+    const tags = (await a.checks.read(loc.sha256, loc.size))!;
+    expect(tags.tags).toHaveLength(4);
+    for (let i = 0; i < 4; i++) expect(tags.verify(i, data.subarray(i * CHECK_PART, (i + 1) * CHECK_PART))).toBe(true);
+    // A body held whole (at most the probe) is small: no checks file, read and checked by its SHA-256.
+    const small = randomBytes(200_000);
+    const smallLoc = await a.locateBody(await storeBody(a, small, 30_000));
+    expect(await a.checks.read(smallLoc.sha256, smallLoc.size)).toBeUndefined();
+    expect((await readBack(a, smallLoc)).equals(small)).toBe(true);
+  });
+
   test('a checks file that is itself damaged is dropped; the body is then checked by its SHA-256 and gets a new one', async () => {
     const a = await tempArchive();
     const data = randomBytes(SIZE);

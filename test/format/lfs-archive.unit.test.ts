@@ -141,6 +141,23 @@ describe('archive in Git LFS mode', () => {
     expect(problems[0].message).toMatch(/is missing from the archive's LFS store: run "btrfly verify --repair"/);
   });
 
+  test('a damaged LFS object that cannot be moved aside (an archive this user may only read) is still said to be corrupt', async () => {
+    const a = await lfsArchive();
+    const small = randomBytes(5000);
+    const commit = await recordTag(a, 'v', [small]);
+    const loc = (await a.readRecording('v', commit)).bodies.get(sha256(small))!;
+    tamper(objectPath(a, sha256(small)));
+    // No folder can be made for what is set aside: a file stands where it would go.
+    writeFileSync(join(a.dir, 'btrfly', 'damaged'), '');
+    await expect(a.readSmallBody(loc)).rejects.toMatchObject({
+      code: 'BODY_CORRUPT',
+      message: expect.stringMatching(/^body [0-9a-f]{64} is corrupt: it reads back with SHA-256 [0-9a-f]{64}: it could not be moved out of the LFS store \(E[A-Z]+\), where every read refuses it; /),
+    });
+    const problems = await verifyArchive(a);
+    expect(problems.map((p) => [p.code, p.sha256])).toEqual([['BODY_CORRUPT', sha256(small)]]);
+    expect(existsSync(objectPath(a, sha256(small)))).toBe(true);
+  });
+
   test('verify hashes the whole object: a damaged object is found even without playback', async () => {
     const a = await lfsArchive();
     const body = randomBytes(3 * 1024 * 1024);

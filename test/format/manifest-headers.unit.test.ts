@@ -29,6 +29,14 @@ describe('splitHeaders / mergeHeaders', () => {
     ]);
   });
 
+  it('a header named in one message\'s Connection is dropped from that message only', () => {
+    expect(splitHeaders(received).kept.some((x) => x.name === 'X-Hop')).toBe(false);
+    // The fixed list is shared between calls: what one Connection header adds must not stick.
+    const next = [h('X-Hop', 'kept'), h('Connection', 'close'), h('Content-Type', 'text/plain')];
+    expect(splitHeaders(next).kept).toEqual([h('X-Hop', 'kept'), h('Content-Type', 'text/plain')]);
+    expect(splitHeaders(received).kept.some((x) => x.name === 'X-Hop')).toBe(false);
+  });
+
   it('restores the received order without the hop-by-hop headers', () => {
     const { kept, volatile } = splitHeaders(received);
     expect(mergeHeaders(kept, volatile).map((x) => x.name)).toEqual([

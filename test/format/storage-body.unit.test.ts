@@ -1,10 +1,12 @@
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { zstdDecompressSync } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { gitFsck, run } from '../helpers';
+import { byteEntropy, packWhole } from '../../src/format/body-writer';
 import { PART_SIZE } from '../../src/format/types';
 import type { Archive } from '../../src/format/archive';
 import type { BodyLocation, ByteRange } from '../../src/format/types';
@@ -28,6 +30,29 @@ describe('body storage', () => {
     expect(sha256(await readGit(a, await a.locateBody(r)))).toBe(sha256(random));
     expect(sha256(await readGit(a, await a.locateBody(t)))).toBe(sha256(text));
     await gitFsck(a.dir);
+  });
+
+  test('a small body whose first 4 KiB look random is kept raw without zstd; repeats or text still go to zstd', () => {
+    // Fixed random-looking bytes (AES-CTR of zeros), so the byte counts are the same every run.
+    const randomish = (n: number, seed: number): Buffer => createCipheriv('aes-128-ctr', Buffer.alloc(16, seed), Buffer.alloc(16)).update(Buffer.alloc(n));
+    const random = randomish(40_000, 1);
+    expect(byteEntropy(random.subarray(0, 4096))).toBeGreaterThanOrEqual(7.93);
+    expect(packWhole(random)).toEqual({ zstd: false, bytes: random });
+    // Random bytes that repeat: their byte counts are uneven enough that zstd is asked, and it shrinks them.
+    const block = randomish(1024, 2);
+    const repeated = Buffer.concat(Array.from({ length: 40 }, () => block));
+    expect(byteEntropy(repeated.subarray(0, 4096))).toBeLessThan(7.93);
+    const packed = packWhole(repeated);
+    expect(packed.zstd).toBe(true);
+    expect(zstdDecompressSync(packed.bytes).equals(repeated)).toBe(true);
+    // Text is compressed whole at once; what is stored still reads back as the body.
+    const text = compressible(40_000);
+    expect(byteEntropy(text.subarray(0, 4096))).toBeLessThan(7);
+    const packedText = packWhole(text);
+    expect(packedText.zstd).toBe(true);
+    expect(zstdDecompressSync(packedText.bytes).equals(text)).toBe(true);
+    expect(byteEntropy(Buffer.alloc(4096, 7))).toBe(0);
+    expect(byteEntropy(Buffer.from([0, 1, 2, 3]))).toBe(2);
   });
 
   test('small bodies stored together go into one pack through fast-import, with no loose object and no ref', async () => {
