@@ -2,9 +2,10 @@
  * Creating an archive: `git init --bare` and the settings that suit a store of large,
  * already-hashed, often incompressible objects. Figures behind each one: docs/decisions.md.
  */
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { Git } from './git';
+import { randomUUID } from 'node:crypto';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { Git } from './git';
 import { STORAGE_KEY, STORAGE_LFS } from './lfs-store';
 
 /** Repository settings written at creation. */
@@ -31,11 +32,48 @@ export const ARCHIVE_SETTINGS: ReadonlyArray<[key: string, value: string]> = [
  * Makes `git.gitDir` a bare repository with {@link ARCHIVE_SETTINGS}.
  * @param opts.lfs keep bodies as Git LFS objects (src/format/lfs-store.ts)
  */
-export async function initArchive(git: Git, opts: { lfs?: boolean } = {}): Promise<void> {
+async function initArchive(git: Git, opts: { lfs?: boolean } = {}): Promise<void> {
   await git.run(['init', '--bare', '--quiet', git.gitDir]);
   for (const [key, value] of ARCHIVE_SETTINGS) await git.run(['config', key, value]);
   if (opts.lfs) await git.run(['config', STORAGE_KEY, STORAGE_LFS]);
   // Parts never delta against each other (random or compressed bytes): keep them out of
   // pack-objects' delta search, which would otherwise load every 8 MiB part into its window.
   await writeFile(join(git.gitDir, 'info', 'attributes'), '/bodies/** -delta\n');
+}
+
+/**
+ * Makes the archive at `dir` (missing or an empty directory) in one step, as far as others can
+ * see: the repository is made in a sibling temp directory and renamed into place. Two commands
+ * that find no archive at once (two `btrfly run --record` starting a fresh archive) would
+ * otherwise both run `git init` in it, and the second, finding a half-made repository, said it
+ * was not an archive. The loser of the rename finds the winner's archive and removes its own.
+ * Where the parent directory cannot be written (an empty directory given as it is), the
+ * repository is made in place, as before.
+ * @returns false when another process made the archive first
+ */
+export async function createArchive(dir: string, opts: { lfs?: boolean } = {}): Promise<boolean> {
+  const temp = join(dirname(dir), `.${basename(dir)}.init-${process.pid}-${randomUUID()}`);
+  const madeTemp = await mkdir(temp).then(
+    () => true,
+    () => false,
+  );
+  if (!madeTemp) {
+    await initArchive(new Git(dir), opts);
+    return true;
+  }
+  try {
+    const git = new Git(temp);
+    await initArchive(git, opts);
+    await git.close();
+    // Replaces `dir` only while it is missing or an empty directory (rename(2)).
+    return await rename(temp, dir).then(
+      () => true,
+      (e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOTEMPTY' || e.code === 'EEXIST') return false;
+        throw e;
+      },
+    );
+  } finally {
+    await rm(temp, { recursive: true, force: true });
+  }
 }

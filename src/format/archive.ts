@@ -7,7 +7,7 @@ import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BtrflyError, oneLine } from '../errors';
-import { initArchive } from './archive-init';
+import { createArchive } from './archive-init';
 import { BodyCache } from './body-cache';
 import { BodyChecks } from './body-checks';
 import { openBody, readSmallBody } from './body-reader';
@@ -104,7 +104,8 @@ export class Archive implements BodyStore {
         if (!(e instanceof MakeDirError)) throw e;
         throw new BtrflyError('ARCHIVE_INVALID', `cannot create archive ${dir}: ${e.path === abs ? e.reason : e.message}: pass --archive a directory that can be made`, { cause: e, data: { dir, code: e.code } });
       });
-      await initArchive(a.git, { lfs: opts.lfs });
+      // Another command may make it at the same moment: then its archive is opened, as found.
+      if (!(await createArchive(abs, { lfs: opts.lfs }))) return Archive.open(dir, { lfs: opts.lfs });
     } else {
       const r = await a.git.run(['rev-parse', '--is-bare-repository'], { ok: [0, 128] }).catch(() => undefined);
       if (!r || r.code !== 0 || r.stdout.trim() !== 'true') {

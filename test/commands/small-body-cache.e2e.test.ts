@@ -24,20 +24,25 @@ describe('small bodies cached in segment files', () => {
     archive = join(tmpDir(), 'archive');
     upstream = ['--upstream-ca', origin.caPath!, '--resolve', `origin.test:${origin.host}`];
     const meet = tmpDir();
+    for (const t of ['a', 'b']) await run('mkfifo', [join(meet, t)]);
     for (const [me, other] of [['a', 'b'], ['b', 'a']]) {
       const urls = Array.from({ length: FILES }, (_, i) => origin.urlFor(`/gen/${1000 + i * 2500}?seed=${me}${i}`, 'origin.test'));
       scripts[me] = join(tmpDir(), `build-${me}.sh`);
-      // After its first download each build says so, and goes on only once the other one has
-      // too: both recorders are then writing at the same time.
+      // Recorded with "meet": after its first download each build says so down the other's pipe,
+      // and goes on only once the other has said so down its own (opening a FIFO waits for the
+      // other end), so both recorders are writing at the same time. The bound only turns a failed
+      // peer into a failure. Played back one at a time, without "meet".
       writeFileSync(
         scripts[me],
         [
           'set -eu',
           'OUT="$1"',
           `curl -sSf -o "$OUT/0" "${urls[0]}"`,
-          `touch "${meet}/${me}"`,
-          `for i in $(seq 600); do [ -e "${meet}/${other}" ] && break; sleep 0.05; done`,
-          `[ -e "${meet}/${other}" ]`,
+          'if [ "${2-}" = meet ]; then',
+          `  timeout 100 sh -c 'echo ${me} > "$1"' sh "${meet}/${other}" &`,
+          `  timeout 100 head -n 1 "${meet}/${me}" >/dev/null`,
+          '  wait $!',
+          'fi',
           ...urls.slice(1).map((u, i) => `curl -sSf -o "$OUT/${i + 1}" "${u}"`),
           '',
         ].join('\n'),
@@ -51,7 +56,7 @@ describe('small bodies cached in segment files', () => {
     const runs = await Promise.all(
       ['a', 'b'].map((t) => {
         outs[t] = tmpDir();
-        return runCli(['run', '--record', `--tag=${t}`, '--archive', archive, ...upstream, '--', 'bash', scripts[t], outs[t]], { timeoutMs: 120_000 });
+        return runCli(['run', '--record', `--tag=${t}`, '--archive', archive, ...upstream, '--', 'bash', scripts[t], outs[t], 'meet'], { timeoutMs: 120_000 });
       }),
     );
     for (const r of runs) {
