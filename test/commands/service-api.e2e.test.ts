@@ -119,7 +119,8 @@ describe('the btrfly service API on loopback', () => {
       const tags = (urlPath === '/v1/tags' ? admin.json : admin.json.tags) as unknown as { tag: string; error?: string }[];
       expect(tags.map((t) => t.tag)).toEqual(['team-a/app', 'team-b/secret']);
       expect(tags[0].error).toBeUndefined();
-      expect(tags[1].error).toMatch(/^manifest of tag "team-b\/secret"[^\n]* is invalid: manifest.json is not JSON/);
+      expect(tags[1].error).toMatch(/^tag "team-b\/secret": its newest recording [0-9a-f]+ cannot be read \(manifest of tag "team-b\/secret"[^\n]* is invalid: manifest.json is not JSON/);
+      expect(tags[1].error).toContain('btrfly verify --repair team-b/secret');
     }
   });
 
