@@ -20,9 +20,10 @@ import { memorySection } from './memory';
 import { transferSection } from './transfer';
 import { lfsSection } from './lfs';
 import { connectionsSection } from './connections';
+import { hostSection } from './host';
 import type { BenchSection } from './section';
 
-const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, connectionsSection, mitmSection, memorySection, transferSection, lfsSection, dnsSection, startupSection, isolateSection, npmSection];
+const SECTIONS: readonly BenchSection[] = [archiveSection, largeSection, smallSection, connectionsSection, mitmSection, memorySection, transferSection, lfsSection, dnsSection, startupSection, isolateSection, npmSection, hostSection];
 
 const BENCHMARKS_MD = join(__dirname, '..', '..', 'BENCHMARKS.md');
 
