@@ -67,7 +67,9 @@ export async function ensureDaemon(stateDir: string, args: string[], opts: { arc
     if (exited !== undefined) break;
     const info = await findDaemon(stateDir);
     if (info) return info;
-    await new Promise((r) => setTimeout(r, 100));
+    // Until it is ready only a missing daemon.json is read: cheap enough to look often, so that
+    // `btrfly start` goes on within a few ms of the daemon answering.
+    await new Promise((r) => setTimeout(r, 20));
   }
   const tail = (await readFile(logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-1)[0] ?? '';
   throw new BtrflyError('SESSION', `the btrfly daemon did not start${tail ? `: ${tail.slice(0, 300)}` : ''}: see ${logFile}`);

@@ -36,7 +36,8 @@ type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | dns.
  */
 export class Upstream {
   readonly httpAgent: http.Agent;
-  readonly httpsAgent: https.Agent;
+  private https?: https.Agent;
+  private readonly makeHttpsAgent: () => https.Agent;
   private readonly pinned = new Map<string, string>();
   private readonly resolver?: dns.promises.Resolver;
   private readonly timeoutMs: number;
@@ -63,34 +64,43 @@ export class Upstream {
       this.resolver = new dns.promises.Resolver({ timeout: 3000, tries: 2 });
       this.resolver.setServers(opts.dns);
     }
-    const ca = [...tls.getCACertificates('default'), ...safeSystemCAs()];
+    // An unreadable --upstream-ca is a usage error at start, not at the first HTTPS request.
+    const extraCas: string[] = [];
     for (const f of opts.caFiles ?? []) {
       try {
-        ca.push(readFileSync(f, 'utf8'));
+        extraCas.push(readFileSync(f, 'utf8'));
       } catch (e) {
         throw new BtrflyError('USAGE', `cannot read --upstream-ca ${f}: ${(e as Error).message}: pass a PEM file`);
       }
     }
-    // One secure context for every upstream connection. Passing `ca` itself would make Node
-    // build a context per connection and put the whole bundle (~200 KB of PEM) into the agent's
-    // pool key on every request (https.Agent#getName): measured as most of record's CPU time
-    // on many small bodies (BENCHMARKS.md, small files).
-    const secureContext = tls.createSecureContext({ ca });
     const common = { keepAlive: true, maxSockets: 64, timeout: this.timeoutMs };
     if (opts.proxy) {
       // The lookup finds the admin's proxy, which is allowed; the proxy resolves and connects to
       // the target itself, so only IP-literal targets can be checked here (see request).
       const lookup = ((h: string, o: dns.LookupOptions, cb: LookupCallback) => this.lookup(h, o, cb, false)) as unknown as net.LookupFunction;
       this.httpAgent = new HttpProxyAgent(opts.proxy, { ...common, lookup }) as unknown as http.Agent;
-      this.httpsAgent = new HttpsProxyAgent(opts.proxy, { ...common, lookup, secureContext }) as unknown as https.Agent;
+      this.makeHttpsAgent = () => new HttpsProxyAgent(opts.proxy!, { ...common, lookup, secureContext: upstreamSecureContext(extraCas) }) as unknown as https.Agent;
     } else {
       // Node connects to exactly the addresses this lookup answers, so checking them here holds
       // against DNS rebinding (the name is not resolved again for the connection).
       const lookup = ((h: string, o: dns.LookupOptions, cb: LookupCallback) => this.lookup(h, o, cb, true)) as unknown as net.LookupFunction;
       this.httpAgent = new http.Agent({ ...common, lookup });
-      this.httpsAgent = new https.Agent({ ...common, lookup, secureContext, ALPNProtocols: ['http/1.1'] } as https.AgentOptions);
+      this.makeHttpsAgent = () => new https.Agent({ ...common, lookup, secureContext: upstreamSecureContext(extraCas), ALPNProtocols: ['http/1.1'] } as https.AgentOptions);
     }
-    for (const agent of [this.httpAgent, this.httpsAgent]) this.trackSockets(agent);
+    this.trackSockets(this.httpAgent);
+  }
+
+  /**
+   * The agent of HTTPS upstreams, made on first use: its secure context holds every system CA,
+   * which takes a noticeable part of a second to build (the host-mode daemon answers "ready"
+   * without it; a playback never needs it).
+   */
+  get httpsAgent(): https.Agent {
+    if (!this.https) {
+      this.https = this.makeHttpsAgent();
+      this.trackSockets(this.https);
+    }
+    return this.https;
   }
 
   /** True when `socket` is a connection this process opened upstream (a loop back into the proxy). */
@@ -133,7 +143,7 @@ export class Upstream {
 
   close(): void {
     this.httpAgent.destroy();
-    this.httpsAgent.destroy();
+    this.https?.destroy();
   }
 
   /** Resolves an upstream name; with `checked`, answers only addresses the policy allows. */
@@ -196,6 +206,16 @@ function safeSystemCAs(): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * One secure context for every upstream connection: Node's and the system's CAs and `extra`.
+ * Passing `ca` itself would make Node build a context per connection and put the whole bundle
+ * (~200 KB of PEM) into the agent's pool key on every request (https.Agent#getName): measured
+ * as most of record's CPU time on many small bodies (BENCHMARKS.md, small files).
+ */
+function upstreamSecureContext(extra: readonly string[]): tls.SecureContext {
+  return tls.createSecureContext({ ca: [...tls.getCACertificates('default'), ...safeSystemCAs(), ...extra] });
 }
 
 /** An upstream failure as the client should see it: refused, TLS, timeout, name. */

@@ -27,7 +27,7 @@ export function jsonErrorHandler(log: (e: BtrflyError, req: Request) => void): E
  * body parser (413 too large, 400 not JSON, 415 charset) with its status and one line; anything
  * else a 500.
  */
-function apiError(err: unknown): BtrflyError {
+export function apiError(err: unknown): BtrflyError {
   if (isBtrflyError(err)) return err;
   const status = (err as { status?: unknown } | null)?.status;
   if (typeof status === 'number' && status >= 400 && status < 500) {
@@ -41,6 +41,38 @@ function apiError(err: unknown): BtrflyError {
     return new BtrflyError('USAGE', message, { httpStatus: status });
   }
   return new BtrflyError('STORAGE', oneLine(err));
+}
+
+/**
+ * The JSON body of a request without express (the daemon's control socket): undefined unless
+ * its content type is JSON; rejects as express's parser does, so that {@link apiError} words it
+ * alike (413 past {@link API_BODY_LIMIT}, 400 when it does not parse).
+ */
+export function readJsonBody(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) return void req.resume().once('end', () => resolve(undefined));
+    const refuse = (status: number, type: string, message: string): void => {
+      req.resume();
+      reject(Object.assign(new Error(message), { status, type }));
+    };
+    if (Number(req.headers['content-length'] ?? 0) > API_BODY_LIMIT) return refuse(413, 'entity.too.large', 'request entity too large');
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size <= API_BODY_LIMIT) chunks.push(c);
+    });
+    req.once('error', reject);
+    req.once('end', () => {
+      if (size > API_BODY_LIMIT) return refuse(413, 'entity.too.large', 'request entity too large');
+      if (size === 0) return resolve(undefined);
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch (e) {
+        refuse(400, 'entity.parse.failed', (e as Error).message);
+      }
+    });
+  });
 }
 
 /**

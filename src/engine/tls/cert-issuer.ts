@@ -1,12 +1,27 @@
-// tsyringe, used inside @peculiar/x509, needs the Reflect metadata API before it loads.
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { KeyObject, generateKeyPairSync, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { BtrflyError } from '../../errors';
 
-// @peculiar/x509 is typed against the DOM's Crypto; Node's webcrypto is the same API.
-x509.cryptoProvider.set(webcrypto as never);
+let x509Module: typeof X509 | undefined;
+
+/**
+ * @peculiar/x509, loaded on first signing or parsing: a fifth of a second of module loading
+ * that commands reading an existing CA (`btrfly start`/`stop`, `ca export`) never need.
+ */
+function x509(): typeof X509 {
+  if (!x509Module) {
+    // tsyringe, used inside @peculiar/x509, needs the Reflect metadata API before it loads.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    require('reflect-metadata');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const lib = require('@peculiar/x509') as typeof X509;
+    // @peculiar/x509 is typed against the DOM's Crypto; Node's webcrypto is the same API.
+    lib.cryptoProvider.set(webcrypto as never);
+    x509Module = lib;
+  }
+  return x509Module;
+}
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** Clients reject a leaf valid for more than 398 days (CA/Browser Forum, Apple, Chrome). */
@@ -37,9 +52,10 @@ export function generateKeyPair(type: KeyType): KeyPair {
 
 /** Creates the self-signed CA certificate: CA:true, keyCertSign+cRLSign, 10 years. */
 export async function createCaCertificate(keys: KeyPair, commonName: string, now = new Date()): Promise<string> {
+  const lib = x509();
   const alg = signingAlgorithm(keys.privateKey);
   const publicKey = toCryptoKey(keys.publicKey, 'verify');
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+  const cert = await lib.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
     name: [{ CN: [commonName] }, { O: ['btrfly'] }],
     notBefore: new Date(now.getTime() - DAY_MS),
@@ -47,9 +63,9 @@ export async function createCaCertificate(keys: KeyPair, commonName: string, now
     signingAlgorithm: alg,
     keys: { publicKey, privateKey: toCryptoKey(keys.privateKey, 'sign') },
     extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+      new lib.BasicConstraintsExtension(true, 0, true),
+      new lib.KeyUsagesExtension(lib.KeyUsageFlags.keyCertSign | lib.KeyUsageFlags.cRLSign, true),
+      await lib.SubjectKeyIdentifierExtension.create(publicKey),
     ],
   });
   return cert.toString('pem');
@@ -67,15 +83,16 @@ export interface IssuedLeaf {
  * {@link LEAF_VALIDITY_DAYS} days (never past the CA's own end).
  */
 export async function issueLeaf(issuer: Issuer, leafPublicKey: KeyObject, names: string[], now = new Date()): Promise<IssuedLeaf> {
+  const lib = x509();
   const usage =
     leafPublicKey.asymmetricKeyType === 'rsa'
-      ? x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment
-      : x509.KeyUsageFlags.digitalSignature;
+      ? lib.KeyUsageFlags.digitalSignature | lib.KeyUsageFlags.keyEncipherment
+      : lib.KeyUsageFlags.digitalSignature;
   const publicKey = toCryptoKey(leafPublicKey, 'verify');
   const caCert = parsedCert(issuer.certPem);
   const notAfter = new Date(Math.min(now.getTime() + (LEAF_VALIDITY_DAYS - 1) * DAY_MS, caCert.notAfter.getTime()));
   const cn = names[0];
-  const cert = await x509.X509CertificateGenerator.create({
+  const cert = await lib.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     // CN is limited to 64 characters (RFC 5280 ub-common-name); the SAN carries the name anyway.
     subject: cn.length <= 64 ? [{ CN: [cn] }] : [{ O: ['btrfly'] }],
@@ -86,11 +103,11 @@ export async function issueLeaf(issuer: Issuer, leafPublicKey: KeyObject, names:
     publicKey,
     signingKey: toCryptoKey(issuer.privateKey, 'sign'),
     extensions: [
-      new x509.BasicConstraintsExtension(false),
-      new x509.KeyUsagesExtension(usage, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(names.map(generalName)),
-      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+      new lib.BasicConstraintsExtension(false),
+      new lib.KeyUsagesExtension(usage, true),
+      new lib.ExtendedKeyUsageExtension([lib.ExtendedKeyUsage.serverAuth]),
+      new lib.SubjectAlternativeNameExtension(names.map(generalName)),
+      await lib.SubjectKeyIdentifierExtension.create(publicKey),
       await authorityKeyIdentifier(caCert),
     ],
   });
@@ -113,20 +130,21 @@ export function normaliseServerName(name: string): string {
   });
 }
 
-const parsed = new Map<string, x509.X509Certificate>();
-function parsedCert(pem: string): x509.X509Certificate {
+const parsed = new Map<string, X509.X509Certificate>();
+function parsedCert(pem: string): X509.X509Certificate {
   let cert = parsed.get(pem);
-  if (!cert) parsed.set(pem, (cert = new x509.X509Certificate(pem)));
+  if (!cert) parsed.set(pem, (cert = new (x509().X509Certificate)(pem)));
   return cert;
 }
 
-function generalName(name: string): x509.JsonGeneralName {
+function generalName(name: string): X509.JsonGeneralName {
   return isIP(name) ? { type: 'ip', value: name } : { type: 'dns', value: name };
 }
 
-async function authorityKeyIdentifier(caCert: x509.X509Certificate): Promise<x509.AuthorityKeyIdentifierExtension> {
-  const ski = caCert.getExtension(x509.SubjectKeyIdentifierExtension);
-  return ski ? new x509.AuthorityKeyIdentifierExtension(ski.keyId) : x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey);
+async function authorityKeyIdentifier(caCert: X509.X509Certificate): Promise<X509.AuthorityKeyIdentifierExtension> {
+  const lib = x509();
+  const ski = caCert.getExtension(lib.SubjectKeyIdentifierExtension);
+  return ski ? new lib.AuthorityKeyIdentifierExtension(ski.keyId) : lib.AuthorityKeyIdentifierExtension.create(caCert.publicKey);
 }
 
 /** A positive 127-bit serial: RFC 5280 allows up to 20 octets and asks for unpredictability. */
