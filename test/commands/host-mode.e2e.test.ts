@@ -30,6 +30,10 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
     `grep -q '^nameserver 127.77.0.1' /etc/resolv.conf`,
     // The daemon's control API answers a body that is not JSON as the service's API does.
     `curl -s -o ${work}/not-json.out -w 'control status %{http_code}\\n' --unix-socket ${work}/state/daemon.sock -H 'content-type: application/json' -d '{not json' http://btrfly/sessions`,
+    // A body past the limit and a route it does not have are answered as JSON errors too.
+    `head -c 70000 /dev/zero | tr '\\0' ' ' > ${work}/big.json`,
+    `curl -s -o ${work}/too-big.out -w 'control status %{http_code}\\n' --unix-socket ${work}/state/daemon.sock -H 'content-type: application/json' --data-binary @${work}/big.json http://btrfly/sessions`,
+    `curl -s -o ${work}/no-route.out -w 'control status %{http_code}\\n' --unix-socket ${work}/state/daemon.sock http://btrfly/nosuch`,
     `curl -sSf -o ${work}/rec.bin "https://origin.test/gen/${size}?seed=11"`,
     `curl -sSf -o ${work}/rec.txt "https://origin.test/counter"`,
     `${cli} stop record`,
@@ -53,6 +57,10 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
   expect(out).toMatch(/no active session/);
   expect(out).toMatch(/control status 400\n/);
   expect(JSON.parse(await fs.readFile(path.join(work, 'not-json.out'), 'utf8'))).toMatchObject({ error: { code: 'USAGE', message: expect.stringMatching(/^the request body is not JSON \([^\n]+$/) } });
+  expect(out).toMatch(/control status 413\n/);
+  expect(JSON.parse(await fs.readFile(path.join(work, 'too-big.out'), 'utf8'))).toMatchObject({ error: { code: 'USAGE', message: 'the request body is larger than 64 KiB: send a smaller JSON object' } });
+  expect(out).toMatch(/control status 404\n/);
+  expect(JSON.parse(await fs.readFile(path.join(work, 'no-route.out'), 'utf8'))).toMatchObject({ error: { code: 'NOT_FOUND', message: "the daemon's control API has no GET /nosuch" } });
   expect(ns.status).toBe(0);
   const sha = (f: string) => fs.readFile(f).then((b) => createHash('sha256').update(b).digest('hex'));
   expect(await sha(path.join(work, 'play.bin'))).toBe(await genBodySha256(size, 11));
