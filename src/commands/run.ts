@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
-import { runCommand, summarize, summarizeLeaks } from '../engine/command/run-command';
+import { runCommand, summarizeLeaks } from '../engine/command/run-command';
+import { summarize } from '../engine/command/summary';
 import { BtrflyCommand, BtrflyError } from '../cli/base';
 import { argsAfterDashDash } from '../cli/command-argv';
 import { sessionFlags, sessionOptions } from '../cli/session-flags';

@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { stopHostSession } from '../engine/host/host-session';
-import { summarize } from '../engine/command/run-command';
+import { summarize } from '../engine/command/summary';
 import { BtrflyCommand } from '../cli/base';
 
 export default class Stop extends BtrflyCommand {

@@ -5,7 +5,7 @@
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
+import type { default as Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import { BtrflyError } from '../errors';
 import { stripUserinfo } from './lifecycle';
 import {
@@ -120,7 +120,10 @@ let validators: { ajv: Ajv; id: string; manifest: ValidateFunction; volatile: Va
 function getValidators(): { ajv: Ajv; id: string; manifest: ValidateFunction; volatile: ValidateFunction } {
   if (!validators) {
     const schema = JSON.parse(readFileSync(join(__dirname, '..', '..', 'docs', 'manifest.schema.json'), 'utf8'));
-    const ajv = new Ajv({ allErrors: false, strict: true });
+    // Loaded here, not at the top: most commands (`btrfly start`, `stop`, `status`…) never validate a manifest.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const AjvClass = (require('ajv') as typeof import('ajv')).default;
+    const ajv = new AjvClass({ allErrors: false, strict: true });
     const manifest = ajv.compile(schema);
     const volatile = ajv.compile({ $ref: `${schema.$id}#/definitions/volatileFile` });
     validators = { ajv, id: schema.$id as string, manifest, volatile };
