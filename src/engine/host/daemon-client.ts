@@ -56,8 +56,9 @@ export async function ensureDaemon(stateDir: string, args: string[], opts: { arc
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const logFile = path.join(stateDir, 'daemon.log');
   const fd = openSync(logFile, 'a', 0o600);
-  const entry = path.resolve(__dirname, '..', '..', '..', 'bin', 'run.js');
-  const child = spawn(process.execPath, [entry, 'daemon', ...args], { detached: true, stdio: ['ignore', fd, fd], env: process.env });
+  // Not `bin/run.js daemon`: oclif's start-up was a fifth of a second of every `btrfly start`.
+  const entry = path.resolve(__dirname, '..', '..', 'cli', 'daemon-entry.js');
+  const child = spawn(process.execPath, [entry, ...args], { detached: true, stdio: ['ignore', fd, fd], env: daemonEnv(process.env) });
   closeSync(fd);
   let exited: number | null | undefined;
   child.once('exit', (code) => (exited = code));
@@ -73,6 +74,16 @@ export async function ensureDaemon(stateDir: string, args: string[], opts: { arc
   }
   const tail = (await readFile(logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-1)[0] ?? '';
   throw new BtrflyError('SESSION', `the btrfly daemon did not start${tail ? `: ${tail.slice(0, 300)}` : ''}: see ${logFile}`);
+}
+
+/**
+ * The daemon's environment: glibc's mmap threshold fixed at 4 MiB, as bin/run.js gives every
+ * streaming command by re-executing itself (docs/decisions.md, "Memory of long streams"), here
+ * set at the spawn; the daemon removes it again (`BTRFLY_MALLOC_TUNED`) so no child inherits it.
+ */
+function daemonEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if (process.platform !== 'linux' || env.MALLOC_MMAP_THRESHOLD_) return env;
+  return { ...env, MALLOC_MMAP_THRESHOLD_: '4194304', BTRFLY_MALLOC_TUNED: 'added' };
 }
 
 /**
