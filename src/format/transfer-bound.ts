@@ -6,8 +6,11 @@
  * to each transport in its own words: curl's low-speed limit for http(s) (`http.lowSpeedLimit`,
  * `http.lowSpeedTime`), OpenSSH's `ConnectTimeout` (which also bounds the banner exchange) and
  * `ServerAliveInterval` for ssh, and git-lfs's dial, TLS and activity timeouts; for http(s), a
- * connection (and TLS handshake) of btrfly's own first ({@link handshakeStalls}). A transfer that makes progress,
- * however slowly, is never cut. See docs/notes/remotes.md, "Stalled remotes".
+ * connection (and TLS handshake) of btrfly's own first ({@link handshakeStalls}). What these miss (a
+ * wrapper ssh command, which may not take `-o`; a server that answers btrfly's handshake and stalls
+ * git's) btrfly's own watchdog catches, for any transport: a git transfer that shows no sign of life
+ * for a little longer than the bound is stopped ({@link TransferBound.idleSeconds}). A transfer that
+ * makes progress is not cut. See docs/notes/remotes.md, "Stalled remotes".
  */
 import { connect as netConnect, isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
