@@ -195,7 +195,7 @@ export class Git {
       watchdog?.stdin!.on('error', () => undefined);
       const idleError = (): BtrflyError => {
         untraced?.end();
-        return new BtrflyError('NETWORK', `git ${args[0]}: nothing came through its transport, stopped after ${idle} s`, {
+        return new BtrflyError('NETWORK', `git ${args[0]}: nothing came through its transport`, {
           data: { args: [...args], stderr, stdout: stdout.slice(-16384), idle },
         });
       };
