@@ -43,11 +43,15 @@ export interface GitResult {
 /**
  * What makes git show a sign of life while a transfer is under way but no byte of a pack moves:
  * every pkt-line it (or a local server, or git-remote-https) reads or writes is traced on stderr,
- * bare (`packet: …`), so a remote's keep-alives while it prepares a pack or runs its hooks count;
- * the pack's own bytes show as progress (`--progress`). The traced lines are left out of what
- * git says ({@link withoutTracedPackets}).
+ * so a remote's keep-alives while it prepares a pack or runs its hooks count; the pack's own
+ * bytes show as progress (`--progress`). The traced lines ({@link TRACED_PACKET}) are left out of
+ * what git says ({@link withoutTracedPackets}). Not GIT_TRACE_BARE, which would change the user's
+ * own GIT_TRACE lines too.
  */
-export const IDLE_ENV: NodeJS.ProcessEnv = { GIT_TRACE_PACKET: '2', GIT_TRACE_BARE: '1' };
+const IDLE_ENV: NodeJS.ProcessEnv = { GIT_TRACE_PACKET: '2' };
+
+/** A line of git's packet trace: `11:24:47.368366 pkt-line.c:80    packet:  upload-pack> version 2`. */
+const TRACED_PACKET = /^\d\d:\d\d:\d\d\.\d+ \S+:\d+ +packet: /;
 
 /**
  * A writer that passes git's stderr on to `out` as it comes (segments end in \r or \n, so a
@@ -59,11 +63,11 @@ function withoutTracedPackets(out: (s: string) => void): { write(s: string): voi
     write(s) {
       const segments = (partial + s).split(/(?<=[\r\n])/);
       partial = /[\r\n]$/.test(segments[segments.length - 1]) ? '' : segments.pop()!;
-      const keep = segments.filter((seg) => !seg.startsWith('packet: ')).join('');
+      const keep = segments.filter((seg) => !TRACED_PACKET.test(seg)).join('');
       if (keep) out(keep);
     },
     end() {
-      if (partial && !partial.startsWith('packet: ')) out(partial);
+      if (partial && !TRACED_PACKET.test(partial)) out(partial);
       partial = '';
     },
   };

@@ -484,7 +484,11 @@ function withoutRefLines(out: NodeJS.WritableStream): NodeJS.WritableStream {
   });
 }
 
-/** git's transfer, its failure told with the remote's name and what to check. */
+/**
+ * git's transfer, its failure told with the remote's name and what to check. Fetches and pushes
+ * are given `--progress` whether or not it is shown: the pack's bytes moving are what tells
+ * btrfly's watchdog (`idleSeconds`) that the transfer is alive.
+ */
 async function transferTo(
   archive: Archive,
   remote: string,
@@ -500,7 +504,6 @@ async function transferTo(
   const handshake = await handshakeStalls(remote, url.trim(), bound, opts?.signal);
   if (handshake) throw stalled(archive, remote, what, bound.seconds, handshake);
   try {
-    // Progress always (shown only when asked for): the pack's bytes moving are what tells btrfly's watchdog that the transfer is alive.
     return await archive.git.transfer(args, { ...opts, env: { ...opts?.env, ...bound.env }, idleSeconds: bound.idleSeconds });
   } catch (e) {
     // A fetch that failed (a full disk) can leave its pack's temp file, as big as what came:
