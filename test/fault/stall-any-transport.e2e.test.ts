@@ -6,7 +6,8 @@
  * `-o`, so it got no ConnectTimeout) in front of a server that takes the connection and says
  * nothing, and an https server that completes btrfly's own TLS handshake and then stalls git's
  * (curl waited its 300 s connect timeout). A remote that is busy longer than that but says so
- * (git's keep-alives, while a hook runs) is not cut.
+ * (git's keep-alives, while a hook runs) is not cut; the packet trace the watchdog reads is not
+ * shown with git's progress.
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
@@ -100,3 +101,13 @@ test('a push to a remote whose hook runs longer than the bound, with keep-alives
   expect(r.stderr).toMatch(/^example\/small: pushed, new tag at [0-9a-f]{12}\n$/);
   expect(r.code).toBe(0);
 }, 90_000);
+
+test("git's progress is shown without the packet trace the watchdog reads", async () => {
+  const archive = join(tmpDir('btrfly-progress-'), 'archive');
+  expect((await runCli(['remote', 'add', 'origin', copyFixtureArchive(), '--archive', archive])).code).toBe(0);
+  const r = await runCli(['pull', 'origin', 'example/small', '--progress', '--archive', archive]);
+  expect(r.stderr).toMatch(/(Receiving|Unpacking) objects: 100% /);
+  expect(r.stderr).not.toMatch(/packet:/);
+  expect(r.stderr).toMatch(/\nexample\/small: pulled, new tag at [0-9a-f]{12}\n$/);
+  expect(r.code).toBe(0);
+}, 60_000);
