@@ -33,6 +33,8 @@ export function describeTransfer(t: TagTransfer, verb: 'pushed' | 'pulled'): str
       return `${t.tag}: ${verb}, replaced ${short(t.from)} with ${short(t.to)} (forced)`;
     case 'same':
       return `${t.tag}: up to date`;
+    case 'restored':
+      return `${t.tag}: ${verb}, its newest recording ${short(t.to)}, which was missing here, restored and checked`;
     case 'ahead':
       return `${t.tag}: this side has newer recordings (${short(t.to)}), left as it is`;
   }

@@ -29,7 +29,11 @@ export default class Push extends BtrflyCommand {
     const archive = await Archive.open(flags.archive);
     this.onTeardown(() => archive.close());
     let split: PushSplit | undefined;
-    const results = await pushTags(archive, args.remote, tags, { ...transferOptions(flags), onSplit: (s) => (split = s) });
+    const signal = this.stopOnSignals(
+      `each tag on remote ${args.remote} is as it was or wholly pushed, none half; run "btrfly push ${args.remote}${tags.map((t) => ` ${t}`).join('')}" again`,
+    );
+    const results = await pushTags(archive, args.remote, tags, { ...transferOptions(flags), onSplit: (s) => (split = s), signal });
+    this.stopTakingSignals();
     if (this.jsonEnabled()) return { remote: args.remote, tags: results, ...(split && { split }) };
     for (const r of results) process.stderr.write(describeTransfer(r, 'pushed') + '\n');
     if (split) process.stderr.write(describeSplit(args.remote, split) + '\n');

@@ -41,6 +41,39 @@ export interface GitResult {
 }
 
 /**
+ * What makes git show a sign of life while a transfer is under way but no byte of a pack moves:
+ * every pkt-line it (or a local server, or git-remote-https) reads or writes is traced on stderr,
+ * so a remote's keep-alives while it prepares a pack or runs its hooks count; the pack's own
+ * bytes show as progress (`--progress`). The traced lines ({@link TRACED_PACKET}) are left out of
+ * what git says ({@link withoutTracedPackets}). Not GIT_TRACE_BARE, which would change the user's
+ * own GIT_TRACE lines too.
+ */
+const IDLE_ENV: NodeJS.ProcessEnv = { GIT_TRACE_PACKET: '2' };
+
+/** A line of git's packet trace: `11:24:47.368366 pkt-line.c:80    packet:  upload-pack> version 2`. */
+const TRACED_PACKET = /^\d\d:\d\d:\d\d\.\d+ \S+:\d+ +packet: /;
+
+/**
+ * A writer that passes git's stderr on to `out` as it comes (segments end in \r or \n, so a
+ * progress line updates in place), less the lines of its packet trace.
+ */
+function withoutTracedPackets(out: (s: string) => void): { write(s: string): void; end(): void } {
+  let partial = '';
+  return {
+    write(s) {
+      const segments = (partial + s).split(/(?<=[\r\n])/);
+      partial = /[\r\n]$/.test(segments[segments.length - 1]) ? '' : segments.pop()!;
+      const keep = segments.filter((seg) => !TRACED_PACKET.test(seg)).join('');
+      if (keep) out(keep);
+    },
+    end() {
+      if (partial && !TRACED_PACKET.test(partial)) out(partial);
+      partial = '';
+    },
+  };
+}
+
+/**
  * One archive's git: `--git-dir` fixed, the long-lived helpers started on first use and
  * ended by {@link Git.close}.
  */
@@ -73,13 +106,16 @@ export class Git {
    * @param opts.interactive let git ask for a password on the terminal (otherwise it fails at once)
    * @param opts.ok exit statuses that are not failures (default `[0]`); others throw BtrflyError('NETWORK')
    * @param opts.signal stops git (SIGTERM) when it aborts; the transfer then rejects with the signal's reason
+   * @param opts.idleSeconds stops git when neither it nor its transport shows a sign of life for this long (see {@link IDLE_ENV}):
+   *   the transfer then rejects with a NETWORK error whose `data.idle` is the seconds. Not when it may ask on the terminal.
    */
   transfer(
     args: string[],
-    opts: { progress?: NodeJS.WritableStream; interactive?: boolean; ok?: number[]; env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {},
+    opts: { progress?: NodeJS.WritableStream; interactive?: boolean; ok?: number[]; env?: NodeJS.ProcessEnv; signal?: AbortSignal; idleSeconds?: number } = {},
   ): Promise<GitResult> {
-    const env = { ...opts.env, ...(opts.interactive ? { GIT_TERMINAL_PROMPT: '1' } : {}) };
-    return this.collect(args, { ok: opts.ok, env, signal: opts.signal, transfer: { progress: opts.progress, interactive: opts.interactive } });
+    const idle = opts.interactive ? 0 : (opts.idleSeconds ?? 0);
+    const env = { ...opts.env, ...(opts.interactive ? { GIT_TERMINAL_PROMPT: '1' } : {}), ...(idle ? IDLE_ENV : {}) };
+    return this.collect(args, { ok: opts.ok, env, signal: opts.signal, transfer: { progress: opts.progress, interactive: opts.interactive, idle } });
   }
 
   /**
@@ -94,18 +130,19 @@ export class Git {
       ok?: number[];
       env?: NodeJS.ProcessEnv;
       signal?: AbortSignal;
-      transfer?: { progress?: NodeJS.WritableStream; interactive?: boolean };
+      transfer?: { progress?: NodeJS.WritableStream; interactive?: boolean; idle?: number };
     },
   ): Promise<GitResult> {
     const ok = opts.ok ?? [0];
     const transfer = opts.transfer;
     const signal = opts.signal;
+    const idle = transfer?.idle ?? 0;
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
     // A transfer that can be stopped runs in a process group of its own, so that stopping it stops
     // its transport too (git-remote-https, ssh, git-lfs): killed alone, git leaves a helper that
     // still waits on the remote and holds the pipes open. Not when it may ask on the terminal: a
     // process group in the background may not read from it (and Ctrl-C there reaches them all).
-    const group = signal !== undefined && transfer !== undefined && !transfer.interactive;
+    const group = (signal !== undefined || idle > 0) && transfer !== undefined && !transfer.interactive;
     return new Promise((resolve, reject) => {
       const child = spawn('git', gitArgv(this.gitDir, args), {
         env: gitEnv(opts.env),
@@ -115,11 +152,23 @@ export class Git {
       });
       let stdout = '';
       let stderr = '';
-      child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-      child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+      // Any byte from git or its transport (progress, a traced packet, output) is a sign of life.
+      let idled = false;
+      let idleTimer: NodeJS.Timeout | undefined;
+      const told = (s: string): void => {
         transfer?.progress?.write(s);
         // A transfer's progress lines repeat with \r thousands of times: keep only the tail for messages.
         stderr = transfer ? (stderr + s).slice(-16384) : stderr + s;
+      };
+      const untraced = idle > 0 ? withoutTracedPackets(told) : undefined;
+      child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+        idleTimer?.refresh();
+        stdout += s;
+      });
+      child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+        idleTimer?.refresh();
+        if (untraced) untraced.write(s);
+        else told(s);
       });
       const stop = (): void => {
         if (group && child.pid) {
@@ -133,6 +182,12 @@ export class Git {
         child.kill('SIGTERM');
       };
       signal?.addEventListener('abort', stop, { once: true });
+      if (idle > 0) {
+        idleTimer = setTimeout(() => {
+          idled = true;
+          stop();
+        }, idle * 1000);
+      }
       // The group outlives btrfly however btrfly ends (kill -9; `timeout -s KILL`, which kills
       // btrfly's group, not this one): a watchdog outside both groups stops it once btrfly's end
       // of the watchdog's stdin closes, rather than leave git fetching into the archive unseen.
@@ -142,19 +197,29 @@ export class Git {
           : undefined;
       watchdog?.on('error', () => undefined);
       watchdog?.stdin!.on('error', () => undefined);
+      const idleError = (): BtrflyError => {
+        untraced?.end();
+        return new BtrflyError('NETWORK', `git ${args[0]}: nothing came through its transport`, {
+          data: { args: [...args], stderr, stdout: stdout.slice(-16384), idle },
+        });
+      };
       // Stopped: done when git is, whatever a helper of its still holds open.
       child.on('exit', () => {
-        if (!signal?.aborted) return;
+        clearTimeout(idleTimer);
+        if (!signal?.aborted && !idled) return;
         child.stdout!.destroy();
         child.stderr!.destroy();
-        reject(signal.reason as Error);
+        reject(signal?.aborted ? (signal.reason as Error) : idleError());
       });
       child.on('error', (e) => reject(spawnFailed(args, e)));
       child.on('close', (code, killedBy) => {
+        clearTimeout(idleTimer);
+        untraced?.end();
         signal?.removeEventListener('abort', stop);
         // Ended first, so that it never signals a group whose number another took since.
         watchdog?.kill('SIGKILL');
         if (signal?.aborted) reject(signal.reason as Error);
+        else if (idled) reject(idleError());
         else if (code !== null && ok.includes(code)) resolve({ stdout, stderr, code });
         else if (transfer) reject(transferError(args, stderr || `exited with ${code ?? killedBy}`, stdout));
         else reject(gitError(args, stderr || `exited with ${code ?? killedBy}`));

@@ -55,8 +55,11 @@ export interface TransferOptions {
 /** What happened to one tag in a push or a pull. */
 export interface TagTransfer {
   tag: string;
-  /** new: created on the receiving side; updated: fast-forward; forced: replaced; same: nothing to do; ahead: the receiving side has more. */
-  status: 'new' | 'updated' | 'forced' | 'same' | 'ahead';
+  /**
+   * new: created on the receiving side; updated: fast-forward; forced: replaced; same: nothing to do; ahead: the receiving side has more;
+   * restored (a pull): the tag's newest recording was missing here, and was brought back and checked.
+   */
+  status: 'new' | 'updated' | 'forced' | 'same' | 'ahead' | 'restored';
   from: string | null;
   to: string;
 }
@@ -246,7 +249,7 @@ export async function pushTags(archive: Archive, remote: string, tags: string[],
   if (names.length === 0) throw new BtrflyError('TAG_NOT_FOUND', `no tags in archive ${archive.name} to push: record one first`);
   const specs = names.map((t) => `${opts.force ? '+' : ''}refs/heads/${t}:refs/heads/${t}`);
   const pushOnce = (refspecs: string[]): Promise<GitResult> =>
-    transferTo(archive, remote, 'push to', ['push', '--porcelain', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--receive-pack=${onHost.receivePack}`] : []), remote, ...refspecs], {
+    transferTo(archive, remote, 'push to', ['push', '--porcelain', '--progress', ...(onHost ? [`--receive-pack=${onHost.receivePack}`] : []), remote, ...refspecs], {
       progress: opts.progress,
       interactive: opts.interactive,
       signal: opts.signal,
@@ -341,13 +344,15 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
   const incoming = incomingPrefix(remote);
   // What a pull killed earlier (from any remote) left: its process is gone.
   await dropStaleIncoming(archive);
+  // Known before the fetch, which may bring such a recording back: the tag then reads again, and is checked as new.
+  const missing = await missingTips(archive);
   const specs = names.length ? names.map((t) => `+refs/heads/${t}:${incoming}${t}`) : [`+refs/heads/*:${incoming}*`];
   try {
     await transferTo(
       archive,
       remote,
       'fetch from',
-      ['fetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...specs],
+      ['fetch', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', '--progress', ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...specs],
       { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive, signal: opts.signal },
     );
   } catch (e) {
@@ -376,7 +381,7 @@ export async function pullTags(archive: Archive, remote: string, tags: string[],
       : undefined;
     for (const { tag, commit } of fetched) {
       opts.signal?.throwIfAborted();
-      const outcome = await takeTag(archive, remote, tag, commit, checked, opts);
+      const outcome = await takeTag(archive, remote, tag, commit, checked, opts, missing.get(tag));
       if ('code' in outcome) refused.push(lfsTrouble && outcome.code === 'BODY_CORRUPT' ? { ...outcome, message: `${outcome.message} (git-lfs said: ${lfsTrouble})` } : outcome);
       else results.push(outcome);
     }
@@ -398,6 +403,7 @@ async function takeTag(
   commit: string,
   checked: Map<string, VerifyProblem | null>,
   opts: TransferOptions,
+  wasMissing?: string,
 ): Promise<TagTransfer | PullRefusal> {
   try {
     validateTagName(tag);
@@ -406,8 +412,10 @@ async function takeTag(
   }
   const git = archive.git;
   const local = await archive.tagCommit(tag);
-  if (local === commit) return { tag, status: 'same', from: local, to: commit };
-  if (local && (await isAncestor(archive, commit, local))) return { tag, status: 'ahead', from: local, to: local };
+  // The tag's newest recording was missing here and the fetch brought it back: checked like a new one, not "up to date".
+  const restoring = wasMissing !== undefined && local === wasMissing;
+  if (local === commit && !restoring) return { tag, status: 'same', from: local, to: commit };
+  if (local && local !== commit && (await isAncestor(archive, commit, local))) return { tag, status: 'ahead', from: local, to: local };
   const fastForward = local === null || (await isAncestor(archive, local, commit));
   if (!fastForward && !opts.force) {
     return {
@@ -422,7 +430,8 @@ async function takeTag(
   if (holder) return { tag, code: 'TAG_BUSY', message: `tag "${tag}" is being recorded here (session ${holder.session}): stop the recording, then pull again` };
   // Every recording the tag would bring that no tag here already holds (and so was checked
   // when it was recorded or pulled): its manifest parses, and each body reads back whole.
-  const { stdout } = await git.run(['rev-list', commit, '--not', '--branches']);
+  // A tag whose recording was missing: its own ref does not vouch for what it now reaches.
+  const { stdout } = await git.run(['rev-list', commit, '--not', ...(restoring ? [`--exclude=${tag}`] : []), '--branches']);
   const commits = stdout.split('\n').filter(Boolean);
   const problems = await verifyCommits(archive, tag, commits, checked, opts.onVerifyRead, opts.signal);
   // Interrupted: the tag does not move on a check that did not finish.
@@ -439,7 +448,21 @@ async function takeTag(
   if (!(await git.updateRef(`refs/heads/${tag}`, commit, local))) {
     return { tag, code: 'TAG_MOVED', message: `tag "${tag}" changed here while btrfly was pulling it: run the pull again` };
   }
+  if (restoring && local === commit) return { tag, status: 'restored', from: local, to: commit };
   return { tag, status: local === null ? 'new' : fastForward ? 'updated' : 'forced', from: local, to: commit };
+}
+
+/** The tags whose ref names a commit the archive lacks (what a repair no remote could help leaves), with that commit. */
+async function missingTips(archive: Archive): Promise<Map<string, string>> {
+  const { stdout } = await archive.git.run(['for-each-ref', '--format=%(objectname) %(refname:lstrip=2)', 'refs/heads/']);
+  const refs = stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)] as const);
+  if (!refs.length) return new Map();
+  const check = await archive.git.run(['cat-file', '--batch-check=%(objectname)'], { input: refs.map(([oid]) => oid).join('\n') + '\n' });
+  const answers = check.stdout.split('\n');
+  return new Map(refs.filter((_, i) => answers[i]?.endsWith(' missing')).map(([oid, tag]) => [tag, oid]));
 }
 
 /**
@@ -461,7 +484,11 @@ function withoutRefLines(out: NodeJS.WritableStream): NodeJS.WritableStream {
   });
 }
 
-/** git's transfer, its failure told with the remote's name and what to check. */
+/**
+ * git's transfer, its failure told with the remote's name and what to check. Fetches and pushes
+ * are given `--progress` whether or not it is shown: the pack's bytes moving are what tells
+ * btrfly's watchdog (`idleSeconds`) that the transfer is alive.
+ */
 async function transferTo(
   archive: Archive,
   remote: string,
@@ -469,6 +496,7 @@ async function transferTo(
   args: string[],
   opts: Parameters<Archive['git']['transfer']>[1],
 ): Promise<GitResult> {
+  opts?.signal?.throwIfAborted();
   const temps = await gitTempFiles(archive.dir);
   const bound = await transferBound(archive);
   // The URL git will reach: url.<base>.insteadOf and pushInsteadOf applied, the push URL for a push.
@@ -476,12 +504,14 @@ async function transferTo(
   const handshake = await handshakeStalls(remote, url.trim(), bound, opts?.signal);
   if (handshake) throw stalled(archive, remote, what, bound.seconds, handshake);
   try {
-    return await archive.git.transfer(args, { ...opts, env: { ...opts?.env, ...bound.env } });
+    return await archive.git.transfer(args, { ...opts, env: { ...opts?.env, ...bound.env }, idleSeconds: bound.idleSeconds });
   } catch (e) {
     // A fetch that failed (a full disk) can leave its pack's temp file, as big as what came:
     // on a full disk even gc could not run any more to remove it.
     await removeGitTempsSince(archive.dir, temps);
     if (isNoSpace(e)) throw await storageFailure(archive.dir, e);
+    // btrfly's own watchdog stopped it: a transport with no bound of its own (a wrapper ssh command) or one still connecting (curl's TLS handshake).
+    if ((e as BtrflyError).data?.idle) throw stalled(archive, remote, what, bound.seconds, (e as Error).message, e);
     const stderr = String((e as BtrflyError).data?.stderr ?? '');
     if (!stderr) throw e;
     if (bound.seconds && isStall(stderr)) throw stalled(archive, remote, what, bound.seconds, stderr, e);
@@ -528,7 +558,7 @@ export async function refetchObjects(archive: Archive, remote: string, tags: str
       // No automatic gc afterwards: the repair's caller verifies first, and gc would wait on its lock.
       // Always index-pack (never unpack-objects, which skips an object it holds): it refuses an
       // object whose id is here with other bytes, so damage the repair missed is said, not kept.
-      ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false', '-c', 'fetch.unpackLimit=1', ...fetch, ...(opts.progress ? ['--progress'] : []), ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...tags.map((t) => `+refs/heads/${validateTagName(t)}:${into}${t}`)],
+      ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false', '-c', 'fetch.unpackLimit=1', ...fetch, '--progress', ...(onHost ? [`--upload-pack=${onHost.uploadPack}`] : []), remote, ...tags.map((t) => `+refs/heads/${validateTagName(t)}:${into}${t}`)],
       { progress: opts.progress && withoutRefLines(opts.progress), interactive: opts.interactive, signal: opts.signal },
     );
   } catch (e) {

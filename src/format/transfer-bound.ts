@@ -6,8 +6,11 @@
  * to each transport in its own words: curl's low-speed limit for http(s) (`http.lowSpeedLimit`,
  * `http.lowSpeedTime`), OpenSSH's `ConnectTimeout` (which also bounds the banner exchange) and
  * `ServerAliveInterval` for ssh, and git-lfs's dial, TLS and activity timeouts; for http(s), a
- * connection (and TLS handshake) of btrfly's own first ({@link handshakeStalls}). A transfer that makes progress,
- * however slowly, is never cut. See docs/notes/remotes.md, "Stalled remotes".
+ * connection (and TLS handshake) of btrfly's own first ({@link handshakeStalls}). What these miss (a
+ * wrapper ssh command, which may not take `-o`; a server that answers btrfly's handshake and stalls
+ * git's) btrfly's own watchdog catches, for any transport: a git transfer that shows no sign of life
+ * for a little longer than the bound is stopped ({@link TransferBound.idleSeconds}). A transfer that
+ * makes progress is not cut. See docs/notes/remotes.md, "Stalled remotes".
  */
 import { connect as netConnect, isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
@@ -17,6 +20,9 @@ import { lastGitMessage } from './git-process';
 
 /** Seconds without a byte after which a transfer is given up, unless the archive sets another. */
 export const DEFAULT_TRANSFER_TIMEOUT = 60;
+
+/** How much longer than the bound btrfly's own watchdog waits (see {@link TransferBound.idleSeconds}). */
+const IDLE_GRACE = 2;
 
 /** The archive's git config key that sets the bound. */
 export const TRANSFER_TIMEOUT_KEY = 'btrfly.transferTimeout';
@@ -31,6 +37,12 @@ export const MAX_TRANSFER_TIMEOUT = Math.floor(0x7fffffff / 1000);
 export interface TransferBound {
   /** Seconds; 0 when the archive turned the bound off. */
   seconds: number;
+  /**
+   * Seconds after which btrfly stops a git transfer that shows no sign of life at all (see
+   * `Git.transfer`'s `idleSeconds`), whatever its transport; 0 for none. A little over the bound, so
+   * that a transport bound in its own words (curl, OpenSSH) says first what it saw.
+   */
+  idleSeconds: number;
   env: NodeJS.ProcessEnv;
   /** git reaches https remotes through a proxy (git config or environment): btrfly's own handshake would not. */
   proxied: boolean;
@@ -60,7 +72,7 @@ export async function transferBound(archive: Archive): Promise<TransferBound> {
   }
   // The last one set wins, as in git (the archive's own over the user's global one).
   if (setting !== undefined) seconds = parseSeconds(archive, setting);
-  if (seconds === 0) return { seconds, env: {}, proxied, proxiedRemotes };
+  if (seconds === 0) return { seconds, idleSeconds: 0, env: {}, proxied, proxiedRemotes };
   const config: Array<[string, string]> = [
     ['http.lowSpeedLimit', '1'],
     ['http.lowSpeedTime', String(seconds)],
@@ -71,7 +83,7 @@ export async function transferBound(archive: Archive): Promise<TransferBound> {
   const env: NodeJS.ProcessEnv = { ...configEnv(config) };
   const ssh = withSshBound(process.env.GIT_SSH_COMMAND ?? sshCommand ?? (process.env.GIT_SSH ? undefined : 'ssh'), seconds);
   if (ssh) env.GIT_SSH_COMMAND = ssh;
-  return { seconds, env, proxied, proxiedRemotes };
+  return { seconds, idleSeconds: Math.min(seconds + IDLE_GRACE, MAX_TRANSFER_TIMEOUT), env, proxied, proxiedRemotes };
 }
 
 /**

@@ -6,9 +6,13 @@
  * remote's URL and credentials; after the repair the pull works. gc, which git refuses then too,
  * says the same, having removed nothing; `migrate --lfs` refuses before it marks the archive.
  * An older recording missing (the newest reads) is said as that, not as the newest unreadable,
- * with advice that helps (a re-recording would add to the same broken history).
+ * with advice that helps (a re-recording would add to the same broken history). A pull of the
+ * tag itself from a remote that has that recording brings it back, checked, and says so (it said
+ * "up to date"); the tag then plays back.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { copyFixtureArchive, damagePackEntry, runCli, tmpDir } from '../helpers';
 
@@ -103,4 +107,23 @@ test('an older recording missing: tags and log say so, not that the newest canno
   const log = await runCli(['log', 'example/small', '--archive', archive]);
   expect(log.stderr.trimEnd()).toMatch(said);
   expect(log.code).toBe(1);
+}, 120_000);
+
+test('pull of the tag whose newest recording is missing restores it, says so, and the tag plays back', async () => {
+  const { archive, tip } = await withMissingTip();
+  expect((await runCli(['remote', 'add', 'origin', copyFixtureArchive(), '--archive', archive])).code).toBe(0);
+
+  const pulled = await runCli(['pull', 'origin', 'example/small', '--archive', archive]);
+  expect(pulled.stderr).toBe(`example/small: pulled, its newest recording ${tip.slice(0, 12)}, which was missing here, restored and checked\n`);
+  expect(pulled.code).toBe(0);
+  const json = await runCli(['pull', 'origin', 'example/small', '--archive', archive, '--json']);
+  expect(JSON.parse(json.stdout)).toEqual({ remote: 'origin', tags: [{ tag: 'example/small', status: 'same', from: tip, to: tip }] });
+
+  // The recorded body, offline, byte for byte.
+  const out = join(tmpDir('btrfly-restored-'), 'got');
+  const manifest = JSON.parse(git(archive, 'show', `${tip}:manifest.json`)) as { entries: Array<{ request: { url: string }; response: { content: { sha256: string } } }> };
+  const entry = manifest.entries.find((e) => e.request.url.startsWith('http://'))!;
+  const play = await runCli(['run', '--playback', '--tag=example/small', '--archive', archive, '--', 'curl', '-sSf', '-o', out, entry.request.url]);
+  expect(play.code).toBe(0);
+  expect(createHash('sha256').update(readFileSync(out)).digest('hex')).toBe(entry.response.content.sha256);
 }, 120_000);
