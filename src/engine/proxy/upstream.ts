@@ -41,6 +41,8 @@ export class Upstream {
   private readonly resolver?: dns.promises.Resolver;
   private readonly timeoutMs: number;
   private readonly policy?: UpstreamPolicy;
+  /** The secure context for the origin's TLS inside an `--upstream-proxy` tunnel. */
+  private readonly tunnelContext?: tls.SecureContext;
   /** Local ports of our own upstream sockets, so the proxy can tell a loop (see isOwnSocket). */
   private readonly ownPorts = new Set<number>();
   /** Our sockets whose 'connect' has not been seen yet: the proxy may accept one before it is. */
@@ -82,7 +84,10 @@ export class Upstream {
       // the target itself, so only IP-literal targets can be checked here (see request).
       const lookup = ((h: string, o: dns.LookupOptions, cb: LookupCallback) => this.lookup(h, o, cb, false)) as unknown as net.LookupFunction;
       this.httpAgent = new HttpProxyAgent(opts.proxy, { ...common, lookup }) as unknown as http.Agent;
+      // https-proxy-agent makes the origin's TLS socket in the tunnel from the request's options
+      // only (its own options reach the proxy's socket): the secure context goes with each request.
       this.httpsAgent = new HttpsProxyAgent(opts.proxy, { ...common, lookup, secureContext }) as unknown as https.Agent;
+      this.tunnelContext = secureContext;
     } else {
       // Node connects to exactly the addresses this lookup answers, so checking them here holds
       // against DNS rebinding (the name is not resolved again for the connection).
@@ -120,6 +125,7 @@ export class Upstream {
       headers,
       agent: isHttps ? this.httpsAgent : this.httpAgent,
       servername: net.isIP(host) ? undefined : url.hostname,
+      ...(isHttps && this.tunnelContext ? { secureContext: this.tunnelContext } : {}),
       signal,
       timeout: this.timeoutMs,
     });
