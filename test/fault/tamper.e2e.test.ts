@@ -318,6 +318,32 @@ test('verify --repair with no remote sets the damage aside and says so; a re-rec
   expect([old.code, old.stdout]).toEqual([0, '200']);
 }, 120_000);
 
+/**
+ * A new commit on the tag whose manifest is `edit`ed: a consistent git history, every object
+ * intact, that says something else than the recording did (an archive edited by hand).
+ */
+function rewriteManifest(archive: string, edit: (m: { entries: { request: { url: string }; response: { content: { size: number } } }[] }) => void): void {
+  const env = { ...process.env, GIT_INDEX_FILE: join(tmpDir('btrfly-tamper-index-'), 'index'), GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' };
+  const g = (args: string[], input?: string): string => execFileSync('git', ['--git-dir', archive, ...args], { env, input, encoding: 'utf8' }).trim();
+  const manifest = JSON.parse(g(['show', 'tamper:manifest.json'])) as Parameters<typeof edit>[0];
+  edit(manifest);
+  g(['read-tree', 'tamper']);
+  g(['update-index', '--cacheinfo', `100644,${g(['hash-object', '-w', '--stdin'], `${JSON.stringify(manifest, null, 2)}\n`)},manifest.json`]);
+  g(['update-ref', 'refs/heads/tamper', g(['commit-tree', g(['write-tree']), '-p', 'tamper', '-m', 'edited'])]);
+}
+
+test('a manifest edited to say a body has 0 bytes: curl never gets a clean empty answer, the run exits 1 naming the body', async () => {
+  const archive = copyArchive();
+  rewriteManifest(archive, (m) => {
+    for (const e of m.entries) if (e.request.url === smallUrl) e.response.content.size = 0;
+  });
+  const p = await build('playback', archive);
+  expectNeverWrongBytes(p.curl.small, smallBytes);
+  expect(p.curl.small.code).not.toBe(0);
+  expectNamed(p, smallUrl, smallSha);
+  expect(sha256(p.curl.big.bytes)).toBe(bigSha);
+}, 60_000);
+
 test('a damaged manifest is refused, never played back as recorded; verify --repair fetches the tag again from a good remote', async () => {
   const archive = copyArchive();
   await pushToGoodRemote(archive);
