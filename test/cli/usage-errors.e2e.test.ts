@@ -4,7 +4,7 @@
  * do, the exit status of docs/contract.md "Exit statuses" (2: bad usage), and no stack trace. And a reader
  * that leaves early (`btrfly export T -o - | head -1`) ends btrfly quietly with status 0.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { copyFixtureArchive, runCli, spawnCli, tmpDir } from '../helpers';
 
@@ -96,6 +96,26 @@ describe('usage errors: one line that teaches, exit 2', () => {
     const r = await runCli(['run', '--help']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('$ btrfly run --record|--playback --tag=T -- CMD [ARGS...]\n');
+  });
+});
+
+describe('bad upstream flags: one line naming the flag, exit 2, and no archive made', () => {
+  const badPem = join(dir, 'bad.pem');
+  writeFileSync(badPem, '-----BEGIN CERTIFICATE-----\nAAAAgarbage\n-----END CERTIFICATE-----\n');
+  test.concurrent.each([
+    { flag: ['--upstream-proxy', 'notaurl'], stderr: 'btrfly: --upstream-proxy "notaurl" is not an http:// or https:// URL: write it like http://proxy.example:3128' },
+    { flag: ['--upstream-proxy', 'socks5://u:pw@127.0.0.1:1080'], stderr: 'btrfly: --upstream-proxy "socks5://…@127.0.0.1:1080" is not an http:// or https:// URL: write it like http://proxy.example:3128' },
+    { flag: ['--upstream-dns', '999.1.1.1'], stderr: 'btrfly: --upstream-dns "999.1.1.1" is not IP or IP:PORT: write it like 10.0.0.2 or 10.0.0.2:5353' },
+    { flag: ['--upstream-ca', aFile], stderr: `btrfly: --upstream-ca ${aFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----): pass the CA's certificate in PEM` },
+    { flag: ['--upstream-ca', badPem], stderr: new RegExp(`^btrfly: --upstream-ca ${badPem} holds a certificate that cannot be read \\(.+\\): pass the CA's certificate in PEM$`) },
+    { flag: ['--resolve', 'foo'], stderr: 'btrfly: --resolve "foo" is not HOST:ADDR: write it like registry.example:10.0.0.5' },
+  ])('btrfly run --record $flag', async ({ flag, stderr }) => {
+    const archive = join(tmpDir(), 'archive');
+    const r = await runCli(['run', '--record', '--tag=t', '--archive', archive, ...flag, '--', 'true']);
+    expect(r.code).toBe(2);
+    if (typeof stderr === 'string') expect(r.stderr).toBe(`${stderr}\n`);
+    else expect(r.stderr.slice(0, -1)).toMatch(stderr);
+    expect(existsSync(archive)).toBe(false);
   });
 });
 

@@ -3,6 +3,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { HttpProxyAgent } from 'http-proxy-agent';
 import { HttpsProxyAgent } from 'https-proxy-agent';
@@ -52,27 +53,15 @@ export class Upstream {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     if (opts.deny?.length) this.policy = new UpstreamPolicy(opts.deny, opts.allow);
     for (const r of opts.resolve ?? []) {
-      const i = r.lastIndexOf(':');
-      // HOST:ADDR; an IPv6 ADDR contains colons, so split on the first colon after the host.
-      const j = r.indexOf(':');
-      if (j <= 0 || i === r.length - 1) throw new BtrflyError('USAGE', `--resolve "${r}" is not HOST:ADDR: write it like registry.example:10.0.0.5`);
-      const host = r.slice(0, j).toLowerCase();
-      const addr = r.slice(j + 1).replace(/^\[|\]$/g, '');
-      if (!net.isIP(addr)) throw new BtrflyError('USAGE', `--resolve "${r}": "${addr}" is not an IP address: write it like registry.example:10.0.0.5`);
+      const { host, addr } = parseResolve(r);
       this.pinned.set(host, addr);
     }
     if (opts.dns && opts.dns.length > 0) {
       this.resolver = new dns.promises.Resolver({ timeout: 3000, tries: 2 });
-      this.resolver.setServers(opts.dns);
+      setResolvers(this.resolver, opts.dns);
     }
-    const ca = [...tls.getCACertificates('default'), ...safeSystemCAs()];
-    for (const f of opts.caFiles ?? []) {
-      try {
-        ca.push(readFileSync(f, 'utf8'));
-      } catch (e) {
-        throw new BtrflyError('USAGE', `cannot read --upstream-ca ${f}: ${(e as Error).message}: pass a PEM file`);
-      }
-    }
+    if (opts.proxy) proxyUrl(opts.proxy);
+    const ca = [...tls.getCACertificates('default'), ...safeSystemCAs(), ...(opts.caFiles ?? []).map(readCaFile)];
     // One secure context for every upstream connection. Passing `ca` itself would make Node
     // build a context per connection and put the whole bundle (~200 KB of PEM) into the agent's
     // pool key on every request (https.Agent#getName): measured as most of record's CPU time
@@ -194,6 +183,68 @@ export class Upstream {
       return socket;
     };
   }
+}
+
+/**
+ * Checks the upstream settings a user typed (`--resolve`, `--upstream-dns`, `--upstream-proxy`,
+ * `--upstream-ca`) before anything is made, so a typo is one line naming the flag (USAGE).
+ */
+export function checkUpstreamOptions(opts: UpstreamOptions): void {
+  for (const r of opts.resolve ?? []) parseResolve(r);
+  if (opts.dns?.length) setResolvers(new dns.promises.Resolver(), opts.dns);
+  if (opts.proxy) proxyUrl(opts.proxy);
+  for (const f of opts.caFiles ?? []) readCaFile(f);
+}
+
+/** `HOST:ADDR`; an IPv6 ADDR contains colons, so it splits on the first colon after the host. */
+function parseResolve(r: string): { host: string; addr: string } {
+  const j = r.indexOf(':');
+  if (j <= 0 || j === r.length - 1) throw new BtrflyError('USAGE', `--resolve "${r}" is not HOST:ADDR: write it like registry.example:10.0.0.5`);
+  const addr = r.slice(j + 1).replace(/^\[|\]$/g, '');
+  if (!net.isIP(addr)) throw new BtrflyError('USAGE', `--resolve "${r}": "${addr}" is not an IP address: write it like registry.example:10.0.0.5`);
+  return { host: r.slice(0, j).toLowerCase(), addr };
+}
+
+function setResolvers(resolver: dns.promises.Resolver, servers: string[]): void {
+  for (const d of servers) {
+    try {
+      resolver.setServers([d]);
+    } catch {
+      throw new BtrflyError('USAGE', `--upstream-dns "${d}" is not IP or IP:PORT: write it like 10.0.0.2 or 10.0.0.2:5353`);
+    }
+  }
+  resolver.setServers(servers);
+}
+
+function proxyUrl(proxy: string): URL {
+  let url: URL | undefined;
+  try {
+    url = new URL(proxy);
+  } catch {
+    // not a URL: said below
+  }
+  if (url?.protocol !== 'http:' && url?.protocol !== 'https:') {
+    throw new BtrflyError('USAGE', `--upstream-proxy "${proxy.replace(/\/\/[^/@]*@/, '//…@')}" is not an http:// or https:// URL: write it like http://proxy.example:3128`);
+  }
+  return url;
+}
+
+/** The PEM text of an `--upstream-ca` file, each certificate in it checked: Node's TLS skips what it cannot parse, silently. */
+function readCaFile(f: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(f, 'utf8');
+  } catch (e) {
+    throw new BtrflyError('USAGE', `cannot read --upstream-ca ${f}: ${(e as Error).message}: pass a PEM file`);
+  }
+  const certs = pem.match(/-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g) ?? [];
+  try {
+    for (const c of certs) new X509Certificate(c);
+  } catch (e) {
+    throw new BtrflyError('USAGE', `--upstream-ca ${f} holds a certificate that cannot be read (${(e as Error).message}): pass the CA's certificate in PEM`);
+  }
+  if (certs.length === 0) throw new BtrflyError('USAGE', `--upstream-ca ${f} holds no PEM certificate (-----BEGIN CERTIFICATE-----): pass the CA's certificate in PEM`);
+  return pem;
 }
 
 function safeSystemCAs(): string[] {
