@@ -119,6 +119,15 @@ describe('bad upstream flags: one line naming the flag, exit 2, and no archive m
   });
 });
 
+describe('-o FILE that cannot be written: one line naming FILE, not the temp file beside it', () => {
+  test.concurrent.each([['export', 'example/small', '--format', 'har'], ['sbom', 'example/packages']])('btrfly %s', async (...argv) => {
+    const archive = copyFixtureArchive();
+    const out = join(dir, 'no-such-dir', 'out.json');
+    const r = await runCli([...argv, '-o', out, '--archive', archive]);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: `btrfly: cannot write ${out}: the directory ${join(dir, 'no-such-dir')} does not exist: create it, or give a path in an existing directory\n` });
+  });
+});
+
 describe('a reader that leaves early: btrfly ends quietly, status 0', () => {
   let archive: string;
 
