@@ -171,8 +171,12 @@ export class Archive implements BodyStore {
    * missing from the store or damaged (a repair that no remote could help set it aside).
    */
   async tagRefTarget(tag: string): Promise<string | null> {
-    const { stdout } = await this.git.run(['for-each-ref', '--format=%(objectname)', TAG_REF(tag)]);
-    return stdout.trim() || null;
+    // Exactly this ref: for-each-ref also lists the refs under it (tag "team" has none, but "team/app" is
+    // under its name), and rev-parse guesses (tag "x" absent, it answers refs/heads/refs/heads/x, tag "refs/heads/x").
+    const ref = TAG_REF(tag);
+    const { stdout } = await this.git.run(['for-each-ref', '--format=%(refname) %(objectname)', ref]);
+    const line = stdout.split('\n').find((l) => l.startsWith(`${ref} `));
+    return line ? line.slice(ref.length + 1) : null;
   }
 
   /** The name of every tag, read from the refs alone (a damaged commit does not keep them from being listed). */
@@ -219,8 +223,10 @@ export class Archive implements BodyStore {
     );
   }
 
-  tagCommit(tag: string): Promise<string | null> {
-    return this.git.refCommit(TAG_REF(tag));
+  /** The commit of `tag`'s ref, or null when there is no such tag or its commit is not in the store. */
+  async tagCommit(tag: string): Promise<string | null> {
+    const target = await this.tagRefTarget(tag);
+    return target === null ? null : this.git.refCommit(target);
   }
 
   /** Loads a recording: its manifest, volatile headers and where each body's parts are. */
