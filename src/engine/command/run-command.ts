@@ -8,6 +8,7 @@ import { repairAdvice, type MatchRule } from '../../format/types';
 import { storageFailure } from '../../format/disk-space';
 import { asideAdvice, asideWhy, isNoSpace } from '../../format/lifecycle';
 import { formatSize } from '../../format/size';
+import { printable } from '../../format/printable';
 import { pauseAt } from '../../test-pause';
 import { childEnvironment } from './child-env';
 import { startIsolation, type Isolation, type Leak } from './isolate/isolated-run';
@@ -160,14 +161,14 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
   if (r.misses.length > 0) {
     lines.push(`btrfly: ${r.misses.length} request(s) missed (not in the recording):`);
     for (const m of r.misses) {
-      lines.push(`  ${m.method} ${m.url}`);
-      for (const n of m.nearest) lines.push(`    nearest: ${n}`);
+      lines.push(`  ${printable(m.method)} ${printable(m.url)}`);
+      for (const n of m.nearest) lines.push(`    nearest: ${printable(n, true)}`);
     }
     lines.push(`btrfly: re-record with "btrfly run --record --append --tag=${r.info.tag} -- ..." or make the build request what was recorded`);
   }
   if (unused && r.unused && r.unused.length > 0) {
     lines.push(`btrfly: ${r.unused.length} recorded entr${r.unused.length === 1 ? 'y' : 'ies'} nothing asked for:`);
-    for (const e of r.unused) lines.push(`  ${e.request.method} ${e.request.url}`);
+    for (const e of r.unused) lines.push(`  ${printable(e.request.method)} ${printable(e.request.url)}`);
   }
   return lines;
 }
@@ -175,7 +176,7 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
 /** One line per damaged body: which, and what to do (the client's transfer of it was broken off). */
 function damagedLine(tag: string, d: DamagedBody): string {
   const what = d.code === 'BODY_MISSING' ? 'cannot be read from the archive (an object is missing or damaged)' : 'is damaged in the archive (it does not match its SHA-256)';
-  return `btrfly: the body of ${d.method} ${d.url} (sha256 ${d.sha256}) ${what}, so its transfer was broken off: ${repairAdvice(tag)}`;
+  return `btrfly: the body of ${printable(d.method)} ${printable(d.url)} (sha256 ${d.sha256}) ${what}, so its transfer was broken off: ${repairAdvice(tag)}`;
 }
 
 /**
