@@ -78,7 +78,9 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
     return streamCounting(bodies.openBody(answer.body, range), res, count, range.end - range.start + 1);
   }
 
-  const out = noBody && req.method !== 'HEAD' ? headers : [...headers, { name: 'Content-Length', value: String(size) }];
+  // A recorded HEAD has no body (size 0): its Content-Length is the one the origin sent, kept in the headers.
+  const length = (entry.request.method === 'HEAD' ? headerValue(answer.headers, 'content-length') : undefined) ?? String(size);
+  const out = noBody && req.method !== 'HEAD' ? headers : [...headers, { name: 'Content-Length', value: length }];
   res.writeHead(status, entry.response.statusText, flatHeaders(out));
   if (noBody) {
     res.end();
