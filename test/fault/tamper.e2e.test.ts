@@ -322,7 +322,7 @@ test('verify --repair with no remote sets the damage aside and says so; a re-rec
  * A new commit on the tag whose manifest is `edit`ed: a consistent git history, every object
  * intact, that says something else than the recording did (an archive edited by hand).
  */
-function rewriteManifest(archive: string, edit: (m: { entries: { request: { url: string }; response: { content: { size: number } } }[] }) => void): void {
+function rewriteManifest(archive: string, edit: (m: { entries: { request: { url: string }; response: { headers: { name: string; value: string }[]; content: { size: number } } }[] }) => void): void {
   const env = { ...process.env, GIT_INDEX_FILE: join(tmpDir('btrfly-tamper-index-'), 'index'), GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' };
   const g = (args: string[], input?: string): string => execFileSync('git', ['--git-dir', archive, ...args], { env, input, encoding: 'utf8' }).trim();
   const manifest = JSON.parse(g(['show', 'tamper:manifest.json'])) as Parameters<typeof edit>[0];
@@ -342,6 +342,18 @@ test('a manifest edited to say a body has 0 bytes: curl never gets a clean empty
   expect(p.curl.small.code).not.toBe(0);
   expectNamed(p, smallUrl, smallSha);
   expect(sha256(p.curl.big.bytes)).toBe(bigSha);
+}, 60_000);
+
+test('a manifest edited to hold a header HTTP cannot carry: the client gets 500 Internal Server Error, the run exits 1 naming the answer', async () => {
+  const archive = copyArchive();
+  rewriteManifest(archive, (m) => {
+    for (const e of m.entries) if (e.request.url === smallUrl) e.response.headers.push({ name: 'X-Split', value: 'a\r\nSet-Cookie: injected=1' });
+  });
+  const play = await runCli(['run', '--playback', '--tag=tamper', '--archive', archive, '--', 'curl', '-sS', '-D', '-', '-o', '/dev/null', smallUrl]);
+  expect(play.stdout).toMatch(/^HTTP\/1\.1 500 Internal Server Error\r$/m);
+  expect(play.stdout).not.toMatch(/injected/);
+  expect(play.stderr).toContain(`btrfly: the recorded answer to GET ${smallUrl} could not be sent (`);
+  expect(play.code).toBe(1);
 }, 60_000);
 
 test('a damaged manifest is refused, never played back as recorded; verify --repair fetches the tag again from a good remote', async () => {
