@@ -356,6 +356,14 @@ test('a manifest edited to hold a header HTTP cannot carry: the client gets 500 
   expect(play.code).toBe(1);
 }, 60_000);
 
+test('a checks key cut short (a crash while it was written): playback sends the recorded bytes and makes a new key', async () => {
+  const archive = copyArchive();
+  const key = join(archive, 'btrfly', 'checks', 'key');
+  writeFileSync(key, '');
+  await expectPlaysBack(archive);
+  expect(statSync(key).size).toBe(16);
+}, 60_000);
+
 test('a damaged manifest is refused, never played back as recorded; verify --repair fetches the tag again from a good remote', async () => {
   const archive = copyArchive();
   await pushToGoodRemote(archive);
