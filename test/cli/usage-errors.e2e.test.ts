@@ -212,4 +212,19 @@ describe('bad input in a file or in the environment: one line, nothing half done
       stdout: '',
     });
   });
+  test('BTRFLY_REDACT_KEY that is not hex, or a redact.key left empty: one line, nothing recorded (an empty key hashes a query in the clear)', async () => {
+    const archive = join(tmpDir(), 'archive');
+    const argv = ['run', '--record', '--tag=t', '--redact-query=token', '--archive', archive, '--', 'true'];
+    const env = await runCli(argv, { env: { BTRFLY_REDACT_KEY: 'my-ci-secret' } });
+    expect({ code: env.code, stderr: env.stderr }).toEqual({
+      code: 2,
+      stderr: 'btrfly: BTRFLY_REDACT_KEY is not a key: give at least 16 bytes in hex (32 hex digits), e.g. the output of "openssl rand -hex 32"\n',
+    });
+    const config = tmpDir();
+    writeFileSync(join(config, 'redact.key'), '', { mode: 0o600 });
+    const file = await runCli(argv, { env: { BTRFLY_CONFIG_DIR: config } });
+    expect(file.code).toBe(1);
+    expect(file.stderr).toBe(`btrfly: ${join(config, 'redact.key')} is not a key (not 32 or more hex digits): restore it, or delete it to make a new one (recordings that redacted a query under the old key then miss those requests)\n`);
+    expect((await runCli(['tags', '--archive', archive])).stdout).not.toMatch(/^t /m);
+  });
 });
