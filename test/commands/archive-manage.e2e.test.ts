@@ -7,18 +7,25 @@ import { cpSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { genBodySha256, gitFsck, run, runCli, spawnCli, startOrigin, tmpDir, type Origin } from '../helpers';
 
+/** The CLI on the archive, git, and a recorded build of curl downloads, for a describe's origin and archive (read when called). */
+function tagTools(ctx: () => { origin: Origin; archive: string; upstream: string[] }) {
+  const cli = (...args: string[]) => runCli([...args, '--archive', ctx().archive], { timeoutMs: 120_000 });
+  const git = async (dir: string, ...args: string[]) => (await run('git', ['--git-dir', dir, ...args])).stdout.trim();
+  const record = async (tag: string, paths: string[]) => {
+    const { origin, archive, upstream } = ctx();
+    const cmd = paths.map((p) => `curl -sSf -o /dev/null ${origin.urlFor(p, 'origin.test')}`).join(' && ');
+    const r = await runCli(['run', '--record', `--tag=${tag}`, '--archive', archive, ...upstream, '--', 'bash', '-c', cmd], { timeoutMs: 120_000 });
+    expect(r.code).toBe(0);
+  };
+  return { cli, git, record };
+}
+
 describe('btrfly cp, rm, gc, verify', () => {
   let origin: Origin;
   let archive: string;
   let upstream: string[];
   let first: string;
-  const cli = (...args: string[]) => runCli([...args, '--archive', archive], { timeoutMs: 120_000 });
-  const git = async (dir: string, ...args: string[]) => (await run('git', ['--git-dir', dir, ...args])).stdout.trim();
-  const record = async (tag: string, paths: string[]) => {
-    const cmd = paths.map((p) => `curl -sSf -o /dev/null ${origin.urlFor(p, 'origin.test')}`).join(' && ');
-    const r = await runCli(['run', '--record', `--tag=${tag}`, '--archive', archive, ...upstream, '--', 'bash', '-c', cmd], { timeoutMs: 120_000 });
-    expect(r.code).toBe(0);
-  };
+  const { cli, git, record } = tagTools(() => ({ origin, archive, upstream }));
 
   beforeAll(async () => {
     origin = await startOrigin();
@@ -148,13 +155,7 @@ describe('btrfly cp and rm while a tag is being recorded', () => {
   let origin: Origin;
   let archive: string;
   let upstream: string[];
-  const cli = (...args: string[]) => runCli([...args, '--archive', archive], { timeoutMs: 120_000 });
-  const git = async (dir: string, ...args: string[]) => (await run('git', ['--git-dir', dir, ...args])).stdout.trim();
-  const record = async (tag: string, paths: string[]) => {
-    const cmd = paths.map((p) => `curl -sSf -o /dev/null ${origin.urlFor(p, 'origin.test')}`).join(' && ');
-    const r = await runCli(['run', '--record', `--tag=${tag}`, '--archive', archive, ...upstream, '--', 'bash', '-c', cmd], { timeoutMs: 120_000 });
-    expect(r.code).toBe(0);
-  };
+  const { cli, git, record } = tagTools(() => ({ origin, archive, upstream }));
 
   beforeAll(async () => {
     origin = await startOrigin();
