@@ -9,6 +9,7 @@ import { isBtrflyError, oneLine, EXIT } from '../errors';
 import { processLogger } from '../engine/base/log';
 import { runDaemon } from '../engine/host/daemon';
 import { detectHostPaths } from '../engine/host/config/detect';
+import { DAEMON_UPSTREAM_PROXY_ENV } from '../engine/host/daemon-client';
 
 /**
  * Set by the spawner when it added glibc's mmap threshold for this process (as bin/run.js does
@@ -19,6 +20,9 @@ export const MALLOC_MARK = 'BTRFLY_MALLOC_TUNED';
 async function main(argv: string[]): Promise<void> {
   if (process.env[MALLOC_MARK] === 'added') delete process.env.MALLOC_MMAP_THRESHOLD_;
   delete process.env[MALLOC_MARK];
+  // `btrfly start` passes the upstream proxy (it may hold a password) here, not on the command line.
+  const envProxy = process.env[DAEMON_UPSTREAM_PROXY_ENV];
+  delete process.env[DAEMON_UPSTREAM_PROXY_ENV];
   const { values: v } = parseArgs({
     args: argv,
     strict: true,
@@ -43,7 +47,7 @@ async function main(argv: string[]): Promise<void> {
     httpsPort: Number(v['https-port']),
     proxyPort: Number(v['proxy-port']),
     upstreamDns: v['upstream-dns'] ?? [],
-    upstream: { dns: v['upstream-dns'], resolve: v.resolve, caFiles: v['upstream-ca'], proxy: v['upstream-proxy'] },
+    upstream: { dns: v['upstream-dns'], resolve: v.resolve, caFiles: v['upstream-ca'], proxy: v['upstream-proxy'] ?? envProxy },
     stateDir: detectHostPaths().stateDir,
     logger: processLogger(),
   });

@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import type { UpstreamOptions } from '../engine/proxy/upstream';
+import { checkUpstreamOptions, type UpstreamOptions } from '../engine/proxy/upstream';
 import { BtrflyError } from '../errors';
 import type { MatchRule } from '../format/types';
 
@@ -21,8 +21,11 @@ export const upstreamPolicyFlags = {
   'allow-upstream': Flags.string({ description: 'record from this address or CIDR even if denied, e.g. 127.0.0.0/8 for an origin on the service host', multiple: true, helpGroup: 'UPSTREAM' }),
 };
 
+/** The upstream flags as options, checked: a bad one is refused (USAGE) before an archive or a daemon is made. */
 export function upstreamOptions(flags: { 'upstream-dns'?: string[]; resolve?: string[]; 'upstream-ca'?: string[]; 'upstream-proxy'?: string }): UpstreamOptions {
-  return { dns: flags['upstream-dns'], resolve: flags.resolve, caFiles: flags['upstream-ca'], proxy: flags['upstream-proxy'] };
+  const opts = { dns: flags['upstream-dns'], resolve: flags.resolve, caFiles: flags['upstream-ca'], proxy: flags['upstream-proxy'] };
+  checkUpstreamOptions(opts);
+  return opts;
 }
 
 /** Matching rules given on the command line: they are stored with the recording (docs/contract.md, "Matching"). */

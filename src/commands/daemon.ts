@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core';
 import { runDaemon } from '../engine/host/daemon';
 import { processLogger } from '../engine/base/log';
 import { detectHostPaths } from '../engine/host/config';
+import { DAEMON_UPSTREAM_PROXY_ENV } from '../engine/host/daemon-client';
 import { BtrflyCommand } from '../cli/base';
 import { upstreamFlags, upstreamOptions } from '../cli/upstream-flags';
 
@@ -15,6 +16,7 @@ export default class Daemon extends BtrflyCommand {
     'https-port': Flags.integer({ default: 443 }),
     'proxy-port': Flags.integer({ default: 3128 }),
     ...upstreamFlags,
+    'upstream-proxy': Flags.string({ description: 'send upstream traffic through this HTTP proxy URL (btrfly start passes it in the environment)', env: DAEMON_UPSTREAM_PROXY_ENV }),
   };
 
   async run(): Promise<void> {

@@ -2,6 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { BtrflyCommand, type JsonResult } from '../cli/base';
 import { importHar } from '../format/importer';
 import { Archive } from '../format/archive';
+import { printable } from '../format/printable';
 import { redactKey } from '../engine/base/redact-key';
 
 /** `btrfly import FILE --tag=T`: a HAR file as a new recording of a tag. */
@@ -24,7 +25,7 @@ export default class Import extends BtrflyCommand {
     this.onTeardown(() => archive.close());
     const r = await importHar(archive, args.file, flags.tag, { append: flags.append, redactHeaders: flags.redact, redactKey: () => redactKey() });
     if (this.jsonEnabled()) return r;
-    for (const s of r.skipped) process.stderr.write(`skipped ${s.method} ${s.url}: ${s.reason}\n`);
+    for (const s of r.skipped) process.stderr.write(`skipped ${printable(s.method)} ${printable(s.url)}: ${s.reason}\n`);
     this.log(`imported ${r.entries} entries into tag ${r.tag} (${r.commit.slice(0, 7)})`);
   }
 }

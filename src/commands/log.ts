@@ -4,6 +4,7 @@ import { Archive } from '../format/archive';
 import { tagLog } from '../format/archive-report';
 import { formatSize } from '../format/size';
 import { validateTagName } from '../format/names';
+import { printable } from '../format/printable';
 
 /** `btrfly log T`: the history of a tag, newest recording first. */
 export default class Log extends BtrflyCommand {
@@ -20,7 +21,7 @@ export default class Log extends BtrflyCommand {
     const items = await tagLog(archive, validateTagName(args.tag));
     if (this.jsonEnabled()) return items;
     for (const i of items) {
-      this.log(`${i.commit.slice(0, 7)}  ${i.date}  ${i.entries} entries, ${formatSize(i.size)}  ${i.summary}`);
+      this.log(`${i.commit.slice(0, 7)}  ${i.date}  ${i.entries} entries, ${formatSize(i.size)}  ${printable(i.summary, true)}`);
     }
   }
 }

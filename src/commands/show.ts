@@ -5,6 +5,7 @@ import { Archive } from '../format/archive';
 import { loadRecording, recordingSize } from '../format/archive-report';
 import { formatSize } from '../format/size';
 import { compareEntries } from '../format/manifest';
+import { printable } from '../format/printable';
 
 /** `btrfly show T[@REV]`: the entries of one recording. */
 export default class Show extends BtrflyCommand {
@@ -31,11 +32,11 @@ export default class Show extends BtrflyCommand {
       table(
         ['METHOD', 'STATUS', 'SIZE', 'SHA256', 'URL'],
         entries.map((e) => [
-          e.request.method,
+          printable(e.request.method),
           String(e.response.status),
           formatSize(e.response.content.size),
           e.response.content.sha256.slice(0, 12),
-          e.request.url + (e.ordinal ? ` #${e.ordinal}` : ''),
+          printable(e.request.url) + (e.ordinal ? ` #${e.ordinal}` : ''),
         ]),
         { right: [2] },
       ),

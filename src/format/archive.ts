@@ -171,8 +171,12 @@ export class Archive implements BodyStore {
    * missing from the store or damaged (a repair that no remote could help set it aside).
    */
   async tagRefTarget(tag: string): Promise<string | null> {
-    const { stdout } = await this.git.run(['for-each-ref', '--format=%(objectname)', TAG_REF(tag)]);
-    return stdout.trim() || null;
+    // Exactly this ref: for-each-ref also lists the refs under it (tag "team" has none, but "team/app" is
+    // under its name), and rev-parse guesses (tag "x" absent, it answers refs/heads/refs/heads/x, tag "refs/heads/x").
+    const ref = TAG_REF(tag);
+    const { stdout } = await this.git.run(['for-each-ref', '--format=%(refname) %(objectname)', ref]);
+    const line = stdout.split('\n').find((l) => l.startsWith(`${ref} `));
+    return line ? line.slice(ref.length + 1) : null;
   }
 
   /** The name of every tag, read from the refs alone (a damaged commit does not keep them from being listed). */
@@ -219,8 +223,10 @@ export class Archive implements BodyStore {
     );
   }
 
-  tagCommit(tag: string): Promise<string | null> {
-    return this.git.refCommit(TAG_REF(tag));
+  /** The commit of `tag`'s ref, or null when there is no such tag or its commit is not in the store. */
+  async tagCommit(tag: string): Promise<string | null> {
+    const target = await this.tagRefTarget(tag);
+    return target === null ? null : this.git.refCommit(target);
   }
 
   /** Loads a recording: its manifest, volatile headers and where each body's parts are. */
@@ -268,7 +274,7 @@ export class Archive implements BodyStore {
 
   /**
    * Points `dst` at `src`'s current recording, or at the one `opts.rev` names in its history.
-   * @throws BtrflyError TAG_NOT_FOUND, REV_NOT_FOUND, TAG_EXISTS (unless `force`), BAD_TAG_NAME, TAG_MOVED
+   * @throws BtrflyError TAG_NOT_FOUND, REV_NOT_FOUND, TAG_EXISTS (unless `force`), BAD_TAG_NAME, TAG_MOVED, TAG_BUSY while `dst` is being recorded
    */
   async copyTag(src: string, dst: string, opts: { force?: boolean; rev?: string } = {}): Promise<string> {
     validateTagName(dst);
@@ -278,6 +284,8 @@ export class Archive implements BodyStore {
     if (old && !opts.force) {
       throw new BtrflyError('TAG_EXISTS', `tag "${dst}" already exists: pick another name or pass --force to replace it`, { data: { tag: dst } });
     }
+    // Else the recording's seal would land on the copied history, and drop the one it began from.
+    await this.refuseWhileRecorded(dst);
     if (!(await this.git.updateRef(TAG_REF(dst), commit, old))) throw moved(dst);
     return commit;
   }
@@ -289,11 +297,16 @@ export class Archive implements BodyStore {
   async deleteTag(tag: string): Promise<void> {
     // A tag whose commit is missing can be deleted too (and then recorded again).
     const commit = (await this.tagRefTarget(tag)) ?? (await this.resolveCommit(tag));
+    await this.refuseWhileRecorded(tag);
+    if (!(await this.git.deleteRef(TAG_REF(tag), commit))) throw moved(tag);
+  }
+
+  /** @throws BtrflyError TAG_BUSY while `tag` is being recorded */
+  private async refuseWhileRecorded(tag: string): Promise<void> {
     const holder = await lockHolder(this.locksDir, tag);
     if (holder) {
       throw new BtrflyError('TAG_BUSY', `tag "${tag}" is being recorded (session ${holder.session}): stop it first`, { data: { tag } });
     }
-    if (!(await this.git.deleteRef(TAG_REF(tag), commit))) throw moved(tag);
   }
 
   /** {@inheritDoc BodyStore.createBodyWriter} */

@@ -11,6 +11,7 @@ import { createWriteStream } from 'node:fs';
 import { chmod, chown, readlink, realpath, rename, stat, unlink, lstat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
+import { BtrflyError, oneLine } from '../errors';
 import { pipeline } from 'node:stream/promises';
 
 type Source = Readable | Iterable<string | Buffer> | AsyncIterable<string | Buffer>;
@@ -37,8 +38,19 @@ export async function writeFileAtomically(file: string, source: Source): Promise
     await rename(tmp, target);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
-    throw e;
+    throw (e as NodeJS.ErrnoException).path === tmp ? cannotWrite(file, e as NodeJS.ErrnoException) : e;
   }
+}
+
+/** A failure to make the temp file, said of the file the user named (the temp's name means nothing to them). */
+function cannotWrite(file: string, e: NodeJS.ErrnoException): BtrflyError {
+  const dir = dirname(resolve(file));
+  const why =
+    e.code === 'ENOENT' || e.code === 'ENOTDIR' ? `the directory ${dir} does not exist: create it, or give a path in an existing directory` :
+    e.code === 'EACCES' || e.code === 'EPERM' ? `permission denied in ${dir}: give a path you may write to` :
+    e.code === 'EROFS' ? `${dir} is on a read-only file system: give a path you may write to` :
+    oneLine(Object.assign(e, { path: file }));
+  return new BtrflyError('STORAGE', `cannot write ${file}: ${why}`, { cause: e });
 }
 
 /** The path a name finally refers to: a symlink's target, also when that does not exist yet. */

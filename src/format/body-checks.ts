@@ -23,6 +23,7 @@ import { createCipheriv, createSecretKey, randomBytes, timingSafeEqual, type Cip
 import { link, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { BtrflyError } from '../errors';
 
 /** Bytes covered by one tag. A divisor of the storage part size (8 MiB) and the playback read size. */
 export const CHECK_PART = 1024 * 1024;
@@ -122,12 +123,19 @@ export class BodyChecks {
     if (key?.length !== 16) {
       const tmp = join(dir, `key.${randomUUID()}`);
       await writeFile(tmp, randomBytes(16), { mode: 0o600 });
-      // link() fails when the key exists: then the other process's key is the one.
-      await link(tmp, keyPath).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'EEXIST') throw e;
-      });
-      await unlink(tmp);
+      if (key === undefined) {
+        // link() fails when the key exists: then the other process's key is the one.
+        await link(tmp, keyPath).catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EEXIST') throw e;
+        });
+        await unlink(tmp);
+      } else {
+        // A key of another length (cut short by a crash) can make no check: replace it. Checks
+        // files made with it, if any, then fail their own tag and are made again.
+        await rename(tmp, keyPath);
+      }
       key = await readFile(keyPath);
+      if (key.length !== 16) throw new BtrflyError('STORAGE', `${keyPath} is not a key of 16 bytes: delete it (btrfly makes a new one)`);
     }
     return new BodyChecks(dir, createSecretKey(key));
   }

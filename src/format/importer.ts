@@ -12,8 +12,9 @@ import { pipeline } from 'node:stream/promises';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { fromHar, type ImportedEntry } from './har';
-import { redactUrl, selectingRequestHeaders, splitHeaders } from './manifest';
+import { redactUrl, schemaChecker, selectingRequestHeaders, splitHeaders } from './manifest';
 import { OrdinalCounter } from './match';
+import { printable } from './printable';
 import type { Entry, Header, Redactions, StoredBody } from './types';
 import { beginRecording } from './recording-writer';
 
@@ -37,6 +38,33 @@ export interface ImportResult {
 
 /** How many bodies of a HAR are stored at once (their entries still go in in order). */
 const IMPORT_AHEAD = 32;
+
+const NO_BODY = 'the HAR holds no body for it';
+
+/** An HTTP token (RFC 9110 §5.6.2): a method or a header name. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** What Node's HTTP writer lets through in a header value or a reason phrase (else playback fails that answer). */
+const FIELD_TEXT = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+let entryChecker: ((entry: Entry) => string | undefined) | undefined;
+/** The manifest schema's verdict on one entry: the first problem, or undefined. */
+const checkEntry = (entry: Entry): string | undefined => (entryChecker ??= schemaChecker((ref) => ref('entry')))(entry);
+
+/**
+ * Why an entry of a HAR cannot be played back, so it is left out: a request that got no HTTP
+ * answer (status 0: blocked, cancelled or failed in the browser), a `data:` or `blob:` URL,
+ * or a method, header or reason phrase HTTP cannot carry.
+ */
+function whyUnplayable(e: ImportedEntry): string | undefined {
+  const { status } = e.response;
+  if (status < 100 || status > 999) return `it got no HTTP answer (status ${status}: the request failed or was blocked)`;
+  if (!/^https?:\/\//i.test(e.request.url)) return 'it is not an http or https URL';
+  if (!TOKEN.test(e.request.method)) return 'its method is not an HTTP method';
+  if (!FIELD_TEXT.test(e.response.statusText)) return 'its status text holds characters HTTP cannot carry';
+  const bad = e.response.headers.find((h) => !TOKEN.test(h.name) || !FIELD_TEXT.test(h.value));
+  if (bad) return `its response header ${JSON.stringify(bad.name)} holds characters HTTP cannot carry`;
+  return undefined;
+}
 
 const NO_BODY_NEEDED = (status: number, method: string): boolean =>
   method === 'HEAD' || status < 200 || status === 204 || status === 304 || status >= 300;
@@ -69,7 +97,7 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
       const { imported, url, stored: storing } = ahead.shift()!;
       const method = imported.request.method;
       if (!storing) {
-        skipped.push({ method, url, reason: 'the HAR holds no body for it' });
+        skipped.push({ method, url, reason: NO_BODY });
         return;
       }
       const stored = await storing;
@@ -80,10 +108,18 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
         return;
       }
       entry.ordinal = imported.ordinal ?? ordinal;
+      // The reader checks every manifest against its schema: an entry it would refuse must not make the tag unreadable.
+      const invalid = checkEntry(entry);
+      if (invalid) throw new BtrflyError('IMPORT', `${basename(file)}: the entry for ${method} ${url} cannot be stored (${invalid}): remove it from the HAR and retry`);
       await writer.addEntry(entry, volatile, stored);
       added++;
     };
     for (const imported of har.entries) {
+      const unplayable = whyUnplayable(imported);
+      if (unplayable) {
+        skipped.push({ method: imported.request.method, url: imported.request.url, reason: unplayable });
+        continue;
+      }
       const url = redactUrl(imported.request.url, redact.query, key);
       const bodyless = !imported.hasBody && !NO_BODY_NEEDED(imported.response.status, imported.request.method);
       const stored = bodyless ? undefined : storeBody(archive, imported);
@@ -94,6 +130,8 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
     }
     while (ahead.length) await addNext();
     if (added === 0) {
+      const other = skipped.find((k) => k.reason !== NO_BODY);
+      if (other) throw new BtrflyError('IMPORT', `no entry of ${basename(file)} can be played back (the first: ${printable(other.method)} ${printable(other.url)}: ${other.reason}): nothing to import`);
       throw new BtrflyError('IMPORT', `no entry of ${basename(file)} has a response body: export the HAR again with content ("Save all as HAR with content")`);
     }
     const { commit } = await writer.seal({ message: `import ${tag}: ${added} entries from ${basename(file)}${har.creator ? ` (${har.creator})` : ''}\n` });

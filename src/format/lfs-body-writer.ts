@@ -17,10 +17,10 @@ import type { ZstdCompress } from 'node:zlib';
 import type { BodyChecks, PartTagger } from './body-checks';
 import { createStoreCompressor, keepsZstd, packWhole, PROBE_SIZE, probeSaysZstd } from './body-writer';
 import { isSmallBody, type Git } from './git';
-import { EMPTY_SHA256, LFS_POINTER_NAME, lfsPointer, lfsZstdPointerName, type LfsStore } from './lfs-store';
+import { LFS_POINTER_NAME, lfsPointer, lfsZstdPointerName, type LfsStore } from './lfs-store';
 import { ownedTempName } from './lifecycle';
 import { StoringBodyWriter } from './storing-body-writer';
-import type { BodyWriter, StoredBody } from './types';
+import { EMPTY_SHA256, type BodyWriter, type StoredBody } from './types';
 
 const IO_CHUNK = 1024 * 1024;
 

@@ -6,7 +6,7 @@
  * address, the object file is what playback streams (no second copy in git or in the body
  * cache), and the real `git-lfs` client moves the objects to and from any LFS server.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { constants, existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
@@ -41,9 +41,6 @@ export function lfsObjectOid(loc: { sha256: string; lfsOid?: string }): string {
 /** The git config key that marks an archive as LFS mode, and its value. */
 export const STORAGE_KEY = 'btrfly.storage';
 export const STORAGE_LFS = 'lfs';
-
-/** The SHA-256 of zero bytes: an empty body stays a git blob (an empty file is its own LFS pointer). */
-export const EMPTY_SHA256 = createHash('sha256').digest('hex');
 
 /** The `.gitattributes` line that tells git, git-lfs and git hosts that bodies are LFS objects. */
 export const LFS_ATTRIBUTES = 'bodies/** filter=lfs diff=lfs merge=lfs -text\n';

@@ -8,9 +8,11 @@ import { UNSEEN } from './names';
 
 const ESCAPE = new RegExp(`\\\\|${UNSEEN.source}`, 'gu');
 
-export function printable(s: string): string {
+/** @param keepSpaces leave U+0020 as it is (free text such as a commit message, where a space is no trick) */
+export function printable(s: string, keepSpaces = false): string {
   return s.replace(ESCAPE, (c) => {
     if (c === '\\') return '\\\\';
+    if (keepSpaces && c === ' ') return c;
     const n = c.codePointAt(0)!;
     return n <= 0xff ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u{${n.toString(16)}}`;
   });

@@ -6,6 +6,9 @@ import type { Readable, Writable } from 'node:stream';
 
 export const FORMAT_VERSION = 1 as const;
 
+/** The SHA-256 of zero bytes, an empty body's. */
+export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
 /** Bodies larger than this are split into parts of exactly this many raw bytes (the last may be shorter). */
 export const PART_SIZE = 8 * 1024 * 1024;
 

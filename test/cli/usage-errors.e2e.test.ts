@@ -4,7 +4,7 @@
  * do, the exit status of docs/contract.md "Exit statuses" (2: bad usage), and no stack trace. And a reader
  * that leaves early (`btrfly export T -o - | head -1`) ends btrfly quietly with status 0.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { copyFixtureArchive, runCli, spawnCli, tmpDir } from '../helpers';
 
@@ -99,6 +99,35 @@ describe('usage errors: one line that teaches, exit 2', () => {
   });
 });
 
+describe('bad upstream flags: one line naming the flag, exit 2, and no archive made', () => {
+  const badPem = join(dir, 'bad.pem');
+  writeFileSync(badPem, '-----BEGIN CERTIFICATE-----\nAAAAgarbage\n-----END CERTIFICATE-----\n');
+  test.concurrent.each([
+    { flag: ['--upstream-proxy', 'notaurl'], stderr: 'btrfly: --upstream-proxy "notaurl" is not an http:// or https:// URL: write it like http://proxy.example:3128' },
+    { flag: ['--upstream-proxy', 'socks5://u:pw@127.0.0.1:1080'], stderr: 'btrfly: --upstream-proxy "socks5://…@127.0.0.1:1080" is not an http:// or https:// URL: write it like http://proxy.example:3128' },
+    { flag: ['--upstream-dns', '999.1.1.1'], stderr: 'btrfly: --upstream-dns "999.1.1.1" is not IP or IP:PORT: write it like 10.0.0.2 or 10.0.0.2:5353' },
+    { flag: ['--upstream-ca', aFile], stderr: `btrfly: --upstream-ca ${aFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----): pass the CA's certificate in PEM` },
+    { flag: ['--upstream-ca', badPem], stderr: new RegExp(`^btrfly: --upstream-ca ${badPem} holds a certificate that cannot be read \\(.+\\): pass the CA's certificate in PEM$`) },
+    { flag: ['--resolve', 'foo'], stderr: 'btrfly: --resolve "foo" is not HOST:ADDR: write it like registry.example:10.0.0.5' },
+  ])('btrfly run --record $flag', async ({ flag, stderr }) => {
+    const archive = join(tmpDir(), 'archive');
+    const r = await runCli(['run', '--record', '--tag=t', '--archive', archive, ...flag, '--', 'true']);
+    expect(r.code).toBe(2);
+    if (typeof stderr === 'string') expect(r.stderr).toBe(`${stderr}\n`);
+    else expect(r.stderr.slice(0, -1)).toMatch(stderr);
+    expect(existsSync(archive)).toBe(false);
+  });
+});
+
+describe('-o FILE that cannot be written: one line naming FILE, not the temp file beside it', () => {
+  test.concurrent.each([['export', 'example/small', '--format', 'har'], ['sbom', 'example/packages']])('btrfly %s', async (...argv) => {
+    const archive = copyFixtureArchive();
+    const out = join(dir, 'no-such-dir', 'out.json');
+    const r = await runCli([...argv, '-o', out, '--archive', archive]);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: `btrfly: cannot write ${out}: the directory ${join(dir, 'no-such-dir')} does not exist: create it, or give a path in an existing directory\n` });
+  });
+});
+
 describe('a reader that leaves early: btrfly ends quietly, status 0', () => {
   let archive: string;
 
@@ -182,5 +211,20 @@ describe('bad input in a file or in the environment: one line, nothing half done
       stderr: 'btrfly: BTRFLY_LOG_LEVEL=loud is not a log level: use one of trace, debug, info, warn, error, fatal, silent\n',
       stdout: '',
     });
+  });
+  test('BTRFLY_REDACT_KEY that is not hex, or a redact.key left empty: one line, nothing recorded (an empty key hashes a query in the clear)', async () => {
+    const archive = join(tmpDir(), 'archive');
+    const argv = ['run', '--record', '--tag=t', '--redact-query=token', '--archive', archive, '--', 'true'];
+    const env = await runCli(argv, { env: { BTRFLY_REDACT_KEY: 'my-ci-secret' } });
+    expect({ code: env.code, stderr: env.stderr }).toEqual({
+      code: 2,
+      stderr: 'btrfly: BTRFLY_REDACT_KEY is not a key: give at least 16 bytes in hex (32 hex digits), e.g. the output of "openssl rand -hex 32"\n',
+    });
+    const config = tmpDir();
+    writeFileSync(join(config, 'redact.key'), '', { mode: 0o600 });
+    const file = await runCli(argv, { env: { BTRFLY_CONFIG_DIR: config } });
+    expect(file.code).toBe(1);
+    expect(file.stderr).toBe(`btrfly: ${join(config, 'redact.key')} is not a key (not 32 or more hex digits): restore it, or delete it to make a new one (recordings that redacted a query under the old key then miss those requests)\n`);
+    expect((await runCli(['tags', '--archive', archive])).stdout).not.toMatch(/^t /m);
   });
 });

@@ -116,7 +116,7 @@ describe('btrfly export and import', () => {
     const nowhere = await cli('export', SMALL_2, '-o', join(out, 'no', 'such', 'dir', 'x.har'));
     expect(nowhere.code).toBe(1);
     expect(nowhere.stderr.trim().split('\n')).toHaveLength(1);
-    expect(nowhere.stderr).toMatch(/^btrfly: open .* failed: ENOENT/);
+    expect(nowhere.stderr).toMatch(/^btrfly: cannot write .*x\.har: the directory .*dir does not exist: create it, or give a path in an existing directory\n$/);
     const fmt = await cli('export', SMALL_2, '--format', 'zip', '-o', file);
     expect(fmt.code).toBe(2);
   });
@@ -187,6 +187,44 @@ describe('btrfly export and import', () => {
     const play = await runCli(['run', '--playback', '--tag=browser', '--archive', archive, '--', 'curl', '-sSf', '-H', 'Accept-Encoding: gzip, br', 'https://site.test/app.js']);
     expect(play.code).toBe(0);
     expect(play.stdout).toBe(text);
+  });
+
+  it('import of a HAR with entries no HTTP answer can replay: skipped and named, and the tag stays readable', async () => {
+    const entry = (url: string, over: { method?: string; status?: number; headers?: { name: string; value: string }[] } = {}) => ({
+      request: { method: over.method ?? 'GET', url, headers: [] },
+      response: { status: over.status ?? 200, statusText: 'OK', headers: over.headers ?? [], content: { size: 3, mimeType: 'text/plain', text: 'ok\n' } },
+    });
+    const har = {
+      log: {
+        version: '1.2',
+        entries: [
+          entry('https://site.test/good'),
+          entry('https://site.test/blocked', { status: 0 }), // a request the browser blocked or cancelled
+          entry('data:text/plain,ok'),
+          entry('https://site.test/method', { method: 'G ET' }),
+          entry('https://site.test/header', { headers: [{ name: 'X-Split', value: 'a\r\nSet-Cookie: b=1' }] }),
+        ],
+      },
+    };
+    const file = join(out, 'unplayable.har');
+    writeFileSync(file, JSON.stringify(har));
+    const r = await cli('import', file, '--tag=unplayable');
+    expect(r.stderr).toBe(
+      [
+        'skipped GET https://site.test/blocked: it got no HTTP answer (status 0: the request failed or was blocked)',
+        'skipped GET data:text/plain,ok: it is not an http or https URL',
+        'skipped G\\x20ET https://site.test/method: its method is not an HTTP method',
+        'skipped GET https://site.test/header: its response header "X-Split" holds characters HTTP cannot carry',
+        '',
+      ].join('\n'),
+    );
+    expect(r.stdout).toMatch(/^imported 1 entries into tag unplayable /);
+    expect(r.code).toBe(0);
+    const show = await cli('show', 'unplayable');
+    expect(show.code).toBe(0);
+    expect(show.stdout).toMatch(/ https:\/\/site\.test\/good\n$/);
+    const play = await runCli(['run', '--playback', '--tag=unplayable', '--archive', archive, '--', 'curl', '-sSf', 'https://site.test/good']);
+    expect([play.code, play.stdout]).toEqual([0, 'ok\n']);
   });
 
   it('import errors: not a HAR, no such file, nothing with a body; the tag is not created', async () => {

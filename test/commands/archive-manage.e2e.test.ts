@@ -5,20 +5,27 @@
  */
 import { cpSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { genBodySha256, gitFsck, run, runCli, startOrigin, tmpDir, type Origin } from '../helpers';
+import { genBodySha256, gitFsck, run, runCli, spawnCli, startOrigin, tmpDir, type Origin } from '../helpers';
+
+/** The CLI on the archive, git, and a recorded build of curl downloads, for a describe's origin and archive (read when called). */
+function tagTools(ctx: () => { origin: Origin; archive: string; upstream: string[] }) {
+  const cli = (...args: string[]) => runCli([...args, '--archive', ctx().archive], { timeoutMs: 120_000 });
+  const git = async (dir: string, ...args: string[]) => (await run('git', ['--git-dir', dir, ...args])).stdout.trim();
+  const record = async (tag: string, paths: string[]) => {
+    const { origin, archive, upstream } = ctx();
+    const cmd = paths.map((p) => `curl -sSf -o /dev/null ${origin.urlFor(p, 'origin.test')}`).join(' && ');
+    const r = await runCli(['run', '--record', `--tag=${tag}`, '--archive', archive, ...upstream, '--', 'bash', '-c', cmd], { timeoutMs: 120_000 });
+    expect(r.code).toBe(0);
+  };
+  return { cli, git, record };
+}
 
 describe('btrfly cp, rm, gc, verify', () => {
   let origin: Origin;
   let archive: string;
   let upstream: string[];
   let first: string;
-  const cli = (...args: string[]) => runCli([...args, '--archive', archive], { timeoutMs: 120_000 });
-  const git = async (dir: string, ...args: string[]) => (await run('git', ['--git-dir', dir, ...args])).stdout.trim();
-  const record = async (tag: string, paths: string[]) => {
-    const cmd = paths.map((p) => `curl -sSf -o /dev/null ${origin.urlFor(p, 'origin.test')}`).join(' && ');
-    const r = await runCli(['run', '--record', `--tag=${tag}`, '--archive', archive, ...upstream, '--', 'bash', '-c', cmd], { timeoutMs: 120_000 });
-    expect(r.code).toBe(0);
-  };
+  const { cli, git, record } = tagTools(() => ({ origin, archive, upstream }));
 
   beforeAll(async () => {
     origin = await startOrigin();
@@ -141,5 +148,42 @@ describe('btrfly cp, rm, gc, verify', () => {
     const report = JSON.parse(missing.stdout).error;
     expect(report).toMatchObject({ code: 'BODY_CORRUPT', ok: false, tags: 1, recordings: 1, bodies: 1 });
     expect(report.problems).toEqual([expect.objectContaining({ tag: 'fresh', sha256: sha, code: 'BODY_MISSING', message: expect.stringMatching(/is missing from the archive/) })]);
+  });
+});
+
+describe('btrfly cp and rm while a tag is being recorded', () => {
+  let origin: Origin;
+  let archive: string;
+  let upstream: string[];
+  const { cli, git, record } = tagTools(() => ({ origin, archive, upstream }));
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+    archive = join(tmpDir(), 'archive');
+    upstream = ['--resolve', `origin.test:${origin.host}`];
+  });
+
+  it('cp --force and rm refuse a tag while it is being recorded; the recording then seals on the history it began from', async () => {
+    await record('busy', ['/gen/100?seed=1']);
+    await record('other', ['/gen/200?seed=2']);
+    const began = await git(archive, 'rev-parse', 'busy');
+    const fifo = join(tmpDir(), 'go');
+    await run('mkfifo', [fifo]);
+    const url = origin.urlFor('/gen/500?seed=5', 'origin.test');
+    const rec = spawnCli(['run', '--record', '--tag=busy', '--archive', archive, ...upstream, '--', 'sh', '-c', `curl -sSf -o /dev/null ${url} && echo fetched && cat ${fifo}`]);
+    await rec.waitFor('fetched');
+    let cp, rm;
+    try {
+      cp = await cli('cp', 'other', 'busy', '--force');
+      rm = await cli('rm', 'busy');
+    } finally {
+      writeFileSync(fifo, 'done\n'); // the recorded command ends, whatever happened
+    }
+    const done = await rec.exited;
+    const busy = /^btrfly: tag "busy" is being recorded \(session [0-9a-f-]+\): stop it first\n$/;
+    expect({ code: cp.code, stderr: cp.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(busy) });
+    expect({ code: rm.code, stderr: rm.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(busy) });
+    expect(done.code).toBe(0);
+    expect(await git(archive, 'rev-parse', 'busy^')).toBe(began);
   });
 });

@@ -170,6 +170,13 @@ describe('btrfly run: record, then play back with the origin gone', () => {
     expect(play.code).toBe(0);
   });
 
+  it('playback --append names a missing request it could not fetch either (an upstream error) in its summary', async () => {
+    // down.test has no address (.test is never delegated): the fetch fails, the client gets 502.
+    const play = await runCli(['run', '--playback', '--append', '--tag=fill', '--archive', archive, '--', 'curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', 'http://down.test/x'], { timeoutMs: 60_000 });
+    expect(play.stdout).toBe('502');
+    expect(play.stderr).toMatch(/^btrfly: played back tag "fill" .*: 1 requests, 0 B, 0 hits, 0 misses, 1 upstream errors$/m);
+  });
+
   it('refuses a tag name git would refuse, with one line and exit 2', async () => {
     const r = await runCli(['run', '--record', '--tag=bad..name', '--archive', archive, '--', 'true']);
     expect(r.code).toBe(2);

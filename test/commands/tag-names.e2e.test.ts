@@ -72,6 +72,30 @@ describe('btrfly run: tag names git cannot hold beside the others', () => {
   });
 });
 
+describe('a tag is its own ref only: never another tag whose name holds it', () => {
+  const archive = join(tmpDir(), 'archive');
+  const record = (tag: string, ...cmd: string[]) => runCli(['run', '--record', `--tag=${tag}`, '--archive', archive, '--', ...(cmd.length ? cmd : ['true'])]);
+
+  it('with tag "refs/heads/x" recorded, tag "x" is not found, then records and seals as itself', async () => {
+    expect((await record('refs/heads/x')).code).toBe(0);
+    const other = git(archive, ['rev-parse', 'refs/heads/refs/heads/x']);
+    const show = await runCli(['show', 'x', '--archive', archive]);
+    expect({ code: show.code, stderr: show.stderr }).toEqual({ code: 1, stderr: `btrfly: tag "x" not found in archive ${archive}: run "btrfly tags" to list tags\n` });
+    const rec = await record('x');
+    expect(rec.stderr).toMatch(/^btrfly: recorded tag "x" \(recording [0-9a-f]{12}\)/);
+    expect(rec.code).toBe(0);
+    expect(git(archive, ['rev-parse', 'refs/heads/x'])).not.toBe(other);
+    expect(git(archive, ['rev-parse', 'refs/heads/refs/heads/x'])).toBe(other);
+    expect(JSON.parse((await runCli(['pending', 'list', '--json', '--archive', archive])).stdout)).toEqual([]);
+  });
+
+  it('with only "zz/app" recorded, tag "zz" is not found (not "points at a missing recording")', async () => {
+    expect((await record('zz/app')).code).toBe(0);
+    const show = await runCli(['show', 'zz', '--archive', archive]);
+    expect({ code: show.code, stderr: show.stderr }).toEqual({ code: 1, stderr: `btrfly: tag "zz" not found in archive ${archive}: run "btrfly tags" to list tags\n` });
+  });
+});
+
 describe('the service API: bad tag names are 400 (or 409 for a clash), never 500', () => {
   const dir = serviceDir('btrfly-tag-names-');
   let svc: StartedService;

@@ -318,6 +318,52 @@ test('verify --repair with no remote sets the damage aside and says so; a re-rec
   expect([old.code, old.stdout]).toEqual([0, '200']);
 }, 120_000);
 
+/**
+ * A new commit on the tag whose manifest is `edit`ed: a consistent git history, every object
+ * intact, that says something else than the recording did (an archive edited by hand).
+ */
+function rewriteManifest(archive: string, edit: (m: { entries: { request: { url: string }; response: { headers: { name: string; value: string }[]; content: { size: number } } }[] }) => void): void {
+  const env = { ...process.env, GIT_INDEX_FILE: join(tmpDir('btrfly-tamper-index-'), 'index'), GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' };
+  const g = (args: string[], input?: string): string => execFileSync('git', ['--git-dir', archive, ...args], { env, input, encoding: 'utf8' }).trim();
+  const manifest = JSON.parse(g(['show', 'tamper:manifest.json'])) as Parameters<typeof edit>[0];
+  edit(manifest);
+  g(['read-tree', 'tamper']);
+  g(['update-index', '--cacheinfo', `100644,${g(['hash-object', '-w', '--stdin'], `${JSON.stringify(manifest, null, 2)}\n`)},manifest.json`]);
+  g(['update-ref', 'refs/heads/tamper', g(['commit-tree', g(['write-tree']), '-p', 'tamper', '-m', 'edited'])]);
+}
+
+test('a manifest edited to say a body has 0 bytes: curl never gets a clean empty answer, the run exits 1 naming the body', async () => {
+  const archive = copyArchive();
+  rewriteManifest(archive, (m) => {
+    for (const e of m.entries) if (e.request.url === smallUrl) e.response.content.size = 0;
+  });
+  const p = await build('playback', archive);
+  expectNeverWrongBytes(p.curl.small, smallBytes);
+  expect(p.curl.small.code).not.toBe(0);
+  expectNamed(p, smallUrl, smallSha);
+  expect(sha256(p.curl.big.bytes)).toBe(bigSha);
+}, 60_000);
+
+test('a manifest edited to hold a header HTTP cannot carry: the client gets 500 Internal Server Error, the run exits 1 naming the answer', async () => {
+  const archive = copyArchive();
+  rewriteManifest(archive, (m) => {
+    for (const e of m.entries) if (e.request.url === smallUrl) e.response.headers.push({ name: 'X-Split', value: 'a\r\nSet-Cookie: injected=1' });
+  });
+  const play = await runCli(['run', '--playback', '--tag=tamper', '--archive', archive, '--', 'curl', '-sS', '-D', '-', '-o', '/dev/null', smallUrl]);
+  expect(play.stdout).toMatch(/^HTTP\/1\.1 500 Internal Server Error\r$/m);
+  expect(play.stdout).not.toMatch(/injected/);
+  expect(play.stderr).toContain(`btrfly: the recorded answer to GET ${smallUrl} could not be sent (`);
+  expect(play.code).toBe(1);
+}, 60_000);
+
+test('a checks key cut short (a crash while it was written): playback sends the recorded bytes and makes a new key', async () => {
+  const archive = copyArchive();
+  const key = join(archive, 'btrfly', 'checks', 'key');
+  writeFileSync(key, '');
+  await expectPlaysBack(archive);
+  expect(statSync(key).size).toBe(16);
+}, 60_000);
+
 test('a damaged manifest is refused, never played back as recorded; verify --repair fetches the tag again from a good remote', async () => {
   const archive = copyArchive();
   await pushToGoodRemote(archive);

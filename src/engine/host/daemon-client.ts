@@ -41,11 +41,15 @@ export async function findDaemon(stateDir: string): Promise<DaemonInfo | undefin
   }
 }
 
+/** The daemon's `--upstream-proxy`, passed in its environment rather than on its command line. */
+export const DAEMON_UPSTREAM_PROXY_ENV = 'BTRFLY_DAEMON_UPSTREAM_PROXY';
+
 /**
  * Starts the daemon detached (it outlives this command) unless one runs for this state dir,
  * and waits until its control socket answers. The daemon's log goes to `daemon.log` there.
+ * @param opts.env added to the daemon's environment: settings that must not show on its command line
  */
-export async function ensureDaemon(stateDir: string, args: string[], opts: { archiveDir: string; timeoutMs?: number }): Promise<DaemonInfo> {
+export async function ensureDaemon(stateDir: string, args: string[], opts: { archiveDir: string; timeoutMs?: number; env?: Record<string, string> }): Promise<DaemonInfo> {
   const running = await findDaemon(stateDir);
   if (running) {
     if (running.archive !== path.resolve(opts.archiveDir)) {
@@ -58,7 +62,7 @@ export async function ensureDaemon(stateDir: string, args: string[], opts: { arc
   const fd = openSync(logFile, 'a', 0o600);
   // Not `bin/run.js daemon`: oclif's start-up was a fifth of a second of every `btrfly start`.
   const entry = path.resolve(__dirname, '..', '..', 'cli', 'daemon-entry.js');
-  const child = spawn(process.execPath, [entry, ...args], { detached: true, stdio: ['ignore', fd, fd], env: daemonEnv(process.env) });
+  const child = spawn(process.execPath, [entry, ...args], { detached: true, stdio: ['ignore', fd, fd], env: { ...daemonEnv(process.env), ...opts.env } });
   closeSync(fd);
   let exited: number | null | undefined;
   child.once('exit', (code) => (exited = code));

@@ -7,7 +7,7 @@ import type { PendingRecording } from '../../format/archive';
 import { asideAdvice, type AsideRecording } from '../../format/lifecycle';
 import type { MatchRule } from '../../format/types';
 import { CertificateAuthority } from '../tls/ca';
-import { controlRequest, ensureDaemon, findDaemon, shutdownDaemon, type DaemonInfo } from './daemon-client';
+import { controlRequest, DAEMON_UPSTREAM_PROXY_ENV, ensureDaemon, findDaemon, shutdownDaemon, type DaemonInfo } from './daemon-client';
 import { HostConfigurator, detectHostPaths, type HostPaths } from './config';
 import type { OpenedSession, SessionResult } from '../session/runtime';
 import type { RegisteredSession } from '../service/service';
@@ -92,10 +92,12 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
   for (const d of upstreamDns) args.push('--upstream-dns', d);
   for (const r of o.upstream.resolve ?? []) args.push('--resolve', r);
   for (const c of o.upstream.caFiles ?? []) args.push('--upstream-ca', path.resolve(c));
-  if (o.upstream.proxy) args.push('--upstream-proxy', o.upstream.proxy);
+  // Not on the daemon's command line: that is readable by every user of the host for as long
+  // as the daemon runs, and a proxy URL may hold a password. Its environment is root's alone.
+  const daemonEnv = o.upstream.proxy ? { [DAEMON_UPSTREAM_PROXY_ENV]: o.upstream.proxy } : undefined;
   // The daemon takes seconds to start (Node, its modules, the system CAs): the trust store is
   // changed meanwhile, and the resolver once the session is open; all of it undone on a refusal.
-  const opening = ensureDaemon(paths.stateDir, args, { archiveDir: o.archiveDir }).then(async (daemon) => {
+  const opening = ensureDaemon(paths.stateDir, args, { archiveDir: o.archiveDir, env: daemonEnv }).then(async (daemon) => {
     const session = await controlRequest<OpenedSession>(daemon.socket, 'POST', '/sessions', {
       tag: o.tag,
       mode: o.mode,

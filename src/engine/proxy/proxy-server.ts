@@ -179,7 +179,8 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
       const status = isBtrflyError(e) ? e.httpStatus : 500;
       const body = `btrfly: ${oneLine(e)}\n`;
       res.setHeader('X-Btrfly', 'error');
-      res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+      // The reason phrase too: a recorded answer's writeHead that failed half-way left its own ("500 OK").
+      res.writeHead(status, http.STATUS_CODES[status] ?? 'Error', { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
       return 'error';
     }

@@ -7,7 +7,7 @@ import Negotiator from 'negotiator';
 import rangeParser from 'range-parser';
 import { BtrflyError } from '../../errors';
 import { lendsBuffers } from '../../format/checked-cache-reader';
-import type { BodyLocation, BodyStore, ByteRange, Entry, Header } from '../../format/types';
+import { EMPTY_SHA256, repairAdvice, type BodyLocation, type BodyStore, type ByteRange, type Entry, type Header } from '../../format/types';
 import { flatHeaders, headerValue, withoutHeaders } from './http-util';
 import { noteStreamed } from './memory';
 
@@ -78,9 +78,18 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
     return streamCounting(bodies.openBody(answer.body, range), res, count, range.end - range.start + 1);
   }
 
-  const out = noBody && req.method !== 'HEAD' ? headers : [...headers, { name: 'Content-Length', value: String(size) }];
+  // A recorded HEAD has no body (size 0): its Content-Length is the one the origin sent, kept in the headers.
+  const length = (entry.request.method === 'HEAD' ? headerValue(answer.headers, 'content-length') : undefined) ?? String(size);
+  const out = noBody && req.method !== 'HEAD' ? headers : [...headers, { name: 'Content-Length', value: length }];
   res.writeHead(status, entry.response.statusText, flatHeaders(out));
-  if (noBody || size === 0) {
+  if (noBody) {
+    res.end();
+    return;
+  }
+  if (size === 0) {
+    // Nothing to read and check: the manifest's digest must be that of no bytes, else the
+    // entry says "empty" of a body that is not (an edited manifest) and the answer breaks off.
+    if (entry.response.content.sha256 !== EMPTY_SHA256) throw emptyButNotEmpty(entry);
     res.end();
     return;
   }
@@ -193,6 +202,11 @@ async function sendLent(body: Readable, giveBack: (chunk: Buffer) => void, res: 
     res.on('drain', onDrain).once('close', onClose);
   });
   await finished(res);
+}
+
+function emptyButNotEmpty(entry: Entry): BtrflyError {
+  const { sha256 } = entry.response.content;
+  return new BtrflyError('BODY_CORRUPT', `body ${sha256} of ${entry.request.method} ${entry.request.url} is corrupt: its manifest entry says 0 bytes, and that is not the SHA-256 of 0 bytes: ${repairAdvice()}`, { data: { sha256 } });
 }
 
 function missingBody(entry: Entry): BtrflyError {

@@ -26,11 +26,22 @@ export interface DamagedBody {
 }
 
 /**
- * The exit status a session's result calls for, or undefined when it calls for none (then the
- * command's own status stands): 1 when a played-back body was damaged, 3 when the playback missed.
+ * A recorded answer playback could not send at all (the client got btrfly's `500`): a manifest
+ * edited to hold what HTTP cannot carry (a header value with a line break), or a failure of btrfly's own.
  */
-export function playbackExitCode(result: { misses: readonly MissRecord[]; damaged?: readonly DamagedBody[] }): number | undefined {
-  if (result.damaged?.length) return EXIT.failure;
+export interface UnansweredRecord {
+  method: string;
+  url: string;
+  why: string;
+}
+
+/**
+ * The exit status a session's result calls for, or undefined when it calls for none (then the
+ * command's own status stands): 1 when a played-back body was damaged or a recorded answer could
+ * not be sent, 3 when the playback missed.
+ */
+export function playbackExitCode(result: { misses: readonly MissRecord[]; damaged?: readonly DamagedBody[]; unanswered?: readonly UnansweredRecord[] }): number | undefined {
+  if (result.damaged?.length || result.unanswered?.length) return EXIT.failure;
   if (result.misses.length > 0) return EXIT.miss;
   return undefined;
 }
@@ -96,6 +107,8 @@ export interface SessionResult {
   misses: MissRecord[];
   /** Playback: bodies that failed their check while being sent. */
   damaged?: DamagedBody[];
+  /** Playback: recorded answers that could not be sent at all. */
+  unanswered?: UnansweredRecord[];
   unused?: Entry[];
 }
 

@@ -3,6 +3,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { HttpProxyAgent } from 'http-proxy-agent';
 import { HttpsProxyAgent } from 'https-proxy-agent';
@@ -42,6 +43,8 @@ export class Upstream {
   private readonly resolver?: dns.promises.Resolver;
   private readonly timeoutMs: number;
   private readonly policy?: UpstreamPolicy;
+  /** The secure context for the origin's TLS inside an `--upstream-proxy` tunnel. */
+  private tunnelContext?: tls.SecureContext;
   /** Local ports of our own upstream sockets, so the proxy can tell a loop (see isOwnSocket). */
   private readonly ownPorts = new Set<number>();
   /** Our sockets whose 'connect' has not been seen yet: the proxy may accept one before it is. */
@@ -51,35 +54,28 @@ export class Upstream {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     if (opts.deny?.length) this.policy = new UpstreamPolicy(opts.deny, opts.allow);
     for (const r of opts.resolve ?? []) {
-      const i = r.lastIndexOf(':');
-      // HOST:ADDR; an IPv6 ADDR contains colons, so split on the first colon after the host.
-      const j = r.indexOf(':');
-      if (j <= 0 || i === r.length - 1) throw new BtrflyError('USAGE', `--resolve "${r}" is not HOST:ADDR: write it like registry.example:10.0.0.5`);
-      const host = r.slice(0, j).toLowerCase();
-      const addr = r.slice(j + 1).replace(/^\[|\]$/g, '');
-      if (!net.isIP(addr)) throw new BtrflyError('USAGE', `--resolve "${r}": "${addr}" is not an IP address: write it like registry.example:10.0.0.5`);
+      const { host, addr } = parseResolve(r);
       this.pinned.set(host, addr);
     }
     if (opts.dns && opts.dns.length > 0) {
       this.resolver = new dns.promises.Resolver({ timeout: 3000, tries: 2 });
-      this.resolver.setServers(opts.dns);
+      setResolvers(this.resolver, opts.dns);
     }
+    if (opts.proxy) proxyUrl(opts.proxy);
     // An unreadable --upstream-ca is a usage error at start, not at the first HTTPS request.
-    const extraCas: string[] = [];
-    for (const f of opts.caFiles ?? []) {
-      try {
-        extraCas.push(readFileSync(f, 'utf8'));
-      } catch (e) {
-        throw new BtrflyError('USAGE', `cannot read --upstream-ca ${f}: ${(e as Error).message}: pass a PEM file`);
-      }
-    }
+    const extraCas = (opts.caFiles ?? []).map(readCaFile);
     const common = { keepAlive: true, maxSockets: 64, timeout: this.timeoutMs };
     if (opts.proxy) {
       // The lookup finds the admin's proxy, which is allowed; the proxy resolves and connects to
       // the target itself, so only IP-literal targets can be checked here (see request).
       const lookup = ((h: string, o: dns.LookupOptions, cb: LookupCallback) => this.lookup(h, o, cb, false)) as unknown as net.LookupFunction;
       this.httpAgent = new HttpProxyAgent(opts.proxy, { ...common, lookup }) as unknown as http.Agent;
-      this.makeHttpsAgent = () => new HttpsProxyAgent(opts.proxy!, { ...common, lookup, secureContext: upstreamSecureContext(extraCas) }) as unknown as https.Agent;
+      // https-proxy-agent makes the origin's TLS socket in the tunnel from the request's options
+      // only (its own options reach the proxy's socket): the secure context goes with each request.
+      this.makeHttpsAgent = () => {
+        this.tunnelContext = upstreamSecureContext(extraCas);
+        return new HttpsProxyAgent(opts.proxy!, { ...common, lookup, secureContext: this.tunnelContext }) as unknown as https.Agent;
+      };
     } else {
       // Node connects to exactly the addresses this lookup answers, so checking them here holds
       // against DNS rebinding (the name is not resolved again for the connection).
@@ -130,6 +126,7 @@ export class Upstream {
       headers,
       agent: isHttps ? this.httpsAgent : this.httpAgent,
       servername: net.isIP(host) ? undefined : url.hostname,
+      ...(isHttps && this.tunnelContext ? { secureContext: this.tunnelContext } : {}),
       signal,
       timeout: this.timeoutMs,
     });
@@ -198,6 +195,68 @@ export class Upstream {
       return socket;
     };
   }
+}
+
+/**
+ * Checks the upstream settings a user typed (`--resolve`, `--upstream-dns`, `--upstream-proxy`,
+ * `--upstream-ca`) before anything is made, so a typo is one line naming the flag (USAGE).
+ */
+export function checkUpstreamOptions(opts: UpstreamOptions): void {
+  for (const r of opts.resolve ?? []) parseResolve(r);
+  if (opts.dns?.length) setResolvers(new dns.promises.Resolver(), opts.dns);
+  if (opts.proxy) proxyUrl(opts.proxy);
+  for (const f of opts.caFiles ?? []) readCaFile(f);
+}
+
+/** `HOST:ADDR`; an IPv6 ADDR contains colons, so it splits on the first colon after the host. */
+function parseResolve(r: string): { host: string; addr: string } {
+  const j = r.indexOf(':');
+  if (j <= 0 || j === r.length - 1) throw new BtrflyError('USAGE', `--resolve "${r}" is not HOST:ADDR: write it like registry.example:10.0.0.5`);
+  const addr = r.slice(j + 1).replace(/^\[|\]$/g, '');
+  if (!net.isIP(addr)) throw new BtrflyError('USAGE', `--resolve "${r}": "${addr}" is not an IP address: write it like registry.example:10.0.0.5`);
+  return { host: r.slice(0, j).toLowerCase(), addr };
+}
+
+function setResolvers(resolver: dns.promises.Resolver, servers: string[]): void {
+  for (const d of servers) {
+    try {
+      resolver.setServers([d]);
+    } catch {
+      throw new BtrflyError('USAGE', `--upstream-dns "${d}" is not IP or IP:PORT: write it like 10.0.0.2 or 10.0.0.2:5353`);
+    }
+  }
+  resolver.setServers(servers);
+}
+
+function proxyUrl(proxy: string): URL {
+  let url: URL | undefined;
+  try {
+    url = new URL(proxy);
+  } catch {
+    // not a URL: said below
+  }
+  if (url?.protocol !== 'http:' && url?.protocol !== 'https:') {
+    throw new BtrflyError('USAGE', `--upstream-proxy "${proxy.replace(/\/\/[^/@]*@/, '//…@')}" is not an http:// or https:// URL: write it like http://proxy.example:3128`);
+  }
+  return url;
+}
+
+/** The PEM text of an `--upstream-ca` file, each certificate in it checked: Node's TLS skips what it cannot parse, silently. */
+function readCaFile(f: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(f, 'utf8');
+  } catch (e) {
+    throw new BtrflyError('USAGE', `cannot read --upstream-ca ${f}: ${(e as Error).message}: pass a PEM file`);
+  }
+  const certs = pem.match(/-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g) ?? [];
+  try {
+    for (const c of certs) new X509Certificate(c);
+  } catch (e) {
+    throw new BtrflyError('USAGE', `--upstream-ca ${f} holds a certificate that cannot be read (${(e as Error).message}): pass the CA's certificate in PEM`);
+  }
+  if (certs.length === 0) throw new BtrflyError('USAGE', `--upstream-ca ${f} holds no PEM certificate (-----BEGIN CERTIFICATE-----): pass the CA's certificate in PEM`);
+  return pem;
 }
 
 function safeSystemCAs(): string[] {

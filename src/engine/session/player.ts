@@ -9,7 +9,7 @@ import { hasRequestBody, headerPairs } from '../proxy/http-util';
 import { silentLogger, type Logger } from '../base/log';
 import type { Outcome } from '../proxy/outcome';
 import { sendRecorded, type RecordedAnswer } from '../proxy/respond';
-import { countOutcome, type CloseOptions, type DamagedBody, type LiveSession, type MissRecord, type SessionInfo, type SessionResult } from '../proxy/session';
+import { countOutcome, type CloseOptions, type DamagedBody, type LiveSession, type MissRecord, type SessionInfo, type SessionResult, type UnansweredRecord } from '../proxy/session';
 import { isBtrflyError, oneLine, type BtrflyError } from '../../errors';
 
 /** A body that failed its check or is gone from the archive (the answer is broken off, the run fails). */
@@ -26,6 +26,8 @@ export class PlaybackSession {
   readonly misses: MissRecord[] = [];
   /** Bodies that failed their check while being sent, once each. */
   readonly damaged: DamagedBody[] = [];
+  /** Recorded answers that could not be sent at all (listed at the end; the run fails). */
+  readonly unanswered: UnansweredRecord[] = [];
   private readonly index: RecordingIndex;
   private readonly state = createPlaybackState();
 
@@ -79,7 +81,7 @@ export class PlaybackSession {
       commit = sealed.commit;
       aside = sealed.aside;
     }
-    return { info, commit, aside, misses: this.misses, damaged: this.damaged, unused: this.unused() };
+    return { info, commit, aside, misses: this.misses, damaged: this.damaged, unanswered: this.unanswered, unused: this.unused() };
   }
 
   private async answer(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome> {
@@ -101,8 +103,10 @@ export class PlaybackSession {
       await sendRecorded(req, res, this.answerFor(entry), this.bodies, this.countSent);
       return 'hit';
     } catch (e) {
-      if (!isDamage(e)) throw e;
-      return this.damage(entry, e.code, res, oneLine(e));
+      if (isDamage(e)) return this.damage(entry, e.code, res, oneLine(e));
+      // Nothing of the answer went out: the client gets btrfly's 500, and the run must not pass for a clean playback.
+      if (!res.headersSent) this.unanswered.push({ method: entry.request.method, url: entry.request.url, why: oneLine(e) });
+      throw e;
     }
   }
 

@@ -47,11 +47,22 @@ export interface GitTemps {
 }
 
 /**
+ * What two requests must have in common to share one upstream fetch: the method, the URL and
+ * every header sent upstream. The answer may vary on any of them (an `Authorization`, an
+ * `Accept-Language`), and its `Vary` is known only once it arrives: a request that differs in
+ * one must get its own answer, not another client's.
+ */
+function shareKey(method: string, url: string, headers: Header[]): string {
+  const sent = headers.map((h) => `${h.name.toLowerCase()}: ${h.value}`).sort();
+  return [method, url, ...sent].join('\n');
+}
+
+/**
  * A record session: forwards each request upstream and streams the response to the client
  * while writing it to the archive. `Range` and `If-*` are not sent upstream so that the
  * archive always holds whole bodies; a client that asked for a range or a conditional answer
  * gets it from the archive once the whole body is stored. Concurrent requests for the same
- * URL share one upstream fetch.
+ * URL with the same headers share one upstream fetch.
  */
 export class RecordSession {
   private readonly counter: OrdinalCounter;
@@ -101,7 +112,7 @@ export class RecordSession {
     const method = req.method ?? 'GET';
     const storedUrl = redactUrl(url.href, this.redact.query, this.redactKey);
     const shareable = (method === 'GET' || method === 'HEAD') && !hasRequestBody(req);
-    const key = shareable ? [method, storedUrl, req.headers.accept ?? '', req.headers['accept-encoding'] ?? ''].join('\n') : undefined;
+    const key = shareable ? shareKey(method, storedUrl, upstreamRequestHeaders(req, url)) : undefined;
     const pending = key ? this.inflight.get(key) : undefined;
     if (pending) {
       const recorded = (await pending.catch(() => undefined))?.answer;

@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BtrflyError } from '../../errors';
+import { isNoSpace } from '../../format/lifecycle';
 import { createCaCertificate, generateKeyPair } from './cert-issuer';
 import { checkPrivateMode } from '../base/private-file';
 
@@ -59,6 +60,10 @@ async function createCaFiles(dir: string, certPath: string, keyPath: string): Pr
       throw e;
     }
     await fs.rename(tmpCert, certPath);
+  } catch (e) {
+    // Said of the config directory: the caller would otherwise take it for the archive's disk.
+    if (isNoSpace(e)) throw new BtrflyError('NO_SPACE', `no space left to write btrfly's CA in ${dir}: free some space there, or point BTRFLY_CONFIG_DIR at another directory`, { cause: e });
+    throw e;
   } finally {
     await fs.rm(tmpKey, { force: true });
     await fs.rm(tmpCert, { force: true });
