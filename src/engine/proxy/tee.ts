@@ -1,4 +1,4 @@
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { enterLongStream, LONG_STREAM, noteStreamed } from './memory';
 
 const storeErrors = new WeakSet<object>();
@@ -11,19 +11,6 @@ const storeErrors = new WeakSet<object>();
  * takes them in one call (docs/decisions.md, "Record of a large body").
  */
 export const COALESCE_BYTES = 256 * 1024;
-
-/**
- * What the tee reads: a `Readable` (an `IncomingMessage`), or an upstream exchange that hands its
- * body over chunk by chunk (upstream.ts). `aborted`: the source ended before its body did.
- */
-export interface BodySource {
-  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
-  once(event: 'end' | 'aborted', listener: () => void): unknown;
-  once(event: 'error', listener: (err: Error) => void): unknown;
-  pause(): unknown;
-  resume(): unknown;
-  destroy(): unknown;
-}
 
 /** Whether {@link teeToStore} failed because its store did (a full disk, git), not its source. */
 export function isStoreError(e: unknown): boolean {
@@ -39,7 +26,7 @@ export function isStoreError(e: unknown): boolean {
  * Resolves when the source has ended and `store` has been ended; rejects when the source
  * or the store fails (the client is then destroyed too).
  */
-export function teeToStore(source: BodySource, store: Writable, client: Writable | null): Promise<void> {
+export function teeToStore(source: Readable, store: Writable, client: Writable | null): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let clientAlive = client !== null && !client.destroyed;
     let waiting = 0;

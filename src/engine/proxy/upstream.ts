@@ -4,21 +4,10 @@ import * as https from 'node:https';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { readFileSync } from 'node:fs';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { HttpProxyAgent } from 'http-proxy-agent';
 import { HttpsProxyAgent } from 'https-proxy-agent';
-import type { Agent as UndiciAgentType, Dispatcher } from 'undici';
 import { BtrflyError, isBtrflyError } from '../../errors';
-import type { BodySource } from './tee';
 import { UpstreamPolicy } from './upstream-policy';
-
-/**
- * undici's connection pool alone: `require('undici')` loads fetch, WebSocket, the cache and the
- * mocks too, ~16 MiB more resident memory for nothing record uses.
- */
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const UndiciAgent: typeof UndiciAgentType = require('undici/lib/dispatcher/agent');
 
 /** How record reaches the real servers (docs/contract.md, "Upstream"). */
 export interface UpstreamOptions {
@@ -56,10 +45,6 @@ export class Upstream {
   private readonly ownPorts = new Set<number>();
   /** Our sockets whose 'connect' has not been seen yet: the proxy may accept one before it is. */
   private readonly connecting = new Set<net.Socket>();
-  /** undici's HTTP/1.1 client for exchanges without `--upstream-proxy` (see {@link exchange}). */
-  private readonly direct?: UndiciAgentType;
-  /** TLS sessions to resume, by host, port and name (as https.Agent keeps them). */
-  private readonly sessions = new Map<string, Buffer>();
 
   constructor(opts: UpstreamOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
@@ -104,12 +89,6 @@ export class Upstream {
       const lookup = ((h: string, o: dns.LookupOptions, cb: LookupCallback) => this.lookup(h, o, cb, true)) as unknown as net.LookupFunction;
       this.httpAgent = new http.Agent({ ...common, lookup });
       this.httpsAgent = new https.Agent({ ...common, lookup, secureContext, ALPNProtocols: ['http/1.1'] } as https.AgentOptions);
-      this.direct = new UndiciAgent({
-        connections: 64,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-        connect: (o, cb) => this.connect(o, lookup, secureContext, cb),
-      });
     }
     for (const agent of [this.httpAgent, this.httpsAgent]) this.trackSockets(agent);
   }
@@ -152,66 +131,9 @@ export class Upstream {
     return { req, response };
   }
 
-  /**
-   * Sends a request upstream with `body` (or none) and resolves with the response's head, its
-   * body not yet read. Headers are `[name, value, …]` as the client sent them, hop-by-hop removed.
-   * Through undici's client where it sends what the client sent; through http.request otherwise
-   * (an upstream proxy, `Expect`, a repeated Host or Content-Length).
-   */
-  exchange(url: URL, method: string, headers: string[], body: Readable | null): Promise<UpstreamResponse> {
-    if (!this.direct || !undiciCarries(headers)) return this.viaRequest(url, method, headers, body);
-    const host = url.hostname.replace(/^\[|\]$/g, '');
-    if (net.isIP(host)) this.policy?.check(url.host, host);
-    return new Promise<UpstreamResponse>((resolve, reject) => {
-      const handler = new UndiciExchange(url, resolve, reject);
-      this.direct!.dispatch({ origin: url.origin, path: url.pathname + url.search, method, headers, body, reset: false }, handler);
-    });
-  }
-
-  private async viaRequest(url: URL, method: string, headers: string[], body: Readable | null): Promise<UpstreamResponse> {
-    const { req, response } = this.request(url, method, headers as never);
-    if (body) pipeline(body, req).catch(() => {});
-    else req.end();
-    const res = await response;
-    return { status: res.statusCode ?? 502, statusText: res.statusMessage ?? '', httpVersion: res.httpVersion, rawHeaders: res.rawHeaders, body: res };
-  }
-
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
-    this.direct?.destroy().catch(() => {});
-  }
-
-  /** undici's connector: the same lookup, policy, CAs and loop tracking as the agents. */
-  private connect(o: { hostname: string; protocol: string; port: string; servername?: string }, lookup: net.LookupFunction, secureContext: tls.SecureContext, cb: (...a: [null, net.Socket] | [Error, null]) => void): void {
-    const isHttps = o.protocol === 'https:';
-    const host = o.hostname.replace(/^\[|\]$/g, '');
-    const port = Number(o.port) || (isHttps ? 443 : 80);
-    let socket: net.Socket;
-    if (isHttps) {
-      const servername = net.isIP(host) ? undefined : o.hostname;
-      const key = `${host}:${port}:${servername ?? ''}`;
-      const t = tls.connect({ host, port, lookup, servername, secureContext, ALPNProtocols: ['http/1.1'], session: this.sessions.get(key) });
-      t.on('session', (s: Buffer) => this.sessions.set(key, s));
-      socket = t;
-    } else {
-      socket = net.connect({ host, port, lookup });
-    }
-    socket.setNoDelay(true);
-    this.track(socket);
-    let settled = false;
-    const done = (e: Error | null) => {
-      if (settled) return;
-      settled = true;
-      socket.setTimeout(0);
-      if (e) {
-        socket.destroy();
-        cb(e, null);
-      } else cb(null, socket);
-    };
-    socket.setTimeout(this.timeoutMs, () => done(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
-    socket.once(isHttps ? 'secureConnect' : 'connect', () => done(null));
-    socket.once('error', done);
   }
 
   /** Resolves an upstream name; with `checked`, answers only addresses the policy allows. */
@@ -251,159 +173,20 @@ export class Upstream {
   private trackSockets(agent: http.Agent): void {
     const create = (agent as unknown as { createConnection: (...a: unknown[]) => net.Socket }).createConnection;
     if (typeof create !== 'function') return;
-    (agent as unknown as { createConnection: (...a: unknown[]) => net.Socket }).createConnection = (...args: unknown[]) => this.track(create.apply(agent, args));
-  }
-
-  /** Remembers `socket`'s local port while it is open, for {@link isOwnSocket}. */
-  private track(socket: net.Socket): net.Socket {
-    this.connecting.add(socket);
-    const remember = () => {
-      this.connecting.delete(socket);
-      const port = socket.localPort;
-      if (port === undefined) return;
-      this.ownPorts.add(port);
-      socket.once('close', () => this.ownPorts.delete(port));
+    (agent as unknown as { createConnection: (...a: unknown[]) => net.Socket }).createConnection = (...args: unknown[]) => {
+      const socket = create.apply(agent, args);
+      this.connecting.add(socket);
+      const remember = () => {
+        this.connecting.delete(socket);
+        const port = socket.localPort;
+        if (port === undefined) return;
+        this.ownPorts.add(port);
+        socket.once('close', () => this.ownPorts.delete(port));
+      };
+      socket.once('close', () => this.connecting.delete(socket));
+      socket.once('connect', remember);
+      return socket;
     };
-    socket.once('close', () => this.connecting.delete(socket));
-    socket.once('connect', remember);
-    return socket;
-  }
-}
-
-/** An upstream response's head as received, its body not yet read. */
-export interface UpstreamResponse {
-  status: number;
-  statusText: string;
-  /** `1.1` or `1.0`; undici does not tell the version, its exchanges say `1.1`. */
-  httpVersion: string;
-  /** `[name, value, …]` in received order, names as received, repeats kept. */
-  rawHeaders: string[];
-  body: BodySource;
-}
-
-/**
- * Whether undici sends these request headers as given. It refuses `Expect` and a second Host or
- * Content-Length; it writes Host first and Content-Length last, names in lower case.
- */
-function undiciCarries(headers: string[]): boolean {
-  let host = 0;
-  let length = 0;
-  for (let i = 0; i < headers.length; i += 2) {
-    const n = headers[i].length;
-    if (n !== 4 && n !== 6 && n !== 14) continue;
-    const name = headers[i].toLowerCase();
-    if (name === 'host') host++;
-    else if (name === 'content-length') length++;
-    else if (name === 'expect') return false;
-  }
-  return host <= 1 && length <= 1;
-}
-
-/**
- * One exchange through undici's dispatch API: the head resolves the promise, the body is handed
- * to the consumer chunk by chunk with no stream in between, and a consumer that pauses pauses the
- * upstream socket. Chunks that arrive before the consumer listens are kept (undici delivers a
- * HEAD's end, and what follows the head in the same read, at once).
- */
-class UndiciExchange implements Dispatcher.DispatchHandler, BodySource {
-  private head = false;
-  private abortFn?: (e?: Error) => void;
-  private resumeFn?: () => void;
-  private dataFn?: (chunk: Buffer) => void;
-  private endFn?: () => void;
-  private failFn?: (e: Error) => void;
-  private queue: Buffer[] = [];
-  private paused = true;
-  private ended = false;
-  private failed?: Error;
-  private finished = false;
-
-  constructor(
-    private readonly url: URL,
-    private readonly resolve: (r: UpstreamResponse) => void,
-    private readonly reject: (e: unknown) => void,
-  ) {}
-
-  onConnect(abort: (e?: Error) => void): void {
-    this.abortFn = abort;
-  }
-
-  onHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
-    if (status < 200) return true; // 1xx: the final answer follows
-    this.head = true;
-    this.resumeFn = resume;
-    const rawHeaders = new Array<string>(raw.length);
-    for (let i = 0; i < raw.length; i++) rawHeaders[i] = raw[i].toString('latin1');
-    this.resolve({ status, statusText, httpVersion: '1.1', rawHeaders, body: this });
-    return false; // until the consumer listens
-  }
-
-  onData(chunk: Buffer): boolean {
-    if (this.paused || this.queue.length > 0 || !this.dataFn) {
-      this.queue.push(chunk);
-      return false;
-    }
-    this.dataFn(chunk);
-    return !this.paused;
-  }
-
-  onComplete(): void {
-    this.ended = true;
-    if (!this.paused && this.queue.length === 0) this.finish();
-  }
-
-  onError(e: Error): void {
-    if (!this.head) return this.reject(upstreamError(this.url, e));
-    this.failed = e;
-    if (this.failFn && !this.finished) {
-      this.finished = true;
-      this.failFn(e);
-    }
-  }
-
-  // BodySource, for the tee.
-  on(event: 'data', fn: (chunk: Buffer) => void): this {
-    if (event === 'data') {
-      this.dataFn = fn;
-      queueMicrotask(() => this.resume());
-    }
-    return this;
-  }
-
-  once(event: string, fn: ((e: Error) => void) | (() => void)): this {
-    if (event === 'end') this.endFn = fn as () => void;
-    else if (event === 'error') {
-      this.failFn = fn;
-      if (this.failed && !this.finished) queueMicrotask(() => this.onError(this.failed!));
-    }
-    return this;
-  }
-
-  pause(): this {
-    this.paused = true;
-    return this;
-  }
-
-  resume(): this {
-    if (!this.paused || this.finished) return this;
-    this.paused = false;
-    while (!this.paused && this.queue.length > 0) this.dataFn?.(this.queue.shift()!);
-    if (this.paused) return this;
-    if (this.ended) this.finish();
-    else this.resumeFn?.();
-    return this;
-  }
-
-  destroy(): this {
-    if (!this.finished && !this.ended) this.abortFn?.(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
-    this.finished = true;
-    return this;
-  }
-
-  private finish(): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.endFn?.();
   }
 }
 
@@ -415,20 +198,11 @@ function safeSystemCAs(): string[] {
   }
 }
 
-/** undici's error codes in the terms of Node's sockets. */
-const UNDICI_CODES: Record<string, string> = {
-  UND_ERR_CONNECT_TIMEOUT: 'ETIMEDOUT',
-  UND_ERR_HEADERS_TIMEOUT: 'ETIMEDOUT',
-  UND_ERR_BODY_TIMEOUT: 'ETIMEDOUT',
-  UND_ERR_SOCKET: 'ECONNRESET',
-  UND_ERR_CLOSED: 'ECONNRESET',
-};
-
 /** An upstream failure as the client should see it: refused, TLS, timeout, name. */
 export function upstreamError(url: URL, e: unknown): BtrflyError {
   if (isBtrflyError(e)) return e; // already said in the client's terms (a denied address)
   const err = e as NodeJS.ErrnoException;
-  const code = UNDICI_CODES[err.code ?? ''] ?? err.code ?? 'ERROR';
+  const code = err.code ?? 'ERROR';
   const kind =
     code === 'ECONNREFUSED' ? 'connection refused' :
     code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'ENODATA' ? 'name not resolved' :

@@ -14,7 +14,7 @@ import { silentLogger, type Logger } from '../base/log';
 import type { Outcome } from '../proxy/outcome';
 import { countOutcome, type CloseOptions, type SessionInfo, type SessionResult } from '../proxy/session';
 import { isStoreError, teeToStore } from '../proxy/tee';
-import { upstreamError, type Upstream, type UpstreamResponse } from '../proxy/upstream';
+import { upstreamError, type Upstream } from '../proxy/upstream';
 
 /**
  * At most this many exchanges may be answered but not yet stored before new requests wait.
@@ -194,8 +194,14 @@ export class RecordSession {
   private async exchange(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string, turn: Promise<void>): Promise<Exchanged> {
     const method = req.method ?? 'GET';
     const answerLater = isPartialOrConditional(req);
+    let sent: ReturnType<Upstream['request']>;
+    try {
+      sent = this.upstream.request(url, method, flatHeaders(upstreamRequestHeaders(req, url)) as never);
+    } catch (e) {
+      return this.upstreamFailed(res, url, e);
+    }
+    const { req: upReq, response } = sent;
     let requestDigest: Promise<string | undefined> = Promise.resolve(undefined);
-    let body: Transform | null = null;
     if (hasRequestBody(req)) {
       const hash = createHash('sha256');
       const hasher = new Transform({
@@ -204,33 +210,28 @@ export class RecordSession {
           cb(null, chunk);
         },
       });
-      requestDigest = pipeline(req, hasher).then(() => hash.digest('hex'));
+      requestDigest = pipeline(req, hasher, upReq).then(() => hash.digest('hex'));
       requestDigest.catch(() => {});
-      body = hasher;
+    } else {
+      upReq.end();
     }
-    let upRes: UpstreamResponse;
+
+    let upRes: IncomingMessage;
     try {
-      upRes = await this.upstream.exchange(url, method, flatHeaders(upstreamRequestHeaders(req, url)), body);
+      upRes = await response;
     } catch (e) {
       return this.upstreamFailed(res, url, e);
     }
     const received = headerPairs(upRes.rawHeaders);
-    if (!answerLater) {
-      try {
-        res.writeHead(upRes.status, upRes.statusText, flatHeaders(withoutHopByHop(received)));
-      } catch (e) {
-        upRes.body.destroy(); // a paused exchange holds its connection until it is read or ended
-        throw e;
-      }
-    }
+    if (!answerLater) res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, flatHeaders(withoutHopByHop(received)));
 
     const writer = this.store.createBodyWriter();
     let stored: StoredBody;
     try {
-      await teeToStore(upRes.body, writer, answerLater ? null : res);
+      await teeToStore(upRes, writer, answerLater ? null : res);
     } catch (e) {
       writer.destroy();
-      if (isStoreError(e)) return this.storeFailed(res, e, received);
+      if (isStoreError(e)) return this.storeFailed(res, e, upRes);
       this.log.warn({ url: url.href, error: String(e) }, 'upstream body failed, not recorded');
       return this.upstreamFailed(res, url, e);
     }
@@ -238,7 +239,7 @@ export class RecordSession {
       stored = await writer.done;
     } catch (e) {
       writer.destroy();
-      return this.storeFailed(res, e, received);
+      return this.storeFailed(res, e, upRes);
     }
     if (!answerLater) this.info.stats.bytes += stored.size;
 
@@ -266,7 +267,7 @@ export class RecordSession {
     return { outcome: 'recorded', answer };
   }
 
-  private entryFor(req: IncomingMessage, upRes: UpstreamResponse, received: Header[], storedUrl: string, stored: StoredBody, bodySha256: string | undefined): Entry {
+  private entryFor(req: IncomingMessage, upRes: IncomingMessage, received: Header[], storedUrl: string, stored: StoredBody, bodySha256: string | undefined): Entry {
     const encoding = headerValue(received, 'content-encoding');
     return {
       request: {
@@ -277,8 +278,8 @@ export class RecordSession {
       },
       ordinal: 0,
       response: {
-        status: upRes.status,
-        statusText: upRes.statusText,
+        status: upRes.statusCode ?? 0,
+        statusText: upRes.statusMessage ?? '',
         httpVersion: `HTTP/${upRes.httpVersion}`,
         headers: received,
         content: {
@@ -294,10 +295,10 @@ export class RecordSession {
   }
 
   /** A body the archive could not store: the client's answer is broken off, and the recording is failed. */
-  private storeFailed(res: ServerResponse, e: unknown, received?: Header[]): Exchanged {
+  private storeFailed(res: ServerResponse, e: unknown, upRes?: IncomingMessage): Exchanged {
     if (!this.storageFailure) {
       this.storageFailure = e instanceof Error ? e : new Error(String(e));
-      const length = Number((received && headerValue(received, 'content-length')) ?? 0) || 0;
+      const length = Number(upRes?.headers['content-length'] ?? 0) || 0;
       this.storageNeeded = 2 * length;
     }
     this.log.error({ error: String(e) }, 'storing a response failed; the recording will not become the tag');
