@@ -183,7 +183,7 @@ export class BodyCache {
    * Removes every entry whose body is not in `keep`, and the stage directories of processes
    * that died (by the pid in their name; a stage without one when older than an hour), and
    * compacts the segments of writers that are gone (their records of bodies in `keep` that still
-   * check out, into one segment). Returns how many entries and records went.
+   * check out; see BodySegments.compact). Returns how many entries and records went.
    * @param opts.spareRecent keep entries made in the last hour too (a recorder is running: its
    * newest bodies are in no journal yet, and it may be answering from them)
    */

@@ -11,8 +11,8 @@
  * of the length and digest), then the raw bytes. Nothing is synced: after a crash a segment may
  * end in half a record, which a scan stops before, or hold records whose bytes never reached the
  * disk, which the SHA-256 check of every read finds. A record found bad is dropped by
- * overwriting its magic in place ({@link DEAD}); `gc` copies the good records of the segments
- * of dead writers into one new segment and deletes the old ones.
+ * overwriting its magic in place ({@link DEAD}); `gc` compacts the segments of dead writers
+ * ({@link BodySegments.compact}).
  *
  * Readers find a body by an index in memory, built by scanning the records' headers (one
  * positional read per record) the first time it is needed, and rescanned, from where each segment's
@@ -416,9 +416,16 @@ export class BodySegments {
   }
 
   /**
-   * Compacts the segments whose writers are gone: the good records of bodies in `keep` are copied
-   * into one new segment (each checked by its SHA-256 again, once per body), the old segments are
-   * deleted. Leftovers of a compaction that died are removed. Returns how many bodies went.
+   * Compacts the segments whose writers are gone. A segment that holds only good-looking records
+   * of bodies in `keep`, none repeated, and is at least half a writer's segment, is left as it is
+   * (reads check every record anyway; `verify` re-hashes them), as is one whole smaller segment
+   * with nothing to merge with: gc used to rewrite the whole cache whenever anything was to be
+   * dropped. A segment with no record to keep is deleted without a
+   * write. The rest are copied, each record checked by its SHA-256 again, into new segments of up
+   * to {@link SEGMENT_LIMIT}, and each old one is deleted once a finished new one holds its
+   * records: gc needs one new segment of free space, not a copy of the cache (on a full disk the
+   * deletions come first). Leftovers of a compaction that died are removed. Returns how many
+   * bodies went.
    * @param opts.spareRecent leave segments changed in the last hour as they are (a recorder runs)
    */
   compact(keep: ReadonlySet<string>, opts: { spareRecent?: boolean } = {}): number {
@@ -440,66 +447,125 @@ export class BodySegments {
       }
     };
     for (const name of names.filter((n) => !n.endsWith(SUFFIX) && done(n))) unlinkSafe(join(this.dir, name));
-    const old = names.filter((n) => n.endsWith(SUFFIX) && done(n));
-    if (old.length === 0) return 0;
-    // Whether anything would change: a record dropped, damaged, unkept or repeated, or more than one segment.
-    const copied = new Set<string>();
+    const surveys = names.filter((n) => n.endsWith(SUFFIX) && done(n)).map((n) => this.survey(n, keep));
     const gone = new Set<string>();
-    let waste = old.length > 1;
-    const visit = (each: (fd: number, h: Header, offset: number) => void): void => {
-      for (const name of old) {
-        const fd = openSegment(join(this.dir, name));
-        if (fd === undefined) continue;
-        try {
-          const end = scanRecords(fd, 0, (h, offset) => each(fd, h, offset));
-          if (end !== fstatSync(fd).size) waste = true;
-        } catch {
-          waste = true; // unreadable past some record: its good records before that are copied
-        } finally {
-          closeSync(fd);
-        }
-      }
-    };
-    const good = (fd: number, h: Header, offset: number): Buffer | undefined => {
-      const body = Buffer.allocUnsafe(h.length);
-      return readFully(fd, body, offset + HEADER) === h.length && sha256Of(body) === h.sha256 ? body : undefined;
-    };
-    visit((fd, h, offset) => {
-      if (!h.live || !keep.has(h.sha256) || copied.has(h.sha256) || !good(fd, h, offset)) {
-        waste = true;
-        if (h.live && !keep.has(h.sha256)) gone.add(h.sha256);
-        return;
-      }
-      copied.add(h.sha256);
-    });
-    if (!waste) return 0;
-    copied.clear();
-    const name = ownedTempName(process.pid, randomUUID()) + SUFFIX;
-    const temp = join(this.dir, `${name}.tmp`);
-    const out = openSync(temp, 'wx');
-    let size = 0;
-    try {
-      visit((fd, h, offset) => {
-        if (!h.live || !keep.has(h.sha256) || copied.has(h.sha256)) return;
-        const body = good(fd, h, offset);
-        if (!body) return;
-        const written = writevSync(out, [header(h.sha256, h.length), body], size);
-        if (written !== HEADER + h.length) throw new Error(`wrote ${written} of ${HEADER + h.length} bytes to ${temp}`);
-        size += written;
-        copied.add(h.sha256);
-      });
-    } catch (e) {
-      closeSync(out);
-      unlinkSafe(temp);
-      throw e;
+    for (const s of surveys) for (const sha of s.unkept) gone.add(sha);
+    // Kept as they are: whole segments, the larger first, none holding a body an earlier one holds.
+    const placed = new Set<string>();
+    const rewrite: SegmentSurvey[] = [];
+    for (const s of [...surveys].sort((a, b) => b.size - a.size)) {
+      if (s.whole && s.size >= SEGMENT_LIMIT / 2 && !s.kept.some((sha) => placed.has(sha))) for (const sha of s.kept) placed.add(sha);
+      else if (s.kept.every((sha) => placed.has(sha))) unlinkSafe(join(this.dir, s.name));
+      else rewrite.push(s);
     }
-    closeSync(out);
-    if (size > 0) renameSync(temp, join(this.dir, name));
-    else unlinkSafe(temp);
-    for (const n of old) unlinkSafe(join(this.dir, n));
+    // One whole small segment has nothing to be merged with: copying it would only churn.
+    if (rewrite.length === 1 && rewrite[0].whole) rewrite.pop();
+    let out: { fd: number; temp: string; name: string; size: number; from: string[] } | undefined;
+    const finish = (): void => {
+      if (!out) return;
+      closeSync(out.fd);
+      if (out.size > 0) renameSync(out.temp, join(this.dir, out.name));
+      else unlinkSafe(out.temp);
+      for (const n of out.from) unlinkSafe(join(this.dir, n));
+      out = undefined;
+    };
+    try {
+      for (const s of rewrite) {
+        if (out && out.size >= SEGMENT_LIMIT) finish();
+        if (!out) {
+          const name = ownedTempName(process.pid, randomUUID()) + SUFFIX;
+          const temp = join(this.dir, `${name}.tmp`);
+          out = { fd: openSync(temp, 'wx'), temp, name, size: 0, from: [] };
+        }
+        const target = out;
+        this.visit(s.name, (fd, h, offset) => {
+          if (!h.live || !keep.has(h.sha256) || placed.has(h.sha256)) return;
+          const body = Buffer.allocUnsafe(h.length);
+          if (readFully(fd, body, offset + HEADER) !== h.length || sha256Of(body) !== h.sha256) return;
+          let written: number;
+          try {
+            written = writevSync(target.fd, [header(h.sha256, h.length), body], target.size);
+          } catch (e) {
+            throw new SegmentWriteError(e);
+          }
+          if (written !== HEADER + h.length) throw new SegmentWriteError(new Error(`wrote ${written} of ${HEADER + h.length} bytes to ${target.temp}`));
+          target.size += written;
+          placed.add(h.sha256);
+        });
+        target.from.push(s.name);
+      }
+      finish();
+    } catch (e) {
+      // The old segments of the unfinished new one stay: nothing is lost, the next gc goes on.
+      if (out) {
+        closeSync(out.fd);
+        unlinkSafe(out.temp);
+      }
+      throw e instanceof SegmentWriteError ? e.cause : e;
+    }
     for (const sha of gone) this.index.delete(sha);
     return gone.size;
   }
+
+  /** What a segment holds, from its headers alone: see {@link SegmentSurvey}. */
+  private survey(name: string, keep: ReadonlySet<string>): SegmentSurvey {
+    const s: SegmentSurvey = { name, size: 0, whole: true, kept: [], unkept: [] };
+    const seen = new Set<string>();
+    let expected = 0;
+    s.whole = this.visit(name, (_fd, h, offset) => {
+      if (offset !== expected) s.whole = false; // damaged bytes skipped before this record
+      expected = offset + HEADER + h.length;
+      if (!h.live) s.whole = false;
+      else if (!keep.has(h.sha256)) {
+        s.whole = false;
+        s.unkept.push(h.sha256);
+      } else if (seen.has(h.sha256)) s.whole = false;
+      else {
+        seen.add(h.sha256);
+        s.kept.push(h.sha256);
+      }
+    }, (size) => (s.size = size)) && s.whole;
+    return s;
+  }
+
+  /**
+   * Calls `each` for every record of a segment; false when the segment could not be read to its
+   * end (gone, unreadable past some record, or ending in bytes that are no record).
+   */
+  private visit(name: string, each: (fd: number, h: Header, offset: number) => void, sized?: (size: number) => void): boolean {
+    const fd = openSegment(join(this.dir, name));
+    if (fd === undefined) return false;
+    try {
+      const size = fstatSync(fd).size;
+      sized?.(size);
+      return scanRecords(fd, 0, (h, offset) => each(fd, h, offset)) === size;
+    } catch (e) {
+      if (e instanceof SegmentWriteError) throw e;
+      return false;
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+/** A write of gc's new segment failed: it ends the compaction (a failed read ends only that segment's copy). */
+class SegmentWriteError extends Error {
+  constructor(cause: unknown) {
+    super('segment write failed', { cause });
+  }
+}
+
+/**
+ * One segment as gc sees it. `whole`: read to its end, every record live, of a kept body, and not
+ * repeated within it, with no damaged bytes between records. `kept`: the kept bodies it holds;
+ * `unkept`: those no tag reaches any more.
+ */
+interface SegmentSurvey {
+  name: string;
+  size: number;
+  whole: boolean;
+  kept: string[];
+  unkept: string[];
 }
 
 function unlinkSafe(path: string): void {

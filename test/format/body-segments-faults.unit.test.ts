@@ -5,7 +5,7 @@
  * hang, or leak descriptors and files.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, statfsSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { onPath } from '../../src/engine/host/config';
 import { BodySegments, HEADER } from '../../src/format/body-segments';
@@ -33,7 +33,7 @@ describe('segment files that are no regular file, or hostile', () => {
     expect(r.check(sha256(randomBytes(8)), 8)).toBe('absent');
     expect(() => r.compact(new Set([sha256(body)]))).not.toThrow();
     expect(readdirSync(dir).filter((n) => !n.startsWith('junk-'))).toHaveLength(1);
-    expect(readdirSync(dir)).not.toContain(name); // compacted into a new one
+    expect(readdirSync(dir)).toContain(name); // a whole segment with nothing to merge with stays
     const again = new BodySegments(dir);
     registerCleanup(() => again.close());
     expect(again.read(sha256(body), body.length)!.equals(body)).toBe(true);
@@ -206,5 +206,85 @@ describeDiskFull('appends on a full disk', () => {
     expect(r.read(sha256(first), first.length)!.equals(first)).toBe(true);
     expect(r.read(sha256(later), later.length)!.equals(later)).toBe(true);
     expect(existsSync(join(seen, 'filler'))).toBe(true);
+  });
+});
+
+describe('gc of segments copies only what it must', () => {
+  const segmentOf = (dir: string, bodies: Buffer[]): string => {
+    const before = new Set(existsSync(dir) ? readdirSync(dir) : []);
+    const w = new BodySegments(dir);
+    for (const b of bodies) w.append(sha256(b), b);
+    w.close();
+    return readdirSync(dir).find((n) => !before.has(n))!;
+  };
+  const readsAll = (dir: string, bodies: Buffer[]): boolean => {
+    const r = new BodySegments(dir);
+    try {
+      return bodies.every((b) => r.read(sha256(b), b.length)?.equals(b) === true);
+    } finally {
+      r.close();
+    }
+  };
+
+  test('a large segment of kept bodies is left as it is while a wasteful one beside it is rewritten (gc rewrote the whole cache)', () => {
+    const dir = join(tmpDir(), 'segments');
+    const large = Array.from({ length: 33 }, () => randomBytes(1024 * 1024));
+    const big = segmentOf(dir, large);
+    const [kept, unkept] = [randomBytes(5000), randomBytes(5000)];
+    const small = segmentOf(dir, [kept, unkept]);
+    const before = statSync(join(dir, big));
+    const gc = new BodySegments(dir);
+    registerCleanup(() => gc.close());
+    expect(gc.compact(new Set([...large, kept].map(sha256)))).toBe(1);
+    const after = statSync(join(dir, big));
+    expect([after.ino, after.mtimeMs, after.size]).toEqual([before.ino, before.mtimeMs, before.size]);
+    expect(readdirSync(dir)).not.toContain(small);
+    expect(readdirSync(dir)).toHaveLength(2);
+    expect(readsAll(dir, [...large, kept])).toBe(true);
+    expect(readsAll(dir, [unkept])).toBe(false);
+  });
+
+  test('damaged bytes between two records: gc rewrites the segment without them (it kept them for ever)', () => {
+    const dir = join(tmpDir(), 'segments');
+    const bodies = [randomBytes(3000), randomBytes(3000), randomBytes(3000)];
+    const name = segmentOf(dir, bodies);
+    const fd = openSync(join(dir, name), 'r+');
+    writeSync(fd, Buffer.from('XXXX'), 0, 4, HEADER + 3000); // the second record's magic
+    closeSync(fd);
+    const gc = new BodySegments(dir);
+    registerCleanup(() => gc.close());
+    gc.compact(new Set(bodies.map(sha256)));
+    const names = readdirSync(dir);
+    expect(names).toHaveLength(1);
+    expect(names[0]).not.toBe(name);
+    expect(statSync(join(dir, names[0])).size).toBe(2 * (HEADER + 3000));
+    expect(readsAll(dir, [bodies[0], bodies[2]])).toBe(true);
+  });
+
+  describeDiskFull('on a full disk', () => {
+    test('a segment with nothing to keep is deleted without a write, so gc frees space (it failed with ENOSPC and freed nothing)', async () => {
+      if (missing.length) throw new Error(`the disk-full tests need ${missing.join(', ')}`);
+      const { seen } = await smallDisk('2m');
+      const dir = join(seen, 'segments');
+      const dropped = Array.from({ length: 5 }, () => randomBytes(100_000));
+      const gone = segmentOf(dir, dropped);
+      const keptBodies = [randomBytes(100_000), randomBytes(100_000)];
+      const stays = segmentOf(dir, keptBodies);
+      const fd = openSync(join(seen, 'filler'), 'w');
+      try {
+        for (;;) writeSync(fd, Buffer.alloc(64 * 1024, 1));
+      } catch (e) {
+        expect((e as NodeJS.ErrnoException).code).toBe('ENOSPC');
+      } finally {
+        closeSync(fd);
+      }
+      const gc = new BodySegments(dir);
+      registerCleanup(() => gc.close());
+      expect(gc.compact(new Set(keptBodies.map(sha256)))).toBe(5);
+      expect(readdirSync(dir)).toEqual([stays]);
+      expect(readdirSync(dir)).not.toContain(gone);
+      expect(readsAll(dir, keptBodies)).toBe(true);
+      expect(statfsSync(seen).bavail).toBeGreaterThan(0);
+    });
   });
 });
