@@ -5,6 +5,7 @@
 import { repairAdvice } from '../../format/types';
 import { asideWhy } from '../../format/lifecycle';
 import { formatSize } from '../../format/size';
+import { printable } from '../../format/printable';
 import type { DamagedBody, Mode } from '../proxy/session';
 import type { SessionResult } from '../session/runtime';
 
@@ -28,20 +29,23 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
   const lines =
     mode === 'record'
       ? [`btrfly: recorded tag "${r.info.tag}" (recording ${id || 'none'}): ${s.requests} requests, ${s.recorded} entries, ${formatSize(s.bytes)}${s.upstreamErrors ? `, ${s.upstreamErrors} upstream errors` : ''}`]
-      : [`btrfly: played back tag "${r.info.tag}" (recording ${(r.info.rev ?? '').slice(0, 12)}): ${s.requests} requests, ${formatSize(s.bytes)}, ${s.hits} hits, ${s.misses} misses${s.corrupt ? `, ${s.corrupt} damaged` : ''}`];
+      : [`btrfly: played back tag "${r.info.tag}" (recording ${(r.info.rev ?? '').slice(0, 12)}): ${s.requests} requests, ${formatSize(s.bytes)}, ${s.hits} hits, ${s.misses} misses${s.corrupt ? `, ${s.corrupt} damaged` : ''}${s.upstreamErrors ? `, ${s.upstreamErrors} upstream errors` : ''}`];
   for (const d of r.damaged ?? []) lines.push(damagedLine(r.info.tag, d));
+  for (const u of r.unanswered ?? []) {
+    lines.push(`btrfly: the recorded answer to ${printable(u.method)} ${printable(u.url)} could not be sent (${u.why}), so the client got 500: record the tag again, or restore its manifest from git history`);
+  }
   if (mode === 'playback' && r.commit) lines.push(`btrfly: --append recorded ${s.recorded} missing entr${s.recorded === 1 ? 'y' : 'ies'} as recording ${r.commit.slice(0, 12)} of tag "${r.info.tag}"`);
   if (r.misses.length > 0) {
     lines.push(`btrfly: ${r.misses.length} request(s) missed (not in the recording):`);
     for (const m of r.misses) {
-      lines.push(`  ${m.method} ${m.url}`);
-      for (const n of m.nearest) lines.push(`    nearest: ${n}`);
+      lines.push(`  ${printable(m.method)} ${printable(m.url)}`);
+      for (const n of m.nearest) lines.push(`    nearest: ${printable(n, true)}`);
     }
     lines.push(`btrfly: re-record with "btrfly run --record --append --tag=${r.info.tag} -- ..." or make the build request what was recorded`);
   }
   if (unused && r.unused && r.unused.length > 0) {
     lines.push(`btrfly: ${r.unused.length} recorded entr${r.unused.length === 1 ? 'y' : 'ies'} nothing asked for:`);
-    for (const e of r.unused) lines.push(`  ${e.request.method} ${e.request.url}`);
+    for (const e of r.unused) lines.push(`  ${printable(e.request.method)} ${printable(e.request.url)}`);
   }
   return lines;
 }
@@ -49,5 +53,5 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
 /** One line per damaged body: which, and what to do (the client's transfer of it was broken off). */
 function damagedLine(tag: string, d: DamagedBody): string {
   const what = d.code === 'BODY_MISSING' ? 'cannot be read from the archive (an object is missing or damaged)' : 'is damaged in the archive (it does not match its SHA-256)';
-  return `btrfly: the body of ${d.method} ${d.url} (sha256 ${d.sha256}) ${what}, so its transfer was broken off: ${repairAdvice(tag)}`;
+  return `btrfly: the body of ${printable(d.method)} ${printable(d.url)} (sha256 ${d.sha256}) ${what}, so its transfer was broken off: ${repairAdvice(tag)}`;
 }
