@@ -38,7 +38,7 @@ maybe('start record --upstream-proxy: the password is not on the daemon\'s comma
   expect(ns.stdout + ns.stderr).toMatch(/recording tag "proxied"/);
   expect(ns.status).toBe(0);
   const cmdline = readFileSync(path.join(work, 'cmdline'), 'utf8');
-  expect(cmdline).toMatch(/ daemon /);
+  expect(cmdline).toMatch(/daemon-entry\.js /);
   expect(cmdline).not.toContain(PASSWORD);
   expect(readFileSync(path.join(work, 'headers'), 'utf8')).toMatch(/^x-btrfly-upstream-error: connection refused\r$/im);
   expect(filesUnder(path.join(work, 'state')).filter((f) => readFileSync(f).includes(PASSWORD))).toEqual([]);
