@@ -112,7 +112,8 @@ export class RecordSession {
     const method = req.method ?? 'GET';
     const storedUrl = redactUrl(url.href, this.redact.query, this.redactKey);
     const shareable = (method === 'GET' || method === 'HEAD') && !hasRequestBody(req);
-    const key = shareable ? shareKey(method, storedUrl, upstreamRequestHeaders(req, url)) : undefined;
+    const sentHeaders = upstreamRequestHeaders(req, url);
+    const key = shareable ? shareKey(method, storedUrl, sentHeaders) : undefined;
     const pending = key ? this.inflight.get(key) : undefined;
     if (pending) {
       const recorded = (await pending.catch(() => undefined))?.answer;
@@ -121,7 +122,7 @@ export class RecordSession {
         return 'recorded';
       }
     }
-    const fetch = this.fetchAndRecord(req, res, url, storedUrl);
+    const fetch = this.fetchAndRecord(req, res, url, storedUrl, sentHeaders);
     this.writing.add(fetch);
     let counted = false;
     const answered = (): void => {
@@ -187,14 +188,14 @@ export class RecordSession {
     }
   }
 
-  private async fetchAndRecord(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string): Promise<Exchanged> {
+  private async fetchAndRecord(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string, sentHeaders: Header[]): Promise<Exchanged> {
     const turnKey = `${req.method ?? 'GET'} ${storedUrl}`;
     const before = this.turns.get(turnKey) ?? Promise.resolve();
     let done!: () => void;
     const mine = before.then(() => new Promise<void>((resolve) => (done = resolve)));
     this.turns.set(turnKey, mine);
     try {
-      return await this.exchange(req, res, url, storedUrl, before);
+      return await this.exchange(req, res, url, storedUrl, sentHeaders, before);
     } finally {
       // `done` is set once the turn before has ended; release ours right after it in that case.
       void before.then(() => done());
@@ -202,12 +203,13 @@ export class RecordSession {
     }
   }
 
-  private async exchange(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string, turn: Promise<void>): Promise<Exchanged> {
+  /** @param sentHeaders the request's headers as they go upstream ({@link upstreamRequestHeaders}) */
+  private async exchange(req: IncomingMessage, res: ServerResponse, url: URL, storedUrl: string, sentHeaders: Header[], turn: Promise<void>): Promise<Exchanged> {
     const method = req.method ?? 'GET';
     const answerLater = isPartialOrConditional(req);
     let sent: ReturnType<Upstream['request']>;
     try {
-      sent = this.upstream.request(url, method, flatHeaders(upstreamRequestHeaders(req, url)) as never);
+      sent = this.upstream.request(url, method, flatHeaders(sentHeaders) as never);
     } catch (e) {
       return this.upstreamFailed(res, url, e);
     }
