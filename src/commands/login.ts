@@ -17,6 +17,6 @@ export default class Login extends BtrflyCommand {
     const caPem = flags.ca ? await readFile(flags.ca, 'utf8') : undefined;
     const out = await login({ url: args.url, token: flags.token, caPem });
     if (this.jsonEnabled()) return out;
-    process.stderr.write(`btrfly: logged in to ${args.url} (${out.scopes.join(',')} on ${out.tags.join(',')}); saved in ${out.file}\n`);
+    process.stderr.write(`btrfly: logged in to ${out.url} (${out.scopes.join(',')} on ${out.tags.join(',')}); saved in ${out.file}\n`);
   }
 }

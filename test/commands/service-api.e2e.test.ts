@@ -4,6 +4,7 @@
  * session request may carry, what a listing shows to which team, what a tunnel may do after its
  * session ended, who may discard, and how malformed calls are answered.
  */
+import { existsSync } from 'node:fs';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -231,6 +232,20 @@ describe('the btrfly service API on loopback', () => {
     expect(tooLarge).toMatchObject({ status: 413, json: { error: { code: 'USAGE', message: 'the request body is larger than 64 KiB: send a smaller JSON object' } } });
     expect((await call('btf_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 'POST', '/v1/sessions', huge, json)).status).toBe(401);
     expect(service.stderr).not.toMatch(/API request refused or failed.*(larger than|not JSON|no JSON body)/);
+  });
+
+  test('login never echoes a credential typed into the URL: a password is refused (exit 2, nothing saved), a query is not printed', async () => {
+    const config = tmpDir('btrfly-login-');
+    const env = { BTRFLY_CONFIG_DIR: config };
+    const { host } = new URL(api);
+    const ca = serveDir.caPath;
+    const withPassword = await runCli(['login', `https://ci:hunter2-secret@${host}`, '--token', token.teamA, '--ca', ca], { env });
+    expect(withPassword).toMatchObject({ code: 2, stdout: '' });
+    expect(withPassword.stderr).toBe(`btrfly: the service URL must not hold a user name or password (btrfly sends the token instead): use https://${host}\n`);
+    expect(existsSync(path.join(config, 'login.json'))).toBe(false);
+    const withQuery = await runCli(['login', `${api}/ui/?token=${token.teamA}`, '--token', token.teamA, '--ca', ca], { env });
+    expect(withQuery).toMatchObject({ code: 0, stdout: '' });
+    expect(withQuery.stderr).toBe(`btrfly: logged in to ${api} (record,playback on team-a/*); saved in ${path.join(config, 'login.json')}\n`);
   });
 });
 
