@@ -187,11 +187,13 @@ describe('the btrfly service API on loopback', () => {
     const { service: strict, proxyPort: port, api: strictApi } = await startService(serveDir, { archive: archive2, address: '127.0.0.1', resolve: ['origin.test:127.0.0.1'] });
     try {
       const strictCall = (method: string, p: string, body?: unknown) => call(token.admin, method, new URL(p, strictApi).href, body);
-      const opened = await strictCall('POST', '/v1/sessions', { tag: 'team-a/ssrf', mode: 'record' });
+      // A value the session redacts never reaches the service's log either, even when the request is refused.
+      const planted = 'planted-query-secret-4711';
+      const opened = await strictCall('POST', '/v1/sessions', { tag: 'team-a/ssrf', mode: 'record', redactQuery: ['secret'] });
       expect(opened.status).toBe(201);
       const before = (await origin.stats()).total;
       const targets = [
-        ['127.0.0.1', `http://127.0.0.1:${origin.port}/counter`],
+        ['127.0.0.1', `http://127.0.0.1:${origin.port}/counter?secret=${planted}`],
         ['127.0.0.1', `http://origin.test:${origin.port}/counter`],
         ['::ffff:7f00:1', `http://[::ffff:127.0.0.1]:${origin.port}/counter`],
       ];
@@ -205,6 +207,8 @@ describe('the btrfly service API on loopback', () => {
       const closed = await strictCall('DELETE', `/v1/sessions/${(opened.json.session as { id: string }).id}`);
       expect(closed.json).toMatchObject({ info: { stats: { recorded: 0, upstreamErrors: 3 } } });
       expect(strict.stdout + strict.stderr).toMatch(/upstream address denied, not recorded/);
+      expect(strict.stdout + strict.stderr).toMatch(/"url":"http:\/\/127\.0\.0\.1:\d+\/counter\?secret=btrfly-hmac:[0-9a-f]{64}"/);
+      expect(strict.stdout + strict.stderr).not.toContain(planted);
     } finally {
       await strict.stop();
     }

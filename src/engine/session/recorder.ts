@@ -245,7 +245,7 @@ export class RecordSession {
     } catch (e) {
       writer.destroy();
       if (isStoreError(e)) return this.storeFailed(res, e, upRes);
-      this.log.warn({ url: url.href, error: String(e) }, 'upstream body failed, not recorded');
+      this.log.warn({ url: this.loggedUrl(url), error: String(e) }, 'upstream body failed, not recorded');
       return this.upstreamFailed(res, url, e);
     }
     try {
@@ -319,10 +319,15 @@ export class RecordSession {
     return { outcome: 'error' };
   }
 
+  /** A URL as the log may show it: as it would be stored, its `--redact-query` values hashed and no `user:password@`. */
+  private loggedUrl(url: URL): string {
+    return redactUrl(url.href, this.redact.query, this.redactKey);
+  }
+
   /** An upstream failure reaches the client as it happened, marked by btrfly; it is not recorded. */
   private upstreamFailed(res: ServerResponse, url: URL, e: unknown): Exchanged {
     const err = upstreamError(url, e);
-    if (err.data.kind === 'denied') this.log.warn({ url: url.href, address: err.data.address, rule: err.data.rule }, 'upstream address denied, not recorded');
+    if (err.data.kind === 'denied') this.log.warn({ url: this.loggedUrl(url), address: err.data.address, rule: err.data.rule }, 'upstream address denied, not recorded');
     if (res.headersSent) {
       res.destroy(err);
       return { outcome: 'upstream-error' };
