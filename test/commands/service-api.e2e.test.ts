@@ -169,6 +169,23 @@ describe('the btrfly service API on loopback', () => {
     expect((await call(revokable, 'GET', '/v1/status')).status).toBe(401);
   });
 
+  test('a second session from the same address is refused without naming another team\'s tag or session', async () => {
+    const id = await open(token.teamA, { tag: 'team-a/shared-host', mode: 'record' });
+    try {
+      const other = await call(token.teamB, 'POST', '/v1/sessions', { tag: 'team-b/shared-host', mode: 'record' });
+      expect(other.status).toBe(409);
+      expect(other.json.error).toEqual({
+        code: 'SESSION',
+        message: 'client 127.0.0.1 is already in a session of a tag this token does not cover: it must end first ("btrfly stop" on the host that started it)',
+      });
+      // The team that may read the tag is told which session it is.
+      const same = await call(token.teamA2, 'POST', '/v1/sessions', { tag: 'team-a/other', mode: 'record' });
+      expect(same.json.error).toMatchObject({ code: 'SESSION', message: expect.stringContaining(`session ${id} (tag "team-a/shared-host")`) });
+    } finally {
+      expect((await close(token.teamA, id, '?discard=1')).status).toBe(200);
+    }
+  });
+
   test('only the token that opened a session, or an admin, may discard it; another token of the team may end it', async () => {
     const id = await open(token.teamA, { tag: 'team-a/discard', mode: 'record' });
     const r = await close(token.teamA2, id, '?discard=1');

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import * as https from 'node:https';
 import express from 'express';
-import { BtrflyError, oneLine } from '../../errors';
+import { BtrflyError, isBtrflyError, oneLine } from '../../errors';
 import { parseTagSpec } from '../../format/names';
 import { archiveApi } from './archive-api';
 import { API_BODY_LIMIT, jsonErrorHandler } from './json-answer';
@@ -117,7 +117,17 @@ export async function runService(opts: ServiceOptions): Promise<void> {
       (async (): Promise<RegisteredSession> => {
         const body = parseSessionRequest(req.body);
         authorizeSession(tokenOf(res), body, parseTagSpec(body.tag).tag);
-        const opened = await runtime.openSession({ ...body, clients: [client] });
+        const opened = await runtime.openSession({ ...body, clients: [client] }).catch((e: unknown) => {
+          // Hosts of two teams may share an address (NAT, a shared build machine): the session in
+          // the way is named only to a token that may read its tag.
+          const other = runtime.status().find((s) => s.clients.some((c) => normalizeAddress(c) === client));
+          if (isBtrflyError(e) && e.code === 'SESSION' && other && !mayRead(tokenOf(res), other.tag)) {
+            throw new BtrflyError('SESSION', `client ${client} is already in a session of a tag this token does not cover: it must end first ("btrfly stop" on the host that started it)`, {
+              httpStatus: 409,
+            });
+          }
+          throw e;
+        });
         owners.set(opened.info.id, tokenOf(res).id);
         opts.logger.info({ id: opened.info.id, tag: opened.info.tag, mode: opened.info.mode, client, token: tokenOf(res).id }, 'session opened');
         return { session: opened.info, dns: opts.address, caPem: runtime.ca.certPem };
