@@ -162,6 +162,8 @@ export class Runtime {
       await writer.abandon();
       throw e;
     }
+    // After the caller has its answer (the daemon's API reply, `run` spawning its command).
+    setImmediate(() => this.upstream.prepareHttps());
     return new RecordSession(info, writer, this.archive, this.upstream, redact, this.key, this.sessionLogger(info), previous, { dir: this.archive.dir, gitTemps });
   }
 
