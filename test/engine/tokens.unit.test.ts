@@ -34,7 +34,13 @@ test('tag patterns: * matches any run of characters, the rest literally', () => 
 test('reading a tag in the API and the UI: any scope reads what its patterns cover, admin reads all', async () => {
   const store = new TokenStore(path.join(tmpDir('btrfly-tokens-'), 'tokens.json'));
   const play = (await store.create({ scopes: ['playback'], tags: ['team-a/*'] })).record;
-  const admin = (await store.create({ scopes: ['admin'], tags: ['nothing'] })).record;
+  const admin = (await store.create({ scopes: ['admin'], tags: ['*'] })).record;
+  // Patterns beside admin would look like a limit it does not have: refused.
+  await expect(store.create({ scopes: ['admin'], tags: ['team-a/*'] })).rejects.toMatchObject({
+    code: 'USAGE',
+    message: "an admin token covers every tag, not only team-a/*: give it --tags '*', or give a team's token --scope record,playback",
+  });
+  await expect(store.create({ scopes: ['record', 'admin'], tags: ['*', 'x'] })).rejects.toMatchObject({ code: 'USAGE' });
   expect(mayRead(play, 'team-a/app')).toBe(true);
   expect(mayRead(play, 'team-b/app')).toBe(false);
   expect(mayRead(admin, 'team-b/app')).toBe(true);

@@ -46,6 +46,10 @@ export class TokenStore {
       if (!SCOPES.includes(s)) throw new BtrflyError('USAGE', `unknown scope "${s}": use record, playback or admin`);
     }
     if (init.tags.length === 0) throw new BtrflyError('USAGE', "a token needs at least one tag pattern: --tags 'team-a/*' (or '*' for every tag)");
+    // admin may do anything to every tag (authorize, mayRead): patterns beside it would only look like a limit.
+    if (init.scopes.includes('admin') && init.tags.some((t) => t !== '*')) {
+      throw new BtrflyError('USAGE', `an admin token covers every tag, not only ${init.tags.join(',')}: give it --tags '*', or give a team's token --scope record,playback`);
+    }
     const id = randomBytes(6).toString('hex');
     const secret = randomBytes(24).toString('base64url');
     const record: TokenRecord = { id, ...(init.name ? { name: init.name } : {}), scopes: [...new Set(init.scopes)], tags: init.tags, hash: sha256(secret), created: new Date().toISOString() };
