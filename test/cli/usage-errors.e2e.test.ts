@@ -42,6 +42,7 @@ const rows: Row[] = [
   // Bad flag values.
   { argv: ['export', 'x', '--format', 'zip', '-o', '-'], code: 2, stderr: 'btrfly: --format must be har or warc, not "zip"; usage: btrfly export SPEC --output=FILE' },
   { argv: ['serve', '--dns-port', 'x'], code: 2, stderr: 'btrfly: --dns-port: expected an integer but received: x; usage: btrfly serve' },
+  { argv: ['serve', '--api-cert', 'cert.pem'], code: 2, stderr: 'btrfly: --api-cert needs --api-key as well: give both, or neither; usage: btrfly serve' },
   // Unknown flags: the command's own, mistyped, or the child's, before "--".
   { argv: ['run', '--record', '--tag=t', 'ls', '-la'], code: 2, stderr: 'btrfly: unknown flag -la: put the command after "--": btrfly run --record --tag=t -- ls -la' },
   {
