@@ -4,7 +4,7 @@
  * session request may carry, what a listing shows to which team, what a tunnel may do after its
  * session ended, who may discard, and how malformed calls are answered.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -253,6 +253,21 @@ describe('the btrfly service API on loopback', () => {
     expect(tooLarge).toMatchObject({ status: 413, json: { error: { code: 'USAGE', message: 'the request body is larger than 64 KiB: send a smaller JSON object' } } });
     expect((await call('btf_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 'POST', '/v1/sessions', huge, json)).status).toBe(401);
     expect(service.stderr).not.toMatch(/API request refused or failed.*(larger than|not JSON|no JSON body)/);
+  });
+
+  test('an --api-cert or --api-key that cannot be read or is not PEM: one line naming it, exit 1', async () => {
+    const dir = tmpDir('btrfly-api-cert-');
+    const garbage = path.join(dir, 'garbage.pem');
+    writeFileSync(garbage, 'not a certificate\n');
+    const missing = path.join(dir, 'missing.pem');
+    const ports = ['--dns-port', '0', '--http-port', '0', '--https-port', '0', '--proxy-port', '0', '--api-port', '0'];
+    const serve = (cert: string, key: string) => runCli(['serve', '--archive', path.join(dir, 'archive'), '--tokens', tokens, ...ports, '--api-cert', cert, '--api-key', key]);
+    const unread = await serve(missing, garbage);
+    expect(unread.code).toBe(1);
+    expect(unread.stderr).toMatch(new RegExp(`^btrfly: cannot read the API's certificate ${missing}: [^\\n]*ENOENT[^\\n]*: give a PEM file, or leave out --api-cert and --api-key for a certificate from btrfly's CA\\n$`));
+    const notPem = await serve(garbage, garbage);
+    expect(notPem.code).toBe(1);
+    expect(notPem.stderr).toMatch(new RegExp(`^btrfly: --api-cert ${garbage} and --api-key ${garbage} are not a PEM certificate and its private key \\([^\\n]*\\): give the pair in PEM, or leave both out for a certificate from btrfly's CA\\n$`));
   });
 
   test('login never echoes a credential typed into the URL: a password is refused (exit 2, nothing saved), a query is not printed', async () => {

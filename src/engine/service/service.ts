@@ -156,9 +156,18 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     );
 
     const apiAddress = opts.apiAddress ?? opts.address;
+    const readPem = (file: string, what: string) =>
+      readFile(file, 'utf8').catch((e: unknown) => {
+        throw new BtrflyError('CONFIG', `cannot read the API's ${what} ${file}: ${oneLine(e)}: give a PEM file, or leave out --api-cert and --api-key for a certificate from btrfly's CA`);
+      });
     const tlsOptions =
-      opts.apiCert && opts.apiKey ? { cert: await readFile(opts.apiCert, 'utf8'), key: await readFile(opts.apiKey, 'utf8') } : await runtime.ca.serverOptions(apiAddress);
-    const server = https.createServer(tlsOptions, app);
+      opts.apiCert && opts.apiKey ? { cert: await readPem(opts.apiCert, 'certificate'), key: await readPem(opts.apiKey, 'key') } : await runtime.ca.serverOptions(apiAddress);
+    let server: https.Server;
+    try {
+      server = https.createServer(tlsOptions, app);
+    } catch (e) {
+      throw new BtrflyError('CONFIG', `--api-cert ${opts.apiCert} and --api-key ${opts.apiKey} are not a PEM certificate and its private key (${oneLine(e)}): give the pair in PEM, or leave both out for a certificate from btrfly's CA`);
+    }
     api = server;
     const port = await listen(server, apiAddress, opts.apiPort).catch((e: unknown) => {
       throw new BtrflyError('NETWORK', `cannot listen for the API on ${apiAddress}:${opts.apiPort}: ${oneLine(e)}`);
