@@ -4,7 +4,8 @@
  * do, the exit status of docs/contract.md "Exit statuses" (2: bad usage), and no stack trace. And a reader
  * that leaves early (`btrfly export T -o - | head -1`) ends btrfly quietly with status 0.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { copyFixtureArchive, runCli, spawnCli, tmpDir } from '../helpers';
 
@@ -13,6 +14,10 @@ const aFile = join(dir, 'a-file');
 writeFileSync(aFile, 'not an archive\n');
 const plainDir = join(dir, 'plain');
 mkdirSync(join(plainDir, 'src'), { recursive: true });
+// An archive whose git config a hand edit broke: still the archive, and said so.
+const damagedConfig = join(dir, 'damaged-config');
+execFileSync('git', ['init', '-q', '--bare', damagedConfig]);
+appendFileSync(join(damagedConfig, 'config'), '[core\n\tgarbage\n');
 const RUN_USAGE = 'usage: btrfly run --record|--playback --tag=T -- CMD [ARGS...]';
 
 interface Row {
@@ -76,6 +81,11 @@ const rows: Row[] = [
     argv: ['show', 'x', '--archive', plainDir],
     code: 1,
     stderr: `btrfly: ${plainDir} is not a btrfly archive (a bare git repository): pass --archive with the right directory`,
+  },
+  {
+    argv: ['tags', '--archive', damagedConfig],
+    code: 1,
+    stderr: new RegExp(`^btrfly: the archive ${damagedConfig} has a damaged git config \\(git: bad config line \\d+ in file ${damagedConfig}/config\\): fix that line or restore the file$`),
   },
   // --json: the same error, as JSON on stdout.
   { argv: ['show', '--json'], code: 2, stderr: 'btrfly: missing SPEC (T or T@REV); usage: btrfly show SPEC', stdout: /"code": "USAGE",\n\s+"message": "missing SPEC/ },
