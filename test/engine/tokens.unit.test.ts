@@ -63,6 +63,15 @@ test('a tag pattern no tag can match, or a name with control characters, is refu
   expect(await store.list()).toHaveLength(1);
 });
 
+test('a damaged token store is refused in one line saying what to do', async () => {
+  const file = path.join(tmpDir('btrfly-tokens-'), 'tokens.json');
+  await fs.writeFile(file, '{"btrflyTokens": 1, "tok', { mode: 0o600 });
+  await expect(new TokenStore(file).list()).rejects.toMatchObject({
+    code: 'CONFIG',
+    message: `${file} is not a btrfly token store (not JSON, or not {"btrflyTokens": 1, "tokens": [...]}): restore it from a backup, or pass --tokens another file`,
+  });
+});
+
 test('a playback that appends records too: it needs the record scope', async () => {
   const store = new TokenStore(path.join(tmpDir('btrfly-tokens-'), 'tokens.json'));
   const play = (await store.create({ scopes: ['playback'], tags: ['*'] })).record;

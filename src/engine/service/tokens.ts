@@ -118,7 +118,7 @@ export class TokenStore {
     } catch {
       data = {} as TokenFile;
     }
-    if (data?.btrflyTokens !== 1 || !Array.isArray(data.tokens)) throw new BtrflyError('CONFIG', `${this.file} is not a btrfly token store`);
+    if (data?.btrflyTokens !== 1 || !Array.isArray(data.tokens)) throw new BtrflyError('CONFIG', `${this.file} is not a btrfly token store (not JSON, or not {"btrflyTokens": 1, "tokens": [...]}): restore it from a backup, or pass --tokens another file`);
     return data;
   }
 
