@@ -113,9 +113,8 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
     for (const r of exported.rules) if (!rules.some((k) => JSON.stringify(k) === JSON.stringify(r))) rules.push(r);
     if (rules.length > writer.rules().length) await writer.setRules(rules);
     // As the recorder stores a URL: without user:password@, the redacted query values hashed
-    // (those the HAR's own redactions name are hashes already).
-    const hashed = redact.query.filter((name) => !exported.redact.query.includes(name));
-    const key = hashed.length > 0 ? opts.redactKey() : Buffer.alloc(0);
+    // (a btrfly HAR holds them hashed already: kept; one that says so of a clear value is hashed all the same).
+    const key = redact.query.length > 0 ? opts.redactKey() : Buffer.alloc(0);
     const counter = new OrdinalCounter();
     const skipped: ImportResult['skipped'] = [];
     let added = 0;
@@ -150,7 +149,7 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
         skipped.push({ method: imported.request.method, url: imported.request.url, reason: unplayable });
         continue;
       }
-      const url = redactUrl(imported.request.url, hashed, key);
+      const url = redactUrl(imported.request.url, redact.query, key, true);
       const bodyless = !imported.hasBody && !NO_BODY_NEEDED(imported.response.status, imported.request.method);
       const stored = bodyless ? undefined : storeBody(archive, imported);
       // Reported when its turn comes (addNext); must not go unhandled meanwhile.

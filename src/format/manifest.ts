@@ -338,14 +338,16 @@ export function selectingRequestHeaders(
 
 /** The prefix of a redacted query value. */
 export const HMAC_PREFIX = 'btrfly-hmac:';
+const HASHED_VALUE = new RegExp(`^${HMAC_PREFIX}[0-9a-f]{64}$`);
 
 /**
  * Replaces the values of the named query parameters by `btrfly-hmac:<hex>`, an
  * HMAC-SHA256 of the value as sent, keyed with the archive's key: matched as a hash, never
  * stored in clear. A `user:password@` is dropped (never stored, never matched on). The rest of
  * the URL is left byte for byte as it was.
+ * @param keepHashed leave a value that is a `btrfly-hmac:<hex>` already (a URL from btrfly's own HAR export)
  */
-export function redactUrl(original: string, names: readonly string[], key: Buffer): string {
+export function redactUrl(original: string, names: readonly string[], key: Buffer, keepHashed = false): string {
   const url = stripUserinfo(original);
   const q = url.indexOf('?');
   if (q < 0 || names.length === 0) return url;
@@ -360,6 +362,7 @@ export function redactUrl(original: string, names: readonly string[], key: Buffe
       const rawName = eq < 0 ? pair : pair.slice(0, eq);
       if (!wanted.has(decodeQueryPart(rawName))) return pair;
       const value = eq < 0 ? '' : pair.slice(eq + 1);
+      if (keepHashed && HASHED_VALUE.test(value)) return pair;
       return `${rawName}=${HMAC_PREFIX}${createHmac('sha256', key).update(value).digest('hex')}`;
     });
   return url.slice(0, q + 1) + params.join('&') + url.slice(end);

@@ -157,6 +157,11 @@ describe('btrfly export and import', () => {
       // Another timestamp (ignored) and the same secret (matched by its hash), as the recording would.
       const play = await runCli(['run', '--playback', '--tag=redacted-imported', '--archive', archive, '--', 'curl', '-sSf', url('token=s3cret-value&ts=2')]);
       expect(play).toMatchObject({ code: 0, stdout: rec.stdout });
+      // A HAR that names a redacted parameter but holds its value in clear (written by hand): hashed all the same.
+      const clear = join(out, 'redacted-clear.har');
+      writeFileSync(clear, readFileSync(file, 'utf8').replace(/token=btrfly-hmac:[0-9a-f]{64}/g, 'token=s3cret-value'));
+      expect(await cli('import', clear, '--tag=redacted-clear')).toMatchObject({ code: 0, stderr: '' });
+      expect(await manifest('redacted-clear')).toBe(await manifest('redacted'));
     } finally {
       await origin.close();
     }
