@@ -119,6 +119,11 @@ describe('btrfly export and import', () => {
     expect(nowhere.stderr).toMatch(/^btrfly: cannot write .*x\.har: the directory .*dir does not exist: create it, or give a path in an existing directory\n$/);
     const fmt = await cli('export', SMALL_2, '--format', 'zip', '-o', file);
     expect(fmt.code).toBe(2);
+    // A directory is refused before anything is written (no temp file of the whole export in it).
+    const aDir = await cli('export', SMALL_2, '-o', out);
+    expect(aDir).toMatchObject({ code: 2, stderr: `btrfly: cannot write ${out}: it is a directory: give the name of a file (in it, say: ${join(out, 'NAME')})\n` });
+    const sbomDir = await cli('sbom', SMALL_2, '-o', out);
+    expect(sbomDir).toMatchObject({ code: 2, stderr: `btrfly: cannot write ${out}: it is a directory: give the name of a file (in it, say: ${join(out, 'NAME')})\n` });
   });
 
   it('import of a btrfly HAR gives the same recording back, and it plays back', async () => {
