@@ -283,6 +283,20 @@ describe('the btrfly service API on loopback', () => {
     expect(withQuery).toMatchObject({ code: 0, stdout: '' });
     expect(withQuery.stderr).toBe(`btrfly: logged in to ${api} (record,playback on team-a/*); saved in ${path.join(config, 'login.json')}\n`);
   });
+
+  test('login --ca that cannot be read or is not a certificate: one line saying so, exit 2', async () => {
+    const dir = tmpDir('btrfly-login-ca-');
+    const env = { BTRFLY_CONFIG_DIR: path.join(dir, 'config') };
+    const missing = path.join(dir, 'missing.pem');
+    const unread = await runCli(['login', api, '--token', token.teamA, '--ca', missing], { env });
+    expect(unread).toMatchObject({ code: 2, stdout: '' });
+    expect(unread.stderr).toMatch(new RegExp(`^btrfly: cannot read --ca ${missing}: [^\\n]*ENOENT[^\\n]*: give the service's CA certificate \\("btrfly ca export" on the service\\)\\n$`));
+    const garbage = path.join(dir, 'garbage.pem');
+    writeFileSync(garbage, 'not a certificate\n');
+    const notPem = await runCli(['login', api, '--token', token.teamA, '--ca', garbage], { env });
+    expect(notPem).toMatchObject({ code: 2, stderr: `btrfly: --ca ${garbage} is not a PEM certificate: give the service's CA certificate ("btrfly ca export" on the service)\n` });
+    expect(existsSync(path.join(dir, 'config', 'login.json'))).toBe(false);
+  });
 });
 
 describe('a record session whose start fails after the tag was locked', () => {

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import * as https from 'node:https';
 import * as path from 'node:path';
@@ -23,6 +24,19 @@ export async function readLogin(env: NodeJS.ProcessEnv = process.env): Promise<L
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new BtrflyError('CONFIG', `cannot read ${path.join(configDir(env), LOGIN_FILE)}: ${oneLine(e)}: run "btrfly login URL --token T" again`);
   }
+}
+
+/** The PEM of `login --ca FILE`, or one line saying why it cannot be the service's CA. */
+export async function readServiceCa(file: string): Promise<string> {
+  const pem = await readFile(file, 'utf8').catch((e: unknown) => {
+    throw new BtrflyError('USAGE', `cannot read --ca ${file}: ${oneLine(e)}: give the service's CA certificate ("btrfly ca export" on the service)`);
+  });
+  try {
+    new X509Certificate(pem);
+  } catch {
+    throw new BtrflyError('USAGE', `--ca ${file} is not a PEM certificate: give the service's CA certificate ("btrfly ca export" on the service)`);
+  }
+  return pem;
 }
 
 /**
