@@ -234,3 +234,52 @@ maybe('the daemon records and plays back a 512 MiB body with peak RSS under 250 
     expect(kib).toBeLessThan(250 * 1024);
   }
 }, 240_000);
+
+maybe('a start killed after its session opened (before it said so): stop record ends that session, stops the daemon and restores the host', async () => {
+  const work = tmpDir('btrfly-host-start-killed-');
+  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  // A trust-store hook (as Java's keystore hook is) that holds start in its trust-store step
+  // until the daemon has opened the session: start is then killed at that moment, every time.
+  const hook = path.join(copies, 'hooks', 'hold');
+  await fs.writeFile(
+    hook,
+    [
+      '#!/bin/sh',
+      'cat > /dev/null',
+      `[ -e ${work}/killed ] && exit 0`,
+      `until curl -s --unix-socket ${work}/state/daemon.sock http://btrfly/status 2>/dev/null | grep -q '"mode":"record"'; do sleep 0.1; done`,
+      `touch ${work}/session-open`,
+      'exec sleep 600',
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  const before = await snapshot(copies);
+  const archive = path.join(work, 'archive');
+  const script = [
+    ...prelude,
+    `setsid ${cli} start record --tag=k --archive ${archive} > ${work}/start.out 2>&1 &`,
+    'START=$!',
+    `for i in $(seq 300); do [ -e ${work}/session-open ] && break; sleep 0.1; done`,
+    `[ -e ${work}/session-open ] || { echo "the session did not open"; cat ${work}/start.out; exit 1; }`,
+    `touch ${work}/killed`,
+    'kill -9 -- -$START; wait $START || true',
+    `${cli} stop record && echo "stop exit 0" || echo "stop exit $?"`,
+    `test -e ${work}/state/daemon.json && echo "daemon state left" || echo "no daemon state"`,
+    `${cli} status`,
+    `${cli} start record --tag=k --archive ${archive} && echo "start again exit 0" || echo "start again exit $?"`,
+    `${cli} stop record --discard && echo "second stop exit 0" || echo "second stop exit $?"`,
+    `git --git-dir=${archive} fsck --strict && echo "fsck ok"`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(out).toMatch(/btrfly: recorded tag "k" \(recording [0-9a-f]{12}\): 0 requests, 0 entries/);
+  expect(out).toMatch(/^stop exit 0\n/m);
+  expect(out).toMatch(/no daemon state\n/);
+  expect(out).toMatch(/^no active session\n/m);
+  expect(out).toMatch(/start again exit 0\n/);
+  expect(out).toMatch(/second stop exit 0\n/);
+  expect(out).toMatch(/fsck ok\n/);
+  expect(ns.status).toBe(0);
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);

@@ -208,12 +208,12 @@ export async function stopHostSession(o: StopHostOptions): Promise<StopHostResul
   const env = o.env ?? process.env;
   const paths = detectHostPaths(env);
   const host = new HostConfigurator(paths);
-  const active = await readHostSession(paths);
+  const daemon = await findDaemon(paths.stateDir);
+  const active = (await readHostSession(paths)) ?? (daemon && (await unconfirmedSession(daemon)));
   if (active && active.mode !== o.mode) {
     throw new BtrflyError('USAGE', `the active host-mode session is ${active.mode} of tag "${active.tag}": run "btrfly stop ${active.mode}"`);
   }
   if (active?.service) return stopServiceSession(active, o, host, paths);
-  const daemon = await findDaemon(paths.stateDir);
   const applied = (await host.status()).applied;
   // The host is put back while the recording is sealed: neither needs the other.
   const restoring = host.restore();
@@ -276,6 +276,17 @@ async function settlePending(archiveDir: string, session: string | undefined, o:
   } finally {
     await archive.close();
   }
+}
+
+/**
+ * A session the daemon holds that no host-session file names: a start killed after the daemon
+ * opened it and before it wrote the file. Every session of the daemon is a host-mode one, so
+ * it is this host's, and stop ends it as it ends a confirmed one.
+ */
+async function unconfirmedSession(daemon: DaemonInfo): Promise<HostSessionFile | undefined> {
+  const status = await controlRequest<{ sessions: SessionInfo[] }>(daemon.socket, 'GET', '/status').catch(() => undefined);
+  const s = status?.sessions[0];
+  return s && { id: s.id, tag: s.tag, mode: s.mode, since: s.since, archive: daemon.archive };
 }
 
 /** Stops the daemon when it holds no session, and waits until it is gone; true when it did. */
