@@ -283,3 +283,41 @@ maybe('a start killed after its session opened (before it said so): stop record 
   expect(ns.status).toBe(0);
   expect(await snapshot(copies)).toEqual(before);
 }, 240_000);
+
+maybe('SIGTERM to the daemon mid-build (a reboot, a kill): the tag does not move, stop record keeps what was completed for --seal-partial', async () => {
+  const work = tmpDir('btrfly-host-term-');
+  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  const before = await snapshot(copies);
+  const archive = path.join(work, 'archive');
+  const pid = `"${process.execPath}" -p "require('${work}/state/daemon.json').pid"`;
+  const script = [
+    ...prelude,
+    ...originServerLines(work),
+    `${cli} start record --tag=term --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    'curl -sSf -o /dev/null "https://origin.test/gen/1000?seed=1"',
+    `${cli} stop record`,
+    `git --git-dir=${archive} rev-parse refs/heads/term > ${work}/tag-before`,
+    `${cli} start record --tag=term --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    'curl -sSf -o /dev/null "https://origin.test/gen/2000?seed=2"',
+    // The build goes on; the machine shuts down: init sends the daemon SIGTERM.
+    `DAEMON=$(${pid}); kill -TERM $DAEMON`,
+    'while kill -0 $DAEMON 2>/dev/null; do sleep 0.1; done',
+    `git --git-dir=${archive} rev-parse refs/heads/term > ${work}/tag-after`,
+    `${cli} stop record; echo "stop exit $?"`,
+    `${cli} stop record --seal-partial --archive ${archive}; echo "seal exit $?"`,
+    `git --git-dir=${archive} show refs/heads/term:manifest.json | grep -c '"url"' | sed 's/^/urls /'`,
+    `git --git-dir=${archive} fsck --strict && echo "fsck ok"`,
+    `${cli} verify --archive ${archive} && echo "verify ok"`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(await fs.readFile(path.join(work, 'tag-after'), 'utf8')).toBe(await fs.readFile(path.join(work, 'tag-before'), 'utf8'));
+  expect(out).toMatch(/recording of tag "term" was interrupted .* 1 completed entries are kept/);
+  expect(out).toMatch(/stop exit 0\n/);
+  expect(out).toMatch(/sealed the 1 completed entries/);
+  expect(out).toMatch(/seal exit 0\n/);
+  expect(out).toMatch(/urls 1\n/);
+  expect(out).toMatch(/fsck ok\n/);
+  expect(out).toMatch(/verify ok\n/);
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);
