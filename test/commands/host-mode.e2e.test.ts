@@ -321,3 +321,45 @@ maybe('SIGTERM to the daemon mid-build (a reboot, a kill): the tag does not move
   expect(out).toMatch(/verify ok\n/);
   expect(await snapshot(copies)).toEqual(before);
 }, 240_000);
+
+maybe('a resolver btrfly cannot write (read-only): start fails in one line and the trust store it had changed is put back', async () => {
+  const work = tmpDir('btrfly-host-ro-');
+  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  const before = await snapshot(copies);
+  const script = [
+    ...prelude,
+    'mount -o remount,bind,ro /etc/resolv.conf',
+    `${cli} start record --tag=ro --archive ${work}/archive && echo "start exit 0" || echo "start exit $?"`,
+    `test -e ${work}/state/host-config.json && echo "journal left" || echo "no journal"`,
+    `test -e ${work}/state/daemon.json && echo "daemon state left" || echo "no daemon state"`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(ns.stderr).toMatch(/^btrfly: [^\n]*\/etc\/resolv\.conf[^\n]*EROFS[^\n]*\n$/);
+  expect(ns.stderr).not.toMatch(/restoring/);
+  expect(out).toMatch(/start exit 1\n/);
+  expect(out).toMatch(/no journal\n/);
+  expect(out).toMatch(/no daemon state\n/);
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);
+
+maybe('a resolver made read-only during the session: stop still takes btrfly\'s CA out of the trust store, and a second stop finishes', async () => {
+  const work = tmpDir('btrfly-host-ro-stop-');
+  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  const before = await snapshot(copies);
+  const script = [
+    ...prelude,
+    `${cli} start record --tag=ro --archive ${work}/archive`,
+    'mount -o remount,bind,ro /etc/resolv.conf',
+    `${cli} stop record && echo "stop exit 0" || echo "stop exit $?"`,
+    'ls /usr/local/share/ca-certificates /etc/ssl/certs | grep -c btrfly | sed "s/^/btrfly files /"',
+    'mount -o remount,bind,rw /etc/resolv.conf',
+    `${cli} stop record && echo "second stop exit 0" || echo "second stop exit $?"`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(out).toMatch(/stop exit 1\n/);
+  expect(out).toMatch(/btrfly files 0\n/);
+  expect(out).toMatch(/second stop exit 0\n/);
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);
