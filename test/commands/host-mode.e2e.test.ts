@@ -363,3 +363,27 @@ maybe('a resolver made read-only during the session: stop still takes btrfly\'s 
   expect(out).toMatch(/second stop exit 0\n/);
   expect(await snapshot(copies)).toEqual(before);
 }, 240_000);
+
+maybe('the daemon killed during a playback that missed: stop playback says its result is lost and does not exit 0', async () => {
+  const work = tmpDir('btrfly-host-play-kill-');
+  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  const before = await snapshot(copies);
+  const archive = path.join(work, 'archive');
+  const script = [
+    ...prelude,
+    ...originServerLines(work),
+    `${cli} start record --tag=p --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    'curl -sSf -o /dev/null "https://origin.test/gen/100?seed=1"',
+    `${cli} stop record`,
+    `${cli} start playback --tag=p --archive ${archive}`,
+    'curl -s -o /dev/null -w "miss status %{http_code}\\n" "https://origin.test/not-recorded"',
+    `kill -9 $("${process.execPath}" -p "require('${work}/state/daemon.json').pid")`,
+    `${cli} stop playback && echo "stop exit 0" || echo "stop exit $?"`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(out).toMatch(/miss status 404\n/);
+  expect(out).toMatch(/btrfly: the btrfly daemon stopped during the playback of tag "p", and its hits and misses with it: this playback proves nothing; run the build again under "btrfly start playback --tag=p"\n/);
+  expect(out).toMatch(/stop exit 1\n/);
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);

@@ -230,6 +230,11 @@ export async function stopHostSession(o: StopHostOptions): Promise<StopHostResul
     if (!result && o.mode === 'record') {
       partial = await settlePending(active?.archive ?? path.resolve(o.archiveDir), active?.id, o);
     }
+    // Its hits and misses died with the daemon: exit 0 would pass a build whose playback missed.
+    const lostPlayback = !result && o.mode === 'playback' && active !== undefined;
+    if (lostPlayback) {
+      partial = `the btrfly daemon stopped during the playback of tag "${active.tag}", and its hits and misses with it: this playback proves nothing; run the build again under "btrfly start playback --tag=${active.tag}"`;
+    }
     if (!active && !partial && !applied) {
       // Nothing of this host to restore; a daemon left without a session is still stopped.
       if (daemon && (await stopDaemonIfIdle(daemon))) return { restored: [], idleDaemonStopped: { pid: daemon.pid, archive: daemon.archive }, exitCode: EXIT.ok };
@@ -238,7 +243,7 @@ export async function stopHostSession(o: StopHostOptions): Promise<StopHostResul
     const { restored } = await restoring;
     await rm(path.join(paths.stateDir, HOST_SESSION), { force: true });
     if (daemon) await stopDaemonIfIdle(daemon);
-    const exitCode = (result && o.mode === 'playback' ? playbackExitCode(result) : undefined) ?? EXIT.ok;
+    const exitCode = lostPlayback ? EXIT.failure : ((result && o.mode === 'playback' ? playbackExitCode(result) : undefined) ?? EXIT.ok);
     return { result, partial, restored, exitCode };
   } finally {
     // Never left half done behind an error (a second "btrfly stop" would finish it, but need not).
