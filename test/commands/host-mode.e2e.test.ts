@@ -15,6 +15,26 @@ import { testWhen } from '../helpers/when';
 const missing = hostModeMissing();
 const maybe = testWhen(missing);
 
+/** A namespace host whose resolver names 192.0.2.53, its files as they were, and an archive path in its work directory. */
+async function hostWithArchive(prefix: string): Promise<{ work: string; copies: string; prelude: string[]; before: Record<string, string>; archive: string }> {
+  const work = tmpDir(prefix);
+  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  return { work, copies, prelude, before: await snapshot(copies), archive: path.join(work, 'archive') };
+}
+
+/** `btrfly start record` of `tag` in `archive`, recording from the namespace's origin.test. */
+const startRecord = (tag: string, archive: string): string =>
+  `${cli} start record --tag=${tag} --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`;
+
+/** Script lines that seal a first recording of `tag` (one body), note its commit in `work`/tag-before, and start recording it again. */
+const sealedThenRecording = (tag: string, archive: string, work: string): string[] => [
+  startRecord(tag, archive),
+  'curl -sSf -o /dev/null "https://origin.test/gen/1000?seed=1"',
+  `${cli} stop record`,
+  `git --git-dir=${archive} rev-parse refs/heads/${tag} > ${work}/tag-before`,
+  startRecord(tag, archive),
+];
+
 maybe('start record, build, stop record; start playback with the origin gone, build, stop playback; host files restored', async () => {
   const work = tmpDir('btrfly-host-');
   const { copies, prelude } = await namespaceHost(work, '# the host before btrfly\nnameserver 192.0.2.53\noptions timeout:1\n');
@@ -26,7 +46,7 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
   const script = [
     ...prelude,
     ...originServerLines(work),
-    `${cli} start record --tag=host1 --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    startRecord('host1', archive),
     `grep -q '^nameserver 127.77.0.1' /etc/resolv.conf`,
     // The daemon's control API answers a body that is not JSON as the service's API does.
     `curl -s -o ${work}/not-json.out -w 'control status %{http_code}\\n' --unix-socket ${work}/state/daemon.sock -H 'content-type: application/json' -d '{not json' http://btrfly/sessions`,
@@ -71,19 +91,12 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
 }, 240_000);
 
 maybe('kill -9 of the daemon mid-recording: tag unchanged, archive valid, stop restores the host and says what became of the recording', async () => {
-  const work = tmpDir('btrfly-host-kill-');
-  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
-  const before = await snapshot(copies);
-  const archive = path.join(work, 'archive');
+  const { work, copies, prelude, before, archive } = await hostWithArchive('btrfly-host-kill-');
   const script = [
     ...prelude,
     ...originServerLines(work),
     // A first, sealed recording: the tag the crash must leave alone.
-    `${cli} start record --tag=crash --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
-    'curl -sSf -o /dev/null "https://origin.test/gen/1000?seed=1"',
-    `${cli} stop record`,
-    `git --git-dir=${archive} rev-parse refs/heads/crash > ${work}/tag-before`,
-    `${cli} start record --tag=crash --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    ...sealedThenRecording('crash', archive, work),
     'curl -sSf -o /dev/null "https://origin.test/gen/2000?seed=2"',
     'curl -sSf -o /dev/null "https://origin.test/gen/3000?seed=3"',
     // Half way through a slow body, the daemon dies.
@@ -212,7 +225,7 @@ maybe('the daemon records and plays back a 512 MiB body with peak RSS under 250 
   const script = [
     ...prelude,
     ...originServerLines(work),
-    `${cli} start record --tag=big --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    startRecord('big', archive),
     `curl -sSf "https://origin.test/gen/${size}?seed=5" | sha256sum | sed 's/^/record sha /'`,
     hwm('record'),
     `${cli} stop record`,
@@ -285,19 +298,12 @@ maybe('a start killed after its session opened (before it said so): stop record 
 }, 240_000);
 
 maybe('SIGTERM to the daemon mid-build (a reboot, a kill): the tag does not move, stop record keeps what was completed for --seal-partial', async () => {
-  const work = tmpDir('btrfly-host-term-');
-  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
-  const before = await snapshot(copies);
-  const archive = path.join(work, 'archive');
+  const { work, copies, prelude, before, archive } = await hostWithArchive('btrfly-host-term-');
   const pid = `"${process.execPath}" -p "require('${work}/state/daemon.json').pid"`;
   const script = [
     ...prelude,
     ...originServerLines(work),
-    `${cli} start record --tag=term --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
-    'curl -sSf -o /dev/null "https://origin.test/gen/1000?seed=1"',
-    `${cli} stop record`,
-    `git --git-dir=${archive} rev-parse refs/heads/term > ${work}/tag-before`,
-    `${cli} start record --tag=term --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    ...sealedThenRecording('term', archive, work),
     'curl -sSf -o /dev/null "https://origin.test/gen/2000?seed=2"',
     // The build goes on; the machine shuts down: init sends the daemon SIGTERM.
     `DAEMON=$(${pid}); kill -TERM $DAEMON`,
@@ -365,14 +371,11 @@ maybe('a resolver made read-only during the session: stop still takes btrfly\'s 
 }, 240_000);
 
 maybe('the daemon killed during a playback that missed: stop playback says its result is lost and does not exit 0', async () => {
-  const work = tmpDir('btrfly-host-play-kill-');
-  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
-  const before = await snapshot(copies);
-  const archive = path.join(work, 'archive');
+  const { work, copies, prelude, before, archive } = await hostWithArchive('btrfly-host-play-kill-');
   const script = [
     ...prelude,
     ...originServerLines(work),
-    `${cli} start record --tag=p --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    startRecord('p', archive),
     'curl -sSf -o /dev/null "https://origin.test/gen/100?seed=1"',
     `${cli} stop record`,
     `${cli} start playback --tag=p --archive ${archive}`,
