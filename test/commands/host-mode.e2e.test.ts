@@ -390,3 +390,29 @@ maybe('the daemon killed during a playback that missed: stop playback says its r
   expect(out).toMatch(/stop exit 1\n/);
   expect(await snapshot(copies)).toEqual(before);
 }, 240_000);
+
+maybe('two starts at once: one records, the other is refused, and the host is switched while the session lasts and restored after', async () => {
+  const { work, copies, prelude, before, archive } = await hostWithArchive('btrfly-host-two-starts-');
+  const script = [
+    ...prelude,
+    `${cli} start record --tag=a --archive ${archive} > ${work}/a.out 2>&1 & A=$!`,
+    `${cli} start record --tag=b --archive ${archive} > ${work}/b.out 2>&1 & B=$!`,
+    'wait $A && echo "a exit 0" || echo "a exit $?"',
+    'wait $B && echo "b exit 0" || echo "b exit $?"',
+    `cat ${work}/a.out ${work}/b.out`,
+    'grep -q "^nameserver 127.77.0.1" /etc/resolv.conf && echo "resolver switched"',
+    'test -e /usr/local/share/ca-certificates/btrfly-ca.crt && echo "CA trusted"',
+    `${cli} stop record && echo "stop exit 0" || echo "stop exit $?"`,
+    `test -e ${work}/state/daemon.json && echo "daemon state left" || echo "no daemon state"`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(out.match(/^[ab] exit 0$/gm)).toHaveLength(1);
+  expect(out.match(/^[ab] exit 1$/gm)).toHaveLength(1);
+  expect(out).toMatch(/^btrfly: a host-mode record session of tag "[ab]" is active since [^\n]+: run "btrfly stop record" first$/m);
+  expect(out).toMatch(/resolver switched\n/);
+  expect(out).toMatch(/CA trusted\n/);
+  expect(out).toMatch(/stop exit 0\n/);
+  expect(out).toMatch(/no daemon state\n/);
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);

@@ -1,6 +1,7 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as lockfile from 'proper-lockfile';
 import { BtrflyError, EXIT, oneLine } from '../../errors';
 import { Archive } from '../../format/archive';
 import type { PendingRecording } from '../../format/archive';
@@ -76,6 +77,31 @@ function daemonSettings(env: NodeJS.ProcessEnv) {
 export async function startHostSession(o: StartHostOptions): Promise<{ session: OpenedSession; daemonAddress: string; notes: string[] }> {
   const env = o.env ?? process.env;
   const paths = detectHostPaths(env);
+  return underHostLock(paths, () => startLocked(o, env, paths));
+}
+
+/**
+ * Start and stop change the same files (the resolver, the trust store, the journal, the session
+ * file): one at a time. Two at once undid each other: the refused one restored the host under
+ * the other's live session. A second waits, then finds what the first did. Without root nothing
+ * of the host can change, and the permission error comes from the step that needs it.
+ */
+async function underHostLock<T>(paths: Pick<HostPaths, 'stateDir'>, fn: () => Promise<T>): Promise<T> {
+  if (process.getuid?.() !== 0) return fn();
+  await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
+  const release = await lockfile
+    .lock(paths.stateDir, { realpath: false, lockfilePath: path.join(paths.stateDir, 'host.lock'), stale: 10_000, retries: { retries: 1200, minTimeout: 20, maxTimeout: 100 } })
+    .catch((e: unknown) => {
+      throw new BtrflyError('LOCKED', `another "btrfly start" or "btrfly stop" is changing this host (${oneLine(e)}): let it finish, then try again`);
+    });
+  try {
+    return await fn();
+  } finally {
+    await release().catch(() => undefined);
+  }
+}
+
+async function startLocked(o: StartHostOptions, env: NodeJS.ProcessEnv, paths: HostPaths): Promise<{ session: OpenedSession; daemonAddress: string; notes: string[] }> {
   const existing = await readHostSession(paths);
   if (existing) {
     throw new BtrflyError('SESSION', `a host-mode ${existing.mode} session of tag "${existing.tag}" is active since ${existing.since}: run "btrfly stop ${existing.mode}" first`);
@@ -205,8 +231,11 @@ async function stopServiceSession(active: HostSessionFile, o: StopHostOptions, h
  * or the host rebooted in between; then stops the daemon if no session is left.
  */
 export async function stopHostSession(o: StopHostOptions): Promise<StopHostResult> {
-  const env = o.env ?? process.env;
-  const paths = detectHostPaths(env);
+  const paths = detectHostPaths(o.env ?? process.env);
+  return underHostLock(paths, () => stopLocked(o, paths));
+}
+
+async function stopLocked(o: StopHostOptions, paths: HostPaths): Promise<StopHostResult> {
   const host = new HostConfigurator(paths);
   const daemon = await findDaemon(paths.stateDir);
   const active = (await readHostSession(paths)) ?? (daemon && (await unconfirmedSession(daemon)));
