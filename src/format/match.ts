@@ -155,7 +155,7 @@ export class RecordingIndex {
 
   private redact(url: string): string {
     const names = this.manifest.redact.query;
-    return names.length && this.redactKey ? redactUrl(url, names, this.redactKey) : url;
+    return names.length && this.redactKey ? redactUrl(url, this.manifest.redact, this.redactKey) : url;
   }
 
   private keyOf(method: string, url: string): { key: string; normUrl: string; base: string; host: string } {

@@ -76,6 +76,12 @@ export interface Redactions {
   headers: string[];
   /** Query parameter names whose value is stored as a keyed hash. */
   query: string[];
+  /**
+   * Query names match whatever their case (`Token` as `token`); the names are then in lower case.
+   * Set by every recording since the default list of secret names (`SECRET_QUERY_PARAMS`); an
+   * earlier recording matched its names exactly, and still does.
+   */
+  queryAnyCase?: boolean;
 }
 
 export interface Manifest {

@@ -62,7 +62,7 @@ describe('RecordingIndex.find', () => {
 
   it('matches a redacted query parameter by its keyed hash', () => {
     const key = Buffer.from('k'.repeat(32));
-    const stored = redactUrl('https://s3.example/obj?X-Amz-Signature=abc&x=1', ['X-Amz-Signature'], key);
+    const stored = redactUrl('https://s3.example/obj?X-Amz-Signature=abc&x=1', { query: ['X-Amz-Signature'] }, key);
     const idx = new RecordingIndex(manifestOf([entry(stored, 'obj')], { redact: { headers: [], query: ['X-Amz-Signature'] } }), key);
     const s = createPlaybackState();
     expect(idx.find(get('https://s3.example/obj?X-Amz-Signature=abc&x=1'), s)?.request.url).toBe(stored);

@@ -37,6 +37,7 @@ export interface StartHostOptions {
   upstream: UpstreamOptions;
   redactHeaders?: string[];
   redactQuery?: string[];
+  keepQuery?: string[];
   rules?: MatchRule[];
   env?: NodeJS.ProcessEnv;
 }
@@ -105,6 +106,7 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
       clients: hostAddresses(),
       redactHeaders: o.redactHeaders,
       redactQuery: o.redactQuery,
+      keepQuery: o.keepQuery,
       rules: o.rules,
     }).catch(async (e: unknown) => {
       // The session was refused (an unknown tag, a bad name): a daemon this start began, holding
@@ -163,6 +165,7 @@ async function startServiceSession(o: StartHostOptions, login: Login, host: Host
     append: o.append,
     redactHeaders: o.redactHeaders,
     redactQuery: o.redactQuery,
+    keepQuery: o.keepQuery,
     rules: o.rules,
   });
   try {

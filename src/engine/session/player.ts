@@ -89,7 +89,7 @@ export class PlaybackSession {
     const bodySha256 = hasRequestBody(req) ? await digestBody(req) : undefined;
     const request = {
       method: req.method ?? 'GET',
-      url: redactUrl(url.href, this.recording.manifest.redact.query, this.redactKey),
+      url: redactUrl(url.href, this.recording.manifest.redact, this.redactKey),
       headers: headerPairs(req.rawHeaders),
       bodySha256,
     };

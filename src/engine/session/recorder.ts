@@ -110,7 +110,7 @@ export class RecordSession {
     // A recorder that cannot keep up slows its clients; it does not pile up exchanges (docs/contract.md, "Streaming").
     while (this.behind >= MAX_BEHIND) await new Promise<void>((resolve) => this.caughtUp.push(resolve));
     const method = req.method ?? 'GET';
-    const storedUrl = redactUrl(url.href, this.redact.query, this.redactKey);
+    const storedUrl = redactUrl(url.href, this.redact, this.redactKey);
     const shareable = (method === 'GET' || method === 'HEAD') && !hasRequestBody(req);
     const sentHeaders = upstreamRequestHeaders(req, url);
     const key = shareable ? shareKey(method, storedUrl, sentHeaders) : undefined;
