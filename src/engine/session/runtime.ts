@@ -180,7 +180,7 @@ export class Runtime {
       fillerInfo.id = info.id;
       filler = await this.recordSession(fillerInfo, { ...opts, mode: 'record' }, undefined);
     }
-    return new PlaybackSession(info, recording, this.archive, this.key, this.sessionLogger(info), filler);
+    return new PlaybackSession(info, recording, this.archive, this.key, this.sessionLogger(info), filler, () => this.archive.tagLeft(info.tag, commit));
   }
 }
 
