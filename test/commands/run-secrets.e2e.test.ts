@@ -176,6 +176,12 @@ test('tokens in query parameters of the default secret list are nowhere in the a
   const play = await runCli(['run', '--playback', '--tag=tokens', '--archive', archive, '--', 'sh', '-c', script]);
   expect(play.stderr).toMatch(new RegExp(`${urls.length} hits, 0 misses`));
   expect(play.code).toBe(0);
+  // Under another redact key the hash differs: the miss says which parameter, and why it may.
+  const other = await runCli(['run', '--playback', '--tag=tokens', '--archive', archive, '--', 'curl', '-s', '-o', '/dev/null', urls[0]], { env: { BTRFLY_REDACT_KEY: 'ab'.repeat(32) } });
+  expect(other.stderr).toContain(
+    "(redacted access_token differs: the build sent another value, or this host's redact key is not the recording's (share it with BTRFLY_REDACT_KEY))",
+  );
+  expect(other.code).toBe(3);
 
   expect(secretsIn(archive, planted.map(([, token]) => token))).toEqual([]);
   expect(secretsIn(archive, [kept])).toContain(`${kept} in a git object`);

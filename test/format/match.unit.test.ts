@@ -67,6 +67,9 @@ describe('RecordingIndex.find', () => {
     const s = createPlaybackState();
     expect(idx.find(get('https://s3.example/obj?X-Amz-Signature=abc&x=1'), s)?.request.url).toBe(stored);
     expect(idx.find(get('https://s3.example/obj?X-Amz-Signature=abd&x=1'), s)).toBeUndefined();
+    // The nearest candidate names the redacted parameter whose hash alone differs; a query that differs more is "query".
+    expect(idx.nearest(get('https://s3.example/obj?X-Amz-Signature=abd&x=1')).map((c) => c.differs)).toEqual([['redacted X-Amz-Signature']]);
+    expect(idx.nearest(get('https://s3.example/obj?X-Amz-Signature=abd&x=2')).map((c) => c.differs)).toEqual([['query']]);
   });
 
   it('lists the entries nothing asked for', () => {

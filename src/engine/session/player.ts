@@ -164,9 +164,13 @@ export class PlaybackSession {
   }
 }
 
-/** `GET https://h/p?x=2 (query differs)`. */
+/** `GET https://h/p?x=2 (query differs)`; a redacted value that differs says the two ways it can. */
 function describeCandidate(c: Candidate): string {
-  return `${c.entry.request.method} ${c.entry.request.url}${c.differs.length ? ` (${c.differs.join(', ')} differs)` : ''}`;
+  if (!c.differs.length) return `${c.entry.request.method} ${c.entry.request.url}`;
+  const keyed = c.differs.some((d) => d.startsWith('redacted '))
+    ? ": the build sent another value, or this host's redact key is not the recording's (share it with BTRFLY_REDACT_KEY)"
+    : '';
+  return `${c.entry.request.method} ${c.entry.request.url} (${c.differs.join(', ')} differs${keyed})`;
 }
 
 /** SHA-256 of a request body, consumed as it streams. */
