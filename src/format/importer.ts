@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { fromHar, type ImportedEntry } from './har';
-import { recordingRedactions, redactUrl, schemaChecker, selectingRequestHeaders, splitHeaders } from './manifest';
+import { recordingRedactions, redactHeaderUrls, redactUrl, schemaChecker, selectingRequestHeaders, splitHeaders } from './manifest';
 import { OrdinalCounter } from './match';
 import { printable } from './printable';
 import type { Entry, Header, Redactions, StoredBody } from './types';
@@ -103,7 +103,7 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
         return;
       }
       const stored = await storing;
-      const { entry, volatile } = entryFor(imported, url, stored, redact);
+      const { entry, volatile } = entryFor(imported, url, stored, redact, key);
       const { ordinal, duplicate } = counter.assign(entry.request, { status: entry.response.status, sha256: stored.sha256 });
       if (duplicate) {
         skipped.push({ method, url, reason: 'it repeats the answer before it' });
@@ -155,7 +155,7 @@ function headerValue(headers: readonly Header[], name: string): string | undefin
 }
 
 /** The manifest entry of an imported exchange, as the recorder would have built it. */
-function entryFor(imported: ImportedEntry, url: string, stored: StoredBody, redact: Redactions): { entry: Entry; volatile: ReturnType<typeof splitHeaders>['volatile'] } {
+function entryFor(imported: ImportedEntry, url: string, stored: StoredBody, redact: Redactions, key: Buffer): { entry: Entry; volatile: ReturnType<typeof splitHeaders>['volatile'] } {
   const received = imported.response.headers;
   const { kept, volatile } = splitHeaders(received);
   const encoding = headerValue(received, 'content-encoding');
@@ -171,7 +171,7 @@ function entryFor(imported: ImportedEntry, url: string, stored: StoredBody, reda
       status: imported.response.status,
       statusText: imported.response.statusText,
       httpVersion: imported.response.httpVersion,
-      headers: kept,
+      headers: redactHeaderUrls(kept, redact, key),
       content: {
         size: stored.size,
         mimeType: imported.response.mimeType || headerValue(received, 'content-type') || '',

@@ -430,9 +430,23 @@ export function redactUrl(original: string, redact: Pick<Redactions, 'query' | '
       const name = decodeQueryPart(rawName);
       if (!wanted.has(anyCase ? name.toLowerCase() : name)) return pair;
       const value = eq < 0 ? '' : pair.slice(eq + 1);
+      // Already a hash: a client following a recorded Location (redactHeaderUrls) sends it back as is.
+      if (value.startsWith(HMAC_PREFIX)) return pair;
       return `${rawName}=${HMAC_PREFIX}${createHmac('sha256', key).update(value).digest('hex')}`;
     });
   return url.slice(0, q + 1) + params.join('&') + url.slice(end);
+}
+
+/** Response headers whose value is a URL a client follows or keeps. */
+const URL_HEADERS = new Set(['location', 'content-location']);
+
+/**
+ * The response headers to store: a `Location` or `Content-Location` redacted as a request URL
+ * is ({@link redactUrl}), so that a redirect to a signed URL keeps no token in the archive. In
+ * playback the client follows the redacted URL, which then matches the recorded request as is.
+ */
+export function redactHeaderUrls(headers: readonly Header[], redact: Pick<Redactions, 'query' | 'queryAnyCase'>, key: Buffer): Header[] {
+  return headers.map((h) => (URL_HEADERS.has(h.name.toLowerCase()) ? { name: h.name, value: redactUrl(h.value, redact, key) } : h));
 }
 
 /** Decodes a query name or value as a form would (`+` is a space); malformed escapes stay as they are. */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { mergeHeaders, redactUrl, selectingRequestHeaders, splitHeaders } from '../../format/manifest';
+import { mergeHeaders, redactHeaderUrls, redactUrl, selectingRequestHeaders, splitHeaders } from '../../format/manifest';
 import { OrdinalCounter } from '../../format/match';
 import { removeGitTempsSince } from '../../format/archive-maintenance';
 import { storageFailure } from '../../format/disk-space';
@@ -258,7 +258,8 @@ export class RecordSession {
 
     const entry = this.entryFor(req, upRes, received, storedUrl, stored, await requestDigest.catch(() => undefined));
     const { kept, volatile } = splitHeaders(received);
-    entry.response.headers = kept;
+    // Stored without the tokens of a redirect's URL; this run's clients get it as sent (answer.headers).
+    entry.response.headers = redactHeaderUrls(kept, this.redact, this.redactKey);
     await turn; // the same request made earlier takes its ordinal first
     const { ordinal, duplicate } = this.counter.assign(entry.request, { status: entry.response.status, sha256: stored.sha256 });
     entry.ordinal = ordinal;
