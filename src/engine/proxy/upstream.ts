@@ -98,6 +98,19 @@ export class Upstream {
   }
 
   /**
+   * Builds the HTTPS agent now, while a recording's command is still starting, rather than on
+   * its first HTTPS request (66 ms of one thread here, every client of the session waiting).
+   * A context that cannot be built is left for that request to report.
+   */
+  prepareHttps(): void {
+    try {
+      void this.httpsAgent;
+    } catch {
+      // reported by the request that needs it
+    }
+  }
+
+  /**
    * Whether `socket`, just accepted by the proxy, is a connection this process opened upstream (a
    * loop back into the proxy): one of our sockets has, as its local end, the incoming socket's
    * remote end, address and port, and as its remote end the incoming socket's local end. A port
