@@ -196,3 +196,20 @@ test('tokens in query parameters of the default secret list are nowhere in the a
   expect(secretsIn(archive, [...planted.map(([, token]) => token), signedToken])).toEqual([]);
   expect(secretsIn(archive, [kept])).toContain(`${kept} in a git object`);
 });
+
+test('an --append onto a recording that keeps a secret name in clear is refused in one line, and nothing is recorded', async () => {
+  const archive = join(tmpDir(), 'archive');
+  const flags = ['--archive', archive, '--resolve', 'secret.test:127.0.0.1'];
+  const url = `http://secret.test:${port}/kept?token=CLEAR-on-purpose`;
+  expect((await runCli(['run', '--record', '--tag=kept', ...flags, '--keep-query', 'token', '--', 'curl', '-sf', '-o', '/dev/null', url])).code).toBe(0);
+  const log = async () => (await runCli(['log', 'kept', '--archive', archive])).stdout;
+  const before = await log();
+  const append = await runCli(['run', '--record', '--append', '--tag=kept', ...flags, '--', 'curl', '-sf', '-o', '/dev/null', `http://secret.test:${port}/more`]);
+  expect(append.stderr).toBe(
+    'btrfly: tag "kept" holds query parameter "token" in clear (recorded before btrfly redacted it): record the tag again without --append, or keep it in clear with --keep-query token\n',
+  );
+  expect(append.code).toBe(2);
+  expect(await log()).toBe(before);
+  // Kept again, the append goes ahead.
+  expect((await runCli(['run', '--record', '--append', '--tag=kept', ...flags, '--keep-query', 'token', '--', 'curl', '-sf', '-o', '/dev/null', `http://secret.test:${port}/more`])).code).toBe(0);
+});
