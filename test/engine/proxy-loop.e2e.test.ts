@@ -7,6 +7,8 @@
  *   own connection to that address: the name that resolves there gets an upstream error and
  *   nothing is recorded (before, the proxy answered its own forwarded request with 407 and that
  *   answer was recorded).
+ * - a proxy on the dual-stack wildcard (`::`) sees its own IPv4 connection as ::ffff:127.0.0.1,
+ *   and refuses it all the same.
  * Real runtime, real sockets, curl as the build's client.
  */
 import * as http from 'node:http';
@@ -98,4 +100,16 @@ testWhen(!address && 'a network interface with a non-loopback address')('a proxy
   expect(r.stdout).toMatch(/^x-btrfly-upstream-error: /im);
   await runtime.closeSession(opened.info.id);
   expect(await entries(archive, 'self')).toEqual([]);
+}, 60_000);
+
+test('a proxy on the dual-stack wildcard refuses its own connection over IPv4 (seen as ::ffff:127.0.0.1)', async () => {
+  const { runtime, archive } = await startRuntime({ address: '::', upstream: { resolve: ['self.test:127.0.0.1'] } });
+  const opened = await runtime.openSession({ tag: 'mapped', mode: 'record' });
+  const proxy = new URL(opened.proxyUrl!);
+  const viaV4 = `http://btrfly:${proxy.password}@127.0.0.1:${proxy.port}`;
+  const r = await run('curl', ['-sS', '-o', '/dev/null', '-D', '-', '-x', viaV4, `http://self.test:${proxy.port}/d`]);
+  expect(r.stdout).toMatch(/^HTTP\/1\.1 502 /);
+  expect(r.stdout).toMatch(/^x-btrfly-upstream-error: /im);
+  await runtime.closeSession(opened.info.id);
+  expect(await entries(archive, 'mapped')).toEqual([]);
 }, 60_000);
