@@ -6,6 +6,9 @@
 import { compareEntries, compareStrings, decodeQueryPart, entryKey, HMAC_PREFIX, redactUrl, REDACTED } from './manifest';
 import type { Entry, Header, Manifest, MatchRule } from './types';
 
+/** The key of a recording whose only redacted parameters are placeholders (`redact.secretQuery`), which need none. */
+const NO_KEY = Buffer.alloc(0);
+
 /** A request as the matcher sees it. `bodySha256` is the digest of its body, when it has one. */
 export interface MatchRequest {
   method: string;
@@ -159,8 +162,9 @@ export class RecordingIndex {
   }
 
   private redact(url: string): string {
-    const names = this.manifest.redact.query;
-    return names.length && this.redactKey ? redactUrl(url, this.manifest.redact, this.redactKey) : url;
+    const r = this.manifest.redact;
+    if (r.query.length && this.redactKey) return redactUrl(url, r, this.redactKey);
+    return r.secretQuery?.length ? redactUrl(url, { ...r, query: [] }, NO_KEY) : url;
   }
 
   private keyOf(method: string, url: string): { key: string; normUrl: string; base: string; host: string } {

@@ -74,8 +74,15 @@ export interface MatchRule {
 export interface Redactions {
   /** Request header names (lower case) recorded as `[redacted]`. */
   headers: string[];
-  /** Query parameter names whose value is stored as a keyed hash. */
+  /** Query parameter names whose value is stored as a keyed hash (`--redact-query`). */
   query: string[];
+  /**
+   * Query parameter names (lower case, matched in any case) whose value is stored as
+   * `btrfly-redacted`, which matches any value: the names that carry secrets
+   * (`SECRET_QUERY_PARAMS`) less `--keep-query`. Unlike `query` it needs no key, so the
+   * recording plays back on any host. Absent in recordings made before it.
+   */
+  secretQuery?: string[];
   /**
    * Query names match whatever their case (`Token` as `token`); the names are then in lower case.
    * Set by every recording since the default list of secret names (`SECRET_QUERY_PARAMS`); an

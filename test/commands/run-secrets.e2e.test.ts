@@ -156,6 +156,10 @@ test('tokens in query parameters of the default secret list are nowhere in the a
   const kept = 'KEPT-pwd-not-a-secret-1a2b';
   const urls = planted.map(([name, token], i) => origin.urlFor(`/gen/${100 + i}?seed=${i}&${name}=${token}&page=2`, 'origin.test'));
   urls.push(origin.urlFor(`/gen/99?pwd=${kept}`, 'origin.test'));
+  // Named with --redact-query: a keyed hash, so another host's key does not match it.
+  const hashedToken = 'TOK18-session-0d4e';
+  const hashedUrl = origin.urlFor(`/gen/98?session=${hashedToken}`, 'origin.test');
+  urls.push(hashedUrl);
   // A redirect to a signed URL (as release downloads are): the token is in its Location only (the
   // redirect's own URL carries the target percent-encoded, and its body is empty for this Accept),
   // and in the URL curl then fetches. A token in a body is stored as received (docs/decisions.md).
@@ -165,20 +169,22 @@ test('tokens in query parameters of the default secret list are nowhere in the a
   const script = [...urls.map((u) => `curl -sSf -o /dev/null '${u}'`), `curl -sSfL -H 'Accept: application/x-test' -o /dev/null '${redirect}'`].join(' && ');
   const requests = urls.length + 2;
   const flags = ['--archive', archive, '--resolve', `origin.test:${origin.host}`];
-  const rec = await runCli(['run', '--record', '--tag=tokens', ...flags, '--upstream-ca', origin.caPath!, '--keep-query', 'pwd', '--', 'sh', '-c', script]);
+  const rec = await runCli(['run', '--record', '--tag=tokens', ...flags, '--upstream-ca', origin.caPath!, '--keep-query', 'pwd', '--redact-query', 'session', '--', 'sh', '-c', script]);
   expect(rec.stderr).toMatch(new RegExp(`recorded tag "tokens" \\(recording [0-9a-f]{12}\\): ${requests} requests, ${requests} entries`));
   expect(rec.code).toBe(0);
 
   const show = JSON.parse((await runCli(['show', 'tokens', '--archive', archive, '--json'])).stdout);
   expect(show.redact.queryAnyCase).toBe(true);
-  expect(show.redact.query).toEqual(expect.arrayContaining(['access_token', 'token', 'api_key', 'apikey', 'key', 'x-amz-signature']));
-  expect(show.redact.query).not.toContain('pwd');
+  expect(show.redact.secretQuery).toEqual(expect.arrayContaining(['access_token', 'token', 'api_key', 'apikey', 'key', 'x-amz-signature']));
+  expect(show.redact.secretQuery).not.toContain('pwd');
+  expect(show.redact.query).toEqual(['session']);
   // --keep-query: stored as sent; the other parameters of each URL too.
   const stored: string[] = show.entries.map((e: { request: { url: string } }) => e.request.url);
   expect(stored).toContain(origin.urlFor(`/gen/99?pwd=${kept}`, 'origin.test'));
-  for (const [name] of planted) expect(`${name}: ${stored.some((u) => u.includes(`&${name}=btrfly-hmac:`) && u.endsWith('&page=2'))}`).toBe(`${name}: true`);
+  for (const [name] of planted) expect(`${name}: ${stored.some((u) => u.includes(`&${name}=btrfly-redacted&`) && u.endsWith('&page=2'))}`).toBe(`${name}: true`);
+  expect(stored).toContainEqual(expect.stringMatching(/\/gen\/98\?session=btrfly-hmac:[0-9a-f]{64}$/));
   const moved = show.entries.find((e: { response: { status: number } }) => e.response.status === 302);
-  expect(moved.response.headers).toContainEqual({ name: 'Location', value: expect.stringMatching(/^https:\/\/origin\.test:\d+\/gen\/321\?seed=r&X-Amz-Signature=btrfly-hmac:[0-9a-f]{64}&X-Amz-Date=20261207T000000Z$/) });
+  expect(moved.response.headers).toContainEqual({ name: 'Location', value: expect.stringMatching(/^https:\/\/origin\.test:\d+\/gen\/321\?seed=r&X-Amz-Signature=btrfly-redacted&X-Amz-Date=20261207T000000Z$/) });
 
   // Offline: the origin is gone, the same URLs are answered from the archive.
   await origin.close();
@@ -186,14 +192,19 @@ test('tokens in query parameters of the default secret list are nowhere in the a
   // The redirect's recorded Location, followed, is the recorded request of the signed URL.
   expect(play.stderr).toMatch(new RegExp(`${requests} hits, 0 misses`));
   expect(play.code).toBe(0);
-  // Under another redact key the hash differs: the miss says which parameter, and why it may.
-  const other = await runCli(['run', '--playback', '--tag=tokens', '--archive', archive, '--', 'curl', '-s', '-o', '/dev/null', urls[0]], { env: { BTRFLY_REDACT_KEY: 'ab'.repeat(32) } });
+  // Another host (another redact key): the secret names still match, as they need no key...
+  const otherKey = { env: { BTRFLY_REDACT_KEY: 'ab'.repeat(32) } };
+  const elsewhere = await runCli(['run', '--playback', '--tag=tokens', '--archive', archive, '--', 'sh', '-c', script.replace(` && curl -sSf -o /dev/null '${hashedUrl}'`, '')], otherKey);
+  expect(elsewhere.stderr).toMatch(new RegExp(`${requests - 1} hits, 0 misses`));
+  expect(elsewhere.code).toBe(0);
+  // ...but a --redact-query hash differs: the miss says which parameter, and why it may.
+  const other = await runCli(['run', '--playback', '--tag=tokens', '--archive', archive, '--', 'curl', '-s', '-o', '/dev/null', hashedUrl], otherKey);
   expect(other.stderr).toContain(
-    "(redacted access_token differs: the build sent another value, or this host's redact key is not the recording's (share it with BTRFLY_REDACT_KEY))",
+    "(redacted session differs: the build sent another value, or this host's redact key is not the recording's (share it with BTRFLY_REDACT_KEY))",
   );
   expect(other.code).toBe(3);
 
-  expect(secretsIn(archive, [...planted.map(([, token]) => token), signedToken])).toEqual([]);
+  expect(secretsIn(archive, [...planted.map(([, token]) => token), signedToken, hashedToken])).toEqual([]);
   expect(secretsIn(archive, [kept])).toContain(`${kept} in a git object`);
 });
 

@@ -118,11 +118,27 @@ describe('redactUrl', () => {
 describe('recordingRedactions', () => {
   const none = { headers: [], query: [] };
 
-  it('adds the default secret names, less those kept, and the extra ones, in lower case', () => {
-    const r = recordingRedactions('t', none, { headers: ['X-Api-Key'], query: ['Session_Id'], keep: ['KEY'] });
+  it('adds the default secret names as placeholders, less those kept or hashed, and the extra ones as hashes, in lower case', () => {
+    const r = recordingRedactions('t', none, { headers: ['X-Api-Key'], query: ['Session_Id', 'Token'], keep: ['KEY'] });
     expect(r.queryAnyCase).toBe(true);
     expect(r.headers).toEqual(['x-api-key']);
-    expect(r.query).toEqual([...SECRET_QUERY_PARAMS.filter((n) => n !== 'key'), 'session_id'].sort());
+    expect(r.query).toEqual(['session_id', 'token']);
+    expect(r.secretQuery).toEqual(SECRET_QUERY_PARAMS.filter((n) => n !== 'key' && n !== 'token'));
+  });
+
+  it('stores a secret name as a placeholder that needs no key and matches any value', () => {
+    const r = recordingRedactions('t', none);
+    const key = Buffer.from('0123456789abcdef0123456789abcdef');
+    const a = redactUrl('https://h/p?X-Amz-Signature=abc&x=1&Token=t1', r, key);
+    expect(a).toBe('https://h/p?X-Amz-Signature=btrfly-redacted&x=1&Token=btrfly-redacted');
+    expect(redactUrl('https://h/p?X-Amz-Signature=other&x=1&Token=t2', r, Buffer.from('another key'))).toBe(a);
+    expect(redactUrl(a, r, key)).toBe(a);
+  });
+
+  it('refuses an append that would leave a carried placeholder entry unmatchable', () => {
+    const carried = [entry('https://h/a?token=btrfly-redacted', 'a')];
+    expect(recordingRedactions('t', { headers: [], query: [], secretQuery: ['token'] }, { carried }).secretQuery).toContain('token');
+    expect(() => recordingRedactions('t', { headers: [], query: [], secretQuery: ['token'] }, { keep: ['token'] })).toThrow('--keep-query token: tag "t" redacts it');
   });
 
   it('refuses an append that would leave a kept entry unmatchable or keep a redacted name in clear', () => {
