@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import type { TagTransfer, TransferOptions } from '../format/remote';
+import type { TagTransfer, TransferOptions } from '../format/remote-transfer';
 
 /** Flags shared by `btrfly push` and `btrfly pull`. */
 export const transferFlags = {

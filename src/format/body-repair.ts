@@ -24,7 +24,9 @@ import { transferBound } from './transfer-bound';
 import { isNoSpace } from './lifecycle';
 import { pauseAt } from '../test-pause';
 import { lfsObjectOid } from './lfs-store';
-import { listRemotes, refetchLfs, refetchObjects, type TransferOptions } from './remote';
+import { listRemotes } from './remote-config';
+import { refetchLfs, refetchObjects } from './remote-refetch';
+import type { TransferOptions } from './remote-transfer';
 
 /** What a repair did. */
 export interface RepairResult {

@@ -329,12 +329,23 @@ export class Git {
    */
   async storeSmallBody(bytes: Buffer, name: string): Promise<SmallBodyObjects> {
     if (/[\n\t/]/.test(name) || !name) throw gitError(['fast-import'], `bad tree entry name ${JSON.stringify(name)}`);
+    return (await this.smallBodyPacker()).store(bytes, name);
+  }
+
+  /**
+   * Starts the small-body `git fast-import` before the first body needs it: its spawn held the
+   * proxy's one thread 20–110 ms, every client waiting (a failure is left for that body to tell).
+   */
+  prepareSmallBodies(): void {
+    this.smallBodyPacker().then((p) => p.start(), () => undefined);
+  }
+
+  private smallBodyPacker(): Promise<SmallBodyPacker> {
     this.packer ??= this.run(['rev-parse', '--show-object-format']).then(({ stdout }) => new SmallBodyPacker(this.gitDir, stdout.trim() === 'sha256' ? 'sha256' : 'sha1'));
-    const packer = await this.packer.catch((e: unknown) => {
+    return this.packer.catch((e: unknown) => {
       this.packer = undefined;
       throw e;
     });
-    return packer.store(bytes, name);
   }
 
   /** Stores small in-memory content (a manifest) as a blob. */

@@ -121,6 +121,11 @@ export class SmallBodyPacker {
     this.child.stdin!.write(`${commit}reset ${SCRATCH_REF}\n\ncheckpoint\n\nprogress ${n}\n`);
   }
 
+  /** Starts `git fast-import` now rather than at the first body (its spawn holds the thread). */
+  start(): void {
+    this.ensure();
+  }
+
   private ensure(): ChildProcess {
     if (this.child) return this.child;
     // fastimport.unpackLimit=0: a checkpoint of a few objects stays a pack, instead of git

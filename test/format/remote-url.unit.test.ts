@@ -1,5 +1,5 @@
 import { lastGitMessage } from '../../src/format/git-process';
-import { displayUrl, normalizeRemoteUrl, urlCredential, validateRemoteName } from '../../src/format/remote';
+import { displayUrl, normalizeRemoteUrl, urlCredential, validateRemoteName } from '../../src/format/remote-config';
 
 describe('remote URLs and names', () => {
   it('makes a local path absolute and keeps URLs and scp-like addresses as given', () => {

@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { BtrflyCommand, type JsonResult } from '../../cli/base';
 import { Archive } from '../../format/archive';
 import { parseSize } from '../../format/push-split';
-import { addRemote, displayUrl } from '../../format/remote';
+import { addRemote, displayUrl } from '../../format/remote-config';
 
 /** `btrfly remote add NAME URL`. */
 export default class RemoteAdd extends BtrflyCommand {

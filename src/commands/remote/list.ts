@@ -2,7 +2,7 @@ import { BtrflyCommand, type JsonResult } from '../../cli/base';
 import { table } from '../../cli/table';
 import { Archive } from '../../format/archive';
 import { formatSize } from '../../format/size';
-import { displayUrl, listRemotes, storedCredentialWarning } from '../../format/remote';
+import { displayUrl, listRemotes, storedCredentialWarning } from '../../format/remote-config';
 
 /** `btrfly remote list`. */
 export default class RemoteList extends BtrflyCommand {

@@ -1,7 +1,7 @@
 import { Args } from '@oclif/core';
 import { BtrflyCommand, type JsonResult } from '../../cli/base';
 import { Archive } from '../../format/archive';
-import { removeRemote } from '../../format/remote';
+import { removeRemote } from '../../format/remote-config';
 
 /** `btrfly remote remove NAME`. */
 export default class RemoteRemove extends BtrflyCommand {

@@ -99,6 +99,19 @@ export class Upstream {
     return this.https;
   }
 
+  /**
+   * Builds the HTTPS agent now, while a recording's command is still starting, rather than on
+   * its first HTTPS request (66 ms of one thread here, every client of the session waiting).
+   * A context that cannot be built is left for that request to report.
+   */
+  prepareHttps(): void {
+    try {
+      void this.httpsAgent;
+    } catch {
+      // reported by the request that needs it
+    }
+  }
+
   /** True when `socket` is a connection this process opened upstream (a loop back into the proxy). */
   isOwnSocket(socket: net.Socket): boolean {
     const addr = socket.remoteAddress ?? '';

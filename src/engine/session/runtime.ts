@@ -4,6 +4,7 @@ import { parseTagSpec, validateTagName } from '../../format/names';
 import { gitTempFiles } from '../../format/archive-maintenance';
 import type { Entry, MatchRule, Redactions } from '../../format/types';
 import { CertificateAuthority } from '../tls/ca';
+import { preloadX509 } from '../tls/cert-issuer';
 import { configDir } from '../base/config-dir';
 import { PlaybackSession } from './player';
 import { startProxy, type ProxyServer, type ResponseEvent } from '../proxy/proxy-server';
@@ -106,6 +107,13 @@ export class Runtime {
     validateTagName(spec.tag);
     const info = newSessionInfo({ tag: spec.tag, mode: opts.mode, append: opts.append, clients: opts.clients });
     const credential = opts.clients && opts.clients.length > 0 ? undefined : newCredential();
+    // What the session's first requests would otherwise wait for (a fifth of a second, every
+    // client held), made while the session's git work below runs in other processes.
+    setImmediate(() => {
+      preloadX509();
+      if (opts.mode === 'record' || opts.append) this.upstream.prepareHttps();
+      if (opts.mode === 'record' && !this.archive.lfsMode) this.archive.git.prepareSmallBodies();
+    });
     const session = opts.mode === 'record' ? await this.recordSession(info, opts, spec.rev) : await this.playbackSession(info, spec.rev, opts);
     try {
       this.sessions.add(session, credential?.hash);

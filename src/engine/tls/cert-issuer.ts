@@ -23,6 +23,11 @@ function x509(): typeof X509 {
   return x509Module;
 }
 
+/** Loads @peculiar/x509 now, so that the first host name's certificate does not wait for it. */
+export function preloadX509(): void {
+  x509();
+}
+
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** Clients reject a leaf valid for more than 398 days (CA/Browser Forum, Apple, Chrome). */
 export const LEAF_VALIDITY_DAYS = 366;
