@@ -1,7 +1,6 @@
 /**
  * Writes one body in LFS mode (src/format/lfs-store.ts): every byte goes once to a temp file in
- * git-lfs's store while SHA-256 runs over it (on a worker thread past the first 256 KiB:
- * background-sha256.ts), and the file is renamed into place as the object
+ * git-lfs's store while SHA-256 runs over it, and the file is renamed into place as the object
  * named by that digest; git gets only the pointer file (~130 bytes) and a one-entry tree.
  * A body whose first bytes compress (git mode's probe, body-writer.ts) is also compressed into
  * a second temp file, and kept zstd when that saves what git mode asks of a part: the object is
@@ -15,7 +14,6 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { ZstdCompress } from 'node:zlib';
-import { BackgroundSha256 } from './background-sha256';
 import type { BodyChecks, PartTagger } from './body-checks';
 import { createStoreCompressor, keepsZstd, packWhole, PROBE_SIZE, probeSaysZstd } from './body-writer';
 import { isSmallBody, type Git } from './git';
@@ -56,11 +54,7 @@ interface ZstdObject {
 }
 
 class LfsBodyWriter extends StoringBodyWriter {
-  /**
-   * The body's SHA-256, on the hashing thread from the first byte past the probe (the probe's
-   * bytes first); a body that ends within its probe is hashed here at the end.
-   */
-  private hash?: BackgroundSha256;
+  private readonly hash = createHash('sha256');
   private readonly tagger?: PartTagger;
   private readonly temp: string;
   private file?: WriteStream;
@@ -100,8 +94,9 @@ class LfsBodyWriter extends StoringBodyWriter {
     this.whenDrained(cb);
   }
 
-  /** Tags a chunk and passes it on to the hash, the temp file (and the compressor, once the probe said so). */
+  /** Hashes a chunk and passes it on to the temp file (and the compressor, once the probe said so). */
   private take(chunk: Buffer): void {
+    this.hash.update(chunk);
     this.tagger?.update(chunk);
     this.size += chunk.length;
     if (!this.probe) return this.out(chunk);
@@ -109,28 +104,25 @@ class LfsBodyWriter extends StoringBodyWriter {
     if (this.size < PROBE_SIZE) return;
     const head = Buffer.concat(this.probe);
     this.probe = undefined;
-    this.hash = new BackgroundSha256();
     if (probeSaysZstd(head)) this.zst = this.openZstd();
     this.out(head);
   }
 
   private out(bytes: Buffer): void {
-    this.hash!.update(bytes);
     this.file!.write(bytes);
     this.zst?.compressor.write(bytes);
   }
 
   /**
-   * Calls `cb` once the temp file, the compressor and the hashing thread have room again, so a
-   * slow disk slows the writer instead of filling memory; at once when they have (most chunks:
-   * no promise made for each of a recording's 16–64 KiB socket reads).
+   * Calls `cb` once the temp file and the compressor have room again, so a slow disk slows the
+   * writer instead of filling memory; at once when they have (most chunks: no promise made for
+   * each of a recording's 16–64 KiB socket reads).
    */
   private whenDrained(cb: (e?: Error | null) => void): void {
     const file = this.file!;
     const compressor = this.zst?.compressor;
-    const waits = [file.writableNeedDrain && waitDrain(file), compressor?.writableNeedDrain && once(compressor, 'drain'), this.hash?.room()].filter((w) => w);
-    if (waits.length === 0) return cb();
-    Promise.all(waits).then(() => cb(), cb);
+    if (!file.writableNeedDrain && !compressor?.writableNeedDrain) return cb();
+    Promise.all([file.writableNeedDrain && waitDrain(file), compressor?.writableNeedDrain && once(compressor, 'drain')]).then(() => cb(), cb);
   }
 
   private openZstd(): ZstdObject {
@@ -146,7 +138,6 @@ class LfsBodyWriter extends StoringBodyWriter {
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     if (!this.failed(err)) return cb(null);
-    this.hash?.cancel();
     this.file?.destroy();
     this.zst?.compressor.destroy();
     this.zst?.file.destroy();
@@ -193,7 +184,7 @@ class LfsBodyWriter extends StoringBodyWriter {
   }
 
   protected async finish(): Promise<StoredBody> {
-    const sha256 = this.hash ? await this.hash.digest() : this.probe!.reduce((h, c) => h.update(c), createHash('sha256')).digest('hex');
+    const sha256 = this.hash.digest('hex');
     // An empty body stays a git blob, as in git mode: an empty file is its own LFS pointer.
     if (sha256 === EMPTY_SHA256) {
       this.file!.destroy();
