@@ -150,6 +150,23 @@ export class RecordingWriter {
     return this.id;
   }
 
+  /**
+   * Leaves the recording as a process that stopped leaves it: the tag stays as it was, the
+   * journal stays as a pending recording (for `btrfly stop record --seal-partial|--discard` and
+   * `btrfly pending`), the lock is released.
+   * @returns the pending recording's id
+   */
+  async leave(): Promise<string> {
+    this.checkOpen();
+    this.state = 'done';
+    try {
+      await this.journal.close();
+    } finally {
+      await this.lock.release();
+    }
+    return this.id;
+  }
+
   /** Drops the recording: the tag stays as it was, the journal is deleted, the lock released. */
   async abandon(): Promise<void> {
     if (this.state === 'done') return;

@@ -104,6 +104,8 @@ export interface SessionResult {
   commit?: string;
   /** Record: the recording kept aside instead of sealed (the command failed); the tag is unchanged. */
   aside?: { id: string; entries: number; exitCode: number; leaks?: number };
+  /** Record, closed with `interrupted`: the recording left pending, as a crash leaves it; the tag is unchanged. */
+  interrupted?: { id: string; entries: number };
   misses: MissRecord[];
   /** Playback: bodies that failed their check while being sent. */
   damaged?: DamagedBody[];
@@ -120,6 +122,12 @@ export interface CloseOptions {
   keepAside?: number;
   /** With keepAside: how many connections btrfly could not carry (run --isolate) held it back. */
   leaks?: number;
+  /**
+   * The host-mode daemon stopped under the session (a reboot, a kill), not its build: the
+   * recording is left pending as a crash leaves it, for `btrfly stop record` to seal or
+   * discard (an empty one is dropped).
+   */
+  interrupted?: boolean;
   /** The recorded program, named (without its arguments) in the commit message. */
   program?: string;
 }

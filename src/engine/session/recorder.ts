@@ -37,6 +37,7 @@ export interface RecordingSink {
   readonly size: number;
   seal(opts: { message?: string }): Promise<{ commit: string }>;
   setAside(exitCode: number, leaks?: number): Promise<string>;
+  leave(): Promise<string>;
   abandon(): Promise<void>;
 }
 
@@ -171,10 +172,11 @@ export class RecordSession {
       if (this.disk) await removeGitTempsSince(this.disk.dir, this.disk.gitTemps);
       throw this.disk ? await storageFailure(this.disk.dir, this.storageFailure, this.storageNeeded) : this.storageFailure;
     }
-    if (o.discard || (o.keepAside !== undefined && this.sink.size === 0)) {
+    if (o.discard || ((o.keepAside !== undefined || o.interrupted) && this.sink.size === 0)) {
       await this.sink.abandon();
       return { info, misses: [] };
     }
+    if (o.interrupted) return { info, misses: [], interrupted: { id: await this.sink.leave(), entries: this.sink.size } };
     if (o.keepAside !== undefined) {
       const id = await this.sink.setAside(o.keepAside, o.leaks);
       return { info, misses: [], aside: { id, entries: this.sink.size, exitCode: o.keepAside, ...(o.leaks ? { leaks: o.leaks } : {}) } };

@@ -136,13 +136,13 @@ export class Runtime {
     return this.sessions.list().map((s) => s.info);
   }
 
-  /** Stops listening; open recordings are sealed (graceful shutdown loses nothing). */
-  async close(): Promise<SessionResult[]> {
+  /** Stops listening; open recordings are sealed (graceful shutdown loses nothing), or ended as `opts` says. */
+  async close(opts: CloseOptions = {}): Promise<SessionResult[]> {
     await this.proxy.close();
     const results: SessionResult[] = [];
     for (const s of this.sessions.list()) {
       this.sessions.remove(s.info.id);
-      results.push(await s.close({}));
+      results.push(await s.close(opts));
     }
     this.upstream.close();
     return results;
