@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { fromHar, type ImportedEntry } from './har';
-import { redactUrl, schemaChecker, selectingRequestHeaders, splitHeaders } from './manifest';
+import { recordingRedactions, redactHeaderUrls, redactUrl, schemaChecker, selectingRequestHeaders, splitHeaders } from './manifest';
 import { OrdinalCounter } from './match';
 import { printable } from './printable';
 import type { Entry, Header, Redactions, StoredBody } from './types';
@@ -82,8 +82,10 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
   }
   const writer = await beginRecording(archive, tag, { append: opts.append, session: `import-${process.pid}` });
   try {
-    const redact: Redactions = { ...writer.redactions(), headers: [...writer.redactions().headers, ...(opts.redactHeaders ?? []).map((h) => h.toLowerCase())] };
-    if (opts.redactHeaders?.length) await writer.setRedactions(redact);
+    const base = writer.baseCommit();
+    const carried = opts.append && base ? (await archive.readRecording(tag, base)).manifest.entries : [];
+    const redact: Redactions = recordingRedactions(tag, writer.redactions(), { headers: opts.redactHeaders, carried });
+    await writer.setRedactions(redact);
     // As the recorder stores a URL: without user:password@, the redacted query values hashed.
     const key = redact.query.length > 0 ? opts.redactKey() : Buffer.alloc(0);
     const counter = new OrdinalCounter();
@@ -101,7 +103,7 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
         return;
       }
       const stored = await storing;
-      const { entry, volatile } = entryFor(imported, url, stored, redact);
+      const { entry, volatile } = entryFor(imported, url, stored, redact, key);
       const { ordinal, duplicate } = counter.assign(entry.request, { status: entry.response.status, sha256: stored.sha256 });
       if (duplicate) {
         skipped.push({ method, url, reason: 'it repeats the answer before it' });
@@ -120,7 +122,7 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
         skipped.push({ method: imported.request.method, url: imported.request.url, reason: unplayable });
         continue;
       }
-      const url = redactUrl(imported.request.url, redact.query, key);
+      const url = redactUrl(imported.request.url, redact, key);
       const bodyless = !imported.hasBody && !NO_BODY_NEEDED(imported.response.status, imported.request.method);
       const stored = bodyless ? undefined : storeBody(archive, imported);
       // Reported when its turn comes (addNext); must not go unhandled meanwhile.
@@ -153,7 +155,7 @@ function headerValue(headers: readonly Header[], name: string): string | undefin
 }
 
 /** The manifest entry of an imported exchange, as the recorder would have built it. */
-function entryFor(imported: ImportedEntry, url: string, stored: StoredBody, redact: Redactions): { entry: Entry; volatile: ReturnType<typeof splitHeaders>['volatile'] } {
+function entryFor(imported: ImportedEntry, url: string, stored: StoredBody, redact: Redactions, key: Buffer): { entry: Entry; volatile: ReturnType<typeof splitHeaders>['volatile'] } {
   const received = imported.response.headers;
   const { kept, volatile } = splitHeaders(received);
   const encoding = headerValue(received, 'content-encoding');
@@ -169,7 +171,7 @@ function entryFor(imported: ImportedEntry, url: string, stored: StoredBody, reda
       status: imported.response.status,
       statusText: imported.response.statusText,
       httpVersion: imported.response.httpVersion,
-      headers: kept,
+      headers: redactHeaderUrls(kept, redact, key),
       content: {
         size: stored.size,
         mimeType: imported.response.mimeType || headerValue(received, 'content-type') || '',

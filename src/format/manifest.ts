@@ -42,6 +42,13 @@ export function entryKey(e: { request: { method: string; url: string }; ordinal:
 }
 
 const sortedUnique = (xs: readonly string[]): string[] => [...new Set(xs)].sort(compareStrings);
+
+/** Names sorted and de-duplicated (query names in lower case when they match in any case); `queryAnyCase` only when set. */
+function canonicalRedact(r: Redactions): Redactions {
+  const headers = sortedUnique(r.headers.map((h) => h.toLowerCase()));
+  if (!r.queryAnyCase) return { headers, query: sortedUnique(r.query) };
+  return { headers, query: sortedUnique(r.query.map((q) => q.toLowerCase())), queryAnyCase: true };
+}
 const headerPair = (h: Header): Header => ({ name: h.name, value: h.value });
 
 function canonicalRule(r: MatchRule): MatchRule {
@@ -94,7 +101,7 @@ export function serializeManifest(m: Manifest): string {
     rules: m.rules
       .map(canonicalRule)
       .sort((a, b) => compareStrings(a.host, b.host) || compareStrings(JSON.stringify(a), JSON.stringify(b))),
-    redact: { headers: sortedUnique(m.redact.headers.map((h) => h.toLowerCase())), query: sortedUnique(m.redact.query) },
+    redact: canonicalRedact(m.redact),
     entries: m.entries.map(canonicalEntry).sort(compareEntries),
   };
   return JSON.stringify(canonical, null, 2) + '\n';
@@ -340,16 +347,78 @@ export function selectingRequestHeaders(
 export const HMAC_PREFIX = 'btrfly-hmac:';
 
 /**
- * Replaces the values of the named query parameters by `btrfly-hmac:<hex>`, an
+ * Query parameters that carry secrets, redacted by every recording (in any case) on top of
+ * `--redact-query`; `--keep-query NAME` keeps one in clear. Why each is here, and why some
+ * look-alikes are not: docs/decisions.md, "Secret query parameters by default".
+ */
+export const SECRET_QUERY_PARAMS: readonly string[] = [
+  'access_token', 'api-key', 'api_key', 'apikey', 'auth', 'auth_token', 'awsaccesskeyid', 'client_secret',
+  'googleaccessid', 'id_token', 'jwt', 'key', 'passwd', 'password', 'private_token', 'pwd', 'refresh_token',
+  'secret', 'sig', 'signature', 'token', 'x-amz-credential', 'x-amz-security-token', 'x-amz-signature',
+  'x-goog-credential', 'x-goog-signature',
+];
+
+/**
+ * The redactions of a new recording: `base` (the previous recording's, on append), the extra
+ * `headers`, the default secret query names but those in `keep`, and the extra `query` names,
+ * all of them matched in any case.
+ * @param carried the entries an append keeps from the previous recording
+ * @throws BtrflyError USAGE when `keep` names a parameter `base` redacts, or a carried entry
+ *   holds in clear a parameter that is now redacted (it could never match again)
+ */
+export function recordingRedactions(
+  tag: string,
+  base: Redactions,
+  opts: { headers?: readonly string[]; query?: readonly string[]; keep?: readonly string[]; carried?: readonly Entry[] } = {},
+): Redactions {
+  const lower = (xs: readonly string[] = []) => xs.map((x) => x.toLowerCase());
+  const keep = new Set(lower(opts.keep));
+  const baseQuery = lower(base.query);
+  const kept = baseQuery.find((n) => keep.has(n));
+  if (kept) {
+    throw new BtrflyError('USAGE', `--keep-query ${kept}: tag "${tag}" redacts it, so an --append must too: record the tag again without --append to keep it in clear`);
+  }
+  const query = [...new Set([...baseQuery, ...SECRET_QUERY_PARAMS.filter((n) => !keep.has(n)), ...lower(opts.query)])].sort(compareStrings);
+  const wanted = new Set(query);
+  for (const e of opts.carried ?? []) {
+    const clear = queryPairs(e.request.url).find(([name, value]) => wanted.has(name.toLowerCase()) && !value.startsWith(HMAC_PREFIX));
+    if (clear) {
+      throw new BtrflyError(
+        'USAGE',
+        `tag "${tag}" holds query parameter "${clear[0]}" in clear (recorded before btrfly redacted it): record the tag again without --append, or keep it in clear with --keep-query ${clear[0].toLowerCase()}`,
+      );
+    }
+  }
+  return { headers: [...new Set([...base.headers, ...lower(opts.headers)])].sort(compareStrings), query, queryAnyCase: true };
+}
+
+/** The decoded names and raw values of a URL's query. */
+function queryPairs(url: string): Array<[string, string]> {
+  const q = url.indexOf('?');
+  if (q < 0) return [];
+  const hash = url.indexOf('#', q);
+  return url
+    .slice(q + 1, hash < 0 ? url.length : hash)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      return [decodeQueryPart(eq < 0 ? pair : pair.slice(0, eq)), eq < 0 ? '' : pair.slice(eq + 1)];
+    });
+}
+
+/**
+ * Replaces the values of the query parameters `redact` names by `btrfly-hmac:<hex>`, an
  * HMAC-SHA256 of the value as sent, keyed with the archive's key: matched as a hash, never
  * stored in clear. A `user:password@` is dropped (never stored, never matched on). The rest of
  * the URL is left byte for byte as it was.
  */
-export function redactUrl(original: string, names: readonly string[], key: Buffer): string {
+export function redactUrl(original: string, redact: Pick<Redactions, 'query' | 'queryAnyCase'>, key: Buffer): string {
   const url = stripUserinfo(original);
   const q = url.indexOf('?');
+  const names = redact.query;
   if (q < 0 || names.length === 0) return url;
-  const wanted = new Set(names);
+  const anyCase = redact.queryAnyCase === true;
+  const wanted = new Set(anyCase ? names.map((n) => n.toLowerCase()) : names);
   const hash = url.indexOf('#', q);
   const end = hash < 0 ? url.length : hash;
   const params = url
@@ -358,11 +427,26 @@ export function redactUrl(original: string, names: readonly string[], key: Buffe
     .map((pair) => {
       const eq = pair.indexOf('=');
       const rawName = eq < 0 ? pair : pair.slice(0, eq);
-      if (!wanted.has(decodeQueryPart(rawName))) return pair;
+      const name = decodeQueryPart(rawName);
+      if (!wanted.has(anyCase ? name.toLowerCase() : name)) return pair;
       const value = eq < 0 ? '' : pair.slice(eq + 1);
+      // Already a hash: a client following a recorded Location (redactHeaderUrls) sends it back as is.
+      if (value.startsWith(HMAC_PREFIX)) return pair;
       return `${rawName}=${HMAC_PREFIX}${createHmac('sha256', key).update(value).digest('hex')}`;
     });
   return url.slice(0, q + 1) + params.join('&') + url.slice(end);
+}
+
+/** Response headers whose value is a URL a client follows or keeps. */
+const URL_HEADERS = new Set(['location', 'content-location']);
+
+/**
+ * The response headers to store: a `Location` or `Content-Location` redacted as a request URL
+ * is ({@link redactUrl}), so that a redirect to a signed URL keeps no token in the archive. In
+ * playback the client follows the redacted URL, which then matches the recorded request as is.
+ */
+export function redactHeaderUrls(headers: readonly Header[], redact: Pick<Redactions, 'query' | 'queryAnyCase'>, key: Buffer): Header[] {
+  return headers.map((h) => (URL_HEADERS.has(h.name.toLowerCase()) ? { name: h.name, value: redactUrl(h.value, redact, key) } : h));
 }
 
 /** Decodes a query name or value as a form would (`+` is a space); malformed escapes stay as they are. */

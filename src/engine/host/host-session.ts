@@ -38,6 +38,7 @@ export interface StartHostOptions {
   upstream: UpstreamOptions;
   redactHeaders?: string[];
   redactQuery?: string[];
+  keepQuery?: string[];
   rules?: MatchRule[];
   env?: NodeJS.ProcessEnv;
 }
@@ -131,6 +132,7 @@ async function startLocked(o: StartHostOptions, env: NodeJS.ProcessEnv, paths: H
       clients: hostAddresses(),
       redactHeaders: o.redactHeaders,
       redactQuery: o.redactQuery,
+      keepQuery: o.keepQuery,
       rules: o.rules,
     }).catch(async (e: unknown) => {
       // The session was refused (an unknown tag, a bad name): a daemon this start began, holding
@@ -189,6 +191,7 @@ async function startServiceSession(o: StartHostOptions, login: Login, host: Host
     append: o.append,
     redactHeaders: o.redactHeaders,
     redactQuery: o.redactQuery,
+    keepQuery: o.keepQuery,
     rules: o.rules,
   });
   try {

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID, createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BtrflyError, EXIT } from '../../errors';
-import type { Entry } from '../../format/types';
+import type { Entry, TagLeft } from '../../format/types';
 import type { Outcome } from './outcome';
 
 export type Mode = 'record' | 'playback';
@@ -23,6 +23,8 @@ export interface DamagedBody {
   sha256: string;
   /** BODY_CORRUPT (bytes that do not match) or BODY_MISSING (an object gone from the archive). */
   code: 'BODY_CORRUPT' | 'BODY_MISSING';
+  /** Set when the tag let go of the recording while it was played back (then gc removed the body): no repair helps. */
+  left?: TagLeft;
 }
 
 /**

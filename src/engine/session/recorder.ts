@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { mergeHeaders, redactUrl, selectingRequestHeaders, splitHeaders } from '../../format/manifest';
+import { mergeHeaders, redactHeaderUrls, redactUrl, selectingRequestHeaders, splitHeaders } from '../../format/manifest';
 import { OrdinalCounter } from '../../format/match';
 import { removeGitTempsSince } from '../../format/archive-maintenance';
 import { storageFailure } from '../../format/disk-space';
@@ -111,7 +111,7 @@ export class RecordSession {
     // A recorder that cannot keep up slows its clients; it does not pile up exchanges (docs/contract.md, "Streaming").
     while (this.behind >= MAX_BEHIND) await new Promise<void>((resolve) => this.caughtUp.push(resolve));
     const method = req.method ?? 'GET';
-    const storedUrl = redactUrl(url.href, this.redact.query, this.redactKey);
+    const storedUrl = redactUrl(url.href, this.redact, this.redactKey);
     const shareable = (method === 'GET' || method === 'HEAD') && !hasRequestBody(req);
     const sentHeaders = upstreamRequestHeaders(req, url);
     const key = shareable ? shareKey(method, storedUrl, sentHeaders) : undefined;
@@ -260,7 +260,8 @@ export class RecordSession {
 
     const entry = this.entryFor(req, upRes, received, storedUrl, stored, await requestDigest.catch(() => undefined));
     const { kept, volatile } = splitHeaders(received);
-    entry.response.headers = kept;
+    // Stored without the tokens of a redirect's URL; this run's clients get it as sent (answer.headers).
+    entry.response.headers = redactHeaderUrls(kept, this.redact, this.redactKey);
     await turn; // the same request made earlier takes its ordinal first
     const { ordinal, duplicate } = this.counter.assign(entry.request, { status: entry.response.status, sha256: stored.sha256 });
     entry.ordinal = ordinal;
