@@ -75,7 +75,9 @@ PrivateDevices=yes
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectControlGroups=yes
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+# AF_NETLINK: the service lists the host's addresses (getifaddrs) to refuse recording from itself
+# when it listens on every address; without it, it cannot start there.
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
 Restart=on-failure
 # SIGTERM seals every open recording before the process exits.
 KillSignal=SIGTERM

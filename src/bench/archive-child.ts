@@ -6,10 +6,12 @@
  *   node archive-child.js read ARCHIVE STORED_JSON          → {seconds, rssMiB, bytes}   (as playback: the body cache)
  *   node archive-child.js read-git ARCHIVE STORED_JSON      → {seconds, rssMiB, bytes}   (as verify: git, SHA-256 checked)
  *   write-lfs, tag-lfs: write and tag into a new archive in Git LFS mode (`btrfly init --lfs`); read and read-git read LFS bodies as playback and verify do
+ *   node archive-child.js sha256 - SOURCE_FILE         → {seconds, cpuSeconds, rssMiB, sha256}   (the file fed as write feeds it, into SHA-256 alone: LFS mode's floor)
  * BTRFLY_BENCH_DIST names another build's dist/ to measure (an older commit, side by side).
  * The process runs with the memory settings of btrfly's own streaming processes (bin/run.js's
  * mmap threshold, set by the parent; src/engine/proxy/memory.ts), so its peak is the one playback has.
  */
+import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -60,29 +62,30 @@ function childrenCpu(): number {
   }
 }
 
-async function main(): Promise<void> {
-  const [opName, dir, arg] = process.argv.slice(2);
-  const lfs = opName.endsWith('-lfs');
-  const op = lfs ? opName.slice(0, -'-lfs'.length) : opName;
-  const Archive = loadArchive();
-  const rss = (): number => Math.round(process.resourceUsage().maxRSS / 1024);
-  keepMemoryFlat();
-  const archive = await Archive.open(dir, { create: op === 'write' || op === 'tag', ...(lfs ? { lfs } : {}) });
-  const t0 = process.hrtime.bigint();
-  const seconds = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
-  // The whole process's CPU (the main thread, the thread pool's reads and writes, V8's helpers)
-  // and its children's once reaped (git mode's git processes, which end with the archive), from t0.
-  const cpu0 = process.cpuUsage();
-  const children0 = childrenCpu();
-  const cpuSeconds = (): number => {
-    const { user, system } = process.cpuUsage(cpu0);
-    return (user + system) / 1e6 + childrenCpu() - children0;
-  };
-  let result: Record<string, unknown>;
+/** The source file as the recorder feeds a body: 1 MiB reads through {@link asRecorded}, into `sink`. */
+function feed(source: string, sink: Writable): Promise<void> {
+  return pipeline(createReadStream(source, { highWaterMark: MiB }), asRecorded, sink);
+}
+
+/** SHA-256 alone of the file, fed as a write feeds it: what an LFS write cannot do without (its oid is the body's SHA-256). */
+async function hashOnly(source: string): Promise<Record<string, unknown>> {
+  const hash = createHash('sha256');
+  const sink = new Writable({
+    highWaterMark: MiB,
+    write(chunk: Buffer, _e, cb) {
+      hash.update(chunk);
+      cb();
+    },
+  });
+  await feed(source, sink);
+  return { sha256: hash.digest('hex') };
+}
+
+async function archiveOp(archive: ArchiveClass, op: string, arg: string): Promise<Record<string, unknown>> {
   if (op === 'write' || op === 'tag') {
     const recording = op === 'tag' ? await beginRecording(archive, 'big', { session: 'bench' }) : undefined;
     const w = archive.createBodyWriter();
-    await pipeline(createReadStream(arg, { highWaterMark: MiB }), asRecorded, w);
+    await feed(arg, w);
     const stored = await w.done;
     if (recording) {
       const { size, sha256, storage, parts } = stored;
@@ -90,8 +93,9 @@ async function main(): Promise<void> {
       await recording.addEntry({ request: { method: 'GET', url: 'https://bench.test/body.bin', headers: [] }, ordinal: 0, response }, [], stored);
       await recording.seal();
     }
-    result = { seconds: seconds(), stored };
-  } else if (op === 'read' || op === 'read-git') {
+    return { stored };
+  }
+  if (op === 'read' || op === 'read-git') {
     const stored = JSON.parse(arg) as StoredBody;
     const loc = await archive.locateBody(stored);
     let bytes = 0;
@@ -105,12 +109,30 @@ async function main(): Promise<void> {
       },
     });
     await pipeline(archive.openBody(loc, undefined, { fromGit: op === 'read-git' }), sink);
-    result = { seconds: seconds(), bytes };
-  } else {
-    throw new Error(`unknown operation ${op}`);
+    return { bytes };
   }
-  await archive.close();
-  process.stdout.write(JSON.stringify({ ...result, cpuSeconds: cpuSeconds(), rssMiB: rss() }) + '\n');
+  throw new Error(`unknown operation ${op}`);
+}
+
+async function main(): Promise<void> {
+  const [opName, dir, arg] = process.argv.slice(2);
+  const lfs = opName.endsWith('-lfs');
+  const op = lfs ? opName.slice(0, -'-lfs'.length) : opName;
+  const Archive = loadArchive();
+  const rss = (): number => Math.round(process.resourceUsage().maxRSS / 1024);
+  keepMemoryFlat();
+  const archive = op === 'sha256' ? undefined : await Archive.open(dir, { create: op === 'write' || op === 'tag', ...(lfs ? { lfs } : {}) });
+  const t0 = process.hrtime.bigint();
+  // The whole process's CPU (the main thread, the thread pool's reads and writes, V8's helpers)
+  // and its children's once reaped (git mode's git processes, which end with the archive), from t0.
+  const cpu0 = process.cpuUsage();
+  const children0 = childrenCpu();
+  const result = archive ? await archiveOp(archive, op, arg) : await hashOnly(arg);
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  await archive?.close();
+  const { user, system } = process.cpuUsage(cpu0);
+  const cpuSeconds = (user + system) / 1e6 + childrenCpu() - children0;
+  process.stdout.write(JSON.stringify({ ...result, seconds, cpuSeconds, rssMiB: rss() }) + '\n');
 }
 
 main().catch((e: unknown) => {

@@ -166,10 +166,12 @@ function isStreamGone(err: unknown): boolean {
 }
 
 /**
- * `--archive` naming a file would fail later as `mkdir ... EEXIST` or "no archive":
- * say what it is at once. (A directory that is not an archive is refused by `Archive.open`.)
+ * An empty `--archive`, or one naming a file, would fail later as `mkdir ... EEXIST` or "no
+ * archive" (or, empty, name nothing): say what it is at once. (A directory that is not an archive is refused by `Archive.open`.)
  */
 async function checkArchiveDir(dir: string): Promise<void> {
+  // Resolved, '' is the current directory: a record would make it an archive, or fail naming nothing.
+  if (dir === '') throw new BtrflyError('USAGE', "--archive is empty: give the archive's directory (default .btrfly, or set BTRFLY_ARCHIVE)");
   const s = await stat(dir).catch(() => undefined);
   if (s && !s.isDirectory()) {
     throw new BtrflyError('USAGE', `--archive ${dir} is a file, not an archive directory: give the archive's directory (default .btrfly), or move the file away`, {

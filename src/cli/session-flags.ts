@@ -12,7 +12,8 @@ export const sessionFlags = {
   tag: Flags.string({ description: 'tag to record, or T[@REV] to play back', required: true }),
   append: Flags.boolean({ description: 'record: keep the previous recording\'s entries and add to them', default: false }),
   redact: Flags.string({ description: 'request header to record as [redacted] (Authorization, Cookie and Proxy-Authorization always are)', multiple: true }),
-  'redact-query': Flags.string({ description: 'query parameter stored and matched as a keyed hash, never in clear', multiple: true }),
+  'redact-query': Flags.string({ description: 'query parameter stored and matched as a keyed hash, never in clear (on top of the default secret names: access_token, token, key, sig, X-Amz-Signature, ...)', multiple: true }),
+  'keep-query': Flags.string({ description: 'query parameter of the default secret names to store in clear (e.g. key, when it names no secret)', multiple: true }),
   ...ruleFlags,
   ...upstreamFlags,
 };
@@ -23,12 +24,13 @@ export function sessionOptions(flags: {
   append: boolean;
   redact?: string[];
   'redact-query'?: string[];
+  'keep-query'?: string[];
   'ignore-query'?: string[];
   'ignore-header'?: string[];
   'upstream-dns'?: string[];
   resolve?: string[];
   'upstream-ca'?: string[];
   'upstream-proxy'?: string;
-}): { tag: string; append: boolean; upstream: UpstreamOptions; redactHeaders?: string[]; redactQuery?: string[]; rules: MatchRule[] } {
-  return { tag: flags.tag, append: flags.append, upstream: upstreamOptions(flags), redactHeaders: flags.redact, redactQuery: flags['redact-query'], rules: rulesFrom(flags) };
+}): { tag: string; append: boolean; upstream: UpstreamOptions; redactHeaders?: string[]; redactQuery?: string[]; keepQuery?: string[]; rules: MatchRule[] } {
+  return { tag: flags.tag, append: flags.append, upstream: upstreamOptions(flags), redactHeaders: flags.redact, redactQuery: flags['redact-query'], keepQuery: flags['keep-query'], rules: rulesFrom(flags) };
 }

@@ -23,7 +23,7 @@ import type { AsideRecording } from './lifecycle';
 import { lockHolder, type LockHolder } from './lock';
 import { parseManifest, parseVolatile } from './manifest';
 import { validateTagName } from './names';
-import { repairAdvice, type BodyLocation, type BodyStore, type BodyWriter, type ByteRange, type Recording, type StoredBody } from './types';
+import { repairAdvice, type TagLeft, type BodyLocation, type BodyStore, type BodyWriter, type ByteRange, type Recording, type StoredBody } from './types';
 
 /** A tag as listed by `btrfly tags`. */
 export interface TagInfo {
@@ -228,6 +228,18 @@ export class Archive implements BodyStore {
         `or record the tag again without --append (its history then starts anew)`,
       { data: { tag, commit: target } },
     );
+  }
+
+  /**
+   * Whether `tag` still holds recording `commit` (as its newest, or in its history): `deleted`
+   * when the tag is gone, `moved` when it names a recording whose history lacks `commit`.
+   */
+  async tagLeft(tag: string, commit: string): Promise<TagLeft | undefined> {
+    const target = await this.tagRefTarget(tag);
+    if (target === null) return 'deleted';
+    if (target === commit) return undefined;
+    const r = await this.git.run(['merge-base', '--is-ancestor', commit, target], { ok: [0, 1, 128] });
+    return r.code === 0 ? undefined : 'moved';
   }
 
   /** The commit of `tag`'s ref, or null when there is no such tag or its commit is not in the store. */

@@ -123,7 +123,8 @@ async function* harText(src: ExportSource, openBody: OpenBody): AsyncGenerator<s
   yield `{\n "log": {\n  "version": "1.2",\n  "creator": ${JSON.stringify(creator)},\n  "pages": [],\n`;
   yield `  "comment": ${JSON.stringify(src.title)},\n`;
   if (src.rules?.length) yield `  "_btrflyRules": ${JSON.stringify(src.rules)},\n`;
-  if (src.redact && (src.redact.headers.length || src.redact.query.length)) yield `  "_btrflyRedact": ${JSON.stringify(src.redact)},\n`;
+  const r = src.redact;
+  if (r && (r.headers.length || r.query.length || r.secretQuery?.length || r.queryAnyCase)) yield `  "_btrflyRedact": ${JSON.stringify(r)},\n`;
   yield '  "entries": [';
   const entries = [...src.entries].sort(compareEntries);
   for (let i = 0; i < entries.length; i++) {

@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { fromHar, type ImportedEntry } from './har';
-import { redactUrl, schemaChecker, selectingRequestHeaders, splitHeaders } from './manifest';
+import { recordingRedactions, redactHeaderUrls, redactUrl, schemaChecker, selectingRequestHeaders, splitHeaders } from './manifest';
 import { OrdinalCounter } from './match';
 import { printable } from './printable';
 import type { Entry, Header, MatchRule, Redactions, StoredBody } from './types';
@@ -103,17 +103,24 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
   const exported = harSettings(har, basename(file));
   const writer = await beginRecording(archive, tag, { append: opts.append, session: `import-${process.pid}` });
   try {
-    const base = writer.redactions();
-    const redact: Redactions = {
-      headers: union(base.headers, [...exported.redact.headers, ...(opts.redactHeaders ?? []).map((h) => h.toLowerCase())]),
-      query: union(base.query, exported.redact.query),
+    const base = writer.baseCommit();
+    const carried = opts.append && base ? (await archive.readRecording(tag, base)).manifest.entries : [];
+    const prior = writer.redactions();
+    const from = exported.redact;
+    const merged: Redactions = {
+      ...prior,
+      headers: union(prior.headers, from.headers),
+      query: union(prior.query, from.query),
+      ...((prior.queryAnyCase || from.queryAnyCase) && { queryAnyCase: true }),
+      ...((prior.secretQuery || from.secretQuery) && { secretQuery: union(prior.secretQuery ?? [], from.secretQuery ?? []) }),
     };
-    if (redact.headers.length > base.headers.length || redact.query.length > base.query.length) await writer.setRedactions(redact);
+    const redact: Redactions = recordingRedactions(tag, merged, { headers: opts.redactHeaders, carried });
+    await writer.setRedactions(redact);
     const rules = [...writer.rules()];
     for (const r of exported.rules) if (!rules.some((k) => JSON.stringify(k) === JSON.stringify(r))) rules.push(r);
     if (rules.length > writer.rules().length) await writer.setRules(rules);
-    // As the recorder stores a URL: without user:password@, the redacted query values hashed
-    // (a btrfly HAR holds them hashed already: kept; one that says so of a clear value is hashed all the same).
+    // As the recorder stores a URL: without user:password@, the redacted query values hashed (a
+    // value a btrfly HAR holds hashed already stays as it is; one it holds in clear is hashed).
     const key = redact.query.length > 0 ? opts.redactKey() : Buffer.alloc(0);
     const counter = new OrdinalCounter();
     const skipped: ImportResult['skipped'] = [];
@@ -130,7 +137,7 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
         return;
       }
       const stored = await storing;
-      const { entry, volatile } = entryFor(imported, url, stored, redact);
+      const { entry, volatile } = entryFor(imported, url, stored, redact, key);
       const { ordinal, duplicate } = counter.assign(entry.request, { status: entry.response.status, sha256: stored.sha256 });
       if (duplicate) {
         skipped.push({ method, url, reason: 'it repeats the answer before it' });
@@ -149,7 +156,7 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
         skipped.push({ method: imported.request.method, url: imported.request.url, reason: unplayable });
         continue;
       }
-      const url = redactUrl(imported.request.url, redact.query, key, true);
+      const url = redactUrl(imported.request.url, redact, key);
       const bodyless = !imported.hasBody && !NO_BODY_NEEDED(imported.response.status, imported.request.method);
       const stored = bodyless ? undefined : storeBody(archive, imported);
       // Reported when its turn comes (addNext); must not go unhandled meanwhile.
@@ -182,7 +189,7 @@ function headerValue(headers: readonly Header[], name: string): string | undefin
 }
 
 /** The manifest entry of an imported exchange, as the recorder would have built it. */
-function entryFor(imported: ImportedEntry, url: string, stored: StoredBody, redact: Redactions): { entry: Entry; volatile: ReturnType<typeof splitHeaders>['volatile'] } {
+function entryFor(imported: ImportedEntry, url: string, stored: StoredBody, redact: Redactions, key: Buffer): { entry: Entry; volatile: ReturnType<typeof splitHeaders>['volatile'] } {
   const received = imported.response.headers;
   const { kept, volatile } = splitHeaders(received);
   const encoding = headerValue(received, 'content-encoding');
@@ -198,7 +205,7 @@ function entryFor(imported: ImportedEntry, url: string, stored: StoredBody, reda
       status: imported.response.status,
       statusText: imported.response.statusText,
       httpVersion: imported.response.httpVersion,
-      headers: kept,
+      headers: redactHeaderUrls(kept, redact, key),
       content: {
         size: stored.size,
         mimeType: imported.response.mimeType || headerValue(received, 'content-type') || '',

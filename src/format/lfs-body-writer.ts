@@ -86,12 +86,12 @@ class LfsBodyWriter extends StoringBodyWriter {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
     this.take(chunk);
-    this.drained().then(() => cb(), cb);
+    this.whenDrained(cb);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (e?: Error | null) => void): void {
     for (const { chunk } of chunks) this.take(chunk);
-    this.drained().then(() => cb(), cb);
+    this.whenDrained(cb);
   }
 
   /** Hashes a chunk and passes it on to the temp file (and the compressor, once the probe said so). */
@@ -113,11 +113,16 @@ class LfsBodyWriter extends StoringBodyWriter {
     this.zst?.compressor.write(bytes);
   }
 
-  /** Resolves once the temp file and the compressor have room again, so a slow disk slows the writer instead of filling memory. */
-  private async drained(): Promise<void> {
+  /**
+   * Calls `cb` once the temp file and the compressor have room again, so a slow disk slows the
+   * writer instead of filling memory; at once when they have (most chunks: no promise made for
+   * each of a recording's 16–64 KiB socket reads).
+   */
+  private whenDrained(cb: (e?: Error | null) => void): void {
     const file = this.file!;
     const compressor = this.zst?.compressor;
-    await Promise.all([file.writableNeedDrain && waitDrain(file), compressor?.writableNeedDrain && once(compressor, 'drain')]);
+    if (!file.writableNeedDrain && !compressor?.writableNeedDrain) return cb();
+    Promise.all([file.writableNeedDrain && waitDrain(file), compressor?.writableNeedDrain && once(compressor, 'drain')]).then(() => cb(), cb);
   }
 
   private openZstd(): ZstdObject {

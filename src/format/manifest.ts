@@ -42,6 +42,14 @@ export function entryKey(e: { request: { method: string; url: string }; ordinal:
 }
 
 const sortedUnique = (xs: readonly string[]): string[] => [...new Set(xs)].sort(compareStrings);
+
+/** Names sorted and de-duplicated (query names in lower case when they match in any case); `queryAnyCase` only when set. */
+function canonicalRedact(r: Redactions): Redactions {
+  const headers = sortedUnique(r.headers.map((h) => h.toLowerCase()));
+  const secret = r.secretQuery?.length ? { secretQuery: sortedUnique(r.secretQuery.map((q) => q.toLowerCase())) } : {};
+  if (!r.queryAnyCase) return { headers, query: sortedUnique(r.query), ...secret };
+  return { headers, query: sortedUnique(r.query.map((q) => q.toLowerCase())), queryAnyCase: true, ...secret };
+}
 const headerPair = (h: Header): Header => ({ name: h.name, value: h.value });
 
 function canonicalRule(r: MatchRule): MatchRule {
@@ -94,7 +102,7 @@ export function serializeManifest(m: Manifest): string {
     rules: m.rules
       .map(canonicalRule)
       .sort((a, b) => compareStrings(a.host, b.host) || compareStrings(JSON.stringify(a), JSON.stringify(b))),
-    redact: { headers: sortedUnique(m.redact.headers.map((h) => h.toLowerCase())), query: sortedUnique(m.redact.query) },
+    redact: canonicalRedact(m.redact),
     entries: m.entries.map(canonicalEntry).sort(compareEntries),
   };
   return JSON.stringify(canonical, null, 2) + '\n';
@@ -336,22 +344,96 @@ export function selectingRequestHeaders(
     .sort((a, b) => compareStrings(a.name, b.name));
 }
 
-/** The prefix of a redacted query value. */
+/** The prefix of a query value redacted as a keyed hash (`--redact-query`). */
 export const HMAC_PREFIX = 'btrfly-hmac:';
-const HASHED_VALUE = new RegExp(`^${HMAC_PREFIX}[0-9a-f]{64}$`);
+
+/** What the value of a parameter of `redact.secretQuery` is stored as; matches any value in playback. */
+export const REDACTED_QUERY_VALUE = 'btrfly-redacted';
 
 /**
- * Replaces the values of the named query parameters by `btrfly-hmac:<hex>`, an
- * HMAC-SHA256 of the value as sent, keyed with the archive's key: matched as a hash, never
- * stored in clear. A `user:password@` is dropped (never stored, never matched on). The rest of
- * the URL is left byte for byte as it was.
- * @param keepHashed leave a value that is a `btrfly-hmac:<hex>` already (a URL from btrfly's own HAR export)
+ * Query parameters that carry secrets, stored as {@link REDACTED_QUERY_VALUE} by every
+ * recording (in any case); `--keep-query NAME` keeps one in clear. Why each is here, and why
+ * some look-alikes are not: docs/decisions.md, "Secret query parameters by default".
  */
-export function redactUrl(original: string, names: readonly string[], key: Buffer, keepHashed = false): string {
+export const SECRET_QUERY_PARAMS: readonly string[] = [
+  'access_token', 'api-key', 'api_key', 'apikey', 'auth', 'auth_token', 'awsaccesskeyid', 'client_secret',
+  'googleaccessid', 'id_token', 'jwt', 'key', 'passwd', 'password', 'private_token', 'pwd', 'refresh_token',
+  'secret', 'sig', 'signature', 'token', 'x-amz-credential', 'x-amz-security-token', 'x-amz-signature',
+  'x-goog-credential', 'x-goog-signature',
+];
+
+/**
+ * The redactions of a new recording: `base` (the previous recording's, on append), the extra
+ * `headers`, the extra `query` names (a keyed hash), and the default secret query names but
+ * those in `keep` or `query` (a placeholder), all of them matched in any case.
+ * @param carried the entries an append keeps from the previous recording
+ * @throws BtrflyError USAGE when `keep` names a parameter `base` redacts, or a carried entry
+ *   holds in clear a parameter that is now redacted (it could never match again)
+ */
+export function recordingRedactions(
+  tag: string,
+  base: Redactions,
+  opts: { headers?: readonly string[]; query?: readonly string[]; keep?: readonly string[]; carried?: readonly Entry[] } = {},
+): Redactions {
+  const lower = (xs: readonly string[] = []) => xs.map((x) => x.toLowerCase());
+  const keep = new Set(lower(opts.keep));
+  const baseQuery = lower(base.query);
+  const baseSecret = lower(base.secretQuery);
+  const kept = [...baseQuery, ...baseSecret].find((n) => keep.has(n));
+  if (kept) {
+    throw new BtrflyError('USAGE', `--keep-query ${kept}: tag "${tag}" redacts it, so an --append must too: record the tag again without --append to keep it in clear`);
+  }
+  const query = [...new Set([...baseQuery, ...lower(opts.query)])].sort(compareStrings);
+  const hashed = new Set(query);
+  // A name the tag already stores as a placeholder stays one: its carried entries match only so.
+  const secretQuery = [...new Set([...baseSecret, ...SECRET_QUERY_PARAMS.filter((n) => !keep.has(n) && !hashed.has(n))])].sort(compareStrings);
+  const wanted = new Set([...query, ...secretQuery]);
+  for (const e of opts.carried ?? []) {
+    const clear = queryPairs(e.request.url).find(([name, value]) => wanted.has(name.toLowerCase()) && !value.startsWith(HMAC_PREFIX) && value !== REDACTED_QUERY_VALUE);
+    if (clear) {
+      throw new BtrflyError(
+        'USAGE',
+        `tag "${tag}" holds query parameter "${clear[0]}" in clear (recorded before btrfly redacted it): record the tag again without --append, or keep it in clear with --keep-query ${clear[0].toLowerCase()}`,
+      );
+    }
+  }
+  return { headers: [...new Set([...base.headers, ...lower(opts.headers)])].sort(compareStrings), query, queryAnyCase: true, secretQuery };
+}
+
+/** The decoded names and raw values of a URL's query. */
+function queryPairs(url: string): Array<[string, string]> {
+  const q = url.indexOf('?');
+  if (q < 0) return [];
+  const hash = url.indexOf('#', q);
+  return url
+    .slice(q + 1, hash < 0 ? url.length : hash)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      return [decodeQueryPart(eq < 0 ? pair : pair.slice(0, eq)), eq < 0 ? '' : pair.slice(eq + 1)];
+    });
+}
+
+/** Whether a recording's URLs hold redacted query values, which a request's URL must be redacted like before it is matched. */
+export function redactsQuery(redact: Pick<Redactions, 'query' | 'secretQuery'>): boolean {
+  return redact.query.length > 0 || (redact.secretQuery?.length ?? 0) > 0;
+}
+
+/**
+ * Replaces the values of the query parameters `redact.query` names by `btrfly-hmac:<hex>`, an
+ * HMAC-SHA256 of the value as sent, keyed with the user's key (matched as a hash), and those
+ * `redact.secretQuery` names by {@link REDACTED_QUERY_VALUE} (matched whatever the value):
+ * never stored in clear. A `user:password@` is dropped (never stored, never matched on). The
+ * rest of the URL is left byte for byte as it was.
+ */
+export function redactUrl(original: string, redact: Pick<Redactions, 'query' | 'queryAnyCase' | 'secretQuery'>, key: Buffer): string {
   const url = stripUserinfo(original);
   const q = url.indexOf('?');
-  if (q < 0 || names.length === 0) return url;
-  const wanted = new Set(names);
+  const names = redact.query;
+  if (q < 0 || !redactsQuery(redact)) return url;
+  const anyCase = redact.queryAnyCase === true;
+  const wanted = new Set(anyCase ? names.map((n) => n.toLowerCase()) : names);
+  const secret = new Set(redact.secretQuery);
   const hash = url.indexOf('#', q);
   const end = hash < 0 ? url.length : hash;
   const params = url
@@ -360,12 +442,27 @@ export function redactUrl(original: string, names: readonly string[], key: Buffe
     .map((pair) => {
       const eq = pair.indexOf('=');
       const rawName = eq < 0 ? pair : pair.slice(0, eq);
-      if (!wanted.has(decodeQueryPart(rawName))) return pair;
+      const name = decodeQueryPart(rawName);
+      if (secret.has(name.toLowerCase())) return `${rawName}=${REDACTED_QUERY_VALUE}`;
+      if (!wanted.has(anyCase ? name.toLowerCase() : name)) return pair;
       const value = eq < 0 ? '' : pair.slice(eq + 1);
-      if (keepHashed && HASHED_VALUE.test(value)) return pair;
+      // Already a hash: a client following a recorded Location (redactHeaderUrls) sends it back as is.
+      if (value.startsWith(HMAC_PREFIX)) return pair;
       return `${rawName}=${HMAC_PREFIX}${createHmac('sha256', key).update(value).digest('hex')}`;
     });
   return url.slice(0, q + 1) + params.join('&') + url.slice(end);
+}
+
+/** Response headers whose value is a URL a client follows or keeps. */
+const URL_HEADERS = new Set(['location', 'content-location']);
+
+/**
+ * The response headers to store: a `Location` or `Content-Location` redacted as a request URL
+ * is ({@link redactUrl}), so that a redirect to a signed URL keeps no token in the archive. In
+ * playback the client follows the redacted URL, which then matches the recorded request as is.
+ */
+export function redactHeaderUrls(headers: readonly Header[], redact: Pick<Redactions, 'query' | 'queryAnyCase' | 'secretQuery'>, key: Buffer): Header[] {
+  return headers.map((h) => (URL_HEADERS.has(h.name.toLowerCase()) ? { name: h.name, value: redactUrl(h.value, redact, key) } : h));
 }
 
 /** Decodes a query name or value as a form would (`+` is a space); malformed escapes stay as they are. */

@@ -3,8 +3,11 @@
  * (record). Exact by default: method, URL, the selecting headers the entry stored, the
  * request body digest. The manifest's rules loosen it per host (docs/contract.md, "Matching").
  */
-import { compareEntries, compareStrings, decodeQueryPart, entryKey, redactUrl, REDACTED } from './manifest';
+import { compareEntries, compareStrings, decodeQueryPart, entryKey, HMAC_PREFIX, redactUrl, REDACTED } from './manifest';
 import type { Entry, Header, Manifest, MatchRule } from './types';
+
+/** The key of a recording whose only redacted parameters are placeholders (`redact.secretQuery`), which need none. */
+const NO_KEY = Buffer.alloc(0);
 
 /** A request as the matcher sees it. `bodySha256` is the digest of its body, when it has one. */
 export interface MatchRequest {
@@ -140,7 +143,12 @@ export class RecordingIndex {
     for (const e of this.byPath.get(base) ?? []) {
       const differs: string[] = [];
       if (e.request.method !== req.method) differs.push('method');
-      if (normalizeQuery(splitUrl(e.request.url).query, loose.ignoreQuery) !== wantQuery) differs.push('query');
+      const storedQuery = normalizeQuery(splitUrl(e.request.url).query, loose.ignoreQuery);
+      if (storedQuery !== wantQuery) {
+        // Only the keyed hash of a redacted value: another value, or another host's redact key.
+        const redacted = redactedDifference(storedQuery, wantQuery);
+        differs.push(...(redacted ? redacted.map((name) => `redacted ${name}`) : ['query']));
+      }
       for (const name of differingHeaders(e.request.headers, req.headers, loose.ignoreHeaders)) differs.push(`header ${name}`);
       if ((e.request.bodySha256 ?? null) !== (req.bodySha256 ?? null)) differs.push('body');
       out.push({ entry: e, differs });
@@ -154,8 +162,9 @@ export class RecordingIndex {
   }
 
   private redact(url: string): string {
-    const names = this.manifest.redact.query;
-    return names.length && this.redactKey ? redactUrl(url, names, this.redactKey) : url;
+    const r = this.manifest.redact;
+    if (r.query.length && this.redactKey) return redactUrl(url, r, this.redactKey);
+    return r.secretQuery?.length ? redactUrl(url, { ...r, query: [] }, NO_KEY) : url;
   }
 
   private keyOf(method: string, url: string): { key: string; normUrl: string; base: string; host: string } {
@@ -193,6 +202,26 @@ function normalizeQuery(query: string | undefined, ignore: ReadonlySet<string>):
     return !ignore.has(decodeQueryPart(eq < 0 ? pair : pair.slice(0, eq)));
   });
   return kept.length ? kept.join('&') : undefined;
+}
+
+/** The names of the redacted parameters whose hashed values alone make two queries differ; undefined when anything else differs. */
+function redactedDifference(a: string | undefined, b: string | undefined): string[] | undefined {
+  const pa = (a ?? '').split('&');
+  const pb = (b ?? '').split('&');
+  if (pa.length !== pb.length) return undefined;
+  const split = (pair: string): [string, string] => {
+    const eq = pair.indexOf('=');
+    return eq < 0 ? [pair, ''] : [pair.slice(0, eq), pair.slice(eq + 1)];
+  };
+  const names: string[] = [];
+  for (let i = 0; i < pa.length; i++) {
+    if (pa[i] === pb[i]) continue;
+    const [na, va] = split(pa[i]);
+    const [nb, vb] = split(pb[i]);
+    if (na !== nb || !va.startsWith(HMAC_PREFIX) || !vb.startsWith(HMAC_PREFIX)) return undefined;
+    names.push(decodeQueryPart(na));
+  }
+  return names;
 }
 
 function joinQuery(base: string, query: string | undefined): string {

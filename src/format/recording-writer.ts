@@ -4,7 +4,9 @@
  * tag's lock (docs/contract.md, "Atomic tags").
  */
 import { randomUUID } from 'node:crypto';
-import { unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { BtrflyError } from '../errors';
 import { validateTagName } from './names';
 import { pauseAt } from '../test-pause';
@@ -18,6 +20,33 @@ import { emptyManifest, entryKey, serializeManifest, serializeVolatile } from '.
 import { PACKAGES_LOCK, recordingPackages, serializePackagesLock } from './packages';
 import { REVIEW_ATTRIBUTES } from './review-attributes';
 import { FORMAT_VERSION, type Entry, type Manifest, type MatchRule, type Redactions, type StoredBody, type VolatileFile, type VolatileHeader } from './types';
+
+/**
+ * A recording writes into the archive's directory, its objects and its state (locks, journal):
+ * a read-only archive is said before anything starts, in one line naming it and what to do.
+ */
+async function checkWritable(archive: Archive): Promise<void> {
+  for (const dir of [archive.dir, join(archive.dir, 'objects'), archive.stateDir, archive.locksDir]) {
+    await access(dir, constants.W_OK).catch((e: unknown) => {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw notWritable(archive, e) ?? e;
+    });
+  }
+}
+
+/** The one-line error for a write refused by the file system (read-only, or not this user's), else undefined. */
+export function notWritable(archive: Archive, e: unknown): BtrflyError | undefined {
+  const err = e as NodeJS.ErrnoException;
+  const where = err.path && err.path !== archive.dir ? ` on ${err.path}` : '';
+  const also = 'or record into another archive with --archive DIR (playback reads a read-only archive)';
+  if (err.code === 'EROFS') {
+    return new BtrflyError('STORAGE', `cannot record into archive ${archive.name}: it is on a read-only file system (EROFS${where}): remount it read-write, ${also}`, { cause: err });
+  }
+  if (err.code === 'EACCES' || err.code === 'EPERM') {
+    return new BtrflyError('STORAGE', `cannot record into archive ${archive.name}: permission denied (${err.code}${where}): record as the user that owns it, ${also}`, { cause: err });
+  }
+  return undefined;
+}
 
 /** A recording in progress. Obtain with `beginRecording(archive, tag)`. */
 export class RecordingWriter {
@@ -35,7 +64,10 @@ export class RecordingWriter {
 
   /** @internal use `beginRecording`. */
   static async begin(archive: Archive, tag: string, opts: { append: boolean; session: string; onNotice?: (line: string) => void }): Promise<RecordingWriter> {
-    const lock = await lockTag(archive.locksDir, tag, opts.session);
+    await checkWritable(archive);
+    const lock = await lockTag(archive.locksDir, tag, opts.session).catch((e: unknown) => {
+      throw notWritable(archive, e) ?? e;
+    });
     try {
       await waitForGc(archive.stateDir, (pid, command) => opts.onNotice?.(`${command} (pid ${pid}) is running on the archive: the recording of tag "${tag}" starts when it ends`));
       const commit = (await archive.tagCommit(tag)) ?? undefined;
@@ -143,6 +175,23 @@ export class RecordingWriter {
     this.state = 'done';
     try {
       await this.journal.append({ type: 'aside', exitCode, ...(leaks ? { leaks } : {}) });
+      await this.journal.close();
+    } finally {
+      await this.lock.release();
+    }
+    return this.id;
+  }
+
+  /**
+   * Leaves the recording as a process that stopped leaves it: the tag stays as it was, the
+   * journal stays as a pending recording (for `btrfly stop record --seal-partial|--discard` and
+   * `btrfly pending`), the lock is released.
+   * @returns the pending recording's id
+   */
+  async leave(): Promise<string> {
+    this.checkOpen();
+    this.state = 'done';
+    try {
       await this.journal.close();
     } finally {
       await this.lock.release();

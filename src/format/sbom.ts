@@ -40,7 +40,7 @@ export interface SbomArtifact {
   size: number;
   /** The URL's last path segment. */
   file: string;
-  /** Where it was downloaded from, sorted, userinfo dropped; a redacted query value stays a `btrfly-hmac:` hash. */
+  /** Where it was downloaded from, sorted, userinfo dropped; a redacted query value stays as stored (`btrfly-hmac:…` or `btrfly-redacted`). */
   urls: string[];
   /** The response's Content-Encoding when it had one: `sha256` is then of the encoded bytes. */
   encoding?: string;

@@ -74,8 +74,21 @@ export interface MatchRule {
 export interface Redactions {
   /** Request header names (lower case) recorded as `[redacted]`. */
   headers: string[];
-  /** Query parameter names whose value is stored as a keyed hash. */
+  /** Query parameter names whose value is stored as a keyed hash (`--redact-query`). */
   query: string[];
+  /**
+   * Query parameter names (lower case, matched in any case) whose value is stored as
+   * `btrfly-redacted`, which matches any value: the names that carry secrets
+   * (`SECRET_QUERY_PARAMS`) less `--keep-query`. Unlike `query` it needs no key, so the
+   * recording plays back on any host. Absent in recordings made before it.
+   */
+  secretQuery?: string[];
+  /**
+   * Query names match whatever their case (`Token` as `token`); the names are then in lower case.
+   * Set by every recording since the default list of secret names (`SECRET_QUERY_PARAMS`); an
+   * earlier recording matched its names exactly, and still does.
+   */
+  queryAnyCase?: boolean;
 }
 
 export interface Manifest {
@@ -105,6 +118,20 @@ export interface VolatileFile {
 export function repairAdvice(tag?: string): string {
   const tagArg = tag ? ` ${tag}` : '';
   return `run "btrfly verify --repair${tagArg}" to set it aside and fetch it again from the archive's remotes (or, with no remote that has it, re-record the tag after the repair)`;
+}
+
+/** How a tag let go of a recording that was being played back: deleted, or moved to a recording whose history lacks it. */
+export type TagLeft = 'deleted' | 'moved';
+
+/**
+ * What to do about a body that `btrfly gc` removed because its tag let go of the recording while
+ * it was played back: no repair brings it back into that tag, so not {@link repairAdvice}.
+ */
+export function tagLeftAdvice(tag: string, commit: string, left: TagLeft): string {
+  const rec = commit.slice(0, 12);
+  return left === 'deleted'
+    ? `tag "${tag}" was deleted while its recording ${rec} was played back, and btrfly gc has removed its bodies since: run "btrfly tags" to list the tags, or get the tag again ("btrfly pull REMOTE ${tag}")`
+    : `tag "${tag}" was recorded again while its recording ${rec} was played back, and btrfly gc has removed that recording's bodies since: play back the tag's new recording, or record it again`;
 }
 
 export interface BodyLocation {

@@ -2,11 +2,14 @@
  * An `--archive` that cannot be made (under /proc, where Node's recursive mkdir loops for ever;
  * under a symbolic link to nothing; under a file) ends every command at once with one line
  * naming the path and what to do, and a non-zero exit; so does a config directory or a token
- * store under /proc.
+ * store under /proc, and an empty `--archive` (exit 2). A record into a read-only archive is
+ * refused in one line naming it and what to do; playback still reads it.
  */
 import { symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runCli, tmpDir } from '../helpers';
+import { onPath } from '../../src/engine/host/config';
+import { CLI_ENTRY, cliEnv, cliWorkDir, run, runCli, tmpDir } from '../helpers';
+import { describeWhen } from '../helpers/when';
 
 const dir = tmpDir('btrfly-archive-path-');
 symlinkSync(join(dir, 'nowhere'), join(dir, 'dangling'));
@@ -56,4 +59,41 @@ test('a token store under /proc ends at once with one line', async () => {
   expect(r.signal).toBeNull();
   expect(r.stderr).toMatch(/^btrfly: cannot create the token store \/proc\/btrfly-test\/tokens.json: \/proc\/btrfly-test: its parent \/proc takes no new directory .*: pass --tokens a file in a directory that can be made\n$/);
   expect(r.code).toBe(1);
+});
+
+describe('an empty --archive', () => {
+  it.each([['tags'], ['init'], ['show', 't'], ['gc'], ['run', '--record', '--tag=t', '--archive', '', '--', 'true']])('%s is refused with one line and exit 2', async (...argv) => {
+    const r = await runCli(argv.includes('--archive') ? argv : [...argv, '--archive', ''], { timeoutMs: 20_000 });
+    expect(r.stderr).toBe("btrfly: --archive is empty: give the archive's directory (default .btrfly, or set BTRFLY_ARCHIVE)\n");
+    expect(r.code).toBe(2);
+  });
+});
+
+const roMissing = [process.getuid?.() === 0 ? '' : 'root', ...['unshare', 'mount'].filter((c) => !onPath(c))].filter(Boolean);
+
+describeWhen(roMissing)('a read-only archive (a read-only bind mount in a mount namespace of the test)', () => {
+  /** `btrfly ARGS` in a new mount namespace where `archive` is mounted read-only over itself. */
+  const readOnly = (archive: string, args: string[]) =>
+    run(
+      'unshare',
+      ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"', 'sh', archive, process.execPath, CLI_ENTRY, ...args],
+      { cwd: cliWorkDir(), env: cliEnv() },
+    );
+
+  it('refuses to record with one line naming it and what to do; it still plays back', async () => {
+    const archive = join(tmpDir('btrfly-ro-'), 'archive');
+    expect((await runCli(['run', '--record', '--tag=t', '--archive', archive, '--', 'true'])).code).toBe(0);
+    const before = await run('git', ['--git-dir', archive, 'for-each-ref']);
+    const rec = await readOnly(archive, ['run', '--record', '--tag=t', '--archive', archive, '--', 'true']);
+    expect(rec.stderr).toBe(
+      `btrfly: cannot record into archive ${archive}: it is on a read-only file system (EROFS): remount it read-write, or record into another archive with --archive DIR (playback reads a read-only archive)\n`,
+    );
+    expect(rec.code).toBe(1);
+    const append = await readOnly(archive, ['run', '--record', '--append', '--tag=t', '--archive', archive, '--', 'true']);
+    expect(append.stderr).toBe(rec.stderr);
+    const play = await readOnly(archive, ['run', '--playback', '--tag=t', '--archive', archive, '--', 'true']);
+    expect(play.stderr).toMatch(/^btrfly: played back tag "t" .*0 misses\n$/);
+    expect(play.code).toBe(0);
+    expect((await run('git', ['--git-dir', archive, 'for-each-ref'])).stdout).toBe(before.stdout);
+  });
 });

@@ -15,6 +15,26 @@ import { testWhen } from '../helpers/when';
 const missing = hostModeMissing();
 const maybe = testWhen(missing);
 
+/** A namespace host whose resolver names 192.0.2.53, its files as they were, and an archive path in its work directory. */
+async function hostWithArchive(prefix: string): Promise<{ work: string; copies: string; prelude: string[]; before: Record<string, string>; archive: string }> {
+  const work = tmpDir(prefix);
+  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  return { work, copies, prelude, before: await snapshot(copies), archive: path.join(work, 'archive') };
+}
+
+/** `btrfly start record` of `tag` in `archive`, recording from the namespace's origin.test. */
+const startRecord = (tag: string, archive: string): string =>
+  `${cli} start record --tag=${tag} --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`;
+
+/** Script lines that seal a first recording of `tag` (one body), note its commit in `work`/tag-before, and start recording it again. */
+const sealedThenRecording = (tag: string, archive: string, work: string): string[] => [
+  startRecord(tag, archive),
+  'curl -sSf -o /dev/null "https://origin.test/gen/1000?seed=1"',
+  `${cli} stop record`,
+  `git --git-dir=${archive} rev-parse refs/heads/${tag} > ${work}/tag-before`,
+  startRecord(tag, archive),
+];
+
 maybe('start record, build, stop record; start playback with the origin gone, build, stop playback; host files restored', async () => {
   const work = tmpDir('btrfly-host-');
   const { copies, prelude } = await namespaceHost(work, '# the host before btrfly\nnameserver 192.0.2.53\noptions timeout:1\n');
@@ -26,7 +46,7 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
   const script = [
     ...prelude,
     ...originServerLines(work),
-    `${cli} start record --tag=host1 --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    startRecord('host1', archive),
     `grep -q '^nameserver 127.77.0.1' /etc/resolv.conf`,
     // The daemon's control API answers a body that is not JSON as the service's API does.
     `curl -s -o ${work}/not-json.out -w 'control status %{http_code}\\n' --unix-socket ${work}/state/daemon.sock -H 'content-type: application/json' -d '{not json' http://btrfly/sessions`,
@@ -71,19 +91,12 @@ maybe('start record, build, stop record; start playback with the origin gone, bu
 }, 240_000);
 
 maybe('kill -9 of the daemon mid-recording: tag unchanged, archive valid, stop restores the host and says what became of the recording', async () => {
-  const work = tmpDir('btrfly-host-kill-');
-  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
-  const before = await snapshot(copies);
-  const archive = path.join(work, 'archive');
+  const { work, copies, prelude, before, archive } = await hostWithArchive('btrfly-host-kill-');
   const script = [
     ...prelude,
     ...originServerLines(work),
     // A first, sealed recording: the tag the crash must leave alone.
-    `${cli} start record --tag=crash --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
-    'curl -sSf -o /dev/null "https://origin.test/gen/1000?seed=1"',
-    `${cli} stop record`,
-    `git --git-dir=${archive} rev-parse refs/heads/crash > ${work}/tag-before`,
-    `${cli} start record --tag=crash --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    ...sealedThenRecording('crash', archive, work),
     'curl -sSf -o /dev/null "https://origin.test/gen/2000?seed=2"',
     'curl -sSf -o /dev/null "https://origin.test/gen/3000?seed=3"',
     // Half way through a slow body, the daemon dies.
@@ -212,7 +225,7 @@ maybe('the daemon records and plays back a 512 MiB body with peak RSS under 250 
   const script = [
     ...prelude,
     ...originServerLines(work),
-    `${cli} start record --tag=big --archive ${archive} --resolve origin.test:127.0.0.5 --upstream-ca ${testCa().caPath}`,
+    startRecord('big', archive),
     `curl -sSf "https://origin.test/gen/${size}?seed=5" | sha256sum | sed 's/^/record sha /'`,
     hwm('record'),
     `${cli} stop record`,
@@ -233,4 +246,173 @@ maybe('the daemon records and plays back a 512 MiB body with peak RSS under 250 
     process.stderr.write(`host mode ${mode}: peak RSS of the daemon ${(kib / 1024).toFixed(1)} MiB\n`);
     expect(kib).toBeLessThan(250 * 1024);
   }
+}, 240_000);
+
+maybe('a start killed after its session opened (before it said so): stop record ends that session, stops the daemon and restores the host', async () => {
+  const work = tmpDir('btrfly-host-start-killed-');
+  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  // A trust-store hook (as Java's keystore hook is) that holds start in its trust-store step
+  // until the daemon has opened the session: start is then killed at that moment, every time.
+  const hook = path.join(copies, 'hooks', 'hold');
+  await fs.writeFile(
+    hook,
+    [
+      '#!/bin/sh',
+      'cat > /dev/null',
+      `[ -e ${work}/killed ] && exit 0`,
+      `until curl -s --unix-socket ${work}/state/daemon.sock http://btrfly/status 2>/dev/null | grep -q '"mode":"record"'; do sleep 0.1; done`,
+      `touch ${work}/session-open`,
+      'exec sleep 600',
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  const before = await snapshot(copies);
+  const archive = path.join(work, 'archive');
+  const script = [
+    ...prelude,
+    `setsid ${cli} start record --tag=k --archive ${archive} > ${work}/start.out 2>&1 &`,
+    'START=$!',
+    `for i in $(seq 300); do [ -e ${work}/session-open ] && break; sleep 0.1; done`,
+    `[ -e ${work}/session-open ] || { echo "the session did not open"; cat ${work}/start.out; exit 1; }`,
+    `touch ${work}/killed`,
+    'kill -9 -- -$START; wait $START || true',
+    `${cli} stop record && echo "stop exit 0" || echo "stop exit $?"`,
+    `test -e ${work}/state/daemon.json && echo "daemon state left" || echo "no daemon state"`,
+    `${cli} status`,
+    `${cli} start record --tag=k --archive ${archive} && echo "start again exit 0" || echo "start again exit $?"`,
+    `${cli} stop record --discard && echo "second stop exit 0" || echo "second stop exit $?"`,
+    `git --git-dir=${archive} fsck --strict && echo "fsck ok"`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(out).toMatch(/btrfly: recorded tag "k" \(recording [0-9a-f]{12}\): 0 requests, 0 entries/);
+  expect(out).toMatch(/^stop exit 0\n/m);
+  expect(out).toMatch(/no daemon state\n/);
+  expect(out).toMatch(/^no active session\n/m);
+  expect(out).toMatch(/start again exit 0\n/);
+  expect(out).toMatch(/second stop exit 0\n/);
+  expect(out).toMatch(/fsck ok\n/);
+  expect(ns.status).toBe(0);
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);
+
+maybe('SIGTERM to the daemon mid-build (a reboot, a kill): the tag does not move, stop record keeps what was completed for --seal-partial', async () => {
+  const { work, copies, prelude, before, archive } = await hostWithArchive('btrfly-host-term-');
+  const pid = `"${process.execPath}" -p "require('${work}/state/daemon.json').pid"`;
+  const script = [
+    ...prelude,
+    ...originServerLines(work),
+    ...sealedThenRecording('term', archive, work),
+    'curl -sSf -o /dev/null "https://origin.test/gen/2000?seed=2"',
+    // The build goes on; the machine shuts down: init sends the daemon SIGTERM.
+    `DAEMON=$(${pid}); kill -TERM $DAEMON`,
+    'while kill -0 $DAEMON 2>/dev/null; do sleep 0.1; done',
+    `git --git-dir=${archive} rev-parse refs/heads/term > ${work}/tag-after`,
+    `${cli} stop record; echo "stop exit $?"`,
+    `${cli} stop record --seal-partial --archive ${archive}; echo "seal exit $?"`,
+    `git --git-dir=${archive} show refs/heads/term:manifest.json | grep -c '"url"' | sed 's/^/urls /'`,
+    `git --git-dir=${archive} fsck --strict && echo "fsck ok"`,
+    `${cli} verify --archive ${archive} && echo "verify ok"`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(await fs.readFile(path.join(work, 'tag-after'), 'utf8')).toBe(await fs.readFile(path.join(work, 'tag-before'), 'utf8'));
+  expect(out).toMatch(/recording of tag "term" was interrupted .* 1 completed entries are kept/);
+  expect(out).toMatch(/stop exit 0\n/);
+  expect(out).toMatch(/sealed the 1 completed entries/);
+  expect(out).toMatch(/seal exit 0\n/);
+  expect(out).toMatch(/urls 1\n/);
+  expect(out).toMatch(/fsck ok\n/);
+  expect(out).toMatch(/verify ok\n/);
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);
+
+maybe('a resolver btrfly cannot write (read-only): start fails in one line and the trust store it had changed is put back', async () => {
+  const work = tmpDir('btrfly-host-ro-');
+  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  const before = await snapshot(copies);
+  const script = [
+    ...prelude,
+    'mount -o remount,bind,ro /etc/resolv.conf',
+    `${cli} start record --tag=ro --archive ${work}/archive && echo "start exit 0" || echo "start exit $?"`,
+    `test -e ${work}/state/host-config.json && echo "journal left" || echo "no journal"`,
+    `test -e ${work}/state/daemon.json && echo "daemon state left" || echo "no daemon state"`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(ns.stderr).toMatch(/^btrfly: [^\n]*\/etc\/resolv\.conf[^\n]*EROFS[^\n]*\n$/);
+  expect(ns.stderr).not.toMatch(/restoring/);
+  expect(out).toMatch(/start exit 1\n/);
+  expect(out).toMatch(/no journal\n/);
+  expect(out).toMatch(/no daemon state\n/);
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);
+
+maybe('a resolver made read-only during the session: stop still takes btrfly\'s CA out of the trust store, and a second stop finishes', async () => {
+  const work = tmpDir('btrfly-host-ro-stop-');
+  const { copies, prelude } = await namespaceHost(work, 'nameserver 192.0.2.53\n');
+  const before = await snapshot(copies);
+  const script = [
+    ...prelude,
+    `${cli} start record --tag=ro --archive ${work}/archive`,
+    'mount -o remount,bind,ro /etc/resolv.conf',
+    `${cli} stop record && echo "stop exit 0" || echo "stop exit $?"`,
+    'ls /usr/local/share/ca-certificates /etc/ssl/certs | grep -c btrfly | sed "s/^/btrfly files /"',
+    'mount -o remount,bind,rw /etc/resolv.conf',
+    `${cli} stop record && echo "second stop exit 0" || echo "second stop exit $?"`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(out).toMatch(/stop exit 1\n/);
+  expect(out).toMatch(/btrfly files 0\n/);
+  expect(out).toMatch(/second stop exit 0\n/);
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);
+
+maybe('the daemon killed during a playback that missed: stop playback says its result is lost and does not exit 0', async () => {
+  const { work, copies, prelude, before, archive } = await hostWithArchive('btrfly-host-play-kill-');
+  const script = [
+    ...prelude,
+    ...originServerLines(work),
+    startRecord('p', archive),
+    'curl -sSf -o /dev/null "https://origin.test/gen/100?seed=1"',
+    `${cli} stop record`,
+    `${cli} start playback --tag=p --archive ${archive}`,
+    'curl -s -o /dev/null -w "miss status %{http_code}\\n" "https://origin.test/not-recorded"',
+    `kill -9 $("${process.execPath}" -p "require('${work}/state/daemon.json').pid")`,
+    `${cli} stop playback && echo "stop exit 0" || echo "stop exit $?"`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(out).toMatch(/miss status 404\n/);
+  expect(out).toMatch(/btrfly: the btrfly daemon stopped during the playback of tag "p", and its hits and misses with it: this playback proves nothing; run the build again under "btrfly start playback --tag=p"\n/);
+  expect(out).toMatch(/stop exit 1\n/);
+  expect(await snapshot(copies)).toEqual(before);
+}, 240_000);
+
+maybe('two starts at once: one records, the other is refused, and the host is switched while the session lasts and restored after', async () => {
+  const { work, copies, prelude, before, archive } = await hostWithArchive('btrfly-host-two-starts-');
+  const script = [
+    ...prelude,
+    `${cli} start record --tag=a --archive ${archive} > ${work}/a.out 2>&1 & A=$!`,
+    `${cli} start record --tag=b --archive ${archive} > ${work}/b.out 2>&1 & B=$!`,
+    'wait $A && echo "a exit 0" || echo "a exit $?"',
+    'wait $B && echo "b exit 0" || echo "b exit $?"',
+    `cat ${work}/a.out ${work}/b.out`,
+    'grep -q "^nameserver 127.77.0.1" /etc/resolv.conf && echo "resolver switched"',
+    'test -e /usr/local/share/ca-certificates/btrfly-ca.crt && echo "CA trusted"',
+    `${cli} stop record && echo "stop exit 0" || echo "stop exit $?"`,
+    `test -e ${work}/state/daemon.json && echo "daemon state left" || echo "no daemon state"`,
+  ];
+  const ns = inNamespace(script);
+  const out = ns.stdout + ns.stderr;
+  expect(out.match(/^[ab] exit 0$/gm)).toHaveLength(1);
+  expect(out.match(/^[ab] exit 1$/gm)).toHaveLength(1);
+  expect(out).toMatch(/^btrfly: a host-mode record session of tag "[ab]" is active since [^\n]+: run "btrfly stop record" first$/m);
+  expect(out).toMatch(/resolver switched\n/);
+  expect(out).toMatch(/CA trusted\n/);
+  expect(out).toMatch(/stop exit 0\n/);
+  expect(out).toMatch(/no daemon state\n/);
+  expect(await snapshot(copies)).toEqual(before);
 }, 240_000);

@@ -13,7 +13,8 @@ import dgram from 'node:dgram';
 import { networkInterfaces } from 'node:os';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { registerCleanup, runCli, startOrigin, tmpDir, genBodySha256, type Origin } from '../helpers';
+import { execFileSync } from 'node:child_process';
+import { registerCleanup, runCli, spawnCli, startOrigin, tmpDir, genBodySha256, type Origin } from '../helpers';
 import { createHash } from 'node:crypto';
 
 /** Closes a listener when the test file ends, also after a failed expectation. */
@@ -165,5 +166,31 @@ describe('btrfly run --isolate', () => {
     await new Promise<void>((r) => (received.length > 0 ? r() : udp.once('message', () => r())));
     expect(received[0]).toBe('control');
     self.close();
+  });
+
+  it('a process the command leaves running in the background does not outlive the run in a namespace with no way out', async () => {
+    // A build tool's daemon (Gradle's, sccache's) reused later from a dead namespace would have no network at all.
+    const alive = () => {
+      try {
+        return execFileSync('pgrep', ['-fx', 'sleep 3017'], { encoding: 'utf8' }).trim();
+      } catch {
+        return '';
+      }
+    };
+    registerCleanup(() => void (alive() && execFileSync('pkill', ['-fx', 'sleep 3017'])));
+    const run = await runCli(['run', '--isolate', '--record', '--tag=bg', '--archive', archive, '--', 'sh', '-c', 'sleep 3017 >/dev/null 2>&1 & echo started']);
+    expect(run.stdout).toBe('started\n');
+    expect(run.code).toBe(0);
+    expect(alive()).toBe('');
+  });
+
+  it('SIGTERM to btrfly reaches the command, and run exits with its status', async () => {
+    const dir = tmpDir('btrfly-isolate-term-');
+    const run = spawnCli(['run', '--isolate', '--record', '--tag=term', '--archive', archive, '--', 'sh', '-c', `trap 'echo got TERM; exit 7' TERM; echo ready; sleep 60 & wait`], { cwd: dir });
+    await run.waitFor('ready');
+    run.child.kill('SIGTERM');
+    const end = await run.exited;
+    expect(end.stdout).toBe('ready\ngot TERM\n');
+    expect(end.code).toBe(7);
   });
 });

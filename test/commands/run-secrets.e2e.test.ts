@@ -13,7 +13,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { runCli, tmpDir } from '../helpers';
+import { runCli, startOrigin, tmpDir } from '../helpers';
 
 const SECRETS = ['SECRET1-bearer-7f3a', 'SECRET2-basic-91c2', 'SECRET3-query-4be8', 'SECRET4-userinfo-c0d5', 'SECRET5-header-2a61', 'SECRET6-cookie-88e0'];
 
@@ -129,4 +129,98 @@ test('import of a HAR with userinfo, credential headers and a redacted query sto
   expect(play.code).toBe(0);
 
   expect(secretsIn(archive, s)).toEqual([]);
+});
+
+test('tokens in query parameters of the default secret list are nowhere in the archive, in any case, and play back offline', async () => {
+  const origin = await startOrigin({ https: true });
+  const archive = join(tmpDir(), 'archive');
+  // One token a name, spelled as services spell them (the list matches in any case).
+  const planted: Array<[string, string]> = [
+    ['access_token', 'TOK01-oauth-5d1e'],
+    ['Token', 'TOK02-generic-a3f0'],
+    ['API_KEY', 'TOK03-apikey-77b2'],
+    ['apiKey', 'TOK04-apikey-0c9d'],
+    ['key', 'TOK05-google-e41a'],
+    ['password', 'TOK06-password-19c3'],
+    ['client_secret', 'TOK07-oauth-b8e5'],
+    ['sig', 'TOK08-azure-sas-6f02'],
+    ['X-Amz-Signature', 'TOK09-aws-sig-d2c7'],
+    ['X-Amz-Credential', 'TOK10-AKIAEXAMPLE-4e1b'],
+    ['X-Amz-Security-Token', 'TOK11-aws-session-9a3c'],
+    ['X-Goog-Signature', 'TOK12-gcs-sig-2b8f'],
+    ['x-goog-credential', 'TOK13-gcs-cred-c6d4'],
+    ['private_token', 'TOK14-gitlab-70ea'],
+    ['jwt', 'TOK15-github-asset-3f9b'],
+    ['Auth', 'TOK16-auth-85d0'],
+  ];
+  const kept = 'KEPT-pwd-not-a-secret-1a2b';
+  const urls = planted.map(([name, token], i) => origin.urlFor(`/gen/${100 + i}?seed=${i}&${name}=${token}&page=2`, 'origin.test'));
+  urls.push(origin.urlFor(`/gen/99?pwd=${kept}`, 'origin.test'));
+  // Named with --redact-query: a keyed hash, so another host's key does not match it.
+  const hashedToken = 'TOK18-session-0d4e';
+  const hashedUrl = origin.urlFor(`/gen/98?session=${hashedToken}`, 'origin.test');
+  urls.push(hashedUrl);
+  // A redirect to a signed URL (as release downloads are): the token is in its Location only (the
+  // redirect's own URL carries the target percent-encoded, and its body is empty for this Accept),
+  // and in the URL curl then fetches. A token in a body is stored as received (docs/decisions.md).
+  const signedToken = 'TOK17-redirect-sig-5e6f';
+  const signed = origin.urlFor(`/gen/321?seed=r&X-Amz-Signature=${signedToken}&X-Amz-Date=20261207T000000Z`, 'origin.test');
+  const redirect = origin.urlFor(`/redirect?status=302&to=${[...Buffer.from(signed)].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')}`, 'origin.test');
+  const script = [...urls.map((u) => `curl -sSf -o /dev/null '${u}'`), `curl -sSfL -H 'Accept: application/x-test' -o /dev/null '${redirect}'`].join(' && ');
+  const requests = urls.length + 2;
+  const flags = ['--archive', archive, '--resolve', `origin.test:${origin.host}`];
+  const rec = await runCli(['run', '--record', '--tag=tokens', ...flags, '--upstream-ca', origin.caPath!, '--keep-query', 'pwd', '--redact-query', 'session', '--', 'sh', '-c', script]);
+  expect(rec.stderr).toMatch(new RegExp(`recorded tag "tokens" \\(recording [0-9a-f]{12}\\): ${requests} requests, ${requests} entries`));
+  expect(rec.code).toBe(0);
+
+  const show = JSON.parse((await runCli(['show', 'tokens', '--archive', archive, '--json'])).stdout);
+  expect(show.redact.queryAnyCase).toBe(true);
+  expect(show.redact.secretQuery).toEqual(expect.arrayContaining(['access_token', 'token', 'api_key', 'apikey', 'key', 'x-amz-signature']));
+  expect(show.redact.secretQuery).not.toContain('pwd');
+  expect(show.redact.query).toEqual(['session']);
+  // --keep-query: stored as sent; the other parameters of each URL too.
+  const stored: string[] = show.entries.map((e: { request: { url: string } }) => e.request.url);
+  expect(stored).toContain(origin.urlFor(`/gen/99?pwd=${kept}`, 'origin.test'));
+  for (const [name] of planted) expect(`${name}: ${stored.some((u) => u.includes(`&${name}=btrfly-redacted&`) && u.endsWith('&page=2'))}`).toBe(`${name}: true`);
+  expect(stored).toContainEqual(expect.stringMatching(/\/gen\/98\?session=btrfly-hmac:[0-9a-f]{64}$/));
+  const moved = show.entries.find((e: { response: { status: number } }) => e.response.status === 302);
+  expect(moved.response.headers).toContainEqual({ name: 'Location', value: expect.stringMatching(/^https:\/\/origin\.test:\d+\/gen\/321\?seed=r&X-Amz-Signature=btrfly-redacted&X-Amz-Date=20261207T000000Z$/) });
+
+  // Offline: the origin is gone, the same URLs are answered from the archive.
+  await origin.close();
+  const play = await runCli(['run', '--playback', '--tag=tokens', '--archive', archive, '--', 'sh', '-c', script]);
+  // The redirect's recorded Location, followed, is the recorded request of the signed URL.
+  expect(play.stderr).toMatch(new RegExp(`${requests} hits, 0 misses`));
+  expect(play.code).toBe(0);
+  // Another host (another redact key): the secret names still match, as they need no key...
+  const otherKey = { env: { BTRFLY_REDACT_KEY: 'ab'.repeat(32) } };
+  const elsewhere = await runCli(['run', '--playback', '--tag=tokens', '--archive', archive, '--', 'sh', '-c', script.replace(` && curl -sSf -o /dev/null '${hashedUrl}'`, '')], otherKey);
+  expect(elsewhere.stderr).toMatch(new RegExp(`${requests - 1} hits, 0 misses`));
+  expect(elsewhere.code).toBe(0);
+  // ...but a --redact-query hash differs: the miss says which parameter, and why it may.
+  const other = await runCli(['run', '--playback', '--tag=tokens', '--archive', archive, '--', 'curl', '-s', '-o', '/dev/null', hashedUrl], otherKey);
+  expect(other.stderr).toContain(
+    "(redacted session differs: the build sent another value, or this host's redact key is not the recording's (share it with BTRFLY_REDACT_KEY))",
+  );
+  expect(other.code).toBe(3);
+
+  expect(secretsIn(archive, [...planted.map(([, token]) => token), signedToken, hashedToken])).toEqual([]);
+  expect(secretsIn(archive, [kept])).toContain(`${kept} in a git object`);
+});
+
+test('an --append onto a recording that keeps a secret name in clear is refused in one line, and nothing is recorded', async () => {
+  const archive = join(tmpDir(), 'archive');
+  const flags = ['--archive', archive, '--resolve', 'secret.test:127.0.0.1'];
+  const url = `http://secret.test:${port}/kept?token=CLEAR-on-purpose`;
+  expect((await runCli(['run', '--record', '--tag=kept', ...flags, '--keep-query', 'token', '--', 'curl', '-sf', '-o', '/dev/null', url])).code).toBe(0);
+  const log = async () => (await runCli(['log', 'kept', '--archive', archive])).stdout;
+  const before = await log();
+  const append = await runCli(['run', '--record', '--append', '--tag=kept', ...flags, '--', 'curl', '-sf', '-o', '/dev/null', `http://secret.test:${port}/more`]);
+  expect(append.stderr).toBe(
+    'btrfly: tag "kept" holds query parameter "token" in clear (recorded before btrfly redacted it): record the tag again without --append, or keep it in clear with --keep-query token\n',
+  );
+  expect(append.code).toBe(2);
+  expect(await log()).toBe(before);
+  // Kept again, the append goes ahead.
+  expect((await runCli(['run', '--record', '--append', '--tag=kept', ...flags, '--keep-query', 'token', '--', 'curl', '-sf', '-o', '/dev/null', `http://secret.test:${port}/more`])).code).toBe(0);
 });

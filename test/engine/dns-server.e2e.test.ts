@@ -234,6 +234,18 @@ describe('DNS server, upstream failures and configuration', () => {
     expect(r.status).toBe('SERVFAIL');
   });
 
+  test('an upstream the host cannot reach (no route, refused by the kernel) is skipped for the next, and alone gives SERVFAIL', async () => {
+    // Connecting a UDP socket to the broadcast address fails at once (EACCES), as one to an
+    // upstream without a route does (ENETUNREACH: an IPv6 resolver on a host without IPv6).
+    const upstream = await startFakeUpstream();
+    const { server } = await startServer(upstream, { upstream: ['255.255.255.255', `127.0.0.1:${upstream.port}`] });
+    const r = await dig({ port: server.udpPort }, 'example.test', 'A', { from: OUTSIDER });
+    expect([r.status, r.answers]).toEqual(['NOERROR', [`A ${UPSTREAM_A}`]]);
+    const { server: alone } = await startServer(upstream, { upstream: ['255.255.255.255'] });
+    const failed = await dig({ port: alone.udpPort }, 'example.test', 'A', { from: OUTSIDER });
+    expect(failed.status).toBe('SERVFAIL');
+  });
+
   test('the server refuses to start with itself as upstream', async () => {
     const probe = await startDnsServer({ address: '127.0.0.1', port: 0, upstream: [], answerFor: () => null });
     const port = probe.udpPort;

@@ -9,3 +9,9 @@ test('the service takes no clients (its client is the caller); the daemon takes 
   }
   expect(() => parseDaemonSessionRequest(undefined)).toThrow(/^the session request has no JSON body/);
 });
+
+test('a session request may keep names of the default secret list in clear (keepQuery), non-empty ones only', () => {
+  const body = { tag: 'app', mode: 'record', redactQuery: ['session_id'], keepQuery: ['key'] };
+  expect(parseSessionRequest(body)).toEqual(body);
+  expect(() => parseSessionRequest({ ...body, keepQuery: [''] })).toThrow(/^the session request is invalid: [^\n]*keepQuery[^\n]+$/);
+});

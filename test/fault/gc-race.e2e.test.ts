@@ -6,6 +6,7 @@
  * hook (src/test-pause.ts): a process stops at a named point until the test lets it go.
  */
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pausePoints, runCli, spawnCli, startOrigin, tmpDir, type Origin } from '../helpers';
 
@@ -73,4 +74,28 @@ test('two gc at once: the second says one line and exits 1', async () => {
   expect(second.stderr).toMatch(new RegExp(`^btrfly: btrfly gc is already running on this archive \\(pid ${pid} on .+, since .+\\): wait for it to finish\\n$`));
   pause.release('gc-locked');
   expect((await first.exited).code).toBe(0);
+});
+
+test('a tag deleted and collected while it is played back: the run names the tag as gone, not a repair', async () => {
+  const archive = join(tmpDir(), 'archive');
+  const up = ['--archive', archive, '--resolve', `origin.test:${origin.host}`];
+  const url = origin.urlFor('/gen/1048576?seed=5', 'origin.test');
+  expect((await runCli(['run', '--record', '--tag=app', ...up, '--', 'curl', '-sf', '-o', '/dev/null', url])).code).toBe(0);
+  // The build starts, then waits on a pipe until the tag is gone: rm, then gc removes its bodies.
+  const go = join(tmpDir(), 'go');
+  execFileSync('mkfifo', [go]);
+  const play = spawnCli(['run', '--playback', '--tag=app', '--archive', archive, '--', 'sh', '-c', `echo started; read x < ${go}; curl -sS -o /dev/null ${url}`]);
+  await play.waitFor('started');
+  expect((await runCli(['rm', 'app', '--archive', archive])).code).toBe(0);
+  expect((await runCli(['gc', '--archive', archive])).code).toBe(0);
+  writeFileSync(go, 'go\n');
+  const done = await play.exited;
+  expect(done.code).not.toBe(0);
+  const said = done.stderr.split('\n').filter((l) => l.startsWith('btrfly: the body of'));
+  expect(said).toEqual([
+    expect.stringMatching(
+      new RegExp(`^btrfly: the body of GET ${url.replace(/[.?]/g, '\\$&')} \\(sha256 [0-9a-f]{64}\\) is gone from the archive, so its transfer was broken off: tag "app" was deleted while its recording [0-9a-f]{12} was played back, and btrfly gc has removed its bodies since: run "btrfly tags" to list the tags, or get the tag again \\("btrfly pull REMOTE app"\\)$`),
+    ),
+  ]);
+  expect(done.stderr).not.toContain('verify --repair');
 });

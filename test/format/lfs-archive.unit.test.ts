@@ -227,6 +227,22 @@ describe('archive in Git LFS mode', () => {
     expect((await git(a, 'ls-tree', '-r', '--name-only', third, 'bodies/')).stdout).toMatch(/\/lfs$/m);
   });
 
+  test('a write that fails past the probe leaves no temp file, and the next body is stored', async () => {
+    const a = await lfsArchive();
+    const w = a.createBodyWriter();
+    await new Promise<void>((resolve) => w.write(randomBytes(12 * 1024 * 1024), () => resolve()));
+    const closed = new Promise((resolve) => w.once('close', resolve));
+    w.on('error', () => undefined);
+    w.destroy(new Error('client went away'));
+    await expect(w.done).rejects.toThrow('client went away');
+    await closed;
+    expect(readdirSync(join(a.dir, 'lfs', 'tmp'))).toEqual([]);
+    const next = randomBytes(3 * 1024 * 1024);
+    const stored = await storeBody(a, next);
+    expect(stored.sha256).toBe(sha256(next));
+    expect(readFileSync(objectPath(a, sha256(next))).equals(next)).toBe(true);
+  });
+
   test('init refuses a directory that holds an archive', async () => {
     const a = await lfsArchive();
     await expect(Archive.create(a.dir, { lfs: true })).rejects.toMatchObject({ code: 'CONFIG', message: expect.stringMatching(/is an archive \(Git LFS mode\) already/) });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mergeHeaders, redactUrl, selectingRequestHeaders, splitHeaders, VOLATILE_HEADERS } from '../../src/format/manifest';
+import { mergeHeaders, recordingRedactions, redactHeaderUrls, redactUrl, SECRET_QUERY_PARAMS, selectingRequestHeaders, splitHeaders, VOLATILE_HEADERS } from '../../src/format/manifest';
+import { entry } from './format-test-data';
 
 const h = (name: string, value: string) => ({ name, value });
 
@@ -87,17 +88,68 @@ describe('redactUrl', () => {
 
   it('replaces the named parameter by a keyed hash and leaves the rest byte for byte', () => {
     const url = 'https://h/p?a=1&sig=SECRET%2Bx&b=%7e&sig=two';
-    const out = redactUrl(url, ['sig'], key);
+    const out = redactUrl(url, { query: ['sig'] }, key);
     expect(out).toMatch(/^https:\/\/h\/p\?a=1&sig=btrfly-hmac:[0-9a-f]{64}&b=%7e&sig=btrfly-hmac:[0-9a-f]{64}$/);
     expect(out).not.toContain('SECRET');
-    expect(redactUrl(url, ['sig'], key)).toBe(out);
-    expect(redactUrl(url, ['sig'], Buffer.from('another key'))).not.toBe(out);
-    expect(redactUrl('https://h/p?sig=other', ['sig'], key)).not.toBe(redactUrl('https://h/p?sig=SECRET%2Bx', ['sig'], key));
+    expect(redactUrl(url, { query: ['sig'] }, key)).toBe(out);
+    expect(redactUrl(url, { query: ['sig'] }, Buffer.from('another key'))).not.toBe(out);
+    expect(redactUrl('https://h/p?sig=other', { query: ['sig'] }, key)).not.toBe(redactUrl('https://h/p?sig=SECRET%2Bx', { query: ['sig'] }, key));
   });
 
   it('leaves URLs without the parameter alone', () => {
-    expect(redactUrl('https://h/p', ['sig'], key)).toBe('https://h/p');
-    expect(redactUrl('https://h/p?x=1', ['sig'], key)).toBe('https://h/p?x=1');
+    expect(redactUrl('https://h/p', { query: ['sig'] }, key)).toBe('https://h/p');
+    expect(redactUrl('https://h/p?x=1', { query: ['sig'] }, key)).toBe('https://h/p?x=1');
+  });
+
+  it('leaves a value that is already a hash as it is, so a followed redacted Location matches', () => {
+    const once = redactUrl('https://h/p?sig=S&x=1', { query: ['sig'] }, key);
+    expect(redactUrl(once, { query: ['sig'] }, key)).toBe(once);
+    const stored = redactHeaderUrls([h('Location', 'https://h/p?sig=S&x=1'), h('Content-Location', '/q?Token=T'), h('Link', '</r?sig=S>')], { query: ['sig', 'token'], queryAnyCase: true }, key);
+    expect(stored).toEqual([h('Location', once), h('Content-Location', expect.stringMatching(/^\/q\?Token=btrfly-hmac:[0-9a-f]{64}$/)), h('Link', '</r?sig=S>')]);
+  });
+
+  it('matches names exactly in a recording made before the default list, in any case since', () => {
+    const url = 'https://h/p?Sig=S1&SIG=S2&sig=S3';
+    expect(redactUrl(url, { query: ['sig'] }, key)).toMatch(/^https:\/\/h\/p\?Sig=S1&SIG=S2&sig=btrfly-hmac:[0-9a-f]{64}$/);
+    expect(redactUrl(url, { query: ['sig'], queryAnyCase: true }, key)).not.toMatch(/S[123]/);
+  });
+});
+
+describe('recordingRedactions', () => {
+  const none = { headers: [], query: [] };
+
+  it('adds the default secret names as placeholders, less those kept or hashed, and the extra ones as hashes, in lower case', () => {
+    const r = recordingRedactions('t', none, { headers: ['X-Api-Key'], query: ['Session_Id', 'Token'], keep: ['KEY'] });
+    expect(r.queryAnyCase).toBe(true);
+    expect(r.headers).toEqual(['x-api-key']);
+    expect(r.query).toEqual(['session_id', 'token']);
+    expect(r.secretQuery).toEqual(SECRET_QUERY_PARAMS.filter((n) => n !== 'key' && n !== 'token'));
+  });
+
+  it('stores a secret name as a placeholder that needs no key and matches any value', () => {
+    const r = recordingRedactions('t', none);
+    const key = Buffer.from('0123456789abcdef0123456789abcdef');
+    const a = redactUrl('https://h/p?X-Amz-Signature=abc&x=1&Token=t1', r, key);
+    expect(a).toBe('https://h/p?X-Amz-Signature=btrfly-redacted&x=1&Token=btrfly-redacted');
+    expect(redactUrl('https://h/p?X-Amz-Signature=other&x=1&Token=t2', r, Buffer.from('another key'))).toBe(a);
+    expect(redactUrl(a, r, key)).toBe(a);
+  });
+
+  it('refuses an append that would leave a carried placeholder entry unmatchable', () => {
+    const carried = [entry('https://h/a?token=btrfly-redacted', 'a')];
+    expect(recordingRedactions('t', { headers: [], query: [], secretQuery: ['token'] }, { carried }).secretQuery).toContain('token');
+    expect(() => recordingRedactions('t', { headers: [], query: [], secretQuery: ['token'] }, { keep: ['token'] })).toThrow('--keep-query token: tag "t" redacts it');
+  });
+
+  it('refuses an append that would leave a kept entry unmatchable or keep a redacted name in clear', () => {
+    const carried = [entry('https://h/a?token=btrfly-hmac:00&x=1', 'a'), entry('https://h/b?Signature=clear', 'b')];
+    expect(() => recordingRedactions('t', { headers: [], query: ['token'] }, { carried })).toThrow(
+      'tag "t" holds query parameter "Signature" in clear (recorded before btrfly redacted it): record the tag again without --append, or keep it in clear with --keep-query signature',
+    );
+    expect(recordingRedactions('t', { headers: [], query: ['token'] }, { carried, keep: ['signature'] }).query).not.toContain('signature');
+    expect(() => recordingRedactions('t', { headers: [], query: ['token'] }, { keep: ['Token'] })).toThrow(
+      '--keep-query token: tag "t" redacts it, so an --append must too: record the tag again without --append to keep it in clear',
+    );
   });
 });
 
@@ -105,5 +157,10 @@ describe('docs/archive-format.md', () => {
   it('documents every volatile header', () => {
     const doc = readFileSync(join(__dirname, '..', '..', 'docs', 'archive-format.md'), 'utf8').toLowerCase();
     expect(VOLATILE_HEADERS.filter((name) => !doc.includes(`\`${name}\``))).toEqual([]);
+  });
+
+  it('documents every default secret query parameter', () => {
+    const doc = readFileSync(join(__dirname, '..', '..', 'docs', 'archive-format.md'), 'utf8').toLowerCase();
+    expect(SECRET_QUERY_PARAMS.filter((name) => !doc.includes(`\`${name}\``))).toEqual([]);
   });
 });

@@ -62,11 +62,14 @@ describe('RecordingIndex.find', () => {
 
   it('matches a redacted query parameter by its keyed hash', () => {
     const key = Buffer.from('k'.repeat(32));
-    const stored = redactUrl('https://s3.example/obj?X-Amz-Signature=abc&x=1', ['X-Amz-Signature'], key);
+    const stored = redactUrl('https://s3.example/obj?X-Amz-Signature=abc&x=1', { query: ['X-Amz-Signature'] }, key);
     const idx = new RecordingIndex(manifestOf([entry(stored, 'obj')], { redact: { headers: [], query: ['X-Amz-Signature'] } }), key);
     const s = createPlaybackState();
     expect(idx.find(get('https://s3.example/obj?X-Amz-Signature=abc&x=1'), s)?.request.url).toBe(stored);
     expect(idx.find(get('https://s3.example/obj?X-Amz-Signature=abd&x=1'), s)).toBeUndefined();
+    // The nearest candidate names the redacted parameter whose hash alone differs; a query that differs more is "query".
+    expect(idx.nearest(get('https://s3.example/obj?X-Amz-Signature=abd&x=1')).map((c) => c.differs)).toEqual([['redacted X-Amz-Signature']]);
+    expect(idx.nearest(get('https://s3.example/obj?X-Amz-Signature=abd&x=2')).map((c) => c.differs)).toEqual([['query']]);
   });
 
   it('lists the entries nothing asked for', () => {

@@ -58,6 +58,15 @@ t0=$(date +%s%N); inroot dpkg -i /tmp/btrfly.deb >/dev/null; echo "dpkg-i-ms $((
 echo "version $(bare btrfly --version)"
 echo "user $(inroot getent passwd btrfly | cut -d: -f1,6,7)"
 inroot systemd-analyze verify /lib/systemd/system/btrfly.service && echo "unit verified"
+# The service as the unit runs it for many build hosts (every address), under the unit's
+# RestrictAddressFamilies, in a network namespace of its own: it must come up.
+cp "${join(ROOT, 'test/fixtures/restrict-address-families.py')}" "$r/m/tmp/raf.py"
+fams=$(sed -n 's/^RestrictAddressFamilies=//p' "$r/m/lib/systemd/system/btrfly.service")
+unshare --net chroot "$r/m" env -i PATH=/usr/bin:/bin HOME=/root BTRFLY_CONFIG_DIR=/tmp/serve-config python3 /tmp/raf.py "$fams" btrfly serve --address 0.0.0.0 --archive /tmp/serve-archive --upstream-dns 192.0.2.53 > "$r/serve.out" 2>&1 &
+S=$!
+for i in $(seq 600); do grep -q '^btrfly: ' "$r/serve.out" && break; kill -0 $S 2>/dev/null || break; sleep 0.1; done
+echo "serve $(grep -m1 '^btrfly: ' "$r/serve.out" || echo "no line")"
+kill $S 2>/dev/null; wait $S || true
 url=http://origin.test:${port}/gen/300000?seed=7
 bare btrfly run --record --tag=t --archive /tmp/a --resolve origin.test:127.0.0.1 -- curl -sSf -o /tmp/rec.bin "$url"
 bare btrfly run --playback --tag=t --archive /tmp/a -- curl -sSf -o /tmp/play.bin "$url"
@@ -72,6 +81,7 @@ echo "user-after $(inroot getent passwd btrfly || echo none)"
     expect(field('version')).toMatch(new RegExp(`^btrfly/${version.replace(/\./g, '\\.')} linux-\\w+ node-v24\\.`));
     expect(field('user')).toBe('btrfly:/var/lib/btrfly:/usr/sbin/nologin');
     expect(out).toContain('unit verified');
+    expect(field('serve')).toMatch(/^btrfly: serving DNS on 0\.0\.0\.0:53, /);
     expect(field('bodies')).toBe('1 300000');
     expect(field('left')).toBe('0');
     expect(field('user-after')).toBe('none');

@@ -24,6 +24,7 @@ export interface RunOptions {
   upstream?: UpstreamOptions;
   redactHeaders?: string[];
   redactQuery?: string[];
+  keepQuery?: string[];
   rules?: MatchRule[];
   /** Seal the recording even when the command fails (default: keep it aside, the tag unchanged). */
   sealOnFailure?: boolean;
@@ -66,6 +67,7 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
       append: opts.append,
       redactHeaders: opts.redactHeaders,
       redactQuery: opts.redactQuery,
+      keepQuery: opts.keepQuery,
       rules: opts.rules,
       notice: (line) => opts.report(`btrfly: ${line}`),
     });

@@ -2,7 +2,7 @@
  * The end-of-session lines on stderr, shared by `btrfly run` and `btrfly stop`: here, apart from
  * run-command.ts, so that `btrfly stop` does not load the runtime, the proxy and DNS to print them.
  */
-import { repairAdvice } from '../../format/types';
+import { repairAdvice, tagLeftAdvice } from '../../format/types';
 import { asideWhy } from '../../format/lifecycle';
 import { formatSize } from '../../format/size';
 import { printable } from '../../format/printable';
@@ -30,7 +30,7 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
     mode === 'record'
       ? [`btrfly: recorded tag "${r.info.tag}" (recording ${id || 'none'}): ${s.requests} requests, ${s.recorded} entries, ${formatSize(s.bytes)}${s.upstreamErrors ? `, ${s.upstreamErrors} upstream errors` : ''}`]
       : [`btrfly: played back tag "${r.info.tag}" (recording ${(r.info.rev ?? '').slice(0, 12)}): ${s.requests} requests, ${formatSize(s.bytes)}, ${s.hits} hits, ${s.misses} misses${s.corrupt ? `, ${s.corrupt} damaged` : ''}${s.upstreamErrors ? `, ${s.upstreamErrors} upstream errors` : ''}`];
-  for (const d of r.damaged ?? []) lines.push(damagedLine(r.info.tag, d));
+  for (const d of r.damaged ?? []) lines.push(damagedLine(r.info.tag, r.info.rev ?? '', d));
   for (const u of r.unanswered ?? []) {
     lines.push(`btrfly: the recorded answer to ${printable(u.method)} ${printable(u.url)} could not be sent (${u.why}), so the client got 500: record the tag again, or restore its manifest from git history`);
   }
@@ -51,7 +51,9 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
 }
 
 /** One line per damaged body: which, and what to do (the client's transfer of it was broken off). */
-function damagedLine(tag: string, d: DamagedBody): string {
+function damagedLine(tag: string, commit: string, d: DamagedBody): string {
+  const head = `btrfly: the body of ${printable(d.method)} ${printable(d.url)} (sha256 ${d.sha256})`;
+  if (d.left) return `${head} is gone from the archive, so its transfer was broken off: ${tagLeftAdvice(tag, commit, d.left)}`;
   const what = d.code === 'BODY_MISSING' ? 'cannot be read from the archive (an object is missing or damaged)' : 'is damaged in the archive (it does not match its SHA-256)';
-  return `btrfly: the body of ${printable(d.method)} ${printable(d.url)} (sha256 ${d.sha256}) ${what}, so its transfer was broken off: ${repairAdvice(tag)}`;
+  return `${head} ${what}, so its transfer was broken off: ${repairAdvice(tag)}`;
 }

@@ -101,6 +101,12 @@ function exchangeUdp(u: Upstream, query: Buffer, opts: ForwardOptions): Promise<
     socket.on('message', (msg) => {
       if (isResponseTo(msg, id)) done(null, msg);
     });
-    socket.connect(u.port, u.host, () => socket.send(query, (e) => e && done(e)));
+    // A connect the kernel refuses (no route, ENETUNREACH; broadcast, EACCES) comes to this
+    // callback as its argument, with the socket left unconnected: sending then would throw
+    // out of the callback and take the whole server down.
+    socket.connect(u.port, u.host, (...args: unknown[]) => {
+      if (args[0]) done(args[0] as Error);
+      else if (!settled) socket.send(query, (e) => e && done(e));
+    });
   });
 }

@@ -18,7 +18,9 @@ export interface DaemonOptions extends Omit<ServingOptions, 'onResponse'> {
 /**
  * The host-mode daemon: DNS, the proxy (transparent 80/443 and an explicit port) and a
  * control API on a unix socket (0600, root's) through which `btrfly start/stop/status`
- * open and close sessions. Runs until SIGTERM/SIGINT, then seals open recordings.
+ * open and close sessions. Runs until SIGTERM/SIGINT (a reboot, a kill), then leaves open
+ * recordings pending as a crash does: the build was interrupted, so the tag does not move, and
+ * the next `btrfly stop record` seals or discards what was completed (docs/contract.md, "Atomic tags").
  */
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
   await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
@@ -47,10 +49,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     await writeFile(path.join(opts.stateDir, DAEMON_FILE), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 });
     opts.logger.info({ ...info }, 'daemon ready');
     await stopping;
-    opts.logger.info('daemon stopping: sealing open recordings');
+    opts.logger.info('daemon stopping: open recordings are left pending for "btrfly stop record"');
   } finally {
     control?.close();
-    await serving.close();
+    await serving.close({ interrupted: true });
     await rm(path.join(opts.stateDir, DAEMON_FILE), { force: true });
     await rm(socket, { force: true });
   }

@@ -1,6 +1,7 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as lockfile from 'proper-lockfile';
 import { BtrflyError, EXIT, oneLine } from '../../errors';
 import { Archive } from '../../format/archive';
 import type { PendingRecording } from '../../format/archive';
@@ -37,6 +38,7 @@ export interface StartHostOptions {
   upstream: UpstreamOptions;
   redactHeaders?: string[];
   redactQuery?: string[];
+  keepQuery?: string[];
   rules?: MatchRule[];
   env?: NodeJS.ProcessEnv;
 }
@@ -76,6 +78,31 @@ function daemonSettings(env: NodeJS.ProcessEnv) {
 export async function startHostSession(o: StartHostOptions): Promise<{ session: OpenedSession; daemonAddress: string; notes: string[] }> {
   const env = o.env ?? process.env;
   const paths = detectHostPaths(env);
+  return underHostLock(paths, () => startLocked(o, env, paths));
+}
+
+/**
+ * Start and stop change the same files (the resolver, the trust store, the journal, the session
+ * file): one at a time. Two at once undid each other: the refused one restored the host under
+ * the other's live session. A second waits, then finds what the first did. Without root nothing
+ * of the host can change, and the permission error comes from the step that needs it.
+ */
+async function underHostLock<T>(paths: Pick<HostPaths, 'stateDir'>, fn: () => Promise<T>): Promise<T> {
+  if (process.getuid?.() !== 0) return fn();
+  await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
+  const release = await lockfile
+    .lock(paths.stateDir, { realpath: false, lockfilePath: path.join(paths.stateDir, 'host.lock'), stale: 10_000, retries: { retries: 1200, minTimeout: 20, maxTimeout: 100 } })
+    .catch((e: unknown) => {
+      throw new BtrflyError('LOCKED', `another "btrfly start" or "btrfly stop" is changing this host (${oneLine(e)}): let it finish, then try again`);
+    });
+  try {
+    return await fn();
+  } finally {
+    await release().catch(() => undefined);
+  }
+}
+
+async function startLocked(o: StartHostOptions, env: NodeJS.ProcessEnv, paths: HostPaths): Promise<{ session: OpenedSession; daemonAddress: string; notes: string[] }> {
   const existing = await readHostSession(paths);
   if (existing) {
     throw new BtrflyError('SESSION', `a host-mode ${existing.mode} session of tag "${existing.tag}" is active since ${existing.since}: run "btrfly stop ${existing.mode}" first`);
@@ -105,6 +132,7 @@ export async function startHostSession(o: StartHostOptions): Promise<{ session: 
       clients: hostAddresses(),
       redactHeaders: o.redactHeaders,
       redactQuery: o.redactQuery,
+      keepQuery: o.keepQuery,
       rules: o.rules,
     }).catch(async (e: unknown) => {
       // The session was refused (an unknown tag, a bad name): a daemon this start began, holding
@@ -163,6 +191,7 @@ async function startServiceSession(o: StartHostOptions, login: Login, host: Host
     append: o.append,
     redactHeaders: o.redactHeaders,
     redactQuery: o.redactQuery,
+    keepQuery: o.keepQuery,
     rules: o.rules,
   });
   try {
@@ -210,15 +239,18 @@ async function stopServiceSession(active: HostSessionFile, o: StopHostOptions, h
  * or the host rebooted in between; then stops the daemon if no session is left.
  */
 export async function stopHostSession(o: StopHostOptions): Promise<StopHostResult> {
-  const env = o.env ?? process.env;
-  const paths = detectHostPaths(env);
+  const paths = detectHostPaths(o.env ?? process.env);
+  return underHostLock(paths, () => stopLocked(o, paths));
+}
+
+async function stopLocked(o: StopHostOptions, paths: HostPaths): Promise<StopHostResult> {
   const host = new HostConfigurator(paths);
-  const active = await readHostSession(paths);
+  const daemon = await findDaemon(paths.stateDir);
+  const active = (await readHostSession(paths)) ?? (daemon && (await unconfirmedSession(daemon)));
   if (active && active.mode !== o.mode) {
     throw new BtrflyError('USAGE', `the active host-mode session is ${active.mode} of tag "${active.tag}": run "btrfly stop ${active.mode}"`);
   }
   if (active?.service) return stopServiceSession(active, o, host, paths);
-  const daemon = await findDaemon(paths.stateDir);
   const applied = (await host.status()).applied;
   // The host is put back while the recording is sealed: neither needs the other.
   const restoring = host.restore();
@@ -235,6 +267,11 @@ export async function stopHostSession(o: StopHostOptions): Promise<StopHostResul
     if (!result && o.mode === 'record') {
       partial = await settlePending(active?.archive ?? path.resolve(o.archiveDir), active?.id, o);
     }
+    // Its hits and misses died with the daemon: exit 0 would pass a build whose playback missed.
+    const lostPlayback = !result && o.mode === 'playback' && active !== undefined;
+    if (lostPlayback) {
+      partial = `the btrfly daemon stopped during the playback of tag "${active.tag}", and its hits and misses with it: this playback proves nothing; run the build again under "btrfly start playback --tag=${active.tag}"`;
+    }
     if (!active && !partial && !applied) {
       // Nothing of this host to restore; a daemon left without a session is still stopped.
       if (daemon && (await stopDaemonIfIdle(daemon))) return { restored: [], idleDaemonStopped: { pid: daemon.pid, archive: daemon.archive }, exitCode: EXIT.ok };
@@ -243,7 +280,7 @@ export async function stopHostSession(o: StopHostOptions): Promise<StopHostResul
     const { restored } = await restoring;
     await rm(path.join(paths.stateDir, HOST_SESSION), { force: true });
     if (daemon) await stopDaemonIfIdle(daemon);
-    const exitCode = (result && o.mode === 'playback' ? playbackExitCode(result) : undefined) ?? EXIT.ok;
+    const exitCode = lostPlayback ? EXIT.failure : ((result && o.mode === 'playback' ? playbackExitCode(result) : undefined) ?? EXIT.ok);
     return { result, partial, restored, exitCode };
   } finally {
     // Never left half done behind an error (a second "btrfly stop" would finish it, but need not).
@@ -281,6 +318,17 @@ async function settlePending(archiveDir: string, session: string | undefined, o:
   } finally {
     await archive.close();
   }
+}
+
+/**
+ * A session the daemon holds that no host-session file names: a start killed after the daemon
+ * opened it and before it wrote the file. Every session of the daemon is a host-mode one, so
+ * it is this host's, and stop ends it as it ends a confirmed one.
+ */
+async function unconfirmedSession(daemon: DaemonInfo): Promise<HostSessionFile | undefined> {
+  const status = await controlRequest<{ sessions: SessionInfo[] }>(daemon.socket, 'GET', '/status').catch(() => undefined);
+  const s = status?.sessions[0];
+  return s && { id: s.id, tag: s.tag, mode: s.mode, since: s.since, archive: daemon.archive };
 }
 
 /** Stops the daemon when it holds no session, and waits until it is gone; true when it did. */

@@ -34,8 +34,11 @@ export interface ProxyServerOptions {
   httpsPort?: number;
   contexts: ContextSource;
   sessions: SessionTable<ProxySession>;
-  /** True for a connection the runtime itself opened upstream: refused, so the proxy cannot loop. */
-  isOwnSocket?: (socket: net.Socket) => boolean;
+  /**
+   * True (or a promise of it, once known) for a connection the runtime itself opened upstream:
+   * refused, so the proxy cannot loop.
+   */
+  isOwnSocket?: (socket: net.Socket) => boolean | Promise<boolean>;
   logger?: Logger;
   /** Called when each response ends (or a client is refused): for metrics. */
   onResponse?: (e: ResponseEvent) => void;
@@ -267,10 +270,15 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
   const track = (server: net.Server) => {
     servers.push(server);
     server.on('connection', (socket: net.Socket) => {
-      if (opts.isOwnSocket?.(socket)) {
+      const refuseLoop = () => {
         log.warn({ port: socket.remotePort }, 'refused a connection from the proxy itself (loop)');
-        return void socket.destroy();
-      }
+        socket.destroy();
+      };
+      const own = opts.isOwnSocket?.(socket);
+      if (own === true) return refuseLoop();
+      if (own) void own.then((yes) => {
+        if (yes) refuseLoop();
+      });
       sockets.add(socket);
       socket.once('close', () => sockets.delete(socket));
     });

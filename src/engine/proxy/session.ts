@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID, createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BtrflyError, EXIT } from '../../errors';
-import type { Entry } from '../../format/types';
+import type { Entry, TagLeft } from '../../format/types';
 import type { Outcome } from './outcome';
 
 export type Mode = 'record' | 'playback';
@@ -23,6 +23,8 @@ export interface DamagedBody {
   sha256: string;
   /** BODY_CORRUPT (bytes that do not match) or BODY_MISSING (an object gone from the archive). */
   code: 'BODY_CORRUPT' | 'BODY_MISSING';
+  /** Set when the tag let go of the recording while it was played back (then gc removed the body): no repair helps. */
+  left?: TagLeft;
 }
 
 /**
@@ -104,6 +106,8 @@ export interface SessionResult {
   commit?: string;
   /** Record: the recording kept aside instead of sealed (the command failed); the tag is unchanged. */
   aside?: { id: string; entries: number; exitCode: number; leaks?: number };
+  /** Record, closed with `interrupted`: the recording left pending, as a crash leaves it; the tag is unchanged. */
+  interrupted?: { id: string; entries: number };
   misses: MissRecord[];
   /** Playback: bodies that failed their check while being sent. */
   damaged?: DamagedBody[];
@@ -120,6 +124,12 @@ export interface CloseOptions {
   keepAside?: number;
   /** With keepAside: how many connections btrfly could not carry (run --isolate) held it back. */
   leaks?: number;
+  /**
+   * The host-mode daemon stopped under the session (a reboot, a kill), not its build: the
+   * recording is left pending as a crash leaves it, for `btrfly stop record` to seal or
+   * discard (an empty one is dropped).
+   */
+  interrupted?: boolean;
   /** The recorded program, named (without its arguments) in the commit message. */
   program?: string;
 }

@@ -45,10 +45,8 @@ export class Upstream {
   private readonly policy?: UpstreamPolicy;
   /** The secure context for the origin's TLS inside an `--upstream-proxy` tunnel. */
   private tunnelContext?: tls.SecureContext;
-  /** Local ports of our own upstream sockets, so the proxy can tell a loop (see isOwnSocket). */
-  private readonly ownPorts = new Set<number>();
-  /** Our sockets whose 'connect' has not been seen yet: the proxy may accept one before it is. */
-  private readonly connecting = new Set<net.Socket>();
+  /** Our live upstream sockets, so the proxy can tell a loop (see isOwnSocket). */
+  private readonly own = new Set<net.Socket>();
 
   constructor(opts: UpstreamOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
@@ -112,16 +110,42 @@ export class Upstream {
     }
   }
 
-  /** True when `socket` is a connection this process opened upstream (a loop back into the proxy). */
-  isOwnSocket(socket: net.Socket): boolean {
-    const addr = socket.remoteAddress ?? '';
-    if (!(addr.startsWith('127.') || addr === '::1' || addr === '::ffff:127.0.0.1')) return false;
-    const port = socket.remotePort ?? -1;
-    if (this.ownPorts.has(port)) return true;
-    // On loopback the server side's 'connection' can run before the client side's 'connect':
-    // the kernel bound the client's port at connect(2), so it can be read already.
-    for (const s of this.connecting) if (s.localPort === port) return true;
-    return false;
+  /**
+   * Whether `socket`, just accepted by the proxy, is a connection this process opened upstream (a
+   * loop back into the proxy): one of our sockets has, as its local end, the incoming socket's
+   * remote end, address and port, and as its remote end the incoming socket's local end. A port
+   * alone is not enough: a client from another address (127.0.0.1 while our socket is on ::1 or on
+   * the host's own address) may use the same port number, and Linux hands the same local address
+   * and port to several connections to different destinations. Nor is an address on loopback
+   * needed: a proxy that listens on the host's address (`btrfly serve --address`) is reached from
+   * that address.
+   *
+   * A promise when one of our sockets with that local end has not seen its 'connect' yet (on
+   * loopback the proxy may accept first): Node reads its peer only once connected. Nothing can
+   * arrive on the incoming socket before then, since our side sends its request only once connected.
+   */
+  isOwnSocket(socket: net.Socket): boolean | Promise<boolean> {
+    const port = socket.remotePort;
+    if (port === undefined) return false;
+    const from = endpoint(socket.remoteAddress, port);
+    const to = endpoint(socket.localAddress, socket.localPort);
+    const isPeer = (s: net.Socket) => !s.connecting && endpoint(s.remoteAddress, s.remotePort) === to;
+    const connecting: net.Socket[] = [];
+    for (const s of this.own) {
+      if (s.localPort !== port || endpoint(s.localAddress, port) !== from) continue;
+      if (isPeer(s)) return true;
+      if (s.connecting) connecting.push(s);
+    }
+    if (connecting.length === 0) return false;
+    const settled = (s: net.Socket) =>
+      new Promise<boolean>((resolve) => {
+        const done = () => {
+          s.off('connect', done).off('close', done);
+          resolve(isPeer(s));
+        };
+        s.once('connect', done).once('close', done);
+      });
+    return Promise.all(connecting.map(settled)).then((found) => found.includes(true));
   }
 
   /** Sends a request upstream; resolves with the response head, its body unread. */
@@ -195,19 +219,17 @@ export class Upstream {
     if (typeof create !== 'function') return;
     (agent as unknown as { createConnection: (...a: unknown[]) => net.Socket }).createConnection = (...args: unknown[]) => {
       const socket = create.apply(agent, args);
-      this.connecting.add(socket);
-      const remember = () => {
-        this.connecting.delete(socket);
-        const port = socket.localPort;
-        if (port === undefined) return;
-        this.ownPorts.add(port);
-        socket.once('close', () => this.ownPorts.delete(port));
-      };
-      socket.once('close', () => this.connecting.delete(socket));
-      socket.once('connect', remember);
+      this.own.add(socket);
+      socket.once('close', () => this.own.delete(socket));
       return socket;
     };
   }
+}
+
+/** `address:port`, an IPv4-mapped IPv6 address (a dual-stack listener's view) as plain IPv4. */
+function endpoint(address: string | undefined, port: number | undefined): string {
+  const a = (address ?? '').toLowerCase();
+  return `${a.startsWith('::ffff:') && net.isIPv4(a.slice(7)) ? a.slice(7) : a}:${port ?? ''}`;
 }
 
 /**

@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { entryKey, mergeHeaders, redactUrl } from '../../format/manifest';
 import { RecordingIndex, createPlaybackState, type Candidate } from '../../format/match';
-import type { BodyStore, Entry, Recording } from '../../format/types';
+import { tagLeftAdvice, type BodyStore, type Entry, type Recording, type TagLeft } from '../../format/types';
 import { hasRequestBody, headerPairs } from '../proxy/http-util';
 import { silentLogger, type Logger } from '../base/log';
 import type { Outcome } from '../proxy/outcome';
@@ -40,6 +40,8 @@ export class PlaybackSession {
     private readonly log: Logger = silentLogger,
     /** `--append`: where a request the recording does not hold goes instead of a miss (a record session, closed with this one). */
     private readonly fallback?: LiveSession,
+    /** Whether the tag still holds the recording (`Archive.tagLeft`): asked when a body is gone, which no repair fixes then. */
+    private readonly tagLeft?: () => Promise<TagLeft | undefined>,
   ) {
     this.index = new RecordingIndex(recording.manifest);
   }
@@ -89,7 +91,7 @@ export class PlaybackSession {
     const bodySha256 = hasRequestBody(req) ? await digestBody(req) : undefined;
     const request = {
       method: req.method ?? 'GET',
-      url: redactUrl(url.href, this.recording.manifest.redact.query, this.redactKey),
+      url: redactUrl(url.href, this.recording.manifest.redact, this.redactKey),
       headers: headerPairs(req.rawHeaders),
       bodySha256,
     };
@@ -103,7 +105,7 @@ export class PlaybackSession {
       await sendRecorded(req, res, this.answerFor(entry), this.bodies, this.countSent);
       return 'hit';
     } catch (e) {
-      if (isDamage(e)) return this.damage(entry, e.code, res, oneLine(e));
+      if (isDamage(e)) return this.damage(entry, e.code, res, oneLine(e), await this.tagLeft?.().catch(() => undefined));
       // Nothing of the answer went out: the client gets btrfly's 500, and the run must not pass for a clean playback.
       if (!res.headersSent) this.unanswered.push({ method: entry.request.method, url: entry.request.url, why: oneLine(e) });
       throw e;
@@ -114,9 +116,11 @@ export class PlaybackSession {
    * A body failed its check mid-answer: the client's transfer is broken off (the socket destroyed
    * before the last byte, so it never sees a clean end), and the body is listed for the summary.
    */
-  private damage(entry: Entry, code: DamagedBody['code'], res: ServerResponse, why: string): 'corrupt' {
+  private damage(entry: Entry, code: DamagedBody['code'], res: ServerResponse, error: string, left?: TagLeft): 'corrupt' {
     const sha256 = entry.response.content.sha256;
-    if (!this.damaged.some((d) => d.sha256 === sha256)) this.damaged.push({ method: entry.request.method, url: entry.request.url, sha256, code });
+    if (!this.damaged.some((d) => d.sha256 === sha256)) this.damaged.push({ method: entry.request.method, url: entry.request.url, sha256, code, ...(left && { left }) });
+    // The tag let go of the recording and gc removed its bodies: a repair would not bring them back into it.
+    const why = left ? `body ${sha256} of ${entry.request.method} ${entry.request.url} is gone from the archive: ${tagLeftAdvice(this.info.tag, this.recording.commit, left)}` : error;
     this.log.error({ method: entry.request.method, url: entry.request.url, sha256, error: why }, 'playback body damaged');
     if (!res.headersSent) {
       const body = `btrfly: ${why}\n`;
@@ -160,9 +164,13 @@ export class PlaybackSession {
   }
 }
 
-/** `GET https://h/p?x=2 (query differs)`. */
+/** `GET https://h/p?x=2 (query differs)`; a redacted value that differs says the two ways it can. */
 function describeCandidate(c: Candidate): string {
-  return `${c.entry.request.method} ${c.entry.request.url}${c.differs.length ? ` (${c.differs.join(', ')} differs)` : ''}`;
+  if (!c.differs.length) return `${c.entry.request.method} ${c.entry.request.url}`;
+  const keyed = c.differs.some((d) => d.startsWith('redacted '))
+    ? ": the build sent another value, or this host's redact key is not the recording's (share it with BTRFLY_REDACT_KEY)"
+    : '';
+  return `${c.entry.request.method} ${c.entry.request.url} (${c.differs.join(', ')} differs${keyed})`;
 }
 
 /** SHA-256 of a request body, consumed as it streams. */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { mergeHeaders, redactUrl, selectingRequestHeaders, splitHeaders } from '../../format/manifest';
+import { mergeHeaders, redactHeaderUrls, redactUrl, selectingRequestHeaders, splitHeaders } from '../../format/manifest';
 import { OrdinalCounter } from '../../format/match';
 import { removeGitTempsSince } from '../../format/archive-maintenance';
 import { storageFailure } from '../../format/disk-space';
@@ -35,6 +35,7 @@ export interface RecordingSink {
   readonly size: number;
   seal(opts: { message?: string }): Promise<{ commit: string }>;
   setAside(exitCode: number, leaks?: number): Promise<string>;
+  leave(): Promise<string>;
   abandon(): Promise<void>;
 }
 
@@ -108,7 +109,7 @@ export class RecordSession {
     // A recorder that cannot keep up slows its clients; it does not pile up exchanges (docs/contract.md, "Streaming").
     while (this.behind >= MAX_BEHIND) await new Promise<void>((resolve) => this.caughtUp.push(resolve));
     const method = req.method ?? 'GET';
-    const storedUrl = redactUrl(url.href, this.redact.query, this.redactKey);
+    const storedUrl = redactUrl(url.href, this.redact, this.redactKey);
     const shareable = (method === 'GET' || method === 'HEAD') && !hasRequestBody(req);
     const sentHeaders = upstreamRequestHeaders(req, url);
     const key = shareable ? shareKey(method, storedUrl, sentHeaders) : undefined;
@@ -169,10 +170,11 @@ export class RecordSession {
       if (this.disk) await removeGitTempsSince(this.disk.dir, this.disk.gitTemps);
       throw this.disk ? await storageFailure(this.disk.dir, this.storageFailure, this.storageNeeded) : this.storageFailure;
     }
-    if (o.discard || (o.keepAside !== undefined && this.sink.size === 0)) {
+    if (o.discard || ((o.keepAside !== undefined || o.interrupted) && this.sink.size === 0)) {
       await this.sink.abandon();
       return { info, misses: [] };
     }
+    if (o.interrupted) return { info, misses: [], interrupted: { id: await this.sink.leave(), entries: this.sink.size } };
     if (o.keepAside !== undefined) {
       const id = await this.sink.setAside(o.keepAside, o.leaks);
       return { info, misses: [], aside: { id, entries: this.sink.size, exitCode: o.keepAside, ...(o.leaks ? { leaks: o.leaks } : {}) } };
@@ -260,7 +262,8 @@ export class RecordSession {
 
     const entry = this.entryFor(req, upRes, received, storedUrl, stored, await requestDigest.catch(() => undefined));
     const { kept, volatile } = splitHeaders(received);
-    entry.response.headers = kept;
+    // Stored without the tokens of a redirect's URL; this run's clients get it as sent (answer.headers).
+    entry.response.headers = redactHeaderUrls(kept, this.redact, this.redactKey);
     await turn; // the same request made earlier takes its ordinal first
     const { ordinal, duplicate } = this.counter.assign(entry.request, { status: entry.response.status, sha256: stored.sha256 });
     entry.ordinal = ordinal;
@@ -323,7 +326,7 @@ export class RecordSession {
 
   /** A URL as the log may show it: as it would be stored, its `--redact-query` values hashed and no `user:password@`. */
   private loggedUrl(url: URL): string {
-    return redactUrl(url.href, this.redact.query, this.redactKey);
+    return redactUrl(url.href, this.redact, this.redactKey);
   }
 
   /** An upstream failure reaches the client as it happened, marked by btrfly; it is not recorded. */

@@ -14,6 +14,7 @@ import { newCredential, newSessionInfo, SessionTable, type CloseOptions, type Li
 import { Upstream, type UpstreamOptions } from '../proxy/upstream';
 import { keepMemoryFlat } from '../proxy/memory';
 import { beginRecording } from '../../format/recording-writer';
+import { recordingRedactions } from '../../format/manifest';
 import { silentLogger, type Logger } from '../base/log';
 
 export interface RuntimeOptions {
@@ -43,6 +44,8 @@ export interface OpenSessionOptions {
   /** Extra request header names to redact, and query parameters stored as keyed hashes. */
   redactHeaders?: string[];
   redactQuery?: string[];
+  /** Query parameters of the default secret list (`SECRET_QUERY_PARAMS`) kept in clear. */
+  keepQuery?: string[];
   /** Matching rules added to the recording (record only): they travel with the tag. */
   rules?: MatchRule[];
   /** Told when the recording has to wait (a `btrfly gc` runs on the archive). */
@@ -136,13 +139,13 @@ export class Runtime {
     return this.sessions.list().map((s) => s.info);
   }
 
-  /** Stops listening; open recordings are sealed (graceful shutdown loses nothing). */
-  async close(): Promise<SessionResult[]> {
+  /** Stops listening; open recordings are sealed (graceful shutdown loses nothing), or ended as `opts` says. */
+  async close(opts: CloseOptions = {}): Promise<SessionResult[]> {
     await this.proxy.close();
     const results: SessionResult[] = [];
     for (const s of this.sessions.list()) {
       this.sessions.remove(s.info.id);
-      results.push(await s.close({}));
+      results.push(await s.close(opts));
     }
     this.upstream.close();
     return results;
@@ -160,11 +163,11 @@ export class Runtime {
     let redact: Redactions;
     let previous: Entry[];
     try {
-      redact = mergeRedactions(writer.redactions(), opts.redactHeaders, opts.redactQuery);
-      await writer.setRedactions(redact);
-      if (opts.rules?.length) await writer.setRules(mergeRules(writer.rules(), opts.rules));
       info.rev = writer.baseCommit();
       previous = opts.append && info.rev ? (await this.archive.readRecording(info.tag, info.rev)).manifest.entries : [];
+      redact = recordingRedactions(info.tag, writer.redactions(), { headers: opts.redactHeaders, query: opts.redactQuery, keep: opts.keepQuery, carried: previous });
+      await writer.setRedactions(redact);
+      if (opts.rules?.length) await writer.setRules(mergeRules(writer.rules(), opts.rules));
     } catch (e) {
       // The writer holds the tag's lock: without this the tag stays busy until the process ends.
       await writer.abandon();
@@ -185,13 +188,8 @@ export class Runtime {
       fillerInfo.id = info.id;
       filler = await this.recordSession(fillerInfo, { ...opts, mode: 'record' }, undefined);
     }
-    return new PlaybackSession(info, recording, this.archive, this.key, this.sessionLogger(info), filler);
+    return new PlaybackSession(info, recording, this.archive, this.key, this.sessionLogger(info), filler, () => this.archive.tagLeft(info.tag, commit));
   }
-}
-
-function mergeRedactions(base: Redactions, headers: string[] = [], query: string[] = []): Redactions {
-  const uniq = (xs: string[]) => [...new Set(xs)].sort();
-  return { headers: uniq([...base.headers, ...headers.map((h) => h.toLowerCase())]), query: uniq([...base.query, ...query]) };
 }
 
 /** The previous rules plus the new ones; a rule for the same host gains the new names. */

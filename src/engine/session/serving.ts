@@ -5,6 +5,7 @@ import type { Logger } from '../base/log';
 import type { ResponseEvent } from '../proxy/proxy-server';
 import { Runtime } from './runtime';
 import type { UpstreamOptions } from '../proxy/upstream';
+import type { CloseOptions } from '../proxy/session';
 
 /** What the host-mode daemon and the service share: an archive, a runtime and a DNS server on one address. */
 export interface ServingOptions {
@@ -29,8 +30,8 @@ export interface Serving {
   archive: Archive;
   runtime: Runtime;
   dns: DnsServer;
-  /** Stops DNS and the proxy, seals open recordings (logged), closes the archive. */
-  close(): Promise<void>;
+  /** Stops DNS and the proxy, seals open recordings (or ends them as `opts` says; logged), closes the archive. */
+  close(opts?: CloseOptions): Promise<void>;
 }
 
 /**
@@ -43,10 +44,10 @@ export async function startServing(opts: ServingOptions): Promise<Serving> {
   const upstream = { ...opts.upstream, dns: opts.upstream.dns?.length ? opts.upstream.dns : opts.upstreamDns };
   let runtime: Runtime | undefined;
   let dns: DnsServer | undefined;
-  const close = async (): Promise<void> => {
+  const close = async (how: CloseOptions = {}): Promise<void> => {
     await dns?.close().catch(() => {});
-    const results = runtime ? await runtime.close().catch((e) => (opts.logger.error({ error: oneLine(e) }, 'closing sessions failed'), [])) : [];
-    for (const r of results) opts.logger.info({ tag: r.info.tag, mode: r.info.mode, commit: r.commit }, 'session closed at shutdown');
+    const results = runtime ? await runtime.close(how).catch((e) => (opts.logger.error({ error: oneLine(e) }, 'closing sessions failed'), [])) : [];
+    for (const r of results) opts.logger.info({ tag: r.info.tag, mode: r.info.mode, commit: r.commit, pending: r.interrupted?.id }, 'session closed at shutdown');
     await archive.close();
   };
   try {

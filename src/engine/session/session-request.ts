@@ -6,7 +6,7 @@ import type { OpenSessionOptions } from './runtime';
 export const MAX_SESSION_LIST = 100;
 
 /** What `POST /v1/sessions` may carry; everything else is refused. */
-export type SessionRequest = Pick<OpenSessionOptions, 'tag' | 'mode' | 'append' | 'redactHeaders' | 'redactQuery' | 'rules'>;
+export type SessionRequest = Pick<OpenSessionOptions, 'tag' | 'mode' | 'append' | 'redactHeaders' | 'redactQuery' | 'keepQuery' | 'rules'>;
 
 /** What the host-mode daemon's `POST /sessions` may carry: the same, and the host's addresses as clients. */
 export type DaemonSessionRequest = SessionRequest & Pick<OpenSessionOptions, 'clients'>;
@@ -49,6 +49,7 @@ function parse(body: unknown, withClients: boolean): DaemonSessionRequest {
           append: { type: 'boolean' },
           redactHeaders: names,
           redactQuery: names,
+          keepQuery: names,
           rules: { type: 'array', maxItems: MAX_SESSION_LIST, items: ref('rule') },
           ...(withClients ? { clients: names } : {}),
         },
@@ -61,7 +62,7 @@ function parse(body: unknown, withClients: boolean): DaemonSessionRequest {
   if (problem) {
     throw new BtrflyError(
       'USAGE',
-      `the session request is invalid: ${problem}: send {"tag": "T", "mode": "record"|"playback"} with optional append (boolean), redactHeaders and redactQuery (up to ${MAX_SESSION_LIST} non-empty names)${withClients ? `, clients (up to ${MAX_SESSION_LIST} addresses)` : ''} and rules (up to ${MAX_SESSION_LIST} {"host", "ignoreQuery", "ignoreHeaders"})`,
+      `the session request is invalid: ${problem}: send {"tag": "T", "mode": "record"|"playback"} with optional append (boolean), redactHeaders, redactQuery and keepQuery (up to ${MAX_SESSION_LIST} non-empty names)${withClients ? `, clients (up to ${MAX_SESSION_LIST} addresses)` : ''} and rules (up to ${MAX_SESSION_LIST} {"host", "ignoreQuery", "ignoreHeaders"})`,
     );
   }
   return body as DaemonSessionRequest;

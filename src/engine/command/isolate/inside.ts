@@ -22,6 +22,9 @@ export type InsideMessage =
   | { type: 'failed'; message: string }
   | { type: 'exit'; code: number; dropped: ReturnType<typeof droppedFromNftJson> };
 
+/** Messages to the helper: the command to run, then any signal btrfly received. */
+export type OutsideMessage = { type: 'start'; command: string[]; env: NodeJS.ProcessEnv } | { type: 'signal'; signal: NodeJS.Signals };
+
 const send = (m: InsideMessage, handle?: net.Server | dgram.Socket): Promise<void> =>
   new Promise((resolve) => process.send!(m, handle as net.Server, undefined, () => resolve()));
 
@@ -48,10 +51,17 @@ async function main(): Promise<void> {
   await send({ type: 'listener', role: 'dns-tcp', port: 53 }, dnsTcp);
   await send({ type: 'listener', role: 'proxy', port: cfg.proxyPort }, proxy);
   await send({ type: 'listener', role: 'dns-udp', port: 53 }, dnsUdp);
-  const start = await new Promise<{ command: string[]; env: NodeJS.ProcessEnv }>((r) => process.once('message', (m) => r(m as never)));
+  // Signals come over the IPC channel (unshare --fork does not pass them on): kept until the command runs.
+  let pending: NodeJS.Signals | undefined;
+  let deliver = (signal: NodeJS.Signals): void => void (pending = signal);
+  const start = await new Promise<Extract<OutsideMessage, { type: 'start' }>>((r) =>
+    process.on('message', (m: OutsideMessage) => (m.type === 'start' ? r(m) : deliver(m.signal))),
+  );
   for (const s of [catch4, catch6, dnsTcp, proxy]) s.close();
   dnsUdp.close();
   const child = spawn(start.command[0], start.command.slice(1), { stdio: 'inherit', env: start.env });
+  deliver = (signal) => void child.kill(signal);
+  if (pending) child.kill(pending);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => child.kill(sig));
   const code = await new Promise<number>((resolve) => {
     child.once('error', (e: NodeJS.ErrnoException) => {

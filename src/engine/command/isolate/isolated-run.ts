@@ -18,7 +18,7 @@ import { frame, readFramedMessages } from '../../dns/dns-tcp';
 import type { ProxyServer } from '../../proxy/proxy-server';
 import { FakeNames } from './fake-names';
 import { classifyFirstBytes } from './first-bytes';
-import type { InsideConfig, InsideMessage } from './inside';
+import type { InsideConfig, InsideMessage, OutsideMessage } from './inside';
 import { userNamespaceProblem } from './kernel';
 import { originalDestination, readTcpRows } from './proc-net';
 
@@ -74,7 +74,10 @@ export async function startIsolation(o: IsolationOptions): Promise<Isolation> {
   const resolvConf = path.join(o.workDir, 'resolv.conf');
   await writeFile(resolvConf, 'nameserver 127.0.0.1\n');
   const cfg: InsideConfig = { resolvConf, proxyPort: o.proxy.proxyPort ?? 0 };
-  const helper = spawn('unshare', ['--user', '--map-root-user', '--net', '--mount', '--', process.execPath, path.join(__dirname, 'inside.js'), JSON.stringify(cfg)], {
+  // A PID namespace of its own, whose init is the helper: whatever the command leaves running in
+  // the background (a build tool's daemon) ends with it, rather than live on in a namespace that
+  // has no way out. unshare stays as the parent (--fork) and kills the helper if it dies itself.
+  const helper = spawn('unshare', ['--user', '--map-root-user', '--net', '--mount', '--pid', '--fork', '--kill-child', '--', process.execPath, path.join(__dirname, 'inside.js'), JSON.stringify(cfg)], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
   });
@@ -95,7 +98,9 @@ export async function startIsolation(o: IsolationOptions): Promise<Isolation> {
   const intercept = (listener: net.Server) => (socket: net.Socket) => {
     void carry(socket, listener, helper.pid!, o.proxy, session.id, names, leaks);
   };
-  const forwardSignal = (sig: NodeJS.Signals) => () => helper.kill(sig);
+  // unshare --fork does not pass signals on to the helper: they go over the IPC channel.
+  const tell = (m: OutsideMessage): void => void (helper.connected && helper.send(m));
+  const forwardSignal = (signal: NodeJS.Signals) => () => tell({ type: 'signal', signal });
   const signals = (['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]).map((s) => [s, forwardSignal(s)] as const);
   for (const [s, h] of signals) process.on(s, h);
   let cleaned = false;
@@ -113,7 +118,9 @@ export async function startIsolation(o: IsolationOptions): Promise<Isolation> {
   const failedP = new Promise<never>((_, reject) => (failed = reject));
   failedP.catch(() => undefined); // read where it is raced against
   helper.once('error', (e) => failed(new BtrflyError('CONFIG', `cannot start unshare for --isolate: ${e.message}: install util-linux, nftables and iproute2`)));
-  helper.once('exit', (code) => failed(new BtrflyError('CONFIG', `the isolated namespace could not be made (unshare exited ${code}, see above): check that unprivileged user namespaces are allowed, or run without --isolate`)));
+  const unshareFailed = (code: number | null): void => failed(new BtrflyError('CONFIG', `the isolated namespace could not be made (unshare exited ${code}, see above): check that unprivileged user namespaces are allowed, or run without --isolate`));
+  helper.once('exit', unshareFailed);
+  const gone = new Promise<void>((resolve) => helper.once('exit', () => resolve()));
   helper.on('message', (m: InsideMessage, handle?: net.Server | dgram.Socket) => {
     if (m.type === 'listener' && handle) {
       handles.push(handle);
@@ -134,7 +141,7 @@ export async function startIsolation(o: IsolationOptions): Promise<Isolation> {
       failed(new BtrflyError('CONFIG', `the isolated namespace could not be set up: ${m.message}: check that nftables and iproute2 are installed, or run without --isolate`));
     } else if (m.type === 'exit') {
       for (const d of m.dropped) leaks.push({ ...d, address: names.nameOf(d.address) ?? d.address, reason: d.protocol === 'udp' ? 'UDP other than DNS' : 'not TCP or UDP' });
-      helper.removeAllListeners('exit');
+      helper.off('exit', unshareFailed);
       exited({ code: m.code, leaks });
     }
   });
@@ -149,8 +156,10 @@ export async function startIsolation(o: IsolationOptions): Promise<Isolation> {
     async run(command, env, sessionId) {
       session.id = sessionId;
       try {
-        helper.send({ command, env });
-        return await Promise.race([exitP, failedP]);
+        tell({ type: 'start', command, env });
+        const result = await Promise.race([exitP, failedP]);
+        await gone; // and with the helper, every process of the namespace
+        return result;
       } finally {
         cleanup();
       }

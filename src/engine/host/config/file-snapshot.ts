@@ -40,6 +40,14 @@ export function sameDigest(a: FileDigest, b: FileDigest): boolean {
   return a.type === b.type;
 }
 
+/** Whether `now` is exactly `snap`: same kind, link target, or bytes, mode and owner. */
+function sameSnapshot(now: FileSnapshot | undefined, snap: FileSnapshot): boolean {
+  if (!now || now.type !== snap.type) return false;
+  if (now.type === 'symlink' && snap.type === 'symlink') return now.target === snap.target;
+  if (now.type === 'file' && snap.type === 'file') return now.base64 === snap.base64 && now.mode === snap.mode && now.uid === snap.uid && now.gid === snap.gid;
+  return true;
+}
+
 /**
  * The temporary name used beside `file`, one per process: two btrfly processes whose
  * `/etc/resolv.conf` are different bind mounts (network namespaces made with `ip netns`,
@@ -73,6 +81,9 @@ export async function removeStaleTemps(file: string): Promise<void> {
 export async function restoreFile(file: string, snap: FileSnapshot): Promise<void> {
   const tmp = tempNameFor(file);
   await removeStaleTemps(file);
+  // Already as it was (never changed: a write that failed, a restore run twice): nothing to
+  // write, and nothing to fail on a file btrfly cannot write.
+  if (sameSnapshot(await captureFile(file).catch(() => undefined), snap)) return;
   if (snap.type === 'absent') {
     await fs.rm(file, { force: true });
     return;

@@ -88,33 +88,47 @@ export class HostConfigurator {
     const restored: string[] = [];
     const updates = new Map<string, string[]>();
     let macosDnsChanged = false;
+    // One change that cannot be undone (a resolver made read-only meanwhile) must not keep the
+    // others (btrfly's CA in the trust store) in place: each is tried, the journal stays for a
+    // retry when any failed, and every step is idempotent.
+    let failed: unknown;
     for (const entry of [...journal.entries].reverse()) {
-      switch (entry.kind) {
-        case 'resolver':
-        case 'trust-file':
-          await restoreFile(entry.path, entry.before);
-          if (entry.kind === 'trust-file' && entry.removeCommand.length) updates.set(entry.removeCommand.join('\0'), entry.removeCommand);
-          restored.push(entry.path);
-          break;
-        case 'debian-trust':
-          restored.push(...(await this.undoDebianTrust(entry, updates)));
-          break;
-        case 'macos-dns':
-          await macos.setDnsServers(this.run, entry.service, entry.servers);
-          macosDnsChanged = true;
-          restored.push(`dns of network service "${entry.service}"`);
-          break;
-        case 'macos-cert':
-          await macos.removeTrustedCert(this.run, entry.file, entry.sha1, entry.keychain);
-          await fs.rm(entry.file, { force: true });
-          restored.push(`certificate ${entry.sha1} in ${entry.keychain}`);
-          break;
+      try {
+        await this.undo(entry, restored, updates);
+        if (entry.kind === 'macos-dns') macosDnsChanged = true;
+      } catch (e) {
+        failed ??= e;
       }
     }
     for (const command of updates.values()) await updateTrust(this.run, command);
     if (macosDnsChanged) await macos.flushDnsCache(this.run);
+    if (failed !== undefined) throw failed;
     await removeJournal(this.paths.stateDir);
     return { restored };
+  }
+
+  /** Undoes one journalled change; what it put back goes to `restored`, trust-store rebuilds to `updates`. */
+  private async undo(entry: JournalEntry, restored: string[], updates: Map<string, string[]>): Promise<void> {
+    switch (entry.kind) {
+      case 'resolver':
+      case 'trust-file':
+        await restoreFile(entry.path, entry.before);
+        if (entry.kind === 'trust-file' && entry.removeCommand.length) updates.set(entry.removeCommand.join('\0'), entry.removeCommand);
+        restored.push(entry.path);
+        break;
+      case 'debian-trust':
+        restored.push(...(await this.undoDebianTrust(entry, updates)));
+        break;
+      case 'macos-dns':
+        await macos.setDnsServers(this.run, entry.service, entry.servers);
+        restored.push(`dns of network service "${entry.service}"`);
+        break;
+      case 'macos-cert':
+        await macos.removeTrustedCert(this.run, entry.file, entry.sha1, entry.keychain);
+        await fs.rm(entry.file, { force: true });
+        restored.push(`certificate ${entry.sha1} in ${entry.keychain}`);
+        break;
+    }
   }
 
   /** Whether the host is switched to btrfly (a journal exists), since when, and to which DNS server. */
