@@ -221,11 +221,17 @@ describe('the btrfly service API on loopback', () => {
         expect(r.body).toMatch(new RegExp(`^btrfly: upstream \\S+: address ${address.replace(/\./g, '\\.')} is denied \\(deny-upstream 127\\.0\\.0\\.0/8\\): [^\\n]*--allow-upstream ${address.replace(/\./g, '\\.')}/(32|128)\\n$`));
       }
       expect((await origin.stats()).total).toBe(before);
+      // A request to the proxy itself (a loop) is logged with a secret query value redacted too.
+      const loopToken = 'planted-loop-token-0815';
+      const loop = await rawExchange(net.connect(port, '127.0.0.1'), `GET http://127.0.0.1:${port}/x?token=${loopToken} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
+      expect(loop.status).toBe(508);
       const closed = await strictCall('DELETE', `/v1/sessions/${(opened.json.session as { id: string }).id}`);
       expect(closed.json).toMatchObject({ info: { stats: { recorded: 0, upstreamErrors: 3 } } });
       expect(strict.stdout + strict.stderr).toMatch(/upstream address denied, not recorded/);
       expect(strict.stdout + strict.stderr).toMatch(/"url":"http:\/\/127\.0\.0\.1:\d+\/counter\?secret=btrfly-hmac:[0-9a-f]{64}"/);
       expect(strict.stdout + strict.stderr).not.toContain(planted);
+      expect(strict.stdout + strict.stderr).toMatch(new RegExp(`"url":"http://127\\.0\\.0\\.1:${port}/x\\?token=btrfly-redacted","msg":"refused a request addressed to the proxy itself \\(loop\\)"`));
+      expect(strict.stdout + strict.stderr).not.toContain(loopToken);
     } finally {
       await strict.stop();
     }

@@ -138,6 +138,8 @@ export interface CloseOptions {
 export interface LiveSession {
   readonly info: SessionInfo;
   handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome>;
+  /** A URL as a log may show it: as the session stores and matches it, its secret query values redacted, no `user:password@`. */
+  loggedUrl(url: URL): string;
   /** Waits for the answers under way, then seals, sets aside or discards (record) or reports (playback). */
   close(opts: CloseOptions): Promise<SessionResult>;
 }

@@ -324,8 +324,8 @@ export class RecordSession {
     return { outcome: 'error' };
   }
 
-  /** A URL as the log may show it: as it would be stored, its `--redact-query` values hashed and no `user:password@`. */
-  private loggedUrl(url: URL): string {
+  /** A URL as the log may show it: as it would be stored, its redacted query values hashed or replaced and no `user:password@`. */
+  loggedUrl(url: URL): string {
     return redactUrl(url.href, this.redact, this.redactKey);
   }
 
