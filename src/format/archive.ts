@@ -74,6 +74,11 @@ export class Archive implements BodyStore {
   /** Set for an archive made with `btrfly init --lfs` (or migrated): new bodies become LFS objects, push and pull run git-lfs. */
   lfsMode = false;
 
+  /** A body in git mode is written twice (its git objects and the body cache), in LFS mode once. */
+  get bodyCopies(): number {
+    return this.lfsMode ? 1 : 2;
+  }
+
   /**
    * @param dir absolute path of the archive
    * @param name the archive as the user named it (e.g. `.btrfly`), for messages

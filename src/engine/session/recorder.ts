@@ -82,7 +82,7 @@ export class RecordSession {
    * entry, so it must not become the tag; the session's close reports this instead of sealing.
    */
   storageFailure?: Error;
-  /** The bytes the failed store would have needed, roughly (its git copy and its cache copy). */
+  /** The bytes the failed store would have needed, roughly (a copy for each the store writes: git and the cache, or LFS mode's one). */
   storageNeeded = 0;
   /** Exchanges whose client has its whole answer while the archive is still storing them. */
   private behind = 0;
@@ -317,7 +317,7 @@ export class RecordSession {
     if (!this.storageFailure) {
       this.storageFailure = e instanceof Error ? e : new Error(String(e));
       const length = Number(upRes?.headers['content-length'] ?? 0) || 0;
-      this.storageNeeded = 2 * length;
+      this.storageNeeded = this.store.bodyCopies * length;
     }
     this.log.error({ error: String(e) }, 'storing a response failed; the recording will not become the tag');
     if (!res.writableFinished) res.destroy();
