@@ -73,7 +73,8 @@ export async function startIsolation(o: IsolationOptions): Promise<Isolation> {
   if (problem) throw new BtrflyError('CONFIG', problem);
   const resolvConf = path.join(o.workDir, 'resolv.conf');
   await writeFile(resolvConf, 'nameserver 127.0.0.1\n');
-  const cfg: InsideConfig = { resolvConf, proxyPort: o.proxy.proxyPort ?? 0 };
+  const uid = process.getuid?.() ?? 0;
+  const cfg: InsideConfig = { resolvConf, proxyPort: o.proxy.proxyPort ?? 0, user: uid === 0 ? undefined : { uid, gid: process.getgid?.() ?? uid } };
   // A PID namespace of its own, whose init is the helper: whatever the command leaves running in
   // the background (a build tool's daemon) ends with it, rather than live on in a namespace that
   // has no way out. unshare stays as the parent (--fork) and kills the helper if it dies itself.

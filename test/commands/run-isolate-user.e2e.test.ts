@@ -1,0 +1,69 @@
+/**
+ * `btrfly run --isolate` started by a user other than root runs the command as that user, not
+ * as the namespace's root: `id` inside gives their uid and gid, a file the command writes into
+ * their tree is theirs outside, their own files are theirs inside (git's safe.directory and
+ * npm's ownership checks compare the two), and the command cannot change the namespace's network;
+ * its HTTP still reaches btrfly and is recorded. Started by root, the command is root as before.
+ * Real unshare, as an unprivileged uid (setpriv): the machine must allow unprivileged user
+ * namespaces, as --isolate itself requires.
+ */
+import { chownSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { registerCleanup, runCli, startOrigin, tmpDir } from '../helpers';
+
+/** A uid with no passwd entry, not 65534: that is the overflow uid an unmapped owner shows as. */
+const USER = 4242;
+
+/** A directory owned by USER, with its HOME and btrfly's config inside. */
+function userHome(): { dir: string; env: NodeJS.ProcessEnv } {
+  const dir = tmpDir('btrfly-isolate-user-');
+  chownSync(dir, USER, USER);
+  const env = { HOME: dir, XDG_CONFIG_HOME: join(dir, 'config'), XDG_DATA_HOME: join(dir, 'data'), XDG_CACHE_HOME: join(dir, 'cache'), BTRFLY_CONFIG_DIR: join(dir, 'config', 'btrfly') };
+  return { dir, env };
+}
+
+describe('btrfly run --isolate runs the command as the user who started btrfly', () => {
+  it('as a user: uid and gid inside are theirs, files it writes are theirs inside and out, the namespace network is out of its reach, and its HTTP is recorded', async () => {
+    const plain = await startOrigin();
+    registerCleanup(() => plain.close());
+    const { dir, env } = userHome();
+    const out = join(dir, 'out');
+    mkdirSync(out);
+    chownSync(out, USER, USER);
+    const script = [
+      'set -e',
+      'id -u > out/uid',
+      'id -g > out/gid',
+      'echo built > out/file',
+      'stat -c "%u %g" out/file . > out/owners',
+      // As the namespace's root it could flush btrfly's rules (and the leak sets read at the end).
+      'nft flush ruleset 2>/dev/null && echo flushed > out/nft || echo refused > out/nft',
+      `curl -sSf --noproxy '*' -o out/body http://plain.test:${plain.port}/gen/3000?seed=user`,
+    ].join('\n');
+    const rec = await runCli(['run', '--isolate', '--record', '--tag=user', '--archive', join(dir, '.btrfly'), '--resolve', `plain.test:${plain.host}`, '--', 'sh', '-c', script], { uid: USER, cwd: dir, env });
+    expect(rec.stderr).toMatch(/1 requests, 1 entries/);
+    expect(rec.code).toBe(0);
+    expect(readFileSync(join(out, 'uid'), 'utf8')).toBe(`${USER}\n`);
+    expect(readFileSync(join(out, 'gid'), 'utf8')).toBe(`${USER}\n`);
+    expect(readFileSync(join(out, 'owners'), 'utf8')).toBe(`${USER} ${USER}\n${USER} ${USER}\n`);
+    expect(readFileSync(join(out, 'nft'), 'utf8')).toBe('refused\n');
+    expect(readFileSync(join(out, 'body')).length).toBe(3000);
+    const st = statSync(join(out, 'file'));
+    expect([st.uid, st.gid]).toEqual([USER, USER]);
+  });
+
+  it('as a user: a command that is not on the PATH gets the same line as without --isolate', async () => {
+    const { dir, env } = userHome();
+    const run = await runCli(['run', '--isolate', '--record', '--tag=missing', '--archive', join(dir, '.btrfly'), '--', 'no-such-command-3017'], { uid: USER, cwd: dir, env });
+    expect(run.stderr).toContain('btrfly: command not found: no-such-command-3017: check the command after "--"');
+    expect(run.code).toBe(127);
+  });
+
+  it('as root: the command is root inside', async () => {
+    const out = tmpDir('btrfly-isolate-root-');
+    const run = await runCli(['run', '--isolate', '--record', '--tag=root', '--archive', join(out, '.btrfly'), '--', 'sh', '-c', 'id -u; id -g; echo x > "$OUT/file"'], { env: { OUT: out } });
+    expect(run.stdout).toBe('0\n0\n');
+    expect(run.code).toBe(0);
+    expect(statSync(join(out, 'file')).uid).toBe(0);
+  });
+});
