@@ -7,7 +7,7 @@
  * Real unshare, as an unprivileged uid (setpriv): the machine must allow unprivileged user
  * namespaces, as --isolate itself requires.
  */
-import { chownSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { registerCleanup, runCli, startOrigin, tmpDir } from '../helpers';
 
@@ -57,6 +57,20 @@ describe('btrfly run --isolate runs the command as the user who started btrfly',
     const run = await runCli(['run', '--isolate', '--record', '--tag=missing', '--archive', join(dir, '.btrfly'), '--', 'no-such-command-3017'], { uid: USER, cwd: dir, env });
     expect(run.stderr).toContain('btrfly: command not found: no-such-command-3017: check the command after "--"');
     expect(run.code).toBe(127);
+  });
+
+  it('as a user, with an unshare that has no --map-user (util-linux before 2.38): the command runs as root inside, and a line says why and what to install', async () => {
+    const { dir, env } = userHome();
+    // The real unshare, whose help no longer offers --map-user, as 2.37's does not.
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'unshare'), `#!/bin/sh\nif [ "$1" = --help ]; then /usr/bin/unshare --help | grep -v -- --map-user; else exec /usr/bin/unshare "$@"; fi\n`);
+    chmodSync(join(bin, 'unshare'), 0o755);
+    chmodSync(bin, 0o755);
+    const run = await runCli(['run', '--isolate', '--record', '--tag=old', '--archive', join(dir, '.btrfly'), '--', 'id', '-u'], { uid: USER, cwd: dir, env: { ...env, PATH: `${bin}:${process.env.PATH}` } });
+    expect(run.stdout).toBe('0\n');
+    expect(run.stderr).toContain('btrfly: this unshare has no --map-user (util-linux before 2.38), so the isolated command runs as root inside its namespace: install util-linux 2.38 or later to run it as yourself');
+    expect(run.code).toBe(0);
   });
 
   it('as root: the command is root inside', async () => {

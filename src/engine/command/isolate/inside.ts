@@ -51,7 +51,20 @@ function onPath(cmd: string, pathVar: string | undefined): string | undefined {
   });
 }
 
-/** The argv that runs `command` as `user` (see {@link InsideConfig.user}), or as is for root. */
+/**
+ * The `unshare` that can run the command as `user` (see {@link InsideConfig.user}): none for
+ * root, nor (with a line that says so) when it has no --map-user (util-linux before 2.38): the
+ * command then runs as the namespace's root, as it did before.
+ */
+function unshareAs(user: InsideConfig['user']): string | undefined {
+  if (!user) return undefined;
+  const unshare = onPath('unshare', process.env.PATH);
+  if (unshare && execFileSync(unshare, ['--help'], { encoding: 'utf8' }).includes('--map-user')) return unshare;
+  process.stderr.write('btrfly: this unshare has no --map-user (util-linux before 2.38), so the isolated command runs as root inside its namespace: install util-linux 2.38 or later to run it as yourself\n');
+  return undefined;
+}
+
+/** The argv that runs `command` as `user` through `unshare`, or as is. */
 function asUser(command: string[], unshare: string | undefined, user: InsideConfig['user']): string[] {
   if (!user || !unshare) return command;
   return [unshare, '--user', `--map-user=${user.uid}`, `--map-group=${user.gid}`, '--', ...command];
@@ -65,8 +78,7 @@ const listenTcp = (port: number, host: string): Promise<net.Server> =>
 
 async function main(): Promise<void> {
   const cfg = JSON.parse(process.argv[2]) as InsideConfig;
-  const unshare = cfg.user && onPath('unshare', process.env.PATH);
-  if (cfg.user && !unshare) throw new Error('unshare is not on the PATH');
+  const unshare = unshareAs(cfg.user);
   execFileSync('ip', ['-batch', '-'], { input: ipBatch() });
   execFileSync('mount', ['--bind', cfg.resolvConf, '/etc/resolv.conf']);
   const catch4 = await listenTcp(0, '127.0.0.1');
@@ -92,7 +104,7 @@ async function main(): Promise<void> {
   dnsUdp.close();
   const notFound = `btrfly: command not found: ${start.command[0]}: check the command after "--"\n`;
   // Looked up here for the same line as without --isolate: through unshare, execvp's ENOENT is unshare's own message.
-  const code = cfg.user && !onPath(start.command[0], start.env.PATH ?? '/usr/local/bin:/usr/bin:/bin')
+  const code = unshare && !onPath(start.command[0], start.env.PATH ?? '/usr/local/bin:/usr/bin:/bin')
     ? (process.stderr.write(notFound), 127)
     : await new Promise<number>((resolve) => {
         const argv = asUser(start.command, unshare, cfg.user);

@@ -1,6 +1,6 @@
 /**
  * `btrfly run --isolate`: runs the command in its own user, network and mount namespaces
- * (no root) whose only way out is btrfly. The helper inside (inside.ts) hands over its
+ * (no root; the command runs as the user who started btrfly) whose only way out is btrfly. The helper inside (inside.ts) hands over its
  * listeners; here DNS answers every name with an address of its own in 198.18.0.0/15
  * (fake-names.ts), every intercepted TCP connection goes to the proxy with its original
  * destination (TLS by SNI, HTTP by Host, else the name behind the address), and what the proxy
