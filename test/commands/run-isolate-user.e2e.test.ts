@@ -7,12 +7,16 @@
  * Real unshare, as an unprivileged uid (setpriv): the machine must allow unprivileged user
  * namespaces, as --isolate itself requires.
  */
-import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { registerCleanup, runCli, startOrigin, tmpDir } from '../helpers';
+import { npmTool, registerCleanup, runCli, startOrigin, tmpDir } from '../helpers';
+import { testWhen } from '../helpers/when';
 
 /** A uid with no passwd entry, not 65534: that is the overflow uid an unmapped owner shows as. */
 const USER = 4242;
+
+/** The settings `npm test` exports (npm_config_*), removed so only what btrfly and the test set applies. */
+const WITHOUT_NPM_SETTINGS: NodeJS.ProcessEnv = Object.fromEntries(Object.keys(process.env).filter((k) => /^npm_/i.test(k)).map((k) => [k, undefined]));
 
 /** A directory owned by USER, with its HOME and btrfly's config inside. */
 function userHome(): { dir: string; env: NodeJS.ProcessEnv } {
@@ -57,6 +61,33 @@ describe('btrfly run --isolate runs the command as the user who started btrfly',
     const run = await runCli(['run', '--isolate', '--record', '--tag=missing', '--archive', join(dir, '.btrfly'), '--', 'no-such-command-3017'], { uid: USER, cwd: dir, env });
     expect(run.stderr).toContain('btrfly: command not found: no-such-command-3017: check the command after "--"');
     expect(run.code).toBe(127);
+  });
+
+  testWhen(npmTool.missing())('as a user: npm install through the proxy btrfly sets is recorded, and everything it wrote is theirs', async () => {
+    const origin = await startOrigin({ https: true, kind: npmTool.kind, names: [npmTool.host], spawn: true });
+    registerCleanup(() => origin.close());
+    const { dir, env } = userHome();
+    const ca = join(dir, 'origin-ca.pem'); // the test CA's own directory is root's
+    copyFileSync(origin.caPath!, ca);
+    npmTool.writeProject(dir);
+    const build = npmTool.command(dir, origin.urlFor('/', npmTool.host).replace(/\/$/, ''));
+    const chownAll = (path: string): void => {
+      chownSync(path, USER, USER);
+      if (statSync(path).isDirectory()) for (const f of readdirSync(path)) chownAll(join(path, f));
+    };
+    chownAll(dir);
+    const rec = await runCli(['run', '--isolate', '--record', '--tag=npm', '--archive', join(dir, '.btrfly'), '--upstream-ca', ca, '--resolve', `${npmTool.host}:127.0.0.1`, '--', 'sh', '-c', build], { uid: USER, cwd: dir, env: { ...WITHOUT_NPM_SETTINGS, ...env }, timeoutMs: 150_000 });
+    expect(rec.stderr).toMatch(/recorded tag "npm"/);
+    expect(rec.code).toBe(0);
+    const owners = new Set<string>();
+    const walk = (path: string): void => {
+      const st = statSync(path);
+      owners.add(`${st.uid}:${st.gid}`);
+      if (st.isDirectory()) for (const f of readdirSync(path)) walk(join(path, f));
+    };
+    walk(join(dir, 'out', 'node_modules'));
+    expect([...owners]).toEqual([`${USER}:${USER}`]);
+    expect(readdirSync(join(dir, 'out', 'node_modules')).length).toBeGreaterThan(2);
   });
 
   it('as a user, with an unshare that has no --map-user (util-linux before 2.38): the command runs as root inside, and a line says why and what to install', async () => {
