@@ -108,6 +108,13 @@ export class Archive implements BodyStore {
       if (!(await createArchive(abs, { lfs: opts.lfs }))) return Archive.open(dir, { lfs: opts.lfs });
     } else {
       const r = await a.git.run(['rev-parse', '--is-bare-repository'], { ok: [0, 128] }).catch(() => undefined);
+      // An archive whose git config was damaged (hand edits, a disk error) is still the archive: say so, not "not an archive".
+      const badConfig = r && r.code !== 0 ? /^fatal: (bad config line \d+ in file .*)$/m.exec(r.stderr) : null;
+      if (badConfig) {
+        throw new BtrflyError('ARCHIVE_INVALID', `the archive ${dir} has a damaged git config (git: ${badConfig[1].trim()}): fix that line or restore the file`, {
+          data: { dir },
+        });
+      }
       if (!r || r.code !== 0 || r.stdout.trim() !== 'true') {
         throw new BtrflyError('ARCHIVE_INVALID', `${dir} is not a btrfly archive (a bare git repository): pass --archive with the right directory`, {
           data: { dir },

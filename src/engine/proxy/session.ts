@@ -169,7 +169,7 @@ export class SessionTable<S extends { info: SessionInfo }> {
     }
     for (const addr of session.info.clients) {
       const other = this.byAddress.get(normalizeAddress(addr));
-      if (other) throw new BtrflyError('SESSION', `client ${addr} is already in session ${other.info.id} (tag "${other.info.tag}"): stop that session first`);
+      if (other) throw new BtrflyError('SESSION', `client ${addr} is already in session ${other.info.id} (tag "${other.info.tag}"): stop that session first`, { httpStatus: 409 });
     }
     this.all.set(session.info.id, session);
     if (credentialHash) this.byCredential.set(credentialHash, session);
