@@ -9,14 +9,11 @@
  */
 import { chmodSync, chownSync, copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { npmTool, registerCleanup, runCli, startOrigin, tmpDir } from '../helpers';
+import { WITHOUT_NPM_SETTINGS, npmTool, registerCleanup, runCli, startOrigin, tmpDir } from '../helpers';
 import { testWhen } from '../helpers/when';
 
 /** A uid with no passwd entry, not 65534: that is the overflow uid an unmapped owner shows as. */
 const USER = 4242;
-
-/** The settings `npm test` exports (npm_config_*), removed so only what btrfly and the test set applies. */
-const WITHOUT_NPM_SETTINGS: NodeJS.ProcessEnv = Object.fromEntries(Object.keys(process.env).filter((k) => /^npm_/i.test(k)).map((k) => [k, undefined]));
 
 /** A directory owned by USER, with its HOME and btrfly's config inside. */
 function userHome(): { dir: string; env: NodeJS.ProcessEnv } {
