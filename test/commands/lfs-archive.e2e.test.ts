@@ -197,6 +197,9 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
       await runCli(['remote', 'add', 'bad', remote, '--archive', victim]);
       const pull = await runCli(['pull', 'bad', '--archive', victim], { timeoutMs: 120_000 });
       expect(pull.stderr).toMatch(new RegExp(`^btrfly: pull of tag "deps" from remote bad refused, the tag here is unchanged: .*body ${body} .*git-lfs said: .*hash`, 'm'));
+      // The damaged copy is the remote's: a local repair is not the advice.
+      expect(pull.stderr).toContain('the copy on remote bad is damaged or missing: pull the tag from another remote');
+      expect(pull.stderr).not.toContain('verify --repair');
       expect(pull.code).toBe(1);
       expect((await runCli(['tags', '--archive', victim, '--json'])).stdout).toMatch(/^\[\s*\]/);
       expect(existsSync(lfsObject(victim, oid))).toBe(false);
