@@ -3,7 +3,7 @@
  * recording is one commit holding `manifest.json`, `volatile.json` and `bodies/`
  * (docs/archive-format.md). Bodies are read and written through the {@link BodyStore} interface.
  */
-import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { access, constants, mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BtrflyError, oneLine } from '../errors';
@@ -73,6 +73,12 @@ export class Archive implements BodyStore {
   readonly lfs: LfsStore;
   /** Set for an archive made with `btrfly init --lfs` (or migrated): new bodies become LFS objects, push and pull run git-lfs. */
   lfsMode = false;
+  /**
+   * Set when btrfly may not write the archive's state (a read-only mount: EROFS; another user's:
+   * EACCES, EPERM): the reason. Then nothing is written to it; body checks are kept in memory for
+   * the run and there is no body cache, so bodies are read from git (see {@link readOnlyNote}).
+   */
+  readOnly?: string;
 
   /**
    * @param dir absolute path of the archive
@@ -114,7 +120,8 @@ export class Archive implements BodyStore {
         });
       }
     }
-    await Promise.all(['locks', 'pending', 'tmp'].map((d) => mkdir(join(a.stateDir, d), { recursive: true })));
+    a.readOnly = await unwritable(a.stateDir, abs);
+    if (!a.readOnly) await Promise.all(['locks', 'pending', 'tmp'].map((d) => mkdir(join(a.stateDir, d), { recursive: true })));
     // btrfly's two settings in one git call (one process start less for every command).
     const { stdout } = await a.git.run(['config', '--get-regexp', '^btrfly\\.(bodycache|storage)$'], { ok: [0, 1] });
     const settings = new Map(
@@ -126,8 +133,8 @@ export class Archive implements BodyStore {
     );
     // git's false values (`--type=bool` reads them so); unset is true.
     const cacheOff = /^(false|no|off|0|)$/i.test(settings.get('btrfly.bodycache') ?? 'true');
-    if (!cacheOff) a.cache = new BodyCache(join(a.stateDir, 'cache'));
-    a.checks = await BodyChecks.open(join(a.stateDir, 'checks'));
+    if (!cacheOff && !a.readOnly) a.cache = new BodyCache(join(a.stateDir, 'cache'));
+    a.checks = a.readOnly ? BodyChecks.inMemory(join(a.stateDir, 'checks')) : await BodyChecks.open(join(a.stateDir, 'checks'));
     a.lfsMode = settings.get('btrfly.storage') === STORAGE_LFS;
     return a;
   }
@@ -146,6 +153,12 @@ export class Archive implements BodyStore {
     }
     if (opts.lfs) await checkGitLfs(new Git(abs));
     return Archive.open(dir, { create: true, lfs: opts.lfs });
+  }
+
+  /** What a playback of a {@link readOnly} archive does differently, in one line (a note, not an error). */
+  readOnlyNote(): string | undefined {
+    if (!this.readOnly) return undefined;
+    return `archive ${this.name} is read-only (${this.readOnly}): bodies are played back from git without the body cache, each verified by its SHA-256 before it is sent (slower for large bodies); nothing is written to it`;
   }
 
   /** Ends the long-lived git processes and closes the body cache's segment files. */
@@ -495,5 +508,17 @@ function olderRecordingMissing(tag: string, head: string, e: unknown): unknown {
     `tag "${tag}": a recording older than its newest (${head.slice(0, 12)}) is missing or damaged (${said}): run "btrfly verify --repair ${tag}" to fetch it again from the archive's remotes; ` +
       `with no remote that has it, "btrfly rm ${tag}" and record the tag again (a re-recording alone would add to the same history)`,
     { cause: e, data: { tag, commit: head } },
+  );
+}
+
+/**
+ * Why btrfly may not write an archive's state (`btrfly/`, or the archive's directory when there
+ * is none yet, as in a fresh clone): EROFS, EACCES or EPERM; undefined when it may.
+ */
+async function unwritable(stateDir: string, dir: string): Promise<string | undefined> {
+  const where = (await stat(stateDir).then((s) => s.isDirectory(), () => false)) ? stateDir : dir;
+  return access(where, constants.W_OK).then(
+    () => undefined,
+    (e: NodeJS.ErrnoException) => (e.code === 'EROFS' || e.code === 'EACCES' || e.code === 'EPERM' ? e.code : undefined),
   );
 }

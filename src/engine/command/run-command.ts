@@ -71,6 +71,8 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
       rules: opts.rules,
       notice: (line) => opts.report(`btrfly: ${line}`),
     });
+    const readOnly = opts.mode === 'playback' ? archive.readOnlyNote() : undefined;
+    if (readOnly) opts.report(`btrfly: note: ${readOnly}`);
     if (opts.mode === 'record' || opts.append) {
       for (const p of await archive.asideRecordings(opened.info.tag)) opts.report(`btrfly: note: ${asideAdvice(p)}`);
     }

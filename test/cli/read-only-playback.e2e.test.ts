@@ -1,0 +1,125 @@
+/**
+ * Playback of an archive on a read-only file system that has no `btrfly/` directory (no body
+ * cache, no body-checks key), as a fresh `git clone --bare` or a `btrfly pull` into a new archive
+ * has it: a recording of real curl from a loopback HTTPS origin plays back offline with the
+ * recorded bytes and exit 0, nothing is written to the archive, and a damaged object still breaks
+ * the transfer (exit 1). The archive is mounted read-only over itself in a mount namespace the
+ * test makes; the reading commands answer too.
+ */
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { onPath } from '../../src/engine/host/config';
+import { CLI_ENTRY, bodyPartOid, cliEnv, cliWorkDir, damageLooseObject, genBodySha256, run, runCli, startOrigin, tmpDir, type Origin } from '../helpers';
+import { describeWhen } from '../helpers/when';
+
+const BIG = 2 * 1024 * 1024 + 4321; // three 1 MiB check parts: a loose object of its own
+const SMALL = 50_000;
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+const missing = [process.getuid?.() === 0 ? '' : 'root', ...['unshare', 'mount', 'curl'].filter((c) => !onPath(c))].filter(Boolean);
+
+/** `btrfly ARGS` in a new mount namespace where `archive` is mounted read-only over itself. */
+const readOnly = (archive: string, args: string[], env: NodeJS.ProcessEnv = {}) =>
+  run(
+    'unshare',
+    ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"', 'sh', archive, process.execPath, CLI_ENTRY, ...args],
+    { cwd: cliWorkDir(), env: cliEnv(env), timeoutMs: 120_000 },
+  );
+
+/** Every file of the archive and its bytes' digest, to show that nothing was written. */
+const snapshot = async (archive: string): Promise<string> =>
+  (await run('sh', ['-c', 'cd "$1" && find . -printf "%p %s %T@\\n" | sort', 'sh', archive])).stdout;
+
+const BUILD = ['cd "$OUT"', 'curl -sS -o big "$BIG_URL"; echo $? > big.code', 'curl -sS -o small "$SMALL_URL"; echo $? > small.code', ''].join('\n');
+
+describeWhen(missing)('playback of a read-only archive without btrfly/ (a fresh clone on a read-only mount)', () => {
+  let origin: Origin;
+  let recorded: string;
+  let bigUrl: string;
+  let smallUrl: string;
+  let bigSha: string;
+  let smallSha: string;
+
+  const build = async (archive: string, mode: 'record' | 'playback') => {
+    const out = tmpDir('btrfly-roplay-out-');
+    writeFileSync(join(out, 'build.sh'), BUILD);
+    const env = { OUT: out, BIG_URL: bigUrl, SMALL_URL: smallUrl };
+    const args = ['run', `--${mode}`, '--tag=ro', '--archive', archive];
+    const r =
+      mode === 'record'
+        ? await runCli([...args, '--upstream-ca', origin.caPath!, '--resolve', `origin.test:${origin.host}`, '--', 'sh', join(out, 'build.sh')], { env, timeoutMs: 120_000 })
+        : await readOnly(archive, [...args, '--', 'sh', join(out, 'build.sh')], env);
+    const file = (name: string) => ({
+      code: Number(readFileSync(join(out, `${name}.code`), 'utf8')),
+      bytes: existsSync(join(out, name)) ? readFileSync(join(out, name)) : Buffer.alloc(0),
+    });
+    return { ...r, big: file('big'), small: file('small') };
+  };
+
+  /** A copy of the recorded archive as a fresh clone has it: no `btrfly/`. */
+  const freshClone = (): string => {
+    const archive = join(tmpDir('btrfly-roplay-'), 'archive');
+    cpSync(recorded, archive, { recursive: true });
+    rmSync(join(archive, 'btrfly'), { recursive: true, force: true });
+    return archive;
+  };
+
+  beforeAll(async () => {
+    origin = await startOrigin({ https: true });
+    bigUrl = origin.urlFor(`/gen/${BIG}?seed=ro`, 'origin.test');
+    smallUrl = origin.urlFor(`/gen/${SMALL}?seed=ro-small`, 'origin.test');
+    bigSha = await genBodySha256(BIG, 'ro');
+    smallSha = await genBodySha256(SMALL, 'ro-small');
+    recorded = join(tmpDir('btrfly-roplay-rec-'), 'archive');
+    const rec = await build(recorded, 'record');
+    expect(rec.stderr).toMatch(/recorded tag "ro"/);
+    expect(sha256(rec.big.bytes)).toBe(bigSha);
+    expect(sha256(rec.small.bytes)).toBe(smallSha);
+    expect(rec.code).toBe(0);
+    await origin.close(); // playback answers from the archive alone
+  }, 180_000);
+
+  it('plays back the recorded bytes offline, exit 0, and writes nothing to the archive', async () => {
+    const archive = freshClone();
+    const before = await snapshot(archive);
+    const p = await build(archive, 'playback');
+    expect(p.stderr).toMatch(
+      new RegExp(
+        `^btrfly: note: archive ${archive} is read-only \\(EROFS\\): bodies are played back from git without the body cache, each verified by its SHA-256 before it is sent \\(slower for large bodies\\); nothing is written to it\n` +
+          'btrfly: played back tag "ro" .*: 2 requests, .*2 hits, 0 misses\n$',
+      ),
+    );
+    expect(p.big.code).toBe(0);
+    expect(sha256(p.big.bytes)).toBe(bigSha);
+    expect(p.small.code).toBe(0);
+    expect(sha256(p.small.bytes)).toBe(smallSha);
+    expect(p.code).toBe(0);
+    expect(existsSync(join(archive, 'btrfly'))).toBe(false);
+    expect(await snapshot(archive)).toBe(before);
+  }, 120_000);
+
+  it('a damaged object in the read-only archive still breaks the transfer: exit 1, never the wrong bytes', async () => {
+    const archive = freshClone();
+    damageLooseObject(archive, bodyPartOid(archive, 'ro', bigSha), BIG - 1000);
+    const p = await build(archive, 'playback');
+    expect(p.big.code).not.toBe(0);
+    expect(p.big.bytes.length).toBeLessThan(BIG);
+    expect(p.stderr.split('\n').filter((l) => l.includes(bigUrl) && l.includes(bigSha))).toHaveLength(1);
+    expect(sha256(p.small.bytes)).toBe(smallSha);
+    expect(p.code).toBe(1);
+  }, 120_000);
+
+  it.each([['tags'], ['show', 'ro'], ['log', 'ro'], ['verify'], ['sbom', 'ro'], ['export', 'ro', '-o', '-', '--format', 'har']])(
+    '%s answers on the read-only archive',
+    async (...argv) => {
+      const archive = freshClone();
+      const before = await snapshot(archive);
+      const r = await readOnly(archive, [...argv, '--archive', archive]);
+      expect(r.stderr).not.toMatch(/EROFS|read-only/);
+      expect(r.stdout.length).toBeGreaterThan(0);
+      expect(r.code).toBe(0);
+      expect(await snapshot(archive)).toBe(before);
+    },
+  );
+});
