@@ -75,8 +75,8 @@ export class Archive implements BodyStore {
   lfsMode = false;
   /**
    * Set when btrfly may not write the archive's state (a read-only mount: EROFS; another user's:
-   * EACCES, EPERM): the reason. Then nothing is written to it; body checks are kept in memory for
-   * the run and there is no body cache, so bodies are read from git (see {@link readOnlyNote}).
+   * EACCES, EPERM): the reason. Then nothing is written to it; new body checks are kept in memory
+   * for the run and the body cache is not used, so bodies are read from git (see {@link readOnlyNote}).
    */
   readOnly?: string;
 
@@ -95,9 +95,10 @@ export class Archive implements BodyStore {
 
   /**
    * Opens the archive at `dir`, creating it when `create` is set and nothing is there.
-   * @throws BtrflyError ARCHIVE_NOT_FOUND, ARCHIVE_INVALID
+   * @param opts.writes the command that changes the archive (`btrfly rm`): refused in one line when the archive is {@link readOnly}
+   * @throws BtrflyError ARCHIVE_NOT_FOUND, ARCHIVE_INVALID; STORAGE for `writes` on a read-only archive
    */
-  static async open(dir: string, opts: { create?: boolean; lfs?: boolean } = {}): Promise<Archive> {
+  static async open(dir: string, opts: { create?: boolean; lfs?: boolean; writes?: string } = {}): Promise<Archive> {
     const abs = resolve(dir);
     const a = new Archive(abs, dir);
     const exists = await stat(abs).then((s) => s.isDirectory(), () => false);
@@ -121,6 +122,7 @@ export class Archive implements BodyStore {
       }
     }
     a.readOnly = await unwritable(a.stateDir, abs);
+    if (a.readOnly && opts.writes) throw readOnlyRefusal(a, opts.writes);
     if (!a.readOnly) await Promise.all(['locks', 'pending', 'tmp'].map((d) => mkdir(join(a.stateDir, d), { recursive: true })));
     // btrfly's two settings in one git call (one process start less for every command).
     const { stdout } = await a.git.run(['config', '--get-regexp', '^btrfly\\.(bodycache|storage)$'], { ok: [0, 1] });
@@ -134,7 +136,7 @@ export class Archive implements BodyStore {
     // git's false values (`--type=bool` reads them so); unset is true.
     const cacheOff = /^(false|no|off|0|)$/i.test(settings.get('btrfly.bodycache') ?? 'true');
     if (!cacheOff && !a.readOnly) a.cache = new BodyCache(join(a.stateDir, 'cache'));
-    a.checks = a.readOnly ? BodyChecks.inMemory(join(a.stateDir, 'checks')) : await BodyChecks.open(join(a.stateDir, 'checks'));
+    a.checks = await (a.readOnly ? BodyChecks.readOnly : BodyChecks.open)(join(a.stateDir, 'checks'));
     a.lfsMode = settings.get('btrfly.storage') === STORAGE_LFS;
     return a;
   }
@@ -399,7 +401,8 @@ export class Archive implements BodyStore {
 
   /** Journals left by writers that stopped without sealing (or that are still running). */
   async pendingRecordings(): Promise<PendingRecording[]> {
-    const files = (await readdir(this.pendingDir)).filter((f) => f.endsWith('.jsonl')).sort();
+    // A read-only archive may have no state directory (a fresh clone): then nothing is pending.
+    const files = (await readdir(this.pendingDir).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' && this.readOnly ? [] : Promise.reject(e)))).filter((f) => f.endsWith('.jsonl')).sort();
     const out: PendingRecording[] = [];
     for (const f of files) {
       const j = await readJournal(join(this.pendingDir, f)).catch(() => undefined);
@@ -521,4 +524,15 @@ async function unwritable(stateDir: string, dir: string): Promise<string | undef
     () => undefined,
     (e: NodeJS.ErrnoException) => (e.code === 'EROFS' || e.code === 'EACCES' || e.code === 'EPERM' ? e.code : undefined),
   );
+}
+
+/** The one-line refusal of `command` on an archive btrfly may not write, with what to do. */
+function readOnlyRefusal(a: Archive, command: string): BtrflyError {
+  const why =
+    a.readOnly === 'EROFS'
+      ? 'is on a read-only file system (EROFS): remount it read-write'
+      : `is not this user's to write (${a.readOnly}): run it as the user that owns the archive`;
+  return new BtrflyError('STORAGE', `"${command}" changes the archive, and ${a.name} ${why}; playback, tags, show, log, verify, sbom and export read it as it is`, {
+    data: { dir: a.dir, code: a.readOnly },
+  });
 }

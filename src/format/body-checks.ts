@@ -20,8 +20,9 @@
  * not match is ignored and removed (then the body is verified by its SHA-256 again).
  *
  * An archive btrfly may not write (a read-only mount, a fresh clone there without `btrfly/`)
- * keeps its checks in memory instead ({@link BodyChecks.inMemory}): a key made for the run, and
- * the files' bytes in a map, so a body is still verified before any of its bytes is sent.
+ * keeps new checks in memory instead ({@link BodyChecks.readOnly}): the archive's key and files
+ * are read when they are there, else a key is made for the run; what btrfly makes is kept in a map,
+ * so a body is still verified before any of its bytes is sent, and nothing is written.
  */
 import { createCipheriv, createSecretKey, randomBytes, timingSafeEqual, type CipherGCM, type KeyObject } from 'node:crypto';
 import { link, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
@@ -122,12 +123,13 @@ export class BodyChecks {
   ) {}
 
   /**
-   * Checks kept in this process only, under a key made for it: for an archive btrfly may not
-   * write. A few dozen bytes a body; gone with the process (the next run verifies by SHA-256 again).
-   * @param dir named in messages only
+   * The checks of an archive btrfly may not write: its key and files read where they are (a
+   * read-only mount of an archive that has them), else a key made for this process; the checks
+   * it makes are kept in memory (a few dozen bytes a body), gone with the process.
    */
-  static inMemory(dir: string): BodyChecks {
-    return new BodyChecks(dir, createSecretKey(randomBytes(16)), new Map());
+  static async readOnly(dir: string): Promise<BodyChecks> {
+    const key = await readFile(join(dir, 'key')).catch(() => undefined);
+    return new BodyChecks(dir, createSecretKey(key?.length === 16 ? key : randomBytes(16)), new Map());
   }
 
   /** Opens the store, making its key on first use (written aside and linked into place: two processes agree on one). */
@@ -170,7 +172,7 @@ export class BodyChecks {
    */
   async read(sha256: string, size: number): Promise<PartTags | undefined> {
     const path = this.path(sha256);
-    const file = this.memory ? this.memory.get(path) : await readFile(path).catch(() => undefined);
+    const file = this.memory?.get(path) ?? (await readFile(path).catch(() => undefined));
     if (!file) return undefined;
     const parts = Math.ceil(size / CHECK_PART);
     const nonce = file.subarray(MAGIC.length, MAGIC.length + 8);
@@ -185,6 +187,7 @@ export class BodyChecks {
         return timingSafeEqual(finish(c), file.subarray(file.length - TAG));
       })();
     if (!ok) {
+      // A read-only archive's own file is left as it is (its key may be another): the body is checked by its SHA-256.
       if (this.memory) this.memory.delete(path);
       else await rm(path, { force: true });
       return undefined;
