@@ -75,10 +75,12 @@ export class Archive implements BodyStore {
   lfsMode = false;
   /**
    * Set when btrfly may not write the archive's state (a read-only mount: EROFS; another user's:
-   * EACCES, EPERM): the reason. Then nothing is written to it; new body checks are kept in memory
-   * for the run and the body cache is not used, so bodies are read from git (see {@link readOnlyNote}).
+   * EACCES, EPERM): the reason. Then nothing is written to it: new body checks are kept in memory
+   * for the run, and the body cache (when there is one) is read but not filled (see {@link readOnlyNote}).
    */
   readOnly?: string;
+  /** Of a {@link readOnly} archive: bodies read from git because its body cache does not hold them (slower than from a cache it could fill). */
+  uncachedReads = 0;
 
   /**
    * @param dir absolute path of the archive
@@ -135,7 +137,7 @@ export class Archive implements BodyStore {
     );
     // git's false values (`--type=bool` reads them so); unset is true.
     const cacheOff = /^(false|no|off|0|)$/i.test(settings.get('btrfly.bodycache') ?? 'true');
-    if (!cacheOff && !a.readOnly) a.cache = new BodyCache(join(a.stateDir, 'cache'));
+    if (!cacheOff) a.cache = new BodyCache(join(a.stateDir, 'cache'), Boolean(a.readOnly));
     a.checks = await (a.readOnly ? BodyChecks.readOnly : BodyChecks.open)(join(a.stateDir, 'checks'));
     a.lfsMode = settings.get('btrfly.storage') === STORAGE_LFS;
     return a;
@@ -157,10 +159,18 @@ export class Archive implements BodyStore {
     return Archive.open(dir, { create: true, lfs: opts.lfs });
   }
 
-  /** What a playback of a {@link readOnly} archive does differently, in one line (a note, not an error). */
+  private countUncached(loc: BodyLocation): void {
+    if (this.readOnly && !loc.lfs && loc.size > 0 && !this.cache?.holds(loc)) this.uncachedReads++;
+  }
+
+  /**
+   * What was slower because the archive is {@link readOnly}, in one line (a note, not an error):
+   * bodies read from git that a writable archive would have cached; undefined when none were.
+   */
   readOnlyNote(): string | undefined {
-    if (!this.readOnly) return undefined;
-    return `archive ${this.name} is read-only (${this.readOnly}): bodies are played back from git without the body cache, each verified by its SHA-256 before it is sent (slower for large bodies); nothing is written to it`;
+    if (!this.readOnly || this.uncachedReads === 0) return undefined;
+    const n = this.uncachedReads === 1 ? '1 body was' : `${this.uncachedReads} bodies were`;
+    return `archive ${this.name} is read-only (${this.readOnly}): ${n} played back from git, not from a body cache (slower for large bodies; each still checked against its SHA-256 before it was sent); nothing was written to it`;
   }
 
   /** Ends the long-lived git processes and closes the body cache's segment files. */
@@ -366,6 +376,7 @@ export class Archive implements BodyStore {
    * @param opts.fromGit read the body's objects even when the body cache holds it (verification)
    */
   openBody(loc: BodyLocation, range?: ByteRange, opts: { signal?: AbortSignal; fromGit?: boolean } = {}): Readable {
+    this.countUncached(loc);
     if (loc.lfs) return openLfsBody(this.lfs, loc, range, { signal: opts.signal, checks: this.checks, verify: opts.fromGit });
     return openBody(this.git, loc, range, { signal: opts.signal, cache: this.cache && { cache: this.cache, fromGit: opts.fromGit }, checks: this.checks });
   }
@@ -373,7 +384,9 @@ export class Archive implements BodyStore {
   /** {@inheritDoc BodyStore.readSmallBody} */
   readSmallBody(loc: BodyLocation): Promise<Buffer> | undefined {
     if (loc.lfs) return isSmallBody(loc) ? readSmallLfsBody(this.lfs, loc) : undefined;
-    return readSmallBody(this.git, loc, this.cache);
+    const small = readSmallBody(this.git, loc, this.cache);
+    if (small) this.countUncached(loc);
+    return small;
   }
 
   /**
