@@ -13,6 +13,7 @@ export interface FlagShape {
   options?: readonly string[];
   exclusive?: ReadonlyArray<string | { name: string }>;
   exactlyOne?: readonly string[];
+  dependsOn?: readonly string[];
 }
 
 /** What this file needs to know of a positional argument. */
@@ -138,6 +139,10 @@ function flagProblem(e: OclifParseError, cmd: CommandShape): string | undefined 
   }
   for (const f of Object.values(flags)) {
     if (f.exactlyOne?.length && !f.exactlyOne.some(given)) return `missing ${f.exactlyOne.map((n) => `--${n}`).join(' or ')}: say which`;
+  }
+  for (const [name, f] of Object.entries(flags)) {
+    const needed = given(name) ? f.dependsOn?.find((d) => !given(d)) : undefined;
+    if (needed) return `--${name} needs --${needed} as well: give both, or neither`;
   }
   for (const [name, f] of Object.entries(flags)) {
     if (f.required && values[name] === undefined) {

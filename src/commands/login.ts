@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { Args, Flags } from '@oclif/core';
-import { login } from '../engine/service/service-client';
+import { login, readServiceCa } from '../engine/service/service-client';
 import { BtrflyCommand, type JsonResult } from '../cli/base';
 
 export default class Login extends BtrflyCommand {
@@ -14,9 +13,9 @@ export default class Login extends BtrflyCommand {
 
   async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(Login);
-    const caPem = flags.ca ? await readFile(flags.ca, 'utf8') : undefined;
+    const caPem = flags.ca ? await readServiceCa(flags.ca) : undefined;
     const out = await login({ url: args.url, token: flags.token, caPem });
     if (this.jsonEnabled()) return out;
-    process.stderr.write(`btrfly: logged in to ${args.url} (${out.scopes.join(',')} on ${out.tags.join(',')}); saved in ${out.file}\n`);
+    process.stderr.write(`btrfly: logged in to ${out.url} (${out.scopes.join(',')} on ${out.tags.join(',')}); saved in ${out.file}\n`);
   }
 }

@@ -242,14 +242,16 @@ async function removeDeadTemps(tmpDir: string): Promise<void> {
 
 /**
  * The SHA-256 of every body a ref reaches (tags, pending recordings), from the names of their
- * trees: `bodies/<2 hex>/<sha256>` in a recording, `<sha256>` in a pending one.
+ * trees: `bodies/<2 hex>/<sha256>` in a recording, `<sha256>` in a pending one. git lists an
+ * object once, under the path it met first: a body tree that a pending recording shares with a
+ * tag may be listed under either, and so may the files inside it.
  */
 async function reachableBodies(archive: Archive): Promise<Set<string>> {
   const { stdout } = await archive.git.run(['rev-list', '--objects', '--all']);
   const out = new Set<string>();
   for (const m of stdout.matchAll(/^[0-9a-f]+ (?:bodies\/[0-9a-f]{2}\/)?([0-9a-f]{64})$/gm)) out.add(m[1]);
   // The zstd objects of LFS mode, named by their own oid (src/format/lfs-store.ts, lfsZstdPointerName).
-  for (const m of stdout.matchAll(/^[0-9a-f]+ bodies\/[0-9a-f]{2}\/[0-9a-f]{64}\/lfs-([0-9a-f]{64})\.zst$/gm)) out.add(m[1]);
+  for (const m of stdout.matchAll(/^[0-9a-f]+ (?:bodies\/[0-9a-f]{2}\/)?[0-9a-f]{64}\/lfs-([0-9a-f]{64})\.zst$/gm)) out.add(m[1]);
   return out;
 }
 

@@ -82,6 +82,11 @@ export class Archive implements BodyStore {
   /** Of a {@link readOnly} archive: bodies read from git because its body cache does not hold them (slower than from a cache it could fill). */
   uncachedReads = 0;
 
+  /** A body in git mode is written twice (its git objects and the body cache), in LFS mode once. */
+  get bodyCopies(): number {
+    return this.lfsMode ? 1 : 2;
+  }
+
   /**
    * @param dir absolute path of the archive
    * @param name the archive as the user named it (e.g. `.btrfly`), for messages
@@ -117,6 +122,13 @@ export class Archive implements BodyStore {
       if (!(await createArchive(abs, { lfs: opts.lfs }))) return Archive.open(dir, { lfs: opts.lfs });
     } else {
       const r = await a.git.run(['rev-parse', '--is-bare-repository'], { ok: [0, 128] }).catch(() => undefined);
+      // An archive whose git config was damaged (hand edits, a disk error) is still the archive: say so, not "not an archive".
+      const badConfig = r && r.code !== 0 ? /^fatal: (bad config line \d+ in file .*)$/m.exec(r.stderr) : null;
+      if (badConfig) {
+        throw new BtrflyError('ARCHIVE_INVALID', `the archive ${dir} has a damaged git config (git: ${badConfig[1].trim()}): fix that line or restore the file`, {
+          data: { dir },
+        });
+      }
       if (!r || r.code !== 0 || r.stdout.trim() !== 'true') {
         throw new BtrflyError('ARCHIVE_INVALID', `${dir} is not a btrfly archive (a bare git repository): pass --archive with the right directory`, {
           data: { dir },

@@ -24,6 +24,8 @@ type Source = Readable | Iterable<string | Buffer> | AsyncIterable<string | Buff
 export async function writeFileAtomically(file: string, source: Source): Promise<void> {
   const target = await followLinks(file);
   const existing = await stat(target).catch(() => undefined);
+  // Said before anything is written: the whole output would otherwise go to a temp file first, to fail at the rename.
+  if (existing?.isDirectory()) throw new BtrflyError('USAGE', `cannot write ${file}: it is a directory: give the name of a file (in it, say: ${join(file, 'NAME')})`);
   if (existing && !existing.isFile() && !existing.isDirectory()) {
     await pipeline(source, createWriteStream(target, { flags: 'w' }));
     return;

@@ -43,6 +43,8 @@ export async function exportRecording(
     recordedAt: date,
     title: label,
     creatorVersion: opts.creatorVersion,
+    rules: rec.manifest.rules,
+    redact: rec.manifest.redact,
   };
   const openBody = (e: Entry) => archive.openBody(bodyOf(rec, e));
   const stream = format === 'har' ? toHar(src, openBody) : toWarc(src, openBody, file === '-' ? 'btrfly.warc' : basename(file));

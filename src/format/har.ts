@@ -9,7 +9,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { BtrflyError } from '../errors';
 import { compareEntries, decodeQueryPart, entryKey, mergeHeaders } from './manifest';
-import type { Entry, Header, VolatileFile } from './types';
+import type { Entry, Header, MatchRule, Redactions, VolatileFile } from './types';
 
 /** Opens the bytes of an entry's response body, as recorded (Content-Encoding kept). */
 export type OpenBody = (entry: Entry) => Readable;
@@ -23,6 +23,12 @@ export interface ExportSource {
   /** e.g. `example1@1a2b3c4`. */
   title: string;
   creatorVersion?: string;
+  /**
+   * The recording's matching rules and redactions: a HAR of btrfly's carries them (`_btrflyRules`,
+   * `_btrflyRedact` in `log`), so that an import plays back as the recording did.
+   */
+  rules?: MatchRule[];
+  redact?: Redactions;
 }
 
 /** The full received response headers of an entry, volatile ones put back in place. */
@@ -115,7 +121,11 @@ async function* harText(src: ExportSource, openBody: OpenBody): AsyncGenerator<s
   const mark = `btrfly-body-${randomUUID()}`;
   const creator = { name: 'btrfly', version: src.creatorVersion ?? '0' };
   yield `{\n "log": {\n  "version": "1.2",\n  "creator": ${JSON.stringify(creator)},\n  "pages": [],\n`;
-  yield `  "comment": ${JSON.stringify(src.title)},\n  "entries": [`;
+  yield `  "comment": ${JSON.stringify(src.title)},\n`;
+  if (src.rules?.length) yield `  "_btrflyRules": ${JSON.stringify(src.rules)},\n`;
+  const r = src.redact;
+  if (r && (r.headers.length || r.query.length || r.secretQuery?.length || r.queryAnyCase)) yield `  "_btrflyRedact": ${JSON.stringify(r)},\n`;
+  yield '  "entries": [';
   const entries = [...src.entries].sort(compareEntries);
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i];
@@ -156,6 +166,9 @@ export interface ImportedEntry {
 export interface ImportedHar {
   creator?: string;
   entries: ImportedEntry[];
+  /** A btrfly HAR's matching rules and redactions (unchecked: the importer checks them against the manifest schema). */
+  rules?: unknown;
+  redact?: unknown;
 }
 
 interface HarHeader {
@@ -264,7 +277,7 @@ function importEntry(e: HarEntryJson, i: number, where: string): ImportedEntry {
  * @throws BtrflyError IMPORT naming the file and what is wrong.
  */
 export async function fromHar(input: Readable, where: string): Promise<ImportedHar> {
-  let doc: { log?: { creator?: { name?: string; version?: string }; entries?: unknown } };
+  let doc: { log?: { creator?: { name?: string; version?: string }; entries?: unknown; _btrflyRules?: unknown; _btrflyRedact?: unknown } };
   try {
     doc = JSON.parse(await readText(input));
   } catch (e) {
@@ -277,5 +290,7 @@ export async function fromHar(input: Readable, where: string): Promise<ImportedH
   return {
     ...(creator && { creator }),
     entries: (log.entries as HarEntryJson[]).map((e, i) => importEntry(e, i, where)),
+    ...(log._btrflyRules !== undefined && { rules: log._btrflyRules }),
+    ...(log._btrflyRedact !== undefined && { redact: log._btrflyRedact }),
   };
 }

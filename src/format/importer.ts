@@ -15,7 +15,7 @@ import { fromHar, type ImportedEntry } from './har';
 import { recordingRedactions, redactHeaderUrls, redactUrl, schemaChecker, selectingRequestHeaders, splitHeaders } from './manifest';
 import { OrdinalCounter } from './match';
 import { printable } from './printable';
-import type { Entry, Header, Redactions, StoredBody } from './types';
+import type { Entry, Header, MatchRule, Redactions, StoredBody } from './types';
 import { beginRecording } from './recording-writer';
 
 export interface ImportOptions {
@@ -49,6 +49,24 @@ const FIELD_TEXT = /^[\t\x20-\x7e\x80-\xff]*$/;
 let entryChecker: ((entry: Entry) => string | undefined) | undefined;
 /** The manifest schema's verdict on one entry: the first problem, or undefined. */
 const checkEntry = (entry: Entry): string | undefined => (entryChecker ??= schemaChecker((ref) => ref('entry')))(entry);
+let settingsChecker: ((value: unknown) => string | undefined) | undefined;
+/** The manifest schema's verdict on a btrfly HAR's `{rules, redact}`. */
+const checkSettings = (value: unknown): string | undefined =>
+  (settingsChecker ??= schemaChecker((ref) => ({ type: 'object', properties: { rules: { type: 'array', items: ref('rule') }, redact: ref('redact') } })))(value);
+
+/** Names in `a`, then those of `b` not in it. */
+const union = (a: readonly string[], b: readonly string[]): string[] => [...new Set([...a, ...b])];
+
+/**
+ * The matching rules and redactions a btrfly HAR carries (the recording's, as exported), or
+ * none; one line when they are not what btrfly writes.
+ */
+function harSettings(har: { rules?: unknown; redact?: unknown }, where: string): { rules: MatchRule[]; redact: Redactions } {
+  const settings = { rules: har.rules ?? [], redact: har.redact ?? { headers: [], query: [] } };
+  const invalid = checkSettings(settings);
+  if (invalid) throw new BtrflyError('IMPORT', `${where}: its _btrflyRules or _btrflyRedact are not btrfly's (${invalid}): remove them from the HAR or export it again`);
+  return settings as { rules: MatchRule[]; redact: Redactions };
+}
 
 /**
  * Why an entry of a HAR cannot be played back, so it is left out: a request that got no HTTP
@@ -80,13 +98,29 @@ export async function importHar(archive: Archive, file: string, tag: string, opt
   if (har.entries.length === 0) {
     throw new BtrflyError('IMPORT', `${basename(file)} has no entries: nothing to import; export the HAR again with the requests in it`);
   }
+  // A HAR btrfly exported carries the recording's rules and redactions: without them its redacted
+  // queries and loosened matches would miss.
+  const exported = harSettings(har, basename(file));
   const writer = await beginRecording(archive, tag, { append: opts.append, session: `import-${process.pid}` });
   try {
     const base = writer.baseCommit();
     const carried = opts.append && base ? (await archive.readRecording(tag, base)).manifest.entries : [];
-    const redact: Redactions = recordingRedactions(tag, writer.redactions(), { headers: opts.redactHeaders, carried });
+    const prior = writer.redactions();
+    const from = exported.redact;
+    const merged: Redactions = {
+      ...prior,
+      headers: union(prior.headers, from.headers),
+      query: union(prior.query, from.query),
+      ...((prior.queryAnyCase || from.queryAnyCase) && { queryAnyCase: true }),
+      ...((prior.secretQuery || from.secretQuery) && { secretQuery: union(prior.secretQuery ?? [], from.secretQuery ?? []) }),
+    };
+    const redact: Redactions = recordingRedactions(tag, merged, { headers: opts.redactHeaders, carried });
     await writer.setRedactions(redact);
-    // As the recorder stores a URL: without user:password@, the redacted query values hashed.
+    const rules = [...writer.rules()];
+    for (const r of exported.rules) if (!rules.some((k) => JSON.stringify(k) === JSON.stringify(r))) rules.push(r);
+    if (rules.length > writer.rules().length) await writer.setRules(rules);
+    // As the recorder stores a URL: without user:password@, the redacted query values hashed (a
+    // value a btrfly HAR holds hashed already stays as it is; one it holds in clear is hashed).
     const key = redact.query.length > 0 ? opts.redactKey() : Buffer.alloc(0);
     const counter = new OrdinalCounter();
     const skipped: ImportResult['skipped'] = [];

@@ -201,6 +201,8 @@ export interface BodyStore {
   readSmallBody(loc: BodyLocation): Promise<Buffer> | undefined;
   /** Where a body just stored is (its parts), for one whose writer could not say (`BodyWriter.location`). */
   locateBody(stored: StoredBody): Promise<BodyLocation>;
+  /** How many copies of a body's bytes storing it writes, at most: for what a full disk asks to free. */
+  readonly bodyCopies: number;
 }
 
 export interface BodyWriter extends Writable {

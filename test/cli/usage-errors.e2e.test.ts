@@ -4,7 +4,8 @@
  * do, the exit status of docs/contract.md "Exit statuses" (2: bad usage), and no stack trace. And a reader
  * that leaves early (`btrfly export T -o - | head -1`) ends btrfly quietly with status 0.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { copyFixtureArchive, runCli, spawnCli, tmpDir } from '../helpers';
 
@@ -13,6 +14,10 @@ const aFile = join(dir, 'a-file');
 writeFileSync(aFile, 'not an archive\n');
 const plainDir = join(dir, 'plain');
 mkdirSync(join(plainDir, 'src'), { recursive: true });
+// An archive whose git config a hand edit broke: still the archive, and said so.
+const damagedConfig = join(dir, 'damaged-config');
+execFileSync('git', ['init', '-q', '--bare', damagedConfig]);
+appendFileSync(join(damagedConfig, 'config'), '[core\n\tgarbage\n');
 const RUN_USAGE = 'usage: btrfly run --record|--playback --tag=T -- CMD [ARGS...]';
 
 interface Row {
@@ -42,6 +47,7 @@ const rows: Row[] = [
   // Bad flag values.
   { argv: ['export', 'x', '--format', 'zip', '-o', '-'], code: 2, stderr: 'btrfly: --format must be har or warc, not "zip"; usage: btrfly export SPEC --output=FILE' },
   { argv: ['serve', '--dns-port', 'x'], code: 2, stderr: 'btrfly: --dns-port: expected an integer but received: x; usage: btrfly serve' },
+  { argv: ['serve', '--api-cert', 'cert.pem'], code: 2, stderr: 'btrfly: --api-cert needs --api-key as well: give both, or neither; usage: btrfly serve' },
   // Unknown flags: the command's own, mistyped, or the child's, before "--".
   { argv: ['run', '--record', '--tag=t', 'ls', '-la'], code: 2, stderr: 'btrfly: unknown flag -la: put the command after "--": btrfly run --record --tag=t -- ls -la' },
   {
@@ -75,6 +81,11 @@ const rows: Row[] = [
     argv: ['show', 'x', '--archive', plainDir],
     code: 1,
     stderr: `btrfly: ${plainDir} is not a btrfly archive (a bare git repository): pass --archive with the right directory`,
+  },
+  {
+    argv: ['tags', '--archive', damagedConfig],
+    code: 1,
+    stderr: new RegExp(`^btrfly: the archive ${damagedConfig} has a damaged git config \\(git: bad config line \\d+ in file ${damagedConfig}/config\\): fix that line or restore the file$`),
   },
   // --json: the same error, as JSON on stdout.
   { argv: ['show', '--json'], code: 2, stderr: 'btrfly: missing SPEC (T or T@REV); usage: btrfly show SPEC', stdout: /"code": "USAGE",\n\s+"message": "missing SPEC/ },

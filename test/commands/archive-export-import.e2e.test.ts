@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WARCParser } from 'warcio';
-import { copyFixtureArchive, gitFsck, runCli, tmpDir } from '../helpers';
+import { copyFixtureArchive, gitFsck, runCli, runOk, startOrigin, tmpDir } from '../helpers';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- HAR and WARC JSON read back from files is walked field by field; toMatchObject checks its shape */
 
@@ -119,6 +119,11 @@ describe('btrfly export and import', () => {
     expect(nowhere.stderr).toMatch(/^btrfly: cannot write .*x\.har: the directory .*dir does not exist: create it, or give a path in an existing directory\n$/);
     const fmt = await cli('export', SMALL_2, '--format', 'zip', '-o', file);
     expect(fmt.code).toBe(2);
+    // A directory is refused before anything is written (no temp file of the whole export in it).
+    const aDir = await cli('export', SMALL_2, '-o', out);
+    expect(aDir).toMatchObject({ code: 2, stderr: `btrfly: cannot write ${out}: it is a directory: give the name of a file (in it, say: ${join(out, 'NAME')})\n` });
+    const sbomDir = await cli('sbom', SMALL_2, '-o', out);
+    expect(sbomDir).toMatchObject({ code: 2, stderr: `btrfly: cannot write ${out}: it is a directory: give the name of a file (in it, say: ${join(out, 'NAME')})\n` });
   });
 
   it('import of a btrfly HAR gives the same recording back, and it plays back', async () => {
@@ -137,6 +142,34 @@ describe('btrfly export and import', () => {
     const play = await runCli(['run', '--playback', '--tag=imported', '--archive', archive, '--', 'bash', '-c', `curl -sSf ${counter}; curl -sSf ${counter}`]);
     expect(play.code).toBe(0);
     expect(play.stdout).toBe('count 3\ncount 4\n');
+  });
+
+  it('a HAR of a recording with --redact-query and --ignore-query imports with both: the same manifest, and it plays back', async () => {
+    const origin = await startOrigin();
+    try {
+      const url = (query: string) => origin.urlFor(`/counter?${query}`, 'origin.test');
+      const rec = await runCli(
+        ['run', '--record', '--tag=redacted', '--archive', archive, '--resolve', `origin.test:${origin.host}`, '--redact-query', 'token', '--ignore-query', 'origin.test=ts', '--', 'curl', '-sSf', url('token=s3cret-value&ts=1')],
+        { timeoutMs: 120_000 },
+      );
+      expect(rec.code).toBe(0);
+      const file = join(out, 'redacted.har');
+      expect((await cli('export', 'redacted', '-o', file)).code).toBe(0);
+      expect(readFileSync(file, 'utf8')).not.toContain('s3cret-value');
+      expect(await cli('import', file, '--tag=redacted-imported')).toMatchObject({ code: 0, stderr: '' });
+      const manifest = async (tag: string) => (await runOk('git', ['--git-dir', archive, 'show', `refs/heads/${tag}:manifest.json`])).stdout;
+      expect(await manifest('redacted-imported')).toBe(await manifest('redacted'));
+      // Another timestamp (ignored) and the same secret (matched by its hash), as the recording would.
+      const play = await runCli(['run', '--playback', '--tag=redacted-imported', '--archive', archive, '--', 'curl', '-sSf', url('token=s3cret-value&ts=2')]);
+      expect(play).toMatchObject({ code: 0, stdout: rec.stdout });
+      // A HAR that names a redacted parameter but holds its value in clear (written by hand): hashed all the same.
+      const clear = join(out, 'redacted-clear.har');
+      writeFileSync(clear, readFileSync(file, 'utf8').replace(/token=btrfly-hmac:[0-9a-f]{64}/g, 'token=s3cret-value'));
+      expect(await cli('import', clear, '--tag=redacted-clear')).toMatchObject({ code: 0, stderr: '' });
+      expect(await manifest('redacted-clear')).toBe(await manifest('redacted'));
+    } finally {
+      await origin.close();
+    }
   });
 
   it('import of a browser HAR: decoded text bodies, entries without a body skipped and named', async () => {

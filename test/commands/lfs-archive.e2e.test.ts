@@ -99,6 +99,22 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     await gitFsck(archive);
   });
 
+  it('gc keeps a zstd LFS object that a tag shares with a recording kept aside (a failed build of another tag)', async () => {
+    const base = origin.urlFor('/', 'origin.test').replace(/\/$/, '');
+    const failed = await runCli(
+      ['run', '--record', '--tag=failed-build', '--archive', archive, '--upstream-ca', origin.caPath!, '--resolve', `origin.test:${origin.host}`, '--', 'bash', '-c', `curl -sSf -o /dev/null "${base}/gz/${TEXT}"; exit 1`],
+      { timeoutMs: 120_000 },
+    );
+    expect(failed.stderr).toMatch(/the command failed \(exit 1\): tag "failed-build" is unchanged; its recording \(1 entry\) is kept aside as (\S+):/);
+    expect(failed.code).toBe(1);
+    const gc = await runCli(['gc', '--archive', archive]);
+    expect(gc.code).toBe(0);
+    expect(sha256(lfsObject(archive, textOid))).toBe(textOid);
+    expect(await runCli(['verify', '--archive', archive])).toMatchObject({ code: 0, stdout: expect.stringMatching(/^ok: 1 tags, 1 recordings, 3 bodies/) });
+    const id = /kept aside as (\S+):/.exec(failed.stderr)![1];
+    expect((await runCli(['pending', 'drop', id, '--archive', archive])).code).toBe(0);
+  });
+
   it('pushes to a file remote and pulls into a new archive that plays back offline', async () => {
     const remote = join(tmpDir(), 'hub.git');
     await runOk('git', ['init', '-q', '--bare', remote]);

@@ -9,14 +9,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUILD_TOOLS, gitFsck, makeGitRepo, runCli, snapshot, startGitServer, startOrigin, stopChild, testCa, tmpDir, type RunResult } from '../helpers';
+import { BUILD_TOOLS, WITHOUT_NPM_SETTINGS, gitFsck, makeGitRepo, runCli, snapshot, startGitServer, startOrigin, stopChild, testCa, tmpDir, type RunResult } from '../helpers';
 import { testWhen } from '../helpers/when';
 
 /** Proxy variables a client that ignores them would never see: `env -u` each. */
 const NO_PROXY_VARS = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy'].map((v) => `-u ${v}`).join(' ');
-
-/** The settings `npm test` exports (npm_config_*), removed so only what btrfly and the test set applies. */
-const WITHOUT_NPM_SETTINGS: NodeJS.ProcessEnv = Object.fromEntries(Object.keys(process.env).filter((k) => /^npm_/i.test(k)).map((k) => [k, undefined]));
 
 function isolated(mode: 'record' | 'playback', tag: string, archive: string, flags: string[], script: string, env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
   return runCli(['run', '--isolate', `--${mode}`, `--tag=${tag}`, '--archive', archive, ...flags, '--', 'sh', '-c', script], {

@@ -6,6 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
@@ -182,5 +184,28 @@ describe('btrfly run: record, then play back with the origin gone', () => {
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/tag name "bad\.\.name" is invalid/);
+  });
+});
+
+describe('btrfly run: a request body the server answered before reading it all', () => {
+  it('is still recorded with its digest, so the same uploads play back (hits, not "body differs")', async () => {
+    // A server that answers a POST without reading its body: Node drops the rest, and the connection.
+    const server = http.createServer((_req, res) => res.end('ignored\n'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const archive = join(tmpDir(), 'archive');
+    const upload = join(tmpDir(), 'upload.bin');
+    writeFileSync(upload, createHash('sha512').update('seed').digest().toString('hex').repeat(8192));
+    const posts = ['a', 'b', 'c', 'd'].map((p) => `curl -sS -o /dev/null -w '%{http_code} ' --data-binary @${upload} http://origin.test:${port}/${p}`).join('; ');
+    try {
+      const rec = await runCli(['run', '--record', '--tag=upload', '--archive', archive, '--resolve', 'origin.test:127.0.0.1', '--', 'sh', '-c', posts], { timeoutMs: 120_000 });
+      expect(rec).toMatchObject({ code: 0, stdout: '200 200 200 200 ' });
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+    const play = await runCli(['run', '--playback', '--tag=upload', '--archive', archive, '--', 'sh', '-c', posts], { timeoutMs: 120_000 });
+    expect(play.stderr).toMatch(/4 requests, .* 4 hits, 0 misses/);
+    expect(play).toMatchObject({ code: 0, stdout: '200 200 200 200 ' });
   });
 });

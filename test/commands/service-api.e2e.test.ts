@@ -4,6 +4,7 @@
  * session request may carry, what a listing shows to which team, what a tunnel may do after its
  * session ended, who may discard, and how malformed calls are answered.
  */
+import { existsSync, writeFileSync } from 'node:fs';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -168,6 +169,23 @@ describe('the btrfly service API on loopback', () => {
     expect((await call(revokable, 'GET', '/v1/status')).status).toBe(401);
   });
 
+  test('a second session from the same address is refused without naming another team\'s tag or session', async () => {
+    const id = await open(token.teamA, { tag: 'team-a/shared-host', mode: 'record' });
+    try {
+      const other = await call(token.teamB, 'POST', '/v1/sessions', { tag: 'team-b/shared-host', mode: 'record' });
+      expect(other.status).toBe(409);
+      expect(other.json.error).toEqual({
+        code: 'SESSION',
+        message: 'client 127.0.0.1 is already in a session of a tag this token does not cover: it must end first ("btrfly stop" on the host that started it)',
+      });
+      // The team that may read the tag is told which session it is.
+      const same = await call(token.teamA2, 'POST', '/v1/sessions', { tag: 'team-a/other', mode: 'record' });
+      expect(same.json.error).toMatchObject({ code: 'SESSION', message: expect.stringContaining(`session ${id} (tag "team-a/shared-host")`) });
+    } finally {
+      expect((await close(token.teamA, id, '?discard=1')).status).toBe(200);
+    }
+  });
+
   test('only the token that opened a session, or an admin, may discard it; another token of the team may end it', async () => {
     const id = await open(token.teamA, { tag: 'team-a/discard', mode: 'record' });
     const r = await close(token.teamA2, id, '?discard=1');
@@ -186,11 +204,13 @@ describe('the btrfly service API on loopback', () => {
     const { service: strict, proxyPort: port, api: strictApi } = await startService(serveDir, { archive: archive2, address: '127.0.0.1', resolve: ['origin.test:127.0.0.1'] });
     try {
       const strictCall = (method: string, p: string, body?: unknown) => call(token.admin, method, new URL(p, strictApi).href, body);
-      const opened = await strictCall('POST', '/v1/sessions', { tag: 'team-a/ssrf', mode: 'record' });
+      // A value the session redacts never reaches the service's log either, even when the request is refused.
+      const planted = 'planted-query-secret-4711';
+      const opened = await strictCall('POST', '/v1/sessions', { tag: 'team-a/ssrf', mode: 'record', redactQuery: ['secret'] });
       expect(opened.status).toBe(201);
       const before = (await origin.stats()).total;
       const targets = [
-        ['127.0.0.1', `http://127.0.0.1:${origin.port}/counter`],
+        ['127.0.0.1', `http://127.0.0.1:${origin.port}/counter?secret=${planted}`],
         ['127.0.0.1', `http://origin.test:${origin.port}/counter`],
         ['::ffff:7f00:1', `http://[::ffff:127.0.0.1]:${origin.port}/counter`],
       ];
@@ -201,9 +221,17 @@ describe('the btrfly service API on loopback', () => {
         expect(r.body).toMatch(new RegExp(`^btrfly: upstream \\S+: address ${address.replace(/\./g, '\\.')} is denied \\(deny-upstream 127\\.0\\.0\\.0/8\\): [^\\n]*--allow-upstream ${address.replace(/\./g, '\\.')}/(32|128)\\n$`));
       }
       expect((await origin.stats()).total).toBe(before);
+      // A request to the proxy itself (a loop) is logged with a secret query value redacted too.
+      const loopToken = 'planted-loop-token-0815';
+      const loop = await rawExchange(net.connect(port, '127.0.0.1'), `GET http://127.0.0.1:${port}/x?token=${loopToken} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
+      expect(loop.status).toBe(508);
       const closed = await strictCall('DELETE', `/v1/sessions/${(opened.json.session as { id: string }).id}`);
       expect(closed.json).toMatchObject({ info: { stats: { recorded: 0, upstreamErrors: 3 } } });
       expect(strict.stdout + strict.stderr).toMatch(/upstream address denied, not recorded/);
+      expect(strict.stdout + strict.stderr).toMatch(/"url":"http:\/\/127\.0\.0\.1:\d+\/counter\?secret=btrfly-hmac:[0-9a-f]{64}"/);
+      expect(strict.stdout + strict.stderr).not.toContain(planted);
+      expect(strict.stdout + strict.stderr).toMatch(new RegExp(`"url":"http://127\\.0\\.0\\.1:${port}/x\\?token=btrfly-redacted","msg":"refused a request addressed to the proxy itself \\(loop\\)"`));
+      expect(strict.stdout + strict.stderr).not.toContain(loopToken);
     } finally {
       await strict.stop();
     }
@@ -231,6 +259,49 @@ describe('the btrfly service API on loopback', () => {
     expect(tooLarge).toMatchObject({ status: 413, json: { error: { code: 'USAGE', message: 'the request body is larger than 64 KiB: send a smaller JSON object' } } });
     expect((await call('btf_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 'POST', '/v1/sessions', huge, json)).status).toBe(401);
     expect(service.stderr).not.toMatch(/API request refused or failed.*(larger than|not JSON|no JSON body)/);
+  });
+
+  test('an --api-cert or --api-key that cannot be read or is not PEM: one line naming it, exit 1', async () => {
+    const dir = tmpDir('btrfly-api-cert-');
+    const garbage = path.join(dir, 'garbage.pem');
+    writeFileSync(garbage, 'not a certificate\n');
+    const missing = path.join(dir, 'missing.pem');
+    const ports = ['--dns-port', '0', '--http-port', '0', '--https-port', '0', '--proxy-port', '0', '--api-port', '0'];
+    const serve = (cert: string, key: string) => runCli(['serve', '--archive', path.join(dir, 'archive'), '--tokens', tokens, ...ports, '--api-cert', cert, '--api-key', key]);
+    const unread = await serve(missing, garbage);
+    expect(unread.code).toBe(1);
+    expect(unread.stderr).toMatch(new RegExp(`^btrfly: cannot read the API's certificate ${missing}: [^\\n]*ENOENT[^\\n]*: give a PEM file, or leave out --api-cert and --api-key for a certificate from btrfly's CA\\n$`));
+    const notPem = await serve(garbage, garbage);
+    expect(notPem.code).toBe(1);
+    expect(notPem.stderr).toMatch(new RegExp(`^btrfly: --api-cert ${garbage} and --api-key ${garbage} are not a PEM certificate and its private key \\([^\\n]*\\): give the pair in PEM, or leave both out for a certificate from btrfly's CA\\n$`));
+  });
+
+  test('login never echoes a credential typed into the URL: a password is refused (exit 2, nothing saved), a query is not printed', async () => {
+    const config = tmpDir('btrfly-login-');
+    const env = { BTRFLY_CONFIG_DIR: config };
+    const { host } = new URL(api);
+    const ca = serveDir.caPath;
+    const withPassword = await runCli(['login', `https://ci:hunter2-secret@${host}`, '--token', token.teamA, '--ca', ca], { env });
+    expect(withPassword).toMatchObject({ code: 2, stdout: '' });
+    expect(withPassword.stderr).toBe(`btrfly: the service URL must not hold a user name or password (btrfly sends the token instead): use https://${host}\n`);
+    expect(existsSync(path.join(config, 'login.json'))).toBe(false);
+    const withQuery = await runCli(['login', `${api}/ui/?token=${token.teamA}`, '--token', token.teamA, '--ca', ca], { env });
+    expect(withQuery).toMatchObject({ code: 0, stdout: '' });
+    expect(withQuery.stderr).toBe(`btrfly: logged in to ${api} (record,playback on team-a/*); saved in ${path.join(config, 'login.json')}\n`);
+  });
+
+  test('login --ca that cannot be read or is not a certificate: one line saying so, exit 2', async () => {
+    const dir = tmpDir('btrfly-login-ca-');
+    const env = { BTRFLY_CONFIG_DIR: path.join(dir, 'config') };
+    const missing = path.join(dir, 'missing.pem');
+    const unread = await runCli(['login', api, '--token', token.teamA, '--ca', missing], { env });
+    expect(unread).toMatchObject({ code: 2, stdout: '' });
+    expect(unread.stderr).toMatch(new RegExp(`^btrfly: cannot read --ca ${missing}: [^\\n]*ENOENT[^\\n]*: give the service's CA certificate \\("btrfly ca export" on the service\\)\\n$`));
+    const garbage = path.join(dir, 'garbage.pem');
+    writeFileSync(garbage, 'not a certificate\n');
+    const notPem = await runCli(['login', api, '--token', token.teamA, '--ca', garbage], { env });
+    expect(notPem).toMatchObject({ code: 2, stderr: `btrfly: --ca ${garbage} is not a PEM certificate: give the service's CA certificate ("btrfly ca export" on the service)\n` });
+    expect(existsSync(path.join(dir, 'config', 'login.json'))).toBe(false);
   });
 });
 

@@ -24,6 +24,7 @@ import {
   namespaceHost,
   ORIGIN_SERVER_SCRIPT,
   PROJECT_ROOT,
+  runCli,
   runOk,
   snapshot,
   stopChild,
@@ -197,6 +198,32 @@ maybe('btrfly serve with three build hosts', () => {
     expect(value('btrfly_request_duration_seconds_count{mode="playback"}')).toBe(6);
     expect(text).toMatch(/^btrfly_request_duration_seconds_bucket\{le="\+Inf",mode="record"\} 4$/m);
   }, 30_000);
+
+  test('stop restores the host when the service refuses its revoked token, and when login.json is damaged', async () => {
+    const before = await snapshot(hosts[2].copies);
+    const revokable = await createToken(tokens, 'record,playback', 'team-a/*');
+    const started = await onHost(2, [login(revokable), `${cli} start record --tag=team-a/revoked`]);
+    expect(started.code).toBe(0);
+    expect(await runCli(['token', 'revoke', revokable.split('_')[1], '--tokens', tokens])).toMatchObject({ code: 0 });
+    const stopped = await onHost(2, [`${cli} stop record && echo "stop exit 0" || echo "stop exit $?"`, `grep '^nameserver' /etc/resolv.conf | sed 's/^/resolver /'`]);
+    expect(stopped.stderr).toMatch(/^btrfly: the btrfly service refused the token \(unknown, revoked or mistyped\)[^\n]*; the host is restored[^\n]*\n/m);
+    expect(stopped.stdout).toContain('stop exit 0');
+    expect(stopped.stdout).toContain('resolver nameserver 192.0.2.53');
+    expect(await snapshot(hosts[2].copies)).toEqual(before);
+
+    // A login file that no longer parses: the host is restored all the same.
+    const damaged = await onHost(2, [
+      login(token.a),
+      `${cli} start record --tag=team-a/damaged-login`,
+      `echo '{not json' > ${hosts[2].work}/config/login.json`,
+      `${cli} stop record && echo "stop exit 0" || echo "stop exit $?"`,
+      `grep '^nameserver' /etc/resolv.conf | sed 's/^/resolver /'`,
+    ]);
+    expect(damaged.stderr).toMatch(/^btrfly: cannot read [^\n]*login\.json: [^\n]*; the host is restored, the session on https:\/\/10\.77\.0\.1:8443 may still be open\n/m);
+    expect(damaged.stdout).toContain('stop exit 0');
+    expect(damaged.stdout).toContain('resolver nameserver 192.0.2.53');
+    expect(await snapshot(hosts[2].copies)).toEqual(before);
+  }, 120_000);
 
   test('SIGTERM seals a recording still open on the service', async () => {
     await startOrigin();

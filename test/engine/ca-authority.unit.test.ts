@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
 import { CertificateAuthority } from '../../src/engine/tls/ca';
@@ -70,6 +70,19 @@ describe('CA files', () => {
     expect(err.message).toBe(`CA key ${ca.keyPath} is readable by group or others (mode 0640): run "chmod 600 ${ca.keyPath}"`);
     chmodSync(ca.keyPath, 0o600);
     await expect(CertificateAuthority.loadOrCreate(tmp.dir)).resolves.toBeDefined();
+  });
+
+  test('a certificate whose key is gone is refused, not replaced by a new CA', async () => {
+    const ca = await CertificateAuthority.loadOrCreate(tmp.dir);
+    rmSync(ca.keyPath);
+    const err: BtrflyError = await CertificateAuthority.loadOrCreate(tmp.dir).catch((e) => e);
+    expect(err).toBeInstanceOf(BtrflyError);
+    expect(err.code).toBe('CONFIG');
+    expect(err.message).toBe(
+      `CA key ${ca.keyPath} is missing but its certificate ${ca.certPath} exists: restore ca-key.pem, or delete ca.pem to create a new CA (then trust the new one where the old one was)`,
+    );
+    expect(readFileSync(ca.certPath, 'utf8')).toBe(ca.certPem);
+    expect(readdirSync(tmp.dir)).toEqual(['ca.pem']);
   });
 
   test('a certificate that does not match the key is refused', async () => {

@@ -34,11 +34,42 @@ test('tag patterns: * matches any run of characters, the rest literally', () => 
 test('reading a tag in the API and the UI: any scope reads what its patterns cover, admin reads all', async () => {
   const store = new TokenStore(path.join(tmpDir('btrfly-tokens-'), 'tokens.json'));
   const play = (await store.create({ scopes: ['playback'], tags: ['team-a/*'] })).record;
-  const admin = (await store.create({ scopes: ['admin'], tags: ['nothing'] })).record;
+  const admin = (await store.create({ scopes: ['admin'], tags: ['*'] })).record;
+  // Patterns beside admin would look like a limit it does not have: refused.
+  await expect(store.create({ scopes: ['admin'], tags: ['team-a/*'] })).rejects.toMatchObject({
+    code: 'USAGE',
+    message: "an admin token covers every tag, not only team-a/*: give it --tags '*', or give a team's token --scope record,playback",
+  });
+  await expect(store.create({ scopes: ['record', 'admin'], tags: ['*', 'x'] })).rejects.toMatchObject({ code: 'USAGE' });
   expect(mayRead(play, 'team-a/app')).toBe(true);
   expect(mayRead(play, 'team-b/app')).toBe(false);
   expect(mayRead(admin, 'team-b/app')).toBe(true);
   expect(() => authorizeRead(play, 'team-b/app')).toThrow(/^token [0-9a-f]{12} may not read tag "team-b\/app" \(its tags: team-a\/\*\): ask for a token that covers "team-b\/app"$/);
+});
+
+test('a tag pattern no tag can match, or a name with control characters, is refused in one line', async () => {
+  const store = new TokenStore(path.join(tmpDir('btrfly-tokens-'), 'tokens.json'));
+  await expect(store.create({ scopes: ['record'], tags: ['../x'] })).rejects.toMatchObject({
+    code: 'USAGE',
+    message: `tag pattern "../x" can match no tag (it contains ".."): write it as a tag name with * for any run of characters, e.g. 'team-a/*'`,
+  });
+  await expect(store.create({ scopes: ['record'], tags: ['team-a/\x1b[31m*'] })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/^tag pattern "team-a\/\\x1b\[31m\*" can match no tag/) });
+  await expect(store.create({ scopes: ['record'], tags: ['a'], name: 'ci\x1b[2J' })).rejects.toMatchObject({
+    code: 'USAGE',
+    message: 'the token name "ci\\x1b[2J" holds characters a terminal would not show as they are: use plain text',
+  });
+  const ok = await store.create({ scopes: ['record'], tags: ['team-a/*', '*', 'x*y/z'], name: 'ci team a' });
+  expect(ok.record.tags).toEqual(['team-a/*', '*', 'x*y/z']);
+  expect(await store.list()).toHaveLength(1);
+});
+
+test('a damaged token store is refused in one line saying what to do', async () => {
+  const file = path.join(tmpDir('btrfly-tokens-'), 'tokens.json');
+  await fs.writeFile(file, '{"btrflyTokens": 1, "tok', { mode: 0o600 });
+  await expect(new TokenStore(file).list()).rejects.toMatchObject({
+    code: 'CONFIG',
+    message: `${file} is not a btrfly token store (not JSON, or not {"btrflyTokens": 1, "tokens": [...]}): restore it from a backup, or pass --tokens another file`,
+  });
 });
 
 test('a playback that appends records too: it needs the record scope', async () => {

@@ -7,7 +7,7 @@
  * that cannot run it fails the suite instead of skipping it.
  */
 import { type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, ftruncateSync, fstatSync, openSync, readdirSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, fstatSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { onPath } from '../../src/engine/host/config';
 import { CLI_ENTRY, cliEnv, cliWorkDir, run, smallDisk, startOrigin, tmpDir, type Origin, type RunResult } from '../helpers';
@@ -94,6 +94,18 @@ describeDiskFull('record and gc on a full disk', () => {
     const temps = [...ls(`${name}/objects`), ...ls(`${name}/objects/pack`)].filter((f) => f.startsWith('tmp_'));
     expect(temps).toEqual([]);
     expect(ls(`${name}/lfs/tmp`)).toEqual([]);
+  });
+
+  test('an LFS archive asks to free what its one copy of the body needs, not two copies', async () => {
+    const archive = join(mnt, 'lfs-full');
+    expect((await btrfly(['init', '--lfs', '--archive', archive])).code).toBe(0);
+    const full = await btrfly(['run', '--record', '--tag=big', '--archive', archive, '--resolve', `origin.test:${origin.host}`, '--', 'curl', '-s', '-o', '/dev/null', origin.urlFor(`/gen/${20 * MIB}?seed=6`, 'origin.test')]);
+    expect(full.code).toBe(1);
+    const asked = Number(new RegExp(`^btrfly: no space left on ${mnt}: free (\\d+) MiB or move the archive\\n$`).exec(full.stderr)?.[1]);
+    // One 20 MiB copy on a disk of 16 MiB: at most 20 MiB to free (two copies asked for 24 or more).
+    expect(asked).toBeGreaterThan(0);
+    expect(asked).toBeLessThanOrEqual(20);
+    rmSync(join(seen, 'lfs-full'), { recursive: true, force: true });
   });
 
   test('gc on a full disk: exit 1 with one line, no tmp_pack left; with room again, gc, verify and fsck are clean', async () => {

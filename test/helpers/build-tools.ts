@@ -140,3 +140,6 @@ export function buildToolEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.Proce
   for (const [k, v] of Object.entries(env)) if (!/^npm_/i.test(k)) out[k] = v;
   return out;
 }
+
+/** The same npm settings as {@link buildToolEnv} leaves out, unset, for an `env` that {@link runCli} adds on top of this process's. */
+export const WITHOUT_NPM_SETTINGS: NodeJS.ProcessEnv = Object.fromEntries(Object.keys(process.env).filter((k) => /^npm_/i.test(k)).map((k) => [k, undefined]));

@@ -21,6 +21,8 @@ export interface CliOptions {
   input?: string | Buffer;
   /** SIGKILL after this long; default 60 s. */
   timeoutMs?: number;
+  /** {@link runCli} only: runs btrfly as this uid and gid, with no other groups (setpriv; the tests run as root). Give a `cwd` it can write. */
+  uid?: number;
 }
 
 let workDir: string | undefined;
@@ -66,7 +68,9 @@ export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
  * ```
  */
 export function runCli(args: readonly string[], options: CliOptions = {}): Promise<RunResult> {
-  return run(nodeForCli(), [CLI_ENTRY, ...args], {
+  const argv = [nodeForCli(), CLI_ENTRY, ...args];
+  if (options.uid !== undefined) argv.unshift('setpriv', `--reuid=${options.uid}`, `--regid=${options.uid}`, '--clear-groups');
+  return run(argv[0], argv.slice(1), {
     cwd: options.cwd ?? cliWorkDir(),
     env: cliEnv(options.env),
     input: options.input,

@@ -206,19 +206,24 @@ async function startServiceSession(o: StartHostOptions, login: Login, host: Host
   return { session: { info: reg.session }, daemonAddress: reg.dns, notes: [] };
 }
 
-/** Ends a service-mode session on the service, then restores the host. */
+/**
+ * Ends a service-mode session on the service, then restores the host. The host is restored
+ * whatever the service or the login file say: a build host must not stay pointed at a service
+ * that is gone, that refuses its revoked token, or whose login file was damaged.
+ */
 async function stopServiceSession(active: HostSessionFile, o: StopHostOptions, host: HostConfigurator, paths: HostPaths): Promise<StopHostResult> {
-  const login = await readLogin(o.env ?? process.env);
   let result: SessionResult | undefined;
   let partial: string | undefined;
-  if (!login || login.url !== active.service) {
+  const login = await readLogin(o.env ?? process.env).catch((e: unknown) => new Error(oneLine(e)));
+  if (login instanceof Error) {
+    partial = `${login.message}; the host is restored, the session on ${active.service} may still be open`;
+  } else if (!login || login.url !== active.service) {
     partial = `this host is no longer logged in to ${active.service}: the session there was left open; the host is restored`;
   } else {
-    // The host is restored whatever the service says: a build host must not stay pointed at a service that is gone.
-    result = await serviceRequest<SessionResult>(login, 'DELETE', `/v1/sessions/${active.id}${o.discard ? '?discard=1' : ''}`).catch((e: BtrflyError) => {
-      if (e.code === 'NOT_FOUND') partial = `the service ${active.service} no longer holds session ${active.id} (it was restarted: a recording is sealed at its shutdown); the host is restored`;
-      else if (e.code === 'NETWORK') partial = `${e.message}; the host is restored, the session on the service may still be open`;
-      else throw e;
+    result = await serviceRequest<SessionResult>(login, 'DELETE', `/v1/sessions/${active.id}${o.discard ? '?discard=1' : ''}`).catch((e: unknown) => {
+      if (e instanceof BtrflyError && e.code === 'NOT_FOUND') partial = `the service ${active.service} no longer holds session ${active.id} (it was restarted: a recording is sealed at its shutdown); the host is restored`;
+      // A revoked token (the service ended its sessions then), a refusal, a service gone or failing.
+      else partial = `${oneLine(e)}; the host is restored, the session on the service may still be open`;
       return undefined;
     });
   }

@@ -14,6 +14,8 @@ export interface ProxySession {
   info: SessionInfo;
   /** Answers the request; resolves with how it ended, for metrics and logs. */
   handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<Outcome>;
+  /** The URL as logs may show it (secret query values redacted). */
+  loggedUrl(url: URL): string;
 }
 
 /** Mints the TLS context for a host name (or IP literal) the client asked for. */
@@ -164,7 +166,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
     if (isSelf(url)) {
       // Forwarded, it would come back to this proxy as a client in no session (a 407 recorded as
       // the answer) or, through a tunnel, forever: 508 Loop Detected (RFC 5842, section 7.2).
-      log.warn({ url: url.href }, 'refused a request addressed to the proxy itself (loop)');
+      log.warn({ url: route.session.loggedUrl(url) }, 'refused a request addressed to the proxy itself (loop)');
       const body = `btrfly: ${url.host} is btrfly's own proxy, so this request would loop: send it to the real server, or exclude it from the proxy with NO_PROXY\n`;
       res.setHeader('X-Btrfly', 'loop');
       res.writeHead(508, 'Loop Detected', { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
@@ -174,7 +176,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
     try {
       return await route.session.handle(req, res, url);
     } catch (e) {
-      log.warn({ url: url.href, error: oneLine(e) }, 'request failed');
+      log.warn({ url: route.session.loggedUrl(url), error: oneLine(e) }, 'request failed');
       if (res.headersSent) {
         res.destroy();
         return 'error';

@@ -138,6 +138,8 @@ export interface CloseOptions {
 export interface LiveSession {
   readonly info: SessionInfo;
   handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome>;
+  /** A URL as a log may show it: as the session stores and matches it, its secret query values redacted, no `user:password@`. */
+  loggedUrl(url: URL): string;
   /** Waits for the answers under way, then seals, sets aside or discards (record) or reports (playback). */
   close(opts: CloseOptions): Promise<SessionResult>;
 }
@@ -169,7 +171,7 @@ export class SessionTable<S extends { info: SessionInfo }> {
     }
     for (const addr of session.info.clients) {
       const other = this.byAddress.get(normalizeAddress(addr));
-      if (other) throw new BtrflyError('SESSION', `client ${addr} is already in session ${other.info.id} (tag "${other.info.tag}"): stop that session first`);
+      if (other) throw new BtrflyError('SESSION', `client ${addr} is already in session ${other.info.id} (tag "${other.info.tag}"): stop that session first`, { httpStatus: 409 });
     }
     this.all.set(session.info.id, session);
     if (credentialHash) this.byCredential.set(credentialHash, session);

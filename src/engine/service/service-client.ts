@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import * as https from 'node:https';
 import * as path from 'node:path';
@@ -25,11 +26,25 @@ export async function readLogin(env: NodeJS.ProcessEnv = process.env): Promise<L
   }
 }
 
+/** The PEM of `login --ca FILE`, or one line saying why it cannot be the service's CA. */
+export async function readServiceCa(file: string): Promise<string> {
+  const pem = await readFile(file, 'utf8').catch((e: unknown) => {
+    throw new BtrflyError('USAGE', `cannot read --ca ${file}: ${oneLine(e)}: give the service's CA certificate ("btrfly ca export" on the service)`);
+  });
+  try {
+    new X509Certificate(pem);
+  } catch {
+    throw new BtrflyError('USAGE', `--ca ${file} is not a PEM certificate: give the service's CA certificate ("btrfly ca export" on the service)`);
+  }
+  return pem;
+}
+
 /**
  * `btrfly login URL --token T`: checks the URL and the token against the service (one
- * authenticated call), then stores both with mode 0600. Returns the file written.
+ * authenticated call), then stores both with mode 0600. Returns the URL kept (its origin: what
+ * was typed may hold a token in its query) and the file written.
  */
-export async function login(login: Login, env: NodeJS.ProcessEnv = process.env): Promise<{ file: string; scopes: string[]; tags: string[] }> {
+export async function login(login: Login, env: NodeJS.ProcessEnv = process.env): Promise<{ url: string; file: string; scopes: string[]; tags: string[] }> {
   let url: URL;
   try {
     url = new URL(login.url);
@@ -37,13 +52,15 @@ export async function login(login: Login, env: NodeJS.ProcessEnv = process.env):
     throw new BtrflyError('USAGE', `"${login.url}" is not a URL: give the service's API URL, like https://btrfly.example:8443`);
   }
   if (url.protocol !== 'https:') throw new BtrflyError('USAGE', `the service API is HTTPS: use https://${url.host}`);
+  // The token is the credential; a password in the URL would only be echoed back (and logged by CI).
+  if (url.username || url.password) throw new BtrflyError('USAGE', `the service URL must not hold a user name or password (btrfly sends the token instead): use https://${url.host}`);
   const clean: Login = { url: url.origin, token: login.token, ...(login.caPem ? { caPem: login.caPem } : {}) };
   const st = await serviceRequest<{ token: { scopes: string[]; tags: string[] } }>(clean, 'GET', '/v1/status');
   const dir = configDir(env);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const file = path.join(dir, LOGIN_FILE);
   await writePrivateFile(file, JSON.stringify(clean, null, 2) + '\n');
-  return { file, ...st.token };
+  return { url: clean.url, file, ...st.token };
 }
 
 /** One JSON call to the service's API with the login's bearer token; an error answer becomes a BtrflyError with the service's message. */

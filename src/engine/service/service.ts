@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import * as https from 'node:https';
 import express from 'express';
-import { BtrflyError, oneLine } from '../../errors';
+import { BtrflyError, isBtrflyError, oneLine } from '../../errors';
 import { parseTagSpec } from '../../format/names';
 import { archiveApi } from './archive-api';
 import { API_BODY_LIMIT, jsonErrorHandler } from './json-answer';
@@ -117,7 +117,17 @@ export async function runService(opts: ServiceOptions): Promise<void> {
       (async (): Promise<RegisteredSession> => {
         const body = parseSessionRequest(req.body);
         authorizeSession(tokenOf(res), body, parseTagSpec(body.tag).tag);
-        const opened = await runtime.openSession({ ...body, clients: [client] });
+        const opened = await runtime.openSession({ ...body, clients: [client] }).catch((e: unknown) => {
+          // Hosts of two teams may share an address (NAT, a shared build machine): the session in
+          // the way is named only to a token that may read its tag.
+          const other = runtime.status().find((s) => s.clients.some((c) => normalizeAddress(c) === client));
+          if (isBtrflyError(e) && e.code === 'SESSION' && other && !mayRead(tokenOf(res), other.tag)) {
+            throw new BtrflyError('SESSION', `client ${client} is already in a session of a tag this token does not cover: it must end first ("btrfly stop" on the host that started it)`, {
+              httpStatus: 409,
+            });
+          }
+          throw e;
+        });
         owners.set(opened.info.id, tokenOf(res).id);
         opts.logger.info({ id: opened.info.id, tag: opened.info.tag, mode: opened.info.mode, client, token: tokenOf(res).id }, 'session opened');
         return { session: opened.info, dns: opts.address, caPem: runtime.ca.certPem };
@@ -146,9 +156,18 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     );
 
     const apiAddress = opts.apiAddress ?? opts.address;
+    const readPem = (file: string, what: string) =>
+      readFile(file, 'utf8').catch((e: unknown) => {
+        throw new BtrflyError('CONFIG', `cannot read the API's ${what} ${file}: ${oneLine(e)}: give a PEM file, or leave out --api-cert and --api-key for a certificate from btrfly's CA`);
+      });
     const tlsOptions =
-      opts.apiCert && opts.apiKey ? { cert: await readFile(opts.apiCert, 'utf8'), key: await readFile(opts.apiKey, 'utf8') } : await runtime.ca.serverOptions(apiAddress);
-    const server = https.createServer(tlsOptions, app);
+      opts.apiCert && opts.apiKey ? { cert: await readPem(opts.apiCert, 'certificate'), key: await readPem(opts.apiKey, 'key') } : await runtime.ca.serverOptions(apiAddress);
+    let server: https.Server;
+    try {
+      server = https.createServer(tlsOptions, app);
+    } catch (e) {
+      throw new BtrflyError('CONFIG', `--api-cert ${opts.apiCert} and --api-key ${opts.apiKey} are not a PEM certificate and its private key (${oneLine(e)}): give the pair in PEM, or leave both out for a certificate from btrfly's CA`);
+    }
     api = server;
     const port = await listen(server, apiAddress, opts.apiPort).catch((e: unknown) => {
       throw new BtrflyError('NETWORK', `cannot listen for the API on ${apiAddress}:${opts.apiPort}: ${oneLine(e)}`);

@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import * as lockfile from 'proper-lockfile';
 import { BtrflyError } from '../../errors';
 import { makeDirs, MakeDirError } from '../../format/make-dirs';
+import { tagNameProblem } from '../../format/names';
+import { printable } from '../../format/printable';
 import { checkPrivateHandle, writePrivateFile } from '../base/private-file';
 import type { Mode } from '../proxy/session';
 
@@ -46,6 +48,18 @@ export class TokenStore {
       if (!SCOPES.includes(s)) throw new BtrflyError('USAGE', `unknown scope "${s}": use record, playback or admin`);
     }
     if (init.tags.length === 0) throw new BtrflyError('USAGE', "a token needs at least one tag pattern: --tags 'team-a/*' (or '*' for every tag)");
+    for (const pattern of init.tags) {
+      // A pattern is a tag name with * in it: one that no tag can match (or that a terminal would not show as it is) is a typo.
+      const why = pattern === '*' ? undefined : tagNameProblem(pattern.replace(/\*/g, 'x'));
+      if (why) throw new BtrflyError('USAGE', `tag pattern "${printable(pattern)}" can match no tag (${why}): write it as a tag name with * for any run of characters, e.g. 'team-a/*'`);
+    }
+    if (init.name !== undefined && printable(init.name, true) !== init.name) {
+      throw new BtrflyError('USAGE', `the token name "${printable(init.name, true)}" holds characters a terminal would not show as they are: use plain text`);
+    }
+    // admin may do anything to every tag (authorize, mayRead): patterns beside it would only look like a limit.
+    if (init.scopes.includes('admin') && init.tags.some((t) => t !== '*')) {
+      throw new BtrflyError('USAGE', `an admin token covers every tag, not only ${init.tags.join(',')}: give it --tags '*', or give a team's token --scope record,playback`);
+    }
     const id = randomBytes(6).toString('hex');
     const secret = randomBytes(24).toString('base64url');
     const record: TokenRecord = { id, ...(init.name ? { name: init.name } : {}), scopes: [...new Set(init.scopes)], tags: init.tags, hash: sha256(secret), created: new Date().toISOString() };
@@ -104,7 +118,7 @@ export class TokenStore {
     } catch {
       data = {} as TokenFile;
     }
-    if (data?.btrflyTokens !== 1 || !Array.isArray(data.tokens)) throw new BtrflyError('CONFIG', `${this.file} is not a btrfly token store`);
+    if (data?.btrflyTokens !== 1 || !Array.isArray(data.tokens)) throw new BtrflyError('CONFIG', `${this.file} is not a btrfly token store (not JSON, or not {"btrflyTokens": 1, "tokens": [...]}): restore it from a backup, or pass --tokens another file`);
     return data;
   }
 

@@ -86,6 +86,11 @@ export class PlaybackSession {
     return { info, commit, aside, misses: this.misses, damaged: this.damaged, unanswered: this.unanswered, unused: this.unused() };
   }
 
+  /** A URL as the log may show it: as the recording stores it, its redacted query values hashed or replaced. */
+  loggedUrl(url: URL): string {
+    return redactUrl(url.href, this.recording.manifest.redact, this.redactKey);
+  }
+
   private async answer(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome> {
     this.info.stats.requests++;
     const bodySha256 = hasRequestBody(req) ? await digestBody(req) : undefined;

@@ -1,7 +1,5 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { mergeHeaders, redactHeaderUrls, redactUrl, selectingRequestHeaders, splitHeaders } from '../../format/manifest';
 import { OrdinalCounter } from '../../format/match';
 import { removeGitTempsSince } from '../../format/archive-maintenance';
@@ -84,7 +82,7 @@ export class RecordSession {
    * entry, so it must not become the tag; the session's close reports this instead of sealing.
    */
   storageFailure?: Error;
-  /** The bytes the failed store would have needed, roughly (its git copy and its cache copy). */
+  /** The bytes the failed store would have needed, roughly (a copy for each the store writes: git and the cache, or LFS mode's one). */
   storageNeeded = 0;
   /** Exchanges whose client has its whole answer while the archive is still storing them. */
   private behind = 0;
@@ -218,15 +216,19 @@ export class RecordSession {
     const { req: upReq, response } = sent;
     let requestDigest: Promise<string | undefined> = Promise.resolve(undefined);
     if (hasRequestBody(req)) {
-      const hash = createHash('sha256');
-      const hasher = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          hash.update(chunk);
-          cb(null, chunk);
-        },
+      // The digest is of everything the client sent, whether or not upstream read it all: a
+      // server may answer before it has read the body and close (an ignored or refused upload),
+      // and an entry without the digest would never match the same request at playback.
+      requestDigest = requestBodyDigest(req);
+      req.pipe(upReq);
+      upReq.once('error', () => {
+        req.unpipe(upReq);
+        req.resume();
       });
-      requestDigest = pipeline(req, hasher, upReq).then(() => hash.digest('hex'));
-      requestDigest.catch(() => {});
+      // A client that leaves part way: upstream must not wait for the rest of its body.
+      req.once('close', () => {
+        if (!req.complete) upReq.destroy();
+      });
     } else {
       upReq.end();
     }
@@ -247,7 +249,7 @@ export class RecordSession {
     } catch (e) {
       writer.destroy();
       if (isStoreError(e)) return this.storeFailed(res, e, upRes);
-      this.log.warn({ url: url.href, error: String(e) }, 'upstream body failed, not recorded');
+      this.log.warn({ url: this.loggedUrl(url), error: String(e) }, 'upstream body failed, not recorded');
       return this.upstreamFailed(res, url, e);
     }
     try {
@@ -315,17 +317,22 @@ export class RecordSession {
     if (!this.storageFailure) {
       this.storageFailure = e instanceof Error ? e : new Error(String(e));
       const length = Number(upRes?.headers['content-length'] ?? 0) || 0;
-      this.storageNeeded = 2 * length;
+      this.storageNeeded = this.store.bodyCopies * length;
     }
     this.log.error({ error: String(e) }, 'storing a response failed; the recording will not become the tag');
     if (!res.writableFinished) res.destroy();
     return { outcome: 'error' };
   }
 
+  /** A URL as the log may show it: as it would be stored, its redacted query values hashed or replaced and no `user:password@`. */
+  loggedUrl(url: URL): string {
+    return redactUrl(url.href, this.redact, this.redactKey);
+  }
+
   /** An upstream failure reaches the client as it happened, marked by btrfly; it is not recorded. */
   private upstreamFailed(res: ServerResponse, url: URL, e: unknown): Exchanged {
     const err = upstreamError(url, e);
-    if (err.data.kind === 'denied') this.log.warn({ url: url.href, address: err.data.address, rule: err.data.rule }, 'upstream address denied, not recorded');
+    if (err.data.kind === 'denied') this.log.warn({ url: this.loggedUrl(url), address: err.data.address, rule: err.data.rule }, 'upstream address denied, not recorded');
     if (res.headersSent) {
       res.destroy(err);
       return { outcome: 'upstream-error' };
@@ -340,4 +347,15 @@ export class RecordSession {
     res.end(body);
     return { outcome: 'upstream-error' };
   }
+}
+
+/** The SHA-256 of a request's whole body as the client sent it; undefined when the client left before its end. */
+function requestBodyDigest(req: IncomingMessage): Promise<string | undefined> {
+  const hash = createHash('sha256');
+  return new Promise((resolve) => {
+    req.on('data', (chunk: Buffer) => hash.update(chunk));
+    req.once('end', () => resolve(hash.digest('hex')));
+    req.once('close', () => resolve(undefined));
+    req.once('error', () => resolve(undefined));
+  });
 }

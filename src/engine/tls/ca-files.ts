@@ -29,7 +29,16 @@ const PEER_WAIT_MS = 5000;
 export async function loadOrCreateCaFiles(dir: string): Promise<CaFiles> {
   const certPath = join(dir, 'ca.pem');
   const keyPath = join(dir, 'ca-key.pem');
-  if (!(await exists(keyPath))) await createCaFiles(dir, certPath, keyPath);
+  if (!(await exists(keyPath))) {
+    // Creation links the key before it renames the certificate, so a certificate without its key
+    // is no creation under way: the key was lost. A new CA would replace the one hosts trust, silently.
+    if (await exists(certPath)) {
+      throw new BtrflyError('CONFIG', `CA key ${keyPath} is missing but its certificate ${certPath} exists: restore ca-key.pem, or delete ca.pem to create a new CA (then trust the new one where the old one was)`, {
+        data: { certPath, keyPath },
+      });
+    }
+    await createCaFiles(dir, certPath, keyPath);
+  }
   const keyStat = await checkKeyMode(keyPath);
   const privateKey = parseKey(await fs.readFile(keyPath, 'utf8'), keyPath);
   const deadline = Date.now() + PEER_WAIT_MS;

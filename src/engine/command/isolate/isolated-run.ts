@@ -1,6 +1,6 @@
 /**
  * `btrfly run --isolate`: runs the command in its own user, network and mount namespaces
- * (no root) whose only way out is btrfly. The helper inside (inside.ts) hands over its
+ * (no root; the command runs as the user who started btrfly) whose only way out is btrfly. The helper inside (inside.ts) hands over its
  * listeners; here DNS answers every name with an address of its own in 198.18.0.0/15
  * (fake-names.ts), every intercepted TCP connection goes to the proxy with its original
  * destination (TLS by SNI, HTTP by Host, else the name behind the address), and what the proxy
@@ -73,7 +73,8 @@ export async function startIsolation(o: IsolationOptions): Promise<Isolation> {
   if (problem) throw new BtrflyError('CONFIG', problem);
   const resolvConf = path.join(o.workDir, 'resolv.conf');
   await writeFile(resolvConf, 'nameserver 127.0.0.1\n');
-  const cfg: InsideConfig = { resolvConf, proxyPort: o.proxy.proxyPort ?? 0 };
+  const uid = process.getuid?.() ?? 0;
+  const cfg: InsideConfig = { resolvConf, proxyPort: o.proxy.proxyPort ?? 0, user: uid === 0 ? undefined : { uid, gid: process.getgid?.() ?? uid } };
   // A PID namespace of its own, whose init is the helper: whatever the command leaves running in
   // the background (a build tool's daemon) ends with it, rather than live on in a namespace that
   // has no way out. unshare stays as the parent (--fork) and kills the helper if it dies itself.
