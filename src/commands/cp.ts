@@ -18,7 +18,7 @@ export default class Cp extends BtrflyCommand {
 
   async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(Cp);
-    const archive = await Archive.open(flags.archive);
+    const archive = await Archive.open(flags.archive, { writes: 'btrfly cp' });
     this.onTeardown(() => archive.close());
     const { tag, rev } = parseTagSpec(args.src);
     const commit = await archive.copyTag(tag, args.dst, { force: flags.force, rev });

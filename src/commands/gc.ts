@@ -17,7 +17,7 @@ export default class Gc extends BtrflyCommand {
 
   async run(): Promise<JsonResult> {
     const { flags } = await this.parse(Gc);
-    const archive = await Archive.open(flags.archive);
+    const archive = await Archive.open(flags.archive, { writes: 'btrfly gc' });
     this.onTeardown(() => archive.close());
     const before = await objectsDiskUsage(archive);
     await gcArchive(archive).catch(async (e: unknown) => {

@@ -21,7 +21,7 @@ export default class Import extends BtrflyCommand {
 
   async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(Import);
-    const archive = await Archive.open(flags.archive, { create: true });
+    const archive = await Archive.open(flags.archive, { create: true, writes: 'btrfly import' });
     this.onTeardown(() => archive.close());
     const r = await importHar(archive, args.file, flags.tag, { append: flags.append, redactHeaders: flags.redact, redactKey: () => redactKey() });
     if (this.jsonEnabled()) return r;

@@ -19,7 +19,7 @@ export default class Migrate extends BtrflyCommand {
   async run(): Promise<JsonResult> {
     const { flags } = await this.parse(Migrate);
     if (!flags.lfs) throw new BtrflyError('USAGE', 'missing --lfs (the one migration there is: bodies to Git LFS objects); usage: btrfly migrate --lfs');
-    const archive = await Archive.open(flags.archive);
+    const archive = await Archive.open(flags.archive, { writes: 'btrfly migrate' });
     this.onTeardown(() => archive.close());
     const r = await migrateToLfs(archive);
     if (this.jsonEnabled()) return r;

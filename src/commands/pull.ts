@@ -24,7 +24,7 @@ export default class Pull extends BtrflyCommand {
   async run(): Promise<JsonResult> {
     const { args, argv, flags } = await this.parse(Pull);
     const tags = (argv as string[]).slice(1);
-    const archive = await Archive.open(flags.archive, { create: true });
+    const archive = await Archive.open(flags.archive, { create: true, writes: 'btrfly pull' });
     this.onTeardown(() => archive.close());
     // Verifying reads every new body back: the same flat-memory measures as playback.
     keepMemoryFlat();

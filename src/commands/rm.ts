@@ -16,7 +16,7 @@ export default class Rm extends BtrflyCommand {
   async run(): Promise<JsonResult> {
     const { argv, flags } = await this.parse(Rm);
     const tags = (argv as string[]).map(validateTagName);
-    const archive = await Archive.open(flags.archive);
+    const archive = await Archive.open(flags.archive, { writes: 'btrfly rm' });
     this.onTeardown(() => archive.close());
     const deleted: Array<{ tag: string; commit: string }> = [];
     for (const tag of tags) {

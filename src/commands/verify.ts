@@ -37,7 +37,7 @@ export default class Verify extends BtrflyCommand {
     // Not oclif's dependsOn: a boolean's default counts as given there, so --from alone was ignored.
     if (flags.from && !flags.repair) throw new BtrflyError('USAGE', `--from names the remote a repair fetches from: add --repair ("btrfly verify --repair --from ${flags.from[0]}")`);
     const tags = (argv as string[]).map(validateTagName);
-    const archive = await Archive.open(flags.archive);
+    const archive = await Archive.open(flags.archive, flags.repair ? { writes: 'btrfly verify --repair' } : {});
     this.onTeardown(() => archive.close());
     const asked = tags.length ? tags : undefined;
     let report = await verifyWithReport(archive, asked);

@@ -3,7 +3,7 @@
  * recording is one commit holding `manifest.json`, `volatile.json` and `bodies/`
  * (docs/archive-format.md). Bodies are read and written through the {@link BodyStore} interface.
  */
-import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { access, constants, mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BtrflyError, oneLine } from '../errors';
@@ -73,6 +73,14 @@ export class Archive implements BodyStore {
   readonly lfs: LfsStore;
   /** Set for an archive made with `btrfly init --lfs` (or migrated): new bodies become LFS objects, push and pull run git-lfs. */
   lfsMode = false;
+  /**
+   * Set when btrfly may not write the archive's state (a read-only mount: EROFS; another user's:
+   * EACCES, EPERM): the reason. Then nothing is written to it: new body checks are kept in memory
+   * for the run, and the body cache (when there is one) is read but not filled (see {@link readOnlyNote}).
+   */
+  readOnly?: string;
+  /** Of a {@link readOnly} archive: bodies read from git because its body cache does not hold them (slower than from a cache it could fill). */
+  uncachedReads = 0;
 
   /** A body in git mode is written twice (its git objects and the body cache), in LFS mode once. */
   get bodyCopies(): number {
@@ -94,9 +102,10 @@ export class Archive implements BodyStore {
 
   /**
    * Opens the archive at `dir`, creating it when `create` is set and nothing is there.
-   * @throws BtrflyError ARCHIVE_NOT_FOUND, ARCHIVE_INVALID
+   * @param opts.writes the command that changes the archive (`btrfly rm`): refused in one line when the archive is {@link readOnly}
+   * @throws BtrflyError ARCHIVE_NOT_FOUND, ARCHIVE_INVALID; STORAGE for `writes` on a read-only archive
    */
-  static async open(dir: string, opts: { create?: boolean; lfs?: boolean } = {}): Promise<Archive> {
+  static async open(dir: string, opts: { create?: boolean; lfs?: boolean; writes?: string } = {}): Promise<Archive> {
     const abs = resolve(dir);
     const a = new Archive(abs, dir);
     const exists = await stat(abs).then((s) => s.isDirectory(), () => false);
@@ -126,7 +135,9 @@ export class Archive implements BodyStore {
         });
       }
     }
-    await Promise.all(['locks', 'pending', 'tmp'].map((d) => mkdir(join(a.stateDir, d), { recursive: true })));
+    a.readOnly = await unwritable(a.stateDir, abs);
+    if (a.readOnly && opts.writes) throw readOnlyRefusal(a, opts.writes);
+    if (!a.readOnly) await Promise.all(['locks', 'pending', 'tmp'].map((d) => mkdir(join(a.stateDir, d), { recursive: true })));
     // btrfly's two settings in one git call (one process start less for every command).
     const { stdout } = await a.git.run(['config', '--get-regexp', '^btrfly\\.(bodycache|storage)$'], { ok: [0, 1] });
     const settings = new Map(
@@ -138,8 +149,8 @@ export class Archive implements BodyStore {
     );
     // git's false values (`--type=bool` reads them so); unset is true.
     const cacheOff = /^(false|no|off|0|)$/i.test(settings.get('btrfly.bodycache') ?? 'true');
-    if (!cacheOff) a.cache = new BodyCache(join(a.stateDir, 'cache'));
-    a.checks = await BodyChecks.open(join(a.stateDir, 'checks'));
+    if (!cacheOff) a.cache = new BodyCache(join(a.stateDir, 'cache'), Boolean(a.readOnly));
+    a.checks = await (a.readOnly ? BodyChecks.readOnly : BodyChecks.open)(join(a.stateDir, 'checks'));
     a.lfsMode = settings.get('btrfly.storage') === STORAGE_LFS;
     return a;
   }
@@ -158,6 +169,20 @@ export class Archive implements BodyStore {
     }
     if (opts.lfs) await checkGitLfs(new Git(abs));
     return Archive.open(dir, { create: true, lfs: opts.lfs });
+  }
+
+  private countUncached(loc: BodyLocation): void {
+    if (this.readOnly && !loc.lfs && loc.size > 0 && !this.cache?.holds(loc)) this.uncachedReads++;
+  }
+
+  /**
+   * What was slower because the archive is {@link readOnly}, in one line (a note, not an error):
+   * bodies read from git that a writable archive would have cached; undefined when none were.
+   */
+  readOnlyNote(): string | undefined {
+    if (!this.readOnly || this.uncachedReads === 0) return undefined;
+    const n = this.uncachedReads === 1 ? '1 body was' : `${this.uncachedReads} bodies were`;
+    return `archive ${this.name} is read-only (${this.readOnly}): ${n} played back from git, not from a body cache (slower for large bodies; each still checked against its SHA-256 before it was sent); nothing was written to it`;
   }
 
   /** Ends the long-lived git processes and closes the body cache's segment files. */
@@ -363,6 +388,7 @@ export class Archive implements BodyStore {
    * @param opts.fromGit read the body's objects even when the body cache holds it (verification)
    */
   openBody(loc: BodyLocation, range?: ByteRange, opts: { signal?: AbortSignal; fromGit?: boolean } = {}): Readable {
+    this.countUncached(loc);
     if (loc.lfs) return openLfsBody(this.lfs, loc, range, { signal: opts.signal, checks: this.checks, verify: opts.fromGit });
     return openBody(this.git, loc, range, { signal: opts.signal, cache: this.cache && { cache: this.cache, fromGit: opts.fromGit }, checks: this.checks });
   }
@@ -370,7 +396,9 @@ export class Archive implements BodyStore {
   /** {@inheritDoc BodyStore.readSmallBody} */
   readSmallBody(loc: BodyLocation): Promise<Buffer> | undefined {
     if (loc.lfs) return isSmallBody(loc) ? readSmallLfsBody(this.lfs, loc) : undefined;
-    return readSmallBody(this.git, loc, this.cache);
+    const small = readSmallBody(this.git, loc, this.cache);
+    if (small) this.countUncached(loc);
+    return small;
   }
 
   /**
@@ -398,7 +426,8 @@ export class Archive implements BodyStore {
 
   /** Journals left by writers that stopped without sealing (or that are still running). */
   async pendingRecordings(): Promise<PendingRecording[]> {
-    const files = (await readdir(this.pendingDir)).filter((f) => f.endsWith('.jsonl')).sort();
+    // A read-only archive may have no state directory (a fresh clone): then nothing is pending.
+    const files = (await readdir(this.pendingDir).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' && this.readOnly ? [] : Promise.reject(e)))).filter((f) => f.endsWith('.jsonl')).sort();
     const out: PendingRecording[] = [];
     for (const f of files) {
       const j = await readJournal(join(this.pendingDir, f)).catch(() => undefined);
@@ -508,4 +537,27 @@ function olderRecordingMissing(tag: string, head: string, e: unknown): unknown {
       `with no remote that has it, "btrfly rm ${tag}" and record the tag again (a re-recording alone would add to the same history)`,
     { cause: e, data: { tag, commit: head } },
   );
+}
+
+/**
+ * Why btrfly may not write an archive's state (`btrfly/`, or the archive's directory when there
+ * is none yet, as in a fresh clone): EROFS, EACCES or EPERM; undefined when it may.
+ */
+async function unwritable(stateDir: string, dir: string): Promise<string | undefined> {
+  const where = (await stat(stateDir).then((s) => s.isDirectory(), () => false)) ? stateDir : dir;
+  return access(where, constants.W_OK).then(
+    () => undefined,
+    (e: NodeJS.ErrnoException) => (e.code === 'EROFS' || e.code === 'EACCES' || e.code === 'EPERM' ? e.code : undefined),
+  );
+}
+
+/** The one-line refusal of `command` on an archive btrfly may not write, with what to do. */
+function readOnlyRefusal(a: Archive, command: string): BtrflyError {
+  const why =
+    a.readOnly === 'EROFS'
+      ? 'is on a read-only file system (EROFS): remount it read-write'
+      : `is not this user's to write (${a.readOnly}): run it as the user that owns the archive`;
+  return new BtrflyError('STORAGE', `"${command}" changes the archive, and ${a.name} ${why}; playback, tags, show, log, verify, sbom and export read it as it is`, {
+    data: { dir: a.dir, code: a.readOnly },
+  });
 }

@@ -17,6 +17,10 @@
  * body's SHA-256 on every read; `btrfly verify` re-hashes cached entries and records and removes
  * bad ones, `gc` compacts the segments of writers that are gone. Off with
  * `git -C ARCHIVE config btrfly.bodyCache false`.
+ *
+ * The cache of an archive btrfly may not write (a read-only mount) is read as it is, `readOnly`:
+ * nothing is added to it, and an entry found damaged is only forgotten for the process, so the
+ * body is read from git again (each part still checked).
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
@@ -46,8 +50,17 @@ export class BodyCache {
   /** Small bodies, appended to segment files. */
   readonly segments: BodySegments;
 
-  /** @param dir `<archive>/btrfly/cache` */
-  constructor(readonly dir: string) {
+  /** Entries found damaged in a {@link readOnly} cache, which cannot remove them: absent for this process. */
+  private readonly dropped = new Set<string>();
+
+  /**
+   * @param dir `<archive>/btrfly/cache`
+   * @param readOnly read it only: no fills, and {@link evict} forgets an entry instead of removing it
+   */
+  constructor(
+    readonly dir: string,
+    readonly readOnly = false,
+  ) {
     this.stageRoot = join(dir, 'tmp');
     this.segments = new BodySegments(join(dir, SEGMENTS));
   }
@@ -66,7 +79,7 @@ export class BodyCache {
    * by rename), which {@link open} streams from. A small body in a segment is not one: see {@link holds}.
    */
   has(loc: BodyLocation): boolean {
-    return existsSync(this.entryDir(loc.sha256));
+    return !this.dropped.has(loc.sha256) && existsSync(this.entryDir(loc.sha256));
   }
 
   /** Whether the cache holds the body in either form. */
@@ -106,6 +119,7 @@ export class BodyCache {
    * size), or undefined when it is not cached or does not check out (then it is removed).
    */
   async readSmall(loc: BodyLocation): Promise<Buffer | undefined> {
+    if (this.dropped.has(loc.sha256)) return undefined;
     const fromSegment = this.segments.read(loc.sha256, loc.size);
     if (fromSegment) return fromSegment;
     // An entry made by an older version (or a writer that streamed the body), read in one
@@ -153,6 +167,7 @@ export class BodyCache {
    * in this process's segment, unless the cache holds it already.
    */
   async put(sha256: string, body: Buffer): Promise<void> {
+    if (this.readOnly) return;
     try {
       this.putSmall(sha256, body);
     } catch {
@@ -173,6 +188,10 @@ export class BodyCache {
   /** Removes a body's entry and its segment record (after it was found damaged). */
   async evict(sha256: string): Promise<void> {
     this.segments.evict(sha256);
+    if (this.readOnly) {
+      this.dropped.add(sha256);
+      return;
+    }
     // Renamed away first, so a reader never sees half an entry while it is deleted.
     const doomed = join(this.stageRoot, ownedTempName(process.pid, `evict-${randomUUID()}`));
     await mkdir(this.stageRoot, { recursive: true });

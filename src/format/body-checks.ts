@@ -18,6 +18,11 @@
  * The IV of part i is `nonce | i` (uint32 BE), the file tag's `nonce | 0xffffffff`; the nonce is
  * random per file, so no IV repeats under one key. A file whose own tag, size or digest does
  * not match is ignored and removed (then the body is verified by its SHA-256 again).
+ *
+ * An archive btrfly may not write (a read-only mount, a fresh clone there without `btrfly/`)
+ * keeps new checks in memory instead ({@link BodyChecks.readOnly}): the archive's key and files
+ * are read when they are there, else a key is made for the run; what btrfly makes is kept in a map,
+ * so a body is still verified before any of its bytes is sent, and nothing is written.
  */
 import { createCipheriv, createSecretKey, randomBytes, timingSafeEqual, type CipherGCM, type KeyObject } from 'node:crypto';
 import { link, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
@@ -113,7 +118,19 @@ export class BodyChecks {
   private constructor(
     readonly dir: string,
     private readonly key: KeyObject,
+    /** Set for checks kept in memory for the run: the files' bytes by path, nothing on disk. */
+    private readonly memory?: Map<string, Buffer>,
   ) {}
+
+  /**
+   * The checks of an archive btrfly may not write: its key and files read where they are (a
+   * read-only mount of an archive that has them), else a key made for this process; the checks
+   * it makes are kept in memory (a few dozen bytes a body), gone with the process.
+   */
+  static async readOnly(dir: string): Promise<BodyChecks> {
+    const key = await readFile(join(dir, 'key')).catch(() => undefined);
+    return new BodyChecks(dir, createSecretKey(key?.length === 16 ? key : randomBytes(16)), new Map());
+  }
 
   /** Opens the store, making its key on first use (written aside and linked into place: two processes agree on one). */
   static async open(dir: string): Promise<BodyChecks> {
@@ -155,7 +172,7 @@ export class BodyChecks {
    */
   async read(sha256: string, size: number): Promise<PartTags | undefined> {
     const path = this.path(sha256);
-    const file = await readFile(path).catch(() => undefined);
+    const file = this.memory?.get(path) ?? (await readFile(path).catch(() => undefined));
     if (!file) return undefined;
     const parts = Math.ceil(size / CHECK_PART);
     const nonce = file.subarray(MAGIC.length, MAGIC.length + 8);
@@ -170,7 +187,9 @@ export class BodyChecks {
         return timingSafeEqual(finish(c), file.subarray(file.length - TAG));
       })();
     if (!ok) {
-      await rm(path, { force: true });
+      // A read-only archive's own file is left as it is (its key may be another): the body is checked by its SHA-256.
+      if (this.memory) this.memory.delete(path);
+      else await rm(path, { force: true });
       return undefined;
     }
     const tags: Buffer[] = [];
@@ -183,6 +202,7 @@ export class BodyChecks {
    * an hour). @param opts.spareRecent keep files made in the last hour too (a recorder is running).
    */
   async prune(keep: ReadonlySet<string>, opts: { spareRecent?: boolean } = {}): Promise<void> {
+    if (this.memory) return;
     const now = Date.now();
     const recent = (path: string): Promise<boolean> => stat(path).then((s) => now - s.mtimeMs < RECENT_MS, () => true);
     for (const prefix of await readdir(this.dir).catch(() => [] as string[])) {
@@ -213,6 +233,10 @@ export class BodyChecks {
     const c = gmac(this.key, tagger.nonce, FILE_TAG_INDEX);
     c.setAAD(body);
     const path = this.path(sha256);
+    if (this.memory) {
+      this.memory.set(path, Buffer.concat([body, finish(c)]));
+      return;
+    }
     const tmp = `${path}.${randomUUID()}.tmp`;
     try {
       await mkdir(join(path, '..'), { recursive: true });

@@ -47,7 +47,7 @@ export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: {
   const whole = start === 0 && end === loc.size - 1;
   const cached = opts.cache?.cache.has(loc) ?? false;
   // Filled by a whole read from git, when the cache does not hold the body yet.
-  const fill = whole && !cached ? opts.cache?.cache : undefined;
+  const fill = whole && !cached && !opts.cache?.cache.readOnly ? opts.cache?.cache : undefined;
   let out: Readable;
   if (opts.checks && !opts.cache?.fromGit && loc.size > 0 && !(whole && isSmallBody(loc))) {
     const checks = opts.checks;
@@ -98,7 +98,7 @@ async function* checkedRead(git: Git, loc: BodyLocation, start: number, end: num
   const stop = Math.min(loc.size, (last + 1) * CHECK_PART) - 1;
   let fromCache = cache?.has(loc) ?? false;
   // A whole read from git fills the cache with the checked bytes; committed only at the end.
-  const fill = whole && !fromCache && cache ? new CacheFill(cache.stage()) : undefined;
+  const fill = whole && !fromCache && cache && !cache.readOnly ? new CacheFill(cache.stage()) : undefined;
   const byDigest = tags ? undefined : { hash: createHash('sha256'), tagger: checks.tagger() };
   let held: Buffer | undefined; // checked by digest: the part before the one being read
   let filled = false;

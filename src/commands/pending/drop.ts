@@ -10,7 +10,7 @@ export default class PendingDrop extends BtrflyCommand {
 
   async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(PendingDrop);
-    const archive = await Archive.open(flags.archive);
+    const archive = await Archive.open(flags.archive, { writes: 'btrfly pending drop' });
     this.onTeardown(() => archive.close());
     const p = (await archive.pendingRecordings()).find((x) => x.id === args.id);
     if (p?.activeHolder) {

@@ -11,7 +11,7 @@ export default class PendingSeal extends BtrflyCommand {
 
   async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(PendingSeal);
-    const archive = await Archive.open(flags.archive);
+    const archive = await Archive.open(flags.archive, { writes: 'btrfly pending seal' });
     this.onTeardown(() => archive.close());
     const p = (await archive.pendingRecordings()).find((x) => x.id === args.id);
     const commit = await sealPending(archive, args.id, p ? { message: `record ${p.tag}: ${p.entries} entries, sealed from pending recording ${args.id}\n` } : {});

@@ -30,7 +30,7 @@ export default class RemoteAdd extends BtrflyCommand {
 
   async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(RemoteAdd);
-    const archive = await Archive.open(flags.archive, { create: true });
+    const archive = await Archive.open(flags.archive, { create: true, writes: 'btrfly remote add' });
     this.onTeardown(() => archive.close());
     const maxPush = flags['max-push'] === undefined ? undefined : parseSize(flags['max-push']);
     const r = await addRemote(archive, args.name, args.url, { maxPush });

@@ -12,7 +12,7 @@ export default class RemoteRemove extends BtrflyCommand {
 
   async run(): Promise<JsonResult> {
     const { args, flags } = await this.parse(RemoteRemove);
-    const archive = await Archive.open(flags.archive);
+    const archive = await Archive.open(flags.archive, { writes: 'btrfly remote remove' });
     this.onTeardown(() => archive.close());
     await removeRemote(archive, args.name);
     if (this.jsonEnabled()) return { removed: args.name };

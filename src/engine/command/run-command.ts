@@ -89,6 +89,8 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
     // A failed build keeps the tag (docs/archive-format.md, atomic tags): its recording is kept aside.
     const keepAside = leaks > 0 || (child.code !== 0 && !opts.sealOnFailure) ? child.code : undefined;
     const result = await runtime.closeSession(opened.info.id, { program: opts.command[0], keepAside, ...(leaks > 0 ? { leaks } : {}) });
+    const readOnly = opts.mode === 'playback' ? archive.readOnlyNote() : undefined;
+    if (readOnly) opts.report(`btrfly: note: ${readOnly}`);
     const exitCode = (opts.mode === 'playback' ? playbackExitCode(result) : undefined) ?? code;
     return { exitCode, result, leaks: child.leaks };
   } catch (e) {
