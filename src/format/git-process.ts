@@ -21,8 +21,14 @@ const GIT_LOCATION_VARS = [
   'GIT_NAMESPACE',
 ];
 
+/**
+ * @returns the environment of every git btrfly starts. `GIT_NO_REPLACE_OBJECTS`: a
+ * `refs/replace/` ref would make git read another object wherever it meets the replaced one, so
+ * a recording's commit id (what `log`, a pin `T@REV` and a review see) would stand for bytes it
+ * does not hold, with `git fsck` and `verify` clean; btrfly reads only what the ids name.
+ */
 export function gitEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C' };
+  const env: NodeJS.ProcessEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C', GIT_NO_REPLACE_OBJECTS: '1' };
   for (const v of GIT_LOCATION_VARS) delete env[v];
   return { ...env, ...extra };
 }

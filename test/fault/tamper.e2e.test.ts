@@ -379,3 +379,20 @@ test('a damaged manifest is refused, never played back as recorded; verify --rep
   await expectRepaired(archive, /repair: set aside 1 damaged object \(1 loose\) in btrfly\/damaged\/\S+\n/);
   await expectPlaysBack(archive);
 }, 90_000);
+
+test('a refs/replace ref that swaps the recording tree for an edited one is ignored: the commit id plays back what it names', async () => {
+  const archive = copyArchive();
+  // Another tree for the same commit id: the big URL's entry names other bytes, stored beside them.
+  const env = { ...process.env, GIT_INDEX_FILE: join(tmpDir('btrfly-tamper-index-'), 'index') };
+  const g = (args: string[], input?: string | Buffer): string => execFileSync('git', ['--git-dir', archive, ...args], { env, input, encoding: 'utf8' }).trim();
+  const evil = Buffer.from(bigBytes);
+  flip(evil, 1000);
+  const evilSha = sha256(evil);
+  g(['read-tree', 'tamper']);
+  g(['update-index', '--add', '--cacheinfo', `100644,${g(['hash-object', '-w', '--stdin'], evil)},bodies/${evilSha.slice(0, 2)}/${evilSha}/00000000`]);
+  g(['update-index', '--cacheinfo', `100644,${g(['hash-object', '-w', '--stdin'], g(['show', 'tamper:manifest.json']).replaceAll(bigSha, evilSha) + '\n')},manifest.json`]);
+  g(['replace', g(['rev-parse', 'tamper^{tree}']), g(['write-tree'])]);
+  rmSync(join(archive, 'btrfly', 'cache'), { recursive: true, force: true });
+  expect(sha256(execFileSync('git', ['--git-dir', archive, 'cat-file', 'blob', `tamper:bodies/${evilSha.slice(0, 2)}/${evilSha}/00000000`], { maxBuffer: 2 * BIG }))).toBe(evilSha);
+  await expectPlaysBack(archive);
+}, 60_000);
