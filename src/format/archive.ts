@@ -252,6 +252,16 @@ export class Archive implements BodyStore {
   async tagNotReadable(tag: string): Promise<BtrflyError> {
     const target = await this.tagRefTarget(tag);
     if (!target) return new BtrflyError('TAG_NOT_FOUND', `tag "${tag}" not found in archive ${this.name}: run "btrfly tags" to list tags`, { data: { tag } });
+    const kind = await this.git.run(['cat-file', '-t', target], { ok: [0, 128] });
+    if (kind.code === 0 && ['tree', 'blob', 'tag'].includes(kind.stdout.trim())) {
+      // The object is there and intact: it is the ref that is wrong (edited by hand), not the store.
+      return new BtrflyError(
+        'BODY_MISSING',
+        `tag "${tag}" points at a git ${kind.stdout.trim()} (${target.slice(0, 12)}), not at a recording: its ref was edited: ` +
+          `run "btrfly verify --repair ${tag}" to fetch the tag again from the archive's remotes, or "btrfly rm ${tag}" and record it again`,
+        { data: { tag, commit: target } },
+      );
+    }
     return new BtrflyError(
       'BODY_MISSING',
       `tag "${tag}" points at recording ${target.slice(0, 12)}, which is missing from the archive: run "btrfly verify --repair ${tag}" to fetch it again from the archive's remotes, ` +

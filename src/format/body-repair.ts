@@ -189,7 +189,7 @@ async function findDamage(archive: Archive, problems: readonly VerifyProblem[]):
       if (checked.has(oid)) continue;
       checked.add(oid);
       const state = await objectState(archive, oid);
-      if (state !== 'intact') damage[state].add(oid);
+      if (state === 'damaged' || state === 'missing') damage[state].add(oid);
     }
   }
   return damage;
@@ -207,6 +207,9 @@ async function findStructureDamage(archive: Archive, start: string, parents: boo
     if (checked.has(oid)) continue;
     checked.add(oid);
     const state = await objectState(archive, oid, type);
+    // Another kind of object than its ref or tree entry says (a ref edited to name a blob): the
+    // object is intact and may be another recording's; what names it is wrong, and the refetch fixes that.
+    if (state === 'other') continue;
     if (state !== 'intact') {
       damage[state].add(oid);
       continue;
@@ -237,10 +240,13 @@ async function hasObject(archive: Archive, oid: string): Promise<boolean> {
 
 /**
  * Whether the object reads back with its own id: `git cat-file` streams it into `git
- * hash-object`, so a part of any size costs no memory here.
+ * hash-object`, so a part of any size costs no memory here. `other`: an object of another type
+ * than `type` (its header reads, so it is no damage of its own).
  */
-async function objectState(archive: Archive, oid: string, type: 'commit' | 'tree' | 'blob' = 'blob'): Promise<'intact' | 'damaged' | 'missing'> {
+async function objectState(archive: Archive, oid: string, type: 'commit' | 'tree' | 'blob' = 'blob'): Promise<'intact' | 'damaged' | 'missing' | 'other'> {
   if (!(await hasObject(archive, oid))) return 'missing';
+  const kind = await archive.git.run(['cat-file', '-t', oid], { ok: [0, 128] });
+  if (kind.code === 0 && ['commit', 'tree', 'blob', 'tag'].includes(kind.stdout.trim()) && kind.stdout.trim() !== type) return 'other';
   const reader = archive.git.spawn(['cat-file', type, oid], { stdio: ['ignore', 'pipe', 'ignore'] });
   // --literally: a commit or tree is checked against its id, not for how git would write it now.
   const hasher = archive.git.spawn(['hash-object', '-t', type, '--literally', '--stdin'], { stdio: ['pipe', 'pipe', 'ignore'] });

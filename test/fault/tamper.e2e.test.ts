@@ -396,3 +396,22 @@ test('a refs/replace ref that swaps the recording tree for an edited one is igno
   expect(sha256(execFileSync('git', ['--git-dir', archive, 'cat-file', 'blob', `tamper:bodies/${evilSha.slice(0, 2)}/${evilSha}/00000000`], { maxBuffer: 2 * BIG }))).toBe(evilSha);
   await expectPlaysBack(archive);
 }, 60_000);
+
+test('a tag ref edited to name a blob: the run and verify say so, and verify --repair sets no intact object aside', async () => {
+  const archive = copyArchive();
+  const commit = git(archive, 'rev-parse', 'tamper').trim();
+  const manifest = git(archive, 'rev-parse', 'tamper:manifest.json').trim();
+  writeFileSync(join(archive, 'refs', 'heads', 'tamper'), `${manifest}\n`); // git refuses a non-commit under refs/heads: a hand edit
+  const said = `tag "tamper" points at a git blob (${manifest.slice(0, 12)}), not at a recording: its ref was edited: run "btrfly verify --repair tamper" to fetch the tag again from the archive's remotes, or "btrfly rm tamper" and record it again`;
+  const play = await runCli(['run', '--playback', '--tag=tamper', '--archive', archive, '--', 'true']);
+  expect(play.stderr).toContain(`btrfly: ${said}\n`);
+  expect(play.code).not.toBe(0);
+  const r = await runCli(['verify', '--repair', 'tamper', '--archive', archive]);
+  expect(`${r.stdout}${r.stderr}`).toContain(`tamper: ${said}\n`);
+  expect(r.stderr).not.toMatch(/set aside/);
+  expect(r.code).toBe(1);
+  // The recording is whole: with its ref put back, git and btrfly find nothing wrong.
+  writeFileSync(join(archive, 'refs', 'heads', 'tamper'), `${commit}\n`);
+  expect(execFileSync('git', ['-C', archive, 'fsck', '--full', '--no-dangling'], { encoding: 'utf8', stdio: 'pipe' })).toBe('');
+  expect((await runCli(['verify', '--archive', archive])).code).toBe(0);
+}, 60_000);
