@@ -95,6 +95,11 @@ async function* checkedRange(store: LfsStore, loc: BodyLocation, start: number, 
     yield* open(store, loc, start, end);
     return;
   }
+  if (isSmallBody(loc)) {
+    // A small body has no checks file (its whole reads are SHA-256 checked in one buffer): a range is a slice of that.
+    yield (await readSmallLfsBody(store, loc)).subarray(start, end + 1);
+    return;
+  }
   let tags = await checks.read(loc.sha256, loc.size);
   if (!tags) {
     for await (const _ of verifiedWhole(store, loc, checks)); // verifies, then writes the checks file

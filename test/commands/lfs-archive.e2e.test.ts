@@ -153,6 +153,14 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     for (const f of ['big', 'small', 'index.txt']) expect(`${f} ${sha256(join(again, f))}`).toBe(`${f} ${sha256(join(out, f))}`);
   });
 
+  it('a range of a small LFS body plays back', async () => {
+    const base = origin.urlFor('/', 'origin.test').replace(/\/$/, '');
+    const got = tmpDir();
+    const range = await runCli(['run', '--playback', '--tag=deps', '--archive', archive, '--', 'curl', '-sSf', '-r', '100-199', '-o', join(got, 'range'), `${base}/gen/2000?seed=6`]);
+    expect(range.code).toBe(0);
+    expect(readFileSync(join(got, 'range')).equals(readFileSync(join(out, 'small')).subarray(100, 200))).toBe(true);
+  });
+
   it('a damaged LFS object is refused by playback and kept in btrfly/damaged/; verify --repair fetches it (raw and zstd) again from a remote', async () => {
     // The remote's copy may be a hard link to this one: damage() writes a new file.
     damage(lfsObject(archive, bigSha), 1000);
