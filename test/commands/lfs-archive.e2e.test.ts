@@ -7,7 +7,7 @@
  * it is kept as a zstd LFS object named by the zstd bytes' own SHA-256, and goes the same way.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { genBodySha256, gitFsck, runCli, runOk, startGitServer, startOrigin, testCa, tmpDir, type Origin } from '../helpers';
 
@@ -159,6 +159,20 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     const range = await runCli(['run', '--playback', '--tag=deps', '--archive', archive, '--', 'curl', '-sSf', '-r', '100-199', '-o', join(got, 'range'), `${base}/gen/2000?seed=6`]);
     expect(range.code).toBe(0);
     expect(readFileSync(join(got, 'range')).equals(readFileSync(join(out, 'small')).subarray(100, 200))).toBe(true);
+  });
+
+  it('a body the LFS store cannot read breaks the transfer off and fails the run, naming the answer', async () => {
+    const copy = join(tmpDir(), 'archive');
+    cpSync(archive, copy, { recursive: true });
+    const base = origin.urlFor('/', 'origin.test').replace(/\/$/, '');
+    const got = tmpDir();
+    // The big body's object is a directory now: nothing to read, no bytes to check.
+    rmSync(lfsObject(copy, bigSha));
+    mkdirSync(lfsObject(copy, bigSha));
+    const big = await runCli(['run', '--playback', '--tag=deps', '--archive', copy, '--', 'curl', '-sS', '-o', join(got, 'big'), `${base}/gen/${BIG}?seed=5`]);
+    expect(big.stderr).toMatch(/^curl: \((18|52)\)/m);
+    expect(big.stderr).toMatch(new RegExp(`^btrfly: the recorded answer to GET ${base}/gen/${BIG}\\?seed=5 was broken off after its headers \\(reading body ${bigSha} from the LFS store failed: EISDIR.*\\), so the client's transfer failed$`, 'm'));
+    expect(big.code).toBe(1);
   });
 
   it('a damaged LFS object is refused by playback and kept in btrfly/damaged/; verify --repair fetches it (raw and zstd) again from a remote', async () => {

@@ -32,7 +32,8 @@ export function summarize(mode: Mode, r: SessionResult, unused: boolean): string
       : [`btrfly: played back tag "${r.info.tag}" (recording ${(r.info.rev ?? '').slice(0, 12)}): ${s.requests} requests, ${formatSize(s.bytes)}, ${s.hits} hits, ${s.misses} misses${s.corrupt ? `, ${s.corrupt} damaged` : ''}${s.upstreamErrors ? `, ${s.upstreamErrors} upstream errors` : ''}`];
   for (const d of r.damaged ?? []) lines.push(damagedLine(r.info.tag, r.info.rev ?? '', d));
   for (const u of r.unanswered ?? []) {
-    lines.push(`btrfly: the recorded answer to ${printable(u.method)} ${printable(u.url)} could not be sent (${u.why}), so the client got 500: record the tag again, or restore its manifest from git history`);
+    if (u.brokenOff) lines.push(`btrfly: the recorded answer to ${printable(u.method)} ${printable(u.url)} was broken off after its headers (${u.why}), so the client's transfer failed`);
+    else lines.push(`btrfly: the recorded answer to ${printable(u.method)} ${printable(u.url)} could not be sent (${u.why}), so the client got 500: record the tag again, or restore its manifest from git history`);
   }
   if (mode === 'playback' && r.commit) lines.push(`btrfly: --append recorded ${s.recorded} missing entr${s.recorded === 1 ? 'y' : 'ies'} as recording ${r.commit.slice(0, 12)} of tag "${r.info.tag}"`);
   if (r.misses.length > 0) {

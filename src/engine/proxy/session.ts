@@ -35,6 +35,8 @@ export interface UnansweredRecord {
   method: string;
   url: string;
   why: string;
+  /** The headers had gone out: the client's transfer was broken off mid-body, not answered 500. */
+  brokenOff?: boolean;
 }
 
 /**

@@ -111,8 +111,9 @@ export class PlaybackSession {
       return 'hit';
     } catch (e) {
       if (isDamage(e)) return this.damage(entry, e.code, res, oneLine(e), await this.tagLeft?.().catch(() => undefined));
-      // Nothing of the answer went out: the client gets btrfly's 500, and the run must not pass for a clean playback.
-      if (!res.headersSent) this.unanswered.push({ method: entry.request.method, url: entry.request.url, why: oneLine(e) });
+      // Nothing of the answer went out: the client gets btrfly's 500; or its body broke off (a
+      // store that cannot be read): the client's transfer is cut. Either way the run must not pass for a clean playback.
+      if (!res.headersSent || !clientGone(e)) this.unanswered.push({ method: entry.request.method, url: entry.request.url, why: oneLine(e), ...(res.headersSent && { brokenOff: true }) });
       throw e;
     }
   }
@@ -167,6 +168,12 @@ export class PlaybackSession {
     res.end(body);
     return 'miss';
   }
+}
+
+/** Whether an answer failed because its client hung up (it stopped reading), which is no fault of the recording. */
+function clientGone(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED' || code === 'EPIPE' || code === 'ECONNRESET';
 }
 
 /** `GET https://h/p?x=2 (query differs)`; a redacted value that differs says the two ways it can. */
