@@ -122,6 +122,9 @@ export class BodyChecks {
     private readonly memory?: Map<string, Buffer>,
   ) {}
 
+  /** Checks files that could not be written to disk: kept for this process (a few dozen bytes a body). */
+  private readonly unsaved = new Map<string, Buffer>();
+
   /**
    * The checks of an archive btrfly may not write: its key and files read where they are (a
    * read-only mount of an archive that has them), else a key made for this process; the checks
@@ -172,7 +175,7 @@ export class BodyChecks {
    */
   async read(sha256: string, size: number): Promise<PartTags | undefined> {
     const path = this.path(sha256);
-    const file = this.memory?.get(path) ?? (await readFile(path).catch(() => undefined));
+    const file = this.memory?.get(path) ?? this.unsaved.get(path) ?? (await readFile(path).catch(() => undefined));
     if (!file) return undefined;
     const parts = Math.ceil(size / CHECK_PART);
     const nonce = file.subarray(MAGIC.length, MAGIC.length + 8);
@@ -189,7 +192,10 @@ export class BodyChecks {
     if (!ok) {
       // A read-only archive's own file is left as it is (its key may be another): the body is checked by its SHA-256.
       if (this.memory) this.memory.delete(path);
-      else await rm(path, { force: true });
+      else {
+        this.unsaved.delete(path);
+        await rm(path, { force: true }).catch(() => undefined);
+      }
       return undefined;
     }
     const tags: Buffer[] = [];
@@ -238,12 +244,16 @@ export class BodyChecks {
       return;
     }
     const tmp = `${path}.${randomUUID()}.tmp`;
+    const file = Buffer.concat([body, finish(c)]);
     try {
       await mkdir(join(path, '..'), { recursive: true });
-      await writeFile(tmp, Buffer.concat([body, finish(c)]));
+      await writeFile(tmp, file);
       await rename(tmp, path);
     } catch {
-      await rm(tmp, { force: true });
+      // Not on disk (no space, a path that is not a directory): kept for this process, as a
+      // read-only archive's are, so a range of the body still has its checks.
+      this.unsaved.set(path, file);
+      await rm(tmp, { force: true }).catch(() => undefined);
     }
   }
 }
