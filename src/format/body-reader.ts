@@ -7,7 +7,7 @@ import { addAbortSignal, Readable } from 'node:stream';
 import { createZstdDecompress, zstdDecompressSync } from 'node:zlib';
 import { BtrflyError, isBtrflyError } from '../errors';
 import { CacheFill, type BodyCache } from './body-cache';
-import { CHECK_PART, type BodyChecks, type PartTagger } from './body-checks';
+import { CHECK_PART, type BodyChecks, type PartTagger, type PartTags } from './body-checks';
 import { CheckedCacheReader } from './checked-cache-reader';
 import { SMALL_OBJECT_LIMIT, isSmallBody, type Git } from './git';
 import { PART_SIZE, repairAdvice, type BodyLocation, type ByteRange, type PartLocation } from './types';
@@ -82,12 +82,15 @@ export function openBody(git: Git, loc: BodyLocation, range?: ByteRange, opts: {
  * git) and checked against its tag. A cached part that fails (wrong bytes, wrong length, gone)
  * drops the cache entry, and the read goes on from git at that part: healed. A part from git that
  * fails ends the stream with BODY_CORRUPT before any of its bytes. A body with no (good) checks
- * file is checked by its SHA-256: a whole read holds back its last part until the digest
+ * file is checked by its SHA-256 (a cached copy whole, first: {@link checkCachedCopy}): a whole read holds back its last part until the digest
  * matches, and then writes the checks file; a range first reads the whole body that way.
  */
 async function* checkedRead(git: Git, loc: BodyLocation, start: number, end: number, checks: BodyChecks, cache?: BodyCache): AsyncGenerator<Buffer> {
   const whole = start === 0 && end === loc.size - 1;
   let tags = await checks.read(loc.sha256, loc.size);
+  // A cached copy without checks is checked whole first: one that fails is dropped before any of
+  // it is sent, and git's copy answers (checked by its SHA-256 as it goes), so it heals too.
+  if (!tags && cache?.has(loc)) tags = await checkCachedCopy(loc, checks, cache);
   if (!tags && !whole) {
     for await (const _ of checkedRead(git, loc, 0, loc.size - 1, checks, cache)); // verifies, then writes the checks file
     tags = await checks.read(loc.sha256, loc.size);
@@ -146,6 +149,32 @@ async function* checkedRead(git: Git, loc: BodyLocation, start: number, end: num
   } finally {
     if (fill && !filled) await fill.abandon();
   }
+}
+
+/**
+ * Reads a cached body whole, checking its SHA-256 and making its checks: the checks when it is
+ * the recorded body, else undefined once the entry is dropped.
+ */
+async function checkCachedCopy(loc: BodyLocation, checks: BodyChecks, cache: BodyCache): Promise<PartTags | undefined> {
+  const hash = createHash('sha256');
+  const tagger = checks.tagger();
+  const source = cache.open(loc, 0, loc.size - 1);
+  try {
+    for await (const part of exactParts(loc, source, 0, loc.size - 1)) {
+      hash.update(part);
+      tagger.update(part);
+    }
+  } catch (e) {
+    if (!isBtrflyError(e) || e.code !== 'BODY_CORRUPT') throw e;
+  } finally {
+    source.destroy();
+  }
+  if (hash.digest('hex') !== loc.sha256) {
+    await cache.evict(loc.sha256);
+    return undefined;
+  }
+  await checks.write(loc.sha256, loc.size, tagger);
+  return checks.read(loc.sha256, loc.size);
 }
 
 /** Writes check part `i` into the cache fill, opening and closing its storage part files. */
