@@ -420,3 +420,20 @@ test('a checks store that cannot be written (a file where its directory goes): p
   writeFileSync(dir, 'not a directory\n');
   await expectPlaysBack(archive);
 }, 60_000);
+
+test('a manifest edited to say a body is gzip when it is not: a client that does not accept gzip gets a broken transfer, the run exits 1 naming the answer and what to do', async () => {
+  const archive = copyArchive();
+  rewriteManifest(archive, (m) => {
+    for (const e of m.entries) {
+      if (e.request.url !== bigUrl) continue;
+      (e.response.content as { encoding?: string }).encoding = 'gzip';
+      e.response.headers.push({ name: 'Content-Encoding', value: 'gzip' });
+    }
+  });
+  const play = await runCli(['run', '--playback', '--tag=tamper', '--archive', archive, '--', 'curl', '-sS', '-H', 'Accept-Encoding: identity', '-o', '/dev/null', bigUrl]);
+  expect(play.stderr).toMatch(/^curl: \((18|52|56)\)/m);
+  expect(play.stderr).toContain(
+    `btrfly: the recorded answer to GET ${bigUrl} was broken off after its headers (its body does not decode as its recorded Content-Encoding "gzip" says (incorrect header check): record the tag again, or restore its manifest from git history), so the client's transfer failed\n`,
+  );
+  expect(play.code).toBe(1);
+}, 60_000);

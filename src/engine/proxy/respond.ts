@@ -57,7 +57,14 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
       if (!answer.body) throw missingBody(entry);
       headers = withoutHeaders(headers, 'content-encoding', 'etag', 'accept-ranges');
       res.writeHead(status, entry.response.statusText, flatHeaders(headers));
-      return streamCounting(bodies.openBody(answer.body), res, count, undefined, decoder());
+      // The bytes are checked before they reach the decoder: one that fails was recorded (or
+      // edited) under an encoding they are not in.
+      const decoding = decoder();
+      let failed: Error | undefined;
+      decoding.once('error', (e) => (failed = e));
+      return streamCounting(bodies.openBody(answer.body), res, count, undefined, decoding).catch((e: unknown) => {
+        throw failed && e === failed ? notDecodable(encoding, failed) : e;
+      });
     }
   }
 
@@ -207,6 +214,14 @@ async function sendLent(body: Readable, giveBack: (chunk: Buffer) => void, res: 
 function emptyButNotEmpty(entry: Entry): BtrflyError {
   const { sha256 } = entry.response.content;
   return new BtrflyError('BODY_CORRUPT', `body ${sha256} of ${entry.request.method} ${entry.request.url} is corrupt: its manifest entry says 0 bytes, and that is not the SHA-256 of 0 bytes: ${repairAdvice()}`, { data: { sha256 } });
+}
+
+function notDecodable(encoding: string, e: Error): BtrflyError {
+  return new BtrflyError(
+    'STORAGE',
+    `its body does not decode as its recorded Content-Encoding "${encoding}" says (${e.message}): record the tag again, or restore its manifest from git history`,
+    { cause: e },
+  );
 }
 
 function missingBody(entry: Entry): BtrflyError {
