@@ -20,7 +20,10 @@ test('verify --repair is refused while a recording runs in the archive, and repa
   expect((await runCli(['remote', 'add', 'good', remote, '--archive', archive])).code).toBe(0);
   expect((await runCli(['push', 'good', '--archive', archive])).code).toBe(0);
   damagePackEntry(archive, git(archive, 'rev-parse', 'example/small:manifest.json').trim());
-  const packs = git(archive, 'count-objects', '-v');
+  // The objects and packs; not git's temp files ("garbage"), such as the empty pack the
+  // recording's git fast-import holds open from its start.
+  const objects = (): string => git(archive, 'count-objects', '-v').split('\n').filter((l) => !/garbage/.test(l)).join('\n');
+  const packs = objects();
 
   const pause = pausePoints();
   const recording = spawnCli(['run', '--record', '--tag=busy', '--archive', archive, '--', 'true'], { env: pause.env('run-child') });
@@ -37,7 +40,7 @@ test('verify --repair is refused while a recording runs in the archive, and repa
   expect(refused.code).toBe(1);
   // Nothing moved, and the lock is free again.
   expect(existsSync(join(archive, 'btrfly', 'damaged'))).toBe(false);
-  expect(git(archive, 'count-objects', '-v')).toBe(packs);
+  expect(objects()).toBe(packs);
   expect(existsSync(join(archive, 'btrfly', 'gc.lock'))).toBe(false);
 
   pause.release('run-child');

@@ -9,6 +9,7 @@ import { storageFailure } from '../../format/disk-space';
 import { asideAdvice, isNoSpace } from '../../format/lifecycle';
 import { pauseAt } from '../../test-pause';
 import { childEnvironment } from './child-env';
+import { publishRunStatus } from './run-status';
 import { startIsolation, type Isolation, type Leak } from './isolate/isolated-run';
 import { playbackExitCode, type Mode } from '../proxy/session';
 import { Runtime, type SessionResult } from '../session/runtime';
@@ -55,6 +56,7 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
   const work = await mkdtemp(path.join(os.tmpdir(), 'btrfly-run-'));
   let runtime: Runtime | undefined;
   let isolation: Promise<Isolation> | undefined;
+  let unpublish: (() => Promise<void>) | undefined;
   try {
     runtime = await Runtime.start({ archive, upstream: opts.upstream, logger: opts.logger });
     // The namespace needs only the proxy's port: made while the session opens and the child's
@@ -74,6 +76,7 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
     if (opts.mode === 'record' || opts.append) {
       for (const p of await archive.asideRecordings(opened.info.tag)) opts.report(`btrfly: note: ${asideAdvice(p)}`);
     }
+    unpublish = await publishRunStatus(work, archive.dir, () => runtime!.status());
     await pauseAt('run-child');
     const env = await childEnvironment({ proxyUrl: opened.proxyUrl!, caPem: runtime.ca.certPem, workDir: work });
     const childEnv = { ...process.env, ...env, BTRFLY_SESSION: opened.info.id, BTRFLY_TAG: opened.info.tag };
@@ -99,6 +102,7 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
   } finally {
     // A run that failed before its command (an unknown tag) ends the helper it started; after a
     // run, ending it again is harmless.
+    await unpublish?.();
     await isolation?.then((i) => i.abort(), () => undefined);
     await runtime?.close().catch(() => {});
     await archive.close();

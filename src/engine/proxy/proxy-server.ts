@@ -8,6 +8,7 @@ import { silentLogger, type Logger } from '../base/log';
 import { listen } from '../base/listen';
 import type { Outcome } from './outcome';
 import { proxyCredential, type SessionInfo, type SessionTable } from './session';
+import { selectHttp1 } from '../tls/ca';
 
 /** What the proxy hands a request to. */
 export interface ProxySession {
@@ -257,7 +258,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
     const secure = new tls.TLSSocket(socket, {
       isServer: true,
       secureContext: context,
-      ALPNProtocols: ['http/1.1'],
+      ALPNCallback: selectHttp1,
       SNICallback: opts.contexts.sniCallback,
     });
     secure.on('error', (e) => log.warn({ authority, error: oneLine(e) }, 'client TLS failed'));

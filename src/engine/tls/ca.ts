@@ -22,7 +22,17 @@ export interface TlsServerOptions {
   SNICallback: (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void;
   key: string;
   cert: string;
-  ALPNProtocols: string[];
+  ALPNCallback: typeof selectHttp1;
+}
+
+/**
+ * The ALPN choice of btrfly's TLS servers: `http/1.1`, or `http/1.0` for a client that offers
+ * only that (`curl --http1.0`), since the HTTP/1.1 server answers both. A plain
+ * `ALPNProtocols: ['http/1.1']` makes Node end the handshake of such a client with a
+ * `no_application_protocol` alert. A client offering neither (h2 only) is refused with it.
+ */
+export function selectHttp1({ protocols }: { protocols: string[] }): string | undefined {
+  return ['http/1.1', 'http/1.0'].find((p) => protocols.includes(p));
 }
 
 /**
@@ -99,13 +109,13 @@ export class CertificateAuthority {
   /**
    * Options for `tls.createServer`/`https.createServer`: certificates chosen by SNI, and
    * for a client that sends none (it connected to an IP) a default certificate for
-   * `defaultName`, or when omitted for `localhost`, `127.0.0.1` and `::1`. ALPN offers
-   * only `http/1.1`, the protocol btrfly's proxy speaks.
+   * `defaultName`, or when omitted for `localhost`, `127.0.0.1` and `::1`. ALPN selects
+   * `http/1.1` (or `http/1.0`), what btrfly's proxy speaks ({@link selectHttp1}).
    */
   async serverOptions(defaultName?: string): Promise<TlsServerOptions> {
     const names = defaultName === undefined ? ['localhost', '127.0.0.1', '::1'] : [normaliseServerName(defaultName)];
     const { certPem } = await issueLeaf(this.issuer, this.leafKey.publicKey, names);
-    return { SNICallback: this.sniCallback, key: this.leafKeyPem, cert: certPem, ALPNProtocols: ['http/1.1'] };
+    return { SNICallback: this.sniCallback, key: this.leafKeyPem, cert: certPem, ALPNCallback: selectHttp1 };
   }
 
   /** How many names currently hold a cached leaf. */
