@@ -118,12 +118,12 @@ export class BodyChecks {
   private constructor(
     readonly dir: string,
     private readonly key: KeyObject,
-    /** Set for checks kept in memory for the run: the files' bytes by path, nothing on disk. */
-    private readonly memory?: Map<string, Buffer>,
+    /** False for an archive btrfly may not write: every checks file it makes is kept in {@link kept} only. */
+    private readonly onDisk = true,
   ) {}
 
-  /** Checks files that could not be written to disk: kept for this process (a few dozen bytes a body). */
-  private readonly unsaved = new Map<string, Buffer>();
+  /** Checks files kept for this process, by path (a few dozen bytes a body): those of a read-only archive, and those the disk refused. */
+  private readonly kept = new Map<string, Buffer>();
 
   /**
    * The checks of an archive btrfly may not write: its key and files read where they are (a
@@ -132,7 +132,7 @@ export class BodyChecks {
    */
   static async readOnly(dir: string): Promise<BodyChecks> {
     const key = await readFile(join(dir, 'key')).catch(() => undefined);
-    return new BodyChecks(dir, createSecretKey(key?.length === 16 ? key : randomBytes(16)), new Map());
+    return new BodyChecks(dir, createSecretKey(key?.length === 16 ? key : randomBytes(16)), false);
   }
 
   /** Opens the store, making its key on first use (written aside and linked into place: two processes agree on one). */
@@ -175,7 +175,7 @@ export class BodyChecks {
    */
   async read(sha256: string, size: number): Promise<PartTags | undefined> {
     const path = this.path(sha256);
-    const file = this.memory?.get(path) ?? this.unsaved.get(path) ?? (await readFile(path).catch(() => undefined));
+    const file = this.kept.get(path) ?? (await readFile(path).catch(() => undefined));
     if (!file) return undefined;
     const parts = Math.ceil(size / CHECK_PART);
     const nonce = file.subarray(MAGIC.length, MAGIC.length + 8);
@@ -191,11 +191,8 @@ export class BodyChecks {
       })();
     if (!ok) {
       // A read-only archive's own file is left as it is (its key may be another): the body is checked by its SHA-256.
-      if (this.memory) this.memory.delete(path);
-      else {
-        this.unsaved.delete(path);
-        await rm(path, { force: true }).catch(() => undefined);
-      }
+      this.kept.delete(path);
+      if (this.onDisk) await rm(path, { force: true }).catch(() => undefined);
       return undefined;
     }
     const tags: Buffer[] = [];
@@ -208,7 +205,7 @@ export class BodyChecks {
    * an hour). @param opts.spareRecent keep files made in the last hour too (a recorder is running).
    */
   async prune(keep: ReadonlySet<string>, opts: { spareRecent?: boolean } = {}): Promise<void> {
-    if (this.memory) return;
+    if (!this.onDisk) return;
     const now = Date.now();
     const recent = (path: string): Promise<boolean> => stat(path).then((s) => now - s.mtimeMs < RECENT_MS, () => true);
     for (const prefix of await readdir(this.dir).catch(() => [] as string[])) {
@@ -239,12 +236,12 @@ export class BodyChecks {
     const c = gmac(this.key, tagger.nonce, FILE_TAG_INDEX);
     c.setAAD(body);
     const path = this.path(sha256);
-    if (this.memory) {
-      this.memory.set(path, Buffer.concat([body, finish(c)]));
+    const file = Buffer.concat([body, finish(c)]);
+    if (!this.onDisk) {
+      this.kept.set(path, file);
       return;
     }
     const tmp = `${path}.${randomUUID()}.tmp`;
-    const file = Buffer.concat([body, finish(c)]);
     try {
       await mkdir(join(path, '..'), { recursive: true });
       await writeFile(tmp, file);
@@ -252,7 +249,7 @@ export class BodyChecks {
     } catch {
       // Not on disk (no space, a path that is not a directory): kept for this process, as a
       // read-only archive's are, so a range of the body still has its checks.
-      this.unsaved.set(path, file);
+      this.kept.set(path, file);
       await rm(tmp, { force: true }).catch(() => undefined);
     }
   }

@@ -54,24 +54,28 @@ const IDLE_ENV: NodeJS.ProcessEnv = { GIT_TRACE_PACKET: '2' };
 const TRACED_PACKET = /^\d\d:\d\d:\d\d\.\d+ \S+:\d+ +packet: /;
 
 /**
- * A writer that passes git's stderr on to `out` as it comes (segments end in \r or \n, so a
- * progress line updates in place), less the lines of its packet trace.
+ * A writer that passes git's output on to `out` as it comes, segment by segment (segments end in
+ * \r or \n, so a progress line updates in place), less the segments `drop` matches; `end` passes
+ * on what is left of a last, unterminated segment.
  */
-function withoutTracedPackets(out: (s: string) => void): { write(s: string): void; end(): void } {
+export function segmentFilter(drop: RegExp, out: (s: string) => void): { write(s: string): void; end(): void } {
   let partial = '';
   return {
     write(s) {
       const segments = (partial + s).split(/(?<=[\r\n])/);
       partial = /[\r\n]$/.test(segments[segments.length - 1]) ? '' : segments.pop()!;
-      const keep = segments.filter((seg) => !TRACED_PACKET.test(seg)).join('');
+      const keep = segments.filter((seg) => !drop.test(seg)).join('');
       if (keep) out(keep);
     },
     end() {
-      if (partial && !TRACED_PACKET.test(partial)) out(partial);
+      if (partial && !drop.test(partial)) out(partial);
       partial = '';
     },
   };
 }
+
+/** git's stderr less the lines of its packet trace. */
+const withoutTracedPackets = (out: (s: string) => void): ReturnType<typeof segmentFilter> => segmentFilter(TRACED_PACKET, out);
 
 /**
  * One archive's git: `--git-dir` fixed, the long-lived helpers started on first use and

@@ -414,6 +414,20 @@ function queryPairs(url: string): Array<[string, string]> {
     });
 }
 
+type RedactedNames = { anyCase: boolean; wanted: ReadonlySet<string>; secret: ReadonlySet<string> };
+const namesOf = new WeakMap<object, RedactedNames>();
+
+/** The name sets of a recording's redactions, made once per redactions object (every request with a query reads them). */
+function nameSets(redact: Pick<Redactions, 'query' | 'queryAnyCase' | 'secretQuery'>): RedactedNames {
+  let sets = namesOf.get(redact);
+  if (!sets) {
+    const anyCase = redact.queryAnyCase === true;
+    sets = { anyCase, wanted: new Set(anyCase ? redact.query.map((n) => n.toLowerCase()) : redact.query), secret: new Set(redact.secretQuery) };
+    namesOf.set(redact, sets);
+  }
+  return sets;
+}
+
 /** Whether a recording's URLs hold redacted query values, which a request's URL must be redacted like before it is matched. */
 export function redactsQuery(redact: Pick<Redactions, 'query' | 'secretQuery'>): boolean {
   return redact.query.length > 0 || (redact.secretQuery?.length ?? 0) > 0;
@@ -429,11 +443,8 @@ export function redactsQuery(redact: Pick<Redactions, 'query' | 'secretQuery'>):
 export function redactUrl(original: string, redact: Pick<Redactions, 'query' | 'queryAnyCase' | 'secretQuery'>, key: Buffer): string {
   const url = stripUserinfo(original);
   const q = url.indexOf('?');
-  const names = redact.query;
   if (q < 0 || !redactsQuery(redact)) return url;
-  const anyCase = redact.queryAnyCase === true;
-  const wanted = new Set(anyCase ? names.map((n) => n.toLowerCase()) : names);
-  const secret = new Set(redact.secretQuery);
+  const { anyCase, wanted, secret } = nameSets(redact);
   const hash = url.indexOf('#', q);
   const end = hash < 0 ? url.length : hash;
   const params = url

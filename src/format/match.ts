@@ -6,9 +6,6 @@
 import { compareEntries, compareStrings, decodeQueryPart, entryKey, HMAC_PREFIX, redactUrl, REDACTED } from './manifest';
 import type { Entry, Header, Manifest, MatchRule } from './types';
 
-/** The key of a recording whose only redacted parameters are placeholders (`redact.secretQuery`), which need none. */
-const NO_KEY = Buffer.alloc(0);
-
 /** A request as the matcher sees it. `bodySha256` is the digest of its body, when it has one. */
 export interface MatchRequest {
   method: string;
@@ -83,8 +80,8 @@ export class RecordingIndex {
   private readonly loosening = new Map<string, Loosening>();
 
   /**
-   * @param redactKey the archive's key for redacted query parameters (`manifest.redact.query`);
-   *   without it a request carrying such a parameter cannot match.
+   * @param redactKey the user's key for redacted query parameters (`manifest.redact`): given, a
+   *   request's URL is redacted here; without it the caller gives URLs already redacted (the player does).
    */
   constructor(
     private readonly manifest: Manifest,
@@ -162,9 +159,7 @@ export class RecordingIndex {
   }
 
   private redact(url: string): string {
-    const r = this.manifest.redact;
-    if (r.query.length && this.redactKey) return redactUrl(url, r, this.redactKey);
-    return r.secretQuery?.length ? redactUrl(url, { ...r, query: [] }, NO_KEY) : url;
+    return this.redactKey ? redactUrl(url, this.manifest.redact, this.redactKey) : url;
   }
 
   private keyOf(method: string, url: string): { key: string; normUrl: string; base: string; host: string } {

@@ -8,7 +8,7 @@ import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
 import { gitTempFiles, removeGitTempsSince } from './archive-maintenance';
 import { storageFailure } from './disk-space';
-import type { GitResult } from './git';
+import { segmentFilter, type GitResult } from './git';
 import { lastGitMessage } from './git-process';
 import { isNoSpace } from './lifecycle';
 import type { PushSplit } from './push-split';
@@ -50,14 +50,11 @@ export interface TagTransfer {
  * the summary per tag comes after verification.
  */
 export function withoutRefLines(out: NodeJS.WritableStream): NodeJS.WritableStream {
-  let partial = '';
+  const filter = segmentFilter(/^From |^ [*+ !=t-] .* -> refs\/btrfly\/incoming\//, (s) => out.write(s));
   return new Writable({
     decodeStrings: false,
     write(chunk: string | Buffer, _enc, cb) {
-      const segments = (partial + chunk.toString()).split(/(?<=[\r\n])/);
-      partial = /[\r\n]$/.test(segments[segments.length - 1]) ? '' : segments.pop()!;
-      const keep = segments.filter((seg) => !/^From |^ [*+ !=t-] .* -> refs\/btrfly\/incoming\//.test(seg)).join('');
-      if (keep) out.write(keep);
+      filter.write(chunk.toString());
       cb();
     },
   });

@@ -4,6 +4,7 @@
  * and names that socket in `<config dir>/runs/<pid>.json`, removed when the run ends.
  */
 import * as http from 'node:http';
+import { readJsonAnswer } from '../service/json-answer';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { configDir } from '../base/config-dir';
@@ -66,18 +67,7 @@ export async function runStatuses(): Promise<RunStatus[]> {
 
 function askRun(socket: string): Promise<RunStatus> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ socketPath: socket, path: '/status', timeout: 5000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        try {
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as RunStatus);
-        } catch (e) {
-          reject(e as Error);
-        }
-      });
-      res.on('error', reject);
-    });
+    const req = http.get({ socketPath: socket, path: '/status', timeout: 5000 }, (res) => resolve(readJsonAnswer<RunStatus>(res, 'the run', 'SESSION')));
     req.once('timeout', () => req.destroy(new Error('timeout')));
     req.once('error', reject);
   });

@@ -7,17 +7,11 @@ import { BtrflyError, isBtrflyError, oneLine } from '../../errors';
 import { silentLogger, type Logger } from '../base/log';
 import { listen } from '../base/listen';
 import type { Outcome } from './outcome';
-import { proxyCredential, type SessionInfo, type SessionTable } from './session';
+import { proxyCredential, type LiveSession, type SessionTable } from './session';
 import { selectHttp1 } from '../tls/ca';
 
-/** What the proxy hands a request to. */
-export interface ProxySession {
-  info: SessionInfo;
-  /** Answers the request; resolves with how it ended, for metrics and logs. */
-  handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<Outcome>;
-  /** The URL as logs may show it (secret query values redacted). */
-  loggedUrl(url: URL): string;
-}
+/** What the proxy hands a request to: a live session, as far as the proxy uses it. */
+export type ProxySession = Pick<LiveSession, 'info' | 'handle' | 'loggedUrl'>;
 
 /** Mints the TLS context for a host name (or IP literal) the client asked for. */
 export interface ContextSource {

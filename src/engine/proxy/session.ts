@@ -139,6 +139,7 @@ export interface CloseOptions {
 /** A live session as the runtime holds it: it answers requests and owns its close. */
 export interface LiveSession {
   readonly info: SessionInfo;
+  /** Answers the request; resolves with how it ended, for metrics and logs. */
   handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<Outcome>;
   /** A URL as a log may show it: as the session stores and matches it, its secret query values redacted, no `user:password@`. */
   loggedUrl(url: URL): string;
