@@ -31,4 +31,12 @@ if (process.env[MARK]) {
   });
 }
 
+// oclif reads the login shell from the passwd database when SHELL is unset, and that throws for
+// a uid with no passwd entry (a container run with --user 1234, some CI runners): SHELL is lent a
+// value here and taken back by every command's init (BtrflyCommand, src/cli/base.ts) before it runs.
+if (process.env.SHELL === undefined) {
+  process.env.SHELL = 'sh';
+  process.env.BTRFLY_SHELL_STAND_IN = '1';
+}
+
 require('@oclif/core').execute({ dir: __dirname }).catch(require('@oclif/core/handle'));

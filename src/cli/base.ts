@@ -54,6 +54,19 @@ export abstract class BtrflyCommand extends Command {
   private teardowns: Array<() => Promise<void> | void> = [];
 
   /**
+   * Takes back the SHELL that bin/run.js lends oclif when it is unset (oclif would ask the passwd
+   * database, which throws for a uid with no entry), before anything runs: no command btrfly
+   * starts sees a SHELL its user did not set.
+   */
+  override async init(): Promise<void> {
+    if (process.env.BTRFLY_SHELL_STAND_IN !== undefined) {
+      delete process.env.SHELL;
+      delete process.env.BTRFLY_SHELL_STAND_IN;
+    }
+    await super.init();
+  }
+
+  /**
    * A signal that aborts on the first SIGINT, SIGTERM or SIGHUP, with an INTERRUPTED error (exit
    * 128 + the signal's number, as a shell reports it) saying `advice`: the command stops at its
    * next safe point and its teardown runs (locks released, temporary refs dropped) instead of the

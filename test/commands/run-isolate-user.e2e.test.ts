@@ -15,11 +15,15 @@ import { testWhen } from '../helpers/when';
 /** A uid with no passwd entry, not 65534: that is the overflow uid an unmapped owner shows as. */
 const USER = 4242;
 
-/** A directory owned by USER, with its HOME and btrfly's config inside. */
+/**
+ * A directory owned by USER, with its HOME and btrfly's config inside. SHELL is unset, as for a
+ * container run with --user and no passwd entry: oclif then asks the passwd database for the
+ * login shell, and btrfly must not let that throw.
+ */
 function userHome(): { dir: string; env: NodeJS.ProcessEnv } {
   const dir = tmpDir('btrfly-isolate-user-');
   chownSync(dir, USER, USER);
-  const env = { HOME: dir, XDG_CONFIG_HOME: join(dir, 'config'), XDG_DATA_HOME: join(dir, 'data'), XDG_CACHE_HOME: join(dir, 'cache'), BTRFLY_CONFIG_DIR: join(dir, 'config', 'btrfly') };
+  const env = { SHELL: undefined, HOME: dir, XDG_CONFIG_HOME: join(dir, 'config'), XDG_DATA_HOME: join(dir, 'data'), XDG_CACHE_HOME: join(dir, 'cache'), BTRFLY_CONFIG_DIR: join(dir, 'config', 'btrfly') };
   return { dir, env };
 }
 
@@ -37,6 +41,7 @@ describe('btrfly run --isolate runs the command as the user who started btrfly',
       'id -g > out/gid',
       'echo built > out/file',
       'stat -c "%u %g" out/file . > out/owners',
+      'echo "${SHELL-unset}" > out/shell',
       // As the namespace's root it could flush btrfly's rules (and the leak sets read at the end).
       'nft flush ruleset 2>/dev/null && echo flushed > out/nft || echo refused > out/nft',
       `curl -sSf --noproxy '*' -o out/body http://plain.test:${plain.port}/gen/3000?seed=user`,
@@ -48,6 +53,7 @@ describe('btrfly run --isolate runs the command as the user who started btrfly',
     expect(readFileSync(join(out, 'gid'), 'utf8')).toBe(`${USER}\n`);
     expect(readFileSync(join(out, 'owners'), 'utf8')).toBe(`${USER} ${USER}\n${USER} ${USER}\n`);
     expect(readFileSync(join(out, 'nft'), 'utf8')).toBe('refused\n');
+    expect(readFileSync(join(out, 'shell'), 'utf8')).toBe('unset\n');
     expect(readFileSync(join(out, 'body')).length).toBe(3000);
     const st = statSync(join(out, 'file'));
     expect([st.uid, st.gid]).toEqual([USER, USER]);
