@@ -10,6 +10,7 @@ import { asideAdvice, isNoSpace } from '../../format/lifecycle';
 import { pauseAt } from '../../test-pause';
 import { childEnvironment } from './child-env';
 import { publishRunStatus } from './run-status';
+import { watchDirectConnections, type DirectConnection } from './direct-connections';
 import { startIsolation, type Isolation, type Leak } from './isolate/isolated-run';
 import { playbackExitCode, type Mode } from '../proxy/session';
 import { Runtime, type SessionResult } from '../session/runtime';
@@ -84,6 +85,7 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
       ? await (await isolation!).run(opts.command, childEnv, opened.info.id)
       : await runChild(opts.command, childEnv);
     if (child.problem) opts.report(`btrfly: ${child.problem}`);
+    for (const line of summarizeDirect(child.direct ?? [], opts.mode === 'record' || !!opts.append)) opts.report(line);
     // A recording with leaks lacks what they would have fetched: it never becomes the tag, even
     // with --seal-on-failure (--allow-leaks is the flag that accepts them), and the run fails
     // with 1 when the command itself succeeded (docs/decisions.md, "Leaks hold a recording back").
@@ -114,12 +116,15 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
 interface ChildOutcome {
   code: number;
   problem?: string;
+  /** Without --isolate: the servers the command was seen connecting to around btrfly. */
+  direct?: DirectConnection[];
 }
 
 /** Runs the child with inherited stdio, forwarding Ctrl-C and termination; resolves with its exit status. */
 function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<ChildOutcome> {
   return new Promise((resolve) => {
     const child = spawn(command[0], command.slice(1), { stdio: 'inherit', env });
+    const watch = child.pid === undefined ? undefined : watchDirectConnections(child.pid);
     const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
     const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]).map((s) => [s, forward(s)] as const);
     for (const [s, h] of handlers) process.on(s, h);
@@ -128,6 +133,7 @@ function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<ChildOutco
     };
     child.once('error', (e: NodeJS.ErrnoException) => {
       done();
+      watch?.stop();
       resolve(
         e.code === 'ENOENT'
           ? { code: 127, problem: `command not found: ${command[0]}: check the command after "--"` }
@@ -136,9 +142,23 @@ function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<ChildOutco
     });
     child.once('exit', (code, signal) => {
       done();
-      resolve({ code: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1) });
+      resolve({ code: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1), direct: watch?.stop() });
     });
   });
+}
+
+/**
+ * The end-of-run lines for the servers a command (without --isolate) reached around btrfly: a
+ * warning, not a failure, since a connection may be meant (a database on the network) and a short
+ * one may have gone unseen.
+ */
+export function summarizeDirect(direct: DirectConnection[], recorded: boolean): string[] {
+  if (direct.length === 0) return [];
+  return [
+    `btrfly: warning: the command connected to ${direct.length} server(s) around btrfly, so ${recorded ? 'what it fetched there is not in the recording' : 'the playback did not keep it from the network'}:`,
+    ...direct.map((d) => `  ${d.address.includes(':') ? `[${d.address}]` : d.address}:${d.port} (${d.program})`),
+    'btrfly: make those clients use HTTPS_PROXY and HTTP_PROXY, or run with --isolate, which records them (and names what it cannot carry)',
+  ];
 }
 
 /**
