@@ -291,7 +291,7 @@ export class RecordSession {
       request: {
         method: req.method ?? 'GET',
         url: storedUrl,
-        headers: selectingRequestHeaders(headerPairs(req.rawHeaders), headerValue(received, 'vary'), this.redact),
+        headers: selectingRequestHeaders(headerPairs(req.rawHeaders), headerValue(received, 'vary'), this.redact, encoding),
         ...(bodySha256 ? { bodySha256 } : {}),
       },
       ordinal: 0,
