@@ -168,7 +168,14 @@ export class Upstream {
       timeout: this.timeoutMs,
     });
     const response = new Promise<http.IncomingMessage>((resolve, reject) => {
-      req.once('response', resolve);
+      req.once('response', (res: http.IncomingMessage) => {
+        // A body that ends with the connection (no length, not chunked) cut by a reset: Node
+        // reports the reset on the request only, then ends the body as if complete. It is not.
+        req.on('error', (e) => {
+          if (!res.complete) res.destroy(e);
+        });
+        resolve(res);
+      });
       req.once('error', (e) => reject(upstreamError(url, e)));
       req.once('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
     });
