@@ -28,6 +28,13 @@ export interface UpstreamOptions {
   allow?: string[];
 }
 
+/**
+ * The most bytes of response head record reads from an origin. Node's default (16 KiB) refused
+ * heads that curl and browsers read (large `Set-Cookie`, `Link` or CSP headers): curl takes
+ * 100 KiB and more, so record takes what a client it stands in for would.
+ */
+export const MAX_HEADER_BYTES = 256 * 1024;
+
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void;
 
 /**
@@ -166,6 +173,7 @@ export class Upstream {
       ...(isHttps && this.tunnelContext ? { secureContext: this.tunnelContext } : {}),
       signal,
       timeout: this.timeoutMs,
+      maxHeaderSize: MAX_HEADER_BYTES,
     });
     const response = new Promise<http.IncomingMessage>((resolve, reject) => {
       req.once('response', (res: http.IncomingMessage) => {
