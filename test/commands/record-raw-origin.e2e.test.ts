@@ -3,8 +3,9 @@
  * bytes by hand on loopback (plain and TLS): the request's headers reach the origin as the
  * client wrote them (names, case, order, repeats; hop-by-hop ones dropped), the response is
  * stored as the origin sent it (status text, header names with their case and order, repeats,
- * a chunked body's bytes), and a body the origin cuts off is not recorded at all (also one
- * without a length that a reset ends).
+ * a chunked body's bytes), no client gets a Date the origin did not send (record or playback),
+ * and a body the origin cuts off is not recorded at all (also one without a length that a
+ * reset ends).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -144,5 +145,12 @@ describe.each([
     const key = `GET ${base}/headers #${entry.ordinal}`;
     for (const v of volatile.entries[key] ?? []) merged.splice(v.index, 0, { name: v.name, value: v.value });
     expect(merged).toEqual(RECORDED);
+
+    // The origin sent no Date: the client got none at record, nor at playback (not this run's clock).
+    expect(sent.filter((l) => /^< date:/i.test(l))).toEqual([]);
+    const play = await runCli(['run', '--playback', '--tag=raw', '--archive', archive, '--', 'curl', '-sS', '-D', '-', '-o', '/dev/null', `${base}/headers`]);
+    expect(play.code).toBe(0);
+    expect(play.stdout).toMatch(/^set-cookie: a=1; Path=\/\r$/m);
+    expect(play.stdout).not.toMatch(/^date:/im);
   }, 180_000);
 });

@@ -39,6 +39,8 @@ const DECODERS: Record<string, () => Transform> = {
  */
 export async function sendRecorded(req: IncomingMessage, res: ServerResponse, answer: RecordedAnswer, bodies: BodyStore, count: (bytes: number) => void): Promise<void> {
   const { entry } = answer;
+  // The recorded Date (volatile.json), or none where the origin sent none: not this run's clock.
+  res.sendDate = false;
   const status = entry.response.status;
   const size = entry.response.content.size;
   let headers = withoutHeaders(answer.headers, 'content-length', 'transfer-encoding');
