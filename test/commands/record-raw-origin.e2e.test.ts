@@ -45,7 +45,8 @@ interface RawOrigin {
 async function rawOrigin(secure: boolean): Promise<RawOrigin> {
   const heads = new Map<string, string[]>();
   const sockets = new Set<net.Socket>();
-  const serve = (socket: net.Socket): void => {
+  /** `tcp`: the connection under `socket` (its TLS), for a reset. */
+  const serve = (socket: net.Socket, tcp: net.Socket = socket): void => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     let buffered = Buffer.alloc(0);
@@ -67,7 +68,7 @@ async function rawOrigin(secure: boolean): Promise<RawOrigin> {
         } else if (path === '/cut-close') {
           // A body that ends with the connection, which is reset part way.
           socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n');
-          socket.write(CUT_BODY, () => socket.resetAndDestroy());
+          socket.write(CUT_BODY, () => tcp.resetAndDestroy());
         } else {
           socket.write('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
         }
@@ -78,7 +79,8 @@ async function rawOrigin(secure: boolean): Promise<RawOrigin> {
   let server: net.Server;
   if (secure) {
     const cert = testCa().issue();
-    server = tls.createServer({ key: cert.keyPem, cert: cert.certPem }, serve);
+    // TLS over a socket of our own: only a TCP socket can be reset.
+    server = net.createServer((tcp) => serve(new tls.TLSSocket(tcp, { isServer: true, key: cert.keyPem, cert: cert.certPem }), tcp));
   } else server = net.createServer(serve);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
