@@ -15,6 +15,7 @@ import { authorizeSession, mayRead, TokenStore, type TokenRecord } from './token
 import { webUi } from './web-ui';
 import type { Logger } from '../base/log';
 import { listen } from '../base/listen';
+import { systemResolvers } from '../dns/system-resolvers';
 
 export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
   /** Where the HTTPS API (and `/metrics`) listens; default the DNS/proxy address. */
@@ -63,7 +64,11 @@ export async function runService(opts: ServiceOptions): Promise<void> {
   let metrics: ServiceMetrics | undefined;
   // A session's host makes the service fetch what it asks for: never its metadata, loopback or itself.
   const upstream = { ...opts.upstream, deny: [...serviceDenyList([opts.address, opts.apiAddress]), ...(opts.upstream.deny ?? [])] };
-  const serving = await startServing({ ...opts, upstream, onResponse: (e) => metrics?.onResponse(e) });
+  // Hosts in no session (a revoked one still pointed here, one left over) get real answers: from
+  // --upstream-dns, else from the resolvers this machine uses. Record keeps resolving as the machine does.
+  const forward = opts.upstreamDns.length ? opts.upstreamDns : await systemResolvers([opts.address]);
+  if (forward.length === 0) opts.logger.warn('no upstream resolver (no --upstream-dns, none in /etc/resolv.conf): hosts in no session get SERVFAIL');
+  const serving = await startServing({ ...opts, upstreamDns: forward, upstream, onResponse: (e) => metrics?.onResponse(e) });
   opts.logger.info({ deny: upstream.deny, allow: upstream.allow ?? [] }, 'upstream addresses record refuses');
   const { runtime } = serving;
   metrics = new ServiceMetrics(() => runtime.status());

@@ -16,7 +16,7 @@ export interface ServingOptions {
   httpPort: number;
   httpsPort: number;
   proxyPort: number;
-  /** Resolvers the DNS server forwards to for clients in no session, and record resolves with. */
+  /** Resolvers the DNS server forwards to for clients in no session (record resolves with `upstream.dns`). */
   upstreamDns: string[];
   upstream: UpstreamOptions;
   configDir?: string;
@@ -41,7 +41,6 @@ export interface Serving {
  */
 export async function startServing(opts: ServingOptions): Promise<Serving> {
   const archive = await Archive.open(opts.archiveDir, { create: true });
-  const upstream = { ...opts.upstream, dns: opts.upstream.dns?.length ? opts.upstream.dns : opts.upstreamDns };
   let runtime: Runtime | undefined;
   let dns: DnsServer | undefined;
   const close = async (how: CloseOptions = {}): Promise<void> => {
@@ -57,7 +56,7 @@ export async function startServing(opts: ServingOptions): Promise<Serving> {
       proxyPort: opts.proxyPort,
       httpPort: opts.httpPort,
       httpsPort: opts.httpsPort,
-      upstream,
+      upstream: opts.upstream,
       configDir: opts.configDir,
       logger: opts.logger,
       onResponse: opts.onResponse,

@@ -1,0 +1,55 @@
+/**
+ * What a hostile or mistaken user of a real `btrfly serve` on loopback meets: DNS for a host in
+ * no session, and `btrfly login` against the wrong certificate or a port that does not speak TLS.
+ */
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { dig, startFakeUpstream, UPSTREAM_A, type FakeUpstream } from '../engine/dns-fixtures';
+import { createToken, runCli, serviceDir, startService, testCa, type StartedService } from '../helpers';
+
+describe('btrfly serve attacked on loopback', () => {
+  const dir = serviceDir('btrfly-service-review-');
+  let upstream: FakeUpstream;
+  let served: StartedService;
+  let dnsPort = 0;
+  let token = '';
+
+  beforeAll(async () => {
+    upstream = await startFakeUpstream();
+    // The service host's own resolver file names the fake upstream; serve is given no --upstream-dns.
+    const resolvConf = path.join(dir.work, 'resolv.conf');
+    writeFileSync(resolvConf, `nameserver 127.0.0.1:${upstream.port}\n`);
+    token = await createToken(dir.tokens, 'record,playback', 'team-a/*');
+    served = await startService(dir, {}, [], { BTRFLY_RESOLV_CONF: resolvConf, BTRFLY_SYSTEMD_RESOLV_CONF: path.join(dir.work, 'none') });
+    dnsPort = Number(/serving DNS on 127\.0\.0\.1:(\d+)/.exec(served.service.stderr)![1]);
+  });
+
+  test('without --upstream-dns a host in no session gets the real answer from the service host\'s resolvers, not SERVFAIL', async () => {
+    const r = await dig({ port: dnsPort }, 'example.test', 'A', { from: '127.0.0.2' });
+    expect(r.status).toBe('NOERROR');
+    expect(r.answers).toEqual([`A ${UPSTREAM_A}`]);
+    expect(upstream.queries).toContain('example.test A');
+  });
+
+  test('login without the service\'s CA: one line saying to give --ca, no Node hint', async () => {
+    const r = await runCli(['login', served.api, '--token', token]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^btrfly: the btrfly service at https:\/\/127\.0\.0\.1:\d+ has a certificate this host does not trust \(.+\): give "btrfly login" the service's CA with --ca FILE \("btrfly ca export" on the service\)/);
+    expect(r.stderr).not.toContain('use-system-ca');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  test('login --ca of another CA: one line saying it is not the CA that signed the service\'s certificate', async () => {
+    const other = path.join(dir.work, 'other-ca.pem');
+    writeFileSync(other, testCa().certPem);
+    const r = await runCli(['login', served.api, '--token', token, '--ca', other]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/does not trust \(.+\): the --ca given to "btrfly login" is not the CA that signed it/);
+  });
+
+  test('login to a port that does not speak TLS (the proxy): one line saying so and where the API is', async () => {
+    const r = await runCli(['login', `https://127.0.0.1:${served.proxyPort}`, '--token', token, '--ca', dir.caPath]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^btrfly: the btrfly service at https:\/\/127\.0\.0\.1:\d+ did not answer in TLS \(EPROTO\): give the URL of the service's HTTPS API/);
+  });
+});
