@@ -52,4 +52,19 @@ describe('btrfly serve attacked on loopback', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^btrfly: the btrfly service at https:\/\/127\.0\.0\.1:\d+ did not answer in TLS \(EPROTO\): give the URL of the service's HTTPS API/);
   });
+
+  test('a hand-damaged token store: one line naming the record and what is wrong, not a TypeError; no unknown scope is honoured', async () => {
+    const store = path.join(dir.work, 'damaged-tokens.json');
+    const good = { id: '0123456789ab', scopes: ['record'], tags: ['team-a/*'], hash: 'a'.repeat(64), created: '2026-01-01T00:00:00.000Z' };
+    for (const [bad, why] of [
+      [{ id: 'x' }, 'its id is not 12 hex digits'],
+      [{ ...good, scopes: ['admin', 'root'] }, 'token 0123456789ab: its scopes are not a list of record, playback, admin'],
+      [{ ...good, tags: undefined }, 'token 0123456789ab: its tags are not a list of patterns'],
+    ] as const) {
+      writeFileSync(store, JSON.stringify({ btrflyTokens: 1, tokens: [good, bad] }), { mode: 0o600 });
+      const r = await runCli(['token', 'list', '--tokens', store]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(`btrfly: token 2 of ${store} is damaged (${why}): restore the file from a backup, or mend or delete that record by hand\n`);
+    }
+  });
 });
