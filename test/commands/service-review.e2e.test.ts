@@ -3,6 +3,7 @@
  * no session, and `btrfly login` against the wrong certificate or a port that does not speak TLS.
  */
 import { writeFileSync } from 'node:fs';
+import * as https from 'node:https';
 import * as path from 'node:path';
 import { dig, startFakeUpstream, UPSTREAM_A, type FakeUpstream } from '../engine/dns-fixtures';
 import { createToken, runCli, serviceDir, startService, testCa, type StartedService } from '../helpers';
@@ -22,6 +23,28 @@ describe('btrfly serve attacked on loopback', () => {
     token = await createToken(dir.tokens, 'record,playback', 'team-a/*');
     served = await startService(dir, {}, [], { BTRFLY_RESOLV_CONF: resolvConf, BTRFLY_SYSTEMD_RESOLV_CONF: path.join(dir.work, 'none') });
     dnsPort = Number(/serving DNS on 127\.0\.0\.1:(\d+)/.exec(served.service.stderr)![1]);
+  });
+
+  /** One GET to the API, trusting the service's CA; with `tok` as bearer token when given. */
+  const get = (urlPath: string, tok?: string) =>
+    new Promise<{ status: number; headers: Record<string, string | string[] | undefined> }>((resolve, reject) => {
+      const headers = tok ? { authorization: `Bearer ${tok}` } : undefined;
+      https
+        .get(new URL(urlPath, served.api), { ca: served.caPem, headers }, (res) => {
+          res.resume().on('end', () => resolve({ status: res.statusCode!, headers: res.headers }));
+        })
+        .once('error', reject);
+    });
+
+  test('the UI may not be framed by another site (also for browsers without frame-ancestors); API answers are never cached', async () => {
+    const page = await get('/ui/');
+    expect(page.status).toBe(200);
+    expect(page.headers['x-frame-options']).toBe('DENY');
+    expect(page.headers['content-security-policy']).toContain("frame-ancestors 'none'");
+    for (const p of ['/v1/status', '/v1/tags', '/metrics']) {
+      const r = await get(p, token);
+      expect([p, r.status, r.headers['cache-control']]).toEqual([p, 200, 'no-store']);
+    }
   });
 
   test('without --upstream-dns a host in no session gets the real answer from the service host\'s resolvers, not SERVFAIL', async () => {

@@ -99,6 +99,8 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     // sessions of revoked tokens to leave the table (their sealing goes on behind). One read
     // of the token store serves both.
     app.use((req, res, next) => {
+      // What follows answers with a team's data: no browser or proxy cache may keep it.
+      res.setHeader('Cache-Control', 'no-store');
       const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
       revoked
         .check()
