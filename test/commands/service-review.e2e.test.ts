@@ -4,8 +4,10 @@
  */
 import { writeFileSync } from 'node:fs';
 import * as https from 'node:https';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { dig, startFakeUpstream, UPSTREAM_A, type FakeUpstream } from '../engine/dns-fixtures';
+import { API_CONNECTIONS, PROXY_CONNECTIONS } from '../../src/engine/service/service';
 import { createToken, runCli, serviceDir, startService, testCa, type StartedService } from '../helpers';
 
 describe('btrfly serve attacked on loopback', () => {
@@ -90,4 +92,35 @@ describe('btrfly serve attacked on loopback', () => {
       expect(r.stderr).toBe(`btrfly: token 2 of ${store} is damaged (${why}): restore the file from a backup, or mend or delete that record by hand\n`);
     }
   });
+
+  /**
+   * `count` silent TCP connections from 127.0.0.2 to `port`; resolves once the service has closed
+   * `closing` of them, with the sockets and a counter of those it closed.
+   */
+  const silentConnections = (port: number, count: number, closing: number) =>
+    new Promise<{ sockets: net.Socket[]; closed: () => number }>((resolve) => {
+      let closed = 0;
+      const sockets = Array.from({ length: count }, () => {
+        const s = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' });
+        s.on('error', () => undefined);
+        s.once('close', () => {
+          if (++closed === closing) resolve({ sockets, closed: () => closed });
+        });
+        return s;
+      });
+    });
+
+  test.each([
+    ['API', () => new URL(served.api).port, API_CONNECTIONS.perAddress],
+    ['proxy', () => String(served.proxyPort), PROXY_CONNECTIONS.perAddress],
+  ])('one client holding silent connections to the %s cannot take more than its share; other hosts are still served', async (what, port, cap) => {
+    const { sockets, closed } = await silentConnections(Number(port()), cap + 5, 5);
+    try {
+      expect((await get('/v1/status', token)).status).toBe(200);
+      expect(closed()).toBe(5);
+      expect(served.service.stdout).toContain(`"client":"127.0.0.2","limit":${cap},"msg":"${what}: refused connections from a client past its limit of open connections"`);
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+  }, 15_000);
 });

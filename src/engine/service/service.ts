@@ -14,6 +14,7 @@ import { serviceDenyList } from '../proxy/upstream-policy';
 import { authorizeSession, mayRead, TokenStore, type TokenRecord } from './tokens';
 import { webUi } from './web-ui';
 import type { Logger } from '../base/log';
+import { limitConnections, type ConnectionLimits } from '../base/connection-limit';
 import { listen } from '../base/listen';
 import { systemResolvers } from '../dns/system-resolvers';
 
@@ -33,6 +34,13 @@ export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
 
 /** Every 5 s (and at every API call) a session whose token was revoked is ended. */
 export const SWEEP_MS = 5_000;
+
+/** The API's deadlines (ms): TLS handshake, request head, whole request (bodies are at most 64 KiB). */
+const API_TIMEOUTS = { handshake: 30_000, headers: 30_000, request: 60_000 };
+/** A build host makes a call or two at a time; a web UI a few. */
+export const API_CONNECTIONS: ConnectionLimits = { perAddress: 64, total: 2048 };
+/** A build opens many downloads at once, but not a thousand; one host may not hold the process's descriptors. */
+export const PROXY_CONNECTIONS: ConnectionLimits = { perAddress: 1024, total: 8192 };
 
 export interface ReadyInfo {
   /** The API's (and the web UI's) URL, e.g. `https://10.0.0.5:8443`. */
@@ -68,7 +76,7 @@ export async function runService(opts: ServiceOptions): Promise<void> {
   // --upstream-dns, else from the resolvers this machine uses. Record keeps resolving as the machine does.
   const forward = opts.upstreamDns.length ? opts.upstreamDns : await systemResolvers([opts.address]);
   if (forward.length === 0) opts.logger.warn('no upstream resolver (no --upstream-dns, none in /etc/resolv.conf): hosts in no session get SERVFAIL');
-  const serving = await startServing({ ...opts, upstreamDns: forward, upstream, onResponse: (e) => metrics?.onResponse(e) });
+  const serving = await startServing({ ...opts, upstreamDns: forward, upstream, connectionLimits: PROXY_CONNECTIONS, onResponse: (e) => metrics?.onResponse(e) });
   opts.logger.info({ deny: upstream.deny, allow: upstream.allow ?? [] }, 'upstream addresses record refuses');
   const { runtime } = serving;
   metrics = new ServiceMetrics(() => runtime.status());
@@ -171,11 +179,15 @@ export async function runService(opts: ServiceOptions): Promise<void> {
       opts.apiCert && opts.apiKey ? { cert: await readPem(opts.apiCert, 'certificate'), key: await readPem(opts.apiKey, 'key') } : await runtime.ca.serverOptions(apiAddress);
     let server: https.Server;
     try {
-      server = https.createServer(tlsOptions, app);
+      server = https.createServer({ ...tlsOptions, handshakeTimeout: API_TIMEOUTS.handshake }, app);
     } catch (e) {
       throw new BtrflyError('CONFIG', `--api-cert ${opts.apiCert} and --api-key ${opts.apiKey} are not a PEM certificate and its private key (${oneLine(e)}): give the pair in PEM, or leave both out for a certificate from btrfly's CA`);
     }
     api = server;
+    // API calls are small and quick: a connection silent for long, or one too many, is an attack on every host.
+    server.headersTimeout = API_TIMEOUTS.headers;
+    server.requestTimeout = API_TIMEOUTS.request;
+    limitConnections(server, API_CONNECTIONS, opts.logger, 'API');
     const port = await listen(server, apiAddress, opts.apiPort).catch((e: unknown) => {
       throw new BtrflyError('NETWORK', `cannot listen for the API on ${apiAddress}:${opts.apiPort}: ${oneLine(e)}`);
     });

@@ -2,6 +2,7 @@ import { oneLine } from '../../errors';
 import { Archive } from '../../format/archive';
 import { startDnsServer, type DnsServer } from '../dns/dns-server';
 import type { Logger } from '../base/log';
+import type { ConnectionLimits } from '../base/connection-limit';
 import type { ResponseEvent } from '../proxy/proxy-server';
 import { Runtime } from './runtime';
 import type { UpstreamOptions } from '../proxy/upstream';
@@ -24,6 +25,8 @@ export interface ServingOptions {
   /** Stops the daemon or the service when it aborts, as SIGTERM does. */
   signal?: AbortSignal;
   onResponse?: (e: ResponseEvent) => void;
+  /** Caps on the proxy's open connections (the service's; the daemon's clients are this host). */
+  connectionLimits?: ConnectionLimits;
 }
 
 export interface Serving {
@@ -60,6 +63,7 @@ export async function startServing(opts: ServingOptions): Promise<Serving> {
       configDir: opts.configDir,
       logger: opts.logger,
       onResponse: opts.onResponse,
+      connectionLimits: opts.connectionLimits,
     });
     const sessions = runtime.sessions;
     const dnsLog = opts.logger.child({ component: 'dns' });
