@@ -29,11 +29,13 @@ describe('btrfly serve attacked on loopback', () => {
 
   /** One GET to the API, trusting the service's CA; with `tok` as bearer token when given. */
   const get = (urlPath: string, tok?: string) =>
-    new Promise<{ status: number; headers: Record<string, string | string[] | undefined> }>((resolve, reject) => {
+    new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>((resolve, reject) => {
       const headers = tok ? { authorization: `Bearer ${tok}` } : undefined;
       https
         .get(new URL(urlPath, served.api), { ca: served.caPem, headers }, (res) => {
-          res.resume().on('end', () => resolve({ status: res.statusCode!, headers: res.headers }));
+          let body = '';
+          res.setEncoding('utf8').on('data', (s: string) => (body += s));
+          res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
         })
         .once('error', reject);
     });
@@ -46,6 +48,18 @@ describe('btrfly serve attacked on loopback', () => {
     for (const p of ['/v1/status', '/v1/tags', '/metrics']) {
       const r = await get(p, token);
       expect([p, r.status, r.headers['cache-control']]).toEqual([p, 200, 'no-store']);
+    }
+  });
+
+  test('a tag not found: the caller is told where tags are listed, not the archive\'s directory on the service host', async () => {
+    for (const p of ['/v1/recording?spec=team-a/none', '/v1/log?tag=team-a/none', '/v1/diff?from=team-a/none&to=team-a/other']) {
+      const r = await get(p, token);
+      expect([p, r.status, JSON.parse(r.body)]).toEqual([
+        p,
+        404,
+        { error: { code: 'TAG_NOT_FOUND', message: 'tag "team-a/none" not found on the service: GET /v1/tags (the web UI\'s Tags) lists the tags this token may read', tag: 'team-a/none' } },
+      ]);
+      expect(r.body).not.toContain(dir.work);
     }
   });
 
