@@ -4,11 +4,19 @@
  */
 import { writeFileSync } from 'node:fs';
 import * as https from 'node:https';
+import * as http from 'node:http';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { dig, startFakeUpstream, UPSTREAM_A, type FakeUpstream } from '../engine/dns-fixtures';
 import { API_CONNECTIONS, PROXY_CONNECTIONS } from '../../src/engine/service/service';
+import { describeWhen } from '../helpers/when';
 import { createToken, runCli, serviceDir, startService, testCa, type StartedService } from '../helpers';
+
+/** An address of this machine other than loopback, where a service of the host may listen. */
+const OWN_ADDRESS = Object.values(os.networkInterfaces())
+  .flat()
+  .find((i) => i && !i.internal && i.family === 'IPv4')?.address;
 
 describe('btrfly serve attacked on loopback', () => {
   const dir = serviceDir('btrfly-service-review-');
@@ -137,4 +145,40 @@ describe('btrfly serve attacked on loopback', () => {
       for (const s of sockets) s.destroy();
     }
   }, 15_000);
+
+  describeWhen(OWN_ADDRESS ? undefined : 'a network interface with an IPv4 address other than loopback')('the service host\'s own addresses', () => {
+    test('a host in a session cannot make the service fetch from another address of the service host (a management interface)', async () => {
+      const hits: string[] = [];
+      const inside = http.createServer((req, res) => (hits.push(req.url!), res.end('internal\n')));
+      await new Promise<void>((resolve) => inside.listen(0, OWN_ADDRESS, resolve));
+      const target = `${OWN_ADDRESS}:${(inside.address() as net.AddressInfo).port}`;
+      try {
+        const post = await new Promise<{ session: { id: string } }>((resolve, reject) => {
+          const req = https.request(new URL('/v1/sessions', served.api), { method: 'POST', ca: served.caPem, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (res) => {
+            let body = '';
+            res.setEncoding('utf8').on('data', (c: string) => (body += c));
+            res.on('end', () => (res.statusCode === 201 ? resolve(JSON.parse(body) as { session: { id: string } }) : reject(new Error(body))));
+          });
+          req.once('error', reject).end(JSON.stringify({ tag: 'team-a/inside', mode: 'record' }));
+        });
+        const answer = await new Promise<{ status: number; error: string | string[] | undefined }>((resolve, reject) => {
+          http
+            .get({ host: '127.0.0.1', port: served.proxyPort, path: `http://${target}/admin`, headers: { host: target } }, (res) => {
+              res.resume().on('end', () => resolve({ status: res.statusCode!, error: res.headers['x-btrfly-upstream-error'] }));
+            })
+            .once('error', reject);
+        });
+        expect(answer).toEqual({ status: 502, error: 'denied' });
+        expect(hits).toEqual([]);
+        await new Promise<void>((resolve, reject) => {
+          https
+            .request(new URL(`/v1/sessions/${post.session.id}?discard=1`, served.api), { method: 'DELETE', ca: served.caPem, headers: { authorization: `Bearer ${token}` } }, (res) => res.resume().on('end', resolve))
+            .once('error', reject)
+            .end();
+        });
+      } finally {
+        inside.close();
+      }
+    });
+  });
 });
