@@ -181,4 +181,30 @@ describe('btrfly serve attacked on loopback', () => {
       }
     });
   });
+
+  test('--address that hosts cannot be told (a wildcard, a name) or that this host does not have: exit 2, one line', async () => {
+    const serve = (address: string) =>
+      runCli(['serve', '--address', address, '--archive', path.join(dir.work, 'unused'), '--tokens', dir.tokens, ...['--dns-port', '--http-port', '--https-port', '--proxy-port', '--api-port'].flatMap((f) => [f, '0'])]);
+    for (const a of ['0.0.0.0', '::', 'localhost']) {
+      expect(await serve(a)).toMatchObject({ code: 2, stderr: `btrfly: --address ${a} is not an address build hosts can be told: DNS answers it for every name, so give this host's IP address on their network (e.g. --address 10.0.0.5); --api-address may be 0.0.0.0\n` });
+    }
+    const r = await serve('192.0.2.254');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^btrfly: --address 192\.0\.2\.254 is not an address of this host \(it has 127\.0\.0\.1, [^\n]*\): give one of them\n$/);
+  });
+
+  test('with an IPv6 --address a host in a session is told it in AAAA answers (A answers were dropped as invalid)', async () => {
+    const v6 = await startService(serviceDir('btrfly-service-v6-'), { address: '::1', tokens: dir.tokens }, [], { BTRFLY_RESOLV_CONF: path.join(dir.work, 'none') });
+    const port = Number(/serving DNS on ::1:(\d+)/.exec(v6.service.stderr)![1]);
+    const opened = await new Promise<number>((resolve, reject) => {
+      https
+        .request(new URL('/v1/sessions', v6.api), { method: 'POST', ca: v6.caPem, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (res) => res.resume().on('end', () => resolve(res.statusCode!)))
+        .once('error', reject)
+        .end(JSON.stringify({ tag: 'team-a/v6', mode: 'record' }));
+    });
+    expect(opened).toBe(201);
+    expect((await dig({ port, host: '::1' }, 'example.test', 'AAAA')).answers).toEqual(['AAAA ::1']);
+    expect(await dig({ port, host: '::1' }, 'example.test', 'A')).toMatchObject({ status: 'NOERROR', answers: [] });
+    await v6.service.stop();
+  });
 });

@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import * as net from 'node:net';
+import * as os from 'node:os';
 import * as https from 'node:https';
 import express from 'express';
 import { BtrflyError, isBtrflyError, oneLine } from '../../errors';
@@ -66,6 +68,7 @@ export interface RegisteredSession {
  * serves it. Runs until SIGTERM/SIGINT, then seals open recordings.
  */
 export async function runService(opts: ServiceOptions): Promise<void> {
+  checkServiceAddress(opts.address, opts.apiAddress);
   const tokens = new TokenStore(opts.tokenStore);
   // Assigned once the runtime exists; the response callback handed to startServing reads it later.
   // eslint-disable-next-line prefer-const
@@ -205,6 +208,23 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     // A recording being sealed after its token's revocation finishes before the archive closes.
     await revokedEnding?.();
     await serving.close();
+  }
+}
+
+/**
+ * Refuses, in one line, a `--address` that hosts in a session cannot be told (a name, a wildcard:
+ * DNS answers it for every name, and 0.0.0.0 would send each host to itself) and an address no
+ * interface of this host has (Node would only say EADDRNOTAVAIL, from whichever listener came first).
+ */
+function checkServiceAddress(address: string, apiAddress: string | undefined): void {
+  if (!net.isIP(address) || address === '0.0.0.0' || address === '::') {
+    throw new BtrflyError('USAGE', `--address ${address} is not an address build hosts can be told: DNS answers it for every name, so give this host's IP address on their network (e.g. --address 10.0.0.5); --api-address may be 0.0.0.0`);
+  }
+  const local = Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
+  for (const [flag, a] of [['--address', address], ['--api-address', apiAddress]] as const) {
+    if (a && a !== '0.0.0.0' && a !== '::' && net.isIP(a) && !local.includes(a)) {
+      throw new BtrflyError('USAGE', `${flag} ${a} is not an address of this host (it has ${local.join(', ')}): give one of them`);
+    }
   }
 }
 

@@ -1,3 +1,4 @@
+import * as net from 'node:net';
 import { oneLine } from '../../errors';
 import { Archive } from '../../format/archive';
 import { startDnsServer, type DnsServer } from '../dns/dns-server';
@@ -70,7 +71,7 @@ export async function startServing(opts: ServingOptions): Promise<Serving> {
     dns = await startDnsServer({
       address: opts.address,
       port: opts.dnsPort,
-      answerFor: (client) => (sessions.bySourceAddress(client) ? { ipv4: opts.address } : null),
+      answerFor: (client) => (sessions.bySourceAddress(client) ? (net.isIPv6(opts.address) ? { ipv6: opts.address } : { ipv4: opts.address }) : null),
       upstream: opts.upstreamDns,
       log: ({ level, msg, ...data }) => dnsLog[level](data, msg),
     });
