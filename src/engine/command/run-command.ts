@@ -148,7 +148,9 @@ function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<ChildOutco
 export function summarizeLeaks(leaks: Leak[], allowed: boolean, recorded: boolean): string[] {
   if (leaks.length === 0) return [];
   return [
-    `btrfly: ${leaks.length} connection(s) btrfly cannot carry were refused inside the namespace (nothing reached the network):`,
+    leaks.some((l) => l.uncounted)
+      ? 'btrfly: connections btrfly cannot carry were refused inside the namespace, and not all of them were counted (nothing reached the network):'
+      : `btrfly: ${leaks.length} connection(s) btrfly cannot carry were refused inside the namespace (nothing reached the network):`,
     ...leaks.map((l) => `  ${l.protocol} ${l.address.includes(':') ? `[${l.address}]` : l.address}${l.port !== undefined ? `:${l.port}` : ''}: ${l.reason}`),
     allowed
       ? 'btrfly: --allow-leaks: the run does not fail for them'
