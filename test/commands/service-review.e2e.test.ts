@@ -148,37 +148,36 @@ describe('btrfly serve attacked on loopback', () => {
 
   describeWhen(OWN_ADDRESS ? undefined : 'a network interface with an IPv4 address other than loopback')('the service host\'s own addresses', () => {
     test('a host in a session cannot make the service fetch from another address of the service host (a management interface)', async () => {
-      const hits: string[] = [];
-      const inside = http.createServer((req, res) => (hits.push(req.url!), res.end('internal\n')));
-      await new Promise<void>((resolve) => inside.listen(0, OWN_ADDRESS, resolve));
-      const target = `${OWN_ADDRESS}:${(inside.address() as net.AddressInfo).port}`;
-      try {
-        const post = await new Promise<{ session: { id: string } }>((resolve, reject) => {
-          const req = https.request(new URL('/v1/sessions', served.api), { method: 'POST', ca: served.caPem, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (res) => {
-            let body = '';
-            res.setEncoding('utf8').on('data', (c: string) => (body += c));
-            res.on('end', () => (res.statusCode === 201 ? resolve(JSON.parse(body) as { session: { id: string } }) : reject(new Error(body))));
-          });
-          req.once('error', reject).end(JSON.stringify({ tag: 'team-a/inside', mode: 'record' }));
+      // No server is started on that address (tests serve only on loopback or in namespaces they
+      // make): the port is one nothing listens on, so a fetch the policy let through would fail to
+      // connect, with another error than `denied`.
+      const closed = net.createServer();
+      await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+      const port = (closed.address() as net.AddressInfo).port;
+      await new Promise<void>((resolve) => closed.close(() => resolve()));
+      const target = `${OWN_ADDRESS}:${port}`;
+      const post = await new Promise<{ session: { id: string } }>((resolve, reject) => {
+        const req = https.request(new URL('/v1/sessions', served.api), { method: 'POST', ca: served.caPem, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (c: string) => (body += c));
+          res.on('end', () => (res.statusCode === 201 ? resolve(JSON.parse(body) as { session: { id: string } }) : reject(new Error(body))));
         });
-        const answer = await new Promise<{ status: number; error: string | string[] | undefined }>((resolve, reject) => {
-          http
-            .get({ host: '127.0.0.1', port: served.proxyPort, path: `http://${target}/admin`, headers: { host: target } }, (res) => {
-              res.resume().on('end', () => resolve({ status: res.statusCode!, error: res.headers['x-btrfly-upstream-error'] }));
-            })
-            .once('error', reject);
-        });
-        expect(answer).toEqual({ status: 502, error: 'denied' });
-        expect(hits).toEqual([]);
-        await new Promise<void>((resolve, reject) => {
-          https
-            .request(new URL(`/v1/sessions/${post.session.id}?discard=1`, served.api), { method: 'DELETE', ca: served.caPem, headers: { authorization: `Bearer ${token}` } }, (res) => res.resume().on('end', resolve))
-            .once('error', reject)
-            .end();
-        });
-      } finally {
-        inside.close();
-      }
+        req.once('error', reject).end(JSON.stringify({ tag: 'team-a/inside', mode: 'record' }));
+      });
+      const answer = await new Promise<{ status: number; error: string | string[] | undefined }>((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port: served.proxyPort, path: `http://${target}/admin`, headers: { host: target } }, (res) => {
+            res.resume().on('end', () => resolve({ status: res.statusCode!, error: res.headers['x-btrfly-upstream-error'] }));
+          })
+          .once('error', reject);
+      });
+      expect(answer).toEqual({ status: 502, error: 'denied' });
+      await new Promise<void>((resolve, reject) => {
+        https
+          .request(new URL(`/v1/sessions/${post.session.id}?discard=1`, served.api), { method: 'DELETE', ca: served.caPem, headers: { authorization: `Bearer ${token}` } }, (res) => res.resume().on('end', resolve))
+          .once('error', reject)
+          .end();
+      });
     });
   });
 
