@@ -19,7 +19,7 @@ import { checkGitLfs, LFS_POINTER_NAME, lfsOidOfPointerName, LfsStore, STORAGE_L
 import { readJournal } from './journal';
 import { makeDirs, MakeDirError } from './make-dirs';
 import type { AsideRecording } from './lifecycle';
-import { lockHolder, type LockHolder } from './lock';
+import { lockHolder, lockPending, type LockHolder } from './lock';
 import { parseManifest, parseVolatile } from './manifest';
 import { validateTagName } from './names';
 import { repairAdvice, type TagLeft, type BodyLocation, type BodyStore, type BodyWriter, type ByteRange, type Recording, type StoredBody } from './types';
@@ -471,11 +471,18 @@ export class Archive implements BodyStore {
 
   /** Deletes a stopped writer's journal; its bodies become garbage for `gc`. */
   async discardPending(id: string): Promise<void> {
-    await unlink(this.journalPath(id)).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') throw new BtrflyError('NOT_FOUND', `no pending recording "${id}": run "btrfly status" to list them`);
-      throw e;
-    });
-    await this.dropPendingRef(id);
+    const path = this.journalPath(id);
+    // Never while a `pending seal` of it runs in another process (it would seal what we report dropped).
+    const unlockPending = await lockPending(path, id);
+    try {
+      await unlink(path).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') throw new BtrflyError('NOT_FOUND', `no pending recording "${id}": run "btrfly status" to list them`);
+        throw e;
+      });
+      await this.dropPendingRef(id);
+    } finally {
+      await unlockPending();
+    }
   }
 
   /** @internal the ref `gc` made to keep a pending recording's bodies. */

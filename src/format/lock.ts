@@ -87,6 +87,21 @@ export async function lockTag(locksDir: string, tag: string, session: string, re
   };
 }
 
+/**
+ * Takes the lock of a pending recording's journal, so that `pending seal` and `pending drop`
+ * (from two processes) never act on the same recording at once: one of them finishes, the
+ * other is refused, or finds it gone. Returns the release.
+ * @throws BtrflyError TAG_BUSY when another process holds it.
+ */
+export async function lockPending(journalPath: string, id: string): Promise<() => Promise<void>> {
+  try {
+    return await lockfile.lock(journalPath, { realpath: false, lockfilePath: `${journalPath}.lock`, stale: STALE_MS, retries: 0, onCompromised: () => undefined });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
+    throw new BtrflyError('TAG_BUSY', `pending recording ${id} is being sealed or dropped by another btrfly process: wait for it to finish, then run "btrfly status"`, { data: { id } });
+  }
+}
+
 /** The holder of a tag's lock, or null when nobody records it. */
 export async function lockHolder(locksDir: string, tag: string): Promise<LockHolder | null> {
   const base = join(locksDir, lockName(tag));

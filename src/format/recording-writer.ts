@@ -4,7 +4,7 @@
  * tag's lock (docs/contract.md, "Atomic tags").
  */
 import { randomUUID } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { access, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BtrflyError } from '../errors';
@@ -15,7 +15,7 @@ import type { TreeEntry } from './git';
 import { JournalWriter, readJournal, type JournalContent, type JournalEntry } from './journal';
 import { waitForGc } from './gc-lock';
 import { LFS_ATTRIBUTES } from './lfs-store';
-import { lockTag, type TagLock } from './lock';
+import { lockPending, lockTag, type TagLock } from './lock';
 import { emptyManifest, entryKey, serializeManifest, serializeVolatile } from './manifest';
 import { PACKAGES_LOCK, recordingPackages, serializePackagesLock } from './packages';
 import { REVIEW_ATTRIBUTES } from './review-attributes';
@@ -334,9 +334,17 @@ export async function sealPending(archive: Archive, id: string, opts: { message?
   // The tag's lock, so a live writer of the same recording refuses us (TAG_BUSY).
   const lock = await lockTag(archive.locksDir, j.begin.tag, `seal-${id}`);
   try {
-    const commit = await sealJournal(archive, path, opts);
-    await archive.dropPendingRef(id);
-    return commit;
+    // And the journal's own, so a `pending drop` in another process waits its turn.
+    const unlockPending = await lockPending(path, id);
+    try {
+      // A seal or drop that ran between our read and our locks left nothing to seal.
+      if (!existsSync(path)) throw new BtrflyError('NOT_FOUND', `no pending recording "${id}": it was sealed or dropped meanwhile; run "btrfly status" to list them`);
+      const commit = await sealJournal(archive, path, opts);
+      await archive.dropPendingRef(id);
+      return commit;
+    } finally {
+      await unlockPending();
+    }
   } finally {
     await lock.release();
   }
