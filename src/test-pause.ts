@@ -11,12 +11,13 @@
  * `pull-fetched` (a pull's fetch is in its quarantine refs, nothing verified yet), `repair-pack`
  * (a repair wrote a pack again, the old one not yet moved aside), `repair-fetch` (a repair set
  * the damaged objects aside, before it fetches them), `repair-verify` (a repair is over, before
- * `verify --repair` checks the archive again).
+ * `verify --repair` checks the archive again), `lock-takeover` (a recorder found the tag's lock
+ * held by a dead process, before it takes it over).
  */
 import { existsSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export type PausePoint = 'run-child' | 'body-part' | 'seal-ref' | 'gc-locked' | 'pull-fetched' | 'repair-pack' | 'repair-fetch' | 'repair-verify';
+export type PausePoint = 'run-child' | 'body-part' | 'seal-ref' | 'gc-locked' | 'pull-fetched' | 'repair-pack' | 'repair-fetch' | 'repair-verify' | 'lock-takeover';
 
 export async function pauseAt(point: PausePoint): Promise<void> {
   const wanted = process.env.BTRFLY_TEST_PAUSE_AT;

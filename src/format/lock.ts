@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import * as lockfile from 'proper-lockfile';
 import { BtrflyError } from '../errors';
 import { processAlive } from '../process-alive';
+import { pauseAt } from '../test-pause';
 
 /** A lock whose holder died is taken over after this long without a heartbeat. */
 const STALE_MS = 15_000;
@@ -59,11 +60,14 @@ export async function lockTag(locksDir: string, tag: string, session: string, re
     });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
-    const other = await lockHolder(locksDir, tag);
+    let other = await lockHolder(locksDir, tag);
     if (!other && !retried) {
-      // The holder died on this host (kill -9) before its lock went stale: take it over now.
-      await rm(`${base}.lock`, { recursive: true, force: true });
-      return lockTag(locksDir, tag, session, true);
+      // The holder died on this host (kill -9) before its lock went stale: take it over now,
+      // one process at a time, so two recorders that start together never both take it.
+      await pauseAt('lock-takeover');
+      const taken = await takeOver(locksDir, tag, session);
+      if (taken) return taken;
+      other = await lockHolder(locksDir, tag);
     }
     const who = other ? `session ${other.session}, pid ${other.pid} on ${other.host}, since ${other.since}` : 'by another process';
     throw new BtrflyError('TAG_BUSY', `tag "${tag}" is already being recorded (${who}): stop it first or pick another tag`, {
@@ -99,6 +103,42 @@ export async function lockPending(journalPath: string, id: string): Promise<() =
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
     throw new BtrflyError('TAG_BUSY', `pending recording ${id} is being sealed or dropped by another btrfly process: wait for it to finish, then run "btrfly status"`, { data: { id } });
+  }
+}
+
+/**
+ * Takes over the lock of `tag` from a dead holder under a short mutex (`<tag>.takeover`, no
+ * `.lock` suffix so no listing takes it for a tag). Inside it the holder is looked at again:
+ * another process may have taken the lock over meanwhile, and then it is theirs. The dead
+ * holder's file goes first, so a lock without one reads as held by someone unnamed, never as dead.
+ * Returns undefined when the lock is not free to take (the caller reports who holds it).
+ */
+async function takeOver(locksDir: string, tag: string, session: string): Promise<TagLock | undefined> {
+  const base = join(locksDir, lockName(tag));
+  let unlockMutex: () => Promise<void>;
+  try {
+    // Its own file name: proper-lockfile keeps one lock a file name in a process, and the tag's is `base`.
+    unlockMutex = await lockfile.lock(`${base}.takeover`, {
+      realpath: false,
+      lockfilePath: `${base}.takeover`,
+      stale: STALE_MS,
+      retries: { retries: 50, minTimeout: 10, maxTimeout: 100 },
+      onCompromised: () => undefined,
+    });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
+    return undefined;
+  }
+  try {
+    if (await lockHolder(locksDir, tag)) return undefined;
+    await unlink(`${base}.json`).catch(() => undefined);
+    await rm(`${base}.lock`, { recursive: true, force: true });
+    return await lockTag(locksDir, tag, session, true);
+  } catch (e) {
+    if (e instanceof BtrflyError && e.code === 'TAG_BUSY') return undefined;
+    throw e;
+  } finally {
+    await unlockMutex();
   }
 }
 
