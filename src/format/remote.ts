@@ -245,7 +245,10 @@ async function takeTag(
       problems,
     };
   }
+  await pauseAt('pull-verified');
   if (!(await git.updateRef(`refs/heads/${tag}`, commit, local))) {
+    // Another pull (a second terminal, a parallel CI job) moved it to this same recording first.
+    if ((await archive.tagCommit(tag)) === commit) return { tag, status: 'same', from: commit, to: commit };
     return { tag, code: 'TAG_MOVED', message: `tag "${tag}" changed here while btrfly was pulling it: run the pull again` };
   }
   if (restoring && local === commit) return { tag, status: 'restored', from: local, to: commit };
