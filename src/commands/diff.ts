@@ -9,7 +9,7 @@ export default class Diff extends BtrflyCommand {
   static override summary = 'Show the packages and URLs added, removed and changed between two recordings';
   static override description =
     'A and B are T or T@REV, e.g. "btrfly diff mytag@1a2b3c4 mytag" compares an older recording of mytag with its newest. ' +
-    'Entries are compared by method, URL and ordinal; a change is a different status or body. ' +
+    'Entries are compared by method, URL and ordinal; a change is a different status, body, redirect target (Location), Content-Type or Content-Encoding. ' +
     '--format markdown prints a pull-request comment.';
   static override examples = [
     '<%= config.bin %> diff example1@1a2b3c4 example1',

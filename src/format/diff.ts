@@ -2,7 +2,8 @@
  * What changed between two recordings, led by packages: the package changes (added, removed,
  * upgraded, downgraded, changed, fetched from other URLs), the metadata documents counted
  * (refreshed, new, gone), then
- * the entries added, removed and changed (status or digest), keyed by method, URL and ordinal;
+ * the entries added, removed and changed (status, digest, or a header that decides what the client
+ * does with the answer: its redirect target, type or coding), keyed by method, URL and ordinal;
  * and its renderings for a terminal, a pull-request comment (Markdown) and `--json`.
  */
 import { compareEntries, entryKey } from './manifest';
@@ -26,6 +27,13 @@ export interface DiffEntry extends DiffSide {
   class: EntryClass;
 }
 
+/** A response header that differs between the two answers; a side without it has no value. */
+export interface HeaderChange {
+  name: string;
+  from?: string;
+  to?: string;
+}
+
 export interface DiffChange {
   method: string;
   url: string;
@@ -33,6 +41,8 @@ export interface DiffChange {
   class: EntryClass;
   from: DiffSide;
   to: DiffSide;
+  /** The headers of {@link ANSWER_HEADERS} that differ (a redirect's new target...), when any does. */
+  headers?: HeaderChange[];
 }
 
 /** Plain data; this is also the `--json` form. `added`, `removed` and `changed` list every URL, whatever its class. */
@@ -64,6 +74,31 @@ export interface DiffRenderOptions {
   all?: boolean;
 }
 
+/**
+ * Response headers that change what a client does with the same status and body: where a
+ * redirect sends it, how it reads the body. A re-recording that changes only one of them is a
+ * change (a 302 whose body is the same page but whose target moved to another host).
+ */
+export const ANSWER_HEADERS: readonly string[] = ['Location', 'Content-Type', 'Content-Encoding'];
+
+/** A header's value, repeated fields joined as HTTP does; undefined when absent. */
+function headerOf(e: Entry, name: string): string | undefined {
+  const lower = name.toLowerCase();
+  const values = e.response.headers.filter((h) => h.name.toLowerCase() === lower).map((h) => h.value);
+  return values.length ? values.join(', ') : undefined;
+}
+
+/** The {@link ANSWER_HEADERS} that differ between two answers, in that order. */
+function headerChanges(a: Entry, b: Entry): HeaderChange[] {
+  const out: HeaderChange[] = [];
+  for (const name of ANSWER_HEADERS) {
+    const from = headerOf(a, name);
+    const to = headerOf(b, name);
+    if (from !== to) out.push({ name, ...(from !== undefined && { from }), ...(to !== undefined && { to }) });
+  }
+  return out;
+}
+
 const side = (e: Entry): DiffSide => ({ status: e.response.status, size: e.response.content.size, sha256: e.response.content.sha256 });
 const classOf = (p: RecordingPackages, e: Entry): EntryClass => p.classes.get(entryKey(e)) ?? 'other';
 const item = (e: Entry, c: EntryClass): DiffEntry => ({ method: e.request.method, url: e.request.url, ordinal: e.ordinal, class: c, ...side(e) });
@@ -86,10 +121,14 @@ export function diffManifests(a: Manifest, b: Manifest): ManifestDiff {
   const out: ManifestDiff = { packages: diffPackages(pa.artifacts, pb.artifacts), metadata: { refreshed: 0, new: 0, gone: 0 }, added: [], removed: [], changed: [], unchanged: 0 };
   for (const e of [...b.entries].sort(compareEntries)) {
     const old = before.get(entryKey(e));
-    if (!old) out.added.push(item(e, classOf(pb, e)));
-    else if (old.response.status !== e.response.status || old.response.content.sha256 !== e.response.content.sha256) {
+    if (!old) {
+      out.added.push(item(e, classOf(pb, e)));
+      continue;
+    }
+    const headers = headerChanges(old, e);
+    if (old.response.status !== e.response.status || old.response.content.sha256 !== e.response.content.sha256 || headers.length) {
       const c = changedClass(classOf(pa, old), classOf(pb, e));
-      out.changed.push({ method: e.request.method, url: e.request.url, ordinal: e.ordinal, class: c, from: side(old), to: side(e) });
+      out.changed.push({ method: e.request.method, url: e.request.url, ordinal: e.ordinal, class: c, from: side(old), to: side(e), ...(headers.length && { headers }) });
     } else out.unchanged++;
   }
   for (const e of [...a.entries].sort(compareEntries)) if (!after.has(entryKey(e))) out.removed.push(item(e, classOf(pa, e)));
@@ -104,6 +143,9 @@ const delta = (d: ManifestDiff): number =>
   d.added.reduce((s, e) => s + e.size, 0) -
   d.removed.reduce((s, e) => s + e.size, 0) +
   d.changed.reduce((s, c) => s + c.to.size - c.from.size, 0);
+/** `Location: https://a/x → https://b/x`, each header that changed, `; ` between; `(none)` for an absent side. */
+const headerText = (hs: readonly HeaderChange[], arrow: string, value: (s: string) => string = printable): string =>
+  hs.map((h) => `${h.name}: ${h.from === undefined ? '(none)' : value(h.from)} ${arrow} ${h.to === undefined ? '(none)' : value(h.to)}`).join('; ');
 const signed = (n: number): string => (n > 0 ? `+${formatSize(n)}` : n < 0 ? formatSize(n) : '±0 B');
 
 
@@ -156,7 +198,7 @@ function urlLines(d: Pick<ManifestDiff, 'added' | 'removed' | 'changed'>, indent
   return [
     ...d.removed.map((e) => `${indent}- ${req(e)}  ${fmt(e)}`),
     ...d.added.map((e) => `${indent}+ ${req(e)}  ${fmt(e)}`),
-    ...d.changed.map((c) => `${indent}~ ${req(c)}  ${fmt(c.from)} -> ${fmt(c.to)}`),
+    ...d.changed.map((c) => `${indent}~ ${req(c)}  ${fmt(c.from)} -> ${fmt(c.to)}${c.headers ? `  ${headerText(c.headers, '->')}` : ''}`),
   ];
 }
 
@@ -192,7 +234,8 @@ function urlTable(d: Pick<ManifestDiff, 'added' | 'removed' | 'changed'>): strin
   for (const e of d.added) out.push(`| added | ${req(e)} | ${e.status} | ${formatSize(e.size)} | ${code(short(e.sha256))} |`);
   for (const e of d.removed) out.push(`| removed | ${req(e)} | ${e.status} | ${formatSize(e.size)} | ${code(short(e.sha256))} |`);
   for (const c of d.changed) {
-    const status = c.from.status === c.to.status ? `${c.to.status}` : `${c.from.status} → ${c.to.status}`;
+    const codes = c.from.status === c.to.status ? `${c.to.status}` : `${c.from.status} → ${c.to.status}`;
+    const status = c.headers ? `${codes} (${cell(headerText(c.headers, '→', codeSpan))})` : codes;
     const size = `${formatSize(c.from.size)} → ${formatSize(c.to.size)}`;
     out.push(`| changed | ${req(c)} | ${status} | ${size} | ${code(short(c.from.sha256))} → ${code(short(c.to.sha256))} |`);
   }
