@@ -296,9 +296,15 @@ function importEntry(e: HarEntryJson, i: number, where: string): ImportedEntry {
  */
 export async function fromHar(input: Readable, where: string): Promise<ImportedHar> {
   let doc: { log?: { creator?: { name?: string; version?: string }; entries?: unknown; _btrflyRules?: unknown; _btrflyRedact?: unknown } };
+  // Some Windows tools write a byte order mark first, which JSON.parse refuses (RFC 8259 §8.1 lets a reader skip it).
+  const text = (await readText(input)).replace(/^\ufeff/, '');
+  if (text.startsWith('WARC/')) {
+    throw new BtrflyError('IMPORT', `${where} is a WARC file: btrfly import reads HAR only: import a HAR of it (from "btrfly export T --format har", or a WARC-to-HAR tool)`, {
+      data: { file: where },
+    });
+  }
   try {
-    // Some Windows tools write a byte order mark first, which JSON.parse refuses (RFC 8259 §8.1 lets a reader skip it).
-    doc = JSON.parse((await readText(input)).replace(/^\ufeff/, ''));
+    doc = JSON.parse(text);
   } catch (e) {
     if (e instanceof SyntaxError) throw importError(where, `it is not JSON (${e.message})`);
     throw e;

@@ -282,6 +282,14 @@ describe('btrfly export and import', () => {
     await gitFsck(archive);
   });
 
+  it('import of a WARC btrfly exported: one line saying import reads HAR and how to get one; no tag', async () => {
+    const warc = join(out, 'small.warc');
+    expect((await cli('export', SMALL_2, '-o', warc)).code).toBe(0);
+    const r = await cli('import', warc, '--tag=from-warc');
+    expect([r.code, r.stderr]).toEqual([1, 'btrfly: small.warc is a WARC file: btrfly import reads HAR only: import a HAR of it (from "btrfly export T --format har", or a WARC-to-HAR tool)\n']);
+    expect((await cli('show', 'from-warc')).code).toBe(1);
+  });
+
   it('a hand-made HAR: headers that are not a list or have no name, a body in an encoding other than base64: one line each, no tag; a byte order mark is read past', async () => {
     const one = (request: Record<string, unknown>, response: Record<string, unknown>) =>
       JSON.stringify({ log: { version: '1.2', entries: [{ request: { method: 'GET', url: 'https://hand.test/x', ...request }, response: { status: 200, ...response } }] } });
