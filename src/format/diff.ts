@@ -126,8 +126,10 @@ export function diffManifests(a: Manifest, b: Manifest): ManifestDiff {
       continue;
     }
     const headers = headerChanges(old, e);
-    if (old.response.status !== e.response.status || old.response.content.sha256 !== e.response.content.sha256 || headers.length) {
-      const c = changedClass(classOf(pa, old), classOf(pb, e));
+    const answer = old.response.status !== e.response.status || old.response.content.sha256 !== e.response.content.sha256;
+    if (answer || headers.length) {
+      // A package file whose bytes stayed is no package change: its header change is listed with the other URLs.
+      const c = answer ? changedClass(classOf(pa, old), classOf(pb, e)) : classOf(pb, e) === 'metadata' ? 'metadata' : 'other';
       out.changed.push({ method: e.request.method, url: e.request.url, ordinal: e.ordinal, class: c, from: side(old), to: side(e), ...(headers.length && { headers }) });
     } else out.unchanged++;
   }

@@ -76,6 +76,20 @@ describe('diffManifests of URLs that are not packages', () => {
   });
 });
 
+describe('diffManifests of answers whose headers changed', () => {
+  const file = (type: string) =>
+    entry('https://registry.example/same/-/same-1.0.0.tgz', 'same bytes', { headers: [{ name: 'Content-Type', value: type }] });
+
+  it('a package file whose bytes stayed but whose Content-Type changed is listed with the other URLs, with the header', () => {
+    const d = diffManifests(manifestOf([file('application/octet-stream')]), manifestOf([file('application/gzip')]));
+    expect(d.packages).toEqual([]);
+    expect(d.changed).toMatchObject([{ class: 'other', headers: [{ name: 'Content-Type', from: 'application/octet-stream', to: 'application/gzip' }] }]);
+    expect(renderDiffText(d).split('\n')).toContain(
+      `~ GET https://registry.example/same/-/same-1.0.0.tgz  200 10 B ${sha('same bytes').slice(0, 12)} -> 200 10 B ${sha('same bytes').slice(0, 12)}  Content-Type: application/octet-stream -> application/gzip`,
+    );
+  });
+});
+
 describe('diffManifests of a package build', () => {
   const R = 'https://registry.example';
   const NPM = [{ name: 'Accept', value: 'application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*' }];
