@@ -276,7 +276,29 @@ export function renderDiffMarkdown(d: ManifestDiff, labels?: DiffLabels, opts: D
   }
   const others = urlTable(only(d, isOther));
   if (others.length) out.push(...others, '');
-  return out.join('\n').replace(/\n+$/, '\n');
+  return fitComment(out).join('\n').replace(/\n+$/, '\n');
+}
+
+/**
+ * The longest comment btrfly prints: GitHub refuses a comment of more than 65,536 characters
+ * (GitLab's limit is higher), and a diff of thousands of URLs is longer than that.
+ */
+export const MAX_COMMENT_CHARS = 60_000;
+
+/**
+ * The comment's lines, cut at a line so that it stays under {@link MAX_COMMENT_CHARS}, with a
+ * last line saying how many were left out and how to see them (the summary, first, keeps every count).
+ */
+function fitComment(lines: string[]): string[] {
+  let total = 0;
+  for (let i = 0; i < lines.length; i++) {
+    total += lines[i].length + 1;
+    if (total > MAX_COMMENT_CHARS - 200) {
+      const rest = lines.slice(i).filter((l) => l.startsWith('|') && !l.startsWith('|---') && !l.startsWith('| |') && !l.startsWith('| Package |')).length;
+      return [...lines.slice(0, i), '', `… ${rest} more rows left out to keep the comment under ${MAX_COMMENT_CHARS.toLocaleString('en')} characters: \`btrfly diff\` (text or --format json) lists every change.`];
+    }
+  }
+  return lines;
 }
 
 /** The `--json` form: the diff itself (every URL, each with its class), with the labels when given. */

@@ -1,4 +1,4 @@
-import { diffManifests, renderDiffJson, renderDiffMarkdown, renderDiffText } from '../../src/format/diff';
+import { MAX_COMMENT_CHARS, diffManifests, renderDiffJson, renderDiffMarkdown, renderDiffText } from '../../src/format/diff';
 import { formatSize } from '../../src/format/size';
 import { entry, manifestOf, sha } from './format-test-data';
 
@@ -87,6 +87,20 @@ describe('diffManifests of answers whose headers changed', () => {
     expect(renderDiffText(d).split('\n')).toContain(
       `~ GET https://registry.example/same/-/same-1.0.0.tgz  200 10 B ${sha('same bytes').slice(0, 12)} -> 200 10 B ${sha('same bytes').slice(0, 12)}  Content-Type: application/octet-stream -> application/gzip`,
     );
+  });
+});
+
+describe('a Markdown comment of a huge diff', () => {
+  it('stays under a comment\'s size limit, keeps the summary and says how many rows were left out', () => {
+    const urls = Array.from({ length: 3000 }, (_, i) => `https://files.example/dl/some/long/path/file-${String(i).padStart(4, '0')}.bin`);
+    const d = diffManifests(manifestOf(urls.map((u) => entry(u, 'old'))), manifestOf(urls.map((u) => entry(u, 'new!'))));
+    const md = renderDiffMarkdown(d, { from: 'ci@1111111', to: 'ci@2222222' });
+    expect(md.length).toBeLessThanOrEqual(MAX_COMMENT_CHARS);
+    const lines = md.trimEnd().split('\n');
+    expect(lines[0]).toBe('**btrfly diff** `ci@1111111` → `ci@2222222`: 0 added, 0 removed, 3000 changed, 0 unchanged (+2.9 KiB)');
+    const shown = lines.filter((l) => l.startsWith('| changed |')).length;
+    expect(shown).toBeGreaterThan(100);
+    expect(lines.at(-1)).toBe(`… ${3000 - shown} more rows left out to keep the comment under 60,000 characters: \`btrfly diff\` (text or --format json) lists every change.`);
   });
 });
 
