@@ -54,14 +54,15 @@ export abstract class BtrflyCommand extends Command {
   private teardowns: Array<() => Promise<void> | void> = [];
 
   /**
-   * Takes back the SHELL that bin/run.js lends oclif when it is unset (oclif would ask the passwd
-   * database, which throws for a uid with no entry), before anything runs: no command btrfly
-   * starts sees a SHELL its user did not set.
+   * Takes back what bin/run.js lends oclif's load when it is unset and the passwd database has no
+   * entry for the uid (SHELL, HOME), before anything runs: no command btrfly starts sees a
+   * variable its user did not set.
    */
   override async init(): Promise<void> {
-    if (process.env.BTRFLY_SHELL_STAND_IN !== undefined) {
-      delete process.env.SHELL;
-      delete process.env.BTRFLY_SHELL_STAND_IN;
+    const lent = process.env.BTRFLY_LENT_ENV;
+    if (lent !== undefined) {
+      for (const name of lent.split(',')) if (name === 'SHELL' || name === 'HOME') delete process.env[name];
+      delete process.env.BTRFLY_LENT_ENV;
     }
     await super.init();
   }

@@ -63,9 +63,22 @@ export function gitError(args: readonly string[], detail: string, cause?: unknow
  */
 const PACK_WINDOWS = ['-c', 'core.packedGitWindowSize=16m', '-c', 'core.packedGitLimit=64m'];
 
-/** git's argv for a command on the archive at `gitDir`, with its pack windows. */
+/**
+ * The user's own git settings (~/.gitconfig, GIT_CONFIG_GLOBAL, /etc/gitconfig, a `git -c` in
+ * GIT_CONFIG_PARAMETERS, which a build started from a git hook inherits) that made git act on
+ * the archive other than btrfly means, set back for every git btrfly starts (the command line's
+ * `-c` wins over them all; docs/notes/user-environment.md): a `core.hooksPath` ran the user's
+ * hooks on the archive (a failing reference-transaction hook failed every recording and gc, a
+ * pre-push hook every push), `i18n.logOutputEncoding=UTF-16` made every recording unreadable
+ * (with advice to repair it), `push.gpgSign` failed every push to a remote that takes no signed
+ * push; `commit.gpgSign` would sign the commits `commit-tree` makes, or fail them without a key.
+ * Transport settings (ssh, credentials, `http.*`, `url.*.insteadOf`) stay the user's.
+ */
+const OWN_SETTINGS = ['-c', 'core.hooksPath=/dev/null', '-c', 'i18n.logOutputEncoding=UTF-8', '-c', 'push.gpgSign=false', '-c', 'commit.gpgSign=false'];
+
+/** git's argv for a command on the archive at `gitDir`, with its pack windows and {@link OWN_SETTINGS}. */
 export function gitArgv(gitDir: string, args: readonly string[]): string[] {
-  return ['--git-dir', gitDir, ...PACK_WINDOWS, ...args];
+  return ['--git-dir', gitDir, ...PACK_WINDOWS, ...OWN_SETTINGS, ...args];
 }
 
 /**
