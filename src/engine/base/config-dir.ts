@@ -1,16 +1,19 @@
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { BtrflyError } from '../../errors';
 import { makeDirsSync, MakeDirError } from '../../format/make-dirs';
 
 /**
  * btrfly's per-user configuration directory (the CA and its key live here, never in
- * the archive): `$BTRFLY_CONFIG_DIR`, else `$XDG_CONFIG_HOME/btrfly`, else
+ * the archive): `$BTRFLY_CONFIG_DIR`, else `$XDG_CONFIG_HOME/btrfly` (when absolute), else
  * `~/.config/btrfly` (the XDG default, also used on macOS so one path works everywhere).
  * Created with mode 0700 when missing.
  */
 export function configDir(env: NodeJS.ProcessEnv = process.env): string {
-  const dir = env.BTRFLY_CONFIG_DIR || join(env.XDG_CONFIG_HOME || join(userHome(), '.config'), 'btrfly');
+  // A relative XDG_CONFIG_HOME is invalid and ignored (XDG Base Directory spec): taken as it is,
+  // the CA's private key went into a `relcfg/` of whatever directory btrfly ran in.
+  const xdg = env.XDG_CONFIG_HOME && isAbsolute(env.XDG_CONFIG_HOME) ? env.XDG_CONFIG_HOME : undefined;
+  const dir = env.BTRFLY_CONFIG_DIR || join(xdg || join(userHome(), '.config'), 'btrfly');
   try {
     makeDirsSync(dir, 0o700);
   } catch (e) {

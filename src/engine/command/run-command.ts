@@ -52,8 +52,12 @@ export interface RunResult {
  */
 export async function runCommand(opts: RunOptions): Promise<RunResult> {
   if (opts.command.length === 0) throw new BtrflyError('USAGE', 'no command to run: put it after "--", like btrfly run --record --tag=T -- ./build.sh');
-  const archive = await Archive.open(opts.archiveDir, { create: opts.mode === 'record' });
-  const work = await mkdtemp(path.join(os.tmpdir(), 'btrfly-run-'));
+  // The work directory first: a TMPDIR it cannot be made in fails the run before an archive is made.
+  const work = await makeWorkDir();
+  const archive = await Archive.open(opts.archiveDir, { create: opts.mode === 'record' }).catch(async (e: unknown) => {
+    await rm(work, { recursive: true, force: true });
+    throw e;
+  });
   let runtime: Runtime | undefined;
   let isolation: Promise<Isolation> | undefined;
   let unpublish: (() => Promise<void>) | undefined;
@@ -107,6 +111,23 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
     await runtime?.close().catch(() => {});
     await archive.close();
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The run's work directory (the CA bundle, the status file) in the system's temp directory,
+ * TMPDIR when set: a TMPDIR that is missing or not writable (a CI runner's, a container's) is
+ * said in one line with what to set, not as mkdtemp's error.
+ */
+async function makeWorkDir(): Promise<string> {
+  const base = os.tmpdir();
+  try {
+    return await mkdtemp(path.join(base, 'btrfly-run-'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    const why = { ENOENT: 'it does not exist', ENOTDIR: 'it is not a directory', EACCES: 'permission denied', EPERM: 'permission denied', EROFS: 'read-only file system', ENOSPC: 'no space left on device' }[code];
+    const from = process.env.TMPDIR ? 'TMPDIR' : 'the temp directory';
+    throw new BtrflyError('CONFIG', `cannot make the run's work directory in ${from} ${base}: ${why ? `${why} (${code})` : `mkdtemp failed (${code})`}: set TMPDIR to a directory you can write`, { cause: e, data: { dir: base } });
   }
 }
 
