@@ -5,10 +5,15 @@
  * GIT_WORK_TREE, GIT_INDEX_FILE, GIT_OBJECT_DIRECTORY of the user's repository and a `git -c`
  * in GIT_CONFIG_PARAMETERS). Record, play back, list, gc, push to a file remote, pull into a
  * second archive and play back there: every byte as recorded, and the user's command still sees
- * its GIT_* variables. Real git and curl, a real origin on loopback.
+ * its GIT_* variables. A shared remote that another user owns: git's refusal (safe.directory)
+ * is told as such, with the command that lifts it, and that command works. Real git and curl, a
+ * real origin on loopback.
  */
+
+/** A uid with no passwd entry. */
+const USER = 4242;
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { registerCleanup, runCli, startOrigin, tmpDir } from '../helpers';
 
@@ -89,4 +94,27 @@ describe("a user's git configuration does not reach btrfly's git", () => {
     // Nothing of btrfly's landed in the user's repository.
     expect(execFileSync('git', ['--git-dir', join(user, '.git'), 'for-each-ref'], { encoding: 'utf8', env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null' } })).toBe('');
   }, 60_000);
+
+  it('a remote owned by another user: the refusal names safe.directory and the command to trust it, which then works', async () => {
+    const dir = tmpDir('btrfly-foreign-remote-');
+    chownSync(dir, USER, USER);
+    // A team's shared directory: made by root, writable by all.
+    const hub = join(dir, 'hub.git');
+    execFileSync('git', ['init', '-q', '--bare', '--shared=0777', hub], { env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null' } });
+    const global = join(dir, 'gitconfig');
+    writeFileSync(global, '');
+    chownSync(global, USER, USER);
+    const env = { HOME: dir, XDG_CONFIG_HOME: undefined, XDG_DATA_HOME: undefined, XDG_CACHE_HOME: undefined, GIT_CONFIG_GLOBAL: global, GIT_CONFIG_SYSTEM: '/dev/null', BTRFLY_CONFIG_DIR: join(dir, 'config') };
+    const cli = (args: string[]): ReturnType<typeof runCli> => runCli([...args, '--archive', join(dir, '.btrfly')], { uid: USER, cwd: dir, env });
+    expect((await cli(['run', '--record', '--tag=t', '--', 'true'])).code).toBe(0);
+    expect((await cli(['remote', 'add', 'hub', hub])).code).toBe(0);
+    const refused = await cli(['push', 'hub']);
+    const advice = `git config --global --add safe.directory ${hub}`;
+    expect(refused.stderr).toBe(`btrfly: push to remote hub failed: the repository at ${hub} belongs to another user, and git refuses to use it: if you trust it, run "${advice}" and try again\n`);
+    expect(refused.code).toBe(1);
+    execFileSync('setpriv', [`--reuid=${USER}`, `--regid=${USER}`, '--clear-groups', 'sh', '-c', advice], { env: { ...process.env, ...env } });
+    const push = await cli(['push', 'hub']);
+    expect(push.stderr).toMatch(/^t: pushed, new tag at [0-9a-f]{12}\n$/);
+    expect(push.code).toBe(0);
+  }, 30_000);
 });
