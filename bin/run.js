@@ -52,4 +52,7 @@ if (process.env.HOME === undefined) {
 }
 if (lent.length) process.env.BTRFLY_LENT_ENV = lent.join(',');
 
-require('@oclif/core').execute({ dir: __dirname }).catch(require('@oclif/core/handle'));
+// No user plugins: btrfly has none, and oclif would read (and run the code of) a package.json in
+// its data directory (~/.local/share/btrfly), warning with an EACCES on every command where that
+// is not readable (HOME another user's: a container run with --user and HOME=/root).
+require('@oclif/core').execute({ dir: __dirname, loadOptions: { root: __dirname, userPlugins: false } }).catch(require('@oclif/core/handle'));

@@ -3,9 +3,11 @@
  * a CI step started with `env -i`): os.homedir() throws there, and oclif's load called it
  * (clean-stack), so every command died with a stack trace. Now the commands that need no config
  * directory work, `run` says in one line what to set, and with BTRFLY_CONFIG_DIR set it records
- * while the command sees HOME unset, as its user left it. Real setpriv, real curl, an origin on loopback.
+ * while the command sees HOME unset, as its user left it. A HOME the uid cannot read (a container
+ * run with --user and HOME=/root) gave an EACCES warning on every command (oclif looked for user
+ * plugins there; btrfly has none). Real setpriv, real curl, an origin on loopback.
  */
-import { chownSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { registerCleanup, runCli, startOrigin, tmpDir } from '../helpers';
 
@@ -52,4 +54,18 @@ describe('btrfly as a uid with no passwd entry and HOME unset', () => {
     expect(verify.stdout).toContain('ok: 1 tags');
     expect(verify.code).toBe(0);
   }, 60_000);
+
+  it("with HOME another user's unreadable directory, a command prints no warning about it", async () => {
+    const home = tmpDir('btrfly-root-home-');
+    mkdirSync(join(home, '.local', 'share', 'btrfly'), { recursive: true });
+    writeFileSync(join(home, '.local', 'share', 'btrfly', 'package.json'), '{}');
+    chmodSync(home, 0o700);
+    const dir = tmpDir('btrfly-other-home-');
+    chownSync(dir, USER, USER);
+    const env = { HOME: home, XDG_CONFIG_HOME: undefined, XDG_DATA_HOME: undefined, XDG_CACHE_HOME: undefined, BTRFLY_CONFIG_DIR: join(dir, 'config') };
+    const init = await runCli(['init', '--archive', join(dir, '.btrfly')], { uid: USER, cwd: dir, env });
+    expect(init.stderr).toBe('');
+    expect(init.stdout).toContain('created archive');
+    expect(init.code).toBe(0);
+  });
 });
