@@ -80,6 +80,8 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
     if (opts.mode === 'record' || opts.append) {
       for (const p of await archive.asideRecordings(opened.info.tag)) opts.report(`btrfly: note: ${asideAdvice(p)}`);
     }
+    const ownProxy = opts.mode === 'record' && !opts.upstream?.proxy ? userProxyVariable() : undefined;
+    if (ownProxy) opts.report(`btrfly: note: ${ownProxy} is set: the command's proxy is btrfly for this run, and btrfly goes to the network directly; to go through your proxy, pass --upstream-proxy with its URL`);
     unpublish = await publishRunStatus(work, archive.dir, () => runtime!.status());
     await pauseAt('run-child');
     const env = await childEnvironment({ proxyUrl: opened.proxyUrl!, caPem: runtime.ca.certPem, workDir: work });
@@ -112,6 +114,15 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
     await archive.close();
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * The user's own proxy variable, when one is set: the command gets btrfly's proxy in its place
+ * (child-env.ts), and btrfly itself does not read it (`--upstream-proxy` is how it goes through
+ * one), so behind a proxy that is the only way out a recording would fail to connect unexplained.
+ */
+function userProxyVariable(): string | undefined {
+  return ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy'].find((v) => process.env[v]);
 }
 
 /**
