@@ -11,8 +11,12 @@ import { BtrflyError } from '../errors';
 import { repairAdvice } from './types';
 
 // Variables that would point git at another repository or index than the one we name.
+// GIT_QUARANTINE_PATH: a build run from a pre-receive hook has it, and git then refuses every
+// ref update ("ref updates forbidden inside quarantine environment"): each recording failed as
+// "tag changed while the recording was being sealed".
 const GIT_LOCATION_VARS = [
   'GIT_DIR',
+  'GIT_QUARANTINE_PATH',
   'GIT_WORK_TREE',
   'GIT_INDEX_FILE',
   'GIT_OBJECT_DIRECTORY',

@@ -2,8 +2,8 @@
  * A user's own git setup must not change what btrfly's git does to the archive: a global config
  * (GIT_CONFIG_GLOBAL, as ~/.gitconfig) with a core.hooksPath whose hooks fail, log output in
  * UTF-16, signed pushes and commits, and a build started from inside a git hook (GIT_DIR,
- * GIT_WORK_TREE, GIT_INDEX_FILE, GIT_OBJECT_DIRECTORY of the user's repository and a `git -c`
- * in GIT_CONFIG_PARAMETERS). Record, play back, list, gc, push to a file remote, pull into a
+ * GIT_WORK_TREE, GIT_INDEX_FILE, a pre-receive hook's quarantine GIT_OBJECT_DIRECTORY and
+ * GIT_QUARANTINE_PATH of the user's repository, and a `git -c` in GIT_CONFIG_PARAMETERS). Record, play back, list, gc, push to a file remote, pull into a
  * second archive and play back there: every byte as recorded, and the user's command still sees
  * its GIT_* variables. A shared remote that another user owns: git's refusal (safe.directory)
  * is told as such, with the command that lifts it, and that command works. Real git and curl, a
@@ -42,7 +42,10 @@ describe("a user's git configuration does not reach btrfly's git", () => {
       GIT_DIR: join(user, '.git'),
       GIT_WORK_TREE: user,
       GIT_INDEX_FILE: join(user, '.git', 'index'),
-      GIT_OBJECT_DIRECTORY: join(user, '.git', 'objects'),
+      // As in a pre-receive hook: the pushed objects in quarantine, ref updates forbidden there.
+      GIT_OBJECT_DIRECTORY: join(user, '.git', 'objects', 'incoming-1'),
+      GIT_ALTERNATE_OBJECT_DIRECTORIES: join(user, '.git', 'objects'),
+      GIT_QUARANTINE_PATH: join(user, '.git', 'objects', 'incoming-1'),
       GIT_CONFIG_PARAMETERS: `'core.hooksPath'='${hooks}'`,
     };
     // The remote's own config (its admin's) has no hooks, so a refusal could only be the archive's side.
