@@ -2,12 +2,12 @@
  * A uid with no passwd entry and no HOME (a container run with --user and an empty environment,
  * a CI step started with `env -i`): os.homedir() throws there, and oclif's load called it
  * (clean-stack), so every command died with a stack trace. Now the commands that need no config
- * directory work, `run` says in one line what to set, and with BTRFLY_CONFIG_DIR set it records
+ * directory work, `run` says in one line what to set (and makes no archive), and with BTRFLY_CONFIG_DIR set it records
  * while the command sees HOME unset, as its user left it. A HOME the uid cannot read (a container
  * run with --user and HOME=/root) gave an EACCES warning on every command (oclif looked for user
  * plugins there; btrfly has none). Real setpriv, real curl, an origin on loopback.
  */
-import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { registerCleanup, runCli, startOrigin, tmpDir } from '../helpers';
 
@@ -36,6 +36,9 @@ describe('btrfly as a uid with no passwd entry and HOME unset', () => {
     const refused = await runCli(['run', '--record', '--tag=t', '--archive', archive, ...resolve, '--', ...command], { uid: USER, cwd: dir, env: bare });
     expect(refused.stderr).toBe(`btrfly: no home directory for btrfly's config: HOME is unset and uid ${USER} has no passwd entry: set HOME, XDG_CONFIG_HOME or BTRFLY_CONFIG_DIR\n`);
     expect(refused.code).toBe(1);
+    const elsewhere = join(dir, 'new', '.btrfly');
+    expect((await runCli(['run', '--record', '--tag=t', '--archive', elsewhere, '--', 'true'], { uid: USER, cwd: dir, env: bare })).code).toBe(1);
+    expect(existsSync(join(dir, 'new'))).toBe(false);
 
     const env = { ...bare, BTRFLY_CONFIG_DIR: join(dir, 'config') };
     const rec = await runCli(['run', '--record', '--tag=t', '--archive', archive, ...resolve, '--', ...command], { uid: USER, cwd: dir, env });

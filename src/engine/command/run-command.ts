@@ -8,6 +8,7 @@ import type { MatchRule } from '../../format/types';
 import { storageFailure } from '../../format/disk-space';
 import { asideAdvice, isNoSpace } from '../../format/lifecycle';
 import { pauseAt } from '../../test-pause';
+import { configDir } from '../base/config-dir';
 import { childEnvironment } from './child-env';
 import { publishRunStatus } from './run-status';
 import { startIsolation, type Isolation, type Leak } from './isolate/isolated-run';
@@ -52,7 +53,9 @@ export interface RunResult {
  */
 export async function runCommand(opts: RunOptions): Promise<RunResult> {
   if (opts.command.length === 0) throw new BtrflyError('USAGE', 'no command to run: put it after "--", like btrfly run --record --tag=T -- ./build.sh');
-  // The work directory first: a TMPDIR it cannot be made in fails the run before an archive is made.
+  // The config directory (the CA) and the work directory first: one that cannot be made (no
+  // HOME, a missing TMPDIR) fails the run before an archive is made.
+  const config = configDir();
   const work = await makeWorkDir();
   const archive = await Archive.open(opts.archiveDir, { create: opts.mode === 'record' }).catch(async (e: unknown) => {
     await rm(work, { recursive: true, force: true });
@@ -62,7 +65,7 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
   let isolation: Promise<Isolation> | undefined;
   let unpublish: (() => Promise<void>) | undefined;
   try {
-    runtime = await Runtime.start({ archive, upstream: opts.upstream, logger: opts.logger });
+    runtime = await Runtime.start({ archive, upstream: opts.upstream, logger: opts.logger, configDir: config });
     // The namespace needs only the proxy's port: made while the session opens and the child's
     // environment is written (docs/decisions.md, "Isolated command mode").
     isolation = opts.isolate ? startIsolation({ proxy: runtime.proxy, workDir: work }) : undefined;
