@@ -37,6 +37,20 @@ export function gitEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
+/**
+ * `GIT_CONFIG_COUNT`-style variables for `config`, after those already in the environment (the
+ * user's own stay): unlike `git -c`, they reach git-lfs and the transport helpers as well.
+ */
+export function configEnv(config: Array<[string, string]>): NodeJS.ProcessEnv {
+  const had = Number(process.env.GIT_CONFIG_COUNT ?? 0) || 0;
+  const env: NodeJS.ProcessEnv = { GIT_CONFIG_COUNT: String(had + config.length) };
+  config.forEach(([key, value], i) => {
+    env[`GIT_CONFIG_KEY_${had + i}`] = key;
+    env[`GIT_CONFIG_VALUE_${had + i}`] = value;
+  });
+  return env;
+}
+
 /** What a failed git command's message ends with. */
 const GIT_ADVICE = 'check that git ≥ 2.38 is installed and the archive is intact (btrfly verify)';
 

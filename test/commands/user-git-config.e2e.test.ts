@@ -7,7 +7,8 @@
  * second archive and play back there: every byte as recorded, and the user's command still sees
  * its GIT_* variables. A shared remote that another user owns: git's refusal (safe.directory)
  * is told as such, with the command that lifts it, and that command works. Real git and curl, a
- * real origin on loopback.
+ * real origin on loopback. The build's own git, with an `http.proxy` in the user's config, still
+ * goes through btrfly (git prefers that setting to the proxy variables).
  */
 
 /** A uid with no passwd entry. */
@@ -120,4 +121,29 @@ describe("a user's git configuration does not reach btrfly's git", () => {
     expect(push.stderr).toMatch(/^t: pushed, new tag at [0-9a-f]{12}\n$/);
     expect(push.code).toBe(0);
   }, 30_000);
+
+  it("the build's git goes through btrfly despite the user's http.proxy: recorded, then answered in playback", async () => {
+    const origin = await startOrigin();
+    registerCleanup(() => origin.close());
+    const dir = tmpDir('btrfly-user-git-proxy-');
+    const global = join(dir, 'gitconfig');
+    // A proxy nobody answers on: a git that obeys it fails to connect and nothing is recorded.
+    writeFileSync(global, '[http]\n\tproxy = http://127.0.0.1:9\n');
+    const env = { GIT_CONFIG_GLOBAL: global, GIT_CONFIG_SYSTEM: '/dev/null', GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'user.name', GIT_CONFIG_VALUE_0: 'kept' };
+    const archive = join(dir, '.btrfly');
+    // The origin is no git server: git asks for info/refs once and gets a 404, recorded and played back the same.
+    const command = ['sh', '-c', `git ls-remote "${origin.urlFor('/files/repo.git', 'origin.test')}" 2> err; git config user.name > name`];
+    const resolve = ['--resolve', `origin.test:${origin.host}`];
+    const rec = await runCli(['run', '--record', '--tag=g', '--archive', archive, ...resolve, '--', ...command], { env, cwd: dir });
+    expect(rec.stderr).toContain('1 requests, 1 entries');
+    expect(rec.code).toBe(0);
+    const recorded = readFileSync(join(dir, 'err'), 'utf8');
+    expect(recorded).toMatch(/repository '.*' not found/);
+    expect(readFileSync(join(dir, 'name'), 'utf8')).toBe('kept\n');
+    await origin.close();
+    const play = await runCli(['run', '--playback', '--tag=g', '--archive', archive, ...resolve, '--', ...command], { env, cwd: dir });
+    expect(play.stderr).toContain('1 hits, 0 misses');
+    expect(play.code).toBe(0);
+    expect(readFileSync(join(dir, 'err'), 'utf8')).toBe(recorded);
+  });
 });

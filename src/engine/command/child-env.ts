@@ -5,6 +5,7 @@ import { copyFile, rename, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { promisify } from 'node:util';
+import { configEnv } from '../../format/git-process';
 import { configDir } from '../base/config-dir';
 
 /** Where distributions keep the system CA bundle, most common first. */
@@ -57,6 +58,10 @@ export async function childEnvironment(opts: { proxyUrl: string; caPem: string; 
     ...(javaStore ? [`-Djavax.net.ssl.trustStore=${javaStore}`, '-Djavax.net.ssl.trustStoreType=PKCS12', '-Djavax.net.ssl.trustStorePassword=changeit'] : []),
   ];
   env.JAVA_TOOL_OPTIONS = [process.env.JAVA_TOOL_OPTIONS, ...java].filter(Boolean).join(' ');
+  // git takes `http.proxy` from the user's config over the proxy variables: with one in
+  // ~/.gitconfig (a corporate proxy) the build's git went around btrfly, unrecorded, and to the
+  // network in playback. Given after the user's own GIT_CONFIG_* entries, btrfly's wins.
+  Object.assign(env, configEnv([['http.proxy', opts.proxyUrl]]));
   return env;
 }
 
