@@ -47,6 +47,9 @@ export async function childEnvironment(opts: { proxyUrl: string; caPem: string; 
     npm_config_cafile: caFile,
     npm_config_proxy: opts.proxyUrl,
     npm_config_https_proxy: opts.proxyUrl,
+    // pip takes a `proxy` from the user's pip.conf over the proxy variables, and went around
+    // btrfly with one; its own variable wins over the file.
+    PIP_PROXY: opts.proxyUrl,
   };
   const javaStore = await javaTrustStore(opts.caPem, caFile, opts.workDir, opts.cacheDir ?? configDir());
   const java = [
