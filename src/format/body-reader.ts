@@ -302,20 +302,23 @@ async function* readParts(
 function storedParts(git: Git, parts: readonly PartLocation[]): { open(i: number): Readable; close(): void } {
   const isLarge = (p: PartLocation): boolean => p.storedSize > SMALL_OBJECT_LIMIT;
   const large = parts.filter(isLarge);
-  const streams = large.length ? git.streamBlobs(large.map((p) => p.oid)) : [];
+  const streams = large.length ? git.streamBlobs(large.map((p) => p.oid)) : undefined;
   // Part i's place among the large parts, counted once rather than on every open.
   let seen = 0;
   const largeIndex = parts.map((p) => (isLarge(p) ? seen++ : -1));
-  const opened: Readable[] = [];
+  // Streams opened and not closed yet (one or two): a closed one is not held until the end.
+  const open = new Set<Readable>();
   return {
     open(i) {
       const part = parts[i];
-      const s = isLarge(part) ? streams[largeIndex[i]] : smallBlob(git, part.oid);
-      opened.push(s);
+      const s = isLarge(part) ? streams!.open(largeIndex[i]) : smallBlob(git, part.oid);
+      open.add(s);
+      s.once('close', () => open.delete(s));
       return s;
     },
     close() {
-      for (const s of [...streams, ...opened]) s.destroy();
+      for (const s of open) s.destroy();
+      streams?.close();
     },
   };
 }

@@ -81,6 +81,12 @@ const withoutTracedPackets = (out: (s: string) => void): ReturnType<typeof segme
  * One archive's git: `--git-dir` fixed, the long-lived helpers started on first use and
  * ended by {@link Git.close}.
  */
+/** The blobs of one {@link Git.streamBlobs}, each opened once, in order; `close` ends the read (git is stopped). */
+export interface BlobStreams {
+  open(i: number): Readable;
+  close(): void;
+}
+
 export class Git {
   private catFile?: CatFileBatch;
   private hasher?: LineProcess;
@@ -248,34 +254,48 @@ export class Git {
    * destroyed is read past; git is stopped once every stream is closed. A stream fails with
    * BtrflyError BODY_MISSING when its object is missing, GIT when git fails.
    */
-  streamBlobs(oids: readonly string[]): Readable[] {
+  streamBlobs(oids: readonly string[]): BlobStreams {
     const args = ['cat-file', '--batch'];
     const bad = oids.find((o) => !/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(o));
     if (bad !== undefined) throw gitError(args, `not an object id: ${JSON.stringify(bad)}`);
     const child = this.spawn(args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    const outs = oids.map(() => new PassThrough({ highWaterMark: 1024 * 1024 }));
     const stdout = child.stdout!;
+    // A blob's stream is made when first wanted (by its reader, or by git's bytes arriving first)
+    // and forgotten once closed: a body of thousands of parts holds two or three streams, not one
+    // a part (3,072 streams were 15 MiB of a 3 GiB read's peak).
+    const outs = new Map<number, PassThrough>();
+    const missing = new Map<number, Error>(); // told by git before their reader opened them
+    let failure: { from: number; error: Error } | undefined; // git failed: this blob and every later one
+    let opened = -1; // the last blob its reader opened: one not in `outs` up to here was closed by it
     let index = 0; // the blob whose header or bytes come next
     let left = -1; // bytes of blob `index` still to come, its trailing newline included; -1: its header
     let header = '';
     let stderr = '';
-    let closed = 0;
-    const failRest = (e: Error): void => {
-      for (const out of outs.slice(index)) out.destroy(e);
-    };
-    for (const out of outs) {
+    const make = (i: number): PassThrough => {
+      const out = new PassThrough({ highWaterMark: 1024 * 1024 });
       // A later blob can fail (missing) before its reader gets to it: the reader meets the
       // error then (`stream.errored`), so it must not be thrown as an unhandled 'error' now.
       out.on('error', () => undefined);
       out.on('drain', () => stdout.resume());
       out.on('close', () => {
+        outs.delete(i);
         stdout.resume();
-        if (++closed === outs.length && child.exitCode === null && child.signalCode === null) child.kill();
       });
-    }
+      outs.set(i, out);
+      return out;
+    };
+    const failed = (e: Error): PassThrough => {
+      const out = new PassThrough();
+      out.on('error', () => undefined);
+      return out.destroy(e);
+    };
+    const failRest = (e: Error): void => {
+      failure ??= { from: index, error: e };
+      for (const [i, out] of outs) if (i >= index) out.destroy(e);
+    };
     stdout.on('data', (b: Buffer) => {
       let at = 0;
-      while (at < b.length && index < outs.length) {
+      while (at < b.length && index < oids.length) {
         if (left < 0) {
           const nl = b.indexOf(10, at);
           header += b.toString('latin1', at, nl < 0 ? b.length : nl);
@@ -285,7 +305,10 @@ export class Git {
           header = '';
           if (oid !== oids[index] || type !== 'blob' || !/^\d+$/.test(size ?? '')) {
             const e = type === 'missing' ? new BtrflyError('BODY_MISSING', `object ${oids[index]} is missing`) : gitError(args, `${oids[index]} is not a blob`);
-            outs[index++].destroy(e);
+            const out = outs.get(index);
+            if (out) out.destroy(e);
+            else if (index > opened) missing.set(index, e);
+            index++;
             continue;
           }
           left = Number(size) + 1;
@@ -293,12 +316,13 @@ export class Git {
         }
         const take = Math.min(left, b.length - at);
         const content = Math.min(take, left - 1);
-        const out = outs[index];
-        if (content > 0 && !out.destroyed && !out.write(b.subarray(at, at + content))) stdout.pause();
+        // Closed by its reader: its bytes are read past.
+        const out = outs.get(index) ?? (index > opened ? make(index) : undefined);
+        if (content > 0 && out && !out.destroyed && !out.write(b.subarray(at, at + content))) stdout.pause();
         at += take;
         left -= take;
         if (left === 0) {
-          out.end();
+          out?.end();
           index++;
           left = -1;
         }
@@ -309,7 +333,25 @@ export class Git {
     child.stdin!.end(oids.map((o) => `${o}\n`).join(''));
     child.on('error', (e) => failRest(spawnFailed(args, e)));
     child.on('close', (code, signal) => failRest(gitError(args, stderr || `exited with ${code ?? signal} before the end of its objects`)));
-    return outs;
+    return {
+      open(i) {
+        opened = Math.max(opened, i);
+        const told = missing.get(i);
+        if (told) {
+          missing.delete(i);
+          return failed(told);
+        }
+        const out = outs.get(i);
+        if (out) return out;
+        if (failure && i >= failure.from) return failed(failure.error);
+        if (i < index) return failed(gitError(args, `${oids[i]} was opened twice`));
+        return make(i);
+      },
+      close() {
+        for (const out of outs.values()) out.destroy();
+        if (child.exitCode === null && child.signalCode === null) child.kill();
+      },
+    };
   }
 
   /**

@@ -197,7 +197,7 @@ function entryFor(imported: ImportedEntry, url: string, stored: StoredBody, reda
     request: {
       method: imported.request.method,
       url,
-      headers: selectingRequestHeaders(imported.request.headers, headerValue(received, 'vary'), redact),
+      headers: selectingRequestHeaders(imported.request.headers, headerValue(received, 'vary'), redact, encoding),
       ...(imported.request.bodySha256 ? { bodySha256: imported.request.bodySha256 } : {}),
     },
     ordinal: 0,

@@ -40,12 +40,16 @@ export function openLfsBody(store: LfsStore, loc: BodyLocation, range?: ByteRang
   return opts.signal ? addAbortSignal(opts.signal, out) : out;
 }
 
+/** What a body whose object path holds a directory is said to be: damaged, and set aside as such. */
+const IS_A_DIRECTORY = 'is a directory where its object file should be';
+
 /** A whole small LFS body in one buffer, SHA-256 checked (the reader's fast path for small files). */
 export async function readSmallLfsBody(store: LfsStore, loc: BodyLocation): Promise<Buffer> {
   let body: Buffer;
   try {
     body = readFileSync(store.path(lfsObjectOid(loc)));
-  } catch {
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw await corrupt(store, loc, IS_A_DIRECTORY);
     throw missing(loc);
   }
   if (loc.lfsOid) {
@@ -164,6 +168,7 @@ async function* open(store: LfsStore, loc: BodyLocation, start: number, end: num
     }
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw missing(loc);
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw await corrupt(store, loc, IS_A_DIRECTORY);
     if (zstd) {
       throw await corrupt(store, loc, `does not decompress: ${(e as Error).message}`);
     }

@@ -327,15 +327,19 @@ export function mergeHeaders(kept: readonly Header[], volatile: readonly Volatil
 }
 
 /**
- * The request headers to store with an entry: `Accept` and those named by the response's
- * `Vary`, names in lower case, sorted; credentials replaced by {@link REDACTED}.
+ * The request headers to store with an entry: `Accept`, those named by the response's `Vary`,
+ * and `Accept-Encoding` when the response has a `Content-Encoding` (playback sends the coded
+ * bytes as they are to the same `Accept-Encoding`, whether or not the origin said it varies on
+ * it); names in lower case, sorted; credentials replaced by {@link REDACTED}.
  */
 export function selectingRequestHeaders(
   reqHeaders: readonly Header[],
   responseVary: string | undefined,
   redact: Redactions,
+  contentEncoding?: string,
 ): Header[] {
-  const selecting = new Set(['accept', ...headerTokens(responseVary).filter((t) => t !== '*')]);
+  const coded = contentEncoding !== undefined && contentEncoding.trim().toLowerCase() !== 'identity';
+  const selecting = new Set(['accept', ...(coded ? ['accept-encoding'] : []), ...headerTokens(responseVary).filter((t) => t !== '*')]);
   const secret = new Set([...CREDENTIAL_HEADERS, ...redact.headers.map((h) => h.toLowerCase())]);
   return reqHeaders
     .map((h) => ({ name: h.name.toLowerCase(), value: h.value }))

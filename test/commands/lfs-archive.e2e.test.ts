@@ -161,18 +161,28 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
     expect(readFileSync(join(got, 'range')).equals(readFileSync(join(out, 'small')).subarray(100, 200))).toBe(true);
   });
 
-  it('a body the LFS store cannot read breaks the transfer off and fails the run, naming the answer', async () => {
+  it('an LFS object that is a directory breaks the transfer off, is set aside as damaged, and verify --repair fetches it again', async () => {
     const copy = join(tmpDir(), 'archive');
     cpSync(archive, copy, { recursive: true });
     const base = origin.urlFor('/', 'origin.test').replace(/\/$/, '');
     const got = tmpDir();
+    const url = `${base}/gen/${BIG}?seed=5`;
     // The big body's object is a directory now: nothing to read, no bytes to check.
     rmSync(lfsObject(copy, bigSha));
     mkdirSync(lfsObject(copy, bigSha));
-    const big = await runCli(['run', '--playback', '--tag=deps', '--archive', copy, '--', 'curl', '-sS', '-o', join(got, 'big'), `${base}/gen/${BIG}?seed=5`]);
+    const big = await runCli(['run', '--playback', '--tag=deps', '--archive', copy, '--', 'curl', '-sS', '-o', join(got, 'big'), url]);
     expect(big.stderr).toMatch(/^curl: \((18|52)\)/m);
-    expect(big.stderr).toMatch(new RegExp(`^btrfly: the recorded answer to GET ${base}/gen/${BIG}\\?seed=5 was broken off after its headers \\(reading body ${bigSha} from the LFS store failed: EISDIR.*\\), so the client's transfer failed$`, 'm'));
+    expect(big.stderr).toContain(`btrfly: the body of GET ${url} (sha256 ${bigSha}) is damaged in the archive`);
+    expect(big.stderr).toContain('run "btrfly verify --repair deps"');
     expect(big.code).toBe(1);
+    expect(existsSync(lfsObject(copy, bigSha))).toBe(false);
+    expect((readdirSync(join(copy, 'btrfly', 'damaged'), { recursive: true }) as string[]).map((f) => f.replace(/^[^/]+\//, ''))).toContain(`lfs/${bigSha}`);
+    const r = await runCli(['verify', '--repair', '--archive', copy], { timeoutMs: 120_000 });
+    expect(r.stdout).toMatch(/^ok: 1 tags, 1 recordings, 3 bodies .* checked, after the repair$/m);
+    expect(r.code).toBe(0);
+    const again = await runCli(['run', '--playback', '--tag=deps', '--archive', copy, '--', 'curl', '-sS', '-o', join(got, 'big'), url]);
+    expect(again.code).toBe(0);
+    expect(sha256(join(got, 'big'))).toBe(bigSha);
   });
 
   it('a damaged LFS object is refused by playback and kept in btrfly/damaged/; verify --repair fetches it (raw and zstd) again from a remote', async () => {

@@ -184,6 +184,22 @@ describe('btrfly run --isolate', () => {
     expect(alive()).toBe('');
   });
 
+  it('a command that is root inside and deletes or changes the firewall that counts leaks fails the record, saying so in one line, and the tag does not move', async () => {
+    for (const [tag, change, done] of [
+      ['fw-deleted', 'nft delete table inet btrfly', 'deleted'],
+      ['fw-changed', 'nft insert rule inet btrfly filter_out accept', 'changed'],
+    ] as const) {
+      const run = await runCli(['run', '--isolate', '--record', `--tag=${tag}`, '--archive', archive, '--', 'sh', '-c', `${change} && echo ${done}`]);
+      expect(run.stdout).toBe(`${done}\n`);
+      expect(run.stderr).toContain(`  any *: the command ${done} btrfly's firewall in the namespace (nft table inet btrfly), so what it could not carry was not all counted\n`);
+      expect(run.stderr).toContain('btrfly: the recording would miss what they fetch, so it did not become the tag and the run fails');
+      expect(run.stderr).not.toMatch(/could not be set up|\^\^\^/);
+      expect(run.code).toBe(1);
+      const tags = await runCli(['tags', '--archive', archive]);
+      expect(tags.stdout).not.toContain(tag);
+    }
+  });
+
   it('SIGTERM to btrfly reaches the command, and run exits with its status', async () => {
     const dir = tmpDir('btrfly-isolate-term-');
     const run = spawnCli(['run', '--isolate', '--record', '--tag=term', '--archive', archive, '--', 'sh', '-c', `trap 'echo got TERM; exit 7' TERM; echo ready; sleep 60 & wait`], { cwd: dir });

@@ -2,7 +2,7 @@
  * `btrfly status` while a `btrfly run` command runs shows the run's session (tag, mode and its
  * live counters), as it does a host-mode session; it said "no active session" before.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, spawnCli, startOrigin, tmpDir } from '../helpers';
 
@@ -26,4 +26,17 @@ test('status shows a running btrfly run and its counters, and nothing once it en
   expect((await run.exited).code).toBe(0);
   const after = await runCli(['status', '--archive', archive]);
   expect(after.stdout).toBe('no active session\n');
+});
+
+test('a run file left by a run whose pid another process now has is not shown, and is removed', async () => {
+  const dir = tmpDir();
+  const config = join(dir, 'config');
+  const left = join(config, 'runs', `${process.pid}.json`);
+  mkdirSync(join(config, 'runs'), { recursive: true });
+  // This test's own pid: alive, but no btrfly run, and nothing listens on the socket named.
+  writeFileSync(left, JSON.stringify({ pid: process.pid, socket: join(dir, 'gone', 'status.sock') }) + '\n');
+  const status = await runCli(['status', '--archive', join(dir, 'archive')], { env: { BTRFLY_CONFIG_DIR: config } });
+  expect(status.stdout).toBe('no active session\n');
+  expect(status.code).toBe(0);
+  expect(existsSync(left)).toBe(false);
 });

@@ -11,6 +11,7 @@ import { pauseAt } from '../../test-pause';
 import { configDir } from '../base/config-dir';
 import { childEnvironment } from './child-env';
 import { publishRunStatus } from './run-status';
+import { watchDirectConnections, type DirectConnection } from './direct-connections';
 import { startIsolation, type Isolation, type Leak } from './isolate/isolated-run';
 import { playbackExitCode, type Mode } from '../proxy/session';
 import { Runtime, type SessionResult } from '../session/runtime';
@@ -93,6 +94,7 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
       ? await (await isolation!).run(opts.command, childEnv, opened.info.id)
       : await runChild(opts.command, childEnv);
     if (child.problem) opts.report(`btrfly: ${child.problem}`);
+    for (const line of summarizeDirect(child.direct ?? [], opts.mode === 'record' || !!opts.append)) opts.report(line);
     // A recording with leaks lacks what they would have fetched: it never becomes the tag, even
     // with --seal-on-failure (--allow-leaks is the flag that accepts them), and the run fails
     // with 1 when the command itself succeeded (docs/decisions.md, "Leaks hold a recording back").
@@ -149,12 +151,15 @@ async function makeWorkDir(): Promise<string> {
 interface ChildOutcome {
   code: number;
   problem?: string;
+  /** Without --isolate: the servers the command was seen connecting to around btrfly. */
+  direct?: DirectConnection[];
 }
 
 /** Runs the child with inherited stdio, forwarding Ctrl-C and termination; resolves with its exit status. */
 function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<ChildOutcome> {
   return new Promise((resolve) => {
     const child = spawn(command[0], command.slice(1), { stdio: 'inherit', env });
+    const watch = child.pid === undefined ? undefined : watchDirectConnections(child.pid);
     const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
     const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]).map((s) => [s, forward(s)] as const);
     for (const [s, h] of handlers) process.on(s, h);
@@ -163,6 +168,7 @@ function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<ChildOutco
     };
     child.once('error', (e: NodeJS.ErrnoException) => {
       done();
+      watch?.stop();
       resolve(
         e.code === 'ENOENT'
           ? { code: 127, problem: `command not found: ${command[0]}: check the command after "--"` }
@@ -171,9 +177,23 @@ function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<ChildOutco
     });
     child.once('exit', (code, signal) => {
       done();
-      resolve({ code: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1) });
+      resolve({ code: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1), direct: watch?.stop() });
     });
   });
+}
+
+/**
+ * The end-of-run lines for the servers a command (without --isolate) reached around btrfly: a
+ * warning, not a failure, since a connection may be meant (a database on the network) and a short
+ * one may have gone unseen.
+ */
+export function summarizeDirect(direct: DirectConnection[], recorded: boolean): string[] {
+  if (direct.length === 0) return [];
+  return [
+    `btrfly: warning: the command connected to ${direct.length} server(s) around btrfly, so ${recorded ? 'what it fetched there is not in the recording' : 'the playback did not keep it from the network'}:`,
+    ...direct.map((d) => `  ${d.address.includes(':') ? `[${d.address}]` : d.address}:${d.port} (${d.program})`),
+    'btrfly: make those clients use HTTPS_PROXY and HTTP_PROXY, or run with --isolate, which records them (and names what it cannot carry)',
+  ];
 }
 
 /**
@@ -183,7 +203,9 @@ function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<ChildOutco
 export function summarizeLeaks(leaks: Leak[], allowed: boolean, recorded: boolean): string[] {
   if (leaks.length === 0) return [];
   return [
-    `btrfly: ${leaks.length} connection(s) btrfly cannot carry were refused inside the namespace (nothing reached the network):`,
+    leaks.some((l) => l.uncounted)
+      ? 'btrfly: connections btrfly cannot carry were refused inside the namespace, and not all of them were counted (nothing reached the network):'
+      : `btrfly: ${leaks.length} connection(s) btrfly cannot carry were refused inside the namespace (nothing reached the network):`,
     ...leaks.map((l) => `  ${l.protocol} ${l.address.includes(':') ? `[${l.address}]` : l.address}${l.port !== undefined ? `:${l.port}` : ''}: ${l.reason}`),
     allowed
       ? 'btrfly: --allow-leaks: the run does not fail for them'

@@ -48,7 +48,7 @@ export async function publishRunStatus(workDir: string, archive: string, session
   };
 }
 
-/** The runs of this user (config dir) whose command is running now; a file left by a dead run is removed. */
+/** The runs of this user (config dir) whose command is running now; a file left by a dead run is removed, also when its pid was taken by another process. */
 export async function runStatuses(): Promise<RunStatus[]> {
   const names = await readdir(runsDir()).catch(() => [] as string[]);
   const found: RunStatus[] = [];
@@ -59,7 +59,11 @@ export async function runStatuses(): Promise<RunStatus[]> {
       await rm(file, { force: true });
       continue;
     }
-    const status = await askRun(entry.socket).catch(() => undefined);
+    const status = await askRun(entry.socket).catch(async (e: NodeJS.ErrnoException) => {
+      // Nothing listens on its socket: the run is gone and its pid now names another process.
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') await rm(file, { force: true });
+      return undefined;
+    });
     if (status) found.push(status);
   }
   return found;

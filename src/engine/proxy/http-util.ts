@@ -2,8 +2,17 @@ import type { IncomingMessage } from 'node:http';
 import { hopByHopNames } from '../../format/manifest';
 import type { Header } from '../../format/types';
 
-/** Headers the recorder never sends upstream, so the archive always holds whole bodies (docs/contract.md, "Fidelity"). */
+/** Headers the recorder never sends upstream with a GET or HEAD, so the archive always holds whole bodies (docs/contract.md, "Fidelity"). */
 const NOT_UPSTREAM = new Set(['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since']);
+
+/**
+ * Whether record answers `req`'s `Range` and `If-*` itself, from a whole body fetched without
+ * them: a GET's or a HEAD's. Any other method's preconditions go upstream as sent: they guard a
+ * change on the origin (a PUT with `If-None-Match: *` must not overwrite), not a body to keep whole.
+ */
+function readsBody(req: IncomingMessage): boolean {
+  return req.method === 'GET' || req.method === 'HEAD';
+}
 
 /** The raw header list of a message as name/value pairs, in received order, names as received. */
 export function headerPairs(raw: string[]): Header[] {
@@ -24,7 +33,8 @@ export function withoutHopByHop(headers: Header[]): Header[] {
  * Node adds none to a request whose headers are given as a list.
  */
 export function upstreamRequestHeaders(req: IncomingMessage, url: URL): Header[] {
-  const headers = withoutHopByHop(headerPairs(req.rawHeaders)).filter((h) => !NOT_UPSTREAM.has(h.name.toLowerCase()));
+  const all = withoutHopByHop(headerPairs(req.rawHeaders));
+  const headers = readsBody(req) ? all.filter((h) => !NOT_UPSTREAM.has(h.name.toLowerCase())) : all;
   return headerValue(headers, 'host') === undefined ? [{ name: 'Host', value: url.host }, ...headers] : headers;
 }
 
@@ -47,6 +57,7 @@ export function withoutHeaders(headers: Header[], ...names: string[]): Header[] 
 
 /** True when the client asked for part of a body or only if it changed: record answers those from the archive. */
 export function isPartialOrConditional(req: IncomingMessage): boolean {
+  if (!readsBody(req)) return false;
   for (const n of NOT_UPSTREAM) if (req.headers[n] !== undefined) return true;
   return false;
 }

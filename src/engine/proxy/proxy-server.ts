@@ -9,6 +9,7 @@ import { listen } from '../base/listen';
 import type { Outcome } from './outcome';
 import { proxyCredential, type LiveSession, type SessionTable } from './session';
 import { selectHttp1 } from '../tls/ca';
+import { MAX_HEADER_BYTES } from './upstream';
 
 /** What the proxy hands a request to: a live session, as far as the proxy uses it. */
 export type ProxySession = Pick<LiveSession, 'info' | 'handle' | 'loggedUrl'>;
@@ -305,7 +306,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
   if (opts.httpsPort !== undefined) {
     const tlsOptions = await opts.contexts.serverOptions(opts.address);
     const secure = configure(
-      https.createServer({ ...tlsOptions, highWaterMark: CHUNK, handshakeTimeout: timeouts.handshake, connectionsCheckingInterval: checkEvery(timeouts) } as https.ServerOptions),
+      https.createServer({ ...tlsOptions, highWaterMark: CHUNK, maxHeaderSize: MAX_HEADER_BYTES, handshakeTimeout: timeouts.handshake, connectionsCheckingInterval: checkEvery(timeouts) } as https.ServerOptions),
       onRequest('https', true),
       timeouts,
     );
@@ -320,7 +321,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
 }
 
 function httpServer(t: ProxyTimeouts): http.Server {
-  return http.createServer({ highWaterMark: CHUNK, connectionsCheckingInterval: checkEvery(t) });
+  return http.createServer({ highWaterMark: CHUNK, maxHeaderSize: MAX_HEADER_BYTES, connectionsCheckingInterval: checkEvery(t) });
 }
 
 /** How often Node checks the headers timeout: a quarter of it (Node's default is 30 s for 60 s). */
@@ -349,10 +350,21 @@ function configure<S extends http.Server>(server: S, handler: (req: http.Incomin
   server.on('clientError', (e: NodeJS.ErrnoException, socket: net.Socket) => {
     if (!socket.writable) return void socket.destroy();
     // Node's headers timeout arrives here as a client error; it is a 408, not a bad request.
-    const status = e.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-    socket.end(`HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+    if (e.code === 'ERR_HTTP_REQUEST_TIMEOUT') return void socket.end('HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    const { status, body } = unreadableRequest(e);
+    socket.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Btrfly: error\r\nConnection: close\r\n\r\n${body}`);
   });
   return server;
+}
+
+/** The answer to a request Node's HTTP parser refused, with one line that says why and what to do. */
+function unreadableRequest(e: NodeJS.ErrnoException & { reason?: string }): { status: string; body: string } {
+  if (e.code === 'HPE_HEADER_OVERFLOW') {
+    return { status: '431 Request Header Fields Too Large', body: `btrfly: the request's headers are larger than ${MAX_HEADER_BYTES / 1024} KiB: send smaller ones\n` };
+  }
+  // llhttp refuses a raw byte above 0x7f in a URL (curl sends `café` so through a proxy).
+  const hint = e.code === 'HPE_INVALID_URL' ? ': percent-encode characters outside ASCII in the URL (é is %C3%A9)' : '';
+  return { status: '400 Bad Request', body: `btrfly: the request is not valid HTTP/1.1 (${e.reason ?? e.code ?? 'unreadable'})${hint}\n` };
 }
 
 /**

@@ -8,7 +8,7 @@ import rangeParser from 'range-parser';
 import { BtrflyError } from '../../errors';
 import { lendsBuffers } from '../../format/checked-cache-reader';
 import { EMPTY_SHA256, repairAdvice, type BodyLocation, type BodyStore, type ByteRange, type Entry, type Header } from '../../format/types';
-import { flatHeaders, headerValue, withoutHeaders } from './http-util';
+import { flatHeaders, headerPairs, headerValue, withoutHeaders } from './http-util';
 import { noteStreamed } from './memory';
 
 /** What serving a recorded response needs besides the store: its entry, its full header list, and where its body is. */
@@ -39,6 +39,8 @@ const DECODERS: Record<string, () => Transform> = {
  */
 export async function sendRecorded(req: IncomingMessage, res: ServerResponse, answer: RecordedAnswer, bodies: BodyStore, count: (bytes: number) => void): Promise<void> {
   const { entry } = answer;
+  // The recorded Date (volatile.json), or none where the origin sent none: not this run's clock.
+  res.sendDate = false;
   const status = entry.response.status;
   const size = entry.response.content.size;
   let headers = withoutHeaders(answer.headers, 'content-length', 'transfer-encoding');
@@ -51,7 +53,7 @@ export async function sendRecorded(req: IncomingMessage, res: ServerResponse, an
   }
 
   const encoding = entry.response.content.encoding;
-  if (encoding && !noBody && !acceptsEncoding(req, encoding)) {
+  if (encoding && !noBody && !sendsCoded(req, entry, encoding)) {
     const decoder = DECODERS[encoding.toLowerCase()];
     if (decoder) {
       if (!answer.body) throw missingBody(entry);
@@ -122,9 +124,25 @@ function isFresh(req: IncomingMessage, headers: Header[]): boolean {
   return fresh(req.headers, { etag: headerValue(headers, 'etag'), 'last-modified': headerValue(headers, 'last-modified') });
 }
 
-function acceptsEncoding(req: IncomingMessage, encoding: string): boolean {
-  if (req.headers['accept-encoding'] === undefined) return true; // RFC 9110 §12.5.3: no header, any coding is acceptable
+/**
+ * Whether the client gets a body recorded under `encoding` as it is (else decoded). Asked with
+ * the `Accept-Encoding` the recording's client sent: yes, it is what the origin answered that
+ * (an origin that codes whatever it is asked, `identity` included). Asked with another: when
+ * the client accepts the coding; a client that sends none accepts any (RFC 9110 §12.5.3) but an
+ * origin that negotiated sends it none, so it gets the coding only if record's client sent none either.
+ */
+function sendsCoded(req: IncomingMessage, entry: Entry, encoding: string): boolean {
+  const asked = allValues(headerPairs(req.rawHeaders), 'accept-encoding');
+  const recorded = allValues(entry.request.headers, 'accept-encoding');
+  if (asked === recorded) return true;
+  if (asked === undefined) return false;
   return new Negotiator(req).encodings([encoding]).length > 0;
+}
+
+/** Every value of a header, joined as HTTP folds them; undefined when absent. */
+function allValues(headers: readonly Header[], name: string): string | undefined {
+  const values = headers.filter((h) => h.name.toLowerCase() === name).map((h) => h.value);
+  return values.length ? values.join(', ') : undefined;
 }
 
 /** The single range to send, `unsatisfiable`, or undefined for the whole body (also for multi-range requests). */

@@ -28,6 +28,13 @@ export interface UpstreamOptions {
   allow?: string[];
 }
 
+/**
+ * The most bytes of response head record reads from an origin. Node's default (16 KiB) refused
+ * heads that curl and browsers read (large `Set-Cookie`, `Link` or CSP headers): curl takes
+ * 100 KiB and more, so record takes what a client it stands in for would.
+ */
+export const MAX_HEADER_BYTES = 256 * 1024;
+
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void;
 
 /**
@@ -166,9 +173,17 @@ export class Upstream {
       ...(isHttps && this.tunnelContext ? { secureContext: this.tunnelContext } : {}),
       signal,
       timeout: this.timeoutMs,
+      maxHeaderSize: MAX_HEADER_BYTES,
     });
     const response = new Promise<http.IncomingMessage>((resolve, reject) => {
-      req.once('response', resolve);
+      req.once('response', (res: http.IncomingMessage) => {
+        // A body that ends with the connection (no length, not chunked) cut by a reset: Node
+        // reports the reset on the request only, then ends the body as if complete. It is not.
+        req.on('error', (e) => {
+          if (!res.complete) res.destroy(e);
+        });
+        resolve(res);
+      });
       req.once('error', (e) => reject(upstreamError(url, e)));
       req.once('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
     });

@@ -240,7 +240,10 @@ export class RecordSession {
       return this.upstreamFailed(res, url, e);
     }
     const received = headerPairs(upRes.rawHeaders);
-    if (!answerLater) res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, flatHeaders(withoutHopByHop(received)));
+    if (!answerLater) {
+      res.sendDate = false; // the origin's Date, or none as it sent none
+      res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, flatHeaders(withoutHopByHop(received)));
+    }
 
     const writer = this.store.createBodyWriter();
     let stored: StoredBody;
@@ -291,7 +294,7 @@ export class RecordSession {
       request: {
         method: req.method ?? 'GET',
         url: storedUrl,
-        headers: selectingRequestHeaders(headerPairs(req.rawHeaders), headerValue(received, 'vary'), this.redact),
+        headers: selectingRequestHeaders(headerPairs(req.rawHeaders), headerValue(received, 'vary'), this.redact, encoding),
         ...(bodySha256 ? { bodySha256 } : {}),
       },
       ordinal: 0,

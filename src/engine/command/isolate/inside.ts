@@ -10,7 +10,7 @@ import dgram from 'node:dgram';
 import { accessSync, constants, statSync } from 'node:fs';
 import net from 'node:net';
 import * as path from 'node:path';
-import { droppedFromNftJson, ipBatch, nftRuleset } from './net-setup';
+import { droppedFromNftJson, ipBatch, nftRuleset, rulesOfNftJson } from './net-setup';
 
 export interface InsideConfig {
   resolvConf: string;
@@ -30,7 +30,7 @@ export type InsideMessage =
   | { type: 'listener'; role: 'catch-all4' | 'catch-all6' | 'dns-udp' | 'dns-tcp' | 'proxy'; port: number }
   | { type: 'ready' }
   | { type: 'failed'; message: string }
-  | { type: 'exit'; code: number; dropped: ReturnType<typeof droppedFromNftJson> };
+  | { type: 'exit'; code: number; dropped: ReturnType<typeof droppedFromNftJson>; tampered?: string };
 
 /** Messages to the helper: the command to run, then any signal btrfly received. */
 export type OutsideMessage = { type: 'start'; command: string[]; env: NodeJS.ProcessEnv } | { type: 'signal'; signal: NodeJS.Signals };
@@ -89,6 +89,8 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => dnsUdp.bind(53, '127.0.0.1', () => r()));
   const port = (catch4.address() as net.AddressInfo).port;
   execFileSync('nft', ['-f', '-'], { input: nftRuleset({ catchAllPort: port, dnsPort: 53 }) });
+  const listTable = (): string => execFileSync('nft', ['-j', 'list', 'table', 'inet', 'btrfly'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const rules = rulesOfNftJson(listTable());
   await send({ type: 'listener', role: 'catch-all4', port }, catch4);
   await send({ type: 'listener', role: 'catch-all6', port }, catch6);
   await send({ type: 'listener', role: 'dns-tcp', port: 53 }, dnsTcp);
@@ -119,8 +121,15 @@ async function main(): Promise<void> {
         // eslint-disable-next-line @typescript-eslint/no-require-imports -- os is needed only when the child died of a signal
         child.once('exit', (c, signal) => resolve(c ?? (signal ? 128 + (require('node:os').constants.signals[signal] ?? 0) : 1)));
       });
-  const json = execFileSync('nft', ['-j', 'list', 'table', 'inet', 'btrfly'], { encoding: 'utf8' });
-  await send({ type: 'exit', code, dropped: droppedFromNftJson(json) });
+  // A command that is root here (btrfly run by root) can change the firewall that counts leaks.
+  let json: string | undefined;
+  try {
+    json = listTable();
+  } catch {
+    /* the table is gone */
+  }
+  const tampered = json === undefined ? 'deleted' : rulesOfNftJson(json) !== rules ? 'changed' : undefined;
+  await send({ type: 'exit', code, dropped: json === undefined ? [] : droppedFromNftJson(json), ...(tampered && { tampered }) });
   process.exit(0);
 }
 

@@ -32,6 +32,8 @@ export interface Leak {
   address: string;
   port?: number;
   reason: string;
+  /** Not a connection: the command (root inside) changed the firewall that counts them, so the list may lack some. */
+  uncounted?: true;
 }
 
 /** What the namespace is made for: the proxy its listeners go to, and a directory for its resolv.conf. */
@@ -142,6 +144,8 @@ export async function startIsolation(o: IsolationOptions): Promise<Isolation> {
       failed(new BtrflyError('CONFIG', `the isolated namespace could not be set up: ${m.message}: check that nftables and iproute2 are installed, or run without --isolate`));
     } else if (m.type === 'exit') {
       for (const d of m.dropped) leaks.push({ ...d, address: names.nameOf(d.address) ?? d.address, reason: d.protocol === 'udp' ? 'UDP other than DNS' : 'not TCP or UDP' });
+      // Nothing left the namespace (it has no route out), but what was refused was not all counted.
+      if (m.tampered) leaks.push({ protocol: 'any', address: '*', reason: `the command ${m.tampered} btrfly's firewall in the namespace (nft table inet btrfly), so what it could not carry was not all counted`, uncounted: true });
       helper.off('exit', unshareFailed);
       exited({ code: m.code, leaks });
     }

@@ -73,3 +73,13 @@ export function droppedFromNftJson(json: string): DroppedPacket[] {
   }
   return out;
 }
+
+/**
+ * The chains and rules of `nft -j list table inet btrfly` output, without the leak sets' elements
+ * (which the command's packets add to): what the command, when it is root inside the namespace,
+ * must not have changed for the leak count to be whole.
+ */
+export function rulesOfNftJson(json: string): string {
+  const doc = JSON.parse(json) as { nftables?: Array<Record<string, unknown>> };
+  return JSON.stringify((doc.nftables ?? []).filter((item) => 'chain' in item || 'rule' in item));
+}

@@ -7,10 +7,13 @@
  */
 import { readFile } from 'node:fs/promises';
 
-/** One row of /proc/net/tcp or tcp6: local and remote endpoints. */
+/** One row of /proc/net/tcp or tcp6: local and remote endpoints, the kernel's state and the socket's inode. */
 export interface TcpRow {
   local: { address: string; port: number };
   remote: { address: string; port: number };
+  /** The kernel's TCP state: 1 established, 2 SYN sent, 10 listening, … */
+  state: number;
+  inode: number;
 }
 
 /** Parses the text of /proc/net/tcp or /proc/net/tcp6 (addresses in the kernel's hex, host byte order per 32-bit word). */
@@ -21,7 +24,7 @@ export function parseProcNetTcp(text: string): TcpRow[] {
     if (f.length < 3) continue;
     const local = endpoint(f[1]);
     const remote = endpoint(f[2]);
-    if (local && remote) rows.push({ local, remote });
+    if (local && remote) rows.push({ local, remote, state: parseInt(f[3], 16), inode: Number(f[9]) });
   }
   return rows;
 }
