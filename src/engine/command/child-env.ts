@@ -47,10 +47,18 @@ export async function childEnvironment(opts: { proxyUrl: string; caPem: string; 
     npm_config_cafile: caFile,
     npm_config_proxy: opts.proxyUrl,
     npm_config_https_proxy: opts.proxyUrl,
+    // A `noproxy` (the user's .npmrc, or npm_config_noproxy) sent those hosts around btrfly.
+    npm_config_noproxy: noProxy,
     // pip takes a `proxy` from the user's pip.conf over the proxy variables, and went around
     // btrfly with one; its own variable wins over the file.
     PIP_PROXY: opts.proxyUrl,
   };
+  // npm reads its settings from the environment in any case, and took the user's upper-case
+  // NPM_CONFIG_PROXY over btrfly's npm_config_proxy: every variant the user set gets btrfly's value.
+  for (const name of Object.keys(process.env)) {
+    const own = name.toLowerCase();
+    if (own !== name && (own === 'npm_config_proxy' || own === 'npm_config_https_proxy' || own === 'npm_config_noproxy')) env[name] = env[own];
+  }
   const javaStore = await javaTrustStore(opts.caPem, caFile, opts.workDir, opts.cacheDir ?? configDir());
   const java = [
     `-Dhttp.proxyHost=${proxy.hostname}`,
