@@ -41,13 +41,19 @@ export class BtrflyError extends Error {
   readonly exitCode: number;
   readonly httpStatus: number;
   readonly data: Record<string, unknown>;
+  /** What went wrong, without {@link advice}: for a caller that says what to do in its own words (a pull, whose damaged copy is the remote's). */
+  readonly what: string;
+  /** What to do, when the error says it: `message` is `what: advice`. */
+  readonly advice?: string;
 
   constructor(
     code: ErrorCode,
     message: string,
-    opts: { exitCode?: number; httpStatus?: number; data?: Record<string, unknown>; cause?: unknown } = {},
+    opts: { exitCode?: number; httpStatus?: number; data?: Record<string, unknown>; cause?: unknown; advice?: string } = {},
   ) {
-    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    super(opts.advice ? `${message}: ${opts.advice}` : message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.what = message;
+    this.advice = opts.advice;
     this.name = 'BtrflyError';
     this.code = code;
     this.exitCode = opts.exitCode ?? (code === 'USAGE' || code === 'BAD_TAG_NAME' ? EXIT.usage : EXIT.failure);
@@ -95,6 +101,11 @@ export function isBtrflyError(e: unknown): e is BtrflyError {
 }
 
 /** Turns anything thrown into a one-line message; typed errors keep theirs. */
+/** {@link oneLine} without the error's advice: what went wrong, for a caller that says what to do itself. */
+export function withoutAdvice(e: unknown): string {
+  return isBtrflyError(e) ? e.what : oneLine(e);
+}
+
 export function oneLine(e: unknown): string {
   if (isBtrflyError(e)) return e.message;
   const err = e as NodeJS.ErrnoException;

@@ -276,8 +276,15 @@
     }
     const [re, nav, view] = found;
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.view === nav);
-    const args = re.exec(hash).slice(1).map(decodeURIComponent);
     try {
+      // A hand-typed or cut-off link may hold a broken escape (%E0): say so instead of throwing here.
+      const args = re.exec(hash).slice(1).map((a) => {
+        try {
+          return decodeURIComponent(a);
+        } catch {
+          throw new Error(`the address ${hash} holds a broken %-escape: follow a link of this page instead`);
+        }
+      });
       const nodes = await view(...args);
       if (location.hash === hash || (!location.hash && hash === '#/tags')) show(...nodes);
     } catch (e) {

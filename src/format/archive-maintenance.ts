@@ -6,10 +6,9 @@ import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BtrflyError, isBtrflyError, oneLine, type ErrorCode } from '../errors';
+import { BtrflyError, isBtrflyError, oneLine, withoutAdvice, type ErrorCode } from '../errors';
 import type { Archive } from './archive';
 import type { TreeEntry } from './git';
-import { withoutGitAdvice } from './git-process';
 import { dropStaleIncoming } from './incoming-refs';
 import { readJournal } from './journal';
 import { processAlive } from '../process-alive';
@@ -24,6 +23,8 @@ export interface VerifyProblem {
   commit: string;
   code: ErrorCode;
   message: string;
+  /** The message without its advice, when it has one: for a caller that advises otherwise (a pull). */
+  what?: string;
   sha256?: string;
 }
 
@@ -41,7 +42,7 @@ export async function verifyArchive(archive: Archive, tags?: string[]): Promise<
       history = await archive.history(tag);
     } catch (e) {
       // A tag whose newest recording is missing: Archive.tagNotReadable says what to do.
-      problems.push({ tag, commit: '', code: isBtrflyError(e) ? e.code : 'GIT', message: oneLine(e) });
+      problems.push({ tag, commit: '', code: isBtrflyError(e) ? e.code : 'GIT', message: oneLine(e), what: withoutAdvice(e) });
       continue;
     }
     problems.push(...(await verifyCommits(archive, tag, history.map((h) => h.commit), checked)));
@@ -70,7 +71,7 @@ export async function verifyCommits(
     try {
       rec = await archive.readRecording(tag, commit);
     } catch (e) {
-      problems.push({ tag, commit, code: isBtrflyError(e) ? e.code : 'GIT', message: oneLine(e) });
+      problems.push({ tag, commit, code: isBtrflyError(e) ? e.code : 'GIT', message: oneLine(e), what: withoutAdvice(e) });
       continue;
     }
     for (const entry of rec.manifest.entries) {
@@ -108,7 +109,7 @@ async function checkBody(
     // The objects in git are what is checked (a whole read that verifies fills the body cache).
     await pipeline(archive.openBody(loc, undefined, { fromGit: true }), sink);
   } catch (e) {
-    return { tag, commit, sha256: loc.sha256, code: isBtrflyError(e) ? e.code : 'STORAGE', message: oneLine(e) };
+    return { tag, commit, sha256: loc.sha256, code: isBtrflyError(e) ? e.code : 'STORAGE', message: oneLine(e), what: withoutAdvice(e) };
   }
   // A cached copy is what playback sends: it must match too.
   if (wasCached && (await archive.cache!.check(loc)) === 'removed') {
@@ -189,7 +190,7 @@ async function gitGc(archive: Archive, active: boolean): Promise<string[]> {
     await removeGitTempsSince(archive.dir, before);
     // A damaged object stops git gc: the repair is what to do, not a check of git's version.
     const damaged = isBtrflyError(e) && e.code === 'GIT' && /unable to read|corrupt|inflate|bad packed object|CRC/i.test(e.message);
-    if (damaged) throw new BtrflyError('BODY_CORRUPT', `${withoutGitAdvice(e.message)}: the archive holds a damaged object; run "btrfly verify --repair", then gc again`, { cause: e });
+    if (damaged) throw new BtrflyError('BODY_CORRUPT', `${e.what}: the archive holds a damaged object; run "btrfly verify --repair", then gc again`, { cause: e });
     // A tag whose newest recording is missing (a repair no remote could help): git gc removes nothing while it is so.
     const badRef = isBtrflyError(e) ? /refs\/heads\/(\S+) does not point to a valid object/.exec(e.message) : null;
     if (badRef) {

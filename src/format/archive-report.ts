@@ -6,10 +6,9 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { oneLine } from '../errors';
+import { isBtrflyError, withoutAdvice } from '../errors';
 import type { Archive, TagInfo } from './archive';
 import { tagDiskUsage, type VerifyProblem } from './archive-maintenance';
-import { withoutGitAdvice } from './git-process';
 import { compareStrings } from './manifest';
 import { parseTagSpec } from './names';
 import { repairAdvice, type Recording } from './types';
@@ -104,8 +103,9 @@ async function listTagsAsTheyAre(archive: Archive): Promise<TagInfo[]> {
 async function whyUnreadable(archive: Archive, tag: string, commit: string, e: unknown): Promise<string> {
   const present = commit !== '' && (await archive.git.run(['cat-file', '-e', commit], { ok: [0, 1, 128] })).code === 0;
   if (!present) return `tag "${tag}": its newest recording ${commit.slice(0, 12)} is missing from the archive: ${repairAdvice(tag)}`;
-  const said = withoutGitAdvice(oneLine(e));
-  if (said.includes('btrfly verify --repair')) return said;
+  // An error that already says to repair says it as it is; git's own advice (check git) gives way to the repair.
+  if (isBtrflyError(e) && e.advice?.includes('btrfly verify --repair')) return e.message;
+  const said = withoutAdvice(e);
   return `tag "${tag}": its newest recording ${commit.slice(0, 12)} cannot be read (${said}): ${repairAdvice(tag)}`;
 }
 
@@ -180,7 +180,7 @@ export async function verifyWithReport(archive: Archive, tags?: string[]): Promi
   const names = tags ?? (await archive.tagNames());
   // A commit, tree or manifest git cannot read: what to do is the repair, not a check of git.
   const problems = (await verifyArchive(archive, names)).map((p) =>
-    p.code === 'GIT' ? { ...p, message: `${withoutGitAdvice(p.message)}: ${repairAdvice(p.tag)}` } : p,
+    p.code === 'GIT' ? { ...p, message: `${p.what ?? p.message}: ${repairAdvice(p.tag)}` } : p,
   );
   const bodies = new Map<string, number>();
   const recordings = new Set<string>();

@@ -6,14 +6,13 @@
 import { access, constants, mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { BtrflyError, oneLine } from '../errors';
+import { BtrflyError, withoutAdvice } from '../errors';
 import { createArchive } from './archive-init';
 import { BodyCache } from './body-cache';
 import { BodyChecks } from './body-checks';
 import { openBody, readSmallBody } from './body-reader';
 import { createBodyWriter } from './body-writer';
 import { Git, isSmallBody } from './git';
-import { withoutGitAdvice } from './git-process';
 import { openLfsBody, readSmallLfsBody } from './lfs-body-reader';
 import { createLfsBodyWriter } from './lfs-body-writer';
 import { checkGitLfs, LFS_POINTER_NAME, lfsOidOfPointerName, LfsStore, STORAGE_LFS } from './lfs-store';
@@ -257,16 +256,17 @@ export class Archive implements BodyStore {
       // The object is there and intact: it is the ref that is wrong (edited by hand), not the store.
       return new BtrflyError(
         'BODY_MISSING',
-        `tag "${tag}" points at a git ${kind.stdout.trim()} (${target.slice(0, 12)}), not at a recording: its ref was edited: ` +
-          `run "btrfly verify --repair ${tag}" to fetch the tag again from the archive's remotes, or "btrfly rm ${tag}" and record it again`,
-        { data: { tag, commit: target } },
+        `tag "${tag}" points at a git ${kind.stdout.trim()} (${target.slice(0, 12)}), not at a recording: its ref was edited`,
+        { data: { tag, commit: target }, advice: `run "btrfly verify --repair ${tag}" to fetch the tag again from the archive's remotes, or "btrfly rm ${tag}" and record it again` },
       );
     }
     return new BtrflyError(
       'BODY_MISSING',
-      `tag "${tag}" points at recording ${target.slice(0, 12)}, which is missing from the archive: run "btrfly verify --repair ${tag}" to fetch it again from the archive's remotes, ` +
-        `or record the tag again without --append (its history then starts anew)`,
-      { data: { tag, commit: target } },
+      `tag "${tag}" points at recording ${target.slice(0, 12)}, which is missing from the archive`,
+      {
+        data: { tag, commit: target },
+        advice: `run "btrfly verify --repair ${tag}" to fetch it again from the archive's remotes, or record the tag again without --append (its history then starts anew)`,
+      },
     );
   }
 
@@ -300,7 +300,7 @@ export class Archive implements BodyStore {
       // Listed in the tree but not in the store: a damaged copy set aside by a repair no remote could help.
       const listed = (await this.git.run(['ls-tree', commit, 'manifest.json'])).stdout.split(/\s+/)[2];
       if (listed) {
-        throw new BtrflyError('BODY_MISSING', `${where}: its manifest.json (object ${listed}) is missing from the archive: ${repairAdvice(tag)}`, { data: { tag, commit, oid: listed } });
+        throw new BtrflyError('BODY_MISSING', `${where}: its manifest.json (object ${listed}) is missing from the archive`, { data: { tag, commit, oid: listed }, advice: repairAdvice(tag) });
       }
       throw new BtrflyError('MANIFEST_INVALID', `${where} has no manifest.json: it was not written by btrfly; re-record the tag`, { data: { tag, commit } });
     }
@@ -539,13 +539,18 @@ function parseBodyListing(out: string): Map<string, BodyLocation> {
  * broken history, so the advice without a remote is to delete the tag and record it again.
  */
 function olderRecordingMissing(tag: string, head: string, e: unknown): unknown {
-  const said = withoutGitAdvice(oneLine(e));
+  const said = withoutAdvice(e);
   if (!/could not read|could not parse|bad object|unable to read|inflate|corrupt|missing/i.test(said)) return e;
   return new BtrflyError(
     'BODY_MISSING',
-    `tag "${tag}": a recording older than its newest (${head.slice(0, 12)}) is missing or damaged (${said}): run "btrfly verify --repair ${tag}" to fetch it again from the archive's remotes; ` +
-      `with no remote that has it, "btrfly rm ${tag}" and record the tag again (a re-recording alone would add to the same history)`,
-    { cause: e, data: { tag, commit: head } },
+    `tag "${tag}": a recording older than its newest (${head.slice(0, 12)}) is missing or damaged (${said})`,
+    {
+      cause: e,
+      data: { tag, commit: head },
+      advice:
+        `run "btrfly verify --repair ${tag}" to fetch it again from the archive's remotes; ` +
+        `with no remote that has it, "btrfly rm ${tag}" and record the tag again (a re-recording alone would add to the same history)`,
+    },
   );
 }
 

@@ -396,8 +396,8 @@ function smallBlob(git: Git, oid: string): Readable {
 function corrupt(loc: BodyLocation, what: string): BtrflyError {
   return new BtrflyError(
     'BODY_CORRUPT',
-    `body ${loc.sha256} is corrupt: it ${what}: ${repairAdvice()}`,
-    { data: { sha256: loc.sha256 } },
+    `body ${loc.sha256} is corrupt: it ${what}`,
+    { data: { sha256: loc.sha256 }, advice: repairAdvice() },
   );
 }
 
@@ -410,8 +410,8 @@ function partError(loc: BodyLocation, index: number, e: unknown): BtrflyError {
     return new BtrflyError(
       'BODY_MISSING',
       // git fails alike on an object that is absent and on one whose pack is damaged (a bad CRC): only a null read is surely missing.
-      `body ${loc.sha256} part ${index} (object ${oid}) ${e.code === 'GIT' ? 'cannot be read from the archive (missing or damaged)' : 'is missing from the archive'}: ${repairAdvice()}`,
-      { cause: e, data: { sha256: loc.sha256, part: index, oid } },
+      `body ${loc.sha256} part ${index} (object ${oid}) ${e.code === 'GIT' ? 'cannot be read from the archive (missing or damaged)' : 'is missing from the archive'}`,
+      { cause: e, data: { sha256: loc.sha256, part: index, oid }, advice: repairAdvice() },
     );
   }
   // zstd that does not decode is damage too, not a missing object.

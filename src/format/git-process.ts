@@ -54,18 +54,14 @@ export function configEnv(config: Array<[string, string]>): NodeJS.ProcessEnv {
 /** What a failed git command's message ends with. */
 const GIT_ADVICE = 'check that git ≥ 2.38 is installed and the archive is intact (btrfly verify)';
 
-/** A git failure's message without {@link GIT_ADVICE}, for a caller that knows better what to do (a damaged archive: the repair). */
-export function withoutGitAdvice(message: string): string {
-  return message.endsWith(`: ${GIT_ADVICE}`) ? message.slice(0, -(GIT_ADVICE.length + 2)) : message;
-}
-
 export function gitError(args: readonly string[], detail: string, cause?: unknown): BtrflyError {
   // A full disk is not a broken git: say so (the command maps it to the mount point and what to free).
   if (/No space left on device|Disk quota exceeded|Out of diskspace/i.test(detail)) {
     return new BtrflyError('STORAGE', `git ${args[0]} failed: no space left on device`, { cause, data: { args: [...args], noSpace: true } });
   }
   const first = detail.split('\n').find((l) => l.trim()) ?? 'failed';
-  return new BtrflyError('GIT', `git ${args[0]} failed: ${first.trim()}: ${GIT_ADVICE}`, {
+  return new BtrflyError('GIT', `git ${args[0]} failed: ${first.trim()}`, {
+    advice: GIT_ADVICE,
     cause,
     data: { args: [...args] },
   });
@@ -291,7 +287,7 @@ export class CatFileBatch extends BatchProcess<Buffer | null> {
       const { oid, header } = this.head;
       const actual = createHash(oid.length === 64 ? 'sha256' : 'sha1').update(header).update(content).digest('hex');
       if (actual === oid) this.pending.shift()?.resolve(content);
-      else this.pending.shift()?.reject(new BtrflyError('GIT', `git object ${oid} is damaged: its bytes hash to ${actual}: ${repairAdvice()}`, { data: { oid } }));
+      else this.pending.shift()?.reject(new BtrflyError('GIT', `git object ${oid} is damaged: its bytes hash to ${actual}`, { data: { oid }, advice: repairAdvice() }));
     }
   }
 }

@@ -182,8 +182,8 @@ async function* open(store: LfsStore, loc: BodyLocation, start: number, end: num
 function missing(loc: BodyLocation): BtrflyError {
   return new BtrflyError(
     'BODY_MISSING',
-    `body ${loc.sha256} (a Git LFS object) is missing from the archive's LFS store: ${repairAdvice()}`,
-    { data: { sha256: loc.sha256, part: 0, oid: loc.parts[0]?.oid } },
+    `body ${loc.sha256} (a Git LFS object) is missing from the archive's LFS store`,
+    { data: { sha256: loc.sha256, part: 0, oid: loc.parts[0]?.oid }, advice: repairAdvice() },
   );
 }
 
@@ -199,7 +199,8 @@ async function corrupt(store: LfsStore, loc: BodyLocation, what: string): Promis
       : aside
         ? `it could not be moved out of the LFS store (${aside.code ?? aside.message}), where every read refuses it`
         : 'it is no longer in the LFS store';
-  return new BtrflyError('BODY_CORRUPT', `body ${loc.sha256} is corrupt: it ${what}: ${where}; ${repairAdvice()}`, {
+  return new BtrflyError('BODY_CORRUPT', `body ${loc.sha256} is corrupt: it ${what}: ${where}`, {
+    advice: repairAdvice(),
     data: { sha256: loc.sha256, ...(typeof aside === 'string' && { aside }) },
   });
 }

@@ -22,7 +22,6 @@ import { lfsFetch, lfsPush, needsLfs } from './lfs-transfer';
 import { lockHolder } from './lock';
 import { dropLocalStaging, pushUnderLimit, type RemoteRef } from './push-split';
 import { validateTagName } from './names';
-import { withoutRepairAdvice } from './types';
 import { remoteUrl } from './remote-config';
 import { tagMissingOnRemote, transferTo, withoutRefLines, type TagTransfer, type TransferOptions } from './remote-transfer';
 
@@ -240,7 +239,7 @@ async function takeTag(
       tag,
       code: 'BODY_CORRUPT',
       message:
-        `pull of tag "${tag}" from remote ${remote} refused, the tag here is unchanged: recording ${p.commit.slice(0, 12)}: ${withoutRepairAdvice(p.message, p.tag)}: ` +
+        `pull of tag "${tag}" from remote ${remote} refused, the tag here is unchanged: recording ${p.commit.slice(0, 12)}: ${p.what ?? p.message}: ` +
         `the copy on remote ${remote} is damaged or missing: pull the tag from another remote, or push it to ${remote} again from an archive where "btrfly verify ${tag}" is clean ` +
         `(a Git LFS object damaged on ${remote} must be deleted from its LFS store first: git-lfs does not send an object the remote already has)`,
       problems,

@@ -120,15 +120,6 @@ export function repairAdvice(tag?: string): string {
   return `run "btrfly verify --repair${tagArg}" to set it aside and fetch it again from the archive's remotes (or, with no remote that has it, re-record the tag after the repair)`;
 }
 
-/** A message about a damaged or missing body without its {@link repairAdvice}: where the advice does not fit (a pull, whose damaged copy is the remote's). */
-export function withoutRepairAdvice(message: string, tag?: string): string {
-  let out = message;
-  for (const advice of [repairAdvice(tag), repairAdvice()]) {
-    for (const sep of [': ', '; ']) out = out.split(sep + advice).join('');
-  }
-  return out;
-}
-
 /** How a tag let go of a recording that was being played back: deleted, or moved to a recording whose history lacks it. */
 export type TagLeft = 'deleted' | 'moved';
 

@@ -203,7 +203,7 @@ describe('btrfly init --lfs: bodies as Git LFS objects, pushed and pulled throug
 
     damage(lfsObject(archive, textOid), 1000);
     const r = await runCli(['verify', '--repair', '--archive', archive], { timeoutMs: 120_000 });
-    expect(r.stdout).toMatch(new RegExp(`^deps@[0-9a-f]{7}: body ${textSha} is corrupt: .* it was moved out of the LFS store to btrfly/damaged/[^/]+/lfs/${textOid}; run "btrfly verify --repair"`, 'm'));
+    expect(r.stdout).toMatch(new RegExp(`^deps@[0-9a-f]{7}: body ${textSha} is corrupt: .* it was moved out of the LFS store to btrfly/damaged/[^/]+/lfs/${textOid}: run "btrfly verify --repair"`, 'm'));
     expect(r.stderr).toMatch(/^repair: fetched deps again from hub: 2 of the absent objects came back$/m);
     expect(r.stdout).toMatch(/^ok: 1 tags, 1 recordings, 3 bodies .* checked, after the repair$/m);
     expect(r.code).toBe(0);

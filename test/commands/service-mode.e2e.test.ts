@@ -206,7 +206,7 @@ maybe('btrfly serve with three build hosts', () => {
     expect(started.code).toBe(0);
     expect(await runCli(['token', 'revoke', revokable.split('_')[1], '--tokens', tokens])).toMatchObject({ code: 0 });
     const stopped = await onHost(2, [`${cli} stop record && echo "stop exit 0" || echo "stop exit $?"`, `grep '^nameserver' /etc/resolv.conf | sed 's/^/resolver /'`]);
-    expect(stopped.stderr).toMatch(/^btrfly: the btrfly service refused the token \(unknown, revoked or mistyped\)[^\n]*; the host is restored[^\n]*\n/m);
+    expect(stopped.stderr).toMatch(/^btrfly: the btrfly service refused the token \(unknown, revoked or mistyped\)[^\n]*; the host is restored, and the service ended the session itself \(it ends a revoked token's sessions, sealing what they recorded\)\n/m);
     expect(stopped.stdout).toContain('stop exit 0');
     expect(stopped.stdout).toContain('resolver nameserver 192.0.2.53');
     expect(await snapshot(hosts[2].copies)).toEqual(before);

@@ -212,4 +212,12 @@ maybe('the web UI in headless Chromium', () => {
     await expect(read('/v1/diff?from=team-a/app&to=team-b/secret')).rejects.toMatchObject({ code: 'FORBIDDEN' });
     await expect(read('/v1/log?tag=team-b/secret')).rejects.toMatchObject({ code: 'FORBIDDEN' });
   });
+
+  test('a link with a broken %-escape shows one line saying so, not the page it came from', async () => {
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.evaluate("location.hash = '#/tag/team-a%2Fap%E0'");
+    await expect(page.locator('main .error').innerText({ timeout: 5000 })).resolves.toBe('the address #/tag/team-a%2Fap%E0 holds a broken %-escape: follow a link of this page instead');
+    expect(errors).toEqual([]);
+  });
 });

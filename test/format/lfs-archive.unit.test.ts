@@ -151,7 +151,7 @@ describe('archive in Git LFS mode', () => {
     writeFileSync(join(a.dir, 'btrfly', 'damaged'), '');
     await expect(a.readSmallBody(loc)).rejects.toMatchObject({
       code: 'BODY_CORRUPT',
-      message: expect.stringMatching(/^body [0-9a-f]{64} is corrupt: it reads back with SHA-256 [0-9a-f]{64}: it could not be moved out of the LFS store \(E[A-Z]+\), where every read refuses it; /),
+      message: expect.stringMatching(/^body [0-9a-f]{64} is corrupt: it reads back with SHA-256 [0-9a-f]{64}: it could not be moved out of the LFS store \(E[A-Z]+\), where every read refuses it: run /),
     });
     const problems = await verifyArchive(a);
     expect(problems.map((p) => [p.code, p.sha256])).toEqual([['BODY_CORRUPT', sha256(small)]]);

@@ -44,13 +44,13 @@ let configs = 0;
 /**
  * Starts `btrfly serve --config FILE ARGS` and waits until it listens. FILE is a new config
  * file in `dir.work` naming `dir`'s archive and token store and every listener on port 0,
- * then `settings` (which win).
+ * then `settings` (which win); `env` is added to serve's environment.
  */
-export async function startService(dir: ServiceDir, settings: Record<string, unknown>, args: readonly string[] = []): Promise<StartedService> {
+export async function startService(dir: ServiceDir, settings: Record<string, unknown>, args: readonly string[] = [], env: NodeJS.ProcessEnv = {}): Promise<StartedService> {
   const config = join(dir.work, `serve-${++configs}.json`);
   const ports = { dnsPort: 0, httpPort: 0, httpsPort: 0, proxyPort: 0, apiPort: 0 };
   await writeFile(config, JSON.stringify({ archive: 'archive', tokens: 'tokens.json', ...ports, ...settings }));
-  const service = spawnCli(['serve', '--config', config, ...args]);
+  const service = spawnCli(['serve', '--config', config, ...args], { env });
   await service.waitFor(READY);
   const [, port, api] = READY.exec(service.stderr)!;
   return { service, proxyPort: Number(port), api, caPem: await readFile(dir.caPath, 'utf8') };

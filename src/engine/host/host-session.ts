@@ -222,7 +222,9 @@ async function stopServiceSession(active: HostSessionFile, o: StopHostOptions, h
   } else {
     result = await serviceRequest<SessionResult>(login, 'DELETE', `/v1/sessions/${active.id}${o.discard ? '?discard=1' : ''}`).catch((e: unknown) => {
       if (e instanceof BtrflyError && e.code === 'NOT_FOUND') partial = `the service ${active.service} no longer holds session ${active.id} (it was restarted: a recording is sealed at its shutdown); the host is restored`;
-      // A revoked token (the service ended its sessions then), a refusal, a service gone or failing.
+      // The service no longer knows the token login checked: it was revoked, and the service ends a revoked token's sessions itself.
+      else if (e instanceof BtrflyError && e.code === 'UNAUTHORIZED') partial = `${oneLine(e)}; the host is restored, and the service ended the session itself (it ends a revoked token's sessions, sealing what they recorded)`;
+      // A refusal, a service gone or failing.
       else partial = `${oneLine(e)}; the host is restored, the session on the service may still be open`;
       return undefined;
     });

@@ -6,6 +6,7 @@ import * as tls from 'node:tls';
 import { BtrflyError, isBtrflyError, oneLine } from '../../errors';
 import { silentLogger, type Logger } from '../base/log';
 import { listen } from '../base/listen';
+import { limitConnections, type ConnectionLimits } from '../base/connection-limit';
 import type { Outcome } from './outcome';
 import { proxyCredential, type LiveSession, type SessionTable } from './session';
 import { selectHttp1 } from '../tls/ca';
@@ -37,6 +38,8 @@ export interface ProxyServerOptions {
    * refused, so the proxy cannot loop.
    */
   isOwnSocket?: (socket: net.Socket) => boolean | Promise<boolean>;
+  /** Caps on open connections per client address and in all, on every listener; default none. */
+  connectionLimits?: ConnectionLimits;
   logger?: Logger;
   /** Called when each response ends (or a client is refused): for metrics. */
   onResponse?: (e: ResponseEvent) => void;
@@ -267,6 +270,7 @@ export async function startProxy(opts: ProxyServerOptions): Promise<ProxyServer>
 
   const track = (server: net.Server) => {
     servers.push(server);
+    if (opts.connectionLimits) limitConnections(server, opts.connectionLimits, log, 'proxy');
     server.on('connection', (socket: net.Socket) => {
       const refuseLoop = () => {
         log.warn({ port: socket.remotePort }, 'refused a connection from the proxy itself (loop)');

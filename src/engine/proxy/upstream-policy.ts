@@ -1,4 +1,5 @@
 import * as net from 'node:net';
+import * as os from 'node:os';
 import { BtrflyError } from '../../errors';
 
 /**
@@ -9,10 +10,15 @@ import { BtrflyError } from '../../errors';
  */
 export const SERVICE_DENY_DEFAULTS = ['169.254.0.0/16', 'fe80::/10', '127.0.0.0/8', '::1/128', '0.0.0.0/8', '::/128'] as const;
 
-/** The default deny list of `btrfly serve` listening on `addresses` (DNS/proxy, API). */
-export function serviceDenyList(addresses: Array<string | undefined>): string[] {
-  const own = addresses.filter((a): a is string => Boolean(a && net.isIP(a)));
-  return [...SERVICE_DENY_DEFAULTS, ...own];
+/**
+ * The default deny list of `btrfly serve` listening on `addresses` (DNS/proxy, API): also every
+ * address of the service host's interfaces, since a service bound to one of them (a management
+ * address, a container bridge) would otherwise be fetched for any host in a session.
+ */
+export function serviceDenyList(addresses: Array<string | undefined>, interfaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces()): string[] {
+  const local = Object.values(interfaces).flatMap((list) => (list ?? []).map((i) => i.address.replace(/%.*$/, '')));
+  const own = [...addresses, ...local].filter((a): a is string => Boolean(a && net.isIP(a)));
+  return [...new Set([...SERVICE_DENY_DEFAULTS, ...own])];
 }
 
 /** One parsed CIDR (or bare address), as written, with the list that matches it. */

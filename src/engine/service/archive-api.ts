@@ -1,6 +1,6 @@
 import { statfs } from 'node:fs/promises';
 import express from 'express';
-import { BtrflyError } from '../../errors';
+import { BtrflyError, isBtrflyError } from '../../errors';
 import type { Archive } from '../../format/archive';
 import { loadRecording, objectsDiskUsage, recordingSize, summarizeVisibleTags, tagLog } from '../../format/archive-report';
 import { diffManifests } from '../../format/diff';
@@ -37,7 +37,7 @@ export function archiveApi(archive: Archive): express.Router {
   const router = express.Router();
   const tokenOf = (res: express.Response) => res.locals.token as TokenRecord;
   const answer = (fn: (req: express.Request, token: TokenRecord) => Promise<unknown>): express.RequestHandler => (req, res, next) => {
-    fn(req, tokenOf(res)).then((v) => res.json(v), next);
+    fn(req, tokenOf(res)).then((v) => res.json(v), (e: unknown) => next(forCaller(e)));
   };
 
   // Tags are chosen by name before anything of them is read: another team's tag, broken or not,
@@ -81,6 +81,16 @@ export function archiveApi(archive: Archive): express.Router {
   }));
 
   return router;
+}
+
+/**
+ * The archive's own "not found" names its directory on the service host and a command that lists
+ * the caller's local archive: the caller is told where its tags are listed instead.
+ */
+function forCaller(e: unknown): unknown {
+  if (!isBtrflyError(e) || e.code !== 'TAG_NOT_FOUND') return e;
+  const tag = String(e.data.tag);
+  return new BtrflyError('TAG_NOT_FOUND', `tag "${tag}" not found on the service: GET /v1/tags (the web UI's Tags) lists the tags this token may read`, { data: { tag } });
 }
 
 function param(req: express.Request, name: string): string {

@@ -73,7 +73,27 @@ export function serviceRequest<T = unknown>(login: Login, method: string, urlPat
       readJsonAnswer<T>(res, `the btrfly service at ${login.url}`, 'NETWORK').then(resolve, reject),
     );
     req.once('timeout', () => req.destroy(new Error('timed out')));
-    req.once('error', (e) => reject(new BtrflyError('NETWORK', `cannot reach the btrfly service at ${login.url}: ${oneLine(e)}: check the URL ("btrfly login")`)));
+    req.once('error', (e) => reject(unreachable(login, e)));
     req.end(payload);
   });
+}
+
+/**
+ * Why a call to the service failed before any answer, in words a build host can act on: Node's
+ * own hints ("try running Node.js with --use-system-ca") are about Node, not btrfly.
+ */
+function unreachable(login: Login, e: NodeJS.ErrnoException): BtrflyError {
+  const code = e.code ?? '';
+  const where = `the btrfly service at ${login.url}`;
+  if (/CERT|SELF_SIGNED|UNABLE_TO_(VERIFY|GET_ISSUER)/.test(code)) {
+    const why = e.message.replace(/; if the root CA is installed locally.*$/, '');
+    const fix = login.caPem
+      ? 'the --ca given to "btrfly login" is not the CA that signed it: give the service\'s CA ("btrfly ca export" on the service)'
+      : 'give "btrfly login" the service\'s CA with --ca FILE ("btrfly ca export" on the service), unless it has a certificate this host trusts';
+    return new BtrflyError('NETWORK', `${where} has a certificate this host does not trust (${why}): ${fix}`);
+  }
+  if (code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
+    return new BtrflyError('NETWORK', `${where} did not answer in TLS (${code}): give the URL of the service's HTTPS API ("the API and the web UI on https://..." in the output of "btrfly serve"; port 8443 by default)`);
+  }
+  return new BtrflyError('NETWORK', `cannot reach ${where}: ${oneLine(e)}: check the URL ("btrfly login")`);
 }

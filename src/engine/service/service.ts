@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import * as net from 'node:net';
+import * as os from 'node:os';
 import * as https from 'node:https';
 import express from 'express';
 import { BtrflyError, isBtrflyError, oneLine } from '../../errors';
@@ -14,7 +16,9 @@ import { serviceDenyList } from '../proxy/upstream-policy';
 import { authorizeSession, mayRead, TokenStore, type TokenRecord } from './tokens';
 import { webUi } from './web-ui';
 import type { Logger } from '../base/log';
+import { limitConnections, type ConnectionLimits } from '../base/connection-limit';
 import { listen } from '../base/listen';
+import { systemResolvers } from '../dns/system-resolvers';
 
 export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
   /** Where the HTTPS API (and `/metrics`) listens; default the DNS/proxy address. */
@@ -32,6 +36,13 @@ export interface ServiceOptions extends Omit<ServingOptions, 'onResponse'> {
 
 /** Every 5 s (and at every API call) a session whose token was revoked is ended. */
 export const SWEEP_MS = 5_000;
+
+/** The API's deadlines (ms): TLS handshake, request head, whole request (bodies are at most 64 KiB). */
+const API_TIMEOUTS = { handshake: 30_000, headers: 30_000, request: 60_000 };
+/** A build host makes a call or two at a time; a web UI a few. */
+export const API_CONNECTIONS: ConnectionLimits = { perAddress: 64, total: 2048 };
+/** A build opens many downloads at once, but not a thousand; one host may not hold the process's descriptors. */
+export const PROXY_CONNECTIONS: ConnectionLimits = { perAddress: 1024, total: 8192 };
 
 export interface ReadyInfo {
   /** The API's (and the web UI's) URL, e.g. `https://10.0.0.5:8443`. */
@@ -57,13 +68,18 @@ export interface RegisteredSession {
  * serves it. Runs until SIGTERM/SIGINT, then seals open recordings.
  */
 export async function runService(opts: ServiceOptions): Promise<void> {
+  checkServiceAddress(opts.address, opts.apiAddress);
   const tokens = new TokenStore(opts.tokenStore);
   // Assigned once the runtime exists; the response callback handed to startServing reads it later.
   // eslint-disable-next-line prefer-const
   let metrics: ServiceMetrics | undefined;
   // A session's host makes the service fetch what it asks for: never its metadata, loopback or itself.
   const upstream = { ...opts.upstream, deny: [...serviceDenyList([opts.address, opts.apiAddress]), ...(opts.upstream.deny ?? [])] };
-  const serving = await startServing({ ...opts, upstream, onResponse: (e) => metrics?.onResponse(e) });
+  // Hosts in no session (a revoked one still pointed here, one left over) get real answers: from
+  // --upstream-dns, else from the resolvers this machine uses. Record keeps resolving as the machine does.
+  const forward = opts.upstreamDns.length ? opts.upstreamDns : await systemResolvers([opts.address]);
+  if (forward.length === 0) opts.logger.warn('no upstream resolver (no --upstream-dns, none in /etc/resolv.conf): hosts in no session get SERVFAIL');
+  const serving = await startServing({ ...opts, upstreamDns: forward, upstream, connectionLimits: PROXY_CONNECTIONS, onResponse: (e) => metrics?.onResponse(e) });
   opts.logger.info({ deny: upstream.deny, allow: upstream.allow ?? [] }, 'upstream addresses record refuses');
   const { runtime } = serving;
   metrics = new ServiceMetrics(() => runtime.status());
@@ -94,6 +110,8 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     // sessions of revoked tokens to leave the table (their sealing goes on behind). One read
     // of the token store serves both.
     app.use((req, res, next) => {
+      // What follows answers with a team's data: no browser or proxy cache may keep it.
+      res.setHeader('Cache-Control', 'no-store');
       const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
       revoked
         .check()
@@ -164,11 +182,15 @@ export async function runService(opts: ServiceOptions): Promise<void> {
       opts.apiCert && opts.apiKey ? { cert: await readPem(opts.apiCert, 'certificate'), key: await readPem(opts.apiKey, 'key') } : await runtime.ca.serverOptions(apiAddress);
     let server: https.Server;
     try {
-      server = https.createServer(tlsOptions, app);
+      server = https.createServer({ ...tlsOptions, handshakeTimeout: API_TIMEOUTS.handshake }, app);
     } catch (e) {
       throw new BtrflyError('CONFIG', `--api-cert ${opts.apiCert} and --api-key ${opts.apiKey} are not a PEM certificate and its private key (${oneLine(e)}): give the pair in PEM, or leave both out for a certificate from btrfly's CA`);
     }
     api = server;
+    // API calls are small and quick: a connection silent for long, or one too many, is an attack on every host.
+    server.headersTimeout = API_TIMEOUTS.headers;
+    server.requestTimeout = API_TIMEOUTS.request;
+    limitConnections(server, API_CONNECTIONS, opts.logger, 'API');
     const port = await listen(server, apiAddress, opts.apiPort).catch((e: unknown) => {
       throw new BtrflyError('NETWORK', `cannot listen for the API on ${apiAddress}:${opts.apiPort}: ${oneLine(e)}`);
     });
@@ -186,6 +208,23 @@ export async function runService(opts: ServiceOptions): Promise<void> {
     // A recording being sealed after its token's revocation finishes before the archive closes.
     await revokedEnding?.();
     await serving.close();
+  }
+}
+
+/**
+ * Refuses, in one line, a `--address` that hosts in a session cannot be told (a name, a wildcard:
+ * DNS answers it for every name, and 0.0.0.0 would send each host to itself) and an address no
+ * interface of this host has (Node would only say EADDRNOTAVAIL, from whichever listener came first).
+ */
+function checkServiceAddress(address: string, apiAddress: string | undefined): void {
+  if (!net.isIP(address) || address === '0.0.0.0' || address === '::') {
+    throw new BtrflyError('USAGE', `--address ${address} is not an address build hosts can be told: DNS answers it for every name, so give this host's IP address on their network (e.g. --address 10.0.0.5); --api-address may be 0.0.0.0`);
+  }
+  const local = Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
+  for (const [flag, a] of [['--address', address], ['--api-address', apiAddress]] as const) {
+    if (a && a !== '0.0.0.0' && a !== '::' && net.isIP(a) && !local.includes(a)) {
+      throw new BtrflyError('USAGE', `${flag} ${a} is not an address of this host (it has ${local.join(', ')}): give one of them`);
+    }
   }
 }
 

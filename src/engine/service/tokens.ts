@@ -119,6 +119,11 @@ export class TokenStore {
       data = {} as TokenFile;
     }
     if (data?.btrflyTokens !== 1 || !Array.isArray(data.tokens)) throw new BtrflyError('CONFIG', `${this.file} is not a btrfly token store (not JSON, or not {"btrflyTokens": 1, "tokens": [...]}): restore it from a backup, or pass --tokens another file`);
+    // A hand-edited record would otherwise fail later as a TypeError, or grant what it names (a scope no one can create).
+    data.tokens.forEach((t, i) => {
+      const why = tokenRecordProblem(t);
+      if (why) throw new BtrflyError('CONFIG', `token ${i + 1} of ${this.file} is damaged (${why}): restore the file from a backup, or mend or delete that record by hand`);
+    });
     return data;
   }
 
@@ -152,6 +157,19 @@ export class TokenStore {
   private async write(data: TokenFile): Promise<void> {
     await writePrivateFile(this.file, JSON.stringify(data, null, 2) + '\n');
   }
+}
+
+/** What is wrong with a record read from the store, or undefined when it is one `create` could have written. */
+function tokenRecordProblem(t: unknown): string | undefined {
+  const r = t as Partial<Record<keyof TokenRecord, unknown>> | null;
+  if (typeof r !== 'object' || r === null || Array.isArray(r)) return 'not an object';
+  if (typeof r.id !== 'string' || !/^[0-9a-f]{12}$/.test(r.id)) return 'its id is not 12 hex digits';
+  if (typeof r.hash !== 'string' || !/^[0-9a-f]{64}$/.test(r.hash)) return `token ${r.id}: its hash is not a SHA-256 in hex`;
+  const strings = (v: unknown) => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string');
+  if (!strings(r.scopes) || !(r.scopes as string[]).every((x) => (SCOPES as string[]).includes(x))) return `token ${r.id}: its scopes are not a list of ${SCOPES.join(', ')}`;
+  if (!strings(r.tags)) return `token ${r.id}: its tags are not a list of patterns`;
+  if (r.name !== undefined && typeof r.name !== 'string') return `token ${r.id}: its name is not a string`;
+  return undefined;
 }
 
 /**

@@ -10,6 +10,7 @@ import { PlaybackSession } from './player';
 import { startProxy, type ProxyServer, type ResponseEvent } from '../proxy/proxy-server';
 import { RecordSession } from './recorder';
 import { redactKey } from '../base/redact-key';
+import type { ConnectionLimits } from '../base/connection-limit';
 import { newCredential, newSessionInfo, SessionTable, type CloseOptions, type LiveSession, type Mode, type SessionInfo, type SessionResult } from '../proxy/session';
 import { Upstream, type UpstreamOptions } from '../proxy/upstream';
 import { keepMemoryFlat } from '../proxy/memory';
@@ -31,6 +32,8 @@ export interface RuntimeOptions {
   logger?: Logger;
   /** Called as each proxied response ends (service mode's metrics). */
   onResponse?: (e: ResponseEvent) => void;
+  /** Caps on the proxy's open connections (service mode: clients are other machines). */
+  connectionLimits?: ConnectionLimits;
 }
 
 export interface OpenSessionOptions {
@@ -96,6 +99,7 @@ export class Runtime {
         isOwnSocket: (s) => upstream.isOwnSocket(s),
         logger: log.child({ component: 'proxy' }),
         onResponse: opts.onResponse,
+        connectionLimits: opts.connectionLimits,
       });
     } catch (e) {
       upstream.close();

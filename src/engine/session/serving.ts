@@ -1,7 +1,9 @@
+import * as net from 'node:net';
 import { oneLine } from '../../errors';
 import { Archive } from '../../format/archive';
 import { startDnsServer, type DnsServer } from '../dns/dns-server';
 import type { Logger } from '../base/log';
+import type { ConnectionLimits } from '../base/connection-limit';
 import type { ResponseEvent } from '../proxy/proxy-server';
 import { Runtime } from './runtime';
 import type { UpstreamOptions } from '../proxy/upstream';
@@ -16,7 +18,7 @@ export interface ServingOptions {
   httpPort: number;
   httpsPort: number;
   proxyPort: number;
-  /** Resolvers the DNS server forwards to for clients in no session, and record resolves with. */
+  /** Resolvers the DNS server forwards to for clients in no session (record resolves with `upstream.dns`). */
   upstreamDns: string[];
   upstream: UpstreamOptions;
   configDir?: string;
@@ -24,6 +26,8 @@ export interface ServingOptions {
   /** Stops the daemon or the service when it aborts, as SIGTERM does. */
   signal?: AbortSignal;
   onResponse?: (e: ResponseEvent) => void;
+  /** Caps on the proxy's open connections (the service's; the daemon's clients are this host). */
+  connectionLimits?: ConnectionLimits;
 }
 
 export interface Serving {
@@ -41,7 +45,6 @@ export interface Serving {
  */
 export async function startServing(opts: ServingOptions): Promise<Serving> {
   const archive = await Archive.open(opts.archiveDir, { create: true });
-  const upstream = { ...opts.upstream, dns: opts.upstream.dns?.length ? opts.upstream.dns : opts.upstreamDns };
   let runtime: Runtime | undefined;
   let dns: DnsServer | undefined;
   const close = async (how: CloseOptions = {}): Promise<void> => {
@@ -57,17 +60,18 @@ export async function startServing(opts: ServingOptions): Promise<Serving> {
       proxyPort: opts.proxyPort,
       httpPort: opts.httpPort,
       httpsPort: opts.httpsPort,
-      upstream,
+      upstream: opts.upstream,
       configDir: opts.configDir,
       logger: opts.logger,
       onResponse: opts.onResponse,
+      connectionLimits: opts.connectionLimits,
     });
     const sessions = runtime.sessions;
     const dnsLog = opts.logger.child({ component: 'dns' });
     dns = await startDnsServer({
       address: opts.address,
       port: opts.dnsPort,
-      answerFor: (client) => (sessions.bySourceAddress(client) ? { ipv4: opts.address } : null),
+      answerFor: (client) => (sessions.bySourceAddress(client) ? (net.isIPv6(opts.address) ? { ipv6: opts.address } : { ipv4: opts.address }) : null),
       upstream: opts.upstreamDns,
       log: ({ level, msg, ...data }) => dnsLog[level](data, msg),
     });
