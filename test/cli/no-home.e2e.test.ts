@@ -56,7 +56,7 @@ describe('btrfly as a uid with no passwd entry and HOME unset', () => {
     const verify = await runCli(['verify', '--archive', archive], { uid: USER, cwd: dir, env: bare });
     expect(verify.stdout).toContain('ok: 1 tags');
     expect(verify.code).toBe(0);
-  }, 60_000);
+  }, 180_000);
 
   it("with HOME another user's unreadable directory, a command prints no warning about it", async () => {
     const home = tmpDir('btrfly-root-home-');
