@@ -31,12 +31,28 @@ if (process.env[MARK]) {
   });
 }
 
-// oclif reads the login shell from the passwd database when SHELL is unset, and that throws for
-// a uid with no passwd entry (a container run with --user 1234, some CI runners): SHELL is lent a
-// value here and taken back by every command's init (BtrflyCommand, src/cli/base.ts) before it runs.
+// A uid with no passwd entry (a container run with --user 1234, some CI runners) makes two
+// look-ups throw during oclif's load: the login shell when SHELL is unset (oclif asks the passwd
+// database) and the home directory when HOME is unset (clean-stack, which oclif loads, asks
+// os.homedir). Each is lent a value here, named in BTRFLY_LENT_ENV, and taken back by every
+// command's init (BtrflyCommand, src/cli/base.ts) before it runs: no command btrfly starts sees
+// a variable its user did not set.
+var lent = [];
 if (process.env.SHELL === undefined) {
   process.env.SHELL = 'sh';
-  process.env.BTRFLY_SHELL_STAND_IN = '1';
+  lent.push('SHELL');
 }
+if (process.env.HOME === undefined) {
+  try {
+    require('node:os').homedir();
+  } catch (_noPasswdEntry) {
+    process.env.HOME = '/';
+    lent.push('HOME');
+  }
+}
+if (lent.length) process.env.BTRFLY_LENT_ENV = lent.join(',');
 
-require('@oclif/core').execute({ dir: __dirname }).catch(require('@oclif/core/handle'));
+// No user plugins: btrfly has none, and oclif would read (and run the code of) a package.json in
+// its data directory (~/.local/share/btrfly), warning with an EACCES on every command where that
+// is not readable (HOME another user's: a container run with --user and HOME=/root).
+require('@oclif/core').execute({ dir: __dirname, loadOptions: { root: __dirname, userPlugins: false } }).catch(require('@oclif/core/handle'));

@@ -205,7 +205,9 @@
         'Changed',
         changed.map((c) => [
           c.method,
-          both(c.from.status, c.to.status),
+          c.headers
+            ? h('div', null, both(c.from.status, c.to.status), h('div', { class: 'source' }, c.headers.map((x) => `${x.name}: ${x.from ?? '(none)'} → ${x.to ?? '(none)'}`).join('; ')))
+            : both(c.from.status, c.to.status),
           both(c.from.size, c.to.size, size),
           h('div', { class: 'fromto' }, h('div', null, digest(c.from.sha256)), h('div', null, h('span', { class: 'arrow' }, '→ '), digest(c.to.sha256))),
           url(c.url, c.ordinal),

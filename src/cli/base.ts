@@ -14,8 +14,22 @@ type ParseOutput = Record<string, unknown>;
  * with it instead, and {@link BtrflyCommand.catch} then ends quietly, as a Unix filter does.
  */
 let stdoutGone = false;
+/**
+ * Any other failure to write stdout (`btrfly tags > file` on a full disk: ENOSPC; EIO): oclif's
+ * own listener threw it from the stream's error event, a stack trace. It is replaced: the output
+ * is lost, so the command's status becomes 1 and one line says why, once, as the process ends.
+ */
+let stdoutFailed: NodeJS.ErrnoException | undefined;
+process.stdout.removeAllListeners('error');
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (e.code === 'EPIPE') stdoutGone = true;
+  else stdoutFailed ??= e;
+});
+process.on('exit', (code) => {
+  if (!stdoutFailed) return;
+  const reason = stdoutFailed.code === 'ENOSPC' ? 'no space left on device (ENOSPC)' : `${stdoutFailed.code ?? stdoutFailed.message}`;
+  process.stderr.write(`btrfly: the output could not be written to stdout: ${reason}: free space where it goes, or send it elsewhere\n`);
+  if (code === 0) process.exitCode = EXIT.failure;
 });
 
 /** What a command's `run()` returns: printed as JSON under `--json` (oclif's `enableJsonFlag`), else ignored. */
@@ -54,14 +68,22 @@ export abstract class BtrflyCommand extends Command {
   private teardowns: Array<() => Promise<void> | void> = [];
 
   /**
-   * Takes back the SHELL that bin/run.js lends oclif when it is unset (oclif would ask the passwd
-   * database, which throws for a uid with no entry), before anything runs: no command btrfly
-   * starts sees a SHELL its user did not set.
+   * Takes back what bin/run.js lends oclif's load when it is unset and the passwd database has no
+   * entry for the uid (SHELL, HOME), before anything runs: no command btrfly starts sees a
+   * variable its user did not set.
    */
   override async init(): Promise<void> {
-    if (process.env.BTRFLY_SHELL_STAND_IN !== undefined) {
-      delete process.env.SHELL;
-      delete process.env.BTRFLY_SHELL_STAND_IN;
+    // A working directory removed under the shell (a CI step after a cleanup): git then warns and
+    // fails, which read as "not a btrfly archive" for an archive named by its absolute path.
+    try {
+      process.cwd();
+    } catch {
+      throw new BtrflyError('USAGE', 'the current directory no longer exists (it was removed while the shell was in it): cd to a directory that exists and run btrfly again');
+    }
+    const lent = process.env.BTRFLY_LENT_ENV;
+    if (lent !== undefined) {
+      for (const name of lent.split(',')) if (name === 'SHELL' || name === 'HOME') delete process.env[name];
+      delete process.env.BTRFLY_LENT_ENV;
     }
     await super.init();
   }

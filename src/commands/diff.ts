@@ -8,11 +8,12 @@ import { diffManifests, renderDiffJson, renderDiffMarkdown, renderDiffText } fro
 export default class Diff extends BtrflyCommand {
   static override summary = 'Show the packages and URLs added, removed and changed between two recordings';
   static override description =
-    'A and B are T or T@REV, e.g. "btrfly diff mytag@1a2b3c4 mytag" compares an older recording of mytag with its newest. ' +
-    'Entries are compared by method, URL and ordinal; a change is a different status or body. ' +
+    'A and B are T or T@REV, REV a commit id from "btrfly log" or ~N (N recordings back), e.g. "btrfly diff mytag@~1 mytag" compares the recording before the newest with it. ' +
+    'Entries are compared by method, URL and ordinal; a change is a different status, body, redirect target (Location), Content-Type or Content-Encoding. ' +
     '--format markdown prints a pull-request comment.';
   static override examples = [
     '<%= config.bin %> diff example1@1a2b3c4 example1',
+    '<%= config.bin %> diff example1@~1 example1',
     '<%= config.bin %> diff example1 example2 --format markdown',
     '<%= config.bin %> diff example1@1a2b3c4 example1 --all',
   ];

@@ -10,7 +10,7 @@ import { printable } from '../format/printable';
 export default class Log extends BtrflyCommand {
   static override summary = 'Show the history of a tag, one line a recording';
   static override description =
-    'Newest first: the short commit id (use it as T@REV), the date, the number of entries and their size, and the recording\'s summary.';
+    'Newest first: the short commit id (use it as T@REV; T@~N is the N-th line after the first), the date, the number of entries and their size, and the recording\'s summary.';
   static override examples = ['<%= config.bin %> log example1', '<%= config.bin %> log example1 --json'];
   static override args = { tag: Args.string({ description: 'tag', required: true }) };
 

@@ -3,7 +3,7 @@
  * already-hashed, often incompressible objects. Figures behind each one: docs/decisions.md.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Git } from './git';
 import { STORAGE_KEY, STORAGE_LFS } from './lfs-store';
@@ -42,7 +42,7 @@ async function initArchive(git: Git, opts: { lfs?: boolean } = {}): Promise<void
 }
 
 /**
- * Makes the archive at `dir` (missing or an empty directory) in one step, as far as others can
+ * Makes the archive at `path` (missing, an empty directory or a link to one) in one step, as far as others can
  * see: the repository is made in a sibling temp directory and renamed into place. Two commands
  * that find no archive at once (two `btrfly run --record` starting a fresh archive) would
  * otherwise both run `git init` in it, and the second, finding a half-made repository, said it
@@ -51,7 +51,11 @@ async function initArchive(git: Git, opts: { lfs?: boolean } = {}): Promise<void
  * repository is made in place, as before.
  * @returns false when another process made the archive first
  */
-export async function createArchive(dir: string, opts: { lfs?: boolean } = {}): Promise<boolean> {
+export async function createArchive(path: string, opts: { lfs?: boolean } = {}): Promise<boolean> {
+  // A symbolic link to an empty directory (`.btrfly -> /mnt/big/archive`): the repository is made
+  // beside the directory it names, on its file system; renamed onto the link itself, the rename
+  // failed (ENOTDIR), and beside the link it could be on another file system (EXDEV).
+  const dir = await realpath(path).catch(() => path);
   const temp = join(dirname(dir), `.${basename(dir)}.init-${process.pid}-${randomUUID()}`);
   const madeTemp = await mkdir(temp).then(
     () => true,

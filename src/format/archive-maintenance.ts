@@ -141,12 +141,13 @@ export async function gcArchive(archive: Archive): Promise<void> {
     await dropStaleIncoming(archive);
     await keepPendingBodies(archive);
     const active = await anyActiveRecorder(archive);
-    await gitGc(archive, active);
+    const unremovable = await gitGc(archive, active);
     const reachable = await reachableBodies(archive);
     if (archive.cache) await archive.cache.prune(reachable, { spareRecent: active });
     await archive.lfs.prune(reachable, { spareRecent: active });
     await archive.checks.prune(reachable, { spareRecent: active });
     await removeDeadTemps(join(archive.stateDir, 'tmp'));
+    if (unremovable.length) throw await othersFiles(archive, unremovable);
   } finally {
     await release();
   }
@@ -170,8 +171,12 @@ async function keepPendingBodies(archive: Archive): Promise<void> {
   }
 }
 
-/** `git gc`; on failure, removes the `tmp_*` files that appeared in the object store meanwhile (a 100 MiB `tmp_pack_*` on a full disk). */
-async function gitGc(archive: Archive, active: boolean): Promise<void> {
+/**
+ * `git gc`; on failure, removes the `tmp_*` files that appeared in the object store meanwhile (a 100 MiB `tmp_pack_*` on a full disk).
+ * @returns the files git could not remove for want of permission ("unable to unlink"): git
+ *   warns and exits 0, and the space stays taken
+ */
+async function gitGc(archive: Archive, active: boolean): Promise<string[]> {
   // A running `git fast-import` (small bodies, src/format/git.ts) keeps a `.keep` beside each
   // pack it made, and gc leaves kept packs alone: this process's own is ended first, and those
   // of one that died without ending it (no recorder holds a tag) are dropped.
@@ -179,7 +184,8 @@ async function gitGc(archive: Archive, active: boolean): Promise<void> {
   if (!active) await removeFastImportKeeps(archive.dir);
   const before = await gitTempFiles(archive.dir);
   try {
-    await archive.git.run(['gc', '--quiet', `--prune=${active ? '1.hour.ago' : 'now'}`]);
+    const { stderr } = await archive.git.run(['gc', '--quiet', `--prune=${active ? '1.hour.ago' : 'now'}`]);
+    return [...stderr.matchAll(/unable to unlink '([^'\n]+)': (?:Permission denied|Operation not permitted)/g)].map((m) => m[1]);
   } catch (e) {
     await removeGitTempsSince(archive.dir, before);
     // A damaged object stops git gc: the repair is what to do, not a check of git's version.
@@ -196,6 +202,24 @@ async function gitGc(archive: Archive, active: boolean): Promise<void> {
     // Our long-lived git processes still list the packs and loose objects from before.
     await archive.git.close();
   }
+}
+
+/**
+ * The files of the archive gc was not allowed to remove, told with their owner and the command
+ * that gives them back: another user's (root's, when `sudo btrfly` recorded into a user's
+ * archive) in a directory of theirs. Before this, gc said "freed 0 B" and the packed copies
+ * doubled the objects' size.
+ */
+async function othersFiles(archive: Archive, files: string[]): Promise<BtrflyError> {
+  const first = files[0];
+  const owner = await stat(first).then((s) => `uid ${s.uid}`, () => 'another user');
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  return new BtrflyError(
+    'STORAGE',
+    `gc could not remove ${files.length} file${files.length === 1 ? '' : 's'} of archive ${archive.name} that ${owner} owns (${first}${files.length > 1 ? ', …' : ''}; a "sudo btrfly" run into the archive makes such files): give them back with "sudo chown -R ${uid}:${gid} ${archive.name}", then run gc again`,
+    { data: { files: files.length, first } },
+  );
 }
 
 /** Removes the `.keep` files that `git fast-import` writes while it runs (they hold "fast-import"). */

@@ -231,6 +231,15 @@ export class Archive implements BodyStore {
     if (rev === undefined || rev === '') return head;
     const prefix = rev.toLowerCase();
     const history = await this.history(tag);
+    if (prefix.startsWith('~')) {
+      // `~N`: N recordings back along the tag's first parents, as `btrfly log` lists them.
+      const back = prefix.length > 1 ? Number(prefix.slice(1)) : 1;
+      if (back < history.length) return history[back].commit;
+      const n = history.length;
+      throw new BtrflyError('REV_NOT_FOUND', `tag "${tag}" has ${n} recording${n === 1 ? '' : 's'}, so "${tag}@${rev}" names none: run "btrfly log ${tag}" to list them`, {
+        data: { tag, rev },
+      });
+    }
     const hits = /^[0-9a-f]{4,40}$/.test(prefix) ? history.filter((h) => h.commit.startsWith(prefix)) : [];
     if (hits.length === 1) return hits[0].commit;
     if (hits.length === 0) {

@@ -2,7 +2,8 @@
  * What changed between two recordings, led by packages: the package changes (added, removed,
  * upgraded, downgraded, changed, fetched from other URLs), the metadata documents counted
  * (refreshed, new, gone), then
- * the entries added, removed and changed (status or digest), keyed by method, URL and ordinal;
+ * the entries added, removed and changed (status, digest, or a header that decides what the client
+ * does with the answer: its redirect target, type or coding), keyed by method, URL and ordinal;
  * and its renderings for a terminal, a pull-request comment (Markdown) and `--json`.
  */
 import { compareEntries, entryKey } from './manifest';
@@ -26,6 +27,13 @@ export interface DiffEntry extends DiffSide {
   class: EntryClass;
 }
 
+/** A response header that differs between the two answers; a side without it has no value. */
+export interface HeaderChange {
+  name: string;
+  from?: string;
+  to?: string;
+}
+
 export interface DiffChange {
   method: string;
   url: string;
@@ -33,6 +41,8 @@ export interface DiffChange {
   class: EntryClass;
   from: DiffSide;
   to: DiffSide;
+  /** The headers of {@link ANSWER_HEADERS} that differ (a redirect's new target...), when any does. */
+  headers?: HeaderChange[];
 }
 
 /** Plain data; this is also the `--json` form. `added`, `removed` and `changed` list every URL, whatever its class. */
@@ -64,6 +74,31 @@ export interface DiffRenderOptions {
   all?: boolean;
 }
 
+/**
+ * Response headers that change what a client does with the same status and body: where a
+ * redirect sends it, how it reads the body. A re-recording that changes only one of them is a
+ * change (a 302 whose body is the same page but whose target moved to another host).
+ */
+export const ANSWER_HEADERS: readonly string[] = ['Location', 'Content-Type', 'Content-Encoding'];
+
+/** A header's value, repeated fields joined as HTTP does; undefined when absent. */
+function headerOf(e: Entry, name: string): string | undefined {
+  const lower = name.toLowerCase();
+  const values = e.response.headers.filter((h) => h.name.toLowerCase() === lower).map((h) => h.value);
+  return values.length ? values.join(', ') : undefined;
+}
+
+/** The {@link ANSWER_HEADERS} that differ between two answers, in that order. */
+function headerChanges(a: Entry, b: Entry): HeaderChange[] {
+  const out: HeaderChange[] = [];
+  for (const name of ANSWER_HEADERS) {
+    const from = headerOf(a, name);
+    const to = headerOf(b, name);
+    if (from !== to) out.push({ name, ...(from !== undefined && { from }), ...(to !== undefined && { to }) });
+  }
+  return out;
+}
+
 const side = (e: Entry): DiffSide => ({ status: e.response.status, size: e.response.content.size, sha256: e.response.content.sha256 });
 const classOf = (p: RecordingPackages, e: Entry): EntryClass => p.classes.get(entryKey(e)) ?? 'other';
 const item = (e: Entry, c: EntryClass): DiffEntry => ({ method: e.request.method, url: e.request.url, ordinal: e.ordinal, class: c, ...side(e) });
@@ -86,10 +121,16 @@ export function diffManifests(a: Manifest, b: Manifest): ManifestDiff {
   const out: ManifestDiff = { packages: diffPackages(pa.artifacts, pb.artifacts), metadata: { refreshed: 0, new: 0, gone: 0 }, added: [], removed: [], changed: [], unchanged: 0 };
   for (const e of [...b.entries].sort(compareEntries)) {
     const old = before.get(entryKey(e));
-    if (!old) out.added.push(item(e, classOf(pb, e)));
-    else if (old.response.status !== e.response.status || old.response.content.sha256 !== e.response.content.sha256) {
-      const c = changedClass(classOf(pa, old), classOf(pb, e));
-      out.changed.push({ method: e.request.method, url: e.request.url, ordinal: e.ordinal, class: c, from: side(old), to: side(e) });
+    if (!old) {
+      out.added.push(item(e, classOf(pb, e)));
+      continue;
+    }
+    const headers = headerChanges(old, e);
+    const answer = old.response.status !== e.response.status || old.response.content.sha256 !== e.response.content.sha256;
+    if (answer || headers.length) {
+      // A package file whose bytes stayed is no package change: its header change is listed with the other URLs.
+      const c = answer ? changedClass(classOf(pa, old), classOf(pb, e)) : classOf(pb, e) === 'metadata' ? 'metadata' : 'other';
+      out.changed.push({ method: e.request.method, url: e.request.url, ordinal: e.ordinal, class: c, from: side(old), to: side(e), ...(headers.length && { headers }) });
     } else out.unchanged++;
   }
   for (const e of [...a.entries].sort(compareEntries)) if (!after.has(entryKey(e))) out.removed.push(item(e, classOf(pa, e)));
@@ -104,6 +145,9 @@ const delta = (d: ManifestDiff): number =>
   d.added.reduce((s, e) => s + e.size, 0) -
   d.removed.reduce((s, e) => s + e.size, 0) +
   d.changed.reduce((s, c) => s + c.to.size - c.from.size, 0);
+/** `Location: https://a/x → https://b/x`, each header that changed, `; ` between; `(none)` for an absent side. */
+const headerText = (hs: readonly HeaderChange[], arrow: string, value: (s: string) => string = printable): string =>
+  hs.map((h) => `${h.name}: ${h.from === undefined ? '(none)' : value(h.from)} ${arrow} ${h.to === undefined ? '(none)' : value(h.to)}`).join('; ');
 const signed = (n: number): string => (n > 0 ? `+${formatSize(n)}` : n < 0 ? formatSize(n) : '±0 B');
 
 
@@ -156,7 +200,7 @@ function urlLines(d: Pick<ManifestDiff, 'added' | 'removed' | 'changed'>, indent
   return [
     ...d.removed.map((e) => `${indent}- ${req(e)}  ${fmt(e)}`),
     ...d.added.map((e) => `${indent}+ ${req(e)}  ${fmt(e)}`),
-    ...d.changed.map((c) => `${indent}~ ${req(c)}  ${fmt(c.from)} -> ${fmt(c.to)}`),
+    ...d.changed.map((c) => `${indent}~ ${req(c)}  ${fmt(c.from)} -> ${fmt(c.to)}${c.headers ? `  ${headerText(c.headers, '->')}` : ''}`),
   ];
 }
 
@@ -192,7 +236,8 @@ function urlTable(d: Pick<ManifestDiff, 'added' | 'removed' | 'changed'>): strin
   for (const e of d.added) out.push(`| added | ${req(e)} | ${e.status} | ${formatSize(e.size)} | ${code(short(e.sha256))} |`);
   for (const e of d.removed) out.push(`| removed | ${req(e)} | ${e.status} | ${formatSize(e.size)} | ${code(short(e.sha256))} |`);
   for (const c of d.changed) {
-    const status = c.from.status === c.to.status ? `${c.to.status}` : `${c.from.status} → ${c.to.status}`;
+    const codes = c.from.status === c.to.status ? `${c.to.status}` : `${c.from.status} → ${c.to.status}`;
+    const status = c.headers ? `${codes} (${cell(headerText(c.headers, '→', codeSpan))})` : codes;
     const size = `${formatSize(c.from.size)} → ${formatSize(c.to.size)}`;
     out.push(`| changed | ${req(c)} | ${status} | ${size} | ${code(short(c.from.sha256))} → ${code(short(c.to.sha256))} |`);
   }
@@ -231,7 +276,29 @@ export function renderDiffMarkdown(d: ManifestDiff, labels?: DiffLabels, opts: D
   }
   const others = urlTable(only(d, isOther));
   if (others.length) out.push(...others, '');
-  return out.join('\n').replace(/\n+$/, '\n');
+  return fitComment(out).join('\n').replace(/\n+$/, '\n');
+}
+
+/**
+ * The longest comment btrfly prints: GitHub refuses a comment of more than 65,536 characters
+ * (GitLab's limit is higher), and a diff of thousands of URLs is longer than that.
+ */
+export const MAX_COMMENT_CHARS = 60_000;
+
+/**
+ * The comment's lines, cut at a line so that it stays under {@link MAX_COMMENT_CHARS}, with a
+ * last line saying how many were left out and how to see them (the summary, first, keeps every count).
+ */
+function fitComment(lines: string[]): string[] {
+  let total = 0;
+  for (let i = 0; i < lines.length; i++) {
+    total += lines[i].length + 1;
+    if (total > MAX_COMMENT_CHARS - 200) {
+      const rest = lines.slice(i).filter((l) => l.startsWith('|') && !l.startsWith('|---') && !l.startsWith('| |') && !l.startsWith('| Package |')).length;
+      return [...lines.slice(0, i), '', `… ${rest} more rows left out to keep the comment under ${MAX_COMMENT_CHARS.toLocaleString('en')} characters: \`btrfly diff\` (text or --format json) lists every change.`];
+    }
+  }
+  return lines;
 }
 
 /** The `--json` form: the diff itself (every URL, each with its class), with the labels when given. */

@@ -11,8 +11,12 @@ import { BtrflyError } from '../errors';
 import { repairAdvice } from './types';
 
 // Variables that would point git at another repository or index than the one we name.
+// GIT_QUARANTINE_PATH: a build run from a pre-receive hook has it, and git then refuses every
+// ref update ("ref updates forbidden inside quarantine environment"): each recording failed as
+// "tag changed while the recording was being sealed".
 const GIT_LOCATION_VARS = [
   'GIT_DIR',
+  'GIT_QUARANTINE_PATH',
   'GIT_WORK_TREE',
   'GIT_INDEX_FILE',
   'GIT_OBJECT_DIRECTORY',
@@ -31,6 +35,20 @@ export function gitEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C', GIT_NO_REPLACE_OBJECTS: '1' };
   for (const v of GIT_LOCATION_VARS) delete env[v];
   return { ...env, ...extra };
+}
+
+/**
+ * `GIT_CONFIG_COUNT`-style variables for `config`, after those already in the environment (the
+ * user's own stay): unlike `git -c`, they reach git-lfs and the transport helpers as well.
+ */
+export function configEnv(config: Array<[string, string]>): NodeJS.ProcessEnv {
+  const had = Number(process.env.GIT_CONFIG_COUNT ?? 0) || 0;
+  const env: NodeJS.ProcessEnv = { GIT_CONFIG_COUNT: String(had + config.length) };
+  config.forEach(([key, value], i) => {
+    env[`GIT_CONFIG_KEY_${had + i}`] = key;
+    env[`GIT_CONFIG_VALUE_${had + i}`] = value;
+  });
+  return env;
 }
 
 /** What a failed git command's message ends with. */
@@ -59,9 +77,22 @@ export function gitError(args: readonly string[], detail: string, cause?: unknow
  */
 const PACK_WINDOWS = ['-c', 'core.packedGitWindowSize=16m', '-c', 'core.packedGitLimit=64m'];
 
-/** git's argv for a command on the archive at `gitDir`, with its pack windows. */
+/**
+ * The user's own git settings (~/.gitconfig, GIT_CONFIG_GLOBAL, /etc/gitconfig, a `git -c` in
+ * GIT_CONFIG_PARAMETERS, which a build started from a git hook inherits) that made git act on
+ * the archive other than btrfly means, set back for every git btrfly starts (the command line's
+ * `-c` wins over them all; docs/notes/user-environment.md): a `core.hooksPath` ran the user's
+ * hooks on the archive (a failing reference-transaction hook failed every recording and gc, a
+ * pre-push hook every push), `i18n.logOutputEncoding=UTF-16` made every recording unreadable
+ * (with advice to repair it), `push.gpgSign` failed every push to a remote that takes no signed
+ * push; `commit.gpgSign` would sign the commits `commit-tree` makes, or fail them without a key.
+ * Transport settings (ssh, credentials, `http.*`, `url.*.insteadOf`) stay the user's.
+ */
+const OWN_SETTINGS = ['-c', 'core.hooksPath=/dev/null', '-c', 'i18n.logOutputEncoding=UTF-8', '-c', 'push.gpgSign=false', '-c', 'commit.gpgSign=false'];
+
+/** git's argv for a command on the archive at `gitDir`, with its pack windows and {@link OWN_SETTINGS}. */
 export function gitArgv(gitDir: string, args: readonly string[]): string[] {
-  return ['--git-dir', gitDir, ...PACK_WINDOWS, ...args];
+  return ['--git-dir', gitDir, ...PACK_WINDOWS, ...OWN_SETTINGS, ...args];
 }
 
 /**

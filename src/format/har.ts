@@ -227,6 +227,23 @@ function base64Size(b64: string): number {
   return Math.floor((clean.length * 3) / 4) - pad;
 }
 
+/**
+ * A HAR header list: an array of `{name, value}`, absent when the HAR leaves it out. HTTP/2
+ * pseudo-headers (`:authority`...) are left out; a list that is not an array, or a header
+ * without a name, is a file btrfly cannot read.
+ */
+function harHeaders(list: unknown, at: string, where: string): Header[] {
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) throw importError(where, `${at} headers are not a list of {"name", "value"}`);
+  const out: Header[] = [];
+  for (const h of list as unknown[]) {
+    const name = (h as { name?: unknown } | null)?.name;
+    if (typeof name !== 'string' || name === '') throw importError(where, `${at} has a header without a name`);
+    if (!name.startsWith(':')) out.push({ name, value: String((h as { value?: unknown }).value ?? '') });
+  }
+  return out;
+}
+
 function importEntry(e: HarEntryJson, i: number, where: string): ImportedEntry {
   const at = `entry ${i}`;
   if (!e || typeof e !== 'object' || !e.request || !e.response) throw importError(where, `${at} has no request or response`);
@@ -236,10 +253,11 @@ function importEntry(e: HarEntryJson, i: number, where: string): ImportedEntry {
   const wire = content._btrflyWireBytes === true;
   // A HAR from a browser holds the decoded body: the headers that described the encoded one no longer apply.
   const drop = wire ? new Set<string>() : new Set(['content-encoding', 'content-length']);
-  const headers = (e.response.headers ?? [])
-    .filter((h) => typeof h.name === 'string' && !h.name.startsWith(':') && !drop.has(h.name.toLowerCase()))
-    .map((h) => ({ name: h.name, value: String(h.value) }));
+  const headers = harHeaders(e.response.headers, `${at} response`, where).filter((h) => !drop.has(h.name.toLowerCase()));
   const text = typeof content.text === 'string' ? content.text : undefined;
+  // HAR 1.2 knows one encoding of `text`, base64; bytes decoded another way would be stored wrong without a word.
+  if (text !== undefined && content.encoding !== undefined && content.encoding !== '' && content.encoding !== 'base64')
+    throw importError(where, `${at} has a response body in encoding ${JSON.stringify(content.encoding)}, not base64 or plain text`);
   const isBase64 = content.encoding === 'base64';
   // Buffer.from(…, 'base64') skips what is not base64 and would store those bytes as the body, without a word.
   if (isBase64 && text !== undefined && !/^[\w+/-]*={0,2}$/.test(/\s/.test(text) ? text.replace(/\s+/g, '') : text))
@@ -251,7 +269,7 @@ function importEntry(e: HarEntryJson, i: number, where: string): ImportedEntry {
     request: {
       method: e.request.method,
       url: e.request.url,
-      headers: (e.request.headers ?? []).filter((h) => !h.name.startsWith(':')).map((h) => ({ name: h.name, value: String(h.value) })),
+      headers: harHeaders(e.request.headers, `${at} request`, where),
       ...(bodySha256 && { bodySha256 }),
     },
     response: {
@@ -278,8 +296,15 @@ function importEntry(e: HarEntryJson, i: number, where: string): ImportedEntry {
  */
 export async function fromHar(input: Readable, where: string): Promise<ImportedHar> {
   let doc: { log?: { creator?: { name?: string; version?: string }; entries?: unknown; _btrflyRules?: unknown; _btrflyRedact?: unknown } };
+  // Some Windows tools write a byte order mark first, which JSON.parse refuses (RFC 8259 §8.1 lets a reader skip it).
+  const text = (await readText(input)).replace(/^\ufeff/, '');
+  if (text.startsWith('WARC/')) {
+    throw new BtrflyError('IMPORT', `${where} is a WARC file: btrfly import reads HAR only: import a HAR of it (from "btrfly export T --format har", or a WARC-to-HAR tool)`, {
+      data: { file: where },
+    });
+  }
   try {
-    doc = JSON.parse(await readText(input));
+    doc = JSON.parse(text);
   } catch (e) {
     if (e instanceof SyntaxError) throw importError(where, `it is not JSON (${e.message})`);
     throw e;

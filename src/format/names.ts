@@ -98,10 +98,12 @@ export function validateTagName(name: string): string {
   return name;
 }
 
-const REV = /^[0-9a-fA-F]{4,64}$/;
+/** A commit id (or a prefix of 4+ hex digits), or `~N`: the N-th recording before the newest (`~` alone is `~1`). */
+const REV = /^(?:[0-9a-fA-F]{4,64}|~\d{0,6})$/;
 
 /**
- * Splits `TAG@REV` into the tag and the commit id (or prefix, at least 4 hex digits).
+ * Splits `TAG@REV` into the tag and the commit id (or prefix, at least 4 hex digits), or
+ * `~N` as in git (`app@~1`: the recording before the newest; `~` cannot be in a tag name).
  * A tag name may itself contain `@`, so the split is on the last `@` and only when what
  * follows is hex: `node@v20` is a tag, `node@v20@1a2b3c4` is that tag at 1a2b3c4. A tag
  * whose name ends in `@` and 4+ hex digits (`build@2024`) must be pinned to be named

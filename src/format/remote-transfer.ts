@@ -91,12 +91,25 @@ export async function transferTo(
     const stderr = String((e as BtrflyError).data?.stderr ?? '');
     if (!stderr) throw e;
     if (bound.seconds && isStall(stderr)) throw stalled(archive, remote, what, bound.seconds, stderr, e);
+    const foreign = notSafeDirectory(stderr);
+    if (foreign) throw new BtrflyError('NETWORK', `${what} remote ${remote} failed: ${foreign}`, { cause: e, data: { remote, stderr } });
     throw new BtrflyError(
       'NETWORK',
       `${what} remote ${remote} failed: ${lastGitMessage(stderr)}: check its URL ("btrfly remote list") and your git credentials (ssh key or agent, credential helper)`,
       { cause: e, data: { remote, stderr } },
     );
   }
+}
+
+/**
+ * git's refusal of a repository on this machine that another user owns (a team's shared
+ * directory, one made by root), told as such: the URL and the credentials are not the cause.
+ * btrfly does not lift the check itself; the user says which repositories they trust.
+ */
+function notSafeDirectory(stderr: string): string | undefined {
+  const at = /detected dubious ownership in repository at '([^'\n]+)'/.exec(stderr)?.[1];
+  if (at === undefined) return undefined;
+  return `the repository at ${at} belongs to another user, and git refuses to use it: if you trust it, run "git config --global --add safe.directory ${at}" and try again`;
 }
 
 /** A fetch that failed because the remote has no such tag, told as such. */

@@ -16,7 +16,7 @@ import { connect as netConnect, isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { BtrflyError } from '../errors';
 import type { Archive } from './archive';
-import { lastGitMessage } from './git-process';
+import { configEnv, lastGitMessage } from './git-process';
 
 /** Seconds without a byte after which a transfer is given up, unless the archive sets another. */
 export const DEFAULT_TRANSFER_TIMEOUT = 60;
@@ -141,20 +141,6 @@ export async function handshakeStalls(remote: string, url: string, bound: Transf
     socket.once(scheme === 'https' ? 'secureConnect' : 'connect', () => done());
     socket.once('error', () => done());
   });
-}
-
-/**
- * `GIT_CONFIG_COUNT`-style variables for `config`, after those already in the environment (the
- * user's own stay): unlike `git -c`, they reach git-lfs and the transport helpers as well.
- */
-function configEnv(config: Array<[string, string]>): NodeJS.ProcessEnv {
-  const had = Number(process.env.GIT_CONFIG_COUNT ?? 0) || 0;
-  const env: NodeJS.ProcessEnv = { GIT_CONFIG_COUNT: String(had + config.length) };
-  config.forEach(([key, value], i) => {
-    env[`GIT_CONFIG_KEY_${had + i}`] = key;
-    env[`GIT_CONFIG_VALUE_${had + i}`] = value;
-  });
-  return env;
 }
 
 /**

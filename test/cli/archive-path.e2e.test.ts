@@ -3,12 +3,14 @@
  * under a symbolic link to nothing; under a file) ends every command at once with one line
  * naming the path and what to do, and a non-zero exit; so does a config directory or a token
  * store under /proc, and an empty `--archive` (exit 2). A record into a read-only archive is
- * refused in one line naming it and what to do; playback still reads it.
+ * refused in one line naming it and what to do; playback still reads it. An `--archive` that is a
+ * symbolic link to an empty directory on another file system is made there.
  */
-import { symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onPath } from '../../src/engine/host/config';
-import { CLI_ENTRY, cliEnv, cliWorkDir, run, runCli, tmpDir } from '../helpers';
+import { CLI_ENTRY, cliEnv, cliWorkDir, registerCleanup, run, runCli, startOrigin, tmpDir } from '../helpers';
 import { describeWhen } from '../helpers/when';
 
 const dir = tmpDir('btrfly-archive-path-');
@@ -95,5 +97,32 @@ describeWhen(roMissing)('a read-only archive (a read-only bind mount in a mount 
     expect(play.stderr).toMatch(/^btrfly: played back tag "t" .*0 misses\n$/);
     expect(play.code).toBe(0);
     expect((await run('git', ['--git-dir', archive, 'for-each-ref'])).stdout).toBe(before.stdout);
+  });
+});
+
+describe('an --archive that is a symbolic link to an empty directory (.btrfly -> a bigger disk)', () => {
+  it('records into the directory it names, on its file system, and plays back through the link', async () => {
+    const origin = await startOrigin();
+    registerCleanup(() => origin.close());
+    // On another file system than the link when /dev/shm is one (a tmpfs): a repository made beside the link could not be renamed there.
+    const shm = existsSync('/dev/shm') && statSync('/dev/shm').dev !== statSync(tmpdir()).dev;
+    const target = shm ? mkdtempSync('/dev/shm/btrfly-archive-target-') : tmpDir('btrfly-archive-target-');
+    if (shm) registerCleanup(() => rmSync(target, { recursive: true, force: true }));
+    const link = join(tmpDir('btrfly-archive-link-'), '.btrfly');
+    symlinkSync(target, link);
+    const url = origin.urlFor('/gen/3000?seed=link', 'origin.test');
+    const out = join(dir, 'link-body');
+    const cmd = ['--archive', link, '--resolve', `origin.test:${origin.host}`, '--', 'curl', '-sSf', '-o', out, url];
+    const rec = await runCli(['run', '--record', '--tag=t', ...cmd]);
+    expect(rec.stderr).toContain('1 requests, 1 entries');
+    expect(rec.code).toBe(0);
+    const recorded = readFileSync(out);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect((await run('git', ['--git-dir', target, 'for-each-ref', '--format=%(refname)'])).stdout).toBe('refs/heads/t\n');
+    await origin.close();
+    const play = await runCli(['run', '--playback', '--tag=t', ...cmd]);
+    expect(play.stderr).toContain('1 hits, 0 misses');
+    expect(play.code).toBe(0);
+    expect(readFileSync(out).equals(recorded)).toBe(true);
   });
 });

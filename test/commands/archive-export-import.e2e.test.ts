@@ -281,4 +281,36 @@ describe('btrfly export and import', () => {
     expect((await cli('show', 'bad')).code).toBe(1);
     await gitFsck(archive);
   });
+
+  it('import of a WARC btrfly exported: one line saying import reads HAR and how to get one; no tag', async () => {
+    const warc = join(out, 'small.warc');
+    expect((await cli('export', SMALL_2, '-o', warc)).code).toBe(0);
+    const r = await cli('import', warc, '--tag=from-warc');
+    expect([r.code, r.stderr]).toEqual([1, 'btrfly: small.warc is a WARC file: btrfly import reads HAR only: import a HAR of it (from "btrfly export T --format har", or a WARC-to-HAR tool)\n']);
+    expect((await cli('show', 'from-warc')).code).toBe(1);
+  });
+
+  it('a hand-made HAR: headers that are not a list or have no name, a body in an encoding other than base64: one line each, no tag; a byte order mark is read past', async () => {
+    const one = (request: Record<string, unknown>, response: Record<string, unknown>) =>
+      JSON.stringify({ log: { version: '1.2', entries: [{ request: { method: 'GET', url: 'https://hand.test/x', ...request }, response: { status: 200, ...response } }] } });
+    const body = { content: { size: 2, mimeType: 'text/plain', text: 'hi' } };
+    const cases: Array<[string, string, string]> = [
+      ['noname.har', one({ headers: [{ value: 'v' }] }, body), 'entry 0 request has a header without a name'],
+      ['object.har', one({}, { headers: { 'Content-Type': 'text/plain' }, ...body }), 'entry 0 response headers are not a list of {"name", "value"}'],
+      ['utf16.har', one({}, { content: { size: 2, text: 'hi', encoding: 'utf-16' } }), 'entry 0 has a response body in encoding "utf-16", not base64 or plain text'],
+    ];
+    for (const [name, text, what] of cases) {
+      writeFileSync(join(out, name), text);
+      const r = await cli('import', join(out, name), '--tag=hand');
+      expect([r.code, r.stderr]).toEqual([1, `btrfly: ${name} is not a HAR 1.2 file: ${what}: export it again as HAR with content and retry\n`]);
+    }
+    expect((await cli('show', 'hand')).code).toBe(1);
+
+    const bom = join(out, 'bom.har');
+    writeFileSync(bom, `\ufeff${one({}, { headers: [{ name: 'Content-Type', value: 'text/plain' }], content: { size: 2, text: 'aGk=', encoding: 'base64' } })}`);
+    const r = await cli('import', bom, '--tag=hand');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const play = await runCli(['run', '--playback', '--tag=hand', '--archive', archive, '--', 'curl', '-sSf', 'https://hand.test/x']);
+    expect([play.code, play.stdout]).toEqual([0, 'hi']);
+  });
 });

@@ -93,6 +93,19 @@ describe('btrfly tags, show, log, diff', () => {
     expect(json.at(-2).parent).toBe(json.at(-1).commit);
   });
 
+  it('T@~N names the recording N lines down btrfly log, as git does; past the first, one line', async () => {
+    const commits = (await cli('log', 'example/small')).stdout.trimEnd().split('\n').map((l) => l.slice(0, 7));
+    expect(commits.length).toBeGreaterThan(1);
+    for (const [i, spec] of [[0, 'example/small@~0'], [1, 'example/small@~'], [1, 'example/small@~1'], [commits.length - 1, `example/small@~${commits.length - 1}`]] as const) {
+      const r = await cli('show', spec);
+      expect([r.code, r.stdout.split('\n')[0].split(' ')[0]]).toEqual([0, `example/small@${commits[i]}`]);
+    }
+    const d = await cli('diff', 'example/small@~1', 'example/small');
+    expect([d.code, d.stdout.split('\n').slice(0, 2)]).toEqual([0, [`--- example/small@${commits[1]}`, `+++ example/small@${commits[0]}`]]);
+    const past = await cli('show', `example/small@~${commits.length}`);
+    expect([past.code, past.stderr]).toEqual([1, `btrfly: tag "example/small" has ${commits.length} recordings, so "example/small@~${commits.length}" names none: run "btrfly log example/small" to list them\n`]);
+  });
+
   it('diff A B: removed, added and changed URLs, then a summary', async () => {
     const r = await cli('diff', SMALL_1, SMALL_2);
     expect(r.code).toBe(0);

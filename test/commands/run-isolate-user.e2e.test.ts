@@ -5,7 +5,8 @@
  * npm's ownership checks compare the two), and the command cannot change the namespace's network;
  * its HTTP still reaches btrfly and is recorded. Started by root, the command is root as before.
  * Real unshare, as an unprivileged uid (setpriv): the machine must allow unprivileged user
- * namespaces, as --isolate itself requires.
+ * namespaces, as --isolate itself requires. A user's PATH without the sbin directories (where
+ * `ip` and `nft` are) still sets the namespace up.
  */
 import { chmodSync, chownSync, copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -57,6 +58,23 @@ describe('btrfly run --isolate runs the command as the user who started btrfly',
     expect(readFileSync(join(out, 'body')).length).toBe(3000);
     const st = statSync(join(out, 'file'));
     expect([st.uid, st.gid]).toEqual([USER, USER]);
+  });
+
+  it("as a user whose PATH has no sbin directory (Debian's default for a user): the namespace is set up, and the command keeps that PATH", async () => {
+    const plain = await startOrigin();
+    registerCleanup(() => plain.close());
+    const { dir, env } = userHome();
+    const userPath = '/usr/local/bin:/usr/bin:/bin';
+    const script = `curl -sSf --noproxy '*' -o body http://plain.test:${plain.port}/gen/1000?seed=path && printf '%s' "$PATH" > path`;
+    const rec = await runCli(['run', '--isolate', '--record', '--tag=path', '--archive', join(dir, '.btrfly'), '--resolve', `plain.test:${plain.host}`, '--', 'sh', '-c', script], {
+      uid: USER,
+      cwd: dir,
+      env: { ...env, PATH: userPath },
+    });
+    expect(rec.stderr).toMatch(/1 requests, 1 entries/);
+    expect(rec.code).toBe(0);
+    expect(readFileSync(join(dir, 'path'), 'utf8')).toBe(userPath);
+    expect(readFileSync(join(dir, 'body')).length).toBe(1000);
   });
 
   it('as a user: a command that is not on the PATH gets the same line as without --isolate', async () => {

@@ -1,4 +1,4 @@
-import { diffManifests, renderDiffJson, renderDiffMarkdown, renderDiffText } from '../../src/format/diff';
+import { MAX_COMMENT_CHARS, diffManifests, renderDiffJson, renderDiffMarkdown, renderDiffText } from '../../src/format/diff';
 import { formatSize } from '../../src/format/size';
 import { entry, manifestOf, sha } from './format-test-data';
 
@@ -73,6 +73,34 @@ describe('diffManifests of URLs that are not packages', () => {
     expect([0, 1023, 1024, 1536, 10 * 1024 * 1024, 3.5 * 1024 ** 3, -2048].map(formatSize)).toEqual([
       '0 B', '1023 B', '1.0 KiB', '1.5 KiB', '10 MiB', '3.5 GiB', '-2.0 KiB',
     ]);
+  });
+});
+
+describe('diffManifests of answers whose headers changed', () => {
+  const file = (type: string) =>
+    entry('https://registry.example/same/-/same-1.0.0.tgz', 'same bytes', { headers: [{ name: 'Content-Type', value: type }] });
+
+  it('a package file whose bytes stayed but whose Content-Type changed is listed with the other URLs, with the header', () => {
+    const d = diffManifests(manifestOf([file('application/octet-stream')]), manifestOf([file('application/gzip')]));
+    expect(d.packages).toEqual([]);
+    expect(d.changed).toMatchObject([{ class: 'other', headers: [{ name: 'Content-Type', from: 'application/octet-stream', to: 'application/gzip' }] }]);
+    expect(renderDiffText(d).split('\n')).toContain(
+      `~ GET https://registry.example/same/-/same-1.0.0.tgz  200 10 B ${sha('same bytes').slice(0, 12)} -> 200 10 B ${sha('same bytes').slice(0, 12)}  Content-Type: application/octet-stream -> application/gzip`,
+    );
+  });
+});
+
+describe('a Markdown comment of a huge diff', () => {
+  it('stays under a comment\'s size limit, keeps the summary and says how many rows were left out', () => {
+    const urls = Array.from({ length: 3000 }, (_, i) => `https://files.example/dl/some/long/path/file-${String(i).padStart(4, '0')}.bin`);
+    const d = diffManifests(manifestOf(urls.map((u) => entry(u, 'old'))), manifestOf(urls.map((u) => entry(u, 'new!'))));
+    const md = renderDiffMarkdown(d, { from: 'ci@1111111', to: 'ci@2222222' });
+    expect(md.length).toBeLessThanOrEqual(MAX_COMMENT_CHARS);
+    const lines = md.trimEnd().split('\n');
+    expect(lines[0]).toBe('**btrfly diff** `ci@1111111` → `ci@2222222`: 0 added, 0 removed, 3000 changed, 0 unchanged (+2.9 KiB)');
+    const shown = lines.filter((l) => l.startsWith('| changed |')).length;
+    expect(shown).toBeGreaterThan(100);
+    expect(lines.at(-1)).toBe(`… ${3000 - shown} more rows left out to keep the comment under 60,000 characters: \`btrfly diff\` (text or --format json) lists every change.`);
   });
 });
 

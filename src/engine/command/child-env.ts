@@ -5,6 +5,7 @@ import { copyFile, rename, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { promisify } from 'node:util';
+import { configEnv } from '../../format/git-process';
 import { configDir } from '../base/config-dir';
 
 /** Where distributions keep the system CA bundle, most common first. */
@@ -46,7 +47,18 @@ export async function childEnvironment(opts: { proxyUrl: string; caPem: string; 
     npm_config_cafile: caFile,
     npm_config_proxy: opts.proxyUrl,
     npm_config_https_proxy: opts.proxyUrl,
+    // A `noproxy` (the user's .npmrc, or npm_config_noproxy) sent those hosts around btrfly.
+    npm_config_noproxy: noProxy,
+    // pip takes a `proxy` from the user's pip.conf over the proxy variables, and went around
+    // btrfly with one; its own variable wins over the file.
+    PIP_PROXY: opts.proxyUrl,
   };
+  // npm reads its settings from the environment in any case, and took the user's upper-case
+  // NPM_CONFIG_PROXY over btrfly's npm_config_proxy: every variant the user set gets btrfly's value.
+  for (const name of Object.keys(process.env)) {
+    const own = name.toLowerCase();
+    if (own !== name && (own === 'npm_config_proxy' || own === 'npm_config_https_proxy' || own === 'npm_config_noproxy')) env[name] = env[own];
+  }
   const javaStore = await javaTrustStore(opts.caPem, caFile, opts.workDir, opts.cacheDir ?? configDir());
   const java = [
     `-Dhttp.proxyHost=${proxy.hostname}`,
@@ -57,6 +69,10 @@ export async function childEnvironment(opts: { proxyUrl: string; caPem: string; 
     ...(javaStore ? [`-Djavax.net.ssl.trustStore=${javaStore}`, '-Djavax.net.ssl.trustStoreType=PKCS12', '-Djavax.net.ssl.trustStorePassword=changeit'] : []),
   ];
   env.JAVA_TOOL_OPTIONS = [process.env.JAVA_TOOL_OPTIONS, ...java].filter(Boolean).join(' ');
+  // git takes `http.proxy` from the user's config over the proxy variables: with one in
+  // ~/.gitconfig (a corporate proxy) the build's git went around btrfly, unrecorded, and to the
+  // network in playback. Given after the user's own GIT_CONFIG_* entries, btrfly's wins.
+  Object.assign(env, configEnv([['http.proxy', opts.proxyUrl]]));
   return env;
 }
 

@@ -8,6 +8,7 @@ import type { MatchRule } from '../../format/types';
 import { storageFailure } from '../../format/disk-space';
 import { asideAdvice, isNoSpace } from '../../format/lifecycle';
 import { pauseAt } from '../../test-pause';
+import { configDir } from '../base/config-dir';
 import { childEnvironment } from './child-env';
 import { publishRunStatus } from './run-status';
 import { watchDirectConnections, type DirectConnection } from './direct-connections';
@@ -53,13 +54,19 @@ export interface RunResult {
  */
 export async function runCommand(opts: RunOptions): Promise<RunResult> {
   if (opts.command.length === 0) throw new BtrflyError('USAGE', 'no command to run: put it after "--", like btrfly run --record --tag=T -- ./build.sh');
-  const archive = await Archive.open(opts.archiveDir, { create: opts.mode === 'record' });
-  const work = await mkdtemp(path.join(os.tmpdir(), 'btrfly-run-'));
+  // The config directory (the CA) and the work directory first: one that cannot be made (no
+  // HOME, a missing TMPDIR) fails the run before an archive is made.
+  const config = configDir();
+  const work = await makeWorkDir();
+  const archive = await Archive.open(opts.archiveDir, { create: opts.mode === 'record' }).catch(async (e: unknown) => {
+    await rm(work, { recursive: true, force: true });
+    throw e;
+  });
   let runtime: Runtime | undefined;
   let isolation: Promise<Isolation> | undefined;
   let unpublish: (() => Promise<void>) | undefined;
   try {
-    runtime = await Runtime.start({ archive, upstream: opts.upstream, logger: opts.logger });
+    runtime = await Runtime.start({ archive, upstream: opts.upstream, logger: opts.logger, configDir: config });
     // The namespace needs only the proxy's port: made while the session opens and the child's
     // environment is written (docs/decisions.md, "Isolated command mode").
     isolation = opts.isolate ? startIsolation({ proxy: runtime.proxy, workDir: work }) : undefined;
@@ -77,6 +84,8 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
     if (opts.mode === 'record' || opts.append) {
       for (const p of await archive.asideRecordings(opened.info.tag)) opts.report(`btrfly: note: ${asideAdvice(p)}`);
     }
+    const ownProxy = opts.mode === 'record' && !opts.upstream?.proxy ? userProxyVariable() : undefined;
+    if (ownProxy) opts.report(`btrfly: note: ${ownProxy} is set: the command's proxy is btrfly for this run, and btrfly goes to the network directly; to go through your proxy, pass --upstream-proxy with its URL`);
     unpublish = await publishRunStatus(work, archive.dir, () => runtime!.status());
     await pauseAt('run-child');
     const env = await childEnvironment({ proxyUrl: opened.proxyUrl!, caPem: runtime.ca.certPem, workDir: work });
@@ -109,6 +118,32 @@ export async function runCommand(opts: RunOptions): Promise<RunResult> {
     await runtime?.close().catch(() => {});
     await archive.close();
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The user's own proxy variable, when one is set: the command gets btrfly's proxy in its place
+ * (child-env.ts), and btrfly itself does not read it (`--upstream-proxy` is how it goes through
+ * one), so behind a proxy that is the only way out a recording would fail to connect unexplained.
+ */
+function userProxyVariable(): string | undefined {
+  return ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy'].find((v) => process.env[v]);
+}
+
+/**
+ * The run's work directory (the CA bundle, the status file) in the system's temp directory,
+ * TMPDIR when set: a TMPDIR that is missing or not writable (a CI runner's, a container's) is
+ * said in one line with what to set, not as mkdtemp's error.
+ */
+async function makeWorkDir(): Promise<string> {
+  const base = os.tmpdir();
+  try {
+    return await mkdtemp(path.join(base, 'btrfly-run-'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    const why = { ENOENT: 'it does not exist', ENOTDIR: 'it is not a directory', EACCES: 'permission denied', EPERM: 'permission denied', EROFS: 'read-only file system', ENOSPC: 'no space left on device' }[code];
+    const from = process.env.TMPDIR ? 'TMPDIR' : 'the temp directory';
+    throw new BtrflyError('CONFIG', `cannot make the run's work directory in ${from} ${base}: ${why ? `${why} (${code})` : `mkdtemp failed (${code})`}: set TMPDIR to a directory you can write`, { cause: e, data: { dir: base } });
   }
 }
 

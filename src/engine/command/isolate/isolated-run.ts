@@ -82,7 +82,7 @@ export async function startIsolation(o: IsolationOptions): Promise<Isolation> {
   // has no way out. unshare stays as the parent (--fork) and kills the helper if it dies itself.
   const helper = spawn('unshare', ['--user', '--map-root-user', '--net', '--mount', '--pid', '--fork', '--kill-child', '--', process.execPath, path.join(__dirname, 'inside.js'), JSON.stringify(cfg)], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
-    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+    env: { PATH: withSbin(process.env.PATH) },
   });
   const leaks: Leak[] = [];
   const handles: Array<net.Server | dgram.Socket> = [];
@@ -207,4 +207,16 @@ function firstChunk(socket: net.Socket): Promise<Buffer | undefined> {
     };
     socket.on('data', onData).once('end', onEnd).once('close', onEnd);
   });
+}
+
+/**
+ * The helper's PATH (it runs `ip`, `nft`, `mount`): the user's, plus the sbin directories where
+ * distributions put those, which a user's PATH often lacks (Debian's default for a user is
+ * /usr/local/bin:/usr/bin:/bin): --isolate then said nftables was not installed. The command's
+ * own PATH is the user's, unchanged.
+ */
+function withSbin(userPath: string | undefined): string {
+  const dirs = (userPath ?? '/usr/bin:/bin').split(path.delimiter).filter(Boolean);
+  for (const sbin of ['/usr/local/sbin', '/usr/sbin', '/sbin']) if (!dirs.includes(sbin)) dirs.push(sbin);
+  return dirs.join(path.delimiter);
 }
