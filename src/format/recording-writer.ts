@@ -15,7 +15,7 @@ import type { TreeEntry } from './git';
 import { JournalWriter, readJournal, type JournalContent, type JournalEntry } from './journal';
 import { waitForGc } from './gc-lock';
 import { LFS_ATTRIBUTES } from './lfs-store';
-import { lockPending, lockTag, type TagLock } from './lock';
+import { lockPending, lockTag, type LockHolder, type TagLock } from './lock';
 import { emptyManifest, entryKey, serializeManifest, serializeVolatile } from './manifest';
 import { PACKAGES_LOCK, recordingPackages, serializePackagesLock } from './packages';
 import { REVIEW_ATTRIBUTES } from './review-attributes';
@@ -332,7 +332,11 @@ export async function sealPending(archive: Archive, id: string, opts: { message?
     throw new BtrflyError('NOT_FOUND', `no pending recording "${id}": run "btrfly status" to list them`);
   });
   // The tag's lock, so a live writer of the same recording refuses us (TAG_BUSY).
-  const lock = await lockTag(archive.locksDir, j.begin.tag, `seal-${id}`);
+  const lock = await lockTag(archive.locksDir, j.begin.tag, `seal-${id}`).catch((e: unknown) => {
+    const holder = e instanceof BtrflyError && e.code === 'TAG_BUSY' ? (e.data as { holder?: LockHolder }).holder : undefined;
+    if (holder?.session !== `seal-${id}`) throw e;
+    throw new BtrflyError('TAG_BUSY', `pending recording ${id} is being sealed by another btrfly process (pid ${holder.pid} on ${holder.host}): wait for it to finish, then run "btrfly log ${j.begin.tag}"`, { data: { id, holder } });
+  });
   try {
     // And the journal's own, so a `pending drop` in another process waits its turn.
     const unlockPending = await lockPending(path, id);

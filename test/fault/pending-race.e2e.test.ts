@@ -45,3 +45,17 @@ test('a drop while a seal of the same pending recording runs is refused; the sea
   expect(late.stderr).toBe(`btrfly: no pending recording "${id}": run "btrfly status" to list them\n`);
   expect(late.code).toBe(1);
 });
+
+test('two seals of the same pending recording at once: the second is told it is being sealed', async () => {
+  const { archive, id } = await archiveWithPending();
+  const pause = pausePoints();
+  const seal = spawnCli(['pending', 'seal', id, '--archive', archive], { env: pause.env('seal-ref') });
+  const pid = await pause.reached('seal-ref');
+  const again = await runCli(['pending', 'seal', id, '--archive', archive]);
+  expect(again.stderr).toMatch(new RegExp(`^btrfly: pending recording ${id} is being sealed by another btrfly process \\(pid ${pid} on .+\\): wait for it to finish, then run "btrfly log app"\\n$`));
+  expect(again.code).toBe(1);
+  pause.release('seal-ref');
+  expect((await seal.exited).code).toBe(0);
+  const log = await runCli(['log', 'app', '--archive', archive]);
+  expect(log.stdout.trim().split('\n')).toHaveLength(1);
+});
