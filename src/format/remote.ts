@@ -113,6 +113,15 @@ function pushRejected(remote: string, rejected: Array<{ tag: string; summary: st
     .map((l) => (/^remote:\s*(.*?)\s*$/.exec(l)?.[1] ?? '').replace(/^(fatal|error):\s*/, ''))
     .filter((l) => l && !/^(Counting|Compressing|Writing|Receiving|Resolving|Enumerating|Total|Unpacking|Delta compression)/i.test(l));
   const told = said.length ? `; the remote said: ${said.slice(-3).join(' / ').slice(0, 300)}` : '';
+  // git on the remote holds the branch's lock: another push (a second terminal, a parallel CI job) updates it now.
+  if (said.some((l) => /cannot lock ref|Unable to create '.*\.lock'/.test(l))) {
+    const lockFile = /'([^']+\.lock)'/.exec(said.join(' '))?.[1] ?? 'the ".lock" file of the branch';
+    return new BtrflyError(
+      'TAG_BUSY',
+      `tag "${tag}"${more} is being updated on remote ${remote} by another push right now: the tag here is unchanged; run "btrfly push ${remote} ${names.join(' ')}" again when it is done (if no other push runs, a crashed git left its lock on the remote: remove ${lockFile} there)`,
+      { data: { ...data, reason } },
+    );
+  }
   return new BtrflyError(
     'NETWORK',
     `push of tag "${tag}"${more} to remote ${remote} was refused by the remote: ${reason}${told}: the tag here is unchanged; fix the cause on the remote's side, then push again`,

@@ -1,10 +1,13 @@
 /**
+ * Two pushes or two pulls of one tag at once.
+ *
  * Two `btrfly pull` of the same tag into one archive at once (two terminals, two CI jobs on one
  * host): both bring the same recording; the one that moves the tag second finds it already where
  * it was taking it, and says the tag is up to date, not that it "changed here". Made exact with
  * the test-only pause point `pull-verified` (the new recordings are checked, the tag not moved).
  */
 import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pausePoints, runCli, spawnCli, startOrigin, tmpDir, type Origin } from '../helpers';
 
@@ -37,4 +40,20 @@ test('two pulls of one tag at once: both succeed, the second says up to date', a
   expect(late.stdout + late.stderr).toBe('app: up to date\n');
   expect(late.code).toBe(0);
   expect((await runCli(['verify', '--archive', archive])).code).toBe(0);
+});
+
+test('a push while another push updates the tag on the remote: one line saying so, not git\'s lock error', async () => {
+  const dir = tmpDir();
+  const archive = join(dir, 'archive');
+  const remote = join(dir, 'remote.git');
+  execFileSync('git', ['init', '-q', '--bare', remote]);
+  const url = origin.urlFor('/gen/3000?seed=6', 'origin.test');
+  expect((await runCli(['run', '--record', '--tag=app', '--archive', archive, '--resolve', `origin.test:${origin.host}`, '--', 'curl', '-sf', '-o', '/dev/null', url])).code).toBe(0);
+  expect((await runCli(['remote', 'add', 'origin', remote, '--archive', archive])).code).toBe(0);
+  // What git on the remote holds while another push updates the branch: its lock file.
+  mkdirSync(join(remote, 'refs', 'heads'), { recursive: true });
+  writeFileSync(join(remote, 'refs', 'heads', 'app.lock'), '');
+  const push = await runCli(['push', 'origin', 'app', '--archive', archive]);
+  expect(push.stderr).toMatch(/^btrfly: tag "app" is being updated on remote origin by another push right now: the tag here is unchanged; run "btrfly push origin app" again when it is done \(if no other push runs, a crashed git left its lock on the remote: remove \S+app\.lock there\)\n$/);
+  expect(push.code).toBe(1);
 });
