@@ -21,7 +21,7 @@ const childEnv = (): NodeJS.ProcessEnv => ({ ...process.env, BTRFLY_DIST: DIST, 
 
 async function child(...args: string[]): Promise<{ sha256: string; size: number; seconds: number; rssMiB: number; heldMiB: number[] }> {
   const flags = ['--expose-gc', '--no-concurrent-array-buffer-sweeping']; // for heldMiB (storage-child.js)
-  const r = await run(process.execPath, [...flags, CHILD, ...args], { env: childEnv(), timeoutMs: 110_000 });
+  const r = await run(process.execPath, [...flags, CHILD, ...args], { env: childEnv(), timeoutMs: 300_000 }); // an upper bound: a quiet machine writes 3 GiB in 40-55 s
   if (r.code !== 0) throw new Error(`child ${args[0]} failed (${r.code ?? r.signal}): ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
