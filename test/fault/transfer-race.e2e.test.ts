@@ -16,15 +16,20 @@ beforeAll(async () => {
   origin = await startOrigin();
 });
 
+/** An archive `archive` whose tag "app" is recorded, with an empty bare git remote "origin". */
+async function recordedWithRemote(archive: string, remote: string): Promise<void> {
+  execFileSync('git', ['init', '-q', '--bare', remote]);
+  const url = origin.urlFor('/gen/3000?seed=5', 'origin.test');
+  expect((await runCli(['run', '--record', '--tag=app', '--archive', archive, '--resolve', `origin.test:${origin.host}`, '--', 'curl', '-sf', '-o', '/dev/null', url])).code).toBe(0);
+  expect((await runCli(['remote', 'add', 'origin', remote, '--archive', archive])).code).toBe(0);
+}
+
 test('two pulls of one tag at once: both succeed, the second says up to date', async () => {
   const dir = tmpDir();
   const source = join(dir, 'source');
   const remote = join(dir, 'remote.git');
   const archive = join(dir, 'archive');
-  execFileSync('git', ['init', '-q', '--bare', remote]);
-  const url = origin.urlFor('/gen/3000?seed=5', 'origin.test');
-  expect((await runCli(['run', '--record', '--tag=app', '--archive', source, '--resolve', `origin.test:${origin.host}`, '--', 'curl', '-sf', '-o', '/dev/null', url])).code).toBe(0);
-  expect((await runCli(['remote', 'add', 'origin', remote, '--archive', source])).code).toBe(0);
+  await recordedWithRemote(source, remote);
   expect((await runCli(['push', 'origin', 'app', '--archive', source])).code).toBe(0);
   expect((await runCli(['init', '--archive', archive])).code).toBe(0);
   expect((await runCli(['remote', 'add', 'origin', remote, '--archive', archive])).code).toBe(0);
@@ -46,10 +51,7 @@ test('a push while another push updates the tag on the remote: one line saying s
   const dir = tmpDir();
   const archive = join(dir, 'archive');
   const remote = join(dir, 'remote.git');
-  execFileSync('git', ['init', '-q', '--bare', remote]);
-  const url = origin.urlFor('/gen/3000?seed=6', 'origin.test');
-  expect((await runCli(['run', '--record', '--tag=app', '--archive', archive, '--resolve', `origin.test:${origin.host}`, '--', 'curl', '-sf', '-o', '/dev/null', url])).code).toBe(0);
-  expect((await runCli(['remote', 'add', 'origin', remote, '--archive', archive])).code).toBe(0);
+  await recordedWithRemote(archive, remote);
   // What git on the remote holds while another push updates the branch: its lock file.
   mkdirSync(join(remote, 'refs', 'heads'), { recursive: true });
   writeFileSync(join(remote, 'refs', 'heads', 'app.lock'), '');
