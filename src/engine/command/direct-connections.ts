@@ -14,7 +14,7 @@ import { parseProcNetTcp } from './isolate/proc-net';
  * namespace's TCP tables only when a socket is new; the reads run on libuv's threads, so the
  * proxy's thread sees only their answers.
  */
-export const SCAN_MS = 200;
+export const SCAN_MS = 500;
 
 /** A server the command reached around btrfly. */
 export interface DirectConnection {
