@@ -24,8 +24,13 @@ export interface DirectConnection {
   program: string;
 }
 
-/** TCP states of a connection being made or made: SYN sent, established. */
-const CONNECTING = new Set([1, 2]);
+/**
+ * The kernel's TCP states: SYN sent (placed once it is established, or gone) and listening (no
+ * peer). Every other state has a peer, also once the server closed its side (CLOSE_WAIT): a
+ * client reading a body the kernel already buffered whole is past ESTABLISHED for most of it.
+ */
+const SYN_SENT = 2;
+const LISTEN = 10;
 
 const isLoopback = (address: string): boolean => address.startsWith('127.') || address === '::1';
 
@@ -47,9 +52,9 @@ export function watchDirectConnections(pid: number): { stop(): DirectConnection[
       const header = text.slice(0, text.indexOf('\n') + 1);
       const lines = text.split('\n').slice(1).filter((line) => unplaced.has(Number(line.trim().split(/\s+/)[9])));
       for (const row of parseProcNetTcp(header + lines.join('\n'))) {
-        if (row.state === 2) continue; // SYN sent: placed once it is established (or gone)
+        if (row.state === SYN_SENT) continue;
         placed.add(row.inode);
-        if (!CONNECTING.has(row.state) || isLoopback(row.remote.address)) continue;
+        if (row.state === LISTEN || row.remote.port === 0 || isLoopback(row.remote.address)) continue;
         const key = `${row.remote.address} ${row.remote.port}`;
         if (!seen.has(key)) seen.set(key, { address: row.remote.address, port: row.remote.port, program: owners.get(row.inode)! });
       }
