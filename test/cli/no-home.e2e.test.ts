@@ -9,17 +9,15 @@
  */
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { registerCleanup, runCli, startOrigin, tmpDir } from '../helpers';
+import { NO_PASSWD_UID, registerCleanup, runCli, startOrigin, tmpDir, userDir } from '../helpers';
 
-/** A uid with no passwd entry. */
-const USER = 4242;
+const USER = NO_PASSWD_UID;
 
 describe('btrfly as a uid with no passwd entry and HOME unset', () => {
   it('creates and lists an archive, refuses run in one line without a config directory, and records with BTRFLY_CONFIG_DIR while the command sees no HOME', async () => {
     const origin = await startOrigin();
     registerCleanup(() => origin.close());
-    const dir = tmpDir('btrfly-no-home-');
-    chownSync(dir, USER, USER);
+    const dir = userDir('btrfly-no-home-');
     const archive = join(dir, '.btrfly');
     const bare = { HOME: undefined, SHELL: undefined, XDG_CONFIG_HOME: undefined, XDG_DATA_HOME: undefined, XDG_CACHE_HOME: undefined, BTRFLY_CONFIG_DIR: undefined };
 

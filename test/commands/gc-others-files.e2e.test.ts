@@ -4,19 +4,18 @@
  * "freed 0 B" while the objects took twice their size. Now gc says which files, whose, and the
  * chown that gives them back; after it, gc frees the space. Real git, real curl, real setpriv.
  */
-import { chownSync, readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { registerCleanup, run, runCli, startOrigin, tmpDir } from '../helpers';
+import { NO_PASSWD_UID, registerCleanup, run, runCli, startOrigin, userDir } from '../helpers';
 
-/** A uid with no passwd entry: the archive's owner. */
-const USER = 4242;
+/** The archive's owner. */
+const USER = NO_PASSWD_UID;
 
 describe('btrfly gc in an archive where another user (root, through sudo) recorded', () => {
   it("names the files it may not remove, their owner and the chown, exits 1; after the chown it frees them", async () => {
     const origin = await startOrigin();
     registerCleanup(() => origin.close());
-    const dir = tmpDir('btrfly-gc-others-');
-    chownSync(dir, USER, USER);
+    const dir = userDir('btrfly-gc-others-');
     const archive = join(dir, '.btrfly');
     const env = { HOME: dir, XDG_CONFIG_HOME: undefined, XDG_DATA_HOME: undefined, XDG_CACHE_HOME: undefined, BTRFLY_CONFIG_DIR: join(dir, 'config') };
     expect((await runCli(['init', '--archive', archive], { uid: USER, cwd: dir, env })).code).toBe(0);

@@ -10,11 +10,10 @@
  */
 import { chmodSync, chownSync, copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { WITHOUT_NPM_SETTINGS, npmTool, registerCleanup, runCli, startOrigin, tmpDir } from '../helpers';
+import { NO_PASSWD_UID, WITHOUT_NPM_SETTINGS, npmTool, registerCleanup, runCli, startOrigin, tmpDir, userDir } from '../helpers';
 import { testWhen } from '../helpers/when';
 
-/** A uid with no passwd entry, not 65534: that is the overflow uid an unmapped owner shows as. */
-const USER = 4242;
+const USER = NO_PASSWD_UID;
 
 /**
  * A directory owned by USER, with its HOME and btrfly's config inside. SHELL is unset, as for a
@@ -22,8 +21,7 @@ const USER = 4242;
  * login shell, and btrfly must not let that throw.
  */
 function userHome(): { dir: string; env: NodeJS.ProcessEnv } {
-  const dir = tmpDir('btrfly-isolate-user-');
-  chownSync(dir, USER, USER);
+  const dir = userDir('btrfly-isolate-user-');
   const env = { SHELL: undefined, HOME: dir, XDG_CONFIG_HOME: join(dir, 'config'), XDG_DATA_HOME: join(dir, 'data'), XDG_CACHE_HOME: join(dir, 'cache'), BTRFLY_CONFIG_DIR: join(dir, 'config', 'btrfly') };
   return { dir, env };
 }

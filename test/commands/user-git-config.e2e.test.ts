@@ -11,12 +11,12 @@
  * goes through btrfly (git prefers that setting to the proxy variables).
  */
 
-/** A uid with no passwd entry. */
-const USER = 4242;
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { registerCleanup, runCli, startOrigin, tmpDir } from '../helpers';
+import { NO_PASSWD_UID, registerCleanup, runCli, startOrigin, tmpDir } from '../helpers';
+
+const USER = NO_PASSWD_UID;
 
 describe("a user's git configuration does not reach btrfly's git", () => {
   it('records, plays back, lists, collects, pushes and pulls with failing hooks, UTF-16 logs and signing on, from inside a git hook', async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { registerCleanup } from './cleanup';
@@ -13,5 +13,18 @@ export function tmpDir(prefix = 'btrfly-test-'): string {
   if (!process.env.BTRFLY_KEEP_TMP) {
     registerCleanup(() => rmSync(dir, { recursive: true, force: true }));
   }
+  return dir;
+}
+
+/**
+ * A uid with no passwd entry, as a container started with `--user 4242` runs: not 65534, the
+ * overflow uid an unmapped owner shows as. Tests run btrfly as it with `runCli(..., { uid })`.
+ */
+export const NO_PASSWD_UID = 4242;
+
+/** A fresh temp directory ({@link tmpDir}) owned by {@link NO_PASSWD_UID}. */
+export function userDir(prefix?: string): string {
+  const dir = tmpDir(prefix);
+  chownSync(dir, NO_PASSWD_UID, NO_PASSWD_UID);
   return dir;
 }

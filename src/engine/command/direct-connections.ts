@@ -48,10 +48,7 @@ export function watchDirectConnections(pid: number): { stop(): DirectConnection[
     if (unplaced.size === 0) return;
     for (const table of ['tcp', 'tcp6']) {
       const text = await readFile(`/proc/${pid}/net/${table}`, 'utf8').catch(() => '');
-      // Only the rows of new sockets are parsed: a busy host's table has thousands.
-      const header = text.slice(0, text.indexOf('\n') + 1);
-      const lines = text.split('\n').slice(1).filter((line) => unplaced.has(Number(line.trim().split(/\s+/)[9])));
-      for (const row of parseProcNetTcp(header + lines.join('\n'))) {
+      for (const row of parseProcNetTcp(text, unplaced)) {
         if (row.state === SYN_SENT) continue;
         placed.add(row.inode);
         if (row.state === LISTEN || row.remote.port === 0 || isLoopback(row.remote.address)) continue;

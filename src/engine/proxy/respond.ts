@@ -8,7 +8,7 @@ import rangeParser from 'range-parser';
 import { BtrflyError } from '../../errors';
 import { lendsBuffers } from '../../format/checked-cache-reader';
 import { EMPTY_SHA256, repairAdvice, type BodyLocation, type BodyStore, type ByteRange, type Entry, type Header } from '../../format/types';
-import { flatHeaders, headerPairs, headerValue, withoutHeaders } from './http-util';
+import { flatHeaders, headerValue, withoutHeaders } from './http-util';
 import { noteStreamed } from './memory';
 
 /** What serving a recorded response needs besides the store: its entry, its full header list, and where its body is. */
@@ -132,7 +132,8 @@ function isFresh(req: IncomingMessage, headers: Header[]): boolean {
  * origin that negotiated sends it none, so it gets the coding only if record's client sent none either.
  */
 function sendsCoded(req: IncomingMessage, entry: Entry, encoding: string): boolean {
-  const asked = allValues(headerPairs(req.rawHeaders), 'accept-encoding');
+  // Node joins repeated Accept-Encoding lines with ", ", as allValues does the recorded ones.
+  const asked = req.headers['accept-encoding'];
   const recorded = allValues(entry.request.headers, 'accept-encoding');
   if (asked === recorded) return true;
   if (asked === undefined) return false;

@@ -16,12 +16,15 @@ export interface TcpRow {
   inode: number;
 }
 
-/** Parses the text of /proc/net/tcp or /proc/net/tcp6 (addresses in the kernel's hex, host byte order per 32-bit word). */
-export function parseProcNetTcp(text: string): TcpRow[] {
+/**
+ * Parses the text of /proc/net/tcp or /proc/net/tcp6 (addresses in the kernel's hex, host byte order per 32-bit word).
+ * @param inodes only the rows of these sockets (a busy host's table has thousands)
+ */
+export function parseProcNetTcp(text: string, inodes?: ReadonlySet<number>): TcpRow[] {
   const rows: TcpRow[] = [];
   for (const line of text.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
-    if (f.length < 3) continue;
+    if (f.length < 3 || (inodes && !inodes.has(Number(f[9])))) continue;
     const local = endpoint(f[1]);
     const remote = endpoint(f[2]);
     if (local && remote) rows.push({ local, remote, state: parseInt(f[3], 16), inode: Number(f[9]) });
@@ -64,5 +67,5 @@ export function originalDestination(rows: TcpRow[], source: { address: string; p
 /** Reads the TCP tables of the namespace process `pid` holds. */
 export async function readTcpRows(pid: number): Promise<TcpRow[]> {
   const texts = await Promise.all(['tcp', 'tcp6'].map((t) => readFile(`/proc/${pid}/net/${t}`, 'utf8').catch(() => '')));
-  return texts.flatMap(parseProcNetTcp);
+  return texts.flatMap((t) => parseProcNetTcp(t));
 }
